@@ -1,0 +1,628 @@
+"""
+PostgreSQL hook that streams Arrow record batches in and out with COPY (psycopg 3).
+
+Reads run ``COPY (query) TO STDOUT (FORMAT csv)`` and parse the stream with Arrow's multi-threaded
+CSV reader, typed from the query's result description, so memory stays flat whatever the table
+size. Writes serialize each batch to CSV with Arrow and send it with ``COPY ... FROM STDIN``,
+either straight into the target or into a temporary staging table, and then apply the write mode
+(append, replace, replace a partition, upsert) in one transaction. Identifiers are composed with
+``psycopg.sql.Identifier``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Literal
+
+from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+from airflow_provider_mlops.utils.connection import as_int, redact
+
+if TYPE_CHECKING:
+    import psycopg
+    import pyarrow as pa
+    from airflow.sdk import Connection
+
+WriteMode = Literal["append", "replace", "replace_partition", "upsert"]
+WRITE_MODES: tuple[str, ...] = ("append", "replace", "replace_partition", "upsert")
+
+# libpq parameters that may be given as connection extras.
+_LIBPQ_EXTRAS = (
+    "sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword", "sslcrl", "application_name",
+    "options", "target_session_attrs", "keepalives", "keepalives_idle", "keepalives_interval",
+    "keepalives_count", "client_encoding", "gssencmode", "channel_binding",
+)
+_SEQ_COLUMN = "__mlops_seq"
+_COPY_CHUNK = 1 << 20
+
+
+class PostgresWriteError(RuntimeError):
+    """A batch could not be written; the target table is left as it was."""
+
+
+def _pg_type_to_arrow(type_name: str, precision: int | None, scale: int | None) -> pa.DataType:
+    import pyarrow as pa
+
+    mapping = {
+        "bool": pa.bool_(), "int2": pa.int16(), "int4": pa.int32(), "int8": pa.int64(),
+        "oid": pa.int64(), "float4": pa.float32(), "float8": pa.float64(), "date": pa.date32(),
+        "timestamp": pa.timestamp("us"), "timestamptz": pa.timestamp("us", tz="UTC"),
+        "time": pa.time64("us"), "bytea": pa.binary(),
+    }
+    if type_name in mapping:
+        return mapping[type_name]
+    if type_name == "numeric" and precision and precision <= 38:
+        return pa.decimal128(precision, scale or 0)
+    # text, varchar, uuid, json(b), interval, arrays, unconstrained numeric...: exact as text.
+    return pa.string()
+
+
+def arrow_type_to_pg(data_type: pa.DataType) -> str:
+    """The PostgreSQL column type used when a table is created from an Arrow schema."""
+    import pyarrow.types as t
+
+    if t.is_dictionary(data_type):
+        return arrow_type_to_pg(data_type.value_type)
+    if t.is_boolean(data_type):
+        return "boolean"
+    if t.is_int8(data_type) or t.is_int16(data_type) or t.is_uint8(data_type):
+        return "smallint"
+    if t.is_int32(data_type) or t.is_uint16(data_type):
+        return "integer"
+    if t.is_int64(data_type) or t.is_uint32(data_type):
+        return "bigint"
+    if t.is_uint64(data_type):
+        return "numeric(20,0)"
+    if t.is_float16(data_type) or t.is_float32(data_type):
+        return "real"
+    if t.is_float64(data_type):
+        return "double precision"
+    if t.is_decimal(data_type):
+        return f"numeric({data_type.precision},{data_type.scale})"
+    if t.is_string(data_type) or t.is_large_string(data_type) or t.is_null(data_type):
+        return "text"
+    if t.is_binary(data_type) or t.is_large_binary(data_type) or t.is_fixed_size_binary(data_type):
+        return "bytea"
+    if t.is_date(data_type):
+        return "date"
+    if t.is_timestamp(data_type):
+        return "timestamptz" if data_type.tz else "timestamp"
+    if t.is_time(data_type):
+        return "time"
+    if t.is_duration(data_type):
+        return "interval"
+    if t.is_struct(data_type) or t.is_list(data_type) or t.is_large_list(data_type) or t.is_map(data_type):
+        return "jsonb"
+    raise TypeError(f"No PostgreSQL type for Arrow type {data_type}")
+
+
+def batch_to_copy_csv(batch: pa.RecordBatch) -> bytes:
+    """
+    Serialize a batch as CSV that ``COPY ... (FORMAT csv)`` reads back exactly.
+
+    NULL is an unquoted empty field and an empty string a quoted one; binary becomes bytea hex;
+    nested values become JSON text; timestamps are written with microseconds (PostgreSQL's precision).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+    import pyarrow.types as t
+
+    from airflow_provider_mlops.utils.arrow import dumps_json
+
+    arrays: list[pa.Array] = []
+    fields: list[pa.Field] = []
+    for field, column in zip(batch.schema, batch.columns, strict=True):
+        data_type = field.type
+        if t.is_dictionary(data_type):
+            column = column.cast(data_type.value_type)
+            data_type = data_type.value_type
+        if t.is_timestamp(data_type) and data_type.unit == "ns":
+            column = column.cast(pa.timestamp("us", tz=data_type.tz), safe=False)
+        elif t.is_binary(data_type) or t.is_large_binary(data_type) or t.is_fixed_size_binary(data_type):
+            column = pa.array(
+                [None if v is None else "\\x" + v.hex() for v in column.to_pylist()], pa.string()
+            )
+        elif t.is_struct(data_type) or t.is_list(data_type) or t.is_large_list(data_type) or t.is_map(
+            data_type
+        ):
+            column = pa.array(
+                [None if v is None else dumps_json(v) for v in column.to_pylist()], pa.string()
+            )
+        elif t.is_duration(data_type):
+            column = pc.cast(column, pa.int64())
+            column = pa.array(
+                [None if v is None else f"{v} {_DURATION_UNITS[data_type.unit]}" for v in column.to_pylist()],
+                pa.string(),
+            )
+        arrays.append(column)
+        fields.append(pa.field(field.name, column.type))
+    table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+    sink = io.BytesIO()
+    pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+    return sink.getvalue()
+
+
+_DURATION_UNITS = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "microseconds"}
+
+
+class _CopyReader(io.RawIOBase):
+    """A read-only file over the chunks of a ``COPY ... TO STDOUT`` stream."""
+
+    def __init__(self, chunks: Iterator[Any]) -> None:
+        self._chunks = chunks
+        self._buffer = b""
+        self.bytes_read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        while not self._buffer:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._buffer = bytes(chunk)
+        size = min(len(target), len(self._buffer))
+        target[:size] = self._buffer[:size]
+        self._buffer = self._buffer[size:]
+        self.bytes_read += size
+        return size
+
+
+class PostgresHook(DbApiHook):
+    """
+    Interact with PostgreSQL through psycopg 3, streaming Arrow record batches in and out.
+
+    Works with connections of this provider's ``mlops_postgres`` type and with the official
+    provider's ``postgres`` connections alike. Extras: any libpq parameter (``sslmode``,
+    ``sslrootcert``, ``application_name``, ``options``...), ``connect_timeout``.
+
+    :param postgres_conn_id: the Airflow connection id.
+    """
+
+    conn_name_attr = "postgres_conn_id"
+    default_conn_name = "postgres_default"
+    conn_type = "mlops_postgres"
+    hook_name = "PostgreSQL (MLOps)"
+    supports_autocommit = True
+    supports_executemany = True
+    _test_connection_sql = "SELECT 1"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.database: str | None = kwargs.get("database")
+
+    @property
+    def dialect_name(self) -> str:
+        return "postgresql"
+
+    # ----------------------------------------------------------------------------------------------
+    # connection
+    # ----------------------------------------------------------------------------------------------
+    def _connect_kwargs(self, conn: Connection) -> dict[str, Any]:
+        extra = conn.extra_dejson
+        kwargs: dict[str, Any] = {
+            "host": conn.host or "localhost",
+            "port": conn.port or 5432,
+            "user": conn.login,
+            "password": conn.password,
+            "dbname": self.database or conn.schema or extra.get("dbname") or "postgres",
+            "connect_timeout": as_int(extra.get("connect_timeout"), name="connect_timeout", default=10),
+        }
+        kwargs.update({k: extra[k] for k in _LIBPQ_EXTRAS if extra.get(k) not in (None, "")})
+        return {k: v for k, v in kwargs.items() if v is not None}
+
+    def get_conn(self) -> psycopg.Connection:
+        """A new psycopg 3 connection (not in autocommit mode) with the session in UTC and ISO dates."""
+        import psycopg
+
+        conn = self.get_connection(self.get_conn_id())
+        kwargs = self._connect_kwargs(conn)
+        try:
+            connection = psycopg.connect(**kwargs)
+        except psycopg.Error as err:
+            raise ConnectionError(
+                f"Cannot connect to PostgreSQL at {kwargs['host']}:{kwargs['port']} "
+                f"as {kwargs.get('user')!r} (connection {self.get_conn_id()!r}): "
+                + redact(str(err).strip(), [conn.password])
+            ) from None
+        with connection.cursor() as cur:
+            cur.execute("SET TIME ZONE 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'iso_8601'")
+        connection.commit()
+        return connection
+
+    def get_uri(self) -> str:
+        from urllib.parse import quote
+
+        conn = self.get_connection(self.get_conn_id())
+        auth = ""
+        if conn.login:
+            auth = quote(conn.login, safe="")
+            if conn.password:
+                auth += ":" + quote(conn.password, safe="")
+            auth += "@"
+        dbname = self.database or conn.schema or "postgres"
+        return f"postgresql+psycopg://{auth}{conn.host or 'localhost'}:{conn.port or 5432}/{dbname}"
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Connect and run ``SELECT 1``; the message is free of secrets."""
+        try:
+            with contextlib.closing(self.get_conn()) as connection:
+                version = connection.execute("SHOW server_version").fetchone()
+        except Exception as err:
+            conn = self.get_connection(self.get_conn_id())
+            return False, redact(str(err), [conn.password])
+        return True, f"Connection successfully tested (PostgreSQL {version[0] if version else '?'})"
+
+    # ----------------------------------------------------------------------------------------------
+    # reading
+    # ----------------------------------------------------------------------------------------------
+    def query_schema(self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None) -> pa.Schema:
+        """The Arrow schema of a query's result, from its description (the query returns no rows)."""
+        from psycopg import sql as pgsql
+
+        with contextlib.closing(self.get_conn()) as connection, connection.cursor() as cur:
+            cur.execute(
+                pgsql.SQL("SELECT * FROM ({}) AS q LIMIT 0").format(pgsql.SQL(sql)), parameters
+            )
+            return self._schema_from_description(connection, cur.description or [])
+
+    @staticmethod
+    def _schema_from_description(connection: psycopg.Connection, description: Sequence[Any]) -> pa.Schema:
+        import pyarrow as pa
+        from psycopg.types import TypeInfo
+
+        fields = []
+        for column in description:
+            info = connection.adapters.types.get(column.type_code)
+            if info is None:
+                info = TypeInfo.fetch(connection, column.type_code)
+            type_name = info.name if info is not None else "text"
+            fields.append(pa.field(column.name, _pg_type_to_arrow(type_name, column.precision, column.scale)))
+        return pa.schema(fields)
+
+    def iter_batches(
+        self,
+        sql: str,
+        parameters: Sequence[Any] | Mapping[str, Any] | None = None,
+        *,
+        batch_size: int = 50_000,
+        schema: pa.Schema | None = None,
+    ) -> Iterator[pa.RecordBatch]:
+        """
+        Stream the result of ``sql`` as record batches of at most ``batch_size`` rows.
+
+        Uses ``COPY (sql) TO STDOUT``: the server streams rows as CSV and Arrow parses them in blocks,
+        so memory stays flat whatever the result size. Bind parameters are applied client-side
+        with proper quoting (COPY takes no server-side parameters).
+
+        :param sql: a SELECT (or any statement COPY accepts as a query).
+        :param parameters: bind parameters for ``sql`` (psycopg style, ``%s`` or ``%(name)s``).
+        :param batch_size: the largest number of rows a batch holds.
+        :param schema: override the Arrow schema derived from the result description.
+        """
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+        from psycopg import ClientCursor
+        from psycopg import sql as pgsql
+
+        from airflow_provider_mlops.utils.arrow import rebatch
+
+        connection = self.get_conn()
+        try:
+            query = sql.strip().rstrip(";")
+            with ClientCursor(connection) as client:
+                # COPY cannot take server-side parameters: bind them client-side, quoted by psycopg.
+                query = client.mogrify(query, parameters) if parameters else query
+            if schema is None:
+                with connection.cursor() as cur:
+                    cur.execute(pgsql.SQL("SELECT * FROM ({}) AS q LIMIT 0").format(pgsql.SQL(query)))
+                    schema = self._schema_from_description(connection, cur.description or [])
+            binary = [f.name for f in schema if pa.types.is_binary(f.type)]
+            read_schema = pa.schema(
+                [f.with_type(pa.string()) if f.name in binary else f for f in schema]
+            )
+            convert = pacsv.ConvertOptions(
+                column_types=read_schema,
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+                null_values=[""],
+                true_values=["t"],
+                false_values=["f"],
+            )
+            read_opts = pacsv.ReadOptions(
+                column_names=read_schema.names, block_size=8 << 20, use_threads=True
+            )
+            copy_sql = pgsql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(pgsql.SQL(query))
+            with connection.cursor() as cur, cur.copy(copy_sql) as copy:
+                reader = _CopyReader(iter(copy))
+                if not schema.names:
+                    return
+                try:
+                    stream = pacsv.open_csv(
+                        io.BufferedReader(reader, _COPY_CHUNK), read_options=read_opts,
+                        convert_options=convert,
+                    )
+                except pa.ArrowInvalid as err:
+                    if "Empty CSV file" in str(err):
+                        return
+                    raise
+                for batch in rebatch(stream, batch_size):
+                    if binary:
+                        batch = _decode_bytea(batch, binary, schema)
+                    yield batch
+        finally:
+            connection.close()
+
+    # ----------------------------------------------------------------------------------------------
+    # writing
+    # ----------------------------------------------------------------------------------------------
+    @staticmethod
+    def _table_ident(table: str) -> Any:
+        from psycopg import sql as pgsql
+
+        parts = table.split(".")
+        if len(parts) > 2:
+            raise ValueError(f"Table name {table!r} has more than schema.table parts")
+        return pgsql.Identifier(*parts)
+
+    def table_columns(self, connection: psycopg.Connection, table: str) -> dict[str, str] | None:
+        """Column name -> type of an existing table, or None when it does not exist."""
+        row = connection.execute(
+            "SELECT to_regclass(%s)::oid", [str(self._table_ident(table).as_string(connection))]
+        ).fetchone()
+        if not row or row[0] is None:
+            return None
+        rows = connection.execute(
+            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            [row[0]],
+        ).fetchall()
+        return {name: type_ for name, type_ in rows}
+
+    def create_table_sql(
+        self, table: str, schema: pa.Schema, *, primary_key: Sequence[str] | None = None
+    ) -> Any:
+        """``CREATE TABLE IF NOT EXISTS`` for an Arrow schema, identifiers quoted."""
+        from psycopg import sql as pgsql
+
+        columns = [
+            pgsql.SQL("{} {}{}").format(
+                pgsql.Identifier(f.name),
+                pgsql.SQL(arrow_type_to_pg(f.type)),
+                pgsql.SQL("" if f.nullable else " NOT NULL"),
+            )
+            for f in schema
+        ]
+        if primary_key:
+            columns.append(
+                pgsql.SQL("PRIMARY KEY ({})").format(pgsql.SQL(", ").join(map(pgsql.Identifier, primary_key)))
+            )
+        return pgsql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(
+            self._table_ident(table), pgsql.SQL(", ").join(columns)
+        )
+
+    def write_batches(
+        self,
+        table: str,
+        batches: Iterable[pa.RecordBatch],
+        *,
+        mode: WriteMode = "append",
+        keys: Sequence[str] | None = None,
+        partition: Mapping[str, Any] | None = None,
+        create_table: bool = True,
+        staging: bool | None = None,
+        schema: pa.Schema | None = None,
+    ) -> dict[str, int]:
+        """
+        Write record batches into ``table`` in one transaction.
+
+        Either everything is written or, on any error, nothing: the target stays as it was.
+
+        :param table: target table, ``name`` or ``schema.name`` (quoted as identifiers).
+        :param batches: the record batches; they all must have the same columns.
+        :param mode: ``append``; ``replace`` (all rows replaced); ``replace_partition`` (rows matching
+            ``partition`` replaced; every written row must match it); ``upsert`` (insert or update
+            by ``keys``; within the written rows the last one of a key wins).
+        :param keys: key columns for ``upsert`` (the target needs a unique index on them; a table
+            created here gets them as primary key).
+        :param partition: column -> value identifying the partition for ``replace_partition``.
+        :param create_table: create the target from the Arrow schema when it does not exist.
+        :param staging: COPY into a temporary staging table first and merge at the end (short lock
+            window on the target). Default: on for ``replace`` and ``upsert``, off otherwise.
+        :param schema: the batches' schema, when ``batches`` may be empty.
+        :return: counts: ``rows`` written, ``inserted``, ``updated``, ``deleted``.
+        """
+        from psycopg import sql as pgsql
+
+        from airflow_provider_mlops.utils.arrow import peek_schema
+
+        if mode not in WRITE_MODES:
+            raise ValueError(f"mode must be one of {WRITE_MODES}, got {mode!r}")
+        if mode == "upsert" and not keys:
+            raise ValueError("mode='upsert' needs keys=[...]")
+        if mode == "replace_partition" and not partition:
+            raise ValueError("mode='replace_partition' needs partition={column: value}")
+        use_staging = staging if staging is not None else mode in ("replace", "upsert")
+        if mode == "upsert":
+            use_staging = True
+
+        schema, stream = peek_schema(batches, schema)
+        if schema is None:
+            self.log.info("No batches and no schema: nothing to write to %s", table)
+            return {"rows": 0, "inserted": 0, "updated": 0, "deleted": 0}
+        names = list(schema.names)
+        missing_keys = [k for k in (keys or []) + list(partition or {}) if k not in names]
+        if missing_keys:
+            raise ValueError(f"Column(s) {missing_keys} are not in the data (columns: {names})")
+
+        target = self._table_ident(table)
+        cols = pgsql.SQL(", ").join(map(pgsql.Identifier, names))
+        counts = {"rows": 0, "inserted": 0, "updated": 0, "deleted": 0}
+        connection = self.get_conn()
+        try:
+            with connection.transaction():
+                existing = self.table_columns(connection, table)
+                if existing is None:
+                    if not create_table:
+                        raise PostgresWriteError(f"Table {table!r} does not exist and create_table=False")
+                    connection.execute(
+                        self.create_table_sql(table, schema, primary_key=keys if mode == "upsert" else None)
+                    )
+                else:
+                    unknown = [n for n in names if n not in existing]
+                    if unknown:
+                        raise PostgresWriteError(
+                            f"Column(s) {unknown} do not exist in table {table!r} "
+                            f"(its columns: {list(existing)})"
+                        )
+                if use_staging:
+                    # Temporary tables are private to the session and dropped at commit.
+                    stage = pgsql.Identifier("_mlops_stage")
+                    connection.execute(
+                        pgsql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
+                            stage, cols, target
+                        )
+                    )
+                    connection.execute(
+                        pgsql.SQL("ALTER TABLE {} ADD COLUMN {} bigint GENERATED ALWAYS AS IDENTITY").format(
+                            stage, pgsql.Identifier(_SEQ_COLUMN)
+                        )
+                    )
+                    counts["rows"] = self._copy_in(connection, stage, cols, stream, schema)
+                    self._merge(connection, mode, target, stage, names, keys, partition, counts)
+                else:
+                    if mode == "replace":
+                        connection.execute(pgsql.SQL("TRUNCATE {}").format(target))
+                    elif mode == "replace_partition":
+                        counts["deleted"] = self._delete_partition(connection, target, partition or {})
+                    counts["rows"] = self._copy_in(connection, target, cols, stream, schema)
+                    counts["inserted"] = counts["rows"]
+                    if mode == "replace_partition":
+                        self._check_partition(connection, target, partition or {}, counts["rows"])
+        except PostgresWriteError:
+            raise
+        except Exception as err:
+            conn = self.get_connection(self.get_conn_id())
+            raise PostgresWriteError(
+                f"Writing to {table!r} (mode={mode}) failed; the table is unchanged: "
+                + redact(str(err), [conn.password])
+            ) from err
+        finally:
+            connection.close()
+        self.log.info("Wrote %s rows to %s (mode=%s): %s", counts["rows"], table, mode, counts)
+        return counts
+
+    def _copy_in(
+        self,
+        connection: psycopg.Connection,
+        target: Any,
+        cols: Any,
+        batches: Iterable[pa.RecordBatch],
+        schema: pa.Schema,
+    ) -> int:
+        from psycopg import sql as pgsql
+
+        from airflow_provider_mlops.utils.arrow import conform
+
+        rows = 0
+        copy_sql = pgsql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(target, cols)
+        with connection.cursor() as cur, cur.copy(copy_sql) as copy:
+            for batch in conform(batches, schema):
+                if batch.num_rows:
+                    copy.write(batch_to_copy_csv(batch))
+                    rows += batch.num_rows
+        return rows
+
+    @staticmethod
+    def _delete_partition(connection: psycopg.Connection, target: Any, partition: Mapping[str, Any]) -> int:
+        from psycopg import sql as pgsql
+
+        where = pgsql.SQL(" AND ").join(
+            pgsql.SQL("{} IS NOT DISTINCT FROM %s").format(pgsql.Identifier(c)) for c in partition
+        )
+        cur = connection.execute(pgsql.SQL("DELETE FROM {} WHERE {}").format(target, where), list(partition.values()))
+        return cur.rowcount
+
+    @staticmethod
+    def _check_partition(
+        connection: psycopg.Connection, target: Any, partition: Mapping[str, Any], expected: int
+    ) -> None:
+        from psycopg import sql as pgsql
+
+        where = pgsql.SQL(" AND ").join(
+            pgsql.SQL("{} IS NOT DISTINCT FROM %s").format(pgsql.Identifier(c)) for c in partition
+        )
+        row = connection.execute(
+            pgsql.SQL("SELECT count(*) FROM {} WHERE {}").format(target, where), list(partition.values())
+        ).fetchone()
+        if row is None or row[0] != expected:
+            raise PostgresWriteError(
+                f"replace_partition: {expected} rows were written but {row[0] if row else 0} rows in the "
+                f"target match partition {dict(partition)}: every written row must belong to the partition"
+            )
+
+    def _merge(
+        self,
+        connection: psycopg.Connection,
+        mode: str,
+        target: Any,
+        stage: Any,
+        names: list[str],
+        keys: Sequence[str] | None,
+        partition: Mapping[str, Any] | None,
+        counts: dict[str, int],
+    ) -> None:
+        """Move the staged rows into the target (inside the caller's transaction)."""
+        from psycopg import sql as pgsql
+
+        cols = pgsql.SQL(", ").join(map(pgsql.Identifier, names))
+        if mode == "replace":
+            connection.execute(pgsql.SQL("TRUNCATE {}").format(target))
+        elif mode == "replace_partition":
+            counts["deleted"] = self._delete_partition(connection, target, partition or {})
+        if mode != "upsert":
+            cur = connection.execute(pgsql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(target, cols, cols, stage))
+            counts["inserted"] = cur.rowcount
+            if mode == "replace_partition":
+                self._check_partition(connection, target, partition or {}, counts["rows"])
+            return
+        key_cols = pgsql.SQL(", ").join(map(pgsql.Identifier, keys or []))
+        others = [n for n in names if n not in (keys or [])]
+        if others:
+            action = pgsql.SQL("DO UPDATE SET {}").format(
+                pgsql.SQL(", ").join(
+                    pgsql.SQL("{} = EXCLUDED.{}").format(pgsql.Identifier(n), pgsql.Identifier(n)) for n in others
+                )
+            )
+        else:
+            action = pgsql.SQL("DO NOTHING")
+        statement = pgsql.SQL(
+            "WITH up AS (INSERT INTO {target} ({cols}) "
+            "SELECT DISTINCT ON ({keys}) {cols} FROM {stage} ORDER BY {keys}, {seq} DESC "
+            "ON CONFLICT ({keys}) {action} RETURNING (xmax = 0) AS inserted) "
+            "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up"
+        ).format(
+            target=target, cols=cols, keys=key_cols, stage=stage, seq=pgsql.Identifier(_SEQ_COLUMN),
+            action=action,
+        )
+        row = connection.execute(statement).fetchone()
+        counts["inserted"], counts["updated"] = (int(row[0]), int(row[1])) if row else (0, 0)
+
+
+def _decode_bytea(batch: pa.RecordBatch, columns: list[str], schema: pa.Schema) -> pa.RecordBatch:
+    import pyarrow as pa
+
+    arrays = []
+    for field in schema:
+        column = batch.column(field.name)
+        if field.name in columns:
+            column = pa.array(
+                [None if v is None else bytes.fromhex(v[2:]) for v in column.to_pylist()], pa.binary()
+            )
+        arrays.append(column)
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)

@@ -1,0 +1,233 @@
+"""
+Arrow batch helpers shared by every source and sink hook.
+
+Sources yield :class:`pyarrow.RecordBatch` objects of at most ``batch_size`` rows; sinks consume any
+iterable of them. Nothing here holds more than one batch (plus one partially filled buffer of
+Python records) in memory.
+
+This module imports pyarrow at the top: it is only imported from inside ``execute`` / hook methods,
+never from a DAG file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import hashlib
+import json
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+import pyarrow as pa
+
+DEFAULT_BATCH_SIZE = 50_000
+
+
+class SchemaMismatchError(ValueError):
+    """A batch does not fit the schema fixed by the first batch (or given by the user)."""
+
+
+def json_default(value: Any) -> Any:
+    """``json.dumps`` fallback for the values that sources produce (datetimes, decimals, bytes...)."""
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    return str(value)
+
+
+def dumps_json(value: Any) -> str:
+    """Serialize nested values as compact JSON text, NaN/inf kept as JSON5-style literals."""
+    return json.dumps(value, default=json_default, separators=(",", ":"), ensure_ascii=False)
+
+
+def _jsonify_nested(record: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(record)
+    for key, value in record.items():
+        if isinstance(value, dict | list):
+            out[key] = dumps_json(value)
+    return out
+
+
+def _sanitize_inferred(schema: pa.Schema) -> pa.Schema:
+    """Give all-null columns a concrete type (string) so later batches have something to cast to."""
+    fields = []
+    for field in schema:
+        if pa.types.is_null(field.type):
+            field = field.with_type(pa.string())
+        fields.append(field)
+    return pa.schema(fields, metadata=schema.metadata)
+
+
+class RecordBatcher:
+    """
+    Turn a stream of Python records (dicts) into record batches with one stable schema.
+
+    The schema is either given or inferred from the first batch. Later batches are made to fit it:
+    values are cast where Arrow can cast them losslessly-enough (e.g. an int into a float column);
+    a field that the schema does not know, or a value that cannot be cast, raises
+    :class:`SchemaMismatchError` naming the field, rather than being dropped silently.
+
+    :param batch_size: rows per emitted batch.
+    :param schema: the schema to produce; inferred from the first batch when None.
+    :param nested: ``"json"`` stores dicts and lists as JSON text, ``"struct"`` keeps them as Arrow
+        struct / list columns.
+    :param convert: optional per-record converter applied before Arrow conversion.
+    """
+
+    def __init__(
+        self,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        schema: pa.Schema | None = None,
+        nested: str = "json",
+        convert: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
+    ) -> None:
+        if batch_size <= 0:
+            raise ValueError("batch_size must be positive")
+        if nested not in ("json", "struct"):
+            raise ValueError("nested must be 'json' or 'struct'")
+        self.batch_size = batch_size
+        self.schema = schema
+        self.nested = nested
+        self.convert = convert
+        self.rows = 0
+
+    def _to_batch(self, records: list[Mapping[str, Any]]) -> pa.RecordBatch:
+        if self.convert is not None:
+            records = [self.convert(r) for r in records]
+        if self.nested == "json":
+            records = [_jsonify_nested(r) for r in records]
+        if self.schema is None:
+            batch = pa.RecordBatch.from_pylist(records)
+            self.schema = _sanitize_inferred(batch.schema)
+            return batch.cast(self.schema) if batch.schema != self.schema else batch
+        known = set(self.schema.names)
+        for record in records:
+            unknown = [k for k in record if k not in known]
+            if unknown:
+                raise SchemaMismatchError(
+                    f"Field(s) {unknown} appear after the schema was fixed by the first batch "
+                    f"(known: {sorted(known)}). Pass an explicit schema that includes them."
+                )
+        try:
+            return pa.RecordBatch.from_pylist(records, schema=self.schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+            pass
+        # The slow path: infer this batch on its own, then cast column by column to find the culprit.
+        loose = pa.RecordBatch.from_pylist(records)
+        arrays = []
+        for field in self.schema:
+            if field.name not in loose.schema.names:
+                arrays.append(pa.nulls(loose.num_rows, field.type))
+                continue
+            column = loose.column(field.name)
+            try:
+                arrays.append(column.cast(field.type))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as err:
+                raise SchemaMismatchError(
+                    f"Field {field.name!r}: values of type {column.type} do not fit the schema type "
+                    f"{field.type} fixed by the first batch ({err}). Pass an explicit schema."
+                ) from None
+        return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+
+    def batches(self, records: Iterable[Mapping[str, Any]]) -> Iterator[pa.RecordBatch]:
+        """Consume ``records`` lazily and yield batches of at most ``batch_size`` rows."""
+        buffer: list[Mapping[str, Any]] = []
+        for record in records:
+            buffer.append(record)
+            if len(buffer) >= self.batch_size:
+                batch = self._to_batch(buffer)
+                self.rows += batch.num_rows
+                yield batch
+                buffer = []
+        if buffer:
+            batch = self._to_batch(buffer)
+            self.rows += batch.num_rows
+            yield batch
+
+
+def rebatch(batches: Iterable[pa.RecordBatch], batch_size: int) -> Iterator[pa.RecordBatch]:
+    """Slice batches larger than ``batch_size``; smaller ones pass through unchanged."""
+    for batch in batches:
+        if batch.num_rows <= batch_size:
+            yield batch
+            continue
+        for offset in range(0, batch.num_rows, batch_size):
+            yield batch.slice(offset, batch_size)
+
+
+def peek_schema(
+    batches: Iterable[pa.RecordBatch], schema: pa.Schema | None = None
+) -> tuple[pa.Schema | None, Iterator[pa.RecordBatch]]:
+    """
+    Return the schema of a batch stream and an iterator over the same stream.
+
+    When the stream is empty and no schema was given the schema is None.
+    """
+    iterator = iter(batches)
+    if schema is not None:
+        return schema, iterator
+    first = next(iterator, None)
+    if first is None:
+        return None, iter(())
+
+    def chained() -> Iterator[pa.RecordBatch]:
+        yield first
+        yield from iterator
+
+    return first.schema, chained()
+
+
+def conform(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """Cast every batch to ``schema`` (same column order), naming the column that does not fit."""
+    for batch in batches:
+        if batch.schema.equals(schema, check_metadata=False):
+            yield batch
+            continue
+        missing = [name for name in schema.names if name not in batch.schema.names]
+        if missing:
+            raise SchemaMismatchError(f"Batch is missing column(s) {missing}")
+        arrays = []
+        for field in schema:
+            column = batch.column(field.name)
+            try:
+                arrays.append(column if column.type == field.type else column.cast(field.type))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+                raise SchemaMismatchError(
+                    f"Column {field.name!r} of type {column.type} cannot be cast to {field.type}: {err}"
+                ) from None
+        yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def schema_fingerprint(schema: pa.Schema) -> str:
+    """A short, stable hash of column names, types and nullability (metadata ignored)."""
+    text = "|".join(f"{f.name}:{f.type}:{int(f.nullable)}" for f in schema)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def schema_to_json(schema: pa.Schema) -> list[dict[str, Any]]:
+    """A small JSON description of a schema, fit for XCom and lineage facets."""
+    return [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema]
+
+
+def batch_to_records(
+    batch: pa.RecordBatch, *, json_columns: Iterable[str] = ()
+) -> list[dict[str, Any]]:
+    """Convert a batch to Python dicts, parsing the given JSON-text columns back into objects."""
+    records = batch.to_pylist()
+    parse = [c for c in json_columns if c in batch.schema.names]
+    if parse:
+        for record in records:
+            for column in parse:
+                value = record[column]
+                if isinstance(value, str):
+                    record[column] = json.loads(value)
+    return records
+
+
+def is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)

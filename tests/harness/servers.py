@@ -1,0 +1,273 @@
+"""
+Real servers on 127.0.0.1 for the test-suite and the benchmarks: PostgreSQL, S3 (moto), MongoDB
+(secantusdb wire-protocol server), MLflow (sqlite backend).
+
+Each ``start_*`` function is a context manager that starts the server on a free port, waits until
+it answers, yields a small description (URI, credentials) and stops it afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+PG_USER = "mlops"
+PG_PASSWORD = "pg-s3cret-pw"  # noqa: S105 - throwaway test cluster
+PG_DB = "mlops"
+MONGO_USER = "mlops"
+MONGO_PASSWORD = "mongo-s3cret-pw"  # noqa: S105
+S3_KEY = "testing-key-id"
+S3_SECRET = "testing-secret-key"  # noqa: S105
+S3_BUCKET = "mlops-test"
+
+
+class ServerUnavailable(RuntimeError):
+    """The server's binary is not installed on this machine."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server process exited early with code {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def _stop(proc: subprocess.Popen, grace: float = 15.0) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+# --------------------------------------------------------------------------------------------------
+# PostgreSQL
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PostgresServer:
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+
+    @property
+    def dsn(self) -> str:
+        return (
+            f"host={self.host} port={self.port} user={self.user} "
+            f"password={self.password} dbname={self.database}"
+        )
+
+    @property
+    def uri(self) -> str:
+        return f"postgresql://{self.user}:{self.password}@{self.host}:{self.port}/{self.database}"
+
+
+def postgres_bindir() -> str:
+    """The PostgreSQL server binaries: $PG_BINDIR, pg_config --bindir, or Debian's layout."""
+    if env := os.environ.get("PG_BINDIR"):
+        return env
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
+    for path in reversed(candidates):
+        if os.path.exists(os.path.join(path, "initdb")):
+            return path
+    if initdb := shutil.which("initdb"):
+        return os.path.dirname(initdb)
+    raise ServerUnavailable(
+        "PostgreSQL server binaries (initdb, pg_ctl) not found: `apt-get install postgresql` "
+        "or set PG_BINDIR"
+    )
+
+
+@contextlib.contextmanager
+def start_postgres() -> Iterator[PostgresServer]:
+    bindir = postgres_bindir()
+    as_root = os.geteuid() == 0
+    base = tempfile.mkdtemp(prefix="mlops-pg-")
+    runner: list[str] = []
+    if as_root:
+        # initdb refuses to run as root: the cluster belongs to the postgres user.
+        pw = pwd.getpwnam("postgres")
+        os.chown(base, pw.pw_uid, pw.pw_gid)
+        os.chmod(base, 0o755)
+        runner = ["runuser", "-u", "postgres", "--"]
+    pwfile = os.path.join(base, "pw")
+    Path(pwfile).write_text(PG_PASSWORD + "\n")
+    if as_root:
+        os.chown(pwfile, pw.pw_uid, pw.pw_gid)
+    data = os.path.join(base, "data")
+    port = free_port()
+    subprocess.run(
+        [*runner, f"{bindir}/initdb", "-D", data, "-U", PG_USER, f"--pwfile={pwfile}",
+         "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync", "-E", "UTF8",
+         "--locale=C"],
+        check=True, capture_output=True,
+    )
+    options = (
+        f"-c listen_addresses=127.0.0.1 -p {port} -k {base} -c fsync=off "
+        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=50"
+    )
+    subprocess.run(
+        [*runner, f"{bindir}/pg_ctl", "-D", data, "-l", os.path.join(base, "pg.log"), "-w",
+         "-o", options, "start"],
+        check=True, capture_output=True,
+    )
+    try:
+        _create_db(port)
+        yield PostgresServer("127.0.0.1", port, PG_USER, PG_PASSWORD, PG_DB)
+    finally:
+        subprocess.run(
+            [*runner, f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"],
+            capture_output=True,
+        )
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _create_db(port: int) -> None:
+    import psycopg
+
+    with psycopg.connect(
+        host="127.0.0.1", port=port, user=PG_USER, password=PG_PASSWORD, dbname="postgres",
+        autocommit=True,
+    ) as conn:
+        conn.execute(f"CREATE DATABASE {PG_DB}")
+
+
+# --------------------------------------------------------------------------------------------------
+# S3 (moto server over HTTP)
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class S3Server:
+    endpoint_url: str
+    access_key: str
+    secret_key: str
+    bucket: str
+    region: str = "us-east-1"
+
+    @property
+    def port(self) -> int:
+        return int(self.endpoint_url.rsplit(":", 1)[1])
+
+
+@contextlib.contextmanager
+def start_s3() -> Iterator[S3Server]:
+    exe = shutil.which("moto_server") or os.path.join(os.path.dirname(sys.executable), "moto_server")
+    if not os.path.exists(exe):
+        raise ServerUnavailable("moto_server not found: install moto[server]")
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_port(port, proc=proc)
+        server = S3Server(f"http://127.0.0.1:{port}", S3_KEY, S3_SECRET, S3_BUCKET)
+        import boto3
+
+        client = boto3.client(
+            "s3", endpoint_url=server.endpoint_url, aws_access_key_id=S3_KEY,
+            aws_secret_access_key=S3_SECRET, region_name=server.region,
+        )
+        client.create_bucket(Bucket=S3_BUCKET)
+        yield server
+    finally:
+        _stop(proc, grace=5)
+
+
+# --------------------------------------------------------------------------------------------------
+# MongoDB wire protocol (secantusdb) or a real MongoDB from $MONGO_URI
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MongoServer:
+    host: str
+    port: int
+    user: str | None
+    password: str | None
+    uri: str
+    direct: bool = True
+
+
+def _mongo_ping(uri: str, timeout: float = 30.0) -> None:
+    import pymongo
+
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            with pymongo.MongoClient(uri, serverSelectionTimeoutMS=1000) as client:
+                client.admin.command("ping")
+                return
+        except Exception as err:  # noqa: BLE001 - retried until the deadline
+            last = err
+            time.sleep(0.2)
+    raise TimeoutError(f"MongoDB server did not answer ping: {last}")
+
+
+@contextlib.contextmanager
+def start_mongo() -> Iterator[MongoServer]:
+    if uri := os.environ.get("MONGO_URI"):
+        import pymongo
+
+        parsed = pymongo.uri_parser.parse_uri(uri)
+        host, port = parsed["nodelist"][0]
+        yield MongoServer(host, port, parsed.get("username"), parsed.get("password"), uri, direct=False)
+        return
+    exe = shutil.which("secantusd-py") or os.path.join(os.path.dirname(sys.executable), "secantusd-py")
+    if not os.path.exists(exe):
+        raise ServerUnavailable("secantusd-py not found: install secantusdb==0.7.0b3 (test dependency)")
+    storage = tempfile.mkdtemp(prefix="mlops-mongo-")
+    port = free_port()
+    cmd = [exe, "--host", "127.0.0.1", "--port", str(port), "--storage-path", storage,
+           "--log-level", "WARNING"]
+    log = open(os.path.join(storage, "server.log"), "wb")  # noqa: SIM115
+    # Provision the user without auth, then restart with --auth (how secantusdb is set up).
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_port(port, proc=proc)
+        plain = f"mongodb://127.0.0.1:{port}/?directConnection=true"
+        _mongo_ping(plain)
+        import pymongo
+
+        with pymongo.MongoClient(plain) as client:
+            client.admin.command(
+                "createUser", MONGO_USER, pwd=MONGO_PASSWORD, roles=["root"],
+                mechanisms=["SCRAM-SHA-256"],
+            )
+        _stop(proc)
+        proc = subprocess.Popen([*cmd, "--auth"], stdout=log, stderr=subprocess.STDOUT)
+        wait_port(port, proc=proc)
+        uri = (
+            f"mongodb://{MONGO_USER}:{MONGO_PASSWORD}@127.0.0.1:{port}/"
+            "?directConnection=true&authSource=admin&authMechanism=SCRAM-SHA-256"
+        )
+        _mongo_ping(uri)
+        yield MongoServer("127.0.0.1", port, MONGO_USER, MONGO_PASSWORD, uri)
+    finally:
+        _stop(proc)
+        log.close()
+        shutil.rmtree(storage, ignore_errors=True)
