@@ -53,11 +53,16 @@ def _jsonify_nested(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _sanitize_inferred(schema: pa.Schema) -> pa.Schema:
-    """Give all-null columns a concrete type (string) so later batches have something to cast to."""
+    """
+    Make an inferred schema fit later batches too: all-null columns become strings and decimals get
+    the widest precision (inference takes the precision of the first values seen).
+    """
     fields = []
     for field in schema:
         if pa.types.is_null(field.type):
             field = field.with_type(pa.string())
+        elif pa.types.is_decimal(field.type) and field.type.precision < 38:
+            field = field.with_type(pa.decimal128(38, field.type.scale))
         fields.append(field)
     return pa.schema(fields, metadata=schema.metadata)
 
