@@ -367,6 +367,16 @@ class S3Hook(BaseHook):
         if not files:
             return
         file_format: Any = {"parquet": "parquet", "csv": "csv", "jsonl": "json"}[format]
+        if format == "csv":
+            import pyarrow.csv as pacsv
+
+            # Read CSV exactly as write_dataset writes it: only an unquoted empty field is NULL
+            # (Arrow's defaults would also turn "nan", "NA", "null"... into NULL).
+            file_format = pads.CsvFileFormat(
+                convert_options=pacsv.ConvertOptions(
+                    null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False
+                )
+            )
         dataset = pads.dataset(files, format=file_format, filesystem=fs, schema=schema)
         scanner = dataset.scanner(
             columns=columns, batch_size=batch_size, batch_readahead=2, fragment_readahead=1, use_threads=True

@@ -1,0 +1,156 @@
+"""
+Session-wide test harness: real servers on 127.0.0.1 and an Airflow home with a migrated metadata DB.
+
+A server fixture skips only when its binary is absent from the machine, and says why. With
+``MLOPS_REQUIRE_SERVERS=1`` (set by ``.ci/run``) a missing server fails the run instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+# Airflow reads its configuration at import time: point it at a throwaway home first.
+_AIRFLOW_HOME = tempfile.mkdtemp(prefix="mlops-airflow-home-")
+os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/airflow.db"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parents[1] / "example_dags")
+os.environ["AIRFLOW__CORE__TEST_CONNECTION"] = "Enabled"
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+
+import pytest  # noqa: E402
+
+from tests.harness import servers  # noqa: E402
+
+REQUIRE_SERVERS = os.environ.get("MLOPS_REQUIRE_SERVERS", "") == "1"
+ARTIFACTS = Path(os.environ.get("MLOPS_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
+
+
+def _unavailable(reason: str) -> None:
+    if REQUIRE_SERVERS:
+        pytest.fail(f"server required (MLOPS_REQUIRE_SERVERS=1) but unavailable: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def set_connection(conn_id: str, **fields: object) -> str:
+    """Register an Airflow connection through the environment (``AIRFLOW_CONN_<ID>`` as JSON)."""
+    os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(fields)
+    return conn_id
+
+
+# --------------------------------------------------------------------------------------------------
+# servers
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[servers.PostgresServer]:
+    try:
+        manager = servers.start_postgres()
+        server = manager.__enter__()
+    except servers.ServerUnavailable as err:
+        _unavailable(str(err))
+    try:
+        yield server
+    finally:
+        manager.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[servers.S3Server]:
+    try:
+        manager = servers.start_s3()
+        server = manager.__enter__()
+    except servers.ServerUnavailable as err:
+        _unavailable(str(err))
+    try:
+        yield server
+    finally:
+        manager.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def mongo_server() -> Iterator[servers.MongoServer]:
+    try:
+        manager = servers.start_mongo()
+        server = manager.__enter__()
+    except servers.ServerUnavailable as err:
+        _unavailable(str(err))
+    try:
+        yield server
+    finally:
+        manager.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def mlflow_tracking(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A local MLflow: sqlite backend store and an artifact folder."""
+    pytest.importorskip("mlflow")
+    root = tmp_path_factory.mktemp("mlflow")
+    return {
+        "tracking_uri": f"sqlite:///{root}/mlflow.db",
+        "artifact_location": (root / "artifacts").as_uri(),
+    }
+
+
+@pytest.fixture(scope="session")
+def httpserver_listen_address() -> tuple[str, int]:
+    """pytest-httpserver's server on loopback, on a free port."""
+    return ("127.0.0.1", 0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Airflow connections pointing at the servers
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def pg_conn_id(postgres_server: servers.PostgresServer) -> str:
+    return set_connection(
+        "mlops_pg_test", conn_type="mlops_postgres", host=postgres_server.host, port=postgres_server.port,
+        login=postgres_server.user, password=postgres_server.password, schema=postgres_server.database,
+    )
+
+
+@pytest.fixture(scope="session")
+def s3_conn_id(s3_server: servers.S3Server) -> str:
+    return set_connection(
+        "mlops_s3_test", conn_type="mlops_s3", login=s3_server.access_key, password=s3_server.secret_key,
+        extra={"endpoint_url": s3_server.endpoint_url, "bucket": s3_server.bucket, "region_name": s3_server.region},
+    )
+
+
+@pytest.fixture(scope="session")
+def mongo_conn_id(mongo_server: servers.MongoServer) -> str:
+    if not mongo_server.direct:
+        return set_connection("mlops_mongo_test", conn_type="mlops_mongo", schema="mlops_test",
+                              extra={"uri": mongo_server.uri})
+    return set_connection(
+        "mlops_mongo_test", conn_type="mlops_mongo", host=mongo_server.host, port=mongo_server.port,
+        login=mongo_server.user, password=mongo_server.password, schema="mlops_test",
+        extra={"directConnection": "true", "authSource": "admin", "serverSelectionTimeoutMS": "5000"},
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Airflow metadata DB
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def airflow_db() -> str:
+    """``airflow db migrate`` on the session's sqlite metadata DB; returns AIRFLOW_HOME."""
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True, env=os.environ.copy()
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"airflow db migrate failed:\n{result.stdout}\n{result.stderr}")
+    return _AIRFLOW_HOME
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    """Where tests leave files worth looking at (screenshots, reports)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS

@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+import psycopg
+import pyarrow as pa
+import pytest
+
+from airflow_provider_mlops.hooks.postgres import PostgresHook, PostgresWriteError, arrow_type_to_pg
+from tests.conftest import set_connection
+from tests.harness.servers import PostgresServer, free_port
+
+
+@pytest.fixture
+def hook(pg_conn_id: str) -> PostgresHook:
+    return PostgresHook(postgres_conn_id=pg_conn_id)
+
+
+@pytest.fixture
+def table() -> str:
+    return f"t_{uuid.uuid4().hex[:10]}"
+
+
+def _rows(server: PostgresServer, sql: str) -> list[tuple]:
+    with psycopg.connect(server.dsn) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def _checksum(server: PostgresServer, table: str) -> tuple[int, str]:
+    rows = _rows(server, f'SELECT * FROM "{table}" ORDER BY 1')
+    return len(rows), hashlib.sha256(repr(rows).encode()).hexdigest()
+
+
+def _batches(ids: list[int], value: str = "v") -> list[pa.RecordBatch]:
+    return [pa.RecordBatch.from_pydict({"id": ids, "value": [f"{value}{i}" for i in ids]})]
+
+
+def test_test_connection_succeeds(hook: PostgresHook) -> None:
+    ok, message = hook.test_connection()
+    assert ok, message
+    assert "PostgreSQL 1" in message
+
+
+def test_wrong_password_is_reported_without_the_secret(postgres_server: PostgresServer) -> None:
+    secret = "Wr0ng-Pa55word-xyz"
+    conn_id = set_connection("pg_wrong_pw", conn_type="postgres", host=postgres_server.host,
+                             port=postgres_server.port, login=postgres_server.user, password=secret,
+                             schema=postgres_server.database)
+    ok, message = PostgresHook(postgres_conn_id=conn_id).test_connection()
+    assert not ok
+    assert "password authentication failed" in message
+    assert secret not in message
+
+
+def test_closed_port_is_reported_readably() -> None:
+    port = free_port()
+    conn_id = set_connection("pg_closed", conn_type="postgres", host="127.0.0.1", port=port, login="u",
+                             password="secret-123456", schema="db", extra={"connect_timeout": "2"})
+    ok, message = PostgresHook(postgres_conn_id=conn_id).test_connection()
+    assert not ok
+    assert f"127.0.0.1:{port}" in message
+    assert "refused" in message.lower()
+    assert "secret-123456" not in message
+
+
+def test_upsert_twice_leaves_the_same_rows(hook, table, postgres_server) -> None:
+    first = hook.write_batches(table, _batches([1, 2, 3]), mode="upsert", keys=["id"])
+    assert first == {"rows": 3, "inserted": 3, "updated": 0, "deleted": 0}
+    before = _checksum(postgres_server, table)
+    second = hook.write_batches(table, _batches([1, 2, 3]), mode="upsert", keys=["id"])
+    assert second["inserted"] == 0 and second["updated"] == 3
+    assert _checksum(postgres_server, table) == before
+    hook.write_batches(table, _batches([3, 4], value="new"), mode="upsert", keys=["id"])
+    assert _rows(postgres_server, f'SELECT id, value FROM "{table}" ORDER BY id') == [
+        (1, "v1"), (2, "v2"), (3, "new3"), (4, "new4")]
+
+
+def test_upsert_with_a_key_repeated_in_the_data_keeps_the_last(hook, table, postgres_server) -> None:
+    batches = [pa.RecordBatch.from_pydict({"id": [1, 1], "value": ["old", "new"]}),
+               pa.RecordBatch.from_pydict({"id": [1], "value": ["newest"]})]
+    hook.write_batches(table, batches, mode="upsert", keys=["id"])
+    assert _rows(postgres_server, f'SELECT id, value FROM "{table}"') == [(1, "newest")]
+
+
+def test_replace_and_replace_partition_are_idempotent(hook, table, postgres_server) -> None:
+    hook.write_batches(table, _batches([1, 2, 3]), mode="replace")
+    hook.write_batches(table, _batches([7]), mode="replace")
+    assert _rows(postgres_server, f'SELECT id FROM "{table}"') == [(7,)]
+
+    part = f"{table}_p"
+    day1 = [pa.RecordBatch.from_pydict({"ds": ["d1", "d1"], "id": [1, 2]})]
+    day2 = [pa.RecordBatch.from_pydict({"ds": ["d2"], "id": [3]})]
+    hook.write_batches(part, day1, mode="replace_partition", partition={"ds": "d1"})
+    hook.write_batches(part, day2, mode="replace_partition", partition={"ds": "d2"})
+    before = _checksum(postgres_server, part)
+    counts = hook.write_batches(part, day1, mode="replace_partition", partition={"ds": "d1"})
+    assert counts["deleted"] == 2 and counts["inserted"] == 2
+    assert _checksum(postgres_server, part) == before
+
+
+def test_replace_partition_refuses_rows_outside_the_partition(hook, table, postgres_server) -> None:
+    hook.write_batches(table, [pa.RecordBatch.from_pydict({"ds": ["d1"], "id": [1]})],
+                       mode="replace_partition", partition={"ds": "d1"})
+    before = _checksum(postgres_server, table)
+    bad = [pa.RecordBatch.from_pydict({"ds": ["d1", "d2"], "id": [1, 2]})]
+    with pytest.raises(PostgresWriteError, match="must belong to the partition"):
+        hook.write_batches(table, bad, mode="replace_partition", partition={"ds": "d1"})
+    assert _checksum(postgres_server, table) == before
+
+
+@pytest.mark.parametrize(("mode", "staging"), [("append", False), ("append", True), ("replace", None),
+                                               ("upsert", None)])
+def test_failure_half_way_leaves_the_target_unchanged(hook, table, postgres_server, mode, staging) -> None:
+    hook.write_batches(table, _batches([1, 2]), mode="upsert", keys=["id"])
+    before = _checksum(postgres_server, table)
+
+    def exploding():
+        yield from _batches([10, 11])
+        raise OSError("source went away half-way")
+
+    with pytest.raises(PostgresWriteError, match="unchanged.*source went away"):
+        hook.write_batches(table, exploding(), mode=mode, keys=["id"], staging=staging)
+    assert _checksum(postgres_server, table) == before
+
+
+def test_identifiers_are_quoted_not_formatted(hook, postgres_server) -> None:
+    table = 'odd "name"; DROP TABLE x; --'
+    batch = pa.RecordBatch.from_pydict({"weird col": [1], 'q"uote': ["a"], "select": [True]})
+    hook.write_batches(table, [batch], mode="upsert", keys=["weird col"])
+    hook.write_batches(table, [batch], mode="upsert", keys=["weird col"])
+    rows = _rows(postgres_server, 'SELECT "weird col", "q""uote", "select" FROM "odd ""name""; DROP TABLE x; --"')
+    assert rows == [(1, "a", True)]
+
+
+def test_unknown_column_is_named_in_the_error(hook, table) -> None:
+    hook.write_batches(table, _batches([1]), mode="append")
+    batch = pa.RecordBatch.from_pydict({"id": [2], "value": ["x"], "surprise": [1.5]})
+    with pytest.raises(PostgresWriteError, match=r"\['surprise'\] do not exist"):
+        hook.write_batches(table, [batch], mode="append")
+
+
+def test_streaming_read_yields_bounded_batches_and_binds_parameters(hook, table) -> None:
+    n = 120_000
+    hook.write_batches(table, [pa.RecordBatch.from_pydict({"id": list(range(n)), "value": ["x"] * n})])
+    sizes = [b.num_rows for b in hook.iter_batches(f'SELECT * FROM "{table}" WHERE id >= %s', [20_000],
+                                                   batch_size=7_000)]
+    assert sum(sizes) == n - 20_000
+    assert max(sizes) <= 7_000 and len(sizes) >= 15
+    # A parameter with quotes cannot escape its literal.
+    assert list(hook.iter_batches(f'SELECT * FROM "{table}" WHERE value = %s', ["x' OR '1'='1"])) == []
+
+
+def test_query_schema_maps_postgres_types(hook) -> None:
+    schema = hook.query_schema(
+        "SELECT 1::int2 a, 1::int4 b, 1::int8 c, 1.5::float4 d, 1.5::float8 e, 1.5::numeric(10,3) f, "
+        "'x'::text g, now() h, now()::timestamp i, current_date j, true k, '{}'::jsonb l, 1.5::numeric m"
+    )
+    assert [str(f.type) for f in schema] == [
+        "int16", "int32", "int64", "float", "double", "decimal128(10, 3)", "string", "timestamp[us, tz=UTC]",
+        "timestamp[us]", "date32[day]", "bool", "string", "string"]
+
+
+def test_arrow_types_map_to_postgres_columns() -> None:
+    assert arrow_type_to_pg(pa.struct([("a", pa.int64())])) == "jsonb"
+    assert arrow_type_to_pg(pa.timestamp("ns", tz="Europe/Paris")) == "timestamptz"
+    assert arrow_type_to_pg(pa.dictionary(pa.int8(), pa.string())) == "text"
