@@ -75,6 +75,20 @@ def s3_server() -> Iterator[servers.S3Server]:
 
 
 @pytest.fixture(scope="session")
+def s3_auth_server() -> Iterator[servers.S3Server]:
+    """A second S3 server that checks request signatures (for wrong-credential tests)."""
+    try:
+        manager = servers.start_s3(enforce_auth=True)
+        server = manager.__enter__()
+    except servers.ServerUnavailable as err:
+        _unavailable(str(err))
+    try:
+        yield server
+    finally:
+        manager.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
 def mongo_server() -> Iterator[servers.MongoServer]:
     try:
         manager = servers.start_mongo()

@@ -296,12 +296,15 @@ class S3Hook(BaseHook):
             shutil.copyfile(src.key, dst.key)
             return
         src_fs, _ = self.filesystem(source_uri)
-        dst_fs, _ = self.filesystem(dest_uri)
-        if dst.scheme == "file":
-            Path(dst.key).parent.mkdir(parents=True, exist_ok=True)
-        with src_fs.open_input_stream(src.path) as reader, dst_fs.open_output_stream(dst.path) as writer:
-            while chunk := reader.read(8 << 20):
-                writer.write(chunk)
+        writer = self.open_output_stream(dest_uri)
+        try:
+            with src_fs.open_input_stream(src.path) as reader:
+                while chunk := reader.read(8 << 20):
+                    writer.write(chunk)
+        except BaseException:
+            writer.abort()
+            raise
+        writer.close()
 
     def open_output_stream(self, uri: str, *, part_size: int = 8 << 20) -> _OutputStream:
         """

@@ -28,8 +28,6 @@ PG_PASSWORD = "pg-s3cret-pw"  # noqa: S105 - throwaway test cluster
 PG_DB = "mlops"
 MONGO_USER = "mlops"
 MONGO_PASSWORD = "mongo-s3cret-pw"  # noqa: S105
-S3_KEY = "testing-key-id"
-S3_SECRET = "testing-secret-key"  # noqa: S105
 S3_BUCKET = "mlops-test"
 
 
@@ -175,7 +173,15 @@ class S3Server:
 
 
 @contextlib.contextmanager
-def start_s3() -> Iterator[S3Server]:
+def start_s3(*, enforce_auth: bool = False) -> Iterator[S3Server]:
+    """
+    moto's S3 server with a bucket and an IAM user's access key.
+
+    With ``enforce_auth`` request signatures are checked (the first three, unauthenticated, calls
+    create the user), so a wrong secret gets 403 like real S3. moto 5.2's signature check rejects
+    valid requests whose query has a '/' (ListObjectsV2 with a prefix), so data tests use a server
+    without enforcement and only the credential tests use this mode.
+    """
     exe = shutil.which("moto_server") or os.path.join(os.path.dirname(sys.executable), "moto_server")
     if not os.path.exists(exe):
         raise ServerUnavailable("moto_server not found: install moto[server]")
@@ -183,15 +189,25 @@ def start_s3() -> Iterator[S3Server]:
     proc = subprocess.Popen(
         [exe, "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, **({"INITIAL_NO_AUTH_ACTION_COUNT": "3"} if enforce_auth else {})},
     )
     try:
         wait_port(port, proc=proc)
-        server = S3Server(f"http://127.0.0.1:{port}", S3_KEY, S3_SECRET, S3_BUCKET)
+        import json
+
         import boto3
 
+        endpoint = f"http://127.0.0.1:{port}"
+        iam = boto3.client("iam", endpoint_url=endpoint, aws_access_key_id="bootstrap",
+                           aws_secret_access_key="bootstrap", region_name="us-east-1")
+        iam.create_user(UserName="mlops")
+        iam.put_user_policy(UserName="mlops", PolicyName="all", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+        key = iam.create_access_key(UserName="mlops")["AccessKey"]
+        server = S3Server(endpoint, key["AccessKeyId"], key["SecretAccessKey"], S3_BUCKET)
         client = boto3.client(
-            "s3", endpoint_url=server.endpoint_url, aws_access_key_id=S3_KEY,
-            aws_secret_access_key=S3_SECRET, region_name=server.region,
+            "s3", endpoint_url=endpoint, aws_access_key_id=server.access_key,
+            aws_secret_access_key=server.secret_key, region_name=server.region,
         )
         client.create_bucket(Bucket=S3_BUCKET)
         yield server

@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import os
+import uuid
+
+import boto3
+import pyarrow as pa
+import pytest
+
+from airflow_provider_mlops.hooks.s3 import MANIFEST, S3Hook, parse_uri
+from tests.conftest import set_connection
+from tests.harness.servers import S3Server, free_port
+
+
+@pytest.fixture
+def hook(s3_conn_id: str) -> S3Hook:
+    return S3Hook(aws_conn_id=s3_conn_id)
+
+
+@pytest.fixture
+def prefix(s3_server: S3Server) -> str:
+    return f"s3://{s3_server.bucket}/t/{uuid.uuid4().hex[:10]}"
+
+
+def _table(n: int) -> pa.Table:
+    return pa.table({"id": list(range(n)), "s": [f"row {i}" for i in range(n)]})
+
+
+def test_parse_uri() -> None:
+    assert parse_uri("s3://bkt/a/b.parquet").path == "bkt/a/b.parquet"
+    assert parse_uri("file:///tmp/x%20y").key == "/tmp/x y"
+    assert parse_uri("relative/dir").key == os.path.abspath("relative/dir")
+    with pytest.raises(ValueError, match="Unsupported storage URI"):
+        parse_uri("gs://bucket/x")
+
+
+def test_test_connection_succeeds(hook: S3Hook) -> None:
+    ok, message = hook.test_connection()
+    assert ok, message
+    assert "mlops-test" in message
+
+
+def test_missing_bucket_wrong_secret_and_closed_port(s3_auth_server: S3Server) -> None:
+    s3_server = s3_auth_server
+    base = {"conn_type": "aws", "login": s3_server.access_key}
+    missing = set_connection("s3_missing", **base, password=s3_server.secret_key,
+                             extra={"endpoint_url": s3_server.endpoint_url, "bucket": "no-such-bucket"})
+    ok, message = S3Hook(missing).test_connection()
+    assert not ok and message == "Bucket 'no-such-bucket' does not exist"
+
+    wrong = set_connection("s3_wrong", **base, password="Wr0ng-S3-secret-value",
+                           extra={"endpoint_url": s3_server.endpoint_url, "bucket": s3_server.bucket})
+    ok, message = S3Hook(wrong).test_connection()
+    assert not ok and "Access denied" in message and "Wr0ng-S3-secret-value" not in message
+
+    port = free_port()
+    closed = set_connection("s3_closed", **base, password="Wr0ng-S3-secret-value",
+                            extra={"endpoint_url": f"http://127.0.0.1:{port}", "bucket": "b"})
+    ok, message = S3Hook(closed).test_connection()
+    assert not ok and f"127.0.0.1:{port}" in message and "Wr0ng-S3-secret-value" not in message
+
+
+def test_rewriting_a_dataset_replaces_it(hook: S3Hook, prefix: str) -> None:
+    first = hook.write_dataset(prefix, _table(25).to_batches(max_chunksize=7), max_rows_per_file=10)
+    assert first["rows"] == 25 and first["files"] == ["part-00000.parquet", "part-00001.parquet",
+                                                      "part-00002.parquet"]
+    second = hook.write_dataset(prefix, _table(5).to_batches(), max_rows_per_file=10)
+    assert second["files"] == ["part-00000.parquet"]
+    assert sorted(u.rsplit("/", 1)[1] for u in hook.list_uris(prefix)) == [MANIFEST, "part-00000.parquet"]
+    assert pa.Table.from_batches(list(hook.iter_batches(prefix))).num_rows == 5
+    manifest = hook.read_manifest(prefix)
+    assert manifest["rows"] == 5 and manifest["file_rows"] == {"part-00000.parquet": 5}
+    assert manifest["schema"][0] == {"name": "id", "type": "int64", "nullable": True}
+
+
+def test_empty_dataset_keeps_its_schema(hook: S3Hook, prefix: str) -> None:
+    schema = pa.schema([("id", pa.int64())])
+    result = hook.write_dataset(prefix, iter(()), schema=schema)
+    assert result["rows"] == 0
+    assert list(hook.iter_batches(prefix)) == []
+    assert hook.read_manifest(prefix)["schema"] == [{"name": "id", "type": "int64", "nullable": True}]
+
+
+def test_multipart_upload_of_a_large_object(hook: S3Hook, prefix: str, s3_server: S3Server) -> None:
+    data = os.urandom(12 << 20)
+    stream = hook.open_output_stream(f"{prefix}/big.bin", part_size=5 << 20)
+    for offset in range(0, len(data), 1 << 20):
+        stream.write(data[offset : offset + (1 << 20)])
+    assert not hook.exists(f"{prefix}/big.bin"), "nothing is visible before close"
+    stream.close()
+    assert len(stream.__dict__["parts"]) == 3
+    assert hook.get_bytes(f"{prefix}/big.bin") == data
+
+
+def test_aborted_stream_leaves_nothing(hook: S3Hook, prefix: str, tmp_path) -> None:
+    for uri in (f"{prefix}/aborted.bin", (tmp_path / "aborted.bin").as_uri()):
+        stream = hook.open_output_stream(uri, part_size=5 << 20)
+        stream.write(os.urandom(6 << 20))
+        stream.abort()
+        assert not hook.exists(uri)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_objects_put_get_copy_list_delete(hook: S3Hook, prefix: str, tmp_path) -> None:
+    local = (tmp_path / "a" / "b.txt").as_uri()
+    hook.put_bytes(local, b"hello")
+    hook.copy(local, f"{prefix}/copied/b.txt")
+    hook.copy(f"{prefix}/copied/b.txt", f"{prefix}/copied/c.txt")
+    hook.copy(f"{prefix}/copied/c.txt", (tmp_path / "back.txt").as_uri())
+    assert (tmp_path / "back.txt").read_bytes() == b"hello"
+    assert [u.rsplit("/", 1)[1] for u in hook.list_uris(f"{prefix}/copied")] == ["b.txt", "c.txt"]
+    assert hook.delete_prefix(f"{prefix}/copied") == 2
+    assert hook.list_uris(f"{prefix}/copied") == []
+
+
+def test_local_and_s3_datasets_read_each_format(hook: S3Hook, prefix: str, tmp_path) -> None:
+    table = _table(100)
+    for fmt in ("parquet", "csv", "jsonl"):
+        for uri in (f"{prefix}/{fmt}", (tmp_path / fmt).as_uri()):
+            hook.write_dataset(uri, table.to_batches(max_chunksize=30), format=fmt, max_rows_per_file=40)
+            back = pa.Table.from_batches(list(hook.iter_batches(uri, format=fmt, batch_size=16,
+                                                                schema=table.schema)))
+            assert back.sort_by("id").equals(table), (fmt, uri)
+
+
+def test_boto_and_pyarrow_see_the_same_objects(hook: S3Hook, prefix: str, s3_server: S3Server) -> None:
+    hook.write_dataset(prefix, _table(3).to_batches())
+    client = boto3.client("s3", endpoint_url=s3_server.endpoint_url, aws_access_key_id=s3_server.access_key,
+                          aws_secret_access_key=s3_server.secret_key, region_name="us-east-1")
+    location = parse_uri(prefix)
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=location.bucket, Prefix=location.key)["Contents"]]
+    assert sorted(k.rsplit("/", 1)[1] for k in keys) == [MANIFEST, "part-00000.parquet"]
