@@ -41,7 +41,9 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
         "hook-name": "PostgreSQL (MLOps)",
         "conn-fields": {
             "sslmode": _str(
-                "SSL mode", "libpq sslmode", enum=["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+                "SSL mode",
+                "libpq sslmode",
+                enum=["disable", "allow", "prefer", "require", "verify-ca", "verify-full"],
             ),
             "sslrootcert": _str("SSL root certificate", "Path to the CA certificate file"),
             "application_name": _str("Application name", "Shown in pg_stat_activity"),
@@ -66,7 +68,9 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
             "srv": _bool("Use mongodb+srv://", False, "DNS seed list (Atlas); no port then"),
             "replicaSet": _str("Replica set name"),
             "authSource": _str("Auth source", "Database holding the user, usually admin"),
-            "authMechanism": _str("Auth mechanism", enum=["SCRAM-SHA-256", "SCRAM-SHA-1", "MONGODB-X509", "PLAIN"]),
+            "authMechanism": _str(
+                "Auth mechanism", enum=["SCRAM-SHA-256", "SCRAM-SHA-1", "MONGODB-X509", "PLAIN"]
+            ),
             "tls": _bool("TLS", False),
             "tlsCAFile": _str("TLS CA file"),
             "tlsAllowInvalidCertificates": _bool("Allow invalid certificates", False),
@@ -115,7 +119,9 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
             ),
             "api_key_name": _str("API key name", "Header or query parameter carrying the key"),
             "api_key_in": _str("API key in", enum=["header", "query"], default="header"),
-            "token_url": _str("OAuth2 token URL", "Client-credentials grant; client id/secret = login/password"),
+            "token_url": _str(
+                "OAuth2 token URL", "Client-credentials grant; client id/secret = login/password"
+            ),
             "scope": _str("OAuth2 scope"),
             "timeout": _int("Timeout (s)", 30),
             "rate_limit": {"label": "Rate limit (requests/s)", "schema": {"type": ["number", "null"]}},
@@ -131,7 +137,10 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
                 "password": "Password / token / API key / client secret",
                 "extra": "Extra (JSON; 'headers': {...})",
             },
-            "placeholders": {"host": "https://api.example.com/v1", "extra": '{"headers": {"Accept": "application/json"}}'},
+            "placeholders": {
+                "host": "https://api.example.com/v1",
+                "extra": '{"headers": {"Accept": "application/json"}}',
+            },
         },
     },
 ]

@@ -30,7 +30,9 @@ import pytest  # noqa: E402
 from tests.harness import servers  # noqa: E402
 
 REQUIRE_SERVERS = os.environ.get("MLOPS_REQUIRE_SERVERS", "") == "1"
-ARTIFACTS = Path(os.environ.get("MLOPS_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
+ARTIFACTS = Path(
+    os.environ.get("MLOPS_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts")
+)
 
 
 def _unavailable(reason: str) -> None:
@@ -124,27 +126,45 @@ def httpserver_listen_address() -> tuple[str, int]:
 @pytest.fixture(scope="session")
 def pg_conn_id(postgres_server: servers.PostgresServer) -> str:
     return set_connection(
-        "mlops_pg_test", conn_type="mlops_postgres", host=postgres_server.host, port=postgres_server.port,
-        login=postgres_server.user, password=postgres_server.password, schema=postgres_server.database,
+        "mlops_pg_test",
+        conn_type="mlops_postgres",
+        host=postgres_server.host,
+        port=postgres_server.port,
+        login=postgres_server.user,
+        password=postgres_server.password,
+        schema=postgres_server.database,
     )
 
 
 @pytest.fixture(scope="session")
 def s3_conn_id(s3_server: servers.S3Server) -> str:
     return set_connection(
-        "mlops_s3_test", conn_type="mlops_s3", login=s3_server.access_key, password=s3_server.secret_key,
-        extra={"endpoint_url": s3_server.endpoint_url, "bucket": s3_server.bucket, "region_name": s3_server.region},
+        "mlops_s3_test",
+        conn_type="mlops_s3",
+        login=s3_server.access_key,
+        password=s3_server.secret_key,
+        extra={
+            "endpoint_url": s3_server.endpoint_url,
+            "bucket": s3_server.bucket,
+            "region_name": s3_server.region,
+        },
     )
 
 
 @pytest.fixture(scope="session")
 def mongo_conn_id(mongo_server: servers.MongoServer) -> str:
     if not mongo_server.direct:
-        return set_connection("mlops_mongo_test", conn_type="mlops_mongo", schema="mlops_test",
-                              extra={"uri": mongo_server.uri})
+        return set_connection(
+            "mlops_mongo_test", conn_type="mlops_mongo", schema="mlops_test", extra={"uri": mongo_server.uri}
+        )
     return set_connection(
-        "mlops_mongo_test", conn_type="mlops_mongo", host=mongo_server.host, port=mongo_server.port,
-        login=mongo_server.user, password=mongo_server.password, schema="mlops_test",
+        "mlops_mongo_test",
+        conn_type="mlops_mongo",
+        host=mongo_server.host,
+        port=mongo_server.port,
+        login=mongo_server.user,
+        password=mongo_server.password,
+        schema="mlops_test",
         extra={"directConnection": "true", "authSource": "admin", "serverSelectionTimeoutMS": "5000"},
     )
 
@@ -156,7 +176,10 @@ def mongo_conn_id(mongo_server: servers.MongoServer) -> str:
 def airflow_db() -> str:
     """``airflow db migrate`` on the session's sqlite metadata DB; returns AIRFLOW_HOME."""
     result = subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True, env=os.environ.copy()
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
     )
     if result.returncode != 0:
         raise RuntimeError(f"airflow db migrate failed:\n{result.stdout}\n{result.stderr}")

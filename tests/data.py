@@ -29,20 +29,56 @@ MIXED_SCHEMA = pa.schema(
 def mixed_rows() -> list[dict[str, Any]]:
     d = decimal.Decimal
     return [
-        {"id": 1, "big": 2**62, "ratio": 0.1, "name": "plain", "active": True,
-         "updated_at": dt.datetime(2024, 1, 2, 3, 4, 5, 123000, tzinfo=UTC), "amount": d("1234.5000"),
-         "payload": '{"a":1,"b":[1,2,3],"c":{"d":"x"}}'},
-        {"id": 2, "big": -(2**62), "ratio": math.nan, "name": "ünïcødé ✓ 日本 🚀", "active": False,
-         "updated_at": dt.datetime(1999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC), "amount": d("-0.0001"),
-         "payload": '{"nested":{"deep":{"deeper":[{"k":null}]}}}'},
-        {"id": 3, "big": 0, "ratio": math.inf, "name": "", "active": None,
-         "updated_at": None, "amount": None, "payload": None},
-        {"id": 4, "big": None, "ratio": -math.inf, "name": None, "active": True,
-         "updated_at": dt.datetime(2030, 6, 15, 0, 0, tzinfo=UTC), "amount": d("99999999.9999"),
-         "payload": "[]"},
-        {"id": 5, "big": 42, "ratio": None, "name": 'quote " comma , newline \n tab \t backslash \\ end',
-         "active": False, "updated_at": dt.datetime(2024, 2, 29, 12, 0, 0, 1000, tzinfo=UTC),
-         "amount": d("0.0000"), "payload": '{"s":"with \\"quotes\\" and ,"}'},
+        {
+            "id": 1,
+            "big": 2**62,
+            "ratio": 0.1,
+            "name": "plain",
+            "active": True,
+            "updated_at": dt.datetime(2024, 1, 2, 3, 4, 5, 123000, tzinfo=UTC),
+            "amount": d("1234.5000"),
+            "payload": '{"a":1,"b":[1,2,3],"c":{"d":"x"}}',
+        },
+        {
+            "id": 2,
+            "big": -(2**62),
+            "ratio": math.nan,
+            "name": "ünïcødé ✓ 日本 🚀",
+            "active": False,
+            "updated_at": dt.datetime(1999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC),
+            "amount": d("-0.0001"),
+            "payload": '{"nested":{"deep":{"deeper":[{"k":null}]}}}',
+        },
+        {
+            "id": 3,
+            "big": 0,
+            "ratio": math.inf,
+            "name": "",
+            "active": None,
+            "updated_at": None,
+            "amount": None,
+            "payload": None,
+        },
+        {
+            "id": 4,
+            "big": None,
+            "ratio": -math.inf,
+            "name": None,
+            "active": True,
+            "updated_at": dt.datetime(2030, 6, 15, 0, 0, tzinfo=UTC),
+            "amount": d("99999999.9999"),
+            "payload": "[]",
+        },
+        {
+            "id": 5,
+            "big": 42,
+            "ratio": None,
+            "name": 'quote " comma , newline \n tab \t backslash \\ end',
+            "active": False,
+            "updated_at": dt.datetime(2024, 2, 29, 12, 0, 0, 1000, tzinfo=UTC),
+            "amount": d("0.0000"),
+            "payload": '{"s":"with \\"quotes\\" and ,"}',
+        },
     ]
 
 
@@ -62,7 +98,9 @@ def assert_rows_equal(actual: list[dict[str, Any]], expected: list[dict[str, Any
     for got, want in zip(actual, expected, strict=True):
         assert set(got) == set(want), f"columns {sorted(got)} != {sorted(want)}"
         for key in want:
-            assert _same(got[key], want[key]), f"row id={want.get('id')} column {key!r}: {got[key]!r} != {want[key]!r}"
+            assert _same(got[key], want[key]), (
+                f"row id={want.get('id')} column {key!r}: {got[key]!r} != {want[key]!r}"
+            )
 
 
 def sorted_rows(table: pa.Table, key: str = "id") -> list[dict[str, Any]]:

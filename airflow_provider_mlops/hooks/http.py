@@ -30,8 +30,21 @@ AuthType = Literal["none", "basic", "bearer", "api_key", "oauth2"]
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _KNOWN_EXTRAS = frozenset(
     {
-        "auth_type", "token", "api_key", "api_key_name", "api_key_in", "token_url", "scope", "audience",
-        "headers", "timeout", "verify", "rate_limit", "test_endpoint", "max_attempts", "max_retry_seconds",
+        "auth_type",
+        "token",
+        "api_key",
+        "api_key_name",
+        "api_key_in",
+        "token_url",
+        "scope",
+        "audience",
+        "headers",
+        "timeout",
+        "verify",
+        "rate_limit",
+        "test_endpoint",
+        "max_attempts",
+        "max_retry_seconds",
         "base_url",
     }
 )
@@ -124,8 +137,12 @@ class Pagination:
         options = dict(spec)
         kind = options.pop("type", None)
         classes: dict[str, type[Pagination]] = {
-            "none": Pagination, "page": PageNumberPagination, "page_number": PageNumberPagination,
-            "offset": OffsetPagination, "cursor": CursorPagination, "link": LinkHeaderPagination,
+            "none": Pagination,
+            "page": PageNumberPagination,
+            "page_number": PageNumberPagination,
+            "offset": OffsetPagination,
+            "cursor": CursorPagination,
+            "link": LinkHeaderPagination,
             "link_header": LinkHeaderPagination,
         }
         if kind not in classes:
@@ -322,13 +339,17 @@ class HttpApiHook(BaseHook):
 
     @property
     def max_attempts(self) -> int:
-        return self._max_attempts or as_int(self._extra.get("max_attempts"), name="max_attempts", default=5) or 5
+        return (
+            self._max_attempts or as_int(self._extra.get("max_attempts"), name="max_attempts", default=5) or 5
+        )
 
     @property
     def max_retry_seconds(self) -> float:
         if self._max_retry_seconds is not None:
             return self._max_retry_seconds
-        return as_float(self._extra.get("max_retry_seconds"), name="max_retry_seconds", default=300.0) or 300.0
+        return (
+            as_float(self._extra.get("max_retry_seconds"), name="max_retry_seconds", default=300.0) or 300.0
+        )
 
     @cached_property
     def timeout(self) -> float:
@@ -360,8 +381,8 @@ class HttpApiHook(BaseHook):
             session.headers.update({str(k): str(v) for k, v in headers.items()})
         verify = self._extra.get("verify")
         if verify is not None:
-            session.verify = verify if isinstance(verify, str) and "/" in verify else bool(
-                as_bool(verify, name="verify")
+            session.verify = (
+                verify if isinstance(verify, str) and "/" in verify else bool(as_bool(verify, name="verify"))
             )
         conn = self._connection
         secret = self._extra.get("token") or self._extra.get("api_key") or conn.password
@@ -397,8 +418,11 @@ class HttpApiHook(BaseHook):
                     data[key] = self._extra[key]
             try:
                 response = requests.post(
-                    urljoin(self.base_url, token_url), data=data, auth=(conn.login or "", conn.password or ""),
-                    timeout=self.timeout, verify=self.session.verify,
+                    urljoin(self.base_url, token_url),
+                    data=data,
+                    auth=(conn.login or "", conn.password or ""),
+                    timeout=self.timeout,
+                    verify=self.session.verify,
                 )
             except requests.RequestException as err:
                 raise HttpApiError(redact(f"OAuth2 token request failed: {err}", self._secrets())) from None
@@ -442,7 +466,12 @@ class HttpApiHook(BaseHook):
         return urljoin(self.base_url, endpoint.lstrip("/"))
 
     def _send_once(
-        self, method: str, url: str, params: Mapping[str, Any] | None, json: Any, headers: Mapping[str, str] | None
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, Any] | None,
+        json: Any,
+        headers: Mapping[str, str] | None,
     ) -> requests.Response:
         import requests
 
@@ -504,7 +533,8 @@ class HttpApiHook(BaseHook):
         url = self.url_for(endpoint)
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(RetryableHttpError),
-            stop=tenacity.stop_after_attempt(self.max_attempts) | tenacity.stop_after_delay(self.max_retry_seconds),
+            stop=tenacity.stop_after_attempt(self.max_attempts)
+            | tenacity.stop_after_delay(self.max_retry_seconds),
             wait=self._wait,
             reraise=True,
             before_sleep=lambda state: self.log.warning(
@@ -563,10 +593,14 @@ class HttpApiHook(BaseHook):
         :param max_pages: stop after this many pages (a guard against endless APIs).
         """
         strategy = Pagination.from_spec(pagination)
-        request: PageRequest | None = strategy.first(PageRequest(self.url_for(endpoint), dict(params or {}), json))
+        request: PageRequest | None = strategy.first(
+            PageRequest(self.url_for(endpoint), dict(params or {}), json)
+        )
         pages = 0
         while request is not None:
-            response = self.request(method, request.url, params=request.params, json=request.json, headers=headers)
+            response = self.request(
+                method, request.url, params=request.params, json=request.json, headers=headers
+            )
             pages += 1
             try:
                 body = response.json() if response.content else None
@@ -577,17 +611,16 @@ class HttpApiHook(BaseHook):
                     f"{redact(response.text[:200], self._secrets())!r}"
                 ) from None
             records = get_path(body, records_path) if body is not None else []
+            where = f"Page {pages} of {method} {_safe_url(response.url, self._secrets())}"
             if records is None and body is not None and records_path:
-                raise MalformedPageError(
-                    f"Page {pages} of {method} {_safe_url(response.url, self._secrets())} has no "
-                    f"{records_path!r} (top-level keys: {sorted(body)[:20] if isinstance(body, dict) else type(body).__name__})"
-                )
+                top = sorted(body)[:20] if isinstance(body, dict) else type(body).__name__
+                raise MalformedPageError(f"{where} has no {records_path!r} (top-level keys: {top})")
             if isinstance(records, Mapping):
                 records = [records]
             if not isinstance(records, list):
                 raise MalformedPageError(
-                    f"Page {pages} of {method} {_safe_url(response.url, self._secrets())}: expected a list of "
-                    f"records at {records_path or 'the top level'!r}, got {type(records).__name__}"
+                    f"{where}: expected a list of records at {records_path or 'the top level'!r}, "
+                    f"got {type(records).__name__}"
                 )
             yield records
             if max_pages is not None and pages >= max_pages:

@@ -10,7 +10,6 @@ upserts by key with ``bulk_write`` in chunks.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote_plus
@@ -20,6 +19,8 @@ from airflow.sdk import BaseHook
 from airflow_provider_mlops.utils.connection import as_bool, as_int, redact
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
+
     import pyarrow as pa
     from pymongo import MongoClient
 
@@ -27,16 +28,37 @@ MongoWriteMode = Literal["insert", "upsert", "replace"]
 
 # Extras passed to MongoClient, with their types (the form sends strings; JSON may send anything).
 _BOOL_OPTIONS = (
-    "tls", "ssl", "tlsAllowInvalidCertificates", "tlsAllowInvalidHostnames", "tlsInsecure",
-    "directConnection", "retryWrites", "retryReads", "loadBalanced",
+    "tls",
+    "ssl",
+    "tlsAllowInvalidCertificates",
+    "tlsAllowInvalidHostnames",
+    "tlsInsecure",
+    "directConnection",
+    "retryWrites",
+    "retryReads",
+    "loadBalanced",
 )
 _INT_OPTIONS = (
-    "connectTimeoutMS", "socketTimeoutMS", "serverSelectionTimeoutMS", "maxPoolSize", "minPoolSize",
-    "waitQueueTimeoutMS", "heartbeatFrequencyMS", "localThresholdMS", "maxIdleTimeMS",
+    "connectTimeoutMS",
+    "socketTimeoutMS",
+    "serverSelectionTimeoutMS",
+    "maxPoolSize",
+    "minPoolSize",
+    "waitQueueTimeoutMS",
+    "heartbeatFrequencyMS",
+    "localThresholdMS",
+    "maxIdleTimeMS",
 )
 _STR_OPTIONS = (
-    "replicaSet", "authSource", "authMechanism", "tlsCAFile", "tlsCertificateKeyFile", "appname",
-    "readPreference", "compressors", "w",
+    "replicaSet",
+    "authSource",
+    "authMechanism",
+    "tlsCAFile",
+    "tlsCertificateKeyFile",
+    "appname",
+    "readPreference",
+    "compressors",
+    "w",
 )
 
 
@@ -207,7 +229,7 @@ class MongoHook(BaseHook):
         collection: str,
         *,
         database: str | None = None,
-        filter: Mapping[str, Any] | None = None,  # noqa: A002 - pymongo's name
+        filter: Mapping[str, Any] | None = None,
         projection: Mapping[str, Any] | Sequence[str] | None = None,
         sort: Sequence[tuple[str, int]] | None = None,
         pipeline: Sequence[Mapping[str, Any]] | None = None,
@@ -235,8 +257,12 @@ class MongoHook(BaseHook):
         if pipeline is not None:
             cursor = coll.aggregate(list(pipeline), batchSize=cursor_batch, allowDiskUse=True)
         else:
-            cursor = coll.find(filter or {}, projection, sort=list(sort) if sort else None, batch_size=cursor_batch)
-        batcher = RecordBatcher(batch_size=batch_size, schema=schema, nested=nested, convert=_convert_document)
+            cursor = coll.find(
+                filter or {}, projection, sort=list(sort) if sort else None, batch_size=cursor_batch
+            )
+        batcher = RecordBatcher(
+            batch_size=batch_size, schema=schema, nested=nested, convert=_convert_document
+        )
         try:
             yield from batcher.batches(cursor)
         finally:
@@ -285,7 +311,9 @@ class MongoHook(BaseHook):
         for batch in batches:
             missing = [k for k in (keys or []) if k not in batch.schema.names]
             if missing:
-                raise ValueError(f"Key column(s) {missing} are not in the data (columns: {batch.schema.names})")
+                raise ValueError(
+                    f"Key column(s) {missing} are not in the data (columns: {batch.schema.names})"
+                )
             records = [_to_bson_value(r) for r in batch_to_records(batch, json_columns=json_columns)]
             for start in range(0, len(records), chunk_size):
                 chunk = records[start : start + chunk_size]

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.providers.common.sql.hooks.sql import DbApiHook
@@ -22,6 +20,8 @@ from airflow.providers.common.sql.hooks.sql import DbApiHook
 from airflow_provider_mlops.utils.connection import as_int, redact
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
+
     import psycopg
     import pyarrow as pa
     from airflow.sdk import Connection
@@ -31,9 +31,22 @@ WRITE_MODES: tuple[str, ...] = ("append", "replace", "replace_partition", "upser
 
 # libpq parameters that may be given as connection extras.
 _LIBPQ_EXTRAS = (
-    "sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword", "sslcrl", "application_name",
-    "options", "target_session_attrs", "keepalives", "keepalives_idle", "keepalives_interval",
-    "keepalives_count", "client_encoding", "gssencmode", "channel_binding",
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "sslpassword",
+    "sslcrl",
+    "application_name",
+    "options",
+    "target_session_attrs",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "client_encoding",
+    "gssencmode",
+    "channel_binding",
 )
 _SEQ_COLUMN = "__mlops_seq"
 _COPY_CHUNK = 1 << 20
@@ -47,10 +60,18 @@ def _pg_type_to_arrow(type_name: str, precision: int | None, scale: int | None) 
     import pyarrow as pa
 
     mapping = {
-        "bool": pa.bool_(), "int2": pa.int16(), "int4": pa.int32(), "int8": pa.int64(),
-        "oid": pa.int64(), "float4": pa.float32(), "float8": pa.float64(), "date": pa.date32(),
-        "timestamp": pa.timestamp("us"), "timestamptz": pa.timestamp("us", tz="UTC"),
-        "time": pa.time64("us"), "bytea": pa.binary(),
+        "bool": pa.bool_(),
+        "int2": pa.int16(),
+        "int4": pa.int32(),
+        "int8": pa.int64(),
+        "oid": pa.int64(),
+        "float4": pa.float32(),
+        "float8": pa.float64(),
+        "date": pa.date32(),
+        "timestamp": pa.timestamp("us"),
+        "timestamptz": pa.timestamp("us", tz="UTC"),
+        "time": pa.time64("us"),
+        "bytea": pa.binary(),
     }
     if type_name in mapping:
         return mapping[type_name]
@@ -126,12 +147,13 @@ def batch_to_copy_csv(batch: pa.RecordBatch) -> bytes:
             column = pa.array(
                 [None if v is None else "\\x" + v.hex() for v in column.to_pylist()], pa.string()
             )
-        elif t.is_struct(data_type) or t.is_list(data_type) or t.is_large_list(data_type) or t.is_map(
-            data_type
+        elif (
+            t.is_struct(data_type)
+            or t.is_list(data_type)
+            or t.is_large_list(data_type)
+            or t.is_map(data_type)
         ):
-            column = pa.array(
-                [None if v is None else dumps_json(v) for v in column.to_pylist()], pa.string()
-            )
+            column = pa.array([None if v is None else dumps_json(v) for v in column.to_pylist()], pa.string())
         elif t.is_duration(data_type):
             column = pc.cast(column, pa.int64())
             column = pa.array(
@@ -248,7 +270,7 @@ class PostgresHook(DbApiHook):
         dbname = self.database or conn.schema or "postgres"
         return f"postgresql+psycopg://{auth}{conn.host or 'localhost'}:{conn.port or 5432}/{dbname}"
 
-    def test_connection(self) -> tuple[bool, str]:
+    def test_connection(self) -> tuple[bool, str]:  # type: ignore[override]
         """Connect and run ``SELECT 1``; the message is free of secrets."""
         try:
             with contextlib.closing(self.get_conn()) as connection:
@@ -261,14 +283,14 @@ class PostgresHook(DbApiHook):
     # ----------------------------------------------------------------------------------------------
     # reading
     # ----------------------------------------------------------------------------------------------
-    def query_schema(self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None) -> pa.Schema:
+    def query_schema(
+        self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None
+    ) -> pa.Schema:
         """The Arrow schema of a query's result, from its description (the query returns no rows)."""
         from psycopg import sql as pgsql
 
         with contextlib.closing(self.get_conn()) as connection, connection.cursor() as cur:
-            cur.execute(
-                pgsql.SQL("SELECT * FROM ({}) AS q LIMIT 0").format(pgsql.SQL(sql)), parameters
-            )
+            cur.execute(pgsql.SQL("SELECT * FROM ({}) AS q LIMIT 0").format(pgsql.SQL(sql)), parameters)
             return self._schema_from_description(connection, cur.description or [])
 
     @staticmethod
@@ -323,9 +345,7 @@ class PostgresHook(DbApiHook):
                     cur.execute(pgsql.SQL("SELECT * FROM ({}) AS q LIMIT 0").format(pgsql.SQL(query)))
                     schema = self._schema_from_description(connection, cur.description or [])
             binary = [f.name for f in schema if pa.types.is_binary(f.type)]
-            read_schema = pa.schema(
-                [f.with_type(pa.string()) if f.name in binary else f for f in schema]
-            )
+            read_schema = pa.schema([f.with_type(pa.string()) if f.name in binary else f for f in schema])
             convert = pacsv.ConvertOptions(
                 column_types=read_schema,
                 strings_can_be_null=True,
@@ -344,7 +364,8 @@ class PostgresHook(DbApiHook):
                     return
                 try:
                     stream = pacsv.open_csv(
-                        io.BufferedReader(reader, _COPY_CHUNK), read_options=read_opts,
+                        io.BufferedReader(reader, _COPY_CHUNK),
+                        read_options=read_opts,
                         convert_options=convert,
                     )
                 except pa.ArrowInvalid as err:
@@ -456,7 +477,7 @@ class PostgresHook(DbApiHook):
             self.log.info("No batches and no schema: nothing to write to %s", table)
             return {"rows": 0, "inserted": 0, "updated": 0, "deleted": 0}
         names = list(schema.names)
-        missing_keys = [k for k in (keys or []) + list(partition or {}) if k not in names]
+        missing_keys = [k for k in [*(keys or []), *(partition or {})] if k not in names]
         if missing_keys:
             raise ValueError(f"Column(s) {missing_keys} are not in the data (columns: {names})")
 
@@ -484,9 +505,9 @@ class PostgresHook(DbApiHook):
                     # Temporary tables are private to the session and dropped at commit.
                     stage = pgsql.Identifier("_mlops_stage")
                     connection.execute(
-                        pgsql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
-                            stage, cols, target
-                        )
+                        pgsql.SQL(
+                            "CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA"
+                        ).format(stage, cols, target)
                     )
                     connection.execute(
                         pgsql.SQL("ALTER TABLE {} ADD COLUMN {} bigint GENERATED ALWAYS AS IDENTITY").format(
@@ -545,7 +566,9 @@ class PostgresHook(DbApiHook):
         where = pgsql.SQL(" AND ").join(
             pgsql.SQL("{} IS NOT DISTINCT FROM %s").format(pgsql.Identifier(c)) for c in partition
         )
-        cur = connection.execute(pgsql.SQL("DELETE FROM {} WHERE {}").format(target, where), list(partition.values()))
+        cur = connection.execute(
+            pgsql.SQL("DELETE FROM {} WHERE {}").format(target, where), list(partition.values())
+        )
         return cur.rowcount
 
     @staticmethod
@@ -586,17 +609,21 @@ class PostgresHook(DbApiHook):
         elif mode == "replace_partition":
             counts["deleted"] = self._delete_partition(connection, target, partition or {})
         if mode != "upsert":
-            cur = connection.execute(pgsql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(target, cols, cols, stage))
+            cur = connection.execute(
+                pgsql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(target, cols, cols, stage)
+            )
             counts["inserted"] = cur.rowcount
             if mode == "replace_partition":
                 self._check_partition(connection, target, partition or {}, counts["rows"])
             return
         key_cols = pgsql.SQL(", ").join(map(pgsql.Identifier, keys or []))
         others = [n for n in names if n not in (keys or [])]
+        action: pgsql.Composable
         if others:
             action = pgsql.SQL("DO UPDATE SET {}").format(
                 pgsql.SQL(", ").join(
-                    pgsql.SQL("{} = EXCLUDED.{}").format(pgsql.Identifier(n), pgsql.Identifier(n)) for n in others
+                    pgsql.SQL("{} = EXCLUDED.{}").format(pgsql.Identifier(n), pgsql.Identifier(n))
+                    for n in others
                 )
             )
         else:
@@ -607,7 +634,11 @@ class PostgresHook(DbApiHook):
             "ON CONFLICT ({keys}) {action} RETURNING (xmax = 0) AS inserted) "
             "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up"
         ).format(
-            target=target, cols=cols, keys=key_cols, stage=stage, seq=pgsql.Identifier(_SEQ_COLUMN),
+            target=target,
+            cols=cols,
+            keys=key_cols,
+            stage=stage,
+            seq=pgsql.Identifier(_SEQ_COLUMN),
             action=action,
         )
         row = connection.execute(statement).fetchone()

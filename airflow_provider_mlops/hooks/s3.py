@@ -14,7 +14,6 @@ import io
 import json
 import os
 import shutil
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -26,6 +25,8 @@ from airflow.sdk import BaseHook
 from airflow_provider_mlops.utils.connection import as_bool, redact
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
     import pyarrow as pa
     import pyarrow.fs as pafs
 
@@ -200,11 +201,16 @@ class S3Hook(BaseHook):
             status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if code in ("404", "NoSuchBucket"):
                 return False, f"Bucket {self.settings.get('bucket')!r} does not exist"
-            if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch") or status == 403:
+            if (
+                code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch")
+                or status == 403
+            ):
                 return False, f"Access denied ({code}): check the access key id and secret key"
             return False, redact(f"S3 error {code}: {err}", self._secrets())
         except (BotoCoreError, ValueError, OSError) as err:
-            return False, redact(f"Cannot reach S3 endpoint {self.settings.get('endpoint_url')}: {err}", self._secrets())
+            return False, redact(
+                f"Cannot reach S3 endpoint {self.settings.get('endpoint_url')}: {err}", self._secrets()
+            )
 
     # ----------------------------------------------------------------------------------------------
     # objects
@@ -220,7 +226,7 @@ class S3Hook(BaseHook):
                 return []
             return sorted(p.as_uri() for p in root.rglob("*") if p.is_file())
         paginator = self.client.get_paginator("list_objects_v2")
-        out = []
+        out: list[str] = []
         for page in paginator.paginate(Bucket=location.bucket, Prefix=location.key):
             out.extend(f"s3://{location.bucket}/{item['Key']}" for item in page.get("Contents", []))
         return sorted(out)
@@ -342,7 +348,7 @@ class S3Hook(BaseHook):
         self,
         uri: str,
         *,
-        format: DatasetFormat = "parquet",  # noqa: A002 - the natural name
+        format: DatasetFormat = "parquet",
         batch_size: int = 50_000,
         columns: list[str] | None = None,
         schema: pa.Schema | None = None,
@@ -388,7 +394,7 @@ class S3Hook(BaseHook):
             if batch.num_rows:
                 yield batch
 
-    def _dataset_files(self, fs: pafs.FileSystem, location: StorageLocation, format: str) -> list[str]:  # noqa: A002
+    def _dataset_files(self, fs: pafs.FileSystem, location: StorageLocation, format: str) -> list[str]:
         import pyarrow.fs as pafs
 
         info = fs.get_file_info(location.path)
@@ -420,7 +426,7 @@ class S3Hook(BaseHook):
         uri: str,
         batches: Iterable[pa.RecordBatch],
         *,
-        format: DatasetFormat = "parquet",  # noqa: A002
+        format: DatasetFormat = "parquet",
         schema: pa.Schema | None = None,
         max_rows_per_file: int = 1_000_000,
         compression: str | None = "zstd",
@@ -437,14 +443,19 @@ class S3Hook(BaseHook):
         """
         import pyarrow as pa
 
-        from airflow_provider_mlops.utils.arrow import conform, peek_schema, schema_fingerprint, schema_to_json
+        from airflow_provider_mlops.utils.arrow import (
+            conform,
+            peek_schema,
+            schema_fingerprint,
+            schema_to_json,
+        )
 
         if format not in FORMATS:
             raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
         schema, stream = peek_schema(batches, schema)
         if schema is None:
             schema = pa.schema([])
-        fs, location = self.filesystem(uri)
+        _fs, location = self.filesystem(uri)
         removed = self.delete_prefix(location.uri.rstrip("/") + "/")
         if removed:
             self.log.info("Replaced %s files previously written under %s", removed, location.uri)
@@ -475,8 +486,11 @@ class S3Hook(BaseHook):
         }
         self.put_bytes(location.join(MANIFEST), json.dumps(manifest, indent=1, default=str).encode())
         self.log.info(
-            "Wrote %s rows in %s file(s), %s bytes, to %s", result["rows"], len(result["files"]),
-            result["bytes"], result["uri"],
+            "Wrote %s rows in %s file(s), %s bytes, to %s",
+            result["rows"],
+            len(result["files"]),
+            result["bytes"],
+            result["uri"],
         )
         return result
 
@@ -563,7 +577,9 @@ class _S3MultipartStream(_OutputStream):
                 if self.buffer:
                     self._send_part(bytes(self.buffer))
                 self.client.complete_multipart_upload(
-                    Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
+                    Bucket=self.bucket,
+                    Key=self.key,
+                    UploadId=self.upload_id,
                     MultipartUpload={"Parts": self.parts},
                 )
         except BaseException:
@@ -588,7 +604,7 @@ class _RotatingWriter:
         self,
         hook: S3Hook,
         location: StorageLocation,
-        format: str,  # noqa: A002
+        format: str,
         schema: pa.Schema,
         max_rows: int,
         compression: str | None,

@@ -10,13 +10,14 @@ instead (see :func:`get_sql_hook`).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
+
     import pyarrow as pa
     from airflow.providers.common.sql.hooks.sql import DbApiHook
 
@@ -84,7 +85,9 @@ class SqlBatchHook(BaseHook):
         return quote_identifier(name, self.quote_char)
 
     def test_connection(self) -> tuple[bool, str]:
-        return self.db_hook.test_connection()
+        # common-sql annotates DbApiHook.test_connection as returning None; it returns (bool, str).
+        result: Any = self.db_hook.test_connection()  # type: ignore[func-returns-value]
+        return bool(result[0]), str(result[1])
 
     def iter_batches(
         self,
@@ -112,12 +115,16 @@ class SqlBatchHook(BaseHook):
                     if schema is None:
                         arrays = [pa.array(list(c)) for c in columns]
                         inferred = pa.schema(
-                            [pa.field(n, pa.string() if pa.types.is_null(a.type) else a.type) for n, a in
-                             zip(names, arrays, strict=True)]
+                            [
+                                pa.field(n, pa.string() if pa.types.is_null(a.type) else a.type)
+                                for n, a in zip(names, arrays, strict=True)
+                            ]
                         )
                         schema = inferred
                     try:
-                        arrays = [pa.array(list(c), type=f.type) for c, f in zip(columns, schema, strict=True)]
+                        arrays = [
+                            pa.array(list(c), type=f.type) for c, f in zip(columns, schema, strict=True)
+                        ]
                     except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
                         raise SchemaMismatchError(
                             f"Rows of {sql[:80]!r} do not fit the schema fixed by the first batch ({err}); "
@@ -170,7 +177,9 @@ class SqlBatchHook(BaseHook):
             else:
                 conflict = ", ".join(self.quote(k) for k in keys or [])
                 updates = ", ".join(f"{self.quote(n)} = excluded.{self.quote(n)}" for n in others)
-                insert += f" ON CONFLICT ({conflict}) " + (f"DO UPDATE SET {updates}" if others else "DO NOTHING")
+                insert += f" ON CONFLICT ({conflict}) " + (
+                    f"DO UPDATE SET {updates}" if others else "DO NOTHING"
+                )
         connection = self.db_hook.get_conn()
         try:
             cursor = connection.cursor()

@@ -5,8 +5,8 @@ Sources yield :class:`pyarrow.RecordBatch` objects of at most ``batch_size`` row
 iterable of them. Nothing here holds more than one batch (plus one partially filled buffer of
 Python records) in memory.
 
-This module imports pyarrow at the top: it is only imported from inside ``execute`` / hook methods,
-never from a DAG file.
+pyarrow is imported inside the functions, like everywhere in the provider, so that importing this
+module costs nothing at DAG parse time.
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ import decimal
 import hashlib
 import json
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Mapping
+
+    import pyarrow as pa
 
 DEFAULT_BATCH_SIZE = 50_000
 
@@ -57,6 +59,8 @@ def _sanitize_inferred(schema: pa.Schema) -> pa.Schema:
     Make an inferred schema fit later batches too: all-null columns become strings and decimals get
     the widest precision (inference takes the precision of the first values seen).
     """
+    import pyarrow as pa
+
     fields = []
     for field in schema:
         if pa.types.is_null(field.type):
@@ -102,6 +106,8 @@ class RecordBatcher:
         self.rows = 0
 
     def _to_batch(self, records: list[Mapping[str, Any]]) -> pa.RecordBatch:
+        import pyarrow as pa
+
         if self.convert is not None:
             records = [self.convert(r) for r in records]
         if self.nested == "json":
@@ -189,6 +195,8 @@ def peek_schema(
 
 def conform(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
     """Cast every batch to ``schema`` (same column order), naming the column that does not fit."""
+    import pyarrow as pa
+
     for batch in batches:
         if batch.schema.equals(schema, check_metadata=False):
             yield batch
@@ -219,9 +227,7 @@ def schema_to_json(schema: pa.Schema) -> list[dict[str, Any]]:
     return [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema]
 
 
-def batch_to_records(
-    batch: pa.RecordBatch, *, json_columns: Iterable[str] = ()
-) -> list[dict[str, Any]]:
+def batch_to_records(batch: pa.RecordBatch, *, json_columns: Iterable[str] = ()) -> list[dict[str, Any]]:
     """Convert a batch to Python dicts, parsing the given JSON-text columns back into objects."""
     records = batch.to_pylist()
     parse = [c for c in json_columns if c in batch.schema.names]

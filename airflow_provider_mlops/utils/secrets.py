@@ -10,10 +10,7 @@ def mask_secret(secret: Any, name: str | None = None) -> None:
     if not secret:
         return
     try:
-        from airflow.sdk.log import mask_secret as _mask
-    except ImportError:  # pragma: no cover - older Task SDK layouts
-        try:
-            from airflow.sdk.execution_time.secrets_masker import mask_secret as _mask
-        except ImportError:
-            return
-    _mask(secret, name)
+        from airflow.sdk.log import mask_secret as airflow_mask_secret
+    except ImportError:  # pragma: no cover - a Task SDK without it: nothing to register with
+        return
+    airflow_mask_secret(secret, name)

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PG_USER = "mlops"
-PG_PASSWORD = "pg-s3cret-pw"  # noqa: S105 - throwaway test cluster
+PG_PASSWORD = "pg-s3cret-pw"
 PG_DB = "mlops"
 MONGO_USER = "mlops"
-MONGO_PASSWORD = "mongo-s3cret-pw"  # noqa: S105
+MONGO_PASSWORD = "mongo-s3cret-pw"
 S3_BUCKET = "mlops-test"
 
 
@@ -97,8 +97,7 @@ def postgres_bindir() -> str:
     if initdb := shutil.which("initdb"):
         return os.path.dirname(initdb)
     raise ServerUnavailable(
-        "PostgreSQL server binaries (initdb, pg_ctl) not found: `apt-get install postgresql` "
-        "or set PG_BINDIR"
+        "PostgreSQL server binaries (initdb, pg_ctl) not found: `apt-get install postgresql` or set PG_BINDIR"
     )
 
 
@@ -121,19 +120,43 @@ def start_postgres() -> Iterator[PostgresServer]:
     data = os.path.join(base, "data")
     port = free_port()
     subprocess.run(
-        [*runner, f"{bindir}/initdb", "-D", data, "-U", PG_USER, f"--pwfile={pwfile}",
-         "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync", "-E", "UTF8",
-         "--locale=C"],
-        check=True, capture_output=True,
+        [
+            *runner,
+            f"{bindir}/initdb",
+            "-D",
+            data,
+            "-U",
+            PG_USER,
+            f"--pwfile={pwfile}",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ],
+        check=True,
+        capture_output=True,
     )
     options = (
         f"-c listen_addresses=127.0.0.1 -p {port} -k {base} -c fsync=off "
         "-c synchronous_commit=off -c full_page_writes=off -c max_connections=50"
     )
     subprocess.run(
-        [*runner, f"{bindir}/pg_ctl", "-D", data, "-l", os.path.join(base, "pg.log"), "-w",
-         "-o", options, "start"],
-        check=True, capture_output=True,
+        [
+            *runner,
+            f"{bindir}/pg_ctl",
+            "-D",
+            data,
+            "-l",
+            os.path.join(base, "pg.log"),
+            "-w",
+            "-o",
+            options,
+            "start",
+        ],
+        check=True,
+        capture_output=True,
     )
     try:
         _create_db(port)
@@ -150,7 +173,11 @@ def _create_db(port: int) -> None:
     import psycopg
 
     with psycopg.connect(
-        host="127.0.0.1", port=port, user=PG_USER, password=PG_PASSWORD, dbname="postgres",
+        host="127.0.0.1",
+        port=port,
+        user=PG_USER,
+        password=PG_PASSWORD,
+        dbname="postgres",
         autocommit=True,
     ) as conn:
         conn.execute(f"CREATE DATABASE {PG_DB}")
@@ -188,7 +215,8 @@ def start_s3(*, enforce_auth: bool = False) -> Iterator[S3Server]:
     port = free_port()
     proc = subprocess.Popen(
         [exe, "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         env={**os.environ, **({"INITIAL_NO_AUTH_ACTION_COUNT": "3"} if enforce_auth else {})},
     )
     try:
@@ -198,16 +226,29 @@ def start_s3(*, enforce_auth: bool = False) -> Iterator[S3Server]:
         import boto3
 
         endpoint = f"http://127.0.0.1:{port}"
-        iam = boto3.client("iam", endpoint_url=endpoint, aws_access_key_id="bootstrap",
-                           aws_secret_access_key="bootstrap", region_name="us-east-1")
+        iam = boto3.client(
+            "iam",
+            endpoint_url=endpoint,
+            aws_access_key_id="bootstrap",
+            aws_secret_access_key="bootstrap",
+            region_name="us-east-1",
+        )
         iam.create_user(UserName="mlops")
-        iam.put_user_policy(UserName="mlops", PolicyName="all", PolicyDocument=json.dumps(
-            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+        iam.put_user_policy(
+            UserName="mlops",
+            PolicyName="all",
+            PolicyDocument=json.dumps(
+                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+            ),
+        )
         key = iam.create_access_key(UserName="mlops")["AccessKey"]
         server = S3Server(endpoint, key["AccessKeyId"], key["SecretAccessKey"], S3_BUCKET)
         client = boto3.client(
-            "s3", endpoint_url=endpoint, aws_access_key_id=server.access_key,
-            aws_secret_access_key=server.secret_key, region_name=server.region,
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id=server.access_key,
+            aws_secret_access_key=server.secret_key,
+            region_name=server.region,
         )
         client.create_bucket(Bucket=S3_BUCKET)
         yield server
@@ -238,7 +279,7 @@ def _mongo_ping(uri: str, timeout: float = 30.0) -> None:
             with pymongo.MongoClient(uri, serverSelectionTimeoutMS=1000) as client:
                 client.admin.command("ping")
                 return
-        except Exception as err:  # noqa: BLE001 - retried until the deadline
+        except Exception as err:
             last = err
             time.sleep(0.2)
     raise TimeoutError(f"MongoDB server did not answer ping: {last}")
@@ -258,8 +299,17 @@ def start_mongo() -> Iterator[MongoServer]:
         raise ServerUnavailable("secantusd-py not found: install secantusdb==0.7.0b3 (test dependency)")
     storage = tempfile.mkdtemp(prefix="mlops-mongo-")
     port = free_port()
-    cmd = [exe, "--host", "127.0.0.1", "--port", str(port), "--storage-path", storage,
-           "--log-level", "WARNING"]
+    cmd = [
+        exe,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--storage-path",
+        storage,
+        "--log-level",
+        "WARNING",
+    ]
     log = open(os.path.join(storage, "server.log"), "wb")  # noqa: SIM115
     # Provision the user without auth, then restart with --auth (how secantusdb is set up).
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
@@ -271,7 +321,10 @@ def start_mongo() -> Iterator[MongoServer]:
 
         with pymongo.MongoClient(plain) as client:
             client.admin.command(
-                "createUser", MONGO_USER, pwd=MONGO_PASSWORD, roles=["root"],
+                "createUser",
+                MONGO_USER,
+                pwd=MONGO_PASSWORD,
+                roles=["root"],
                 mechanisms=["SCRAM-SHA-256"],
             )
         _stop(proc)

@@ -53,15 +53,25 @@ def test_page_number_pagination_with_empty_last_page(httpserver: HTTPServer) -> 
 
     httpserver.expect_request("/items").respond_with_handler(handler)
     hook = _hook(httpserver, password=TOKEN)
-    records = list(hook.iter_records("items", records_path="data.items",
-                                     pagination={"type": "page", "page_size": 10}))
+    records = list(
+        hook.iter_records("items", records_path="data.items", pagination={"type": "page", "page_size": 10})
+    )
     assert records == ITEMS
     # 23 rows by 10: the short third page ends it.
     assert hook.requests_sent == 3
     # Without page_size the walk stops at the first empty page.
     hook2 = _hook(httpserver, "api2")
-    assert list(hook2.iter_records("items", params={"per_page": 5}, records_path="data.items",
-                                   pagination={"type": "page", "size_param": None})) == ITEMS
+    assert (
+        list(
+            hook2.iter_records(
+                "items",
+                params={"per_page": 5},
+                records_path="data.items",
+                pagination={"type": "page", "size_param": None},
+            )
+        )
+        == ITEMS
+    )
     assert hook2.requests_sent == 6
 
 
@@ -88,10 +98,22 @@ def test_cursor_and_next_url_pagination(httpserver: HTTPServer) -> None:
     httpserver.expect_request("/by-cursor").respond_with_handler(cursor_handler)
     httpserver.expect_request("/by-url").respond_with_handler(url_handler)
     hook = _hook(httpserver)
-    assert list(hook.iter_records("by-cursor", records_path="results",
-                                  pagination={"type": "cursor", "cursor_path": "meta.next"})) == ITEMS
-    assert list(hook.iter_records("by-url", records_path="results",
-                                  pagination={"type": "cursor", "next_url_path": "next"})) == ITEMS
+    assert (
+        list(
+            hook.iter_records(
+                "by-cursor", records_path="results", pagination={"type": "cursor", "cursor_path": "meta.next"}
+            )
+        )
+        == ITEMS
+    )
+    assert (
+        list(
+            hook.iter_records(
+                "by-url", records_path="results", pagination={"type": "cursor", "next_url_path": "next"}
+            )
+        )
+        == ITEMS
+    )
 
 
 def test_link_header_and_callable_pagination(httpserver: HTTPServer) -> None:
@@ -142,7 +164,8 @@ def test_429_with_retry_after_is_honoured(httpserver: HTTPServer) -> None:
 
     httpserver.expect_request("/limited").respond_with_handler(handler)
     assert list(_hook(httpserver).iter_records("limited")) == [{"ok": True}]
-    assert len(seen) == 2 and seen[1] - seen[0] >= 0.95
+    assert len(seen) == 2
+    assert seen[1] - seen[0] >= 0.95
 
 
 def test_gives_up_after_max_attempts_with_a_clear_error(httpserver: HTTPServer) -> None:
@@ -158,7 +181,8 @@ def test_client_errors_are_not_retried(httpserver: HTTPServer) -> None:
     hook = _hook(httpserver)
     with pytest.raises(HttpApiError, match="HTTP 404: no such thing") as info:
         hook.run("missing")
-    assert info.value.status == 404 and hook.requests_sent == 1
+    assert info.value.status == 404
+    assert hook.requests_sent == 1
 
 
 def test_malformed_pages_fail_with_the_page_number(httpserver: HTTPServer) -> None:
@@ -166,9 +190,9 @@ def test_malformed_pages_fail_with_the_page_number(httpserver: HTTPServer) -> No
     httpserver.expect_request("/wrong-shape").respond_with_json({"data": {"items": "not a list"}})
     httpserver.expect_request("/no-path").respond_with_json({"other": []})
     hook = _hook(httpserver)
-    with pytest.raises(MalformedPageError, match="Page 1 of GET .*/html is not JSON"):
+    with pytest.raises(MalformedPageError, match=r"Page 1 of GET .*/html is not JSON"):
         list(hook.iter_records("html"))
-    with pytest.raises(MalformedPageError, match="expected a list of records at 'data.items', got str"):
+    with pytest.raises(MalformedPageError, match=r"expected a list of records at 'data\.items', got str"):
         list(hook.iter_records("wrong-shape", records_path="data.items"))
     with pytest.raises(MalformedPageError, match=r"has no 'data.items' \(top-level keys: \['other'\]\)"):
         list(hook.iter_records("no-path", records_path="data.items"))
@@ -184,6 +208,7 @@ def test_auth_schemes(httpserver: HTTPServer) -> None:
                 if request.args.get(key) != value:
                     return Response("unauthorized", status=401)
             return _json([{"ok": 1}])
+
         return handler
 
     basic = "Basic " + base64.b64encode(b"user:pw-secret").decode()
@@ -194,24 +219,30 @@ def test_auth_schemes(httpserver: HTTPServer) -> None:
     assert _hook(httpserver, "b1", login="user", password="pw-secret").run("basic") == [{"ok": 1}]
     assert _hook(httpserver, "b2", password=TOKEN).run("bearer") == [{"ok": 1}]
     assert _hook(httpserver, "b3", password=TOKEN, auth_type="api_key", api_key_name="X-Api-Key").run(
-        "key-header") == [{"ok": 1}]
-    assert _hook(httpserver, "b4", auth_type="api_key", api_key=TOKEN, api_key_name="apikey",
-                 api_key_in="query").run("key-query") == [{"ok": 1}]
+        "key-header"
+    ) == [{"ok": 1}]
+    assert _hook(
+        httpserver, "b4", auth_type="api_key", api_key=TOKEN, api_key_name="apikey", api_key_in="query"
+    ).run("key-query") == [{"ok": 1}]
 
 
 def test_api_key_in_query_never_reaches_error_messages(httpserver: HTTPServer) -> None:
     httpserver.expect_request("/boom").respond_with_data(f"bad key {TOKEN}", status=400)
-    hook = _hook(httpserver, "leak", auth_type="api_key", api_key=TOKEN, api_key_name="apikey", api_key_in="query")
+    hook = _hook(
+        httpserver, "leak", auth_type="api_key", api_key=TOKEN, api_key_name="apikey", api_key_in="query"
+    )
     with pytest.raises(HttpApiError) as info:
         hook.run("boom")
-    assert TOKEN not in str(info.value) and "***" in str(info.value)
+    assert TOKEN not in str(info.value)
+    assert "***" in str(info.value)
 
 
 def test_oauth2_client_credentials_with_expiry_and_refresh_on_401(httpserver: HTTPServer) -> None:
     issued: list[str] = []
 
     def token(request: Request) -> Response:
-        assert request.form["grant_type"] == "client_credentials" and request.form["scope"] == "read"
+        assert request.form["grant_type"] == "client_credentials"
+        assert request.form["scope"] == "read"
         assert request.authorization.username == "client-id"
         issued.append(f"access-{len(issued)}")
         return _json({"access_token": issued[-1], "expires_in": 3600})
@@ -228,8 +259,14 @@ def test_oauth2_client_credentials_with_expiry_and_refresh_on_401(httpserver: HT
 
     httpserver.expect_request("/oauth/token", method="POST").respond_with_handler(token)
     httpserver.expect_request("/data").respond_with_handler(data)
-    hook = _hook(httpserver, "oauth", login="client-id", password="client-secret", token_url="/oauth/token",
-                 scope="read")
+    hook = _hook(
+        httpserver,
+        "oauth",
+        login="client-id",
+        password="client-secret",
+        token_url="/oauth/token",
+        scope="read",
+    )
     assert hook.run("data") == [{"call": 1}]
     assert hook.run("data") == [{"call": 3}]
     assert issued == ["access-0", "access-1"]
@@ -257,19 +294,31 @@ def test_test_connection(httpserver: HTTPServer) -> None:
     httpserver.expect_request("/health").respond_with_json({"status": "ok"})
     httpserver.expect_request("/private").respond_with_data("no", status=403)
     assert _hook(httpserver, "tc1", test_endpoint="/health").test_connection() == (
-        True, "Connection successfully tested (HTTP 200)")
+        True,
+        "Connection successfully tested (HTTP 200)",
+    )
     ok, message = _hook(httpserver, "tc2", password=TOKEN, test_endpoint="/private").test_connection()
-    assert not ok and "HTTP 403" in message and TOKEN not in message
+    assert not ok
+    assert "HTTP 403" in message
+    assert TOKEN not in message
     port = free_port()
     set_connection("tc3", conn_type="http", host=f"http://127.0.0.1:{port}", password=TOKEN)
     ok, message = HttpApiHook("tc3").test_connection()
-    assert not ok and f"127.0.0.1:{port}" in message and TOKEN not in message
+    assert not ok
+    assert f"127.0.0.1:{port}" in message
+    assert TOKEN not in message
 
 
 def test_official_http_connection_extra_is_headers(httpserver: HTTPServer) -> None:
     httpserver.expect_request("/h", headers={"X-Team": "data"}).respond_with_json([1])
-    set_connection("official", conn_type="http", host="127.0.0.1", port=httpserver.port, schema="http",
-                   extra={"X-Team": "data"})
+    set_connection(
+        "official",
+        conn_type="http",
+        host="127.0.0.1",
+        port=httpserver.port,
+        schema="http",
+        extra={"X-Team": "data"},
+    )
     assert HttpApiHook("official").run("h") == [1]
 
 

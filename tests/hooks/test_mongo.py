@@ -39,10 +39,16 @@ def test_wrong_password_is_reported_without_the_secret(mongo_server: MongoServer
     if not mongo_server.direct:
         pytest.skip("credentials come from MONGO_URI")
     secret = "Wr0ng-Mongo-pw-42"
-    conn_id = set_connection("mongo_wrong_pw", conn_type="mongo", host=mongo_server.host, port=mongo_server.port,
-                             login=mongo_server.user, password=secret, schema="x",
-                             extra={"directConnection": "true", "authSource": "admin",
-                                    "serverSelectionTimeoutMS": "3000"})
+    conn_id = set_connection(
+        "mongo_wrong_pw",
+        conn_type="mongo",
+        host=mongo_server.host,
+        port=mongo_server.port,
+        login=mongo_server.user,
+        password=secret,
+        schema="x",
+        extra={"directConnection": "true", "authSource": "admin", "serverSelectionTimeoutMS": "3000"},
+    )
     ok, message = MongoHook(conn_id).test_connection()
     assert not ok
     assert "Authentication failed" in message
@@ -51,29 +57,60 @@ def test_wrong_password_is_reported_without_the_secret(mongo_server: MongoServer
 
 def test_closed_port_is_reported_readably() -> None:
     port = free_port()
-    conn_id = set_connection("mongo_closed", conn_type="mongo", host="127.0.0.1", port=port, login="u",
-                             password="s3cret-mongo", extra={"directConnection": True,
-                                                             "serverSelectionTimeoutMS": 500})
+    conn_id = set_connection(
+        "mongo_closed",
+        conn_type="mongo",
+        host="127.0.0.1",
+        port=port,
+        login="u",
+        password="s3cret-mongo",
+        extra={"directConnection": True, "serverSelectionTimeoutMS": 500},
+    )
     ok, message = MongoHook(conn_id).test_connection()
     assert not ok
-    assert f"127.0.0.1:{port}" in message and "refused" in message.lower()
+    assert f"127.0.0.1:{port}" in message
+    assert "refused" in message.lower()
     assert "s3cret-mongo" not in message
     assert len(message) < 200, "the topology dump is cut"
 
 
 def test_extras_are_typed_and_uris_are_built_correctly() -> None:
-    conn_id = set_connection("mongo_typed", conn_type="mongo", host="a.example.com,b.example.com:27018", port=27017,
-                             login="us@r", password="p:w/d?", schema="app",
-                             extra={"replicaSet": "rs0", "tls": "false", "ssl": "false", "retryWrites": "0",
-                                    "serverSelectionTimeoutMS": "1500"})
+    conn_id = set_connection(
+        "mongo_typed",
+        conn_type="mongo",
+        host="a.example.com,b.example.com:27018",
+        port=27017,
+        login="us@r",
+        password="p:w/d?",
+        schema="app",
+        extra={
+            "replicaSet": "rs0",
+            "tls": "false",
+            "ssl": "false",
+            "retryWrites": "0",
+            "serverSelectionTimeoutMS": "1500",
+        },
+    )
     hook = MongoHook(conn_id)
     assert hook.get_uri() == "mongodb://us%40r:p%3Aw%2Fd%3F@a.example.com:27017,b.example.com:27018/app"
     options = hook._client_options()
-    assert options["tls"] is False and options["retryWrites"] is False
-    assert options["serverSelectionTimeoutMS"] == 1500 and options["replicaSet"] == "rs0"
+    assert options["tls"] is False
+    assert options["retryWrites"] is False
+    assert options["serverSelectionTimeoutMS"] == 1500
+    assert options["replicaSet"] == "rs0"
 
-    srv = MongoHook(set_connection("mongo_srv", conn_type="mongo", host="cluster0.abc.mongodb.net", port=27017,
-                                   login="u", password="p", schema="db", extra={"srv": "true"}))
+    srv = MongoHook(
+        set_connection(
+            "mongo_srv",
+            conn_type="mongo",
+            host="cluster0.abc.mongodb.net",
+            port=27017,
+            login="u",
+            password="p",
+            schema="db",
+            extra={"srv": "true"},
+        )
+    )
     assert srv.get_uri() == "mongodb+srv://u:p@cluster0.abc.mongodb.net/db"
 
     bad = MongoHook(set_connection("mongo_badbool", conn_type="mongo", host="h", extra={"tls": "maybe"}))
@@ -87,31 +124,46 @@ def test_upsert_twice_leaves_the_same_documents(hook, collection, raw) -> None:
     assert first["upserted"] == 3
     snapshot = sorted((d["id"], d["v"], d["_id"]) for d in raw[collection].find())
     second = hook.write_batches(collection, [batch], mode="upsert", keys=["id"])
-    assert second["upserted"] == 0 and second["matched"] == 3
+    assert second["upserted"] == 0
+    assert second["matched"] == 3
     assert sorted((d["id"], d["v"], d["_id"]) for d in raw[collection].find()) == snapshot
 
 
 def test_insert_in_chunks_and_replace_partition(hook, collection, raw) -> None:
     batch = pa.RecordBatch.from_pydict({"ds": ["d1"] * 2500, "n": list(range(2500))})
     counts = hook.write_batches(collection, [batch], chunk_size=1000)
-    assert counts["inserted"] == 2500 and raw[collection].count_documents({}) == 2500
+    assert counts["inserted"] == 2500
+    assert raw[collection].count_documents({}) == 2500
     other = pa.RecordBatch.from_pydict({"ds": ["d2"], "n": [0]})
     hook.write_batches(collection, [other])
     counts = hook.write_batches(collection, [batch.slice(0, 10)], mode="replace", partition={"ds": "d1"})
-    assert counts["deleted"] == 2500 and counts["inserted"] == 10
-    assert raw[collection].count_documents({"ds": "d1"}) == 10 and raw[collection].count_documents({"ds": "d2"}) == 1
+    assert counts["deleted"] == 2500
+    assert counts["inserted"] == 10
+    assert raw[collection].count_documents({"ds": "d1"}) == 10
+    assert raw[collection].count_documents({"ds": "d2"}) == 1
 
 
 def test_find_and_aggregate_stream_bounded_batches(hook, collection, raw) -> None:
     raw[collection].insert_many([{"n": i, "g": i % 3, "sub": {"x": i}} for i in range(1000)])
-    batches = list(hook.iter_batches(collection, filter={"n": {"$gte": 100}}, projection={"_id": 0},
-                                     batch_size=128))
-    assert sum(b.num_rows for b in batches) == 900 and max(b.num_rows for b in batches) <= 128
+    batches = list(
+        hook.iter_batches(collection, filter={"n": {"$gte": 100}}, projection={"_id": 0}, batch_size=128)
+    )
+    assert sum(b.num_rows for b in batches) == 900
+    assert max(b.num_rows for b in batches) <= 128
     assert batches[0].schema.field("sub").type == pa.string()
-    agg = pa.Table.from_batches(list(hook.iter_batches(
-        collection, pipeline=[{"$group": {"_id": "$g", "total": {"$sum": "$n"}}}, {"$sort": {"_id": 1}}])))
-    assert agg.to_pylist() == [{"_id": 0, "total": 166833}, {"_id": 1, "total": 166167},
-                               {"_id": 2, "total": 166500}]
+    agg = pa.Table.from_batches(
+        list(
+            hook.iter_batches(
+                collection,
+                pipeline=[{"$group": {"_id": "$g", "total": {"$sum": "$n"}}}, {"$sort": {"_id": 1}}],
+            )
+        )
+    )
+    assert agg.to_pylist() == [
+        {"_id": 0, "total": 166833},
+        {"_id": 1, "total": 166167},
+        {"_id": 2, "total": 166500},
+    ]
     nested = next(hook.iter_batches(collection, batch_size=5, nested="struct", sort=[("n", 1)]))
     assert pa.types.is_struct(nested.schema.field("sub").type)
     assert isinstance(nested.column("_id")[0].as_py(), str)
@@ -124,6 +176,8 @@ def test_a_field_appearing_late_is_an_error_not_a_silent_drop(hook, collection, 
         list(hook.iter_batches(collection, projection={"_id": 0}, batch_size=5, sort=[("n", 1)]))
     # With an explicit schema it reads fine.
     schema = pa.schema([("n", pa.int64()), ("late", pa.string())])
-    table = pa.Table.from_batches(list(hook.iter_batches(collection, projection={"_id": 0}, batch_size=5,
-                                                         schema=schema)))
-    assert table.num_rows == 11 and table.column("late").null_count == 10
+    table = pa.Table.from_batches(
+        list(hook.iter_batches(collection, projection={"_id": 0}, batch_size=5, schema=schema))
+    )
+    assert table.num_rows == 11
+    assert table.column("late").null_count == 10

@@ -44,9 +44,15 @@ def test_test_connection_succeeds(hook: PostgresHook) -> None:
 
 def test_wrong_password_is_reported_without_the_secret(postgres_server: PostgresServer) -> None:
     secret = "Wr0ng-Pa55word-xyz"
-    conn_id = set_connection("pg_wrong_pw", conn_type="postgres", host=postgres_server.host,
-                             port=postgres_server.port, login=postgres_server.user, password=secret,
-                             schema=postgres_server.database)
+    conn_id = set_connection(
+        "pg_wrong_pw",
+        conn_type="postgres",
+        host=postgres_server.host,
+        port=postgres_server.port,
+        login=postgres_server.user,
+        password=secret,
+        schema=postgres_server.database,
+    )
     ok, message = PostgresHook(postgres_conn_id=conn_id).test_connection()
     assert not ok
     assert "password authentication failed" in message
@@ -55,8 +61,16 @@ def test_wrong_password_is_reported_without_the_secret(postgres_server: Postgres
 
 def test_closed_port_is_reported_readably() -> None:
     port = free_port()
-    conn_id = set_connection("pg_closed", conn_type="postgres", host="127.0.0.1", port=port, login="u",
-                             password="secret-123456", schema="db", extra={"connect_timeout": "2"})
+    conn_id = set_connection(
+        "pg_closed",
+        conn_type="postgres",
+        host="127.0.0.1",
+        port=port,
+        login="u",
+        password="secret-123456",
+        schema="db",
+        extra={"connect_timeout": "2"},
+    )
     ok, message = PostgresHook(postgres_conn_id=conn_id).test_connection()
     assert not ok
     assert f"127.0.0.1:{port}" in message
@@ -69,16 +83,23 @@ def test_upsert_twice_leaves_the_same_rows(hook, table, postgres_server) -> None
     assert first == {"rows": 3, "inserted": 3, "updated": 0, "deleted": 0}
     before = _checksum(postgres_server, table)
     second = hook.write_batches(table, _batches([1, 2, 3]), mode="upsert", keys=["id"])
-    assert second["inserted"] == 0 and second["updated"] == 3
+    assert second["inserted"] == 0
+    assert second["updated"] == 3
     assert _checksum(postgres_server, table) == before
     hook.write_batches(table, _batches([3, 4], value="new"), mode="upsert", keys=["id"])
     assert _rows(postgres_server, f'SELECT id, value FROM "{table}" ORDER BY id') == [
-        (1, "v1"), (2, "v2"), (3, "new3"), (4, "new4")]
+        (1, "v1"),
+        (2, "v2"),
+        (3, "new3"),
+        (4, "new4"),
+    ]
 
 
 def test_upsert_with_a_key_repeated_in_the_data_keeps_the_last(hook, table, postgres_server) -> None:
-    batches = [pa.RecordBatch.from_pydict({"id": [1, 1], "value": ["old", "new"]}),
-               pa.RecordBatch.from_pydict({"id": [1], "value": ["newest"]})]
+    batches = [
+        pa.RecordBatch.from_pydict({"id": [1, 1], "value": ["old", "new"]}),
+        pa.RecordBatch.from_pydict({"id": [1], "value": ["newest"]}),
+    ]
     hook.write_batches(table, batches, mode="upsert", keys=["id"])
     assert _rows(postgres_server, f'SELECT id, value FROM "{table}"') == [(1, "newest")]
 
@@ -95,13 +116,18 @@ def test_replace_and_replace_partition_are_idempotent(hook, table, postgres_serv
     hook.write_batches(part, day2, mode="replace_partition", partition={"ds": "d2"})
     before = _checksum(postgres_server, part)
     counts = hook.write_batches(part, day1, mode="replace_partition", partition={"ds": "d1"})
-    assert counts["deleted"] == 2 and counts["inserted"] == 2
+    assert counts["deleted"] == 2
+    assert counts["inserted"] == 2
     assert _checksum(postgres_server, part) == before
 
 
 def test_replace_partition_refuses_rows_outside_the_partition(hook, table, postgres_server) -> None:
-    hook.write_batches(table, [pa.RecordBatch.from_pydict({"ds": ["d1"], "id": [1]})],
-                       mode="replace_partition", partition={"ds": "d1"})
+    hook.write_batches(
+        table,
+        [pa.RecordBatch.from_pydict({"ds": ["d1"], "id": [1]})],
+        mode="replace_partition",
+        partition={"ds": "d1"},
+    )
     before = _checksum(postgres_server, table)
     bad = [pa.RecordBatch.from_pydict({"ds": ["d1", "d2"], "id": [1, 2]})]
     with pytest.raises(PostgresWriteError, match="must belong to the partition"):
@@ -109,8 +135,9 @@ def test_replace_partition_refuses_rows_outside_the_partition(hook, table, postg
     assert _checksum(postgres_server, table) == before
 
 
-@pytest.mark.parametrize(("mode", "staging"), [("append", False), ("append", True), ("replace", None),
-                                               ("upsert", None)])
+@pytest.mark.parametrize(
+    ("mode", "staging"), [("append", False), ("append", True), ("replace", None), ("upsert", None)]
+)
 def test_failure_half_way_leaves_the_target_unchanged(hook, table, postgres_server, mode, staging) -> None:
     hook.write_batches(table, _batches([1, 2]), mode="upsert", keys=["id"])
     before = _checksum(postgres_server, table)
@@ -119,7 +146,7 @@ def test_failure_half_way_leaves_the_target_unchanged(hook, table, postgres_serv
         yield from _batches([10, 11])
         raise OSError("source went away half-way")
 
-    with pytest.raises(PostgresWriteError, match="unchanged.*source went away"):
+    with pytest.raises(PostgresWriteError, match=r"unchanged.*source went away"):
         hook.write_batches(table, exploding(), mode=mode, keys=["id"], staging=staging)
     assert _checksum(postgres_server, table) == before
 
@@ -129,7 +156,9 @@ def test_identifiers_are_quoted_not_formatted(hook, postgres_server) -> None:
     batch = pa.RecordBatch.from_pydict({"weird col": [1], 'q"uote': ["a"], "select": [True]})
     hook.write_batches(table, [batch], mode="upsert", keys=["weird col"])
     hook.write_batches(table, [batch], mode="upsert", keys=["weird col"])
-    rows = _rows(postgres_server, 'SELECT "weird col", "q""uote", "select" FROM "odd ""name""; DROP TABLE x; --"')
+    rows = _rows(
+        postgres_server, 'SELECT "weird col", "q""uote", "select" FROM "odd ""name""; DROP TABLE x; --"'
+    )
     assert rows == [(1, "a", True)]
 
 
@@ -143,10 +172,13 @@ def test_unknown_column_is_named_in_the_error(hook, table) -> None:
 def test_streaming_read_yields_bounded_batches_and_binds_parameters(hook, table) -> None:
     n = 120_000
     hook.write_batches(table, [pa.RecordBatch.from_pydict({"id": list(range(n)), "value": ["x"] * n})])
-    sizes = [b.num_rows for b in hook.iter_batches(f'SELECT * FROM "{table}" WHERE id >= %s', [20_000],
-                                                   batch_size=7_000)]
+    sizes = [
+        b.num_rows
+        for b in hook.iter_batches(f'SELECT * FROM "{table}" WHERE id >= %s', [20_000], batch_size=7_000)
+    ]
     assert sum(sizes) == n - 20_000
-    assert max(sizes) <= 7_000 and len(sizes) >= 15
+    assert max(sizes) <= 7_000
+    assert len(sizes) >= 15
     # A parameter with quotes cannot escape its literal.
     assert list(hook.iter_batches(f'SELECT * FROM "{table}" WHERE value = %s', ["x' OR '1'='1"])) == []
 
@@ -157,8 +189,20 @@ def test_query_schema_maps_postgres_types(hook) -> None:
         "'x'::text g, now() h, now()::timestamp i, current_date j, true k, '{}'::jsonb l, 1.5::numeric m"
     )
     assert [str(f.type) for f in schema] == [
-        "int16", "int32", "int64", "float", "double", "decimal128(10, 3)", "string", "timestamp[us, tz=UTC]",
-        "timestamp[us]", "date32[day]", "bool", "string", "string"]
+        "int16",
+        "int32",
+        "int64",
+        "float",
+        "double",
+        "decimal128(10, 3)",
+        "string",
+        "timestamp[us, tz=UTC]",
+        "timestamp[us]",
+        "date32[day]",
+        "bool",
+        "string",
+        "string",
+    ]
 
 
 def test_arrow_types_map_to_postgres_columns() -> None:

@@ -31,9 +31,12 @@ def _mongo(request: pytest.FixtureRequest) -> tuple[Writer, Reader]:
     hook = MongoHook(mongo_conn_id=request.getfixturevalue("mongo_conn_id"))
     collection = f"rt_{uuid.uuid4().hex[:8]}"
     return (
-        lambda batches: hook.write_batches(collection, batches, mode="upsert", keys=["id"], json_columns=["payload"]),
-        lambda: hook.iter_batches(collection, projection={"_id": 0}, sort=[("id", 1)], batch_size=2,
-                                  schema=MIXED_SCHEMA),
+        lambda batches: hook.write_batches(
+            collection, batches, mode="upsert", keys=["id"], json_columns=["payload"]
+        ),
+        lambda: hook.iter_batches(
+            collection, projection={"_id": 0}, sort=[("id", 1)], batch_size=2, schema=MIXED_SCHEMA
+        ),
     )
 
 
@@ -81,8 +84,14 @@ def test_sink_then_source_round_trips_every_type(system: str, request: pytest.Fi
 
 @pytest.mark.parametrize(
     ("source", "sink"),
-    [("postgres", "s3-parquet"), ("s3-parquet", "mongo"), ("mongo", "postgres"), ("postgres", "mongo"),
-     ("mongo", "s3-csv"), ("s3-csv", "postgres")],
+    [
+        ("postgres", "s3-parquet"),
+        ("s3-parquet", "mongo"),
+        ("mongo", "postgres"),
+        ("postgres", "mongo"),
+        ("mongo", "s3-csv"),
+        ("s3-csv", "postgres"),
+    ],
 )
 def test_source_to_sink_pairs(source: str, sink: str, request: pytest.FixtureRequest) -> None:
     write_source, read_source = SYSTEMS[source](request)

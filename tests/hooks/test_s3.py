@@ -43,33 +43,51 @@ def test_test_connection_succeeds(hook: S3Hook) -> None:
 def test_missing_bucket_wrong_secret_and_closed_port(s3_auth_server: S3Server) -> None:
     s3_server = s3_auth_server
     base = {"conn_type": "aws", "login": s3_server.access_key}
-    missing = set_connection("s3_missing", **base, password=s3_server.secret_key,
-                             extra={"endpoint_url": s3_server.endpoint_url, "bucket": "no-such-bucket"})
+    missing = set_connection(
+        "s3_missing",
+        **base,
+        password=s3_server.secret_key,
+        extra={"endpoint_url": s3_server.endpoint_url, "bucket": "no-such-bucket"},
+    )
     ok, message = S3Hook(missing).test_connection()
-    assert not ok and message == "Bucket 'no-such-bucket' does not exist"
+    assert not ok
+    assert message == "Bucket 'no-such-bucket' does not exist"
 
-    wrong = set_connection("s3_wrong", **base, password="Wr0ng-S3-secret-value",
-                           extra={"endpoint_url": s3_server.endpoint_url, "bucket": s3_server.bucket})
+    wrong = set_connection(
+        "s3_wrong",
+        **base,
+        password="Wr0ng-S3-secret-value",
+        extra={"endpoint_url": s3_server.endpoint_url, "bucket": s3_server.bucket},
+    )
     ok, message = S3Hook(wrong).test_connection()
-    assert not ok and "Access denied" in message and "Wr0ng-S3-secret-value" not in message
+    assert not ok
+    assert "Access denied" in message
+    assert "Wr0ng-S3-secret-value" not in message
 
     port = free_port()
-    closed = set_connection("s3_closed", **base, password="Wr0ng-S3-secret-value",
-                            extra={"endpoint_url": f"http://127.0.0.1:{port}", "bucket": "b"})
+    closed = set_connection(
+        "s3_closed",
+        **base,
+        password="Wr0ng-S3-secret-value",
+        extra={"endpoint_url": f"http://127.0.0.1:{port}", "bucket": "b"},
+    )
     ok, message = S3Hook(closed).test_connection()
-    assert not ok and f"127.0.0.1:{port}" in message and "Wr0ng-S3-secret-value" not in message
+    assert not ok
+    assert f"127.0.0.1:{port}" in message
+    assert "Wr0ng-S3-secret-value" not in message
 
 
 def test_rewriting_a_dataset_replaces_it(hook: S3Hook, prefix: str) -> None:
     first = hook.write_dataset(prefix, _table(25).to_batches(max_chunksize=7), max_rows_per_file=10)
-    assert first["rows"] == 25 and first["files"] == ["part-00000.parquet", "part-00001.parquet",
-                                                      "part-00002.parquet"]
+    assert first["rows"] == 25
+    assert first["files"] == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
     second = hook.write_dataset(prefix, _table(5).to_batches(), max_rows_per_file=10)
     assert second["files"] == ["part-00000.parquet"]
     assert sorted(u.rsplit("/", 1)[1] for u in hook.list_uris(prefix)) == [MANIFEST, "part-00000.parquet"]
     assert pa.Table.from_batches(list(hook.iter_batches(prefix))).num_rows == 5
     manifest = hook.read_manifest(prefix)
-    assert manifest["rows"] == 5 and manifest["file_rows"] == {"part-00000.parquet": 5}
+    assert manifest["rows"] == 5
+    assert manifest["file_rows"] == {"part-00000.parquet": 5}
     assert manifest["schema"][0] == {"name": "id", "type": "int64", "nullable": True}
 
 
@@ -118,15 +136,21 @@ def test_local_and_s3_datasets_read_each_format(hook: S3Hook, prefix: str, tmp_p
     for fmt in ("parquet", "csv", "jsonl"):
         for uri in (f"{prefix}/{fmt}", (tmp_path / fmt).as_uri()):
             hook.write_dataset(uri, table.to_batches(max_chunksize=30), format=fmt, max_rows_per_file=40)
-            back = pa.Table.from_batches(list(hook.iter_batches(uri, format=fmt, batch_size=16,
-                                                                schema=table.schema)))
+            back = pa.Table.from_batches(
+                list(hook.iter_batches(uri, format=fmt, batch_size=16, schema=table.schema))
+            )
             assert back.sort_by("id").equals(table), (fmt, uri)
 
 
 def test_boto_and_pyarrow_see_the_same_objects(hook: S3Hook, prefix: str, s3_server: S3Server) -> None:
     hook.write_dataset(prefix, _table(3).to_batches())
-    client = boto3.client("s3", endpoint_url=s3_server.endpoint_url, aws_access_key_id=s3_server.access_key,
-                          aws_secret_access_key=s3_server.secret_key, region_name="us-east-1")
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_server.endpoint_url,
+        aws_access_key_id=s3_server.access_key,
+        aws_secret_access_key=s3_server.secret_key,
+        region_name="us-east-1",
+    )
     location = parse_uri(prefix)
     keys = [o["Key"] for o in client.list_objects_v2(Bucket=location.bucket, Prefix=location.key)["Contents"]]
     assert sorted(k.rsplit("/", 1)[1] for k in keys) == [MANIFEST, "part-00000.parquet"]
