@@ -9,6 +9,7 @@ Arrow record batches: nothing holds a whole file in memory.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import json
@@ -421,6 +422,15 @@ class S3Hook(BaseHook):
             return None
         return json.loads(self.get_bytes(manifest))
 
+    def read_schema(self, uri: str) -> pa.Schema | None:
+        """The exact Arrow schema recorded in a dataset's manifest (None without a manifest)."""
+        import pyarrow as pa
+
+        manifest = self.read_manifest(uri)
+        if not manifest or not manifest.get("arrow_schema"):
+            return None
+        return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(manifest["arrow_schema"])))
+
     def write_dataset(
         self,
         uri: str,
@@ -482,6 +492,7 @@ class S3Hook(BaseHook):
             **result,
             "file_rows": {f["name"]: f["rows"] for f in writer.files},
             "schema": schema_to_json(schema),
+            "arrow_schema": base64.b64encode(schema.serialize().to_pybytes()).decode("ascii"),
             **({"metadata": metadata} if metadata else {}),
         }
         self.put_bytes(location.join(MANIFEST), json.dumps(manifest, indent=1, default=str).encode())

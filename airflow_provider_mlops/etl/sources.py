@@ -1,0 +1,215 @@
+"""
+Pick the batch hook for a connection and describe sources and targets for logs and lineage.
+
+The connection type decides: PostgreSQL connections get the COPY-based hook, other common-sql
+connections the generic cursor path, ``mongo`` / ``http`` / ``aws`` the matching hooks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+POSTGRES_TYPES = frozenset({"postgres", "postgresql", "mlops_postgres"})
+MONGO_TYPES = frozenset({"mongo", "mongodb", "mlops_mongo"})
+HTTP_TYPES = frozenset({"http", "https", "mlops_http"})
+STORAGE_TYPES = frozenset({"aws", "s3", "mlops_s3"})
+
+
+def connection_kind(conn_id: str | None) -> str:
+    """``postgres``, ``mongo``, ``http``, ``storage`` or ``sql`` (any other common-sql database)."""
+    if not conn_id:
+        return "storage"
+    from airflow.sdk import BaseHook
+
+    conn_type = (BaseHook.get_connection(conn_id).conn_type or "").lower()
+    if conn_type in POSTGRES_TYPES:
+        return "postgres"
+    if conn_type in MONGO_TYPES:
+        return "mongo"
+    if conn_type in HTTP_TYPES:
+        return "http"
+    if conn_type in STORAGE_TYPES:
+        return "storage"
+    return "sql"
+
+
+def parse_instant(value: Any) -> dt.datetime | None:
+    """A timezone-aware datetime from a rendered template (ISO text), a date or a datetime."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    if isinstance(value, dt.date):
+        return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
+    text = str(value).strip().replace("Z", "+00:00")
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"Watermark bound {value!r} is not an ISO date/time") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def sql_with_watermark(
+    sql: str, column: str, placeholder: str, quote: str, start: dt.datetime | None, end: dt.datetime | None
+) -> tuple[str, list[Any]]:
+    """Wrap ``sql`` so only rows with ``start <= column < end`` come back (identifier quoted)."""
+    from airflow_provider_mlops.hooks.sql import quote_identifier
+
+    conditions, params = [], []
+    ident = quote_identifier(column, quote)
+    if start is not None:
+        conditions.append(f"{ident} >= {placeholder}")
+        params.append(start)
+    if end is not None:
+        conditions.append(f"{ident} < {placeholder}")
+        params.append(end)
+    if not conditions:
+        return sql, []
+    inner = sql.strip().rstrip(";")
+    return f"SELECT * FROM ({inner}) AS mlops_src WHERE {' AND '.join(conditions)}", params
+
+
+def filter_batches_by_window(
+    batches: Iterator[pa.RecordBatch], column: str, start: dt.datetime | None, end: dt.datetime | None
+) -> Iterator[pa.RecordBatch]:
+    """Keep rows with ``start <= column < end`` (client side; for APIs and files)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for batch in batches:
+        if column not in batch.schema.names:
+            raise ValueError(
+                f"Watermark column {column!r} is not in the data (columns: {batch.schema.names})"
+            )
+        values = batch.column(column)
+        if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+            values = pc.cast(values, pa.timestamp("us", tz="UTC"))
+        elif pa.types.is_timestamp(values.type) and values.type.tz is None:
+            values = pc.assume_timezone(values, "UTC")
+        mask = None
+        if start is not None:
+            mask = pc.greater_equal(values, pa.scalar(start, values.type))
+        if end is not None:
+            upper = pc.less(values, pa.scalar(end, values.type))
+            mask = upper if mask is None else pc.and_(mask, upper)
+        yield batch if mask is None else batch.filter(pc.fill_null(mask, False))
+
+
+def read_source(
+    conn_id: str | None,
+    *,
+    sql: str | None = None,
+    parameters: Sequence[Any] | Mapping[str, Any] | None = None,
+    collection: str | None = None,
+    database: str | None = None,
+    filter: Mapping[str, Any] | None = None,
+    projection: Any = None,
+    sort: Any = None,
+    pipeline: Sequence[Mapping[str, Any]] | None = None,
+    endpoint: str | None = None,
+    method: str = "GET",
+    params: Mapping[str, Any] | None = None,
+    json: Any = None,
+    headers: Mapping[str, str] | None = None,
+    records_path: str | None = None,
+    pagination: Any = None,
+    max_pages: int | None = None,
+    path: str | None = None,
+    format: str = "parquet",
+    watermark_column: str | None = None,
+    watermark_start: Any = None,
+    watermark_end: Any = None,
+    batch_size: int = 50_000,
+    schema: pa.Schema | None = None,
+) -> tuple[Iterator[pa.RecordBatch], dict[str, Any]]:
+    """
+    Open a stream of record batches from any supported source.
+
+    :return: the batch iterator and a small description of the source (kind, name) for logs/lineage.
+    """
+    kind = connection_kind(conn_id)
+    start, end = parse_instant(watermark_start), parse_instant(watermark_end)
+    if kind in ("postgres", "sql"):
+        if not sql:
+            raise ValueError(f"Connection {conn_id!r} is a SQL database: give sql=...")
+        from airflow_provider_mlops.hooks.sql import get_sql_hook
+
+        hook = get_sql_hook(conn_id or "")
+        query = sql
+        query_params: Any = list(parameters or []) if not isinstance(parameters, Mapping) else parameters
+        if watermark_column:
+            if isinstance(query_params, Mapping):
+                raise ValueError("watermark_column works with positional parameters (a list), not a mapping")
+            placeholder = "%s" if kind == "postgres" else hook.db_hook.placeholder
+            quote = '"' if kind == "postgres" else hook.quote_char
+            query, extra = sql_with_watermark(sql, watermark_column, placeholder, quote, start, end)
+            query_params = [*query_params, *extra]
+        batches = hook.iter_batches(query, query_params or None, batch_size=batch_size, schema=schema)
+        return batches, {"kind": kind, "conn_id": conn_id, "name": sql.strip()[:200]}
+    if kind == "mongo":
+        if not collection:
+            raise ValueError(f"Connection {conn_id!r} is MongoDB: give collection=...")
+        from airflow_provider_mlops.hooks.mongo import MongoHook
+
+        mongo = MongoHook(mongo_conn_id=conn_id or "")
+        find_filter = dict(filter or {})
+        if watermark_column and (start or end):
+            window: dict[str, Any] = {}
+            if start:
+                window["$gte"] = start
+            if end:
+                window["$lt"] = end
+            if pipeline is not None:
+                pipeline = [{"$match": {watermark_column: window}}, *pipeline]
+            else:
+                find_filter[watermark_column] = window
+        batches = mongo.iter_batches(
+            collection,
+            database=database,
+            filter=find_filter,
+            projection=projection,
+            sort=sort,
+            pipeline=pipeline,
+            batch_size=batch_size,
+            schema=schema,
+        )
+        return batches, {
+            "kind": kind,
+            "conn_id": conn_id,
+            "name": f"{database or ''}.{collection}".lstrip("."),
+        }
+    if kind == "http":
+        if not endpoint:
+            raise ValueError(f"Connection {conn_id!r} is an HTTP API: give endpoint=...")
+        from airflow_provider_mlops.hooks.http import HttpApiHook
+
+        api = HttpApiHook(http_conn_id=conn_id or "")
+        batches = api.iter_batches(
+            endpoint,
+            method=method,
+            params=params,
+            json=json,
+            headers=headers,
+            records_path=records_path,
+            pagination=pagination,
+            max_pages=max_pages,
+            batch_size=batch_size,
+            schema=schema,
+        )
+        if watermark_column:
+            batches = filter_batches_by_window(batches, watermark_column, start, end)
+        return batches, {"kind": kind, "conn_id": conn_id, "name": endpoint}
+    if not path:
+        raise ValueError("A storage source needs path=... (s3://bucket/prefix, file:///dir or a local path)")
+    from airflow_provider_mlops.hooks.s3 import S3Hook
+
+    storage = S3Hook(aws_conn_id=conn_id)
+    batches = storage.iter_batches(path, format=format, batch_size=batch_size, schema=schema)  # type: ignore[arg-type]
+    if watermark_column:
+        batches = filter_batches_by_window(batches, watermark_column, start, end)
+    return batches, {"kind": "storage", "conn_id": conn_id, "name": path}

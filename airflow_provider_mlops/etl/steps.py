@@ -1,0 +1,291 @@
+"""
+Declarative transformation steps, applied batch by batch (plain Python, no Airflow).
+
+A pipeline is a list of one-key dicts, YAML/JSON friendly::
+
+    [
+        {"rename": {"Customer ID": "customer_id"}},
+        {"cast": {"age": "int64", "signup": "timestamp[us, tz=UTC]"}},
+        {"filter": "age >= 18 and country in ['FR', 'DE']"},
+        {"derive": {"yearly_charges": "monthly_charges * 12"}},
+        {"fill_null": {"country": "unknown", "age": 0}},
+        {"clip": {"monthly_charges": [0, 1000]}},
+        {"drop_duplicates": ["customer_id"]},
+        {"select": ["customer_id", "age", "country", "yearly_charges"]},
+    ]
+
+``drop_duplicates`` keeps the first row of each key across the whole stream; it remembers one
+hash per distinct key (memory grows with the number of keys, not with the data).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_mlops.etl.expressions import compile_expression
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+STEP_NAMES = (
+    "select",
+    "drop",
+    "rename",
+    "cast",
+    "filter",
+    "derive",
+    "fill_null",
+    "clip",
+    "drop_duplicates",
+    "drop_nulls",
+)
+
+
+class StepError(ValueError):
+    """A step is malformed or does not fit the data (e.g. names a missing column)."""
+
+
+def parse_type(text: str | pa.DataType) -> pa.DataType:
+    """An Arrow type from its text form: ``int64``, ``string``, ``timestamp[us, tz=UTC]``, ``decimal128(10, 2)``."""
+    import re
+
+    import pyarrow as pa
+
+    if isinstance(text, pa.DataType):
+        return text
+    name = text.strip()
+    aliases = {
+        "int": "int64",
+        "integer": "int64",
+        "float": "float64",
+        "double": "float64",
+        "str": "string",
+        "text": "string",
+        "bool": "bool_",
+        "boolean": "bool_",
+        "date": "date32",
+        "datetime": "timestamp[us]",
+    }
+    name = aliases.get(name, name)
+    if m := re.fullmatch(r"timestamp\[(\w+)(?:,\s*tz=([^\]]+))?\]", name):
+        return pa.timestamp(m.group(1), tz=m.group(2))
+    if m := re.fullmatch(r"decimal(?:128)?\((\d+),\s*(\d+)\)", name):
+        return pa.decimal128(int(m.group(1)), int(m.group(2)))
+    factory = getattr(pa, name, None) if re.fullmatch(r"[a-z0-9_]+", name) else None
+    if factory is None or not callable(factory):
+        raise StepError(f"Unknown type {text!r}")
+    try:
+        result = factory()
+    except TypeError:
+        raise StepError(f"Type {text!r} needs parameters") from None
+    if not isinstance(result, pa.DataType):
+        raise StepError(f"Unknown type {text!r}")
+    return result
+
+
+def _require(batch: pa.RecordBatch, columns: Iterable[str], step: str) -> None:
+    missing = [c for c in columns if c not in batch.schema.names]
+    if missing:
+        raise StepError(f"Step {step!r}: column(s) {missing} not in the data (columns: {batch.schema.names})")
+
+
+class Pipeline:
+    """Compiled steps plus an optional per-batch user callable, applied lazily to a batch stream."""
+
+    def __init__(
+        self,
+        steps: Sequence[Mapping[str, Any]] = (),
+        *,
+        callable: Callable[[Any], Any] | None = None,
+        callable_format: str = "arrow",
+    ) -> None:
+        for index, step in enumerate(steps):
+            if not isinstance(step, Mapping) or len(step) != 1:
+                raise StepError(
+                    f"Step {index} must be a one-key dict such as {{'filter': 'x > 0'}}, got {step!r}"
+                )
+            (name,) = step
+            if name not in STEP_NAMES:
+                raise StepError(f"Step {index}: unknown step {name!r}; one of {STEP_NAMES}")
+        if callable_format not in ("arrow", "pandas"):
+            raise StepError("callable_format must be 'arrow' or 'pandas'")
+        self.steps = [dict(s) for s in steps]
+        self.callable = callable
+        self.callable_format = callable_format
+        self._seen: set[bytes] = set()
+        self.rows_in = 0
+        self.rows_out = 0
+        self.duplicates_dropped = 0
+        self.filtered_out = 0
+
+    def apply(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            self.rows_in += batch.num_rows
+            out = self.apply_batch(batch)
+            if out is not None:
+                # Empty batches still flow: they carry the schema to an otherwise empty output.
+                self.rows_out += out.num_rows
+                yield out
+
+    def apply_batch(self, batch: pa.RecordBatch) -> pa.RecordBatch | None:
+        for step in self.steps:
+            (name, arg), *_ = step.items()
+            batch = getattr(self, f"_{name}")(batch, arg)
+            if batch.num_rows == 0:
+                return batch
+        if self.callable is not None:
+            batch = self._call_user(batch)
+        return batch
+
+    def _call_user(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        import pyarrow as pa
+
+        if self.callable_format == "pandas":
+            frame = self.callable(batch.to_pandas())  # type: ignore[misc]
+            return pa.RecordBatch.from_pandas(frame, preserve_index=False)
+        result = self.callable(batch)  # type: ignore[misc]
+        if isinstance(result, pa.Table):
+            return (
+                result.combine_chunks().to_batches()[0]
+                if result.num_rows
+                else pa.RecordBatch.from_pylist([], schema=result.schema)
+            )
+        if not isinstance(result, pa.RecordBatch):
+            raise StepError(
+                f"The transform callable must return a RecordBatch or Table, got {type(result).__name__}"
+            )
+        return result
+
+    # -------------------------------------------------------------------------------------------- steps
+    @staticmethod
+    def _select(batch: pa.RecordBatch, columns: Sequence[str]) -> pa.RecordBatch:
+        _require(batch, columns, "select")
+        return batch.select(list(columns))
+
+    @staticmethod
+    def _drop(batch: pa.RecordBatch, columns: Sequence[str]) -> pa.RecordBatch:
+        _require(batch, columns, "drop")
+        return batch.select([n for n in batch.schema.names if n not in set(columns)])
+
+    @staticmethod
+    def _rename(batch: pa.RecordBatch, mapping: Mapping[str, str]) -> pa.RecordBatch:
+        _require(batch, mapping, "rename")
+        return batch.rename_columns([mapping.get(n, n) for n in batch.schema.names])
+
+    @staticmethod
+    def _cast(batch: pa.RecordBatch, mapping: Mapping[str, str]) -> pa.RecordBatch:
+        import pyarrow as pa
+
+        _require(batch, mapping, "cast")
+        arrays, fields = [], []
+        for field, column in zip(batch.schema, batch.columns, strict=True):
+            if field.name in mapping:
+                target = parse_type(mapping[field.name])
+                try:
+                    column = column.cast(target)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+                    raise StepError(f"Step 'cast': column {field.name!r} to {target}: {err}") from None
+                field = field.with_type(target)
+            arrays.append(column)
+            fields.append(field)
+        return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
+
+    def _filter(self, batch: pa.RecordBatch, expression: str) -> pa.RecordBatch:
+        import pyarrow as pa
+        import pyarrow.dataset as pads
+
+        compiled = compile_expression(expression, batch.schema.names)
+        table = pads.dataset(pa.Table.from_batches([batch])).to_table(filter=compiled)
+        self.filtered_out += batch.num_rows - table.num_rows
+        return _one_batch(table)
+
+    @staticmethod
+    def _derive(batch: pa.RecordBatch, mapping: Mapping[str, str]) -> pa.RecordBatch:
+        import pyarrow as pa
+        import pyarrow.dataset as pads
+
+        for name, expression in mapping.items():
+            compiled = compile_expression(expression, batch.schema.names)
+            projected = pads.dataset(pa.Table.from_batches([batch])).to_table(columns={name: compiled})
+            column = projected.column(name).combine_chunks()
+            if name in batch.schema.names:
+                batch = batch.set_column(batch.schema.get_field_index(name), name, column)
+            else:
+                batch = batch.append_column(name, column)
+        return batch
+
+    @staticmethod
+    def _fill_null(batch: pa.RecordBatch, mapping: Mapping[str, Any]) -> pa.RecordBatch:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        _require(batch, mapping, "fill_null")
+        for name, value in mapping.items():
+            index = batch.schema.get_field_index(name)
+            column = batch.column(index)
+            try:
+                filled = pc.fill_null(column, pa.scalar(value).cast(column.type))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+                raise StepError(
+                    f"Step 'fill_null': value {value!r} does not fit column {name!r} ({column.type}): {err}"
+                ) from None
+            batch = batch.set_column(index, batch.schema.field(index), filled)
+        return batch
+
+    @staticmethod
+    def _clip(batch: pa.RecordBatch, mapping: Mapping[str, Sequence[float | None]]) -> pa.RecordBatch:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        _require(batch, mapping, "clip")
+        for name, bounds in mapping.items():
+            if len(bounds) != 2:
+                raise StepError(f"Step 'clip': {name!r} needs [low, high] (null for no bound)")
+            low, high = bounds
+            index = batch.schema.get_field_index(name)
+            column = batch.column(index)
+            if low is not None:
+                column = pc.max_element_wise(column, pa.scalar(low).cast(column.type))
+            if high is not None:
+                column = pc.min_element_wise(column, pa.scalar(high).cast(column.type))
+            batch = batch.set_column(index, batch.schema.field(index), column)
+        return batch
+
+    def _drop_duplicates(self, batch: pa.RecordBatch, keys: Sequence[str]) -> pa.RecordBatch:
+        import pyarrow as pa
+
+        _require(batch, keys, "drop_duplicates")
+        columns = [batch.column(k).to_pylist() for k in keys]
+        mask = []
+        for values in zip(*columns, strict=True):
+            digest = hashlib.blake2b(repr(values).encode(), digest_size=16).digest()
+            if digest in self._seen:
+                mask.append(False)
+                self.duplicates_dropped += 1
+            else:
+                self._seen.add(digest)
+                mask.append(True)
+        return batch.filter(pa.array(mask, pa.bool_()))
+
+    @staticmethod
+    def _drop_nulls(batch: pa.RecordBatch, columns: Sequence[str]) -> pa.RecordBatch:
+        import pyarrow.compute as pc
+
+        _require(batch, columns, "drop_nulls")
+        mask = None
+        for name in columns:
+            valid = pc.is_valid(batch.column(name))
+            mask = valid if mask is None else pc.and_(mask, valid)
+        return batch.filter(mask) if mask is not None else batch
+
+
+def _one_batch(table: pa.Table) -> pa.RecordBatch:
+    import pyarrow as pa
+
+    combined = table.combine_chunks()
+    batches = combined.to_batches()
+    if not batches:
+        return pa.RecordBatch.from_pylist([], schema=table.schema)
+    return batches[0]

@@ -1,0 +1,208 @@
+"""ExtractOperator: any source -> a Parquet dataset in object storage, by reference through XCom."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from airflow.sdk import BaseOperator
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from airflow.sdk import Context
+
+EmptyPolicy = Literal["succeed", "skip", "fail"]
+
+
+class ExtractOperator(BaseOperator):
+    """
+    Stream rows from a source into a Parquet dataset and return its URI.
+
+    The hook is chosen by the connection's type: PostgreSQL (COPY), any other common-sql database
+    (cursor batches), MongoDB (``collection`` + ``filter`` / ``pipeline``), an HTTP JSON API
+    (``endpoint`` + pagination), or S3 / local files (``path``). Memory stays bounded by
+    ``batch_size``: nothing holds the whole result.
+
+    The dataset goes to ``output_uri`` (default ``<staging>/<dag_id>/<task_id>/<ds>``) and replaces
+    whatever a previous try wrote there, so re-running a logical date gives the same dataset.
+
+    Returns (XCom) ``{"uri", "rows", "bytes", "files", "schema_fingerprint", "format"}``.
+
+    :param source_conn_id: the source connection (None for local files). (templated)
+    :param sql: SQL sources: the query; a ``.sql`` file path is rendered too. (templated)
+    :param parameters: SQL sources: bind parameters (a list with ``watermark_column``). (templated)
+    :param collection: MongoDB: the collection. (templated)
+    :param database: MongoDB: the database (default: the connection's). (templated)
+    :param filter: MongoDB: a ``find`` filter. (templated)
+    :param projection: MongoDB: a ``find`` projection.
+    :param sort: MongoDB: a ``find`` sort, e.g. ``[["updated_at", 1]]``.
+    :param pipeline: MongoDB: an aggregation pipeline (instead of ``find``). (templated)
+    :param endpoint: HTTP: the endpoint path or URL. (templated)
+    :param method: HTTP: the method.
+    :param request_params: HTTP: query parameters, e.g. ``{"updated_since": "{{ data_interval_start }}"}``. (templated)
+    :param json: HTTP: a JSON body. (templated)
+    :param headers: HTTP: extra headers. (templated)
+    :param records_path: HTTP: dotted path of the records list in a page (``data.items``).
+    :param pagination: HTTP: a pagination spec, e.g. ``{"type": "cursor", "cursor_path": "next"}``.
+    :param max_pages: HTTP: stop after this many pages.
+    :param path: files: a file or prefix (``s3://...``, ``file://...``, local path). (templated)
+    :param format: files: ``parquet``, ``csv`` or ``jsonl``.
+    :param watermark_column: keep only rows with ``watermark_start <= column < watermark_end``
+        (pushed into the query for SQL and MongoDB, applied to batches for APIs and files).
+    :param watermark_start: lower bound, default ``{{ data_interval_start }}``. (templated)
+    :param watermark_end: upper bound, default ``{{ data_interval_end }}``. (templated)
+    :param output_uri: where to write; default a deterministic staging URI. (templated)
+    :param storage_conn_id: connection for ``s3://`` output (default ``[mlops] storage_conn_id``).
+    :param batch_size: rows per batch.
+    :param on_empty: what an empty result does: ``succeed`` (0 rows), ``skip`` (downstream skipped)
+        or ``fail``. The (empty) dataset is written in every case, replacing a previous try's.
+    """
+
+    template_fields: Sequence[str] = (
+        "source_conn_id",
+        "sql",
+        "parameters",
+        "collection",
+        "database",
+        "filter",
+        "pipeline",
+        "endpoint",
+        "request_params",
+        "json",
+        "headers",
+        "path",
+        "watermark_start",
+        "watermark_end",
+        "output_uri",
+    )
+    template_ext: Sequence[str] = (".sql",)
+    template_fields_renderers = {"sql": "sql", "filter": "json", "pipeline": "json", "json": "json"}
+    ui_color = "#e3f2fd"
+
+    def __init__(
+        self,
+        *,
+        source_conn_id: str | None,
+        sql: str | None = None,
+        parameters: Sequence[Any] | Mapping[str, Any] | None = None,
+        collection: str | None = None,
+        database: str | None = None,
+        filter: Mapping[str, Any] | None = None,
+        projection: Any = None,
+        sort: Sequence[Sequence[Any]] | None = None,
+        pipeline: Sequence[Mapping[str, Any]] | None = None,
+        endpoint: str | None = None,
+        method: str = "GET",
+        request_params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        records_path: str | None = None,
+        pagination: Any = None,
+        max_pages: int | None = None,
+        path: str | None = None,
+        format: str = "parquet",
+        watermark_column: str | None = None,
+        watermark_start: Any = "{{ data_interval_start }}",
+        watermark_end: Any = "{{ data_interval_end }}",
+        output_uri: str | None = None,
+        storage_conn_id: str | None = None,
+        batch_size: int = 50_000,
+        on_empty: EmptyPolicy = "succeed",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if on_empty not in ("succeed", "skip", "fail"):
+            raise ValueError(f"on_empty must be succeed, skip or fail, got {on_empty!r}")
+        self.source_conn_id = source_conn_id
+        self.sql = sql
+        self.parameters = parameters
+        self.collection = collection
+        self.database = database
+        self.filter = filter
+        self.projection = projection
+        self.sort = sort
+        self.pipeline = pipeline
+        self.endpoint = endpoint
+        self.method = method
+        self.request_params = request_params
+        self.json = json
+        self.headers = headers
+        self.records_path = records_path
+        self.pagination = pagination
+        self.max_pages = max_pages
+        self.path = path
+        self.format = format
+        self.watermark_column = watermark_column
+        self.watermark_start = watermark_start
+        self.watermark_end = watermark_end
+        self.output_uri = output_uri
+        self.storage_conn_id = storage_conn_id
+        self.batch_size = batch_size
+        self.on_empty = on_empty
+        self._lineage: dict[str, Any] = {}
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowException, AirflowSkipException
+
+        from airflow_provider_mlops.etl.sources import read_source
+        from airflow_provider_mlops.hooks.s3 import S3Hook
+        from airflow_provider_mlops.utils.staging import default_storage_conn_id, task_output_uri
+
+        batches, source = read_source(
+            self.source_conn_id,
+            sql=self.sql,
+            parameters=self.parameters,
+            collection=self.collection,
+            database=self.database,
+            filter=self.filter,
+            projection=self.projection,
+            sort=[tuple(s) for s in self.sort] if self.sort else None,
+            pipeline=self.pipeline,
+            endpoint=self.endpoint,
+            method=self.method,
+            params=self.request_params,
+            json=self.json,
+            headers=self.headers,
+            records_path=self.records_path,
+            pagination=self.pagination,
+            max_pages=self.max_pages,
+            path=self.path,
+            format=self.format,
+            watermark_column=self.watermark_column,
+            watermark_start=self.watermark_start if self.watermark_column else None,
+            watermark_end=self.watermark_end if self.watermark_column else None,
+            batch_size=self.batch_size,
+        )
+        uri = self.output_uri or task_output_uri(context)
+        storage = S3Hook(aws_conn_id=self.storage_conn_id or default_storage_conn_id())
+        self.log.info(
+            "Extracting %s %r from %s into %s", source["kind"], source["name"], self.source_conn_id, uri
+        )
+        result = storage.write_dataset(
+            uri,
+            batches,
+            metadata={"source": source, "dag_id": context["ti"].dag_id, "run_id": context["run_id"]},
+        )
+        manifest = storage.read_manifest(uri) or {}
+        self._lineage = {"source": source, "output": uri, "schema": manifest.get("schema", [])}
+        summary = {k: result[k] for k in ("uri", "rows", "bytes", "schema_fingerprint", "format")}
+        summary["files"] = len(result["files"])
+        if result["rows"] == 0:
+            if self.on_empty == "fail":
+                raise AirflowException(f"The source returned no rows ({source['kind']} {source['name']!r})")
+            if self.on_empty == "skip":
+                raise AirflowSkipException(f"The source returned no rows; downstream is skipped ({uri})")
+            self.log.warning("The source returned no rows; an empty dataset was written to %s", uri)
+        return summary
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        from airflow_provider_mlops.utils.lineage import LineageDataset, dataset_for, operator_lineage
+
+        if not self._lineage:
+            return None
+        source = self._lineage["source"]
+        output = dataset_for("storage", None, self._lineage["output"])
+        return operator_lineage(
+            [dataset_for(source["kind"], source["conn_id"], source["name"])],
+            [LineageDataset(output.namespace, output.name, self._lineage["schema"])],
+        )

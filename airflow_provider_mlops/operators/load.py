@@ -1,0 +1,213 @@
+"""LoadOperator: a dataset URI -> PostgreSQL / any common-sql database, MongoDB, or S3 / local files."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_provider_mlops.operators.transform import _input_uris
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from airflow.sdk import Context
+
+
+class LoadOperator(BaseOperator):
+    """
+    Write a dataset into its target, idempotently per logical date.
+
+    Targets, chosen by the arguments and the connection type:
+
+    - a SQL ``table`` (PostgreSQL: COPY + one transaction; other common-sql databases: executemany
+      in one transaction). Modes: ``append``, ``replace``, ``replace_partition`` (rows of
+      ``partition`` replaced: the idempotent choice for daily loads) and ``upsert`` by ``keys``.
+    - a MongoDB ``collection``. Modes: ``upsert`` by ``keys`` (idempotent), ``replace`` (documents
+      matching ``partition`` deleted first, then inserted) or ``insert`` (not idempotent: a re-run
+      inserts again).
+    - ``output_uri`` on S3 or a local path, as ``format`` (parquet, csv, jsonl); the prefix is
+      replaced on every run.
+
+    The target is declared as an outlet Asset (``x-mlops-sql://<conn_id>/<table>``,
+    ``x-mlops-mongo://<conn_id>/<collection>``, or the storage URI) unless ``outlets`` is given, so
+    other DAGs can be scheduled on it.
+
+    Returns (XCom) the counts (``rows``, ``inserted``, ``updated``/``matched``, ``deleted``...) and
+    ``target``.
+
+    :param input_uri: a dataset URI, an upstream XCom dict with ``uri``, or a list. (templated)
+    :param target_conn_id: the target connection (None for local files). (templated)
+    :param table: SQL: ``table`` or ``schema.table``. (templated)
+    :param collection: MongoDB: the collection. (templated)
+    :param database: MongoDB: the database (default: the connection's). (templated)
+    :param output_uri: files: the target prefix. (templated)
+    :param format: files: ``parquet``, ``csv`` or ``jsonl``.
+    :param mode: see above; default ``append`` (SQL), ``upsert`` when ``keys`` are given.
+    :param keys: key columns for ``upsert``.
+    :param partition: column -> value for ``replace_partition`` / Mongo ``replace``, e.g.
+        ``{"ds": "{{ ds }}"}``. (templated)
+    :param create_table: SQL: create the table from the data's schema when missing.
+    :param json_columns: MongoDB: JSON-text columns stored as sub-documents.
+    :param input_format: format of the input dataset.
+    :param storage_conn_id: connection for ``s3://`` URIs (default ``[mlops] storage_conn_id``).
+    :param batch_size: rows per batch.
+    """
+
+    template_fields: Sequence[str] = (
+        "input_uri",
+        "target_conn_id",
+        "table",
+        "collection",
+        "database",
+        "output_uri",
+        "partition",
+    )
+    ui_color = "#e8f5e9"
+
+    def __init__(
+        self,
+        *,
+        input_uri: Any,
+        target_conn_id: str | None = None,
+        table: str | None = None,
+        collection: str | None = None,
+        database: str | None = None,
+        output_uri: str | None = None,
+        format: str = "parquet",
+        mode: str | None = None,
+        keys: Sequence[str] | None = None,
+        partition: Mapping[str, Any] | None = None,
+        create_table: bool = True,
+        json_columns: Sequence[str] = (),
+        input_format: str = "parquet",
+        storage_conn_id: str | None = None,
+        batch_size: int = 50_000,
+        **kwargs: Any,
+    ) -> None:
+        targets = [t for t in (table, collection, output_uri) if t]
+        if len(targets) != 1:
+            raise ValueError("Give exactly one target: table=..., collection=... or output_uri=...")
+        if (table or collection) and not target_conn_id:
+            raise ValueError("A table or collection target needs target_conn_id")
+        if "outlets" not in kwargs:
+            from airflow_provider_mlops.assets import collection_asset, storage_asset, table_asset
+
+            if table and "{{" not in table and "{{" not in (target_conn_id or ""):
+                kwargs["outlets"] = [table_asset(target_conn_id or "", table)]
+            elif collection and "{{" not in collection and "{{" not in (target_conn_id or ""):
+                kwargs["outlets"] = [collection_asset(target_conn_id or "", collection, database)]
+            elif output_uri and "{{" not in output_uri:
+                kwargs["outlets"] = [storage_asset(output_uri)]
+        super().__init__(**kwargs)
+        self.input_uri = input_uri
+        self.target_conn_id = target_conn_id
+        self.table = table
+        self.collection = collection
+        self.database = database
+        self.output_uri = output_uri
+        self.format = format
+        self.mode = mode
+        self.keys = list(keys) if keys else None
+        self.partition = partition
+        self.create_table = create_table
+        self.json_columns = list(json_columns)
+        self.input_format = input_format
+        self.storage_conn_id = storage_conn_id
+        self.batch_size = batch_size
+        self._lineage: dict[str, Any] = {}
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_mlops.etl.sources import connection_kind
+        from airflow_provider_mlops.hooks.s3 import S3Hook
+        from airflow_provider_mlops.utils.staging import default_storage_conn_id
+
+        inputs = _input_uris(self.input_uri)
+        if not inputs:
+            raise ValueError("input_uri is empty")
+        storage = S3Hook(aws_conn_id=self.storage_conn_id or default_storage_conn_id())
+
+        def batches() -> Any:
+            for uri in inputs:
+                yield from storage.iter_batches(uri, format=self.input_format, batch_size=self.batch_size)  # type: ignore[arg-type]
+
+        # The manifest's schema, so that an empty dataset still creates its table with the right columns.
+        schema = storage.read_schema(inputs[0])
+        if self.output_uri:
+            target_storage = S3Hook(aws_conn_id=self.target_conn_id) if self.target_conn_id else storage
+            result = target_storage.write_dataset(
+                self.output_uri,
+                batches(),
+                format=self.format,  # type: ignore[arg-type]
+                schema=schema,
+            )
+            counts: dict[str, Any] = {
+                "rows": result["rows"],
+                "files": len(result["files"]),
+                "bytes": result["bytes"],
+            }
+            target = {"kind": "storage", "conn_id": self.target_conn_id, "name": result["uri"]}
+        elif self.table:
+            from airflow_provider_mlops.hooks.sql import get_sql_hook
+
+            mode = self.mode or ("upsert" if self.keys else "append")
+            hook = get_sql_hook(self.target_conn_id or "")
+            counts = hook.write_batches(
+                self.table,
+                batches(),
+                mode=mode,
+                keys=self.keys,
+                partition=self.partition,
+                create_table=self.create_table,
+                schema=schema,
+            )
+            target = {
+                "kind": connection_kind(self.target_conn_id),
+                "conn_id": self.target_conn_id,
+                "name": self.table,
+            }
+        else:
+            from airflow_provider_mlops.hooks.mongo import MongoHook
+
+            mode = self.mode or ("upsert" if self.keys else "insert")
+            if mode == "insert":
+                self.log.warning(
+                    "mode='insert' into MongoDB is not idempotent: a re-run inserts the rows again"
+                )
+            mongo = MongoHook(mongo_conn_id=self.target_conn_id or "")
+            try:
+                counts = mongo.write_batches(
+                    self.collection or "",
+                    batches(),
+                    database=self.database,
+                    mode=mode,  # type: ignore[arg-type]
+                    keys=self.keys,
+                    partition=self.partition,
+                    json_columns=self.json_columns,
+                )
+            finally:
+                mongo.close()
+            target = {"kind": "mongo", "conn_id": self.target_conn_id, "name": self.collection}
+        self._lineage = {"inputs": inputs, "target": target, "schema": _schema_json(schema)}
+        self.log.info("Loaded %s into %s %r: %s", inputs, target["kind"], target["name"], counts)
+        return {**counts, "target": target["name"]}
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        from airflow_provider_mlops.utils.lineage import LineageDataset, dataset_for, operator_lineage
+
+        if not self._lineage:
+            return None
+        target = self._lineage["target"]
+        out = dataset_for(target["kind"], target["conn_id"], target["name"])
+        return operator_lineage(
+            [dataset_for("storage", None, uri) for uri in self._lineage["inputs"]],
+            [LineageDataset(out.namespace, out.name, self._lineage["schema"])],
+        )
+
+
+def _schema_json(schema: Any) -> list[dict[str, Any]]:
+    if schema is None:
+        return []
+    from airflow_provider_mlops.utils.arrow import schema_to_json
+
+    return schema_to_json(schema)
