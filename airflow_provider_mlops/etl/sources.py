@@ -54,8 +54,14 @@ def parse_instant(value: Any) -> dt.datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
+def _sqlite_text(value: dt.datetime | None) -> Any:
+    if value is None:
+        return None
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def sql_with_watermark(
-    sql: str, column: str, placeholder: str, quote: str, start: dt.datetime | None, end: dt.datetime | None
+    sql: str, column: str, placeholder: str, quote: str, start: Any, end: Any
 ) -> tuple[str, list[Any]]:
     """Wrap ``sql`` so only rows with ``start <= column < end`` come back (identifier quoted)."""
     from airflow_provider_mlops.hooks.sql import quote_identifier
@@ -147,7 +153,11 @@ def read_source(
                 raise ValueError("watermark_column works with positional parameters (a list), not a mapping")
             placeholder = "%s" if kind == "postgres" else hook.db_hook.placeholder
             quote = '"' if kind == "postgres" else hook.quote_char
-            query, extra = sql_with_watermark(sql, watermark_column, placeholder, quote, start, end)
+            low, high = start, end
+            if kind == "sql" and "sqlite" in (hook.db_hook.dialect_name or ""):
+                # SQLite has no timestamp type: compare with its datetime() text form, in UTC.
+                low, high = _sqlite_text(start), _sqlite_text(end)
+            query, extra = sql_with_watermark(sql, watermark_column, placeholder, quote, low, high)
             query_params = [*query_params, *extra]
         batches = hook.iter_batches(query, query_params or None, batch_size=batch_size, schema=schema)
         return batches, {"kind": kind, "conn_id": conn_id, "name": sql.strip()[:200]}

@@ -144,10 +144,21 @@ class ExtractOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
-        from airflow_provider_mlops.etl.sources import read_source
+        from airflow_provider_mlops.etl.sources import parse_instant, read_source
         from airflow_provider_mlops.hooks.s3 import S3Hook
-        from airflow_provider_mlops.utils.staging import default_storage_conn_id, task_output_uri
+        from airflow_provider_mlops.utils.staging import default_storage_conn_id, resolve_uri, task_output_uri
 
+        empty_window = (
+            self.watermark_column
+            and self.watermark_start
+            and parse_instant(self.watermark_start) == parse_instant(self.watermark_end)
+        )
+        if empty_window:
+            raise ValueError(
+                f"The watermark window is empty ({self.watermark_start} .. {self.watermark_end}). Airflow 3's "
+                "default cron schedule (CronTriggerTimetable) gives runs a zero-length data interval: schedule "
+                "the DAG with CronDataIntervalTimetable, or give watermark_start / watermark_end explicitly."
+            )
         batches, source = read_source(
             self.source_conn_id,
             sql=self.sql,
@@ -166,14 +177,14 @@ class ExtractOperator(BaseOperator):
             records_path=self.records_path,
             pagination=self.pagination,
             max_pages=self.max_pages,
-            path=self.path,
+            path=resolve_uri(self.path) if self.path else None,
             format=self.format,
             watermark_column=self.watermark_column,
             watermark_start=self.watermark_start if self.watermark_column else None,
             watermark_end=self.watermark_end if self.watermark_column else None,
             batch_size=self.batch_size,
         )
-        uri = self.output_uri or task_output_uri(context)
+        uri = resolve_uri(self.output_uri) if self.output_uri else task_output_uri(context)
         storage = S3Hook(aws_conn_id=self.storage_conn_id or default_storage_conn_id())
         self.log.info(
             "Extracting %s %r from %s into %s", source["kind"], source["name"], self.source_conn_id, uri

@@ -97,7 +97,7 @@ class LoadOperator(BaseOperator):
                 kwargs["outlets"] = [table_asset(target_conn_id or "", table)]
             elif collection and "{{" not in collection and "{{" not in (target_conn_id or ""):
                 kwargs["outlets"] = [collection_asset(target_conn_id or "", collection, database)]
-            elif output_uri and "{{" not in output_uri:
+            elif output_uri and "{{" not in output_uri and not output_uri.startswith("staging://"):
                 kwargs["outlets"] = [storage_asset(output_uri)]
         super().__init__(**kwargs)
         self.input_uri = input_uri
@@ -120,7 +120,7 @@ class LoadOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_mlops.etl.sources import connection_kind
         from airflow_provider_mlops.hooks.s3 import S3Hook
-        from airflow_provider_mlops.utils.staging import default_storage_conn_id
+        from airflow_provider_mlops.utils.staging import default_storage_conn_id, resolve_uri
 
         inputs = _input_uris(self.input_uri)
         if not inputs:
@@ -136,7 +136,7 @@ class LoadOperator(BaseOperator):
         if self.output_uri:
             target_storage = S3Hook(aws_conn_id=self.target_conn_id) if self.target_conn_id else storage
             result = target_storage.write_dataset(
-                self.output_uri,
+                resolve_uri(self.output_uri),
                 batches(),
                 format=self.format,  # type: ignore[arg-type]
                 schema=schema,

@@ -15,12 +15,14 @@ def _input_uris(value: Any) -> list[str]:
     """Accept a URI, an Extract/Transform XCom dict (``{"uri": ...}``) or a list of either."""
     if value is None:
         return []
+    from airflow_provider_mlops.utils.staging import resolve_uri
+
     if isinstance(value, str):
-        return [value]
+        return [resolve_uri(value)]
     if isinstance(value, Mapping):
         if "uri" not in value:
             raise ValueError(f"Input {value!r} has no 'uri'")
-        return [str(value["uri"])]
+        return [resolve_uri(str(value["uri"]))]
     return [uri for item in value for uri in _input_uris(item)]
 
 
@@ -96,7 +98,7 @@ class TransformOperator(BaseOperator):
         from airflow_provider_mlops.etl.steps import Pipeline
         from airflow_provider_mlops.etl.validation import Validator
         from airflow_provider_mlops.hooks.s3 import S3Hook
-        from airflow_provider_mlops.utils.staging import default_storage_conn_id, task_output_uri
+        from airflow_provider_mlops.utils.staging import default_storage_conn_id, resolve_uri, task_output_uri
 
         inputs = _input_uris(self.input_uri)
         if not inputs:
@@ -106,8 +108,8 @@ class TransformOperator(BaseOperator):
             list(self.steps), callable=self.transform_callable, callable_format=self.callable_format
         )
         validator = Validator(self.expected_schema) if self.expected_schema else None
-        output = self.output_uri or task_output_uri(context)
-        quarantine = self.quarantine_uri or f"{output.rstrip('/')}_quarantine"
+        output = resolve_uri(self.output_uri) if self.output_uri else task_output_uri(context)
+        quarantine = resolve_uri(self.quarantine_uri or f"{output.rstrip('/')}_quarantine")
         quarantined: list[Any] = []
 
         def source() -> Any:

@@ -49,3 +49,13 @@ def task_output_uri(context: Mapping[str, Any], *, root: str | None = None, suff
     if suffix:
         parts.append(suffix)
     return "/".join(parts)
+
+
+STAGING_SCHEME = "staging://"
+
+
+def resolve_uri(uri: str) -> str:
+    """``staging://a/b`` -> ``<staging root>/a/b``; any other URI is returned unchanged."""
+    if uri.startswith(STAGING_SCHEME):
+        return f"{default_staging_uri()}/{uri[len(STAGING_SCHEME) :].lstrip('/')}"
+    return uri
