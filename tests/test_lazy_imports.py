@@ -1,0 +1,46 @@
+"""DAG files and provider modules must not import heavy libraries at parse/import time."""
+
+from __future__ import annotations
+
+import json
+import os
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import airflow_provider_mlops
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("pandas", "pyarrow", "sklearn", "mlflow", "pymongo", "boto3", "botocore", "psycopg", "scipy",
+         "numpy", "requests", "optuna", "joblib")
+DAG_FILES = sorted((ROOT / "example_dags").glob("*.py"))
+MODULES = sorted(
+    m.name for m in pkgutil.walk_packages(airflow_provider_mlops.__path__, "airflow_provider_mlops.")
+    if ".demo" not in m.name
+)
+
+
+def _loaded_after(code: str) -> list[str]:
+    probe = f"{code}\nimport sys, json\nprint(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=os.environ.copy(),
+                            cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_there_are_example_dags() -> None:
+    assert DAG_FILES, "example_dags/ holds no DAG file"
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
+def test_example_dag_parses_without_heavy_imports(path: Path) -> None:
+    code = f"import runpy; runpy.run_path({str(path)!r})"
+    assert _loaded_after(code) == []
+
+
+def test_provider_modules_import_without_heavy_imports() -> None:
+    code = "import importlib\nfor m in " + repr(MODULES) + ":\n    importlib.import_module(m)"
+    assert _loaded_after(code) == []
