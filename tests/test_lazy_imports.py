@@ -14,19 +14,39 @@ import pytest
 import airflow_provider_mlops
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ("pandas", "pyarrow", "sklearn", "mlflow", "pymongo", "boto3", "botocore", "psycopg", "scipy",
-         "numpy", "requests", "optuna", "joblib")
+HEAVY = (
+    "pandas",
+    "pyarrow",
+    "sklearn",
+    "mlflow",
+    "pymongo",
+    "boto3",
+    "botocore",
+    "psycopg",
+    "scipy",
+    "numpy",
+    "requests",
+    "optuna",
+    "joblib",
+)
 DAG_FILES = sorted((ROOT / "example_dags").glob("*.py"))
 MODULES = sorted(
-    m.name for m in pkgutil.walk_packages(airflow_provider_mlops.__path__, "airflow_provider_mlops.")
+    m.name
+    for m in pkgutil.walk_packages(airflow_provider_mlops.__path__, "airflow_provider_mlops.")
     if ".demo" not in m.name
 )
 
 
 def _loaded_after(code: str) -> list[str]:
     probe = f"{code}\nimport sys, json\nprint(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=os.environ.copy(),
-                            cwd=ROOT, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        cwd=ROOT,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 

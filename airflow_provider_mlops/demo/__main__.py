@@ -38,20 +38,33 @@ def _prepare_environment(home: Path, dags_folder: Path) -> None:
 
 def _connections(home: Path, api_url: str, token: str) -> dict[str, dict[str, Any]]:
     return {
-        "mlops_api": {"conn_type": "mlops_http", "host": api_url, "password": token,
-                      "extra": {"test_endpoint": "health", "timeout": 30}},
+        "mlops_api": {
+            "conn_type": "mlops_http",
+            "host": api_url,
+            "password": token,
+            "extra": {"test_endpoint": "health", "timeout": 30},
+        },
         "mlops_source_db": {"conn_type": "sqlite", "host": str(home / "source.db")},
         "mlops_warehouse": {"conn_type": "sqlite", "host": str(home / "warehouse.db")},
     }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m airflow_provider_mlops.demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m airflow_provider_mlops.demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--days", type=int, default=14, help="simulated days to run (default 14)")
-    parser.add_argument("--home", type=Path, default=Path(".demo"), help="AIRFLOW_HOME for the demo (default .demo)")
-    parser.add_argument("--dags-folder", type=Path, default=Path("example_dags"), help="the example DAGs folder")
-    parser.add_argument("--keep", action="store_true", help="keep the previous demo state instead of starting afresh")
+    parser.add_argument(
+        "--home", type=Path, default=Path(".demo"), help="AIRFLOW_HOME for the demo (default .demo)"
+    )
+    parser.add_argument(
+        "--dags-folder", type=Path, default=Path("example_dags"), help="the example DAGs folder"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the previous demo state instead of starting afresh"
+    )
     args = parser.parse_args(argv)
 
     home = args.home.resolve()

@@ -370,6 +370,8 @@ class PostgresHook(DbApiHook):
                     )
                 except pa.ArrowInvalid as err:
                     if "Empty CSV file" in str(err):
+                        # No rows: an empty batch still carries the result's schema downstream.
+                        yield pa.RecordBatch.from_pylist([], schema=schema)
                         return
                     raise
                 for batch in rebatch(stream, batch_size):
@@ -473,7 +475,7 @@ class PostgresHook(DbApiHook):
             use_staging = True
 
         schema, stream = peek_schema(batches, schema)
-        if schema is None:
+        if schema is None or not schema.names:
             self.log.info("No batches and no schema: nothing to write to %s", table)
             return {"rows": 0, "inserted": 0, "updated": 0, "deleted": 0}
         names = list(schema.names)

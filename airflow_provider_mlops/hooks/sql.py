@@ -110,7 +110,9 @@ class SqlBatchHook(BaseHook):
                 else:
                     cursor.execute(sql)
                 names = [d[0] for d in cursor.description or []]
+                emitted = False
                 while rows := cursor.fetchmany(batch_size):
+                    emitted = True
                     columns = list(zip(*rows, strict=True))
                     if schema is None:
                         arrays = [pa.array(list(c)) for c in columns]
@@ -131,6 +133,10 @@ class SqlBatchHook(BaseHook):
                             "pass an explicit schema"
                         ) from None
                     yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+                if not emitted and names:
+                    # No rows: still hand the columns on (as text unless a schema was given).
+                    empty = schema or pa.schema([pa.field(n, pa.string()) for n in names])
+                    yield pa.RecordBatch.from_pylist([], schema=empty)
             finally:
                 cursor.close()
 
@@ -162,7 +168,8 @@ class SqlBatchHook(BaseHook):
             raise ValueError("mode='replace_partition' needs partition={column: value}")
         schema, stream = peek_schema(batches, schema)
         counts = {"rows": 0, "inserted": 0, "updated": 0, "deleted": 0}
-        if schema is None:
+        if schema is None or not schema.names:
+            self.log.info("No columns to write to %s: nothing to do", table)
             return counts
         names = list(schema.names)
         placeholder = self.db_hook.placeholder

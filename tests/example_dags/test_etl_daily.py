@@ -59,7 +59,9 @@ def _lake_checksum(hook: S3Hook, uri: str) -> str:
     import pyarrow as pa
 
     table = pa.Table.from_batches(list(hook.iter_batches(uri)))
-    return hashlib.sha256(repr(sorted(table.to_pylist(), key=lambda r: r["customer_id"])).encode()).hexdigest()
+    return hashlib.sha256(
+        repr(sorted(table.to_pylist(), key=lambda r: r["customer_id"])).encode()
+    ).hexdigest()
 
 
 def test_embedded_defaults_run_and_rerun_identically(etl_dag: Any, tmp_path: Path) -> None:
@@ -83,8 +85,15 @@ def test_embedded_defaults_run_and_rerun_identically(etl_dag: Any, tmp_path: Pat
 
 
 @pytest.fixture
-def real_servers(etl_dag: Any, postgres_server: Any, mongo_conn_id: str, s3_conn_id: str, s3_server: Any,
-                 monkeypatch: pytest.MonkeyPatch, pg_conn_id: str) -> dict[str, Any]:
+def real_servers(
+    etl_dag: Any,
+    postgres_server: Any,
+    mongo_conn_id: str,
+    s3_conn_id: str,
+    s3_server: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    pg_conn_id: str,
+) -> dict[str, Any]:
     schema = f"etl_{dt.datetime.now().strftime('%H%M%S%f')}"
     source = f"{schema}_src"
     with psycopg.connect(postgres_server.dsn, autocommit=True) as conn:
@@ -92,10 +101,16 @@ def real_servers(etl_dag: Any, postgres_server: Any, mongo_conn_id: str, s3_conn
         conn.execute(f"CREATE SCHEMA {source}")
         conn.execute(
             f"CREATE TABLE {source}.activity (customer_id bigint, day text, event_time timestamptz, sessions int, "
-            "minutes_used double precision, support_tickets int, payment_failures int, churned int)")
-    fields = {"conn_type": "postgres", "host": postgres_server.host, "port": postgres_server.port,
-              "login": postgres_server.user, "password": postgres_server.password,
-              "schema": postgres_server.database}
+            "minutes_used double precision, support_tickets int, payment_failures int, churned int)"
+        )
+    fields = {
+        "conn_type": "postgres",
+        "host": postgres_server.host,
+        "port": postgres_server.port,
+        "login": postgres_server.user,
+        "password": postgres_server.password,
+        "schema": postgres_server.database,
+    }
     set_connection("mlops_source_db", **fields, extra={"options": f"-c search_path={source}"})
     set_connection("mlops_warehouse", **fields, extra={"options": f"-c search_path={schema}"})
     monkeypatch.setenv("MLOPS_ETL_MONGO_CONN_ID", mongo_conn_id)
@@ -118,7 +133,9 @@ def _load_pg_source(dsn: str, schema: str, index: int) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn, conn.cursor() as cur:
         cur.executemany(
             f"INSERT INTO {schema}_src.activity VALUES (%(customer_id)s, %(day)s, (%(event_time)s || '+00')::timestamptz, "
-            "%(sessions)s, %(minutes_used)s, %(support_tickets)s, %(payment_failures)s, %(churned)s)", rows)
+            "%(sessions)s, %(minutes_used)s, %(support_tickets)s, %(payment_failures)s, %(churned)s)",
+            rows,
+        )
 
 
 def _pg_checksum(dsn: str, sql: str) -> tuple[int, str]:

@@ -180,7 +180,8 @@ def test_streaming_read_yields_bounded_batches_and_binds_parameters(hook, table)
     assert max(sizes) <= 7_000
     assert len(sizes) >= 15
     # A parameter with quotes cannot escape its literal.
-    assert list(hook.iter_batches(f'SELECT * FROM "{table}" WHERE value = %s', ["x' OR '1'='1"])) == []
+    empty = list(hook.iter_batches(f'SELECT * FROM "{table}" WHERE value = %s', ["x' OR '1'='1"]))
+    assert [b.num_rows for b in empty] == [0] and empty[0].schema.names == ["id", "value"]
 
 
 def test_query_schema_maps_postgres_types(hook) -> None:

@@ -1,0 +1,80 @@
+"""The generic common-sql path (SQLite here) and the hook chooser."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from airflow_provider_mlops.hooks.postgres import PostgresHook
+from airflow_provider_mlops.hooks.sql import SqlBatchHook, get_sql_hook, quote_identifier
+from tests.conftest import set_connection
+
+
+@pytest.fixture
+def hook(tmp_path: Path) -> SqlBatchHook:
+    return SqlBatchHook(
+        set_connection("generic_sqlite", conn_type="sqlite", host=str(tmp_path / "db.sqlite"))
+    )
+
+
+def test_quote_identifier() -> None:
+    assert quote_identifier('we"ird') == '"we""ird"'
+    assert quote_identifier("s.t") == '"s"."t"'
+    assert quote_identifier("a`b", "`") == "`a``b`"
+    with pytest.raises(ValueError, match="Invalid"):
+        quote_identifier("")
+
+
+def test_get_sql_hook_picks_copy_for_postgres(pg_conn_id: str, hook: SqlBatchHook) -> None:
+    assert isinstance(get_sql_hook(pg_conn_id), PostgresHook)
+    assert isinstance(get_sql_hook(hook.conn_id), SqlBatchHook)
+
+
+def test_write_modes_and_read_back_in_batches(hook: SqlBatchHook, tmp_path: Path) -> None:
+    batch = pa.RecordBatch.from_pydict(
+        {"id": [1, 2, 3], "name": ["a", None, "c"], "x": [0.5, float("nan"), None]}
+    )
+    hook.write_batches("t", [batch], mode="upsert", keys=["id"])
+    counts = hook.write_batches("t", [batch], mode="upsert", keys=["id"])
+    assert counts["rows"] == 3
+    batches = list(hook.iter_batches("SELECT * FROM t ORDER BY id", batch_size=2))
+    assert [b.num_rows for b in batches] == [2, 1]
+    table = pa.Table.from_batches(batches)
+    assert table.column("name").to_pylist() == ["a", None, "c"]
+
+    hook.write_batches(
+        "p",
+        [pa.RecordBatch.from_pydict({"ds": ["d1", "d1"], "v": [1, 2]})],
+        mode="replace_partition",
+        partition={"ds": "d1"},
+    )
+    hook.write_batches(
+        "p",
+        [pa.RecordBatch.from_pydict({"ds": ["d1"], "v": [3]})],
+        mode="replace_partition",
+        partition={"ds": "d1"},
+    )
+    with sqlite3.connect(tmp_path / "db.sqlite") as conn:
+        assert conn.execute("SELECT ds, v FROM p").fetchall() == [("d1", 3)]
+
+
+def test_a_failed_write_rolls_back(hook: SqlBatchHook, tmp_path: Path) -> None:
+    hook.write_batches("r", [pa.RecordBatch.from_pydict({"id": [1]})], mode="append")
+
+    def exploding():
+        yield pa.RecordBatch.from_pydict({"id": [2]})
+        raise OSError("boom")
+
+    with pytest.raises(OSError, match="boom"):
+        hook.write_batches("r", exploding(), mode="replace")
+    with sqlite3.connect(tmp_path / "db.sqlite") as conn:
+        assert conn.execute("SELECT id FROM r").fetchall() == [(1,)]
+
+
+def test_empty_result_still_has_columns(hook: SqlBatchHook) -> None:
+    hook.write_batches("e", [pa.RecordBatch.from_pydict({"id": [1], "v": ["x"]})])
+    batches = list(hook.iter_batches("SELECT * FROM e WHERE id < 0"))
+    assert [b.num_rows for b in batches] == [0] and batches[0].schema.names == ["id", "v"]

@@ -1,0 +1,173 @@
+"""ETL operators' own behaviour: empty-source policies, schema violations, quarantine, lineage, assets."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from airflow.sdk.exceptions import AirflowException, AirflowSkipException
+
+from airflow_provider_mlops.etl.validation import SchemaViolation
+from airflow_provider_mlops.hooks.s3 import S3Hook
+from airflow_provider_mlops.operators.extract import ExtractOperator
+from airflow_provider_mlops.operators.load import LoadOperator
+from airflow_provider_mlops.operators.transform import TransformOperator
+from tests.conftest import set_connection
+
+
+def _context(task_id: str = "t") -> dict[str, Any]:
+    return {
+        "ti": SimpleNamespace(dag_id="d", task_id=task_id, map_index=-1),
+        "ds": "2026-01-01",
+        "run_id": "r1",
+    }
+
+
+@pytest.fixture
+def sqlite_conn(tmp_path: Path) -> str:
+    path = tmp_path / "src.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE empty_t (id INTEGER, v TEXT)")
+        conn.execute("CREATE TABLE people (id INTEGER, age INTEGER, plan TEXT, ts TEXT)")
+        conn.executemany(
+            "INSERT INTO people VALUES (?, ?, ?, ?)",
+            [
+                (1, 30, "pro", "2026-01-01 10:00:00"),
+                (2, -4, "pro", "2026-01-01 23:59:59"),
+                (3, 40, "gold", "2026-01-02 00:00:00"),
+                (4, 50, "free", "2025-12-31 23:59:59"),
+            ],
+        )
+    return set_connection("ops_sqlite", conn_type="sqlite", host=str(path))
+
+
+@pytest.mark.parametrize("policy", ["succeed", "skip", "fail"])
+def test_empty_source_follows_the_policy(policy: str, sqlite_conn: str, tmp_path: Path) -> None:
+    out = (tmp_path / "out").as_uri()
+    op = ExtractOperator(
+        task_id="e", source_conn_id=sqlite_conn, sql="SELECT * FROM empty_t", output_uri=out, on_empty=policy
+    )
+    if policy == "succeed":
+        assert op.execute(_context())["rows"] == 0
+    else:
+        with pytest.raises(AirflowSkipException if policy == "skip" else AirflowException, match="no rows"):
+            op.execute(_context())
+    # In every case the output is an empty dataset (a previous try's rows are gone).
+    assert S3Hook(aws_conn_id=None).read_manifest(out)["rows"] == 0
+
+
+def test_watermark_window_is_half_open(sqlite_conn: str, tmp_path: Path) -> None:
+    op = ExtractOperator(
+        task_id="e",
+        source_conn_id=sqlite_conn,
+        sql="SELECT * FROM people",
+        watermark_column="ts",
+        watermark_start="2026-01-01T00:00:00+00:00",
+        watermark_end="2026-01-02T00:00:00+00:00",
+        output_uri=(tmp_path / "w").as_uri(),
+    )
+    result = op.execute(_context())
+    ids = (
+        pa.Table.from_batches(list(S3Hook(aws_conn_id=None).iter_batches(result["uri"])))
+        .column("id")
+        .to_pylist()
+    )
+    assert sorted(ids) == [1, 2]
+
+
+def test_zero_length_data_interval_is_a_clear_error(sqlite_conn: str) -> None:
+    op = ExtractOperator(
+        task_id="e",
+        source_conn_id=sqlite_conn,
+        sql="SELECT * FROM people",
+        watermark_column="ts",
+        watermark_start="2026-01-01T00:00:00+00:00",
+        watermark_end="2026-01-01T00:00:00+00:00",
+    )
+    with pytest.raises(ValueError, match="CronDataIntervalTimetable"):
+        op.execute(_context())
+
+
+def _extract_people(sqlite_conn: str, tmp_path: Path) -> dict[str, Any]:
+    return ExtractOperator(
+        task_id="e",
+        source_conn_id=sqlite_conn,
+        sql="SELECT * FROM people",
+        output_uri=(tmp_path / "raw").as_uri(),
+    ).execute(_context())
+
+
+SPEC = {"columns": {"age": {"min": 0}, "plan": {"allowed": ["free", "pro"]}}}
+
+
+def test_schema_violation_fails_naming_the_column_and_leaves_no_output(
+    sqlite_conn: str, tmp_path: Path
+) -> None:
+    raw = _extract_people(sqlite_conn, tmp_path)
+    out = (tmp_path / "clean").as_uri()
+    op = TransformOperator(task_id="t", input_uri=raw, expected_schema=SPEC, output_uri=out)
+    with pytest.raises(SchemaViolation, match=r"2 of 4 rows.*column 'age' rule min=0: 1 bad row"):
+        op.execute(_context())
+    assert not S3Hook(aws_conn_id=None).exists(out)
+
+
+def test_quarantine_routes_bad_rows(sqlite_conn: str, tmp_path: Path) -> None:
+    raw = _extract_people(sqlite_conn, tmp_path)
+    op = TransformOperator(
+        task_id="t",
+        input_uri=raw,
+        expected_schema=SPEC,
+        on_violation="quarantine",
+        steps=[{"derive": {"age_next_year": "age + 1"}}],
+        output_uri=(tmp_path / "c").as_uri(),
+    )
+    result = op.execute(_context())
+    assert result["rows"] == 2 and result["bad_rows"] == 2
+    hook = S3Hook(aws_conn_id=None)
+    bad = pa.Table.from_batches(list(hook.iter_batches(result["quarantine_uri"])))
+    assert sorted(zip(bad.column("id").to_pylist(), bad.column("_violations").to_pylist(), strict=True)) == [
+        (2, "age:min=0"),
+        (3, "plan:allowed"),
+    ]
+    good = pa.Table.from_batches(list(hook.iter_batches(result["uri"])))
+    assert sorted(good.column("age_next_year").to_pylist()) == [31, 51]
+
+
+def test_load_declares_its_target_as_asset_and_writes_an_empty_table(
+    sqlite_conn: str, tmp_path: Path
+) -> None:
+    empty = ExtractOperator(
+        task_id="e",
+        source_conn_id=sqlite_conn,
+        sql="SELECT * FROM empty_t",
+        output_uri=(tmp_path / "empty").as_uri(),
+    ).execute(_context())
+    op = LoadOperator(task_id="l", input_uri=empty, target_conn_id=sqlite_conn, table="copy_of_empty")
+    assert [a.uri for a in op.outlets] == ["x-mlops-sql://ops_sqlite/copy_of_empty"]
+    assert op.execute(_context())["rows"] == 0
+    with sqlite3.connect(Path(tmp_path / "src.db")) as conn:
+        columns = [r[1] for r in conn.execute("PRAGMA table_info(copy_of_empty)")]
+    assert columns == ["id", "v"]
+
+
+def test_load_needs_exactly_one_target() -> None:
+    with pytest.raises(ValueError, match="exactly one target"):
+        LoadOperator(task_id="l", input_uri="x", table="a", collection="b", target_conn_id="c")
+
+
+def test_openlineage_facets_when_the_provider_is_installed(sqlite_conn: str, tmp_path: Path) -> None:
+    pytest.importorskip("airflow.providers.openlineage")
+    op = ExtractOperator(
+        task_id="e",
+        source_conn_id=sqlite_conn,
+        sql="SELECT * FROM people",
+        output_uri=(tmp_path / "ol").as_uri(),
+    )
+    op.execute(_context())
+    lineage = op.get_openlineage_facets_on_complete(None)
+    assert lineage.outputs[0].namespace == "file"
+    assert [f.name for f in lineage.outputs[0].facets["schema"].fields] == ["id", "age", "plan", "ts"]
