@@ -176,5 +176,42 @@ def get_provider_info() -> dict[str, Any]:
                 ],
             }
         ],
+        "operators": [
+            {
+                "integration-name": _INTEGRATION,
+                "python-modules": [
+                    f"{_PKG}.operators.extract",
+                    f"{_PKG}.operators.transform",
+                    f"{_PKG}.operators.load",
+                ],
+            }
+        ],
         "connection-types": CONNECTION_TYPES,
+        "notifications": [
+            f"{_PKG}.notifications.webhook.WebhookNotifier",
+            f"{_PKG}.notifications.slack.SlackWebhookNotifier",
+            f"{_PKG}.notifications.smtp.EmailNotifier",
+        ],
+        "config": {
+            "mlops": {
+                "description": "airflow-provider-mlops settings.",
+                "options": {
+                    "staging_uri": {
+                        "description": "Root URI of the datasets tasks hand to each other (s3://... or "
+                        "file://...). Default: a mlops-staging folder in AIRFLOW_HOME (one machine only).",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "s3://my-bucket/airflow-staging",
+                        "default": None,
+                    },
+                    "storage_conn_id": {
+                        "description": "Connection used for s3:// staging URIs.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "aws_default",
+                        "default": None,
+                    },
+                },
+            }
+        },
     }

@@ -7,7 +7,7 @@ import sys
 
 sys.path.insert(0, os.path.abspath(".."))
 
-from airflow_provider_mlops import __version__  # noqa: E402
+from airflow_provider_mlops import __version__
 
 project = "airflow-provider-mlops"
 author = "airflow-provider-mlops maintainers"

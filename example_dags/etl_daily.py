@@ -1,7 +1,7 @@
 """
 ### Daily ETL: customer profiles (HTTP API) + daily activity (SQL) -> warehouse, data lake (and MongoDB)
 
-Every day this DAG extracts the **customer profiles** changed during the data interval from an
+Every day (retries with exponential backoff, a webhook alert when a task fails) this DAG extracts the **customer profiles** changed during the data interval from an
 HTTP JSON API (bearer auth, cursor pagination, each page retried on its own) and the day's
 **activity** rows from a SQL database (incremental on ``event_time``), cleans and validates both
 batch by batch, and loads them:
@@ -18,6 +18,7 @@ Connections (only ids appear here; point them at real servers to go to productio
 | ``mlops_api``          | the demo's local profile API   | ``mlops_http`` / ``http``          |
 | ``mlops_source_db``    | a SQLite file                  | ``postgres`` (any common-sql)      |
 | ``mlops_warehouse``    | a SQLite file                  | ``postgres``                       |
+| ``mlops_alerts``       | the demo's local alert inbox   | a webhook (``http``) connection    |
 | ``MLOPS_ETL_MONGO_CONN_ID`` (env, optional) | not set   | ``mongo``                          |
 
 Intermediate datasets go to ``[mlops] staging_uri`` (a local folder by default; ``s3://...`` when
@@ -33,6 +34,7 @@ from airflow.sdk import DAG
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from airflow_provider_mlops.assets import table_asset
+from airflow_provider_mlops.notifications.webhook import WebhookNotifier
 from airflow_provider_mlops.operators.extract import ExtractOperator
 from airflow_provider_mlops.operators.load import LoadOperator
 from airflow_provider_mlops.operators.transform import TransformOperator
@@ -40,6 +42,8 @@ from airflow_provider_mlops.operators.transform import TransformOperator
 API_CONN_ID = "mlops_api"
 SOURCE_DB_CONN_ID = "mlops_source_db"
 WAREHOUSE_CONN_ID = "mlops_warehouse"
+# Alerts: a JSON webhook (use SlackWebhookNotifier / EmailNotifier the same way).
+ALERTS_CONN_ID = "mlops_alerts"
 MONGO_CONN_ID = os.environ.get("MLOPS_ETL_MONGO_CONN_ID")
 # The lake root: an s3:// or file:// URI; by default a "lake" folder under [mlops] staging_uri.
 LAKE_URI = os.environ.get("MLOPS_LAKE_URI", "staging://lake").rstrip("/")
@@ -85,6 +89,12 @@ with DAG(
         "retry_delay": timedelta(seconds=30),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=10),
+        "on_failure_callback": [
+            WebhookNotifier(
+                http_conn_id=ALERTS_CONN_ID,
+                title="ETL {{ ti.task_id }} failed for {{ data_interval_start | ds }}",
+            )
+        ],
     },
     tags=["mlops", "etl", "example"],
 ) as dag:

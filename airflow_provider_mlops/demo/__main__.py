@@ -46,6 +46,7 @@ def _connections(home: Path, api_url: str, token: str) -> dict[str, dict[str, An
         },
         "mlops_source_db": {"conn_type": "sqlite", "host": str(home / "source.db")},
         "mlops_warehouse": {"conn_type": "sqlite", "host": str(home / "warehouse.db")},
+        "mlops_alerts": {"conn_type": "http", "host": f"{api_url}/alerts"},
     }
 
 
@@ -82,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     from airflow_provider_mlops.demo.simulate import World, write_activity
 
     world = World()
-    server, api_url = serve(ProfileApi(world))
+    api = ProfileApi(world)
+    server, api_url = serve(api)
     for conn_id, fields in _connections(home, api_url, DEMO_TOKEN).items():
         os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(fields)
 
@@ -109,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     server.shutdown()
     elapsed = time.monotonic() - started
-    print(f"\nDone: {args.days} day(s) in {elapsed:.0f} s.")
+    print(f"\nDone: {args.days} day(s) in {elapsed:.0f} s. Alerts received: {len(api.alerts)}.")
     print(f"  Warehouse (SQLite):  {home / 'warehouse.db'}")
     print(f"  Data lake (Parquet): {home / 'storage' / 'lake' / 'activity'}")
     print(f"  Airflow UI:          AIRFLOW_HOME={home} airflow standalone   (then http://localhost:8080)")

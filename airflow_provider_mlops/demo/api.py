@@ -36,6 +36,7 @@ class ProfileApi:
         self.token = token
         self.days = days
         self.requests = 0
+        self.alerts: list[Any] = []
 
     @lru_cache(maxsize=64)  # noqa: B019 - one instance per demo run
     def _day(self, index: int) -> list[dict[str, Any]]:
@@ -57,6 +58,8 @@ class ProfileApi:
 
     def handle(self, path: str, query: dict[str, list[str]], headers: Any) -> tuple[int, Any]:
         self.requests += 1
+        if path == "/api/v1/alerts":
+            return 200, self.alerts
         if path == "/api/v1/health":
             return 200, {"status": "ok"}
         if headers.get("Authorization") != f"Bearer {self.token}":
@@ -89,6 +92,18 @@ def serve(api: ProfileApi, host: str = "127.0.0.1", port: int = 0) -> tuple[Thre
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)
+
+        def do_POST(self) -> None:
+            # The demo's alert inbox: notifiers post here (POST /api/v1/alerts).
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length)
+            status = 404
+            if urlparse(self.path).path == "/api/v1/alerts":
+                api.alerts.append(json.loads(body or b"null"))
+                status = 200
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
 
         def log_message(self, format: str, *args: Any) -> None:
             return

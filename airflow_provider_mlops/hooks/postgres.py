@@ -49,7 +49,7 @@ _LIBPQ_EXTRAS = (
     "channel_binding",
 )
 _SEQ_COLUMN = "__mlops_seq"
-_COPY_CHUNK = 1 << 20
+_CSV_BLOCK = 1 << 20
 
 
 class PostgresWriteError(RuntimeError):
@@ -171,28 +171,51 @@ def batch_to_copy_csv(batch: pa.RecordBatch) -> bytes:
 _DURATION_UNITS = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "microseconds"}
 
 
-class _CopyReader(io.RawIOBase):
-    """A read-only file over the chunks of a ``COPY ... TO STDOUT`` stream."""
+class _CopyReader:
+    """
+    A read-only file over a ``COPY ... TO STDOUT`` stream for Arrow's CSV reader.
+
+    libpq hands COPY data over one row at a time: ``read(n)`` gathers rows into a list and joins
+    them once, so reading a block costs O(block), not O(rows x block).
+    """
 
     def __init__(self, chunks: Iterator[Any]) -> None:
         self._chunks = chunks
-        self._buffer = b""
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._done = False
+        self.closed = False
         self.bytes_read = 0
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, target: Any) -> int:
-        while not self._buffer:
-            chunk = next(self._chunks, None)
+    def seekable(self) -> bool:
+        return False
+
+    def read(self, size: int = -1) -> bytes:
+        pending, total, chunks = self._pending, self._pending_size, self._chunks
+        while not self._done and (size < 0 or total < size):
+            chunk = next(chunks, None)
             if chunk is None:
-                return 0
-            self._buffer = bytes(chunk)
-        size = min(len(target), len(self._buffer))
-        target[:size] = self._buffer[:size]
-        self._buffer = self._buffer[size:]
-        self.bytes_read += size
-        return size
+                self._done = True
+                break
+            # A bytes copy per row: joining bytes is ~3x faster than joining memoryviews.
+            data = bytes(chunk)
+            pending.append(data)
+            total += len(data)
+        joined = b"".join(self._pending)
+        if size < 0 or size >= len(joined):
+            out, rest = joined, b""
+        else:
+            out, rest = joined[:size], joined[size:]
+        self._pending = [rest] if rest else []
+        self._pending_size = len(rest)
+        self.bytes_read += len(out)
+        return out
+
+    def close(self) -> None:
+        self.closed = True
 
 
 class PostgresHook(DbApiHook):
@@ -355,7 +378,10 @@ class PostgresHook(DbApiHook):
                 false_values=["f"],
             )
             read_opts = pacsv.ReadOptions(
-                column_names=read_schema.names, block_size=8 << 20, use_threads=True
+                column_names=read_schema.names,
+                # 1 MiB blocks: measured on 1M rows, 4 MiB was ~10% faster but +90 MB of peak RSS.
+                block_size=_CSV_BLOCK,
+                use_threads=True,
             )
             copy_sql = pgsql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(pgsql.SQL(query))
             with connection.cursor() as cur, cur.copy(copy_sql) as copy:
@@ -364,7 +390,7 @@ class PostgresHook(DbApiHook):
                     return
                 try:
                     stream = pacsv.open_csv(
-                        io.BufferedReader(reader, _COPY_CHUNK),
+                        pa.PythonFile(reader, mode="r"),
                         read_options=read_opts,
                         convert_options=convert,
                     )

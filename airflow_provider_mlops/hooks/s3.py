@@ -376,7 +376,10 @@ class S3Hook(BaseHook):
         files = self._dataset_files(fs, location, format)
         if not files:
             return
-        file_format: Any = {"parquet": "parquet", "csv": "csv", "jsonl": "json"}[format]
+        if format == "parquet":
+            yield from self._iter_parquet(fs, files, batch_size=batch_size, columns=columns, schema=schema)
+            return
+        file_format: Any = "json"
         if format == "csv":
             import pyarrow.csv as pacsv
 
@@ -389,11 +392,44 @@ class S3Hook(BaseHook):
             )
         dataset = pads.dataset(files, format=file_format, filesystem=fs, schema=schema)
         scanner = dataset.scanner(
-            columns=columns, batch_size=batch_size, batch_readahead=2, fragment_readahead=1, use_threads=True
+            columns=columns, batch_size=batch_size, batch_readahead=1, fragment_readahead=1, use_threads=True
         )
         for batch in rebatch(scanner.to_batches(), batch_size):
             if batch.num_rows:
                 yield batch
+
+    @staticmethod
+    def _iter_parquet(
+        fs: pafs.FileSystem,
+        files: list[str],
+        *,
+        batch_size: int,
+        columns: list[str] | None,
+        schema: pa.Schema | None,
+    ) -> Iterator[pa.RecordBatch]:
+        """
+        Parquet files one after the other, one row group in memory at a time (no pre-buffering, no
+        read-ahead): the flattest memory profile Arrow offers. Later files are cast to the first
+        file's schema (or ``schema``), naming a column that does not fit.
+        """
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from airflow_provider_mlops.utils.arrow import conform
+
+        target = schema
+        for path in files:
+            with fs.open_input_file(path) as handle:
+                parquet = pq.ParquetFile(handle, pre_buffer=False)
+                file_schema = parquet.schema_arrow
+                if columns:
+                    file_schema = pa.schema([file_schema.field(c) for c in columns])
+                if target is None:
+                    target = file_schema
+                batches = parquet.iter_batches(batch_size=batch_size, columns=columns, use_threads=True)
+                for batch in conform(batches, target):
+                    if batch.num_rows:
+                        yield batch
 
     def _dataset_files(self, fs: pafs.FileSystem, location: StorageLocation, format: str) -> list[str]:
         import pyarrow.fs as pafs

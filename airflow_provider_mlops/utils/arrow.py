@@ -162,7 +162,7 @@ class RecordBatcher:
 
 
 def rebatch(batches: Iterable[pa.RecordBatch], batch_size: int) -> Iterator[pa.RecordBatch]:
-    """Slice batches larger than ``batch_size``; smaller ones pass through unchanged."""
+    """Slice batches larger than ``batch_size``; smaller ones pass through unchanged (no copy)."""
     for batch in batches:
         if batch.num_rows <= batch_size:
             yield batch

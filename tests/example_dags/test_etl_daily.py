@@ -193,3 +193,26 @@ def test_failure_between_staging_and_merge_leaves_the_target_and_a_retry_complet
     assert len(calls) == 2, "the first try failed and the retry ran the merge"
     assert calls[1] == before, "after the failed try the table was exactly as before"
     assert _pg_checksum(dsn, customers_sql) == before
+
+
+def test_a_failing_task_sends_the_failure_alert(
+    etl_dag: Any, tmp_path: Path, httpserver: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "source.db"
+    write_activity(str(source), WORLD, 0)
+    set_connection("mlops_source_db", conn_type="sqlite", host=str(source))
+    set_connection("mlops_warehouse", conn_type="sqlite", host=str(tmp_path / "warehouse.db"))
+    set_connection(
+        "mlops_api", conn_type="mlops_http", host=httpserver.url_for("/api/v1"), password="revoked-token"
+    )
+    set_connection("mlops_alerts", conn_type="http", host=httpserver.url_for("/alerts"))
+    httpserver.expect_request("/api/v1/customers").respond_with_json({"error": "token revoked"}, status=401)
+    httpserver.expect_request("/alerts", method="POST").respond_with_data("ok")
+    for task in etl_dag.tasks:
+        monkeypatch.setattr(task, "retries", 0)
+    assert etl_dag.test(logical_date=_logical(0)).state == "failed"
+    alerts = [json.loads(r.data) for r, _ in httpserver.log if r.path == "/alerts"]
+    assert len(alerts) == 1
+    alert = alerts[0]
+    assert alert["title"] == f"ETL extract_customers failed for {WORLD.day(0)}"
+    assert "HTTP 401" in alert["exception"] and "revoked-token" not in json.dumps(alert)

@@ -102,7 +102,11 @@ def postgres_bindir() -> str:
 
 
 @contextlib.contextmanager
-def start_postgres() -> Iterator[PostgresServer]:
+def start_postgres(*, durable: bool = False) -> Iterator[PostgresServer]:
+    """
+    A throwaway cluster. Tests run it with fsync and synchronous commits off (fast); benchmarks pass
+    ``durable=True`` for the production defaults, so per-commit costs are what users pay.
+    """
     bindir = postgres_bindir()
     as_root = os.geteuid() == 0
     base = tempfile.mkdtemp(prefix="mlops-pg-")
@@ -138,10 +142,9 @@ def start_postgres() -> Iterator[PostgresServer]:
         check=True,
         capture_output=True,
     )
-    options = (
-        f"-c listen_addresses=127.0.0.1 -p {port} -k {base} -c fsync=off "
-        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=50"
-    )
+    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {base} -c max_connections=50"
+    if not durable:
+        options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     subprocess.run(
         [
             *runner,

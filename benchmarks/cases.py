@@ -1,0 +1,262 @@
+"""
+One benchmark case per process: ``python -m benchmarks.cases NAME '{json args}'``.
+
+Each case prints one JSON line: rows, seconds, rows_per_s and peak_rss_mb (the process's own
+ru_maxrss, so imports count: that is what a worker pays).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+CASES: dict[str, Callable[[dict[str, Any]], int]] = {}
+
+
+def case(func: Callable[[dict[str, Any]], int]) -> Callable[[dict[str, Any]], int]:
+    CASES[func.__name__] = func
+    return func
+
+
+def _connections(args: dict[str, Any]) -> None:
+    for conn_id, fields in args.get("connections", {}).items():
+        os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(fields)
+
+
+def _parquet_batches(path: str, batch_size: int = 50_000) -> Any:
+    from airflow_provider_mlops.hooks.s3 import S3Hook
+
+    return S3Hook(aws_conn_id=None).iter_batches(path, batch_size=batch_size)
+
+
+# ------------------------------------------------------------------------------------------ postgres
+@case
+def pg_load_copy(args: dict[str, Any]) -> int:
+    """The provider: Parquet -> PostgresHook.write_batches (COPY in one transaction)."""
+    from airflow_provider_mlops.hooks.postgres import PostgresHook
+
+    hook = PostgresHook(postgres_conn_id="bench_pg")
+    return hook.write_batches(
+        args["table"],
+        _parquet_batches(args["parquet"]),
+        mode=args.get("mode", "append"),
+        keys=args.get("keys"),
+        staging=args.get("staging"),
+    )["rows"]
+
+
+@case
+def pg_raw_copy_text(args: dict[str, Any]) -> int:
+    """Baseline: the same rows pre-serialized as COPY text, streamed with psycopg's copy.write."""
+    import psycopg
+
+    with psycopg.connect(args["dsn"]) as conn, conn.cursor() as cur:
+        with cur.copy(f"COPY {args['table']} FROM STDIN") as copy, open(args["copy_text"], "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                copy.write(chunk)
+        conn.commit()
+    return int(args["rows"])
+
+
+@case
+def pg_insert_rows(args: dict[str, Any]) -> int:
+    """Baseline: common-sql's insert_rows (executemany in commits of 1,000) on a subset."""
+    import pyarrow.parquet as pq
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+    from airflow_provider_mlops.hooks.postgres import PostgresHook
+
+    table = pq.read_table(args["parquet"]).slice(0, int(args["subset"]))
+    rows = [tuple(r.values()) for r in table.to_pylist()]
+    hook = PostgresHook(postgres_conn_id="bench_pg", log_sql=False)
+    # common-sql's default is one INSERT per row; psycopg 3 pipelines executemany when enabled.
+    hook.supports_executemany = bool(args.get("executemany", False))
+    DbApiHook.insert_rows(hook, args["table"], rows, target_fields=table.column_names, commit_every=1000)
+    return len(rows)
+
+
+@case
+def pg_extract_parquet(args: dict[str, Any]) -> int:
+    """The provider: PostgresHook.iter_batches (COPY TO STDOUT) -> Parquet dataset."""
+    from airflow_provider_mlops.hooks.postgres import PostgresHook
+    from airflow_provider_mlops.hooks.s3 import S3Hook
+
+    hook = PostgresHook(postgres_conn_id="bench_pg")
+    return S3Hook(aws_conn_id=None).write_dataset(
+        args["out"], hook.iter_batches(f"SELECT * FROM {args['table']}")
+    )["rows"]
+
+
+@case
+def pg_raw_copy_out(args: dict[str, Any]) -> int:
+    """Baseline: raw COPY (query) TO STDOUT, bytes read and dropped."""
+    import psycopg
+
+    size = 0
+    with (
+        psycopg.connect(args["dsn"]) as conn,
+        conn.cursor() as cur,
+        cur.copy(f"COPY (SELECT * FROM {args['table']}) TO STDOUT") as copy,
+    ):
+        for chunk in copy:
+            size += len(chunk)
+    return int(args["rows"])
+
+
+@case
+def adbc_extract_parquet(args: dict[str, Any]) -> int:
+    """Comparison: ADBC record-batch stream -> Parquet."""
+    import adbc_driver_postgresql.dbapi as adbc
+
+    from airflow_provider_mlops.hooks.s3 import S3Hook
+
+    with adbc.connect(args["uri"]) as conn, conn.cursor() as cur:
+        cur.execute(f"SELECT * FROM {args['table']}")
+        reader = cur.fetch_record_batch()
+        return S3Hook(aws_conn_id=None).write_dataset(args["out"], iter(reader), schema=reader.schema)["rows"]
+
+
+@case
+def adbc_load(args: dict[str, Any]) -> int:
+    """Comparison: ADBC bulk ingest of the Parquet batches (append into an existing table)."""
+    import adbc_driver_postgresql.dbapi as adbc
+    import pyarrow as pa
+
+    batches = _parquet_batches(args["parquet"])
+    first = next(batches)
+
+    def chained() -> Any:
+        yield first
+        yield from batches
+
+    reader = pa.RecordBatchReader.from_batches(first.schema, chained())
+    with adbc.connect(args["uri"]) as conn, conn.cursor() as cur:
+        rows = cur.adbc_ingest(args["table"], reader, mode="create_append")
+        conn.commit()
+    return int(rows)
+
+
+# ------------------------------------------------------------------------------------------ mongo / s3 / http
+@case
+def mongo_load(args: dict[str, Any]) -> int:
+    from airflow_provider_mlops.hooks.mongo import MongoHook
+
+    hook = MongoHook(mongo_conn_id="bench_mongo")
+    return hook.write_batches(
+        args["collection"], _parquet_batches(args["parquet"], 20_000), chunk_size=5_000
+    )["rows"]
+
+
+@case
+def mongo_extract_parquet(args: dict[str, Any]) -> int:
+    import pyarrow.parquet as pq
+
+    from airflow_provider_mlops.hooks.mongo import MongoHook
+    from airflow_provider_mlops.hooks.s3 import S3Hook
+
+    schema = pq.read_schema(args["parquet"])
+    hook = MongoHook(mongo_conn_id="bench_mongo")
+    batches = hook.iter_batches(args["collection"], projection={"_id": 0}, batch_size=20_000, schema=schema)
+    return S3Hook(aws_conn_id=None).write_dataset(args["out"], batches, schema=schema)["rows"]
+
+
+@case
+def pymongoarrow_extract(args: dict[str, Any]) -> int:
+    """Comparison: pymongoarrow's find_arrow_all (whole result in memory)."""
+    import pymongo
+    from pymongoarrow.api import find_arrow_all
+
+    with pymongo.MongoClient(args["uri"]) as client:
+        table = find_arrow_all(client["bench"][args["collection"]], {}, projection={"_id": 0})
+    return table.num_rows
+
+
+@case
+def s3_write(args: dict[str, Any]) -> int:
+    from airflow_provider_mlops.hooks.s3 import S3Hook
+
+    return S3Hook(aws_conn_id="bench_s3").write_dataset(args["uri"], _parquet_batches(args["parquet"]))[
+        "rows"
+    ]
+
+
+@case
+def s3_read(args: dict[str, Any]) -> int:
+    from airflow_provider_mlops.hooks.s3 import S3Hook
+
+    return sum(b.num_rows for b in S3Hook(aws_conn_id="bench_s3").iter_batches(args["uri"]))
+
+
+@case
+def http_extract_parquet(args: dict[str, Any]) -> int:
+    from airflow_provider_mlops.hooks.http import HttpApiHook
+    from airflow_provider_mlops.hooks.s3 import S3Hook
+
+    hook = HttpApiHook(http_conn_id="bench_http")
+    batches = hook.iter_batches(
+        "rows", records_path="data", pagination={"type": "cursor", "cursor_path": "next"}, batch_size=50_000
+    )
+    return S3Hook(aws_conn_id=None).write_dataset(args["out"], batches)["rows"]
+
+
+def peak_rss_mb() -> float:
+    """This process's RSS high-water mark (VmHWM): unlike ru_maxrss it does not inherit the parent's."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# Imported before the clock starts: a worker has paid for them before execute() runs.
+WARM = (
+    "airflow.sdk",
+    "pyarrow",
+    "pyarrow.parquet",
+    "pyarrow.csv",
+    "pyarrow.dataset",
+    "psycopg",
+    "pymongo",
+    "boto3",
+    "requests",
+    "tenacity",
+    "airflow_provider_mlops.hooks.postgres",
+    "airflow_provider_mlops.hooks.s3",
+    "airflow_provider_mlops.hooks.mongo",
+    "airflow_provider_mlops.hooks.http",
+    "airflow_provider_mlops.utils.arrow",
+)
+
+
+def main() -> None:
+    import importlib
+
+    name, raw = sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "{}"
+    args = json.loads(raw)
+    _connections(args)
+    for module in WARM:
+        importlib.import_module(module)
+    start = time.perf_counter()
+    rows = CASES[name](args)
+    seconds = time.perf_counter() - start
+    peak = peak_rss_mb()
+    print(
+        json.dumps(
+            {
+                "case": name,
+                "rows": rows,
+                "seconds": round(seconds, 3),
+                "rows_per_s": round(rows / seconds) if seconds else None,
+                "peak_rss_mb": round(peak, 1),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,303 @@
+"""
+Benchmarks: every source and sink moves N rows (default 1,000,000 x 10 mixed columns) against real
+servers on 127.0.0.1; each case runs in its own process and reports its peak RSS. Throughput
+targets are ratios against baselines measured in the same run.
+
+``python -m benchmarks.run [--rows N] [--only CASE,...] [--json results.json]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import decimal
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RSS_LIMIT_MB = 300.0
+
+DDL = (
+    "(id bigint, customer_id bigint, amount double precision, ratio double precision, name text, "
+    "category text, active boolean, created_at timestamptz, price numeric(12,2), note text)"
+)
+
+
+def generate(path: Path, rows: int) -> None:
+    """Write the benchmark data set: 10 mixed columns, nulls, NaN, unicode, timestamps, decimals."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(7)
+    writer = None
+    chunk = 100_000
+    start = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    categories = np.array(["alpha", "beta", "gamma", "delta", "épsilon"])
+    for offset in range(0, rows, chunk):
+        n = min(chunk, rows - offset)
+        ratio = rng.random(n)
+        ratio[rng.random(n) < 0.01] = np.nan
+        note = np.where(
+            rng.random(n) < 0.3, None, np.char.add("note ", rng.integers(0, 10**6, n).astype(str))
+        )
+        cents = rng.integers(0, 10**8, n)
+        table = pa.table(
+            {
+                "id": pa.array(np.arange(offset, offset + n, dtype=np.int64)),
+                "customer_id": pa.array(rng.integers(1, 50_000, n)),
+                "amount": pa.array(rng.normal(100, 30, n)),
+                "ratio": pa.array(ratio),
+                "name": pa.array(np.char.add("customer ✓ ", rng.integers(0, 10**5, n).astype(str))),
+                "category": pa.array(categories[rng.integers(0, 5, n)]),
+                "active": pa.array(rng.random(n) < 0.7),
+                "created_at": pa.array(
+                    [start + dt.timedelta(seconds=int(s)) for s in rng.integers(0, 3 * 10**7, n)],
+                    pa.timestamp("us", tz="UTC"),
+                ),
+                "price": pa.array([decimal.Decimal(int(c)).scaleb(-2) for c in cents], pa.decimal128(12, 2)),
+                "note": pa.array(note.tolist(), pa.string()),
+            }
+        )
+        if writer is None:
+            writer = pq.ParquetWriter(path, table.schema, compression="zstd")
+        writer.write_table(table, row_group_size=chunk)
+    assert writer is not None
+    writer.close()
+
+
+def run_case(name: str, args: dict[str, Any], timeout: int = 1800) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.cases", name, json.dumps(args, default=str)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=timeout,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"case {name} failed:\n{proc.stderr[-4000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(
+        f"  {name:<24} {result['rows']:>10,} rows {result['seconds']:>8.2f} s "
+        f"{result['rows_per_s']:>12,} rows/s  peak RSS {result['peak_rss_mb']:>7.1f} MB",
+        flush=True,
+    )
+    return result
+
+
+def _pg_exec(dsn: str, *statements: str) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--only", default="", help="comma-separated groups: postgres,mongo,s3,http")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = parser.parse_args(argv)
+    groups = {g for g in args.only.split(",") if g} or {"postgres", "mongo", "s3", "http"}
+    os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="mlops-bench-home-"))
+    sys.path.insert(0, str(ROOT))
+    from tests.harness import servers
+
+    work = Path(tempfile.mkdtemp(prefix="mlops-bench-"))
+    data = work / "data.parquet"
+    print(f"Generating {args.rows:,} rows x 10 columns...", flush=True)
+    t0 = time.perf_counter()
+    generate(data, args.rows)
+    print(
+        f"  done in {time.perf_counter() - t0:.1f} s ({data.stat().st_size / 1e6:.1f} MB Parquet)", flush=True
+    )
+    results: dict[str, dict[str, Any]] = {}
+    n = args.rows
+    with contextlib.ExitStack() as stack:
+        if "postgres" in groups:
+            pg = stack.enter_context(servers.start_postgres(durable=True))
+            conns = {
+                "bench_pg": {
+                    "conn_type": "postgres",
+                    "host": pg.host,
+                    "port": pg.port,
+                    "login": pg.user,
+                    "password": pg.password,
+                    "schema": pg.database,
+                }
+            }
+            print("PostgreSQL", flush=True)
+            _pg_exec(
+                pg.dsn,
+                f"CREATE TABLE load_provider {DDL}",
+                f"CREATE TABLE load_raw {DDL}",
+                f"CREATE TABLE load_insert_rows {DDL}",
+            )
+            results["pg_load_copy"] = run_case(
+                "pg_load_copy", {"connections": conns, "parquet": data, "table": "load_provider"}
+            )
+            copy_text = work / "copy.txt"
+            import psycopg
+
+            with (
+                psycopg.connect(pg.dsn) as conn,
+                conn.cursor() as cur,
+                open(copy_text, "wb") as handle,
+                cur.copy("COPY load_provider TO STDOUT") as copy,
+            ):
+                for chunk in copy:
+                    handle.write(chunk)
+            results["pg_raw_copy_text"] = run_case(
+                "pg_raw_copy_text", {"dsn": pg.dsn, "table": "load_raw", "copy_text": copy_text, "rows": n}
+            )
+            _pg_exec(pg.dsn, "TRUNCATE load_raw")
+            results["pg_load_upsert"] = run_case(
+                "pg_load_copy",
+                {
+                    "connections": conns,
+                    "parquet": data,
+                    "table": "load_upsert",
+                    "mode": "upsert",
+                    "keys": ["id"],
+                },
+            )
+            subset = min(20_000, n)
+            results["pg_insert_rows"] = run_case(
+                "pg_insert_rows",
+                {"connections": conns, "parquet": data, "table": "load_insert_rows", "subset": subset},
+            )
+            results["pg_insert_rows_executemany"] = run_case(
+                "pg_insert_rows",
+                {
+                    "connections": conns,
+                    "parquet": data,
+                    "table": "load_insert_rows",
+                    "subset": subset,
+                    "executemany": True,
+                },
+            )
+            results["pg_extract_parquet"] = run_case(
+                "pg_extract_parquet",
+                {"connections": conns, "table": "load_provider", "out": (work / "pg_out").as_uri()},
+            )
+            results["pg_raw_copy_out"] = run_case(
+                "pg_raw_copy_out", {"dsn": pg.dsn, "table": "load_provider", "rows": n}
+            )
+            with contextlib.suppress(RuntimeError):
+                results["adbc_extract_parquet"] = run_case(
+                    "adbc_extract_parquet",
+                    {"uri": pg.uri, "table": "load_provider", "out": (work / "adbc_out").as_uri()},
+                )
+                results["adbc_load"] = run_case(
+                    "adbc_load", {"uri": pg.uri, "parquet": data, "table": "load_adbc"}
+                )
+        if "mongo" in groups:
+            mongo = stack.enter_context(servers.start_mongo())
+            conns = {
+                "bench_mongo": {
+                    "conn_type": "mongo",
+                    "host": mongo.host,
+                    "port": mongo.port,
+                    "login": mongo.user,
+                    "password": mongo.password,
+                    "schema": "bench",
+                    "extra": {"directConnection": True, "authSource": "admin"},
+                }
+            }
+            print("MongoDB (secantusdb wire-protocol server)", flush=True)
+            results["mongo_load"] = run_case(
+                "mongo_load", {"connections": conns, "parquet": data, "collection": "rows"}
+            )
+            results["mongo_extract_parquet"] = run_case(
+                "mongo_extract_parquet",
+                {
+                    "connections": conns,
+                    "parquet": data,
+                    "collection": "rows",
+                    "out": (work / "mongo_out").as_uri(),
+                },
+            )
+            with contextlib.suppress(RuntimeError):
+                results["pymongoarrow_extract"] = run_case(
+                    "pymongoarrow_extract", {"uri": mongo.uri.replace("/?", "/bench?"), "collection": "rows"}
+                )
+        if "s3" in groups:
+            s3 = stack.enter_context(servers.start_s3())
+            conns = {
+                "bench_s3": {
+                    "conn_type": "aws",
+                    "login": s3.access_key,
+                    "password": s3.secret_key,
+                    "extra": {"endpoint_url": s3.endpoint_url},
+                }
+            }
+            print("S3 (moto server)", flush=True)
+            uri = f"s3://{s3.bucket}/bench/rows"
+            results["s3_write"] = run_case("s3_write", {"connections": conns, "parquet": data, "uri": uri})
+            results["s3_read"] = run_case("s3_read", {"connections": conns, "uri": uri})
+        if "http" in groups:
+            port = servers.free_port()
+            api = subprocess.Popen(
+                [sys.executable, "-m", "benchmarks.api_server", str(data), str(port)],
+                cwd=ROOT,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+            )
+            stack.callback(api.terminate)
+            servers.wait_port(port, timeout=300, proc=api)
+            conns = {"bench_http": {"conn_type": "mlops_http", "host": f"http://127.0.0.1:{port}"}}
+            print("HTTP JSON API (pages of 10,000 records)", flush=True)
+            results["http_extract_parquet"] = run_case(
+                "http_extract_parquet", {"connections": conns, "out": (work / "http_out").as_uri()}
+            )
+
+    print("\nTargets")
+    failures = 0
+    for name, result in results.items():
+        if name.startswith(("pg_raw", "pg_insert_rows", "adbc", "pymongoarrow")):
+            continue
+        ok = result["peak_rss_mb"] < RSS_LIMIT_MB
+        failures += not ok
+        print(
+            f"  [{'ok' if ok else 'FAIL'}] {name}: peak RSS {result['peak_rss_mb']:.0f} MB < {RSS_LIMIT_MB:.0f} MB"
+        )
+
+    def ratio(a: str, b: str, target: float, label: str) -> None:
+        nonlocal failures
+        if a in results and b in results:
+            value = results[a]["rows_per_s"] / results[b]["rows_per_s"]
+            ok = value >= target
+            failures += not ok
+            print(f"  [{'ok' if ok else 'FAIL'}] {label}: {value:.2f}x (target >= {target}x)")
+
+    ratio("pg_load_copy", "pg_raw_copy_text", 0.7, "Postgres load vs raw COPY of pre-serialized COPY text")
+    ratio(
+        "pg_load_copy", "pg_insert_rows", 100, "Postgres load vs common-sql insert_rows (one INSERT per row)"
+    )
+    if "pg_insert_rows_executemany" in results:
+        value = results["pg_load_copy"]["rows_per_s"] / results["pg_insert_rows_executemany"]["rows_per_s"]
+        print(f"  (info) Postgres load vs insert_rows with psycopg's pipelined executemany: {value:.1f}x")
+    ratio("pg_extract_parquet", "pg_raw_copy_out", 0.5, "Postgres extract to Parquet vs raw COPY TO STDOUT")
+    if "adbc_load" in results:
+        print(
+            f"  (info) ADBC ingest vs provider load: "
+            f"{results['adbc_load']['rows_per_s'] / results['pg_load_copy']['rows_per_s']:.2f}x; "
+            f"ADBC extract vs provider extract: "
+            f"{results['adbc_extract_parquet']['rows_per_s'] / results['pg_extract_parquet']['rows_per_s']:.2f}x"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
