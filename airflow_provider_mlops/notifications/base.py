@@ -22,7 +22,9 @@ def build_message(
         "dag_id": dag_id,
         "task_id": task_id,
         "run_id": context.get("run_id"),
-        "logical_date": logical.isoformat() if hasattr(logical, "isoformat") else logical,
+        "logical_date": logical.isoformat()
+        if logical is not None and hasattr(logical, "isoformat")
+        else logical,
         "try_number": getattr(ti, "try_number", None),
         "state": str(getattr(state, "value", state)) if state is not None else None,
         "log_url": getattr(ti, "log_url", None),

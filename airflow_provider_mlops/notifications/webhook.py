@@ -53,7 +53,7 @@ class WebhookNotifier(_HttpPostMixin, BaseNotifier):
         self.timeout = timeout
 
     def notify(self, context: Context) -> None:
-        url, headers = (self.url or "", {})
+        url, headers = self.url or "", dict[str, str]()
         if self.http_conn_id:
             url, headers = _url_from_connection(self.http_conn_id)
         message = build_message(context, self.title, self.details)

@@ -56,7 +56,7 @@ def operator_lineage(inputs: Sequence[LineageDataset], outputs: Sequence[Lineage
         return None
 
     def convert(item: LineageDataset) -> Any:
-        facets = {}
+        facets: dict[str, Any] = {}
         if item.columns:
             facets["schema"] = schema_dataset.SchemaDatasetFacet(
                 fields=[
