@@ -1,0 +1,334 @@
+"""
+Training as plain functions: split, build the Pipeline (features -> selection -> estimator), tune,
+evaluate on the holdout against a dummy baseline. No Airflow and no MLflow here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+TUNING_METHODS = ("none", "grid", "random", "halving_grid", "halving_random", "optuna")
+
+
+class TrainingError(ValueError):
+    """The training inputs are not usable (missing target, empty data, unknown estimator...)."""
+
+
+@dataclass
+class TrainResult:
+    pipeline: Any
+    task: str
+    metrics: dict[str, float]
+    baseline_metrics: dict[str, float]
+    best_params: dict[str, Any]
+    selected_features: list[str]
+    numeric_features: list[str]
+    categorical_features: list[str]
+    train_rows: int
+    test_rows: int
+    x_test: Any
+    y_test: Any
+    cv_results: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def infer_task(y: pd.Series) -> str:
+    """``classification`` for booleans, text and integers with few distinct values, else ``regression``."""
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(y) or not pd.api.types.is_numeric_dtype(y):
+        return "classification"
+    if pd.api.types.is_integer_dtype(y) and y.nunique(dropna=True) <= 20:
+        return "classification"
+    return "regression"
+
+
+def load_estimator(path: str, params: Mapping[str, Any] | None = None) -> Any:
+    """An estimator from its import path, e.g. ``sklearn.ensemble.RandomForestClassifier``."""
+    module_name, _, class_name = path.rpartition(".")
+    if not module_name:
+        raise TrainingError(
+            f"estimator must be an import path like 'sklearn.linear_model.Ridge', got {path!r}"
+        )
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as err:
+        raise TrainingError(f"Cannot import estimator {path!r}: {err}") from None
+    try:
+        return cls(**dict(params or {}))
+    except TypeError as err:
+        raise TrainingError(f"Bad parameters for {path}: {err}") from None
+
+
+def split(
+    frame: pd.DataFrame,
+    *,
+    target: str,
+    task: str,
+    strategy: str = "auto",
+    test_size: float = 0.2,
+    time_column: str | None = None,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """
+    Train / holdout split: ``stratified`` (classification default), ``random``, or ``time`` (the
+    latest ``test_size`` share of ``time_column`` is the holdout: no future leaks into training).
+    """
+    from sklearn.model_selection import train_test_split
+
+    if strategy == "auto":
+        strategy = "time" if time_column else ("stratified" if task == "classification" else "random")
+    if strategy == "time":
+        if not time_column or time_column not in frame.columns:
+            raise TrainingError(f"split strategy 'time' needs time_column in the data (got {time_column!r})")
+        ordered = frame.sort_values(time_column, kind="stable")
+        cut = round(len(ordered) * (1 - test_size))
+        return ordered.iloc[:cut], ordered.iloc[cut:]
+    if strategy not in ("stratified", "random"):
+        raise TrainingError(f"split strategy must be auto, stratified, random or time, got {strategy!r}")
+    stratify = frame[target] if strategy == "stratified" else None
+    train, test = train_test_split(frame, test_size=test_size, random_state=seed, stratify=stratify)
+    return train, test
+
+
+def _prefixed(grid: Mapping[str, Any]) -> dict[str, Any]:
+    """Let users write ``{"n_estimators": [...]}``: unprefixed names are the estimator's."""
+    return {(k if "__" in k else f"model__{k}"): v for k, v in grid.items()}
+
+
+def build_search(pipeline: Any, tuning: Mapping[str, Any] | None, *, task: str, seed: int) -> Any:
+    """Wrap the pipeline in the requested search (or return it unchanged)."""
+    from sklearn.model_selection import GridSearchCV, KFold, RandomizedSearchCV, StratifiedKFold
+
+    tuning = dict(tuning or {})
+    method = tuning.get("method", "none") or "none"
+    if method not in TUNING_METHODS:
+        raise TrainingError(f"tuning.method must be one of {TUNING_METHODS}, got {method!r}")
+    if method == "none":
+        return pipeline
+    folds = int(tuning.get("cv", 5))
+    cv = (StratifiedKFold if task == "classification" else KFold)(
+        n_splits=folds, shuffle=True, random_state=seed
+    )
+    scoring = tuning.get("scoring") or (
+        "f1_weighted" if task == "classification" else "neg_root_mean_squared_error"
+    )
+    n_jobs = tuning.get("n_jobs", 1)
+    space = _prefixed(tuning.get("param_grid") or tuning.get("param_distributions") or {})
+    if not space:
+        raise TrainingError(f"tuning.method={method!r} needs param_grid (or param_distributions)")
+    common = {"cv": cv, "scoring": scoring, "n_jobs": n_jobs, "refit": True, "error_score": "raise"}
+    if method == "grid":
+        return GridSearchCV(pipeline, space, **common)
+    if method == "random":
+        return RandomizedSearchCV(
+            pipeline, _distributions(space), n_iter=int(tuning.get("n_iter", 20)), random_state=seed, **common
+        )
+    if method in ("halving_grid", "halving_random"):
+        from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+        from sklearn.model_selection import HalvingGridSearchCV, HalvingRandomSearchCV
+
+        halving = {"factor": tuning.get("factor", 3), "random_state": seed, **common}
+        halving.pop("refit")
+        if method == "halving_grid":
+            return HalvingGridSearchCV(pipeline, space, **halving)
+        # A bounded number of candidates: "exhaust" on continuous distributions can mean hundreds.
+        candidates = tuning.get("n_candidates", tuning.get("n_iter", 20))
+        return HalvingRandomSearchCV(pipeline, _distributions(space), n_candidates=candidates, **halving)
+    try:
+        import optuna
+        from optuna_integration import OptunaSearchCV
+    except ImportError:
+        raise TrainingError(
+            "tuning.method='optuna' needs the optuna extra: pip install 'airflow-provider-mlops[optuna]'"
+        ) from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return OptunaSearchCV(
+        pipeline,
+        _optuna_space(space),
+        cv=cv,
+        scoring=scoring,
+        n_jobs=n_jobs,
+        n_trials=tuning.get("n_trials", 20),
+        timeout=tuning.get("timeout"),
+        random_state=seed,
+        refit=True,
+    )
+
+
+def _distributions(space: Mapping[str, Any]) -> dict[str, Any]:
+    """Lists stay lists; ``{"low": a, "high": b, "log": bool}`` becomes a scipy distribution."""
+    from scipy.stats import loguniform, randint, uniform
+
+    out: dict[str, Any] = {}
+    for key, value in space.items():
+        if isinstance(value, Mapping):
+            low, high = value["low"], value["high"]
+            if isinstance(low, int) and isinstance(high, int) and not value.get("log"):
+                out[key] = randint(low, high + 1)
+            elif value.get("log"):
+                out[key] = loguniform(low, high)
+            else:
+                out[key] = uniform(low, high - low)
+        else:
+            out[key] = list(value)
+    return out
+
+
+def _optuna_space(space: Mapping[str, Any]) -> dict[str, Any]:
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    out: dict[str, Any] = {}
+    for key, value in space.items():
+        if isinstance(value, Mapping):
+            low, high, log = value["low"], value["high"], bool(value.get("log"))
+            if isinstance(low, int) and isinstance(high, int):
+                out[key] = IntDistribution(low, high, log=log)
+            else:
+                out[key] = FloatDistribution(float(low), float(high), log=log)
+        else:
+            out[key] = CategoricalDistribution(list(value))
+    return out
+
+
+def evaluate(model: Any, x: Any, y: Any, task: str) -> dict[str, float]:
+    """Holdout metrics: accuracy, F1, ROC AUC, log loss (classification); RMSE, MAE, R2 (regression)."""
+    import numpy as np
+    from sklearn import metrics
+
+    predicted = model.predict(x)
+    if task == "regression":
+        return {
+            "rmse": float(np.sqrt(metrics.mean_squared_error(y, predicted))),
+            "mae": float(metrics.mean_absolute_error(y, predicted)),
+            "r2": float(metrics.r2_score(y, predicted)),
+        }
+    classes = np.unique(y)
+    binary = len(classes) <= 2
+    out = {
+        "accuracy": float(metrics.accuracy_score(y, predicted)),
+        "f1": float(
+            metrics.f1_score(
+                y, predicted, average="binary" if binary and set(classes) <= {0, 1} else "weighted"
+            )
+        ),
+    }
+    if hasattr(model, "predict_proba"):
+        proba = model.predict_proba(x)
+        labels = list(getattr(model, "classes_", classes))
+        with contextlib.suppress(ValueError):  # a single class in the holdout: AUC undefined
+            out["roc_auc"] = float(
+                metrics.roc_auc_score(y, proba[:, 1])
+                if len(labels) == 2
+                else metrics.roc_auc_score(y, proba, multi_class="ovr", labels=labels)
+            )
+        out["log_loss"] = float(metrics.log_loss(y, proba, labels=labels))
+    return out
+
+
+def train(
+    frame: pd.DataFrame,
+    *,
+    target: str,
+    task: str | None = None,
+    features: Mapping[str, Any] | None = None,
+    selection: Sequence[Mapping[str, Any]] | None = None,
+    estimator: str = "sklearn.ensemble.RandomForestClassifier",
+    estimator_params: Mapping[str, Any] | None = None,
+    tuning: Mapping[str, Any] | None = None,
+    split_strategy: str = "auto",
+    test_size: float = 0.2,
+    time_column: str | None = None,
+    seed: int = 0,
+) -> TrainResult:
+    """Fit the whole Pipeline on the training split, tune it, and evaluate it on the holdout."""
+    from sklearn.dummy import DummyClassifier, DummyRegressor
+    from sklearn.pipeline import Pipeline
+
+    from airflow_provider_mlops.ml.features import build_preprocessor, categorical_as_object
+    from airflow_provider_mlops.ml.selection import build_selectors, selected_features
+
+    started = time.monotonic()
+    if target not in frame.columns:
+        raise TrainingError(f"Target column {target!r} is not in the data (columns: {list(frame.columns)})")
+    frame = frame[frame[target].notna()]
+    if len(frame) < 10:
+        raise TrainingError(f"Only {len(frame)} labelled rows: too few to train and evaluate")
+    task = task or infer_task(frame[target])
+    if task not in ("classification", "regression"):
+        raise TrainingError(f"task must be classification or regression, got {task!r}")
+    params = dict(estimator_params or {})
+    model = load_estimator(estimator, params)
+    if "random_state" in model.get_params() and "random_state" not in params:
+        model.set_params(random_state=seed)
+    preprocessor, numeric, categorical = build_preprocessor(frame, features, target=target, task=task)
+    frame = categorical_as_object(frame, categorical)
+    train_frame, test_frame = split(
+        frame,
+        target=target,
+        task=task,
+        strategy=split_strategy,
+        test_size=test_size,
+        time_column=time_column,
+        seed=seed,
+    )
+    columns = numeric + categorical
+    x_train, y_train = train_frame[columns], train_frame[target]
+    x_test, y_test = test_frame[columns], test_frame[target]
+    pipeline = Pipeline(
+        [("features", preprocessor), *build_selectors(selection, task=task, seed=seed), ("model", model)]
+    )
+    search = build_search(pipeline, tuning, task=task, seed=seed)
+    search.fit(x_train, y_train)
+    fitted = getattr(search, "best_estimator_", search)
+    best_params = {
+        k.removeprefix("model__"): _plain(v) for k, v in getattr(search, "best_params_", {}).items()
+    }
+    dummy = (DummyClassifier(strategy="most_frequent") if task == "classification" else DummyRegressor()).fit(
+        x_train, y_train
+    )
+    cv_results = []
+    if hasattr(search, "cv_results_") and "params" in search.cv_results_:
+        results = search.cv_results_
+        for i in range(len(results["params"])):
+            cv_results.append(
+                {
+                    "params": {k: _plain(v) for k, v in results["params"][i].items()},
+                    "mean_test_score": float(results["mean_test_score"][i]),
+                }
+            )
+    elif hasattr(search, "trials_"):  # OptunaSearchCV
+        cv_results = [
+            {"params": {k: _plain(v) for k, v in t.params.items()}, "mean_test_score": float(t.value)}
+            for t in search.trials_
+            if t.value is not None
+        ]
+    return TrainResult(
+        pipeline=fitted,
+        task=task,
+        metrics=evaluate(fitted, x_test, y_test, task),
+        baseline_metrics=evaluate(dummy, x_test, y_test, task),
+        best_params=best_params,
+        selected_features=selected_features(fitted),
+        numeric_features=numeric,
+        categorical_features=categorical,
+        train_rows=len(train_frame),
+        test_rows=len(test_frame),
+        x_test=x_test,
+        y_test=y_test,
+        cv_results=cv_results,
+        seconds=time.monotonic() - started,
+    )
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> Python values (for JSON, MLflow params and XCom)."""
+    return value.item() if hasattr(value, "item") and callable(value.item) else value
