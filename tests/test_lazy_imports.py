@@ -30,10 +30,13 @@ HEAVY = (
     "joblib",
 )
 DAG_FILES = sorted((ROOT / "example_dags").glob("*.py"))
+# Modules that only run inside a task and subclass scikit-learn classes (so they cannot defer the
+# import); no DAG-facing module imports them at top level, which the DAG-file test proves.
+RUNTIME_ONLY = {"airflow_provider_mlops.ml.transformers"}
 MODULES = sorted(
     m.name
     for m in pkgutil.walk_packages(airflow_provider_mlops.__path__, "airflow_provider_mlops.")
-    if ".demo" not in m.name
+    if ".demo" not in m.name and m.name not in RUNTIME_ONLY
 )
 
 
