@@ -143,6 +143,24 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
             },
         },
     },
+    {
+        "connection-type": "mlops_mlflow",
+        "hook-class-name": f"{_PKG}.hooks.mlflow.MlflowHook",
+        "hook-name": "MLflow tracking server (MLOps)",
+        "conn-fields": {
+            "tracking_uri": _str(
+                "Tracking URI", "Overrides host: any MLflow URI, e.g. sqlite:////data/mlflow.db"
+            ),
+            "registry_uri": _str("Registry URI", "When different from the tracking URI"),
+            "artifact_location": _str("Artifact root", "For experiments the provider creates"),
+            "ui_url": _str("UI URL", "Where people open runs when the tracking URI is not a web server"),
+        },
+        "ui-field-behaviour": {
+            "hidden-fields": ["schema", "login", "password", "extra"],
+            "relabeling": {"host": "Tracking server URL"},
+            "placeholders": {"host": "http://mlflow.example.com:5000"},
+        },
+    },
 ]
 
 
@@ -173,6 +191,7 @@ def get_provider_info() -> dict[str, Any]:
                     f"{_PKG}.hooks.postgres",
                     f"{_PKG}.hooks.s3",
                     f"{_PKG}.hooks.sql",
+                    f"{_PKG}.hooks.mlflow",
                 ],
             }
         ],
@@ -183,10 +202,12 @@ def get_provider_info() -> dict[str, Any]:
                     f"{_PKG}.operators.extract",
                     f"{_PKG}.operators.transform",
                     f"{_PKG}.operators.load",
+                    f"{_PKG}.operators.train",
                 ],
             }
         ],
         "connection-types": CONNECTION_TYPES,
+        "extra-links": [f"{_PKG}.links.mlflow.MlflowRunLink"],
         "notifications": [
             f"{_PKG}.notifications.webhook.WebhookNotifier",
             f"{_PKG}.notifications.slack.SlackWebhookNotifier",
@@ -202,6 +223,14 @@ def get_provider_info() -> dict[str, Any]:
                         "version_added": "0.1.0",
                         "type": "string",
                         "example": "s3://my-bucket/airflow-staging",
+                        "default": None,
+                    },
+                    "mlflow_tracking_uri": {
+                        "description": "MLflow tracking URI used when a task names no MLflow connection. "
+                        "Default: a SQLite store in AIRFLOW_HOME.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "http://mlflow:5000",
                         "default": None,
                     },
                     "storage_conn_id": {

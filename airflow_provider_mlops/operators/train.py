@@ -1,0 +1,324 @@
+"""TrainModelOperator: dataset URI(s) -> tuned scikit-learn Pipeline, tracked and registered in MLflow."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_provider_mlops.links.mlflow import XCOM_KEY, MlflowRunLink
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from airflow.sdk import Context
+
+
+class TrainModelOperator(BaseOperator):
+    """
+    Train a scikit-learn Pipeline (feature engineering -> feature selection -> estimator), tune it,
+    evaluate it on a holdout, and track and register it in MLflow.
+
+    The fitted transforms travel inside the Pipeline, so serving applies exactly what training
+    learned. Specs: :mod:`airflow_provider_mlops.ml.features` (``features``),
+    :mod:`airflow_provider_mlops.ml.selection` (``selection``), :func:`airflow_provider_mlops.ml.training.build_search`
+    (``tuning``).
+
+    MLflow gets one run with the parameters, holdout metrics (and the dummy baseline's), tags (DAG,
+    run, logical date, input URIs and schema fingerprints), the Pipeline with signature and input
+    example (skops format when every type is trusted), plots, the selected features and the
+    reference profile the DriftSensor compares new data with; the model is registered as a new
+    version of ``registered_model_name``. The model file is also written to object storage with its
+    sha256 beside it.
+
+    Returns (XCom) ``{"model_uri", "registered_model_name", "version", "run_id", "experiment_id",
+    "metrics", "baseline_metrics", "best_params", "selected_features", "model_file", "sha256",
+    "profile_uri", "task"}``.
+
+    :param input_uri: dataset URI(s) or upstream XCom dicts with ``uri``. (templated)
+    :param target: the label column. (templated)
+    :param registered_model_name: the MLflow registered model. (templated)
+    :param task: ``classification`` or ``regression``; inferred from the label when None.
+    :param features: the feature engineering spec.
+    :param selection: the feature selection spec (a list of steps).
+    :param estimator: import path of a scikit-learn compatible estimator.
+    :param estimator_params: its parameters.
+    :param tuning: ``{"method": "grid" | "random" | "halving_grid" | "halving_random" | "optuna",
+        "param_grid": {...}, "cv": 5, "scoring": ..., "n_iter": ..., "n_trials": ..., "timeout": ...}``.
+    :param split_strategy: ``auto``, ``stratified``, ``random`` or ``time``.
+    :param time_column: the column ordering rows for a time split (not used as a feature unless listed).
+    :param test_size: holdout share.
+    :param seed: random seed for splits, models and searches.
+    :param max_rows: train on at most this many rows (a seeded sample across the input).
+    :param experiment_name: MLflow experiment; default the DAG id. (templated)
+    :param mlflow_conn_id: MLflow connection; None for the embedded default.
+    :param model_output_uri: where the model file goes; default under the staging URI. (templated)
+    :param storage_conn_id: connection for ``s3://`` URIs.
+    """
+
+    template_fields: Sequence[str] = (
+        "input_uri",
+        "target",
+        "registered_model_name",
+        "experiment_name",
+        "model_output_uri",
+    )
+    operator_extra_links = (MlflowRunLink(),)
+    ui_color = "#ede7f6"
+
+    def __init__(
+        self,
+        *,
+        input_uri: Any,
+        target: str,
+        registered_model_name: str,
+        task: str | None = None,
+        features: Mapping[str, Any] | None = None,
+        selection: Sequence[Mapping[str, Any]] | None = None,
+        estimator: str = "sklearn.ensemble.RandomForestClassifier",
+        estimator_params: Mapping[str, Any] | None = None,
+        tuning: Mapping[str, Any] | None = None,
+        split_strategy: str = "auto",
+        time_column: str | None = None,
+        test_size: float = 0.2,
+        seed: int = 0,
+        max_rows: int = 1_000_000,
+        experiment_name: str | None = None,
+        mlflow_conn_id: str | None = None,
+        model_output_uri: str | None = None,
+        storage_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.input_uri = input_uri
+        self.target = target
+        self.registered_model_name = registered_model_name
+        self.task = task
+        self.features = features
+        self.selection = selection
+        self.estimator = estimator
+        self.estimator_params = estimator_params
+        self.tuning = tuning
+        self.split_strategy = split_strategy
+        self.time_column = time_column
+        self.test_size = test_size
+        self.seed = seed
+        self.max_rows = max_rows
+        self.experiment_name = experiment_name
+        self.mlflow_conn_id = mlflow_conn_id
+        self.model_output_uri = model_output_uri
+        self.storage_conn_id = storage_conn_id
+
+    # ----------------------------------------------------------------------------------------------
+    def _read_frame(self, storage: Any, inputs: list[str]) -> Any:
+        """Read the inputs into one DataFrame, sampling (seeded) when they exceed ``max_rows``."""
+        import numpy as np
+        import pyarrow as pa
+
+        total = sum(int((storage.read_manifest(u) or {}).get("rows", 0)) for u in inputs)
+        fraction = min(1.0, self.max_rows / total) if total else 1.0
+        if fraction < 1.0:
+            self.log.warning(
+                "Training on a %.1f%% sample (%s of %s rows): max_rows=%s",
+                100 * fraction,
+                self.max_rows,
+                total,
+                self.max_rows,
+            )
+        rng = np.random.default_rng(self.seed)
+        parts = []
+        for uri in inputs:
+            for batch in storage.iter_batches(uri):
+                if fraction < 1.0:
+                    batch = batch.filter(pa.array(rng.random(batch.num_rows) < fraction))
+                parts.append(batch)
+        if not parts:
+            raise ValueError(f"The training input {inputs} has no rows")
+        return pa.Table.from_batches(parts).to_pandas()
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        import tempfile
+        from pathlib import Path
+
+        import mlflow
+        from mlflow.models import infer_signature
+
+        from airflow_provider_mlops.hooks.mlflow import MlflowHook
+        from airflow_provider_mlops.hooks.s3 import S3Hook
+        from airflow_provider_mlops.ml import plots
+        from airflow_provider_mlops.ml.profile import build_profile
+        from airflow_provider_mlops.ml.serialization import dump_model, write_model_bytes
+        from airflow_provider_mlops.ml.training import train
+        from airflow_provider_mlops.operators.transform import _input_uris
+        from airflow_provider_mlops.utils.staging import default_storage_conn_id, resolve_uri, task_output_uri
+
+        inputs = _input_uris(self.input_uri)
+        if not inputs:
+            raise ValueError("input_uri is empty")
+        storage = S3Hook(aws_conn_id=self.storage_conn_id or default_storage_conn_id())
+        frame = self._read_frame(storage, inputs)
+        self.log.info("Training on %s rows x %s columns from %s", len(frame), frame.shape[1], inputs)
+        result = train(
+            frame,
+            target=self.target,
+            task=self.task,
+            features=self.features,
+            selection=self.selection,
+            estimator=self.estimator,
+            estimator_params=self.estimator_params,
+            tuning=self.tuning,
+            split_strategy=self.split_strategy,
+            test_size=self.test_size,
+            time_column=self.time_column,
+            seed=self.seed,
+        )
+        self.log.info(
+            "Holdout %s (dummy baseline %s), best params %s",
+            result.metrics,
+            result.baseline_metrics,
+            result.best_params,
+        )
+        train_rows = frame.drop(index=result.x_test.index)
+        profile = build_profile(
+            train_rows,
+            numeric=result.numeric_features,
+            categorical=result.categorical_features,
+            target=self.target,
+            task=result.task,
+            metrics=result.metrics,
+            seed=self.seed,
+        )
+
+        mlflow_hook = MlflowHook(self.mlflow_conn_id)
+        mlflow_hook.activate()
+        ti = context["ti"]
+        experiment_id = mlflow_hook.get_or_create_experiment(self.experiment_name or ti.dag_id)
+        fingerprints = {u: (storage.read_manifest(u) or {}).get("schema_fingerprint") for u in inputs}
+        tags = {
+            "airflow.dag_id": ti.dag_id,
+            "airflow.task_id": ti.task_id,
+            "airflow.run_id": context["run_id"],
+            "airflow.logical_date": str(context.get("logical_date")),
+            "mlops.inputs": json.dumps(fingerprints),
+            "mlops.task": result.task,
+            "mlops.target": self.target,
+        }
+        blob, fmt, trusted = dump_model(result.pipeline)
+        with (
+            mlflow.start_run(experiment_id=experiment_id, tags=tags) as run,
+            tempfile.TemporaryDirectory() as tmp,
+        ):
+            params = {
+                "estimator": self.estimator,
+                "split_strategy": self.split_strategy,
+                "test_size": self.test_size,
+                "seed": self.seed,
+                "train_rows": result.train_rows,
+                "test_rows": result.test_rows,
+                "tuning_method": (self.tuning or {}).get("method", "none"),
+                **{f"model.{k}": v for k, v in (self.estimator_params or {}).items()},
+                **{f"best.{k}": v for k, v in result.best_params.items()},
+            }
+            mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+            mlflow.log_metrics(
+                {
+                    **result.metrics,
+                    **{f"baseline_{k}": v for k, v in result.baseline_metrics.items()},
+                    "train_seconds": result.seconds,
+                }
+            )
+            folder = Path(tmp)
+            files = {
+                "reference_profile.json": json.dumps(profile).encode(),
+                "selected_features.json": json.dumps(result.selected_features).encode(),
+                "specs.json": json.dumps(
+                    {"features": self.features, "selection": self.selection, "tuning": self.tuning},
+                    default=str,
+                ).encode(),
+                "cv_results.json": json.dumps(result.cv_results, default=str).encode(),
+            }
+            importance = plots.permutation_importance(
+                result.pipeline, result.x_test, result.y_test, seed=self.seed
+            )
+            files["feature_importance.json"] = json.dumps(importance).encode()
+            files["feature_importance.png"] = plots.importance_png(importance)
+            if result.task == "classification":
+                files["confusion_matrix.png"] = plots.confusion_matrix_png(
+                    result.pipeline, result.x_test, result.y_test
+                )
+            for name, data in files.items():
+                (folder / name).write_bytes(data)
+                mlflow.log_artifact(
+                    str(folder / name), artifact_path="evaluation" if name.endswith(".png") else None
+                )
+            example = result.x_test.head(5)
+            signature = infer_signature(example, result.pipeline.predict(example))
+            log_kwargs: dict[str, Any] = {"serialization_format": fmt}
+            if fmt == "skops":
+                log_kwargs["skops_trusted_types"] = trusted
+            import sklearn
+
+            info = mlflow.sklearn.log_model(
+                result.pipeline,
+                name="model",
+                signature=signature,
+                input_example=example,
+                registered_model_name=self.registered_model_name,
+                pip_requirements=[f"scikit-learn=={sklearn.__version__}", "airflow-provider-mlops"],
+                **log_kwargs,
+            )
+            run_id = run.info.run_id
+        version = str(info.registered_model_version)
+        client = mlflow_hook.client
+        client.set_model_version_tag(self.registered_model_name, version, "mlops.run_id", run_id)
+        client.set_model_version_tag(
+            self.registered_model_name, version, "mlops.airflow_run_id", context["run_id"]
+        )
+        for key, value in result.metrics.items():
+            client.set_model_version_tag(self.registered_model_name, version, f"metric.{key}", f"{value:.6f}")
+
+        base = (
+            resolve_uri(self.model_output_uri)
+            if self.model_output_uri
+            else task_output_uri(context, suffix="model")
+        )
+        model_file = write_model_bytes(
+            storage,
+            base,
+            blob,
+            fmt,
+            trusted,
+            metadata={
+                "registered_model_name": self.registered_model_name,
+                "version": version,
+                "run_id": run_id,
+            },
+        )
+        profile_uri = f"{base.rstrip('/')}/reference_profile.json"
+        storage.put_bytes(profile_uri, json.dumps(profile).encode())
+        run_url = mlflow_hook.run_url(experiment_id, run_id)
+        if run_url:
+            ti.xcom_push(key=XCOM_KEY, value=run_url)
+        self.log.info(
+            "Registered %s version %s (run %s)%s",
+            self.registered_model_name,
+            version,
+            run_id,
+            f": {run_url}" if run_url else "",
+        )
+        return {
+            "model_uri": f"models:/{self.registered_model_name}/{version}",
+            "registered_model_name": self.registered_model_name,
+            "version": version,
+            "run_id": run_id,
+            "experiment_id": experiment_id,
+            "task": result.task,
+            "metrics": result.metrics,
+            "baseline_metrics": result.baseline_metrics,
+            "best_params": result.best_params,
+            "selected_features": result.selected_features,
+            "model_file": model_file["uri"],
+            "sha256": model_file["sha256"],
+            "profile_uri": profile_uri,
+        }

@@ -1,0 +1,152 @@
+"""TrainModelOperator against a local MLflow (SQLite backend): tracking, registry, model file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from airflow_provider_mlops.hooks.s3 import S3Hook
+from airflow_provider_mlops.ml.serialization import ModelIntegrityError, load_verified_model
+from airflow_provider_mlops.ml.training import TrainingError
+from airflow_provider_mlops.operators.train import TrainModelOperator
+from tests.conftest import set_connection
+
+
+class _TI(SimpleNamespace):
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed[key] = value
+
+
+def _context(tmp_path: Path) -> dict[str, Any]:
+    ti = _TI(dag_id="train_dag", task_id="train", map_index=-1, pushed={})
+    return {"ti": ti, "ds": "2026-01-08", "run_id": "manual__1", "logical_date": "2026-01-08T00:00:00+00:00"}
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> str:
+    rng = np.random.default_rng(0)
+    n = 1500
+    frame = pd.DataFrame(
+        {
+            "minutes": rng.gamma(2, 25, n),
+            "tickets": rng.poisson(0.6, n).astype("int64"),
+            "plan": rng.choice(["free", "basic", "pro"], n),
+            "region": rng.choice(["eu", "na"], n),
+        }
+    )
+    frame.loc[rng.random(n) < 0.05, "minutes"] = np.nan
+    score = -1 + 0.9 * frame.tickets - 0.03 * frame.minutes.fillna(50) + (frame.plan == "free") * 1.2
+    frame["churned"] = (score + rng.logistic(size=n) > 0).astype("int64")
+    uri = (tmp_path / "train").as_uri()
+    S3Hook(aws_conn_id=None).write_dataset(
+        uri, pa.Table.from_pandas(frame, preserve_index=False).to_batches()
+    )
+    return uri
+
+
+@pytest.fixture
+def mlflow_conn(mlflow_tracking: dict[str, str]) -> str:
+    return set_connection(
+        "mlflow_test",
+        conn_type="mlops_mlflow",
+        host="",
+        extra={
+            "tracking_uri": mlflow_tracking["tracking_uri"],
+            "artifact_location": mlflow_tracking["artifact_location"],
+            "ui_url": "http://127.0.0.1:5000",
+        },
+    )
+
+
+def test_trains_tracks_registers_and_the_registered_model_predicts_like_the_pipeline(
+    dataset: str, mlflow_conn: str, mlflow_tracking: dict[str, str], tmp_path: Path
+) -> None:
+    op = TrainModelOperator(
+        task_id="train",
+        input_uri={"uri": dataset},
+        target="churned",
+        registered_model_name="churn_test",
+        features={"numeric": {"outliers": {"method": "iqr"}}},
+        selection=[{"method": "variance"}],
+        estimator="sklearn.ensemble.RandomForestClassifier",
+        estimator_params={"n_estimators": 30},
+        tuning={"method": "grid", "param_grid": {"max_depth": [2, 6]}, "cv": 3},
+        mlflow_conn_id=mlflow_conn,
+        model_output_uri=(tmp_path / "model").as_uri(),
+    )
+    context = _context(tmp_path)
+    out = op.execute(context)
+    assert out["model_uri"] == f"models:/churn_test/{out['version']}"
+    assert out["metrics"]["accuracy"] > out["baseline_metrics"]["accuracy"]
+    assert out["best_params"]["max_depth"] in (2, 6)
+    assert context["ti"].pushed["mlflow_run_url"].startswith("http://127.0.0.1:5000/#/experiments/")
+
+    mlflow.set_tracking_uri(mlflow_tracking["tracking_uri"])
+    client = mlflow.MlflowClient()
+    run = client.get_run(out["run_id"])
+    assert run.data.tags["airflow.dag_id"] == "train_dag" and dataset in run.data.tags["mlops.inputs"]
+    assert float(run.data.metrics["accuracy"]) == pytest.approx(out["metrics"]["accuracy"])
+    artifacts = {a.path for a in client.list_artifacts(out["run_id"])} | {
+        a.path for a in client.list_artifacts(out["run_id"], "evaluation")
+    }
+    assert {
+        "reference_profile.json",
+        "selected_features.json",
+        "evaluation/confusion_matrix.png",
+        "evaluation/feature_importance.png",
+    } <= artifacts
+
+    registered = mlflow.sklearn.load_model(out["model_uri"])
+    stored = load_verified_model(S3Hook(aws_conn_id=None), (tmp_path / "model").as_uri())
+    frame = pa.Table.from_batches(list(S3Hook(aws_conn_id=None).iter_batches(dataset))).to_pandas()
+    features = frame.drop(columns=["churned"])
+    features["plan"] = features["plan"].astype(object)
+    features["region"] = features["region"].astype(object)
+    assert (registered.predict(features) == stored.predict(features)).all()
+    assert json.loads(Path(tmp_path / "model" / "model.json").read_text())["format"] == "skops"
+
+    # An unseen category does not crash prediction.
+    unseen = features.head(3).copy()
+    unseen["plan"] = ["enterprise", None, "pro"]
+    assert len(registered.predict(unseen)) == 3
+
+
+def test_tampered_model_file_is_refused_before_loading(
+    dataset: str, mlflow_conn: str, tmp_path: Path
+) -> None:
+    op = TrainModelOperator(
+        task_id="train",
+        input_uri=dataset,
+        target="churned",
+        registered_model_name="churn_t2",
+        estimator="sklearn.linear_model.LogisticRegression",
+        mlflow_conn_id=mlflow_conn,
+        model_output_uri=(tmp_path / "m2").as_uri(),
+    )
+    out = op.execute(_context(tmp_path))
+    path = Path(out["model_file"].removeprefix("file://"))
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelIntegrityError, match="refusing to load"):
+        load_verified_model(S3Hook(aws_conn_id=None), (tmp_path / "m2").as_uri())
+
+
+def test_missing_target_is_a_clear_error(dataset: str, mlflow_conn: str, tmp_path: Path) -> None:
+    op = TrainModelOperator(
+        task_id="train",
+        input_uri=dataset,
+        target="label",
+        registered_model_name="x",
+        mlflow_conn_id=mlflow_conn,
+    )
+    with pytest.raises(TrainingError, match="Target column 'label' is not in the data"):
+        op.execute(_context(tmp_path))
