@@ -216,3 +216,37 @@ def test_a_failing_task_sends_the_failure_alert(
     alert = alerts[0]
     assert alert["title"] == f"ETL extract_customers failed for {WORLD.day(0)}"
     assert "HTTP 401" in alert["exception"] and "revoked-token" not in json.dumps(alert)
+
+
+def test_train_dag_trains_on_the_warehouse_and_registers_a_version(
+    etl_dag: Any, tmp_path: Path, mlflow_tracking: dict[str, str]
+) -> None:
+    import importlib
+    import sys
+
+    import mlflow
+
+    source, warehouse = tmp_path / "source.db", tmp_path / "warehouse.db"
+    set_connection("mlops_source_db", conn_type="sqlite", host=str(source))
+    set_connection("mlops_warehouse", conn_type="sqlite", host=str(warehouse))
+    for index in (0, 1):
+        write_activity(str(source), WORLD, index)
+        assert etl_dag.test(logical_date=_logical(index)).state == "success"
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "example_dags"))
+    try:
+        train_dag = importlib.reload(importlib.import_module("train_model")).dag
+    finally:
+        sys.path.pop(0)
+    import os
+
+    os.environ["AIRFLOW__MLOPS__MLFLOW_TRACKING_URI"] = mlflow_tracking["tracking_uri"]
+    try:
+        run = train_dag.test(logical_date=_logical(1))
+    finally:
+        del os.environ["AIRFLOW__MLOPS__MLFLOW_TRACKING_URI"]
+    assert run.state == "success"
+    client = mlflow.MlflowClient(tracking_uri=mlflow_tracking["tracking_uri"])
+    versions = client.search_model_versions("name='churn_model'")
+    assert versions, "a version of churn_model is registered"
+    latest = max(versions, key=lambda v: int(v.version))
+    assert float(latest.tags["metric.accuracy"]) > 0.6

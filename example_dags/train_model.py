@@ -1,0 +1,103 @@
+"""
+### Train the churn model: warehouse -> features, selection, tuning -> MLflow registry
+
+Runs whenever the daily ETL updates the warehouse ``activity`` table (an Asset), and weekly as a
+fallback. It extracts the last seven days of activity joined with the customer profiles from the
+warehouse (the join runs in the database), then trains a scikit-learn Pipeline:
+
+* feature engineering fitted on the training split only: median imputation, IQR outlier clipping,
+  standard scaling, one-hot encoding with unknown categories ignored;
+* feature selection: near-constant features dropped, then random-forest importance;
+* a random forest tuned by successive halving over a small grid, stratified 3-fold CV;
+* holdout evaluation against a dummy baseline;
+* one MLflow run (params, metrics, plots, reference profile for drift detection) and a new version
+  of the registered model ``churn_model``; the model file also lands in object storage with its
+  sha256 beside it. The task's *MLflow run* link opens the run.
+
+Connections: ``mlops_warehouse`` (SQLite in the demo, PostgreSQL in production) and, optionally,
+an ``mlops_mlflow`` connection (default: a SQLite MLflow store in ``AIRFLOW_HOME``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG, AssetOrTimeSchedule
+from airflow.timetables.trigger import CronTriggerTimetable
+
+from airflow_provider_mlops.assets import table_asset
+from airflow_provider_mlops.notifications.webhook import WebhookNotifier
+from airflow_provider_mlops.operators.extract import ExtractOperator
+from airflow_provider_mlops.operators.train import TrainModelOperator
+
+WAREHOUSE_CONN_ID = "mlops_warehouse"
+ALERTS_CONN_ID = "mlops_alerts"
+MODEL_NAME = "churn_model"
+TRAINING_DAYS = 7
+
+# The last TRAINING_DAYS days present in the warehouse, activity joined with profiles (portable SQL).
+TRAINING_SQL = f"""
+SELECT a.customer_id, a.day, a.sessions, a.minutes_used, a.support_tickets, a.payment_failures,
+       c.plan, c.region, c.contract, c.age, c.monthly_charges, c.tenure_months, a.churned
+FROM activity a JOIN customers c ON c.customer_id = a.customer_id
+WHERE a.day IN (SELECT DISTINCT day FROM activity ORDER BY day DESC LIMIT {TRAINING_DAYS})
+"""
+
+FEATURES = {
+    "numeric": {"impute": "median", "outliers": {"method": "iqr", "factor": 1.5}, "scale": "standard"},
+    "categorical": {"impute": "most_frequent", "encode": "onehot", "max_categories": 20},
+    "drop": ["customer_id", "day"],
+}
+SELECTION = [
+    {"method": "variance", "threshold": 0.0},
+    {"method": "model", "estimator": "random_forest", "threshold": "0.5*mean"},
+]
+TUNING = {
+    "method": "halving_grid",
+    "param_grid": {"n_estimators": [50, 150], "max_depth": [6, 12], "min_samples_leaf": [1, 5]},
+    "cv": 3,
+    "scoring": "f1",
+}
+
+with DAG(
+    dag_id="mlops_train_model",
+    description="Train, tune and register the churn model",
+    doc_md=__doc__,
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("0 3 * * 0", timezone="UTC"),
+        assets=table_asset(WAREHOUSE_CONN_ID, "activity"),
+    ),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args={
+        "owner": "data-science",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": True,
+        "on_failure_callback": [
+            WebhookNotifier(http_conn_id=ALERTS_CONN_ID, title="Training {{ ti.task_id }} failed")
+        ],
+    },
+    tags=["mlops", "training", "example"],
+) as dag:
+    ingest = ExtractOperator(
+        task_id="ingest_training_data",
+        source_conn_id=WAREHOUSE_CONN_ID,
+        sql=TRAINING_SQL,
+        on_empty="fail",
+    )
+    train = TrainModelOperator(
+        task_id="train_and_tune",
+        input_uri=ingest.output,
+        target="churned",
+        task="classification",
+        registered_model_name=MODEL_NAME,
+        features=FEATURES,
+        selection=SELECTION,
+        estimator="sklearn.ensemble.RandomForestClassifier",
+        estimator_params={"n_jobs": 1, "class_weight": "balanced"},
+        tuning=TUNING,
+        seed=42,
+    )
+    ingest >> train
