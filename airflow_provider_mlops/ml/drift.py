@@ -1,0 +1,332 @@
+"""
+Data drift against a stored reference profile (:mod:`airflow_provider_mlops.ml.profile`), vectorized.
+
+Per numeric feature: PSI on the reference decile bins, the two-sample KS test and the Wasserstein
+distance normalized by the reference standard deviation (both on bounded samples). Per categorical
+feature: PSI, the chi-square test and the Jensen-Shannon distance over the reference categories
+plus one bucket for unseen ones. Every feature also compares its missing-value share: a surge of
+nulls is drift, not an error.
+
+How a feature is judged depends on the sample size, like Evidently: with more than
+``small_sample`` current rows p-values flag harmless shifts, so the decision is by effect size
+(PSI above ``psi`` or the normalized Wasserstein / Jensen-Shannon distance at least ``distance``);
+with fewer rows, by the test's p-value after a multiple-testing correction across features
+(Benjamini-Hochberg FDR by default, or Bonferroni). The dataset drifts when at least
+``share`` of its features drift. Every threshold can be overridden per feature.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+
+EPSILON = 1e-4
+SAMPLE = 5_000
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    psi: float = 0.2
+    distance: float = 0.1
+    p_value: float = 0.05
+    missing: float = 0.1
+    small_sample: int = 1_000
+    share: float = 0.5
+    correction: str = "fdr"
+
+    def override(self, values: Mapping[str, Any] | None) -> Thresholds:
+        if not values:
+            return self
+        unknown = set(values) - set(self.__dataclass_fields__)
+        if unknown:
+            raise ValueError(
+                f"Unknown drift threshold(s) {sorted(unknown)}; known: {sorted(self.__dataclass_fields__)}"
+            )
+        return Thresholds(**{**self.__dict__, **values})
+
+
+@dataclass
+class FeatureDrift:
+    name: str
+    kind: str
+    drifted: bool
+    method: str
+    score: float
+    psi: float | None = None
+    distance: float | None = None
+    p_value: float | None = None
+    missing_reference: float = 0.0
+    missing_current: float = 0.0
+    reasons: list[str] = field(default_factory=list)
+    histogram: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in self.__dict__.items()}
+
+
+def psi(reference: np.ndarray, current: np.ndarray) -> float:
+    """Population stability index of two share vectors (smoothed so empty bins stay finite)."""
+    import numpy as np
+
+    ref = np.clip(reference, EPSILON, None)
+    cur = np.clip(current, EPSILON, None)
+    ref, cur = ref / ref.sum(), cur / cur.sum()
+    return float(np.sum((cur - ref) * np.log(cur / ref)))
+
+
+def _sample(values: np.ndarray, size: int, seed: int) -> np.ndarray:
+    import numpy as np
+
+    if values.size <= size:
+        return values
+    # With replacement: a sample without replacement permutes the whole array (~20 ms per 1M rows).
+    return values[np.random.default_rng(seed).integers(0, values.size, size)]
+
+
+def numeric_drift(
+    name: str, reference: Mapping[str, Any], values: np.ndarray, *, seed: int = 0
+) -> FeatureDrift:
+    """Measure (not judge) one numeric feature; the verdict comes from :func:`judge`."""
+    import numpy as np
+    from scipy import stats
+
+    data = np.asarray(values, dtype="float64")
+    present = data[~np.isnan(data)]
+    missing = float(1 - present.size / max(data.size, 1))
+    edges = np.asarray(reference.get("edges") or [], dtype="float64")
+    ref_shares = np.asarray(reference.get("shares") or [1.0], dtype="float64")
+    feature = FeatureDrift(
+        name,
+        "numeric",
+        False,
+        "",
+        0.0,
+        missing_reference=float(reference["missing_share"]),
+        missing_current=missing,
+    )
+    if present.size == 0 or not reference.get("sample"):
+        feature.psi = feature.distance = float("nan")
+        feature.p_value = 1.0
+        return feature
+    counts = np.bincount(np.searchsorted(edges, present, side="right"), minlength=edges.size + 1)
+    cur_shares = counts / present.size
+    feature.psi = psi(ref_shares, cur_shares)
+    ref_sample = np.asarray(reference["sample"], dtype="float64")
+    cur_sample = _sample(present, SAMPLE, seed)
+    feature.p_value = float(stats.ks_2samp(ref_sample, cur_sample).pvalue)
+    scale = float(reference.get("std") or 0.0) or 1.0
+    feature.distance = float(stats.wasserstein_distance(ref_sample, cur_sample) / scale)
+    feature.histogram = {
+        "edges": edges.tolist(),
+        "reference": ref_shares.tolist(),
+        "current": cur_shares.tolist(),
+    }
+    return feature
+
+
+def categorical_drift(name: str, reference: Mapping[str, Any], values: pa.Array | Any) -> FeatureDrift:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from scipy import stats
+    from scipy.spatial.distance import jensenshannon
+
+    array = values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(values)
+    array = pc.cast(array, pa.string()) if not pa.types.is_string(array.type) else array
+    total = len(array)
+    nulls = array.null_count
+    present = total - nulls
+    missing = float(nulls / max(total, 1))
+    counts_struct = pc.value_counts(pc.drop_null(array))
+    current = dict(
+        zip(counts_struct.field("values").to_pylist(), counts_struct.field("counts").to_pylist(), strict=True)
+    )
+    ref_freq: dict[str, float] = dict(reference.get("frequencies") or {})
+    categories = list(ref_freq)
+    ref_vector = np.array([ref_freq[c] for c in categories] + [float(reference.get("other_share", 0.0))])
+    cur_counts = np.array(
+        [current.get(c, 0) for c in categories] + [sum(v for k, v in current.items() if k not in ref_freq)],
+        dtype="float64",
+    )
+    feature = FeatureDrift(
+        name,
+        "categorical",
+        False,
+        "",
+        0.0,
+        missing_reference=float(reference["missing_share"]),
+        missing_current=missing,
+    )
+    if present == 0:
+        feature.psi = feature.distance = float("nan")
+        feature.p_value = 1.0
+        return feature
+    cur_vector = cur_counts / present
+    feature.psi = psi(ref_vector, cur_vector)
+    feature.distance = float(
+        jensenshannon(np.clip(ref_vector, EPSILON, None), np.clip(cur_vector, EPSILON, None), base=2)
+    )
+    expected = np.clip(ref_vector, EPSILON, None)
+    expected = expected / expected.sum() * present
+    feature.p_value = float(stats.chisquare(cur_counts, expected).pvalue)
+    new = sorted(k for k in current if k not in ref_freq)
+    feature.histogram = {
+        "categories": [*categories, "(other / new)"],
+        "reference": ref_vector.tolist(),
+        "current": cur_vector.tolist(),
+        "new_categories": new[:20],
+    }
+    return feature
+
+
+def _corrected(p_values: list[float], method: str) -> list[float]:
+    import numpy as np
+    from scipy import stats
+
+    if not p_values:
+        return []
+    values = np.clip(np.asarray(p_values, dtype="float64"), 0.0, 1.0)
+    if method == "bonferroni":
+        return np.minimum(values * len(values), 1.0).tolist()
+    if method == "fdr":
+        return stats.false_discovery_control(values, method="bh").tolist()
+    if method == "none":
+        return values.tolist()
+    raise ValueError(f"correction must be fdr, bonferroni or none, got {method!r}")
+
+
+def judge(
+    features: list[FeatureDrift],
+    rows: int,
+    thresholds: Thresholds,
+    per_feature: Mapping[str, Mapping[str, Any]] | None = None,
+) -> None:
+    """Set ``drifted``, ``method``, ``score`` and ``reasons`` of every feature in place."""
+    adjusted = _corrected(
+        [f.p_value if f.p_value is not None else 1.0 for f in features], thresholds.correction
+    )
+    for feature, p_adjusted in zip(features, adjusted, strict=True):
+        limits = thresholds.override((per_feature or {}).get(feature.name))
+        reasons = []
+        if abs(feature.missing_current - feature.missing_reference) > limits.missing:
+            reasons.append(f"missing share {feature.missing_reference:.1%} -> {feature.missing_current:.1%}")
+        if rows <= limits.small_sample:
+            feature.method = f"{'ks' if feature.kind == 'numeric' else 'chi2'} p-value ({limits.correction})"
+            feature.score = 1.0 - p_adjusted
+            if p_adjusted < limits.p_value:
+                reasons.append(
+                    f"p-value {p_adjusted:.2g} < {limits.p_value} after {limits.correction} correction"
+                )
+        else:
+            metric = "wasserstein" if feature.kind == "numeric" else "jensen-shannon"
+            feature.method = f"psi + {metric}"
+            psi_value = feature.psi if feature.psi is not None and not math.isnan(feature.psi) else 0.0
+            distance = (
+                feature.distance if feature.distance is not None and not math.isnan(feature.distance) else 0.0
+            )
+            feature.score = max(
+                psi_value / max(limits.psi, EPSILON), distance / max(limits.distance, EPSILON)
+            )
+            if psi_value > limits.psi:
+                reasons.append(f"PSI {psi_value:.3f} > {limits.psi}")
+            if distance >= limits.distance:
+                reasons.append(f"{metric} {distance:.3f} >= {limits.distance}")
+        feature.reasons = reasons
+        feature.drifted = bool(reasons)
+
+
+def detect_drift(
+    profile: Mapping[str, Any],
+    columns: Mapping[str, Any],
+    *,
+    rows: int,
+    thresholds: Thresholds | Mapping[str, Any] | None = None,
+    per_feature: Mapping[str, Mapping[str, Any]] | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """
+    Compare current ``columns`` (name -> float array for numeric features, Arrow/str values for
+    categorical ones) with ``profile``; return the report (JSON-able).
+
+    A feature of the profile that is absent from the current data is reported as drifted.
+    """
+    limits = thresholds if isinstance(thresholds, Thresholds) else Thresholds().override(thresholds)
+    features: list[FeatureDrift] = []
+    absent = []
+    for name, reference in profile["features"].items():
+        if name not in columns:
+            absent.append(name)
+            continue
+        if reference["kind"] == "numeric":
+            features.append(numeric_drift(name, reference, columns[name], seed=seed))
+        else:
+            features.append(categorical_drift(name, reference, columns[name]))
+    judge(features, rows, limits, per_feature)
+    for name in absent:
+        features.append(
+            FeatureDrift(
+                name,
+                profile["features"][name]["kind"],
+                True,
+                "absent",
+                float("inf"),
+                reasons=["column missing from the current data"],
+            )
+        )
+    drifted = [f for f in features if f.drifted]
+    share = len(drifted) / max(len(features), 1)
+    ranked = sorted(features, key=lambda f: (f.drifted, f.score), reverse=True)
+    return {
+        "rows": rows,
+        "dataset_drift": share >= limits.share,
+        "drifted_share": share,
+        "drifted_features": [f.name for f in ranked if f.drifted],
+        "top_features": [f.name for f in ranked[:5]],
+        "method": "p-values" if rows <= limits.small_sample else "effect size",
+        "thresholds": limits.__dict__,
+        "features": [f.as_dict() for f in ranked],
+    }
+
+
+def columns_from_batches(
+    batches: Any, profile: Mapping[str, Any], *, max_rows: int | None = None
+) -> tuple[dict[str, Any], int]:
+    """Gather the profiled columns from record batches: numeric as float64 arrays, categorical as Arrow."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    wanted = profile["features"]
+    parts: dict[str, list[Any]] = {name: [] for name in wanted}
+    rows = 0
+    for batch in batches:
+        if max_rows is not None and rows >= max_rows:
+            break
+        if max_rows is not None and rows + batch.num_rows > max_rows:
+            batch = batch.slice(0, max_rows - rows)
+        rows += batch.num_rows
+        for name, reference in wanted.items():
+            if name not in batch.schema.names:
+                continue
+            column = batch.column(name)
+            if reference["kind"] == "numeric":
+                if pa.types.is_boolean(column.type) or pa.types.is_decimal(column.type):
+                    column = pc.cast(column, pa.float64())
+                parts[name].append(column.to_numpy(zero_copy_only=False).astype("float64", copy=False))
+            else:
+                parts[name].append(column)
+    out: dict[str, Any] = {}
+    for name, chunks in parts.items():
+        if not chunks:
+            continue
+        if wanted[name]["kind"] == "numeric":
+            out[name] = np.concatenate(chunks)
+        else:
+            out[name] = pa.chunked_array([pc.cast(c, pa.string()) for c in chunks])
+    return out, rows
