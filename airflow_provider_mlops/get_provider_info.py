@@ -203,6 +203,7 @@ def get_provider_info() -> dict[str, Any]:
                     f"{_PKG}.operators.transform",
                     f"{_PKG}.operators.load",
                     f"{_PKG}.operators.train",
+                    f"{_PKG}.operators.deploy",
                 ],
             }
         ],

@@ -2,8 +2,9 @@
 ### Train the churn model: warehouse -> features, selection, tuning -> MLflow registry
 
 Runs whenever the daily ETL updates the warehouse ``activity`` table (an Asset), and weekly as a
-fallback. It extracts the last seven days of activity joined with the customer profiles from the
-warehouse (the join runs in the database), then trains a scikit-learn Pipeline:
+fallback. It extracts the seven days before the newest one (activity joined with the customer
+profiles; the join runs in the database) to train on, and the newest day as fresh evaluation data,
+then trains a scikit-learn Pipeline:
 
 * feature engineering fitted on the training split only: median imputation, IQR outlier clipping,
   standard scaling, one-hot encoding with unknown categories ignored;
@@ -12,7 +13,10 @@ warehouse (the join runs in the database), then trains a scikit-learn Pipeline:
 * holdout evaluation against a dummy baseline;
 * one MLflow run (params, metrics, plots, reference profile for drift detection) and a new version
   of the registered model ``churn_model``; the model file also lands in object storage with its
-  sha256 beside it. The task's *MLflow run* link opens the run.
+  sha256 beside it. The task's *MLflow run* link opens the run;
+* deployment gated on the metric: the new version takes the ``champion`` alias only when its F1 on
+  the fresh day beats the current champion's on the same rows (otherwise it becomes
+  ``challenger``), and the promoted model is published with a ``latest.json`` pointer.
 
 Connections: ``mlops_warehouse`` (SQLite in the demo, PostgreSQL in production) and, optionally,
 an ``mlops_mlflow`` connection (default: a SQLite MLflow store in ``AIRFLOW_HOME``).
@@ -27,6 +31,7 @@ from airflow.timetables.trigger import CronTriggerTimetable
 
 from airflow_provider_mlops.assets import table_asset
 from airflow_provider_mlops.notifications.webhook import WebhookNotifier
+from airflow_provider_mlops.operators.deploy import DeployModelOperator
 from airflow_provider_mlops.operators.extract import ExtractOperator
 from airflow_provider_mlops.operators.train import TrainModelOperator
 
@@ -35,13 +40,16 @@ ALERTS_CONN_ID = "mlops_alerts"
 MODEL_NAME = "churn_model"
 TRAINING_DAYS = 7
 
-# The last TRAINING_DAYS days present in the warehouse, activity joined with profiles (portable SQL).
-TRAINING_SQL = f"""
+# Activity joined with profiles for some of the newest days present in the warehouse (portable SQL).
+_JOINED_SQL = """
 SELECT a.customer_id, a.day, a.sessions, a.minutes_used, a.support_tickets, a.payment_failures,
        c.plan, c.region, c.contract, c.age, c.monthly_charges, c.tenure_months, a.churned
 FROM activity a JOIN customers c ON c.customer_id = a.customer_id
-WHERE a.day IN (SELECT DISTINCT day FROM activity ORDER BY day DESC LIMIT {TRAINING_DAYS})
+WHERE a.day IN (SELECT DISTINCT day FROM activity ORDER BY day DESC LIMIT {limit} OFFSET {offset})
 """
+# Train on the TRAINING_DAYS days before the newest; evaluate candidates on the newest day.
+TRAINING_SQL = _JOINED_SQL.format(limit=TRAINING_DAYS, offset=1)
+EVALUATION_SQL = _JOINED_SQL.format(limit=1, offset=0)
 
 FEATURES = {
     "numeric": {"impute": "median", "outliers": {"method": "iqr", "factor": 1.5}, "scale": "standard"},
@@ -100,4 +108,21 @@ with DAG(
         tuning=TUNING,
         seed=42,
     )
-    ingest >> train
+    fresh = ExtractOperator(
+        task_id="ingest_evaluation_data",
+        source_conn_id=WAREHOUSE_CONN_ID,
+        sql=EVALUATION_SQL,
+        on_empty="fail",
+    )
+    deploy = DeployModelOperator(
+        task_id="deploy_if_better",
+        registered_model_name=MODEL_NAME,
+        candidate_version=train.output,  # the training XCom; its "version" is used
+        evaluation_uri=fresh.output,
+        target="churned",
+        metric="f1",
+        min_delta=0.0,
+        publish_uri="staging://published/churn_model",
+    )
+    ingest >> train >> deploy
+    fresh >> deploy

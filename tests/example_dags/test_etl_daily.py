@@ -218,7 +218,7 @@ def test_a_failing_task_sends_the_failure_alert(
     assert "HTTP 401" in alert["exception"] and "revoked-token" not in json.dumps(alert)
 
 
-def test_train_dag_trains_on_the_warehouse_and_registers_a_version(
+def test_train_dag_trains_registers_and_promotes(
     etl_dag: Any, tmp_path: Path, mlflow_tracking: dict[str, str]
 ) -> None:
     import importlib
@@ -239,6 +239,8 @@ def test_train_dag_trains_on_the_warehouse_and_registers_a_version(
         sys.path.pop(0)
     import os
 
+    for task in train_dag.tasks:  # a failure should fail the test now, not after retries
+        task.retries = 0
     os.environ["AIRFLOW__MLOPS__MLFLOW_TRACKING_URI"] = mlflow_tracking["tracking_uri"]
     try:
         run = train_dag.test(logical_date=_logical(1))
@@ -250,3 +252,6 @@ def test_train_dag_trains_on_the_warehouse_and_registers_a_version(
     assert versions, "a version of churn_model is registered"
     latest = max(versions, key=lambda v: int(v.version))
     assert float(latest.tags["metric.accuracy"]) > 0.6
+    # The first candidate meets no champion: it is promoted and published.
+    assert str(client.get_model_version_by_alias("churn_model", "champion").version) == str(latest.version)
+    assert latest.tags["mlops.promotion_reason"] == "no champion yet"

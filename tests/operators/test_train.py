@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import mlflow
-import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pytest
 
@@ -17,53 +13,7 @@ from airflow_provider_mlops.hooks.s3 import S3Hook
 from airflow_provider_mlops.ml.serialization import ModelIntegrityError, load_verified_model
 from airflow_provider_mlops.ml.training import TrainingError
 from airflow_provider_mlops.operators.train import TrainModelOperator
-from tests.conftest import set_connection
-
-
-class _TI(SimpleNamespace):
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.pushed[key] = value
-
-
-def _context(tmp_path: Path) -> dict[str, Any]:
-    ti = _TI(dag_id="train_dag", task_id="train", map_index=-1, pushed={})
-    return {"ti": ti, "ds": "2026-01-08", "run_id": "manual__1", "logical_date": "2026-01-08T00:00:00+00:00"}
-
-
-@pytest.fixture
-def dataset(tmp_path: Path) -> str:
-    rng = np.random.default_rng(0)
-    n = 1500
-    frame = pd.DataFrame(
-        {
-            "minutes": rng.gamma(2, 25, n),
-            "tickets": rng.poisson(0.6, n).astype("int64"),
-            "plan": rng.choice(["free", "basic", "pro"], n),
-            "region": rng.choice(["eu", "na"], n),
-        }
-    )
-    frame.loc[rng.random(n) < 0.05, "minutes"] = np.nan
-    score = -1 + 0.9 * frame.tickets - 0.03 * frame.minutes.fillna(50) + (frame.plan == "free") * 1.2
-    frame["churned"] = (score + rng.logistic(size=n) > 0).astype("int64")
-    uri = (tmp_path / "train").as_uri()
-    S3Hook(aws_conn_id=None).write_dataset(
-        uri, pa.Table.from_pandas(frame, preserve_index=False).to_batches()
-    )
-    return uri
-
-
-@pytest.fixture
-def mlflow_conn(mlflow_tracking: dict[str, str]) -> str:
-    return set_connection(
-        "mlflow_test",
-        conn_type="mlops_mlflow",
-        host="",
-        extra={
-            "tracking_uri": mlflow_tracking["tracking_uri"],
-            "artifact_location": mlflow_tracking["artifact_location"],
-            "ui_url": "http://127.0.0.1:5000",
-        },
-    )
+from tests.operators.helpers import task_context
 
 
 def test_trains_tracks_registers_and_the_registered_model_predicts_like_the_pipeline(
@@ -82,7 +32,7 @@ def test_trains_tracks_registers_and_the_registered_model_predicts_like_the_pipe
         mlflow_conn_id=mlflow_conn,
         model_output_uri=(tmp_path / "model").as_uri(),
     )
-    context = _context(tmp_path)
+    context = task_context(tmp_path)
     out = op.execute(context)
     assert out["model_uri"] == f"models:/churn_test/{out['version']}"
     assert out["metrics"]["accuracy"] > out["baseline_metrics"]["accuracy"]
@@ -131,7 +81,7 @@ def test_tampered_model_file_is_refused_before_loading(
         mlflow_conn_id=mlflow_conn,
         model_output_uri=(tmp_path / "m2").as_uri(),
     )
-    out = op.execute(_context(tmp_path))
+    out = op.execute(task_context(tmp_path))
     path = Path(out["model_file"].removeprefix("file://"))
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -149,4 +99,4 @@ def test_missing_target_is_a_clear_error(dataset: str, mlflow_conn: str, tmp_pat
         mlflow_conn_id=mlflow_conn,
     )
     with pytest.raises(TrainingError, match="Target column 'label' is not in the data"):
-        op.execute(_context(tmp_path))
+        op.execute(task_context(tmp_path))

@@ -1,0 +1,294 @@
+"""DeployModelOperator: promote a registered model version when it beats the champion on fresh data."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from airflow.sdk import Context
+
+LOWER_IS_BETTER = frozenset({"rmse", "mae", "log_loss"})
+
+
+def _features_frame(frame: Any, target: str) -> Any:
+    """Model inputs: every column but the target, text as object dtype with NaN (what training saw)."""
+    import numpy as np
+    import pandas as pd
+
+    features = frame.drop(columns=[target])
+    for column in features.columns:
+        if not pd.api.types.is_numeric_dtype(features[column]) or pd.api.types.is_bool_dtype(
+            features[column]
+        ):
+            values = features[column].astype(object)
+            features[column] = values.where(values.notna(), np.nan)
+    return features
+
+
+class DeployModelOperator(BaseOperator):
+    """
+    Compare a candidate registered model version with the current ``champion`` on the same fresh
+    evaluation dataset, and promote it only when it is better by ``min_delta`` (or when there is no
+    champion). Promotion moves the MLflow alias (not the deprecated stages) and tags the version
+    with who, when and why; a candidate that does not win gets the ``challenger`` alias and the
+    champion stays. Running it again for the same candidate changes nothing.
+
+    On promotion it can also publish the model file with its sha256 and an atomically replaced
+    ``latest.json`` pointer to object storage, and ask a serving process to reload (HTTP POST).
+    ``rollback_version`` re-points the champion alias to an earlier version instead.
+
+    Returns (XCom) ``{"promoted", "champion_version", "candidate_version", "previous_champion",
+    "metric", "candidate_score", "champion_score", "reason", "published_uri"}``.
+
+    :param registered_model_name: the registered model. (templated)
+    :param candidate_version: the version to consider, e.g. from the training task's XCom. (templated)
+    :param evaluation_uri: fresh labelled data (dataset URI or upstream XCom dict). (templated)
+    :param target: the label column.
+    :param metric: the metric deciding promotion (``f1``, ``accuracy``, ``roc_auc``, ``rmse``...).
+    :param min_delta: the improvement required over the champion (in the metric's units).
+    :param alias: the champion alias.
+    :param challenger_alias: the alias given to a candidate that did not win.
+    :param rollback_version: instead of comparing, point the champion alias at this version. (templated)
+    :param publish_uri: where to publish the promoted model (``s3://...`` / ``file://...``). (templated)
+    :param reload_http_conn_id: an HTTP connection of the serving process to notify on promotion.
+    :param reload_endpoint: the endpoint to POST to (body: model name, version, URI, sha256).
+    :param mlflow_conn_id: MLflow connection; None for the embedded default.
+    :param storage_conn_id: connection for ``s3://`` URIs.
+    """
+
+    template_fields: Sequence[str] = (
+        "registered_model_name",
+        "candidate_version",
+        "evaluation_uri",
+        "rollback_version",
+        "publish_uri",
+    )
+    ui_color = "#fce4ec"
+
+    def __init__(
+        self,
+        *,
+        registered_model_name: str,
+        candidate_version: Any = None,
+        evaluation_uri: Any = None,
+        target: str | None = None,
+        metric: str = "f1",
+        min_delta: float = 0.0,
+        alias: str = "champion",
+        challenger_alias: str = "challenger",
+        rollback_version: Any = None,
+        publish_uri: str | None = None,
+        reload_http_conn_id: str | None = None,
+        reload_endpoint: str = "reload",
+        mlflow_conn_id: str | None = None,
+        storage_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.registered_model_name = registered_model_name
+        self.candidate_version = candidate_version
+        self.evaluation_uri = evaluation_uri
+        self.target = target
+        self.metric = metric
+        self.min_delta = min_delta
+        self.alias = alias
+        self.challenger_alias = challenger_alias
+        self.rollback_version = rollback_version
+        self.publish_uri = publish_uri
+        self.reload_http_conn_id = reload_http_conn_id
+        self.reload_endpoint = reload_endpoint
+        self.mlflow_conn_id = mlflow_conn_id
+        self.storage_conn_id = storage_conn_id
+
+    @staticmethod
+    def _version(value: Any) -> str | None:
+        if value in (None, ""):
+            return None
+        if isinstance(value, dict):
+            value = value.get("version")
+        return str(int(str(value)))
+
+    def _champion(self, client: Any) -> str | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return str(client.get_model_version_by_alias(self.registered_model_name, self.alias).version)
+        except MlflowException:
+            return None
+
+    def _score(self, version: str, frame: Any, task: str) -> float:
+        import mlflow
+
+        from airflow_provider_mlops.ml.training import evaluate
+
+        model = mlflow.sklearn.load_model(f"models:/{self.registered_model_name}/{version}")
+        scores = evaluate(model, _features_frame(frame, self.target or ""), frame[self.target], task)
+        if self.metric not in scores:
+            raise ValueError(
+                f"Metric {self.metric!r} is not available for a {task} model (got {sorted(scores)})"
+            )
+        return float(scores[self.metric])
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        import pyarrow as pa
+
+        from airflow_provider_mlops.hooks.mlflow import MlflowHook
+        from airflow_provider_mlops.hooks.s3 import S3Hook
+        from airflow_provider_mlops.operators.transform import _input_uris
+        from airflow_provider_mlops.utils.staging import default_storage_conn_id
+
+        mlflow_hook = MlflowHook(self.mlflow_conn_id)
+        mlflow_hook.activate()
+        client = mlflow_hook.client
+        name = self.registered_model_name
+        champion = self._champion(client)
+        who = f"{context['ti'].dag_id}.{context['ti'].task_id} ({context['run_id']})"
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+        rollback = self._version(self.rollback_version)
+        if rollback is not None:
+            client.get_model_version(name, rollback)  # fails clearly when the version does not exist
+            client.set_registered_model_alias(name, self.alias, rollback)
+            self._tag(client, rollback, who, now, f"rollback from version {champion}")
+            self.log.info("Rolled %s@%s back from version %s to %s", name, self.alias, champion, rollback)
+            return {
+                "promoted": True,
+                "champion_version": rollback,
+                "candidate_version": rollback,
+                "previous_champion": champion,
+                "metric": self.metric,
+                "candidate_score": None,
+                "champion_score": None,
+                "reason": "rollback",
+                "published_uri": None,
+            }
+
+        candidate = self._version(self.candidate_version)
+        if candidate is None:
+            raise ValueError("candidate_version is required (or rollback_version)")
+        if candidate == champion:
+            self.log.info("Version %s already holds %s@%s: nothing to do", candidate, name, self.alias)
+            return {
+                "promoted": False,
+                "champion_version": champion,
+                "candidate_version": candidate,
+                "previous_champion": champion,
+                "metric": self.metric,
+                "candidate_score": None,
+                "champion_score": None,
+                "reason": "already champion",
+                "published_uri": None,
+            }
+        if not self.target:
+            raise ValueError("target is required to evaluate the candidate")
+        inputs = _input_uris(self.evaluation_uri)
+        if not inputs:
+            raise ValueError("evaluation_uri is required to compare the candidate with the champion")
+        storage = S3Hook(aws_conn_id=self.storage_conn_id or default_storage_conn_id())
+        frame = pa.Table.from_batches([b for u in inputs for b in storage.iter_batches(u)]).to_pandas()
+        if self.target not in frame.columns:
+            raise ValueError(
+                f"Target column {self.target!r} is not in the evaluation data (columns: {list(frame.columns)})"
+            )
+        frame = frame[frame[self.target].notna()]
+        run_id = client.get_model_version(name, candidate).run_id
+        task = (
+            client.get_run(run_id).data.tags.get("mlops.task", "classification")
+            if run_id
+            else "classification"
+        )
+        candidate_score = self._score(candidate, frame, task)
+        champion_score = self._score(champion, frame, task) if champion else None
+        lower = self.metric in LOWER_IS_BETTER
+        if champion_score is None:
+            promote, reason = True, "no champion yet"
+        else:
+            gain = (champion_score - candidate_score) if lower else (candidate_score - champion_score)
+            promote = gain >= self.min_delta
+            reason = (
+                f"{self.metric} {candidate_score:.4f} vs champion v{champion} {champion_score:.4f} on "
+                f"{len(frame)} fresh rows: {'better' if promote else 'not better'} by {gain:+.4f} "
+                f"(min_delta {self.min_delta})"
+            )
+        self.log.info("Candidate v%s: %s", candidate, reason)
+        published = None
+        if promote:
+            client.set_registered_model_alias(name, self.alias, candidate)
+            self._tag(client, candidate, who, now, reason)
+            if self.publish_uri:
+                published = self._publish(storage, candidate)
+            if self.reload_http_conn_id:
+                self._reload(candidate, published)
+        else:
+            client.set_registered_model_alias(name, self.challenger_alias, candidate)
+            client.set_model_version_tag(name, candidate, "mlops.not_promoted", reason)
+        return {
+            "promoted": promote,
+            "champion_version": candidate if promote else champion,
+            "candidate_version": candidate,
+            "previous_champion": champion,
+            "metric": self.metric,
+            "candidate_score": candidate_score,
+            "champion_score": champion_score,
+            "reason": reason,
+            "published_uri": published,
+        }
+
+    def _tag(self, client: Any, version: str, who: str, when: str, why: str) -> None:
+        for key, value in {
+            "mlops.promoted_by": who,
+            "mlops.promoted_at": when,
+            "mlops.promotion_reason": why,
+        }.items():
+            client.set_model_version_tag(self.registered_model_name, version, key, value[:5000])
+
+    def _publish(self, storage: Any, version: str) -> str:
+        """Write the model and its sha256, then replace ``latest.json`` in one atomic write."""
+        import mlflow
+
+        from airflow_provider_mlops.ml.serialization import write_model
+        from airflow_provider_mlops.utils.staging import resolve_uri
+
+        model = mlflow.sklearn.load_model(f"models:/{self.registered_model_name}/{version}")
+        root = resolve_uri(self.publish_uri or "").rstrip("/")
+        info = write_model(
+            storage,
+            f"{root}/v{version}",
+            model,
+            metadata={"registered_model_name": self.registered_model_name, "version": version},
+        )
+        pointer = {
+            "registered_model_name": self.registered_model_name,
+            "version": version,
+            "uri": info["uri"],
+            "sha256": info["sha256"],
+            "format": info["format"],
+            "published_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        storage.put_bytes(
+            f"{root}/latest.json", json.dumps(pointer, indent=1).encode(), content_type="application/json"
+        )
+        self.log.info(
+            "Published %s v%s to %s (sha256 %s)",
+            self.registered_model_name,
+            version,
+            info["uri"],
+            info["sha256"],
+        )
+        return f"{root}/latest.json"
+
+    def _reload(self, version: str, published: str | None) -> None:
+        from airflow_provider_mlops.hooks.http import HttpApiHook
+
+        HttpApiHook(self.reload_http_conn_id or "").run(
+            self.reload_endpoint,
+            method="POST",
+            json={"model": self.registered_model_name, "version": version, "latest": published},
+        )
+        self.log.info("Asked the serving process to reload version %s", version)

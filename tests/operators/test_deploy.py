@@ -1,0 +1,109 @@
+"""Metric-gated promotion with MLflow aliases, challenger, rollback, publishing, reload."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+from pytest_httpserver import HTTPServer
+
+from airflow_provider_mlops.hooks.s3 import S3Hook
+from airflow_provider_mlops.ml.serialization import load_verified_model
+from airflow_provider_mlops.operators.deploy import DeployModelOperator
+from airflow_provider_mlops.operators.train import TrainModelOperator
+from tests.conftest import set_connection
+from tests.operators.helpers import task_context
+
+
+def _train(
+    dataset: str, conn: str, tmp_path: Path, name: str, estimator: str, params: dict | None = None
+) -> str:
+    op = TrainModelOperator(
+        task_id="train",
+        input_uri=dataset,
+        target="churned",
+        registered_model_name=name,
+        estimator=estimator,
+        estimator_params=params or {},
+        mlflow_conn_id=conn,
+        model_output_uri=(tmp_path / f"m-{estimator}").as_uri(),
+    )
+    return op.execute(task_context(tmp_path))["version"]
+
+
+def test_gate_promotes_a_better_model_refuses_a_worse_one_and_rolls_back(
+    dataset: str,
+    mlflow_conn: str,
+    mlflow_tracking: dict,
+    tmp_path: Path,
+    httpserver: HTTPServer,
+) -> None:
+    name = "churn_gate"
+    good = _train(
+        dataset, mlflow_conn, tmp_path, name, "sklearn.ensemble.RandomForestClassifier", {"n_estimators": 40}
+    )
+    bad = _train(dataset, mlflow_conn, tmp_path, name, "sklearn.dummy.DummyClassifier")
+    httpserver.expect_request("/reload", method="POST").respond_with_json({"ok": True})
+    set_connection("serving_test", conn_type="mlops_http", host=httpserver.url_for("/"))
+    common = {
+        "task_id": "deploy",
+        "registered_model_name": name,
+        "evaluation_uri": dataset,
+        "target": "churned",
+        "metric": "f1",
+        "min_delta": 0.01,
+        "mlflow_conn_id": mlflow_conn,
+        "publish_uri": (tmp_path / "published").as_uri(),
+        "reload_http_conn_id": "serving_test",
+    }
+    client = mlflow.MlflowClient(tracking_uri=mlflow_tracking["tracking_uri"])
+
+    first = DeployModelOperator(candidate_version=good, **common).execute(task_context(tmp_path))
+    assert first["promoted"] and first["reason"] == "no champion yet"
+    assert str(client.get_model_version_by_alias(name, "champion").version) == good
+    tags = client.get_model_version(name, good).tags
+    assert tags["mlops.promoted_by"].startswith("train_dag.train") and "mlops.promoted_at" in tags
+    pointer = json.loads((tmp_path / "published" / "latest.json").read_text())
+    assert pointer["version"] == good
+    assert (
+        load_verified_model(S3Hook(aws_conn_id=None), (tmp_path / "published" / f"v{good}").as_uri())
+        is not None
+    )
+    assert len(httpserver.log) == 1 and json.loads(httpserver.log[0][0].data)["version"] == good
+
+    # A worse candidate does not win: it becomes the challenger, the champion stays.
+    second = DeployModelOperator(candidate_version={"version": bad}, **common).execute(task_context(tmp_path))
+    assert not second["promoted"] and second["candidate_score"] < second["champion_score"]
+    assert str(client.get_model_version_by_alias(name, "champion").version) == good
+    assert str(client.get_model_version_by_alias(name, "challenger").version) == bad
+    assert "not better" in second["reason"]
+
+    # Idempotent: the champion as candidate changes nothing.
+    again = DeployModelOperator(candidate_version=good, **common).execute(task_context(tmp_path))
+    assert again["reason"] == "already champion" and not again["promoted"]
+
+    # Rollback re-points the alias.
+    rolled = DeployModelOperator(rollback_version=bad, **common).execute(task_context(tmp_path))
+    assert (
+        rolled["reason"] == "rollback"
+        and str(client.get_model_version_by_alias(name, "champion").version) == bad
+    )
+
+
+def test_unknown_metric_is_a_clear_error(dataset: str, mlflow_conn: str, tmp_path: Path) -> None:
+    version = _train(
+        dataset, mlflow_conn, tmp_path, "churn_metric", "sklearn.linear_model.LogisticRegression"
+    )
+    op = DeployModelOperator(
+        task_id="d",
+        registered_model_name="churn_metric",
+        candidate_version=version,
+        evaluation_uri=dataset,
+        target="churned",
+        metric="rmse",
+        mlflow_conn_id=mlflow_conn,
+    )
+    with pytest.raises(ValueError, match="Metric 'rmse' is not available for a classification model"):
+        op.execute(task_context(tmp_path))
