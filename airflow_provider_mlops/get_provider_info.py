@@ -207,6 +207,8 @@ def get_provider_info() -> dict[str, Any]:
                 ],
             }
         ],
+        "sensors": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.sensors.drift"]}],
+        "triggers": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.triggers.dataset"]}],
         "connection-types": CONNECTION_TYPES,
         "extra-links": [f"{_PKG}.links.mlflow.MlflowRunLink"],
         "notifications": [

@@ -191,3 +191,48 @@ def artifacts_dir() -> Path:
     """Where tests leave files worth looking at (screenshots, reports)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+# --------------------------------------------------------------------------------------------------
+# ML: a labelled churn dataset and an MLflow connection to the session's local MLflow
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture
+def dataset(tmp_path: Path) -> str:
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    from airflow_provider_mlops.hooks.s3 import S3Hook
+
+    rng = np.random.default_rng(0)
+    n = 1500
+    frame = pd.DataFrame(
+        {
+            "minutes": rng.gamma(2, 25, n),
+            "tickets": rng.poisson(0.6, n).astype("int64"),
+            "plan": rng.choice(["free", "basic", "pro"], n),
+            "region": rng.choice(["eu", "na"], n),
+        }
+    )
+    frame.loc[rng.random(n) < 0.05, "minutes"] = np.nan
+    score = -1 + 0.9 * frame.tickets - 0.03 * frame.minutes.fillna(50) + (frame.plan == "free") * 1.2
+    frame["churned"] = (score + rng.logistic(size=n) > 0).astype("int64")
+    uri = (tmp_path / "train").as_uri()
+    S3Hook(aws_conn_id=None).write_dataset(
+        uri, pa.Table.from_pandas(frame, preserve_index=False).to_batches()
+    )
+    return uri
+
+
+@pytest.fixture
+def mlflow_conn(mlflow_tracking: dict[str, str]) -> str:
+    return set_connection(
+        "mlflow_test",
+        conn_type="mlops_mlflow",
+        host="",
+        extra={
+            "tracking_uri": mlflow_tracking["tracking_uri"],
+            "artifact_location": mlflow_tracking["artifact_location"],
+            "ui_url": "http://127.0.0.1:5000",
+        },
+    )

@@ -1,0 +1,113 @@
+"""A drift report as one self-contained HTML page (inline CSS and SVG, no script, no network)."""
+
+from __future__ import annotations
+
+import html
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+
+def _bars(reference: Sequence[float], current: Sequence[float], labels: Sequence[str]) -> str:
+    """Side-by-side bars of reference (grey) vs current (blue) shares, as inline SVG."""
+    width, height, pad = 360, 120, 18
+    n = max(len(reference), 1)
+    top = max([*reference, *current, 1e-9])
+    slot = (width - 2 * pad) / n
+    bar = max(slot / 2 - 1, 1)
+    parts = [
+        f'<svg class="hist" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img">'
+    ]
+    for i in range(n):
+        x = pad + i * slot
+        for j, (values, color) in enumerate(((reference, "#9e9e9e"), (current, "#1f77b4"))):
+            value = values[i] if i < len(values) else 0.0
+            h = (height - 2 * pad) * value / top
+            parts.append(
+                f'<rect x="{x + j * bar:.1f}" y="{height - pad - h:.1f}" width="{bar:.1f}" height="{h:.1f}" '
+                f'fill="{color}"><title>{html.escape(str(labels[i] if i < len(labels) else i))}: '
+                f"{'reference' if j == 0 else 'current'} {value:.1%}</title></rect>"
+            )
+    parts.append(
+        f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#555"/>'
+    )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _labels(histogram: Mapping[str, Any]) -> list[str]:
+    if "categories" in histogram:
+        return [str(c) for c in histogram["categories"]]
+    edges = histogram.get("edges") or []
+    bounds = ["-inf", *[f"{e:.3g}" for e in edges], "+inf"]
+    return [f"[{bounds[i]}, {bounds[i + 1]})" for i in range(len(bounds) - 1)]
+
+
+def render_html(report: Mapping[str, Any], *, title: str = "Data drift report") -> str:
+    """The report as a self-contained HTML page: verdict, per-feature table, histograms."""
+    verdict = "DRIFT DETECTED" if report.get("drift") else "no drift"
+    color = "#c62828" if report.get("drift") else "#2e7d32"
+    decay = report.get("accuracy")
+    rows = []
+    for feature in report.get("features", []):
+        hist = feature.get("histogram") or {}
+        chart = _bars(hist.get("reference", []), hist.get("current", []), _labels(hist)) if hist else ""
+
+        def fmt(value: Any) -> str:
+            return (
+                ""
+                if value is None
+                else f"{value:.4g}"
+                if isinstance(value, float)
+                else html.escape(str(value))
+            )
+
+        rows.append(
+            "<tr class='{cls}'><td>{name}</td><td>{kind}</td><td>{drifted}</td><td>{method}</td><td>{psi}</td>"
+            "<td>{dist}</td><td>{p}</td><td>{miss}</td><td>{reasons}</td><td>{chart}</td></tr>".format(
+                cls="drifted" if feature.get("drifted") else "",
+                name=html.escape(str(feature["name"])),
+                kind=html.escape(str(feature["kind"])),
+                drifted="yes" if feature.get("drifted") else "no",
+                method=html.escape(str(feature.get("method", ""))),
+                psi=fmt(feature.get("psi")),
+                dist=fmt(feature.get("distance")),
+                p=fmt(feature.get("p_value")),
+                miss=f"{feature.get('missing_reference', 0):.1%} &rarr; {feature.get('missing_current', 0):.1%}",
+                reasons=html.escape("; ".join(feature.get("reasons") or [])),
+                chart=chart,
+            )
+        )
+    decay_html = ""
+    if decay:
+        decay_html = (
+            f"<p><b>Model {html.escape(str(decay.get('metric')))}</b> on current data: "
+            f"{decay.get('current', float('nan')):.4f} (baseline {decay.get('baseline', float('nan')):.4f}) "
+            f"&mdash; {'<b>decayed</b>' if decay.get('decayed') else 'within limits'}: "
+            f"{html.escape(str(decay.get('reason', '')))}</p>"
+        )
+    meta = html.escape(
+        f"{report.get('rows', 0):,} current rows; {len(report.get('drifted_features', []))} of "
+        f"{len(report.get('features', []))} features drifted ({report.get('drifted_share', 0):.0%}); "
+        f"decided by {report.get('method', '')}"
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: -apple-system, Segoe UI, Roboto, sans-serif; margin: 24px; color: #222; }}
+h1 {{ font-size: 22px; }} .verdict {{ color: {color}; font-weight: bold; }}
+table {{ border-collapse: collapse; font-size: 13px; }} th, td {{ border: 1px solid #ddd; padding: 4px 8px; vertical-align: middle; }}
+th {{ background: #f5f5f5; text-align: left; }} tr.drifted td {{ background: #fff3f3; }}
+.legend span {{ display: inline-block; width: 12px; height: 12px; margin: 0 4px 0 12px; vertical-align: middle; }}
+</style></head><body>
+<h1>{html.escape(title)}: <span class="verdict">{verdict}</span></h1>
+<p>{meta}</p>
+<p>Top features: {html.escape(", ".join(report.get("top_features", [])))}</p>
+{decay_html}
+<p class="legend">Histograms:<span style="background:#9e9e9e"></span>reference<span style="background:#1f77b4"></span>current</p>
+<table><thead><tr><th>feature</th><th>kind</th><th>drift</th><th>decided by</th><th>PSI</th><th>distance</th>
+<th>p-value</th><th>missing</th><th>reasons</th><th>reference vs current</th></tr></thead>
+<tbody>{"".join(rows)}</tbody></table>
+</body></html>
+"""

@@ -1,0 +1,309 @@
+"""DriftSensor: wait for the newest data, then judge data drift and accuracy decay against the champion."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from airflow.sdk import Context
+
+LOWER_IS_BETTER = frozenset({"rmse", "mae", "log_loss"})
+
+
+class DriftSensor(BaseSensorOperator):
+    """
+    Wait until the current dataset is complete, then compare it with the champion's reference
+    profile (see :mod:`airflow_provider_mlops.ml.drift`) and, when it carries labels, measure the
+    champion's metric on it against its baseline.
+
+    * drift or accuracy decay: the sensor **succeeds** (its outlet Assets get an event: schedule the
+      retraining DAG on them) and the ``on_drift`` notifiers are called with the top drifted features;
+    * no drift: the sensor **skips**, so nothing downstream runs and no Asset event is emitted.
+
+    Waiting is cheap in every mode: ``poke`` / ``reschedule`` check that the dataset's manifest
+    exists; ``deferrable=True`` hands that wait to :class:`~airflow_provider_mlops.triggers.dataset.DatasetReadyTrigger`
+    in the triggerer (no worker slot held). The statistics always run on the worker, once.
+    ``soft_fail``, ``timeout`` and ``exponential_backoff`` behave as for any sensor.
+
+    The report is written as JSON and as a self-contained HTML page to ``report_uri`` and logged to
+    an MLflow run (experiment ``<model>-monitoring``); its summary is the XCom.
+
+    :param current_uri: the newest dataset (URI or upstream XCom dict with ``uri``). (templated)
+    :param registered_model_name: the model whose ``alias`` version gives the reference profile. (templated)
+    :param alias: the alias to monitor.
+    :param reference_profile_uri: a profile JSON in storage instead of the champion's. (templated)
+    :param target: the label column; when present in the data, accuracy decay is checked.
+    :param metric: the metric for accuracy decay.
+    :param accuracy_floor: decay when the metric falls below this.
+    :param max_metric_drop: decay when the metric falls by more than this below the baseline.
+    :param thresholds: drift thresholds (psi, distance, p_value, missing, small_sample, share, correction).
+    :param per_feature: per-feature threshold overrides, ``{"age": {"psi": 0.3}}``.
+    :param report_uri: where the report goes; default beside the staging outputs. (templated)
+    :param on_drift: notifiers called when drift or decay is found.
+    :param max_rows: compare at most this many current rows.
+    :param mlflow_conn_id: MLflow connection; None for the embedded default.
+    :param storage_conn_id: connection for ``s3://`` URIs.
+    :param deferrable: wait for the data in the triggerer.
+    """
+
+    template_fields: Sequence[str] = (
+        "current_uri",
+        "registered_model_name",
+        "reference_profile_uri",
+        "report_uri",
+    )
+    ui_color = "#fff8e1"
+
+    def __init__(
+        self,
+        *,
+        current_uri: Any,
+        registered_model_name: str | None = None,
+        alias: str = "champion",
+        reference_profile_uri: str | None = None,
+        target: str | None = None,
+        metric: str = "f1",
+        accuracy_floor: float | None = None,
+        max_metric_drop: float | None = 0.05,
+        thresholds: Mapping[str, Any] | None = None,
+        per_feature: Mapping[str, Mapping[str, Any]] | None = None,
+        report_uri: str | None = None,
+        on_drift: Sequence[Any] = (),
+        max_rows: int | None = 2_000_000,
+        mlflow_conn_id: str | None = None,
+        storage_conn_id: str | None = None,
+        deferrable: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not registered_model_name and not reference_profile_uri:
+            raise ValueError("Give registered_model_name (its champion's profile) or reference_profile_uri")
+        self.current_uri = current_uri
+        self.registered_model_name = registered_model_name
+        self.alias = alias
+        self.reference_profile_uri = reference_profile_uri
+        self.target = target
+        self.metric = metric
+        self.accuracy_floor = accuracy_floor
+        self.max_metric_drop = max_metric_drop
+        self.thresholds = dict(thresholds or {})
+        self.per_feature = dict(per_feature or {})
+        self.report_uri = report_uri
+        self.on_drift = list(on_drift)
+        self.max_rows = max_rows
+        self.mlflow_conn_id = mlflow_conn_id
+        self.storage_conn_id = storage_conn_id
+        self.deferrable = deferrable
+
+    # ----------------------------------------------------------------------------------------------
+    @property
+    def _storage(self) -> Any:
+        from airflow_provider_mlops.hooks.s3 import S3Hook
+        from airflow_provider_mlops.utils.staging import default_storage_conn_id
+
+        return S3Hook(aws_conn_id=self.storage_conn_id or default_storage_conn_id())
+
+    def _uri(self) -> str:
+        from airflow_provider_mlops.operators.transform import _input_uris
+
+        uris = _input_uris(self.current_uri)
+        if len(uris) != 1:
+            raise ValueError(f"current_uri must name one dataset, got {uris}")
+        return uris[0]
+
+    def _data_ready(self) -> bool:
+        from airflow_provider_mlops.hooks.s3 import MANIFEST, parse_uri
+
+        return bool(self._storage.exists(parse_uri(self._uri()).join(MANIFEST)))
+
+    def execute(self, context: Context) -> Any:
+        if self.deferrable and not self._data_ready():
+            from datetime import timedelta
+
+            from airflow_provider_mlops.triggers.dataset import DatasetReadyTrigger
+
+            self.defer(
+                trigger=DatasetReadyTrigger(
+                    uri=self._uri(),
+                    storage_conn_id=self.storage_conn_id,
+                    poke_interval=float(self.poke_interval),
+                    timeout=float(self.timeout) if self.timeout else None,
+                ),
+                method_name="execute_complete",
+                timeout=timedelta(seconds=float(self.timeout)) if self.timeout else None,
+            )
+        return super().execute(context)
+
+    def execute_complete(self, context: Context, event: Mapping[str, Any] | None = None) -> Any:
+        from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
+
+        if not event or event.get("status") != "ready":
+            message = f"The dataset {self._uri()} did not appear in time"
+            if self.soft_fail:
+                raise AirflowSkipException(message)
+            raise AirflowSensorTimeout(message)
+        result = self.poke(context)
+        return result.xcom_value if isinstance(result, PokeReturnValue) else result
+
+    # ----------------------------------------------------------------------------------------------
+    def _reference(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The profile, and where it came from (model version / run)."""
+        if self.reference_profile_uri:
+            from airflow_provider_mlops.utils.staging import resolve_uri
+
+            return json.loads(self._storage.get_bytes(resolve_uri(self.reference_profile_uri))), {
+                "profile": self.reference_profile_uri
+            }
+        from airflow_provider_mlops.hooks.mlflow import MlflowHook
+
+        client = MlflowHook(self.mlflow_conn_id).client
+        version = client.get_model_version_by_alias(self.registered_model_name, self.alias)
+        path = client.download_artifacts(version.run_id, "reference_profile.json")
+        with open(path) as handle:
+            return json.load(handle), {
+                "model": self.registered_model_name,
+                "version": str(version.version),
+                "run_id": version.run_id,
+            }
+
+    def _accuracy(self, source: Mapping[str, Any], profile: Mapping[str, Any]) -> dict[str, Any] | None:
+        if not self.target or "version" not in source:
+            return None
+        import mlflow
+        import pyarrow as pa
+
+        from airflow_provider_mlops.ml.training import evaluate
+        from airflow_provider_mlops.operators.deploy import _features_frame
+
+        batches = list(self._storage.iter_batches(self._uri()))
+        frame = pa.Table.from_batches(batches).to_pandas() if batches else None
+        if frame is None or self.target not in frame.columns:
+            return None
+        frame = frame[frame[self.target].notna()]
+        if frame.empty:
+            return None
+        from airflow_provider_mlops.hooks.mlflow import MlflowHook
+
+        MlflowHook(self.mlflow_conn_id).activate()
+        model = mlflow.sklearn.load_model(f"models:/{source['model']}/{source['version']}")
+        task = (profile.get("target") or {}).get("task") or "classification"
+        scores = evaluate(model, _features_frame(frame, self.target), frame[self.target], task)
+        current = float(scores[self.metric])
+        baseline = (profile.get("baseline_metrics") or {}).get(self.metric)
+        lower = self.metric in LOWER_IS_BETTER
+        reasons = []
+        if self.accuracy_floor is not None and (
+            current > self.accuracy_floor if lower else current < self.accuracy_floor
+        ):
+            reasons.append(f"{self.metric} {current:.4f} beyond the floor {self.accuracy_floor}")
+        if baseline is not None and self.max_metric_drop is not None:
+            drop = (current - baseline) if lower else (baseline - current)
+            if drop > self.max_metric_drop:
+                reasons.append(f"{self.metric} fell {drop:.4f} below the baseline {baseline:.4f}")
+        return {
+            "metric": self.metric,
+            "current": current,
+            "baseline": baseline,
+            "rows": len(frame),
+            "decayed": bool(reasons),
+            "reason": "; ".join(reasons) or "within limits",
+        }
+
+    def poke(self, context: Context) -> PokeReturnValue | bool:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from airflow_provider_mlops.ml.drift import columns_from_batches, detect_drift
+        from airflow_provider_mlops.ml.report import render_html
+        from airflow_provider_mlops.utils.staging import resolve_uri, task_output_uri
+
+        if not self._data_ready():
+            self.log.info("Waiting for %s to be complete", self._uri())
+            return False
+        profile, source = self._reference()
+        columns, rows = columns_from_batches(
+            self._storage.iter_batches(self._uri()), profile, max_rows=self.max_rows
+        )
+        report = detect_drift(
+            profile, columns, rows=rows, thresholds=self.thresholds, per_feature=self.per_feature
+        )
+        report["reference"] = source
+        report["current_uri"] = self._uri()
+        report["accuracy"] = self._accuracy(source, profile)
+        report["drift"] = bool(report["dataset_drift"] or (report["accuracy"] or {}).get("decayed"))
+        base = (
+            resolve_uri(self.report_uri)
+            if self.report_uri
+            else task_output_uri(context, suffix="drift_report")
+        )
+        json_uri, html_uri = f"{base.rstrip('/')}/report.json", f"{base.rstrip('/')}/report.html"
+        self._storage.put_bytes(
+            json_uri, json.dumps(report, indent=1, default=str).encode(), content_type="application/json"
+        )
+        self._storage.put_bytes(html_uri, render_html(report).encode(), content_type="text/html")
+        summary = {
+            "drift": report["drift"],
+            "dataset_drift": report["dataset_drift"],
+            "drifted_share": report["drifted_share"],
+            "drifted_features": report["drifted_features"],
+            "top_features": report["top_features"],
+            "rows": rows,
+            "accuracy": report["accuracy"],
+            "report_json": json_uri,
+            "report_html": html_uri,
+            "reference": source,
+        }
+        self._log_to_mlflow(report, html_uri)
+        self.log.info(
+            "Drift check of %s rows: %s",
+            rows,
+            {k: summary[k] for k in ("drift", "drifted_features", "accuracy")},
+        )
+        if not report["drift"]:
+            context["ti"].xcom_push(key="drift_report", value=summary)
+            raise AirflowSkipException(f"No drift in {rows} rows (report: {html_uri})")
+        for notifier in self.on_drift:
+            if hasattr(notifier, "details") and notifier.details is None:
+                notifier.details = {
+                    "drifted_features": report["drifted_features"][:5],
+                    "accuracy": report["accuracy"],
+                    "report": html_uri,
+                }
+            notifier(context)
+        return PokeReturnValue(is_done=True, xcom_value=summary)
+
+    def _log_to_mlflow(self, report: Mapping[str, Any], html_uri: str) -> None:
+        if not self.registered_model_name:
+            return
+        import tempfile
+        from pathlib import Path
+
+        import mlflow
+
+        from airflow_provider_mlops.hooks.mlflow import MlflowHook
+        from airflow_provider_mlops.ml.report import render_html
+
+        hook = MlflowHook(self.mlflow_conn_id)
+        hook.activate()
+        experiment = hook.get_or_create_experiment(f"{self.registered_model_name}-monitoring")
+        with (
+            mlflow.start_run(
+                experiment_id=experiment, tags={"mlops.kind": "drift-check", "mlops.report": html_uri}
+            ),
+            tempfile.TemporaryDirectory() as tmp,
+        ):
+            metrics = {
+                "drifted_share": float(report["drifted_share"]),
+                "rows": float(report["rows"]),
+                "drift": float(bool(report["drift"])),
+            }
+            if report.get("accuracy"):
+                metrics[f"current_{report['accuracy']['metric']}"] = float(report["accuracy"]["current"])
+            mlflow.log_metrics(metrics)
+            (Path(tmp) / "drift_report.json").write_text(json.dumps(report, default=str))
+            (Path(tmp) / "drift_report.html").write_text(render_html(report))
+            mlflow.log_artifacts(tmp, artifact_path="drift")

@@ -1,0 +1,183 @@
+"""DriftSensor: skip without drift, succeed (and alert) on drift or accuracy decay; the deferrable path."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from airflow.sdk.exceptions import AirflowSkipException, TaskDeferred
+from pytest_httpserver import HTTPServer
+
+from airflow_provider_mlops.hooks.s3 import S3Hook
+from airflow_provider_mlops.ml.profile import build_profile
+from airflow_provider_mlops.notifications.webhook import WebhookNotifier
+from airflow_provider_mlops.operators.deploy import DeployModelOperator
+from airflow_provider_mlops.operators.train import TrainModelOperator
+from airflow_provider_mlops.sensors.drift import DriftSensor
+from airflow_provider_mlops.triggers.dataset import DatasetReadyTrigger
+from tests.operators.helpers import task_context
+
+
+def _people(n: int, seed: int, *, shift: float = 0.0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "age": rng.normal(40, 10, n) + shift * 10,
+            "income": rng.gamma(2, 20, n),
+            "plan": rng.choice(["free", "pro"], n),
+        }
+    )
+    return frame
+
+
+def _write(tmp_path: Path, name: str, frame: pd.DataFrame) -> str:
+    uri = (tmp_path / name).as_uri()
+    S3Hook(aws_conn_id=None).write_dataset(
+        uri, pa.Table.from_pandas(frame, preserve_index=False).to_batches()
+    )
+    return uri
+
+
+@pytest.fixture
+def profile_uri(tmp_path: Path) -> str:
+    profile = build_profile(_people(20_000, 0), numeric=["age", "income"], categorical=["plan"])
+    uri = (tmp_path / "profile.json").as_uri()
+    S3Hook(aws_conn_id=None).put_bytes(uri, json.dumps(profile).encode())
+    return uri
+
+
+def test_no_drift_skips_and_drift_succeeds_with_report_and_alert(
+    profile_uri: str, tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    same = _write(tmp_path, "same", _people(20_000, 1))
+    sensor = DriftSensor(
+        task_id="drift",
+        current_uri=same,
+        reference_profile_uri=profile_uri,
+        report_uri=(tmp_path / "r1").as_uri(),
+    )
+    context = task_context(tmp_path)
+    with pytest.raises(AirflowSkipException, match="No drift"):
+        sensor.poke(context)
+    assert context["ti"].pushed["drift_report"]["drift"] is False
+
+    httpserver.expect_request("/alerts", method="POST").respond_with_data("ok")
+    shifted = _write(tmp_path, "shifted", _people(20_000, 2, shift=0.8))
+    sensor = DriftSensor(
+        task_id="drift",
+        current_uri={"uri": shifted},
+        reference_profile_uri=profile_uri,
+        report_uri=(tmp_path / "r2").as_uri(),
+        thresholds={"share": 0.3},
+        on_drift=[WebhookNotifier(url=httpserver.url_for("/alerts"), title="Drift")],
+    )
+    result = sensor.poke(task_context(tmp_path))
+    assert result.is_done and result.xcom_value["drifted_features"] == ["age"]
+    html = (tmp_path / "r2" / "report.html").read_text()
+    assert "DRIFT DETECTED" in html and "<svg" in html and "age" in html
+    report = json.loads((tmp_path / "r2" / "report.json").read_text())
+    assert report["drift"] and report["features"][0]["name"] == "age"
+    alert = json.loads(httpserver.log[0][0].data)
+    assert alert["details"]["drifted_features"] == ["age"]
+
+
+def test_waits_while_the_dataset_is_incomplete(profile_uri: str, tmp_path: Path) -> None:
+    sensor = DriftSensor(
+        task_id="drift", current_uri=(tmp_path / "not-yet").as_uri(), reference_profile_uri=profile_uri
+    )
+    assert sensor.poke(task_context(tmp_path)) is False
+
+
+def test_deferrable_path_runs_through_its_trigger(profile_uri: str, tmp_path: Path) -> None:
+    uri = (tmp_path / "later").as_uri()
+    sensor = DriftSensor(
+        task_id="drift",
+        current_uri=uri,
+        reference_profile_uri=profile_uri,
+        deferrable=True,
+        poke_interval=0.05,
+        timeout=30,
+        report_uri=(tmp_path / "r3").as_uri(),
+        thresholds={"share": 0.3},
+    )
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(task_context(tmp_path))
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, DatasetReadyTrigger) and deferred.value.method_name == "execute_complete"
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "airflow_provider_mlops.triggers.dataset.DatasetReadyTrigger"
+
+    async def wait_for_event():
+        generator = DatasetReadyTrigger(**kwargs).run()
+        task = asyncio.ensure_future(generator.__anext__())
+        await asyncio.sleep(0.2)
+        assert not task.done(), "no event before the data exists"
+        _write(tmp_path, "later", _people(5_000, 3, shift=1.0))
+        return await asyncio.wait_for(task, 10)
+
+    event = asyncio.run(wait_for_event())
+    assert event.payload["status"] == "ready"
+    summary = sensor.execute_complete(task_context(tmp_path), event.payload)
+    assert summary["drift"] and "age" in summary["drifted_features"]
+
+
+def test_trigger_times_out() -> None:
+    async def first_event():
+        return (
+            await DatasetReadyTrigger(uri="/nonexistent/ds", poke_interval=0.05, timeout=0.2)
+            .run()
+            .__anext__()
+        )
+
+    assert asyncio.run(first_event()).payload["status"] == "timeout"
+
+
+def test_accuracy_decay_against_the_champion(
+    dataset: str, mlflow_conn: str, mlflow_tracking: dict, tmp_path: Path
+) -> None:
+    name = "churn_monitor"
+    train = TrainModelOperator(
+        task_id="train",
+        input_uri=dataset,
+        target="churned",
+        registered_model_name=name,
+        estimator="sklearn.linear_model.LogisticRegression",
+        mlflow_conn_id=mlflow_conn,
+        model_output_uri=(tmp_path / "m").as_uri(),
+    )
+    version = train.execute(task_context(tmp_path))["version"]
+    DeployModelOperator(
+        task_id="deploy",
+        registered_model_name=name,
+        candidate_version=version,
+        evaluation_uri=dataset,
+        target="churned",
+        mlflow_conn_id=mlflow_conn,
+    ).execute(task_context(tmp_path))
+    # Same features, but the label relation flipped: the data does not drift, the accuracy does.
+    frame = pa.Table.from_batches(list(S3Hook(aws_conn_id=None).iter_batches(dataset))).to_pandas()
+    frame["churned"] = 1 - frame["churned"]
+    flipped = _write(tmp_path, "flipped", frame)
+    sensor = DriftSensor(
+        task_id="drift",
+        current_uri=flipped,
+        registered_model_name=name,
+        target="churned",
+        metric="accuracy",
+        max_metric_drop=0.1,
+        mlflow_conn_id=mlflow_conn,
+        report_uri=(tmp_path / "r4").as_uri(),
+    )
+    result = sensor.poke(task_context(tmp_path))
+    summary = result.xcom_value
+    assert summary["drift"] and not summary["dataset_drift"]
+    assert (
+        summary["accuracy"]["decayed"]
+        and summary["accuracy"]["current"] < summary["accuracy"]["baseline"] - 0.1
+    )
+    assert summary["reference"]["version"] == version
