@@ -1,8 +1,8 @@
 """
 ### Train the churn model: warehouse -> features, selection, tuning -> MLflow registry
 
-Runs whenever the daily ETL updates the warehouse ``activity`` table (an Asset), and weekly as a
-fallback. It extracts the seven days before the newest one (activity joined with the customer
+Runs when ``mlops_monitor_model`` finds drift or accuracy decay (its ``churn_model_retrain``
+Asset; also how the first model is trained), and weekly as a fallback. It extracts the seven days before the newest one (activity joined with the customer
 profiles; the join runs in the database) to train on, and the newest day as fresh evaluation data,
 then trains a scikit-learn Pipeline:
 
@@ -14,8 +14,8 @@ then trains a scikit-learn Pipeline:
 * one MLflow run (params, metrics, plots, reference profile for drift detection) and a new version
   of the registered model ``churn_model``; the model file also lands in object storage with its
   sha256 beside it. The task's *MLflow run* link opens the run;
-* deployment gated on the metric: the new version takes the ``champion`` alias only when its F1 on
-  the fresh day beats the current champion's on the same rows (otherwise it becomes
+* deployment gated on the metric: the new version takes the ``champion`` alias only when its ROC AUC
+  on the fresh day beats the current champion's on the same rows (otherwise it becomes
   ``challenger``), and the promoted model is published with a ``latest.json`` pointer.
 
 Connections: ``mlops_warehouse`` (SQLite in the demo, PostgreSQL in production) and, optionally,
@@ -26,10 +26,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import DAG, AssetOrTimeSchedule
+from airflow.sdk import DAG, Asset, AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
 
-from airflow_provider_mlops.assets import table_asset
 from airflow_provider_mlops.notifications.webhook import WebhookNotifier
 from airflow_provider_mlops.operators.deploy import DeployModelOperator
 from airflow_provider_mlops.operators.extract import ExtractOperator
@@ -46,8 +45,10 @@ SELECT a.customer_id, a.day, a.sessions, a.minutes_used, a.support_tickets, a.pa
        c.plan, c.region, c.contract, c.age, c.monthly_charges, c.tenure_months, a.churned
 FROM activity a JOIN customers c ON c.customer_id = a.customer_id
 WHERE a.day IN (SELECT DISTINCT day FROM activity ORDER BY day DESC LIMIT {limit} OFFSET {offset})
+   OR (SELECT count(DISTINCT day) FROM activity) = 1
 """
-# Train on the TRAINING_DAYS days before the newest; evaluate candidates on the newest day.
+# Train on the TRAINING_DAYS days before the newest; evaluate candidates on the newest day. With a
+# single day in the warehouse (the very first model) both use it: there is no champion to beat yet.
 TRAINING_SQL = _JOINED_SQL.format(limit=TRAINING_DAYS, offset=1)
 EVALUATION_SQL = _JOINED_SQL.format(limit=1, offset=0)
 
@@ -73,7 +74,8 @@ with DAG(
     doc_md=__doc__,
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable("0 3 * * 0", timezone="UTC"),
-        assets=table_asset(WAREHOUSE_CONN_ID, "activity"),
+        # Emitted by mlops_monitor_model on drift / decay (declared there too, same URI).
+        assets=Asset(name="churn_model_retrain", uri="x-mlops-signal://churn_model/retrain"),
     ),
     start_date=datetime(2026, 1, 1),
     catchup=False,
@@ -120,7 +122,7 @@ with DAG(
         candidate_version=train.output,  # the training XCom; its "version" is used
         evaluation_uri=fresh.output,
         target="churned",
-        metric="f1",
+        metric="roc_auc",
         min_delta=0.0,
         publish_uri="staging://published/churn_model",
     )

@@ -32,6 +32,7 @@ def _prepare_environment(home: Path, dags_folder: Path) -> None:
     os.environ["AIRFLOW__MLOPS__STAGING_URI"] = (home / "storage").as_uri()
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # Quiet task logs in the terminal: the demo prints its own summary.
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
 
@@ -95,6 +96,14 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.path.insert(0, str(dags_folder))
     import etl_daily  # type: ignore[import-not-found]
+    import monitor_model  # type: ignore[import-not-found]
+    import train_model  # type: ignore[import-not-found]
+
+    # The demo runs each DAG once per day in this process: a failure should stop it at once, not
+    # wait for the retry delays the DAGs declare for production.
+    for module in (etl_daily, monitor_model, train_model):
+        for task in module.dag.tasks:
+            task.retries = 0
 
     rows: list[dict[str, Any]] = []
     for index in range(args.days):
@@ -102,20 +111,113 @@ def main(argv: list[str] | None = None) -> int:
         write_activity(str(home / "source.db"), world, index)
         # A manual run's data interval is the day before its logical date (CronDataIntervalTimetable).
         logical = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tzinfo=dt.UTC)
-        run = etl_daily.dag.test(logical_date=logical)
-        rows.append(_day_summary(home, day, logical, run.state))
-        _print_row(rows[-1], header=index == 0)
-        if run.state != "success":
-            print(f"The ETL run for {day} ended {run.state}: see the task logs above.", file=sys.stderr)
+        etl = etl_daily.dag.test(logical_date=logical)
+        if etl.state != "success":
+            print(f"The ETL run for {day} ended {etl.state}: see the task logs above.", file=sys.stderr)
             server.shutdown()
             return 1
+        monitor = monitor_model.dag.test(logical_date=logical)
+        check_state = _task_state(monitor, "check_drift_and_accuracy")
+        retrained = promoted = False
+        if check_state == "success":
+            # The sensor emitted the churn_model_retrain Asset event: run what a scheduler would run.
+            train = train_model.dag.test(logical_date=logical)
+            retrained = train.state == "success"
+            promoted = (
+                retrained and _task_state(train, "deploy_if_better") == "success" and _promoted(home, logical)
+            )
+        rows.append(
+            {
+                **_day_summary(home, day, logical, etl.state),
+                **_monitor_summary(home, logical, check_state),
+                "retrained": "yes" if retrained else "",
+                "promoted": "yes" if promoted else "",
+                **_champion(),
+            }
+        )
+        _print_row(rows[-1], header=index == 0)
     server.shutdown()
     elapsed = time.monotonic() - started
-    print(f"\nDone: {args.days} day(s) in {elapsed:.0f} s. Alerts received: {len(api.alerts)}.")
-    print(f"  Warehouse (SQLite):  {home / 'warehouse.db'}")
-    print(f"  Data lake (Parquet): {home / 'storage' / 'lake' / 'activity'}")
-    print(f"  Airflow UI:          AIRFLOW_HOME={home} airflow standalone   (then http://localhost:8080)")
+    drift_days = [r["day"] for r in rows if r["drift"] == "DRIFT"]
+    promotions = [r["day"] for r in rows if r["promoted"]]
+    print(
+        f"\nDone: {args.days} day(s) in {elapsed:.0f} s. Drift on {len(drift_days)} day(s) {drift_days}; "
+        f"promotions on {promotions}. Alerts received: {len(api.alerts)}."
+    )
+    print(
+        f"  Drift reports (HTML): {home / 'storage' / 'mlops_monitor_model' / 'check_drift_and_accuracy'}/*/drift_report/report.html"
+    )
+    print(f"  Warehouse (SQLite):   {home / 'warehouse.db'}")
+    print(f"  Data lake (Parquet):  {home / 'storage' / 'lake' / 'activity'}")
+    print(
+        f"  MLflow UI:            mlflow ui --backend-store-uri sqlite:///{home / 'mlflow.db'}   (http://127.0.0.1:5000)"
+    )
+    print(f"  Airflow UI:           AIRFLOW_HOME={home} airflow standalone   (http://localhost:8080)")
     return 0
+
+
+def _task_state(run: Any, task_id: str) -> str | None:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        ti = (
+            session.query(TaskInstance)
+            .filter_by(dag_id=run.dag_id, run_id=run.run_id, task_id=task_id)
+            .one_or_none()
+        )
+        return (
+            str(ti.state.value if hasattr(ti.state, "value") else ti.state)
+            if ti is not None and ti.state
+            else None
+        )
+
+
+def _promoted(home: Path, logical: Any) -> bool:
+    """Whether the deploy task promoted (its published latest.json names the day's new version)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    try:
+        champion = client.get_model_version_by_alias("churn_model", "champion")
+    except Exception:
+        return False
+    latest = max(client.search_model_versions("name='churn_model'"), key=lambda v: int(v.version))
+    return str(champion.version) == str(latest.version)
+
+
+def _champion() -> dict[str, Any]:
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{Path(os.environ['AIRFLOW_HOME']) / 'mlflow.db'}")
+    try:
+        version = client.get_model_version_by_alias("churn_model", "champion")
+    except Exception:
+        return {"champion": "-"}
+    return {"champion": f"v{version.version}"}
+
+
+def _monitor_summary(home: Path, logical: Any, state: str | None) -> dict[str, Any]:
+    ds = logical.date().isoformat()
+    path = (
+        home
+        / "storage"
+        / "mlops_monitor_model"
+        / "check_drift_and_accuracy"
+        / ds
+        / "drift_report"
+        / "report.json"
+    )
+    if not path.exists():
+        return {"drift": "bootstrap" if state == "success" else "-", "top_feature": "", "champion_auc": ""}
+    report = json.loads(path.read_text())
+    accuracy = report.get("accuracy") or {}
+    verdict = "DRIFT" if report.get("drift") else "ok"
+    top = (report.get("drifted_features") or [""])[0]
+    if accuracy.get("decayed") and not top:
+        top = f"({accuracy.get('metric')} decay)"
+    f1 = accuracy.get("current")
+    return {"drift": verdict, "top_feature": top, "champion_auc": f"{f1:.3f}" if f1 is not None else ""}
 
 
 def _day_summary(home: Path, day: Any, logical: Any, state: str) -> dict[str, Any]:
@@ -132,19 +234,20 @@ def _day_summary(home: Path, day: Any, logical: Any, state: str) -> dict[str, An
     return {
         "day": day.isoformat(),
         "state": state,
-        "profiles_extracted": manifest_rows("extract_customers"),
-        "activity_extracted": manifest_rows("extract_activity"),
+        "profiles_in": manifest_rows("extract_customers"),
+        "activity_in": manifest_rows("extract_activity"),
         "activity_loaded": loaded,
-        "customers_total": customers,
+        "customers": customers,
     }
 
 
 def _print_row(row: dict[str, Any], *, header: bool) -> None:
-    columns = list(row)
+    columns = [c for c in row if c != "state"]
+    widths = {c: max(len(c), 10) for c in columns}
     if header:
-        print(" | ".join(f"{c:>18}" for c in columns))
-        print("-+-".join("-" * 18 for _ in columns))
-    print(" | ".join(f"{row[c]!s:>18}" for c in columns), flush=True)
+        print(" | ".join(f"{c:>{widths[c]}}" for c in columns))
+        print("-+-".join("-" * widths[c] for c in columns))
+    print(" | ".join(f"{row[c]!s:>{widths[c]}}" for c in columns), flush=True)
 
 
 if __name__ == "__main__":

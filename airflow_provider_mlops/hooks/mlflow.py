@@ -98,13 +98,14 @@ class MlflowHook(BaseHook):
             self.client.create_experiment(name, artifact_location=self.settings.get("artifact_location"))
         )
 
-    def run_url(self, experiment_id: str, run_id: str) -> str | None:
+    def run_url(self, experiment_id: str, run_id: str) -> str:
         """Where a person opens the run: the server's UI, or ``ui_url`` for non-web tracking URIs."""
         base = self.settings.get("ui_url")
         if not base and self.tracking_uri.startswith(("http://", "https://")):
             base = self.tracking_uri
         if not base:
-            return None
+            # A database or file store has no web server: `mlflow ui` on it serves here by default.
+            base = "http://127.0.0.1:5000"
         return f"{str(base).rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
     def test_connection(self) -> tuple[bool, str]:

@@ -49,6 +49,8 @@ class DriftSensor(BaseSensorOperator):
     :param mlflow_conn_id: MLflow connection; None for the embedded default.
     :param storage_conn_id: connection for ``s3://`` URIs.
     :param deferrable: wait for the data in the triggerer.
+    :param on_missing_reference: when the model has no ``alias`` version yet: ``drift`` (succeed, so
+        the first training runs: how a new model bootstraps) or ``fail``.
     """
 
     template_fields: Sequence[str] = (
@@ -78,9 +80,13 @@ class DriftSensor(BaseSensorOperator):
         mlflow_conn_id: str | None = None,
         storage_conn_id: str | None = None,
         deferrable: bool = False,
+        on_missing_reference: str = "drift",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if on_missing_reference not in ("drift", "fail"):
+            raise ValueError("on_missing_reference must be 'drift' or 'fail'")
+        self.on_missing_reference = on_missing_reference
         if not registered_model_name and not reference_profile_uri:
             raise ValueError("Give registered_model_name (its champion's profile) or reference_profile_uri")
         self.current_uri = current_uri
@@ -224,7 +230,29 @@ class DriftSensor(BaseSensorOperator):
         if not self._data_ready():
             self.log.info("Waiting for %s to be complete", self._uri())
             return False
-        profile, source = self._reference()
+        try:
+            profile, source = self._reference()
+        except Exception as err:
+            from mlflow.exceptions import MlflowException
+
+            if not isinstance(err, MlflowException) or self.on_missing_reference == "fail":
+                raise
+            message = f"{self.registered_model_name}@{self.alias} does not exist yet: a first model is needed"
+            self.log.warning(message)
+            return PokeReturnValue(
+                is_done=True,
+                xcom_value={
+                    "drift": True,
+                    "dataset_drift": False,
+                    "drifted_share": 0.0,
+                    "drifted_features": [],
+                    "top_features": [],
+                    "rows": None,
+                    "accuracy": None,
+                    "reason": message,
+                    "reference": None,
+                },
+            )
         columns, rows = columns_from_batches(
             self._storage.iter_batches(self._uri()), profile, max_rows=self.max_rows
         )

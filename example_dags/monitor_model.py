@@ -1,0 +1,87 @@
+"""
+### Monitor the churn model: data drift and accuracy decay -> automatic retraining
+
+Runs after every daily ETL load (scheduled on the warehouse ``activity`` Asset). It extracts the
+newest day (activity joined with customer profiles, labels included) and runs the
+:class:`~airflow_provider_mlops.sensors.drift.DriftSensor` against the reference profile of the
+current ``churn_model@champion``:
+
+* per feature: PSI on the reference bins, KS / Wasserstein (numeric), chi-square / Jensen-Shannon
+  (categorical), the missing-value share; decided by effect size on large samples and by corrected
+  tests on small ones; the dataset drifts when half of its features do;
+* the champion's ROC AUC on the labelled day against its holdout baseline (a drop of more than
+  0.05 is accuracy decay; AUC does not move with the churn rate the way F1 does).
+
+On drift or decay the sensor succeeds: the ``churn_model_retrain`` Asset gets an event, which
+schedules ``mlops_train_model`` (train, then promote only if the new version wins on fresh data),
+and an alert goes to ``mlops_alerts``. Without drift the sensor skips and nothing else happens. The
+report (JSON and a self-contained HTML page with histograms) lands in object storage and in the
+``churn_model-monitoring`` MLflow experiment. With no champion yet, the sensor asks for a first
+training the same way.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG, Asset
+
+from airflow_provider_mlops.assets import table_asset
+from airflow_provider_mlops.notifications.webhook import WebhookNotifier
+from airflow_provider_mlops.operators.extract import ExtractOperator
+from airflow_provider_mlops.sensors.drift import DriftSensor
+
+WAREHOUSE_CONN_ID = "mlops_warehouse"
+ALERTS_CONN_ID = "mlops_alerts"
+MODEL_NAME = "churn_model"
+# The training DAG is scheduled on this Asset.
+RETRAIN_ASSET = Asset(name="churn_model_retrain", uri="x-mlops-signal://churn_model/retrain")
+
+NEWEST_DAY_SQL = """
+SELECT a.customer_id, a.day, a.sessions, a.minutes_used, a.support_tickets, a.payment_failures,
+       c.plan, c.region, c.contract, c.age, c.monthly_charges, c.tenure_months, a.churned
+FROM activity a JOIN customers c ON c.customer_id = a.customer_id
+WHERE a.day = (SELECT max(day) FROM activity)
+"""
+
+with DAG(
+    dag_id="mlops_monitor_model",
+    description="Drift and accuracy checks of the champion; triggers retraining",
+    doc_md=__doc__,
+    schedule=[table_asset(WAREHOUSE_CONN_ID, "activity")],
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args={
+        "owner": "data-science",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": True,
+        "on_failure_callback": [
+            WebhookNotifier(http_conn_id=ALERTS_CONN_ID, title="Monitoring {{ ti.task_id }} failed")
+        ],
+    },
+    tags=["mlops", "monitoring", "example"],
+) as dag:
+    newest = ExtractOperator(
+        task_id="extract_newest_day",
+        source_conn_id=WAREHOUSE_CONN_ID,
+        sql=NEWEST_DAY_SQL,
+        on_empty="skip",
+    )
+    check = DriftSensor(
+        task_id="check_drift_and_accuracy",
+        current_uri=newest.output,
+        registered_model_name=MODEL_NAME,
+        target="churned",
+        metric="roc_auc",
+        max_metric_drop=0.05,
+        thresholds={"share": 0.5},
+        on_drift=[WebhookNotifier(http_conn_id=ALERTS_CONN_ID, title="Drift detected for churn_model")],
+        outlets=[RETRAIN_ASSET],
+        mode="reschedule",
+        poke_interval=300,
+        timeout=6 * 3600,
+        exponential_backoff=True,
+    )
+    newest >> check
