@@ -14,6 +14,7 @@ author = "airflow-provider-mlops maintainers"
 release = version = __version__
 extensions = ["sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx.ext.viewcode", "myst_parser"]
 html_theme = "furo"
+html_static_path = ["_static"]
 html_title = f"airflow-provider-mlops {__version__}"
 exclude_patterns = ["_build"]
 autodoc_member_order = "bysource"

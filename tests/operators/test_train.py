@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -55,6 +56,22 @@ def test_trains_tracks_registers_and_the_registered_model_predicts_like_the_pipe
     } <= artifacts
 
     registered = mlflow.sklearn.load_model(out["model_uri"])
+    # The same training in this process (same data, specs and seed) predicts exactly like the registry.
+    from airflow_provider_mlops.ml.training import train
+
+    in_process = train(
+        pa.Table.from_batches(list(S3Hook(aws_conn_id=None).iter_batches(dataset))).to_pandas(),
+        target="churned",
+        features={"numeric": {"outliers": {"method": "iqr"}}},
+        selection=[{"method": "variance"}],
+        estimator="sklearn.ensemble.RandomForestClassifier",
+        estimator_params={"n_estimators": 30},
+        tuning={"method": "grid", "param_grid": {"max_depth": [2, 6]}, "cv": 3},
+    )
+    assert (registered.predict(in_process.x_test) == in_process.pipeline.predict(in_process.x_test)).all()
+    assert np.allclose(
+        registered.predict_proba(in_process.x_test), in_process.pipeline.predict_proba(in_process.x_test)
+    )
     stored = load_verified_model(S3Hook(aws_conn_id=None), (tmp_path / "model").as_uri())
     frame = pa.Table.from_batches(list(S3Hook(aws_conn_id=None).iter_batches(dataset))).to_pandas()
     features = frame.drop(columns=["churned"])
