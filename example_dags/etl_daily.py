@@ -6,8 +6,9 @@ HTTP JSON API (bearer auth, cursor pagination, each page retried on its own) and
 **activity** rows from a SQL database (incremental on ``event_time``), cleans and validates both
 batch by batch, and loads them:
 
-* the warehouse tables ``customers`` (upsert by ``customer_id``) and ``activity`` (the day's
-  partition replaced), so a re-run of a day leaves the tables exactly as one run would;
+* the warehouse tables ``customers`` (upsert by ``customer_id``, newest ``updated_at`` wins) and
+  ``activity`` (the day's partition replaced), so a re-run of a day leaves the tables exactly as one
+  run would, and days caught up in any order give the same tables;
 * the activity of the day as Parquet under ``<lake>/activity/day=<day>`` in S3 or a local folder;
 * with ``MLOPS_ETL_MONGO_CONN_ID`` set, the customer profiles into a MongoDB collection too.
 
@@ -146,6 +147,8 @@ with DAG(
         table="customers",
         mode="upsert",
         keys=["customer_id"],
+        # Backfills and re-runs of old days never overwrite a newer profile.
+        newer_column="updated_at",
     )
     load_activity = LoadOperator(
         task_id="load_activity",

@@ -466,6 +466,7 @@ class PostgresHook(DbApiHook):
         create_table: bool = True,
         staging: bool | None = None,
         schema: pa.Schema | None = None,
+        newer_column: str | None = None,
     ) -> dict[str, int]:
         """
         Write record batches into ``table`` in one transaction.
@@ -484,6 +485,9 @@ class PostgresHook(DbApiHook):
         :param staging: COPY into a temporary staging table first and merge at the end (short lock
             window on the target). Default: on for ``replace`` and ``upsert``, off otherwise.
         :param schema: the batches' schema, when ``batches`` may be empty.
+        :param newer_column: ``upsert`` only: a stored row is replaced only by a row whose value in
+            this column (e.g. ``updated_at``) is at least as new, so loading days out of order or
+            re-running an old day never regresses the table.
         :return: counts: ``rows`` written, ``inserted``, ``updated``, ``deleted``.
         """
         from psycopg import sql as pgsql
@@ -505,7 +509,11 @@ class PostgresHook(DbApiHook):
             self.log.info("No batches and no schema: nothing to write to %s", table)
             return {"rows": 0, "inserted": 0, "updated": 0, "deleted": 0}
         names = list(schema.names)
-        missing_keys = [k for k in [*(keys or []), *(partition or {})] if k not in names]
+        missing_keys = [
+            k
+            for k in [*(keys or []), *(partition or {}), *([newer_column] if newer_column else [])]
+            if k not in names
+        ]
         if missing_keys:
             raise ValueError(f"Column(s) {missing_keys} are not in the data (columns: {names})")
 
@@ -543,7 +551,7 @@ class PostgresHook(DbApiHook):
                         )
                     )
                     counts["rows"] = self._copy_in(connection, stage, cols, stream, schema)
-                    self._merge(connection, mode, target, stage, names, keys, partition, counts)
+                    self._merge(connection, mode, target, stage, names, keys, partition, counts, newer_column)
                 else:
                     if mode == "replace":
                         connection.execute(pgsql.SQL("TRUNCATE {}").format(target))
@@ -627,6 +635,7 @@ class PostgresHook(DbApiHook):
         keys: Sequence[str] | None,
         partition: Mapping[str, Any] | None,
         counts: dict[str, int],
+        newer_column: str | None = None,
     ) -> None:
         """Move the staged rows into the target (inside the caller's transaction)."""
         from psycopg import sql as pgsql
@@ -656,9 +665,17 @@ class PostgresHook(DbApiHook):
             )
         else:
             action = pgsql.SQL("DO NOTHING")
+        order = pgsql.SQL("{} DESC").format(pgsql.Identifier(_SEQ_COLUMN))
+        if newer_column:
+            newer = pgsql.Identifier(newer_column)
+            if others:
+                action = pgsql.SQL("{} WHERE {}.{} IS NULL OR {}.{} <= EXCLUDED.{}").format(
+                    action, target, newer, target, newer, newer
+                )
+            order = pgsql.SQL("{} DESC NULLS LAST, {}").format(newer, order)
         statement = pgsql.SQL(
             "WITH up AS (INSERT INTO {target} ({cols}) "
-            "SELECT DISTINCT ON ({keys}) {cols} FROM {stage} ORDER BY {keys}, {seq} DESC "
+            "SELECT DISTINCT ON ({keys}) {cols} FROM {stage} ORDER BY {keys}, {order} "
             "ON CONFLICT ({keys}) {action} RETURNING (xmax = 0) AS inserted) "
             "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up"
         ).format(
@@ -666,7 +683,7 @@ class PostgresHook(DbApiHook):
             cols=cols,
             keys=key_cols,
             stage=stage,
-            seq=pgsql.Identifier(_SEQ_COLUMN),
+            order=order,
             action=action,
         )
         row = connection.execute(statement).fetchone()

@@ -150,6 +150,7 @@ class SqlBatchHook(BaseHook):
         partition: Mapping[str, Any] | None = None,
         create_table: bool = True,
         schema: pa.Schema | None = None,
+        newer_column: str | None = None,
         **_: Any,
     ) -> dict[str, int]:
         """
@@ -187,6 +188,9 @@ class SqlBatchHook(BaseHook):
                 insert += f" ON CONFLICT ({conflict}) " + (
                     f"DO UPDATE SET {updates}" if others else "DO NOTHING"
                 )
+                if newer_column and others:
+                    column = self.quote(newer_column)
+                    insert += f" WHERE {target}.{column} IS NULL OR {target}.{column} <= excluded.{column}"
         connection = self.db_hook.get_conn()
         try:
             cursor = connection.cursor()

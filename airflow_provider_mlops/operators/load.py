@@ -47,6 +47,8 @@ class LoadOperator(BaseOperator):
     :param keys: key columns for ``upsert``.
     :param partition: column -> value for ``replace_partition`` / Mongo ``replace``, e.g.
         ``{"ds": "{{ ds }}"}``. (templated)
+    :param newer_column: SQL ``upsert``: replace a stored row only with a row at least as new in this
+        column (e.g. ``updated_at``), so days loaded out of order never regress the table.
     :param create_table: SQL: create the table from the data's schema when missing.
     :param json_columns: MongoDB: JSON-text columns stored as sub-documents.
     :param input_format: format of the input dataset.
@@ -79,6 +81,7 @@ class LoadOperator(BaseOperator):
         keys: Sequence[str] | None = None,
         partition: Mapping[str, Any] | None = None,
         create_table: bool = True,
+        newer_column: str | None = None,
         json_columns: Sequence[str] = (),
         input_format: str = "parquet",
         storage_conn_id: str | None = None,
@@ -111,6 +114,7 @@ class LoadOperator(BaseOperator):
         self.keys = list(keys) if keys else None
         self.partition = partition
         self.create_table = create_table
+        self.newer_column = newer_column
         self.json_columns = list(json_columns)
         self.input_format = input_format
         self.storage_conn_id = storage_conn_id
@@ -160,6 +164,7 @@ class LoadOperator(BaseOperator):
                 partition=self.partition,
                 create_table=self.create_table,
                 schema=schema,
+                newer_column=self.newer_column,
             )
             target = {
                 "kind": connection_kind(self.target_conn_id),

@@ -210,3 +210,27 @@ def test_arrow_types_map_to_postgres_columns() -> None:
     assert arrow_type_to_pg(pa.struct([("a", pa.int64())])) == "jsonb"
     assert arrow_type_to_pg(pa.timestamp("ns", tz="Europe/Paris")) == "timestamptz"
     assert arrow_type_to_pg(pa.dictionary(pa.int8(), pa.string())) == "text"
+
+
+def test_upsert_with_newer_column_never_regresses(hook, table, postgres_server) -> None:
+    import datetime as dt
+
+    def batch(version: int, day: int) -> list[pa.RecordBatch]:
+        when = dt.datetime(2026, 1, day, tzinfo=dt.UTC)
+        return [
+            pa.RecordBatch.from_pydict(
+                {
+                    "id": [1, 2],
+                    "v": [f"v{version}"] * 2,
+                    "updated_at": pa.array([when, when], pa.timestamp("us", tz="UTC")),
+                }
+            )
+        ]
+
+    hook.write_batches(table, batch(3, 3), mode="upsert", keys=["id"], newer_column="updated_at")
+    hook.write_batches(
+        table, batch(1, 1), mode="upsert", keys=["id"], newer_column="updated_at"
+    )  # late old day
+    assert _rows(postgres_server, f'SELECT id, v FROM "{table}" ORDER BY id') == [(1, "v3"), (2, "v3")]
+    hook.write_batches(table, batch(4, 4), mode="upsert", keys=["id"], newer_column="updated_at")
+    assert _rows(postgres_server, f'SELECT v FROM "{table}" WHERE id = 1') == [("v4",)]

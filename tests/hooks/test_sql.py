@@ -78,3 +78,17 @@ def test_empty_result_still_has_columns(hook: SqlBatchHook) -> None:
     hook.write_batches("e", [pa.RecordBatch.from_pydict({"id": [1], "v": ["x"]})])
     batches = list(hook.iter_batches("SELECT * FROM e WHERE id < 0"))
     assert [b.num_rows for b in batches] == [0] and batches[0].schema.names == ["id", "v"]
+
+
+def test_upsert_with_newer_column_never_regresses(hook: SqlBatchHook, tmp_path: Path) -> None:
+    def batch(version: int, day: int) -> list[pa.RecordBatch]:
+        return [
+            pa.RecordBatch.from_pydict(
+                {"id": [1], "v": [f"v{version}"], "updated_at": [f"2026-01-0{day} 00:00:00"]}
+            )
+        ]
+
+    hook.write_batches("n", batch(3, 3), mode="upsert", keys=["id"], newer_column="updated_at")
+    hook.write_batches("n", batch(1, 1), mode="upsert", keys=["id"], newer_column="updated_at")
+    with sqlite3.connect(tmp_path / "db.sqlite") as conn:
+        assert conn.execute("SELECT v FROM n").fetchall() == [("v3",)]
