@@ -1,0 +1,145 @@
+"""
+A real Airflow (``airflow standalone``: scheduler, DAG processor, triggerer, API server with the
+LocalExecutor, each task in its own process) on 127.0.0.1, driven through the REST API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from tests.harness.servers import free_port
+
+
+@dataclass
+class AirflowServer:
+    url: str
+    token: str
+    home: Path
+    log: Path
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        return requests.request(
+            method, f"{self.url}/api/v2{path}", headers=self.headers, timeout=30, **kwargs
+        )
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            response = self.api("GET", f"/dags/{dag_id}")
+            if response.status_code == 200:
+                return
+            time.sleep(1)
+        raise TimeoutError(f"DAG {dag_id} not parsed after {timeout}s; log tail:\n{self.tail()}")
+
+    def trigger(self, dag_id: str, logical_date: str) -> str:
+        response = self.api("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": logical_date})
+        response.raise_for_status()
+        return str(response.json()["dag_run_id"])
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 240) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}").json().get("state")
+            if state in ("success", "failed"):
+                return str(state)
+            time.sleep(1)
+        raise TimeoutError(
+            f"run {run_id} of {dag_id} not finished after {timeout}s; log tail:\n{self.tail()}"
+        )
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
+        items = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances").json()["task_instances"]
+        return {ti["task_id"]: ti["state"] for ti in items}
+
+    def tail(self, lines: int = 60) -> str:
+        return (
+            "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else ""
+        )
+
+
+@contextlib.contextmanager
+def start_airflow(home: Path, dags_folder: Path, env: Mapping[str, str]) -> Iterator[AirflowServer]:
+    """``airflow db migrate`` then ``airflow standalone`` in its own process group; stopped as a group."""
+    port = free_port()
+    full_env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
+        # standalone starts its components as `airflow ...`: the running interpreter's bin comes first.
+        "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]),
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        # Triggered runs of a paused DAG stay queued: DAGs start unpaused here.
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
+        **env,
+    }
+    home.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], env=full_env, check=True, capture_output=True
+    )
+    log = home / "standalone.log"
+    handle = open(log, "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "airflow", "standalone"],
+        env=full_env,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"airflow standalone exited with {proc.returncode}:\n{log.read_text()[-3000:]}"
+                )
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"{url}/api/v2/monitor/health", timeout=2).status_code == 200:
+                    break
+            time.sleep(1)
+        else:
+            raise TimeoutError(f"airflow standalone not healthy after 180s:\n{log.read_text()[-3000:]}")
+        passwords = home / "simple_auth_manager_passwords.json.generated"
+        deadline = time.monotonic() + 60
+        while not passwords.exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        username, password = next(iter(json.loads(passwords.read_text()).items()))
+        response = requests.post(
+            f"{url}/auth/token", json={"username": username, "password": password}, timeout=30
+        )
+        response.raise_for_status()
+        yield AirflowServer(url, response.json()["access_token"], home, log)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        handle.close()
