@@ -7,13 +7,15 @@ A server fixture skips only when its binary is absent from the machine, and says
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 # Airflow reads its configuration at import time: point it at a throwaway home first.
 _AIRFLOW_HOME = tempfile.mkdtemp(prefix="mlops-airflow-home-")
@@ -30,6 +32,7 @@ import pytest  # noqa: E402
 from tests.harness import servers  # noqa: E402
 
 REQUIRE_SERVERS = os.environ.get("MLOPS_REQUIRE_SERVERS", "") == "1"
+T = TypeVar("T")
 ARTIFACTS = Path(
     os.environ.get("MLOPS_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts")
 )
@@ -50,10 +53,10 @@ def set_connection(conn_id: str, **fields: object) -> str:
 # --------------------------------------------------------------------------------------------------
 # servers
 # --------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[servers.PostgresServer]:
+def _serve(factory: Callable[[], contextlib.AbstractContextManager[T]]) -> Iterator[T]:
+    """Start a server for the session; skip (or fail, with MLOPS_REQUIRE_SERVERS=1) when its binary is absent."""
     try:
-        manager = servers.start_postgres()
+        manager = factory()
         server = manager.__enter__()
     except servers.ServerUnavailable as err:
         _unavailable(str(err))
@@ -61,46 +64,27 @@ def postgres_server() -> Iterator[servers.PostgresServer]:
         yield server
     finally:
         manager.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[servers.PostgresServer]:
+    yield from _serve(servers.start_postgres)
 
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[servers.S3Server]:
-    try:
-        manager = servers.start_s3()
-        server = manager.__enter__()
-    except servers.ServerUnavailable as err:
-        _unavailable(str(err))
-    try:
-        yield server
-    finally:
-        manager.__exit__(None, None, None)
+    yield from _serve(servers.start_s3)
 
 
 @pytest.fixture(scope="session")
 def s3_auth_server() -> Iterator[servers.S3Server]:
     """A second S3 server that checks request signatures (for wrong-credential tests)."""
-    try:
-        manager = servers.start_s3(enforce_auth=True)
-        server = manager.__enter__()
-    except servers.ServerUnavailable as err:
-        _unavailable(str(err))
-    try:
-        yield server
-    finally:
-        manager.__exit__(None, None, None)
+    yield from _serve(lambda: servers.start_s3(enforce_auth=True))
 
 
 @pytest.fixture(scope="session")
 def mongo_server() -> Iterator[servers.MongoServer]:
-    try:
-        manager = servers.start_mongo()
-        server = manager.__enter__()
-    except servers.ServerUnavailable as err:
-        _unavailable(str(err))
-    try:
-        yield server
-    finally:
-        manager.__exit__(None, None, None)
+    yield from _serve(servers.start_mongo)
 
 
 @pytest.fixture(scope="session")

@@ -49,8 +49,8 @@ class ExtractOperator(BaseOperator):
     :param format: files: ``parquet``, ``csv`` or ``jsonl``.
     :param watermark_column: keep only rows with ``watermark_start <= column < watermark_end``
         (pushed into the query for SQL and MongoDB, applied to batches for APIs and files).
-    :param watermark_start: lower bound, default ``{{ data_interval_start }}``. (templated)
-    :param watermark_end: upper bound, default ``{{ data_interval_end }}``. (templated)
+    :param watermark_start: lower bound; default the run's ``data_interval_start``. (templated)
+    :param watermark_end: upper bound; default the run's ``data_interval_end``. (templated)
     :param output_uri: where to write; default a deterministic staging URI. (templated)
     :param storage_conn_id: connection for ``s3://`` output (default ``[mlops] storage_conn_id``).
     :param batch_size: rows per batch.
@@ -102,8 +102,8 @@ class ExtractOperator(BaseOperator):
         path: str | None = None,
         format: str = "parquet",
         watermark_column: str | None = None,
-        watermark_start: Any = "{{ data_interval_start }}",
-        watermark_end: Any = "{{ data_interval_end }}",
+        watermark_start: Any = None,
+        watermark_end: Any = None,
         output_uri: str | None = None,
         storage_conn_id: str | None = None,
         batch_size: int = 50_000,
@@ -148,6 +148,18 @@ class ExtractOperator(BaseOperator):
         from airflow_provider_mlops.hooks.s3 import S3Hook
         from airflow_provider_mlops.utils.staging import default_storage_conn_id, resolve_uri, task_output_uri
 
+        if self.watermark_column:
+            # Read from the context, not templated by default: asset-triggered and manual runs
+            # without a logical date have no data interval, and only a watermark needs one.
+            if self.watermark_start is None:
+                self.watermark_start = context.get("data_interval_start")
+            if self.watermark_end is None:
+                self.watermark_end = context.get("data_interval_end")
+            if self.watermark_start is None and self.watermark_end is None:
+                raise ValueError(
+                    "watermark_column is set but this run has no data interval (e.g. an asset-triggered "
+                    "run): give watermark_start / watermark_end"
+                )
         empty_window = (
             self.watermark_column
             and self.watermark_start

@@ -63,6 +63,28 @@ class AirflowServer:
             f"run {run_id} of {dag_id} not finished after {timeout}s; log tail:\n{self.tail()}"
         )
 
+    def wait_for_any_run(
+        self, dag_id: str, timeout: float = 300, run_type: str | None = None
+    ) -> dict[str, Any]:
+        """The first finished run of ``dag_id`` (of ``run_type`` when given), however it was created."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            runs = (
+                self.api("GET", f"/dags/{dag_id}/dagRuns", params={"order_by": "run_after"})
+                .json()
+                .get("dag_runs", [])
+            )
+            done = [
+                r
+                for r in runs
+                if r.get("state") in ("success", "failed")
+                and (run_type is None or r.get("run_type") == run_type)
+            ]
+            if done:
+                return dict(done[0])
+            time.sleep(2)
+        raise TimeoutError(f"no finished run of {dag_id} after {timeout}s; log tail:\n{self.tail()}")
+
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
         items = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances").json()["task_instances"]
         return {ti["task_id"]: ti["state"] for ti in items}

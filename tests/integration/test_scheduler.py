@@ -1,7 +1,8 @@
 """
-The example ETL under a real scheduler (``airflow standalone``, LocalExecutor: every task in its own
-process), caught up over several days out of order: the final tables are what the simulated world
-says they must be.
+The example DAGs under a real scheduler (``airflow standalone``, LocalExecutor: every task in its own
+process). The ETL is caught up over several days out of order and the final tables are what the
+simulated world says they must be; its Asset events schedule the monitor, whose bootstrap signal
+(no champion yet) schedules training, which registers and promotes the first champion.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ DAYS = 3
 def test_etl_catch_up_out_of_order_under_a_real_scheduler(tmp_path: Path) -> None:
     dags = tmp_path / "dags"
     dags.mkdir()
-    shutil.copy(ROOT / "example_dags" / "etl_daily.py", dags / "etl_daily.py")
+    for name in ("etl_daily.py", "monitor_model.py", "train_model.py"):
+        shutil.copy(ROOT / "example_dags" / name, dags / name)
     source, warehouse = tmp_path / "source.db", tmp_path / "warehouse.db"
     for index in range(DAYS):
         write_activity(str(source), WORLD, index)
@@ -51,8 +53,26 @@ def test_etl_catch_up_out_of_order_under_a_real_scheduler(tmp_path: Path) -> Non
                 run_id = airflow.trigger("mlops_etl_daily", logical.isoformat())
                 state = airflow.wait_for_run("mlops_etl_daily", run_id)
                 assert state == "success", (airflow.task_states("mlops_etl_daily", run_id), airflow.tail())
+            # Asset-driven, no trigger from us: the ETL's Asset events schedule the monitor...
+            monitor_run = airflow.wait_for_any_run(
+                "mlops_monitor_model", timeout=300, run_type="asset_triggered"
+            )
+            assert monitor_run["state"] == "success", airflow.task_states(
+                "mlops_monitor_model", monitor_run["dag_run_id"]
+            )
+            # ...and training runs: on the monitor's retrain Asset (bootstrap) or, racing it on a fresh
+            # scheduler, the weekly fallback's first run. Either way it ends with a promoted champion.
+            train_run = airflow.wait_for_any_run("mlops_train_model", timeout=420)
+            assert train_run["state"] == "success", airflow.task_states(
+                "mlops_train_model", train_run["dag_run_id"]
+            )
     finally:
         server.shutdown()
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'airflow' / 'mlflow.db'}")
+    champion = client.get_model_version_by_alias("churn_model", "champion")
+    assert champion.tags["mlops.promoted_by"].startswith("mlops_train_model.deploy_if_better")
 
     with sqlite3.connect(warehouse) as conn:
         loaded = conn.execute(
