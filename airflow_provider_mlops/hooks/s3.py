@@ -501,7 +501,7 @@ class S3Hook(BaseHook):
         schema, stream = peek_schema(batches, schema)
         if schema is None:
             schema = pa.schema([])
-        _fs, location = self.filesystem(uri)
+        location = parse_uri(uri)
         removed = self.delete_prefix(location.uri.rstrip("/") + "/")
         if removed:
             self.log.info("Replaced %s files previously written under %s", removed, location.uri)

@@ -115,23 +115,25 @@ class SqlBatchHook(BaseHook):
                     emitted = True
                     columns = list(zip(*rows, strict=True))
                     if schema is None:
-                        arrays = [pa.array(list(c)) for c in columns]
-                        inferred = pa.schema(
+                        # The first batch fixes the schema (all-null columns become text).
+                        first = [pa.array(list(c)) for c in columns]
+                        schema = pa.schema(
                             [
                                 pa.field(n, pa.string() if pa.types.is_null(a.type) else a.type)
-                                for n, a in zip(names, arrays, strict=True)
+                                for n, a in zip(names, first, strict=True)
                             ]
                         )
-                        schema = inferred
-                    try:
-                        arrays = [
-                            pa.array(list(c), type=f.type) for c, f in zip(columns, schema, strict=True)
-                        ]
-                    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
-                        raise SchemaMismatchError(
-                            f"Rows of {sql[:80]!r} do not fit the schema fixed by the first batch ({err}); "
-                            "pass an explicit schema"
-                        ) from None
+                        arrays = [a.cast(f.type) for a, f in zip(first, schema, strict=True)]
+                    else:
+                        try:
+                            arrays = [
+                                pa.array(list(c), type=f.type) for c, f in zip(columns, schema, strict=True)
+                            ]
+                        except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+                            raise SchemaMismatchError(
+                                f"Rows of {sql[:80]!r} do not fit the schema fixed by the first batch ({err}); "
+                                "pass an explicit schema"
+                            ) from None
                     yield pa.RecordBatch.from_arrays(arrays, schema=schema)
                 if not emitted and names:
                     # No rows: still hand the columns on (as text unless a schema was given).
