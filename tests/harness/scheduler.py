@@ -38,6 +38,14 @@ class AirflowServer:
             method, f"{self.url}/api/v2{path}", headers=self.headers, timeout=30, **kwargs
         )
 
+    def get_json(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        """GET and decode; a transient 5xx (SQLite busy) or a non-JSON body reads as empty."""
+        response = self.api("GET", path, **kwargs)
+        try:
+            return dict(response.json()) if response.status_code < 500 else {}
+        except ValueError:
+            return {}
+
     def wait_for_dag(self, dag_id: str, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -48,14 +56,26 @@ class AirflowServer:
         raise TimeoutError(f"DAG {dag_id} not parsed after {timeout}s; log tail:\n{self.tail()}")
 
     def trigger(self, dag_id: str, logical_date: str) -> str:
-        response = self.api("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": logical_date})
+        """Create a run; retried on 5xx (SQLite's metadata DB can be locked by the scheduler for a moment)."""
+        for _ in range(10):
+            response = self.api("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": logical_date})
+            if response.status_code == 409:  # an earlier attempt did create it
+                runs = self.get_json(f"/dags/{dag_id}/dagRuns").get("dag_runs", [])
+                wanted = logical_date.replace("+00:00", "Z")
+                for run in runs:
+                    if str(run.get("logical_date", "")).replace("+00:00", "Z").startswith(wanted[:19]):
+                        return str(run["dag_run_id"])
+            if response.status_code < 500:
+                response.raise_for_status()
+                return str(response.json()["dag_run_id"])
+            time.sleep(2)
         response.raise_for_status()
-        return str(response.json()["dag_run_id"])
+        raise RuntimeError("unreachable")
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 240) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            state = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}").json().get("state")
+            state = self.get_json(f"/dags/{dag_id}/dagRuns/{run_id}").get("state")
             if state in ("success", "failed"):
                 return str(state)
             time.sleep(1)
@@ -69,10 +89,8 @@ class AirflowServer:
         """The first finished run of ``dag_id`` (of ``run_type`` when given), however it was created."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            runs = (
-                self.api("GET", f"/dags/{dag_id}/dagRuns", params={"order_by": "run_after"})
-                .json()
-                .get("dag_runs", [])
+            runs = self.get_json(f"/dags/{dag_id}/dagRuns", params={"order_by": "run_after"}).get(
+                "dag_runs", []
             )
             done = [
                 r
@@ -86,7 +104,7 @@ class AirflowServer:
         raise TimeoutError(f"no finished run of {dag_id} after {timeout}s; log tail:\n{self.tail()}")
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
-        items = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances").json()["task_instances"]
+        items = self.get_json(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances").get("task_instances", [])
         return {ti["task_id"]: ti["state"] for ti in items}
 
     def tail(self, lines: int = 60) -> str:
