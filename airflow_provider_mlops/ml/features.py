@@ -201,6 +201,19 @@ def build_preprocessor(
     return preprocessor, numeric, categorical
 
 
+def model_inputs(frame: pd.DataFrame, target: str) -> pd.DataFrame:
+    """What a trained Pipeline predicts from: every column but ``target``, text as object dtype."""
+    import pandas as pd
+
+    features = frame.drop(columns=[target])
+    text = [
+        c
+        for c in features.columns
+        if not pd.api.types.is_numeric_dtype(features[c]) or pd.api.types.is_bool_dtype(features[c])
+    ]
+    return categorical_as_object(features, text)
+
+
 def categorical_as_object(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     """Make categorical columns plain object dtype with None for missing (what the encoders expect)."""
     import numpy as np

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 TUNING_METHODS = ("none", "grid", "random", "halving_grid", "halving_random", "optuna")
+# Metrics from evaluate() where a smaller value is better.
+LOWER_IS_BETTER = frozenset({"rmse", "mae", "log_loss"})
 
 
 class TrainingError(ValueError):

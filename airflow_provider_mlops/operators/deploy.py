@@ -13,23 +13,6 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Context
 
-LOWER_IS_BETTER = frozenset({"rmse", "mae", "log_loss"})
-
-
-def _features_frame(frame: Any, target: str) -> Any:
-    """Model inputs: every column but the target, text as object dtype with NaN (what training saw)."""
-    import numpy as np
-    import pandas as pd
-
-    features = frame.drop(columns=[target])
-    for column in features.columns:
-        if not pd.api.types.is_numeric_dtype(features[column]) or pd.api.types.is_bool_dtype(
-            features[column]
-        ):
-            values = features[column].astype(object)
-            features[column] = values.where(values.notna(), np.nan)
-    return features
-
 
 class DeployModelOperator(BaseOperator):
     """
@@ -105,6 +88,7 @@ class DeployModelOperator(BaseOperator):
         self.reload_endpoint = reload_endpoint
         self.mlflow_conn_id = mlflow_conn_id
         self.storage_conn_id = storage_conn_id
+        self._models: dict[str, Any] = {}
 
     @staticmethod
     def _version(value: Any) -> str | None:
@@ -122,13 +106,23 @@ class DeployModelOperator(BaseOperator):
         except MlflowException:
             return None
 
-    def _score(self, version: str, frame: Any, task: str) -> float:
-        import mlflow
+    def _model(self, version: str) -> Any:
+        """A registered version, loaded once per task (scoring and publishing share it)."""
+        if version not in self._models:
+            import mlflow
 
+            self._models[version] = mlflow.sklearn.load_model(
+                f"models:/{self.registered_model_name}/{version}"
+            )
+        return self._models[version]
+
+    def _score(self, version: str, frame: Any, task: str) -> float:
+        from airflow_provider_mlops.ml.features import model_inputs
         from airflow_provider_mlops.ml.training import evaluate
 
-        model = mlflow.sklearn.load_model(f"models:/{self.registered_model_name}/{version}")
-        scores = evaluate(model, _features_frame(frame, self.target or ""), frame[self.target], task)
+        scores = evaluate(
+            self._model(version), model_inputs(frame, self.target or ""), frame[self.target], task
+        )
         if self.metric not in scores:
             raise ValueError(
                 f"Metric {self.metric!r} is not available for a {task} model (got {sorted(scores)})"
@@ -205,6 +199,8 @@ class DeployModelOperator(BaseOperator):
         )
         candidate_score = self._score(candidate, frame, task)
         champion_score = self._score(champion, frame, task) if champion else None
+        from airflow_provider_mlops.ml.training import LOWER_IS_BETTER
+
         lower = self.metric in LOWER_IS_BETTER
         if champion_score is None:
             promote, reason = True, "no champion yet"
@@ -250,12 +246,10 @@ class DeployModelOperator(BaseOperator):
 
     def _publish(self, storage: Any, version: str) -> str:
         """Write the model and its sha256, then replace ``latest.json`` in one atomic write."""
-        import mlflow
-
         from airflow_provider_mlops.ml.serialization import write_model
         from airflow_provider_mlops.utils.staging import resolve_uri
 
-        model = mlflow.sklearn.load_model(f"models:/{self.registered_model_name}/{version}")
+        model = self._model(version)
         root = resolve_uri(self.publish_uri or "").rstrip("/")
         info = write_model(
             storage,

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_mlops.operators.transform import _input_uris
+from airflow_provider_mlops.operators.transform import _input_uris, _iter_inputs
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -132,8 +132,7 @@ class LoadOperator(BaseOperator):
         storage = S3Hook(aws_conn_id=self.storage_conn_id or default_storage_conn_id())
 
         def batches() -> Any:
-            for uri in inputs:
-                yield from storage.iter_batches(uri, format=self.input_format, batch_size=self.batch_size)  # type: ignore[arg-type]
+            return _iter_inputs(storage, inputs, format=self.input_format, batch_size=self.batch_size)
 
         # The manifest's schema, so that an empty dataset still creates its table with the right columns.
         schema = storage.read_schema(inputs[0])

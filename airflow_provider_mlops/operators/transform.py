@@ -26,6 +26,12 @@ def _input_uris(value: Any) -> list[str]:
     return [uri for item in value for uri in _input_uris(item)]
 
 
+def _iter_inputs(storage: Any, inputs: list[str], *, format: str, batch_size: int) -> Any:
+    """Every batch of every input dataset, one after the other."""
+    for uri in inputs:
+        yield from storage.iter_batches(uri, format=format, batch_size=batch_size)
+
+
 class TransformOperator(BaseOperator):
     """
     Apply declarative steps and/or a callable to a dataset, batch by batch, and validate the result.
@@ -112,12 +118,9 @@ class TransformOperator(BaseOperator):
         quarantine = resolve_uri(self.quarantine_uri or f"{output.rstrip('/')}_quarantine")
         quarantined: list[Any] = []
 
-        def source() -> Any:
-            for uri in inputs:
-                yield from storage.iter_batches(uri, format=self.input_format, batch_size=self.batch_size)  # type: ignore[arg-type]
-
         def validated() -> Any:
-            for batch in pipeline.apply(source()):
+            source = _iter_inputs(storage, inputs, format=self.input_format, batch_size=self.batch_size)
+            for batch in pipeline.apply(source):
                 if validator is None:
                     yield batch
                     continue

@@ -12,8 +12,6 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Context
 
-LOWER_IS_BETTER = frozenset({"rmse", "mae", "log_loss"})
-
 
 class DriftSensor(BaseSensorOperator):
     """
@@ -183,8 +181,8 @@ class DriftSensor(BaseSensorOperator):
         import mlflow
         import pyarrow as pa
 
-        from airflow_provider_mlops.ml.training import evaluate
-        from airflow_provider_mlops.operators.deploy import _features_frame
+        from airflow_provider_mlops.ml.features import model_inputs
+        from airflow_provider_mlops.ml.training import LOWER_IS_BETTER, evaluate
 
         batches = list(self._storage.iter_batches(self._uri()))
         frame = pa.Table.from_batches(batches).to_pandas() if batches else None
@@ -198,7 +196,7 @@ class DriftSensor(BaseSensorOperator):
         MlflowHook(self.mlflow_conn_id).activate()
         model = mlflow.sklearn.load_model(f"models:/{source['model']}/{source['version']}")
         task = (profile.get("target") or {}).get("task") or "classification"
-        scores = evaluate(model, _features_frame(frame, self.target), frame[self.target], task)
+        scores = evaluate(model, model_inputs(frame, self.target), frame[self.target], task)
         current = float(scores[self.metric])
         baseline = (profile.get("baseline_metrics") or {}).get(self.metric)
         lower = self.metric in LOWER_IS_BETTER
