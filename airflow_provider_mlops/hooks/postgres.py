@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import io
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from airflow.providers.common.sql.hooks.sql import DbApiHook
 
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 
 WriteMode = Literal["append", "replace", "replace_partition", "upsert"]
 WRITE_MODES: tuple[str, ...] = ("append", "replace", "replace_partition", "upsert")
+LoadEngine = Literal["auto", "adbc", "copy"]
+LOAD_ENGINES: tuple[str, ...] = ("auto", "adbc", "copy")
 
 # libpq parameters that may be given as connection extras.
 _LIBPQ_EXTRAS = (
@@ -120,6 +123,10 @@ def arrow_type_to_pg(data_type: pa.DataType) -> str:
     raise TypeError(f"No PostgreSQL type for Arrow type {data_type}")
 
 
+def _encode_for_copy(batch: pa.RecordBatch) -> tuple[int, bytes]:
+    return batch.num_rows, batch_to_copy_csv(batch)
+
+
 def batch_to_copy_csv(batch: pa.RecordBatch) -> bytes:
     """
     Serialize a batch as CSV that ``COPY ... (FORMAT csv)`` reads back exactly.
@@ -143,6 +150,13 @@ def batch_to_copy_csv(batch: pa.RecordBatch) -> bytes:
             data_type = data_type.value_type
         if t.is_timestamp(data_type) and data_type.unit == "ns":
             column = column.cast(pa.timestamp("us", tz=data_type.tz), safe=False)
+            data_type = column.type
+        if t.is_timestamp(data_type) and data_type.tz is not None:
+            # Arrow formats zoned timestamps ~17x slower than naive ones: write the UTC wall time
+            # (what Arrow stores) with an explicit "Z", which PostgreSQL reads whatever the session zone.
+            column = pc.binary_join_element_wise(
+                column.cast(pa.timestamp(data_type.unit)).cast(pa.string()), "Z", ""
+            )
         elif t.is_binary(data_type) or t.is_large_binary(data_type) or t.is_fixed_size_binary(data_type):
             column = pa.array(
                 [None if v is None else "\\x" + v.hex() for v in column.to_pylist()], pa.string()
@@ -237,9 +251,22 @@ class PostgresHook(DbApiHook):
     supports_executemany = True
     _test_connection_sql = "SELECT 1"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, load_engine: LoadEngine | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.database: str | None = kwargs.get("database")
+        if load_engine is not None and load_engine not in LOAD_ENGINES:
+            raise ValueError(f"load_engine must be one of {LOAD_ENGINES}, got {load_engine!r}")
+        self._load_engine = load_engine
+
+    @property
+    def load_engine(self) -> str:
+        """``auto`` (ADBC when installed and every column maps exactly, else COPY CSV), ``adbc`` or ``copy``."""
+        if self._load_engine is not None:
+            return self._load_engine
+        engine = self.get_connection(self.get_conn_id()).extra_dejson.get("load_engine") or "auto"
+        if engine not in LOAD_ENGINES:
+            raise ValueError(f"Connection extra load_engine must be one of {LOAD_ENGINES}, got {engine!r}")
+        return str(engine)
 
     @property
     def dialect_name(self) -> str:
@@ -356,6 +383,7 @@ class PostgresHook(DbApiHook):
         from psycopg import sql as pgsql
 
         from airflow_provider_mlops.utils.arrow import rebatch
+        from airflow_provider_mlops.utils.pipeline import prefetch
 
         connection = self.get_conn()
         try:
@@ -400,10 +428,12 @@ class PostgresHook(DbApiHook):
                         yield pa.RecordBatch.from_pylist([], schema=schema)
                         return
                     raise
-                for batch in rebatch(stream, batch_size):
-                    if binary:
-                        batch = _decode_bytea(batch, binary, schema)
-                    yield batch
+                # The COPY stream is read and parsed in a worker thread (it owns the cursor from here),
+                # a few batches ahead of the consumer, which meanwhile writes the previous ones.
+                batches = rebatch(stream, batch_size)
+                if binary:
+                    batches = (_decode_bytea(b, binary, schema) for b in batches)
+                yield from prefetch(batches, depth=2, name="mlops-copy-read")
         finally:
             connection.close()
 
@@ -419,17 +449,23 @@ class PostgresHook(DbApiHook):
             raise ValueError(f"Table name {table!r} has more than schema.table parts")
         return pgsql.Identifier(*parts)
 
-    def table_columns(self, connection: psycopg.Connection, table: str) -> dict[str, str] | None:
-        """Column name -> type of an existing table, or None when it does not exist."""
-        row = connection.execute(
-            "SELECT to_regclass(%s)::oid", [str(self._table_ident(table).as_string(connection))]
-        ).fetchone()
+    def table_columns(self, connection: Any, table: str) -> dict[str, str] | None:
+        """
+        Column name -> type (``format_type``) of an existing table, or None when it does not exist.
+
+        :param connection: a psycopg connection or a write session of this hook.
+        """
+        from psycopg import sql as pgsql
+
+        regclass = pgsql.Literal(self._table_ident(table).as_string())
+        row = connection.execute(pgsql.SQL("SELECT to_regclass({})::oid").format(regclass)).fetchone()
         if not row or row[0] is None:
             return None
         rows = connection.execute(
-            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
-            "WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
-            [row[0]],
+            pgsql.SQL(
+                "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                "WHERE attrelid = {} AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+            ).format(pgsql.Literal(int(row[0])))
         ).fetchall()
         return {name: type_ for name, type_ in rows}
 
@@ -490,8 +526,6 @@ class PostgresHook(DbApiHook):
             re-running an old day never regresses the table.
         :return: counts: ``rows`` written, ``inserted``, ``updated``, ``deleted``.
         """
-        from psycopg import sql as pgsql
-
         from airflow_provider_mlops.utils.arrow import peek_schema
 
         if mode not in WRITE_MODES:
@@ -517,17 +551,70 @@ class PostgresHook(DbApiHook):
         if missing_keys:
             raise ValueError(f"Column(s) {missing_keys} are not in the data (columns: {names})")
 
+        plan = _WritePlan(table, schema, mode, keys, partition, create_table, use_staging, newer_column)
+        if self._adbc_wanted():
+            try:
+                counts = self._write(self._adbc_session(), plan, stream)
+            except _UseCopy as why:
+                # Decided before the first batch is consumed: nothing was written yet.
+                self.log.info("Loading %s with COPY (CSV) instead of ADBC: %s", table, why)
+            else:
+                self.log.info(
+                    "Wrote %s rows to %s with ADBC (mode=%s): %s", counts["rows"], table, mode, counts
+                )
+                return counts
+        counts = self._write(_PsycopgSession(self.get_conn()), plan, stream)
+        self.log.info("Wrote %s rows to %s (mode=%s): %s", counts["rows"], table, mode, counts)
+        return counts
+
+    def _adbc_wanted(self) -> bool:
+        if self.load_engine == "copy":
+            return False
+        try:
+            import adbc_driver_postgresql.dbapi  # noqa: F401
+        except ImportError:
+            if self.load_engine == "adbc":
+                raise ImportError(
+                    "load_engine='adbc' needs adbc-driver-postgresql: pip install 'airflow-provider-mlops[postgres]'"
+                ) from None
+            return False
+        return True
+
+    def _adbc_session(self) -> _AdbcSession:
+        import adbc_driver_postgresql.dbapi as adbc_dbapi
+        from psycopg.conninfo import make_conninfo
+
+        conn = self.get_connection(self.get_conn_id())
+        kwargs = self._connect_kwargs(conn)
+        try:
+            connection = adbc_dbapi.connect(make_conninfo(**kwargs))
+        except Exception as err:
+            raise ConnectionError(
+                f"Cannot connect to PostgreSQL at {kwargs['host']}:{kwargs['port']} "
+                f"as {kwargs.get('user')!r} (connection {self.get_conn_id()!r}): "
+                + redact(str(err).strip(), [conn.password])
+            ) from None
+        return _AdbcSession(connection, strict=self.load_engine == "adbc")
+
+    def _write(self, session: _Session, plan: _WritePlan, stream: Iterator[pa.RecordBatch]) -> dict[str, int]:
+        """Apply ``plan`` in one transaction of ``session``; on any error the target is unchanged."""
+        from psycopg import sql as pgsql
+
+        table, schema, mode, keys = plan.table, plan.schema, plan.mode, plan.keys
+        names = list(schema.names)
         target = self._table_ident(table)
         cols = pgsql.SQL(", ").join(map(pgsql.Identifier, names))
         counts = {"rows": 0, "inserted": 0, "updated": 0, "deleted": 0}
-        connection = self.get_conn()
         try:
-            with connection.transaction():
-                existing = self.table_columns(connection, table)
+            with session.transaction():
+                existing = self.table_columns(session, table)
                 if existing is None:
-                    if not create_table:
+                    if not plan.create_table:
                         raise PostgresWriteError(f"Table {table!r} does not exist and create_table=False")
-                    connection.execute(
+                    column_types = {f.name: arrow_type_to_pg(f.type) for f in schema}
+                    # Checked before anything is created: a fallback to COPY finds the database as it was.
+                    session.check_types(schema, column_types)
+                    session.execute(
                         self.create_table_sql(table, schema, primary_key=keys if mode == "upsert" else None)
                     )
                 else:
@@ -537,31 +624,35 @@ class PostgresHook(DbApiHook):
                             f"Column(s) {unknown} do not exist in table {table!r} "
                             f"(its columns: {list(existing)})"
                         )
-                if use_staging:
+                    column_types = existing
+                    session.check_types(schema, column_types)
+                if plan.use_staging:
                     # Temporary tables are private to the session and dropped at commit.
-                    stage = pgsql.Identifier("_mlops_stage")
-                    connection.execute(
+                    stage = pgsql.Identifier(_STAGE_TABLE)
+                    session.execute(
                         pgsql.SQL(
                             "CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA"
                         ).format(stage, cols, target)
                     )
-                    connection.execute(
+                    session.execute(
                         pgsql.SQL("ALTER TABLE {} ADD COLUMN {} bigint GENERATED ALWAYS AS IDENTITY").format(
                             stage, pgsql.Identifier(_SEQ_COLUMN)
                         )
                     )
-                    counts["rows"] = self._copy_in(connection, stage, cols, stream, schema)
-                    self._merge(connection, mode, target, stage, names, keys, partition, counts, newer_column)
+                    counts["rows"] = session.copy_in(stage, None, names, stream, schema, column_types)
+                    self._merge(
+                        session, mode, target, stage, names, keys, plan.partition, counts, plan.newer_column
+                    )
                 else:
                     if mode == "replace":
-                        connection.execute(pgsql.SQL("TRUNCATE {}").format(target))
+                        session.execute(pgsql.SQL("TRUNCATE {}").format(target))
                     elif mode == "replace_partition":
-                        counts["deleted"] = self._delete_partition(connection, target, partition or {})
-                    counts["rows"] = self._copy_in(connection, target, cols, stream, schema)
+                        counts["deleted"] = self._delete_partition(session, target, plan.partition or {})
+                    counts["rows"] = session.copy_in(target, table, names, stream, schema, column_types)
                     counts["inserted"] = counts["rows"]
                     if mode == "replace_partition":
-                        self._check_partition(connection, target, partition or {}, counts["rows"])
-        except PostgresWriteError:
+                        self._check_partition(session, target, plan.partition or {}, counts["rows"])
+        except (PostgresWriteError, _UseCopy):
             raise
         except Exception as err:
             conn = self.get_connection(self.get_conn_id())
@@ -570,54 +661,26 @@ class PostgresHook(DbApiHook):
                 + redact(str(err), [conn.password])
             ) from err
         finally:
-            connection.close()
-        self.log.info("Wrote %s rows to %s (mode=%s): %s", counts["rows"], table, mode, counts)
+            session.close()
         return counts
 
-    def _copy_in(
-        self,
-        connection: psycopg.Connection,
-        target: Any,
-        cols: Any,
-        batches: Iterable[pa.RecordBatch],
-        schema: pa.Schema,
-    ) -> int:
-        from psycopg import sql as pgsql
-
-        from airflow_provider_mlops.utils.arrow import conform
-
-        rows = 0
-        copy_sql = pgsql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(target, cols)
-        with connection.cursor() as cur, cur.copy(copy_sql) as copy:
-            for batch in conform(batches, schema):
-                if batch.num_rows:
-                    copy.write(batch_to_copy_csv(batch))
-                    rows += batch.num_rows
-        return rows
-
     @staticmethod
-    def _delete_partition(connection: psycopg.Connection, target: Any, partition: Mapping[str, Any]) -> int:
+    def _delete_partition(connection: _Session, target: Any, partition: Mapping[str, Any]) -> int:
         from psycopg import sql as pgsql
 
-        where = pgsql.SQL(" AND ").join(
-            pgsql.SQL("{} IS NOT DISTINCT FROM %s").format(pgsql.Identifier(c)) for c in partition
-        )
         cur = connection.execute(
-            pgsql.SQL("DELETE FROM {} WHERE {}").format(target, where), list(partition.values())
+            pgsql.SQL("DELETE FROM {} WHERE {}").format(target, _partition_where(partition))
         )
-        return cur.rowcount
+        return int(cur.rowcount)
 
     @staticmethod
     def _check_partition(
-        connection: psycopg.Connection, target: Any, partition: Mapping[str, Any], expected: int
+        connection: _Session, target: Any, partition: Mapping[str, Any], expected: int
     ) -> None:
         from psycopg import sql as pgsql
 
-        where = pgsql.SQL(" AND ").join(
-            pgsql.SQL("{} IS NOT DISTINCT FROM %s").format(pgsql.Identifier(c)) for c in partition
-        )
         row = connection.execute(
-            pgsql.SQL("SELECT count(*) FROM {} WHERE {}").format(target, where), list(partition.values())
+            pgsql.SQL("SELECT count(*) FROM {} WHERE {}").format(target, _partition_where(partition))
         ).fetchone()
         if row is None or row[0] != expected:
             raise PostgresWriteError(
@@ -627,7 +690,7 @@ class PostgresHook(DbApiHook):
 
     def _merge(
         self,
-        connection: psycopg.Connection,
+        connection: _Session,
         mode: str,
         target: Any,
         stage: Any,
@@ -702,3 +765,253 @@ def _decode_bytea(batch: pa.RecordBatch, columns: list[str], schema: pa.Schema) 
             )
         arrays.append(column)
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+# --------------------------------------------------------------------------------------------------
+# write sessions: the same transaction logic over psycopg (CSV COPY) or ADBC (binary COPY)
+# --------------------------------------------------------------------------------------------------
+_STAGE_TABLE = "_mlops_stage"
+
+
+class _UseCopy(Exception):
+    """ADBC cannot load these columns exactly: use the CSV COPY path instead."""
+
+
+@dataclass(frozen=True)
+class _WritePlan:
+    table: str
+    schema: pa.Schema
+    mode: str
+    keys: Sequence[str] | None
+    partition: Mapping[str, Any] | None
+    create_table: bool
+    use_staging: bool
+    newer_column: str | None
+
+
+class _Session(Protocol):
+    def transaction(self) -> contextlib.AbstractContextManager[Any]: ...
+
+    def execute(self, query: Any) -> Any: ...
+
+    def check_types(self, schema: pa.Schema, column_types: Mapping[str, str]) -> None: ...
+
+    def copy_in(
+        self,
+        target: Any,
+        table: str | None,
+        names: list[str],
+        batches: Iterable[pa.RecordBatch],
+        schema: pa.Schema,
+        column_types: Mapping[str, str],
+    ) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def _partition_where(partition: Mapping[str, Any]) -> Any:
+    from psycopg import sql as pgsql
+
+    return pgsql.SQL(" AND ").join(
+        pgsql.SQL("{} IS NOT DISTINCT FROM {}").format(pgsql.Identifier(c), pgsql.Literal(v))
+        for c, v in partition.items()
+    )
+
+
+class _PsycopgSession:
+    """psycopg 3: batches serialized as CSV by Arrow and sent with ``COPY ... FROM STDIN``."""
+
+    def __init__(self, connection: psycopg.Connection) -> None:
+        self.connection = connection
+
+    def transaction(self) -> contextlib.AbstractContextManager[Any]:
+        return self.connection.transaction()
+
+    def execute(self, query: Any) -> Any:
+        return self.connection.execute(query)
+
+    def check_types(self, schema: pa.Schema, column_types: Mapping[str, str]) -> None:
+        """COPY in CSV lets PostgreSQL parse every value: any column type goes."""
+
+    def copy_in(
+        self,
+        target: Any,
+        table: str | None,
+        names: list[str],
+        batches: Iterable[pa.RecordBatch],
+        schema: pa.Schema,
+        column_types: Mapping[str, str],
+    ) -> int:
+        from psycopg import sql as pgsql
+
+        from airflow_provider_mlops.utils.arrow import conform
+        from airflow_provider_mlops.utils.pipeline import map_ahead
+
+        rows = 0
+        cols = pgsql.SQL(", ").join(map(pgsql.Identifier, names))
+        copy_sql = pgsql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(target, cols)
+        nonempty = (b for b in conform(batches, schema) if b.num_rows)
+        with self.connection.cursor() as cur, cur.copy(copy_sql) as copy:
+            # Encoding batch n+1 (Arrow, no GIL) overlaps sending batch n.
+            for num_rows, data in map_ahead(_encode_for_copy, nonempty, name="mlops-copy-encode"):
+                copy.write(data)
+                rows += num_rows
+        return rows
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+# PostgreSQL column types (as ``format_type`` prints them, or as ``arrow_type_to_pg`` names them) that
+# ADBC's binary COPY writes exactly.
+_ADBC_SIMPLE_TYPES = {
+    "bigint": "int64",
+    "integer": "int32",
+    "smallint": "int16",
+    "double precision": "float64",
+    "real": "float32",
+    "boolean": "bool",
+    "text": "string",
+    "character varying": "string",
+    "timestamp with time zone": "timestamptz",
+    "timestamptz": "timestamptz",
+    "timestamp without time zone": "timestamp",
+    "timestamp": "timestamp",
+    "date": "date32",
+    "bytea": "binary",
+}
+
+
+def adbc_arrow_type(pg_type: str) -> pa.DataType | None:
+    """The Arrow type ADBC writes into a column of ``pg_type`` exactly, or None when there is none."""
+    import re
+
+    import pyarrow as pa
+
+    numeric = re.fullmatch(r"numeric\((\d+),(\d+)\)", pg_type.replace(" ", ""))
+    if numeric:
+        precision, scale = int(numeric.group(1)), int(numeric.group(2))
+        return pa.decimal128(precision, scale) if precision <= 38 else None
+    if re.fullmatch(r"character varying\(\d+\)", pg_type):
+        return pa.string()
+    name = _ADBC_SIMPLE_TYPES.get(pg_type)
+    if name is None:
+        return None
+    if name == "timestamptz":
+        return pa.timestamp("us", tz="UTC")
+    if name == "timestamp":
+        return pa.timestamp("us")
+    return {"bool": pa.bool_(), "string": pa.string(), "binary": pa.binary()}.get(name) or pa.type_for_alias(
+        name
+    )
+
+
+def adbc_castable(source: pa.DataType, target: pa.DataType) -> bool:
+    """Whether a column of ``source`` goes into ``target`` by a cast that keeps every value as COPY would."""
+    import pyarrow.types as t
+
+    if t.is_dictionary(source):
+        source = source.value_type
+    if source == target or t.is_null(source):
+        return True
+    if t.is_integer(target):
+        return t.is_integer(source)  # a value out of range fails the cast, as it fails in PostgreSQL
+    if t.is_floating(target):
+        return t.is_floating(source)
+    if t.is_string(target):
+        return t.is_string(source) or t.is_large_string(source)
+    if t.is_binary(target):
+        return t.is_binary(source) or t.is_large_binary(source) or t.is_fixed_size_binary(source)
+    if t.is_timestamp(target):
+        return t.is_timestamp(source) and (source.tz is None) == (target.tz is None)
+    if t.is_date(target):
+        return t.is_date(source)
+    if t.is_decimal(target):
+        return t.is_decimal(source) and source.scale == target.scale and source.precision <= target.precision
+    return False
+
+
+class _AdbcSession:
+    """ADBC (``adbc-driver-postgresql``): Arrow batches written with binary ``COPY`` from libpq."""
+
+    def __init__(self, connection: Any, *, strict: bool) -> None:
+        self.connection = connection
+        self.strict = strict
+        self.cursor = connection.cursor()
+        self.target_schema: pa.Schema | None = None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        try:
+            self.cursor.execute("SET LOCAL TIME ZONE 'UTC'")
+            yield
+        except BaseException:
+            self.connection.rollback()
+            raise
+        else:
+            self.connection.commit()
+
+    def execute(self, query: Any) -> Any:
+        self.cursor.execute(query if isinstance(query, str) else query.as_string())
+        return self.cursor
+
+    def check_types(self, schema: pa.Schema, column_types: Mapping[str, str]) -> None:
+        import pyarrow as pa
+
+        fields = []
+        for field in schema:
+            pg_type = column_types[field.name]
+            arrow_type = adbc_arrow_type(pg_type)
+            if arrow_type is None or not adbc_castable(field.type, arrow_type):
+                message = f"column {field.name!r} ({field.type} into {pg_type})"
+                if self.strict:
+                    raise PostgresWriteError(f"load_engine='adbc' cannot write {message} exactly; use 'auto'")
+                raise _UseCopy(message)
+            fields.append(pa.field(field.name, arrow_type))
+        self.target_schema = pa.schema(fields)
+
+    def copy_in(
+        self,
+        target: Any,
+        table: str | None,
+        names: list[str],
+        batches: Iterable[pa.RecordBatch],
+        schema: pa.Schema,
+        column_types: Mapping[str, str],
+    ) -> int:
+        import pyarrow as pa
+
+        from airflow_provider_mlops.utils.arrow import conform
+
+        if self.target_schema is None:
+            self.check_types(schema, column_types)
+        target_schema = self.target_schema
+        assert target_schema is not None
+        rows = 0
+
+        def cast() -> Iterator[pa.RecordBatch]:
+            nonlocal rows
+            for batch in conform(batches, schema):
+                if not batch.num_rows:
+                    continue
+                arrays = [
+                    column.cast(field.type, safe=not pa.types.is_timestamp(field.type))
+                    if column.type != field.type
+                    else column
+                    for column, field in zip(batch.columns, target_schema, strict=True)
+                ]
+                rows += batch.num_rows
+                yield pa.RecordBatch.from_arrays(arrays, schema=target_schema)
+
+        reader = pa.RecordBatchReader.from_batches(target_schema, cast())
+        if table is None:
+            self.cursor.adbc_ingest(_STAGE_TABLE, reader, mode="append", temporary=True)
+        else:
+            db_schema, _, name = table.rpartition(".")
+            self.cursor.adbc_ingest(name, reader, mode="append", db_schema_name=db_schema or None)
+        return rows
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.cursor.close()
+        self.connection.close()

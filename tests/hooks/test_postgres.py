@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import decimal
 import hashlib
 import uuid
 
@@ -12,9 +13,10 @@ from tests.conftest import set_connection
 from tests.harness.servers import PostgresServer, free_port
 
 
-@pytest.fixture
-def hook(pg_conn_id: str) -> PostgresHook:
-    return PostgresHook(postgres_conn_id=pg_conn_id)
+@pytest.fixture(params=["adbc", "copy"])
+def hook(pg_conn_id: str, request: pytest.FixtureRequest) -> PostgresHook:
+    """Every write test runs on both load engines: ADBC's binary COPY and psycopg's CSV COPY."""
+    return PostgresHook(postgres_conn_id=pg_conn_id, load_engine=request.param)
 
 
 @pytest.fixture
@@ -234,3 +236,87 @@ def test_upsert_with_newer_column_never_regresses(hook, table, postgres_server) 
     assert _rows(postgres_server, f'SELECT id, v FROM "{table}" ORDER BY id') == [(1, "v3"), (2, "v3")]
     hook.write_batches(table, batch(4, 4), mode="upsert", keys=["id"], newer_column="updated_at")
     assert _rows(postgres_server, f'SELECT v FROM "{table}" WHERE id = 1') == [("v4",)]
+
+
+def test_auto_engine_uses_adbc_for_exact_types_and_copy_for_the_rest(
+    pg_conn_id, table, postgres_server, capsys
+) -> None:
+    hook = PostgresHook(postgres_conn_id=pg_conn_id)  # load_engine="auto"
+    capsys.readouterr()
+    hook.write_batches(table, _batches([1, 2]), mode="upsert", keys=["id"])
+    assert "with ADBC" in capsys.readouterr().out  # the task log says which engine loaded the rows
+    nested = pa.RecordBatch.from_pydict(
+        {"id": [3], "value": ["v3"], "doc": pa.array([{"a": 1, "b": [1, 2]}])}
+    )
+    other = f"{table}_nested"
+    hook.write_batches(other, [nested], mode="upsert", keys=["id"])
+    out = capsys.readouterr().out
+    assert "with COPY (CSV) instead of ADBC" in out and "'doc'" in out
+    assert _rows(postgres_server, f'SELECT id, value, doc FROM "{other}"') == [
+        (3, "v3", {"a": 1, "b": [1, 2]})
+    ]
+
+
+def test_adbc_engine_refuses_a_column_it_cannot_write_exactly_and_creates_nothing(
+    pg_conn_id, table, postgres_server
+) -> None:
+    hook = PostgresHook(postgres_conn_id=pg_conn_id, load_engine="adbc")
+    nested = pa.RecordBatch.from_pydict({"id": [1], "doc": pa.array([{"a": 1}])})
+    with pytest.raises(PostgresWriteError, match=r"cannot write column 'doc'.*jsonb"):
+        hook.write_batches(table, [nested])
+    assert _rows(postgres_server, f"SELECT to_regclass('{table}')") == [(None,)]
+
+
+def test_adbc_casts_into_wider_existing_columns_and_truncates_nanoseconds_like_copy(
+    pg_conn_id, table, postgres_server
+) -> None:
+    import datetime as dt
+
+    with psycopg.connect(postgres_server.dsn) as conn:
+        conn.execute(f'CREATE TABLE "{table}" (id bigint, n numeric(14,2), at timestamptz, s varchar(10))')
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "id": pa.array([1, 2], pa.int16()),
+            "n": pa.array([decimal.Decimal("1.25"), None], pa.decimal128(5, 2)),
+            # 12:00:00.000001500 in Paris: PostgreSQL keeps microseconds
+            "at": pa.array([1_700_000_000_000_001_500, None], pa.timestamp("ns", tz="Europe/Paris")),
+            "s": pa.array(["é", None], pa.large_string()),
+        }
+    )
+    results = {}
+    for engine in ("adbc", "copy"):
+        hook = PostgresHook(postgres_conn_id=pg_conn_id, load_engine=engine)
+        hook.write_batches(table, [batch], mode="replace")
+        results[engine] = _rows(postgres_server, f'SELECT id, n, at, s FROM "{table}" ORDER BY id')
+    expected_at = dt.datetime(2023, 11, 14, 22, 13, 20, 1, tzinfo=dt.UTC)
+    assert results["adbc"] == results["copy"]
+    assert results["adbc"][0][1] == decimal.Decimal("1.25") and results["adbc"][0][2] == expected_at
+
+
+def test_adbc_type_mapping() -> None:
+    from airflow_provider_mlops.hooks.postgres import adbc_arrow_type, adbc_castable
+
+    assert adbc_arrow_type("numeric(12,2)") == pa.decimal128(12, 2)
+    assert adbc_arrow_type("numeric") is None  # unbounded numeric: COPY
+    assert adbc_arrow_type("character varying(20)") == pa.string()
+    assert adbc_arrow_type("jsonb") is None and adbc_arrow_type("uuid") is None
+    assert adbc_arrow_type("timestamp with time zone") == pa.timestamp("us", tz="UTC")
+    assert adbc_castable(pa.int8(), pa.int64()) and not adbc_castable(pa.int64(), pa.float64())
+    assert not adbc_castable(pa.timestamp("us"), pa.timestamp("us", tz="UTC")), "naive into zoned: COPY"
+    assert not adbc_castable(pa.decimal128(10, 3), pa.decimal128(12, 2)), "a rescale could round: COPY"
+    assert adbc_castable(pa.dictionary(pa.int8(), pa.string()), pa.string())
+
+
+def test_zoned_timestamps_are_written_as_utc_with_an_explicit_zone() -> None:
+    from airflow_provider_mlops.hooks.postgres import batch_to_copy_csv
+
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "at": pa.array([0, None], pa.timestamp("ms", tz="America/New_York")),
+            "naive": pa.array([0, 0], pa.timestamp("s")),
+        }
+    )
+    assert batch_to_copy_csv(batch).decode().splitlines() == [
+        '"1970-01-01 00:00:00.000Z",1970-01-01 00:00:00',
+        ",1970-01-01 00:00:00",
+    ]

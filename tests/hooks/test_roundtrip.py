@@ -18,13 +18,16 @@ Writer = Callable[[Iterator[pa.RecordBatch]], Any]
 Reader = Callable[[], Iterator[pa.RecordBatch]]
 
 
-def _postgres(request: pytest.FixtureRequest) -> tuple[Writer, Reader]:
-    hook = PostgresHook(postgres_conn_id=request.getfixturevalue("pg_conn_id"))
-    table = f"rt_{uuid.uuid4().hex[:8]}"
-    return (
-        lambda batches: hook.write_batches(table, batches, mode="append", schema=MIXED_SCHEMA),
-        lambda: hook.iter_batches(f'SELECT * FROM "{table}" ORDER BY id', batch_size=2),
-    )
+def _postgres(engine: str) -> Callable[[pytest.FixtureRequest], tuple[Writer, Reader]]:
+    def make(request: pytest.FixtureRequest) -> tuple[Writer, Reader]:
+        hook = PostgresHook(postgres_conn_id=request.getfixturevalue("pg_conn_id"), load_engine=engine)
+        table = f"rt_{uuid.uuid4().hex[:8]}"
+        return (
+            lambda batches: hook.write_batches(table, batches, mode="append", schema=MIXED_SCHEMA),
+            lambda: hook.iter_batches(f'SELECT * FROM "{table}" ORDER BY id', batch_size=2),
+        )
+
+    return make
 
 
 def _mongo(request: pytest.FixtureRequest) -> tuple[Writer, Reader]:
@@ -64,7 +67,8 @@ def _local_parquet(request: pytest.FixtureRequest) -> tuple[Writer, Reader]:
 
 
 SYSTEMS: dict[str, Callable[[pytest.FixtureRequest], tuple[Writer, Reader]]] = {
-    "postgres": _postgres,
+    "postgres-adbc": _postgres("adbc"),
+    "postgres-copy": _postgres("copy"),
     "mongo": _mongo,
     "s3-parquet": _s3("parquet"),
     "s3-csv": _s3("csv"),
@@ -85,12 +89,13 @@ def test_sink_then_source_round_trips_every_type(system: str, request: pytest.Fi
 @pytest.mark.parametrize(
     ("source", "sink"),
     [
-        ("postgres", "s3-parquet"),
+        ("postgres-adbc", "s3-parquet"),
         ("s3-parquet", "mongo"),
-        ("mongo", "postgres"),
-        ("postgres", "mongo"),
+        ("mongo", "postgres-adbc"),
+        ("postgres-copy", "mongo"),
         ("mongo", "s3-csv"),
-        ("s3-csv", "postgres"),
+        ("s3-csv", "postgres-copy"),
+        ("postgres-copy", "postgres-adbc"),
     ],
 )
 def test_source_to_sink_pairs(source: str, sink: str, request: pytest.FixtureRequest) -> None:
