@@ -571,7 +571,8 @@ class PostgresHook(DbApiHook):
         if self.load_engine == "copy":
             return False
         try:
-            import adbc_driver_postgresql.dbapi  # noqa: F401
+            import adbc_driver_manager  # noqa: F401
+            import adbc_driver_postgresql  # noqa: F401
         except ImportError:
             if self.load_engine == "adbc":
                 raise ImportError(
@@ -581,20 +582,22 @@ class PostgresHook(DbApiHook):
         return True
 
     def _adbc_session(self) -> _AdbcSession:
-        import adbc_driver_postgresql.dbapi as adbc_dbapi
+        import adbc_driver_postgresql
         from psycopg.conninfo import make_conninfo
 
         conn = self.get_connection(self.get_conn_id())
         kwargs = self._connect_kwargs(conn)
         try:
-            connection = adbc_dbapi.connect(make_conninfo(**kwargs))
+            # The database handle connects lazily: connecting the session proves the credentials.
+            return _AdbcSession(
+                adbc_driver_postgresql.connect(make_conninfo(**kwargs)), strict=self.load_engine == "adbc"
+            )
         except Exception as err:
             raise ConnectionError(
                 f"Cannot connect to PostgreSQL at {kwargs['host']}:{kwargs['port']} "
                 f"as {kwargs.get('user')!r} (connection {self.get_conn_id()!r}): "
                 + redact(str(err).strip(), [conn.password])
             ) from None
-        return _AdbcSession(connection, strict=self.load_engine == "adbc")
 
     def _write(self, session: _Session, plan: _WritePlan, stream: Iterator[pa.RecordBatch]) -> dict[str, int]:
         """Apply ``plan`` in one transaction of ``session``; on any error the target is unchanged."""
@@ -931,19 +934,41 @@ def adbc_castable(source: pa.DataType, target: pa.DataType) -> bool:
     return False
 
 
-class _AdbcSession:
-    """ADBC (``adbc-driver-postgresql``): Arrow batches written with binary ``COPY`` from libpq."""
+class _AdbcResult:
+    """The rows (few: counts, catalog lookups) and row count of one statement run through ADBC."""
 
-    def __init__(self, connection: Any, *, strict: bool) -> None:
-        self.connection = connection
+    def __init__(self, rows: list[tuple[Any, ...]], rowcount: int) -> None:
+        self.rows = rows
+        self.rowcount = rowcount
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self.rows[0] if self.rows else None
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return self.rows
+
+
+class _AdbcSession:
+    """
+    ADBC (``adbc-driver-postgresql``): Arrow batches written with binary ``COPY`` from libpq.
+
+    Uses the driver manager's low-level API: its DB-API module imports ``pyarrow.dataset`` and
+    with it pandas (~45 MB of a worker's memory) for features a bulk load does not use.
+    """
+
+    def __init__(self, database: Any, *, strict: bool) -> None:
+        import adbc_driver_manager
+
+        self.database = database
+        self.connection = adbc_driver_manager.AdbcConnection(database)
+        self.connection.set_autocommit(False)
         self.strict = strict
-        self.cursor = connection.cursor()
         self.target_schema: pa.Schema | None = None
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         try:
-            self.cursor.execute("SET LOCAL TIME ZONE 'UTC'")
+            self.execute("SET LOCAL TIME ZONE 'UTC'")
             yield
         except BaseException:
             self.connection.rollback()
@@ -951,9 +976,16 @@ class _AdbcSession:
         else:
             self.connection.commit()
 
-    def execute(self, query: Any) -> Any:
-        self.cursor.execute(query if isinstance(query, str) else query.as_string())
-        return self.cursor
+    def execute(self, query: Any) -> _AdbcResult:
+        import adbc_driver_manager
+        import pyarrow as pa
+
+        with adbc_driver_manager.AdbcStatement(self.connection) as statement:
+            statement.set_sql_query(query if isinstance(query, str) else query.as_string())
+            handle, rowcount = statement.execute_query()
+            table = pa.RecordBatchReader.from_stream(handle).read_all()
+        rows = list(zip(*(column.to_pylist() for column in table.columns), strict=True))
+        return _AdbcResult(rows, rowcount)
 
     def check_types(self, schema: pa.Schema, column_types: Mapping[str, str]) -> None:
         import pyarrow as pa
@@ -979,6 +1011,7 @@ class _AdbcSession:
         schema: pa.Schema,
         column_types: Mapping[str, str],
     ) -> int:
+        import adbc_driver_manager
         import pyarrow as pa
 
         from airflow_provider_mlops.utils.arrow import conform
@@ -995,6 +1028,7 @@ class _AdbcSession:
                 if not batch.num_rows:
                     continue
                 arrays = [
+                    # timestamps truncate to PostgreSQL's microseconds, as the CSV path does
                     column.cast(field.type, safe=not pa.types.is_timestamp(field.type))
                     if column.type != field.type
                     else column
@@ -1003,15 +1037,23 @@ class _AdbcSession:
                 rows += batch.num_rows
                 yield pa.RecordBatch.from_arrays(arrays, schema=target_schema)
 
-        reader = pa.RecordBatchReader.from_batches(target_schema, cast())
+        options: dict[str, str] = {"adbc.ingest.mode": "adbc.ingest.mode.append"}
         if table is None:
-            self.cursor.adbc_ingest(_STAGE_TABLE, reader, mode="append", temporary=True)
+            options.update({"adbc.ingest.target_table": _STAGE_TABLE, "adbc.ingest.temporary": "true"})
         else:
             db_schema, _, name = table.rpartition(".")
-            self.cursor.adbc_ingest(name, reader, mode="append", db_schema_name=db_schema or None)
+            options["adbc.ingest.target_table"] = name
+            if db_schema:
+                options["adbc.ingest.target_db_schema"] = db_schema
+        reader = pa.RecordBatchReader.from_batches(target_schema, cast())
+        with adbc_driver_manager.AdbcStatement(self.connection) as statement:
+            statement.set_options(**options)
+            statement.bind_stream(reader)
+            statement.execute_update()
         return rows
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
-            self.cursor.close()
-        self.connection.close()
+            self.connection.close()
+        with contextlib.suppress(Exception):
+            self.database.close()

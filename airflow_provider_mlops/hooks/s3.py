@@ -366,8 +366,6 @@ class S3Hook(BaseHook):
         :param columns: read only these columns.
         :param schema: the schema to read with (CSV / JSON Lines otherwise infer it from the first file).
         """
-        import pyarrow.dataset as pads
-
         from airflow_provider_mlops.utils.arrow import rebatch
 
         if format not in FORMATS:
@@ -379,6 +377,9 @@ class S3Hook(BaseHook):
         if format == "parquet":
             yield from self._iter_parquet(fs, files, batch_size=batch_size, columns=columns, schema=schema)
             return
+        # Only CSV / JSON Lines need the dataset scanner (importing it loads pandas too, ~45 MB).
+        import pyarrow.dataset as pads
+
         file_format: Any = "json"
         if format == "csv":
             import pyarrow.csv as pacsv

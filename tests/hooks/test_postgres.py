@@ -59,6 +59,11 @@ def test_wrong_password_is_reported_without_the_secret(postgres_server: Postgres
     assert not ok
     assert "password authentication failed" in message
     assert secret not in message
+    for engine in ("adbc", "copy"):
+        hook = PostgresHook(postgres_conn_id=conn_id, load_engine=engine)
+        with pytest.raises(ConnectionError, match="password authentication failed") as raised:
+            hook.write_batches("never_written", _batches([1]))
+        assert secret not in str(raised.value), engine
 
 
 def test_closed_port_is_reported_readably() -> None:
