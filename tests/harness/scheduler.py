@@ -6,7 +6,6 @@ LocalExecutor, each task in its own process) on 127.0.0.1, driven through the RE
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -25,13 +24,13 @@ from tests.harness.servers import free_port
 @dataclass
 class AirflowServer:
     url: str
-    token: str
     home: Path
     log: Path
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
+        # simple_auth_manager_all_admins: the API and the UI need no login on this loopback server.
+        return {}
 
     def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         return requests.request(
@@ -137,6 +136,8 @@ def start_airflow(home: Path, dags_folder: Path, env: Mapping[str, str]) -> Iter
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
+        # No login, so a headless browser can show the UI (loopback only: never do this on a network).
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         **env,
     }
     home.mkdir(parents=True, exist_ok=True)
@@ -166,16 +167,7 @@ def start_airflow(home: Path, dags_folder: Path, env: Mapping[str, str]) -> Iter
             time.sleep(1)
         else:
             raise TimeoutError(f"airflow standalone not healthy after 180s:\n{log.read_text()[-3000:]}")
-        passwords = home / "simple_auth_manager_passwords.json.generated"
-        deadline = time.monotonic() + 60
-        while not passwords.exists() and time.monotonic() < deadline:
-            time.sleep(0.5)
-        username, password = next(iter(json.loads(passwords.read_text()).items()))
-        response = requests.post(
-            f"{url}/auth/token", json={"username": username, "password": password}, timeout=30
-        )
-        response.raise_for_status()
-        yield AirflowServer(url, response.json()["access_token"], home, log)
+        yield AirflowServer(url, home, log)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)

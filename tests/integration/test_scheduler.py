@@ -17,6 +17,7 @@ import pytest
 
 from airflow_provider_mlops.demo.api import DEMO_TOKEN, ProfileApi, serve
 from airflow_provider_mlops.demo.simulate import World, activity, current_profiles, write_activity
+from tests.harness.browser import find_browser, rendered_dom, screenshot
 from tests.harness.scheduler import start_airflow
 
 pytestmark = pytest.mark.integration
@@ -25,7 +26,7 @@ WORLD = World(customers=500, active_per_day=250)
 DAYS = 3
 
 
-def test_etl_catch_up_out_of_order_under_a_real_scheduler(tmp_path: Path) -> None:
+def test_etl_catch_up_out_of_order_under_a_real_scheduler(tmp_path: Path, artifacts_dir: Path) -> None:
     dags = tmp_path / "dags"
     dags.mkdir()
     for name in ("etl_daily.py", "monitor_model.py", "train_model.py"):
@@ -66,6 +67,7 @@ def test_etl_catch_up_out_of_order_under_a_real_scheduler(tmp_path: Path) -> Non
             assert train_run["state"] == "success", airflow.task_states(
                 "mlops_train_model", train_run["dag_run_id"]
             )
+            _check_grid_view(airflow.url, artifacts_dir)
     finally:
         server.shutdown()
     import mlflow
@@ -86,3 +88,19 @@ def test_etl_catch_up_out_of_order_under_a_real_scheduler(tmp_path: Path) -> Non
     # Every customer holds its newest profile although day 0 (the full load) ran after day 2.
     final = current_profiles(WORLD, DAYS - 1)
     assert customers == {cid: p["monthly_charges"] for cid, p in final.items()}
+
+
+def _check_grid_view(url: str, artifacts_dir: Path) -> None:
+    """The Airflow UI's grid view of the ETL, rendered by headless Chromium, shows its tasks."""
+    from tests.conftest import _unavailable
+
+    browser = find_browser()
+    if browser is None:
+        _unavailable("chromium not found: apt-get install chromium")
+        return
+    page = f"{url}/dags/mlops_etl_daily"
+    dom = rendered_dom(page, window=(1600, 900), browser=browser)
+    for task_id in ("extract_activity", "clean_activity", "load_activity", "publish_activity_parquet"):
+        assert task_id in dom, f"grid view without {task_id}: not logged in or not rendered"
+    png = screenshot(page, artifacts_dir / "airflow_grid_etl.png", window=(1600, 900), browser=browser)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 30_000

@@ -186,12 +186,10 @@ def test_accuracy_decay_against_the_champion(
 def test_html_report_renders_in_headless_chromium(
     profile_uri: str, tmp_path: Path, artifacts_dir: Path
 ) -> None:
-    import shutil
-    import subprocess
-
     from tests.conftest import _unavailable
+    from tests.harness.browser import find_browser, rendered_dom, screenshot
 
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    browser = find_browser()
     if browser is None:
         _unavailable("chromium not found: apt-get install chromium")
     shifted = _write(tmp_path, "shifted", _people(20_000, 5, shift=0.8))
@@ -203,28 +201,9 @@ def test_html_report_renders_in_headless_chromium(
         thresholds={"share": 0.3},
     )
     sensor.poke(task_context(tmp_path))
-    screenshot = artifacts_dir / "drift_report.png"
-    screenshot.unlink(missing_ok=True)
-    subprocess.run(
-        [
-            browser,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'chromium-profile'}",
-            "--hide-scrollbars",
-            "--window-size=1500,700",
-            f"--screenshot={screenshot}",
-            (tmp_path / "report" / "report.html").as_uri(),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
+    url = (tmp_path / "report" / "report.html").as_uri()
+    data = screenshot(
+        url, artifacts_dir / "drift_report.png", window=(1500, 700), wait_ms=2000, browser=browser
     )
-    data = screenshot.read_bytes()
+    assert "income" in rendered_dom(url, wait_ms=2000, browser=browser)
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000, "a rendered page, not a blank one"
