@@ -16,6 +16,7 @@ from urllib.parse import quote_plus
 
 from airflow.sdk import BaseHook
 
+from airflow_provider_mlops.utils.arrow import uses_arrow_memory
 from airflow_provider_mlops.utils.connection import as_bool, as_int, redact
 
 if TYPE_CHECKING:
@@ -224,6 +225,7 @@ class MongoHook(BaseHook):
     # ----------------------------------------------------------------------------------------------
     # reading
     # ----------------------------------------------------------------------------------------------
+    @uses_arrow_memory
     def iter_batches(
         self,
         collection: str,
@@ -271,6 +273,7 @@ class MongoHook(BaseHook):
     # ----------------------------------------------------------------------------------------------
     # writing
     # ----------------------------------------------------------------------------------------------
+    @uses_arrow_memory
     def write_batches(
         self,
         collection: str,

@@ -23,6 +23,7 @@ from urllib.parse import unquote, urlparse
 
 from airflow.sdk import BaseHook
 
+from airflow_provider_mlops.utils.arrow import uses_arrow_memory
 from airflow_provider_mlops.utils.connection import as_bool, redact
 
 if TYPE_CHECKING:
@@ -345,6 +346,7 @@ class S3Hook(BaseHook):
     # ----------------------------------------------------------------------------------------------
     # datasets
     # ----------------------------------------------------------------------------------------------
+    @uses_arrow_memory
     def iter_batches(
         self,
         uri: str,
@@ -468,6 +470,7 @@ class S3Hook(BaseHook):
             return None
         return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(manifest["arrow_schema"])))
 
+    @uses_arrow_memory
     def write_dataset(
         self,
         uri: str,

@@ -1,0 +1,91 @@
+"""
+Capture the tutorial's screenshots from a finished demo: ``python docs/capture_screenshots.py [.demo]``.
+
+Starts Airflow's API server (the UI) on the demo's AIRFLOW_HOME, on 127.0.0.1 without login, and
+renders with headless Chromium: the grid view of the monitoring and training DAGs and the first
+drift report that flagged drift. The PNGs go to ``docs/_static/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.harness.browser import find_browser, screenshot  # noqa: E402
+from tests.harness.servers import free_port  # noqa: E402
+
+STATIC = ROOT / "docs" / "_static"
+
+
+@contextlib.contextmanager
+def api_server(home: Path):
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
+        "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]),
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "example_dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "airflow", "api-server"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"{url}/api/v2/monitor/health", timeout=2).status_code == 200:
+                    break
+            time.sleep(1)
+        else:
+            raise TimeoutError("the API server did not start")
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def main() -> None:
+    home = Path(sys.argv[1] if len(sys.argv) > 1 else ".demo").resolve()
+    if not (home / "airflow.db").exists():
+        sys.exit(f"No demo at {home}: run ./dev demo first")
+    browser = find_browser()
+    if browser is None:
+        sys.exit("chromium not found: apt-get install chromium")
+    with api_server(home) as url:
+        for dag_id, task_id, name in (
+            ("mlops_monitor_model", "check_drift_and_accuracy", "airflow_grid_monitor.png"),
+            ("mlops_train_model", None, "airflow_grid_train.png"),
+        ):
+            page = f"{url}/dags/{dag_id}" + (f"/tasks/{task_id}" if task_id else "")
+            screenshot(page, STATIC / name, window=(1400, 620), browser=browser)
+            print(f"{page} -> {STATIC / name}")
+    reports = sorted(home.glob("storage/mlops_monitor_model/check_drift_and_accuracy/*/drift_report/report.html"))
+    flagged = [r for r in reports if "DRIFT DETECTED" in r.read_text(errors="replace")]
+    if flagged:
+        screenshot(flagged[0].as_uri(), STATIC / "drift_report.png", window=(1500, 700), wait_ms=2000, browser=browser)
+        print(f"{flagged[0]} -> {STATIC / 'drift_report.png'}")
+
+
+if __name__ == "__main__":
+    main()
