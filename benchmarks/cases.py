@@ -16,11 +16,38 @@ from collections.abc import Callable
 from typing import Any
 
 CASES: dict[str, Callable[[dict[str, Any]], int]] = {}
+WARM_FOR: dict[str, tuple[str, ...]] = {}
+
+# Imported before the clock starts, by every case: what a worker has loaded before execute() runs.
+WARM = (
+    "airflow.sdk",
+    "pyarrow",
+    "pyarrow.parquet",
+    "airflow_provider_mlops.utils.arrow",
+    "airflow_provider_mlops.hooks.s3",
+)
+# ...and per system, the driver and hook the case's task imports anyway (their memory counts in its
+# peak, their import time does not). pyarrow.dataset (and pandas with it) is not among them: a path
+# that needs it pays for it on the clock.
+PG = (
+    "pyarrow.csv",
+    "psycopg",
+    "adbc_driver_manager",
+    "adbc_driver_postgresql",
+    "airflow_provider_mlops.hooks.postgres",
+)
+MONGO = ("pymongo", "airflow_provider_mlops.hooks.mongo")
+S3 = ("boto3",)
+HTTP = ("requests", "tenacity", "airflow_provider_mlops.hooks.http")
 
 
-def case(func: Callable[[dict[str, Any]], int]) -> Callable[[dict[str, Any]], int]:
-    CASES[func.__name__] = func
-    return func
+def case(*warm: str) -> Callable[[Callable[[dict[str, Any]], int]], Callable[[dict[str, Any]], int]]:
+    def register(func: Callable[[dict[str, Any]], int]) -> Callable[[dict[str, Any]], int]:
+        CASES[func.__name__] = func
+        WARM_FOR[func.__name__] = warm
+        return func
+
+    return register
 
 
 def _connections(args: dict[str, Any]) -> None:
@@ -35,7 +62,7 @@ def _parquet_batches(path: str, batch_size: int = 50_000) -> Any:
 
 
 # ------------------------------------------------------------------------------------------ postgres
-@case
+@case(*PG)
 def pg_load_copy(args: dict[str, Any]) -> int:
     """The provider: Parquet -> PostgresHook.write_batches (COPY in one transaction)."""
     from airflow_provider_mlops.hooks.postgres import PostgresHook
@@ -50,7 +77,7 @@ def pg_load_copy(args: dict[str, Any]) -> int:
     )["rows"]
 
 
-@case
+@case(*PG)
 def pg_raw_copy_text(args: dict[str, Any]) -> int:
     """Baseline: the same rows pre-serialized as COPY text, streamed with psycopg's copy.write."""
     import psycopg
@@ -63,7 +90,7 @@ def pg_raw_copy_text(args: dict[str, Any]) -> int:
     return int(args["rows"])
 
 
-@case
+@case(*PG)
 def pg_insert_rows(args: dict[str, Any]) -> int:
     """Baseline: common-sql's insert_rows (executemany in commits of 1,000) on a subset."""
     import pyarrow.parquet as pq
@@ -80,7 +107,7 @@ def pg_insert_rows(args: dict[str, Any]) -> int:
     return len(rows)
 
 
-@case
+@case(*PG)
 def pg_extract_parquet(args: dict[str, Any]) -> int:
     """The provider: PostgresHook.iter_batches (COPY TO STDOUT) -> Parquet dataset."""
     from airflow_provider_mlops.hooks.postgres import PostgresHook
@@ -92,7 +119,7 @@ def pg_extract_parquet(args: dict[str, Any]) -> int:
     )["rows"]
 
 
-@case
+@case(*PG)
 def pg_raw_copy_out(args: dict[str, Any]) -> int:
     """Baseline: raw COPY (query) TO STDOUT, bytes read and dropped."""
     import psycopg
@@ -108,7 +135,7 @@ def pg_raw_copy_out(args: dict[str, Any]) -> int:
     return int(args["rows"])
 
 
-@case
+@case(*PG)
 def adbc_extract_parquet(args: dict[str, Any]) -> int:
     """Comparison: ADBC record-batch stream -> Parquet."""
     import adbc_driver_postgresql.dbapi as adbc
@@ -121,7 +148,7 @@ def adbc_extract_parquet(args: dict[str, Any]) -> int:
         return S3Hook(aws_conn_id=None).write_dataset(args["out"], iter(reader), schema=reader.schema)["rows"]
 
 
-@case
+@case(*PG)
 def adbc_load(args: dict[str, Any]) -> int:
     """Comparison: ADBC bulk ingest of the Parquet batches (append into an existing table)."""
     import adbc_driver_postgresql.dbapi as adbc
@@ -142,7 +169,7 @@ def adbc_load(args: dict[str, Any]) -> int:
 
 
 # ------------------------------------------------------------------------------------------ mongo / s3 / http
-@case
+@case(*MONGO)
 def mongo_load(args: dict[str, Any]) -> int:
     from airflow_provider_mlops.hooks.mongo import MongoHook
 
@@ -152,7 +179,7 @@ def mongo_load(args: dict[str, Any]) -> int:
     )["rows"]
 
 
-@case
+@case(*MONGO)
 def mongo_extract_parquet(args: dict[str, Any]) -> int:
     import pyarrow.parquet as pq
 
@@ -165,7 +192,7 @@ def mongo_extract_parquet(args: dict[str, Any]) -> int:
     return S3Hook(aws_conn_id=None).write_dataset(args["out"], batches, schema=schema)["rows"]
 
 
-@case
+@case(*MONGO)
 def pymongoarrow_extract(args: dict[str, Any]) -> int:
     """Comparison: pymongoarrow's find_arrow_all (whole result in memory)."""
     import pymongo
@@ -176,7 +203,7 @@ def pymongoarrow_extract(args: dict[str, Any]) -> int:
     return table.num_rows
 
 
-@case
+@case(*S3)
 def s3_write(args: dict[str, Any]) -> int:
     from airflow_provider_mlops.hooks.s3 import S3Hook
 
@@ -185,14 +212,14 @@ def s3_write(args: dict[str, Any]) -> int:
     ]
 
 
-@case
+@case(*S3)
 def s3_read(args: dict[str, Any]) -> int:
     from airflow_provider_mlops.hooks.s3 import S3Hook
 
     return sum(b.num_rows for b in S3Hook(aws_conn_id="bench_s3").iter_batches(args["uri"]))
 
 
-@case
+@case(*HTTP)
 def http_extract_parquet(args: dict[str, Any]) -> int:
     from airflow_provider_mlops.hooks.http import HttpApiHook
     from airflow_provider_mlops.hooks.s3 import S3Hook
@@ -213,33 +240,13 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-# Imported before the clock starts: a worker has paid for them before execute() runs. What a case
-# needs beyond these (a driver, pyarrow.dataset for CSV) it imports on the clock and in its RSS.
-WARM = (
-    "airflow.sdk",
-    "pyarrow",
-    "pyarrow.parquet",
-    "pyarrow.csv",
-    "psycopg",
-    "pymongo",
-    "boto3",
-    "requests",
-    "tenacity",
-    "airflow_provider_mlops.hooks.postgres",
-    "airflow_provider_mlops.hooks.s3",
-    "airflow_provider_mlops.hooks.mongo",
-    "airflow_provider_mlops.hooks.http",
-    "airflow_provider_mlops.utils.arrow",
-)
-
-
 def main() -> None:
     import importlib
 
     name, raw = sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "{}"
     args = json.loads(raw)
     _connections(args)
-    for module in WARM:
+    for module in (*WARM, *WARM_FOR[name]):
         importlib.import_module(module)
     start = time.perf_counter()
     rows = CASES[name](args)

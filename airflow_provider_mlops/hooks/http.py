@@ -20,7 +20,6 @@ from urllib.parse import urljoin
 
 from airflow.sdk import BaseHook
 
-from airflow_provider_mlops.utils.arrow import uses_arrow_memory
 from airflow_provider_mlops.utils.connection import as_bool, as_float, as_int, redact
 
 if TYPE_CHECKING:
@@ -633,7 +632,6 @@ class HttpApiHook(BaseHook):
         for records in self.iter_pages(endpoint, **kwargs):
             yield from records
 
-    @uses_arrow_memory
     def iter_batches(
         self,
         endpoint: str,

@@ -16,7 +16,6 @@ from urllib.parse import quote_plus
 
 from airflow.sdk import BaseHook
 
-from airflow_provider_mlops.utils.arrow import uses_arrow_memory
 from airflow_provider_mlops.utils.connection import as_bool, as_int, redact
 
 if TYPE_CHECKING:
@@ -225,7 +224,6 @@ class MongoHook(BaseHook):
     # ----------------------------------------------------------------------------------------------
     # reading
     # ----------------------------------------------------------------------------------------------
-    @uses_arrow_memory
     def iter_batches(
         self,
         collection: str,
@@ -273,7 +271,6 @@ class MongoHook(BaseHook):
     # ----------------------------------------------------------------------------------------------
     # writing
     # ----------------------------------------------------------------------------------------------
-    @uses_arrow_memory
     def write_batches(
         self,
         collection: str,

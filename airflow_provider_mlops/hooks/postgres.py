@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from airflow.providers.common.sql.hooks.sql import DbApiHook
 
-from airflow_provider_mlops.utils.arrow import uses_arrow_memory
 from airflow_provider_mlops.utils.connection import as_int, redact
 
 if TYPE_CHECKING:
@@ -358,7 +357,6 @@ class PostgresHook(DbApiHook):
             fields.append(pa.field(column.name, _pg_type_to_arrow(type_name, column.precision, column.scale)))
         return pa.schema(fields)
 
-    @uses_arrow_memory
     def iter_batches(
         self,
         sql: str,
@@ -493,7 +491,6 @@ class PostgresHook(DbApiHook):
             self._table_ident(table), pgsql.SQL(", ").join(columns)
         )
 
-    @uses_arrow_memory
     def write_batches(
         self,
         table: str,

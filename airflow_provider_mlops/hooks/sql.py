@@ -15,8 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
-from airflow_provider_mlops.utils.arrow import uses_arrow_memory
-
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping, Sequence
 
@@ -91,7 +89,6 @@ class SqlBatchHook(BaseHook):
         result: Any = self.db_hook.test_connection()  # type: ignore[func-returns-value]
         return bool(result[0]), str(result[1])
 
-    @uses_arrow_memory
     def iter_batches(
         self,
         sql: str,
@@ -145,7 +142,6 @@ class SqlBatchHook(BaseHook):
             finally:
                 cursor.close()
 
-    @uses_arrow_memory
     def write_batches(
         self,
         table: str,

@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import functools
 import hashlib
 import json
-import logging
 import math
-import os
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -245,60 +242,3 @@ def batch_to_records(batch: pa.RecordBatch, *, json_columns: Iterable[str] = ())
 
 def is_nan(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
-
-
-_MEMORY_POOLS = ("system", "jemalloc", "mimalloc", "default")
-_pool_configured = False
-
-
-def configure_memory_pool() -> None:
-    """
-    Switch Arrow to the allocator named by ``[mlops] arrow_memory_pool`` (default ``system``), once.
-
-    Arrow's default allocator (mimalloc) keeps freed memory in per-thread heaps: streaming bounded
-    batches, the system allocator peaked 35-50 MB lower at the same speed (docs/performance.md).
-    ``default`` keeps Arrow's choice; an ``ARROW_DEFAULT_MEMORY_POOL`` environment variable wins.
-    """
-    global _pool_configured
-    if _pool_configured:
-        return
-    _pool_configured = True
-    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
-        return
-    try:
-        from airflow.sdk.configuration import conf
-
-        name = (conf.get("mlops", "arrow_memory_pool", fallback="system") or "system").strip().lower()
-    except Exception:  # no Airflow configuration to read (plain library use)
-        name = "system"
-    if name not in _MEMORY_POOLS:
-        raise ValueError(f"[mlops] arrow_memory_pool must be one of {_MEMORY_POOLS}, got {name!r}")
-    if name == "default":
-        return
-    import pyarrow as pa
-
-    factory = {
-        "system": pa.system_memory_pool,
-        "jemalloc": pa.jemalloc_memory_pool,
-        "mimalloc": pa.mimalloc_memory_pool,
-    }[name]
-    try:
-        pa.set_memory_pool(factory())
-    except NotImplementedError:  # this pyarrow build lacks that allocator
-        logging.getLogger(__name__).warning(
-            "Arrow memory pool %r is not available; keeping the default", name
-        )
-
-
-F = TypeVar("F", bound="Callable[..., Any]")
-
-
-def uses_arrow_memory(func: F) -> F:
-    """Decorate a streaming method: the configured memory pool is in place before it allocates."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        configure_memory_pool()
-        return func(*args, **kwargs)
-
-    return cast("F", wrapper)
