@@ -53,6 +53,7 @@ _LIBPQ_EXTRAS = (
 )
 _SEQ_COLUMN = "__mlops_seq"
 _CSV_BLOCK = 1 << 20
+_CSV_ENCODE_ROWS = 10_000
 
 
 class PostgresWriteError(RuntimeError):
@@ -847,13 +848,14 @@ class _PsycopgSession:
     ) -> int:
         from psycopg import sql as pgsql
 
-        from airflow_provider_mlops.utils.arrow import conform
+        from airflow_provider_mlops.utils.arrow import conform, rebatch
         from airflow_provider_mlops.utils.pipeline import map_ahead
 
         rows = 0
         cols = pgsql.SQL(", ").join(map(pgsql.Identifier, names))
         copy_sql = pgsql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(target, cols)
-        nonempty = (b for b in conform(batches, schema) if b.num_rows)
+        # Encoded in slices: the CSV text and Arrow's per-column string casts stay a few MB.
+        nonempty = (b for b in rebatch(conform(batches, schema), _CSV_ENCODE_ROWS) if b.num_rows)
         with self.connection.cursor() as cur, cur.copy(copy_sql) as copy:
             # Encoding batch n+1 (Arrow, no GIL) overlaps sending batch n.
             for num_rows, data in map_ahead(_encode_for_copy, nonempty, name="mlops-copy-encode"):

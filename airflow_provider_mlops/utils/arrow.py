@@ -87,6 +87,8 @@ class RecordBatcher:
     :param convert: optional per-record converter applied before Arrow conversion.
     """
 
+    CONVERT_EVERY = 5_000
+
     def __init__(
         self,
         *,
@@ -146,17 +148,41 @@ class RecordBatcher:
         return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
 
     def batches(self, records: Iterable[Mapping[str, Any]]) -> Iterator[pa.RecordBatch]:
-        """Consume ``records`` lazily and yield batches of at most ``batch_size`` rows."""
+        """
+        Consume ``records`` lazily and yield batches of at most ``batch_size`` rows.
+
+        Records are converted to Arrow every ``CONVERT_EVERY`` rows and the columnar pieces joined
+        into a batch: a Python dict per row costs ~10x its Arrow form, so holding a whole batch of
+        dicts would dominate memory (measured: 1M rows through the HTTP hook, 50k-row batches).
+        """
+        import pyarrow as pa
+
+        pending: list[pa.RecordBatch] = []
+        pending_rows = 0
         buffer: list[Mapping[str, Any]] = []
+
+        def joined() -> pa.RecordBatch:
+            if len(pending) == 1:
+                return pending[0]
+            return pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
+
         for record in records:
             buffer.append(record)
-            if len(buffer) >= self.batch_size:
-                batch = self._to_batch(buffer)
-                self.rows += batch.num_rows
-                yield batch
+            # never past batch_size: the last piece of a batch takes only the rows still missing
+            if len(buffer) >= min(self.CONVERT_EVERY, self.batch_size - pending_rows):
+                piece = self._to_batch(buffer)
                 buffer = []
+                pending.append(piece)
+                pending_rows += piece.num_rows
+                if pending_rows >= self.batch_size:
+                    batch = joined()
+                    pending, pending_rows = [], 0
+                    self.rows += batch.num_rows
+                    yield batch
         if buffer:
-            batch = self._to_batch(buffer)
+            pending.append(self._to_batch(buffer))
+        if pending:
+            batch = joined()
             self.rows += batch.num_rows
             yield batch
 
