@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import requests
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -73,17 +74,29 @@ def main() -> None:
     if browser is None:
         sys.exit("chromium not found: apt-get install chromium")
     with api_server(home) as url:
-        for dag_id, task_id, name in (
-            ("mlops_monitor_model", "check_drift_and_accuracy", "airflow_grid_monitor.png"),
-            ("mlops_train_model", None, "airflow_grid_train.png"),
+        for dag_id, task_id, name, height in (
+            ("mlops_monitor_model", "check_drift_and_accuracy", "airflow_grid_monitor.png", 310),
+            ("mlops_train_model", None, "airflow_grid_train.png", 350),
         ):
             page = f"{url}/dags/{dag_id}" + (f"/tasks/{task_id}" if task_id else "")
-            screenshot(page, STATIC / name, window=(1400, 620), browser=browser)
+            # The grid panel takes a share of the window's width: a very wide window shows every
+            # run, then the picture is cropped to the grid and the page header.
+            screenshot(page, STATIC / name, window=(3600, 700), browser=browser)
+            with Image.open(STATIC / name) as image:
+                image.crop((0, 0, 1250, height)).save(STATIC / name)
             print(f"{page} -> {STATIC / name}")
-    reports = sorted(home.glob("storage/mlops_monitor_model/check_drift_and_accuracy/*/drift_report/report.html"))
+    reports = sorted(
+        home.glob("storage/mlops_monitor_model/check_drift_and_accuracy/*/drift_report/report.html")
+    )
     flagged = [r for r in reports if "DRIFT DETECTED" in r.read_text(errors="replace")]
     if flagged:
-        screenshot(flagged[0].as_uri(), STATIC / "drift_report.png", window=(1500, 700), wait_ms=2000, browser=browser)
+        screenshot(
+            flagged[0].as_uri(),
+            STATIC / "drift_report.png",
+            window=(1500, 700),
+            wait_ms=2000,
+            browser=browser,
+        )
         print(f"{flagged[0]} -> {STATIC / 'drift_report.png'}")
 
 

@@ -8,7 +8,9 @@ import pytest
 from airflow_provider_mlops.utils.arrow import RecordBatcher, SchemaMismatchError
 
 
-@pytest.mark.parametrize(("rows", "batch_size"), [(0, 10), (7, 10), (25_000, 12_000), (30_000, 5_000), (10, 1)])
+@pytest.mark.parametrize(
+    ("rows", "batch_size"), [(0, 10), (7, 10), (25_000, 12_000), (30_000, 5_000), (10, 1)]
+)
 def test_batches_are_bounded_complete_and_in_order(rows: int, batch_size: int) -> None:
     records = ({"id": i, "name": f"n{i}", "score": i / 2} for i in range(rows))
     batches = list(RecordBatcher(batch_size=batch_size).batches(records))
