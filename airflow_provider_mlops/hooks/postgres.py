@@ -1,12 +1,13 @@
 """
-PostgreSQL hook that streams Arrow record batches in and out with COPY (psycopg 3).
+PostgreSQL hook that streams Arrow record batches in and out (psycopg 3 and ADBC).
 
 Reads run ``COPY (query) TO STDOUT (FORMAT csv)`` and parse the stream with Arrow's multi-threaded
-CSV reader, typed from the query's result description, so memory stays flat whatever the table
-size. Writes serialize each batch to CSV with Arrow and send it with ``COPY ... FROM STDIN``,
-either straight into the target or into a temporary staging table, and then apply the write mode
-(append, replace, replace a partition, upsert) in one transaction. Identifiers are composed with
-``psycopg.sql.Identifier``.
+CSV reader, typed from the query's result description, a couple of batches ahead in a worker
+thread, so memory stays flat whatever the table size. Writes go, in one transaction, either
+straight into the target or into a temporary staging table, then apply the write mode (append,
+replace, replace a partition, upsert). The rows travel with ADBC's binary ``COPY`` when every
+column maps exactly to its target column, and otherwise as CSV encoded by Arrow and sent with
+psycopg's ``COPY ... FROM STDIN``. Identifiers are composed with ``psycopg.sql.Identifier``.
 """
 
 from __future__ import annotations
@@ -242,6 +243,9 @@ class PostgresHook(DbApiHook):
     ``sslrootcert``, ``application_name``, ``options``...), ``connect_timeout``.
 
     :param postgres_conn_id: the Airflow connection id.
+    :param load_engine: how :meth:`write_batches` sends rows: ``auto`` (ADBC's binary COPY when
+        every column maps exactly, else CSV COPY), ``adbc`` or ``copy``. Default: the connection
+        extra ``load_engine``, else ``auto``.
     """
 
     conn_name_attr = "postgres_conn_id"
