@@ -48,6 +48,11 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
             "sslrootcert": _str("SSL root certificate", "Path to the CA certificate file"),
             "application_name": _str("Application name", "Shown in pg_stat_activity"),
             "connect_timeout": _int("Connect timeout (s)", 10),
+            "load_engine": _str(
+                "Load engine",
+                "auto: ADBC binary COPY when every column maps exactly, else CSV COPY",
+                enum=["auto", "adbc", "copy"],
+            ),
         },
         "ui-field-behaviour": {
             "hidden-fields": ["extra"],

@@ -31,9 +31,12 @@ def quote_identifier(name: str, quote: str = '"') -> str:
     return ".".join(quote + part.replace(quote, quote * 2) + quote for part in name.split("."))
 
 
-def _generic_sql_type(data_type: pa.DataType) -> str:
+def _generic_sql_type(data_type: pa.DataType, *, sqlite: bool = False) -> str:
     import pyarrow.types as t
 
+    if sqlite and t.is_decimal(data_type):
+        # NUMERIC affinity would turn '1234.5000' into a float: TEXT keeps every digit.
+        return "TEXT"
     if t.is_boolean(data_type):
         return "BOOLEAN"
     if t.is_integer(data_type):
@@ -81,6 +84,11 @@ class SqlBatchHook(BaseHook):
     def quote_char(self) -> str:
         return "`" if "mysql" in (self.db_hook.dialect_name or "") else '"'
 
+    @cached_property
+    def is_sqlite(self) -> bool:
+        """SQLite has no decimal, timestamp or date storage: those travel as exact ISO / decimal text."""
+        return "sqlite" in (self.db_hook.dialect_name or "") or type(self.db_hook).__name__ == "SqliteHook"
+
     def quote(self, name: str) -> str:
         return quote_identifier(name, self.quote_char)
 
@@ -99,8 +107,6 @@ class SqlBatchHook(BaseHook):
     ) -> Iterator[pa.RecordBatch]:
         """Run ``sql`` and stream the rows as record batches (``fetchmany`` of ``batch_size``)."""
         import pyarrow as pa
-
-        from airflow_provider_mlops.utils.arrow import SchemaMismatchError
 
         with contextlib.closing(self.db_hook.get_conn()) as connection:
             cursor = connection.cursor()
@@ -125,15 +131,7 @@ class SqlBatchHook(BaseHook):
                         )
                         arrays = [a.cast(f.type) for a, f in zip(first, schema, strict=True)]
                     else:
-                        try:
-                            arrays = [
-                                pa.array(list(c), type=f.type) for c, f in zip(columns, schema, strict=True)
-                            ]
-                        except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
-                            raise SchemaMismatchError(
-                                f"Rows of {sql[:80]!r} do not fit the schema fixed by the first batch ({err}); "
-                                "pass an explicit schema"
-                            ) from None
+                        arrays = [_typed_array(c, f, sql) for c, f in zip(columns, schema, strict=True)]
                     yield pa.RecordBatch.from_arrays(arrays, schema=schema)
                 if not emitted and names:
                     # No rows: still hand the columns on (as text unless a schema was given).
@@ -197,7 +195,9 @@ class SqlBatchHook(BaseHook):
         try:
             cursor = connection.cursor()
             if create_table:
-                columns = [f"{self.quote(f.name)} {_generic_sql_type(f.type)}" for f in schema]
+                columns = [
+                    f"{self.quote(f.name)} {_generic_sql_type(f.type, sqlite=self.is_sqlite)}" for f in schema
+                ]
                 if mode == "upsert":
                     columns.append(f"PRIMARY KEY ({', '.join(self.quote(k) for k in keys or [])})")
                 cursor.execute(f"CREATE TABLE IF NOT EXISTS {target} ({', '.join(columns)})")
@@ -209,7 +209,9 @@ class SqlBatchHook(BaseHook):
                 cursor.execute(f"DELETE FROM {target} WHERE {where}", list((partition or {}).values()))
                 counts["deleted"] = max(cursor.rowcount, 0)
             for batch in conform(stream, schema):
-                rows = list(zip(*(_python_column(c) for c in batch.columns), strict=True))
+                rows = list(
+                    zip(*(_python_column(c, sqlite=self.is_sqlite) for c in batch.columns), strict=True)
+                )
                 if rows:
                     cursor.executemany(insert, rows)
                 counts["rows"] += len(rows)
@@ -223,8 +225,14 @@ class SqlBatchHook(BaseHook):
         return counts
 
 
-def _python_column(column: pa.Array) -> list[Any]:
-    """Values a DB-API driver accepts: nested values as JSON text, timezone-aware datetimes kept."""
+def _python_column(column: pa.Array, *, sqlite: bool = False) -> list[Any]:
+    """
+    Values a DB-API driver accepts: nested values as JSON text, timezone-aware datetimes kept.
+
+    For SQLite (no decimal or date/time types; Python 3.12 deprecates its datetime adapters),
+    decimals, timestamps and dates go as text that casts back exactly: ``1234.5000``,
+    ``2024-01-02 03:04:05.123000+00:00``, ``2024-01-02``.
+    """
     import pyarrow.types as t
 
     from airflow_provider_mlops.utils.arrow import dumps_json
@@ -232,7 +240,34 @@ def _python_column(column: pa.Array) -> list[Any]:
     values = column.to_pylist()
     if t.is_struct(column.type) or t.is_list(column.type) or t.is_map(column.type):
         return [None if v is None else dumps_json(v) for v in values]
+    if sqlite and t.is_decimal(column.type):
+        return [None if v is None else str(v) for v in values]
+    if sqlite and t.is_timestamp(column.type):
+        return [None if v is None else v.isoformat(sep=" ", timespec="microseconds") for v in values]
+    if sqlite and (t.is_date(column.type) or t.is_time(column.type)):
+        return [None if v is None else v.isoformat() for v in values]
     return values
+
+
+def _typed_array(values: Sequence[Any], field: pa.Field, sql: str) -> pa.Array:
+    """
+    ``values`` as an array of ``field.type``: directly, or through Arrow's cast from what the driver
+    returned (text decimals and timestamps from SQLite, 0/1 booleans), naming the column otherwise.
+    """
+    import pyarrow as pa
+
+    from airflow_provider_mlops.utils.arrow import SchemaMismatchError
+
+    try:
+        return pa.array(list(values), type=field.type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        pass
+    try:
+        return pa.array(list(values)).cast(field.type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError) as err:
+        raise SchemaMismatchError(
+            f"Column {field.name!r} of {sql[:80]!r} does not fit {field.type} ({err}); pass a schema that does"
+        ) from None
 
 
 def get_sql_hook(conn_id: str) -> Any:
