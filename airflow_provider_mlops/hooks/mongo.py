@@ -314,9 +314,13 @@ class MongoHook(BaseHook):
                 raise ValueError(
                     f"Key column(s) {missing} are not in the data (columns: {batch.schema.names})"
                 )
-            records = [_to_bson_value(r) for r in batch_to_records(batch, json_columns=json_columns)]
-            for start in range(0, len(records), chunk_size):
-                chunk = records[start : start + chunk_size]
+            # Documents are built one chunk at a time: a Python dict per row costs ~10x its Arrow
+            # form, so a whole batch of them would dominate the task's memory.
+            for start in range(0, batch.num_rows, chunk_size):
+                chunk = [
+                    _to_bson_value(r)
+                    for r in batch_to_records(batch.slice(start, chunk_size), json_columns=json_columns)
+                ]
                 try:
                     if mode == "upsert":
                         ops = [ReplaceOne({k: doc[k] for k in keys or []}, doc, upsert=True) for doc in chunk]
