@@ -39,6 +39,7 @@ PG = (
 MONGO = ("pymongo", "airflow_provider_mlops.hooks.mongo")
 S3 = ("boto3",)
 HTTP = ("requests", "tenacity", "airflow_provider_mlops.hooks.http")
+SQLITE = ("sqlite3", "airflow.providers.sqlite.hooks.sqlite", "airflow_provider_mlops.hooks.sql")
 
 
 def case(*warm: str) -> Callable[[Callable[[dict[str, Any]], int]], Callable[[dict[str, Any]], int]]:
@@ -228,6 +229,25 @@ def http_extract_parquet(args: dict[str, Any]) -> int:
     batches = hook.iter_batches(
         "rows", records_path="data", pagination={"type": "cursor", "cursor_path": "next"}, batch_size=50_000
     )
+    return S3Hook(aws_conn_id=None).write_dataset(args["out"], batches)["rows"]
+
+
+# ------------------------------------------------------------------------------ generic SQL (SQLite)
+@case(*SQLITE)
+def sqlite_load(args: dict[str, Any]) -> int:
+    """The generic common-sql sink: Parquet -> SqlBatchHook.write_batches (executemany, one transaction)."""
+    from airflow_provider_mlops.hooks.sql import SqlBatchHook
+
+    return SqlBatchHook("bench_sqlite").write_batches("rows", _parquet_batches(args["parquet"]))["rows"]
+
+
+@case(*SQLITE)
+def sqlite_extract_parquet(args: dict[str, Any]) -> int:
+    """The generic common-sql source: SqlBatchHook.iter_batches (fetchmany) -> Parquet dataset."""
+    from airflow_provider_mlops.hooks.s3 import S3Hook
+    from airflow_provider_mlops.hooks.sql import SqlBatchHook
+
+    batches = SqlBatchHook("bench_sqlite").iter_batches("SELECT * FROM rows")
     return S3Hook(aws_conn_id=None).write_dataset(args["out"], batches)["rows"]
 
 

@@ -132,13 +132,13 @@ def _pg_exec(dsn: str, *statements: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--only", default="", help="comma-separated groups: postgres,mongo,s3,http")
+    parser.add_argument("--only", default="", help="comma-separated groups: postgres,mongo,s3,http,sqlite")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument(
         "--repeat", type=int, default=3, help="runs of each Postgres and S3 case; the best time counts"
     )
     args = parser.parse_args(argv)
-    groups = {g for g in args.only.split(",") if g} or {"postgres", "mongo", "s3", "http"}
+    groups = {g for g in args.only.split(",") if g} or {"postgres", "mongo", "s3", "http", "sqlite"}
     os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="mlops-bench-home-"))
     sys.path.insert(0, str(ROOT))
     from tests.harness import servers
@@ -309,6 +309,19 @@ def main(argv: list[str] | None = None) -> int:
             print("HTTP JSON API (pages of 10,000 records)", flush=True)
             results["http_extract_parquet"] = run_case(
                 "http_extract_parquet", {"connections": conns, "out": (work / "http_out").as_uri()}
+            )
+
+        if "sqlite" in groups:
+            db = work / "generic.db"
+            conns = {"bench_sqlite": {"conn_type": "sqlite", "host": str(db)}}
+            print("Generic common-sql path (SQLite file)", flush=True)
+            results["sqlite_load"] = run_case(
+                "sqlite_load",
+                {"connections": conns, "parquet": data},
+                before=lambda: db.unlink(missing_ok=True),
+            )
+            results["sqlite_extract_parquet"] = run_case(
+                "sqlite_extract_parquet", {"connections": conns, "out": (work / "sqlite_out").as_uri()}
             )
 
     print("\nTargets")

@@ -92,3 +92,16 @@ def test_upsert_with_newer_column_never_regresses(hook: SqlBatchHook, tmp_path: 
     hook.write_batches("n", batch(1, 1), mode="upsert", keys=["id"], newer_column="updated_at")
     with sqlite3.connect(tmp_path / "db.sqlite") as conn:
         assert conn.execute("SELECT v FROM n").fetchall() == [("v3",)]
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 12_000, 50_000])
+def test_batches_are_bounded_and_complete_across_fetch_pieces(hook: SqlBatchHook, batch_size: int) -> None:
+    n = 23_456
+    table = f"pieces_{batch_size}"
+    rows = pa.RecordBatch.from_pydict({"id": list(range(n)), "v": [i * 0.5 for i in range(n)]})
+    hook.write_batches(table, [rows])
+    hook.ROWS_PER_FETCH = 5_000
+    batches = list(hook.iter_batches(f'SELECT * FROM "{table}" ORDER BY id', batch_size=batch_size))
+    assert all(0 < b.num_rows <= batch_size for b in batches)
+    assert all(b.num_rows == batch_size for b in batches[:-1])
+    assert pa.Table.from_batches(batches).column("id").to_pylist() == list(range(n))
