@@ -325,3 +325,19 @@ def test_zoned_timestamps_are_written_as_utc_with_an_explicit_zone() -> None:
         '"1970-01-01 00:00:00.000Z",1970-01-01 00:00:00',
         ",1970-01-01 00:00:00",
     ]
+
+
+def test_schema_qualified_tables_on_both_engines(hook, postgres_server) -> None:
+    schema = f"s_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_server.dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    table = f"{schema}.events"
+    hook.write_batches(table, _batches([1, 2]), mode="upsert", keys=["id"])  # created, with its key
+    hook.write_batches(table, _batches([3]))  # appended (straight into the target)
+    hook.write_batches(table, _batches([2, 3], value="w"), mode="upsert", keys=["id"], create_table=False)
+    assert _rows(postgres_server, f'SELECT id, value FROM "{schema}"."events" ORDER BY id') == [
+        (1, "v1"),
+        (2, "w2"),
+        (3, "w3"),
+    ]
+    assert _rows(postgres_server, "SELECT to_regclass('public.events')") == [(None,)]
