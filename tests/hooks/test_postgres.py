@@ -341,3 +341,13 @@ def test_schema_qualified_tables_on_both_engines(hook, postgres_server) -> None:
         (3, "w3"),
     ]
     assert _rows(postgres_server, "SELECT to_regclass('public.events')") == [(None,)]
+
+
+def test_no_rows_with_a_schema_creates_the_table_and_replaces_to_empty(hook, table, postgres_server) -> None:
+    schema = pa.schema([("id", pa.int64()), ("value", pa.string())])
+    assert hook.write_batches(table, [], schema=schema)["rows"] == 0
+    assert _rows(postgres_server, f'SELECT count(*) FROM "{table}"') == [(0,)]
+    hook.write_batches(table, _batches([1, 2]))
+    empty = [pa.RecordBatch.from_pylist([], schema=schema)]
+    assert hook.write_batches(table, empty, mode="replace")["rows"] == 0
+    assert _rows(postgres_server, f'SELECT count(*) FROM "{table}"') == [(0,)]
