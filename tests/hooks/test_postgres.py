@@ -351,3 +351,13 @@ def test_no_rows_with_a_schema_creates_the_table_and_replaces_to_empty(hook, tab
     empty = [pa.RecordBatch.from_pylist([], schema=schema)]
     assert hook.write_batches(table, empty, mode="replace")["rows"] == 0
     assert _rows(postgres_server, f'SELECT count(*) FROM "{table}"') == [(0,)]
+
+
+def test_a_value_out_of_the_columns_range_fails_cleanly_on_both_engines(hook, table, postgres_server) -> None:
+    with psycopg.connect(postgres_server.dsn) as conn:
+        conn.execute(f'CREATE TABLE "{table}" (id integer, value text)')
+        conn.execute(f"INSERT INTO \"{table}\" VALUES (1, 'kept')")
+    too_big = [pa.RecordBatch.from_pydict({"id": [2, 2**40], "value": ["a", "b"]})]
+    with pytest.raises(PostgresWriteError, match=r"unchanged.*(out of range|overflow|Integer value)"):
+        hook.write_batches(table, too_big)
+    assert _rows(postgres_server, f'SELECT id, value FROM "{table}"') == [(1, "kept")]
