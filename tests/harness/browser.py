@@ -15,8 +15,16 @@ def find_browser() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
-def _run(browser: str, url: str, extra: list[str], *, window: tuple[int, int], wait_ms: int) -> str:
-    with tempfile.TemporaryDirectory(prefix="mlops-chromium-") as profile:
+def _run(
+    browser: str,
+    url: str,
+    extra: list[str],
+    *,
+    window: tuple[int, int],
+    wait_ms: int,
+    profile: Path | None = None,
+) -> str:
+    with tempfile.TemporaryDirectory(prefix="mlops-chromium-") as scratch:
         proc = subprocess.run(
             [
                 browser,
@@ -28,7 +36,7 @@ def _run(browser: str, url: str, extra: list[str], *, window: tuple[int, int], w
                 "--disable-background-networking",
                 "--disable-component-update",
                 "--disable-sync",
-                f"--user-data-dir={profile}",
+                f"--user-data-dir={profile or scratch}",
                 "--hide-scrollbars",
                 f"--window-size={window[0]},{window[1]}",
                 # Single-page apps (the Airflow UI) render after their API calls: let virtual time run.
@@ -45,12 +53,23 @@ def _run(browser: str, url: str, extra: list[str], *, window: tuple[int, int], w
 
 
 def screenshot(
-    url: str, path: Path, *, window: tuple[int, int] = (1500, 800), wait_ms: int = 15_000, browser: str
+    url: str,
+    path: Path,
+    *,
+    window: tuple[int, int] = (1500, 800),
+    wait_ms: int = 15_000,
+    browser: str,
+    profile: Path | None = None,
 ) -> bytes:
-    """Render ``url`` and save a PNG of the window at ``path``; returns the PNG's bytes."""
+    """
+    Render ``url`` and save a PNG of the window at ``path``; returns the PNG's bytes.
+
+    ``profile``: a browser profile kept between calls (its cache holds what the page loads lazily,
+    e.g. the Airflow UI's translations); a fresh one per call otherwise.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)
-    _run(browser, url, [f"--screenshot={path}"], window=window, wait_ms=wait_ms)
+    _run(browser, url, [f"--screenshot={path}"], window=window, wait_ms=wait_ms, profile=profile)
     return path.read_bytes()
 
 
