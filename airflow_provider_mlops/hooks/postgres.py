@@ -619,9 +619,8 @@ class PostgresHook(DbApiHook):
                 if existing is None:
                     if not plan.create_table:
                         raise PostgresWriteError(f"Table {table!r} does not exist and create_table=False")
-                    column_types = {f.name: arrow_type_to_pg(f.type) for f in schema}
                     # Checked before anything is created: a fallback to COPY finds the database as it was.
-                    session.check_types(schema, column_types)
+                    session.check_types(schema, {f.name: arrow_type_to_pg(f.type) for f in schema})
                     session.execute(
                         self.create_table_sql(table, schema, primary_key=keys if mode == "upsert" else None)
                     )
@@ -632,8 +631,7 @@ class PostgresHook(DbApiHook):
                             f"Column(s) {unknown} do not exist in table {table!r} "
                             f"(its columns: {list(existing)})"
                         )
-                    column_types = existing
-                    session.check_types(schema, column_types)
+                    session.check_types(schema, existing)
                 if plan.use_staging:
                     # Temporary tables are private to the session and dropped at commit.
                     stage = pgsql.Identifier(_STAGE_TABLE)
@@ -647,7 +645,7 @@ class PostgresHook(DbApiHook):
                             stage, pgsql.Identifier(_SEQ_COLUMN)
                         )
                     )
-                    counts["rows"] = session.copy_in(stage, None, names, stream, schema, column_types)
+                    counts["rows"] = session.copy_in(stage, None, names, stream, schema)
                     self._merge(
                         session, mode, target, stage, names, keys, plan.partition, counts, plan.newer_column
                     )
@@ -656,7 +654,7 @@ class PostgresHook(DbApiHook):
                         session.execute(pgsql.SQL("TRUNCATE {}").format(target))
                     elif mode == "replace_partition":
                         counts["deleted"] = self._delete_partition(session, target, plan.partition or {})
-                    counts["rows"] = session.copy_in(target, table, names, stream, schema, column_types)
+                    counts["rows"] = session.copy_in(target, table, names, stream, schema)
                     counts["inserted"] = counts["rows"]
                     if mode == "replace_partition":
                         self._check_partition(session, target, plan.partition or {}, counts["rows"])
@@ -811,7 +809,6 @@ class _Session(Protocol):
         names: list[str],
         batches: Iterable[pa.RecordBatch],
         schema: pa.Schema,
-        column_types: Mapping[str, str],
     ) -> int: ...
 
     def close(self) -> None: ...
@@ -848,7 +845,6 @@ class _PsycopgSession:
         names: list[str],
         batches: Iterable[pa.RecordBatch],
         schema: pa.Schema,
-        column_types: Mapping[str, str],
     ) -> int:
         from psycopg import sql as pgsql
 
@@ -1015,17 +1011,15 @@ class _AdbcSession:
         names: list[str],
         batches: Iterable[pa.RecordBatch],
         schema: pa.Schema,
-        column_types: Mapping[str, str],
     ) -> int:
         import adbc_driver_manager
         import pyarrow as pa
 
         from airflow_provider_mlops.utils.arrow import conform
 
-        if self.target_schema is None:
-            self.check_types(schema, column_types)
         target_schema = self.target_schema
-        assert target_schema is not None
+        if target_schema is None:
+            raise RuntimeError("check_types() decides the Arrow types before copy_in()")
         rows = 0
 
         def cast() -> Iterator[pa.RecordBatch]:
