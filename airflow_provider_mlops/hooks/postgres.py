@@ -867,26 +867,6 @@ class _PsycopgSession:
         self.connection.close()
 
 
-# PostgreSQL column types (as ``format_type`` prints them, or as ``arrow_type_to_pg`` names them) that
-# ADBC's binary COPY writes exactly.
-_ADBC_SIMPLE_TYPES = {
-    "bigint": "int64",
-    "integer": "int32",
-    "smallint": "int16",
-    "double precision": "float64",
-    "real": "float32",
-    "boolean": "bool",
-    "text": "string",
-    "character varying": "string",
-    "timestamp with time zone": "timestamptz",
-    "timestamptz": "timestamptz",
-    "timestamp without time zone": "timestamp",
-    "timestamp": "timestamp",
-    "date": "date32",
-    "bytea": "binary",
-}
-
-
 def adbc_arrow_type(pg_type: str) -> pa.DataType | None:
     """The Arrow type ADBC writes into a column of ``pg_type`` exactly, or None when there is none."""
     import re
@@ -897,18 +877,25 @@ def adbc_arrow_type(pg_type: str) -> pa.DataType | None:
     if numeric:
         precision, scale = int(numeric.group(1)), int(numeric.group(2))
         return pa.decimal128(precision, scale) if precision <= 38 else None
-    if re.fullmatch(r"character varying\(\d+\)", pg_type):
+    if re.fullmatch(r"character varying(\(\d+\))?", pg_type):
         return pa.string()
-    name = _ADBC_SIMPLE_TYPES.get(pg_type)
-    if name is None:
-        return None
-    if name == "timestamptz":
-        return pa.timestamp("us", tz="UTC")
-    if name == "timestamp":
-        return pa.timestamp("us")
-    return {"bool": pa.bool_(), "string": pa.string(), "binary": pa.binary()}.get(name) or pa.type_for_alias(
-        name
-    )
+    # as ``format_type`` prints them, or as ``arrow_type_to_pg`` names them
+    simple = {
+        "bigint": pa.int64(),
+        "integer": pa.int32(),
+        "smallint": pa.int16(),
+        "double precision": pa.float64(),
+        "real": pa.float32(),
+        "boolean": pa.bool_(),
+        "text": pa.string(),
+        "timestamp with time zone": pa.timestamp("us", tz="UTC"),
+        "timestamptz": pa.timestamp("us", tz="UTC"),
+        "timestamp without time zone": pa.timestamp("us"),
+        "timestamp": pa.timestamp("us"),
+        "date": pa.date32(),
+        "bytea": pa.binary(),
+    }
+    return simple.get(pg_type)
 
 
 def adbc_castable(source: pa.DataType, target: pa.DataType) -> bool:

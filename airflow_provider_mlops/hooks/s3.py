@@ -578,9 +578,7 @@ class _LocalAtomicStream(_OutputStream):
         self.native = pa.OSFile(str(self.tmp), mode="wb")
 
     def write(self, data: Any) -> int:
-        self.native.write(data)
-        self.position = self.native.tell()
-        return len(memoryview(data))
+        return int(self.native.write(data))
 
     def tell(self) -> int:
         return int(self.native.tell())

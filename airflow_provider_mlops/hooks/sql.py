@@ -115,6 +115,8 @@ class SqlBatchHook(BaseHook):
         """
         import pyarrow as pa
 
+        from airflow_provider_mlops.utils.arrow import concat_batches
+
         with contextlib.closing(self.db_hook.get_conn()) as connection:
             cursor = connection.cursor()
             try:
@@ -143,11 +145,11 @@ class SqlBatchHook(BaseHook):
                     pending_rows += len(rows)
                     if pending_rows >= batch_size:
                         emitted = True
-                        yield _joined(pending)
+                        yield concat_batches(pending)
                         pending, pending_rows = [], 0
                 if pending:
                     emitted = True
-                    yield _joined(pending)
+                    yield concat_batches(pending)
                 if not emitted and names:
                     # No rows: still hand the columns on (as text unless a schema was given).
                     empty = schema or pa.schema([pa.field(n, pa.string()) for n in names])
@@ -239,12 +241,6 @@ class SqlBatchHook(BaseHook):
         finally:
             connection.close()
         return counts
-
-
-def _joined(pieces: list[pa.RecordBatch]) -> pa.RecordBatch:
-    import pyarrow as pa
-
-    return pieces[0] if len(pieces) == 1 else pa.Table.from_batches(pieces).combine_chunks().to_batches()[0]
 
 
 def _python_column(column: pa.Array, *, sqlite: bool = False) -> list[Any]:

@@ -155,16 +155,9 @@ class RecordBatcher:
         into a batch: a Python dict per row costs ~10x its Arrow form, so holding a whole batch of
         dicts would dominate memory (measured: 1M rows through the HTTP hook, 50k-row batches).
         """
-        import pyarrow as pa
-
         pending: list[pa.RecordBatch] = []
         pending_rows = 0
         buffer: list[Mapping[str, Any]] = []
-
-        def joined() -> pa.RecordBatch:
-            if len(pending) == 1:
-                return pending[0]
-            return pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
 
         for record in records:
             buffer.append(record)
@@ -175,16 +168,23 @@ class RecordBatcher:
                 pending.append(piece)
                 pending_rows += piece.num_rows
                 if pending_rows >= self.batch_size:
-                    batch = joined()
+                    batch = concat_batches(pending)
                     pending, pending_rows = [], 0
                     self.rows += batch.num_rows
                     yield batch
         if buffer:
             pending.append(self._to_batch(buffer))
         if pending:
-            batch = joined()
+            batch = concat_batches(pending)
             self.rows += batch.num_rows
             yield batch
+
+
+def concat_batches(pieces: list[pa.RecordBatch]) -> pa.RecordBatch:
+    """One record batch from pieces of the same schema (a single piece is returned as is)."""
+    import pyarrow as pa
+
+    return pieces[0] if len(pieces) == 1 else pa.Table.from_batches(pieces).combine_chunks().to_batches()[0]
 
 
 def rebatch(batches: Iterable[pa.RecordBatch], batch_size: int) -> Iterator[pa.RecordBatch]:
