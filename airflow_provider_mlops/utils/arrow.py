@@ -268,3 +268,94 @@ def batch_to_records(batch: pa.RecordBatch, *, json_columns: Iterable[str] = ())
 
 def is_nan(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
+
+
+# --------------------------------------------------------------------------------------------------
+# schema evolution: one rule shared by record sources (new fields appear late) and the dataset
+# writer (files written per schema, unified by the manifest)
+# --------------------------------------------------------------------------------------------------
+def _widen_type(name: str, current: pa.DataType, incoming: pa.DataType, *, to_string: bool) -> pa.DataType:
+    """
+    The narrowest type that holds every value of ``current`` and ``incoming`` exactly, or
+    :class:`SchemaMismatchError` naming the field.
+
+    Lossless widenings only: null -> anything; a narrower int -> int64; int -> float64 (the cast
+    itself refuses an int beyond 2**53, so no value changes silently); float32 -> float64; decimals
+    -> decimal128(38, larger scale); string -> large_string; timestamps of one zone -> the finer
+    unit; structs field by field; lists element-wise. With ``to_string`` any other conflict becomes
+    a string column (a documented choice for loosely typed APIs), never a silent drop.
+    """
+    import pyarrow as pa
+    import pyarrow.types as t
+
+    if current.equals(incoming):
+        return current
+    if t.is_null(current):
+        return incoming
+    if t.is_null(incoming):
+        return current
+    if t.is_integer(current) and t.is_integer(incoming):
+        if t.is_uint64(current) or t.is_uint64(incoming):
+            if t.is_unsigned_integer(current) and t.is_unsigned_integer(incoming):
+                return pa.uint64()
+        else:
+            return pa.int64()
+    numeric = (t.is_integer, t.is_floating)
+    if any(f(current) for f in numeric) and any(f(incoming) for f in numeric):
+        if not (t.is_uint64(current) or t.is_uint64(incoming)):
+            return pa.float64()
+    if t.is_decimal(current) and t.is_decimal(incoming):
+        return pa.decimal128(38, max(current.scale, incoming.scale))
+    if {str(current), str(incoming)} <= {"string", "large_string"}:
+        return pa.large_string()
+    if t.is_timestamp(current) and t.is_timestamp(incoming) and current.tz == incoming.tz:
+        units = ["s", "ms", "us", "ns"]
+        return pa.timestamp(max(current.unit, incoming.unit, key=units.index), current.tz)
+    if t.is_struct(current) and t.is_struct(incoming):
+        merged = evolve_schema(
+            pa.schema(list(current)), pa.schema(list(incoming)), to_string=to_string, prefix=f"{name}."
+        )
+        return pa.struct(list(merged))
+    if (t.is_list(current) or t.is_large_list(current)) and (t.is_list(incoming) or t.is_large_list(incoming)):
+        value = _widen_type(f"{name}[]", current.value_type, incoming.value_type, to_string=to_string)
+        return pa.list_(value)
+    if to_string:
+        return pa.string()
+    raise SchemaMismatchError(
+        f"Field {name!r} changes type from {current} to {incoming}: no lossless type holds both. "
+        "Give the source an explicit schema, fix the data, or choose type_conflict='string'."
+    )
+
+
+def evolve_schema(
+    current: pa.Schema, incoming: pa.Schema, *, to_string: bool = False, prefix: str = ""
+) -> pa.Schema:
+    """
+    ``current`` extended by the fields only ``incoming`` has (appended in their order) and with
+    conflicting types widened losslessly (see :func:`_widen_type`). Returns ``current`` itself when
+    nothing changes, so callers can test ``evolved is current``.
+    """
+    import pyarrow as pa
+
+    fields = []
+    changed = False
+    incoming_index = {f.name: f for f in incoming}
+    for field in current:
+        other = incoming_index.get(field.name)
+        if other is None:
+            fields.append(field if field.nullable else field.with_nullable(True))
+            changed = changed or not field.nullable
+            continue
+        widened = _widen_type(prefix + field.name, field.type, other.type, to_string=to_string)
+        if not widened.equals(field.type):
+            field = field.with_type(widened)
+            changed = True
+        fields.append(field)
+    known = set(current.names)
+    for other in incoming:
+        if other.name not in known:
+            fields.append(other.with_nullable(True))
+            changed = True
+    if not changed:
+        return current
+    return pa.schema(fields, metadata=current.metadata)
