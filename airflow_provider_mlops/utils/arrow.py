@@ -219,8 +219,15 @@ def peek_schema(
     return first.schema, chained()
 
 
-def conform(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
-    """Cast every batch to ``schema`` (same column order), naming the column that does not fit."""
+def conform(
+    batches: Iterable[pa.RecordBatch], schema: pa.Schema, *, fill_missing: bool = False
+) -> Iterator[pa.RecordBatch]:
+    """
+    Cast every batch to ``schema`` (same column order), naming the column that does not fit.
+
+    :param fill_missing: a column the batch lacks becomes all-null (files written before a field
+        first appeared) instead of an error. Only for nullable fields.
+    """
     import pyarrow as pa
 
     for batch in batches:
@@ -228,10 +235,13 @@ def conform(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa
             yield batch
             continue
         missing = [name for name in schema.names if name not in batch.schema.names]
-        if missing:
+        if missing and not (fill_missing and all(schema.field(n).nullable for n in missing)):
             raise SchemaMismatchError(f"Batch is missing column(s) {missing}")
         arrays = []
         for field in schema:
+            if field.name in missing:
+                arrays.append(pa.nulls(batch.num_rows, field.type))
+                continue
             column = batch.column(field.name)
             try:
                 arrays.append(column if column.type == field.type else column.cast(field.type))
