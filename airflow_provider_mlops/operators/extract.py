@@ -142,7 +142,7 @@ class ExtractOperator(BaseOperator):
         self._lineage: dict[str, Any] = {}
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowException, AirflowSkipException
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
         from airflow_provider_mlops.etl.sources import parse_instant, read_source
         from airflow_provider_mlops.hooks.s3 import S3Hook
@@ -201,18 +201,25 @@ class ExtractOperator(BaseOperator):
         self.log.info(
             "Extracting %s %r from %s into %s", source["kind"], source["name"], self.source_conn_id, uri
         )
+        def refuse_empty(manifest: Any) -> None:
+            # Before the commit: an empty source with on_empty="fail" keeps the previous dataset.
+            if manifest.rows == 0 and self.on_empty == "fail":
+                raise AirflowFailException(
+                    f"The source returned no rows ({source['kind']} {source['name']!r}); "
+                    f"nothing was committed to {uri}"
+                )
+
         result = storage.write_dataset(
             uri,
             batches,
             metadata={"source": source, "dag_id": context["ti"].dag_id, "run_id": context["run_id"]},
+            before_commit=refuse_empty,
         )
         manifest = storage.read_manifest(uri) or {}
         self._lineage = {"source": source, "output": uri, "schema": manifest.get("schema", [])}
         summary = {k: result[k] for k in ("uri", "rows", "bytes", "schema_fingerprint", "format")}
         summary["files"] = len(result["files"])
         if result["rows"] == 0:
-            if self.on_empty == "fail":
-                raise AirflowException(f"The source returned no rows ({source['kind']} {source['name']!r})")
             if self.on_empty == "skip":
                 raise AirflowSkipException(f"The source returned no rows; downstream is skipped ({uri})")
             self.log.warning("The source returned no rows; an empty dataset was written to %s", uri)

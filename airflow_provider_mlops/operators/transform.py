@@ -129,17 +129,23 @@ class TransformOperator(BaseOperator):
                     quarantined.append(bad)
                 yield good
 
+        def refuse_invalid(_manifest: Any) -> None:
+            # Runs before the commit: a failed validation leaves the previous output in place and
+            # no half-valid dataset for anyone to pick up by URI.
+            if validator is not None and self.on_violation == "fail" and validator.report.bad_rows:
+                self.log.info("Validation: %s", validator.report.as_dict())
+                validator.raise_if_invalid()
+
         self.log.info("Transforming %s with %s step(s) into %s", inputs, len(pipeline.steps), output)
         result = storage.write_dataset(
-            output, validated(), metadata={"inputs": inputs, "steps": list(self.steps)}
+            output,
+            validated(),
+            metadata={"inputs": inputs, "steps": list(self.steps)},
+            before_commit=refuse_invalid,
         )
         bad_rows = validator.report.bad_rows if validator else 0
         if validator is not None:
             self.log.info("Validation: %s", validator.report.as_dict())
-            if self.on_violation == "fail" and validator.report.bad_rows:
-                # Leave no half-valid dataset behind for anyone to pick up by URI.
-                storage.delete_prefix(output)
-                validator.raise_if_invalid()
         quarantine_result = None
         if self.on_violation == "quarantine":
             # Bad rows are few by nature; written (and a stale quarantine replaced) on every run.

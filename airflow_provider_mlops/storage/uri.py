@@ -80,5 +80,7 @@ def parse_uri(uri: str | os.PathLike[str]) -> StorageLocation:
             raise ValueError(f"file URI {text!r} names a remote host {authority!r}: use a local path")
         return StorageLocation("file", "", unquote(slash + path))
     if sep:
-        raise ValueError(f"Unsupported storage URI {text!r}: use s3://bucket/key, file:///path or a local path")
+        raise ValueError(
+            f"Unsupported storage URI {text!r}: use s3://bucket/key, file:///path or a local path"
+        )
     return StorageLocation("file", "", os.path.abspath(text))

@@ -29,6 +29,9 @@ def _table(n: int) -> pa.Table:
 def test_parse_uri() -> None:
     assert parse_uri("s3://bkt/a/b.parquet").path == "bkt/a/b.parquet"
     assert parse_uri("file:///tmp/x%20y").key == "/tmp/x y"
+    assert parse_uri("s3://bkt/run#1?x=%20").key == "run#1?x=%20"
+    assert parse_uri("file:///tmp/run#1").key == "/tmp/run#1"
+    assert parse_uri("/tmp/a b%c#d?e").uri == "file:///tmp/a%20b%25c%23d%3Fe"
     assert parse_uri("relative/dir").key == os.path.abspath("relative/dir")
     with pytest.raises(ValueError, match="Unsupported storage URI"):
         parse_uri("gs://bucket/x")
@@ -77,18 +80,26 @@ def test_missing_bucket_wrong_secret_and_closed_port(s3_auth_server: S3Server) -
     assert "Wr0ng-S3-secret-value" not in message
 
 
+def _names(files: list[str]) -> list[str]:
+    return [f.rsplit("/", 1)[1] for f in files]
+
+
 def test_rewriting_a_dataset_replaces_it(hook: S3Hook, prefix: str) -> None:
     first = hook.write_dataset(prefix, _table(25).to_batches(max_chunksize=7), max_rows_per_file=10)
     assert first["rows"] == 25
-    assert first["files"] == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    assert _names(first["files"]) == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    assert all(f.startswith(f"_attempts/{first['attempt']}/") for f in first["files"])
     second = hook.write_dataset(prefix, _table(5).to_batches(), max_rows_per_file=10)
-    assert second["files"] == ["part-00000.parquet"]
-    assert sorted(u.rsplit("/", 1)[1] for u in hook.list_uris(prefix)) == [MANIFEST, "part-00000.parquet"]
+    assert _names(second["files"]) == ["part-00000.parquet"]
     assert pa.Table.from_batches(list(hook.iter_batches(prefix))).num_rows == 5
     manifest = hook.read_manifest(prefix)
     assert manifest["rows"] == 5
-    assert manifest["file_rows"] == {"part-00000.parquet": 5}
+    assert manifest["file_rows"] == {second["files"][0]: 5}
     assert manifest["schema"][0] == {"name": "id", "type": "int64", "nullable": True}
+    # the superseded version stays for readers in flight until the next commit removes it
+    third = hook.write_dataset(prefix, _table(2).to_batches())
+    keys = sorted(u[len(prefix) + 1 :] for u in hook.list_uris(prefix))
+    assert keys == sorted([MANIFEST, *second["files"], *third["files"]])
 
 
 def test_empty_dataset_keeps_its_schema(hook: S3Hook, prefix: str) -> None:
@@ -154,3 +165,4 @@ def test_boto_and_pyarrow_see_the_same_objects(hook: S3Hook, prefix: str, s3_ser
     location = parse_uri(prefix)
     keys = [o["Key"] for o in client.list_objects_v2(Bucket=location.bucket, Prefix=location.key)["Contents"]]
     assert sorted(k.rsplit("/", 1)[1] for k in keys) == [MANIFEST, "part-00000.parquet"]
+    assert any(f"/_attempts/{hook.read_manifest(prefix)['attempt']}/" in k for k in keys)

@@ -56,8 +56,12 @@ def test_empty_source_follows_the_policy(policy: str, sqlite_conn: str, tmp_path
     else:
         with pytest.raises(AirflowSkipException if policy == "skip" else AirflowException, match="no rows"):
             op.execute(_context())
-    # In every case the output is an empty dataset (a previous try's rows are gone).
-    assert S3Hook(aws_conn_id=None).read_manifest(out)["rows"] == 0
+    manifest = S3Hook(aws_conn_id=None).read_manifest(out)
+    if policy == "fail":
+        # refused before the commit: nothing is committed (a previous version would stay)
+        assert manifest is None
+    else:
+        assert manifest["rows"] == 0
 
 
 def test_watermark_window_is_half_open(sqlite_conn: str, tmp_path: Path) -> None:
@@ -112,7 +116,7 @@ def test_schema_violation_fails_naming_the_column_and_leaves_no_output(
     op = TransformOperator(task_id="t", input_uri=raw, expected_schema=SPEC, output_uri=out)
     with pytest.raises(SchemaViolation, match=r"2 of 4 rows.*column 'age' rule min=0: 1 bad row"):
         op.execute(_context())
-    assert not S3Hook(aws_conn_id=None).exists(out)
+    assert S3Hook(aws_conn_id=None).read_manifest(out) is None  # nothing committed
 
 
 def test_quarantine_routes_bad_rows(sqlite_conn: str, tmp_path: Path) -> None:
