@@ -24,7 +24,7 @@ def collection_asset(conn_id: str, collection: str, database: str | None = None)
 
 def storage_asset(uri: str) -> Asset:
     """The Asset of a dataset prefix on S3 or a local path."""
-    from airflow_provider_mlops.hooks.s3 import parse_uri
+    from airflow_provider_mlops.storage.uri import parse_uri
 
     location = parse_uri(uri)
     return Asset(uri=location.uri.rstrip("/"))

@@ -201,6 +201,7 @@ class ExtractOperator(BaseOperator):
         self.log.info(
             "Extracting %s %r from %s into %s", source["kind"], source["name"], self.source_conn_id, uri
         )
+
         def refuse_empty(manifest: Any) -> None:
             # Before the commit: an empty source with on_empty="fail" keeps the previous dataset.
             if manifest.rows == 0 and self.on_empty == "fail":

@@ -121,7 +121,8 @@ class DriftSensor(BaseSensorOperator):
         return uris[0]
 
     def _data_ready(self) -> bool:
-        from airflow_provider_mlops.hooks.s3 import MANIFEST, parse_uri
+        from airflow_provider_mlops.datasets import MANIFEST
+        from airflow_provider_mlops.storage.uri import parse_uri
 
         return bool(self._storage.exists(parse_uri(self._uri()).join(MANIFEST)))
 

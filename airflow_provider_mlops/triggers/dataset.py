@@ -50,7 +50,9 @@ class DatasetReadyTrigger(BaseTrigger):
         )
 
     def _ready(self) -> bool:
-        from airflow_provider_mlops.hooks.s3 import MANIFEST, S3Hook, parse_uri
+        from airflow_provider_mlops.datasets import MANIFEST
+        from airflow_provider_mlops.hooks.s3 import S3Hook
+        from airflow_provider_mlops.storage.uri import parse_uri
 
         return S3Hook(aws_conn_id=self.storage_conn_id).exists(parse_uri(self.uri).join(MANIFEST))
 

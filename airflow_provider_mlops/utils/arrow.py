@@ -326,7 +326,9 @@ def _widen_type(name: str, current: pa.DataType, incoming: pa.DataType, *, to_st
             pa.schema(list(current)), pa.schema(list(incoming)), to_string=to_string, prefix=f"{name}."
         )
         return pa.struct(list(merged))
-    if (t.is_list(current) or t.is_large_list(current)) and (t.is_list(incoming) or t.is_large_list(incoming)):
+    if (t.is_list(current) or t.is_large_list(current)) and (
+        t.is_list(incoming) or t.is_large_list(incoming)
+    ):
         value = _widen_type(f"{name}[]", current.value_type, incoming.value_type, to_string=to_string)
         return pa.list_(value)
     if to_string:

@@ -27,7 +27,7 @@ class LineageDataset:
 def dataset_for(kind: str, conn_id: str | None, name: str) -> LineageDataset:
     """Namespace ``<scheme>://<host>:<port>`` from the connection; storage URIs name themselves."""
     if kind == "storage":
-        from airflow_provider_mlops.hooks.s3 import parse_uri
+        from airflow_provider_mlops.storage.uri import parse_uri
 
         location = parse_uri(name)
         if location.scheme == "s3":

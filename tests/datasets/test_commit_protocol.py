@@ -84,7 +84,7 @@ def test_failed_upload_keeps_the_previous_version(proxied, prefix: str) -> None:
     before = hook.read_manifest(prefix)
 
     rules[0] = _is_put_of("part-00001.parquet")  # every try of the second file fails
-    with pytest.raises(Exception, match="500|InternalError"):
+    with pytest.raises(Exception, match=r"500|InternalError"):
         hook.write_dataset(prefix, _table(300, tag="new").to_batches(max_chunksize=50), max_rows_per_file=100)
     rules[0] = None
 
@@ -103,7 +103,7 @@ def test_failed_multipart_part_keeps_the_previous_version(proxied, prefix: str) 
     # ~12 MB of incompressible bytes: a multipart upload of two 8 MB parts; part 2 always fails.
     big = pa.table({"id": list(range(12)), "s": [os.urandom(1 << 20).hex()[: 1 << 20] for _ in range(12)]})
     rules[0] = lambda r: Fault.fail(503) if r.method == "PUT" and "partNumber=2" in r.path else None
-    with pytest.raises(Exception, match="503|SlowDown|ServiceUnavailable|InternalError"):
+    with pytest.raises(Exception, match=r"503|SlowDown|ServiceUnavailable|InternalError"):
         hook.write_dataset(prefix, big.to_batches(), compression=None)
     rules[0] = None
     assert _checksum(_read(hook, prefix)) == _checksum(old)
@@ -158,7 +158,7 @@ def test_nothing_committed_is_an_error_never_zero_rows(where: str, s3_conn_id, p
 
     with pytest.raises(RuntimeError, match="source died"):
         hook.write_dataset(uri, failing(), max_rows_per_file=40)
-    with pytest.raises(NoCommittedDatasetError, match="No committed dataset|Nothing at"):
+    with pytest.raises(NoCommittedDatasetError, match=r"No committed dataset|Nothing at"):
         list(hook.iter_batches(uri))
     assert hook.read_manifest(uri) is None
 
@@ -187,7 +187,9 @@ def test_before_commit_can_refuse_and_nothing_changes(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="validation failed"):
         hook.write_dataset(uri, _table(20).to_batches(), before_commit=refuse)
     assert _read(hook, uri).num_rows == 10
-    assert sorted(p.name for p in (tmp_path / "ds" / ATTEMPTS).iterdir()) == [hook.read_manifest(uri)["attempt"]]
+    assert sorted(p.name for p in (tmp_path / "ds" / ATTEMPTS).iterdir()) == [
+        hook.read_manifest(uri)["attempt"]
+    ]
 
 
 def test_a_changed_committed_file_is_detected(tmp_path: Path) -> None:
@@ -196,7 +198,7 @@ def test_a_changed_committed_file_is_detected(tmp_path: Path) -> None:
     result = hook.write_dataset(uri, _table(100).to_batches(), max_rows_per_file=60)
     victim = tmp_path / "ds" / result["files"][1]
     pq.write_table(_table(7), victim)
-    with pytest.raises(DatasetCorruptError, match="bytes|rows"):
+    with pytest.raises(DatasetCorruptError, match=r"bytes|rows"):
         list(hook.iter_batches(uri))
     victim.unlink()
     with pytest.raises(DatasetCorruptError, match="missing"):

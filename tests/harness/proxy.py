@@ -113,7 +113,9 @@ def start_proxy(upstream: str, rule: Rule | None = None) -> Iterator[Proxy]:
                     return
                 if fault.kind == "delay":
                     time.sleep(fault.seconds)
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP and k.lower() != "expect"}
+            headers = {
+                k: v for k, v in self.headers.items() if k.lower() not in _HOP and k.lower() != "expect"
+            }
             conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
             try:
                 conn.request(self.command, self.path, body=body, headers=headers)
@@ -122,7 +124,9 @@ def start_proxy(upstream: str, rule: Rule | None = None) -> Iterator[Proxy]:
                 self.send_response(response.status, response.reason)
                 for key, value in response.getheaders():
                     # HEAD answers carry the object's length with no body: pass it through
-                    if key.lower() not in _HOP and (key.lower() != "content-length" or self.command == "HEAD"):
+                    if key.lower() not in _HOP and (
+                        key.lower() != "content-length" or self.command == "HEAD"
+                    ):
                         self.send_header(key, value)
                 if self.command != "HEAD":
                     self.send_header("Content-Length", str(len(data)))
