@@ -155,8 +155,9 @@ def _iter_csv_file(
 ) -> Iterator[pa.RecordBatch]:
     """
     CSV exactly as the writer writes it: only an unquoted empty field is NULL (Arrow's defaults would
-    also turn "nan", "NA", "null"... into NULL); quoted values may hold newlines.
+    also turn "nan", "NA", "null"... into NULL); quoted values may hold newlines; binary is hex.
     """
+    import pyarrow as pa
     import pyarrow.csv as pacsv
 
     convert: dict[str, Any] = {
@@ -164,32 +165,88 @@ def _iter_csv_file(
         "strings_can_be_null": True,
         "quoted_strings_can_be_null": False,
     }
+    hex_columns: dict[str, pa.DataType] = {}
     if schema is not None:
-        convert["column_types"] = schema
+        from airflow_provider_mlops.datasets.writer import binary_as_hex_schema
+
+        hex_columns = {
+            f.name: f.type for f in schema if f.type != binary_as_hex_schema(pa.schema([f]))[0].type
+        }
+        convert["column_types"] = binary_as_hex_schema(schema)
     if columns:
         convert["include_columns"] = columns
     with fs.open_input_stream(path) as stream:
         reader = pacsv.open_csv(
             stream,
             read_options=pacsv.ReadOptions(block_size=8 << 20),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            # A one-column row holding NULL is an empty line: it must count as a row. The row-count
+            # check found Arrow's default (skip empty lines) dropping them.
+            parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
             convert_options=pacsv.ConvertOptions(**convert),
         )
-        yield from reader
+        for batch in reader:
+            yield _from_text(batch, hex_columns) if hex_columns else batch
 
 
 def _iter_jsonl_file(
     fs: pafs.FileSystem, path: str, schema: pa.Schema | None, batch_size: int, columns: list[str] | None
 ) -> Iterator[pa.RecordBatch]:
+    """
+    JSON Lines. With a known schema, the types Arrow's JSON parser cannot take from the text the
+    writer produces (dates and times as ISO text, binary as hex) are read as strings and converted.
+    """
     import pyarrow.json as pajson
 
-    parse = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error") if schema else None
+    text_columns = _jsonl_text_columns(schema) if schema is not None else {}
+    parse = None
+    if schema is not None:
+        read_schema = pa_schema_with_strings(schema, text_columns)
+        parse = pajson.ParseOptions(explicit_schema=read_schema, unexpected_field_behavior="error")
     with fs.open_input_stream(path) as stream:
         reader = pajson.open_json(
             stream, read_options=pajson.ReadOptions(block_size=8 << 20), parse_options=parse
         )
         for batch in reader:
+            if text_columns:
+                batch = _from_text(batch, text_columns)
             yield batch.select(columns) if columns else batch
+
+
+def _jsonl_text_columns(schema: pa.Schema) -> dict[str, pa.DataType]:
+    import pyarrow.types as t
+
+    return {
+        f.name: f.type
+        for f in schema
+        if t.is_date(f.type) or t.is_time(f.type) or t.is_binary(f.type) or t.is_large_binary(f.type)
+    }
+
+
+def pa_schema_with_strings(schema: pa.Schema, names: dict[str, pa.DataType]) -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema([f.with_type(pa.string()) if f.name in names else f for f in schema])
+
+
+def _from_text(batch: pa.RecordBatch, columns: dict[str, pa.DataType]) -> pa.RecordBatch:
+    import pyarrow as pa
+    import pyarrow.types as t
+
+    arrays = []
+    for field, array in zip(batch.schema, batch.columns, strict=True):
+        target = columns.get(field.name)
+        if target is None:
+            arrays.append(array)
+        elif t.is_binary(target) or t.is_large_binary(target):
+            # written as hex by json_default; Arrow has no hex kernel
+            values = [None if v is None else bytes.fromhex(v) for v in array.to_pylist()]
+            arrays.append(pa.array(values, type=target))
+        else:
+            arrays.append(array.cast(target))
+    names = batch.schema.names
+    return pa.RecordBatch.from_arrays(
+        arrays, schema=pa.schema([pa.field(n, a.type) for n, a in zip(names, arrays, strict=True)])
+    )
 
 
 def iter_files(

@@ -241,6 +241,8 @@ class _RotatingWriter:
             part = batch.slice(offset, take)
             if self.format == "jsonl":
                 self._stream.write(_batch_to_jsonl(part))
+            elif self.format == "csv":
+                self._writer.write_batch(binary_as_hex(part))
             else:
                 self._writer.write_batch(part)
             self._file_rows += take
@@ -248,6 +250,7 @@ class _RotatingWriter:
             offset += take
 
     def _open(self, schema: pa.Schema) -> None:
+        import pyarrow as pa
         import pyarrow.csv as pacsv
         import pyarrow.parquet as pq
 
@@ -261,7 +264,13 @@ class _RotatingWriter:
                 sink, schema, compression=self.compression, use_dictionary=_dictionary_columns(schema)
             )
         elif self.format == "csv":
-            self._writer = pacsv.CSVWriter(sink, schema)
+            nested = [f"{f.name!r} ({f.type})" for f in schema if pa.types.is_nested(f.type)]
+            if nested:
+                raise DatasetError(
+                    f"CSV cannot hold the nested column(s) {', '.join(nested)}: write parquet or jsonl, or "
+                    "extract nested values as JSON text (nested='json')"
+                )
+            self._writer = pacsv.CSVWriter(sink, binary_as_hex_schema(schema))
         else:
             self._writer = None
         self._file_rows = 0
@@ -307,6 +316,34 @@ def _dictionary_columns(schema: pa.Schema) -> list[str]:
         or t.is_large_binary(f.type)
         or t.is_dictionary(f.type)
     ]
+
+
+def _is_binary(data_type: pa.DataType) -> bool:
+    import pyarrow.types as t
+
+    return bool(t.is_binary(data_type) or t.is_large_binary(data_type) or t.is_fixed_size_binary(data_type))
+
+
+def binary_as_hex_schema(schema: pa.Schema) -> pa.Schema:
+    """CSV holds text: binary columns are written as hex (as JSON Lines does) and decoded on read."""
+    import pyarrow as pa
+
+    return pa.schema([f.with_type(pa.string()) if _is_binary(f.type) else f for f in schema])
+
+
+def binary_as_hex(batch: pa.RecordBatch) -> pa.RecordBatch:
+    import pyarrow as pa
+
+    if not any(_is_binary(f.type) for f in batch.schema):
+        return batch
+    # Arrow has no hex kernel; binary in CSV is rare enough for a Python loop.
+    arrays = [
+        pa.array([None if v is None else v.hex() for v in a.to_pylist()], pa.string())
+        if _is_binary(a.type)
+        else a
+        for a in batch.columns
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=binary_as_hex_schema(batch.schema))
 
 
 def _batch_to_jsonl(batch: pa.RecordBatch) -> bytes:
