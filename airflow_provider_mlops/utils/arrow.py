@@ -705,3 +705,82 @@ def evolve_schema(
     if not changed:
         return current
     return pa.schema(fields, metadata=current.metadata)
+
+
+# --------------------------------------------------------------------------------------------------
+# schemas given in DAG files: JSON-able, parsed at run time (no pyarrow import at parse time)
+# --------------------------------------------------------------------------------------------------
+def _split_top_level(text: str) -> list[str]:
+    """``a: int64, b: struct<x: int64, y: string>`` -> its top-level comma-separated parts."""
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        if char in "<([":
+            depth += 1
+        elif char in ">)]":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [p.strip() for p in parts if p.strip()]
+
+
+def parse_type(text: str) -> pa.DataType:
+    """
+    An Arrow type from its text form (what ``str(pa_type)`` prints): ``int64``, ``string``,
+    ``float64``, ``bool``, ``date32``, ``timestamp[us]``, ``timestamp[us, tz=UTC]``,
+    ``decimal128(38, 2)``, ``list<int64>`` (or ``list<item: int64>``), ``struct<a: int64, b: string>``.
+    """
+    import re
+
+    import pyarrow as pa
+
+    text = text.strip()
+    if match := re.fullmatch(r"timestamp\[(s|ms|us|ns)(?:,\s*tz=([^\]]+))?\]", text):
+        return pa.timestamp(match[1], tz=match[2].strip() if match[2] else None)
+    if match := re.fullmatch(r"decimal(128|256)?\(\s*(\d+)\s*,\s*(\d+)\s*\)", text):
+        factory = pa.decimal256 if match[1] == "256" else pa.decimal128
+        return factory(int(match[2]), int(match[3]))
+    if match := re.fullmatch(r"(large_list|list)<(.*)>", text, flags=re.S):
+        inner = match[2].strip()
+        if re.match(r"^item\s*:", inner):
+            inner = inner.split(":", 1)[1]
+        value = parse_type(inner)
+        return pa.large_list(value) if match[1] == "large_list" else pa.list_(value)
+    if match := re.fullmatch(r"struct<(.*)>", text, flags=re.S):
+        fields = []
+        for part in _split_top_level(match[1]):
+            name, _, type_text = part.partition(":")
+            fields.append(pa.field(name.strip(), parse_type(type_text)))
+        return pa.struct(fields)
+    try:
+        return pa.type_for_alias(text)
+    except (ValueError, KeyError):
+        raise ValueError(f"Unknown Arrow type {text!r} (e.g. int64, string, timestamp[us, tz=UTC])") from None
+
+
+def schema_from_spec(spec: Any) -> pa.Schema | None:
+    """
+    A :class:`pyarrow.Schema` from a schema, a list of ``{"name", "type"[, "nullable"]}`` (the
+    form :func:`schema_to_json` and the dataset manifest use) or a dict ``{name: type text}``.
+    """
+    import pyarrow as pa
+
+    if spec is None or isinstance(spec, pa.Schema):
+        return spec
+    if isinstance(spec, dict):
+        return pa.schema(
+            [pa.field(str(name), parse_type(str(type_text))) for name, type_text in spec.items()]
+        )
+    if isinstance(spec, list | tuple):
+        fields = []
+        for item in spec:
+            if not isinstance(item, dict) or "name" not in item or "type" not in item:
+                raise ValueError(f"Each schema field needs 'name' and 'type', got {item!r}")
+            fields.append(
+                pa.field(str(item["name"]), parse_type(str(item["type"])), bool(item.get("nullable", True)))
+            )
+        return pa.schema(fields)
+    raise ValueError(
+        f"schema must be a pyarrow.Schema, a list of {{'name', 'type'}} or a dict name -> type, got {type(spec).__name__}"
+    )
