@@ -131,13 +131,30 @@ def read_source(
     watermark_start: Any = None,
     watermark_end: Any = None,
     batch_size: int = 50_000,
-    schema: pa.Schema | None = None,
+    schema: Any = None,
+    extra: str = "error",
+    type_conflict: str = "error",
+    nested: str | None = None,
 ) -> tuple[Iterator[pa.RecordBatch], dict[str, Any]]:
     """
     Open a stream of record batches from any supported source.
 
+    Record sources (MongoDB, HTTP, JSON Lines) go through
+    :class:`~airflow_provider_mlops.utils.arrow.RecordBatcher`: without ``schema`` the schema evolves
+    as fields appear, with it the schema is a contract.
+
+    :param schema: a :class:`pyarrow.Schema`, a list of ``{"name", "type"}`` or a dict name -> type
+        text (see :func:`~airflow_provider_mlops.utils.arrow.schema_from_spec`).
+    :param extra: record sources with ``schema``: ``error`` or ``ignore`` for undeclared fields.
+    :param type_conflict: record sources: ``error`` or ``string`` for values of no common type.
+    :param nested: record sources: ``json`` or ``struct``; default ``json`` for MongoDB and HTTP,
+        ``struct`` for JSON Lines (what Arrow's JSON reader gave before).
     :return: the batch iterator and a small description of the source (kind, name) for logs/lineage.
     """
+    from airflow_provider_mlops.utils.arrow import schema_from_spec
+
+    schema = schema_from_spec(schema)
+    record_options = {"schema": schema, "extra": extra, "type_conflict": type_conflict}
     kind = connection_kind(conn_id)
     start, end = parse_instant(watermark_start), parse_instant(watermark_end)
     if kind in ("postgres", "sql"):
@@ -186,7 +203,8 @@ def read_source(
             sort=sort,
             pipeline=pipeline,
             batch_size=batch_size,
-            schema=schema,
+            nested=nested or "json",  # type: ignore[arg-type]
+            **record_options,  # type: ignore[arg-type]
         )
         return batches, {
             "kind": kind,
@@ -197,9 +215,10 @@ def read_source(
         if not endpoint:
             raise ValueError(f"Connection {conn_id!r} is an HTTP API: give endpoint=...")
         from airflow_provider_mlops.hooks.http import HttpApiHook
+        from airflow_provider_mlops.utils.arrow import RecordBatcher
 
         api = HttpApiHook(http_conn_id=conn_id or "")
-        batches = api.iter_batches(
+        records = api.iter_records(
             endpoint,
             method=method,
             params=params,
@@ -208,9 +227,11 @@ def read_source(
             records_path=records_path,
             pagination=pagination,
             max_pages=max_pages,
-            batch_size=batch_size,
-            schema=schema,
         )
+        # The records go through the batcher here rather than HttpApiHook.iter_batches, which takes
+        # no extra / type_conflict: the same conversion, with every schema option.
+        batcher = RecordBatcher(batch_size=batch_size, nested=nested or "json", **record_options)
+        batches = batcher.batches(r if isinstance(r, Mapping) else {"value": r} for r in records)
         if watermark_column:
             batches = filter_batches_by_window(batches, watermark_column, start, end)
         return batches, {"kind": kind, "conn_id": conn_id, "name": endpoint}
@@ -219,7 +240,54 @@ def read_source(
     from airflow_provider_mlops.hooks.s3 import S3Hook
 
     storage = S3Hook(aws_conn_id=conn_id)
-    batches = storage.iter_batches(path, format=format, batch_size=batch_size, schema=schema)  # type: ignore[arg-type]
+    if format == "jsonl":
+        from airflow_provider_mlops.utils.arrow import RecordBatcher
+
+        # JSON Lines are records like an API's: Arrow's JSON reader fixes the schema from the first
+        # block and a dataset scan from the first file, dropping later fields; the batcher evolves it.
+        batcher = RecordBatcher(batch_size=batch_size, nested=nested or "struct", **record_options)
+        batches = batcher.batches(iter_json_lines(storage, path))
+    else:
+        batches = storage.iter_batches(path, format=format, batch_size=batch_size, schema=schema)  # type: ignore[arg-type]
     if watermark_column:
         batches = filter_batches_by_window(batches, watermark_column, start, end)
     return batches, {"kind": "storage", "conn_id": conn_id, "name": path}
+
+
+def iter_json_lines(storage: Any, uri: str) -> Iterator[dict[str, Any]]:
+    """
+    The records of a JSON Lines file, or of every file below a prefix (names starting with ``_`` or
+    ``.`` skipped, in name order), one line at a time; a line that is not a JSON object is an error
+    naming the file and line.
+    """
+    import io
+    import json as jsonlib
+
+    import pyarrow.fs as pafs
+
+    fs, location = storage.filesystem(uri)
+    info = fs.get_file_info(location.path)
+    if info.type == pafs.FileType.NotFound:
+        raise FileNotFoundError(f"No JSON Lines file or prefix at {uri}")
+    if info.type == pafs.FileType.File:
+        files = [location.path]
+    else:
+        selector = pafs.FileSelector(location.path, recursive=True)
+        files = sorted(
+            item.path
+            for item in fs.get_file_info(selector)
+            if item.type == pafs.FileType.File and not item.base_name.startswith(("_", "."))
+        )
+    for file in files:
+        with fs.open_input_stream(file) as raw:
+            text = io.TextIOWrapper(io.BufferedReader(raw), encoding="utf-8", newline="\n")
+            for number, line in enumerate(text, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = jsonlib.loads(line)
+                except ValueError as err:
+                    raise ValueError(f"{file} line {number} is not JSON: {err}") from None
+                if not isinstance(record, dict):
+                    raise ValueError(f"{file} line {number} is a JSON {type(record).__name__}, not an object")
+                yield record

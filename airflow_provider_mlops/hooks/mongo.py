@@ -3,7 +3,8 @@ MongoDB hook (pymongo) that streams documents as Arrow record batches and writes
 
 Reads use a cursor with ``batch_size`` (``find`` or an aggregation pipeline); documents become
 Arrow rows with ObjectId as string, datetimes kept (UTC), Decimal128 as decimal and nested
-documents/arrays as JSON text or Arrow structs. Writes use unordered ``insert_many`` in chunks or
+documents/arrays as JSON text or Arrow structs; the schema evolves as fields appear (or is a given,
+fixed contract), so no field is ever dropped. Writes use unordered ``insert_many`` in chunks or
 upserts by key with ``bulk_write`` in chunks.
 """
 
@@ -236,6 +237,8 @@ class MongoHook(BaseHook):
         batch_size: int = 50_000,
         schema: pa.Schema | None = None,
         nested: Literal["json", "struct"] = "json",
+        extra: Literal["error", "ignore"] = "error",
+        type_conflict: Literal["error", "string"] = "error",
     ) -> Iterator[pa.RecordBatch]:
         """
         Stream a query (``find``) or an aggregation ``pipeline`` as record batches.
@@ -247,8 +250,18 @@ class MongoHook(BaseHook):
         :param sort: ``find`` sort, e.g. ``[("updated_at", 1)]``.
         :param pipeline: an aggregation pipeline; used instead of ``find`` when given.
         :param batch_size: rows per batch (also the cursor's batch size, capped at 10,000).
-        :param schema: the Arrow schema; inferred from the first batch when None.
-        :param nested: ``json`` stores sub-documents and arrays as JSON text, ``struct`` keeps them nested.
+        :param schema: a fixed Arrow schema (a contract). When None the schema evolves with the
+            documents: a field that only later documents have becomes a column from then on (the
+            batches before it lack it; readers of the dataset see it as null there), and a field
+            whose type changes widens losslessly or fails naming the field, the document (its index
+            and ``_id``) and the value. See :class:`~airflow_provider_mlops.utils.arrow.RecordBatcher`.
+        :param nested: ``json`` stores sub-documents and arrays as JSON text, ``struct`` keeps them
+            as Arrow structs / lists (fields that appear later inside a sub-document are added to
+            the struct).
+        :param extra: with ``schema``: a field the schema does not declare is an error (``error``)
+            or left out (``ignore``).
+        :param type_conflict: ``error``, or ``string`` to turn a column whose values fit no common
+            type into text.
         """
         from airflow_provider_mlops.utils.arrow import RecordBatcher
 
@@ -261,7 +274,13 @@ class MongoHook(BaseHook):
                 filter or {}, projection, sort=list(sort) if sort else None, batch_size=cursor_batch
             )
         batcher = RecordBatcher(
-            batch_size=batch_size, schema=schema, nested=nested, convert=_convert_document
+            batch_size=batch_size,
+            schema=schema,
+            nested=nested,
+            convert=_convert_document,
+            extra=extra,
+            type_conflict=type_conflict,
+            key="_id",
         )
         try:
             yield from batcher.batches(cursor)

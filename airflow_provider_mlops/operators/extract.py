@@ -54,6 +54,21 @@ class ExtractOperator(BaseOperator):
     :param output_uri: where to write; default a deterministic staging URI. (templated)
     :param storage_conn_id: connection for ``s3://`` output (default ``[mlops] storage_conn_id``).
     :param batch_size: rows per batch.
+    :param schema: a fixed schema (a contract) instead of one that evolves with the data: a
+        ``pyarrow.Schema``, a list of ``{"name": ..., "type": ...}`` (the dataset manifest's form) or
+        a dict ``{"name": "type"}``, types in Arrow's text form (``int64``, ``float64``, ``string``,
+        ``bool``, ``timestamp[us, tz=UTC]``, ``decimal128(38, 2)``, ``list<string>``,
+        ``struct<a: int64>``), so a DAG file needs no pyarrow import. Values are converted to these
+        types with Arrow's safe casts (ISO text into a timestamp); a value that does not convert is
+        an error naming the field, the record and the value. For SQL and file sources it is the
+        schema to read with, as before. (templated)
+    :param extra: MongoDB / HTTP / JSON Lines with ``schema``: a field the schema does not declare
+        is an error naming it (``error``, default) or is left out (``ignore``); never a silent drop.
+    :param type_conflict: MongoDB / HTTP / JSON Lines: a field whose values fit no common lossless
+        type (``1`` then ``"n/a"``) fails naming the field, the record and the value (``error``,
+        default) or becomes a text column (``string``).
+    :param nested: MongoDB / HTTP / JSON Lines: sub-documents and arrays as ``json`` text or as Arrow
+        ``struct`` / list columns. Default: ``json`` for MongoDB and HTTP, ``struct`` for JSON Lines.
     :param on_empty: what an empty result does: ``succeed`` (0 rows), ``skip`` (downstream skipped)
         or ``fail``. The (empty) dataset is written in every case, replacing a previous try's.
     """
@@ -74,6 +89,7 @@ class ExtractOperator(BaseOperator):
         "watermark_start",
         "watermark_end",
         "output_uri",
+        "schema",
     )
     template_ext: Sequence[str] = (".sql",)
     template_fields_renderers = {"sql": "sql", "filter": "json", "pipeline": "json", "json": "json"}
@@ -108,11 +124,21 @@ class ExtractOperator(BaseOperator):
         storage_conn_id: str | None = None,
         batch_size: int = 50_000,
         on_empty: EmptyPolicy = "succeed",
+        schema: Any = None,
+        extra: Literal["error", "ignore"] = "error",
+        type_conflict: Literal["error", "string"] = "error",
+        nested: Literal["json", "struct"] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if on_empty not in ("succeed", "skip", "fail"):
             raise ValueError(f"on_empty must be succeed, skip or fail, got {on_empty!r}")
+        if extra not in ("error", "ignore"):
+            raise ValueError(f"extra must be error or ignore, got {extra!r}")
+        if type_conflict not in ("error", "string"):
+            raise ValueError(f"type_conflict must be error or string, got {type_conflict!r}")
+        if nested not in (None, "json", "struct"):
+            raise ValueError(f"nested must be json or struct, got {nested!r}")
         self.source_conn_id = source_conn_id
         self.sql = sql
         self.parameters = parameters
@@ -139,6 +165,10 @@ class ExtractOperator(BaseOperator):
         self.storage_conn_id = storage_conn_id
         self.batch_size = batch_size
         self.on_empty = on_empty
+        self.schema = schema
+        self.extra = extra
+        self.type_conflict = type_conflict
+        self.nested = nested
         self._lineage: dict[str, Any] = {}
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -195,6 +225,10 @@ class ExtractOperator(BaseOperator):
             watermark_start=self.watermark_start if self.watermark_column else None,
             watermark_end=self.watermark_end if self.watermark_column else None,
             batch_size=self.batch_size,
+            schema=self.schema,
+            extra=self.extra,
+            type_conflict=self.type_conflict,
+            nested=self.nested,
         )
         uri = resolve_uri(self.output_uri) if self.output_uri else task_output_uri(context)
         storage = S3Hook(aws_conn_id=self.storage_conn_id or default_storage_conn_id())

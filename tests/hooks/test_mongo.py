@@ -170,14 +170,48 @@ def test_find_and_aggregate_stream_bounded_batches(hook, collection, raw) -> Non
     assert ObjectId.is_valid(nested.column("_id")[0].as_py())
 
 
-def test_a_field_appearing_late_is_an_error_not_a_silent_drop(hook, collection, raw) -> None:
-    raw[collection].insert_many([{"n": i} for i in range(10)] + [{"n": 10, "late": "x"}])
-    with pytest.raises(SchemaMismatchError, match="late"):
-        list(hook.iter_batches(collection, projection={"_id": 0}, batch_size=5, sort=[("n", 1)]))
-    # With an explicit schema it reads fine.
-    schema = pa.schema([("n", pa.int64()), ("late", pa.string())])
-    table = pa.Table.from_batches(
-        list(hook.iter_batches(collection, projection={"_id": 0}, batch_size=5, schema=schema))
+def test_a_field_most_documents_have_but_the_first_ones_lack_is_kept(hook, collection, raw) -> None:
+    # the case: `tags` on 280 of 300 documents, the first 20 without it
+    raw[collection].insert_many(
+        [{"n": i} if i < 20 else {"n": i, "tags": [f"t{i}", "x"], "meta": {"src": "api"}} for i in range(300)]
     )
+    (batch,) = hook.iter_batches(collection, projection={"_id": 0}, sort=[("n", 1)])
+    assert batch.schema.names == ["n", "tags", "meta"]
+    assert batch.column("tags").null_count == 20
+    assert batch.column("tags")[20].as_py() == '["t20","x"]'
+    batches = hook.iter_batches(
+        collection, projection={"_id": 0}, sort=[("n", 1)], nested="struct", batch_size=7
+    )
+    # the first batches lack the columns (readers fill them with null, as concat_tables does)
+    structs = pa.concat_tables([pa.Table.from_batches([b]) for b in batches], promote_options="default")
+    assert structs.column("tags").to_pylist()[299] == ["t299", "x"]
+    assert structs.column("meta").to_pylist()[:21] == [None] * 20 + [{"src": "api"}]
+
+
+def test_a_field_appearing_late_becomes_a_column_and_conflicts_name_the_document(
+    hook, collection, raw
+) -> None:
+    raw[collection].insert_many([{"n": i} for i in range(10)] + [{"n": 10, "late": "x"}])
+    batches = list(hook.iter_batches(collection, projection={"_id": 0}, batch_size=5, sort=[("n", 1)]))
+    assert [b.schema.names for b in batches] == [["n"], ["n"], ["n", "late"]]
+    assert batches[-1].column("late").to_pylist() == ["x"]
+
+    # An explicit schema is a contract: an undeclared field is an error, or ignored by choice.
+    schema = pa.schema([("n", pa.int64())])
+    with pytest.raises(SchemaMismatchError, match=r"'late' of record 10 is not in the schema"):
+        list(hook.iter_batches(collection, projection={"_id": 0}, schema=schema, sort=[("n", 1)]))
+    table = pa.Table.from_batches(
+        list(hook.iter_batches(collection, projection={"_id": 0}, schema=schema, extra="ignore"))
+    )
+    assert table.schema == schema
     assert table.num_rows == 11
-    assert table.column("late").null_count == 10
+
+    # A type that no lossless type holds is named with the document's _id and value.
+    other = raw[f"{collection}_conflict"]
+    ids = other.insert_many([{"v": 1}, {"v": 2.5}, {"v": "n/a"}]).inserted_ids
+    with pytest.raises(SchemaMismatchError, match=rf"'v'.*'n/a'.*record 2 \(_id='{ids[2]}'\)"):
+        list(hook.iter_batches(f"{collection}_conflict", sort=[("_id", 1)], batch_size=2))
+    text = pa.Table.from_batches(
+        list(hook.iter_batches(f"{collection}_conflict", sort=[("_id", 1)], type_conflict="string"))
+    )
+    assert text.column("v").to_pylist() == ["1", "2.5", "n/a"]

@@ -175,3 +175,49 @@ def test_openlineage_facets_when_the_provider_is_installed(sqlite_conn: str, tmp
     lineage = op.get_openlineage_facets_on_complete(None)
     assert lineage.outputs[0].namespace == "file"
     assert [f.name for f in lineage.outputs[0].facets["schema"].fields] == ["id", "age", "plan", "ts"]
+
+
+def _jsonl(path: Path, records: list[dict[str, Any]]) -> str:
+    import json
+
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return str(path)
+
+
+def test_extract_keeps_fields_the_first_records_lack_and_takes_nested_as_chosen(tmp_path: Path) -> None:
+    records = [{"id": 0}] + [
+        {"id": i, "temp": i / 2, "tags": ["a", "b"], "doc": {"k": i}} for i in range(1, 50)
+    ]
+    source = _jsonl(tmp_path / "in.jsonl", records)
+    for nested, doc_type in (("struct", pa.struct([("k", pa.int64())])), ("json", pa.string())):
+        out = (tmp_path / f"out_{nested}").as_uri()
+        ExtractOperator(
+            task_id="e", source_conn_id=None, path=source, format="jsonl", output_uri=out, nested=nested
+        ).execute(_context())
+        table = pa.Table.from_batches(list(S3Hook(aws_conn_id=None).iter_batches(out)))
+        assert table.num_rows == 50
+        assert table.schema.field("doc").type == doc_type
+        assert table.column("temp").to_pylist() == [None] + [i / 2 for i in range(1, 50)]
+
+
+def test_extract_with_a_schema_contract_names_an_unexpected_field_or_ignores_it(tmp_path: Path) -> None:
+    source = _jsonl(tmp_path / "in.jsonl", [{"id": 1, "at": "2026-01-01T00:00:00Z"}, {"id": 2, "oops": 1}])
+    schema = [{"name": "id", "type": "int64"}, {"name": "at", "type": "timestamp[us, tz=UTC]"}]
+    out = (tmp_path / "out").as_uri()
+    op = ExtractOperator(
+        task_id="e", source_conn_id=None, path=source, format="jsonl", output_uri=out, schema=schema
+    )
+    with pytest.raises(Exception, match=r"'oops' of record 1 is not in the schema"):
+        op.execute(_context())
+    ExtractOperator(
+        task_id="e",
+        source_conn_id=None,
+        path=source,
+        format="jsonl",
+        output_uri=out,
+        schema={"id": "int64", "at": "timestamp[us, tz=UTC]"},
+        extra="ignore",
+    ).execute(_context())
+    table = pa.Table.from_batches(list(S3Hook(aws_conn_id=None).iter_batches(out)))
+    assert table.schema == pa.schema([("id", pa.int64()), ("at", pa.timestamp("us", tz="UTC"))])
+    assert table.column("id").to_pylist() == [1, 2]
