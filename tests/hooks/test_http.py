@@ -190,7 +190,7 @@ def test_malformed_pages_fail_with_the_page_number(httpserver: HTTPServer) -> No
     httpserver.expect_request("/wrong-shape").respond_with_json({"data": {"items": "not a list"}})
     httpserver.expect_request("/no-path").respond_with_json({"other": []})
     hook = _hook(httpserver)
-    with pytest.raises(MalformedPageError, match=r"Page 1 of GET .*/html is not JSON"):
+    with pytest.raises(MalformedPageError, match=r"Page 1 of GET .*/html: is not JSON but an HTML page"):
         list(hook.iter_records("html"))
     with pytest.raises(MalformedPageError, match=r"expected a list of records at 'data\.items', got str"):
         list(hook.iter_records("wrong-shape", records_path="data.items"))
