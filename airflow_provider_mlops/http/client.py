@@ -155,7 +155,12 @@ class ApiClient:
                 method, url, params=params, json=json, headers=all_headers, timeout=self.timeout
             )
         except requests.RequestException as err:
-            describe = self._describer(f"{method} {url}")
+            # Name the page (its query string) as a response's URL would; redaction masks secrets.
+            try:
+                full_url = requests.Request(method, url, params=params).prepare().url or url
+            except requests.RequestException:
+                full_url = url
+            describe = self._describer(f"{method} {full_url}")
             retryable = classify_exception(err, describe)
             if retryable is not None:
                 raise retryable from None

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import logging
 import re
 import threading
@@ -74,8 +75,11 @@ def is_sensitive_name(name: str) -> bool:
 
 
 def variants(secret: str) -> set[str]:
-    """The forms of ``secret`` a log line can show: as is and URL-encoded (``%2B`` and ``+``)."""
-    return {secret, quote(secret, safe=""), quote(secret), quote_plus(secret)}
+    """
+    The forms of ``secret`` a log line can show: as is, URL-encoded (``%2B`` and ``+``) and
+    JSON-escaped (an error body that echoes the request, ``\\u00fc`` for ``ü``).
+    """
+    return {secret, quote(secret, safe=""), quote(secret), quote_plus(secret), json.dumps(secret)[1:-1]}
 
 
 def basic_credentials(user: str, password: str) -> set[str]:
