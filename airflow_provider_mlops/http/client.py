@@ -45,7 +45,7 @@ class ApiClient:
     :param rate_limit: at most this many requests per second (``None``: unlimited).
     :param retry_policy: per-request retries (:class:`.retry.RetryPolicy`).
     :param secrets: more values to mask (e.g. a connection's password, in whatever role).
-    :param log: where retries are logged.
+    :param log: where retries are logged (a stdlib or structlog logger: ``warning`` is all it needs).
     """
 
     def __init__(
@@ -59,7 +59,7 @@ class ApiClient:
         rate_limit: float | None = None,
         retry_policy: RetryPolicy | None = None,
         secrets: Iterable[str | None] = (),
-        log: logging.Logger | None = None,
+        log: Any = None,
     ) -> None:
         self.base_url = base_url
         self.auth = auth or Auth()
