@@ -39,6 +39,7 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
 ITEMS = [{"id": i, "name": f"item {i}"} for i in range(23)]
 
 
+@pytest.mark.unit
 def test_get_path() -> None:
     doc = {"data": {"items": [{"a": 1}, {"a": 2}]}}
     assert get_path(doc, "data.items.1.a") == 2
@@ -190,7 +191,7 @@ def test_malformed_pages_fail_with_the_page_number(httpserver: HTTPServer) -> No
     httpserver.expect_request("/wrong-shape").respond_with_json({"data": {"items": "not a list"}})
     httpserver.expect_request("/no-path").respond_with_json({"other": []})
     hook = _hook(httpserver)
-    with pytest.raises(MalformedPageError, match=r"Page 1 of GET .*/html is not JSON"):
+    with pytest.raises(MalformedPageError, match=r"Page 1 of GET .*/html: is not JSON but an HTML page"):
         list(hook.iter_records("html"))
     with pytest.raises(MalformedPageError, match=r"expected a list of records at 'data\.items', got str"):
         list(hook.iter_records("wrong-shape", records_path="data.items"))
@@ -322,6 +323,7 @@ def test_official_http_connection_extra_is_headers(httpserver: HTTPServer) -> No
     assert HttpApiHook("official").run("h") == [1]
 
 
+@pytest.mark.unit
 def test_parse_retry_after() -> None:
     assert parse_retry_after("7") == 7.0
     assert parse_retry_after(None) is None
