@@ -24,7 +24,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_mlops.etl.expressions import compile_expression
+from airflow_provider_mlops.etl.expressions import evaluate_column, filter_rows
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -193,23 +193,14 @@ class Pipeline:
         return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
 
     def _filter(self, batch: pa.RecordBatch, expression: str) -> pa.RecordBatch:
-        import pyarrow as pa
-        import pyarrow.dataset as pads
-
-        compiled = compile_expression(expression, batch.schema.names)
-        table = pads.dataset(pa.Table.from_batches([batch])).to_table(filter=compiled)
+        table = filter_rows(batch, expression)
         self.filtered_out += batch.num_rows - table.num_rows
         return _one_batch(table)
 
     @staticmethod
     def _derive(batch: pa.RecordBatch, mapping: Mapping[str, str]) -> pa.RecordBatch:
-        import pyarrow as pa
-        import pyarrow.dataset as pads
-
         for name, expression in mapping.items():
-            compiled = compile_expression(expression, batch.schema.names)
-            projected = pads.dataset(pa.Table.from_batches([batch])).to_table(columns={name: compiled})
-            column = projected.column(name).combine_chunks()
+            column = evaluate_column(batch, expression).combine_chunks()
             if name in batch.schema.names:
                 batch = batch.set_column(batch.schema.get_field_index(name), name, column)
             else:
