@@ -365,7 +365,9 @@ class _Compiler:
         result: pc.Expression | None = None
         left = node.left
         for op, right in zip(node.ops, node.comparators, strict=True):
-            if self.is_literal(left) and (self.is_literal(right) or isinstance(right, ast.List | ast.Tuple)):
+            if self.is_literal(left) and (
+                self.is_literal(right) or isinstance(right, ast.List | ast.Tuple | ast.Set)
+            ):
                 # Always the same answer for every row: almost surely a column name written as a
                 # string ("Island Name" == 'Biscoe'), which would filter out everything, silently.
                 raise self.fail(
