@@ -24,7 +24,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_mlops.etl.expressions import compile_expression
+from airflow_provider_mlops.etl.expressions import evaluate_column, filter_rows
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -47,42 +47,90 @@ class StepError(ValueError):
     """A step is malformed or does not fit the data (e.g. names a missing column)."""
 
 
+# The types ``cast`` (and validation's ``type``) accept, by name. A name is looked up here and nowhere
+# else: it used to be getattr(pyarrow, name)(), which called any zero-argument pyarrow function a
+# user's step named before noticing it was not a type.
+_SIMPLE_TYPES = {
+    **{name: name for name in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")},
+    **{name: name for name in ("float32", "float64", "string", "large_string", "binary", "large_binary")},
+    **{name: name for name in ("date32", "date64")},
+    "bool": "bool_",
+    # Aliases: SQL / Python spellings and pyarrow's own attribute names.
+    "bool_": "bool_",
+    "boolean": "bool_",
+    "int": "int64",
+    "integer": "int64",
+    "bigint": "int64",
+    "float": "float64",
+    "double": "float64",
+    "str": "string",
+    "text": "string",
+    "utf8": "string",
+    "large_utf8": "large_string",
+    "bytes": "binary",
+    "date": "date32",
+}
+_UNITS = ("s", "ms", "us", "ns")
+_PARAMETRIZED_TYPES = (
+    "timestamp[unit] / timestamp[unit, tz=zone] (unit: s, ms, us, ns), datetime (= timestamp[us]), "
+    "duration[unit], decimal128(precision, scale) / decimal(precision, scale), decimal256(precision, scale)"
+)
+
+
 def parse_type(text: str | pa.DataType) -> pa.DataType:
-    """An Arrow type from its text form: ``int64``, ``string``, ``timestamp[us, tz=UTC]``, ``decimal128(10, 2)``."""
+    """
+    An Arrow type from its text form: ``int64``, ``string``, ``timestamp[us, tz=UTC]``, ``decimal128(10, 2)``.
+
+    Only the names in ``_SIMPLE_TYPES`` and the parametrized forms in ``_PARAMETRIZED_TYPES`` are
+    accepted; anything else is a StepError listing them.
+    """
     import re
 
     import pyarrow as pa
 
     if isinstance(text, pa.DataType):
         return text
+    if not isinstance(text, str):
+        raise StepError(f"A type is a string such as 'int64', got {type(text).__name__}")
     name = text.strip()
-    aliases = {
-        "int": "int64",
-        "integer": "int64",
-        "float": "float64",
-        "double": "float64",
-        "str": "string",
-        "text": "string",
-        "bool": "bool_",
-        "boolean": "bool_",
-        "date": "date32",
-        "datetime": "timestamp[us]",
-    }
-    name = aliases.get(name, name)
-    if m := re.fullmatch(r"timestamp\[(\w+)(?:,\s*tz=([^\]]+))?\]", name):
-        return pa.timestamp(m.group(1), tz=m.group(2))
-    if m := re.fullmatch(r"decimal(?:128)?\((\d+),\s*(\d+)\)", name):
-        return pa.decimal128(int(m.group(1)), int(m.group(2)))
-    factory = getattr(pa, name, None) if re.fullmatch(r"[a-z0-9_]+", name) else None
-    if factory is None or not callable(factory):
-        raise StepError(f"Unknown type {text!r}")
+    if name.lower() in _SIMPLE_TYPES:
+        return getattr(pa, _SIMPLE_TYPES[name.lower()])()
+    if name.lower() == "datetime":
+        return pa.timestamp("us")
+    if m := re.fullmatch(r"timestamp\[\s*(\w+)\s*(?:,\s*tz\s*=\s*([^\]]*?)\s*)?\]", name):
+        return pa.timestamp(_unit(m.group(1), text), tz=_time_zone(m.group(2), text))
+    if m := re.fullmatch(r"duration\[\s*(\w+)\s*\]", name):
+        return pa.duration(_unit(m.group(1), text))
+    if m := re.fullmatch(r"decimal(128|256)?\(\s*(\d{1,3})\s*,\s*(-?\d{1,3})\s*\)", name):
+        factory = pa.decimal256 if m.group(1) == "256" else pa.decimal128
+        try:
+            return factory(int(m.group(2)), int(m.group(3)))
+        except ValueError as err:
+            raise StepError(f"Type {text!r}: {err}") from None
+    raise StepError(
+        f"Unknown type {text!r}; one of {sorted(_SIMPLE_TYPES)}, datetime, or {_PARAMETRIZED_TYPES}"
+    )
+
+
+def _unit(unit: str, text: str) -> str:
+    if unit not in _UNITS:
+        raise StepError(f"Type {text!r}: the unit is one of {list(_UNITS)}, got {unit!r}")
+    return unit
+
+
+def _time_zone(zone: str | None, text: str) -> str | None:
+    """A time zone Arrow will understand later: UTC, a +HH:MM offset or an IANA name."""
+    import re
+    import zoneinfo
+
+    if zone is None or zone == "UTC" or re.fullmatch(r"[+-]\d{2}:\d{2}", zone):
+        return zone
     try:
-        result = factory()
-    except TypeError:
-        raise StepError(f"Type {text!r} needs parameters") from None
-    if not isinstance(result, pa.DataType):
-        raise StepError(f"Unknown type {text!r}")
-    return result
+        zoneinfo.ZoneInfo(zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: 'America' is a folder
+        # Arrow accepts any text here and fails only when a value is converted (or written).
+        raise StepError(f"Type {text!r}: unknown time zone {zone!r}") from None
+    return zone
 
 
 def _require(batch: pa.RecordBatch, columns: Iterable[str], step: str) -> None:
@@ -193,23 +241,14 @@ class Pipeline:
         return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
 
     def _filter(self, batch: pa.RecordBatch, expression: str) -> pa.RecordBatch:
-        import pyarrow as pa
-        import pyarrow.dataset as pads
-
-        compiled = compile_expression(expression, batch.schema.names)
-        table = pads.dataset(pa.Table.from_batches([batch])).to_table(filter=compiled)
+        table = filter_rows(batch, expression)
         self.filtered_out += batch.num_rows - table.num_rows
         return _one_batch(table)
 
     @staticmethod
     def _derive(batch: pa.RecordBatch, mapping: Mapping[str, str]) -> pa.RecordBatch:
-        import pyarrow as pa
-        import pyarrow.dataset as pads
-
         for name, expression in mapping.items():
-            compiled = compile_expression(expression, batch.schema.names)
-            projected = pads.dataset(pa.Table.from_batches([batch])).to_table(columns={name: compiled})
-            column = projected.column(name).combine_chunks()
+            column = evaluate_column(batch, expression).combine_chunks()
             if name in batch.schema.names:
                 batch = batch.set_column(batch.schema.get_field_index(name), name, column)
             else:
