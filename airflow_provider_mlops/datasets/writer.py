@@ -87,6 +87,7 @@ def write_dataset(
     compression: str | None = "zstd",
     metadata: dict[str, Any] | None = None,
     before_commit: Callable[[Manifest], None] | None = None,
+    type_conflict: str = "error",
 ) -> Manifest:
     """
     Write ``batches`` as a new committed version of the dataset at ``uri``.
@@ -95,6 +96,8 @@ def write_dataset(
         batch's, evolved losslessly as later batches bring new fields or wider types.
     :param before_commit: called with the finished (not yet committed) manifest; raising discards
         the attempt and leaves the previous dataset in place.
+    :param type_conflict: ``string`` when the source chose to turn a field of conflicting types into
+        text (earlier files keep the older type and are cast to string when read); ``error`` otherwise.
     :return: the committed :class:`Manifest`.
     """
     import pyarrow as pa
@@ -103,12 +106,22 @@ def write_dataset(
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
     if max_rows_per_file <= 0:
         raise ValueError("max_rows_per_file must be positive")
+    if type_conflict not in ("error", "string"):
+        raise ValueError(f"type_conflict must be error or string, got {type_conflict!r}")
     location = parse_uri(uri)
     root = StorageLocation(location.scheme, location.bucket, location.key.rstrip("/"))
     previous = read_manifest(store, root.uri)
     attempt = new_attempt_id()
     attempt_location = root.child(ATTEMPTS, attempt)
-    writer = _RotatingWriter(store, attempt_location, format, schema, max_rows_per_file, compression)
+    writer = _RotatingWriter(
+        store,
+        attempt_location,
+        format,
+        schema,
+        max_rows_per_file,
+        compression,
+        to_string=type_conflict == "string",
+    )
     try:
         for batch in batches:
             writer.write(batch)
@@ -210,8 +223,11 @@ class _RotatingWriter:
         schema: pa.Schema | None,
         max_rows: int,
         compression: str | None,
+        *,
+        to_string: bool = False,
     ) -> None:
         self.store, self.location, self.format = store, location, format
+        self.to_string = to_string
         self.fixed_schema = schema
         self.dataset_schema: pa.Schema | None = schema
         self.max_rows, self.compression = max_rows, compression
@@ -227,7 +243,7 @@ class _RotatingWriter:
         if self.dataset_schema is None:
             self.dataset_schema = batch.schema
         elif self.fixed_schema is None:
-            self.dataset_schema = evolve_schema(self.dataset_schema, batch.schema)
+            self.dataset_schema = evolve_schema(self.dataset_schema, batch.schema, to_string=self.to_string)
         schema = self.dataset_schema
         if self._file_schema is not None and not self._file_schema.equals(schema):
             self._close_file()

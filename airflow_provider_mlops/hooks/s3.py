@@ -379,6 +379,7 @@ class S3Hook(BaseHook):
         compression: str | None = "zstd",
         metadata: dict[str, Any] | None = None,
         before_commit: Callable[[Manifest], None] | None = None,
+        type_conflict: str = "error",
     ) -> dict[str, Any]:
         """
         Write batches as a new committed version of the dataset at ``uri``.
@@ -389,6 +390,7 @@ class S3Hook(BaseHook):
 
         :param before_commit: called with the finished manifest before the commit; raising keeps the
             previous version and discards this one.
+        :param type_conflict: ``string`` when the source turned a field of conflicting types into text.
         :return: ``uri``, ``rows``, ``bytes``, ``files``, ``schema_fingerprint``, ``format``, ``attempt``.
         """
         from airflow_provider_mlops.datasets import write_dataset
@@ -403,5 +405,6 @@ class S3Hook(BaseHook):
             compression=compression,
             metadata=metadata,
             before_commit=before_commit,
+            type_conflict=type_conflict,
         )
         return manifest.summary()

@@ -249,6 +249,7 @@ class ExtractOperator(BaseOperator):
             batches,
             metadata={"source": source, "dag_id": context["ti"].dag_id, "run_id": context["run_id"]},
             before_commit=refuse_empty,
+            type_conflict=self.type_conflict,
         )
         manifest = storage.read_manifest(uri) or {}
         self._lineage = {"source": source, "output": uri, "schema": manifest.get("schema", [])}

@@ -235,3 +235,14 @@ def test_storage_paths_keep_hash_question_mark_percent_and_space(where, s3_conn_
         back = _read(hook, base.join(name))
         assert back.num_rows == i + 1, name
         assert back.column("s")[0].as_py().startswith(f"{name} row"), name
+
+
+def test_a_type_conflict_turned_to_text_is_read_as_text(tmp_path: Path) -> None:
+    hook = S3Hook(aws_conn_id=None)
+    uri = (tmp_path / "ds").as_uri()
+    batches = [pa.record_batch({"code": [1, 2]}), pa.record_batch({"code": ["A7", None]})]
+    with pytest.raises(Exception, match="code"):
+        hook.write_dataset(uri, iter(batches))
+    assert hook.read_manifest(uri) is None
+    hook.write_dataset(uri, iter(batches), type_conflict="string")
+    assert _read(hook, uri).column("code").to_pylist() == ["1", "2", "A7", None]
