@@ -67,17 +67,14 @@ def test_backend_killed_mid_load_leaves_the_table_as_it_was(
                 thread.start()
                 thread.join()
 
-    with pytest.raises(Exception, match="terminat|connection|closed|server|ADBC|IO"):
+    with pytest.raises(Exception, match=r"terminat|connection|closed|server|ADBC|IO"):
         hook.write_batches(table, killing(), mode=mode, keys=keys)
     assert killed and killed[0] >= 1, "the fault was not injected"
     assert _checksum(postgres_server, f'SELECT * FROM "{table}" ORDER BY id') == before
 
     # the retry converges to exactly one clean run
     fresh = PostgresHook(postgres_conn_id=pg_conn_id, load_engine=engine)
-    if mode == "append":
-        expected = 20_000 + 30_000
-    else:
-        expected = 30_000
+    expected = 20_000 + 30_000 if mode == "append" else 30_000
     fresh.write_batches(table, _batches(30_000, tag="new"), mode=mode, keys=keys)
     count, _ = _checksum(postgres_server, f'SELECT * FROM "{table}" ORDER BY id')
     assert count == expected
@@ -113,7 +110,7 @@ def test_backend_killed_mid_extract_keeps_the_previous_dataset(
                         (f"%{table}%",),
                     )
 
-    with pytest.raises(Exception, match="terminat|connection|closed|server"):
+    with pytest.raises(Exception, match=r"terminat|connection|closed|server"):
         storage.write_dataset(uri, killing())
     back = pa.Table.from_batches(list(storage.iter_batches(uri)))
     assert back.num_rows == 60_000 and back.equals(reference)
