@@ -220,3 +220,33 @@ def mlflow_conn(mlflow_tracking: dict[str, str]) -> str:
             "ui_url": "http://127.0.0.1:5000",
         },
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# test tiers: `./dev test -m unit` runs what needs no server and no Airflow DB, in seconds
+# --------------------------------------------------------------------------------------------------
+_SERVER_FIXTURES = {
+    "postgres_server",
+    "s3_server",
+    "s3_auth_server",
+    "mongo_server",
+    "mariadb_server",
+    "pg_conn_id",
+    "s3_conn_id",
+    "mongo_conn_id",
+    "mariadb_conn_id",
+    "airflow_db",
+    "mlflow_tracking",
+    "mlflow_conn",
+    "httpserver",
+    "dataset",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that uses no server fixture and is not an integration test as ``unit``."""
+    for item in items:
+        if item.get_closest_marker("integration") or item.get_closest_marker("unit"):
+            continue
+        if not _SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.unit)

@@ -16,7 +16,6 @@ import datetime as dt
 import decimal
 import hashlib
 import json
-import math
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -601,10 +600,6 @@ def batch_to_records(batch: pa.RecordBatch, *, json_columns: Iterable[str] = ())
                 if isinstance(value, str):
                     record[column] = json.loads(value)
     return records
-
-
-def is_nan(value: Any) -> bool:
-    return isinstance(value, float) and math.isnan(value)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Iterable
 
 _TRUE = {"1", "true", "t", "yes", "y", "on"}
 _FALSE = {"0", "false", "f", "no", "n", "off", ""}
@@ -63,7 +63,3 @@ def redact(message: str, secrets: Iterable[str | None]) -> str:
     # Credentials embedded in URIs (scheme://user:password@host) are redacted whatever they are.
     return re.sub(r"(://[^:/@\s]+:)[^@\s]+@", r"\1***@", out)
 
-
-def extras_subset(extra: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
-    """Return the entries of ``extra`` whose key is in ``keys`` and whose value is not empty."""
-    return {k: extra[k] for k in keys if k in extra and extra[k] not in (None, "")}
