@@ -329,11 +329,7 @@ class MongoHook(BaseHook):
         counts = contract.new_counts("matched", "modified", "upserted")
         empty, stream = contract.split_empty(batches)
         target = f"collection {collection!r}"
-        if (
-            empty
-            and contract.empty_outcome(on_empty, mode=mode, target=target, replace_modes=("replace",))
-            == "skip"
-        ):
+        if empty and contract.empty_outcome(on_empty, target=target) == "skip":
             self.log.info("No rows for %s (mode=%s, on_empty=%s): not touched", collection, mode, on_empty)
             return counts
         key_check = contract.KeyCheck(keys) if mode == "upsert" and keys else None

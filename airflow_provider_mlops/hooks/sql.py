@@ -237,13 +237,7 @@ class SqlBatchHook(BaseHook):
         names = list(schema.names)
         contract.check_columns(names, keys=keys, partition=partition, newer_column=newer_column)
         empty, stream = contract.split_empty(stream)
-        if (
-            empty
-            and contract.empty_outcome(
-                on_empty, mode=mode, target=f"table {table!r}", replace_modes=("replace", "replace_partition")
-            )
-            == "skip"
-        ):
+        if empty and contract.empty_outcome(on_empty, target=f"table {table!r}") == "skip":
             self.log.info(
                 "No rows for %s (mode=%s, on_empty=%s): the table is not touched", table, mode, on_empty
             )

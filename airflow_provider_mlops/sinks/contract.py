@@ -120,19 +120,18 @@ def split_empty(batches: Iterable[pa.RecordBatch]) -> tuple[bool, Iterator[pa.Re
     return True, iter(())
 
 
-def empty_outcome(on_empty: str, *, mode: str, target: str, replace_modes: Sequence[str]) -> str:
+def empty_outcome(on_empty: str, *, target: str) -> str:
     """
-    What an empty source does: ``skip`` (nothing is touched), ``write`` (the sink runs its mode
-    with no rows: a replace mode empties the target / partition) or an :class:`EmptySourceError`.
+    What an empty source does: ``skip`` (nothing is touched, a missing table is not created),
+    ``write`` (``on_empty="replace"``: the sink runs its mode with no rows, so a replace mode empties
+    the target / partition and a missing table is created) or an :class:`EmptySourceError`.
     """
     if on_empty == "fail":
         raise EmptySourceError(
             f"The source has no rows and on_empty='fail': {target} was not touched "
             "(on_empty='skip' leaves it as it is, on_empty='replace' empties it in a replace mode)"
         )
-    if on_empty == "replace" and mode in replace_modes:
-        return "write"
-    return "skip"
+    return "write" if on_empty == "replace" else "skip"
 
 
 class KeyCheck:
