@@ -462,6 +462,8 @@ class MongoHook(BaseHook):
                 yield batch
 
         try:
+            # Created up front: an empty load still has a collection to rename over the target.
+            db.create_collection(stage_name)
             self._insert_chunks(stage, noting_fields(), staged, json_columns, chunk_size, stage_name)
             if key_check is not None:
                 key_check.verify()

@@ -623,6 +623,7 @@ class PostgresHook(DbApiHook):
         target = self._table_ident(table)
         cols = pgsql.SQL(", ").join(map(pgsql.Identifier, names))
         counts = {"rows": 0, "inserted": 0, "updated": 0, "deleted": 0}
+        key_check = KeyCheck(keys) if mode == "upsert" and keys else None
         try:
             with session.transaction():
                 existing = self.table_columns(session, table)
@@ -655,7 +656,6 @@ class PostgresHook(DbApiHook):
                             stage, pgsql.Identifier(_SEQ_COLUMN)
                         )
                     )
-                    key_check = KeyCheck(keys) if mode == "upsert" and keys else None
                     if key_check is not None:
                         stream = key_check.watch(stream)
                     counts["rows"] = session.copy_in(stage, None, names, stream, schema)
@@ -667,7 +667,7 @@ class PostgresHook(DbApiHook):
                     )
                 else:
                     if mode == "replace":
-                        session.execute(pgsql.SQL("TRUNCATE {}").format(target))
+                        counts["deleted"] = self._truncate(session, target)
                     elif mode == "replace_partition":
                         counts["deleted"] = self._delete_partition(session, target, plan.partition or {})
                     counts["rows"] = session.copy_in(target, table, names, stream, schema)
@@ -677,6 +677,8 @@ class PostgresHook(DbApiHook):
         except (PostgresWriteError, _UseCopy, WriteContractError):
             raise
         except Exception as err:
+            if key_check is not None and key_check.error is not None:
+                raise key_check.error from None
             conn = self.get_connection(self.get_conn_id())
             raise PostgresWriteError(
                 f"Writing to {table!r} (mode={mode}) failed; the table is unchanged: "
@@ -685,6 +687,15 @@ class PostgresHook(DbApiHook):
         finally:
             session.close()
         return counts
+
+    @staticmethod
+    def _truncate(connection: _Session, target: Any) -> int:
+        """Empty the target; the rows it held (TRUNCATE reports none), as every sink's ``deleted``."""
+        from psycopg import sql as pgsql
+
+        row = connection.execute(pgsql.SQL("SELECT count(*) FROM {}").format(target)).fetchone()
+        connection.execute(pgsql.SQL("TRUNCATE {}").format(target))
+        return int(row[0]) if row else 0
 
     @staticmethod
     def _delete_partition(connection: _Session, target: Any, partition: Mapping[str, Any]) -> int:
@@ -727,7 +738,7 @@ class PostgresHook(DbApiHook):
 
         cols = pgsql.SQL(", ").join(map(pgsql.Identifier, names))
         if mode == "replace":
-            connection.execute(pgsql.SQL("TRUNCATE {}").format(target))
+            counts["deleted"] = self._truncate(connection, target)
         elif mode == "replace_partition":
             counts["deleted"] = self._delete_partition(connection, target, partition or {})
         if mode != "upsert":

@@ -150,6 +150,8 @@ class KeyCheck:
         self.null_rows = 0
         self._null_examples: list[str] = []
         self._pieces: list[pa.Table] = []
+        #: the violation raised, also when a driver wrapped it (ADBC re-raises stream errors as its own)
+        self.error: KeyViolation | None = None
 
     def watch(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         """
@@ -195,6 +197,13 @@ class KeyCheck:
 
     def verify(self) -> None:
         """Raise :class:`KeyViolation` naming how many rows have NULL or repeated keys, and where."""
+        try:
+            self._verify()
+        except KeyViolation as err:
+            self.error = err
+            raise
+
+    def _verify(self) -> None:
         import pyarrow as pa
         import pyarrow.compute as pc
 
