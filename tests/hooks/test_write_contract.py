@@ -307,7 +307,8 @@ def test_the_mongo_replace_survives_the_server_dying_between_batches(request: py
         proc.wait()
         yield _batch(list(range(n + 5_000, n + 10_000)))
 
-    with pytest.raises(Exception):  # noqa: B017 - whatever the driver says when its server is gone
+    # whatever the driver says when its server is gone
+    with pytest.raises(Exception):
         hook.write_batches("c", dying(), mode="replace", chunk_size=1_000)
     hook.close()
     start()
