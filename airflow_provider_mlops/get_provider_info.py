@@ -94,6 +94,22 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
         },
     },
     {
+        "connection-type": "mlops_mysql",
+        "hook-class-name": f"{_PKG}.hooks.mysql.MySqlHook",
+        "hook-name": "MySQL / MariaDB (MLOps, PyMySQL)",
+        "conn-fields": {
+            "unix_socket": _str("Unix socket", "Instead of host and port"),
+            "charset": _str("Character set", default="utf8mb4"),
+            "connect_timeout": _int("Connect timeout (s)", 10),
+            "ssl_ca": _str("TLS CA file", "Path of the CA certificate: turns TLS on"),
+        },
+        "ui-field-behaviour": {
+            "hidden-fields": ["extra"],
+            "relabeling": {"schema": "Database"},
+            "placeholders": {"host": "db.example.com", "port": "3306", "schema": "analytics"},
+        },
+    },
+    {
         "connection-type": "mlops_s3",
         "hook-class-name": f"{_PKG}.hooks.s3.S3Hook",
         "hook-name": "S3 / object storage (MLOps)",
@@ -196,6 +212,7 @@ def get_provider_info() -> dict[str, Any]:
                     f"{_PKG}.hooks.postgres",
                     f"{_PKG}.hooks.s3",
                     f"{_PKG}.hooks.sql",
+                    f"{_PKG}.hooks.mysql",
                     f"{_PKG}.hooks.mlflow",
                 ],
             }

@@ -72,6 +72,11 @@ def postgres_server() -> Iterator[servers.PostgresServer]:
 
 
 @pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[servers.MariaDbServer]:
+    yield from _serve(servers.start_mariadb)
+
+
+@pytest.fixture(scope="session")
 def s3_server() -> Iterator[servers.S3Server]:
     yield from _serve(servers.start_s3)
 
@@ -117,6 +122,20 @@ def pg_conn_id(postgres_server: servers.PostgresServer) -> str:
         login=postgres_server.user,
         password=postgres_server.password,
         schema=postgres_server.database,
+    )
+
+
+@pytest.fixture(scope="session")
+def mariadb_conn_id(mariadb_server: servers.MariaDbServer) -> str:
+    """The generic common-sql path on MariaDB (the provider's PyMySQL hook)."""
+    return set_connection(
+        "mlops_mariadb_test",
+        conn_type="mlops_mysql",
+        host=mariadb_server.host,
+        port=mariadb_server.port,
+        login=mariadb_server.user,
+        password=mariadb_server.password,
+        schema=mariadb_server.database,
     )
 
 

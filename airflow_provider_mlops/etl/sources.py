@@ -61,9 +61,21 @@ def _sqlite_text(value: dt.datetime | None) -> Any:
 
 
 def sql_with_watermark(
-    sql: str, column: str, placeholder: str, quote: str, start: Any, end: Any
+    sql: str,
+    column: str,
+    placeholder: str,
+    quote: str,
+    start: Any,
+    end: Any,
+    *,
+    escape_percent: bool = False,
 ) -> tuple[str, list[Any]]:
-    """Wrap ``sql`` so only rows with ``start <= column < end`` come back (identifier quoted)."""
+    """
+    Wrap ``sql`` so only rows with ``start <= column < end`` come back (identifier quoted).
+
+    :param escape_percent: the query had no parameters and the driver's paramstyle is ``format`` /
+        ``pyformat`` (``%s``): once parameters are added a literal ``%`` (``LIKE 'a%'``) must be ``%%``.
+    """
     from airflow_provider_mlops.hooks.sql import quote_identifier
 
     conditions, params = [], []
@@ -77,7 +89,28 @@ def sql_with_watermark(
     if not conditions:
         return sql, []
     inner = sql.strip().rstrip(";")
+    if escape_percent:
+        inner = inner.replace("%", "%%")
     return f"SELECT * FROM ({inner}) AS mlops_src WHERE {' AND '.join(conditions)}", params
+
+
+def _require_result_column(hook: Any, sql: str, parameters: Any, column: str) -> None:
+    """
+    The watermark column must be a column of the query's result: asked of the database (the query
+    with no rows) before the filter is built. SQLite would read an unknown double-quoted name as a
+    string literal and return 0 rows without an error.
+    """
+    inner = sql.strip().rstrip(";")
+    probe = f"SELECT * FROM ({inner}) AS mlops_probe WHERE 1 = 0"
+    import contextlib
+
+    with contextlib.closing(hook.iter_batches(probe, parameters or None, batch_size=1)) as batches:
+        names = next(batches).schema.names
+    if column not in names:
+        raise ValueError(
+            f"Watermark column {column!r} is not a column of the query's result (its columns: {names}); "
+            "names are case-sensitive"
+        )
 
 
 def filter_batches_by_window(
@@ -174,7 +207,16 @@ def read_source(
             if kind == "sql" and "sqlite" in (hook.db_hook.dialect_name or ""):
                 # SQLite has no timestamp type: compare with its datetime() text form, in UTC.
                 low, high = _sqlite_text(start), _sqlite_text(end)
-            query, extra = sql_with_watermark(sql, watermark_column, placeholder, quote, low, high)
+            _require_result_column(hook, sql, query_params, watermark_column)
+            query, extra = sql_with_watermark(
+                sql,
+                watermark_column,
+                placeholder,
+                quote,
+                low,
+                high,
+                escape_percent=placeholder == "%s" and not query_params,
+            )
             query_params = [*query_params, *extra]
         batches = hook.iter_batches(query, query_params or None, batch_size=batch_size, schema=schema)
         return batches, {"kind": kind, "conn_id": conn_id, "name": sql.strip()[:200]}

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from airflow.providers.common.sql.hooks.sql import DbApiHook
 
+from airflow_provider_mlops.sinks.contract import SQL_MODES, OnEmpty, WriteContractError
 from airflow_provider_mlops.utils.connection import as_int, redact
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Connection
 
 WriteMode = Literal["append", "replace", "replace_partition", "upsert"]
-WRITE_MODES: tuple[str, ...] = ("append", "replace", "replace_partition", "upsert")
+WRITE_MODES: tuple[str, ...] = SQL_MODES
 LoadEngine = Literal["auto", "adbc", "copy"]
 LOAD_ENGINES: tuple[str, ...] = ("auto", "adbc", "copy")
 
@@ -59,6 +60,10 @@ _CSV_ENCODE_ROWS = 10_000
 
 class PostgresWriteError(RuntimeError):
     """A batch could not be written; the target table is left as it was."""
+
+
+class PostgresSchemaError(PostgresWriteError, WriteContractError):
+    """The target table is missing or lacks a column of the data: found before any row moves."""
 
 
 def _pg_type_to_arrow(type_name: str, precision: int | None, scale: int | None) -> pa.DataType:
@@ -508,6 +513,7 @@ class PostgresHook(DbApiHook):
         staging: bool | None = None,
         schema: pa.Schema | None = None,
         newer_column: str | None = None,
+        on_empty: OnEmpty = "skip",
     ) -> dict[str, int]:
         """
         Write record batches into ``table`` in one transaction.
@@ -518,9 +524,11 @@ class PostgresHook(DbApiHook):
         :param batches: the record batches; they all must have the same columns.
         :param mode: ``append``; ``replace`` (all rows replaced); ``replace_partition`` (rows matching
             ``partition`` replaced; every written row must match it); ``upsert`` (insert or update
-            by ``keys``; within the written rows the last one of a key wins).
+            by ``keys``).
         :param keys: key columns for ``upsert`` (the target needs a unique index on them; a table
-            created here gets them as primary key).
+            created here gets them as primary key). A NULL key or a key repeated within the written
+            rows is an error (:class:`~airflow_provider_mlops.sinks.contract.KeyViolation`), found
+            before the commit: the table is unchanged.
         :param partition: column -> value identifying the partition for ``replace_partition``.
         :param create_table: create the target from the Arrow schema when it does not exist.
         :param staging: COPY into a temporary staging table first and merge at the end (short lock
@@ -529,16 +537,17 @@ class PostgresHook(DbApiHook):
         :param newer_column: ``upsert`` only: a stored row is replaced only by a row whose value in
             this column (e.g. ``updated_at``) is at least as new, so loading days out of order or
             re-running an old day never regresses the table.
+        :param on_empty: when there are no rows: ``skip`` (the table is not touched, not even
+            created), ``replace`` (``replace`` / ``replace_partition`` empty the table / partition)
+            or ``fail`` (:class:`~airflow_provider_mlops.sinks.contract.EmptySourceError`).
         :return: counts: ``rows`` written, ``inserted``, ``updated``, ``deleted``.
         """
+        from airflow_provider_mlops.sinks import contract
         from airflow_provider_mlops.utils.arrow import peek_schema
 
-        if mode not in WRITE_MODES:
-            raise ValueError(f"mode must be one of {WRITE_MODES}, got {mode!r}")
-        if mode == "upsert" and not keys:
-            raise ValueError("mode='upsert' needs keys=[...]")
-        if mode == "replace_partition" and not partition:
-            raise ValueError("mode='replace_partition' needs partition={column: value}")
+        contract.check_options(
+            mode=mode, modes=WRITE_MODES, keys=keys, partition=partition, on_empty=on_empty
+        )
         use_staging = staging if staging is not None else mode in ("replace", "upsert")
         if mode == "upsert":
             use_staging = True
@@ -546,15 +555,14 @@ class PostgresHook(DbApiHook):
         schema, stream = peek_schema(batches, schema)
         if schema is None or not schema.names:
             self.log.info("No batches and no schema: nothing to write to %s", table)
-            return {"rows": 0, "inserted": 0, "updated": 0, "deleted": 0}
-        names = list(schema.names)
-        missing_keys = [
-            k
-            for k in [*(keys or []), *(partition or {}), *([newer_column] if newer_column else [])]
-            if k not in names
-        ]
-        if missing_keys:
-            raise ValueError(f"Column(s) {missing_keys} are not in the data (columns: {names})")
+            return contract.new_counts()
+        contract.check_columns(schema.names, keys=keys, partition=partition, newer_column=newer_column)
+        empty, stream = contract.split_empty(stream)
+        if empty and contract.empty_outcome(on_empty, target=f"table {table!r}") == "skip":
+            self.log.info(
+                "No rows for %s (mode=%s, on_empty=%s): the table is not touched", table, mode, on_empty
+            )
+            return contract.new_counts()
 
         plan = _WritePlan(table, schema, mode, keys, partition, create_table, use_staging, newer_column)
         if self._adbc_wanted():
@@ -608,17 +616,20 @@ class PostgresHook(DbApiHook):
         """Apply ``plan`` in one transaction of ``session``; on any error the target is unchanged."""
         from psycopg import sql as pgsql
 
+        from airflow_provider_mlops.sinks.contract import KeyCheck, WriteContractError
+
         table, schema, mode, keys = plan.table, plan.schema, plan.mode, plan.keys
         names = list(schema.names)
         target = self._table_ident(table)
         cols = pgsql.SQL(", ").join(map(pgsql.Identifier, names))
         counts = {"rows": 0, "inserted": 0, "updated": 0, "deleted": 0}
+        key_check = KeyCheck(keys) if mode == "upsert" and keys else None
         try:
             with session.transaction():
                 existing = self.table_columns(session, table)
                 if existing is None:
                     if not plan.create_table:
-                        raise PostgresWriteError(f"Table {table!r} does not exist and create_table=False")
+                        raise PostgresSchemaError(f"Table {table!r} does not exist and create_table=False")
                     # Checked before anything is created: a fallback to COPY finds the database as it was.
                     session.check_types(schema, {f.name: arrow_type_to_pg(f.type) for f in schema})
                     session.execute(
@@ -627,7 +638,7 @@ class PostgresHook(DbApiHook):
                 else:
                     unknown = [n for n in names if n not in existing]
                     if unknown:
-                        raise PostgresWriteError(
+                        raise PostgresSchemaError(
                             f"Column(s) {unknown} do not exist in table {table!r} "
                             f"(its columns: {list(existing)})"
                         )
@@ -645,22 +656,29 @@ class PostgresHook(DbApiHook):
                             stage, pgsql.Identifier(_SEQ_COLUMN)
                         )
                     )
+                    if key_check is not None:
+                        stream = key_check.watch(stream)
                     counts["rows"] = session.copy_in(stage, None, names, stream, schema)
+                    if key_check is not None:
+                        # Staged, not merged: a refused load leaves the target as it was.
+                        key_check.verify()
                     self._merge(
                         session, mode, target, stage, names, keys, plan.partition, counts, plan.newer_column
                     )
                 else:
                     if mode == "replace":
-                        session.execute(pgsql.SQL("TRUNCATE {}").format(target))
+                        counts["deleted"] = self._truncate(session, target)
                     elif mode == "replace_partition":
                         counts["deleted"] = self._delete_partition(session, target, plan.partition or {})
                     counts["rows"] = session.copy_in(target, table, names, stream, schema)
                     counts["inserted"] = counts["rows"]
                     if mode == "replace_partition":
                         self._check_partition(session, target, plan.partition or {}, counts["rows"])
-        except (PostgresWriteError, _UseCopy):
+        except (PostgresWriteError, _UseCopy, WriteContractError):
             raise
         except Exception as err:
+            if key_check is not None and key_check.error is not None:
+                raise key_check.error from None
             conn = self.get_connection(self.get_conn_id())
             raise PostgresWriteError(
                 f"Writing to {table!r} (mode={mode}) failed; the table is unchanged: "
@@ -669,6 +687,15 @@ class PostgresHook(DbApiHook):
         finally:
             session.close()
         return counts
+
+    @staticmethod
+    def _truncate(connection: _Session, target: Any) -> int:
+        """Empty the target; the rows it held (TRUNCATE reports none), as every sink's ``deleted``."""
+        from psycopg import sql as pgsql
+
+        row = connection.execute(pgsql.SQL("SELECT count(*) FROM {}").format(target)).fetchone()
+        connection.execute(pgsql.SQL("TRUNCATE {}").format(target))
+        return int(row[0]) if row else 0
 
     @staticmethod
     def _delete_partition(connection: _Session, target: Any, partition: Mapping[str, Any]) -> int:
@@ -711,7 +738,7 @@ class PostgresHook(DbApiHook):
 
         cols = pgsql.SQL(", ").join(map(pgsql.Identifier, names))
         if mode == "replace":
-            connection.execute(pgsql.SQL("TRUNCATE {}").format(target))
+            counts["deleted"] = self._truncate(connection, target)
         elif mode == "replace_partition":
             counts["deleted"] = self._delete_partition(connection, target, partition or {})
         if mode != "upsert":

@@ -33,8 +33,14 @@ class LoadOperator(BaseOperator):
     ``x-mlops-mongo://<conn_id>/<collection>``, or the storage URI) unless ``outlets`` is given, so
     other DAGs can be scheduled on it.
 
-    Returns (XCom) the counts (``rows``, ``inserted``, ``updated``/``matched``, ``deleted``...) and
-    ``target``.
+    The same rules on every sink (see :mod:`airflow_provider_mlops.sinks.contract`): a NULL upsert
+    key or a key repeated within the load fails the task before anything is committed, naming the
+    rows; an empty input does what ``on_empty`` says; key, partition and target columns the
+    database does not know fail the task before any row moves. These failures are
+    ``AirflowFailException`` (no retries: a retry would meet the same data).
+
+    Returns (XCom) the counts (``rows``, ``inserted``, ``updated``, ``deleted``; MongoDB adds
+    ``matched``, ``modified``, ``upserted``; files ``files`` and ``bytes``) and ``target``.
 
     :param input_uri: a dataset URI, an upstream XCom dict with ``uri``, or a list. (templated)
     :param target_conn_id: the target connection (None for local files). (templated)
@@ -44,7 +50,7 @@ class LoadOperator(BaseOperator):
     :param output_uri: files: the target prefix. (templated)
     :param format: files: ``parquet``, ``csv`` or ``jsonl``.
     :param mode: see above; default ``append`` (SQL), ``upsert`` when ``keys`` are given.
-    :param keys: key columns for ``upsert``.
+    :param keys: key columns for ``upsert``: every row needs a non-NULL key, unique within the load.
     :param partition: column -> value for ``replace_partition`` / Mongo ``replace``, e.g.
         ``{"ds": "{{ ds }}"}``. (templated)
     :param newer_column: SQL ``upsert``: replace a stored row only with a row at least as new in this
@@ -54,6 +60,9 @@ class LoadOperator(BaseOperator):
     :param input_format: format of the input dataset.
     :param storage_conn_id: connection for ``s3://`` URIs (default ``[mlops] storage_conn_id``).
     :param batch_size: rows per batch.
+    :param on_empty: when the input has no rows: ``skip`` (default: the target is not touched and
+        the task returns ``rows=0``), ``replace`` (the load runs with no rows: a replace mode empties
+        the table, partition, collection or file prefix) or ``fail``.
     """
 
     template_fields: Sequence[str] = (
@@ -86,8 +95,13 @@ class LoadOperator(BaseOperator):
         input_format: str = "parquet",
         storage_conn_id: str | None = None,
         batch_size: int = 50_000,
+        on_empty: str = "skip",
         **kwargs: Any,
     ) -> None:
+        from airflow_provider_mlops.sinks.contract import ON_EMPTY
+
+        if on_empty not in ON_EMPTY:
+            raise ValueError(f"on_empty must be one of {ON_EMPTY}, got {on_empty!r}")
         targets = [t for t in (table, collection, output_uri) if t]
         if len(targets) != 1:
             raise ValueError("Give exactly one target: table=..., collection=... or output_uri=...")
@@ -119,11 +133,24 @@ class LoadOperator(BaseOperator):
         self.input_format = input_format
         self.storage_conn_id = storage_conn_id
         self.batch_size = batch_size
+        self.on_empty = on_empty
         self._lineage: dict[str, Any] = {}
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from airflow_provider_mlops.sinks.contract import WriteContractError
+
+        try:
+            return self._load()
+        except WriteContractError as err:
+            # Bad keys, columns or options: the next try would meet the same data.
+            raise AirflowFailException(str(err)) from err
+
+    def _load(self) -> dict[str, Any]:
         from airflow_provider_mlops.etl.sources import connection_kind
         from airflow_provider_mlops.hooks.s3 import S3Hook
+        from airflow_provider_mlops.sinks.contract import empty_outcome, new_counts, split_empty
         from airflow_provider_mlops.utils.staging import default_storage_conn_id, resolve_uri
 
         inputs = _input_uris(self.input_uri)
@@ -131,11 +158,20 @@ class LoadOperator(BaseOperator):
             raise ValueError("input_uri is empty")
         storage = S3Hook(aws_conn_id=self.storage_conn_id or default_storage_conn_id())
 
-        def batches() -> Any:
-            return _iter_inputs(storage, inputs, format=self.input_format, batch_size=self.batch_size)
-
         # The manifest's schema, so that an empty dataset still creates its table with the right columns.
         schema = storage.read_schema(inputs[0])
+        empty, stream = split_empty(
+            _iter_inputs(storage, inputs, format=self.input_format, batch_size=self.batch_size)
+        )
+        name = self.table or self.collection or self.output_uri
+        if empty and empty_outcome(self.on_empty, target=repr(name)) == "skip":
+            # The same on every sink: an empty input never truncates a target unless asked to.
+            self.log.warning("The input %s has no rows: %r is not touched (on_empty='skip')", inputs, name)
+            return {**new_counts(), "target": name, "skipped": True}
+
+        def batches() -> Any:
+            return stream
+
         if self.output_uri:
             target_storage = S3Hook(aws_conn_id=self.target_conn_id) if self.target_conn_id else storage
             result = target_storage.write_dataset(
@@ -164,6 +200,7 @@ class LoadOperator(BaseOperator):
                 create_table=self.create_table,
                 schema=schema,
                 newer_column=self.newer_column,
+                on_empty=self.on_empty,  # type: ignore[arg-type]
             )
             target = {
                 "kind": connection_kind(self.target_conn_id),
@@ -188,6 +225,7 @@ class LoadOperator(BaseOperator):
                     keys=self.keys,
                     partition=self.partition,
                     json_columns=self.json_columns,
+                    on_empty=self.on_empty,  # type: ignore[arg-type]
                 )
             finally:
                 mongo.close()

@@ -1,6 +1,6 @@
 """
-Real servers on 127.0.0.1 for the test-suite and the benchmarks: PostgreSQL, S3 (moto), MongoDB
-(secantusdb wire-protocol server), MLflow (sqlite backend).
+Real servers on 127.0.0.1 for the test-suite and the benchmarks: PostgreSQL, MariaDB, S3 (moto),
+MongoDB (secantusdb wire-protocol server), MLflow (sqlite backend).
 
 Each ``start_*`` function is a context manager that starts the server on a free port, waits until
 it answers, yields a small description (URI, credentials) and stops it afterwards.
@@ -343,3 +343,120 @@ def start_mongo() -> Iterator[MongoServer]:
         _stop(proc)
         log.close()
         shutil.rmtree(storage, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# MariaDB (Debian's mariadb-server binaries, a throwaway datadir)
+# --------------------------------------------------------------------------------------------------
+MARIADB_USER = "mlops"
+MARIADB_PASSWORD = "maria-s3cret-pw"
+MARIADB_DB = "mlops"
+
+
+@dataclass(frozen=True)
+class MariaDbServer:
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+    socket: str
+
+
+def mariadb_binaries() -> tuple[str, str]:
+    """``mariadb-install-db`` and ``mariadbd`` (Debian puts the server in /usr/sbin, off a user's PATH)."""
+    found = []
+    for name in ("mariadb-install-db", "mariadbd"):
+        path = shutil.which(name) or next(
+            (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.path.exists(p)), None
+        )
+        if path is None:
+            raise ServerUnavailable(
+                f"MariaDB server binary {name} not found: `apt-get install mariadb-server`"
+            )
+        found.append(path)
+    return found[0], found[1]
+
+
+@contextlib.contextmanager
+def start_mariadb() -> Iterator[MariaDbServer]:
+    """
+    A throwaway MariaDB: a new datadir in a temporary folder, a server on a free port of 127.0.0.1
+    (socket in the same folder), durability off like the PostgreSQL cluster, and a password user
+    created by an init file at start.
+    """
+    install_db, mariadbd = mariadb_binaries()
+    base = tempfile.mkdtemp(prefix="mlops-maria-")
+    data = os.path.join(base, "data")
+    os.mkdir(data)
+    user_args: list[str] = []
+    if os.geteuid() == 0:
+        # mariadbd refuses to run as root: the datadir belongs to the mysql user.
+        pw = pwd.getpwnam("mysql")
+        for path in (base, data):
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+        os.chmod(base, 0o755)
+        user_args = ["--user=mysql"]
+    subprocess.run(
+        [install_db, "--no-defaults", f"--datadir={data}", *user_args, "--skip-test-db"],
+        check=True,
+        capture_output=True,
+    )
+    init = os.path.join(base, "init.sql")
+    Path(init).write_text(
+        f"CREATE DATABASE IF NOT EXISTS {MARIADB_DB};\n"
+        f"CREATE USER IF NOT EXISTS '{MARIADB_USER}'@'%' IDENTIFIED BY '{MARIADB_PASSWORD}';\n"
+        f"GRANT ALL PRIVILEGES ON *.* TO '{MARIADB_USER}'@'%';\n"
+    )
+    socket_path = os.path.join(base, "mysqld.sock")
+    port = free_port()
+    log = open(os.path.join(base, "server.log"), "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            mariadbd,
+            "--no-defaults",
+            f"--datadir={data}",
+            *user_args,
+            "--bind-address=127.0.0.1",
+            f"--port={port}",
+            f"--socket={socket_path}",
+            f"--pid-file={os.path.join(base, 'mysqld.pid')}",
+            f"--init-file={init}",
+            "--skip-name-resolve",
+            "--skip-log-bin",
+            "--innodb-flush-log-at-trx-commit=0",
+            "--innodb-doublewrite=0",
+            "--innodb-buffer-pool-size=64M",
+            "--character-set-server=utf8mb4",
+            "--collation-server=utf8mb4_bin",
+            "--max-connections=50",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_port(port, timeout=60, proc=proc)
+        _mariadb_ping(port)
+        yield MariaDbServer("127.0.0.1", port, MARIADB_USER, MARIADB_PASSWORD, MARIADB_DB, socket_path)
+    finally:
+        _stop(proc, grace=30)
+        log.close()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _mariadb_ping(port: int, timeout: float = 30.0) -> None:
+    """The port opens before the init file has created the user: wait until it logs in."""
+    import pymysql
+
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            pymysql.connect(
+                host="127.0.0.1", port=port, user=MARIADB_USER, password=MARIADB_PASSWORD, database=MARIADB_DB
+            ).close()
+            return
+        except pymysql.MySQLError as err:
+            last = err
+            time.sleep(0.2)
+    raise TimeoutError(f"MariaDB did not accept the test user: {last}")

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 
 from airflow_provider_mlops.hooks.postgres import PostgresHook, PostgresWriteError, arrow_type_to_pg
+from airflow_provider_mlops.sinks.contract import KeyViolation
 from tests.conftest import set_connection
 from tests.harness.servers import PostgresServer, free_port
 
@@ -102,13 +103,16 @@ def test_upsert_twice_leaves_the_same_rows(hook, table, postgres_server) -> None
     ]
 
 
-def test_upsert_with_a_key_repeated_in_the_data_keeps_the_last(hook, table, postgres_server) -> None:
+def test_upsert_with_a_key_repeated_in_the_data_is_refused(hook, table, postgres_server) -> None:
+    """The same rule on every sink (tests/hooks/test_write_contract.py): no silent choice of a row."""
+    hook.write_batches(table, _batches([1]), mode="upsert", keys=["id"])
     batches = [
         pa.RecordBatch.from_pydict({"id": [1, 1], "value": ["old", "new"]}),
         pa.RecordBatch.from_pydict({"id": [1], "value": ["newest"]}),
     ]
-    hook.write_batches(table, batches, mode="upsert", keys=["id"])
-    assert _rows(postgres_server, f'SELECT id, value FROM "{table}"') == [(1, "newest")]
+    with pytest.raises(KeyViolation, match=r"id=1 at rows 0, 1, 2"):
+        hook.write_batches(table, batches, mode="upsert", keys=["id"])
+    assert _rows(postgres_server, f'SELECT id, value FROM "{table}"') == [(1, "v1")]
 
 
 def test_replace_and_replace_partition_are_idempotent(hook, table, postgres_server) -> None:
@@ -343,13 +347,18 @@ def test_schema_qualified_tables_on_both_engines(hook, postgres_server) -> None:
     assert _rows(postgres_server, "SELECT to_regclass('public.events')") == [(None,)]
 
 
-def test_no_rows_with_a_schema_creates_the_table_and_replaces_to_empty(hook, table, postgres_server) -> None:
+def test_no_rows_follow_on_empty(hook, table, postgres_server) -> None:
     schema = pa.schema([("id", pa.int64()), ("value", pa.string())])
+    # on_empty="skip" (the default) does not touch the database, not even to create the table
     assert hook.write_batches(table, [], schema=schema)["rows"] == 0
+    assert _rows(postgres_server, f"SELECT to_regclass('{table}')") == [(None,)]
+    assert hook.write_batches(table, [], schema=schema, on_empty="replace")["rows"] == 0
     assert _rows(postgres_server, f'SELECT count(*) FROM "{table}"') == [(0,)]
     hook.write_batches(table, _batches([1, 2]))
     empty = [pa.RecordBatch.from_pylist([], schema=schema)]
-    assert hook.write_batches(table, empty, mode="replace")["rows"] == 0
+    assert hook.write_batches(table, empty, mode="replace")["deleted"] == 0
+    assert _rows(postgres_server, f'SELECT count(*) FROM "{table}"') == [(2,)]
+    assert hook.write_batches(table, empty, mode="replace", on_empty="replace")["deleted"] == 2
     assert _rows(postgres_server, f'SELECT count(*) FROM "{table}"') == [(0,)]
 
 

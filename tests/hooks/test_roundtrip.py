@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -70,6 +71,28 @@ def _sqlite(request: pytest.FixtureRequest) -> tuple[Writer, Reader]:
     )
 
 
+def _finite(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """MariaDB refuses NaN and infinity (a clear error, tested in test_sql): they go in as NULL here."""
+    import pyarrow.compute as pc
+
+    ratio = batch.column("ratio")
+    return batch.set_column(
+        batch.schema.get_field_index("ratio"), "ratio", pc.if_else(pc.is_finite(ratio), ratio, None)
+    )
+
+
+def _mariadb(request: pytest.FixtureRequest) -> tuple[Writer, Reader]:
+    """The generic common-sql path (PyMySQL hook, executemany / fetchmany) on a real MariaDB."""
+    hook = SqlBatchHook(request.getfixturevalue("mariadb_conn_id"))
+    table = f"rt_{uuid.uuid4().hex[:8]}"
+    return (
+        lambda batches: hook.write_batches(
+            table, (_finite(b) for b in batches), mode="upsert", keys=["id"], schema=MIXED_SCHEMA
+        ),
+        lambda: hook.iter_batches(f"SELECT * FROM `{table}` ORDER BY id", batch_size=2, schema=MIXED_SCHEMA),
+    )
+
+
 def _local_parquet(request: pytest.FixtureRequest) -> tuple[Writer, Reader]:
     hook = S3Hook(aws_conn_id=None)
     uri = (request.getfixturevalue("tmp_path") / "ds").as_uri()
@@ -87,10 +110,15 @@ SYSTEMS: dict[str, Callable[[pytest.FixtureRequest], tuple[Writer, Reader]]] = {
     "s3-csv": _s3("csv"),
     "local-parquet": _local_parquet,
     "sqlite": _sqlite,
+    "mariadb": _mariadb,
 }
 # What a system cannot store, by its own rules (not the hook's): SQLite keeps NaN as NULL.
 LIMITS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "sqlite": lambda row: {**row, "ratio": None if row["ratio"] != row["ratio"] else row["ratio"]},
+    "mariadb": lambda row: {
+        **row,
+        "ratio": row["ratio"] if row["ratio"] is not None and math.isfinite(row["ratio"]) else None,
+    },
 }
 
 
@@ -124,6 +152,9 @@ def test_sink_then_source_round_trips_every_type(system: str, request: pytest.Fi
         ("postgres-copy", "postgres-adbc"),
         ("sqlite", "postgres-adbc"),
         ("postgres-copy", "sqlite"),
+        ("mariadb", "postgres-copy"),
+        ("postgres-adbc", "mariadb"),
+        ("mongo", "mariadb"),
     ],
 )
 def test_source_to_sink_pairs(source: str, sink: str, request: pytest.FixtureRequest) -> None:

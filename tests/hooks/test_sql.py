@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
+import uuid
 from pathlib import Path
 
 import pyarrow as pa
@@ -10,6 +12,7 @@ import pytest
 
 from airflow_provider_mlops.hooks.postgres import PostgresHook
 from airflow_provider_mlops.hooks.sql import SqlBatchHook, get_sql_hook, quote_identifier
+from airflow_provider_mlops.sinks.contract import WriteContractError
 from tests.conftest import set_connection
 
 
@@ -105,3 +108,96 @@ def test_batches_are_bounded_and_complete_across_fetch_pieces(hook: SqlBatchHook
     assert all(0 < b.num_rows <= batch_size for b in batches)
     assert all(b.num_rows == batch_size for b in batches[:-1])
     assert pa.Table.from_batches(batches).column("id").to_pylist() == list(range(n))
+
+
+# --------------------------------------------------------------------------------------------------
+# MariaDB (a real server) and the SQL the generic path builds
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture
+def maria(mariadb_conn_id: str) -> SqlBatchHook:
+    return SqlBatchHook(mariadb_conn_id)
+
+
+def test_mariadb_quotes_with_backticks_and_upserts_by_key(maria: SqlBatchHook) -> None:
+    assert maria.quote("we`ird") == "`we``ird`"
+    table = f"odd name {uuid.uuid4().hex[:6]}"
+    batch = pa.RecordBatch.from_pydict({"key col": ["a", "b"], "v": [1, 2]})
+    first = maria.write_batches(table, [batch], mode="upsert", keys=["key col"])
+    second = maria.write_batches(
+        table,
+        [pa.RecordBatch.from_pydict({"key col": ["b", "c"], "v": [20, 30]})],
+        mode="upsert",
+        keys=["key col"],
+    )
+    assert (first["inserted"], first["updated"]) == (2, 0)
+    assert (second["inserted"], second["updated"]) == (1, 1)
+    back = pa.Table.from_batches(list(maria.iter_batches(f"SELECT * FROM `{table}` ORDER BY `key col`")))
+    assert back.to_pylist() == [
+        {"key col": "a", "v": 1},
+        {"key col": "b", "v": 20},
+        {"key col": "c", "v": 30},
+    ]
+
+
+def test_mariadb_upsert_with_newer_column_never_regresses(maria: SqlBatchHook) -> None:
+    table = f"n_{uuid.uuid4().hex[:8]}"
+
+    def batch(version: int, day: int) -> list[pa.RecordBatch]:
+        return [
+            pa.RecordBatch.from_pydict(
+                {"id": [1], "v": [f"v{version}"], "updated_at": [dt.datetime(2026, 1, day, tzinfo=dt.UTC)]}
+            )
+        ]
+
+    for version, day in ((3, 3), (1, 1), (4, 4), (2, 2)):
+        maria.write_batches(table, batch(version, day), mode="upsert", keys=["id"], newer_column="updated_at")
+    back = pa.Table.from_batches(list(maria.iter_batches(f"SELECT v, updated_at FROM `{table}`")))
+    assert back.column("v").to_pylist() == ["v4"]
+    assert back.column("updated_at").to_pylist() == [dt.datetime(2026, 1, 4)]
+
+
+def test_mariadb_refuses_nan_naming_the_column(maria: SqlBatchHook) -> None:
+    table = f"nan_{uuid.uuid4().hex[:8]}"
+    with pytest.raises(ValueError, match=r"cannot store NaN or infinity: column 'x' holds nan"):
+        maria.write_batches(table, [pa.RecordBatch.from_pydict({"id": [1, 2], "x": [0.5, float("nan")]})])
+
+
+@pytest.mark.parametrize("system", ["sqlite", "mariadb", "postgres"])
+def test_watermark_with_a_percent_in_the_sql_and_a_misspelled_column(
+    system: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """``LIKE 'a%'`` keeps working once the watermark adds parameters (paramstyle format / qmark)."""
+    from airflow_provider_mlops.etl.sources import read_source
+    from airflow_provider_mlops.hooks.sql import get_sql_hook
+
+    if system == "sqlite":
+        conn_id = set_connection("wm_sqlite", conn_type="sqlite", host=str(tmp_path / "wm.db"))
+    else:
+        conn_id = request.getfixturevalue("mariadb_conn_id" if system == "mariadb" else "pg_conn_id")
+    table = f"wm_{uuid.uuid4().hex[:8]}"
+    stamps = [dt.datetime(2026, 1, d, 12, tzinfo=dt.UTC) for d in (1, 2, 3)]
+    get_sql_hook(conn_id).write_batches(
+        table, [pa.RecordBatch.from_pydict({"name": ["ab", "ac", "bd"], "ts": stamps})]
+    )
+    quoted = f"`{table}`" if system == "mariadb" else f'"{table}"'
+    sql = f"SELECT * FROM {quoted} WHERE name LIKE 'a%'"
+    window = {"watermark_start": "2026-01-02T00:00:00Z", "watermark_end": "2026-01-04T00:00:00Z"}
+    batches, _ = read_source(conn_id, sql=sql, watermark_column="ts", **window)
+    assert pa.Table.from_batches(list(batches)).column("name").to_pylist() == ["ac"]
+    with pytest.raises(ValueError, match=r"Watermark column 'tss' is not a column of the query's result"):
+        read_source(conn_id, sql=sql, watermark_column="tss", **window)
+
+
+def test_sqlite_reruns_count_updates_and_unknown_columns_fail_before_writing(
+    hook: SqlBatchHook, tmp_path: Path
+) -> None:
+    batch = pa.RecordBatch.from_pydict({"id": [1, 2], "v": ["a", "b"]})
+    assert hook.write_batches("c", [batch], mode="upsert", keys=["id"])["inserted"] == 2
+    again = hook.write_batches("c", [batch], mode="upsert", keys=["id"])
+    assert (again["inserted"], again["updated"]) == (0, 2)
+    with pytest.raises(WriteContractError, match=r"\['w'\] do not exist in table 'c'"):
+        hook.write_batches("c", [pa.RecordBatch.from_pydict({"id": [3], "w": ["x"]})], mode="append")
+    with pytest.raises(WriteContractError, match="does not exist"):
+        hook.write_batches("missing", [batch], create_table=False)
+    with sqlite3.connect(tmp_path / "db.sqlite") as conn:
+        assert conn.execute("SELECT id, v FROM c ORDER BY id").fetchall() == [(1, "a"), (2, "b")]

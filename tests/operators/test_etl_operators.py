@@ -9,7 +9,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from airflow.sdk.exceptions import AirflowException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from airflow_provider_mlops.etl.validation import SchemaViolation
 from airflow_provider_mlops.hooks.s3 import S3Hook
@@ -150,7 +150,9 @@ def test_load_declares_its_target_as_asset_and_writes_an_empty_table(
         sql="SELECT * FROM empty_t",
         output_uri=(tmp_path / "empty").as_uri(),
     ).execute(_context())
-    op = LoadOperator(task_id="l", input_uri=empty, target_conn_id=sqlite_conn, table="copy_of_empty")
+    op = LoadOperator(
+        task_id="l", input_uri=empty, target_conn_id=sqlite_conn, table="copy_of_empty", on_empty="replace"
+    )
     assert [a.uri for a in op.outlets] == ["x-mlops-sql://ops_sqlite/copy_of_empty"]
     assert op.execute(_context())["rows"] == 0
     with sqlite3.connect(Path(tmp_path / "src.db")) as conn:
@@ -221,3 +223,63 @@ def test_extract_with_a_schema_contract_names_an_unexpected_field_or_ignores_it(
     table = pa.Table.from_batches(list(S3Hook(aws_conn_id=None).iter_batches(out)))
     assert table.schema == pa.schema([("id", pa.int64()), ("at", pa.timestamp("us", tz="UTC"))])
     assert table.column("id").to_pylist() == [1, 2]
+
+
+@pytest.mark.parametrize("target", ["table", "files"])
+@pytest.mark.parametrize("on_empty", ["skip", "replace", "fail"])
+def test_load_of_an_empty_dataset_follows_on_empty(
+    target: str, on_empty: str, sqlite_conn: str, tmp_path: Path
+) -> None:
+    """The same outcome for a table and a file prefix (MongoDB and the others: test_write_contract)."""
+    storage = S3Hook(aws_conn_id=None)
+    full = (tmp_path / "full").as_uri()
+    storage.write_dataset(full, [pa.RecordBatch.from_pydict({"id": [1, 2], "v": ["a", "b"]})])
+    empty = (tmp_path / "empty").as_uri()
+    storage.write_dataset(empty, [], schema=pa.schema([("id", pa.int64()), ("v", pa.string())]))
+    out = (tmp_path / "out").as_uri()
+    where: dict[str, Any] = (
+        {"target_conn_id": sqlite_conn, "table": "loaded", "mode": "replace"}
+        if target == "table"
+        else {"output_uri": out}
+    )
+    LoadOperator(task_id="l", input_uri=full, **where).execute(_context())
+
+    def stored() -> int:
+        if target == "files":
+            return sum(b.num_rows for b in storage.iter_batches(out))
+        with sqlite3.connect(tmp_path / "src.db") as conn:
+            return conn.execute("SELECT count(*) FROM loaded").fetchone()[0]
+
+    op = LoadOperator(task_id="l", input_uri=empty, on_empty=on_empty, **where)
+    if on_empty == "fail":
+        with pytest.raises(AirflowFailException, match="no rows"):
+            op.execute(_context())
+        assert stored() == 2
+        return
+    result = op.execute(_context())
+    assert result["rows"] == 0
+    assert stored() == (2 if on_empty == "skip" else 0)
+
+
+def test_load_with_null_or_repeated_keys_fails_without_retries(sqlite_conn: str, tmp_path: Path) -> None:
+    storage = S3Hook(aws_conn_id=None)
+    for name, ids in (("nulls", [1, None, 3]), ("dups", [1, 2, 1])):
+        uri = (tmp_path / name).as_uri()
+        storage.write_dataset(
+            uri, [pa.RecordBatch.from_pydict({"id": pa.array(ids, pa.int64()), "v": ["a"] * 3})]
+        )
+        op = LoadOperator(task_id="l", input_uri=uri, target_conn_id=sqlite_conn, table="keyed", keys=["id"])
+        with pytest.raises(AirflowFailException, match=r"NULL|more than once"):
+            op.execute(_context())
+    with sqlite3.connect(tmp_path / "src.db") as conn:
+        assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'keyed'").fetchall() in (
+            [],
+            [("keyed",)],
+        )
+        if conn.execute("SELECT name FROM sqlite_master WHERE name = 'keyed'").fetchall():
+            assert conn.execute("SELECT count(*) FROM keyed").fetchone()[0] == 0
+
+
+def test_load_refuses_an_unknown_on_empty() -> None:
+    with pytest.raises(ValueError, match="on_empty"):
+        LoadOperator(task_id="l", input_uri="x", output_uri="file:///tmp/x", on_empty="truncate")
