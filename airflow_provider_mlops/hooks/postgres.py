@@ -203,10 +203,20 @@ class _CopyReader:
         self._chunks = chunks
         self.block_size = block_size
 
-    def __iter__(self) -> Iterator[bytearray]:
+    def __iter__(self) -> Iterator[bytearray | memoryview]:
         target = self.block_size
         block = bytearray()
         for chunk in self._chunks:
+            if len(chunk) >= target:
+                # A large row is a block of its own, passed on without a copy (psycopg's memoryview
+                # owns libpq's row buffer). Measured on one 50 MB value: the extract's peak RSS grows
+                # by ~195 MB (~4x the value): libpq's input buffer and row copy, Arrow's parsed block
+                # and the string array; never more than that, whatever the row count.
+                if block:
+                    yield _whole_rows(block)
+                    block = bytearray()
+                yield _whole_rows(chunk)
+                continue
             block += chunk
             if len(block) >= target:
                 yield _whole_rows(block)
@@ -215,7 +225,7 @@ class _CopyReader:
             yield _whole_rows(block)
 
 
-def _whole_rows(block: bytearray) -> bytearray:
+def _whole_rows(block: bytearray | memoryview) -> bytearray | memoryview:
     # Every COPY row ends with a newline ("\n", or "\r\n" from a Windows server): a block that does
     # not would be a protocol surprise, better an error than a misparsed last row.
     if block[-1:] != b"\n":
