@@ -12,7 +12,7 @@ finding no file there is an error, never 0 rows.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from airflow_provider_mlops.datasets.manifest import (
     FORMATS,
@@ -90,7 +90,7 @@ def iter_committed(
         file_schema = data_file.schema or manifest.schema
         read_columns = [c for c in target.names if c in file_schema.names]
         rows = 0
-        batches = _read_file(fs, path, manifest.format, file_schema, batch_size, read_columns)
+        batches = _read_file(fs, path, manifest.format, file_schema, batch_size, read_columns, committed=True)
         for batch in conform(rebatch(batches, batch_size), target, fill_missing=True):
             rows += batch.num_rows
             if batch.num_rows:
@@ -127,12 +127,14 @@ def _read_file(
     schema: pa.Schema,
     batch_size: int,
     columns: list[str] | None,
+    *,
+    committed: bool = False,
 ) -> Iterator[pa.RecordBatch]:
     """One file with its known schema (a committed file's, or a user's)."""
     if format == "parquet":
         yield from _iter_parquet_file(fs, path, batch_size, columns)
     elif format == "csv":
-        yield from _iter_csv_file(fs, path, schema, batch_size, columns)
+        yield from _iter_csv_file(fs, path, schema, batch_size, columns, committed=committed)
     else:
         yield from _iter_jsonl_file(fs, path, schema, batch_size, columns)
 
@@ -151,41 +153,39 @@ def _iter_parquet_file(
 
 
 def _iter_csv_file(
-    fs: pafs.FileSystem, path: str, schema: pa.Schema | None, batch_size: int, columns: list[str] | None
+    fs: pafs.FileSystem,
+    path: str,
+    schema: pa.Schema | None,
+    batch_size: int,
+    columns: list[str] | None,
+    *,
+    committed: bool = False,
 ) -> Iterator[pa.RecordBatch]:
     """
     CSV exactly as the writer writes it: only an unquoted empty field is NULL (Arrow's defaults would
-    also turn "nan", "NA", "null"... into NULL); quoted values may hold newlines; binary is hex.
+    also turn "nan", "NA", "null"... into NULL); quoted values may hold newlines and be of any size
+    (:func:`~airflow_provider_mlops.utils.csv.iter_csv_batches`); binary is hex.
     """
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
 
-    convert: dict[str, Any] = {
-        "null_values": [""],
-        "strings_can_be_null": True,
-        "quoted_strings_can_be_null": False,
-    }
+    from airflow_provider_mlops.utils.csv import iter_csv_batches
+
     hex_columns: dict[str, pa.DataType] = {}
+    read_schema = None
     if schema is not None:
         from airflow_provider_mlops.datasets.writer import binary_as_hex_schema
 
-        hex_columns = {
-            f.name: f.type for f in schema if f.type != binary_as_hex_schema(pa.schema([f]))[0].type
-        }
-        convert["column_types"] = binary_as_hex_schema(schema)
-    if columns:
-        convert["include_columns"] = columns
-    with fs.open_input_stream(path) as stream:
-        reader = pacsv.open_csv(
-            stream,
-            read_options=pacsv.ReadOptions(block_size=8 << 20),
-            # A one-column row holding NULL is an empty line: it must count as a row. The row-count
-            # check found Arrow's default (skip empty lines) dropping them.
-            parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
-            convert_options=pacsv.ConvertOptions(**convert),
-        )
-        for batch in reader:
-            yield _from_text(batch, hex_columns) if hex_columns else batch
+        read_schema = binary_as_hex_schema(schema)
+        hex_columns = {f.name: f.type for f in schema if read_schema.field(f.name).type != f.type}
+    batches = iter_csv_batches(
+        lambda: fs.open_input_stream(path),
+        schema=read_schema,
+        columns=columns,
+        batch_size=batch_size,
+        # a one-column row holding NULL is an empty line in a file this provider wrote: a row
+        ignore_empty_lines=not committed,
+    )
+    for batch in batches:
+        yield _from_text(batch, hex_columns) if hex_columns else batch
 
 
 def _iter_jsonl_file(

@@ -62,4 +62,3 @@ def redact(message: str, secrets: Iterable[str | None]) -> str:
         out = out.replace(secret, "***")
     # Credentials embedded in URIs (scheme://user:password@host) are redacted whatever they are.
     return re.sub(r"(://[^:/@\s]+:)[^@\s]+@", r"\1***@", out)
-

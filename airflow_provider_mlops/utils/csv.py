@@ -74,6 +74,7 @@ def iter_csv_batches(
     false_values: Sequence[str] | None = None,
     block_size: int = DEFAULT_BLOCK_SIZE,
     use_threads: bool = True,
+    ignore_empty_lines: bool = True,
 ) -> Iterator[pa.RecordBatch]:
     """
     Stream a CSV file as record batches of at most ``batch_size`` rows, whatever its values hold.
@@ -101,6 +102,8 @@ def iter_csv_batches(
     :param false_values: spellings of false (Arrow's default otherwise).
     :param block_size: the first block size in bytes.
     :param use_threads: let Arrow parse and convert on its thread pool.
+    :param ignore_empty_lines: skip blank lines (Arrow's default, kind to hand-made files). Files
+        whose writer is known must say False: a one-column row holding NULL is an empty line.
     """
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -112,7 +115,7 @@ def iter_csv_batches(
     block = max(1, min(block_size, MAX_BLOCK_SIZE))
     types = schema
     yielded = 0
-    parse = pacsv.ParseOptions(newlines_in_values=True)
+    parse = pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=ignore_empty_lines)
     while True:
         stream = open_stream()
         try:
@@ -208,7 +211,8 @@ class CsvRowsParser:
         self._convert = _convert_options(
             schema, None, null_values, quoted_strings_can_be_null, true_values, false_values
         )
-        self._parse = pacsv.ParseOptions(newlines_in_values=True)
+        # COPY writes a one-column NULL row as an empty line: it is a row, never skipped.
+        self._parse = pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False)
         self._use_threads = use_threads
 
     def __call__(self, data: bytes | bytearray | memoryview) -> pa.RecordBatch:

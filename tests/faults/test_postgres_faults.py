@@ -80,21 +80,19 @@ def test_backend_killed_mid_load_leaves_the_table_as_it_was(
     assert count == expected
 
 
-@pytest.mark.xfail(
-    reason="extract of values holding newlines past 1 MiB (issue 11.3), fixed on its branch", strict=True
-)
 def test_backend_killed_mid_extract_keeps_the_previous_dataset(
     pg_conn_id: str, postgres_server: PostgresServer, tmp_path: Path
 ) -> None:
     table = f"x_{uuid.uuid4().hex[:10]}"
-    PostgresHook(postgres_conn_id=pg_conn_id).write_batches(table, _batches(60_000, tag="v"), mode="replace")
+    # large enough (~25 MB) that the server is still sending when the backend is terminated
+    PostgresHook(postgres_conn_id=pg_conn_id).write_batches(table, _batches(400_000, tag="v"), mode="replace")
     storage = S3Hook(aws_conn_id=None)
     uri = (tmp_path / "extract").as_uri()
     query = f'SELECT * FROM "{table}" ORDER BY id'
     first = storage.write_dataset(
         uri, PostgresHook(postgres_conn_id=pg_conn_id).iter_batches(query, batch_size=5_000)
     )
-    assert first["rows"] == 60_000
+    assert first["rows"] == 400_000
     reference = pa.Table.from_batches(list(storage.iter_batches(uri)))
 
     def killing() -> Iterator[pa.RecordBatch]:
@@ -113,5 +111,5 @@ def test_backend_killed_mid_extract_keeps_the_previous_dataset(
     with pytest.raises(Exception, match=r"terminat|connection|closed|server"):
         storage.write_dataset(uri, killing())
     back = pa.Table.from_batches(list(storage.iter_batches(uri)))
-    assert back.num_rows == 60_000 and back.equals(reference)
+    assert back.num_rows == 400_000 and back.equals(reference)
     assert storage.read_manifest(uri)["attempt"] == first["attempt"]

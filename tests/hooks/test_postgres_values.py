@@ -236,3 +236,12 @@ def test_generated_values_round_trip_exactly(
     finally:
         with psycopg.connect(postgres_server.dsn) as conn:
             conn.execute(f'DROP TABLE "{table}"')
+
+
+def test_one_column_null_rows_are_rows(pg_conn_id: str) -> None:
+    """COPY writes a one-column NULL row as an empty line: it must count, never be skipped."""
+    hook = PostgresHook(postgres_conn_id=pg_conn_id)
+    query = "SELECT CASE WHEN i % 2 = 0 THEN NULL ELSE i::text END AS x FROM generate_series(1, 7) AS i"
+    batches = list(hook.iter_batches(query))
+    values = [v for b in batches for v in b.column("x").to_pylist()]
+    assert values == ["1", None, "3", None, "5", None, "7"]
