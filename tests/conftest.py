@@ -262,10 +262,31 @@ _SERVER_FIXTURES = {
 }
 
 
+# Serverless but not quick: subprocesses, servers of their own, browsers, model fitting, the demo.
+_NOT_UNIT = (
+    "tests/test_demo.py",
+    "tests/test_lazy_imports.py",
+    "tests/hooks/test_write_contract.py",
+    "tests/hooks/test_roundtrip.py",
+    "tests/hooks/test_http_faults.py",
+    "tests/hooks/test_http_logscan.py",
+    "tests/ml/test_training.py",
+    "tests/notifications/",
+    "tests/sensors/",
+    "tests/example_dags/",
+    "tests/ml/test_drift.py::test_same_distribution_rarely_raises_drift",
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test that uses no server fixture and is not an integration test as ``unit``."""
+    """
+    Mark ``unit`` every test that needs no server, no subprocess and no model fit: pure logic that
+    runs in seconds (``./dev test -m unit``). The rest is the integration tier, run by default too.
+    """
     for item in items:
         if item.get_closest_marker("integration") or item.get_closest_marker("unit"):
+            continue
+        if item.nodeid.startswith(_NOT_UNIT):
             continue
         if not _SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.unit)
