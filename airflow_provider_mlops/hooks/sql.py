@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from airflow.providers.common.sql.hooks.sql import DbApiHook
 
-POSTGRES_CONN_TYPES = frozenset({"postgres", "postgresql", "mlops_postgres"})
+POSTGRES_CONN_TYPES = frozenset({"postgres", "postgresql", "mlops-postgres", "mlops_postgres"})
 
 
 def quote_identifier(name: str, quote: str = '"') -> str:
