@@ -121,9 +121,16 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
             "verify": _bool("Verify TLS certificates", True),
         },
         "ui-field-behaviour": {
-            "hidden-fields": ["host", "port", "schema"],
-            "relabeling": {"login": "Access key id", "password": "Secret access key"},
-            "placeholders": {"login": "AKIA... (empty: instance role / environment)"},
+            # Port stays visible although S3 does not use it: the Test button of Airflow 3.3.2's
+            # connection list sends port 0 for a connection saved without one, and the API answers
+            # 400 (it reads a port change as a new destination). Any port makes Test work.
+            "hidden-fields": ["host", "schema"],
+            "relabeling": {
+                "login": "Access key id",
+                "password": "Secret access key",
+                "port": "Port (not used; any number lets Test run)",
+            },
+            "placeholders": {"login": "AKIA... (empty: instance role / environment)", "port": "443"},
         },
     },
     {
@@ -152,15 +159,18 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
             "test_endpoint": _str("Test endpoint", "Requested by 'Test', e.g. /health"),
         },
         "ui-field-behaviour": {
-            # The port belongs in the base URL (https://api.example.com:8443/v1): a separate Port
-            # field only invited two places for one value. Extra headers go in the Extra JSON.
-            "hidden-fields": ["schema", "port"],
+            # The port is read from the base URL (https://api.example.com:8443/v1); the Port field
+            # is only used when the URL has none. It stays visible because the Test button of
+            # Airflow 3.3.2's connection list sends port 0 for a connection saved without one and
+            # the API then answers 400. Extra headers go in the Extra JSON ({"headers": {...}}).
+            "hidden-fields": ["schema"],
             "relabeling": {
                 "host": "Base URL",
+                "port": "Port (the base URL's wins; fill it so Test runs)",
                 "login": "User / client id",
                 "password": "Password / token / API key / client secret",
             },
-            "placeholders": {"host": "https://api.example.com/v1"},
+            "placeholders": {"host": "https://api.example.com/v1", "port": "443"},
         },
     },
     {

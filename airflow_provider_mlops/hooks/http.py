@@ -158,8 +158,14 @@ class HttpApiHook(BaseHook):
             host = f"{scheme}://{host}" if host else ""
             if conn.port:
                 host = f"{host}:{conn.port}"
-        elif conn.port and host.count(":") < 2:
-            host = f"{host.rstrip('/')}:{conn.port}"
+        elif conn.port:
+            # The URL's own port wins; the Port field fills in only when the URL names none (and
+            # goes into the authority, not after a path: https://h:8443/v1, never https://h/v1:8443).
+            from urllib.parse import urlsplit, urlunsplit
+
+            parts = urlsplit(host)
+            if parts.port is None and parts.hostname:
+                host = urlunsplit(parts._replace(netloc=f"{parts.netloc}:{conn.port}"))
         if not host:
             raise ValueError(f"Connection {self.http_conn_id!r} has no base URL (host)")
         return host.rstrip("/") + "/"

@@ -273,7 +273,9 @@ def auth_from_connection(
     if kind == "oauth2":
         token_url = _extra(extra, "oauth2_url", "token_url")
         if not token_url:
-            raise ValueError("auth_type=oauth2 needs a token_url: the OAuth2 token URL field (oauth2_url extra)")
+            raise ValueError(
+                "auth_type=oauth2 needs a token_url: the OAuth2 token URL field (oauth2_url extra)"
+            )
         return OAuth2ClientCredentials(
             token_url=str(token_url),
             client_id=login or "",
