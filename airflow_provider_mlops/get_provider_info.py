@@ -9,6 +9,21 @@ from airflow_provider_mlops import __version__
 _PKG = "airflow_provider_mlops"
 _INTEGRATION = "MLOps"
 
+# Connection-type names: "-" rather than "_". Airflow builds a URI for every connection it caches or
+# tests and logs "Connection schemes ... shall not contain '_' according to RFC3986" for each one
+# made with an "_" type. Airflow turns "-" into "_" when it parses a URI back, so both spellings are
+# registered: the old ``mlops_*`` names keep working for existing connections (a subclass of the
+# same hook each, so Airflow's hook / connection-type consistency check stays quiet).
+CONN_TYPES: dict[str, str] = {
+    "postgres": "mlops-postgres",
+    "mongo": "mlops-mongo",
+    "s3": "mlops-s3",
+    "http": "mlops-http",
+    "mlflow": "mlops-mlflow",
+    "mysql": "mlops-mysql",
+}
+LEGACY_CONN_TYPES: dict[str, str] = {kind: name.replace("-", "_") for kind, name in CONN_TYPES.items()}
+
 
 def _str(label: str, description: str | None = None, **schema: Any) -> dict[str, Any]:
     field: dict[str, Any] = {"label": label, "schema": {"type": ["string", "null"], **schema}}
@@ -36,7 +51,7 @@ def _int(label: str, default: int | None = None, description: str | None = None)
 
 CONNECTION_TYPES: list[dict[str, Any]] = [
     {
-        "connection-type": "mlops_postgres",
+        "connection-type": CONN_TYPES["postgres"],
         "hook-class-name": f"{_PKG}.hooks.postgres.PostgresHook",
         "hook-name": "PostgreSQL (MLOps)",
         "conn-fields": {
@@ -55,7 +70,6 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
             ),
         },
         "ui-field-behaviour": {
-            "hidden-fields": ["extra"],
             "relabeling": {"schema": "Database"},
             "placeholders": {
                 "host": "db.example.com",
@@ -66,7 +80,7 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
         },
     },
     {
-        "connection-type": "mlops_mongo",
+        "connection-type": CONN_TYPES["mongo"],
         "hook-class-name": f"{_PKG}.hooks.mongo.MongoHook",
         "hook-name": "MongoDB (MLOps)",
         "conn-fields": {
@@ -83,7 +97,6 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
             "serverSelectionTimeoutMS": _int("Server selection timeout (ms)", 10000),
         },
         "ui-field-behaviour": {
-            "hidden-fields": ["extra"],
             "relabeling": {"schema": "Default database", "host": "Host(s)"},
             "placeholders": {
                 "host": "mongo1.example.com,mongo2.example.com or cluster0.abcde.mongodb.net",
@@ -94,7 +107,7 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
         },
     },
     {
-        "connection-type": "mlops_mysql",
+        "connection-type": CONN_TYPES["mysql"],
         "hook-class-name": f"{_PKG}.hooks.mysql.MySqlHook",
         "hook-name": "MySQL / MariaDB (MLOps, PyMySQL)",
         "conn-fields": {
@@ -104,13 +117,12 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
             "ssl_ca": _str("TLS CA file", "Path of the CA certificate: turns TLS on"),
         },
         "ui-field-behaviour": {
-            "hidden-fields": ["extra"],
             "relabeling": {"schema": "Database"},
             "placeholders": {"host": "db.example.com", "port": "3306", "schema": "analytics"},
         },
     },
     {
-        "connection-type": "mlops_s3",
+        "connection-type": CONN_TYPES["s3"],
         "hook-class-name": f"{_PKG}.hooks.s3.S3Hook",
         "hook-name": "S3 / object storage (MLOps)",
         "conn-fields": {
@@ -125,22 +137,34 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
             "verify": _bool("Verify TLS certificates", True),
         },
         "ui-field-behaviour": {
-            "hidden-fields": ["host", "port", "schema", "extra"],
-            "relabeling": {"login": "Access key id", "password": "Secret access key"},
-            "placeholders": {"login": "AKIA... (empty: instance role / environment)"},
+            # Port stays visible although S3 does not use it: the Test button of Airflow 3.3.2's
+            # connection list sends port 0 for a connection saved without one, and the API answers
+            # 400 (it reads a port change as a new destination). Any port makes Test work.
+            "hidden-fields": ["host", "schema"],
+            "relabeling": {
+                "login": "Access key id",
+                "password": "Secret access key",
+                "port": "Port (not used; any number lets Test run)",
+            },
+            "placeholders": {"login": "AKIA... (empty: instance role / environment)", "port": "443"},
         },
     },
     {
-        "connection-type": "mlops_http",
+        "connection-type": CONN_TYPES["http"],
         "hook-class-name": f"{_PKG}.hooks.http.HttpApiHook",
         "hook-name": "HTTP JSON API (MLOps)",
         "conn-fields": {
             "auth_type": _str(
                 "Auth type", "Inferred when empty", enum=["none", "basic", "bearer", "api_key", "oauth2"]
             ),
-            "api_key_name": _str("API key name", "Header or query parameter carrying the key"),
-            "api_key_in": _str("API key in", enum=["header", "query"], default="header"),
-            "token_url": _str(
+            # Not "api_key_*" / "token_url": Airflow treats every field whose name contains api_key or
+            # token as a secret and masks its value ("***") in the form, so a default such as "header"
+            # was saved as "***". The hook still reads the old names of existing connections.
+            "key_name": _str(
+                "API key name", "Header or query parameter carrying the key (auth type api_key)"
+            ),
+            "key_location": _str("API key in", enum=["header", "query"], default="header"),
+            "oauth2_url": _str(
                 "OAuth2 token URL", "Client-credentials grant; client id/secret = login/password"
             ),
             "scope": _str("OAuth2 scope"),
@@ -151,21 +175,22 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
             "test_endpoint": _str("Test endpoint", "Requested by 'Test', e.g. /health"),
         },
         "ui-field-behaviour": {
+            # The port is read from the base URL (https://api.example.com:8443/v1); the Port field
+            # is only used when the URL has none. It stays visible because the Test button of
+            # Airflow 3.3.2's connection list sends port 0 for a connection saved without one and
+            # the API then answers 400. Extra headers go in the Extra JSON ({"headers": {...}}).
             "hidden-fields": ["schema"],
             "relabeling": {
                 "host": "Base URL",
+                "port": "Port (the base URL's wins; fill it so Test runs)",
                 "login": "User / client id",
                 "password": "Password / token / API key / client secret",
-                "extra": "Extra (JSON; 'headers': {...})",
             },
-            "placeholders": {
-                "host": "https://api.example.com/v1",
-                "extra": '{"headers": {"Accept": "application/json"}}',
-            },
+            "placeholders": {"host": "https://api.example.com/v1", "port": "443"},
         },
     },
     {
-        "connection-type": "mlops_mlflow",
+        "connection-type": CONN_TYPES["mlflow"],
         "hook-class-name": f"{_PKG}.hooks.mlflow.MlflowHook",
         "hook-name": "MLflow tracking server (MLOps)",
         "conn-fields": {
@@ -177,12 +202,32 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
             "ui_url": _str("UI URL", "Where people open runs when the tracking URI is not a web server"),
         },
         "ui-field-behaviour": {
-            "hidden-fields": ["schema", "login", "password", "extra"],
+            "hidden-fields": ["schema", "login", "password"],
             "relabeling": {"host": "Tracking server URL"},
             "placeholders": {"host": "http://mlflow.example.com:5000"},
         },
     },
 ]
+
+
+def _legacy(entry: dict[str, Any]) -> dict[str, Any]:
+    """The same form under the old ``mlops_*`` name, served by the hook's subclass in hooks.legacy."""
+    kind = next(k for k, v in CONN_TYPES.items() if v == entry["connection-type"])
+    class_name = entry["hook-class-name"].rpartition(".")[2]
+    return {
+        **entry,
+        "connection-type": LEGACY_CONN_TYPES[kind],
+        "hook-class-name": f"{_PKG}.hooks.legacy.Legacy{class_name}",
+        "hook-name": legacy_hook_name(entry["hook-name"], LEGACY_CONN_TYPES[kind]),
+    }
+
+
+def legacy_hook_name(hook_name: str, legacy_type: str) -> str:
+    """What the connection-type list shows for an old type name: the same hook, marked as old."""
+    return f"{hook_name} - old type name {legacy_type}"
+
+
+CONNECTION_TYPES += [_legacy(entry) for entry in list(CONNECTION_TYPES)]
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -214,6 +259,7 @@ def get_provider_info() -> dict[str, Any]:
                     f"{_PKG}.hooks.sql",
                     f"{_PKG}.hooks.mysql",
                     f"{_PKG}.hooks.mlflow",
+                    f"{_PKG}.hooks.legacy",
                 ],
             }
         ],

@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             stack.callback(api.terminate)
             servers.wait_port(port, timeout=300, proc=api)
-            conns = {"bench_http": {"conn_type": "mlops_http", "host": f"http://127.0.0.1:{port}"}}
+            conns = {"bench_http": {"conn_type": "mlops-http", "host": f"http://127.0.0.1:{port}"}}
             print("HTTP JSON API (pages of 10,000 records)", flush=True)
             results["http_extract_parquet"] = run_case(
                 "http_extract_parquet", {"connections": conns, "out": (work / "http_out").as_uri()}

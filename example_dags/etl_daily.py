@@ -16,7 +16,7 @@ Connections (only ids appear here; point them at real servers to go to productio
 
 | connection id          | embedded demo default          | production example                 |
 |------------------------|--------------------------------|------------------------------------|
-| ``mlops_api``          | the demo's local profile API   | ``mlops_http`` / ``http``          |
+| ``mlops_api``          | the demo's local profile API   | ``mlops-http`` / ``http``          |
 | ``mlops_source_db``    | a SQLite file                  | ``postgres`` (any common-sql)      |
 | ``mlops_warehouse``    | a SQLite file                  | ``postgres``                       |
 | ``mlops_alerts``       | the demo's local alert inbox   | a webhook (``http``) connection    |

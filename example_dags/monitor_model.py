@@ -3,7 +3,7 @@
 
 Runs after every daily ETL load (scheduled on the warehouse ``activity`` Asset). It extracts the
 newest day (activity joined with customer profiles, labels included) and runs the
-:class:`~airflow_provider_mlops.sensors.drift.DriftSensor` against the reference profile of the
+`DriftSensor` (`airflow_provider_mlops.sensors.drift`) against the reference profile of the
 current ``churn_model@champion``:
 
 * per feature: PSI on the reference bins, KS / Wasserstein (numeric), chi-square / Jensen-Shannon

@@ -19,7 +19,7 @@ then trains a scikit-learn Pipeline:
   ``challenger``), and the promoted model is published with a ``latest.json`` pointer.
 
 Connections: ``mlops_warehouse`` (SQLite in the demo, PostgreSQL in production) and, optionally,
-an ``mlops_mlflow`` connection (default: a SQLite MLflow store in ``AIRFLOW_HOME``).
+an ``mlops-mlflow`` connection (default: a SQLite MLflow store in ``AIRFLOW_HOME``).
 """
 
 from __future__ import annotations

@@ -116,7 +116,7 @@ def httpserver_listen_address() -> tuple[str, int]:
 def pg_conn_id(postgres_server: servers.PostgresServer) -> str:
     return set_connection(
         "mlops_pg_test",
-        conn_type="mlops_postgres",
+        conn_type="mlops-postgres",
         host=postgres_server.host,
         port=postgres_server.port,
         login=postgres_server.user,
@@ -130,7 +130,7 @@ def mariadb_conn_id(mariadb_server: servers.MariaDbServer) -> str:
     """The generic common-sql path on MariaDB (the provider's PyMySQL hook)."""
     return set_connection(
         "mlops_mariadb_test",
-        conn_type="mlops_mysql",
+        conn_type="mlops-mysql",
         host=mariadb_server.host,
         port=mariadb_server.port,
         login=mariadb_server.user,
@@ -143,7 +143,7 @@ def mariadb_conn_id(mariadb_server: servers.MariaDbServer) -> str:
 def s3_conn_id(s3_server: servers.S3Server) -> str:
     return set_connection(
         "mlops_s3_test",
-        conn_type="mlops_s3",
+        conn_type="mlops-s3",
         login=s3_server.access_key,
         password=s3_server.secret_key,
         extra={
@@ -158,11 +158,11 @@ def s3_conn_id(s3_server: servers.S3Server) -> str:
 def mongo_conn_id(mongo_server: servers.MongoServer) -> str:
     if not mongo_server.direct:
         return set_connection(
-            "mlops_mongo_test", conn_type="mlops_mongo", schema="mlops_test", extra={"uri": mongo_server.uri}
+            "mlops_mongo_test", conn_type="mlops-mongo", schema="mlops_test", extra={"uri": mongo_server.uri}
         )
     return set_connection(
         "mlops_mongo_test",
-        conn_type="mlops_mongo",
+        conn_type="mlops-mongo",
         host=mongo_server.host,
         port=mongo_server.port,
         login=mongo_server.user,
@@ -231,7 +231,7 @@ def dataset(tmp_path: Path) -> str:
 def mlflow_conn(mlflow_tracking: dict[str, str]) -> str:
     return set_connection(
         "mlflow_test",
-        conn_type="mlops_mlflow",
+        conn_type="mlops-mlflow",
         host="",
         extra={
             "tracking_uri": mlflow_tracking["tracking_uri"],

@@ -40,7 +40,7 @@ def _prepare_environment(home: Path, dags_folder: Path) -> None:
 def _connections(home: Path, api_url: str, token: str) -> dict[str, dict[str, Any]]:
     return {
         "mlops_api": {
-            "conn_type": "mlops_http",
+            "conn_type": "mlops-http",
             "host": api_url,
             "password": token,
             "extra": {"test_endpoint": "health", "timeout": 30},

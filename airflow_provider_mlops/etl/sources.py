@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pyarrow as pa
 
-POSTGRES_TYPES = frozenset({"postgres", "postgresql", "mlops_postgres"})
-MONGO_TYPES = frozenset({"mongo", "mongodb", "mlops_mongo"})
-HTTP_TYPES = frozenset({"http", "https", "mlops_http"})
-STORAGE_TYPES = frozenset({"aws", "s3", "mlops_s3"})
+# This provider's types under both spellings: "mlops-postgres" (current) and "mlops_postgres" (old,
+# and what Airflow makes of "mlops-postgres://" when it parses a connection URI).
+POSTGRES_TYPES = frozenset({"postgres", "postgresql", "mlops-postgres", "mlops_postgres"})
+MONGO_TYPES = frozenset({"mongo", "mongodb", "mlops-mongo", "mlops_mongo"})
+HTTP_TYPES = frozenset({"http", "https", "mlops-http", "mlops_http"})
+STORAGE_TYPES = frozenset({"aws", "s3", "mlops-s3", "mlops_s3"})
 
 
 def connection_kind(conn_id: str | None) -> str:

@@ -40,7 +40,7 @@ from airflow_provider_mlops.http.paginators import (
     get_path,
 )
 from airflow_provider_mlops.http.retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
-from airflow_provider_mlops.utils.connection import as_bool, as_float, as_int
+from airflow_provider_mlops.utils.connection import as_bool, as_float, as_int, redact
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -73,6 +73,9 @@ _KNOWN_EXTRAS = frozenset(
         "api_key_name",
         "api_key_in",
         "token_url",
+        "key_name",
+        "key_location",
+        "oauth2_url",
         "scope",
         "audience",
         "headers",
@@ -97,9 +100,11 @@ class HttpApiHook(BaseHook):
     Connection: host is the base URL (``https://api.example.com/v1``; or host + schema + port);
     login / password are the basic-auth user and password, the OAuth2 client id and secret, or
     (password) the bearer token / API key. Extras: ``auth_type`` (none, basic, bearer, api_key,
-    oauth2), ``api_key_name``, ``api_key_in`` (header or query), ``token_url``, ``scope``,
+    oauth2), ``key_name``, ``key_location`` (header or query), ``oauth2_url``, ``scope``,
     ``audience``, ``headers`` (dict), ``timeout`` (s), ``verify`` (bool or CA path), ``rate_limit``
-    (requests/s), ``max_attempts``, ``max_retry_seconds``, ``test_endpoint``.
+    (requests/s), ``max_attempts``, ``max_retry_seconds``, ``test_endpoint``. The old names
+    ``api_key_name``, ``api_key_in`` and ``token_url`` are still read (Airflow's form masks fields
+    whose name contains ``api_key`` or ``token``, hence the new ones).
 
     :param http_conn_id: the Airflow connection id.
     :param max_attempts: attempts per request (connection errors, timeouts, a body cut short, 429
@@ -111,7 +116,7 @@ class HttpApiHook(BaseHook):
 
     conn_name_attr = "http_conn_id"
     default_conn_name = "http_default"
-    conn_type = "mlops_http"
+    conn_type = "mlops-http"
     hook_name = "HTTP JSON API (MLOps)"
 
     def __init__(
@@ -153,10 +158,16 @@ class HttpApiHook(BaseHook):
             host = f"{scheme}://{host}" if host else ""
             if conn.port:
                 host = f"{host}:{conn.port}"
-        elif conn.port and host.count(":") < 2:
-            host = f"{host.rstrip('/')}:{conn.port}"
+        elif conn.port:
+            # The URL's own port wins; the Port field fills in only when the URL names none (and
+            # goes into the authority, not after a path: https://h:8443/v1, never https://h/v1:8443).
+            from urllib.parse import urlsplit, urlunsplit
+
+            parts = urlsplit(host)
+            if parts.port is None and parts.hostname:
+                host = urlunsplit(parts._replace(netloc=f"{parts.netloc}:{conn.port}"))
         if not host:
-            raise ValueError(f"Connection {self.http_conn_id!r} has no host (base URL)")
+            raise ValueError(f"Connection {self.http_conn_id!r} has no base URL (host)")
         return host.rstrip("/") + "/"
 
     @cached_property
@@ -325,6 +336,16 @@ class HttpApiHook(BaseHook):
     def test_connection(self) -> tuple[bool, str]:
         """Request ``test_endpoint`` (default: the base URL); any status below 400 is a success."""
         endpoint = str(self._extra.get("test_endpoint") or "")
+        # Settings first, and no connection id in the messages: the Test button runs the hook under
+        # a random temporary id that means nothing to the person who pressed it.
+        if not (self._connection.host or self._extra.get("base_url")):
+            return False, "No base URL: fill in Base URL (e.g. https://api.example.com/v1)"
+        try:
+            self.auth  # noqa: B018 - builds the auth scheme: a bad auth setting is reported as such
+        except ValueError as err:
+            # Not self._redact: the client it uses needs the auth scheme that just failed.
+            secrets = [self._connection.password, self._extra.get("token"), self._extra.get("api_key")]
+            return False, redact(f"Invalid auth settings: {err}", secrets)
         try:
             response = self._send_once("GET", self.url_for(endpoint), None, None, None)
         except HttpApiError as err:

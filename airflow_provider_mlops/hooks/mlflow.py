@@ -30,7 +30,7 @@ class MlflowHook(BaseHook):
 
     conn_name_attr = "mlflow_conn_id"
     default_conn_name = "mlflow_default"
-    conn_type = "mlops_mlflow"
+    conn_type = "mlops-mlflow"
     hook_name = "MLflow tracking server (MLOps)"
 
     def __init__(self, mlflow_conn_id: str | None = None, **kwargs: Any) -> None:

@@ -41,6 +41,15 @@ _BOOL_OPTIONS = (
     "retryReads",
     "loadBalanced",
 )
+# Toggles whose false is pymongo's default (or, for tls, what pymongo decides from the scheme).
+_FALSE_MEANS_DEFAULT = (
+    "tls",
+    "tlsAllowInvalidCertificates",
+    "tlsAllowInvalidHostnames",
+    "tlsInsecure",
+    "directConnection",
+    "loadBalanced",
+)
 _INT_OPTIONS = (
     "connectTimeoutMS",
     "socketTimeoutMS",
@@ -121,7 +130,7 @@ class MongoHook(BaseHook):
 
     conn_name_attr = "mongo_conn_id"
     default_conn_name = "mongo_default"
-    conn_type = "mlops_mongo"
+    conn_type = "mlops-mongo"
     hook_name = "MongoDB (MLOps)"
 
     def __init__(self, mongo_conn_id: str = default_conn_name, **kwargs: Any) -> None:
@@ -146,6 +155,16 @@ class MongoHook(BaseHook):
                 options[key] = str(extra[key])
         if "ssl" in options:  # legacy name used by the official hook's connections
             options.setdefault("tls", options.pop("ssl"))
+        # The Airflow form saves every toggle, so a connection made there says "tls": false,
+        # "tlsAllowInvalidCertificates": false, "directConnection": false although nobody chose
+        # them. pymongo refuses any tls* option next to tls=false ("TLS has not been enabled but
+        # the following tls parameters have been set"), and an explicit tls=false would also turn
+        # TLS off for mongodb+srv:// (where it is on by default). A false toggle therefore means
+        # "pymongo's default": only a true one is passed on. TLS off for mongodb+srv:// needs the
+        # ``uri`` extra (``?tls=false``).
+        for key in _FALSE_MEANS_DEFAULT:
+            if options.get(key) is False:
+                del options[key]
         return options
 
     def get_uri(self) -> str:
@@ -171,17 +190,23 @@ class MongoHook(BaseHook):
         database = conn.schema or ""
         return f"{scheme}://{auth}{','.join(hosts)}/{database}"
 
-    def get_conn(self) -> MongoClient:
-        """A new MongoClient (the caller closes it)."""
+    def _new_client(self) -> MongoClient:
+        """A new MongoClient; settings pymongo refuses raise ValueError naming no connection id."""
         from pymongo import MongoClient
 
         try:
             return MongoClient(self.get_uri(), **self._client_options())
         except Exception as err:
-            raise ConnectionError(
-                f"Invalid MongoDB connection {self.mongo_conn_id!r}: "
-                + redact(str(err), [self._connection.password])
+            raise ValueError(
+                "Invalid MongoDB connection settings: " + redact(str(err), [self._connection.password])
             ) from None
+
+    def get_conn(self) -> MongoClient:
+        """A new MongoClient (the caller closes it)."""
+        try:
+            return self._new_client()
+        except ValueError as err:
+            raise ConnectionError(f"Connection {self.mongo_conn_id!r}: {err}") from None
 
     @cached_property
     def client(self) -> MongoClient:
@@ -204,8 +229,13 @@ class MongoHook(BaseHook):
         """Ping the server and check that the credentials are accepted."""
         from pymongo.errors import OperationFailure, PyMongoError
 
+        # No connection id in these messages: Airflow's Test button runs the hook under a random
+        # temporary id ("LPuPtxOc") that would only confuse the person who pressed it.
         try:
-            client = self.get_conn()
+            client = self._new_client()
+        except ValueError as err:
+            return False, str(err)
+        try:
             try:
                 client.admin.command("ping")
                 if self._connection.login:

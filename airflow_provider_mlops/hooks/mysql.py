@@ -3,7 +3,7 @@ A common-sql ``DbApiHook`` for MySQL and MariaDB over PyMySQL (pure Python, no C
 
 Airflow's MySQL provider needs ``mysqlclient``, which compiles against the MySQL client library;
 this hook gives the generic batch path (:class:`~airflow_provider_mlops.hooks.sql.SqlBatchHook`) a
-driver that installs anywhere. Connections of type ``mlops_mysql`` use it, and so do ``mysql`` /
+driver that installs anywhere. Connections of type ``mlops-mysql`` use it, and so do ``mysql`` /
 ``mariadb`` connections when the MySQL provider is not installed.
 """
 
@@ -19,7 +19,7 @@ from airflow_provider_mlops.utils.connection import as_int, redact
 if TYPE_CHECKING:
     import pymysql
 
-MYSQL_CONN_TYPES = frozenset({"mysql", "mariadb", "mlops_mysql"})
+MYSQL_CONN_TYPES = frozenset({"mysql", "mariadb", "mlops-mysql", "mlops_mysql"})
 
 
 class MySqlHook(DbApiHook):
@@ -35,7 +35,7 @@ class MySqlHook(DbApiHook):
 
     conn_name_attr = "mysql_conn_id"
     default_conn_name = "mysql_default"
-    conn_type = "mlops_mysql"
+    conn_type = "mlops-mysql"
     hook_name = "MySQL / MariaDB (MLOps, PyMySQL)"
     supports_autocommit = True
     _placeholder = "%s"

@@ -254,7 +254,7 @@ class PostgresHook(DbApiHook):
 
     conn_name_attr = "postgres_conn_id"
     default_conn_name = "postgres_default"
-    conn_type = "mlops_postgres"
+    conn_type = "mlops-postgres"
     hook_name = "PostgreSQL (MLOps)"
     supports_autocommit = True
     supports_executemany = True
@@ -336,7 +336,10 @@ class PostgresHook(DbApiHook):
                 version = connection.execute("SHOW server_version").fetchone()
         except Exception as err:
             conn = self.get_connection(self.get_conn_id())
-            return False, redact(str(err), [conn.password])
+            # Airflow's Test button runs the hook under a random temporary id ("LPuPtxOc"): naming it
+            # would only confuse the person who pressed the button.
+            message = str(err).replace(f" (connection {self.get_conn_id()!r})", "")
+            return False, redact(message, [conn.password])
         return True, f"Connection successfully tested (PostgreSQL {version[0] if version else '?'})"
 
     # ----------------------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ class S3Hook(BaseHook):
 
     conn_name_attr = "aws_conn_id"
     default_conn_name = "aws_default"
-    conn_type = "mlops_s3"
+    conn_type = "mlops-s3"
     hook_name = "S3 / object storage (MLOps)"
 
     def __init__(self, aws_conn_id: str | None = default_conn_name, **kwargs: Any) -> None:
@@ -166,9 +166,13 @@ class S3Hook(BaseHook):
                 return False, f"Access denied ({code}): check the access key id and secret key"
             return False, redact(f"S3 error {code}: {err}", self._secrets())
         except (BotoCoreError, ValueError, OSError) as err:
-            return False, redact(
-                f"Cannot reach S3 endpoint {self.settings.get('endpoint_url')}: {err}", self._secrets()
-            )
+            return False, redact(f"Cannot reach {self._endpoint_description()}: {err}", self._secrets())
+
+    def _endpoint_description(self) -> str:
+        """The endpoint as a person would name it: without ``endpoint_url``, AWS's own for the region."""
+        if endpoint := self.settings.get("endpoint_url"):
+            return f"S3 endpoint {endpoint}"
+        return f"the AWS default S3 endpoint for region {self.settings.get('region') or 'us-east-1'}"
 
     # ----------------------------------------------------------------------------------------------
     # objects

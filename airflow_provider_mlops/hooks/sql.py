@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from airflow_provider_mlops.sinks.contract import OnEmpty
 
-POSTGRES_CONN_TYPES = frozenset({"postgres", "postgresql", "mlops_postgres"})
+POSTGRES_CONN_TYPES = frozenset({"postgres", "postgresql", "mlops-postgres", "mlops_postgres"})
 
 
 def quote_identifier(name: str, quote: str = '"') -> str:

@@ -197,16 +197,26 @@ class OAuth2ClientCredentials(Auth):
         return True
 
 
+def _extra(extra: Mapping[str, Any], name: str, old_name: str) -> Any:
+    """
+    An extra under its form name, else its old name. The form's names avoid "api_key" and "token":
+    Airflow masks ("***") the value of any form field whose name contains them.
+    """
+    value = extra.get(name)
+    return value if value not in (None, "") else extra.get(old_name)
+
+
 def resolve_auth_type(login: str | None, password: str | None, extra: Mapping[str, Any]) -> str:
     """
-    The scheme named by the ``auth_type`` extra, else guessed from the fields: a ``token_url`` means
-    oauth2, an ``api_key_name`` api_key, login and password basic, a password or token bearer.
+    The scheme named by the ``auth_type`` extra, else guessed from the fields: an ``oauth2_url``
+    (old name ``token_url``) means oauth2, a ``key_name`` (``api_key_name``) api_key, login and
+    password basic, a password or token bearer.
     """
     auth = str(extra.get("auth_type") or "").lower()
     if not auth:
-        if extra.get("token_url"):
+        if _extra(extra, "oauth2_url", "token_url"):
             auth = "oauth2"
-        elif extra.get("api_key_name"):
+        elif _extra(extra, "key_name", "api_key_name"):
             auth = "api_key"
         elif login and password:
             auth = "basic"
@@ -233,8 +243,9 @@ def auth_from_connection(
 
     :param login: user name or OAuth2 client id.
     :param password: password, OAuth2 client secret, or the bearer token / API key.
-    :param extra: the connection's extras (``auth_type``, ``token``, ``api_key``, ``api_key_name``,
-        ``api_key_in``, ``token_url``, ``scope``, ``audience``).
+    :param extra: the connection's extras (``auth_type``, ``token``, ``api_key``, ``key_name``,
+        ``key_location``, ``oauth2_url``, ``scope``, ``audience``; the old names ``api_key_name``,
+        ``api_key_in`` and ``token_url`` are read when the new ones are empty).
     :param base_url: what a relative ``token_url`` is resolved against.
     :param timeout: seconds for an OAuth2 token request.
     :param verify: TLS verification for an OAuth2 token request.
@@ -246,19 +257,25 @@ def auth_from_connection(
     if kind == "bearer":
         return BearerAuth(token=secret)
     if kind == "api_key":
-        location = str(extra.get("api_key_in") or "header").lower()
+        location = str(_extra(extra, "key_location", "api_key_in") or "header").strip().lower()
         if location not in ("header", "query"):
-            raise ValueError(f"api_key_in must be header or query, got {location!r}")
+            # Refused rather than sending no key at all: before the form field was renamed, Airflow
+            # saved its masked default, "***", and every request went out without the key (HTTP 401).
+            raise ValueError(
+                f"API key location (key_location / api_key_in extra) must be 'header' or 'query', got "
+                f"{location!r}; set 'API key in' on the connection"
+            )
+        name = _extra(extra, "key_name", "api_key_name")
         if location == "query":
             # As before the split: a query-string key is the api_key extra or the password.
-            return ApiKeyAuth(
-                key=extra.get("api_key") or password, name=extra.get("api_key_name"), location="query"
-            )
-        return ApiKeyAuth(key=secret, name=extra.get("api_key_name"), location="header")
+            return ApiKeyAuth(key=extra.get("api_key") or password, name=name, location="query")
+        return ApiKeyAuth(key=secret, name=name, location="header")
     if kind == "oauth2":
-        token_url = extra.get("token_url")
+        token_url = _extra(extra, "oauth2_url", "token_url")
         if not token_url:
-            raise ValueError("auth_type=oauth2 needs a token_url extra")
+            raise ValueError(
+                "auth_type=oauth2 needs a token_url: the OAuth2 token URL field (oauth2_url extra)"
+            )
         return OAuth2ClientCredentials(
             token_url=str(token_url),
             client_id=login or "",

@@ -245,7 +245,7 @@ def test_auth_from_connection() -> None:
     assert params == {"key": "k-1"}
     assert isinstance(auth("id", "sec", token_url="/token"), OAuth2ClientCredentials)
     assert type(auth()) is Auth
-    with pytest.raises(ValueError, match="api_key_in must be header or query"):
+    with pytest.raises(ValueError, match="must be 'header' or 'query'"):
         auth(api_key="k", api_key_name="k", api_key_in="body")
     with pytest.raises(ValueError, match="auth_type must be"):
         auth(auth_type="digest")

@@ -1,0 +1,61 @@
+"""
+The hooks under their old connection-type names (``mlops_postgres``, ``mlops_mongo``, ...).
+
+The connection types are now spelled with ``-`` (``mlops-postgres``): Airflow logs an RFC3986
+warning for every URI it builds from a type name containing ``_``, and it builds one each time it
+caches or tests a connection. Connections saved with the old names keep working through these
+subclasses; they change nothing but the name Airflow registers them under (one class per name keeps
+Airflow's hook / connection-type consistency check quiet).
+"""
+
+from __future__ import annotations
+
+from airflow_provider_mlops.get_provider_info import LEGACY_CONN_TYPES, legacy_hook_name
+from airflow_provider_mlops.hooks.http import HttpApiHook
+from airflow_provider_mlops.hooks.mlflow import MlflowHook
+from airflow_provider_mlops.hooks.mongo import MongoHook
+from airflow_provider_mlops.hooks.mysql import MySqlHook
+from airflow_provider_mlops.hooks.postgres import PostgresHook
+from airflow_provider_mlops.hooks.s3 import S3Hook
+
+
+class LegacyPostgresHook(PostgresHook):
+    """:class:`~airflow_provider_mlops.hooks.postgres.PostgresHook` for ``mlops_postgres`` connections."""
+
+    conn_type = LEGACY_CONN_TYPES["postgres"]
+    hook_name = legacy_hook_name(PostgresHook.hook_name, conn_type)
+
+
+class LegacyMongoHook(MongoHook):
+    """:class:`~airflow_provider_mlops.hooks.mongo.MongoHook` for ``mlops_mongo`` connections."""
+
+    conn_type = LEGACY_CONN_TYPES["mongo"]
+    hook_name = legacy_hook_name(MongoHook.hook_name, conn_type)
+
+
+class LegacyS3Hook(S3Hook):
+    """:class:`~airflow_provider_mlops.hooks.s3.S3Hook` for ``mlops_s3`` connections."""
+
+    conn_type = LEGACY_CONN_TYPES["s3"]
+    hook_name = legacy_hook_name(S3Hook.hook_name, conn_type)
+
+
+class LegacyHttpApiHook(HttpApiHook):
+    """:class:`~airflow_provider_mlops.hooks.http.HttpApiHook` for ``mlops_http`` connections."""
+
+    conn_type = LEGACY_CONN_TYPES["http"]
+    hook_name = legacy_hook_name(HttpApiHook.hook_name, conn_type)
+
+
+class LegacyMlflowHook(MlflowHook):
+    """:class:`~airflow_provider_mlops.hooks.mlflow.MlflowHook` for ``mlops_mlflow`` connections."""
+
+    conn_type = LEGACY_CONN_TYPES["mlflow"]
+    hook_name = legacy_hook_name(MlflowHook.hook_name, conn_type)
+
+
+class LegacyMySqlHook(MySqlHook):
+    """:class:`~airflow_provider_mlops.hooks.mysql.MySqlHook` for ``mlops_mysql`` connections."""
+
+    conn_type = LEGACY_CONN_TYPES["mysql"]
+    hook_name = legacy_hook_name(MySqlHook.hook_name, conn_type)
