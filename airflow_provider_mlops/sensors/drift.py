@@ -131,11 +131,14 @@ class DriftSensor(BaseSensorOperator):
             from datetime import timedelta
 
             from airflow_provider_mlops.triggers.dataset import DatasetReadyTrigger
+            from airflow_provider_mlops.utils.staging import default_storage_conn_id
 
             self.defer(
                 trigger=DatasetReadyTrigger(
                     uri=self._uri(),
-                    storage_conn_id=self.storage_conn_id,
+                    # the resolved connection: the triggerer has no [mlops] default to fall back on
+                    # when it runs elsewhere, and boto3's ambient credentials are not the user's choice
+                    storage_conn_id=self.storage_conn_id or default_storage_conn_id(),
                     poke_interval=float(self.poke_interval),
                     timeout=float(self.timeout) if self.timeout else None,
                 ),
@@ -145,8 +148,12 @@ class DriftSensor(BaseSensorOperator):
         return super().execute(context)
 
     def execute_complete(self, context: Context, event: Mapping[str, Any] | None = None) -> Any:
-        from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 
+        if event and event.get("status") == "error":
+            # a configuration error the trigger could not wait out (bad URI, missing connection,
+            # access denied): retrying will not fix it
+            raise AirflowFailException(f"Waiting for {self._uri()} failed: {event.get('message')}")
         if not event or event.get("status") != "ready":
             message = f"The dataset {self._uri()} did not appear in time"
             if self.soft_fail:

@@ -12,6 +12,31 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
 
+# Transient storage errors (a restart, a network blip) are waited out; this many in a row are not.
+MAX_CONSECUTIVE_FAILURES = 10
+_PERMANENT_S3_CODES = frozenset(
+    {
+        "403",
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "NoSuchBucket",
+        "InvalidBucketName",
+    }
+)
+
+
+def _is_permanent(err: BaseException) -> bool:
+    """Errors that no amount of waiting fixes: configuration, credentials, permissions."""
+    if isinstance(err, ValueError | TypeError | KeyError | PermissionError):
+        return True
+    name = type(err).__name__
+    if name in ("AirflowNotFoundException", "NoCredentialsError", "PartialCredentialsError"):
+        return True
+    code = str(getattr(err, "response", {}).get("Error", {}).get("Code", ""))
+    return code in _PERMANENT_S3_CODES
+
+
 class DatasetReadyTrigger(BaseTrigger):
     """
     Fire when ``<uri>/_manifest.json`` exists (a dataset written by this provider is complete).
@@ -23,6 +48,8 @@ class DatasetReadyTrigger(BaseTrigger):
     :param storage_conn_id: connection for ``s3://`` URIs.
     :param poke_interval: seconds between checks.
     :param timeout: give up (event ``status: timeout``) after this many seconds; None waits forever.
+    :param max_failures: storage errors in a row that end the wait with ``status: error``; errors no
+        wait can fix (a bad URI, a missing connection, denied access) end it at once.
     """
 
     def __init__(
@@ -31,8 +58,10 @@ class DatasetReadyTrigger(BaseTrigger):
         storage_conn_id: str | None = None,
         poke_interval: float = 60.0,
         timeout: float | None = None,
+        max_failures: int = MAX_CONSECUTIVE_FAILURES,
     ) -> None:
         super().__init__()
+        self.max_failures = max_failures
         self.uri = uri
         self.storage_conn_id = storage_conn_id
         self.poke_interval = poke_interval
@@ -46,6 +75,7 @@ class DatasetReadyTrigger(BaseTrigger):
                 "storage_conn_id": self.storage_conn_id,
                 "poke_interval": self.poke_interval,
                 "timeout": self.timeout,
+                "max_failures": self.max_failures,
             },
         )
 
@@ -58,11 +88,21 @@ class DatasetReadyTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         started = time.monotonic()
+        failures = 0
         while True:
             try:
                 ready = await asyncio.to_thread(self._ready)
-            except Exception as err:  # a transient storage error: report it, keep waiting
-                self.log.warning("Checking %s failed: %s", self.uri, err)
+                failures = 0
+            except Exception as err:
+                failures += 1
+                if _is_permanent(err) or failures >= self.max_failures:
+                    # waiting cannot fix a bad URI, a missing connection or denied access: say so
+                    # instead of polling forever
+                    yield TriggerEvent(
+                        {"status": "error", "uri": self.uri, "message": f"{type(err).__name__}: {err}"}
+                    )
+                    return
+                self.log.warning("Checking %s failed (%s in a row): %s", self.uri, failures, err)
                 ready = False
             if ready:
                 yield TriggerEvent({"status": "ready", "uri": self.uri})

@@ -1,0 +1,43 @@
+"""The deferrable wait surfaces errors that waiting cannot fix instead of polling forever."""
+
+from __future__ import annotations
+
+import asyncio
+
+from airflow_provider_mlops.triggers.dataset import DatasetReadyTrigger
+from tests.conftest import set_connection
+
+
+def _first_event(trigger: DatasetReadyTrigger) -> dict:
+    async def first() -> dict:
+        return (await asyncio.wait_for(trigger.run().__anext__(), 30)).payload
+
+    return asyncio.run(first())
+
+
+def test_a_missing_connection_is_an_error_event_not_an_endless_wait() -> None:
+    event = _first_event(
+        DatasetReadyTrigger(uri="s3://bucket/ds", storage_conn_id="no_such_conn_xyz", poke_interval=0.01)
+    )
+    assert event["status"] == "error"
+    assert "no_such_conn_xyz" in event["message"]
+
+
+def test_an_unsupported_uri_is_an_error_event() -> None:
+    event = _first_event(DatasetReadyTrigger(uri="gs://bucket/ds", poke_interval=0.01))
+    assert event["status"] == "error" and "Unsupported storage URI" in event["message"]
+
+
+def test_an_unreachable_endpoint_is_waited_out_then_reported() -> None:
+    conn_id = set_connection(
+        "s3_unreachable",
+        conn_type="mlops-s3",
+        login="k",
+        password="s",
+        extra={"endpoint_url": "http://127.0.0.1:9", "region_name": "us-east-1"},
+    )
+    trigger = DatasetReadyTrigger(
+        uri="s3://bucket/ds", storage_conn_id=conn_id, poke_interval=0.01, max_failures=2
+    )
+    event = _first_event(trigger)
+    assert event["status"] == "error"
