@@ -74,7 +74,15 @@ class S3Hook(BaseHook):
             endpoint = f"{scheme}://{conn.host}" if scheme else conn.host
             if conn.port:
                 endpoint = f"{endpoint}:{conn.port}"
-        return {
+        method = extra.get("assume_role_method") or "assume_role"
+        if method != "assume_role":
+            # The amazon provider's SAML / web-identity flows need its own machinery: refuse
+            # rather than silently connect with other credentials.
+            raise ValueError(
+                f"Connection {self.aws_conn_id!r}: assume_role_method={method!r} is not supported by "
+                "airflow-provider-mlops; use role_arn with assume_role, a profile, or keys"
+            )
+        settings = {
             "access_key": conn.login or extra.get("aws_access_key_id"),
             "secret_key": conn.password or extra.get("aws_secret_access_key"),
             "session_token": extra.get("aws_session_token"),
@@ -83,6 +91,56 @@ class S3Hook(BaseHook):
             "verify": extra.get("verify"),
             "addressing_style": extra.get("addressing_style") or ("path" if endpoint else None),
             "bucket": extra.get("bucket") or conn.schema or None,
+        }
+        profile, role_arn = extra.get("profile_name"), extra.get("role_arn")
+        if profile or role_arn:
+            settings.update(self._resolved_credentials(settings, extra, profile, role_arn))
+        return settings
+
+    def _resolved_credentials(
+        self, settings: dict[str, Any], extra: dict[str, Any], profile: str | None, role_arn: str | None
+    ) -> dict[str, Any]:
+        """
+        The ``aws`` connection's ``profile_name`` and ``role_arn`` (the amazon provider's extras),
+        resolved once into temporary keys that both boto3 and pyarrow's S3 file system use.
+
+        Not the amazon provider's refreshing session: its connection wrapper would add the provider
+        as a dependency; role credentials last ``duration_seconds`` (default 3600), which bounds a
+        task's storage work.
+        """
+        import boto3
+
+        session = boto3.session.Session(
+            profile_name=profile or None,
+            aws_access_key_id=None if profile else settings["access_key"],
+            aws_secret_access_key=None if profile else settings["secret_key"],
+            aws_session_token=None if profile else settings["session_token"],
+            region_name=settings["region"],
+        )
+        if role_arn:
+            kwargs = dict(extra.get("assume_role_kwargs") or {})
+            kwargs.setdefault("RoleSessionName", f"airflow-mlops-{self.aws_conn_id}"[:64])
+            if extra.get("external_id"):
+                kwargs.setdefault("ExternalId", extra["external_id"])
+            if extra.get("duration_seconds"):
+                kwargs.setdefault("DurationSeconds", int(extra["duration_seconds"]))
+            sts = session.client(
+                "sts", endpoint_url=extra.get("sts_endpoint_url") or settings["endpoint_url"] or None
+            )
+            credentials = sts.assume_role(RoleArn=role_arn, **kwargs)["Credentials"]
+            return {
+                "access_key": credentials["AccessKeyId"],
+                "secret_key": credentials["SecretAccessKey"],
+                "session_token": credentials["SessionToken"],
+            }
+        frozen = session.get_credentials()
+        if frozen is None:
+            raise ValueError(f"Connection {self.aws_conn_id!r}: AWS profile {profile!r} has no credentials")
+        frozen = frozen.get_frozen_credentials()
+        return {
+            "access_key": frozen.access_key,
+            "secret_key": frozen.secret_key,
+            "session_token": frozen.token,
         }
 
     def _secrets(self) -> list[str | None]:

@@ -166,3 +166,42 @@ def test_boto_and_pyarrow_see_the_same_objects(hook: S3Hook, prefix: str, s3_ser
     keys = [o["Key"] for o in client.list_objects_v2(Bucket=location.bucket, Prefix=location.key)["Contents"]]
     assert sorted(k.rsplit("/", 1)[1] for k in keys) == [MANIFEST, "part-00000.parquet"]
     assert any(f"/_attempts/{hook.read_manifest(prefix)['attempt']}/" in k for k in keys)
+
+
+def test_role_arn_and_profile_of_an_aws_connection_are_used(
+    s3_server: S3Server, tmp_path, monkeypatch
+) -> None:
+    """The amazon provider's extras are honoured (moto's STS issues the role's keys), never ignored."""
+    role = set_connection(
+        "s3_role",
+        conn_type="aws",
+        login=s3_server.access_key,
+        password=s3_server.secret_key,
+        extra={
+            "endpoint_url": s3_server.endpoint_url,
+            "role_arn": "arn:aws:iam::123456789012:role/mlops-writer",
+            "region_name": "us-east-1",
+        },
+    )
+    hook = S3Hook(role)
+    assert hook.settings["access_key"] != s3_server.access_key
+    assert hook.settings["session_token"]
+    uri = f"s3://{s3_server.bucket}/role/{uuid.uuid4().hex[:8]}"
+    hook.write_dataset(uri, _table(3).to_batches())
+    assert sum(b.num_rows for b in hook.iter_batches(uri)) == 3
+
+    credentials = tmp_path / "credentials"
+    credentials.write_text(
+        f"[mlops]\naws_access_key_id = {s3_server.access_key}\naws_secret_access_key = {s3_server.secret_key}\n"
+    )
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    profile = set_connection(
+        "s3_profile", conn_type="aws", extra={"endpoint_url": s3_server.endpoint_url, "profile_name": "mlops"}
+    )
+    assert S3Hook(profile).settings["access_key"] == s3_server.access_key
+
+    saml = set_connection(
+        "s3_saml", conn_type="aws", extra={"role_arn": "arn:x", "assume_role_method": "assume_role_with_saml"}
+    )
+    with pytest.raises(ValueError, match="assume_role_with_saml.*not supported"):
+        S3Hook(saml).settings
