@@ -203,5 +203,5 @@ def test_role_arn_and_profile_of_an_aws_connection_are_used(
     saml = set_connection(
         "s3_saml", conn_type="aws", extra={"role_arn": "arn:x", "assume_role_method": "assume_role_with_saml"}
     )
-    with pytest.raises(ValueError, match="assume_role_with_saml.*not supported"):
+    with pytest.raises(ValueError, match=r"assume_role_with_saml.*not supported"):
         S3Hook(saml).settings
