@@ -207,8 +207,15 @@ def press_test(page: Any, conn_id: str, shots: Path) -> tuple[dict[str, Any], in
 def saved_connection(conn_id: str) -> dict[str, Any]:
     """The connection as the UI saved it, read from the metadata DB (decrypted), as a JSON connection."""
     from airflow.models import Connection
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
 
-    conn = Connection.get_connection_from_secrets(conn_id)
+    # Straight from the metadata DB: after an in-process dag.test() (earlier tests), lookups through
+    # the secrets backends go to the Task SDK's execution API instead, which does not see these rows.
+    with create_session() as session:
+        conn = session.scalar(select(Connection).where(Connection.conn_id == conn_id))
+        assert conn is not None, f"the UI did not save {conn_id!r}"
+        session.expunge(conn)
     return {
         "conn_type": conn.conn_type,
         "host": conn.host,
@@ -367,9 +374,12 @@ def test_connections_made_in_the_ui_test_green_and_work(
 
     s3 = S3Hook(aws_conn_id=use("ui_s3", saved["ui_s3"]))
     uri = f"s3://{s3_server.bucket}/ui-test/one.txt"
-    with s3.s3_filesystem.open_output_stream(uri.removeprefix("s3://")) as out:
-        out.write(b"made in the UI")
+    s3.put_bytes(uri, b"made in the UI")
     assert uri in s3.list_uris(f"s3://{s3_server.bucket}/ui-test/")
+    assert s3.get_bytes(uri) == b"made in the UI"
+    # and the pyarrow side of the hook (datasets read through it) with the same credentials
+    with s3.s3_filesystem.open_input_stream(uri.removeprefix("s3://")) as handle:
+        assert handle.read() == b"made in the UI"
 
     for kind in ("none", "basic", "bearer", "key_header", "key_query"):
         conn_id = f"ui_http_{kind}"
