@@ -140,13 +140,7 @@ def _frame_from_json(payload: Any, schema: InputSchema | None) -> pd.DataFrame:
         raise RequestError(f"'{key}' does not describe a table: {err}") from None
 
 
-def conform(frame: pd.DataFrame, schema: InputSchema | None) -> pd.DataFrame:
-    """Check the columns and types against ``schema``; return the columns in the schema's order."""
-    import pandas as pd
-
-    if schema is None:
-        return frame
-    present = [str(c) for c in frame.columns]
+def _check_columns(present: list[str], schema: InputSchema) -> None:
     missing = [c for c in schema.columns if c not in present]
     unknown = [c for c in present if c not in schema.columns]
     if missing or unknown:
@@ -156,31 +150,67 @@ def conform(frame: pd.DataFrame, schema: InputSchema | None) -> pd.DataFrame:
         if unknown:
             parts.append(f"unknown column(s) {unknown}")
         raise RequestError(f"{'; '.join(parts)}: the model expects {list(schema.columns)}")
-    frame = frame[list(schema.columns)]
-    out = {}
-    for name, kind in zip(schema.columns, schema.types, strict=True):
-        column = frame[name]
-        if kind in NUMERIC:
-            converted = pd.to_numeric(column, errors="coerce")
-            bad = column[converted.isna() & column.notna()]
-            bad = bad[[not (isinstance(v, float) and math.isnan(v)) for v in bad]]
-            if len(bad):
-                value = bad.iloc[0]
+
+
+def _numeric(name: str, kind: str, values: Any) -> Any:
+    import numpy as np
+
+    out = np.empty(len(values), dtype="float64")
+    integral = True
+    for i, value in enumerate(values):
+        if value is None:
+            out[i] = np.nan
+            integral = False
+            continue
+        if isinstance(value, bool | int | float | np.number):
+            number = float(value)
+        elif isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
                 raise RequestError(
-                    f"column {name!r} expects {kind}, got {value!r} ({type(value).__name__}) in row {bad.index[0]}"
-                )
-            out[name] = converted.astype("float64") if kind in ("double", "float") else converted
-        elif kind == "string":
-            wrong = column[column.notna() & ~column.map(lambda v: isinstance(v, str))]
-            if len(wrong):
-                value = wrong.iloc[0]
-                raise RequestError(
-                    f"column {name!r} expects string, got {value!r} ({type(value).__name__}) in row {wrong.index[0]}"
-                )
-            out[name] = column.astype(object)
+                    f"column {name!r} expects {kind}, got {value!r} (str) in row {i}"
+                ) from None
         else:
-            out[name] = column
-    return pd.DataFrame(out, index=frame.index)
+            raise RequestError(
+                f"column {name!r} expects {kind}, got {value!r} ({type(value).__name__}) in row {i}"
+            )
+        out[i] = number
+        integral = integral and number.is_integer()
+    # Keep integer columns integer when they can be (the model was fitted on int64).
+    return out.astype("int64") if kind in ("long", "integer") and integral else out
+
+
+def _strings(name: str, values: Any) -> Any:
+    import numpy as np
+
+    for i, value in enumerate(values):
+        if value is not None and not isinstance(value, str):
+            if isinstance(value, float) and math.isnan(value):
+                continue
+            raise RequestError(
+                f"column {name!r} expects string, got {value!r} ({type(value).__name__}) in row {i}"
+            )
+    return np.asarray(values, dtype=object)
+
+
+def conform(frame: pd.DataFrame, schema: InputSchema | None) -> pd.DataFrame:
+    """Check the columns and types against ``schema``; return the columns in the schema's order."""
+    import pandas as pd
+
+    if schema is None:
+        return frame
+    _check_columns([str(c) for c in frame.columns], schema)
+    columns = {}
+    for name, kind in zip(schema.columns, schema.types, strict=True):
+        values = frame[name].tolist()
+        if kind in NUMERIC:
+            columns[name] = _numeric(name, kind, values)
+        elif kind == "string":
+            columns[name] = _strings(name, values)
+        else:
+            columns[name] = frame[name].to_numpy()
+    return pd.DataFrame(columns, copy=False)
 
 
 def predictions_body(predictions: Any) -> bytes:
