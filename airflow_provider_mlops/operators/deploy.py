@@ -32,7 +32,7 @@ class DeployModelOperator(BaseOperator):
     sha256 recorded on the MLflow model version before anything is deserialized.
 
     Returns (XCom) ``{"promoted", "champion_version", "candidate_version", "previous_champion",
-    "metric", "candidate_score", "champion_score", "reason", "published_uri"}``.
+    "metric", "candidate_score", "champion_score", "reason", "published_uri", "targets"}``.
 
     :param registered_model_name: the registered model. (templated)
     :param candidate_version: the version to consider, e.g. from the training task's XCom. (templated)
@@ -51,6 +51,11 @@ class DeployModelOperator(BaseOperator):
     :param allow_cloudpickle: let the trusted loader deserialize cloudpickle files (runs code on load;
         off by default: only skops with the type allowlist is loaded).
     :param trusted_types: extra type names (or prefixes ending in ``.``) skops may construct.
+    :param targets: where the promoted (or rolled-back-to) version is deployed before the alias moves:
+        :class:`~airflow_provider_mlops.deployment.targets.DeploymentTarget` instances or
+        ``{"type": "local_server", "http_conn_id": ..., "smoke_input": {...}}`` dicts. Each is
+        deployed and smoke-tested in turn; one failure rolls every touched target back to the
+        previous champion, leaves the alias where it was and fails the task.
     """
 
     template_fields: Sequence[str] = (
@@ -81,6 +86,7 @@ class DeployModelOperator(BaseOperator):
         storage_conn_id: str | None = None,
         allow_cloudpickle: bool = False,
         trusted_types: Sequence[str] | None = None,
+        targets: Sequence[Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -100,7 +106,9 @@ class DeployModelOperator(BaseOperator):
         self.storage_conn_id = storage_conn_id
         self.allow_cloudpickle = allow_cloudpickle
         self.trusted_types = list(trusted_types or ())
+        self.targets = list(targets or ())
         self._models: dict[str, Any] = {}
+        self._published: dict[str, dict[str, Any]] = {}
         self._client: Any = None
         self._storage: Any = None
 
@@ -177,6 +185,7 @@ class DeployModelOperator(BaseOperator):
         rollback = self._version(self.rollback_version)
         if rollback is not None:
             client.get_model_version(name, rollback)  # fails clearly when the version does not exist
+            deployed = self._deploy_targets(storage, rollback, champion)
             client.set_registered_model_alias(name, self.alias, rollback)
             self._tag(client, rollback, who, now, f"rollback from version {champion}")
             self.log.info("Rolled %s@%s back from version %s to %s", name, self.alias, champion, rollback)
@@ -195,6 +204,7 @@ class DeployModelOperator(BaseOperator):
                 "champion_score": None,
                 "reason": "rollback",
                 "published_uri": published,
+                "targets": deployed,
             }
 
         candidate = self._version(self.candidate_version)
@@ -212,6 +222,7 @@ class DeployModelOperator(BaseOperator):
                 "champion_score": None,
                 "reason": "already champion",
                 "published_uri": None,
+                "targets": [],
             }
         if not self.target:
             raise ValueError("target is required to evaluate the candidate")
@@ -246,8 +257,11 @@ class DeployModelOperator(BaseOperator):
                 f"(min_delta {self.min_delta})"
             )
         self.log.info("Candidate v%s: %s", candidate, reason)
-        published = None
+        published, deployed = None, []
         if promote:
+            # Targets first: the alias moves only once every target serves the candidate and passed
+            # its smoke test (a failure rolls the targets back and raises: the champion stays).
+            deployed = self._deploy_targets(storage, candidate, champion)
             client.set_registered_model_alias(name, self.alias, candidate)
             self._tag(client, candidate, who, now, reason)
             if self.publish_uri:
@@ -267,6 +281,7 @@ class DeployModelOperator(BaseOperator):
             "champion_score": champion_score,
             "reason": reason,
             "published_uri": published,
+            "targets": deployed,
         }
 
     def _tag(self, client: Any, version: str, who: str, when: str, why: str) -> None:
@@ -277,23 +292,32 @@ class DeployModelOperator(BaseOperator):
         }.items():
             client.set_model_version_tag(self.registered_model_name, version, key, value[:5000])
 
-    def _publish(self, storage: Any, version: str) -> str:
+    def _publish_file(self, storage: Any, version: str) -> dict[str, Any]:
         """
-        Copy the verified bytes of ``version`` (same sha256 as the registry records) below a path
-        unique to the version, then replace ``latest.json`` in one atomic write.
+        Copy the verified bytes of ``version`` (the sha256 the registry records) below a path unique
+        to the version; ``latest.json`` is not touched here.
         """
         from airflow_provider_mlops.ml.serialization import write_model_bytes
         from airflow_provider_mlops.utils.staging import resolve_uri
 
-        loaded = self._loaded(version)
+        if version not in self._published:
+            loaded = self._loaded(version)
+            root = resolve_uri(self.publish_uri or "").rstrip("/")
+            self._published[version] = write_model_bytes(
+                storage,
+                f"{root}/v{version}",
+                loaded.blob,
+                loaded.format,
+                metadata={"registered_model_name": self.registered_model_name, "version": version},
+            )
+        return self._published[version]
+
+    def _publish(self, storage: Any, version: str) -> str:
+        """Publish the model file of ``version``, then replace ``latest.json`` in one atomic write."""
+        from airflow_provider_mlops.utils.staging import resolve_uri
+
+        info = self._publish_file(storage, version)
         root = resolve_uri(self.publish_uri or "").rstrip("/")
-        info = write_model_bytes(
-            storage,
-            f"{root}/v{version}",
-            loaded.blob,
-            loaded.format,
-            metadata={"registered_model_name": self.registered_model_name, "version": version},
-        )
         pointer = {
             "registered_model_name": self.registered_model_name,
             "version": version,
@@ -313,6 +337,29 @@ class DeployModelOperator(BaseOperator):
             info["sha256"],
         )
         return f"{root}/latest.json"
+
+    def _release(self, storage: Any, version: str) -> Any:
+        """The verified ``version`` as a :class:`~airflow_provider_mlops.deployment.targets.ModelRelease`."""
+        from airflow_provider_mlops.deployment.targets import ModelRelease
+        from airflow_provider_mlops.utils.staging import resolve_uri
+
+        loaded = self._loaded(version)
+        uri = self._publish_file(storage, version)["uri"] if self.publish_uri else loaded.uri
+        latest = f"{resolve_uri(self.publish_uri).rstrip('/')}/latest.json" if self.publish_uri else None
+        return ModelRelease(
+            name=self.registered_model_name, version=version, sha256=loaded.sha256, uri=uri, latest_uri=latest
+        )
+
+    def _deploy_targets(self, storage: Any, version: str, previous: str | None) -> list[dict[str, Any]]:
+        """Deploy and smoke-test ``version`` on every target; roll all back to ``previous`` on failure."""
+        from airflow_provider_mlops.deployment.targets import deploy_all, resolve_targets
+
+        targets = resolve_targets(self.targets)
+        if not targets:
+            return []
+        release = self._release(storage, version)
+        before = self._release(storage, previous) if previous and previous != version else None
+        return deploy_all(targets, release, before)
 
     def _reload(self, version: str, published: str | None) -> None:
         from airflow_provider_mlops.hooks.http import HttpApiHook

@@ -130,15 +130,20 @@ class ModelLoader:
         latest_uri: str | None = None,
         sha256: str | None = None,
         name: str | None = None,
+        uri: str | None = None,
     ) -> Served:
+        """
+        An explicit ``version`` wins (read from ``uri`` when given, else where MLflow recorded it);
+        then a ``latest.json`` (the request's, else the configured one); then the configured
+        version or alias. The digest is always the registry's or a pinned one, never the pointer's.
+        """
         from airflow_provider_mlops.ml.serialization import LoadPolicy, load_model_version
 
         config = self.config
         if name and config.model_name and name != config.model_name:
             raise RequestError(f"This server serves {config.model_name!r}, not {name!r}", status=409)
-        uri = None
-        latest = latest_uri or (config.latest_uri if not version else None)
-        model_name = config.model_name
+        latest = None if version else (latest_uri or config.latest_uri)
+        model_name = config.model_name or name
         if latest:
             pointer = json.loads(self.storage.get_bytes(latest))
             model_name = model_name or pointer.get("registered_model_name")
@@ -288,7 +293,8 @@ class ModelServer:
                     version=str(request["version"]) if request.get("version") not in (None, "") else None,
                     latest_uri=request.get("latest") or None,
                     sha256=request.get("sha256") or None,
-                    name=request.get("model") or None,
+                    name=request.get("model") or self.current.verified.name,
+                    uri=request.get("uri") or None,
                 )
             except Exception:
                 self.metrics.reloaded(False)

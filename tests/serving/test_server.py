@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -12,7 +11,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -23,31 +21,9 @@ from airflow_provider_mlops.ml.serialization import load_model_version
 from airflow_provider_mlops.operators.train import TrainModelOperator
 from tests.conftest import set_connection
 from tests.operators.helpers import task_context
+from tests.serving.helpers import TOKEN, Server, churn_frame, start_server, stop_server
 
-TOKEN = "test-reload-token"
 NAME = "churn_served"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _churn(n: int, seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    frame = pd.DataFrame(
-        {
-            "minutes": rng.gamma(2, 25, n),
-            "tickets": rng.poisson(0.6, n).astype("int64"),
-            "plan": rng.choice(["free", "basic", "pro"], n),
-            "region": rng.choice(["eu", "na"], n),
-        }
-    )
-    frame.loc[rng.random(n) < 0.05, "minutes"] = np.nan
-    score = -1 + 0.9 * frame.tickets - 0.03 * frame.minutes.fillna(50) + (frame.plan == "free") * 1.2
-    frame["churned"] = (score + rng.logistic(size=n) > 0).astype("int64")
-    return frame
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +34,7 @@ def registered(tmp_path_factory: pytest.TempPathFactory, mlflow_tracking: dict[s
     root = tmp_path_factory.mktemp("served")
     uri = (root / "train").as_uri()
     S3Hook(aws_conn_id=None).write_dataset(
-        uri, pa.Table.from_pandas(_churn(1200, 0), preserve_index=False).to_batches()
+        uri, pa.Table.from_pandas(churn_frame(1200, 0), preserve_index=False).to_batches()
     )
     conn = set_connection(
         "mlflow_serve_test",
@@ -100,55 +76,10 @@ def registered(tmp_path_factory: pytest.TempPathFactory, mlflow_tracking: dict[s
     }
 
 
-class Server:
-    def __init__(self, url: str, process: subprocess.Popen, log: Path) -> None:
-        self.url, self.process, self.log = url, process, log
-
-    def get(self, path: str, **kw) -> requests.Response:
-        return requests.get(self.url + path, timeout=30, **kw)
-
-    def post(self, path: str, **kw) -> requests.Response:
-        return requests.post(self.url + path, timeout=60, **kw)
-
-
-def _start(args: list[str], log: Path) -> Server:
-    port = _free_port()
-    env = {**os.environ, "MLOPS_SERVE_TOKEN": TOKEN, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    handle = log.open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_mlops.serve", "--port", str(port), *args],
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    server = Server(f"http://127.0.0.1:{port}", process, log)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited ({process.returncode}):\n{log.read_text()[-3000:]}")
-        try:
-            if requests.get(server.url + "/ping", timeout=1).status_code == 200:
-                return server
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"the server did not answer /ping:\n{log.read_text()[-3000:]}")
-
-
-def _stop(server: Server) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
-
-
 @pytest.fixture(scope="module")
 def server(registered: dict) -> Iterator[Server]:
     root: Path = registered["root"]
-    srv = _start(
+    srv = start_server(
         [
             "--model-name",
             NAME,
@@ -164,11 +95,11 @@ def server(registered: dict) -> Iterator[Server]:
         root / "server.log",
     )
     yield srv
-    _stop(srv)
+    stop_server(srv)
 
 
 def _rows(n: int = 25) -> pd.DataFrame:
-    return _churn(n, 7).drop(columns=["churned"])
+    return churn_frame(n, 7).drop(columns=["churned"])
 
 
 def _split(frame: pd.DataFrame) -> dict:
@@ -328,7 +259,7 @@ def test_latest_json_needs_a_trusted_digest(registered: dict, tmp_path: Path) ->
         timeout=120,
     )
     assert refused.returncode == 1 and "pinned sha256" in refused.stderr
-    srv = _start(["--latest", pointer.as_uri(), "--sha256", v1["sha256"]], tmp_path / "latest.log")
+    srv = start_server(["--latest", pointer.as_uri(), "--sha256", v1["sha256"]], tmp_path / "latest.log")
     try:
         assert srv.get("/version").json()["version"] == v1["version"]
         rows = _rows(4)
@@ -336,4 +267,4 @@ def test_latest_json_needs_a_trusted_digest(registered: dict, tmp_path: Path) ->
             registered["models"][v1["version"]].predict(rows).tolist()
         )
     finally:
-        _stop(srv)
+        stop_server(srv)
