@@ -55,9 +55,9 @@ class InputSchema:
                 kind = getattr(spec, "type", None)
                 types.append(str(getattr(kind, "name", kind)) if kind is not None else None)
             return cls(tuple(names), tuple(types))
-        names = getattr(model, "feature_names_in_", None)
-        if names is not None:
-            return cls(tuple(str(n) for n in names), tuple(None for _ in names))
+        fitted = getattr(model, "feature_names_in_", None)
+        if fitted is not None:
+            return cls(tuple(str(n) for n in fitted), tuple(None for _ in fitted))
         return None
 
     def describe(self) -> list[dict[str, str | None]]:
