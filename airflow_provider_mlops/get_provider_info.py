@@ -272,6 +272,7 @@ def get_provider_info() -> dict[str, Any]:
                     f"{_PKG}.operators.load",
                     f"{_PKG}.operators.train",
                     f"{_PKG}.operators.deploy",
+                    f"{_PKG}.operators.predict",
                 ],
             }
         ],

@@ -1,18 +1,37 @@
 """
-Model files: chosen format, sha256 beside the file, verified before anything is deserialized.
+Model files, and the one trusted way to load a registered model version.
 
-The format is skops when every type inside the fitted Pipeline comes from a trusted package
-(scikit-learn, NumPy, SciPy, this provider's transformers): loading skops runs no arbitrary code.
-A Pipeline holding other types (e.g. a third-party estimator) falls back to cloudpickle, with a
-warning; either way the bytes are checked against the recorded sha256 before loading.
+Writing: :func:`dump_model` serializes a fitted Pipeline with skops when every type inside it comes
+from a trusted package (scikit-learn, NumPy, SciPy, this provider's transformers), otherwise with
+cloudpickle (with a warning). :func:`record_model_file` writes the bytes to a path unique to the
+registered version and records their sha256 (and where they live) as **tags of the MLflow model
+version**, through the tracking API.
+
+Loading: :func:`load_model_version` is the only function in the provider that deserializes a
+model (deployment scoring, the DriftSensor's accuracy check, the model server and batch prediction
+all call it). Its trust model:
+
+* the expected sha256 comes from the MLflow model version (the ``mlops.sha256`` tag), or from a
+  digest pinned by the caller's configuration; never from a file stored beside the model, because
+  whoever can write the bucket could rewrite that file too;
+* the bytes are hashed and compared **before** anything is deserialized; a mismatch raises
+  :class:`ModelIntegrityError` naming the version and both digests;
+* the format and the trusted types come from code and configuration (:class:`LoadPolicy`): skops
+  with an allowlist of type prefixes; cloudpickle only when the policy explicitly allows it.
+  ``model.json`` / ``model.sha256`` files beside a model are informational and never read here.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import logging
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +47,71 @@ TRUSTED_PREFIXES = (
     "operator.",
 )
 
+# Model version tags written by the training task through the MLflow tracking API.
+TAG_SHA256 = "mlops.sha256"
+TAG_MODEL_URI = "mlops.model_uri"
+TAG_FORMAT = "mlops.format"
+TAG_BYTES = "mlops.bytes"
+TAG_MLFLOW_SHA256 = "mlops.mlflow_sha256"
+TAG_MLFLOW_URI = "mlops.mlflow_artifact_uri"
+
+FORMATS = ("skops", "cloudpickle")
+
 
 class ModelIntegrityError(RuntimeError):
-    """The model file does not match its recorded sha256 (or its metadata is missing)."""
+    """A model's bytes do not match the recorded sha256, or the policy does not allow loading them."""
+
+
+@dataclass(frozen=True)
+class LoadPolicy:
+    """
+    What the loader may deserialize: decided by code and configuration, never by the model's files.
+
+    :param allow_cloudpickle: load cloudpickle files (arbitrary code runs on load: only for models
+        whose digest you trust and whose types skops cannot persist).
+    :param trusted_types: extra type names (or prefixes ending in ``.``) that skops may construct,
+        beyond :data:`TRUSTED_PREFIXES`.
+    """
+
+    allow_cloudpickle: bool = False
+    trusted_types: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, *, allow_cloudpickle: bool = False, trusted_types: Sequence[str] | None = None) -> LoadPolicy:
+        return cls(allow_cloudpickle=bool(allow_cloudpickle), trusted_types=tuple(trusted_types or ()))
+
+    def trusts(self, type_name: str) -> bool:
+        return type_name.startswith(TRUSTED_PREFIXES) or any(
+            type_name == t or (t.endswith(".") and type_name.startswith(t)) for t in self.trusted_types
+        )
+
+
+@dataclass(frozen=True)
+class VerifiedModel:
+    """A model loaded by :func:`load_model_version`, with where it came from."""
+
+    model: Any
+    name: str
+    version: str
+    sha256: str
+    uri: str
+    format: str
+    blob: bytes = field(repr=False)
+    loaded_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "sha256": self.sha256,
+            "uri": self.uri,
+            "format": self.format,
+            "loaded_at": self.loaded_at,
+        }
+
+
+def sha256(blob: bytes) -> str:
+    return hashlib.sha256(blob).hexdigest()
 
 
 def trusted_types_for(blob: bytes) -> tuple[list[str], list[str]]:
@@ -59,72 +140,206 @@ def dump_model(model: Any) -> tuple[bytes, str, list[str]]:
     return cloudpickle.dumps(model), "cloudpickle", []
 
 
-def load_model_bytes(blob: bytes, fmt: str, trusted: list[str]) -> Any:
-    if fmt == "skops":
-        import skops.io
-
-        return skops.io.loads(blob, trusted=trusted)
-    if fmt == "cloudpickle":
-        import cloudpickle
-
-        return cloudpickle.loads(blob)
-    raise ModelIntegrityError(f"Unknown model format {fmt!r}")
-
-
-def sha256(blob: bytes) -> str:
-    return hashlib.sha256(blob).hexdigest()
-
-
-def write_model(
-    storage: Any, prefix: str, model: Any, *, metadata: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """Serialize ``model`` (see :func:`dump_model`) and write it with :func:`write_model_bytes`."""
-    blob, fmt, trusted = dump_model(model)
-    return write_model_bytes(storage, prefix, blob, fmt, trusted, metadata=metadata)
-
-
 def write_model_bytes(
     storage: Any,
     prefix: str,
     blob: bytes,
     fmt: str,
-    trusted: list[str],
     *,
     metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """
-    Write ``model.<format>``, ``model.sha256`` and ``model.json`` under ``prefix``.
-
-    The metadata file is written last: a reader that finds it finds a complete model.
+    Write ``model.<format>`` under ``prefix``, with ``model.sha256`` and ``model.json`` for people
+    and tools. The loader never reads those two files: the digest it trusts is in MLflow.
     """
     digest = sha256(blob)
     base = prefix.rstrip("/")
     file_uri = f"{base}/model.{fmt}"
     storage.put_bytes(file_uri, blob)
     storage.put_bytes(f"{base}/model.sha256", f"{digest}  model.{fmt}\n".encode())
-    info = {
-        "uri": file_uri,
-        "format": fmt,
-        "sha256": digest,
-        "bytes": len(blob),
-        "trusted_types": trusted,
-        **(metadata or {}),
-    }
+    info = {"uri": file_uri, "format": fmt, "sha256": digest, "bytes": len(blob), **(metadata or {})}
     storage.put_bytes(f"{base}/model.json", json.dumps(info, indent=1, default=str).encode())
     return info
 
 
-def load_verified_model(storage: Any, prefix: str) -> Any:
-    """Load a model written by :func:`write_model`, refusing bytes whose sha256 does not match."""
-    base = prefix.rstrip("/")
-    try:
-        info = json.loads(storage.get_bytes(f"{base}/model.json"))
-    except (FileNotFoundError, OSError, ValueError) as err:
-        raise ModelIntegrityError(f"No readable model.json under {base}: {err}") from None
-    blob = storage.get_bytes(info["uri"])
-    digest = sha256(blob)
-    if digest != info["sha256"]:
+def version_prefix(root: str, name: str, version: str) -> str:
+    """Where a registered version's file lives: unique per version, so a retrain never overwrites it."""
+    return f"{root.rstrip('/')}/{name}/v{version}"
+
+
+def record_model_file(
+    client: Any, storage: Any, root: str, name: str, version: str, blob: bytes, fmt: str
+) -> dict[str, Any]:
+    """
+    Write ``blob`` below :func:`version_prefix` and record its sha256, URI and format as tags of the
+    MLflow model version (the trusted record :func:`load_model_version` checks against).
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"Unknown model format {fmt!r} (expected one of {FORMATS})")
+    info = write_model_bytes(
+        storage,
+        version_prefix(root, name, version),
+        blob,
+        fmt,
+        metadata={"registered_model_name": name, "version": version},
+    )
+    for key, value in {
+        TAG_SHA256: info["sha256"],
+        TAG_MODEL_URI: info["uri"],
+        TAG_FORMAT: fmt,
+        TAG_BYTES: str(len(blob)),
+    }.items():
+        client.set_model_version_tag(name, version, key, value)
+    return info
+
+
+def record_mlflow_artifact(client: Any, name: str, version: str, model_info: Any) -> str | None:
+    """
+    Record the sha256 of the model file MLflow logged for ``version`` (its ``MLmodel`` names it),
+    so the registry's own copy can be loaded through the same check.
+    """
+    import mlflow
+
+    logged = client.get_logged_model(model_info.model_id)
+    root = str(logged.artifact_location).rstrip("/")
+    flavor = (model_info.flavors or {}).get("sklearn") or {}
+    filename = flavor.get("pickled_model")
+    if not filename:
+        return None
+    uri = f"{root}/{filename}"
+    path = mlflow.artifacts.download_artifacts(artifact_uri=uri)
+    with open(path, "rb") as handle:
+        digest = sha256(handle.read())
+    client.set_model_version_tag(name, version, TAG_MLFLOW_SHA256, digest)
+    client.set_model_version_tag(name, version, TAG_MLFLOW_URI, uri)
+    return digest
+
+
+# --------------------------------------------------------------------------------------------------
+# loading
+# --------------------------------------------------------------------------------------------------
+def resolve_version(client: Any, name: str, *, version: Any = None, alias: str = "champion") -> str:
+    """``version`` as a string, or the version holding ``alias``."""
+    if version not in (None, ""):
+        if isinstance(version, dict):
+            version = version.get("version")
+        return str(int(str(version)))
+    return str(client.get_model_version_by_alias(name, alias).version)
+
+
+def _read(storage: Any, uri: str) -> bytes:
+    if storage is not None and not uri.startswith(("models:/", "runs:/", "mlflow-artifacts:")):
+        return bytes(storage.get_bytes(uri))
+    import tempfile
+
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp)
+        with open(path, "rb") as handle:
+            return handle.read()
+
+
+def sniff_format(blob: bytes) -> str:
+    """skops files are zip archives; anything else is treated as (cloud)pickle."""
+    return "skops" if blob[:4] == b"PK\x03\x04" else "cloudpickle"
+
+
+def deserialize_verified(
+    blob: bytes, *, expected_sha256: str, policy: LoadPolicy, label: str
+) -> tuple[Any, str]:
+    """
+    Compare ``blob`` with ``expected_sha256``, then deserialize it under ``policy``.
+
+    The format is read from the bytes only after they matched the trusted digest; whether that
+    format may be loaded at all is the policy's decision. Returns (model, format).
+    """
+    actual = sha256(blob)
+    if not expected_sha256 or actual != expected_sha256.strip().lower():
         raise ModelIntegrityError(
-            f"Model file {info['uri']} has sha256 {digest}, expected {info['sha256']}: refusing to load it"
+            f"{label}: the model file has sha256 {actual}, but the registry records "
+            f"{expected_sha256 or '(nothing)'}: refusing to load it"
         )
-    return load_model_bytes(blob, info["format"], list(info.get("trusted_types") or []))
+    fmt = sniff_format(blob)
+    if fmt == "skops":
+        import skops.io
+
+        untrusted = list(skops.io.get_untrusted_types(data=blob))
+        refused = [t for t in untrusted if not policy.trusts(t)]
+        if refused:
+            raise ModelIntegrityError(
+                f"{label}: the skops file holds types outside the allowlist: {refused} "
+                "(add them to trusted_types if you trust them)"
+            )
+        return skops.io.loads(blob, trusted=untrusted), fmt
+    if not policy.allow_cloudpickle:
+        raise ModelIntegrityError(
+            f"{label} is a cloudpickle file and loading cloudpickle runs code: refused unless "
+            "allow_cloudpickle=True is configured"
+        )
+    import cloudpickle
+
+    return cloudpickle.loads(blob), fmt
+
+
+def load_model_version(
+    client: Any,
+    name: str,
+    version: Any = None,
+    *,
+    alias: str = "champion",
+    storage: Any = None,
+    policy: LoadPolicy | None = None,
+    uri: str | None = None,
+    expected_sha256: str | None = None,
+    source: str = "auto",
+) -> VerifiedModel:
+    """
+    Load a registered model version, verified against the digest MLflow holds for it.
+
+    :param client: an ``MlflowClient`` (None only with ``expected_sha256`` and ``uri`` pinned).
+    :param name: the registered model.
+    :param version: the version (number, string or ``{"version": ...}``); None for ``alias``.
+    :param alias: the alias resolved when ``version`` is None.
+    :param storage: the hook that reads ``s3://`` / ``file://`` URIs (an ``S3Hook``).
+    :param policy: the formats and types that may be deserialized (default: skops, built-in allowlist).
+    :param uri: read the bytes from here (e.g. a published copy named by ``latest.json``) instead of
+        the location recorded in MLflow. The digest is still the registry's.
+    :param expected_sha256: a digest pinned by configuration; must agree with the registry's when
+        both exist.
+    :param source: ``auto`` (the provider's file, else MLflow's artifact), ``storage`` or ``mlflow``.
+    :raises ModelIntegrityError: no recorded digest, a digest mismatch, or a format/type the policy
+        refuses. Nothing is deserialized in these cases.
+    """
+    policy = policy or LoadPolicy()
+    tags: dict[str, str] = {}
+    if client is not None:
+        version = resolve_version(client, name, version=version, alias=alias)
+        tags = dict(client.get_model_version(name, version).tags or {})
+    elif version in (None, "") or not (uri and expected_sha256):
+        raise ModelIntegrityError(
+            f"{name}: without MLflow, a version, a uri and a pinned sha256 are required"
+        )
+    version = str(version)
+    label = f"{name} version {version}"
+    if source == "mlflow" or (source == "auto" and not uri and not tags.get(TAG_MODEL_URI)):
+        expected, location = tags.get(TAG_MLFLOW_SHA256), tags.get(TAG_MLFLOW_URI)
+    else:
+        expected, location = tags.get(TAG_SHA256), uri or tags.get(TAG_MODEL_URI)
+    if expected_sha256:
+        if expected and expected != expected_sha256:
+            raise ModelIntegrityError(
+                f"{label}: the pinned sha256 {expected_sha256} differs from the registry's {expected}"
+            )
+        expected = expected_sha256
+    if not expected or not location:
+        raise ModelIntegrityError(
+            f"{label} has no recorded model digest (tags {TAG_SHA256!r} / {TAG_MLFLOW_SHA256!r}): "
+            "register it with TrainModelOperator, or record one with record_model_file()"
+        )
+    blob = _read(storage, location)
+    model, fmt = deserialize_verified(blob, expected_sha256=expected, policy=policy, label=label)
+    log.info("Loaded %s from %s (sha256 %s, %s)", label, location, expected, fmt)
+    return VerifiedModel(
+        model=model, name=name, version=version, sha256=expected, uri=location, format=fmt, blob=blob
+    )

@@ -24,10 +24,15 @@ class DeployModelOperator(BaseOperator):
 
     On promotion it can also publish the model file with its sha256 and an atomically replaced
     ``latest.json`` pointer to object storage, and ask a serving process to reload (HTTP POST).
-    ``rollback_version`` re-points the champion alias to an earlier version instead.
+    ``rollback_version`` re-points the champion alias to an earlier version instead, and with it the
+    published ``latest.json`` and the serving process.
+
+    Every model it scores or publishes is loaded through
+    :func:`airflow_provider_mlops.ml.serialization.load_model_version`: its bytes must match the
+    sha256 recorded on the MLflow model version before anything is deserialized.
 
     Returns (XCom) ``{"promoted", "champion_version", "candidate_version", "previous_champion",
-    "metric", "candidate_score", "champion_score", "reason", "published_uri"}``.
+    "metric", "candidate_score", "champion_score", "reason", "published_uri", "targets"}``.
 
     :param registered_model_name: the registered model. (templated)
     :param candidate_version: the version to consider, e.g. from the training task's XCom. (templated)
@@ -43,6 +48,14 @@ class DeployModelOperator(BaseOperator):
     :param reload_endpoint: the endpoint to POST to (body: model name, version, URI, sha256).
     :param mlflow_conn_id: MLflow connection; None for the embedded default.
     :param storage_conn_id: connection for ``s3://`` URIs.
+    :param allow_cloudpickle: let the trusted loader deserialize cloudpickle files (runs code on load;
+        off by default: only skops with the type allowlist is loaded).
+    :param trusted_types: extra type names (or prefixes ending in ``.``) skops may construct.
+    :param targets: where the promoted (or rolled-back-to) version is deployed before the alias moves:
+        :class:`~airflow_provider_mlops.deployment.targets.DeploymentTarget` instances or
+        ``{"type": "local_server", "http_conn_id": ..., "smoke_input": {...}}`` dicts. Each is
+        deployed and smoke-tested in turn; one failure rolls every touched target back to the
+        previous champion, leaves the alias where it was and fails the task.
     """
 
     template_fields: Sequence[str] = (
@@ -71,6 +84,9 @@ class DeployModelOperator(BaseOperator):
         reload_endpoint: str = "reload",
         mlflow_conn_id: str | None = None,
         storage_conn_id: str | None = None,
+        allow_cloudpickle: bool = False,
+        trusted_types: Sequence[str] | None = None,
+        targets: Sequence[Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -88,7 +104,13 @@ class DeployModelOperator(BaseOperator):
         self.reload_endpoint = reload_endpoint
         self.mlflow_conn_id = mlflow_conn_id
         self.storage_conn_id = storage_conn_id
+        self.allow_cloudpickle = allow_cloudpickle
+        self.trusted_types = list(trusted_types or ())
+        self.targets = list(targets or ())
         self._models: dict[str, Any] = {}
+        self._published: dict[str, dict[str, Any]] = {}
+        self._client: Any = None
+        self._storage: Any = None
 
     @staticmethod
     def _version(value: Any) -> str | None:
@@ -106,15 +128,27 @@ class DeployModelOperator(BaseOperator):
         except MlflowException:
             return None
 
-    def _model(self, version: str) -> Any:
-        """A registered version, loaded once per task (scoring and publishing share it)."""
+    def _loaded(self, version: str) -> Any:
+        """
+        A registered version through the trusted loader (sha256 from the MLflow model version,
+        checked before deserializing), loaded once per task: scoring and publishing share it.
+        """
         if version not in self._models:
-            import mlflow
+            from airflow_provider_mlops.ml.serialization import LoadPolicy, load_model_version
 
-            self._models[version] = mlflow.sklearn.load_model(
-                f"models:/{self.registered_model_name}/{version}"
+            self._models[version] = load_model_version(
+                self._client,
+                self.registered_model_name,
+                version,
+                storage=self._storage,
+                policy=LoadPolicy.of(
+                    allow_cloudpickle=self.allow_cloudpickle, trusted_types=self.trusted_types
+                ),
             )
         return self._models[version]
+
+    def _model(self, version: str) -> Any:
+        return self._loaded(version).model
 
     def _score(self, version: str, frame: Any, task: str) -> float:
         from airflow_provider_mlops.ml.features import model_inputs
@@ -140,6 +174,9 @@ class DeployModelOperator(BaseOperator):
         mlflow_hook = MlflowHook(self.mlflow_conn_id)
         mlflow_hook.activate()
         client = mlflow_hook.client
+        self._client = client
+        storage = S3Hook(aws_conn_id=self.storage_conn_id or default_storage_conn_id())
+        self._storage = storage
         name = self.registered_model_name
         champion = self._champion(client)
         who = f"{context['ti'].dag_id}.{context['ti'].task_id} ({context['run_id']})"
@@ -148,9 +185,15 @@ class DeployModelOperator(BaseOperator):
         rollback = self._version(self.rollback_version)
         if rollback is not None:
             client.get_model_version(name, rollback)  # fails clearly when the version does not exist
+            deployed = self._deploy_targets(storage, rollback, champion)
             client.set_registered_model_alias(name, self.alias, rollback)
             self._tag(client, rollback, who, now, f"rollback from version {champion}")
             self.log.info("Rolled %s@%s back from version %s to %s", name, self.alias, champion, rollback)
+            # The published pointer and the serving process follow the alias back: otherwise
+            # latest.json would keep naming the newer version and a server would keep serving it.
+            published = self._publish(storage, rollback) if self.publish_uri else None
+            if self.reload_http_conn_id:
+                self._reload(rollback, published)
             return {
                 "promoted": True,
                 "champion_version": rollback,
@@ -160,7 +203,8 @@ class DeployModelOperator(BaseOperator):
                 "candidate_score": None,
                 "champion_score": None,
                 "reason": "rollback",
-                "published_uri": None,
+                "published_uri": published,
+                "targets": deployed,
             }
 
         candidate = self._version(self.candidate_version)
@@ -178,13 +222,13 @@ class DeployModelOperator(BaseOperator):
                 "champion_score": None,
                 "reason": "already champion",
                 "published_uri": None,
+                "targets": [],
             }
         if not self.target:
             raise ValueError("target is required to evaluate the candidate")
         inputs = _input_uris(self.evaluation_uri)
         if not inputs:
             raise ValueError("evaluation_uri is required to compare the candidate with the champion")
-        storage = S3Hook(aws_conn_id=self.storage_conn_id or default_storage_conn_id())
         frame = pa.Table.from_batches([b for u in inputs for b in storage.iter_batches(u)]).to_pandas()
         if self.target not in frame.columns:
             raise ValueError(
@@ -213,8 +257,11 @@ class DeployModelOperator(BaseOperator):
                 f"(min_delta {self.min_delta})"
             )
         self.log.info("Candidate v%s: %s", candidate, reason)
-        published = None
+        published, deployed = None, []
         if promote:
+            # Targets first: the alias moves only once every target serves the candidate and passed
+            # its smoke test (a failure rolls the targets back and raises: the champion stays).
+            deployed = self._deploy_targets(storage, candidate, champion)
             client.set_registered_model_alias(name, self.alias, candidate)
             self._tag(client, candidate, who, now, reason)
             if self.publish_uri:
@@ -234,6 +281,7 @@ class DeployModelOperator(BaseOperator):
             "champion_score": champion_score,
             "reason": reason,
             "published_uri": published,
+            "targets": deployed,
         }
 
     def _tag(self, client: Any, version: str, who: str, when: str, why: str) -> None:
@@ -244,19 +292,32 @@ class DeployModelOperator(BaseOperator):
         }.items():
             client.set_model_version_tag(self.registered_model_name, version, key, value[:5000])
 
-    def _publish(self, storage: Any, version: str) -> str:
-        """Write the model and its sha256, then replace ``latest.json`` in one atomic write."""
-        from airflow_provider_mlops.ml.serialization import write_model
+    def _publish_file(self, storage: Any, version: str) -> dict[str, Any]:
+        """
+        Copy the verified bytes of ``version`` (the sha256 the registry records) below a path unique
+        to the version; ``latest.json`` is not touched here.
+        """
+        from airflow_provider_mlops.ml.serialization import write_model_bytes
         from airflow_provider_mlops.utils.staging import resolve_uri
 
-        model = self._model(version)
+        if version not in self._published:
+            loaded = self._loaded(version)
+            root = resolve_uri(self.publish_uri or "").rstrip("/")
+            self._published[version] = write_model_bytes(
+                storage,
+                f"{root}/v{version}",
+                loaded.blob,
+                loaded.format,
+                metadata={"registered_model_name": self.registered_model_name, "version": version},
+            )
+        return self._published[version]
+
+    def _publish(self, storage: Any, version: str) -> str:
+        """Publish the model file of ``version``, then replace ``latest.json`` in one atomic write."""
+        from airflow_provider_mlops.utils.staging import resolve_uri
+
+        info = self._publish_file(storage, version)
         root = resolve_uri(self.publish_uri or "").rstrip("/")
-        info = write_model(
-            storage,
-            f"{root}/v{version}",
-            model,
-            metadata={"registered_model_name": self.registered_model_name, "version": version},
-        )
         pointer = {
             "registered_model_name": self.registered_model_name,
             "version": version,
@@ -277,12 +338,40 @@ class DeployModelOperator(BaseOperator):
         )
         return f"{root}/latest.json"
 
+    def _release(self, storage: Any, version: str) -> Any:
+        """The verified ``version`` as a :class:`~airflow_provider_mlops.deployment.targets.ModelRelease`."""
+        from airflow_provider_mlops.deployment.targets import ModelRelease
+        from airflow_provider_mlops.utils.staging import resolve_uri
+
+        loaded = self._loaded(version)
+        uri = self._publish_file(storage, version)["uri"] if self.publish_uri else loaded.uri
+        latest = f"{resolve_uri(self.publish_uri).rstrip('/')}/latest.json" if self.publish_uri else None
+        return ModelRelease(
+            name=self.registered_model_name, version=version, sha256=loaded.sha256, uri=uri, latest_uri=latest
+        )
+
+    def _deploy_targets(self, storage: Any, version: str, previous: str | None) -> list[dict[str, Any]]:
+        """Deploy and smoke-test ``version`` on every target; roll all back to ``previous`` on failure."""
+        from airflow_provider_mlops.deployment.targets import deploy_all, resolve_targets
+
+        targets = resolve_targets(self.targets)
+        if not targets:
+            return []
+        release = self._release(storage, version)
+        before = self._release(storage, previous) if previous and previous != version else None
+        return deploy_all(targets, release, before)
+
     def _reload(self, version: str, published: str | None) -> None:
         from airflow_provider_mlops.hooks.http import HttpApiHook
 
         HttpApiHook(self.reload_http_conn_id or "").run(
             self.reload_endpoint,
             method="POST",
-            json={"model": self.registered_model_name, "version": version, "latest": published},
+            json={
+                "model": self.registered_model_name,
+                "version": version,
+                "latest": published,
+                "sha256": self._loaded(version).sha256 if version in self._models else None,
+            },
         )
         self.log.info("Asked the serving process to reload version %s", version)

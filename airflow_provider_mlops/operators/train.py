@@ -29,8 +29,10 @@ class TrainModelOperator(BaseOperator):
     run, logical date, input URIs and schema fingerprints), the Pipeline with signature and input
     example (skops format when every type is trusted), plots, the selected features and the
     reference profile the DriftSensor compares new data with; the model is registered as a new
-    version of ``registered_model_name``. The model file is also written to object storage with its
-    sha256 beside it.
+    version of ``registered_model_name``. The model file is also written to object storage at a path
+    unique to the version (``<model_output_uri>/<name>/v<version>/``); its sha256 (and that of the
+    file MLflow logged) is recorded as a tag of the model version, which is what
+    :func:`airflow_provider_mlops.ml.serialization.load_model_version` verifies before loading.
 
     Returns (XCom) ``{"model_uri", "registered_model_name", "version", "run_id", "experiment_id",
     "metrics", "baseline_metrics", "best_params", "selected_features", "model_file", "sha256",
@@ -148,7 +150,12 @@ class TrainModelOperator(BaseOperator):
         from airflow_provider_mlops.hooks.s3 import S3Hook
         from airflow_provider_mlops.ml import plots
         from airflow_provider_mlops.ml.profile import build_profile
-        from airflow_provider_mlops.ml.serialization import dump_model, write_model_bytes
+        from airflow_provider_mlops.ml.serialization import (
+            dump_model,
+            record_mlflow_artifact,
+            record_model_file,
+            version_prefix,
+        )
         from airflow_provider_mlops.ml.training import train
         from airflow_provider_mlops.operators.transform import _input_uris
         from airflow_provider_mlops.utils.staging import default_storage_conn_id, resolve_uri, task_output_uri
@@ -283,18 +290,11 @@ class TrainModelOperator(BaseOperator):
             if self.model_output_uri
             else task_output_uri(context, suffix="model")
         )
-        model_file = write_model_bytes(
-            storage,
-            base,
-            blob,
-            fmt,
-            trusted,
-            metadata={
-                "registered_model_name": self.registered_model_name,
-                "version": version,
-                "run_id": run_id,
-            },
-        )
+        # The file goes below a path unique to the version (a second retrain on the same day must not
+        # overwrite it) and its sha256 becomes a tag of the version: the loader trusts only that tag.
+        model_file = record_model_file(client, storage, base, self.registered_model_name, version, blob, fmt)
+        record_mlflow_artifact(client, self.registered_model_name, version, info)
+        base = version_prefix(base, self.registered_model_name, version)
         profile_uri = f"{base.rstrip('/')}/reference_profile.json"
         storage.put_bytes(profile_uri, json.dumps(profile).encode())
         run_url = mlflow_hook.run_url(experiment_id, run_id)

@@ -49,6 +49,8 @@ class DriftSensor(BaseSensorOperator):
     :param deferrable: wait for the data in the triggerer.
     :param on_missing_reference: when the model has no ``alias`` version yet: ``drift`` (succeed, so
         the first training runs: how a new model bootstraps) or ``fail``.
+    :param allow_cloudpickle: let the trusted loader deserialize a cloudpickle model for the accuracy
+        check (off by default; the model's sha256 is always checked against the MLflow version first).
     """
 
     template_fields: Sequence[str] = (
@@ -79,6 +81,7 @@ class DriftSensor(BaseSensorOperator):
         storage_conn_id: str | None = None,
         deferrable: bool = False,
         on_missing_reference: str = "drift",
+        allow_cloudpickle: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -103,6 +106,7 @@ class DriftSensor(BaseSensorOperator):
         self.mlflow_conn_id = mlflow_conn_id
         self.storage_conn_id = storage_conn_id
         self.deferrable = deferrable
+        self.allow_cloudpickle = allow_cloudpickle
 
     # ----------------------------------------------------------------------------------------------
     @property
@@ -186,10 +190,10 @@ class DriftSensor(BaseSensorOperator):
     def _accuracy(self, source: Mapping[str, Any], profile: Mapping[str, Any]) -> dict[str, Any] | None:
         if not self.target or "version" not in source:
             return None
-        import mlflow
         import pyarrow as pa
 
         from airflow_provider_mlops.ml.features import model_inputs
+        from airflow_provider_mlops.ml.serialization import LoadPolicy, load_model_version
         from airflow_provider_mlops.ml.training import LOWER_IS_BETTER, evaluate
 
         batches = list(self._storage.iter_batches(self._uri()))
@@ -201,8 +205,15 @@ class DriftSensor(BaseSensorOperator):
             return None
         from airflow_provider_mlops.hooks.mlflow import MlflowHook
 
-        MlflowHook(self.mlflow_conn_id).activate()
-        model = mlflow.sklearn.load_model(f"models:/{source['model']}/{source['version']}")
+        hook = MlflowHook(self.mlflow_conn_id)
+        hook.activate()
+        model = load_model_version(
+            hook.client,
+            str(source["model"]),
+            source["version"],
+            storage=self._storage,
+            policy=LoadPolicy.of(allow_cloudpickle=self.allow_cloudpickle),
+        ).model
         task = (profile.get("target") or {}).get("task") or "classification"
         scores = evaluate(model, model_inputs(frame, self.target), frame[self.target], task)
         current = float(scores[self.metric])

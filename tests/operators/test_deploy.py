@@ -10,7 +10,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from airflow_provider_mlops.hooks.s3 import S3Hook
-from airflow_provider_mlops.ml.serialization import load_verified_model
+from airflow_provider_mlops.ml.serialization import load_model_version
 from airflow_provider_mlops.operators.deploy import DeployModelOperator
 from airflow_provider_mlops.operators.train import TrainModelOperator
 from tests.conftest import set_connection
@@ -67,10 +67,8 @@ def test_gate_promotes_a_better_model_refuses_a_worse_one_and_rolls_back(
     assert tags["mlops.promoted_by"].startswith("train_dag.train") and "mlops.promoted_at" in tags
     pointer = json.loads((tmp_path / "published" / "latest.json").read_text())
     assert pointer["version"] == good
-    assert (
-        load_verified_model(S3Hook(aws_conn_id=None), (tmp_path / "published" / f"v{good}").as_uri())
-        is not None
-    )
+    published = load_model_version(client, name, good, storage=S3Hook(aws_conn_id=None), uri=pointer["uri"])
+    assert published.sha256 == pointer["sha256"] == client.get_model_version(name, good).tags["mlops.sha256"]
     assert len(httpserver.log) == 1 and json.loads(httpserver.log[0][0].data)["version"] == good
 
     # A worse candidate does not win: it becomes the challenger, the champion stays.
@@ -84,12 +82,14 @@ def test_gate_promotes_a_better_model_refuses_a_worse_one_and_rolls_back(
     again = DeployModelOperator(candidate_version=good, **common).execute(task_context(tmp_path))
     assert again["reason"] == "already champion" and not again["promoted"]
 
-    # Rollback re-points the alias.
+    # Rollback re-points the alias, the published latest.json and the serving process.
     rolled = DeployModelOperator(rollback_version=bad, **common).execute(task_context(tmp_path))
     assert (
         rolled["reason"] == "rollback"
         and str(client.get_model_version_by_alias(name, "champion").version) == bad
     )
+    assert json.loads((tmp_path / "published" / "latest.json").read_text())["version"] == bad
+    assert json.loads(httpserver.log[-1][0].data)["version"] == bad
 
 
 def test_unknown_metric_is_a_clear_error(dataset: str, mlflow_conn: str, tmp_path: Path) -> None:

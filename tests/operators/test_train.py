@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import mlflow
@@ -11,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from airflow_provider_mlops.hooks.s3 import S3Hook
-from airflow_provider_mlops.ml.serialization import ModelIntegrityError, load_verified_model
+from airflow_provider_mlops.ml.serialization import ModelIntegrityError, load_model_version
 from airflow_provider_mlops.ml.training import TrainingError
 from airflow_provider_mlops.operators.train import TrainModelOperator
 from tests.operators.helpers import task_context
@@ -72,13 +71,20 @@ def test_trains_tracks_registers_and_the_registered_model_predicts_like_the_pipe
     assert np.allclose(
         registered.predict_proba(in_process.x_test), in_process.pipeline.predict_proba(in_process.x_test)
     )
-    stored = load_verified_model(S3Hook(aws_conn_id=None), (tmp_path / "model").as_uri())
+    stored = load_model_version(client, "churn_test", out["version"], storage=S3Hook(aws_conn_id=None)).model
+    assert (
+        out["model_file"]
+        == (tmp_path / "model" / "churn_test" / f"v{out['version']}" / "model.skops").as_uri()
+    )
     frame = pa.Table.from_batches(list(S3Hook(aws_conn_id=None).iter_batches(dataset))).to_pandas()
     features = frame.drop(columns=["churned"])
     features["plan"] = features["plan"].astype(object)
     features["region"] = features["region"].astype(object)
     assert (registered.predict(features) == stored.predict(features)).all()
-    assert json.loads(Path(tmp_path / "model" / "model.json").read_text())["format"] == "skops"
+    assert client.get_model_version("churn_test", out["version"]).tags["mlops.format"] == "skops"
+    # The registry's own copy goes through the same check.
+    from_mlflow = load_model_version(client, "churn_test", out["version"], source="mlflow").model
+    assert (from_mlflow.predict(features) == stored.predict(features)).all()
 
     # An unseen category does not crash prediction.
     unseen = features.head(3).copy()
@@ -87,7 +93,7 @@ def test_trains_tracks_registers_and_the_registered_model_predicts_like_the_pipe
 
 
 def test_tampered_model_file_is_refused_before_loading(
-    dataset: str, mlflow_conn: str, tmp_path: Path
+    dataset: str, mlflow_conn: str, mlflow_tracking: dict[str, str], tmp_path: Path
 ) -> None:
     op = TrainModelOperator(
         task_id="train",
@@ -103,8 +109,9 @@ def test_tampered_model_file_is_refused_before_loading(
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
-    with pytest.raises(ModelIntegrityError, match="refusing to load"):
-        load_verified_model(S3Hook(aws_conn_id=None), (tmp_path / "m2").as_uri())
+    client = mlflow.MlflowClient(tracking_uri=mlflow_tracking["tracking_uri"])
+    with pytest.raises(ModelIntegrityError, match=f"churn_t2 version {out['version']}.*refusing to load"):
+        load_model_version(client, "churn_t2", out["version"], storage=S3Hook(aws_conn_id=None))
 
 
 def test_missing_target_is_a_clear_error(dataset: str, mlflow_conn: str, tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""Deployment targets behind DeployModelOperator (see :mod:`.targets`)."""

@@ -1,0 +1,225 @@
+"""
+Deployment targets: where DeployModelOperator puts a model version, and how it checks and undoes that.
+
+A target implements four steps (:class:`DeploymentTarget`):
+
+``deploy(release)``      make the target serve ``release`` (idempotent: deploying what it already
+                         serves is harmless);
+``describe()``           what the target serves now (a dict with at least ``version``);
+``smoke_test(release)``  raise unless the target really serves ``release`` and answers;
+``rollback(previous)``   return to ``previous`` (None: there was nothing before; the target decides).
+
+The operator deploys and smoke-tests the targets one by one; only when every smoke test passed does
+it move the ``champion`` alias and publish ``latest.json``. When one fails, every target already
+touched is rolled back to the previous champion, the alias stays, and the task fails with
+:class:`DeploymentError`.
+
+Built in: :class:`LocalServerTarget` (this provider's model server). Cloud targets (SageMaker,
+Vertex AI, Azure ML, Heroku) are not implemented yet; they plug in the same way: subclass
+:class:`DeploymentTarget` and pass an instance, or register a class in :data:`TARGET_TYPES` (or name
+it by import path) and pass ``{"type": ..., **kwargs}``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+log = logging.getLogger(__name__)
+
+
+class DeploymentError(RuntimeError):
+    """A target failed to deploy or its smoke test failed (the targets were rolled back)."""
+
+
+@dataclass(frozen=True)
+class ModelRelease:
+    """
+    A verified model version ready to deploy.
+
+    :param name: the registered model.
+    :param version: the version.
+    :param sha256: the digest recorded on the MLflow version (verified when it was loaded).
+    :param uri: the model file a target may read (the published copy, or the training output).
+    :param latest_uri: the ``latest.json`` this release will be published to, if any.
+    """
+
+    name: str
+    version: str
+    sha256: str
+    uri: str | None = None
+    latest_uri: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class DeploymentTarget(ABC):
+    """One place a model is deployed to. Subclasses must be cheap to construct (DAG files build them)."""
+
+    #: a short label for logs and the task's XCom
+    label: str = "target"
+
+    @abstractmethod
+    def deploy(self, release: ModelRelease) -> dict[str, Any]:
+        """Make the target serve ``release``; return what it reported."""
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """What the target serves now (at least ``version``)."""
+
+    @abstractmethod
+    def smoke_test(self, release: ModelRelease) -> None:
+        """Raise :class:`DeploymentError` unless the target serves ``release`` and answers."""
+
+    @abstractmethod
+    def rollback(self, previous: ModelRelease | None) -> None:
+        """Return to ``previous`` (None when there was no earlier version)."""
+
+
+class LocalServerTarget(DeploymentTarget):
+    """
+    The model server of :mod:`airflow_provider_mlops.serve`, reached through an HTTP connection
+    whose bearer token is the server's reload token.
+
+    Deploy: ``POST /reload`` with the version, its sha256 and file (the server loads and verifies it
+    against MLflow, then swaps). Smoke test: ``GET /version`` must report the version and digest, and
+    ``smoke_input`` (an MLflow scoring payload), when given, must get one prediction per row.
+    Rollback: reload the previous version.
+
+    :param http_conn_id: the ``mlops_http`` connection of the server (host, bearer token).
+    :param smoke_input: a request body for ``POST /invocations``, e.g. ``{"dataframe_records": [...]}``.
+    :param label: the name in logs and XCom.
+    """
+
+    def __init__(
+        self, *, http_conn_id: str, smoke_input: Mapping[str, Any] | None = None, label: str | None = None
+    ) -> None:
+        self.http_conn_id = http_conn_id
+        self.smoke_input = dict(smoke_input) if smoke_input else None
+        self.label = label or f"local_server:{http_conn_id}"
+
+    def _hook(self) -> Any:
+        from airflow_provider_mlops.hooks.http import HttpApiHook
+
+        return HttpApiHook(self.http_conn_id)
+
+    def deploy(self, release: ModelRelease) -> dict[str, Any]:
+        return dict(
+            self._hook().run(
+                "reload",
+                method="POST",
+                json={
+                    "model": release.name,
+                    "version": release.version,
+                    "sha256": release.sha256,
+                    "uri": release.uri,
+                },
+            )
+            or {}
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return dict(self._hook().run("version") or {})
+
+    def smoke_test(self, release: ModelRelease) -> None:
+        served = self.describe()
+        if str(served.get("version")) != release.version or served.get("sha256") != release.sha256:
+            raise DeploymentError(
+                f"{self.label} serves version {served.get('version')} (sha256 {served.get('sha256')}), "
+                f"expected {release.version} (sha256 {release.sha256})"
+            )
+        if self.smoke_input:
+            answer = self._hook().run("invocations", method="POST", json=self.smoke_input) or {}
+            predictions = answer.get("predictions")
+            expected = _rows(self.smoke_input)
+            if not isinstance(predictions, list) or (expected is not None and len(predictions) != expected):
+                raise DeploymentError(f"{self.label} answered the smoke request with {str(answer)[:300]}")
+
+    def rollback(self, previous: ModelRelease | None) -> None:
+        if previous is None:
+            # Nothing to go back to: the server keeps the model it had before the failed deploy
+            # only if the reload itself failed; say so rather than guess.
+            log.warning("%s: no previous version to roll back to", self.label)
+            return
+        self.deploy(previous)
+
+
+def _rows(payload: Mapping[str, Any]) -> int | None:
+    if "dataframe_split" in payload:
+        return len(payload["dataframe_split"].get("data") or [])
+    for key in ("dataframe_records", "instances", "inputs"):
+        value = payload.get(key)
+        if isinstance(value, list):
+            return len(value)
+    return None
+
+
+#: ``{"type": name}`` specs resolve here first; anything else is an import path to a class.
+TARGET_TYPES: dict[str, type[DeploymentTarget]] = {"local_server": LocalServerTarget}
+
+
+def resolve_targets(specs: Sequence[Any] | None) -> list[DeploymentTarget]:
+    """Instances pass through; ``{"type": ..., **kwargs}`` builds a registered or imported class."""
+    targets = []
+    for spec in specs or ():
+        if isinstance(spec, DeploymentTarget):
+            targets.append(spec)
+            continue
+        if not isinstance(spec, dict) or "type" not in spec:
+            raise ValueError(f"A target is a DeploymentTarget or a dict with 'type', got {spec!r}")
+        kwargs = {k: v for k, v in spec.items() if k != "type"}
+        kind = str(spec["type"])
+        cls = TARGET_TYPES.get(kind)
+        if cls is None:
+            module, _, attr = kind.rpartition(".")
+            if not module:
+                raise ValueError(
+                    f"Unknown target type {kind!r}: one of {sorted(TARGET_TYPES)} or an import path"
+                )
+            cls = getattr(importlib.import_module(module), attr)
+            if not (isinstance(cls, type) and issubclass(cls, DeploymentTarget)):
+                raise ValueError(f"{kind} is not a DeploymentTarget subclass")
+        targets.append(cls(**kwargs))
+    return targets
+
+
+def deploy_all(
+    targets: Sequence[DeploymentTarget], release: ModelRelease, previous: ModelRelease | None
+) -> list[dict[str, Any]]:
+    """
+    Deploy and smoke-test ``release`` on each target in turn. On the first failure, roll back every
+    target touched so far (the failed one included) to ``previous`` and raise :class:`DeploymentError`.
+    """
+    touched: list[DeploymentTarget] = []
+    for target in targets:
+        touched.append(target)
+        try:
+            log.info("Deploying %s v%s to %s", release.name, release.version, target.label)
+            target.deploy(release)
+            target.smoke_test(release)
+        except Exception as err:
+            rolled, failed = [], []
+            for done in reversed(touched):
+                try:
+                    done.rollback(previous)
+                    rolled.append(done.label)
+                except Exception as rollback_error:
+                    log.error("Rolling back %s failed: %s", done.label, rollback_error)
+                    failed.append(f"{done.label} ({rollback_error})")
+            back = f"version {previous.version}" if previous else "nothing (no previous version)"
+            message = (
+                f"{target.label} failed for {release.name} v{release.version}: {type(err).__name__}: {err}. "
+                f"Rolled back {rolled} to {back}"
+            )
+            if failed:
+                message += f"; rollback FAILED on {failed}"
+            raise DeploymentError(message) from err
+        log.info("%s serves %s v%s and passed its smoke test", target.label, release.name, release.version)
+    return [{"target": t.label, **t.describe()} for t in targets]

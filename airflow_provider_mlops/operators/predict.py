@@ -1,0 +1,198 @@
+"""BatchPredictOperator: score a dataset with a registered model, batch by batch, into a dataset."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+    import pyarrow as pa
+    from airflow.sdk import Context
+
+
+class BatchPredictOperator(BaseOperator):
+    """
+    Score a dataset with the champion of a registered model (or a given version) and write the
+    predictions as a dataset.
+
+    The input is read as bounded Arrow record batches (``batch_size`` rows), each batch is scored and
+    written before the next is read: memory stays flat whatever the input size. The model is loaded
+    once, through :func:`airflow_provider_mlops.ml.serialization.load_model_version` (its bytes must
+    match the sha256 recorded on the MLflow model version before anything is deserialized).
+
+    Each output row holds the ``keep_columns`` of the input (default: all of them), the prediction,
+    one ``<probability_prefix><class>`` column per class when the model has ``predict_proba``, and
+    the model's name and version. The output is written with the dataset commit protocol to a URI
+    that is deterministic per task and logical date, so a retry or re-run replaces it (idempotent);
+    a static ``output_uri`` is declared as the task's outlet Asset.
+
+    Returns (XCom) ``{"uri", "rows", "files", "bytes", "model_name", "model_version", "sha256"}``.
+
+    :param input_uri: dataset URI(s) or upstream XCom dicts with ``uri``. (templated)
+    :param registered_model_name: the registered model. (templated)
+    :param version: score with this version instead of the alias (number or XCom dict). (templated)
+    :param alias: the alias whose version scores when ``version`` is not given.
+    :param output_uri: where the predictions go; default the task's staging URI for the logical
+        date. (templated)
+    :param keep_columns: input columns copied to the output (e.g. ids); None for all of them.
+    :param prediction_column: the name of the prediction column.
+    :param probabilities: add class probabilities (classifiers only).
+    :param probability_prefix: prefix of the probability columns.
+    :param batch_size: rows per batch read, scored and written.
+    :param mlflow_conn_id: MLflow connection; None for the embedded default.
+    :param storage_conn_id: connection for ``s3://`` URIs.
+    :param allow_cloudpickle: let the trusted loader deserialize cloudpickle models (off by default).
+    :param trusted_types: extra type names (or prefixes ending in ``.``) skops may construct.
+    """
+
+    template_fields: Sequence[str] = (
+        "input_uri",
+        "registered_model_name",
+        "version",
+        "output_uri",
+    )
+    ui_color = "#e8f5e9"
+
+    def __init__(
+        self,
+        *,
+        input_uri: Any,
+        registered_model_name: str,
+        version: Any = None,
+        alias: str = "champion",
+        output_uri: str | None = None,
+        keep_columns: Sequence[str] | None = None,
+        prediction_column: str = "prediction",
+        probabilities: bool = True,
+        probability_prefix: str = "proba_",
+        batch_size: int = 50_000,
+        mlflow_conn_id: str | None = None,
+        storage_conn_id: str | None = None,
+        allow_cloudpickle: bool = False,
+        trusted_types: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        static = output_uri and "{{" not in output_uri and not output_uri.startswith("staging://")
+        if "outlets" not in kwargs and static:
+            from airflow_provider_mlops.assets import storage_asset
+
+            kwargs["outlets"] = [storage_asset(str(output_uri))]
+        super().__init__(**kwargs)
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.input_uri = input_uri
+        self.registered_model_name = registered_model_name
+        self.version = version
+        self.alias = alias
+        self.output_uri = output_uri
+        self.keep_columns = list(keep_columns) if keep_columns is not None else None
+        self.prediction_column = prediction_column
+        self.probabilities = probabilities
+        self.probability_prefix = probability_prefix
+        self.batch_size = batch_size
+        self.mlflow_conn_id = mlflow_conn_id
+        self.storage_conn_id = storage_conn_id
+        self.allow_cloudpickle = allow_cloudpickle
+        self.trusted_types = list(trusted_types or ())
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_mlops.hooks.mlflow import MlflowHook
+        from airflow_provider_mlops.hooks.s3 import S3Hook
+        from airflow_provider_mlops.ml.serialization import LoadPolicy, load_model_version
+        from airflow_provider_mlops.operators.transform import _input_uris
+        from airflow_provider_mlops.utils.staging import default_storage_conn_id, resolve_uri, task_output_uri
+
+        inputs = _input_uris(self.input_uri)
+        if not inputs:
+            raise ValueError("input_uri is empty")
+        storage = S3Hook(aws_conn_id=self.storage_conn_id or default_storage_conn_id())
+        mlflow_hook = MlflowHook(self.mlflow_conn_id)
+        mlflow_hook.activate()
+        loaded = load_model_version(
+            mlflow_hook.client,
+            self.registered_model_name,
+            self.version,
+            alias=self.alias,
+            storage=storage,
+            policy=LoadPolicy.of(allow_cloudpickle=self.allow_cloudpickle, trusted_types=self.trusted_types),
+        )
+        uri = resolve_uri(self.output_uri) if self.output_uri else task_output_uri(context)
+        self.log.info(
+            "Scoring %s with %s version %s (sha256 %s) into %s",
+            inputs,
+            loaded.name,
+            loaded.version,
+            loaded.sha256,
+            uri,
+        )
+        summary = storage.write_dataset(
+            uri,
+            self._scored(storage, inputs, loaded),
+            metadata={
+                "model_name": loaded.name,
+                "model_version": loaded.version,
+                "model_sha256": loaded.sha256,
+                "inputs": inputs,
+            },
+        )
+        self.log.info("Wrote %s predictions to %s", summary.get("rows"), uri)
+        return {
+            "uri": uri,
+            "rows": summary.get("rows"),
+            "files": summary.get("files"),
+            "bytes": summary.get("bytes"),
+            "model_name": loaded.name,
+            "model_version": loaded.version,
+            "sha256": loaded.sha256,
+        }
+
+    def _scored(self, storage: Any, inputs: list[str], loaded: Any) -> Iterator[pa.RecordBatch]:
+        """One output batch per input batch: nothing larger than ``batch_size`` rows is held."""
+        import pyarrow as pa
+
+        from airflow_provider_mlops.ml.features import categorical_as_object
+
+        model = loaded.model
+        features = [str(c) for c in getattr(model, "feature_names_in_", [])]
+        proba = self.probabilities and hasattr(model, "predict_proba")
+        classes = [str(c) for c in getattr(model, "classes_", [])] if proba else []
+        for uri in inputs:
+            for batch in storage.iter_batches(uri, batch_size=self.batch_size):
+                if batch.num_rows == 0:
+                    continue
+                frame = batch.to_pandas()
+                missing = [c for c in features if c not in frame.columns]
+                if missing:
+                    raise ValueError(
+                        f"{uri} lacks the model's input column(s) {missing} (model expects {features})"
+                    )
+                x = frame[features] if features else frame
+                text = [c for c in x.columns if not _is_numeric(x[c])]
+                x = categorical_as_object(x, text)
+                keep = self.keep_columns if self.keep_columns is not None else batch.schema.names
+                absent = [c for c in keep if c not in batch.schema.names]
+                if absent:
+                    raise ValueError(f"keep_columns {absent} are not in {uri}")
+                arrays = [batch.column(c) for c in keep]
+                names = list(keep)
+                arrays.append(pa.array(model.predict(x)))
+                names.append(self.prediction_column)
+                if proba:
+                    probabilities = model.predict_proba(x)
+                    for i, cls in enumerate(classes):
+                        arrays.append(pa.array(probabilities[:, i], type=pa.float64()))
+                        names.append(f"{self.probability_prefix}{cls}")
+                arrays.append(pa.array([loaded.name] * batch.num_rows, type=pa.string()))
+                names.append("model_name")
+                arrays.append(pa.array([loaded.version] * batch.num_rows, type=pa.string()))
+                names.append("model_version")
+                yield pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+def _is_numeric(column: Any) -> bool:
+    import pandas as pd
+
+    return bool(pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column))

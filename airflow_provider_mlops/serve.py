@@ -1,0 +1,145 @@
+"""
+``python -m airflow_provider_mlops.serve`` (console script ``mlops-serve``): serve a registered model.
+
+Examples::
+
+    # the champion of churn_model, digests checked against MLflow
+    MLOPS_SERVE_TOKEN=... mlops-serve --model-name churn_model --tracking-uri sqlite:///mlflow.db
+
+    # what DeployModelOperator published (version and file from latest.json, digest from MLflow)
+    mlops-serve --latest s3://bucket/published/churn_model/latest.json --tracking-uri http://mlflow:5000 \\
+        --storage-conn-id mlops_s3
+
+Every option also reads an environment variable (``MLOPS_SERVE_<OPTION>``), which is how container
+platforms configure it. The reload token is read from ``MLOPS_SERVE_TOKEN`` or ``--token-file`` (not a
+command-line value: those are visible to every user of the machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from airflow_provider_mlops.serving.app import ServeConfig
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"MLOPS_SERVE_{name}", default)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mlops-serve", description="Serve a registered model over HTTP.")
+    what = p.add_argument_group("what to serve")
+    what.add_argument("--model-name", default=_env("MODEL_NAME"), help="the registered model")
+    what.add_argument(
+        "--alias", default=_env("ALIAS", "champion"), help="serve this alias (default champion)"
+    )
+    what.add_argument("--version", default=_env("VERSION"), help="serve this version instead of the alias")
+    what.add_argument(
+        "--latest", default=_env("LATEST"), help="a latest.json published by DeployModelOperator"
+    )
+    trust = p.add_argument_group("trust")
+    trust.add_argument(
+        "--tracking-uri",
+        default=_env("TRACKING_URI") or os.environ.get("MLFLOW_TRACKING_URI"),
+        help="MLflow tracking URI: where the trusted digests are",
+    )
+    trust.add_argument(
+        "--registry-uri", default=_env("REGISTRY_URI") or os.environ.get("MLFLOW_REGISTRY_URI")
+    )
+    trust.add_argument(
+        "--sha256", default=_env("SHA256"), help="pin the model's digest (needed without MLflow)"
+    )
+    trust.add_argument(
+        "--allow-cloudpickle",
+        action="store_true",
+        default=_env("ALLOW_CLOUDPICKLE", "") in ("1", "true", "True"),
+        help="also load cloudpickle models (runs code on load)",
+    )
+    trust.add_argument(
+        "--trusted-type", action="append", default=[], help="an extra type (or prefix.) skops may build"
+    )
+    trust.add_argument(
+        "--token-file", default=_env("TOKEN_FILE"), help="file holding the /reload bearer token"
+    )
+    p.add_argument("--storage-conn-id", default=_env("STORAGE_CONN_ID"), help="Airflow connection for s3://")
+    p.add_argument("--host", default=_env("HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(_env("PORT") or os.environ.get("PORT") or 8080))
+    p.add_argument("--max-rows", type=int, default=int(_env("MAX_ROWS") or 10_000))
+    p.add_argument("--log-predictions", default=_env("LOG_PREDICTIONS"), help="prefix for the prediction log")
+    p.add_argument("--log-flush-seconds", type=float, default=float(_env("LOG_FLUSH_SECONDS") or 10))
+    p.add_argument("--log-flush-rows", type=int, default=int(_env("LOG_FLUSH_ROWS") or 10_000))
+    p.add_argument("--log-level", default=_env("LOG_LEVEL", "info"))
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> ServeConfig:
+    from airflow_provider_mlops.ml.serialization import LoadPolicy
+    from airflow_provider_mlops.serving.app import ServeConfig
+
+    token = os.environ.get("MLOPS_SERVE_TOKEN")
+    if args.token_file:
+        with open(args.token_file) as handle:
+            token = handle.read().strip()
+    return ServeConfig(
+        model_name=args.model_name,
+        alias=args.alias,
+        version=args.version,
+        latest_uri=args.latest,
+        tracking_uri=args.tracking_uri,
+        registry_uri=args.registry_uri,
+        storage_conn_id=args.storage_conn_id,
+        sha256=args.sha256,
+        policy=LoadPolicy.of(allow_cloudpickle=args.allow_cloudpickle, trusted_types=args.trusted_type),
+        token=token or None,
+        max_rows=args.max_rows,
+        log_uri=args.log_predictions,
+        log_flush_seconds=args.log_flush_seconds,
+        log_flush_rows=args.log_flush_rows,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if not args.model_name and not args.latest:
+        print("mlops-serve: give --model-name (with --alias/--version) or --latest", file=sys.stderr)
+        return 2
+    config = config_from_args(args)
+    from airflow_provider_mlops.serving.app import ModelServer
+
+    try:
+        server = ModelServer(config)
+    except Exception as err:
+        # A model that cannot be verified is never served: exit with the reason.
+        print(f"mlops-serve: cannot load the model: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+    import uvicorn
+
+    from airflow_provider_mlops.serving.http import create_app
+
+    described = server.current.verified
+    logging.getLogger("airflow_provider_mlops.serve").info(
+        "Serving %s version %s (sha256 %s) on http://%s:%s",
+        described.name,
+        described.version,
+        described.sha256,
+        args.host,
+        args.port,
+    )
+    uvicorn.run(
+        create_app(server), host=args.host, port=args.port, log_level="warning", access_log=False, workers=1
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,322 @@
+"""
+The model server: a FastAPI app serving one registered model, loaded through the trusted loader.
+
+Endpoints (routes in :mod:`.http`): ``GET /ping``, ``GET /version``, ``POST /invocations`` (MLflow's
+scoring protocol, see :mod:`.protocol`), ``POST /reload`` (bearer token), ``GET /metrics``
+(Prometheus text).
+
+The served model is one immutable :class:`Served` object behind a single reference. A request takes
+that reference once and uses it to the end, so a reload (load + verify in a worker thread, then one
+assignment) never changes the model under a request in flight; a failed load leaves the reference
+alone. Nothing here imports FastAPI or uvicorn: only the server process imports :mod:`.http`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_mlops.serving.metrics import Metrics
+from airflow_provider_mlops.serving.protocol import InputSchema, RequestError, parse_request, predictions_body
+
+if TYPE_CHECKING:
+    from airflow_provider_mlops.ml.serialization import LoadPolicy, VerifiedModel
+
+log = logging.getLogger("airflow_provider_mlops.serve")
+
+
+@dataclass
+class ServeConfig:
+    """
+    What to serve and how.
+
+    :param model_name: the registered model (with ``alias`` or ``version``).
+    :param alias: the alias whose version is served (default ``champion``).
+    :param version: a fixed version instead of the alias.
+    :param latest_uri: a ``latest.json`` published by DeployModelOperator: it names the version and
+        where its file is; the digest still comes from MLflow (or ``sha256``).
+    :param tracking_uri: MLflow tracking URI (the trusted digests live there).
+    :param registry_uri: MLflow registry URI, when different.
+    :param storage_conn_id: Airflow connection for ``s3://`` model files; None for local files or
+        boto3's default credentials.
+    :param sha256: a pinned digest (required when serving ``latest_uri`` without MLflow).
+    :param policy: formats and types the loader may deserialize.
+    :param token: bearer token for ``POST /reload``; None disables reloading over HTTP.
+    :param max_rows: the most rows one request may hold.
+    :param log_uri: prefix where each batch of inputs and predictions is written as a Parquet dataset.
+    :param log_flush_seconds: how often buffered prediction logs are written.
+    :param log_flush_rows: write as soon as this many rows are buffered.
+    """
+
+    model_name: str | None = None
+    alias: str = "champion"
+    version: str | None = None
+    latest_uri: str | None = None
+    tracking_uri: str | None = None
+    registry_uri: str | None = None
+    storage_conn_id: str | None = None
+    sha256: str | None = None
+    policy: LoadPolicy | None = None
+    token: str | None = field(default=None, repr=False)
+    max_rows: int = 10_000
+    log_uri: str | None = None
+    log_flush_seconds: float = 10.0
+    log_flush_rows: int = 10_000
+
+
+@dataclass(frozen=True)
+class Served:
+    """One loaded model and what the server knows about it (immutable: swapped, never mutated)."""
+
+    verified: VerifiedModel
+    schema: InputSchema | None
+    loaded_epoch: float
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.verified.describe(), "inputs": self.schema.describe() if self.schema else None}
+
+    def labels(self) -> dict[str, str]:
+        v = self.verified
+        return {
+            "name": v.name,
+            "version": v.version,
+            "sha256": v.sha256,
+            "loaded_at_epoch": f"{self.loaded_epoch:.3f}",
+        }
+
+
+class ModelLoader:
+    """Resolves what to serve (alias, version or ``latest.json``) and loads it through the trusted loader."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        self._client: Any = None
+        self._storage: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None and self.config.tracking_uri:
+            import mlflow
+            from mlflow.tracking import MlflowClient
+
+            # The signature lookup uses MLflow's fluent API: point it at the same server.
+            mlflow.set_tracking_uri(self.config.tracking_uri)
+            if self.config.registry_uri:
+                mlflow.set_registry_uri(self.config.registry_uri)
+            self._client = MlflowClient(
+                tracking_uri=self.config.tracking_uri, registry_uri=self.config.registry_uri
+            )
+        return self._client
+
+    @property
+    def storage(self) -> Any:
+        if self._storage is None:
+            from airflow_provider_mlops.hooks.s3 import S3Hook
+
+            self._storage = S3Hook(aws_conn_id=self.config.storage_conn_id)
+        return self._storage
+
+    def load(
+        self,
+        *,
+        version: str | None = None,
+        latest_uri: str | None = None,
+        sha256: str | None = None,
+        name: str | None = None,
+        uri: str | None = None,
+    ) -> Served:
+        """
+        An explicit ``version`` wins (read from ``uri`` when given, else where MLflow recorded it);
+        then a ``latest.json`` (the request's, else the configured one); then the configured
+        version or alias. The digest is always the registry's or a pinned one, never the pointer's.
+        """
+        from airflow_provider_mlops.ml.serialization import LoadPolicy, load_model_version
+
+        config = self.config
+        if name and config.model_name and name != config.model_name:
+            raise RequestError(f"This server serves {config.model_name!r}, not {name!r}", status=409)
+        latest = None if version else (latest_uri or config.latest_uri)
+        model_name = config.model_name or name
+        if latest:
+            pointer = json.loads(self.storage.get_bytes(latest))
+            model_name = model_name or pointer.get("registered_model_name")
+            if model_name != pointer.get("registered_model_name"):
+                raise RequestError(
+                    f"{latest} names {pointer.get('registered_model_name')!r}, not {model_name!r}", status=409
+                )
+            # The pointer only says which version and where its bytes are: the digest that is
+            # checked comes from MLflow (or the configured pin), never from the pointer itself.
+            version, uri = str(pointer["version"]), pointer.get("uri")
+        elif not version:
+            version = config.version
+        if not model_name:
+            raise ValueError(
+                "Nothing to serve: give a model name (with an alias or version) or a latest.json"
+            )
+        verified = load_model_version(
+            self.client,
+            model_name,
+            version,
+            alias=config.alias,
+            storage=self.storage,
+            policy=config.policy or LoadPolicy(),
+            uri=uri,
+            expected_sha256=sha256 or config.sha256,
+        )
+        return Served(verified=verified, schema=self._schema(verified), loaded_epoch=time.time())
+
+    def _schema(self, verified: VerifiedModel) -> InputSchema | None:
+        signature = None
+        if self.client is not None:
+            try:
+                import mlflow
+
+                info = mlflow.models.get_model_info(f"models:/{verified.name}/{verified.version}")
+                signature = info.signature
+            except Exception as err:  # the signature only sharpens validation: serve without it
+                log.warning("No MLflow signature for %s v%s (%s)", verified.name, verified.version, err)
+        return InputSchema.for_model(verified.model, signature)
+
+
+class PredictionLogger:
+    """
+    Buffers inputs + predictions and writes them as Parquet datasets (``S3Hook.write_dataset``),
+    one per flush, below ``<log_uri>/date=YYYY-MM-DD/``, with the model version in every row.
+    Writing happens in a background thread: a slow bucket never slows a prediction down.
+    """
+
+    def __init__(self, storage: Any, uri: str, *, flush_seconds: float, flush_rows: int) -> None:
+        self.storage = storage
+        self.uri = uri.rstrip("/")
+        self.flush_seconds = flush_seconds
+        self.flush_rows = flush_rows
+        self._pending: list[Any] = []
+        self._rows = 0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self.written: list[str] = []
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    def add(self, frame: Any, predictions: Any, served: Served) -> None:
+        import pyarrow as pa
+
+        out = frame.copy()
+        out["prediction"] = predictions
+        out["model_name"] = served.verified.name
+        out["model_version"] = served.verified.version
+        out["predicted_at"] = dt.datetime.now(dt.UTC)
+        table = pa.Table.from_pandas(out, preserve_index=False)
+        with self._lock:
+            self._pending.append(table)
+            self._rows += table.num_rows
+            full = self._rows >= self.flush_rows
+        if full:
+            self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            self.flush()
+
+    def flush(self) -> None:
+        import pyarrow as pa
+
+        with self._lock:
+            pending, self._pending, self._rows = self._pending, [], 0
+        if not pending:
+            return
+        now = dt.datetime.now(dt.UTC)
+        target = f"{self.uri}/date={now:%Y-%m-%d}/{now:%H%M%S}-{uuid.uuid4().hex[:8]}"
+        try:
+            table = pa.concat_tables(pending, promote_options="permissive")
+            self.storage.write_dataset(target, table.to_batches(max_chunksize=50_000), schema=table.schema)
+            self.written.append(target)
+        except Exception:
+            log.exception(
+                "Could not write %s logged predictions to %s", sum(t.num_rows for t in pending), target
+            )
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=30)
+        self.flush()
+
+
+class ModelServer:
+    """The state behind the app: the served model, the loader, the metrics, the prediction log."""
+
+    def __init__(self, config: ServeConfig, loader: ModelLoader | None = None) -> None:
+        self.config = config
+        self.loader = loader or ModelLoader(config)
+        self.metrics = Metrics()
+        self.current: Served = self.loader.load()
+        self._reload_lock = threading.Lock()
+        self.predictions = (
+            PredictionLogger(
+                self.loader.storage,
+                config.log_uri,
+                flush_seconds=config.log_flush_seconds,
+                flush_rows=config.log_flush_rows,
+            )
+            if config.log_uri
+            else None
+        )
+
+    def predict(self, body: bytes, content_type: str | None) -> bytes:
+        served = self.current  # one read: this request finishes on this model whatever reloads
+        frame = parse_request(body, content_type, served.schema, max_rows=self.config.max_rows)
+        try:
+            predictions = served.verified.model.predict(frame)
+        except Exception as err:
+            raise RequestError(f"The model could not score the request: {err}", status=422) from None
+        self.metrics.add_rows(len(frame))
+        if self.predictions is not None:
+            self.predictions.add(frame, predictions, served)
+        return predictions_body(predictions)
+
+    def reload(self, request: dict[str, Any]) -> Served:
+        """Load and verify the requested (or configured) version, then swap; on failure keep the old one."""
+        with self._reload_lock:  # one reload at a time; predictions never wait for this lock
+            try:
+                served = self.loader.load(
+                    version=str(request["version"]) if request.get("version") not in (None, "") else None,
+                    latest_uri=request.get("latest") or None,
+                    sha256=request.get("sha256") or None,
+                    name=request.get("model") or self.current.verified.name,
+                    uri=request.get("uri") or None,
+                )
+            except Exception:
+                self.metrics.reloaded(False)
+                raise
+            previous, self.current = self.current, served
+            self.metrics.reloaded(True)
+        log.info(
+            "Reloaded %s: version %s -> %s (sha256 %s)",
+            served.verified.name,
+            previous.verified.version,
+            served.verified.version,
+            served.verified.sha256,
+        )
+        return served
+
+    def authorized(self, header: str | None) -> bool | None:
+        """None when reloading is disabled (no token configured), else whether the header matches."""
+        if not self.config.token:
+            return None
+        scheme, _, token = (header or "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), self.config.token)
+
+    def close(self) -> None:
+        if self.predictions is not None:
+            self.predictions.close()

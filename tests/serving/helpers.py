@@ -1,0 +1,83 @@
+"""Shared by the serving tests: a churn-like frame, and the model server as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import requests
+
+TOKEN = "test-reload-token"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def churn_frame(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "minutes": rng.gamma(2, 25, n),
+            "tickets": rng.poisson(0.6, n).astype("int64"),
+            "plan": rng.choice(["free", "basic", "pro"], n),
+            "region": rng.choice(["eu", "na"], n),
+        }
+    )
+    frame.loc[rng.random(n) < 0.05, "minutes"] = np.nan
+    score = -1 + 0.9 * frame.tickets - 0.03 * frame.minutes.fillna(50) + (frame.plan == "free") * 1.2
+    frame["churned"] = (score + rng.logistic(size=n) > 0).astype("int64")
+    return frame
+
+
+class Server:
+    def __init__(self, url: str, process: subprocess.Popen, log: Path) -> None:
+        self.url, self.process, self.log = url, process, log
+
+    def get(self, path: str, **kw) -> requests.Response:
+        return requests.get(self.url + path, timeout=30, **kw)
+
+    def post(self, path: str, **kw) -> requests.Response:
+        return requests.post(self.url + path, timeout=60, **kw)
+
+
+def start_server(args: list[str], log: Path) -> Server:
+    port = _free_port()
+    env = {**os.environ, "MLOPS_SERVE_TOKEN": TOKEN, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    handle = log.open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "airflow_provider_mlops.serve", "--port", str(port), *args],
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    server = Server(f"http://127.0.0.1:{port}", process, log)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited ({process.returncode}):\n{log.read_text()[-3000:]}")
+        try:
+            if requests.get(server.url + "/ping", timeout=1).status_code == 200:
+                return server
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"the server did not answer /ping:\n{log.read_text()[-3000:]}")
+
+
+def stop_server(server: Server) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
