@@ -210,7 +210,7 @@ def read_source(
                 # SQLite has no timestamp type: compare with its datetime() text form, in UTC.
                 low, high = _sqlite_text(start), _sqlite_text(end)
             _require_result_column(hook, sql, query_params, watermark_column)
-            query, extra = sql_with_watermark(
+            query, bounds = sql_with_watermark(
                 sql,
                 watermark_column,
                 placeholder,
@@ -219,7 +219,7 @@ def read_source(
                 high,
                 escape_percent=placeholder == "%s" and not query_params,
             )
-            query_params = [*query_params, *extra]
+            query_params = [*query_params, *bounds]
         batches = hook.iter_batches(query, query_params or None, batch_size=batch_size, schema=schema)
         return batches, {"kind": kind, "conn_id": conn_id, "name": sql.strip()[:200]}
     if kind == "mongo":

@@ -383,7 +383,7 @@ class RecordBatcher:
         except SchemaMismatchError as err:
             reason = err
         # Name the record and value: the first whose own type does not widen into the schema's.
-        errors = _conversion_errors()
+        catch: tuple[type[BaseException], ...] = (SchemaMismatchError, *_conversion_errors())
         for field in incoming:
             if field.name not in current.names:
                 continue
@@ -398,7 +398,7 @@ class RecordBatcher:
                 try:
                     own = _settle_inferred(pa.array([value]).type)
                     _widen_type(field.name, have, own, to_string=self.to_string)
-                except (SchemaMismatchError, *errors):
+                except catch:
                     raise SchemaMismatchError(
                         f"{reason} First value that does not fit: {_describe_value(value)} "
                         f"({self._where(first + offset, self._record_key(record))})."
@@ -427,7 +427,7 @@ class RecordBatcher:
             column = piece.column(field.name)
             try:
                 arrays.append(_cast_array(column, field.type, path=field.name, extra=self.extra))
-            except (_UnexpectedNestedField, *_conversion_errors()):
+            except (_UnexpectedNestedField, *_conversion_errors()):  # type: ignore[misc]
                 arrays.append(self._culprit(piece, field, first, records))
         batch = pa.RecordBatch.from_arrays(arrays, schema=schema)
         if self.fixed:
