@@ -367,20 +367,22 @@ class MongoHook(BaseHook):
         """
         from airflow_provider_mlops.sinks import contract
 
-        contract.check_options(
+        counts = contract.new_counts("matched", "modified", "upserted")
+        started = contract.begin_write(
+            batches,
+            target=f"collection {collection!r}",
+            log=self.log,
             mode=mode,
             modes=contract.MONGO_MODES,
             keys=keys,
             partition=partition,
             on_empty=on_empty,
+            peek=False,
             partition_modes=(),
         )
-        counts = contract.new_counts("matched", "modified", "upserted")
-        empty, stream = contract.split_empty(batches)
-        target = f"collection {collection!r}"
-        if empty and contract.empty_outcome(on_empty, target=target) == "skip":
-            self.log.info("No rows for %s (mode=%s, on_empty=%s): not touched", collection, mode, on_empty)
+        if started is None:
             return counts
+        _, stream = started
         key_check = contract.KeyCheck(keys) if mode == "upsert" and keys else None
         if key_check is not None:
             stream = key_check.watch(stream)
