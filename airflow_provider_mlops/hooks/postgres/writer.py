@@ -55,10 +55,6 @@ class PostgresWriter:
 
         def _connect_kwargs(self, conn: Connection) -> dict[str, Any]: ...
 
-    @staticmethod
-    def _table_ident(table: str) -> Any:
-        return PostgresDialect.table_ident(table)
-
     def table_columns(self, connection: Any, table: str) -> dict[str, str] | None:
         """
         Column name -> type (``format_type``) of an existing table, or None when it does not exist.
