@@ -70,11 +70,20 @@ def sql_with_watermark(
     """
     Wrap ``sql`` so only rows with ``start <= column < end`` come back (identifier quoted).
 
-    Kept for callers of the former helper; the hooks build the window themselves
-    (``hook.watermark_query``) with :meth:`Dialect.watermark_query
-    <airflow_provider_mlops.dialects.base.Dialect.watermark_query>`.
+    .. deprecated:: 0.1.0
+        The SQL hooks build the window themselves: ``hook.watermark_query(sql, parameters, column,
+        start, end)`` (:class:`~airflow_provider_mlops.hooks.sql_source.SqlSourceMixin`), with
+        their dialect's placeholder and quoting.
     """
+    import warnings
+
     from airflow_provider_mlops.dialects.base import Dialect
+
+    warnings.warn(
+        "sql_with_watermark() is deprecated: use the SQL hook's watermark_query()",
+        DeprecationWarning,
+        stacklevel=2,
+    )
 
     dialect = Dialect(placeholder)
     dialect.quote_char = quote
