@@ -1,8 +1,11 @@
 """
-Pick the batch hook for a connection and describe sources and targets for logs and lineage.
+Open any source as a stream of record batches, and describe it for logs and lineage.
 
-The connection type decides: PostgreSQL connections get the COPY-based hook, other common-sql
-connections the generic cursor path, ``mongo`` / ``http`` / ``aws`` the matching hooks.
+The connection type decides the hook (:mod:`airflow_provider_mlops.hooks.connection_types`):
+PostgreSQL connections get the COPY-based hook, other common-sql connections the generic cursor
+path, ``mongo`` / ``http`` / ``aws`` the matching hooks. A SQL source's incremental window is its
+hook's (:meth:`~airflow_provider_mlops.hooks.sql_source.SqlSourceMixin.watermark_query`): the SQL
+text is built by the hook's dialect, not here.
 """
 
 from __future__ import annotations
@@ -14,30 +17,28 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pyarrow as pa
 
-# This provider's types under both spellings: "mlops-postgres" (current) and "mlops_postgres" (old,
-# and what Airflow makes of "mlops-postgres://" when it parses a connection URI).
-POSTGRES_TYPES = frozenset({"postgres", "postgresql", "mlops-postgres", "mlops_postgres"})
-MONGO_TYPES = frozenset({"mongo", "mongodb", "mlops-mongo", "mlops_mongo"})
-HTTP_TYPES = frozenset({"http", "https", "mlops-http", "mlops_http"})
-STORAGE_TYPES = frozenset({"aws", "s3", "mlops-s3", "mlops_s3"})
+    from airflow_provider_mlops.sinks.protocols import SqlBatchSource
 
+from airflow_provider_mlops.hooks.connection_types import (
+    HTTP_TYPES,
+    MONGO_TYPES,
+    POSTGRES_TYPES,
+    STORAGE_TYPES,
+    connection_kind,
+)
 
-def connection_kind(conn_id: str | None) -> str:
-    """``postgres``, ``mongo``, ``http``, ``storage`` or ``sql`` (any other common-sql database)."""
-    if not conn_id:
-        return "storage"
-    from airflow.sdk import BaseHook
-
-    conn_type = (BaseHook.get_connection(conn_id).conn_type or "").lower()
-    if conn_type in POSTGRES_TYPES:
-        return "postgres"
-    if conn_type in MONGO_TYPES:
-        return "mongo"
-    if conn_type in HTTP_TYPES:
-        return "http"
-    if conn_type in STORAGE_TYPES:
-        return "storage"
-    return "sql"
+__all__ = [
+    "HTTP_TYPES",
+    "MONGO_TYPES",
+    "POSTGRES_TYPES",
+    "STORAGE_TYPES",
+    "connection_kind",
+    "filter_batches_by_window",
+    "iter_json_lines",
+    "parse_instant",
+    "read_source",
+    "sql_with_watermark",
+]
 
 
 def parse_instant(value: Any) -> dt.datetime | None:
@@ -56,12 +57,6 @@ def parse_instant(value: Any) -> dt.datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
-def _sqlite_text(value: dt.datetime | None) -> Any:
-    if value is None:
-        return None
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
 def sql_with_watermark(
     sql: str,
     column: str,
@@ -75,44 +70,24 @@ def sql_with_watermark(
     """
     Wrap ``sql`` so only rows with ``start <= column < end`` come back (identifier quoted).
 
-    :param escape_percent: the query had no parameters and the driver's paramstyle is ``format`` /
-        ``pyformat`` (``%s``): once parameters are added a literal ``%`` (``LIKE 'a%'``) must be ``%%``.
+    .. deprecated:: 0.1.0
+        The SQL hooks build the window themselves: ``hook.watermark_query(sql, parameters, column,
+        start, end)`` (:class:`~airflow_provider_mlops.hooks.sql_source.SqlSourceMixin`), with
+        their dialect's placeholder and quoting.
     """
-    from airflow_provider_mlops.hooks.sql import quote_identifier
+    import warnings
 
-    conditions, params = [], []
-    ident = quote_identifier(column, quote)
-    if start is not None:
-        conditions.append(f"{ident} >= {placeholder}")
-        params.append(start)
-    if end is not None:
-        conditions.append(f"{ident} < {placeholder}")
-        params.append(end)
-    if not conditions:
-        return sql, []
-    inner = sql.strip().rstrip(";")
-    if escape_percent:
-        inner = inner.replace("%", "%%")
-    return f"SELECT * FROM ({inner}) AS mlops_src WHERE {' AND '.join(conditions)}", params
+    from airflow_provider_mlops.dialects.base import Dialect
 
+    warnings.warn(
+        "sql_with_watermark() is deprecated: use the SQL hook's watermark_query()",
+        DeprecationWarning,
+        stacklevel=2,
+    )
 
-def _require_result_column(hook: Any, sql: str, parameters: Any, column: str) -> None:
-    """
-    The watermark column must be a column of the query's result: asked of the database (the query
-    with no rows) before the filter is built. SQLite would read an unknown double-quoted name as a
-    string literal and return 0 rows without an error.
-    """
-    inner = sql.strip().rstrip(";")
-    probe = f"SELECT * FROM ({inner}) AS mlops_probe WHERE 1 = 0"
-    import contextlib
-
-    with contextlib.closing(hook.iter_batches(probe, parameters or None, batch_size=1)) as batches:
-        names = next(batches).schema.names
-    if column not in names:
-        raise ValueError(
-            f"Watermark column {column!r} is not a column of the query's result (its columns: {names}); "
-            "names are case-sensitive"
-        )
+    dialect = Dialect(placeholder)
+    dialect.quote_char = quote
+    return dialect.watermark_query(sql, column, start, end, escape_percent=escape_percent)
 
 
 def filter_batches_by_window(
@@ -186,6 +161,7 @@ def read_source(
         ``struct`` for JSON Lines (what Arrow's JSON reader gave before).
     :return: the batch iterator and a small description of the source (kind, name) for logs/lineage.
     """
+    from airflow_provider_mlops.hooks.connection_types import get_batch_hook, get_sql_hook
     from airflow_provider_mlops.utils.arrow import schema_from_spec
 
     schema = schema_from_spec(schema)
@@ -195,39 +171,17 @@ def read_source(
     if kind in ("postgres", "sql"):
         if not sql:
             raise ValueError(f"Connection {conn_id!r} is a SQL database: give sql=...")
-        from airflow_provider_mlops.hooks.sql import get_sql_hook
-
-        hook = get_sql_hook(conn_id or "")
+        hook: SqlBatchSource = get_sql_hook(conn_id or "")
         query = sql
         query_params: Any = list(parameters or []) if not isinstance(parameters, Mapping) else parameters
         if watermark_column:
-            if isinstance(query_params, Mapping):
-                raise ValueError("watermark_column works with positional parameters (a list), not a mapping")
-            placeholder = "%s" if kind == "postgres" else hook.db_hook.placeholder
-            quote = '"' if kind == "postgres" else hook.quote_char
-            low, high = start, end
-            if kind == "sql" and "sqlite" in (hook.db_hook.dialect_name or ""):
-                # SQLite has no timestamp type: compare with its datetime() text form, in UTC.
-                low, high = _sqlite_text(start), _sqlite_text(end)
-            _require_result_column(hook, sql, query_params, watermark_column)
-            query, bounds = sql_with_watermark(
-                sql,
-                watermark_column,
-                placeholder,
-                quote,
-                low,
-                high,
-                escape_percent=placeholder == "%s" and not query_params,
-            )
-            query_params = [*query_params, *bounds]
+            query, query_params = hook.watermark_query(sql, query_params, watermark_column, start, end)
         batches = hook.iter_batches(query, query_params or None, batch_size=batch_size, schema=schema)
         return batches, {"kind": kind, "conn_id": conn_id, "name": sql.strip()[:200]}
     if kind == "mongo":
         if not collection:
             raise ValueError(f"Connection {conn_id!r} is MongoDB: give collection=...")
-        from airflow_provider_mlops.hooks.mongo import MongoHook
-
-        mongo = MongoHook(mongo_conn_id=conn_id or "")
+        mongo = get_batch_hook(conn_id, kind)
         find_filter = dict(filter or {})
         if watermark_column and (start or end):
             window: dict[str, Any] = {}
@@ -258,10 +212,9 @@ def read_source(
     if kind == "http":
         if not endpoint:
             raise ValueError(f"Connection {conn_id!r} is an HTTP API: give endpoint=...")
-        from airflow_provider_mlops.hooks.http import HttpApiHook
         from airflow_provider_mlops.utils.arrow import RecordBatcher
 
-        api = HttpApiHook(http_conn_id=conn_id or "")
+        api = get_batch_hook(conn_id, kind)
         records = api.iter_records(
             endpoint,
             method=method,
@@ -281,9 +234,7 @@ def read_source(
         return batches, {"kind": kind, "conn_id": conn_id, "name": endpoint}
     if not path:
         raise ValueError("A storage source needs path=... (s3://bucket/prefix, file:///dir or a local path)")
-    from airflow_provider_mlops.hooks.s3 import S3Hook
-
-    storage = S3Hook(aws_conn_id=conn_id)
+    storage = get_batch_hook(conn_id, kind)
     if format == "jsonl":
         from airflow_provider_mlops.utils.arrow import RecordBatcher
 

@@ -425,7 +425,3 @@ class HttpApiHook(BaseHook):
                 yield record if isinstance(record, Mapping) else {"value": record}
 
         yield from RecordBatcher(batch_size=batch_size, schema=schema, nested=nested).batches(as_dicts())
-
-
-def _safe_url(url: str, secrets: list[str | None]) -> str:
-    return redaction.redact(url, secrets)

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Context
 
+    from airflow_provider_mlops.sinks.protocols import SqlSourceSink
+
 
 class LoadOperator(BaseOperator):
     """
@@ -190,7 +192,7 @@ class LoadOperator(BaseOperator):
             from airflow_provider_mlops.hooks.sql import get_sql_hook
 
             mode = self.mode or ("upsert" if self.keys else "append")
-            hook = get_sql_hook(self.target_conn_id or "")
+            hook: SqlSourceSink = get_sql_hook(self.target_conn_id or "")
             counts = hook.write_batches(
                 self.table,
                 batches(),

@@ -97,6 +97,92 @@ def check_columns(
         )
 
 
+def begin_write(
+    batches: Iterable[pa.RecordBatch],
+    *,
+    target: str,
+    log: Any,
+    mode: str,
+    modes: Sequence[str],
+    keys: Sequence[str] | None = None,
+    partition: Mapping[str, Any] | None = None,
+    on_empty: str = "skip",
+    newer_column: str | None = None,
+    schema: pa.Schema | None = None,
+    peek: bool = True,
+    partition_modes: Sequence[str] = ("replace_partition",),
+) -> tuple[pa.Schema | None, Iterator[pa.RecordBatch]] | None:
+    """
+    Every sink's first steps, in this order: refuse bad options (:func:`check_options`); with
+    ``peek``, find the schema (the first batch's, else ``schema``) and refuse key, partition and
+    ``newer_column`` names it lacks (:func:`check_columns`); then decide an empty source
+    (:func:`empty_outcome`).
+
+    :param target: what the sink writes, for messages (``table 'x'``, ``collection 'x'``).
+    :param log: the hook's logger.
+    :param peek: find the schema (tables); a collection takes any fields.
+    :return: the schema (None without ``peek``) and the batches to write, or None when the sink has
+        nothing to do (no columns, or no rows and ``on_empty="skip"``): it returns :func:`new_counts`.
+    """
+    check_options(
+        mode=mode,
+        modes=modes,
+        keys=keys,
+        partition=partition,
+        on_empty=on_empty,
+        partition_modes=partition_modes,
+    )
+    stream: Iterator[pa.RecordBatch] = iter(batches)
+    if peek:
+        from airflow_provider_mlops.utils.arrow import peek_schema
+
+        schema, stream = peek_schema(stream, schema)
+        if schema is None or not schema.names:
+            log.info("No batches and no schema: nothing to write to %s", target)
+            return None
+        check_columns(schema.names, keys=keys, partition=partition, newer_column=newer_column)
+    empty, stream = split_empty(stream)
+    if empty and empty_outcome(on_empty, target=target) == "skip":
+        log.info("No rows for %s (mode=%s, on_empty=%s): it is not touched", target, mode, on_empty)
+        return None
+    return schema, stream
+
+
+def check_target_columns(
+    names: Sequence[str],
+    existing: Sequence[str],
+    *,
+    table: str,
+    casefold: bool = False,
+    error: type[Exception] = WriteContractError,
+) -> None:
+    """
+    Every column of the data must be a column of the existing target (found before any row moves).
+
+    :param casefold: the database matches column names case-insensitively (SQLite, MySQL).
+    :param error: the sink's error class (a :class:`WriteContractError`).
+    """
+    fold = str.casefold if casefold else str
+    known = {fold(n) for n in existing}
+    unknown = [n for n in names if fold(n) not in known]
+    if unknown:
+        raise error(
+            f"Column(s) {unknown} do not exist in table {table!r} (its columns: {list(existing)}); "
+            "nothing was written"
+        )
+
+
+def check_partition_rows(
+    written: int, stored: int, partition: Mapping[str, Any], *, error: type[Exception] = WriteContractError
+) -> None:
+    """``replace_partition``: every written row must belong to the partition (checked before the commit)."""
+    if stored != written:
+        raise error(
+            f"replace_partition: {written} rows were written but {stored} rows in the target match "
+            f"partition {dict(partition)}: every written row must belong to the partition; nothing was written"
+        )
+
+
 def new_counts(*extra: str) -> dict[str, int]:
     """The counts every sink returns: ``rows`` written, ``inserted``, ``updated``, ``deleted`` (+ ``extra``)."""
     return dict.fromkeys(("rows", "inserted", "updated", "deleted", *extra), 0)

@@ -1,0 +1,102 @@
+"""
+Which hook serves a connection: the connection types this provider registers, by kind.
+
+The names come from the provider's own table (:data:`~airflow_provider_mlops.get_provider_info.CONN_TYPES`
+and its ``hook-class-name`` entries), under both spellings: ``mlops-postgres`` (current) and
+``mlops_postgres`` (old, and what Airflow makes of ``mlops-postgres://`` when it parses a URI), plus
+the official providers' types the hooks also accept (``postgres``, ``mongo``, ``http``, ``aws``...).
+A low module: it imports no hook until one is asked for, so ``hooks/sql.py`` and
+``etl/sources.py`` resolve hooks without importing each other's modules.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_mlops.get_provider_info import CONN_TYPES, CONNECTION_TYPES, LEGACY_CONN_TYPES
+
+if TYPE_CHECKING:
+    from airflow_provider_mlops.sinks.protocols import SqlSourceSink
+
+
+def _names(kind: str, *accepted: str) -> frozenset[str]:
+    return frozenset({*accepted, CONN_TYPES[kind], LEGACY_CONN_TYPES[kind]})
+
+
+POSTGRES_TYPES = _names("postgres", "postgres", "postgresql")
+MONGO_TYPES = _names("mongo", "mongo", "mongodb")
+HTTP_TYPES = _names("http", "http", "https")
+STORAGE_TYPES = _names("s3", "aws", "s3")
+MYSQL_TYPES = _names("mysql", "mysql", "mariadb")
+
+#: kind -> (connection types, the provider's kind in CONN_TYPES); any other type is a common-sql ``sql``
+KINDS: dict[str, tuple[frozenset[str], str]] = {
+    "postgres": (POSTGRES_TYPES, "postgres"),
+    "mongo": (MONGO_TYPES, "mongo"),
+    "http": (HTTP_TYPES, "http"),
+    "storage": (STORAGE_TYPES, "s3"),
+}
+
+
+def kind_of(conn_type: str | None) -> str:
+    """``postgres``, ``mongo``, ``http``, ``storage`` or ``sql`` for a connection type."""
+    conn_type = (conn_type or "").lower()
+    return next((kind for kind, (types, _) in KINDS.items() if conn_type in types), "sql")
+
+
+def connection_kind(conn_id: str | None) -> str:
+    """The kind of a connection id; no connection id is the default object storage."""
+    if not conn_id:
+        return "storage"
+    from airflow.sdk import BaseHook
+
+    return kind_of(BaseHook.get_connection(conn_id).conn_type)
+
+
+def hook_class(kind: str) -> type[Any]:
+    """The hook class the provider registers for ``kind`` (its ``hook-class-name``)."""
+    import importlib
+
+    conn_type = CONN_TYPES[KINDS[kind][1]]
+    entry = next(e for e in CONNECTION_TYPES if e["connection-type"] == conn_type)
+    module, _, name = entry["hook-class-name"].rpartition(".")
+    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+
+
+def get_batch_hook(conn_id: str | None, kind: str | None = None) -> Any:
+    """
+    The batch hook for a connection, as ``Connection.get_hook()`` builds one (the class's
+    ``conn_name_attr`` gets the id): PostgreSQL's COPY hook, MongoDB, HTTP, object storage, or the
+    generic common-sql hook for any other type.
+    """
+    kind = kind or connection_kind(conn_id)
+    if kind == "sql":
+        from airflow_provider_mlops.hooks.sql import SqlBatchHook
+
+        return SqlBatchHook(conn_id or "")
+    cls = hook_class(kind)
+    return cls(**{cls.conn_name_attr: conn_id if kind == "storage" else conn_id or ""})
+
+
+def get_sql_hook(conn_id: str) -> SqlSourceSink:
+    """The batch hook for a SQL connection: COPY-based for PostgreSQL, generic common-sql otherwise."""
+    kind = connection_kind(conn_id)
+    return get_batch_hook(conn_id, "postgres" if kind == "postgres" else "sql")  # type: ignore[no-any-return]
+
+
+if TYPE_CHECKING:
+    # mypy proves here that the hooks fit the protocols the operators depend on.
+    from airflow_provider_mlops.hooks.http import HttpApiHook
+    from airflow_provider_mlops.hooks.mongo import MongoHook
+    from airflow_provider_mlops.hooks.postgres import PostgresHook
+    from airflow_provider_mlops.hooks.s3 import S3Hook
+    from airflow_provider_mlops.hooks.sql import SqlBatchHook
+    from airflow_provider_mlops.sinks.protocols import BatchSink, BatchSource
+
+    def _hooks_fit_their_protocols(
+        pg: PostgresHook, sql: SqlBatchHook, mongo: MongoHook, http: HttpApiHook, s3: S3Hook
+    ) -> None:
+        sql_hooks: list[SqlSourceSink] = [pg, sql]
+        sinks: list[BatchSink] = [pg, sql, mongo]
+        sources: list[BatchSource] = [pg, sql, mongo, http, s3]
+        del sql_hooks, sinks, sources
