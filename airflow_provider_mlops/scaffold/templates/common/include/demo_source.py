@@ -22,7 +22,7 @@ from airflow_provider_mlops.demo.simulate import World, activity
 
 ACTIVITY_DDL = (
     "CREATE TABLE IF NOT EXISTS activity (customer_id BIGINT NOT NULL, day TEXT NOT NULL, "
-    "event_time TEXT NOT NULL, sessions BIGINT, minutes_used DOUBLE PRECISION, support_tickets BIGINT, "
+    "event_time TIMESTAMPTZ NOT NULL, sessions BIGINT, minutes_used DOUBLE PRECISION, support_tickets BIGINT, "
     "payment_failures BIGINT, churned BIGINT, PRIMARY KEY (customer_id, day))"
 )
 
@@ -39,7 +39,9 @@ def load_activity(dsn: str, world: World, days: int) -> int:
             conn.execute("DELETE FROM activity WHERE day = %s", (world.day(index).isoformat(),))
             with conn.cursor() as cur:
                 cur.executemany(
-                    "INSERT INTO activity VALUES (%(customer_id)s, %(day)s, %(event_time)s, %(sessions)s, "
+                    # The simulation's times are naive UTC text; the watermark compares timestamps.
+                    "INSERT INTO activity VALUES (%(customer_id)s, %(day)s, (%(event_time)s || '+00')::timestamptz, "
+                    "%(sessions)s, "
                     "%(minutes_used)s, %(support_tickets)s, %(payment_failures)s, %(churned)s)",
                     rows,
                 )
