@@ -460,3 +460,41 @@ def _mariadb_ping(port: int, timeout: float = 30.0) -> None:
             last = err
             time.sleep(0.2)
     raise TimeoutError(f"MariaDB did not accept the test user: {last}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Redis (Debian's redis-server): the Celery broker of the CeleryExecutor test
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RedisServer:
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+
+@contextlib.contextmanager
+def start_redis() -> Iterator[RedisServer]:
+    """A throwaway redis-server on a free port of 127.0.0.1: no persistence, its own folder."""
+    exe = shutil.which("redis-server") or (
+        "/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None
+    )
+    if exe is None:
+        raise ServerUnavailable("redis-server not found: `apt-get install redis-server`")
+    base = tempfile.mkdtemp(prefix="mlops-redis-")
+    port = free_port()
+    log = open(os.path.join(base, "redis.log"), "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [exe, "--bind", "127.0.0.1", "--port", str(port), "--dir", base, "--save", "", "--appendonly", "no"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_port(port, proc=proc)
+        yield RedisServer("127.0.0.1", port)
+    finally:
+        _stop(proc, grace=10)
+        log.close()
+        shutil.rmtree(base, ignore_errors=True)
