@@ -37,7 +37,7 @@ def profile_api() -> Iterator[str]:
 @pytest.fixture
 def etl_dag(airflow_db: str, profile_api: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
     monkeypatch.setenv("AIRFLOW__MLOPS__STAGING_URI", (tmp_path / "staging").as_uri())
-    set_connection("mlops_api", conn_type="mlops_http", host=profile_api, password=DEMO_TOKEN)
+    set_connection("mlops_api", conn_type="mlops-http", host=profile_api, password=DEMO_TOKEN)
     import importlib
     import sys
 
@@ -203,7 +203,7 @@ def test_a_failing_task_sends_the_failure_alert(
     set_connection("mlops_source_db", conn_type="sqlite", host=str(source))
     set_connection("mlops_warehouse", conn_type="sqlite", host=str(tmp_path / "warehouse.db"))
     set_connection(
-        "mlops_api", conn_type="mlops_http", host=httpserver.url_for("/api/v1"), password="revoked-token"
+        "mlops_api", conn_type="mlops-http", host=httpserver.url_for("/api/v1"), password="revoked-token"
     )
     set_connection("mlops_alerts", conn_type="http", host=httpserver.url_for("/alerts"))
     httpserver.expect_request("/api/v1/customers").respond_with_json({"error": "token revoked"}, status=401)

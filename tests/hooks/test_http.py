@@ -26,7 +26,7 @@ TOKEN = "tok-Very-Secret-123"
 
 
 def _hook(server: HTTPServer, conn_id: str = "api", **extra: Any) -> HttpApiHook:
-    fields: dict[str, Any] = {"conn_type": "mlops_http", "host": server.url_for("/").rstrip("/")}
+    fields: dict[str, Any] = {"conn_type": "mlops-http", "host": server.url_for("/").rstrip("/")}
     fields.update({k: extra.pop(k) for k in ("login", "password") if k in extra})
     set_connection(conn_id, **fields, extra=extra)
     return HttpApiHook(conn_id, backoff_initial=0.01, backoff_max=2.0)

@@ -41,7 +41,7 @@ def api() -> Iterator[FaultServer]:
 
 
 def _hook(api: FaultServer, conn_id: str, **extra: Any) -> HttpApiHook:
-    set_connection(conn_id, conn_type="mlops_http", host=api.url, extra={"timeout": 0.5, **extra})
+    set_connection(conn_id, conn_type="mlops-http", host=api.url, extra={"timeout": 0.5, **extra})
     return HttpApiHook(conn_id, backoff_initial=0.01, backoff_max=2.0)
 
 

@@ -122,7 +122,7 @@ def _run_all(url: str, expect_ok: bool) -> list[str]:
     """Extract through each connection; return every error text and traceback."""
     texts: list[str] = []
     for name, fields in _connections(url).items():
-        conn_id = set_connection(f"scan_{name}", conn_type="mlops_http", **fields)
+        conn_id = set_connection(f"scan_{name}", conn_type="mlops-http", **fields)
         hook = HttpApiHook(conn_id, backoff_initial=0.01, backoff_max=0.05)
         try:
             batches = list(
@@ -193,7 +193,7 @@ def test_extract_operator_keeps_secrets_out_of_its_output(
     for setup, expect_ok in ((None, True), (lambda api: api.script("*", faults.echo_401()), False)):
         with start_fault_server(RECORDS, setup=setup) as api:
             fields = _connections(api.url)["query"]
-            set_connection("scan_extract", conn_type="mlops_http", **fields)
+            set_connection("scan_extract", conn_type="mlops-http", **fields)
             operator = ExtractOperator(
                 task_id="extract",
                 source_conn_id="scan_extract",

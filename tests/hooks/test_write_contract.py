@@ -291,7 +291,7 @@ def test_the_mongo_replace_survives_the_server_dying_between_batches(request: py
     proc = start()
     conn_id = set_connection(
         "mongo_kill",
-        conn_type="mlops_mongo",
+        conn_type="mlops-mongo",
         host="127.0.0.1",
         port=port,
         schema="kill",

@@ -36,7 +36,7 @@ def test_etl_catch_up_out_of_order_under_a_real_scheduler(tmp_path: Path, artifa
         write_activity(str(source), WORLD, index)
     server, api_url = serve(ProfileApi(WORLD))
     connections = {
-        "mlops_api": {"conn_type": "mlops_http", "host": api_url, "password": DEMO_TOKEN},
+        "mlops_api": {"conn_type": "mlops-http", "host": api_url, "password": DEMO_TOKEN},
         "mlops_source_db": {"conn_type": "sqlite", "host": str(source)},
         "mlops_warehouse": {"conn_type": "sqlite", "host": str(warehouse)},
         "mlops_alerts": {"conn_type": "http", "host": f"{api_url}/alerts"},

@@ -46,7 +46,7 @@ def test_gate_promotes_a_better_model_refuses_a_worse_one_and_rolls_back(
     )
     bad = _train(dataset, mlflow_conn, tmp_path, name, "sklearn.dummy.DummyClassifier")
     httpserver.expect_request("/reload", method="POST").respond_with_json({"ok": True})
-    set_connection("serving_test", conn_type="mlops_http", host=httpserver.url_for("/"))
+    set_connection("serving_test", conn_type="mlops-http", host=httpserver.url_for("/"))
     common = {
         "task_id": "deploy",
         "registered_model_name": name,
