@@ -40,8 +40,18 @@ class Dialect:
         return f"{type(self).__name__}(placeholder={self.placeholder!r})"
 
     def quote(self, name: str) -> str:
-        """One identifier (a dotted ``schema.table`` part by part), quoted for this database."""
-        return quote_identifier(name, self.quote_char)
+        """A table name (a dotted ``schema.table`` part by part), quoted for this database."""
+        return ".".join(self.quote_column(part) for part in name.split("."))
+
+    def quote_column(self, name: str) -> str:
+        """One column name, quoted whole: a ``.`` in a column name is part of the name."""
+        self.check_identifier(name)
+        return self.quote_char + name.replace(self.quote_char, self.quote_char * 2) + self.quote_char
+
+    def check_identifier(self, name: str) -> None:
+        """Refuse a name this database cannot hold, naming it (never a cryptic server error)."""
+        if not name or "\x00" in name:
+            raise ValueError(f"Invalid SQL identifier {name!r}")
 
     # ----------------------------------------------------------------------------------------------
     # reading: the incremental window
@@ -62,7 +72,7 @@ class Dialect:
         :return: the query and the parameters to append to the query's own.
         """
         conditions, params = [], []
-        ident = self.quote(column)
+        ident = self.quote_column(column)
         if start is not None:
             conditions.append(f"{ident} >= {self.placeholder}")
             params.append(start)
@@ -102,10 +112,11 @@ class Dialect:
     def create_table_sql(self, table: str, schema: pa.Schema, keys: Sequence[str] | None = None) -> str:
         """``CREATE TABLE IF NOT EXISTS`` for an Arrow schema in this database's types."""
         columns = [
-            f"{self.quote(f.name)} " + self.column_type(f.type, key=f.name in (keys or [])) for f in schema
+            f"{self.quote_column(f.name)} " + self.column_type(f.type, key=f.name in (keys or []))
+            for f in schema
         ]
         if keys:
-            columns.append(f"PRIMARY KEY ({', '.join(self.quote(k) for k in keys)})")
+            columns.append(f"PRIMARY KEY ({', '.join(self.quote_column(k) for k in keys)})")
         return f"CREATE TABLE IF NOT EXISTS {self.quote(table)} ({', '.join(columns)})"
 
     def probe_sql(self, table: str) -> str:
@@ -126,7 +137,7 @@ class Dialect:
 
         :param target: the quoted table name.
         """
-        cols = ", ".join(self.quote(n) for n in names)
+        cols = ", ".join(self.quote_column(n) for n in names)
         insert = f"INSERT INTO {target} ({cols}) VALUES ({', '.join([self.placeholder] * len(names))})"
         if mode != "upsert":
             return insert
@@ -137,11 +148,11 @@ class Dialect:
         self, target: str, keys: Sequence[str], others: Sequence[str], newer_column: str | None
     ) -> str:
         """What follows the ``INSERT ... VALUES (...)`` of an upsert (``others``: the non-key columns)."""
-        conflict = ", ".join(self.quote(k) for k in keys)
-        updates = ", ".join(f"{self.quote(n)} = excluded.{self.quote(n)}" for n in others)
+        conflict = ", ".join(self.quote_column(k) for k in keys)
+        updates = ", ".join(f"{self.quote_column(n)} = excluded.{self.quote_column(n)}" for n in others)
         clause = f" ON CONFLICT ({conflict}) " + (f"DO UPDATE SET {updates}" if others else "DO NOTHING")
         if newer_column and others:
-            column = self.quote(newer_column)
+            column = self.quote_column(newer_column)
             clause += f" WHERE {target}.{column} IS NULL OR {target}.{column} <= excluded.{column}"
         return clause
 
@@ -150,17 +161,17 @@ class Dialect:
         parts, values = [], []
         for column, value in partition.items():
             if value is None:
-                parts.append(f"{self.quote(column)} IS NULL")
+                parts.append(f"{self.quote_column(column)} IS NULL")
             else:
-                parts.append(f"{self.quote(column)} = {self.placeholder}")
+                parts.append(f"{self.quote_column(column)} = {self.placeholder}")
                 values.append(value)
         return " AND ".join(parts), values
 
     def keys_where(self, keys: Sequence[str], rows: int) -> str:
         """A condition matching ``rows`` key tuples, given as ``rows * len(keys)`` parameters in row order."""
         if len(keys) == 1:
-            return f"{self.quote(keys[0])} IN ({', '.join([self.placeholder] * rows)})"
-        match = "(" + " AND ".join(f"{self.quote(k)} = {self.placeholder}" for k in keys) + ")"
+            return f"{self.quote_column(keys[0])} IN ({', '.join([self.placeholder] * rows)})"
+        match = "(" + " AND ".join(f"{self.quote_column(k)} = {self.placeholder}" for k in keys) + ")"
         return " OR ".join([match] * rows)
 
     # ----------------------------------------------------------------------------------------------

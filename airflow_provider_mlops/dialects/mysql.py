@@ -27,6 +27,21 @@ class MySqlDialect(Dialect):
     def __init__(self, placeholder: str = "%s") -> None:
         super().__init__(placeholder)
 
+    def check_identifier(self, name: str) -> None:
+        # MySQL / MariaDB identifiers: at most 64 characters of the Basic Multilingual Plane, no
+        # trailing space. The server's own error ("Invalid utf8mb4 character string") names neither
+        # the column nor the rule.
+        super().check_identifier(name)
+        if len(name) > 64:
+            raise ValueError(f"MySQL/MariaDB names are at most 64 characters: {name!r} has {len(name)}")
+        if any(ord(c) > 0xFFFF for c in name):
+            raise ValueError(
+                f"MySQL/MariaDB cannot name a column or table {name!r}: characters outside the Basic "
+                "Multilingual Plane (emoji, U+10000 and above) are not allowed in identifiers; rename it"
+            )
+        if name.endswith(" "):
+            raise ValueError(f"MySQL/MariaDB names cannot end with a space: {name!r}")
+
     def column_type(self, data_type: pa.DataType, *, key: bool = False) -> str:
         import pyarrow.types as t
 
@@ -45,18 +60,19 @@ class MySqlDialect(Dialect):
     ) -> str:
         if not others:
             # A no-op assignment: a stored key is left as it is, as DO NOTHING does.
-            first = self.quote(keys[0])
+            first = self.quote_column(keys[0])
             return f" ON DUPLICATE KEY UPDATE {first} = {first}"
         if newer_column:
-            newer = self.quote(newer_column)
+            newer = self.quote_column(newer_column)
             keep = f"{target}.{newer} IS NULL OR {target}.{newer} <= VALUES({newer})"
             # Assignments run left to right and see earlier ones: the newer column goes last.
             ordered = sorted(others, key=lambda n: n == newer_column)
             updates = ", ".join(
-                f"{self.quote(n)} = IF({keep}, VALUES({self.quote(n)}), {self.quote(n)})" for n in ordered
+                f"{self.quote_column(n)} = IF({keep}, VALUES({self.quote_column(n)}), {self.quote_column(n)})"
+                for n in ordered
             )
         else:
-            updates = ", ".join(f"{self.quote(n)} = VALUES({self.quote(n)})" for n in others)
+            updates = ", ".join(f"{self.quote_column(n)} = VALUES({self.quote_column(n)})" for n in others)
         return f" ON DUPLICATE KEY UPDATE {updates}"
 
     def _driver_values(self, column: pa.Array, values: list[Any], name: str) -> list[Any]:

@@ -32,6 +32,26 @@ class PostgresDialect(Dialect):
     def __init__(self, placeholder: str = "%s") -> None:
         super().__init__(placeholder)
 
+    # PostgreSQL cuts identifiers longer than NAMEDATALEN - 1 bytes (63) with only a NOTICE: a
+    # column "a" * 70 would come back as "a" * 63. Refuse instead, naming it.
+    MAX_IDENTIFIER_BYTES = 63
+
+    def check_identifier(self, name: str) -> None:
+        super().check_identifier(name)
+        size = len(name.encode("utf-8"))
+        if size > self.MAX_IDENTIFIER_BYTES:
+            raise ValueError(
+                f"PostgreSQL names are at most {self.MAX_IDENTIFIER_BYTES} bytes; {name!r} has {size} "
+                "(PostgreSQL would silently shorten it): rename it, e.g. with a transform rename step"
+            )
+
+    def check_names(self, table: str, names: Sequence[str]) -> None:
+        """The target table and every column name fit (before anything is written)."""
+        for part in table.split("."):
+            self.check_identifier(part)
+        for name in names:
+            self.check_identifier(name)
+
     # ----------------------------------------------------------------------------------------------
     # identifiers and catalog
     # ----------------------------------------------------------------------------------------------

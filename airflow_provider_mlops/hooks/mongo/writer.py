@@ -137,6 +137,7 @@ class MongoWriter:
         # Documents are built one chunk at a time: a Python dict per row costs ~10x its Arrow
         # form, so a whole batch of them would dominate the task's memory.
         for batch in stream:
+            _refuse_sub_millisecond(batch)
             for start in range(0, batch.num_rows, chunk_size):
                 yield [
                     to_bson_value(r)
@@ -286,3 +287,27 @@ def _check_partition_fields(
     for batch in stream:
         check_columns(batch.schema.names, partition=partition)
         yield batch
+
+
+def _refuse_sub_millisecond(batch: pa.RecordBatch) -> None:
+    """
+    BSON dates hold milliseconds: pymongo would silently drop the microseconds of a timestamp.
+    Refuse a value that would change, naming the column and the value (vectorized per column).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.types as t
+
+    for field, column in zip(batch.schema, batch.columns, strict=True):
+        if not t.is_timestamp(field.type) or field.type.unit in ("s", "ms"):
+            continue
+        per_ms = 1_000 if field.type.unit == "us" else 1_000_000
+        ticks = column.cast(pa.int64())
+        lost = pc.not_equal(pc.subtract(ticks, pc.multiply(pc.divide(ticks, per_ms), per_ms)), 0)
+        if pc.any(lost).as_py():
+            first = column.filter(lost)[0].as_py()
+            raise ValueError(
+                f"Column {field.name!r}: MongoDB stores dates to the millisecond, and {first!r} has a "
+                "finer part that would be lost. Round the column to milliseconds first (e.g. a cast "
+                "step to timestamp[ms, tz=UTC]) if that is acceptable."
+            )

@@ -132,6 +132,7 @@ class PostgresWriter:
             return contract.new_counts()
         schema, stream = started
         assert schema is not None  # begin_write peeks it
+        self.sql_dialect.check_names(table, schema.names)
         use_staging = staging if staging is not None else mode in ("replace", "upsert")
         if mode == "upsert":
             use_staging = True
