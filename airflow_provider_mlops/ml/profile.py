@@ -82,6 +82,7 @@ def build_profile(
     target: str | None = None,
     task: str | None = None,
     metrics: Mapping[str, float] | None = None,
+    uncertainty: Mapping[str, Mapping[str, float]] | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
     """The profile of ``frame`` (the training features), JSON-able."""
@@ -102,4 +103,7 @@ def build_profile(
         }
     if metrics:
         profile["baseline_metrics"] = {k: float(v) for k, v in metrics.items()}
+    if uncertainty:
+        # {metric: {"value", "std", "low", "high", "n"}}: the holdout's bootstrap spread
+        profile["baseline_uncertainty"] = {k: dict(v) for k, v in uncertainty.items()}
     return profile
