@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TUNING_METHODS = ("none", "grid", "random", "halving_grid", "halving_random", "optuna")
+TUNING_METHODS = ("none", "grid", "random", "halving_grid", "halving_random", "optuna", "hyperopt", "genetic")
 # Metrics from evaluate() where a smaller value is better.
 LOWER_IS_BETTER = STATS_LOWER_IS_BETTER
 
@@ -110,9 +110,42 @@ def split(
     return train, test
 
 
-def _prefixed(grid: Mapping[str, Any]) -> dict[str, Any]:
-    """Let users write ``{"n_estimators": [...]}``: unprefixed names are the estimator's."""
-    return {(k if "__" in k else f"model__{k}"): v for k, v in grid.items()}
+def step_names(pipeline: Any) -> dict[str, str]:
+    """
+    Friendly aliases of the Pipeline's step names for ``param_grid`` keys: ``numeric__...`` and
+    ``categorical__...`` for ``features__numeric__...`` / ``features__categorical__...``, and a
+    selection method (``kbest``) or ``select_<i>`` for ``select_<i>_<method>`` when unambiguous.
+    """
+    aliases: dict[str, str] = {"numeric": "features__numeric", "categorical": "features__categorical"}
+    methods: dict[str, list[str]] = {}
+    for name, _ in pipeline.steps:
+        if name.startswith("select_"):
+            index, _, method = name.removeprefix("select_").partition("_")
+            aliases[f"select_{index}"] = name
+            methods.setdefault(method, []).append(name)
+    for method, names in methods.items():
+        if len(names) == 1:
+            aliases[method] = names[0]
+    return aliases
+
+
+def _prefixed(grid: Mapping[str, Any], pipeline: Any = None) -> dict[str, Any]:
+    """
+    Let users write ``{"n_estimators": [...]}``: unprefixed names are the estimator's; a first
+    segment that is an alias of :func:`step_names` is replaced by the step's full name.
+    """
+    aliases = step_names(pipeline) if pipeline is not None else {}
+    steps = {name for name, _ in pipeline.steps} if pipeline is not None else set()
+    out = {}
+    for key, value in grid.items():
+        if "__" not in key:
+            out[f"model__{key}"] = value
+            continue
+        head, _, rest = key.partition("__")
+        if head not in steps and head in aliases:
+            key = f"{aliases[head]}__{rest}"
+        out[key] = value
+    return out
 
 
 def build_search(pipeline: Any, tuning: Mapping[str, Any] | None, *, task: str, seed: int) -> Any:
@@ -133,7 +166,7 @@ def build_search(pipeline: Any, tuning: Mapping[str, Any] | None, *, task: str, 
         "f1_weighted" if task == "classification" else "neg_root_mean_squared_error"
     )
     n_jobs = tuning.get("n_jobs", 1)
-    space = _prefixed(tuning.get("param_grid") or tuning.get("param_distributions") or {})
+    space = _prefixed(tuning.get("param_grid") or tuning.get("param_distributions") or {}, pipeline)
     if not space:
         raise TrainingError(f"tuning.method={method!r} needs param_grid (or param_distributions)")
     common = {"cv": cv, "scoring": scoring, "n_jobs": n_jobs, "refit": True, "error_score": "raise"}
@@ -154,6 +187,44 @@ def build_search(pipeline: Any, tuning: Mapping[str, Any] | None, *, task: str, 
         # A bounded number of candidates: "exhaust" on continuous distributions can mean hundreds.
         candidates = tuning.get("n_candidates", tuning.get("n_iter", 20))
         return HalvingRandomSearchCV(pipeline, _distributions(space), n_candidates=candidates, **halving)
+    if method == "hyperopt":
+        try:
+            import hyperopt  # noqa: F401
+        except ImportError:
+            raise TrainingError(
+                "tuning.method='hyperopt' needs the hyperopt extra: pip install 'airflow-provider-mlops[hyperopt]'"
+            ) from None
+        from airflow_provider_mlops.ml.search import HyperoptSearchCV
+
+        return HyperoptSearchCV(
+            pipeline,
+            space,
+            cv=cv,
+            scoring=scoring,
+            n_trials=int(tuning.get("n_trials", 20)),
+            timeout=tuning.get("timeout"),
+            n_jobs=n_jobs,
+            seed=seed,
+        )
+    if method == "genetic":
+        try:
+            import sklearn_genetic  # noqa: F401
+        except ImportError:
+            raise TrainingError(
+                "tuning.method='genetic' needs the genetic extra: pip install 'airflow-provider-mlops[genetic]'"
+            ) from None
+        from airflow_provider_mlops.ml.search import genetic_search
+
+        return genetic_search(
+            pipeline,
+            space,
+            cv=cv,
+            scoring=scoring,
+            population_size=int(tuning.get("population_size", 10)),
+            generations=int(tuning.get("generations", 5)),
+            n_jobs=n_jobs,
+            seed=seed,
+        )
     try:
         import optuna
         from optuna_integration import OptunaSearchCV
@@ -292,6 +363,7 @@ def train(
     task = task or infer_task(frame[target])
     if task not in ("classification", "regression"):
         raise TrainingError(f"task must be classification or regression, got {task!r}")
+    check_selection(features, selection)
     params = dict(estimator_params or {})
     model = load_estimator(estimator, params)
     if "random_state" in model.get_params() and "random_state" not in params:
@@ -371,6 +443,30 @@ def holdout_uncertainty(
         with contextlib.suppress(ValueError):
             out[name] = uncertainty(name, scored, n_boot=n_boot, seed=seed)
     return out
+
+
+def check_selection(
+    features: Mapping[str, Any] | None, selection: Sequence[Mapping[str, Any]] | None
+) -> None:
+    """
+    Refuse, before any fitting, a chi2 k-best selection after a scaling that yields negative values
+    (scikit-learn's chi2 needs non-negative input and would fail mid-search with "Input X must be
+    non-negative").
+    """
+    from airflow_provider_mlops.ml.features import DEFAULT_SPEC
+    from airflow_provider_mlops.ml.selection import SelectionSpecError
+
+    scale = ({**DEFAULT_SPEC["numeric"], **dict((features or {}).get("numeric") or {})}).get(
+        "scale"
+    ) or "none"
+    for index, step in enumerate(selection or []):
+        if step.get("method") == "kbest" and step.get("score") == "chi2" and scale in ("standard", "robust"):
+            raise SelectionSpecError(
+                f"Selection step {index}: kbest with score chi2 needs non-negative features, but numeric "
+                f"scale is {scale!r} (the default is 'standard'), which centres them around 0. Use "
+                "features={'numeric': {'scale': 'minmax'}} (or 'none' when the raw values are "
+                "non-negative), or another score: f_classif, mutual_info."
+            )
 
 
 def _plain(value: Any) -> Any:

@@ -146,5 +146,5 @@ def test_a_tie_is_not_promoted_and_the_paired_test_is_recorded(
     assert win["promoted"] and win["test"]["p_value"] < 0.05 and win["test"]["gain_low"] > 0
     tag = json.loads(client.get_model_version(name, first).tags["mlops.promotion_test"])
     assert tag["method"] == "bootstrap" and "interval of the gain" in win["reason"]
-    with pytest.raises(ValueError, match="McNemar|mcnemar"):
+    with pytest.raises(ValueError, match=r"McNemar|mcnemar"):
         DeployModelOperator(candidate_version=first, paired_test="mcnemar", **{**common, "metric": "f1"})
