@@ -60,7 +60,7 @@ def read_manifest(store: ObjectStore, uri: str) -> Manifest | None:
     manifest_uri = location.join(MANIFEST)
     try:
         raw = store.get_bytes(manifest_uri)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # locally, a plain file's "<file>/_manifest.json"
         return None
     except Exception as err:
         # boto3 reports a missing key as ClientError(NoSuchKey); keep botocore out of this module.

@@ -3,8 +3,17 @@ Data drift against a stored reference profile (:mod:`airflow_provider_mlops.ml.p
 
 Per numeric feature: PSI on the reference decile bins, the two-sample KS test and the Wasserstein
 distance normalized by the reference standard deviation (both on bounded samples). Per categorical
-feature: PSI, the chi-square test and the Jensen-Shannon distance over the reference categories
-plus one bucket for unseen ones. Every feature also compares its missing-value share: a surge of
+feature: PSI, a two-sample chi-square test of homogeneity (the 2 x K contingency table of the
+reference counts and the current counts) and the Jensen-Shannon distance over the reference
+categories plus one bucket for unseen ones.
+
+Why two-sample: the reference is a sample too. A one-sample ``chisquare`` of the current counts
+against the reference shares treats those shares as exact, so on undrifted data it flags too often
+when the reference is small: on scikit-learn's breast-cancer data with every measurement binned into
+quartiles (30 categorical features, 269 reference vs 300 current rows, 200 random splits) it flagged
+31% of the features at p < 0.05 before correction, the contingency test 5.5% (0.3% after the FDR
+correction; dataset drift 0 of 200 splits). See tests/ml/test_drift_calibration.py. Profiles written before counts were stored (profile version 1)
+are read with counts rebuilt from their shares and row count. Every feature also compares its missing-value share: a surge of
 nulls is drift, not an error.
 
 How a feature is judged depends on the sample size, like Evidently: with more than
@@ -131,11 +140,50 @@ def numeric_drift(
     return feature
 
 
+def reference_counts(reference: Mapping[str, Any], categories: list[str], shares: np.ndarray) -> np.ndarray:
+    """
+    The reference's category counts (then the other / new bucket). Version-1 profiles stored only
+    shares: their counts are rebuilt from the shares and the non-missing row count (exact up to
+    rounding, since the shares were counts / n).
+    """
+    import numpy as np
+
+    counts = reference.get("counts")
+    if counts is not None:
+        return np.array(
+            [float(counts.get(c, 0)) for c in categories] + [float(reference.get("other_count", 0))]
+        )
+    present = reference.get("present")
+    if present is None:
+        present = float(reference.get("count", 0)) * (1.0 - float(reference.get("missing_share", 0.0)))
+    return np.round(np.asarray(shares, dtype="float64") * float(present))
+
+
+def homogeneity_p_value(reference: np.ndarray, current: np.ndarray) -> float:
+    """
+    Two-sample chi-square test of homogeneity: do the reference counts and the current counts come
+    from the same categorical distribution? Categories empty in both samples are dropped (they carry
+    no information and would make the expected counts zero). One category left: nothing to test.
+    """
+    import numpy as np
+    from scipy.stats import chi2
+
+    table = np.vstack([np.asarray(reference, dtype="float64"), np.asarray(current, dtype="float64")])
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
+        return 1.0
+    # Pearson's statistic written out (what scipy's chi2_contingency computes, without its Yates
+    # correction, at ~1/30 of its cost per call). No Yates correction: it makes the 2 x 2 case
+    # conservative, and the multiple-testing correction across features follows anyway.
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
+    statistic = float(((table - expected) ** 2 / expected).sum())
+    return float(chi2.sf(statistic, table.shape[1] - 1))
+
+
 def categorical_drift(name: str, reference: Mapping[str, Any], values: pa.Array | Any) -> FeatureDrift:
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
-    from scipy import stats
     from scipy.spatial.distance import jensenshannon
 
     array = values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(values)
@@ -151,6 +199,7 @@ def categorical_drift(name: str, reference: Mapping[str, Any], values: pa.Array 
     ref_freq: dict[str, float] = dict(reference.get("frequencies") or {})
     categories = list(ref_freq)
     ref_vector = np.array([ref_freq[c] for c in categories] + [float(reference.get("other_share", 0.0))])
+    ref_counts = reference_counts(reference, categories, ref_vector)
     cur_counts = np.array(
         [current.get(c, 0) for c in categories] + [sum(v for k, v in current.items() if k not in ref_freq)],
         dtype="float64",
@@ -173,9 +222,7 @@ def categorical_drift(name: str, reference: Mapping[str, Any], values: pa.Array 
     feature.distance = float(
         jensenshannon(np.clip(ref_vector, EPSILON, None), np.clip(cur_vector, EPSILON, None), base=2)
     )
-    expected = np.clip(ref_vector, EPSILON, None)
-    expected = expected / expected.sum() * present
-    feature.p_value = float(stats.chisquare(cur_counts, expected).pvalue)
+    feature.p_value = homogeneity_p_value(ref_counts, cur_counts)
     new = sorted(k for k in current if k not in ref_freq)
     feature.histogram = {
         "categories": [*categories, "(other / new)"],

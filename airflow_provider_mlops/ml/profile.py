@@ -3,7 +3,8 @@ The reference profile of the training features: what drift detection compares ne
 
 Numeric features keep their decile edges (bins for PSI), the share of rows per bin, the missing
 share, mean/std/min/max and a bounded sample (for KS and Wasserstein); categorical features keep
-their category frequencies and missing share. The label keeps its distribution and the holdout
+their category frequencies, counts and missing share (the counts make the categorical drift test a
+two-sample test: the reference is a sample too). The label keeps its distribution and the holdout
 metrics are the accuracy baseline. The profile is small JSON, whatever the size of the data.
 """
 
@@ -16,7 +17,8 @@ if TYPE_CHECKING:
 
     import pandas as pd
 
-PROFILE_VERSION = 1
+# 2: categorical features keep their counts (``counts``, ``other_count``, ``present``).
+PROFILE_VERSION = 2
 SAMPLE_SIZE = 5_000
 MAX_CATEGORIES = 200
 
@@ -56,15 +58,19 @@ def numeric_profile(values: pd.Series, *, bins: int = 10, seed: int = 0) -> dict
 def categorical_profile(values: pd.Series) -> dict[str, Any]:
     present = values.dropna().astype(str)
     missing = float(1 - len(present) / max(len(values), 1))
-    frequencies = present.value_counts(normalize=True)
-    top = frequencies.iloc[:MAX_CATEGORIES]
-    other = float(frequencies.iloc[MAX_CATEGORIES:].sum())
+    counts = present.value_counts()
+    n = max(len(present), 1)
+    top = counts.iloc[:MAX_CATEGORIES]
+    other = int(counts.iloc[MAX_CATEGORIES:].sum())
     return {
         "kind": "categorical",
         "count": len(values),
+        "present": len(present),
         "missing_share": missing,
-        "frequencies": {str(k): float(v) for k, v in top.items()},
-        "other_share": other,
+        "frequencies": {str(k): float(v / n) for k, v in top.items()},
+        "other_share": float(other / n),
+        "counts": {str(k): int(v) for k, v in top.items()},
+        "other_count": other,
     }
 
 
@@ -76,6 +82,7 @@ def build_profile(
     target: str | None = None,
     task: str | None = None,
     metrics: Mapping[str, float] | None = None,
+    uncertainty: Mapping[str, Mapping[str, float]] | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
     """The profile of ``frame`` (the training features), JSON-able."""
@@ -96,4 +103,7 @@ def build_profile(
         }
     if metrics:
         profile["baseline_metrics"] = {k: float(v) for k, v in metrics.items()}
+    if uncertainty:
+        # {metric: {"value", "std", "low", "high", "n"}}: the holdout's bootstrap spread
+        profile["baseline_uncertainty"] = {k: dict(v) for k, v in uncertainty.items()}
     return profile

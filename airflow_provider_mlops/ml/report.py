@@ -87,6 +87,8 @@ def render_html(report: Mapping[str, Any], *, title: str = "Data drift report") 
             f"&mdash; {'<b>decayed</b>' if decay.get('decayed') else 'within limits'}: "
             f"{html.escape(str(decay.get('reason', '')))}</p>"
         )
+        if decay.get("confidence"):
+            decay_html += f"<p>How sure: {html.escape(str(decay['confidence']))}</p>"
     meta = html.escape(
         f"{report.get('rows', 0):,} current rows; {len(report.get('drifted_features', []))} of "
         f"{len(report.get('features', []))} features drifted ({report.get('drifted_share', 0):.0%}); "

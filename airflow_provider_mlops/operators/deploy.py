@@ -17,8 +17,11 @@ if TYPE_CHECKING:
 class DeployModelOperator(BaseOperator):
     """
     Compare a candidate registered model version with the current ``champion`` on the same fresh
-    evaluation dataset, and promote it only when it is better by ``min_delta`` (or when there is no
-    champion). Promotion moves the MLflow alias (not the deprecated stages) and tags the version
+    evaluation dataset, and promote it only when it is better by more than ``min_delta`` (or when
+    there is no champion): strict, so a tie (an identical retrain) keeps the champion. With
+    ``paired_test`` the gain must also be significant on those same rows (a paired bootstrap of the
+    metric difference, or McNemar's exact test for accuracy); the test's p-value and interval are
+    stored in the version's ``mlops.promotion_test`` tag and in the reason. Promotion moves the MLflow alias (not the deprecated stages) and tags the version
     with who, when and why; a candidate that does not win gets the ``challenger`` alias and the
     champion stays. Running it again for the same candidate changes nothing.
 
@@ -32,14 +35,19 @@ class DeployModelOperator(BaseOperator):
     sha256 recorded on the MLflow model version before anything is deserialized.
 
     Returns (XCom) ``{"promoted", "champion_version", "candidate_version", "previous_champion",
-    "metric", "candidate_score", "champion_score", "reason", "published_uri", "targets"}``.
+    "metric", "candidate_score", "champion_score", "reason", "published_uri", "targets", "test"}``.
 
     :param registered_model_name: the registered model. (templated)
     :param candidate_version: the version to consider, e.g. from the training task's XCom. (templated)
     :param evaluation_uri: fresh labelled data (dataset URI or upstream XCom dict). (templated)
     :param target: the label column.
     :param metric: the metric deciding promotion (``f1``, ``accuracy``, ``roc_auc``, ``rmse``...).
-    :param min_delta: the improvement required over the champion (in the metric's units).
+    :param min_delta: the candidate must beat the champion by more than this (in the metric's units;
+        0 means any strict improvement).
+    :param paired_test: None, ``bootstrap`` (any metric) or ``mcnemar`` (accuracy): also require the
+        gain to be significant at ``alpha`` on the same evaluation rows.
+    :param alpha: significance level of the paired test.
+    :param n_bootstrap: resamples of the paired bootstrap.
     :param alias: the champion alias.
     :param challenger_alias: the alias given to a candidate that did not win.
     :param rollback_version: instead of comparing, point the champion alias at this version. (templated)
@@ -87,9 +95,24 @@ class DeployModelOperator(BaseOperator):
         allow_cloudpickle: bool = False,
         trusted_types: Sequence[str] | None = None,
         targets: Sequence[Any] | None = None,
+        paired_test: str | None = None,
+        alpha: float = 0.05,
+        n_bootstrap: int = 2000,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        from airflow_provider_mlops.ml.stats import PAIRED_TESTS
+
+        if paired_test is not None and paired_test not in PAIRED_TESTS:
+            raise ValueError(f"paired_test must be None or one of {PAIRED_TESTS}, got {paired_test!r}")
+        if paired_test == "mcnemar" and metric != "accuracy":
+            raise ValueError(
+                "paired_test='mcnemar' compares accuracies: use metric='accuracy' or 'bootstrap'"
+            )
+        self.paired_test = paired_test
+        self.alpha = alpha
+        self.n_bootstrap = n_bootstrap
+        self._predictions: dict[str, Any] = {}
         self.registered_model_name = registered_model_name
         self.candidate_version = candidate_version
         self.evaluation_uri = evaluation_uri
@@ -152,15 +175,18 @@ class DeployModelOperator(BaseOperator):
 
     def _score(self, version: str, frame: Any, task: str) -> float:
         from airflow_provider_mlops.ml.features import model_inputs
+        from airflow_provider_mlops.ml.stats import predictions
         from airflow_provider_mlops.ml.training import evaluate
 
-        scores = evaluate(
-            self._model(version), model_inputs(frame, self.target or ""), frame[self.target], task
-        )
+        model = self._model(version)
+        inputs = model_inputs(frame, self.target or "")
+        scores = evaluate(model, inputs, frame[self.target], task)
         if self.metric not in scores:
             raise ValueError(
                 f"Metric {self.metric!r} is not available for a {task} model (got {sorted(scores)})"
             )
+        if self.paired_test:
+            self._predictions[version] = predictions(model, inputs, frame[self.target], task)
         return float(scores[self.metric])
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -205,6 +231,7 @@ class DeployModelOperator(BaseOperator):
                 "reason": "rollback",
                 "published_uri": published,
                 "targets": deployed,
+                "test": None,
             }
 
         candidate = self._version(self.candidate_version)
@@ -223,6 +250,7 @@ class DeployModelOperator(BaseOperator):
                 "reason": "already champion",
                 "published_uri": None,
                 "targets": [],
+                "test": None,
             }
         if not self.target:
             raise ValueError("target is required to evaluate the candidate")
@@ -246,16 +274,40 @@ class DeployModelOperator(BaseOperator):
         from airflow_provider_mlops.ml.training import LOWER_IS_BETTER
 
         lower = self.metric in LOWER_IS_BETTER
+        test: dict[str, Any] | None = None
         if champion_score is None:
             promote, reason = True, "no champion yet"
         else:
             gain = (champion_score - candidate_score) if lower else (candidate_score - champion_score)
-            promote = gain >= self.min_delta
+            # Strict: a tie (an identical retrain) is no improvement and must not swap the champion.
+            promote = gain > self.min_delta
             reason = (
                 f"{self.metric} {candidate_score:.4f} vs champion v{champion} {champion_score:.4f} on "
                 f"{len(frame)} fresh rows: {'better' if promote else 'not better'} by {gain:+.4f} "
-                f"(min_delta {self.min_delta})"
+                f"(must exceed min_delta {self.min_delta})"
             )
+            if self.paired_test and champion is not None:
+                from airflow_provider_mlops.ml.stats import paired_test
+
+                test = paired_test(
+                    self.metric,
+                    self._predictions[candidate],
+                    self._predictions[champion],
+                    method=self.paired_test,
+                    min_delta=self.min_delta,
+                    n_boot=self.n_bootstrap,
+                )
+                significant = test["p_value"] < self.alpha
+                interval = (
+                    f", 95% interval of the gain [{test['gain_low']:+.4f}, {test['gain_high']:+.4f}]"
+                    if "gain_low" in test
+                    else f", {test['wins']} rows only the candidate gets right vs {test['losses']}"
+                )
+                reason += (
+                    f"; paired {test['method']} test p = {test['p_value']:.3g}{interval}: "
+                    f"{'significant' if significant else 'not significant'} at {self.alpha}"
+                )
+                promote = promote and significant
         self.log.info("Candidate v%s: %s", candidate, reason)
         published, deployed = None, []
         if promote:
@@ -264,13 +316,17 @@ class DeployModelOperator(BaseOperator):
             deployed = self._deploy_targets(storage, candidate, champion)
             client.set_registered_model_alias(name, self.alias, candidate)
             self._tag(client, candidate, who, now, reason)
+            if test is not None:
+                client.set_model_version_tag(name, candidate, "mlops.promotion_test", json.dumps(test))
             if self.publish_uri:
                 published = self._publish(storage, candidate)
             if self.reload_http_conn_id:
                 self._reload(candidate, published)
         else:
             client.set_registered_model_alias(name, self.challenger_alias, candidate)
-            client.set_model_version_tag(name, candidate, "mlops.not_promoted", reason)
+            client.set_model_version_tag(name, candidate, "mlops.not_promoted", reason[:5000])
+            if test is not None:
+                client.set_model_version_tag(name, candidate, "mlops.promotion_test", json.dumps(test))
         return {
             "promoted": promote,
             "champion_version": candidate if promote else champion,
@@ -282,6 +338,7 @@ class DeployModelOperator(BaseOperator):
             "reason": reason,
             "published_uri": published,
             "targets": deployed,
+            "test": test,
         }
 
     def _tag(self, client: Any, version: str, who: str, when: str, why: str) -> None:

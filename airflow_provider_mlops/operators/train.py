@@ -166,6 +166,7 @@ class TrainModelOperator(BaseOperator):
         storage = S3Hook(aws_conn_id=self.storage_conn_id or default_storage_conn_id())
         frame = self._read_frame(storage, inputs)
         self.log.info("Training on %s rows x %s columns from %s", len(frame), frame.shape[1], inputs)
+
         result = train(
             frame,
             target=self.target,
@@ -180,6 +181,13 @@ class TrainModelOperator(BaseOperator):
             time_column=self.time_column,
             seed=self.seed,
         )
+        if result.dropped_missing_target:
+            self.log.warning(
+                "Dropped %s of %s rows whose target %r is missing before training",
+                result.dropped_missing_target,
+                len(frame),
+                self.target,
+            )
         self.log.info(
             "Holdout %s (dummy baseline %s), best params %s",
             result.metrics,
@@ -187,6 +195,8 @@ class TrainModelOperator(BaseOperator):
             result.best_params,
         )
         train_rows = frame.drop(index=result.x_test.index)
+        if self.target in train_rows.columns:
+            train_rows = train_rows[train_rows[self.target].notna()]
         profile = build_profile(
             train_rows,
             numeric=result.numeric_features,
@@ -194,6 +204,7 @@ class TrainModelOperator(BaseOperator):
             target=self.target,
             task=result.task,
             metrics=result.metrics,
+            uncertainty=result.metric_uncertainty,
             seed=self.seed,
         )
 

@@ -31,14 +31,22 @@ class DriftSensor(BaseSensorOperator):
     The report is written as JSON and as a self-contained HTML page to ``report_uri`` and logged to
     an MLflow run (experiment ``<model>-monitoring``); its summary is the XCom.
 
-    :param current_uri: the newest dataset (URI or upstream XCom dict with ``uri``). (templated)
+    :param current_uri: the newest dataset (URI or upstream XCom dict with ``uri``): a committed
+        dataset (ready once its ``_manifest.json`` exists), a plain data file (``.parquet``, ``.csv``,
+        ``.jsonl``: ready once it exists) or a prefix of plain files (ready once a data file is
+        there; names starting with ``_`` or ``.`` are not data). (templated)
     :param registered_model_name: the model whose ``alias`` version gives the reference profile. (templated)
     :param alias: the alias to monitor.
     :param reference_profile_uri: a profile JSON in storage instead of the champion's. (templated)
     :param target: the label column; when present in the data, accuracy decay is checked.
     :param metric: the metric for accuracy decay.
-    :param accuracy_floor: decay when the metric falls below this.
-    :param max_metric_drop: decay when the metric falls by more than this below the baseline.
+    :param accuracy_floor: decay when the metric is below this, beyond noise: the one-sided
+        (1 - ``decay_alpha``) bootstrap bound of the current metric is below it.
+    :param max_metric_drop: decay when the metric is more than this below the baseline *and* the
+        one-sided test that it fell at all (current metric's bootstrap spread plus the baseline's
+        holdout spread) has p < ``decay_alpha``. See :func:`airflow_provider_mlops.ml.stats.judge_decay`.
+    :param decay_alpha: the significance level of the decay tests (default 0.05).
+    :param n_bootstrap: resamples of the current rows for the metric's spread.
     :param thresholds: drift thresholds (psi, distance, p_value, missing, small_sample, share, correction).
     :param per_feature: per-feature threshold overrides, ``{"age": {"psi": 0.3}}``.
     :param report_uri: where the report goes; default beside the staging outputs. (templated)
@@ -46,7 +54,8 @@ class DriftSensor(BaseSensorOperator):
     :param max_rows: compare at most this many current rows.
     :param mlflow_conn_id: MLflow connection; None for the embedded default.
     :param storage_conn_id: connection for ``s3://`` URIs.
-    :param deferrable: wait for the data in the triggerer.
+    :param deferrable: wait for the data in the triggerer (which waits for a committed dataset's
+        manifest; plain files already there are read at once, without deferring).
     :param on_missing_reference: when the model has no ``alias`` version yet: ``drift`` (succeed, so
         the first training runs: how a new model bootstraps) or ``fail``.
     :param allow_cloudpickle: let the trusted loader deserialize a cloudpickle model for the accuracy
@@ -82,9 +91,16 @@ class DriftSensor(BaseSensorOperator):
         deferrable: bool = False,
         on_missing_reference: str = "drift",
         allow_cloudpickle: bool = False,
+        decay_alpha: float = 0.05,
+        n_bootstrap: int = 1000,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if not 0 < decay_alpha < 0.5:
+            raise ValueError(f"decay_alpha must be between 0 and 0.5, got {decay_alpha}")
+        self.decay_alpha = decay_alpha
+        self._plain_logged = False
+        self.n_bootstrap = n_bootstrap
         if on_missing_reference not in ("drift", "fail"):
             raise ValueError("on_missing_reference must be 'drift' or 'fail'")
         self.on_missing_reference = on_missing_reference
@@ -124,11 +140,43 @@ class DriftSensor(BaseSensorOperator):
             raise ValueError(f"current_uri must name one dataset, got {uris}")
         return uris[0]
 
+    def _format(self) -> Any:
+        """The format of plain files, from the file name (a committed dataset records its own)."""
+        name = self._uri().rstrip("/").rsplit("/", 1)[-1].lower()
+        for suffix, fmt in ((".csv", "csv"), (".jsonl", "jsonl"), (".ndjson", "jsonl"), (".json", "jsonl")):
+            if name.endswith(suffix) or name.endswith(suffix + ".gz"):
+                return fmt
+        return "parquet"
+
     def _data_ready(self) -> bool:
-        from airflow_provider_mlops.datasets import MANIFEST
+        """
+        A committed dataset is ready once its manifest exists. Without one, plain data files are
+        accepted as they are (training and deployment read them too): a single file at the URI, or
+        files below it outside ``_``/``.`` folders (a dataset being written keeps its files in
+        ``_attempts/`` until the manifest is committed, so it is never taken half-written).
+        """
+        from airflow_provider_mlops.datasets import MANIFEST, NoCommittedDatasetError
+        from airflow_provider_mlops.datasets.reader import _list_files
         from airflow_provider_mlops.storage.uri import parse_uri
 
-        return bool(self._storage.exists(parse_uri(self._uri()).join(MANIFEST)))
+        storage = self._storage
+        if storage.exists(parse_uri(self._uri()).join(MANIFEST)):
+            return True
+        fs, location = storage.filesystem(self._uri())
+        try:
+            files = _list_files(fs, location)
+        except NoCommittedDatasetError:
+            return False
+        if not self._plain_logged:
+            self._plain_logged = True
+            self.log.info(
+                "%s has no %s: reading it as %s plain %s file(s)",
+                self._uri(),
+                MANIFEST,
+                len(files),
+                self._format(),
+            )
+        return True
 
     def execute(self, context: Context) -> Any:
         if self.deferrable and not self._data_ready():
@@ -194,12 +242,17 @@ class DriftSensor(BaseSensorOperator):
 
         from airflow_provider_mlops.ml.features import model_inputs
         from airflow_provider_mlops.ml.serialization import LoadPolicy, load_model_version
-        from airflow_provider_mlops.ml.training import LOWER_IS_BETTER, evaluate
+        from airflow_provider_mlops.ml.stats import judge_decay, predictions
 
-        batches = list(self._storage.iter_batches(self._uri()))
+        batches = list(self._storage.iter_batches(self._uri(), format=self._format()))
         frame = pa.Table.from_batches(batches).to_pandas() if batches else None
         if frame is None or self.target not in frame.columns:
             return None
+        unlabelled = int(frame[self.target].isna().sum())
+        if unlabelled:
+            self.log.info(
+                "Accuracy check: %s of %s rows have no %r, left out", unlabelled, len(frame), self.target
+            )
         frame = frame[frame[self.target].notna()]
         if frame.empty:
             return None
@@ -215,27 +268,27 @@ class DriftSensor(BaseSensorOperator):
             policy=LoadPolicy.of(allow_cloudpickle=self.allow_cloudpickle),
         ).model
         task = (profile.get("target") or {}).get("task") or "classification"
-        scores = evaluate(model, model_inputs(frame, self.target), frame[self.target], task)
-        current = float(scores[self.metric])
+        scored = predictions(model, model_inputs(frame, self.target), frame[self.target], task)
         baseline = (profile.get("baseline_metrics") or {}).get(self.metric)
-        lower = self.metric in LOWER_IS_BETTER
-        reasons = []
-        if self.accuracy_floor is not None and (
-            current > self.accuracy_floor if lower else current < self.accuracy_floor
-        ):
-            reasons.append(f"{self.metric} {current:.4f} beyond the floor {self.accuracy_floor}")
-        if baseline is not None and self.max_metric_drop is not None:
-            drop = (current - baseline) if lower else (baseline - current)
-            if drop > self.max_metric_drop:
-                reasons.append(f"{self.metric} fell {drop:.4f} below the baseline {baseline:.4f}")
-        return {
-            "metric": self.metric,
-            "current": current,
-            "baseline": baseline,
-            "rows": len(frame),
-            "decayed": bool(reasons),
-            "reason": "; ".join(reasons) or "within limits",
-        }
+        spread = (profile.get("baseline_uncertainty") or {}).get(self.metric) or {}
+        try:
+            verdict = judge_decay(
+                self.metric,
+                scored,
+                baseline=baseline,
+                baseline_std=spread.get("std"),
+                baseline_rows=spread.get("n"),
+                max_drop=self.max_metric_drop,
+                floor=self.accuracy_floor,
+                alpha=self.decay_alpha,
+                n_boot=self.n_bootstrap,
+            )
+        except ValueError as err:
+            raise ValueError(
+                f"Metric {self.metric!r} cannot be computed for this {task} model: {err}"
+            ) from None
+        self.log.info("Accuracy: %s", verdict["confidence"])
+        return verdict
 
     def poke(self, context: Context) -> PokeReturnValue | bool:
         from airflow.sdk.exceptions import AirflowSkipException
@@ -271,7 +324,7 @@ class DriftSensor(BaseSensorOperator):
                 },
             )
         columns, rows = columns_from_batches(
-            self._storage.iter_batches(self._uri()), profile, max_rows=self.max_rows
+            self._storage.iter_batches(self._uri(), format=self._format()), profile, max_rows=self.max_rows
         )
         report = detect_drift(
             profile, columns, rows=rows, thresholds=self.thresholds, per_feature=self.per_feature

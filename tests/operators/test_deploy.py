@@ -107,3 +107,44 @@ def test_unknown_metric_is_a_clear_error(dataset: str, mlflow_conn: str, tmp_pat
     )
     with pytest.raises(ValueError, match="Metric 'rmse' is not available for a classification model"):
         op.execute(task_context(tmp_path))
+
+
+def test_a_tie_is_not_promoted_and_the_paired_test_is_recorded(
+    dataset: str, mlflow_conn: str, mlflow_tracking: dict, tmp_path: Path
+) -> None:
+    name = "churn_strict"
+    first = _train(dataset, mlflow_conn, tmp_path, name, "sklearn.linear_model.LogisticRegression")
+    retrain = _train(dataset, mlflow_conn, tmp_path, name, "sklearn.linear_model.LogisticRegression")
+    common = {
+        "task_id": "deploy",
+        "registered_model_name": name,
+        "evaluation_uri": dataset,
+        "target": "churned",
+        "metric": "accuracy",
+        "mlflow_conn_id": mlflow_conn,
+    }
+    assert DeployModelOperator(candidate_version=first, **common).execute(task_context(tmp_path))["promoted"]
+    # An identical retrain with min_delta=0 (the default): better by +0.0000 is not better.
+    tie = DeployModelOperator(candidate_version=retrain, paired_test="mcnemar", **common).execute(
+        task_context(tmp_path)
+    )
+    assert not tie["promoted"] and tie["candidate_score"] == tie["champion_score"]
+    assert tie["test"]["p_value"] == 1.0 and "not better" in tie["reason"]
+    client = mlflow.MlflowClient(tracking_uri=mlflow_tracking["tracking_uri"])
+    assert str(client.get_model_version_by_alias(name, "champion").version) == first
+    assert (
+        json.loads(client.get_model_version(name, retrain).tags["mlops.promotion_test"])["method"]
+        == "mcnemar"
+    )
+
+    # A worse champion (a dummy) is replaced by a clearly better model, and the test says how sure.
+    worse = _train(dataset, mlflow_conn, tmp_path, name, "sklearn.dummy.DummyClassifier")
+    DeployModelOperator(rollback_version=worse, **common).execute(task_context(tmp_path))
+    win = DeployModelOperator(
+        candidate_version=first, paired_test="bootstrap", n_bootstrap=300, **common
+    ).execute(task_context(tmp_path))
+    assert win["promoted"] and win["test"]["p_value"] < 0.05 and win["test"]["gain_low"] > 0
+    tag = json.loads(client.get_model_version(name, first).tags["mlops.promotion_test"])
+    assert tag["method"] == "bootstrap" and "interval of the gain" in win["reason"]
+    with pytest.raises(ValueError, match=r"McNemar|mcnemar"):
+        DeployModelOperator(candidate_version=first, paired_test="mcnemar", **{**common, "metric": "f1"})

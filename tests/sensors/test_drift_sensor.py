@@ -181,6 +181,10 @@ def test_accuracy_decay_against_the_champion(
         and summary["accuracy"]["current"] < summary["accuracy"]["baseline"] - 0.1
     )
     assert summary["reference"]["version"] == version
+    accuracy = summary["accuracy"]
+    assert accuracy["p_value"] < 0.05 and accuracy["drop_low"] > 0.1, "sure, not only past the threshold"
+    assert "interval of the worsening" in accuracy["confidence"]
+    assert "How sure" in (tmp_path / "r4" / "report.html").read_text()
 
 
 def test_html_report_renders_in_headless_chromium(
@@ -207,3 +211,32 @@ def test_html_report_renders_in_headless_chromium(
     )
     assert "income" in rendered_dom(url, wait_ms=2000, browser=browser)
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000, "a rendered page, not a blank one"
+
+
+def test_a_plain_parquet_file_is_read_at_once(profile_uri: str, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "drop" / "current.parquet"
+    path.parent.mkdir()
+    pq.write_table(pa.Table.from_pandas(_people(5_000, 4, shift=1.0), preserve_index=False), path)
+    for uri in (path.as_uri(), path.parent.as_uri()):  # the file, or the folder holding it
+        sensor = DriftSensor(
+            task_id="drift",
+            current_uri=uri,
+            reference_profile_uri=profile_uri,
+            report_uri=(tmp_path / "r-plain").as_uri(),
+            thresholds={"share": 0.3},
+        )
+        result = sensor.poke(task_context(tmp_path))
+        assert result.is_done and "age" in result.xcom_value["drifted_features"]
+        assert result.xcom_value["rows"] == 5_000
+
+
+def test_a_dataset_being_written_is_not_taken_half_written(profile_uri: str, tmp_path: Path) -> None:
+    partial = tmp_path / "writing" / "_attempts" / "a1"
+    partial.mkdir(parents=True)
+    (partial / "part-0.parquet").write_bytes(b"not yet")
+    sensor = DriftSensor(
+        task_id="drift", current_uri=(tmp_path / "writing").as_uri(), reference_profile_uri=profile_uri
+    )
+    assert sensor.poke(task_context(tmp_path)) is False
