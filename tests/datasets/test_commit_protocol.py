@@ -246,3 +246,34 @@ def test_a_type_conflict_turned_to_text_is_read_as_text(tmp_path: Path) -> None:
     assert hook.read_manifest(uri) is None
     hook.write_dataset(uri, iter(batches), type_conflict="string")
     assert _read(hook, uri).column("code").to_pylist() == ["1", "2", "A7", None]
+
+
+def test_connection_resets_on_uploads_are_retried_or_keep_the_previous_version(proxied, prefix: str) -> None:
+    """The S3 endpoint drops the connection (no answer at all) on part uploads: transient, then persistent."""
+    hook, rules = proxied
+    old = _table(120)
+    hook.write_dataset(prefix, old.to_batches(max_chunksize=40), max_rows_per_file=50)
+    before = hook.read_manifest(prefix)
+
+    drops = {"left": 2}
+
+    def transient(request: Request) -> Fault | None:
+        if request.method == "PUT" and f"/{ATTEMPTS}/" in request.path and drops["left"] > 0:
+            drops["left"] -= 1
+            return Fault.reset()
+        return None
+
+    rules[0] = transient
+    new = _table(150, tag="new")
+    hook.write_dataset(prefix, new.to_batches(max_chunksize=40), max_rows_per_file=50)
+    rules[0] = None
+    assert drops["left"] == 0
+    assert _checksum(_read(hook, prefix)) == _checksum(new)
+
+    committed = hook.read_manifest(prefix)
+    rules[0] = lambda r: Fault.reset() if r.method == "PUT" and "part-00001" in r.path else None
+    with pytest.raises(Exception, match=r"(?i)connection|reset|closed|endpoint"):
+        hook.write_dataset(prefix, _table(150, tag="lost").to_batches(max_chunksize=40), max_rows_per_file=50)
+    rules[0] = None
+    assert hook.read_manifest(prefix) == committed != before
+    assert _checksum(_read(hook, prefix)) == _checksum(new)
