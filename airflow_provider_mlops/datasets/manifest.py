@@ -90,7 +90,7 @@ class Manifest:
 
     def summary(self) -> dict[str, Any]:
         """What ``write_dataset`` returns (and operators put in XCom): small, JSON-able."""
-        from airflow_provider_mlops.utils.arrow import schema_fingerprint
+        from airflow_provider_mlops.utils.schema import schema_fingerprint
 
         return {
             "uri": self.uri,
@@ -103,7 +103,7 @@ class Manifest:
         }
 
     def to_json(self) -> dict[str, Any]:
-        from airflow_provider_mlops.utils.arrow import schema_to_json
+        from airflow_provider_mlops.utils.schema import schema_to_json
 
         parts = []
         for f in self.files:

@@ -238,7 +238,8 @@ class _RotatingWriter:
         self._file_schema: pa.Schema | None = None
 
     def write(self, batch: pa.RecordBatch) -> None:
-        from airflow_provider_mlops.utils.arrow import conform, evolve_schema
+        from airflow_provider_mlops.utils.arrow import conform
+        from airflow_provider_mlops.utils.schema import evolve_schema
 
         if self.dataset_schema is None:
             self.dataset_schema = batch.schema

@@ -162,7 +162,7 @@ def read_source(
     :return: the batch iterator and a small description of the source (kind, name) for logs/lineage.
     """
     from airflow_provider_mlops.hooks.connection_types import get_batch_hook, get_sql_hook
-    from airflow_provider_mlops.utils.arrow import schema_from_spec
+    from airflow_provider_mlops.utils.schema import schema_from_spec
 
     schema = schema_from_spec(schema)
     record_options = {"schema": schema, "extra": extra, "type_conflict": type_conflict}
@@ -212,7 +212,7 @@ def read_source(
     if kind == "http":
         if not endpoint:
             raise ValueError(f"Connection {conn_id!r} is an HTTP API: give endpoint=...")
-        from airflow_provider_mlops.utils.arrow import RecordBatcher
+        from airflow_provider_mlops.utils.records import RecordBatcher
 
         api = get_batch_hook(conn_id, kind)
         records = api.iter_records(
@@ -236,7 +236,7 @@ def read_source(
         raise ValueError("A storage source needs path=... (s3://bucket/prefix, file:///dir or a local path)")
     storage = get_batch_hook(conn_id, kind)
     if format == "jsonl":
-        from airflow_provider_mlops.utils.arrow import RecordBatcher
+        from airflow_provider_mlops.utils.records import RecordBatcher
 
         # JSON Lines are records like an API's: Arrow's JSON reader fixes the schema from the first
         # block and a dataset scan from the first file, dropping later fields; the batcher evolves it.

@@ -47,90 +47,18 @@ class StepError(ValueError):
     """A step is malformed or does not fit the data (e.g. names a missing column)."""
 
 
-# The types ``cast`` (and validation's ``type``) accept, by name. A name is looked up here and nowhere
-# else: it used to be getattr(pyarrow, name)(), which called any zero-argument pyarrow function a
-# user's step named before noticing it was not a type.
-_SIMPLE_TYPES = {
-    **{name: name for name in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")},
-    **{name: name for name in ("float32", "float64", "string", "large_string", "binary", "large_binary")},
-    **{name: name for name in ("date32", "date64")},
-    "bool": "bool_",
-    # Aliases: SQL / Python spellings and pyarrow's own attribute names.
-    "bool_": "bool_",
-    "boolean": "bool_",
-    "int": "int64",
-    "integer": "int64",
-    "bigint": "int64",
-    "float": "float64",
-    "double": "float64",
-    "str": "string",
-    "text": "string",
-    "utf8": "string",
-    "large_utf8": "large_string",
-    "bytes": "binary",
-    "date": "date32",
-}
-_UNITS = ("s", "ms", "us", "ns")
-_PARAMETRIZED_TYPES = (
-    "timestamp[unit] / timestamp[unit, tz=zone] (unit: s, ms, us, ns), datetime (= timestamp[us]), "
-    "duration[unit], decimal128(precision, scale) / decimal(precision, scale), decimal256(precision, scale)"
-)
-
-
 def parse_type(text: str | pa.DataType) -> pa.DataType:
     """
-    An Arrow type from its text form: ``int64``, ``string``, ``timestamp[us, tz=UTC]``, ``decimal128(10, 2)``.
-
-    Only the names in ``_SIMPLE_TYPES`` and the parametrized forms in ``_PARAMETRIZED_TYPES`` are
-    accepted; anything else is a StepError listing them.
+    An Arrow type from its text form, from an allowlist only (see
+    :func:`airflow_provider_mlops.utils.schema.parse_type`); a bad name is a :class:`StepError`.
     """
-    import re
+    from airflow_provider_mlops.utils.schema import TypeSpecError
+    from airflow_provider_mlops.utils.schema import parse_type as parse
 
-    import pyarrow as pa
-
-    if isinstance(text, pa.DataType):
-        return text
-    if not isinstance(text, str):
-        raise StepError(f"A type is a string such as 'int64', got {type(text).__name__}")
-    name = text.strip()
-    if name.lower() in _SIMPLE_TYPES:
-        return getattr(pa, _SIMPLE_TYPES[name.lower()])()
-    if name.lower() == "datetime":
-        return pa.timestamp("us")
-    if m := re.fullmatch(r"timestamp\[\s*(\w+)\s*(?:,\s*tz\s*=\s*([^\]]*?)\s*)?\]", name):
-        return pa.timestamp(_unit(m.group(1), text), tz=_time_zone(m.group(2), text))
-    if m := re.fullmatch(r"duration\[\s*(\w+)\s*\]", name):
-        return pa.duration(_unit(m.group(1), text))
-    if m := re.fullmatch(r"decimal(128|256)?\(\s*(\d{1,3})\s*,\s*(-?\d{1,3})\s*\)", name):
-        factory = pa.decimal256 if m.group(1) == "256" else pa.decimal128
-        try:
-            return factory(int(m.group(2)), int(m.group(3)))
-        except ValueError as err:
-            raise StepError(f"Type {text!r}: {err}") from None
-    raise StepError(
-        f"Unknown type {text!r}; one of {sorted(_SIMPLE_TYPES)}, datetime, or {_PARAMETRIZED_TYPES}"
-    )
-
-
-def _unit(unit: str, text: str) -> str:
-    if unit not in _UNITS:
-        raise StepError(f"Type {text!r}: the unit is one of {list(_UNITS)}, got {unit!r}")
-    return unit
-
-
-def _time_zone(zone: str | None, text: str) -> str | None:
-    """A time zone Arrow will understand later: UTC, a +HH:MM offset or an IANA name."""
-    import re
-    import zoneinfo
-
-    if zone is None or zone == "UTC" or re.fullmatch(r"[+-]\d{2}:\d{2}", zone):
-        return zone
     try:
-        zoneinfo.ZoneInfo(zone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: 'America' is a folder
-        # Arrow accepts any text here and fails only when a value is converted (or written).
-        raise StepError(f"Type {text!r}: unknown time zone {zone!r}") from None
-    return zone
+        return parse(text)
+    except TypeSpecError as err:
+        raise StepError(str(err)) from None
 
 
 def _require(batch: pa.RecordBatch, columns: Iterable[str], step: str) -> None:

@@ -418,7 +418,7 @@ class HttpApiHook(BaseHook):
 
         Non-object records (e.g. a list of strings) become a single ``value`` column.
         """
-        from airflow_provider_mlops.utils.arrow import RecordBatcher
+        from airflow_provider_mlops.utils.records import RecordBatcher
 
         def as_dicts() -> Iterator[Mapping[str, Any]]:
             for record in self.iter_records(endpoint, **kwargs):

@@ -252,6 +252,6 @@ class LoadOperator(BaseOperator):
 def _schema_json(schema: Any) -> list[dict[str, Any]]:
     if schema is None:
         return []
-    from airflow_provider_mlops.utils.arrow import schema_to_json
+    from airflow_provider_mlops.utils.schema import schema_to_json
 
     return schema_to_json(schema)

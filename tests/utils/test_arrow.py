@@ -5,7 +5,9 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from airflow_provider_mlops.utils.arrow import RecordBatcher, SchemaMismatchError, conform, evolve_schema
+from airflow_provider_mlops.utils.arrow import SchemaMismatchError, conform
+from airflow_provider_mlops.utils.records import RecordBatcher
+from airflow_provider_mlops.utils.schema import evolve_schema
 
 
 @pytest.mark.parametrize(

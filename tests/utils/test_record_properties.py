@@ -13,13 +13,9 @@ import pyarrow as pa
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_mlops.utils.arrow import (
-    RecordBatcher,
-    SchemaMismatchError,
-    _cast_array,
-    dumps_json,
-    evolve_schema,
-)
+from airflow_provider_mlops.utils.arrow import SchemaMismatchError, dumps_json
+from airflow_provider_mlops.utils.records import RecordBatcher, _cast_array
+from airflow_provider_mlops.utils.schema import evolve_schema
 
 KEYS = ["a", "A", "a b", "a.b", 'q"uote', "it's", "ünï", "😀", " ", "_id", "x\ny"]
 INTS = st.one_of(

@@ -61,7 +61,7 @@ class MongoReader:
         :param type_conflict: ``error``, or ``string`` to turn a column whose values fit no common
             type into text.
         """
-        from airflow_provider_mlops.utils.arrow import RecordBatcher
+        from airflow_provider_mlops.utils.records import RecordBatcher
 
         coll = self._database(database)[collection]
         cursor_batch = min(batch_size, 10_000)
