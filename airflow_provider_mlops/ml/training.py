@@ -20,7 +20,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TUNING_METHODS = ("none", "grid", "random", "halving_grid", "halving_random", "optuna", "hyperopt", "genetic")
+TUNING_METHODS = (
+    "none",
+    "grid",
+    "random",
+    "halving_grid",
+    "halving_random",
+    "optuna",
+    "hyperopt",
+    "genetic",
+    "keras_tuner",
+)
 # Metrics from evaluate() where a smaller value is better.
 LOWER_IS_BETTER = STATS_LOWER_IS_BETTER
 
@@ -174,6 +184,17 @@ def build_search(
         "f1_weighted" if task == "classification" else "neg_root_mean_squared_error"
     )
     n_jobs = tuning.get("n_jobs", 1)
+    if method == "keras_tuner":  # the space is the build_model's hp calls, not param_grid
+        try:
+            from airflow_provider_mlops.ml.keras_tuning import import_keras, keras_search
+
+            import_keras()
+        except ImportError as err:
+            raise TrainingError(str(err)) from None
+        try:
+            return keras_search(pipeline, tuning, cv=cv, task=task, seed=seed)
+        except ValueError as err:
+            raise TrainingError(str(err)) from None
     space = _prefixed(tuning.get("param_grid") or tuning.get("param_distributions") or {}, pipeline)
     if not space:
         raise TrainingError(f"tuning.method={method!r} needs param_grid (or param_distributions)")

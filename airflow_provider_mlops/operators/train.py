@@ -295,9 +295,14 @@ class TrainModelOperator(BaseOperator):
             log_kwargs: dict[str, Any] = {"serialization_format": fmt}
             if fmt == "skops":
                 log_kwargs["skops_trusted_types"] = trusted
+            log_model: Any = mlflow.sklearn.log_model
+            if fmt == "keras":  # tuning.method="keras_tuner": the bundle, registered as an MLflow pyfunc
+                from airflow_provider_mlops.ml.keras_tuning import log_keras_model as log_model
+
+                log_kwargs = {"blob": blob}
             import sklearn
 
-            info = mlflow.sklearn.log_model(
+            info = log_model(
                 result.pipeline,
                 name="model",
                 signature=signature,
