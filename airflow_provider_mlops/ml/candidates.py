@@ -260,6 +260,12 @@ def run_candidates(
     check_candidates(candidates)
     tuning = dict(tuning or {})
     method = tuning.get("method", "none") or "none"
+    if method == "keras_tuner":
+        from airflow_provider_mlops.ml.training import TrainingError
+
+        raise TrainingError(
+            "candidates compare scikit-learn estimators: they do not combine with keras_tuner"
+        )
     n_folds = int(tuning.get("cv", 5))
     splitter = (StratifiedKFold if task == "classification" else KFold)(
         n_splits=n_folds, shuffle=True, random_state=seed

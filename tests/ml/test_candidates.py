@@ -7,7 +7,7 @@ import pytest
 
 from airflow_provider_mlops.ml import candidates as cands
 from airflow_provider_mlops.ml.candidates import CandidateSpecError, folds_digest
-from airflow_provider_mlops.ml.training import split, train
+from airflow_provider_mlops.ml.training import TrainingError, split, train
 
 CANDIDATES = [
     {"estimator": "logistic_regression", "params": {"max_iter": 500}, "search_space": {"C": [0.1, 1.0]}},
@@ -78,6 +78,16 @@ def test_unknown_estimators_and_bad_specs_are_refused_without_importing() -> Non
         cands.check_candidates([{"estimator": "knn"}, {"estimator": "knn"}])
     with pytest.raises(CandidateSpecError, match="no regression estimator"):
         cands.resolve_estimator("logistic_regression", "regression")
+    with pytest.raises(TrainingError, match="do not combine with keras_tuner"):
+        cands.run_candidates(
+            [{"estimator": "knn"}],
+            make_pipeline=None,
+            tuning={"method": "keras_tuner"},
+            task="",
+            seed=0,
+            x=None,
+            y=None,
+        )
 
 
 def test_a_registered_estimator_is_allowed(cancer: pd.DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:
