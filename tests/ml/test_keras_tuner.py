@@ -21,7 +21,9 @@ import pytest
 
 if "KERAS_BACKEND" not in os.environ and importlib.util.find_spec("tensorflow") is None:
     os.environ["KERAS_BACKEND"] = "jax"
-pytest.importorskip("keras_tuner", reason="the keras extra is not installed: uv pip install '.[keras]'")
+pytest.importorskip(
+    "keras_tuner", reason="the keras extra is not installed: uv pip install '.[keras]'", exc_type=ImportError
+)
 
 from airflow_provider_mlops.ml.serialization import (
     LoadPolicy,
