@@ -50,3 +50,25 @@ def importance_png(importance: dict[str, float], top: int = 20) -> bytes:
     axis.set_xlabel("mean score drop when shuffled")
     axis.set_title("Permutation feature importance (holdout)")
     return _png(figure)
+
+
+def leaderboard_png(board: Any) -> bytes:
+    """Candidates' mean CV score with the spread over the folds (one standard deviation) as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(board)[::-1]  # best at the top
+    figure, axis = plt.subplots(figsize=(6, 0.45 * len(rows) + 1.2))
+    axis.barh(
+        [r["candidate"] for r in rows],
+        [r["mean_cv_score"] for r in rows],
+        xerr=[r["std_cv_score"] for r in rows],
+        color=["#55a868" if r["rank"] == 1 else "#4c72b0" for r in rows],
+        capsize=4,
+    )
+    scoring = rows[0]["scoring"] if rows else ""
+    axis.set_xlabel(f"mean CV {scoring} (error bar: std over the same folds)")
+    axis.set_title("Candidate leaderboard")
+    return _png(figure)

@@ -17,7 +17,11 @@ all call it). Its trust model:
 * the bytes are hashed and compared **before** anything is deserialized; a mismatch raises
   :class:`ModelIntegrityError` naming the version and both digests;
 * the format and the trusted types come from code and configuration (:class:`LoadPolicy`): skops
-  with an allowlist of type prefixes; cloudpickle only when the policy explicitly allows it.
+  with an allowlist of type prefixes; cloudpickle only when the policy explicitly allows it;
+  Keras models (``tuning.method="keras_tuner"``) as a ``keras`` bundle: the model in Keras' native
+  ``.keras`` format, loaded with ``safe_mode=True``, beside its preprocessing Pipeline, which goes
+  through the same skops / cloudpickle rules. The bundle's sha256 is checked here like any other
+  model: this loader was extended for the format, there is no second loading path.
   ``model.json`` / ``model.sha256`` files beside a model are informational and never read here.
 """
 
@@ -55,7 +59,10 @@ TAG_BYTES = "mlops.bytes"
 TAG_MLFLOW_SHA256 = "mlops.mlflow_sha256"
 TAG_MLFLOW_URI = "mlops.mlflow_artifact_uri"
 
-FORMATS = ("skops", "cloudpickle")
+FORMATS = ("skops", "cloudpickle", "keras")
+# the file name's extension per format: a keras bundle is a zip holding the native model.keras
+EXTENSIONS = {"skops": "skops", "cloudpickle": "cloudpickle", "keras": "keras.zip"}
+TAG_KERAS_SHA256 = "mlops.keras_sha256"
 
 
 class ModelIntegrityError(RuntimeError):
@@ -125,6 +132,11 @@ def trusted_types_for(blob: bytes) -> tuple[list[str], list[str]]:
 
 def dump_model(model: Any) -> tuple[bytes, str, list[str]]:
     """Serialize ``model``: (bytes, format, trusted types for skops)."""
+    steps = getattr(model, "steps", None)
+    if steps and getattr(steps[-1][1], "_mlops_keras", False):
+        from airflow_provider_mlops.ml.keras_tuning import dump_bundle
+
+        return dump_bundle(model, dump_model), "keras", []
     import skops.io
 
     try:
@@ -154,9 +166,10 @@ def write_model_bytes(
     """
     digest = sha256(blob)
     base = prefix.rstrip("/")
-    file_uri = f"{base}/model.{fmt}"
+    filename = f"model.{EXTENSIONS.get(fmt, fmt)}"
+    file_uri = f"{base}/{filename}"
     storage.put_bytes(file_uri, blob)
-    storage.put_bytes(f"{base}/model.sha256", f"{digest}  model.{fmt}\n".encode())
+    storage.put_bytes(f"{base}/model.sha256", f"{digest}  {filename}\n".encode())
     info = {"uri": file_uri, "format": fmt, "sha256": digest, "bytes": len(blob), **(metadata or {})}
     storage.put_bytes(f"{base}/model.json", json.dumps(info, indent=1, default=str).encode())
     return info
@@ -188,9 +201,19 @@ def record_model_file(
         TAG_MODEL_URI: info["uri"],
         TAG_FORMAT: fmt,
         TAG_BYTES: str(len(blob)),
+        **({TAG_KERAS_SHA256: _keras_native_sha256(blob)} if fmt == "keras" else {}),
     }.items():
         client.set_model_version_tag(name, version, key, value)
     return info
+
+
+def _keras_native_sha256(blob: bytes) -> str:
+    """sha256 of the native ``model.keras`` inside a keras bundle (informational: the bundle's is checked)."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+        return sha256(archive.read("model.keras"))
 
 
 def record_mlflow_artifact(client: Any, name: str, version: str, model_info: Any) -> str | None:
@@ -241,8 +264,21 @@ def _read(storage: Any, uri: str) -> bytes:
 
 
 def sniff_format(blob: bytes) -> str:
-    """skops files are zip archives; anything else is treated as (cloud)pickle."""
-    return "skops" if blob[:4] == b"PK\x03\x04" else "cloudpickle"
+    """
+    skops files are zip archives, and so are keras bundles (they hold ``model.keras`` and
+    ``estimator.json``); anything else is treated as (cloud)pickle.
+    """
+    if blob[:4] != b"PK\x03\x04":
+        return "cloudpickle"
+    import io
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+            names = set(archive.namelist())
+    except zipfile.BadZipFile:
+        return "skops"
+    return "keras" if {"model.keras", "estimator.json"} <= names else "skops"
 
 
 def deserialize_verified(
@@ -261,6 +297,20 @@ def deserialize_verified(
             f"{expected_sha256 or '(nothing)'}: refusing to load it"
         )
     fmt = sniff_format(blob)
+    return _deserialize(blob, fmt, policy=policy, label=label), fmt
+
+
+def _deserialize(blob: bytes, fmt: str, *, policy: LoadPolicy, label: str) -> Any:
+    """Deserialize bytes whose digest was verified, under ``policy``."""
+    if fmt == "keras":
+        from airflow_provider_mlops.ml.keras_tuning import load_bundle
+
+        return load_bundle(
+            blob,
+            lambda inner: _deserialize(
+                inner, sniff_format(inner), policy=policy, label=f"{label} preprocessing"
+            ),
+        )
     if fmt == "skops":
         import skops.io
 
@@ -271,7 +321,7 @@ def deserialize_verified(
                 f"{label}: the skops file holds types outside the allowlist: {refused} "
                 "(add them to trusted_types if you trust them)"
             )
-        return skops.io.loads(blob, trusted=untrusted), fmt
+        return skops.io.loads(blob, trusted=untrusted)
     if not policy.allow_cloudpickle:
         raise ModelIntegrityError(
             f"{label} is a cloudpickle file and loading cloudpickle runs code: refused unless "
@@ -279,7 +329,7 @@ def deserialize_verified(
         )
     import cloudpickle
 
-    return cloudpickle.loads(blob), fmt
+    return cloudpickle.loads(blob)
 
 
 def load_model_version(

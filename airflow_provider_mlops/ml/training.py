@@ -20,7 +20,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TUNING_METHODS = ("none", "grid", "random", "halving_grid", "halving_random", "optuna", "hyperopt", "genetic")
+TUNING_METHODS = (
+    "none",
+    "grid",
+    "random",
+    "halving_grid",
+    "halving_random",
+    "optuna",
+    "hyperopt",
+    "genetic",
+    "keras_tuner",
+)
 # Metrics from evaluate() where a smaller value is better.
 LOWER_IS_BETTER = STATS_LOWER_IS_BETTER
 
@@ -49,6 +59,9 @@ class TrainResult:
     # what the DriftSensor's decay test adds to the current metric's)
     metric_uncertainty: dict[str, dict[str, float]] = field(default_factory=dict)
     dropped_missing_target: int = 0
+    # with candidates: the winner's class path and the leaderboard (best first), see ml/candidates.py
+    estimator: str = ""
+    leaderboard: list[dict[str, Any]] = field(default_factory=list)
 
 
 def infer_task(y: pd.Series) -> str:
@@ -148,8 +161,13 @@ def _prefixed(grid: Mapping[str, Any], pipeline: Any = None) -> dict[str, Any]:
     return out
 
 
-def build_search(pipeline: Any, tuning: Mapping[str, Any] | None, *, task: str, seed: int) -> Any:
-    """Wrap the pipeline in the requested search (or return it unchanged)."""
+def build_search(
+    pipeline: Any, tuning: Mapping[str, Any] | None, *, task: str, seed: int, cv: Any = None
+) -> Any:
+    """
+    Wrap the pipeline in the requested search (or return it unchanged). ``cv``: the folds to use
+    (a splitter or a list of (train, test) row positions) instead of ``tuning.cv`` seeded folds.
+    """
     from sklearn.model_selection import GridSearchCV, KFold, RandomizedSearchCV, StratifiedKFold
 
     tuning = dict(tuning or {})
@@ -158,14 +176,25 @@ def build_search(pipeline: Any, tuning: Mapping[str, Any] | None, *, task: str, 
         raise TrainingError(f"tuning.method must be one of {TUNING_METHODS}, got {method!r}")
     if method == "none":
         return pipeline
-    folds = int(tuning.get("cv", 5))
-    cv = (StratifiedKFold if task == "classification" else KFold)(
-        n_splits=folds, shuffle=True, random_state=seed
-    )
+    if cv is None:
+        cv = (StratifiedKFold if task == "classification" else KFold)(
+            n_splits=int(tuning.get("cv", 5)), shuffle=True, random_state=seed
+        )
     scoring = tuning.get("scoring") or (
         "f1_weighted" if task == "classification" else "neg_root_mean_squared_error"
     )
     n_jobs = tuning.get("n_jobs", 1)
+    if method == "keras_tuner":  # the space is the build_model's hp calls, not param_grid
+        try:
+            from airflow_provider_mlops.ml.keras_tuning import import_keras, keras_search
+
+            import_keras()
+        except ImportError as err:
+            raise TrainingError(str(err)) from None
+        try:
+            return keras_search(pipeline, tuning, cv=cv, task=task, seed=seed)
+        except ValueError as err:
+            raise TrainingError(str(err)) from None
     space = _prefixed(tuning.get("param_grid") or tuning.get("param_distributions") or {}, pipeline)
     if not space:
         raise TrainingError(f"tuning.method={method!r} needs param_grid (or param_distributions)")
@@ -337,8 +366,15 @@ def train(
     test_size: float = 0.2,
     time_column: str | None = None,
     seed: int = 0,
+    candidates: Sequence[Mapping[str, Any]] | None = None,
 ) -> TrainResult:
-    """Fit the whole Pipeline on the training split, tune it, and evaluate it on the holdout."""
+    """
+    Fit the whole Pipeline on the training split, tune it, and evaluate it on the holdout.
+
+    With ``candidates`` (see :mod:`airflow_provider_mlops.ml.candidates`) ``estimator`` and
+    ``estimator_params`` are not used: every candidate is tuned with ``tuning`` on the same CV folds
+    of the training split, and the best by mean CV score is the model evaluated on the holdout.
+    """
     from sklearn.dummy import DummyClassifier, DummyRegressor
     from sklearn.pipeline import Pipeline
 
@@ -364,10 +400,15 @@ def train(
     if task not in ("classification", "regression"):
         raise TrainingError(f"task must be classification or regression, got {task!r}")
     check_selection(features, selection)
-    params = dict(estimator_params or {})
-    model = load_estimator(estimator, params)
-    if "random_state" in model.get_params() and "random_state" not in params:
-        model.set_params(random_state=seed)
+    if candidates is not None:
+        from airflow_provider_mlops.ml.candidates import check_candidates
+
+        check_candidates(candidates)
+    else:
+        params = dict(estimator_params or {})
+        model = load_estimator(estimator, params)
+        if "random_state" in model.get_params() and "random_state" not in params:
+            model.set_params(random_state=seed)
     preprocessor, numeric, categorical = build_preprocessor(frame, features, target=target, task=task)
     frame = categorical_as_object(frame, categorical)
     train_frame, test_frame = split(
@@ -382,15 +423,31 @@ def train(
     columns = numeric + categorical
     x_train, y_train = train_frame[columns], train_frame[target]
     x_test, y_test = test_frame[columns], test_frame[target]
-    pipeline = Pipeline(
-        [("features", preprocessor), *build_selectors(selection, task=task, seed=seed), ("model", model)]
-    )
-    search = build_search(pipeline, tuning, task=task, seed=seed)
-    search.fit(x_train, y_train)
-    fitted = getattr(search, "best_estimator_", search)
-    best_params = {
-        k.removeprefix("model__"): _plain(v) for k, v in getattr(search, "best_params_", {}).items()
-    }
+
+    def make_pipeline(model: Any) -> Any:
+        return Pipeline(
+            [("features", preprocessor), *build_selectors(selection, task=task, seed=seed), ("model", model)]
+        )
+
+    leaderboard: list[dict[str, Any]] = []
+    if candidates is not None:
+        from airflow_provider_mlops.ml.candidates import run_candidates
+
+        outcomes, leaderboard, _ = run_candidates(
+            candidates, make_pipeline=make_pipeline, tuning=tuning, task=task, seed=seed, x=x_train, y=y_train
+        )
+        search, fitted, best_params = outcomes[0].search, outcomes[0].fitted, outcomes[0].best_params
+        estimator = outcomes[0].estimator
+        log.info(
+            "Candidates by mean CV score: %s", [(r["candidate"], r["mean_cv_score"]) for r in leaderboard]
+        )
+    else:
+        search = build_search(make_pipeline(model), tuning, task=task, seed=seed)
+        search.fit(x_train, y_train)
+        fitted = getattr(search, "best_estimator_", search)
+        best_params = {
+            k.removeprefix("model__"): _plain(v) for k, v in getattr(search, "best_params_", {}).items()
+        }
     dummy = (DummyClassifier(strategy="most_frequent") if task == "classification" else DummyRegressor()).fit(
         x_train, y_train
     )
@@ -428,6 +485,8 @@ def train(
         seconds=time.monotonic() - started,
         metric_uncertainty=holdout_uncertainty(fitted, x_test, y_test, task, list(metrics), seed=seed),
         dropped_missing_target=dropped,
+        estimator=estimator,
+        leaderboard=leaderboard,
     )
 
 

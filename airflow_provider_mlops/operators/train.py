@@ -36,7 +36,8 @@ class TrainModelOperator(BaseOperator):
 
     Returns (XCom) ``{"model_uri", "registered_model_name", "version", "run_id", "experiment_id",
     "metrics", "baseline_metrics", "best_params", "selected_features", "model_file", "sha256",
-    "profile_uri", "task"}``.
+    "profile_uri", "task"}``, and with ``candidates`` also ``"estimator"`` (the winner's class path)
+    and ``"leaderboard"``.
 
     :param input_uri: dataset URI(s) or upstream XCom dicts with ``uri``. (templated)
     :param target: the label column. (templated)
@@ -46,6 +47,12 @@ class TrainModelOperator(BaseOperator):
     :param selection: the feature selection spec (a list of steps).
     :param estimator: import path of a scikit-learn compatible estimator.
     :param estimator_params: its parameters.
+    :param candidates: several model families to compare instead of ``estimator``:
+        ``[{"estimator": "random_forest" | "sklearn.ensemble.RandomForestClassifier", "params": {...},
+        "search_space": {...}, "name": ...}, ...]``. Each is tuned with ``tuning`` on the same CV
+        folds; the best by mean CV score is registered; the leaderboard is logged to MLflow
+        (``leaderboard.csv`` / ``.json``, ``evaluation/leaderboard.png``). Estimators come from an
+        allowlist (:mod:`airflow_provider_mlops.ml.candidates`); others are refused here, at DAG parse.
     :param tuning: ``{"method": "grid" | "random" | "halving_grid" | "halving_random" | "optuna",
         "param_grid": {...}, "cv": 5, "scoring": ..., "n_iter": ..., "n_trials": ..., "timeout": ...}``.
     :param split_strategy: ``auto``, ``stratified``, ``random`` or ``time``.
@@ -80,6 +87,7 @@ class TrainModelOperator(BaseOperator):
         selection: Sequence[Mapping[str, Any]] | None = None,
         estimator: str = "sklearn.ensemble.RandomForestClassifier",
         estimator_params: Mapping[str, Any] | None = None,
+        candidates: Sequence[Mapping[str, Any]] | None = None,
         tuning: Mapping[str, Any] | None = None,
         split_strategy: str = "auto",
         time_column: str | None = None,
@@ -101,6 +109,13 @@ class TrainModelOperator(BaseOperator):
         self.selection = selection
         self.estimator = estimator
         self.estimator_params = estimator_params
+        if candidates is not None:
+            from airflow_provider_mlops.ml.candidates import CandidateSpecError, check_candidates
+
+            check_candidates(candidates)  # imports nothing heavy: safe at DAG parse
+            if estimator_params:
+                raise CandidateSpecError("give estimator_params inside each candidate, not beside candidates")
+        self.candidates = candidates
         self.tuning = tuning
         self.split_strategy = split_strategy
         self.time_column = time_column
@@ -180,6 +195,7 @@ class TrainModelOperator(BaseOperator):
             test_size=self.test_size,
             time_column=self.time_column,
             seed=self.seed,
+            candidates=self.candidates,
         )
         if result.dropped_missing_target:
             self.log.warning(
@@ -228,7 +244,7 @@ class TrainModelOperator(BaseOperator):
             tempfile.TemporaryDirectory() as tmp,
         ):
             params = {
-                "estimator": self.estimator,
+                "estimator": result.estimator or self.estimator,
                 "split_strategy": self.split_strategy,
                 "test_size": self.test_size,
                 "seed": self.seed,
@@ -260,6 +276,10 @@ class TrainModelOperator(BaseOperator):
                 result.pipeline, result.x_test, result.y_test, seed=self.seed
             )
             files["feature_importance.json"] = json.dumps(importance).encode()
+            if result.leaderboard:
+                from airflow_provider_mlops.ml.candidates import leaderboard_files
+
+                files.update(leaderboard_files(result.leaderboard))
             files["feature_importance.png"] = plots.importance_png(importance)
             if result.task == "classification":
                 files["confusion_matrix.png"] = plots.confusion_matrix_png(
@@ -275,9 +295,14 @@ class TrainModelOperator(BaseOperator):
             log_kwargs: dict[str, Any] = {"serialization_format": fmt}
             if fmt == "skops":
                 log_kwargs["skops_trusted_types"] = trusted
+            log_model: Any = mlflow.sklearn.log_model
+            if fmt == "keras":  # tuning.method="keras_tuner": the bundle, registered as an MLflow pyfunc
+                from airflow_provider_mlops.ml.keras_tuning import log_keras_model as log_model
+
+                log_kwargs = {"blob": blob}
             import sklearn
 
-            info = mlflow.sklearn.log_model(
+            info = log_model(
                 result.pipeline,
                 name="model",
                 signature=signature,
@@ -332,4 +357,9 @@ class TrainModelOperator(BaseOperator):
             "model_file": model_file["uri"],
             "sha256": model_file["sha256"],
             "profile_uri": profile_uri,
+            **(
+                {"estimator": result.estimator, "leaderboard": result.leaderboard}
+                if result.leaderboard
+                else {}
+            ),
         }

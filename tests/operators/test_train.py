@@ -124,3 +124,54 @@ def test_missing_target_is_a_clear_error(dataset: str, mlflow_conn: str, tmp_pat
     )
     with pytest.raises(TrainingError, match="Target column 'label' is not in the data"):
         op.execute(task_context(tmp_path))
+
+
+def test_candidates_leaderboard_is_logged_and_the_winner_registered(
+    dataset: str, mlflow_conn: str, mlflow_tracking: dict[str, str], tmp_path: Path
+) -> None:
+    import json
+
+    op = TrainModelOperator(
+        task_id="train",
+        input_uri=dataset,
+        target="churned",
+        registered_model_name="churn_candidates",
+        candidates=[
+            {"estimator": "logistic_regression", "search_space": {"C": [0.1, 1.0]}},
+            {"estimator": "dummy", "name": "always_majority"},
+        ],
+        tuning={"method": "grid", "cv": 3},
+        mlflow_conn_id=mlflow_conn,
+        model_output_uri=(tmp_path / "mc").as_uri(),
+    )
+    out = op.execute(task_context(tmp_path))
+    assert [r["candidate"] for r in out["leaderboard"]] == ["logistic_regression", "always_majority"]
+    assert out["estimator"] == "sklearn.linear_model.LogisticRegression"
+    assert out["best_params"] == out["leaderboard"][0]["best_params"]
+    json.dumps(out)  # XCom-serializable
+
+    client = mlflow.MlflowClient(tracking_uri=mlflow_tracking["tracking_uri"])
+    artifacts = {a.path for a in client.list_artifacts(out["run_id"])} | {
+        a.path for a in client.list_artifacts(out["run_id"], "evaluation")
+    }
+    assert {"leaderboard.csv", "leaderboard.json", "evaluation/leaderboard.png"} <= artifacts
+    table = mlflow.artifacts.load_text(f"runs:/{out['run_id']}/leaderboard.csv")
+    assert table.splitlines()[0].startswith("rank,candidate,estimator,mean_cv_score,std_cv_score,fit_seconds")
+    assert client.get_run(out["run_id"]).data.params["estimator"] == out["estimator"]
+    model = load_model_version(client, "churn_candidates", out["version"], storage=S3Hook(aws_conn_id=None))
+    assert type(model.model.named_steps["model"]).__name__ == "LogisticRegression"
+
+
+def test_an_unknown_candidate_estimator_is_refused_at_construction() -> None:
+    from airflow_provider_mlops.ml.candidates import CandidateSpecError
+
+    with pytest.raises(
+        CandidateSpecError, match=r"candidates\[0\]: estimator 'subprocess.Popen' is not allowed"
+    ):
+        TrainModelOperator(
+            task_id="train",
+            input_uri="file:///nowhere",
+            target="y",
+            registered_model_name="x",
+            candidates=[{"estimator": "subprocess.Popen", "params": {"args": "true"}}],
+        )
