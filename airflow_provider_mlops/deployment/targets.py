@@ -166,6 +166,7 @@ def _rows(payload: Mapping[str, Any]) -> int | None:
 TARGET_TYPES: dict[str, type[DeploymentTarget] | str] = {
     "local_server": LocalServerTarget,
     "sagemaker": "airflow_provider_mlops.deployment.sagemaker.SageMakerTarget",
+    "heroku": "airflow_provider_mlops.deployment.heroku.HerokuTarget",
 }
 
 
