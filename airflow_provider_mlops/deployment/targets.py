@@ -167,6 +167,7 @@ TARGET_TYPES: dict[str, type[DeploymentTarget] | str] = {
     "local_server": LocalServerTarget,
     "sagemaker": "airflow_provider_mlops.deployment.sagemaker.SageMakerTarget",
     "heroku": "airflow_provider_mlops.deployment.heroku.HerokuTarget",
+    "vertex_ai": "airflow_provider_mlops.deployment.vertex.VertexAITarget",
 }
 
 
