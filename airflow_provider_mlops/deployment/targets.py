@@ -14,8 +14,10 @@ it move the ``champion`` alias and publish ``latest.json``. When one fails, ever
 touched is rolled back to the previous champion, the alias stays, and the task fails with
 :class:`DeploymentError`.
 
-Built in: :class:`LocalServerTarget` (this provider's model server) and
-:class:`~airflow_provider_mlops.deployment.sagemaker.SageMakerTarget` (``"sagemaker"``). Others plug
+Built in: :class:`LocalServerTarget` (this provider's model server),
+:class:`~airflow_provider_mlops.deployment.sagemaker.SageMakerTarget` (``"sagemaker"``),
+:class:`~airflow_provider_mlops.deployment.heroku.HerokuTarget` (``"heroku"``) and
+:class:`~airflow_provider_mlops.deployment.vertex.VertexAITarget` (``"vertex_ai"``). Others plug
 in the same way: subclass :class:`DeploymentTarget` and pass an instance, or register a class (or its
 import path) in :data:`TARGET_TYPES` (or name it by import path) and pass ``{"type": ..., **kwargs}``.
 """
