@@ -16,8 +16,9 @@ touched is rolled back to the previous champion, the alias stays, and the task f
 
 Built in: :class:`LocalServerTarget` (this provider's model server),
 :class:`~airflow_provider_mlops.deployment.sagemaker.SageMakerTarget` (``"sagemaker"``),
-:class:`~airflow_provider_mlops.deployment.heroku.HerokuTarget` (``"heroku"``) and
-:class:`~airflow_provider_mlops.deployment.vertex.VertexAITarget` (``"vertex_ai"``). Others plug
+:class:`~airflow_provider_mlops.deployment.heroku.HerokuTarget` (``"heroku"``),
+:class:`~airflow_provider_mlops.deployment.vertex.VertexAITarget` (``"vertex_ai"``) and
+:class:`~airflow_provider_mlops.deployment.azure.AzureMLTarget` (``"azure_ml"``). Others plug
 in the same way: subclass :class:`DeploymentTarget` and pass an instance, or register a class (or its
 import path) in :data:`TARGET_TYPES` (or name it by import path) and pass ``{"type": ..., **kwargs}``.
 """
@@ -170,6 +171,7 @@ TARGET_TYPES: dict[str, type[DeploymentTarget] | str] = {
     "sagemaker": "airflow_provider_mlops.deployment.sagemaker.SageMakerTarget",
     "heroku": "airflow_provider_mlops.deployment.heroku.HerokuTarget",
     "vertex_ai": "airflow_provider_mlops.deployment.vertex.VertexAITarget",
+    "azure_ml": "airflow_provider_mlops.deployment.azure.AzureMLTarget",
 }
 
 
