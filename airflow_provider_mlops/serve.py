@@ -11,7 +11,9 @@ Examples::
         --storage-conn-id mlops_s3
 
 Every option also reads an environment variable (``MLOPS_SERVE_<OPTION>``), which is how container
-platforms configure it. The reload token is read from ``MLOPS_SERVE_TOKEN`` or ``--token-file`` (not a
+platforms configure it; ``--port`` falls back to ``$PORT`` (Heroku), then 8080 (SageMaker), and a
+leading ``serve`` argument (how SageMaker starts a container) is ignored. The image is
+``airflow_provider_mlops/serving/container/Dockerfile``. The reload token is read from ``MLOPS_SERVE_TOKEN`` or ``--token-file`` (not a
 command-line value: those are visible to every user of the machine).
 """
 
@@ -43,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     what.add_argument("--version", default=_env("VERSION"), help="serve this version instead of the alias")
     what.add_argument(
         "--latest", default=_env("LATEST"), help="a latest.json published by DeployModelOperator"
+    )
+    what.add_argument(
+        "--model-uri",
+        default=_env("MODEL_URI"),
+        help="read --version's file from here (with --sha256 when there is no MLflow)",
     )
     trust = p.add_argument_group("trust")
     trust.add_argument(
@@ -92,6 +99,7 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         alias=args.alias,
         version=args.version,
         latest_uri=args.latest,
+        model_uri=args.model_uri,
         tracking_uri=args.tracking_uri,
         registry_uri=args.registry_uri,
         storage_conn_id=args.storage_conn_id,
@@ -106,7 +114,11 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["serve"]:
+        # SageMaker starts a container as `docker run IMAGE serve`: the word names the mode.
+        arguments = arguments[1:]
+    args = _parser().parse_args(arguments)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

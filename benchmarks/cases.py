@@ -13,9 +13,10 @@ import resource
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-CASES: dict[str, Callable[[dict[str, Any]], int]] = {}
+CASES: dict[str, Callable[[dict[str, Any]], Any]] = {}
 WARM_FOR: dict[str, tuple[str, ...]] = {}
 
 # Imported before the clock starts, by every case: what a worker has loaded before execute() runs.
@@ -42,8 +43,8 @@ HTTP = ("requests", "tenacity", "airflow_provider_mlops.hooks.http")
 SQLITE = ("sqlite3", "airflow.providers.sqlite.hooks.sqlite", "airflow_provider_mlops.hooks.sql")
 
 
-def case(*warm: str) -> Callable[[Callable[[dict[str, Any]], int]], Callable[[dict[str, Any]], int]]:
-    def register(func: Callable[[dict[str, Any]], int]) -> Callable[[dict[str, Any]], int]:
+def case(*warm: str) -> Callable[[Callable[[dict[str, Any]], Any]], Callable[[dict[str, Any]], Any]]:
+    def register(func: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
         CASES[func.__name__] = func
         WARM_FOR[func.__name__] = warm
         return func
@@ -251,6 +252,80 @@ def sqlite_extract_parquet(args: dict[str, Any]) -> int:
     return S3Hook(aws_conn_id=None).write_dataset(args["out"], batches)["rows"]
 
 
+# ------------------------------------------------------------------------------------------- serving
+SERVE = ("requests",)
+
+
+@case(*SERVE)
+def serve_single_row(args: dict[str, Any]) -> dict[str, Any]:
+    """Sequential one-row ``/invocations`` requests on one keep-alive connection: latency percentiles."""
+    import requests
+
+    sample = json.loads(Path(args["sample"]).read_text())
+    columns = sample["columns"]
+    bodies = [
+        json.dumps({"dataframe_split": {"columns": columns, "data": [row]}}).encode()
+        for row in sample["data"][: args["requests"]]
+    ]
+    headers = {"Content-Type": "application/json"}
+    with requests.Session() as session:
+        for body in bodies[:50]:  # warm-up: connection, caches, first-call paths
+            session.post(args["url"], data=body, headers=headers, timeout=30).raise_for_status()
+        latencies = []
+        for body in bodies:
+            start = time.perf_counter()
+            answer = session.post(args["url"], data=body, headers=headers, timeout=30)
+            latencies.append(time.perf_counter() - start)
+            answer.raise_for_status()
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        return round(1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))], 2)
+
+    return {"rows": len(bodies), "p50_ms": pct(0.50), "p90_ms": pct(0.90), "p99_ms": pct(0.99)}
+
+
+@case(*SERVE)
+def serve_batch(args: dict[str, Any]) -> int:
+    """``dataframe_split`` requests of ``batch`` rows, one after the other: rows scored per second."""
+    import requests
+
+    sample = json.loads(Path(args["sample"]).read_text())
+    body = json.dumps(
+        {"dataframe_split": {"columns": sample["columns"], "data": sample["data"][: args["batch"]]}}
+    ).encode()
+    headers = {"Content-Type": "application/json"}
+    rows = 0
+    with requests.Session() as session:
+        session.post(args["url"], data=body, headers=headers, timeout=120).raise_for_status()  # warm-up
+        for _ in range(args["requests"]):
+            answer = session.post(args["url"], data=body, headers=headers, timeout=120)
+            answer.raise_for_status()
+            rows += len(answer.json()["predictions"])
+    return rows
+
+
+@case("airflow_provider_mlops.operators.predict", "mlflow", "sklearn")
+def batch_predict(args: dict[str, Any]) -> int:
+    """BatchPredictOperator over the scoring set (the trusted load is on the clock)."""
+    from airflow_provider_mlops.operators.predict import BatchPredictOperator
+    from tests.operators.helpers import task_context
+
+    os.environ["AIRFLOW_CONN_BENCH_MLFLOW"] = json.dumps(
+        {"conn_type": "mlops-mlflow", "host": "", "extra": {"tracking_uri": args["tracking_uri"]}}
+    )
+    result = BatchPredictOperator(
+        task_id="score",
+        input_uri=args["score_uri"],
+        registered_model_name=args["name"],
+        version=args["version"],
+        output_uri=args["out"],
+        batch_size=args.get("batch_size", 50_000),
+        mlflow_conn_id="bench_mlflow",
+    ).execute(task_context(Path(args["work"])))
+    return int(result["rows"])
+
+
 def peak_rss_mb() -> float:
     """This process's RSS high-water mark (VmHWM): unlike ru_maxrss it does not inherit the parent's."""
     with open("/proc/self/status") as status:
@@ -269,9 +344,12 @@ def main() -> None:
     for module in (*WARM, *WARM_FOR[name]):
         importlib.import_module(module)
     start = time.perf_counter()
-    rows = CASES[name](args)
+    out = CASES[name](args)
     seconds = time.perf_counter() - start
     peak = peak_rss_mb()
+    # A case returns its row count, or a dict with "rows" and extra figures (latency percentiles).
+    extra = dict(out) if isinstance(out, dict) else {"rows": out}
+    rows = int(extra.pop("rows"))
     print(
         json.dumps(
             {
@@ -280,6 +358,7 @@ def main() -> None:
                 "seconds": round(seconds, 3),
                 "rows_per_s": round(rows / seconds) if seconds else None,
                 "peak_rss_mb": round(peak, 1),
+                **extra,
             }
         )
     )

@@ -132,25 +132,36 @@ def _pg_exec(dsn: str, *statements: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--only", default="", help="comma-separated groups: postgres,mongo,s3,http,sqlite")
+    parser.add_argument(
+        "--only", default="", help="comma-separated groups: postgres,mongo,s3,http,sqlite,serving"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument(
         "--repeat", type=int, default=3, help="runs of each Postgres and S3 case; the best time counts"
     )
     args = parser.parse_args(argv)
-    groups = {g for g in args.only.split(",") if g} or {"postgres", "mongo", "s3", "http", "sqlite"}
+    groups = {g for g in args.only.split(",") if g} or {
+        "postgres",
+        "mongo",
+        "s3",
+        "http",
+        "sqlite",
+        "serving",
+    }
     os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="mlops-bench-home-"))
     sys.path.insert(0, str(ROOT))
     from tests.harness import servers
 
     work = Path(tempfile.mkdtemp(prefix="mlops-bench-"))
     data = work / "data.parquet"
-    print(f"Generating {args.rows:,} rows x 10 columns...", flush=True)
-    t0 = time.perf_counter()
-    generate(data, args.rows)
-    print(
-        f"  done in {time.perf_counter() - t0:.1f} s ({data.stat().st_size / 1e6:.1f} MB Parquet)", flush=True
-    )
+    if groups - {"serving"}:  # the serving cases score their own churn data
+        print(f"Generating {args.rows:,} rows x 10 columns...", flush=True)
+        t0 = time.perf_counter()
+        generate(data, args.rows)
+        print(
+            f"  done in {time.perf_counter() - t0:.1f} s ({data.stat().st_size / 1e6:.1f} MB Parquet)",
+            flush=True,
+        )
     results: dict[str, dict[str, Any]] = {}
     n = args.rows
     with contextlib.ExitStack() as stack:
@@ -323,11 +334,13 @@ def main(argv: list[str] | None = None) -> int:
             results["sqlite_extract_parquet"] = run_case(
                 "sqlite_extract_parquet", {"connections": conns, "out": (work / "sqlite_out").as_uri()}
             )
+        if "serving" in groups:
+            results.update(_serving(work, n, stack))
 
     print("\nTargets")
     failures = 0
     for name, result in results.items():
-        if name.startswith(("pg_raw", "pg_insert_rows", "adbc", "pymongoarrow")):
+        if name.startswith(("pg_raw", "pg_insert_rows", "adbc", "pymongoarrow", "serve_", "batch_predict")):
             continue
         ok = result["peak_rss_mb"] < RSS_LIMIT_MB
         failures += not ok
@@ -363,9 +376,115 @@ def main(argv: list[str] | None = None) -> int:
         "pg_extract_parquet",
         "ADBC record-batch stream to Parquet vs provider extract",
     )
+    serving_targets = _serving_targets(results)
+    failures += serving_targets
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 1 if failures else 0
+
+
+def _serving(work: Path, rows: int, stack: contextlib.ExitStack) -> dict[str, dict[str, Any]]:
+    """mlops-serve vs ``mlflow models serve --env-manager local`` on the same model, then batch scoring."""
+    from benchmarks import serving
+    from tests.harness import servers
+
+    print("Serving (churn Pipeline, LogisticRegression; both servers one process on 127.0.0.1)", flush=True)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        # `mlflow models serve` execs `uvicorn` from PATH: the venv's bin may not be on it.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    prepared = subprocess.run(
+        [sys.executable, "-m", "benchmarks.serving", "prepare", str(work), str(rows)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=1800,
+    )
+    if prepared.returncode != 0:
+        raise RuntimeError(f"serving setup failed:\n{prepared.stderr[-4000:]}")
+    model = json.loads(prepared.stdout.strip().splitlines()[-1])
+    results: dict[str, dict[str, Any]] = {}
+    ports = {"mlops": servers.free_port(), "mlflow": servers.free_port()}
+    commands = {
+        "mlops": [
+            sys.executable, "-m", "airflow_provider_mlops.serve",
+            "--model-name", model["name"], "--version", model["version"],
+            "--tracking-uri", model["tracking_uri"], "--port", str(ports["mlops"]),
+            "--max-rows", "100000", "--log-level", "warning",
+        ],
+        "mlflow": [
+            sys.executable, "-m", "mlflow", "models", "serve",
+            "-m", f"models:/{model['name']}/{model['version']}", "--env-manager", "local",
+            "-h", "127.0.0.1", "-p", str(ports["mlflow"]), "-w", "1",
+        ],
+    }  # fmt: skip
+    for server in ("mlops", "mlflow"):  # one server process at a time
+        url = f"http://127.0.0.1:{ports[server]}"
+        process = serving.start(
+            commands[server],
+            url,
+            work / f"{server}.log",
+            {**env, "MLFLOW_TRACKING_URI": model["tracking_uri"]},
+        )
+        try:
+            invocations = f"{url}/invocations"
+            results[f"serve_single_{server}"] = run_case(
+                "serve_single_row",
+                {"url": invocations, "sample": model["sample"], "requests": 1000},
+                repeat=2,
+                label=f"{server}: 1-row requests",
+            )
+            results[f"serve_batch_{server}"] = run_case(
+                "serve_batch",
+                {"url": invocations, "sample": model["sample"], "batch": 5000, "requests": 20},
+                repeat=2,
+                label=f"{server}: 5,000-row requests",
+            )
+        finally:
+            serving.stop(process)
+        single = results[f"serve_single_{server}"]
+        print(
+            f"    {server}: single-row p50 {single['p50_ms']} ms, p90 {single['p90_ms']} ms, p99 {single['p99_ms']} ms"
+        )
+    results["batch_predict"] = run_case(
+        "batch_predict",
+        {**model, "out": (work / "scored").as_uri(), "work": str(work)},
+        label="BatchPredictOperator",
+    )
+    return results
+
+
+def _serving_targets(results: dict[str, dict[str, Any]]) -> int:
+    """The issue's goals for serving; returns how many were missed."""
+    if "serve_single_mlops" not in results:
+        return 0
+    failures = 0
+
+    def check(ok: bool, text: str) -> None:
+        nonlocal failures
+        failures += not ok
+        print(f"  [{'ok' if ok else 'FAIL'}] {text}")
+
+    ours, theirs = results["serve_single_mlops"], results["serve_single_mlflow"]
+    check(ours["p50_ms"] <= 5.0, f"mlops-serve single-row p50 {ours['p50_ms']} ms (target <= 5 ms)")
+    print(
+        f"  (info) single-row p50 / p99: mlops-serve {ours['p50_ms']} / {ours['p99_ms']} ms, "
+        f"mlflow models serve {theirs['p50_ms']} / {theirs['p99_ms']} ms "
+        f"(p50 ratio mlflow/mlops {theirs['p50_ms'] / ours['p50_ms']:.2f}x)"
+    )
+    batch = results["serve_batch_mlops"]["rows_per_s"] / results["serve_batch_mlflow"]["rows_per_s"]
+    check(batch >= 1.5, f"batch throughput vs mlflow models serve: {batch:.2f}x (target >= 1.5x)")
+    scored = results["batch_predict"]
+    check(
+        scored["rows_per_s"] >= 200_000 and scored["peak_rss_mb"] < RSS_LIMIT_MB,
+        f"BatchPredictOperator {scored['rows_per_s']:,} rows/s (target >= 200,000), "
+        f"peak RSS {scored['peak_rss_mb']:.0f} MB (target < {RSS_LIMIT_MB:.0f} MB)",
+    )
+    return failures
 
 
 if __name__ == "__main__":

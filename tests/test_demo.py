@@ -1,4 +1,4 @@
-"""The README's main command, shortened: the demo bootstraps a champion on day one."""
+"""The README's main command, shortened: the demo bootstraps a champion on day one and serves it."""
 
 from __future__ import annotations
 
@@ -29,9 +29,17 @@ def test_demo_runs_two_days_and_bootstraps_a_champion(tmp_path: Path) -> None:
         timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    lines = [line for line in result.stdout.splitlines() if line.startswith("2026-01-0")]
+    out = result.stdout.splitlines()
+    header = [c.strip() for c in next(line for line in out if line.split("|")[0].strip() == "day").split("|")]
+    lines = [line for line in out if line.startswith("2026-01-0")]
     assert len(lines) == 2
-    first = [c.strip() for c in lines[0].split("|")]
-    assert first[0] == "2026-01-01" and "bootstrap" in first and first[-1] == "v1"
+    days = [dict(zip(header, (c.strip() for c in line.split("|")), strict=True)) for line in lines]
+    first = days[0]
+    assert first["day"] == "2026-01-01" and first["drift"] == "bootstrap" and first["champion"] == "v1"
+    # The model server started on the first champion: its live /version and a prediction from it.
+    for day in days:
+        assert day["served"] == day["champion"], day
+        assert 0.0 <= float(day["pred_churn"]) <= 1.0, day
+    assert "Model server on http://127.0.0.1:" in result.stdout and "stopped cleanly" in result.stdout
     assert "Done: 2 day(s)" in result.stdout
     assert (tmp_path / "demo" / "mlflow.db").exists()

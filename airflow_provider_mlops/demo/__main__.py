@@ -5,8 +5,12 @@ The main job: the example lifecycle over simulated days on embedded defaults.
 
 It creates an Airflow home with a SQLite metadata DB, a local folder as object storage, SQLite
 files as source database and warehouse, serves the simulated customer-profile API on 127.0.0.1,
-registers the connections, and runs the example DAGs day after day through the provider. At the
-end it prints one line per day and where to look next.
+registers the connections, and runs the example DAGs day after day through the provider. Once the
+first champion exists it starts the model server (``python -m airflow_provider_mlops.serve``) on a
+free loopback port; every later promotion deploys to it through the ``local_server`` target (reload,
+then ``/version`` and a smoke prediction must match before the alias moves). At the end it prints
+one line per day (with the version the server reports live and its predicted churn share for the
+day's customers), stops the server and says where to look next.
 """
 
 from __future__ import annotations
@@ -81,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
 
     from airflow_provider_mlops.demo.api import DEMO_TOKEN, ProfileApi, serve
-    from airflow_provider_mlops.demo.simulate import World, write_activity
+    from airflow_provider_mlops.demo.simulate import World
 
     world = World()
     api = ProfileApi(world)
@@ -91,8 +95,6 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"Airflow home: {home}\nProfile API:  {api_url}\nMigrating the metadata DB...", flush=True)
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
-
-    import datetime as dt
 
     sys.path.insert(0, str(dags_folder))
     import etl_daily  # type: ignore[import-not-found]
@@ -105,6 +107,33 @@ def main(argv: list[str] | None = None) -> int:
         for task in module.dag.tasks:
             task.retries = 0
 
+    from airflow_provider_mlops.demo.server import CONN_ID, DemoModelServer
+
+    model_server = DemoModelServer(home, train_model.MODEL_NAME)
+    os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps(model_server.connection())
+    try:
+        return _run_days(
+            args, home, world, api, model_server, (etl_daily, monitor_model, train_model), started
+        )
+    finally:
+        model_server.stop()
+        server.shutdown()
+
+
+def _run_days(
+    args: Any,
+    home: Path,
+    world: Any,
+    api: Any,
+    model_server: Any,
+    dags: tuple[Any, Any, Any],
+    started: float,
+) -> int:
+    import datetime as dt
+
+    etl_daily, monitor_model, train_model = dags
+    from airflow_provider_mlops.demo.simulate import write_activity
+
     rows: list[dict[str, Any]] = []
     for index in range(args.days):
         day = world.day(index)
@@ -114,7 +143,6 @@ def main(argv: list[str] | None = None) -> int:
         etl = etl_daily.dag.test(logical_date=logical)
         if etl.state != "success":
             print(f"The ETL run for {day} ended {etl.state}: see the task logs above.", file=sys.stderr)
-            server.shutdown()
             return 1
         monitor = monitor_model.dag.test(logical_date=logical)
         check_state = _task_state(monitor, "check_drift_and_accuracy")
@@ -126,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
             promoted = (
                 retrained and _task_state(train, "deploy_if_better") == "success" and _promoted(home, logical)
             )
+        if promoted and model_server.process is None:
+            # The first champion: start the server on it; later promotions go through the target.
+            model_server.start()
+            _wire_target(train_model, model_server, home, day)
         rows.append(
             {
                 **_day_summary(home, day, logical, etl.state),
@@ -133,10 +165,14 @@ def main(argv: list[str] | None = None) -> int:
                 "retrained": "yes" if retrained else "",
                 "promoted": "yes" if promoted else "",
                 **_champion(),
+                **_served(model_server, home, day),
             }
         )
         _print_row(rows[-1], header=index == 0)
-    server.shutdown()
+    if model_server.process is not None:
+        print(
+            f"\nModel server on {model_server.url}: {model_server.stop()}; its log: {model_server.log_path}"
+        )
     elapsed = time.monotonic() - started
     drift_days = [r["day"] for r in rows if r["drift"] == "DRIFT"]
     promotions = [r["day"] for r in rows if r["promoted"]]
@@ -154,6 +190,51 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"  Airflow UI:           AIRFLOW_HOME={home} airflow standalone   (http://localhost:8080)")
     return 0
+
+
+def _day_inputs(home: Path, day: Any, columns: list[str]) -> list[dict[str, Any]]:
+    """The day's customers as model inputs (the columns the server's schema asks for)."""
+    with sqlite3.connect(home / "warehouse.db") as conn:
+        conn.row_factory = sqlite3.Row
+        found = conn.execute(
+            "SELECT * FROM activity a JOIN customers c ON c.customer_id = a.customer_id WHERE a.day = ?",
+            (day.isoformat(),),
+        ).fetchall()
+    if not found:
+        return []
+    present = [c for c in columns if c in set(found[0].keys())]
+    return [{c: row[c] for c in present} for row in found]
+
+
+def _input_columns(model_server: Any) -> list[str]:
+    inputs = model_server.version().get("inputs") or []
+    return [str(i["name"]) for i in inputs]
+
+
+def _wire_target(train_model: Any, model_server: Any, home: Path, day: Any) -> None:
+    """From now on the deploy task deploys to the running server before it moves the alias."""
+    from airflow_provider_mlops.demo.server import CONN_ID
+    from airflow_provider_mlops.deployment.targets import LocalServerTarget
+
+    smoke = _day_inputs(home, day, _input_columns(model_server))[:3]
+    train_model.dag.get_task("deploy_if_better").targets = [
+        LocalServerTarget(
+            http_conn_id=CONN_ID,
+            smoke_input={"dataframe_records": smoke},
+            label="demo model server",
+        )
+    ]
+
+
+def _served(model_server: Any, home: Path, day: Any) -> dict[str, Any]:
+    """What the live server says: its ``/version`` and its predicted churn share for the day."""
+    if model_server.process is None:
+        return {"served": "-", "pred_churn": ""}
+    served = model_server.version()
+    records = _day_inputs(home, day, [str(i["name"]) for i in served.get("inputs") or []])
+    predictions = model_server.predict(records) if records else []
+    share = sum(1 for p in predictions if p in (1, "1", True)) / len(predictions) if predictions else 0.0
+    return {"served": f"v{served.get('version')}", "pred_churn": f"{share:.3f}"}
 
 
 def _task_state(run: Any, task_id: str) -> str | None:

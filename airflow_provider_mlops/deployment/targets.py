@@ -14,10 +14,13 @@ it move the ``champion`` alias and publish ``latest.json``. When one fails, ever
 touched is rolled back to the previous champion, the alias stays, and the task fails with
 :class:`DeploymentError`.
 
-Built in: :class:`LocalServerTarget` (this provider's model server). Cloud targets (SageMaker,
-Vertex AI, Azure ML, Heroku) are not implemented yet; they plug in the same way: subclass
-:class:`DeploymentTarget` and pass an instance, or register a class in :data:`TARGET_TYPES` (or name
-it by import path) and pass ``{"type": ..., **kwargs}``.
+Built in: :class:`LocalServerTarget` (this provider's model server),
+:class:`~airflow_provider_mlops.deployment.sagemaker.SageMakerTarget` (``"sagemaker"``),
+:class:`~airflow_provider_mlops.deployment.heroku.HerokuTarget` (``"heroku"``),
+:class:`~airflow_provider_mlops.deployment.vertex.VertexAITarget` (``"vertex_ai"``) and
+:class:`~airflow_provider_mlops.deployment.azure.AzureMLTarget` (``"azure_ml"``). Others plug
+in the same way: subclass :class:`DeploymentTarget` and pass an instance, or register a class (or its
+import path) in :data:`TARGET_TYPES` (or name it by import path) and pass ``{"type": ..., **kwargs}``.
 """
 
 from __future__ import annotations
@@ -161,8 +164,15 @@ def _rows(payload: Mapping[str, Any]) -> int | None:
     return None
 
 
-#: ``{"type": name}`` specs resolve here first; anything else is an import path to a class.
-TARGET_TYPES: dict[str, type[DeploymentTarget]] = {"local_server": LocalServerTarget}
+#: ``{"type": name}`` specs resolve here first (a class, or the import path of one: cloud targets stay
+#: unimported until used); anything else is an import path to a class.
+TARGET_TYPES: dict[str, type[DeploymentTarget] | str] = {
+    "local_server": LocalServerTarget,
+    "sagemaker": "airflow_provider_mlops.deployment.sagemaker.SageMakerTarget",
+    "heroku": "airflow_provider_mlops.deployment.heroku.HerokuTarget",
+    "vertex_ai": "airflow_provider_mlops.deployment.vertex.VertexAITarget",
+    "azure_ml": "airflow_provider_mlops.deployment.azure.AzureMLTarget",
+}
 
 
 def resolve_targets(specs: Sequence[Any] | None) -> list[DeploymentTarget]:
@@ -176,16 +186,19 @@ def resolve_targets(specs: Sequence[Any] | None) -> list[DeploymentTarget]:
             raise ValueError(f"A target is a DeploymentTarget or a dict with 'type', got {spec!r}")
         kwargs = {k: v for k, v in spec.items() if k != "type"}
         kind = str(spec["type"])
-        cls = TARGET_TYPES.get(kind)
-        if cls is None:
-            module, _, attr = kind.rpartition(".")
+        registered = TARGET_TYPES.get(kind)
+        if isinstance(registered, type):
+            cls: Any = registered
+        else:
+            path = registered or kind
+            module, _, attr = path.rpartition(".")
             if not module:
                 raise ValueError(
                     f"Unknown target type {kind!r}: one of {sorted(TARGET_TYPES)} or an import path"
                 )
             cls = getattr(importlib.import_module(module), attr)
             if not (isinstance(cls, type) and issubclass(cls, DeploymentTarget)):
-                raise ValueError(f"{kind} is not a DeploymentTarget subclass")
+                raise ValueError(f"{path} is not a DeploymentTarget subclass")
         targets.append(cls(**kwargs))
     return targets
 

@@ -42,6 +42,8 @@ class ServeConfig:
     :param version: a fixed version instead of the alias.
     :param latest_uri: a ``latest.json`` published by DeployModelOperator: it names the version and
         where its file is; the digest still comes from MLflow (or ``sha256``).
+    :param model_uri: read ``version``'s bytes from here (a cloud target passes the published file);
+        without MLflow it needs ``version`` and a pinned ``sha256``.
     :param tracking_uri: MLflow tracking URI (the trusted digests live there).
     :param registry_uri: MLflow registry URI, when different.
     :param storage_conn_id: Airflow connection for ``s3://`` model files; None for local files or
@@ -59,6 +61,7 @@ class ServeConfig:
     alias: str = "champion"
     version: str | None = None
     latest_uri: str | None = None
+    model_uri: str | None = None
     tracking_uri: str | None = None
     registry_uri: str | None = None
     storage_conn_id: str | None = None
@@ -156,6 +159,8 @@ class ModelLoader:
             version, uri = str(pointer["version"]), pointer.get("uri")
         elif not version:
             version = config.version
+            if version:  # the configured file belongs to the configured version only
+                uri = uri or config.model_uri
         if not model_name:
             raise ValueError(
                 "Nothing to serve: give a model name (with an alias or version) or a latest.json"

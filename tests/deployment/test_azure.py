@@ -1,0 +1,118 @@
+"""AzureMLTarget against a local fake of the Azure ML REST API (azure_fake.py); never run against Azure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from airflow_provider_mlops.deployment.azure import AzureMLTarget, deployment_name
+from airflow_provider_mlops.deployment.targets import (
+    DeploymentError,
+    ModelRelease,
+    deploy_all,
+    resolve_targets,
+)
+from tests.conftest import set_connection
+from tests.deployment.azure_fake import FakeAzureML
+
+TENANT, CLIENT, SECRET = "tenant-1", "client-1", "secret-1"
+IMAGE = "churnacr.azurecr.io/mlops-serve:0.1.0"
+SMOKE = {"dataframe_records": [{"minutes": 1.0}, {"minutes": 2.0}, {"minutes": 3.0}]}
+
+
+def release(version: str) -> ModelRelease:
+    return ModelRelease(
+        name="churn_model", version=version, sha256=version * 64, uri=f"azureml://m/v{version}/model.skops"
+    )
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeAzureML]:
+    server = FakeAzureML(TENANT, CLIENT, SECRET)
+    yield server
+    server.close()
+
+
+def make(fake: FakeAzureML, secret: str = SECRET) -> AzureMLTarget:
+    conn = set_connection(
+        "azure_ml_test",
+        conn_type="azure",
+        login=CLIENT,
+        password=secret,
+        extra={"tenantId": TENANT, "subscriptionId": "sub-1"},
+    )
+    built = resolve_targets(
+        [
+            {
+                "type": "azure_ml",
+                "endpoint_name": "churn",
+                "image_uri": IMAGE,
+                "resource_group": "rg",
+                "workspace": "ws",
+                "location": "westeurope",
+                "azure_conn_id": conn,
+                "smoke_input": SMOKE,
+                "management_url": fake.url,
+                "authority_host": fake.url,
+                "poll_interval": 0.01,
+                "wait_timeout": 5,
+            }
+        ]
+    )[0]
+    assert isinstance(built, AzureMLTarget)
+    return built
+
+
+def test_deployments_per_release_traffic_and_rollback(fake: FakeAzureML) -> None:
+    target = make(fake)
+    v1, v2, v3 = release("1"), release("2"), release("3")
+    target.deploy(v1)
+    target.smoke_test(v1)
+    (env,) = fake.environments.values()
+    routes = env["properties"]["inferenceConfig"]
+    assert env["properties"]["image"] == IMAGE and routes["scoringRoute"] == {
+        "port": 8080,
+        "path": "/invocations",
+    }
+    assert routes["livenessRoute"]["path"] == routes["readinessRoute"]["path"] == "/ping"
+    deployed = fake.deployments["churn"][deployment_name(v1)]["properties"]
+    assert deployed["environmentVariables"]["MLOPS_SERVE_SHA256"] == v1.sha256
+    assert fake.scored_by == [deployment_name(v1)]  # the smoke request targets the deployment
+
+    target.deploy(v2)
+    target.smoke_test(v2)
+    traffic = fake.endpoints["churn"]["properties"]["traffic"]
+    assert traffic == {deployment_name(v1): 0, deployment_name(v2): 100}
+    target.deploy(v3)
+    assert set(fake.deployments["churn"]) == {deployment_name(v2), deployment_name(v3)}
+    target.rollback(v2)
+    assert target.describe()["version"] == "2" and set(fake.deployments["churn"]) == {deployment_name(v2)}
+
+
+def test_failures_are_reported_and_rolled_back(fake: FakeAzureML) -> None:
+    target = make(fake)
+    deploy_all([target], release("1"), None)
+    fake.fail_next_deployment = "ResourceNotReady: the container did not pass the readiness probe on /ping"
+    with pytest.raises(DeploymentError, match="readiness probe"):
+        deploy_all([target], release("2"), release("1"))
+    assert target.describe()["version"] == "1"
+    fake.broken_predictions = True
+    with pytest.raises(DeploymentError, match="answered the smoke request"):
+        deploy_all([target], release("3"), release("1"))
+    assert target.describe()["version"] == "1" and set(fake.deployments["churn"]) == {
+        deployment_name(release("1"))
+    }
+
+
+def test_first_deploy_failing_leaves_nothing_serving(fake: FakeAzureML) -> None:
+    target = make(fake)
+    fake.broken_predictions = True
+    with pytest.raises(DeploymentError, match="nothing"):
+        deploy_all([target], release("1"), None)
+    assert fake.deployments["churn"] == {} and target.describe()["version"] is None
+
+
+def test_a_wrong_secret_is_refused(fake: FakeAzureML) -> None:
+    with pytest.raises(DeploymentError, match="Invalid client secret"):
+        make(fake, secret="wrong").describe()
