@@ -37,13 +37,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 API = "https://api.heroku.com"
-PROCFILE = "web: python -m airflow_provider_mlops.serve --host 0.0.0.0\n"
+
+
+def procfile() -> str:
+    """The Procfile shipped beside the server image (airflow_provider_mlops/serving/container)."""
+    from importlib import resources
+
+    return (resources.files("airflow_provider_mlops.serving") / "container" / "Procfile").read_text()
 
 
 def source_files(requirement: str, python_version: str = "3.11") -> dict[str, bytes]:
     """The files of the app's source: what the Python buildpack needs to run the server."""
     return {
-        "Procfile": PROCFILE.encode(),
+        "Procfile": procfile().encode(),
         "requirements.txt": f"{requirement}\n".encode(),
         ".python-version": f"{python_version}\n".encode(),
     }

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from airflow_provider_mlops.deployment.heroku import PROCFILE, HerokuTarget
+from airflow_provider_mlops.deployment.heroku import HerokuTarget
 from airflow_provider_mlops.deployment.targets import (
     DeploymentError,
     ModelRelease,
@@ -63,7 +63,7 @@ def test_build_once_then_release_versions_by_config_vars(fake: FakeHeroku, targe
     target.smoke_test(v1)
     assert len(fake.builds) == 1 and fake.builds[0]["status"] == "succeeded"
     assert fake.last_source == {
-        "Procfile": PROCFILE,
+        "Procfile": "web: python -m airflow_provider_mlops.serve --host 0.0.0.0\n",
         "requirements.txt": "airflow-provider-mlops[ml,s3]==0.1.0\n",
         ".python-version": "3.11\n",
     }
