@@ -122,8 +122,9 @@ def quiet_skops() -> Iterator[None]:
     Around skops calls: keep Airflow's deprecated-module shims from warning.
 
     skops looks up the module of objects without ``__module__`` (NumPy / SciPy ufuncs) by calling
-    ``getattr`` on every module in ``sys.modules``; in a worker, that includes Airflow's
-    deprecated-import shims (``airflow.operators.*``...), each of which emits a
+    ``getattr`` on every module in ``sys.modules`` (at ``import skops.io`` too, for each of
+    ``scipy.special``'s ufuncs); in a worker, that includes Airflow's deprecated-import shims
+    (``airflow.utils.timezone``, ``airflow.utils.trigger_rule``...), each of which emits a
     ``DeprecatedImportWarning`` when touched: ~1,160 lines in every training, deployment and
     monitoring task log. Nothing the provider imports is deprecated; the warnings are the scan's.
     """
@@ -135,6 +136,16 @@ def quiet_skops() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecatedImportWarning)
         yield
+
+
+def _skops_io() -> Any:
+    """
+    ``skops.io``, imported under :func:`quiet_skops`: the import itself runs the scan, once per
+    process, for every ufunc of ``scipy.special`` (the names of its trusted types).
+    """
+    with quiet_skops():
+        import skops.io
+    return skops.io
 
 
 def float_example(frame: Any) -> Any:
@@ -153,21 +164,19 @@ def float_example(frame: Any) -> Any:
 
 def trusted_types_for(blob: bytes) -> tuple[list[str], list[str]]:
     """(types in the skops blob that are trusted by prefix, the ones that are not)."""
-    import skops.io
-
+    skops_io = _skops_io()
     with quiet_skops():
-        untrusted = list(skops.io.get_untrusted_types(data=blob))
+        untrusted = list(skops_io.get_untrusted_types(data=blob))
     ok = [t for t in untrusted if t.startswith(TRUSTED_PREFIXES)]
     return ok, [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
 
 
 def dump_model(model: Any) -> tuple[bytes, str, list[str]]:
     """Serialize ``model``: (bytes, format, trusted types for skops)."""
-    import skops.io
-
+    skops_io = _skops_io()
     try:
         with quiet_skops():
-            blob = skops.io.dumps(model)
+            blob = skops_io.dumps(model)
         trusted, other = trusted_types_for(blob)
         if not other:
             return blob, "skops", trusted
@@ -314,10 +323,9 @@ def deserialize_verified(
         )
     fmt = sniff_format(blob)
     if fmt == "skops":
-        import skops.io
-
+        skops_io = _skops_io()
         with quiet_skops():
-            untrusted = list(skops.io.get_untrusted_types(data=blob))
+            untrusted = list(skops_io.get_untrusted_types(data=blob))
         refused = [t for t in untrusted if not policy.trusts(t)]
         if refused:
             raise ModelIntegrityError(
@@ -325,7 +333,7 @@ def deserialize_verified(
                 "(add them to trusted_types if you trust them)"
             )
         with quiet_skops():
-            return skops.io.loads(blob, trusted=untrusted), fmt
+            return skops_io.loads(blob, trusted=untrusted), fmt
     if not policy.allow_cloudpickle:
         raise ModelIntegrityError(
             f"{label} is a cloudpickle file and loading cloudpickle runs code: refused unless "

@@ -93,8 +93,9 @@ def test_activate_is_deprecated(tmp_path: Path) -> None:
         mlflow.set_tracking_uri(before)
 
 
-def test_skops_does_not_spill_airflow_deprecation_warnings() -> None:
+def test_skops_does_not_spill_airflow_deprecation_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib
+    import sys
 
     from scipy import special
     from sklearn.pipeline import make_pipeline
@@ -103,6 +104,8 @@ def test_skops_does_not_spill_airflow_deprecation_warnings() -> None:
     from airflow_provider_mlops.ml.serialization import dump_model
 
     importlib.import_module("airflow.utils.trigger_rule")  # one of Airflow's deprecated-import shims
+    for name in [m for m in sys.modules if m == "skops" or m.startswith("skops.")]:
+        monkeypatch.delitem(sys.modules, name)  # a worker imports skops afresh: its import scans too
     pipeline = make_pipeline(FunctionTransformer(special.expit)).fit(np.array([[0.0], [1.0]]))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
