@@ -18,6 +18,7 @@ Like every provider module, it imports nothing heavy at module level (DAG files 
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -98,6 +99,20 @@ def _permanent_errors() -> tuple[type[BaseException], ...]:
     return (ValueError, KeyError, DatasetError, ModelIntegrityError)
 
 
+# MLflow's answers that name a permanent state: no such model / version / alias, a bad argument.
+# Its other errors (a server that is down, an internal error) keep Airflow's retries.
+MLFLOW_PERMANENT_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
+
+
+def _permanent_mlflow_error(err: BaseException) -> bool:
+    exceptions = sys.modules.get("mlflow.exceptions")  # loaded when the task used MLflow at all
+    return (
+        exceptions is not None
+        and isinstance(err, exceptions.MlflowException)
+        and getattr(err, "error_code", None) in MLFLOW_PERMANENT_CODES
+    )
+
+
 def _retryable_errors() -> tuple[type[BaseException], ...]:
     # The HTTP layer decides for itself what a retry may fix (a truncated or malformed page can be
     # a flaky proxy): its errors keep Airflow's retries even when they are ValueErrors.
@@ -112,7 +127,8 @@ def fail_fast(*also: type[BaseException]) -> Iterator[None]:
     Turn errors a retry cannot fix into ``AirflowFailException`` (message kept, cause chained).
 
     Bad configuration, a missing column, a schema or write-contract violation, an uncommitted or
-    corrupt dataset, a model whose digest does not match: the next try would meet the same
+    corrupt dataset, a model whose digest does not match, a registered model, version or alias
+    MLflow says does not exist: the next try would meet the same
     arguments and the same data, so it fails now instead of burning its retries. ``also`` adds
     classes for one call (e.g. a missing MLflow model with ``on_missing_reference="fail"``).
     Airflow's own exceptions (skip, defer, sensor timeout) and network errors pass unchanged.
@@ -126,7 +142,7 @@ def fail_fast(*also: type[BaseException]) -> Iterator[None]:
 
         if isinstance(err, (AirflowException, *_retryable_errors())):
             raise
-        if isinstance(err, _permanent_errors() + also):
+        if isinstance(err, _permanent_errors() + also) or _permanent_mlflow_error(err):
             message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
             raise AirflowFailException(message or type(err).__name__) from err
         raise

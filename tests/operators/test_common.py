@@ -84,6 +84,20 @@ def test_fail_fast_leaves_retryable_and_airflow_errors_alone(error: Exception) -
         raise error
 
 
+def test_fail_fast_knows_mlflow_answers_that_a_retry_cannot_change() -> None:
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, TEMPORARILY_UNAVAILABLE
+
+    missing = MlflowException(
+        "Model Version (name=m, version=9) not found", error_code=RESOURCE_DOES_NOT_EXIST
+    )
+    with pytest.raises(AirflowFailException, match="version=9"), common.fail_fast():
+        raise missing
+    down = MlflowException("503 from the tracking server", error_code=TEMPORARILY_UNAVAILABLE)
+    with pytest.raises(MlflowException), common.fail_fast():
+        raise down
+
+
 def test_fail_fast_decorates_and_takes_extra_classes() -> None:
     @common.fail_fast(LookupError)
     def run() -> None:
