@@ -31,8 +31,8 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta
 
-from airflow.sdk import DAG
-from airflow.timetables.interval import CronDataIntervalTimetable
+# The Task SDK's timetable: airflow.timetables.* costs ~30 ms more to import when a DAG is parsed.
+from airflow.sdk import DAG, CronDataIntervalTimetable
 
 from airflow_provider_mlops.assets import table_asset
 from airflow_provider_mlops.notifications.webhook import WebhookNotifier

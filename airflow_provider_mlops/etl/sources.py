@@ -10,6 +10,7 @@ text is built by the hook's dialect, not here.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,9 @@ __all__ = [
     "HTTP_TYPES",
     "MONGO_TYPES",
     "POSTGRES_TYPES",
+    "SOURCE_OPTIONS",
     "STORAGE_TYPES",
+    "SourceOptions",
     "connection_kind",
     "filter_batches_by_window",
     "iter_json_lines",
@@ -116,38 +119,76 @@ def filter_batches_by_window(
         yield batch if mask is None else batch.filter(pc.fill_null(mask, False))
 
 
+@dataclasses.dataclass(frozen=True)
+class SourceOptions:
+    """
+    What :func:`read_source` reads: the one list of source options (``ExtractOperator(source=...)``
+    takes this or a dict of these names). Only the options of the connection's kind are used.
+
+    SQL: ``sql``, ``parameters``. MongoDB: ``collection``, ``database``, ``filter``, ``projection``,
+    ``sort``, ``pipeline``. HTTP: ``endpoint``, ``method``, ``params``, ``json``, ``headers``,
+    ``records_path``, ``pagination``, ``max_pages``. Files: ``path``, ``format``. Every kind:
+    ``watermark_column`` / ``watermark_start`` / ``watermark_end``, ``batch_size``, ``schema``,
+    ``extra``, ``type_conflict``, ``nested`` (see :func:`read_source`).
+    """
+
+    sql: str | None = None
+    parameters: Sequence[Any] | Mapping[str, Any] | None = None
+    collection: str | None = None
+    database: str | None = None
+    filter: Mapping[str, Any] | None = None
+    projection: Any = None
+    sort: Any = None
+    pipeline: Sequence[Mapping[str, Any]] | None = None
+    endpoint: str | None = None
+    method: str = "GET"
+    params: Mapping[str, Any] | None = None
+    json: Any = None
+    headers: Mapping[str, str] | None = None
+    records_path: str | None = None
+    pagination: Any = None
+    max_pages: int | None = None
+    path: str | None = None
+    format: str = "parquet"
+    watermark_column: str | None = None
+    watermark_start: Any = None
+    watermark_end: Any = None
+    batch_size: int = 50_000
+    schema: Any = None
+    extra: str = "error"
+    type_conflict: str = "error"
+    nested: str | None = None
+
+    @classmethod
+    def of(cls, options: SourceOptions | Mapping[str, Any] | None = None, **changes: Any) -> SourceOptions:
+        """``options`` (an instance or a dict of option names) with ``changes`` applied."""
+        if options is None:
+            base = cls()
+        elif isinstance(options, SourceOptions):
+            base = options
+        elif isinstance(options, Mapping):
+            unknown = sorted(set(options) - set(SOURCE_OPTIONS))
+            if unknown:
+                raise ValueError(f"Unknown source option(s) {unknown}; known: {list(SOURCE_OPTIONS)}")
+            base = cls(**options)
+        else:
+            raise TypeError(f"Source options must be a SourceOptions or a dict, got {type(options).__name__}")
+        return dataclasses.replace(base, **changes) if changes else base
+
+
+SOURCE_OPTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(SourceOptions))
+
+
 def read_source(
     conn_id: str | None,
-    *,
-    sql: str | None = None,
-    parameters: Sequence[Any] | Mapping[str, Any] | None = None,
-    collection: str | None = None,
-    database: str | None = None,
-    filter: Mapping[str, Any] | None = None,
-    projection: Any = None,
-    sort: Any = None,
-    pipeline: Sequence[Mapping[str, Any]] | None = None,
-    endpoint: str | None = None,
-    method: str = "GET",
-    params: Mapping[str, Any] | None = None,
-    json: Any = None,
-    headers: Mapping[str, str] | None = None,
-    records_path: str | None = None,
-    pagination: Any = None,
-    max_pages: int | None = None,
-    path: str | None = None,
-    format: str = "parquet",
-    watermark_column: str | None = None,
-    watermark_start: Any = None,
-    watermark_end: Any = None,
-    batch_size: int = 50_000,
-    schema: Any = None,
-    extra: str = "error",
-    type_conflict: str = "error",
-    nested: str | None = None,
+    options: SourceOptions | Mapping[str, Any] | None = None,
+    **kwargs: Any,
 ) -> tuple[Iterator[pa.RecordBatch], dict[str, Any]]:
     """
     Open a stream of record batches from any supported source.
+
+    ``options`` is a :class:`SourceOptions` (or a dict of its names); keyword arguments of the same
+    names (``read_source(conn_id, sql=...)``) are applied on top of it.
 
     Record sources (MongoDB, HTTP, JSON Lines) go through
     :class:`~airflow_provider_mlops.utils.arrow.RecordBatcher`: without ``schema`` the schema evolves
@@ -164,89 +205,93 @@ def read_source(
     from airflow_provider_mlops.hooks.connection_types import get_batch_hook, get_sql_hook
     from airflow_provider_mlops.utils.schema import schema_from_spec
 
-    schema = schema_from_spec(schema)
-    record_options = {"schema": schema, "extra": extra, "type_conflict": type_conflict}
+    o = SourceOptions.of(options, **kwargs)
+    schema = schema_from_spec(o.schema)
+    record_options: dict[str, Any] = {"schema": schema, "extra": o.extra, "type_conflict": o.type_conflict}
     kind = connection_kind(conn_id)
-    start, end = parse_instant(watermark_start), parse_instant(watermark_end)
+    start, end = parse_instant(o.watermark_start), parse_instant(o.watermark_end)
     if kind in ("postgres", "sql"):
-        if not sql:
+        if not o.sql:
             raise ValueError(f"Connection {conn_id!r} is a SQL database: give sql=...")
         hook: SqlBatchSource = get_sql_hook(conn_id or "")
-        query = sql
-        query_params: Any = list(parameters or []) if not isinstance(parameters, Mapping) else parameters
-        if watermark_column:
-            query, query_params = hook.watermark_query(sql, query_params, watermark_column, start, end)
-        batches = hook.iter_batches(query, query_params or None, batch_size=batch_size, schema=schema)
-        return batches, {"kind": kind, "conn_id": conn_id, "name": sql.strip()[:200]}
+        query = o.sql
+        query_params: Any = (
+            list(o.parameters or []) if not isinstance(o.parameters, Mapping) else o.parameters
+        )
+        if o.watermark_column:
+            query, query_params = hook.watermark_query(o.sql, query_params, o.watermark_column, start, end)
+        batches = hook.iter_batches(query, query_params or None, batch_size=o.batch_size, schema=schema)
+        return batches, {"kind": kind, "conn_id": conn_id, "name": o.sql.strip()[:200]}
     if kind == "mongo":
-        if not collection:
+        if not o.collection:
             raise ValueError(f"Connection {conn_id!r} is MongoDB: give collection=...")
         mongo = get_batch_hook(conn_id, kind)
-        find_filter = dict(filter or {})
-        if watermark_column and (start or end):
+        find_filter = dict(o.filter or {})
+        pipeline = o.pipeline
+        if o.watermark_column and (start or end):
             window: dict[str, Any] = {}
             if start:
                 window["$gte"] = start
             if end:
                 window["$lt"] = end
             if pipeline is not None:
-                pipeline = [{"$match": {watermark_column: window}}, *pipeline]
+                pipeline = [{"$match": {o.watermark_column: window}}, *pipeline]
             else:
-                find_filter[watermark_column] = window
+                find_filter[o.watermark_column] = window
         batches = mongo.iter_batches(
-            collection,
-            database=database,
+            o.collection,
+            database=o.database,
             filter=find_filter,
-            projection=projection,
-            sort=sort,
+            projection=o.projection,
+            sort=o.sort,
             pipeline=pipeline,
-            batch_size=batch_size,
-            nested=nested or "json",  # type: ignore[arg-type]
+            batch_size=o.batch_size,
+            nested=o.nested or "json",  # type: ignore[arg-type]
             **record_options,  # type: ignore[arg-type]
         )
         return batches, {
             "kind": kind,
             "conn_id": conn_id,
-            "name": f"{database or ''}.{collection}".lstrip("."),
+            "name": f"{o.database or ''}.{o.collection}".lstrip("."),
         }
     if kind == "http":
-        if not endpoint:
+        if not o.endpoint:
             raise ValueError(f"Connection {conn_id!r} is an HTTP API: give endpoint=...")
         from airflow_provider_mlops.utils.records import RecordBatcher
 
         api = get_batch_hook(conn_id, kind)
         records = api.iter_records(
-            endpoint,
-            method=method,
-            params=params,
-            json=json,
-            headers=headers,
-            records_path=records_path,
-            pagination=pagination,
-            max_pages=max_pages,
+            o.endpoint,
+            method=o.method,
+            params=o.params,
+            json=o.json,
+            headers=o.headers,
+            records_path=o.records_path,
+            pagination=o.pagination,
+            max_pages=o.max_pages,
         )
         # The records go through the batcher here rather than HttpApiHook.iter_batches, which takes
         # no extra / type_conflict: the same conversion, with every schema option.
-        batcher = RecordBatcher(batch_size=batch_size, nested=nested or "json", **record_options)
+        batcher = RecordBatcher(batch_size=o.batch_size, nested=o.nested or "json", **record_options)
         batches = batcher.batches(r if isinstance(r, Mapping) else {"value": r} for r in records)
-        if watermark_column:
-            batches = filter_batches_by_window(batches, watermark_column, start, end)
-        return batches, {"kind": kind, "conn_id": conn_id, "name": endpoint}
-    if not path:
+        if o.watermark_column:
+            batches = filter_batches_by_window(batches, o.watermark_column, start, end)
+        return batches, {"kind": kind, "conn_id": conn_id, "name": o.endpoint}
+    if not o.path:
         raise ValueError("A storage source needs path=... (s3://bucket/prefix, file:///dir or a local path)")
     storage = get_batch_hook(conn_id, kind)
-    if format == "jsonl":
+    if o.format == "jsonl":
         from airflow_provider_mlops.utils.records import RecordBatcher
 
         # JSON Lines are records like an API's: Arrow's JSON reader fixes the schema from the first
         # block and a dataset scan from the first file, dropping later fields; the batcher evolves it.
-        batcher = RecordBatcher(batch_size=batch_size, nested=nested or "struct", **record_options)
-        batches = batcher.batches(iter_json_lines(storage, path))
+        batcher = RecordBatcher(batch_size=o.batch_size, nested=o.nested or "struct", **record_options)
+        batches = batcher.batches(iter_json_lines(storage, o.path))
     else:
-        batches = storage.iter_batches(path, format=format, batch_size=batch_size, schema=schema)  # type: ignore[arg-type]
-    if watermark_column:
-        batches = filter_batches_by_window(batches, watermark_column, start, end)
-    return batches, {"kind": "storage", "conn_id": conn_id, "name": path}
+        batches = storage.iter_batches(o.path, format=o.format, batch_size=o.batch_size, schema=schema)  # type: ignore[arg-type]
+    if o.watermark_column:
+        batches = filter_batches_by_window(batches, o.watermark_column, start, end)
+    return batches, {"kind": "storage", "conn_id": conn_id, "name": o.path}
 
 
 def iter_json_lines(storage: Any, uri: str) -> Iterator[dict[str, Any]]:

@@ -10,15 +10,33 @@ SQLite store in ``AIRFLOW_HOME`` (``[mlops] mlflow_tracking_uri`` overrides it).
 Authenticated servers: MLflow reads credentials from its own environment variables or
 ``~/.mlflow/credentials`` on the worker; the hook does not copy connection secrets into
 ``os.environ``.
+
+No process-wide state: every call goes through the hook's own ``MlflowClient``, built with this
+connection's tracking and registry URIs, so two tasks in one worker process (threads of a Celery
+worker, ``dag.test``) each write to their own server. The one exception is
+:meth:`MlflowHook.log_sklearn_model`: ``mlflow.sklearn.log_model`` exists only in MLflow's fluent API,
+which reads the process-wide URIs; :meth:`MlflowHook.fluent` sets them for that call only, under a
+lock, and puts back what was there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+import warnings
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+
+    from airflow_provider_mlops.ml.serialization import LoadPolicy, VerifiedModel
+
+# One fluent MLflow call at a time in this process: the URIs it reads are module globals of MLflow.
+_FLUENT_LOCK = threading.RLock()
 
 
 class MlflowHook(BaseHook):
@@ -76,19 +94,171 @@ class MlflowHook(BaseHook):
     def tracking_uri(self) -> str:
         return str(self.settings["tracking_uri"])
 
+    @property
+    def registry_uri(self) -> str:
+        """The model registry: the ``registry_uri`` extra, else the tracking server."""
+        return str(self.settings.get("registry_uri") or self.tracking_uri)
+
     @cached_property
     def client(self) -> Any:
+        """An ``MlflowClient`` bound to this connection's URIs (no process-wide state)."""
         from mlflow.tracking import MlflowClient
 
-        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.settings.get("registry_uri"))
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
 
     def activate(self) -> None:
-        """Point MLflow's fluent API (used by ``log_model``) at this server, in this process."""
+        """
+        Point MLflow's fluent API at this server for the rest of the process.
+
+        .. deprecated:: 0.1.0
+            It changes process-wide state that another task in the same worker process may rely on:
+            use the hook's methods (its client), or :meth:`fluent` around a fluent-only call.
+        """
         import mlflow
 
+        warnings.warn(
+            "MlflowHook.activate() sets process-wide MLflow URIs: use the hook's methods or "
+            "`with hook.fluent():`",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         mlflow.set_tracking_uri(self.tracking_uri)
         if self.settings.get("registry_uri"):
             mlflow.set_registry_uri(self.settings["registry_uri"])
+
+    @contextlib.contextmanager
+    def fluent(self) -> Iterator[None]:
+        """
+        MLflow's fluent API pointed at this server for the ``with`` block only.
+
+        Some calls exist only in the fluent API (``mlflow.sklearn.log_model`` and the model
+        registration it does). They read MLflow's process-wide tracking / registry URIs, so the
+        block holds a process-wide lock, sets them, and restores the previous values (and the
+        ``MLFLOW_TRACKING_URI`` / ``MLFLOW_REGISTRY_URI`` variables MLflow mirrors them into).
+        """
+        import mlflow
+        from mlflow.tracking._model_registry import utils as registry_utils
+        from mlflow.tracking._tracking_service import utils as tracking_utils
+
+        with _FLUENT_LOCK:
+            saved_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+            # Private module globals: the public getters resolve defaults, and restoring a resolved
+            # default would pin it where the process had "unset".
+            saved_tracking = getattr(tracking_utils, "_tracking_uri", None)
+            saved_registry = getattr(registry_utils, "_registry_uri", None)
+            mlflow.set_tracking_uri(self.tracking_uri)
+            mlflow.set_registry_uri(self.registry_uri)
+            try:
+                yield
+            finally:
+                mlflow.set_tracking_uri(saved_tracking)  # type: ignore[arg-type]  # None: back to unset
+                registry_utils._registry_uri = saved_registry
+                for key, value in saved_env.items():
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
+
+    # ---------------------------------------------------------------------------------------------
+    # runs
+    # ---------------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def start_run(self, experiment_id: str, tags: Mapping[str, str] | None = None) -> Iterator[Any]:
+        """A new run (``mlflow.entities.Run``), ``FINISHED`` when the block ends, ``FAILED`` on error."""
+        run = self.client.create_run(experiment_id, tags=dict(tags or {}))
+        try:
+            yield run
+        except BaseException:
+            self.client.set_terminated(run.info.run_id, "FAILED")
+            raise
+        self.client.set_terminated(run.info.run_id, "FINISHED")
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(str(k), str(v)) for k, v in params.items()]
+        for start in range(0, len(items), 100):  # MLflow's limit per batch
+            self.client.log_batch(run_id, params=items[start : start + 100])
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], *, step: int = 0) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(str(k), float(v), now, step) for k, v in metrics.items()]
+        for start in range(0, len(items), 1000):  # MLflow's limit per batch
+            self.client.log_batch(run_id, metrics=items[start : start + 1000])
+
+    def log_artifact(self, run_id: str, path: str, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(run_id, path, artifact_path)
+
+    def log_artifacts(self, run_id: str, folder: str, artifact_path: str | None = None) -> None:
+        self.client.log_artifacts(run_id, folder, artifact_path)
+
+    def download_artifact(self, run_id: str, path: str, dst_path: str | None = None) -> str:
+        """A run's artifact on the local disk; its local path."""
+        return str(self.client.download_artifacts(run_id, path, dst_path))
+
+    def log_sklearn_model(self, run_id: str, model: Any, **kwargs: Any) -> Any:
+        """
+        ``mlflow.sklearn.log_model`` into ``run_id`` (and registration when
+        ``registered_model_name`` is given); returns its ``ModelInfo``.
+
+        The fluent API is unavoidable here (no client method logs a flavor), so it runs inside
+        :meth:`fluent`, with the run resumed as the active run of this thread.
+        """
+        import mlflow
+
+        from airflow_provider_mlops.ml.serialization import quiet_skops
+
+        requirements = kwargs.pop("pip_requirements", None)
+        if requirements is not None and "conda_env" not in kwargs:
+            # The same requirements as a whole environment: given pip_requirements, MLflow builds a
+            # conda.yaml and pins pip to the installed version, and in a venv without pip (uv
+            # creates them so) it warns in every task log that it cannot find one.
+            kwargs["conda_env"] = _conda_env(list(requirements))
+
+        # skops (serialization_format="skops") scans sys.modules and touches Airflow's
+        # deprecated-import shims: quiet_skops() keeps their warnings out of the task log.
+        with self.fluent(), mlflow.start_run(run_id=run_id), quiet_skops():
+            return mlflow.sklearn.log_model(model, **kwargs)
+
+    # ---------------------------------------------------------------------------------------------
+    # registry
+    # ---------------------------------------------------------------------------------------------
+    def set_version_tags(self, name: str, version: str, tags: Mapping[str, Any]) -> None:
+        for key, value in tags.items():
+            self.client.set_model_version_tag(name, version, key, str(value))
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        self.client.set_registered_model_alias(name, alias, version)
+
+    def version_by_alias(self, name: str, alias: str) -> str | None:
+        """The version holding ``alias``, or None when the model or the alias does not exist."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return str(self.client.get_model_version_by_alias(name, alias).version)
+        except MlflowException:
+            return None
+
+    def load_model_version(
+        self,
+        name: str,
+        version: Any = None,
+        *,
+        alias: str = "champion",
+        storage: Any = None,
+        policy: LoadPolicy | None = None,
+        **kwargs: Any,
+    ) -> VerifiedModel:
+        """A registered version through the trusted loader (:func:`~airflow_provider_mlops.ml.serialization.load_model_version`)."""
+        from airflow_provider_mlops.ml.serialization import load_model_version
+
+        return load_model_version(
+            self.client, name, version, alias=alias, storage=storage, policy=policy, **kwargs
+        )
 
     def get_or_create_experiment(self, name: str) -> str:
         experiment = self.client.get_experiment_by_name(name)
@@ -114,3 +284,14 @@ class MlflowHook(BaseHook):
         except Exception as err:  # MLflow raises many types; the message is what matters
             return False, f"Cannot reach MLflow at {self.tracking_uri}: {str(err).splitlines()[0][:300]}"
         return True, f"Connection successfully tested (MLflow at {self.tracking_uri})"
+
+
+def _conda_env(requirements: list[str]) -> dict[str, Any]:
+    """MLflow's default conda environment for ``requirements``, with pip unpinned."""
+    import platform
+
+    return {
+        "name": "mlflow-env",
+        "channels": ["conda-forge"],
+        "dependencies": [f"python={platform.python_version()}", "pip", {"pip": requirements}],
+    }

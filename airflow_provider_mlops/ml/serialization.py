@@ -27,15 +27,17 @@ all call it). Its trust model:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import logging
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +123,57 @@ def sha256(blob: bytes) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
+@contextlib.contextmanager
+def quiet_skops() -> Iterator[None]:
+    """
+    Around skops calls: keep Airflow's deprecated-module shims from warning.
+
+    skops looks up the module of objects without ``__module__`` (NumPy / SciPy ufuncs) by calling
+    ``getattr`` on every module in ``sys.modules`` (at ``import skops.io`` too, for each of
+    ``scipy.special``'s ufuncs); in a worker, that includes Airflow's deprecated-import shims
+    (``airflow.utils.timezone``, ``airflow.utils.trigger_rule``...), each of which emits a
+    ``DeprecatedImportWarning`` when touched: ~1,160 lines in every training, deployment and
+    monitoring task log. Nothing the provider imports is deprecated; the warnings are the scan's.
+    """
+    try:
+        from airflow.utils.deprecation_tools import DeprecatedImportWarning
+    except ImportError:  # outside Airflow (the model server): no shims, nothing to silence
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecatedImportWarning)
+        yield
+
+
+def _skops_io() -> Any:
+    """
+    ``skops.io``, imported under :func:`quiet_skops`: the import itself runs the scan, once per
+    process, for every ufunc of ``scipy.special`` (the names of its trusted types).
+    """
+    with quiet_skops():
+        import skops.io
+    return skops.io
+
+
+def float_example(frame: Any) -> Any:
+    """
+    ``frame`` with integer columns as float64: the input example and signature MLflow logs.
+
+    An integer column in a signature cannot hold a missing value at serving time, and MLflow warns
+    about it on every ``log_model`` ("Hint: Inferred schema contains integer column(s)"). Serving
+    converts JSON numbers to the signature's double either way, and the Pipeline imputes NaN.
+    """
+    import pandas as pd
+
+    ints = [c for c in frame.columns if pd.api.types.is_integer_dtype(frame[c])]
+    return frame.astype(dict.fromkeys(ints, "float64")) if ints else frame
+
+
 def trusted_types_for(blob: bytes) -> tuple[list[str], list[str]]:
     """(types in the skops blob that are trusted by prefix, the ones that are not)."""
-    import skops.io
-
-    untrusted = list(skops.io.get_untrusted_types(data=blob))
+    skops_io = _skops_io()
+    with quiet_skops():
+        untrusted = list(skops_io.get_untrusted_types(data=blob))
     ok = [t for t in untrusted if t.startswith(TRUSTED_PREFIXES)]
     return ok, [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
 
@@ -137,10 +185,10 @@ def dump_model(model: Any) -> tuple[bytes, str, list[str]]:
         from airflow_provider_mlops.ml.keras_tuning import dump_bundle
 
         return dump_bundle(model, dump_model), "keras", []
-    import skops.io
-
+    skops_io = _skops_io()
     try:
-        blob = skops.io.dumps(model)
+        with quiet_skops():
+            blob = skops_io.dumps(model)
         trusted, other = trusted_types_for(blob)
         if not other:
             return blob, "skops", trusted
@@ -230,7 +278,7 @@ def record_mlflow_artifact(client: Any, name: str, version: str, model_info: Any
     if not filename:
         return None
     uri = f"{root}/{filename}"
-    path = mlflow.artifacts.download_artifacts(artifact_uri=uri)
+    path = mlflow.artifacts.download_artifacts(artifact_uri=uri, **_client_uris(client))
     with open(path, "rb") as handle:
         digest = sha256(handle.read())
     client.set_model_version_tag(name, version, TAG_MLFLOW_SHA256, digest)
@@ -250,7 +298,20 @@ def resolve_version(client: Any, name: str, *, version: Any = None, alias: str =
     return str(client.get_model_version_by_alias(name, alias).version)
 
 
-def _read(storage: Any, uri: str) -> bytes:
+def _client_uris(client: Any) -> dict[str, str]:
+    """
+    The tracking / registry URIs of ``client``, for MLflow functions that would otherwise read the
+    process-wide ones (``models:/`` and ``mlflow-artifacts:`` URIs resolve against them).
+    """
+    uris: dict[str, str] = {}
+    for key, attr in (("tracking_uri", "tracking_uri"), ("registry_uri", "_registry_uri")):
+        value = getattr(client, attr, None)
+        if isinstance(value, str) and value:
+            uris[key] = value
+    return uris
+
+
+def _read(storage: Any, uri: str, client: Any = None) -> bytes:
     if storage is not None and not uri.startswith(("models:/", "runs:/", "mlflow-artifacts:")):
         return bytes(storage.get_bytes(uri))
     import tempfile
@@ -258,7 +319,7 @@ def _read(storage: Any, uri: str) -> bytes:
     import mlflow
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp)
+        path = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp, **_client_uris(client))
         with open(path, "rb") as handle:
             return handle.read()
 
@@ -312,16 +373,17 @@ def _deserialize(blob: bytes, fmt: str, *, policy: LoadPolicy, label: str) -> An
             ),
         )
     if fmt == "skops":
-        import skops.io
-
-        untrusted = list(skops.io.get_untrusted_types(data=blob))
+        skops_io = _skops_io()
+        with quiet_skops():
+            untrusted = list(skops_io.get_untrusted_types(data=blob))
         refused = [t for t in untrusted if not policy.trusts(t)]
         if refused:
             raise ModelIntegrityError(
                 f"{label}: the skops file holds types outside the allowlist: {refused} "
                 "(add them to trusted_types if you trust them)"
             )
-        return skops.io.loads(blob, trusted=untrusted)
+        with quiet_skops():
+            return skops_io.loads(blob, trusted=untrusted)
     if not policy.allow_cloudpickle:
         raise ModelIntegrityError(
             f"{label} is a cloudpickle file and loading cloudpickle runs code: refused unless "
@@ -387,7 +449,7 @@ def load_model_version(
             f"{label} has no recorded model digest (tags {TAG_SHA256!r} / {TAG_MLFLOW_SHA256!r}): "
             "register it with TrainModelOperator, or record one with record_model_file()"
         )
-    blob = _read(storage, location)
+    blob = _read(storage, location, client)
     model, fmt = deserialize_verified(blob, expected_sha256=expected, policy=policy, label=label)
     log.info("Loaded %s from %s (sha256 %s, %s)", label, location, expected, fmt)
     return VerifiedModel(

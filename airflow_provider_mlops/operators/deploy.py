@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_mlops.operators.common import fail_fast, input_uris, storage_hook
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -133,6 +135,7 @@ class DeployModelOperator(BaseOperator):
         self._models: dict[str, Any] = {}
         self._published: dict[str, dict[str, Any]] = {}
         self._client: Any = None
+        self._mlflow: Any = None
         self._storage: Any = None
 
     @staticmethod
@@ -157,10 +160,9 @@ class DeployModelOperator(BaseOperator):
         checked before deserializing), loaded once per task: scoring and publishing share it.
         """
         if version not in self._models:
-            from airflow_provider_mlops.ml.serialization import LoadPolicy, load_model_version
+            from airflow_provider_mlops.ml.serialization import LoadPolicy
 
-            self._models[version] = load_model_version(
-                self._client,
+            self._models[version] = self._mlflow.load_model_version(
                 self.registered_model_name,
                 version,
                 storage=self._storage,
@@ -189,19 +191,17 @@ class DeployModelOperator(BaseOperator):
             self._predictions[version] = predictions(model, inputs, frame[self.target], task)
         return float(scores[self.metric])
 
+    @fail_fast()
     def execute(self, context: Context) -> dict[str, Any]:
         import pyarrow as pa
 
         from airflow_provider_mlops.hooks.mlflow import MlflowHook
-        from airflow_provider_mlops.hooks.s3 import S3Hook
-        from airflow_provider_mlops.operators.transform import _input_uris
-        from airflow_provider_mlops.utils.staging import default_storage_conn_id
 
         mlflow_hook = MlflowHook(self.mlflow_conn_id)
-        mlflow_hook.activate()
+        self._mlflow = mlflow_hook
         client = mlflow_hook.client
         self._client = client
-        storage = S3Hook(aws_conn_id=self.storage_conn_id or default_storage_conn_id())
+        storage = storage_hook(self.storage_conn_id)
         self._storage = storage
         name = self.registered_model_name
         champion = self._champion(client)
@@ -254,7 +254,7 @@ class DeployModelOperator(BaseOperator):
             }
         if not self.target:
             raise ValueError("target is required to evaluate the candidate")
-        inputs = _input_uris(self.evaluation_uri)
+        inputs = input_uris(self.evaluation_uri)
         if not inputs:
             raise ValueError("evaluation_uri is required to compare the candidate with the champion")
         frame = pa.Table.from_batches([b for u in inputs for b in storage.iter_batches(u)]).to_pandas()

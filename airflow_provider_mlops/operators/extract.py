@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_mlops.operators.common import fail_fast, resolve_output_uri, storage_hook
+
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Sequence
 
     from airflow.sdk import Context
+
+    from airflow_provider_mlops.etl.sources import SourceOptions
 
 EmptyPolicy = Literal["succeed", "skip", "fail"]
 
@@ -28,7 +33,15 @@ class ExtractOperator(BaseOperator):
 
     Returns (XCom) ``{"uri", "rows", "bytes", "files", "schema_fingerprint", "format"}``.
 
+    What to read is given either as ``source`` (one dict, or an
+    :class:`~airflow_provider_mlops.etl.sources.SourceOptions`, with the option names of
+    :func:`~airflow_provider_mlops.etl.sources.read_source`: ``source={"sql": "SELECT ...",
+    "watermark_column": "updated_at"}``), or as the keyword arguments below, which name the same
+    options (``request_params`` is ``source``'s ``params``). An option given both ways is an error.
+    Templated keys of ``source`` are rendered like the keyword arguments.
+
     :param source_conn_id: the source connection (None for local files). (templated)
+    :param source: the source options as one dict or ``SourceOptions``.
     :param sql: SQL sources: the query; a ``.sql`` file path is rendered too. (templated)
     :param parameters: SQL sources: bind parameters (a list with ``watermark_column``). (templated)
     :param collection: MongoDB: the collection. (templated)
@@ -99,6 +112,7 @@ class ExtractOperator(BaseOperator):
         self,
         *,
         source_conn_id: str | None,
+        source: SourceOptions | Mapping[str, Any] | None = None,
         sql: str | None = None,
         parameters: Sequence[Any] | Mapping[str, Any] | None = None,
         collection: str | None = None,
@@ -130,108 +144,72 @@ class ExtractOperator(BaseOperator):
         nested: Literal["json", "struct"] | None = None,
         **kwargs: Any,
     ) -> None:
+        given = {k: v for k, v in locals().items() if k in _OPERATOR_NAMES.values()}
         super().__init__(**kwargs)
         if on_empty not in ("succeed", "skip", "fail"):
             raise ValueError(f"on_empty must be succeed, skip or fail, got {on_empty!r}")
-        if extra not in ("error", "ignore"):
-            raise ValueError(f"extra must be error or ignore, got {extra!r}")
-        if type_conflict not in ("error", "string"):
-            raise ValueError(f"type_conflict must be error or string, got {type_conflict!r}")
-        if nested not in (None, "json", "struct"):
-            raise ValueError(f"nested must be json or struct, got {nested!r}")
         self.source_conn_id = source_conn_id
-        self.sql = sql
-        self.parameters = parameters
-        self.collection = collection
-        self.database = database
-        self.filter = filter
-        self.projection = projection
-        self.sort = sort
-        self.pipeline = pipeline
-        self.endpoint = endpoint
-        self.method = method
-        self.request_params = request_params
-        self.json = json
-        self.headers = headers
-        self.records_path = records_path
-        self.pagination = pagination
-        self.max_pages = max_pages
-        self.path = path
-        self.format = format
-        self.watermark_column = watermark_column
-        self.watermark_start = watermark_start
-        self.watermark_end = watermark_end
         self.output_uri = output_uri
         self.storage_conn_id = storage_conn_id
-        self.batch_size = batch_size
         self.on_empty = on_empty
-        self.schema = schema
-        self.extra = extra
-        self.type_conflict = type_conflict
-        self.nested = nested
+        # One attribute per source option (the templated ones are template_fields), whether it came
+        # as a keyword argument or inside `source`.
+        options = _merge_source(given, source)
+        if options["extra"] not in ("error", "ignore"):
+            raise ValueError(f"extra must be error or ignore, got {options['extra']!r}")
+        if options["type_conflict"] not in ("error", "string"):
+            raise ValueError(f"type_conflict must be error or string, got {options['type_conflict']!r}")
+        if options["nested"] not in (None, "json", "struct"):
+            raise ValueError(f"nested must be json or struct, got {options['nested']!r}")
+        for attr, value in options.items():
+            setattr(self, attr, value)
         self._lineage: dict[str, Any] = {}
 
+    def source_options(self) -> SourceOptions:
+        """The source options as this task holds them (rendered, once templates are rendered)."""
+        from airflow_provider_mlops.etl.sources import SourceOptions
+
+        return SourceOptions(**{name: getattr(self, attr) for name, attr in _OPERATOR_NAMES.items()})
+
+    @fail_fast()  # bad options, an empty window, on_empty="fail": a retry would meet the same
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
         from airflow_provider_mlops.etl.sources import parse_instant, read_source
-        from airflow_provider_mlops.hooks.s3 import S3Hook
-        from airflow_provider_mlops.utils.staging import default_storage_conn_id, resolve_uri, task_output_uri
+        from airflow_provider_mlops.utils.staging import resolve_uri
 
-        if self.watermark_column:
+        options = self.source_options()
+        start, end = options.watermark_start, options.watermark_end
+        if options.watermark_column:
             # Read from the context, not templated by default: asset-triggered and manual runs
             # without a logical date have no data interval, and only a watermark needs one.
-            if self.watermark_start is None:
-                self.watermark_start = context.get("data_interval_start")
-            if self.watermark_end is None:
-                self.watermark_end = context.get("data_interval_end")
-            if self.watermark_start is None and self.watermark_end is None:
+            if start is None:
+                start = context.get("data_interval_start")
+            if end is None:
+                end = context.get("data_interval_end")
+            if start is None and end is None:
                 raise ValueError(
                     "watermark_column is set but this run has no data interval (e.g. an asset-triggered "
                     "run): give watermark_start / watermark_end"
                 )
-        empty_window = (
-            self.watermark_column
-            and self.watermark_start
-            and parse_instant(self.watermark_start) == parse_instant(self.watermark_end)
-        )
-        if empty_window:
-            raise ValueError(
-                f"The watermark window is empty ({self.watermark_start} .. {self.watermark_end}). Airflow 3's "
-                "default cron schedule (CronTriggerTimetable) gives runs a zero-length data interval: schedule "
-                "the DAG with CronDataIntervalTimetable, or give watermark_start / watermark_end explicitly."
-            )
+            if start and parse_instant(start) == parse_instant(end):
+                raise ValueError(
+                    f"The watermark window is empty ({start} .. {end}). Airflow 3's default cron schedule "
+                    "(CronTriggerTimetable) gives runs a zero-length data interval: schedule the DAG with "
+                    "CronDataIntervalTimetable, or give watermark_start / watermark_end explicitly."
+                )
+        else:
+            start = end = None
         batches, source = read_source(
             self.source_conn_id,
-            sql=self.sql,
-            parameters=self.parameters,
-            collection=self.collection,
-            database=self.database,
-            filter=self.filter,
-            projection=self.projection,
-            sort=[tuple(s) for s in self.sort] if self.sort else None,
-            pipeline=self.pipeline,
-            endpoint=self.endpoint,
-            method=self.method,
-            params=self.request_params,
-            json=self.json,
-            headers=self.headers,
-            records_path=self.records_path,
-            pagination=self.pagination,
-            max_pages=self.max_pages,
-            path=resolve_uri(self.path) if self.path else None,
-            format=self.format,
-            watermark_column=self.watermark_column,
-            watermark_start=self.watermark_start if self.watermark_column else None,
-            watermark_end=self.watermark_end if self.watermark_column else None,
-            batch_size=self.batch_size,
-            schema=self.schema,
-            extra=self.extra,
-            type_conflict=self.type_conflict,
-            nested=self.nested,
+            options,
+            sort=[tuple(s) for s in options.sort] if options.sort else None,
+            path=resolve_uri(options.path) if options.path else None,
+            watermark_start=start,
+            watermark_end=end,
         )
-        uri = resolve_uri(self.output_uri) if self.output_uri else task_output_uri(context)
-        storage = S3Hook(aws_conn_id=self.storage_conn_id or default_storage_conn_id())
+        uri = resolve_output_uri(self.output_uri, context)
+        storage = storage_hook(self.storage_conn_id)
         self.log.info(
             "Extracting %s %r from %s into %s", source["kind"], source["name"], self.source_conn_id, uri
         )
@@ -249,7 +227,7 @@ class ExtractOperator(BaseOperator):
             batches,
             metadata={"source": source, "dag_id": context["ti"].dag_id, "run_id": context["run_id"]},
             before_commit=refuse_empty,
-            type_conflict=self.type_conflict,
+            type_conflict=options.type_conflict,
         )
         manifest = storage.read_manifest(uri) or {}
         self._lineage = {"source": source, "output": uri, "schema": manifest.get("schema", [])}
@@ -272,3 +250,71 @@ class ExtractOperator(BaseOperator):
             [dataset_for(source["kind"], source["conn_id"], source["name"])],
             [LineageDataset(output.namespace, output.name, self._lineage["schema"])],
         )
+
+
+# SourceOptions name -> ExtractOperator keyword / attribute: the same but for `params`, which is a
+# BaseOperator argument (the task's Jinja params).
+_OPERATOR_NAMES: dict[str, str] = {
+    name: ("request_params" if name == "params" else name)
+    for name in (
+        # etl.sources.SOURCE_OPTIONS, spelled out: importing etl.sources here would load it at DAG
+        # parse time (tests/operators check both lists agree).
+        "sql",
+        "parameters",
+        "collection",
+        "database",
+        "filter",
+        "projection",
+        "sort",
+        "pipeline",
+        "endpoint",
+        "method",
+        "params",
+        "json",
+        "headers",
+        "records_path",
+        "pagination",
+        "max_pages",
+        "path",
+        "format",
+        "watermark_column",
+        "watermark_start",
+        "watermark_end",
+        "batch_size",
+        "schema",
+        "extra",
+        "type_conflict",
+        "nested",
+    )
+}
+
+
+def _merge_source(given: Mapping[str, Any], source: Any) -> dict[str, Any]:
+    """
+    The operator's attributes for the source options: the keyword arguments (``given``, by
+    attribute name), with ``source`` (a dict or ``SourceOptions``, by option name) on top. An option
+    set both ways (to a value other than its default) is an error: which one wins would be a guess.
+    """
+    if source is None:
+        return dict(given)
+    import inspect
+
+    defaults = inspect.unwrap(ExtractOperator.__init__).__kwdefaults__ or {}
+    if isinstance(source, Mapping):
+        chosen = dict(source)
+    elif hasattr(source, "__dataclass_fields__"):  # SourceOptions: the options it changes
+        chosen = {
+            n: getattr(source, n) for n, a in _OPERATOR_NAMES.items() if getattr(source, n) != defaults[a]
+        }
+    else:
+        raise TypeError(f"source must be a dict or a SourceOptions, got {type(source).__name__}")
+    unknown = sorted(set(chosen) - set(_OPERATOR_NAMES))
+    if unknown:
+        raise ValueError(f"Unknown source option(s) {unknown}; known: {sorted(_OPERATOR_NAMES)}")
+    merged = dict(given)
+    for name, value in chosen.items():
+        attr = _OPERATOR_NAMES[name]
+        if given[attr] != defaults[attr] and given[attr] != value:
+            raise ValueError(f"{attr!r} is given both as a keyword argument and in source={{{name!r}: ...}}")
+        merged[attr] = value
+    return merged

@@ -6,7 +6,13 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_mlops.operators.transform import _input_uris, _iter_inputs
+from airflow_provider_mlops.operators.common import (
+    fail_fast,
+    iter_inputs,
+    require_inputs,
+    static_uri,
+    storage_hook,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -116,8 +122,8 @@ class LoadOperator(BaseOperator):
                 kwargs["outlets"] = [table_asset(target_conn_id or "", table)]
             elif collection and "{{" not in collection and "{{" not in (target_conn_id or ""):
                 kwargs["outlets"] = [collection_asset(target_conn_id or "", collection, database)]
-            elif output_uri and "{{" not in output_uri and not output_uri.startswith("staging://"):
-                kwargs["outlets"] = [storage_asset(output_uri)]
+            elif static_uri(output_uri):
+                kwargs["outlets"] = [storage_asset(str(output_uri))]
         super().__init__(**kwargs)
         self.input_uri = input_uri
         self.target_conn_id = target_conn_id
@@ -138,32 +144,23 @@ class LoadOperator(BaseOperator):
         self.on_empty = on_empty
         self._lineage: dict[str, Any] = {}
 
+    @fail_fast()  # bad keys, columns or options (WriteContractError...): the next try meets the same data
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from airflow_provider_mlops.sinks.contract import WriteContractError
-
-        try:
-            return self._load()
-        except WriteContractError as err:
-            # Bad keys, columns or options: the next try would meet the same data.
-            raise AirflowFailException(str(err)) from err
+        return self._load()
 
     def _load(self) -> dict[str, Any]:
         from airflow_provider_mlops.etl.sources import connection_kind
         from airflow_provider_mlops.hooks.s3 import S3Hook
         from airflow_provider_mlops.sinks.contract import empty_outcome, new_counts, split_empty
-        from airflow_provider_mlops.utils.staging import default_storage_conn_id, resolve_uri
+        from airflow_provider_mlops.utils.staging import resolve_uri
 
-        inputs = _input_uris(self.input_uri)
-        if not inputs:
-            raise ValueError("input_uri is empty")
-        storage = S3Hook(aws_conn_id=self.storage_conn_id or default_storage_conn_id())
+        inputs = require_inputs(self.input_uri)
+        storage = storage_hook(self.storage_conn_id)
 
         # The manifest's schema, so that an empty dataset still creates its table with the right columns.
         schema = storage.read_schema(inputs[0])
         empty, stream = split_empty(
-            _iter_inputs(storage, inputs, format=self.input_format, batch_size=self.batch_size)
+            iter_inputs(storage, inputs, format=self.input_format, batch_size=self.batch_size)
         )
         name = self.table or self.collection or self.output_uri
         if empty and empty_outcome(self.on_empty, target=repr(name)) == "skip":

@@ -6,6 +6,14 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_mlops.operators.common import (
+    fail_fast,
+    require_inputs,
+    resolve_output_uri,
+    static_uri,
+    storage_hook,
+)
+
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
@@ -75,8 +83,7 @@ class BatchPredictOperator(BaseOperator):
         trusted_types: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
-        static = output_uri and "{{" not in output_uri and not output_uri.startswith("staging://")
-        if "outlets" not in kwargs and static:
+        if "outlets" not in kwargs and static_uri(output_uri):
             from airflow_provider_mlops.assets import storage_asset
 
             kwargs["outlets"] = [storage_asset(str(output_uri))]
@@ -98,28 +105,21 @@ class BatchPredictOperator(BaseOperator):
         self.allow_cloudpickle = allow_cloudpickle
         self.trusted_types = list(trusted_types or ())
 
+    @fail_fast()
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_mlops.hooks.mlflow import MlflowHook
-        from airflow_provider_mlops.hooks.s3 import S3Hook
-        from airflow_provider_mlops.ml.serialization import LoadPolicy, load_model_version
-        from airflow_provider_mlops.operators.transform import _input_uris
-        from airflow_provider_mlops.utils.staging import default_storage_conn_id, resolve_uri, task_output_uri
+        from airflow_provider_mlops.ml.serialization import LoadPolicy
 
-        inputs = _input_uris(self.input_uri)
-        if not inputs:
-            raise ValueError("input_uri is empty")
-        storage = S3Hook(aws_conn_id=self.storage_conn_id or default_storage_conn_id())
-        mlflow_hook = MlflowHook(self.mlflow_conn_id)
-        mlflow_hook.activate()
-        loaded = load_model_version(
-            mlflow_hook.client,
+        inputs = require_inputs(self.input_uri)
+        storage = storage_hook(self.storage_conn_id)
+        loaded = MlflowHook(self.mlflow_conn_id).load_model_version(
             self.registered_model_name,
             self.version,
             alias=self.alias,
             storage=storage,
             policy=LoadPolicy.of(allow_cloudpickle=self.allow_cloudpickle, trusted_types=self.trusted_types),
         )
-        uri = resolve_uri(self.output_uri) if self.output_uri else task_output_uri(context)
+        uri = resolve_output_uri(self.output_uri, context)
         self.log.info(
             "Scoring %s with %s version %s (sha256 %s) into %s",
             inputs,

@@ -8,6 +8,12 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_mlops.links.mlflow import XCOM_KEY, MlflowRunLink
+from airflow_provider_mlops.operators.common import (
+    fail_fast,
+    require_inputs,
+    resolve_output_uri,
+    storage_hook,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -154,31 +160,27 @@ class TrainModelOperator(BaseOperator):
             raise ValueError(f"The training input {inputs} has no rows")
         return pa.Table.from_batches(parts).to_pandas()
 
+    @fail_fast()
     def execute(self, context: Context) -> dict[str, Any]:
         import tempfile
         from pathlib import Path
 
-        import mlflow
         from mlflow.models import infer_signature
 
         from airflow_provider_mlops.hooks.mlflow import MlflowHook
-        from airflow_provider_mlops.hooks.s3 import S3Hook
         from airflow_provider_mlops.ml import plots
         from airflow_provider_mlops.ml.profile import build_profile
         from airflow_provider_mlops.ml.serialization import (
             dump_model,
+            float_example,
             record_mlflow_artifact,
             record_model_file,
             version_prefix,
         )
         from airflow_provider_mlops.ml.training import train
-        from airflow_provider_mlops.operators.transform import _input_uris
-        from airflow_provider_mlops.utils.staging import default_storage_conn_id, resolve_uri, task_output_uri
 
-        inputs = _input_uris(self.input_uri)
-        if not inputs:
-            raise ValueError("input_uri is empty")
-        storage = S3Hook(aws_conn_id=self.storage_conn_id or default_storage_conn_id())
+        inputs = require_inputs(self.input_uri)
+        storage = storage_hook(self.storage_conn_id)
         frame = self._read_frame(storage, inputs)
         self.log.info("Training on %s rows x %s columns from %s", len(frame), frame.shape[1], inputs)
 
@@ -225,7 +227,6 @@ class TrainModelOperator(BaseOperator):
         )
 
         mlflow_hook = MlflowHook(self.mlflow_conn_id)
-        mlflow_hook.activate()
         ti = context["ti"]
         experiment_id = mlflow_hook.get_or_create_experiment(self.experiment_name or ti.dag_id)
         fingerprints = {u: (storage.read_manifest(u) or {}).get("schema_fingerprint") for u in inputs}
@@ -240,7 +241,7 @@ class TrainModelOperator(BaseOperator):
         }
         blob, fmt, trusted = dump_model(result.pipeline)
         with (
-            mlflow.start_run(experiment_id=experiment_id, tags=tags) as run,
+            mlflow_hook.start_run(experiment_id, tags) as run,
             tempfile.TemporaryDirectory() as tmp,
         ):
             params = {
@@ -254,13 +255,14 @@ class TrainModelOperator(BaseOperator):
                 **{f"model.{k}": v for k, v in (self.estimator_params or {}).items()},
                 **{f"best.{k}": v for k, v in result.best_params.items()},
             }
-            mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
-            mlflow.log_metrics(
+            mlflow_hook.log_params(run.info.run_id, {k: str(v)[:500] for k, v in params.items()})
+            mlflow_hook.log_metrics(
+                run.info.run_id,
                 {
                     **result.metrics,
                     **{f"baseline_{k}": v for k, v in result.baseline_metrics.items()},
                     "train_seconds": result.seconds,
-                }
+                },
             )
             folder = Path(tmp)
             files = {
@@ -287,30 +289,37 @@ class TrainModelOperator(BaseOperator):
                 )
             for name, data in files.items():
                 (folder / name).write_bytes(data)
-                mlflow.log_artifact(
-                    str(folder / name), artifact_path="evaluation" if name.endswith(".png") else None
+                mlflow_hook.log_artifact(
+                    run.info.run_id,
+                    str(folder / name),
+                    artifact_path="evaluation" if name.endswith(".png") else None,
                 )
-            example = result.x_test.head(5)
+            example = float_example(result.x_test.head(5))
             signature = infer_signature(example, result.pipeline.predict(example))
             log_kwargs: dict[str, Any] = {"serialization_format": fmt}
             if fmt == "skops":
                 log_kwargs["skops_trusted_types"] = trusted
-            log_model: Any = mlflow.sklearn.log_model
             if fmt == "keras":  # tuning.method="keras_tuner": the bundle, registered as an MLflow pyfunc
-                from airflow_provider_mlops.ml.keras_tuning import log_keras_model as log_model
-
                 log_kwargs = {"blob": blob}
             import sklearn
 
-            info = log_model(
-                result.pipeline,
-                name="model",
-                signature=signature,
-                input_example=example,
-                registered_model_name=self.registered_model_name,
-                pip_requirements=[f"scikit-learn=={sklearn.__version__}", "airflow-provider-mlops"],
-                **log_kwargs,
-            )
+            common: dict[str, Any] = {
+                "name": "model",
+                "signature": signature,
+                "input_example": example,
+                "registered_model_name": self.registered_model_name,
+                "pip_requirements": [f"scikit-learn=={sklearn.__version__}", "airflow-provider-mlops"],
+            }
+            if fmt == "keras":
+                # the keras bundle is a pyfunc flavor: the same scoped fluent API, its own logger
+                import mlflow
+
+                from airflow_provider_mlops.ml.keras_tuning import log_keras_model
+
+                with mlflow_hook.fluent(), mlflow.start_run(run_id=run.info.run_id):
+                    info = log_keras_model(result.pipeline, **common, **log_kwargs)
+            else:
+                info = mlflow_hook.log_sklearn_model(run.info.run_id, result.pipeline, **common, **log_kwargs)
             run_id = run.info.run_id
         version = str(info.registered_model_version)
         client = mlflow_hook.client
@@ -321,11 +330,7 @@ class TrainModelOperator(BaseOperator):
         for key, value in result.metrics.items():
             client.set_model_version_tag(self.registered_model_name, version, f"metric.{key}", f"{value:.6f}")
 
-        base = (
-            resolve_uri(self.model_output_uri)
-            if self.model_output_uri
-            else task_output_uri(context, suffix="model")
-        )
+        base = resolve_output_uri(self.model_output_uri, context, suffix="model")
         # The file goes below a path unique to the version (a second retrain on the same day must not
         # overwrite it) and its sha256 becomes a tag of the version: the loader trusts only that tag.
         model_file = record_model_file(client, storage, base, self.registered_model_name, version, blob, fmt)

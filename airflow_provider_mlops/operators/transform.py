@@ -2,34 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_mlops.operators.common import (
+    fail_fast,
+    input_uris,
+    iter_inputs,
+    require_inputs,
+    resolve_output_uri,
+    storage_hook,
+)
+
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
     from airflow.sdk import Context
 
 
-def _input_uris(value: Any) -> list[str]:
-    """Accept a URI, an Extract/Transform XCom dict (``{"uri": ...}``) or a list of either."""
-    if value is None:
-        return []
-    from airflow_provider_mlops.utils.staging import resolve_uri
-
-    if isinstance(value, str):
-        return [resolve_uri(value)]
-    if isinstance(value, Mapping):
-        if "uri" not in value:
-            raise ValueError(f"Input {value!r} has no 'uri'")
-        return [resolve_uri(str(value["uri"]))]
-    return [uri for item in value for uri in _input_uris(item)]
-
-
-def _iter_inputs(storage: Any, inputs: list[str], *, format: str, batch_size: int) -> Any:
-    """Every batch of every input dataset, one after the other."""
-    for uri in inputs:
-        yield from storage.iter_batches(uri, format=format, batch_size=batch_size)
+# The helpers moved to operators/common.py; these names stay for code that imported them.
+_input_uris = input_uris
+_iter_inputs = iter_inputs
 
 
 class TransformOperator(BaseOperator):
@@ -100,26 +94,24 @@ class TransformOperator(BaseOperator):
         self.batch_size = batch_size
         self._lineage: dict[str, Any] = {}
 
+    @fail_fast()
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_mlops.etl.steps import Pipeline
         from airflow_provider_mlops.etl.validation import Validator
-        from airflow_provider_mlops.hooks.s3 import S3Hook
-        from airflow_provider_mlops.utils.staging import default_storage_conn_id, resolve_uri, task_output_uri
+        from airflow_provider_mlops.utils.staging import resolve_uri
 
-        inputs = _input_uris(self.input_uri)
-        if not inputs:
-            raise ValueError("input_uri is empty")
-        storage = S3Hook(aws_conn_id=self.storage_conn_id or default_storage_conn_id())
+        inputs = require_inputs(self.input_uri)
+        storage = storage_hook(self.storage_conn_id)
         pipeline = Pipeline(
             list(self.steps), callable=self.transform_callable, callable_format=self.callable_format
         )
         validator = Validator(self.expected_schema) if self.expected_schema else None
-        output = resolve_uri(self.output_uri) if self.output_uri else task_output_uri(context)
+        output = resolve_output_uri(self.output_uri, context)
         quarantine = resolve_uri(self.quarantine_uri or f"{output.rstrip('/')}_quarantine")
         quarantined: list[Any] = []
 
         def validated() -> Any:
-            source = _iter_inputs(storage, inputs, format=self.input_format, batch_size=self.batch_size)
+            source = iter_inputs(storage, inputs, format=self.input_format, batch_size=self.batch_size)
             for batch in pipeline.apply(source):
                 if validator is None:
                     yield batch

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
+from airflow_provider_mlops.operators.common import fail_fast, input_uris, resolve_output_uri, storage_hook
+
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
@@ -127,15 +129,10 @@ class DriftSensor(BaseSensorOperator):
     # ----------------------------------------------------------------------------------------------
     @property
     def _storage(self) -> Any:
-        from airflow_provider_mlops.hooks.s3 import S3Hook
-        from airflow_provider_mlops.utils.staging import default_storage_conn_id
-
-        return S3Hook(aws_conn_id=self.storage_conn_id or default_storage_conn_id())
+        return storage_hook(self.storage_conn_id)
 
     def _uri(self) -> str:
-        from airflow_provider_mlops.operators.transform import _input_uris
-
-        uris = _input_uris(self.current_uri)
+        uris = input_uris(self.current_uri)
         if len(uris) != 1:
             raise ValueError(f"current_uri must name one dataset, got {uris}")
         return uris[0]
@@ -178,6 +175,7 @@ class DriftSensor(BaseSensorOperator):
             )
         return True
 
+    @fail_fast()
     def execute(self, context: Context) -> Any:
         if self.deferrable and not self._data_ready():
             from datetime import timedelta
@@ -199,6 +197,7 @@ class DriftSensor(BaseSensorOperator):
             )
         return super().execute(context)
 
+    @fail_fast()
     def execute_complete(self, context: Context, event: Mapping[str, Any] | None = None) -> Any:
         from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 
@@ -225,9 +224,9 @@ class DriftSensor(BaseSensorOperator):
             }
         from airflow_provider_mlops.hooks.mlflow import MlflowHook
 
-        client = MlflowHook(self.mlflow_conn_id).client
-        version = client.get_model_version_by_alias(self.registered_model_name, self.alias)
-        path = client.download_artifacts(version.run_id, "reference_profile.json")
+        hook = MlflowHook(self.mlflow_conn_id)
+        version = hook.client.get_model_version_by_alias(self.registered_model_name, self.alias)
+        path = hook.download_artifact(version.run_id, "reference_profile.json")
         with open(path) as handle:
             return json.load(handle), {
                 "model": self.registered_model_name,
@@ -241,7 +240,7 @@ class DriftSensor(BaseSensorOperator):
         import pyarrow as pa
 
         from airflow_provider_mlops.ml.features import model_inputs
-        from airflow_provider_mlops.ml.serialization import LoadPolicy, load_model_version
+        from airflow_provider_mlops.ml.serialization import LoadPolicy
         from airflow_provider_mlops.ml.stats import judge_decay, predictions
 
         batches = list(self._storage.iter_batches(self._uri(), format=self._format()))
@@ -258,15 +257,16 @@ class DriftSensor(BaseSensorOperator):
             return None
         from airflow_provider_mlops.hooks.mlflow import MlflowHook
 
-        hook = MlflowHook(self.mlflow_conn_id)
-        hook.activate()
-        model = load_model_version(
-            hook.client,
-            str(source["model"]),
-            source["version"],
-            storage=self._storage,
-            policy=LoadPolicy.of(allow_cloudpickle=self.allow_cloudpickle),
-        ).model
+        model = (
+            MlflowHook(self.mlflow_conn_id)
+            .load_model_version(
+                str(source["model"]),
+                source["version"],
+                storage=self._storage,
+                policy=LoadPolicy.of(allow_cloudpickle=self.allow_cloudpickle),
+            )
+            .model
+        )
         task = (profile.get("target") or {}).get("task") or "classification"
         scored = predictions(model, model_inputs(frame, self.target), frame[self.target], task)
         baseline = (profile.get("baseline_metrics") or {}).get(self.metric)
@@ -290,12 +290,12 @@ class DriftSensor(BaseSensorOperator):
         self.log.info("Accuracy: %s", verdict["confidence"])
         return verdict
 
+    @fail_fast()
     def poke(self, context: Context) -> PokeReturnValue | bool:
-        from airflow.sdk.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
         from airflow_provider_mlops.ml.drift import columns_from_batches, detect_drift
         from airflow_provider_mlops.ml.report import render_html
-        from airflow_provider_mlops.utils.staging import resolve_uri, task_output_uri
 
         if not self._data_ready():
             self.log.info("Waiting for %s to be complete", self._uri())
@@ -305,8 +305,13 @@ class DriftSensor(BaseSensorOperator):
         except Exception as err:
             from mlflow.exceptions import MlflowException
 
-            if not isinstance(err, MlflowException) or self.on_missing_reference == "fail":
+            if not isinstance(err, MlflowException):
                 raise
+            if self.on_missing_reference == "fail":
+                # the registry answered: no such model or alias; a retry would get the same answer
+                raise AirflowFailException(
+                    f"{self.registered_model_name}@{self.alias} has no reference profile: {err}"
+                ) from err
             message = f"{self.registered_model_name}@{self.alias} does not exist yet: a first model is needed"
             self.log.warning(message)
             return PokeReturnValue(
@@ -333,11 +338,7 @@ class DriftSensor(BaseSensorOperator):
         report["current_uri"] = self._uri()
         report["accuracy"] = self._accuracy(source, profile)
         report["drift"] = bool(report["dataset_drift"] or (report["accuracy"] or {}).get("decayed"))
-        base = (
-            resolve_uri(self.report_uri)
-            if self.report_uri
-            else task_output_uri(context, suffix="drift_report")
-        )
+        base = resolve_output_uri(self.report_uri, context, suffix="drift_report")
         json_uri, html_uri = f"{base.rstrip('/')}/report.json", f"{base.rstrip('/')}/report.html"
         self._storage.put_bytes(
             json_uri, json.dumps(report, indent=1, default=str).encode(), content_type="application/json"
@@ -380,18 +381,13 @@ class DriftSensor(BaseSensorOperator):
         import tempfile
         from pathlib import Path
 
-        import mlflow
-
         from airflow_provider_mlops.hooks.mlflow import MlflowHook
         from airflow_provider_mlops.ml.report import render_html
 
         hook = MlflowHook(self.mlflow_conn_id)
-        hook.activate()
         experiment = hook.get_or_create_experiment(f"{self.registered_model_name}-monitoring")
         with (
-            mlflow.start_run(
-                experiment_id=experiment, tags={"mlops.kind": "drift-check", "mlops.report": html_uri}
-            ),
+            hook.start_run(experiment, tags={"mlops.kind": "drift-check", "mlops.report": html_uri}) as run,
             tempfile.TemporaryDirectory() as tmp,
         ):
             metrics = {
@@ -401,7 +397,7 @@ class DriftSensor(BaseSensorOperator):
             }
             if report.get("accuracy"):
                 metrics[f"current_{report['accuracy']['metric']}"] = float(report["accuracy"]["current"])
-            mlflow.log_metrics(metrics)
+            hook.log_metrics(run.info.run_id, metrics)
             (Path(tmp) / "drift_report.json").write_text(json.dumps(report, default=str))
             (Path(tmp) / "drift_report.html").write_text(render_html(report))
-            mlflow.log_artifacts(tmp, artifact_path="drift")
+            hook.log_artifacts(run.info.run_id, tmp, artifact_path="drift")

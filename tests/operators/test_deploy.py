@@ -7,6 +7,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 from pytest_httpserver import HTTPServer
 
 from airflow_provider_mlops.hooks.s3 import S3Hook
@@ -105,7 +106,9 @@ def test_unknown_metric_is_a_clear_error(dataset: str, mlflow_conn: str, tmp_pat
         metric="rmse",
         mlflow_conn_id=mlflow_conn,
     )
-    with pytest.raises(ValueError, match="Metric 'rmse' is not available for a classification model"):
+    with pytest.raises(
+        AirflowFailException, match="Metric 'rmse' is not available for a classification model"
+    ):
         op.execute(task_context(tmp_path))
 
 

@@ -92,8 +92,32 @@ def test_zero_length_data_interval_is_a_clear_error(sqlite_conn: str) -> None:
         watermark_start="2026-01-01T00:00:00+00:00",
         watermark_end="2026-01-01T00:00:00+00:00",
     )
-    with pytest.raises(ValueError, match="CronDataIntervalTimetable"):
+    # bad configuration: AirflowFailException (no retries), the message and cause kept
+    with pytest.raises(AirflowFailException, match="CronDataIntervalTimetable") as failed:
         op.execute(_context())
+    assert isinstance(failed.value.__cause__, ValueError)
+
+
+def test_extract_reads_the_same_with_source_options_as_with_keywords(
+    sqlite_conn: str, tmp_path: Path
+) -> None:
+    window = {"watermark_start": "2026-01-01T00:00:00+00:00", "watermark_end": "2026-01-02T00:00:00+00:00"}
+    by_keywords = ExtractOperator(
+        task_id="e",
+        source_conn_id=sqlite_conn,
+        sql="SELECT * FROM people",
+        watermark_column="ts",
+        output_uri=(tmp_path / "kw").as_uri(),
+        **window,
+    ).execute(_context())
+    by_source = ExtractOperator(
+        task_id="e",
+        source_conn_id=sqlite_conn,
+        source={"sql": "SELECT * FROM people", "watermark_column": "ts", **window},
+        output_uri=(tmp_path / "src").as_uri(),
+    ).execute(_context())
+    assert by_keywords["rows"] == by_source["rows"] == 2
+    assert by_keywords["schema_fingerprint"] == by_source["schema_fingerprint"]
 
 
 def _extract_people(sqlite_conn: str, tmp_path: Path) -> dict[str, Any]:
@@ -114,8 +138,11 @@ def test_schema_violation_fails_naming_the_column_and_leaves_no_output(
     raw = _extract_people(sqlite_conn, tmp_path)
     out = (tmp_path / "clean").as_uri()
     op = TransformOperator(task_id="t", input_uri=raw, expected_schema=SPEC, output_uri=out)
-    with pytest.raises(SchemaViolation, match=r"2 of 4 rows.*column 'age' rule min=0: 1 bad row"):
+    with pytest.raises(
+        AirflowFailException, match=r"2 of 4 rows.*column 'age' rule min=0: 1 bad row"
+    ) as failed:
         op.execute(_context())
+    assert isinstance(failed.value.__cause__, SchemaViolation)
     assert S3Hook(aws_conn_id=None).read_manifest(out) is None  # nothing committed
 
 

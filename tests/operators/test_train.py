@@ -8,6 +8,7 @@ import mlflow
 import numpy as np
 import pyarrow as pa
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_mlops.hooks.s3 import S3Hook
 from airflow_provider_mlops.ml.serialization import ModelIntegrityError, load_model_version
@@ -122,8 +123,9 @@ def test_missing_target_is_a_clear_error(dataset: str, mlflow_conn: str, tmp_pat
         registered_model_name="x",
         mlflow_conn_id=mlflow_conn,
     )
-    with pytest.raises(TrainingError, match="Target column 'label' is not in the data"):
+    with pytest.raises(AirflowFailException, match="Target column 'label' is not in the data") as failed:
         op.execute(task_context(tmp_path))
+    assert isinstance(failed.value.__cause__, TrainingError)  # no retries: the data will not change
 
 
 def test_candidates_leaderboard_is_logged_and_the_winner_registered(

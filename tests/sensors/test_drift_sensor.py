@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from airflow.sdk.exceptions import AirflowSkipException, TaskDeferred
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException, TaskDeferred
 from pytest_httpserver import HTTPServer
 
 from airflow_provider_mlops.hooks.s3 import S3Hook
@@ -240,3 +240,21 @@ def test_a_dataset_being_written_is_not_taken_half_written(profile_uri: str, tmp
         task_id="drift", current_uri=(tmp_path / "writing").as_uri(), reference_profile_uri=profile_uri
     )
     assert sensor.poke(task_context(tmp_path)) is False
+
+
+def test_errors_a_retry_cannot_fix_fail_the_task_without_retries(
+    profile_uri: str, mlflow_conn: str, tmp_path: Path
+) -> None:
+    current = _write(tmp_path, "current", _people(500, 1))
+    two = DriftSensor(task_id="drift", current_uri=[current, current], reference_profile_uri=profile_uri)
+    with pytest.raises(AirflowFailException, match="current_uri must name one dataset"):
+        two.poke(task_context(tmp_path))
+    missing = DriftSensor(
+        task_id="drift",
+        current_uri=current,
+        registered_model_name="never_trained",
+        mlflow_conn_id=mlflow_conn,
+        on_missing_reference="fail",
+    )
+    with pytest.raises(AirflowFailException, match="never_trained@champion has no reference profile"):
+        missing.poke(task_context(tmp_path))

@@ -1,0 +1,148 @@
+"""
+What every operator and sensor of the provider does the same way with storage, inputs and failures.
+
+- :func:`storage_hook`: the storage hook for ``s3://`` / ``file://`` URIs, with the
+  ``[mlops] storage_conn_id`` default resolved once, here;
+- :func:`input_uris` / :func:`require_inputs` / :func:`iter_inputs`: an ``input_uri`` given as a
+  URI (``staging://`` resolved), an upstream XCom dict with ``uri``, or a list of either, and the
+  batches of those datasets one after the other;
+- :func:`resolve_output_uri`: the URI a task writes to: the one given (``staging://`` resolved) or the
+  default per task and logical date (``<staging>/<dag_id>/<task_id>/<ds>``);
+- :func:`fail_fast`: errors a retry cannot fix become ``AirflowFailException`` (no retries burnt).
+
+It lives beside the operators, not in ``utils/``: it composes the storage hook and the task
+context, and ``utils/`` sits below the hooks (importing a hook from there would point upward).
+Like every provider module, it imports nothing heavy at module level (DAG files import it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from airflow_provider_mlops.hooks.s3 import S3Hook
+
+__all__ = [
+    "fail_fast",
+    "input_uris",
+    "iter_inputs",
+    "require_inputs",
+    "resolve_output_uri",
+    "static_uri",
+    "storage_hook",
+]
+
+
+def storage_hook(storage_conn_id: str | None = None) -> S3Hook:
+    """The storage hook for dataset URIs: ``storage_conn_id``, else ``[mlops] storage_conn_id``."""
+    from airflow_provider_mlops.hooks.s3 import S3Hook
+    from airflow_provider_mlops.utils.staging import default_storage_conn_id
+
+    return S3Hook(aws_conn_id=storage_conn_id or default_storage_conn_id())
+
+
+def input_uris(value: Any) -> list[str]:
+    """Accept a URI, an Extract/Transform XCom dict (``{"uri": ...}``) or a list of either."""
+    if value is None:
+        return []
+    from airflow_provider_mlops.utils.staging import resolve_uri
+
+    if isinstance(value, str):
+        return [resolve_uri(value)]
+    if isinstance(value, Mapping):
+        if "uri" not in value:
+            raise ValueError(f"Input {value!r} has no 'uri'")
+        return [resolve_uri(str(value["uri"]))]
+    return [uri for item in value for uri in input_uris(item)]
+
+
+def require_inputs(value: Any, name: str = "input_uri") -> list[str]:
+    """:func:`input_uris`, refusing an empty answer with an error naming the argument."""
+    inputs = input_uris(value)
+    if not inputs:
+        raise ValueError(f"{name} is empty")
+    return inputs
+
+
+def iter_inputs(
+    storage: Any, inputs: list[str], *, format: str = "parquet", batch_size: int = 50_000
+) -> Iterator[pa.RecordBatch]:
+    """Every batch of every input dataset, one after the other."""
+    for uri in inputs:
+        yield from storage.iter_batches(uri, format=format, batch_size=batch_size)
+
+
+def resolve_output_uri(uri: str | None, context: Mapping[str, Any], *, suffix: str | None = None) -> str:
+    """``uri`` with ``staging://`` resolved, or the task's default for this logical date."""
+    from airflow_provider_mlops.utils.staging import resolve_uri, task_output_uri
+
+    return resolve_uri(uri) if uri else task_output_uri(context, suffix=suffix)
+
+
+def static_uri(uri: str | None) -> bool:
+    """Whether ``uri`` is known at parse time (no template, no staging root): it can be an Asset."""
+    return bool(uri) and "{{" not in str(uri) and not str(uri).startswith("staging://")
+
+
+def _permanent_errors() -> tuple[type[BaseException], ...]:
+    # ValueError covers the provider's own configuration and data errors (SchemaMismatchError,
+    # SchemaViolation, ExpressionError, StepError, WriteContractError, TrainingError, the spec
+    # errors of ml/) and pyarrow's ArrowInvalid; KeyError a missing column or key.
+    from airflow_provider_mlops.datasets.manifest import DatasetError
+    from airflow_provider_mlops.ml.serialization import ModelIntegrityError
+
+    return (ValueError, KeyError, DatasetError, ModelIntegrityError)
+
+
+# MLflow's answers that name a permanent state: no such model / version / alias, a bad argument.
+# Its other errors (a server that is down, an internal error) keep Airflow's retries.
+MLFLOW_PERMANENT_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
+
+
+def _permanent_mlflow_error(err: BaseException) -> bool:
+    exceptions = sys.modules.get("mlflow.exceptions")  # loaded when the task used MLflow at all
+    return (
+        exceptions is not None
+        and isinstance(err, exceptions.MlflowException)
+        and getattr(err, "error_code", None) in MLFLOW_PERMANENT_CODES
+    )
+
+
+def _retryable_errors() -> tuple[type[BaseException], ...]:
+    # The HTTP layer decides for itself what a retry may fix (a truncated or malformed page can be
+    # a flaky proxy): its errors keep Airflow's retries even when they are ValueErrors.
+    from airflow_provider_mlops.http.exceptions import HttpApiError
+
+    return (HttpApiError,)
+
+
+@contextlib.contextmanager
+def fail_fast(*also: type[BaseException]) -> Iterator[None]:
+    """
+    Turn errors a retry cannot fix into ``AirflowFailException`` (message kept, cause chained).
+
+    Bad configuration, a missing column, a schema or write-contract violation, an uncommitted or
+    corrupt dataset, a model whose digest does not match, a registered model, version or alias
+    MLflow says does not exist: the next try would meet the same
+    arguments and the same data, so it fails now instead of burning its retries. ``also`` adds
+    classes for one call (e.g. a missing MLflow model with ``on_missing_reference="fail"``).
+    Airflow's own exceptions (skip, defer, sensor timeout) and network errors pass unchanged.
+
+    Works as a context manager and as a decorator (``@fail_fast()`` on ``execute``).
+    """
+    try:
+        yield
+    except BaseException as err:
+        from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+        if isinstance(err, (AirflowException, *_retryable_errors())):
+            raise
+        if isinstance(err, _permanent_errors() + also) or _permanent_mlflow_error(err):
+            message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+            raise AirflowFailException(message or type(err).__name__) from err
+        raise

@@ -1,0 +1,114 @@
+"""MlflowHook: MLflow I/O through the hook's own client, no process-wide state left behind."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from airflow_provider_mlops.hooks.mlflow import MlflowHook
+from tests.conftest import set_connection
+
+
+def _hook(tmp_path: Path, name: str) -> MlflowHook:
+    root = tmp_path / name
+    root.mkdir()
+    conn_id = set_connection(
+        f"mlflow_{name}",
+        conn_type="mlops-mlflow",
+        host="",
+        extra={"tracking_uri": f"sqlite:///{root}/mlflow.db", "artifact_location": (root / "art").as_uri()},
+    )
+    return MlflowHook(conn_id)
+
+
+def test_two_hooks_used_alternately_write_to_their_own_stores(tmp_path: Path) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    before = (
+        mlflow.get_tracking_uri(),
+        os.environ.get("MLFLOW_TRACKING_URI"),
+        os.environ.get("MLFLOW_REGISTRY_URI"),
+    )
+    hooks = {"a": _hook(tmp_path, "a"), "b": _hook(tmp_path, "b")}
+    model = LogisticRegression().fit(np.array([[0.0], [1.0], [2.0], [3.0]]), [0, 0, 1, 1])
+    runs: dict[str, list[str]] = {"a": [], "b": []}
+    for round_ in range(2):
+        for name, hook in hooks.items():  # a, b, a, b: each call must land in its own store
+            experiment = hook.get_or_create_experiment(f"exp-{name}")
+            with hook.start_run(experiment, tags={"who": name}) as run:
+                run_id = run.info.run_id
+                hook.log_params(run_id, {"round": round_})
+                hook.log_metrics(run_id, {"score": 0.5 + round_})
+                info = hook.log_sklearn_model(
+                    run_id,
+                    model,
+                    name="model",
+                    registered_model_name=f"model_{name}",
+                    pip_requirements=["scikit-learn"],
+                )
+            hook.set_version_tags(f"model_{name}", str(info.registered_model_version), {"round": round_})
+            hook.set_alias(f"model_{name}", "champion", str(info.registered_model_version))
+            runs[name].append(run_id)
+
+    for name, hook in hooks.items():
+        other = "b" if name == "a" else "a"
+        client = MlflowClient(tracking_uri=hook.tracking_uri, registry_uri=hook.tracking_uri)
+        stored = client.search_runs([hook.get_or_create_experiment(f"exp-{name}")])
+        assert sorted(r.info.run_id for r in stored) == sorted(runs[name])
+        assert all(r.info.status == "FINISHED" and r.data.tags["who"] == name for r in stored)
+        assert client.get_experiment_by_name(f"exp-{other}") is None
+        assert [m.name for m in client.search_registered_models()] == [f"model_{name}"]
+        assert hook.version_by_alias(f"model_{name}", "champion") == "2"
+        assert hook.version_by_alias(f"model_{other}", "champion") is None
+    # Nothing of either hook is left in MLflow's process-wide state.
+    after = (
+        mlflow.get_tracking_uri(),
+        os.environ.get("MLFLOW_TRACKING_URI"),
+        os.environ.get("MLFLOW_REGISTRY_URI"),
+    )
+    assert after == before
+
+
+def test_a_failing_block_marks_the_run_failed(tmp_path: Path) -> None:
+    hook = _hook(tmp_path, "f")
+    experiment = hook.get_or_create_experiment("exp")
+    with pytest.raises(RuntimeError), hook.start_run(experiment) as run:
+        raise RuntimeError("boom")
+    assert hook.client.get_run(run.info.run_id).info.status == "FAILED"
+
+
+def test_activate_is_deprecated(tmp_path: Path) -> None:
+    hook = _hook(tmp_path, "d")
+    before = mlflow.get_tracking_uri()
+    try:
+        with pytest.warns(DeprecationWarning, match="process-wide"):
+            hook.activate()
+    finally:
+        mlflow.set_tracking_uri(before)
+
+
+def test_skops_does_not_spill_airflow_deprecation_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    import sys
+
+    from scipy import special
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from airflow_provider_mlops.ml.serialization import dump_model
+
+    importlib.import_module("airflow.utils.trigger_rule")  # one of Airflow's deprecated-import shims
+    for name in [m for m in sys.modules if m == "skops" or m.startswith("skops.")]:
+        monkeypatch.delitem(sys.modules, name)  # a worker imports skops afresh: its import scans too
+    pipeline = make_pipeline(FunctionTransformer(special.expit)).fit(np.array([[0.0], [1.0]]))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _blob, fmt, _trusted = dump_model(pipeline)
+    assert fmt == "skops"
+    assert [w for w in caught if "deprecated" in str(w.message).lower()] == []
