@@ -99,6 +99,7 @@ with DAG(
     },
     tags=["mlops", "etl", "example"],
 ) as dag:
+    # [START howto_operator_extract]
     extract_customers = ExtractOperator(
         task_id="extract_customers",
         source_conn_id=API_CONN_ID,
@@ -118,6 +119,8 @@ with DAG(
         "payment_failures, churned FROM activity",
         watermark_column="event_time",
     )
+    # [END howto_operator_extract]
+    # [START howto_operator_transform]
     clean_customers = TransformOperator(
         task_id="clean_customers",
         input_uri=extract_customers.output,
@@ -140,6 +143,8 @@ with DAG(
         expected_schema=ACTIVITY_SCHEMA,
         on_violation="quarantine",
     )
+    # [END howto_operator_transform]
+    # [START howto_operator_load]
     load_customers = LoadOperator(
         task_id="load_customers",
         input_uri=clean_customers.output,
@@ -164,6 +169,7 @@ with DAG(
         input_uri=clean_activity.output,
         output_uri=f"{LAKE_URI}/activity/day={DAY}",
     )
+    # [END howto_operator_load]
     extract_customers >> clean_customers >> load_customers
     extract_activity >> clean_activity >> [load_activity, publish_activity]
     # Facts after dimensions: the activity partition lands once the day's profiles are in.

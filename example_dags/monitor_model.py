@@ -69,6 +69,7 @@ with DAG(
         sql=NEWEST_DAY_SQL,
         on_empty="skip",
     )
+    # [START howto_sensor_drift]
     check = DriftSensor(
         task_id="check_drift_and_accuracy",
         current_uri=newest.output,
@@ -84,4 +85,5 @@ with DAG(
         timeout=6 * 3600,
         exponential_backoff=True,
     )
+    # [END howto_sensor_drift]
     newest >> check

@@ -98,6 +98,7 @@ with DAG(
         sql=TRAINING_SQL,
         on_empty="fail",
     )
+    # [START howto_operator_train]
     train = TrainModelOperator(
         task_id="train_and_tune",
         input_uri=ingest.output,
@@ -111,12 +112,14 @@ with DAG(
         tuning=TUNING,
         seed=42,
     )
+    # [END howto_operator_train]
     fresh = ExtractOperator(
         task_id="ingest_evaluation_data",
         source_conn_id=WAREHOUSE_CONN_ID,
         sql=EVALUATION_SQL,
         on_empty="fail",
     )
+    # [START howto_operator_deploy]
     deploy = DeployModelOperator(
         task_id="deploy_if_better",
         registered_model_name=MODEL_NAME,
@@ -127,5 +130,6 @@ with DAG(
         min_delta=0.0,
         publish_uri="staging://published/churn_model",
     )
+    # [END howto_operator_deploy]
     ingest >> train >> deploy
     fresh >> deploy
