@@ -17,6 +17,8 @@ lazily, with ``KERAS_BACKEND=jax`` when no backend is configured and TensorFlow 
 
 from __future__ import annotations
 
+# lazy-imports: runtime-only (subclasses scikit-learn; imported only inside tasks)
+
 import importlib
 import importlib.util
 import inspect

@@ -9,6 +9,8 @@ subclass a lazily imported base): it is only ever imported from inside a task.
 
 from __future__ import annotations
 
+# lazy-imports: runtime-only (subclasses scikit-learn; imported only inside tasks)
+
 from typing import Any
 
 import numpy as np
