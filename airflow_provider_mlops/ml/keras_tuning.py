@@ -15,9 +15,8 @@ so it imports scikit-learn at the top and is only imported inside a task. Keras 
 lazily, with ``KERAS_BACKEND=jax`` when no backend is configured and TensorFlow is absent.
 """
 
-from __future__ import annotations
-
 # lazy-imports: runtime-only (subclasses scikit-learn; imported only inside tasks)
+from __future__ import annotations
 
 import importlib
 import importlib.util

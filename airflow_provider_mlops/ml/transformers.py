@@ -7,9 +7,8 @@ This is the one provider module that imports numpy and scikit-learn at the top (
 subclass a lazily imported base): it is only ever imported from inside a task.
 """
 
-from __future__ import annotations
-
 # lazy-imports: runtime-only (subclasses scikit-learn; imported only inside tasks)
+from __future__ import annotations
 
 from typing import Any
 
