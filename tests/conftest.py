@@ -279,6 +279,18 @@ _NOT_UNIT = (
     "tests/sensors/",
     "tests/example_dags/",
     "tests/ml/test_drift.py::test_same_distribution_rarely_raises_drift",
+    "tests/ml/test_drift_calibration.py",
+    "tests/ml/test_candidates.py",
+    "tests/ml/test_tuning.py",
+    "tests/ml/test_keras_tuner.py",
+    "tests/ml/test_trusted_loader.py",
+    "tests/serving/",
+    "tests/deployment/",
+    "tests/runtime/",
+    "tests/triggers/",
+    "tests/hooks/test_mlflow_hook.py",
+    "tests/datasets/test_roundtrip_property.py",
+    "tests/utils/test_record_properties.py",
 )
 
 
