@@ -291,6 +291,9 @@ _NOT_UNIT = (
     "tests/hooks/test_mlflow_hook.py",
     "tests/datasets/test_roundtrip_property.py",
     "tests/utils/test_record_properties.py",
+    "tests/hooks/test_system_properties.py",
+    "tests/hooks/test_sql.py",
+    "tests/ml/test_stats.py::test_decay_false_alarms_and_detection",
 )
 
 

@@ -19,8 +19,6 @@ from airflow_provider_mlops.ml.serialization import (
     sha256,
 )
 
-pytestmark = pytest.mark.unit
-
 
 class _Payload:
     """Unpickling this creates a marker file: proof that code ran on load."""
