@@ -33,7 +33,12 @@ from airflow_provider_mlops.deployment.sagemaker import (
     ENV_VERSION,
     release_environment,
 )
-from airflow_provider_mlops.deployment.targets import DeploymentError, DeploymentTarget, ModelRelease, _rows
+from airflow_provider_mlops.deployment.targets import (
+    DeploymentError,
+    DeploymentTarget,
+    ModelRelease,
+    check_smoke_answer,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -341,15 +346,13 @@ class AzureMLTarget(DeploymentTarget):
             predictions = answer.json().get("predictions")
         except (ValueError, AttributeError):
             predictions = None
-        expected = _rows(self.smoke_input)
-        if (
-            answer.status_code != 200
-            or not isinstance(predictions, list)
-            or (expected is not None and len(predictions) != expected)
-        ):
-            raise DeploymentError(
-                f"{self.label} answered the smoke request with {answer.status_code}: {answer.text[:300]}"
-            )
+        check_smoke_answer(
+            self.label,
+            self.smoke_input,
+            predictions,
+            f"{answer.status_code}: {answer.text[:300]}",
+            ok=answer.status_code == 200,
+        )
 
     def rollback(self, previous: ModelRelease | None) -> None:
         endpoint = self._endpoint(create=False)

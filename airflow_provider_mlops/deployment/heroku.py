@@ -29,7 +29,12 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_mlops.deployment.sagemaker import ENV_SHA256, ENV_VERSION, release_environment
-from airflow_provider_mlops.deployment.targets import DeploymentError, DeploymentTarget, ModelRelease, _rows
+from airflow_provider_mlops.deployment.targets import (
+    DeploymentError,
+    DeploymentTarget,
+    ModelRelease,
+    check_smoke_answer,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -294,15 +299,13 @@ class HerokuTarget(DeploymentTarget):
                 answer.json() if answer.headers.get("content-type", "").startswith("application/json") else {}
             )
             predictions = body.get("predictions") if isinstance(body, dict) else None
-            expected = _rows(self.smoke_input)
-            if (
-                answer.status_code != 200
-                or not isinstance(predictions, list)
-                or (expected is not None and len(predictions) != expected)
-            ):
-                raise DeploymentError(
-                    f"{self.label} answered the smoke request with {answer.status_code}: {answer.text[:300]}"
-                )
+            check_smoke_answer(
+                self.label,
+                self.smoke_input,
+                predictions,
+                f"{answer.status_code}: {answer.text[:300]}",
+                ok=answer.status_code == 200,
+            )
 
     def rollback(self, previous: ModelRelease | None) -> None:
         if previous is not None:

@@ -28,7 +28,12 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_mlops.deployment.targets import DeploymentError, DeploymentTarget, ModelRelease, _rows
+from airflow_provider_mlops.deployment.targets import (
+    DeploymentError,
+    DeploymentTarget,
+    ModelRelease,
+    check_smoke_answer,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -334,9 +339,7 @@ class SageMakerTarget(DeploymentTarget):
             predictions = json.loads(raw).get("predictions")
         except (ValueError, AttributeError):
             predictions = None
-        expected = _rows(self.smoke_input)
-        if not isinstance(predictions, list) or (expected is not None and len(predictions) != expected):
-            raise DeploymentError(f"{self.label} answered the smoke request with {raw[:300]!r}")
+        check_smoke_answer(self.label, self.smoke_input, predictions, repr(raw[:300]))
 
     def rollback(self, previous: ModelRelease | None) -> None:
         if previous is not None:

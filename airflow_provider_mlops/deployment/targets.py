@@ -140,10 +140,7 @@ class LocalServerTarget(DeploymentTarget):
             )
         if self.smoke_input:
             answer = self._hook().run("invocations", method="POST", json=self.smoke_input) or {}
-            predictions = answer.get("predictions")
-            expected = _rows(self.smoke_input)
-            if not isinstance(predictions, list) or (expected is not None and len(predictions) != expected):
-                raise DeploymentError(f"{self.label} answered the smoke request with {str(answer)[:300]}")
+            check_smoke_answer(self.label, self.smoke_input, answer.get("predictions"), str(answer)[:300])
 
     def rollback(self, previous: ModelRelease | None) -> None:
         if previous is None:
@@ -152,6 +149,18 @@ class LocalServerTarget(DeploymentTarget):
             log.warning("%s: no previous version to roll back to", self.label)
             return
         self.deploy(previous)
+
+
+def check_smoke_answer(
+    label: str, smoke_input: Mapping[str, Any], predictions: Any, shown: str, *, ok: bool = True
+) -> None:
+    """
+    The one smoke-test rule every target applies: the answer is ``ok`` and holds one prediction per
+    row sent, or :class:`DeploymentError` names the target and what it answered (``shown``).
+    """
+    expected = _rows(smoke_input)
+    if not ok or not isinstance(predictions, list) or (expected is not None and len(predictions) != expected):
+        raise DeploymentError(f"{label} answered the smoke request with {shown}")
 
 
 def _rows(payload: Mapping[str, Any]) -> int | None:

@@ -33,7 +33,12 @@ from airflow_provider_mlops.deployment.sagemaker import (
     release_environment,
     resource_name,
 )
-from airflow_provider_mlops.deployment.targets import DeploymentError, DeploymentTarget, ModelRelease, _rows
+from airflow_provider_mlops.deployment.targets import (
+    DeploymentError,
+    DeploymentTarget,
+    ModelRelease,
+    check_smoke_answer,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -323,9 +328,7 @@ class VertexAITarget(DeploymentTarget):
             return
         answer = self._call("POST", f"{served['endpoint']}:rawPredict", self.smoke_input)
         predictions = answer.get("predictions") if isinstance(answer, dict) else None
-        expected = _rows(self.smoke_input)
-        if not isinstance(predictions, list) or (expected is not None and len(predictions) != expected):
-            raise DeploymentError(f"{self.label} answered the smoke request with {str(answer)[:300]}")
+        check_smoke_answer(self.label, self.smoke_input, predictions, str(answer)[:300])
 
     def rollback(self, previous: ModelRelease | None) -> None:
         endpoint = self._endpoint(create=False)
