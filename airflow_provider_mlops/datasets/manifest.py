@@ -90,7 +90,7 @@ class Manifest:
 
     def summary(self) -> dict[str, Any]:
         """What ``write_dataset`` returns (and operators put in XCom): small, JSON-able."""
-        from airflow_provider_mlops.utils.schema import schema_fingerprint
+        from airflow_provider_mlops.utils.schema import schema_fingerprint, schema_to_json
 
         return {
             "uri": self.uri,
@@ -99,12 +99,11 @@ class Manifest:
             "bytes": self.bytes,
             "files": [f.path for f in self.files],
             "schema_fingerprint": schema_fingerprint(self.schema),
+            "schema": schema_to_json(self.schema),
             "attempt": self.attempt,
         }
 
     def to_json(self) -> dict[str, Any]:
-        from airflow_provider_mlops.utils.schema import schema_to_json
-
         parts = []
         for f in self.files:
             part: dict[str, Any] = {"path": f.path, "rows": f.rows, "bytes": f.bytes}
@@ -117,9 +116,8 @@ class Manifest:
             "previous_attempt": self.previous_attempt,
             "committed_at": self.committed_at,
             "parts": parts,
-            # kept for readers of format version 1
+            # kept for readers of format version 1 (the summary carries "schema" too)
             "file_rows": {f.path: f.rows for f in self.files},
-            "schema": schema_to_json(self.schema),
             "arrow_schema": encode_schema(self.schema),
             **({"metadata": self.metadata} if self.metadata else {}),
         }

@@ -229,8 +229,8 @@ class ExtractOperator(BaseOperator):
             before_commit=refuse_empty,
             type_conflict=options.type_conflict,
         )
-        manifest = storage.read_manifest(uri) or {}
-        self._lineage = {"source": source, "output": uri, "schema": manifest.get("schema", [])}
+        # the committed schema comes back with the write: no second read of the manifest
+        self._lineage = {"source": source, "output": uri, "schema": result["schema"]}
         summary = {k: result[k] for k in ("uri", "rows", "bytes", "schema_fingerprint", "format")}
         summary["files"] = len(result["files"])
         if result["rows"] == 0:

@@ -148,8 +148,7 @@ class TransformOperator(BaseOperator):
                 self.log.warning(
                     "%s bad row(s) quarantined to %s: %s", bad_rows, quarantine, validator.report.summary()
                 )
-        manifest = storage.read_manifest(output) or {}
-        self._lineage = {"inputs": inputs, "output": output, "schema": manifest.get("schema", [])}
+        self._lineage = {"inputs": inputs, "output": output, "schema": result["schema"]}
         self.log.info(
             "%s rows in, %s rows out (%s filtered out, %s duplicates dropped, %s bad)",
             pipeline.rows_in,
