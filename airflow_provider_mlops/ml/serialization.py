@@ -23,6 +23,12 @@ all call it). Its trust model:
   through the same skops / cloudpickle rules. The bundle's sha256 is checked here like any other
   model: this loader was extended for the format, there is no second loading path.
   ``model.json`` / ``model.sha256`` files beside a model are informational and never read here.
+
+Reading the trusted record: the loader takes any client with MlflowClient's
+``get_model_version`` / ``get_model_version_by_alias``. :func:`registry_client` gives MlflowClient,
+or, on a SQLite registry at a schema revision this module was checked against,
+:class:`SqliteRegistry`, which reads the same rows read-only without importing mlflow (a scoring
+process saves ~3 s and ~30 MB). Either way the digest is the registry's and every check above runs.
 """
 
 from __future__ import annotations
