@@ -128,15 +128,23 @@ class CompiledPipeline:
         return out.T
 
     def predict(self, x: np.ndarray) -> Any:
-        with warnings.catch_warnings():
-            # fitted on a DataFrame, given the same numbers as an array: the names were checked upstream
-            warnings.filterwarnings("ignore", message="X does not have valid feature names")
-            return self.estimator.predict(x)
+        return self.estimator.predict(x)
 
     def predict_proba(self, x: np.ndarray) -> Any:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="X does not have valid feature names")
-            return self.estimator.predict_proba(x)
+        return self.estimator.predict_proba(x)
+
+
+def _quiet_feature_names() -> None:
+    """
+    The estimator was fitted on the preprocessor's DataFrame and is given the same numbers as an
+    array (the column names were checked when the request was parsed): scikit-learn would warn on
+    every call. A process-wide filter for that one message, installed once, because
+    ``warnings.catch_warnings`` around each call is not thread-safe (the server scores large
+    requests in worker threads).
+    """
+    warnings.filterwarnings(
+        "ignore", message="X does not have valid feature names, but .* was fitted with feature names"
+    )
 
 
 def _numeric_block(columns: list[str], transformer: Any) -> _Numeric | None:
@@ -233,6 +241,7 @@ def compile_pipeline(model: Any) -> CompiledPipeline | None:
         blocks.append(block)
     width = sum(b.width for b in blocks)
     compiled = CompiledPipeline(tuple(str(n) for n in names), tuple(blocks), estimator, width)
+    _quiet_feature_names()
     try:
         ok = _self_check(model, pre, compiled)
     except Exception as err:  # any surprise means: use scikit-learn's path
