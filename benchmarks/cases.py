@@ -305,7 +305,7 @@ def serve_batch(args: dict[str, Any]) -> int:
     return rows
 
 
-@case("airflow_provider_mlops.operators.predict", "mlflow", "sklearn")
+@case("airflow_provider_mlops.operators.predict", "sklearn")
 def batch_predict(args: dict[str, Any]) -> int:
     """BatchPredictOperator over the scoring set (the trusted load is on the clock)."""
     from airflow_provider_mlops.operators.predict import BatchPredictOperator

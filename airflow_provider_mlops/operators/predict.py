@@ -108,11 +108,20 @@ class BatchPredictOperator(BaseOperator):
     @fail_fast()
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_mlops.hooks.mlflow import MlflowHook
-        from airflow_provider_mlops.ml.serialization import LoadPolicy
+        from airflow_provider_mlops.ml.serialization import LoadPolicy, load_model_version, registry_client
 
         inputs = require_inputs(self.input_uri)
         storage = storage_hook(self.storage_conn_id)
-        loaded = MlflowHook(self.mlflow_conn_id).load_model_version(
+        hook = MlflowHook(self.mlflow_conn_id)
+        # On a SQLite registry the trusted record is read without importing mlflow (see
+        # SqliteRegistry); every other registry goes through MlflowClient. Same loader either way.
+        client = registry_client(
+            hook.tracking_uri,
+            hook.settings.get("registry_uri"),
+            alias=None if self.version not in (None, "") else self.alias,
+        )
+        loaded = load_model_version(
+            client,
             self.registered_model_name,
             self.version,
             alias=self.alias,
@@ -153,43 +162,73 @@ class BatchPredictOperator(BaseOperator):
         """One output batch per input batch: nothing larger than ``batch_size`` rows is held."""
         import pyarrow as pa
 
-        from airflow_provider_mlops.ml.features import categorical_as_object
+        from airflow_provider_mlops.serving.compiled import compile_pipeline
 
         model = loaded.model
         features = [str(c) for c in getattr(model, "feature_names_in_", [])]
         proba = self.probabilities and hasattr(model, "predict_proba")
         classes = [str(c) for c in getattr(model, "classes_", [])] if proba else []
+        # The example Pipeline's preprocessing as exact array operations (checked bit-for-bit against
+        # the Pipeline when compiled); a batch holding a value it does not cover goes to the Pipeline.
+        compiled = compile_pipeline(model)
+        self.log.info(
+            "Scoring with %s",
+            "the compiled preprocessing (identical to the Pipeline's)" if compiled else "the Pipeline",
+        )
+        constants: dict[str, pa.Array] = {}
+
+        def constant(value: str, rows: int) -> pa.Array:
+            # one array per value, sliced per batch (zero-copy) instead of a list of strings per batch
+            array = constants.get(value)
+            if array is None or len(array) < rows:
+                array = constants[value] = pa.array([value] * max(rows, self.batch_size), type=pa.string())
+            return array.slice(0, rows)
+
         for uri in inputs:
             for batch in storage.iter_batches(uri, batch_size=self.batch_size):
                 if batch.num_rows == 0:
                     continue
-                frame = batch.to_pandas()
-                missing = [c for c in features if c not in frame.columns]
+                names_in = batch.schema.names
+                missing = [c for c in features if c not in names_in]
                 if missing:
                     raise ValueError(
                         f"{uri} lacks the model's input column(s) {missing} (model expects {features})"
                     )
-                x = frame[features] if features else frame
-                text = [c for c in x.columns if not _is_numeric(x[c])]
-                x = categorical_as_object(x, text)
-                keep = self.keep_columns if self.keep_columns is not None else batch.schema.names
-                absent = [c for c in keep if c not in batch.schema.names]
+                keep = self.keep_columns if self.keep_columns is not None else names_in
+                absent = [c for c in keep if c not in names_in]
                 if absent:
                     raise ValueError(f"keep_columns {absent} are not in {uri}")
+                predictions, probabilities = self._predict(batch, model, compiled, features, proba)
                 arrays = [batch.column(c) for c in keep]
                 names = list(keep)
-                arrays.append(pa.array(model.predict(x)))
+                arrays.append(pa.array(predictions))
                 names.append(self.prediction_column)
                 if proba:
-                    probabilities = model.predict_proba(x)
                     for i, cls in enumerate(classes):
                         arrays.append(pa.array(probabilities[:, i], type=pa.float64()))
                         names.append(f"{self.probability_prefix}{cls}")
-                arrays.append(pa.array([loaded.name] * batch.num_rows, type=pa.string()))
+                arrays.append(constant(loaded.name, batch.num_rows))
                 names.append("model_name")
-                arrays.append(pa.array([loaded.version] * batch.num_rows, type=pa.string()))
+                arrays.append(constant(loaded.version, batch.num_rows))
                 names.append("model_version")
                 yield pa.RecordBatch.from_arrays(arrays, names=names)
+
+    @staticmethod
+    def _predict(batch: Any, model: Any, compiled: Any, features: list[str], proba: bool) -> tuple[Any, Any]:
+        """(predictions, probabilities or None) for one Arrow batch: compiled when it covers the batch."""
+        if compiled is not None:
+            # numbers: float64 with NaN for nulls (as pandas reads them); text: str objects, None for
+            # nulls (which the compiled form declines, sending the batch to the Pipeline)
+            values = {c: batch.column(c).to_numpy(zero_copy_only=False) for c in compiled.columns}
+            x = compiled.features(values, batch.num_rows)
+            if x is not None:
+                return compiled.predict(x), compiled.predict_proba(x) if proba else None
+        from airflow_provider_mlops.ml.features import categorical_as_object
+
+        frame = batch.select(features).to_pandas() if features else batch.to_pandas()
+        text = [c for c in frame.columns if not _is_numeric(frame[c])]
+        x = categorical_as_object(frame, text)
+        return model.predict(x), model.predict_proba(x) if proba else None
 
 
 def _is_numeric(column: Any) -> bool:

@@ -24,10 +24,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_mlops.serving.metrics import Metrics
-from airflow_provider_mlops.serving.protocol import InputSchema, RequestError, parse_request, predictions_body
+from airflow_provider_mlops.serving.protocol import InputSchema, RequestError, parse_table, predictions_body
 
 if TYPE_CHECKING:
     from airflow_provider_mlops.ml.serialization import LoadPolicy, VerifiedModel
+    from airflow_provider_mlops.serving.compiled import CompiledPipeline
+    from airflow_provider_mlops.serving.protocol import Table
 
 log = logging.getLogger("airflow_provider_mlops.serve")
 
@@ -81,6 +83,17 @@ class Served:
     verified: VerifiedModel
     schema: InputSchema | None
     loaded_epoch: float
+    # The Pipeline's preprocessing as exact array operations (None: always score with the Pipeline).
+    compiled: CompiledPipeline | None = None
+
+    def predict(self, table: Table) -> Any:
+        """``model.predict`` on the request, through the compiled form when it covers every value."""
+        compiled = self.compiled
+        if compiled is not None and table.values is not None and set(table.values) == set(compiled.columns):
+            features = compiled.features(table.values, table.rows)
+            if features is not None:
+                return compiled.predict(features)
+        return self.verified.model.predict(table.frame())
 
     def describe(self) -> dict[str, Any]:
         return {**self.verified.describe(), "inputs": self.schema.describe() if self.schema else None}
@@ -175,7 +188,20 @@ class ModelLoader:
             uri=uri,
             expected_sha256=sha256 or config.sha256,
         )
-        return Served(verified=verified, schema=self._schema(verified), loaded_epoch=time.time())
+        from airflow_provider_mlops.serving.compiled import compile_pipeline
+
+        compiled = compile_pipeline(verified.model)
+        log.info(
+            "%s v%s: %s",
+            verified.name,
+            verified.version,
+            "compiled preprocessing checked identical to the Pipeline: used"
+            if compiled
+            else "scored with the Pipeline's predict",
+        )
+        return Served(
+            verified=verified, schema=self._schema(verified), loaded_epoch=time.time(), compiled=compiled
+        )
 
     def _schema(self, verified: VerifiedModel) -> InputSchema | None:
         signature = None
@@ -280,14 +306,14 @@ class ModelServer:
 
     def predict(self, body: bytes, content_type: str | None) -> bytes:
         served = self.current  # one read: this request finishes on this model whatever reloads
-        frame = parse_request(body, content_type, served.schema, max_rows=self.config.max_rows)
+        table = parse_table(body, content_type, served.schema, max_rows=self.config.max_rows)
         try:
-            predictions = served.verified.model.predict(frame)
+            predictions = served.predict(table)
         except Exception as err:
             raise RequestError(f"The model could not score the request: {err}", status=422) from None
-        self.metrics.add_rows(len(frame))
+        self.metrics.add_rows(table.rows)
         if self.predictions is not None:
-            self.predictions.add(frame, predictions, served)
+            self.predictions.add(table.frame(), predictions, served)
         return predictions_body(predictions)
 
     def reload(self, request: dict[str, Any]) -> Served:

@@ -24,6 +24,36 @@ if TYPE_CHECKING:
 INLINE_BYTES = 64 * 1024
 
 
+class _Observe:
+    """
+    Counts requests and times them for ``/metrics``. A plain ASGI middleware: FastAPI's
+    ``@app.middleware("http")`` wraps every request in extra tasks and streams (measured ~0.5 ms of a
+    one-row prediction).
+    """
+
+    def __init__(self, app: Any, metrics: Any) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def sending(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            self.metrics.observe(scope["path"], status, time.perf_counter() - start)
+
+
 def create_app(server: ModelServer) -> Any:
     """The FastAPI app for ``server``."""
 
@@ -36,13 +66,7 @@ def create_app(server: ModelServer) -> Any:
         title="airflow-provider-mlops model server", docs_url=None, redoc_url=None, lifespan=lifespan
     )
     app.state.server = server
-
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Any) -> Any:
-        start = time.perf_counter()
-        response = await call_next(request)
-        server.metrics.observe(request.url.path, response.status_code, time.perf_counter() - start)
-        return response
+    app.add_middleware(_Observe, metrics=server.metrics)
 
     def error(err: RequestError) -> JSONResponse:
         return JSONResponse(err.body(), status_code=err.status)

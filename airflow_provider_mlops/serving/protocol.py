@@ -64,10 +64,41 @@ class InputSchema:
         return [{"name": n, "type": t} for n, t in zip(self.columns, self.types, strict=True)]
 
 
+@dataclass
+class Table:
+    """
+    A validated request: one typed NumPy array per schema column (``values``), or a DataFrame when the
+    request went through pandas (no schema, untyped columns, CSV). :meth:`frame` builds the DataFrame
+    on demand: the compiled scoring path (:mod:`.compiled`) never needs one.
+    """
+
+    rows: int
+    values: dict[str, Any] | None = None
+    columns: tuple[str, ...] = ()
+    _frame: pd.DataFrame | None = None
+
+    def frame(self) -> pd.DataFrame:
+        if self._frame is None:
+            import pandas as pd
+
+            self._frame = pd.DataFrame({c: self.values[c] for c in self.columns}, copy=False)  # type: ignore[index]
+        return self._frame
+
+
 def parse_request(
     body: bytes, content_type: str | None, schema: InputSchema | None, *, max_rows: int
 ) -> pd.DataFrame:
     """The request body as a DataFrame in the schema's column order, or :class:`RequestError`."""
+    return parse_table(body, content_type, schema, max_rows=max_rows).frame()
+
+
+def parse_table(body: bytes, content_type: str | None, schema: InputSchema | None, *, max_rows: int) -> Table:
+    """
+    The request body validated against ``schema``, or :class:`RequestError`.
+
+    JSON with a fully typed schema is read straight into per-column arrays (no DataFrame, no per-row
+    pandas work); CSV, untyped schemas and requests without a schema go through pandas as before.
+    """
     import pandas as pd
 
     kind = (content_type or "application/json").split(";")[0].strip().lower()
@@ -81,6 +112,11 @@ def parse_request(
             payload = json.loads(body or b"null")
         except ValueError as err:
             raise RequestError(f"The body is not valid JSON: {err}") from None
+        if schema is not None and all(t in NUMERIC or t == "string" for t in schema.types):
+            names, columns, rows = _columns_from_json(payload, schema)
+            _check_size(rows, max_rows)
+            _check_columns(names, schema)
+            return Table(rows, conform_columns(columns, schema), schema.columns)
         frame = _frame_from_json(payload, schema)
     else:
         raise RequestError(
@@ -88,20 +124,23 @@ def parse_request(
             status=415,
             code="UNSUPPORTED_MEDIA_TYPE",
         )
-    if len(frame) > max_rows:
+    _check_size(len(frame), max_rows)
+    frame = conform(frame, schema)
+    return Table(len(frame), None, tuple(str(c) for c in frame.columns), frame)
+
+
+def _check_size(rows: int, max_rows: int) -> None:
+    if rows > max_rows:
         raise RequestError(
-            f"{len(frame)} rows is more than this server accepts per request ({max_rows}): split the batch",
+            f"{rows} rows is more than this server accepts per request ({max_rows}): split the batch",
             status=413,
             code="REQUEST_TOO_LARGE",
         )
-    if len(frame) == 0:
+    if rows == 0:
         raise RequestError("The request holds no rows")
-    return conform(frame, schema)
 
 
-def _frame_from_json(payload: Any, schema: InputSchema | None) -> pd.DataFrame:
-    import pandas as pd
-
+def _payload_key(payload: Any) -> str:
     if not isinstance(payload, dict):
         raise RequestError(
             "The JSON body must be an object with one of 'dataframe_split', 'dataframe_records', "
@@ -113,7 +152,71 @@ def _frame_from_json(payload: Any, schema: InputSchema | None) -> pd.DataFrame:
             "The JSON body must hold exactly one of 'dataframe_split', 'dataframe_records', "
             f"'instances' or 'inputs' (got {sorted(payload)})"
         )
-    key, value = keys[0], payload[keys[0]]
+    return keys[0]
+
+
+def _from_rows(key: str, names: list[str], rows: Any) -> tuple[list[str], dict[str, Any], int]:
+    """Rows of values (lists) as columns; every row must have one value per column."""
+    if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
+        raise RequestError(f"'{key}' rows must be lists of values, one per column")
+    width = len(names)
+    for i, row in enumerate(rows):
+        if len(row) != width:
+            raise RequestError(
+                f"'{key}' does not describe a table: row {i} has {len(row)} values for {width} columns"
+            )
+    if len(set(names)) != len(names):
+        raise RequestError(f"'{key}' names a column more than once: {names}")
+    columns = dict(zip(names, (list(c) for c in zip(*rows, strict=True)), strict=True)) if rows else {}
+    if not rows:
+        columns = {n: [] for n in names}
+    return names, columns, len(rows)
+
+
+def _from_records(key: str, records: list[dict[str, Any]]) -> tuple[list[str], dict[str, Any], int]:
+    """Records as columns; a key absent from a record is a missing value (as pandas reads it)."""
+    names: dict[str, None] = {}
+    for record in records:
+        names.update(dict.fromkeys(record))
+    nan = float("nan")
+    columns = {str(n): [r.get(n, nan) for r in records] for n in names}
+    return list(columns), columns, len(records)
+
+
+def _columns_from_json(payload: Any, schema: InputSchema) -> tuple[list[str], dict[str, Any], int]:
+    """(column names as sent, values per column, rows) for the JSON shapes MLflow's server accepts."""
+    key = _payload_key(payload)
+    value = payload[key]
+    if key == "dataframe_split":
+        if not isinstance(value, dict) or "data" not in value:
+            raise RequestError('\'dataframe_split\' must be {"columns": [...], "data": [[...], ...]}')
+        names = value.get("columns") or list(schema.columns)
+        if not isinstance(names, list):
+            raise RequestError("'dataframe_split' columns must be a list of names")
+        return _from_rows(key, [str(n) for n in names], value["data"])
+    if key == "dataframe_records":
+        if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
+            raise RequestError("'dataframe_records' must be a list of objects, one per row")
+        return _from_records(key, value)
+    # instances / inputs
+    if isinstance(value, dict):
+        columns = {str(k): v if isinstance(v, list) else [v] for k, v in value.items()}
+        lengths = {len(v) for v in columns.values()}
+        if len(lengths) > 1:
+            raise RequestError(f"'{key}' does not describe a table: its columns have different lengths")
+        return list(columns), columns, lengths.pop() if lengths else 0
+    if isinstance(value, list) and value and all(isinstance(r, dict) for r in value):
+        return _from_records(key, value)
+    if isinstance(value, list) and all(isinstance(r, list) for r in value):
+        return _from_rows(key, list(schema.columns), value)
+    raise RequestError(f"'{key}' must be a list of objects, a list of rows or an object of columns")
+
+
+def _frame_from_json(payload: Any, schema: InputSchema | None) -> pd.DataFrame:
+    import pandas as pd
+
+    key = _payload_key(payload)
+    value = payload[key]
     try:
         if key == "dataframe_split":
             if not isinstance(value, dict) or "data" not in value:
@@ -155,12 +258,38 @@ def _check_columns(present: list[str], schema: InputSchema) -> None:
 def _numeric(name: str, kind: str, values: Any) -> Any:
     import numpy as np
 
+    out = _numeric_fast(values)
+    if out is None:
+        out = _numeric_checked(name, kind, values)
+    integral = bool(np.isfinite(out).all() and (out == np.trunc(out)).all())
+    # Keep integer columns integer when they can be (the model was fitted on int64).
+    return out.astype("int64") if kind in ("long", "integer") and integral else out
+
+
+def _numeric_fast(values: list[Any]) -> Any:
+    """
+    ``values`` as float64 in one NumPy call when every value is a JSON number, bool or null (null is
+    NaN); None when anything else is present (strings, objects: :func:`_numeric_checked` decides).
+    """
+    import numpy as np
+
+    for value in values:
+        # one pass of type checks is far cheaper than the per-value float() + isinstance chain
+        if value is not None and type(value) not in (float, int, bool):
+            return None
+    try:
+        return np.array(values, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _numeric_checked(name: str, kind: str, values: Any) -> Any:
+    import numpy as np
+
     out = np.empty(len(values), dtype="float64")
-    integral = True
     for i, value in enumerate(values):
         if value is None:
             out[i] = np.nan
-            integral = False
             continue
         if isinstance(value, bool | int | float | np.number):
             number = float(value)
@@ -176,22 +305,27 @@ def _numeric(name: str, kind: str, values: Any) -> Any:
                 f"column {name!r} expects {kind}, got {value!r} ({type(value).__name__}) in row {i}"
             )
         out[i] = number
-        integral = integral and number.is_integer()
-    # Keep integer columns integer when they can be (the model was fitted on int64).
-    return out.astype("int64") if kind in ("long", "integer") and integral else out
+    return out
 
 
 def _strings(name: str, values: Any) -> Any:
+    """
+    Text as an object array; a missing value (null or NaN) becomes NaN, the way training saw it
+    (:func:`airflow_provider_mlops.ml.features.categorical_as_object`).
+    """
     import numpy as np
 
+    out = np.empty(len(values), dtype=object)
     for i, value in enumerate(values):
-        if value is not None and not isinstance(value, str):
-            if isinstance(value, float) and math.isnan(value):
-                continue
+        if type(value) is str:
+            out[i] = value
+        elif value is None or (isinstance(value, float) and math.isnan(value)):
+            out[i] = np.nan
+        else:
             raise RequestError(
                 f"column {name!r} expects string, got {value!r} ({type(value).__name__}) in row {i}"
             )
-    return np.asarray(values, dtype=object)
+    return out
 
 
 def conform(frame: pd.DataFrame, schema: InputSchema | None) -> pd.DataFrame:
@@ -203,14 +337,23 @@ def conform(frame: pd.DataFrame, schema: InputSchema | None) -> pd.DataFrame:
     _check_columns([str(c) for c in frame.columns], schema)
     columns = {}
     for name, kind in zip(schema.columns, schema.types, strict=True):
-        values = frame[name].tolist()
-        if kind in NUMERIC:
-            columns[name] = _numeric(name, kind, values)
-        elif kind == "string":
-            columns[name] = _strings(name, values)
+        if kind in NUMERIC or kind == "string":
+            columns[name] = _typed(name, kind, frame[name].tolist())
         else:
             columns[name] = frame[name].to_numpy()
     return pd.DataFrame(columns, copy=False)
+
+
+def _typed(name: str, kind: str, values: list[Any]) -> Any:
+    return _numeric(name, kind, values) if kind in NUMERIC else _strings(name, values)
+
+
+def conform_columns(values: dict[str, list[Any]], schema: InputSchema) -> dict[str, Any]:
+    """Per-column lists (columns already checked) as typed arrays, in the schema's order."""
+    return {
+        name: _typed(name, kind or "", values[name])
+        for name, kind in zip(schema.columns, schema.types, strict=True)
+    }
 
 
 def predictions_body(predictions: Any) -> bytes:

@@ -131,3 +131,57 @@ def test_missing_feature_columns_are_named(dataset: str, mlflow_conn: str, tmp_p
             version={"version": trained["version"]},
             mlflow_conn_id=mlflow_conn,
         ).execute(task_context(tmp_path))
+
+
+def test_compiled_and_pipeline_batches_match_the_model_bit_for_bit(
+    mlflow_conn: str, mlflow_tracking: dict, tmp_path: Path
+) -> None:
+    """
+    The example Pipeline is scored through the compiled preprocessing; a batch holding a missing
+    category goes through the Pipeline itself. Either way every prediction and probability is the
+    model's own, bit for bit, and the loader read the digest without MlflowClient (SQLite registry).
+    """
+    from airflow_provider_mlops.serving.compiled import compile_pipeline
+    from tests.serving.helpers import churn_frame
+
+    storage = S3Hook(aws_conn_id=None)
+    train_uri = (tmp_path / "train").as_uri()
+    storage.write_dataset(
+        train_uri, pa.Table.from_pandas(churn_frame(1500, 3), preserve_index=False).to_batches()
+    )
+    name = "churn_compiled"
+    trained = TrainModelOperator(
+        task_id="train",
+        input_uri=train_uri,
+        target="churned",
+        registered_model_name=name,
+        estimator="sklearn.linear_model.LogisticRegression",
+        mlflow_conn_id=mlflow_conn,
+        model_output_uri=(tmp_path / "models").as_uri(),
+    ).execute(task_context(tmp_path))
+    score = churn_frame(2000, 11).drop(columns=["churned"])
+    score.loc[1100:1110, "plan"] = None  # only the third 500-row batch has a missing category
+    score.loc[::97, "plan"] = "never seen"
+    score.loc[::13, "minutes"] = np.nan
+    score_uri = (tmp_path / "score").as_uri()
+    storage.write_dataset(score_uri, pa.Table.from_pandas(score, preserve_index=False).to_batches())
+    out_uri = (tmp_path / "scored").as_uri()
+    BatchPredictOperator(
+        task_id="score",
+        input_uri=score_uri,
+        registered_model_name=name,
+        version=trained["version"],
+        output_uri=out_uri,
+        batch_size=500,
+        mlflow_conn_id=mlflow_conn,
+    ).execute(task_context(tmp_path))
+
+    client = mlflow.MlflowClient(tracking_uri=mlflow_tracking["tracking_uri"])
+    model = load_model_version(client, name, trained["version"], storage=storage).model
+    assert compile_pipeline(model) is not None
+    source = pa.Table.from_batches(list(storage.iter_batches(score_uri))).to_pandas()
+    scored = pa.Table.from_batches(list(storage.iter_batches(out_uri))).to_pandas()
+    x = model_inputs(source.assign(churned=0), "churned")
+    assert len(scored) == 2000
+    assert np.array_equal(scored["prediction"].to_numpy(), model.predict(x))
+    assert np.array_equal(scored[["proba_0", "proba_1"]].to_numpy(), model.predict_proba(x))

@@ -1,0 +1,297 @@
+"""
+A faster, exact way to run the preprocessing of the Pipelines TrainModelOperator builds.
+
+Why this exists: the example Pipeline (``ColumnTransformer`` with median imputation + scaling on the
+numbers, most-frequent imputation + one-hot on the text, then an estimator) is fitted with
+``set_output(transform="pandas")``. Every ``predict`` then validates its input four times and builds
+three DataFrames: for one row that is ~5 ms of scikit-learn's bookkeeping around ~20 microseconds of
+arithmetic, and for a 50,000-row batch about half of the scoring time. ONNX or a float32 runtime would
+change the numbers; this module does not. It evaluates the *same fitted statistics* with the *same
+float64 operations* scikit-learn applies (``x`` where not missing else ``statistics_``; ``x -= mean_``;
+``x /= scale_``; one column of 1.0 per known category), lays the features out in memory the way
+scikit-learn hands them to the estimator (Fortran order, as ``np.asarray`` of the concatenated
+DataFrame gives it), and then calls the fitted estimator's own ``predict`` / ``predict_proba``.
+
+Exactness is checked, not assumed:
+
+* :func:`compile_pipeline` accepts only the step types and settings whose transform it reproduces
+  (anything else, e.g. a feature selector, KNN imputation, infrequent categories or
+  ``handle_unknown="error"``, returns None and the caller uses ``model.predict``);
+* after compiling, it scores a probe set (typical values, missing values, unseen categories) both ways
+  and keeps the compiled form only if the features *and* the predictions / probabilities are
+  bit-for-bit identical to the Pipeline's;
+* per request, a value the compiled form does not cover (a missing or non-string category) sends the
+  whole request to ``model.predict`` (:meth:`CompiledPipeline.features` returns None).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Numeric:
+    """Numeric columns: optional SimpleImputer (missing = NaN), optional StandardScaler."""
+
+    columns: tuple[str, ...]
+    fill: Any  # statistics_ (float64) or None
+    mean: Any  # mean_ or None
+    scale: Any  # scale_ or None
+
+    @property
+    def width(self) -> int:
+        return len(self.columns)
+
+    def write(self, out: np.ndarray, start: int, values: Mapping[str, Any], n: int) -> bool:
+        import numpy as np
+
+        for j, name in enumerate(self.columns):
+            column = np.asarray(values[name])
+            if column.dtype.kind not in "fiub":
+                return False
+            row = out[start + j]
+            row[:] = column  # float64, as check_array converts it
+            if self.fill is not None:
+                missing = np.isnan(row)
+                if missing.any():
+                    row[missing] = self.fill[j]
+            if self.mean is not None:
+                row -= self.mean[j]
+            if self.scale is not None:
+                row /= self.scale[j]
+        return True
+
+
+@dataclass(frozen=True)
+class _OneHot:
+    """Text columns: optional SimpleImputer (a no-op on strings), OneHotEncoder ignoring unknowns."""
+
+    columns: tuple[str, ...]
+    lookups: tuple[dict[str, int], ...]
+    widths: tuple[int, ...]
+
+    @property
+    def width(self) -> int:
+        return sum(self.widths)
+
+    def write(self, out: np.ndarray, start: int, values: Mapping[str, Any], n: int) -> bool:
+        import numpy as np
+
+        offset = start
+        for name, lookup, width in zip(self.columns, self.lookups, self.widths, strict=True):
+            block = out[offset : offset + width]
+            block[:] = 0.0
+            codes = np.empty(n, dtype=np.int64)
+            for i, value in enumerate(values[name]):
+                if type(value) is not str:  # missing or not text: scikit-learn's own path decides
+                    return False
+                codes[i] = lookup.get(value, -1)
+            known = codes >= 0
+            rows = np.nonzero(known)[0]
+            block[codes[known], rows] = 1.0
+            offset += width
+        return True
+
+
+@dataclass(frozen=True)
+class CompiledPipeline:
+    """The preprocessing of a fitted Pipeline as float64 array operations, and its final estimator."""
+
+    columns: tuple[str, ...]
+    blocks: tuple[_Numeric | _OneHot, ...]
+    estimator: Any
+    width: int
+
+    def features(self, values: Mapping[str, Any], n: int) -> np.ndarray | None:
+        """
+        The matrix the final estimator would receive (Fortran order), or None when a value is outside
+        what this form reproduces (then score with the Pipeline).
+        """
+        import numpy as np
+
+        out = np.empty((self.width, n), dtype=np.float64)  # transposed: rows of ``out`` are columns
+        start = 0
+        for block in self.blocks:
+            if not block.write(out, start, values, n):
+                return None
+            start += block.width
+        return out.T
+
+    def predict(self, x: np.ndarray) -> Any:
+        return self.estimator.predict(x)
+
+    def predict_proba(self, x: np.ndarray) -> Any:
+        return self.estimator.predict_proba(x)
+
+
+def _quiet_feature_names() -> None:
+    """
+    The estimator was fitted on the preprocessor's DataFrame and is given the same numbers as an
+    array (the column names were checked when the request was parsed): scikit-learn would warn on
+    every call. A process-wide filter for that one message, installed once, because
+    ``warnings.catch_warnings`` around each call is not thread-safe (the server scores large
+    requests in worker threads).
+    """
+    warnings.filterwarnings(
+        "ignore", message="X does not have valid feature names, but .* was fitted with feature names"
+    )
+
+
+def _numeric_block(columns: list[str], transformer: Any) -> _Numeric | None:
+    import numpy as np
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    steps: list[Any] | None = [] if transformer == "passthrough" else None
+    if isinstance(transformer, Pipeline):
+        steps = [step for _, step in transformer.steps]
+    if steps is None:
+        return None
+    fill = mean = scale = None
+    for i, step in enumerate(steps):
+        if isinstance(step, SimpleImputer) and i == 0:
+            statistics = np.asarray(step.statistics_)
+            if (
+                step.add_indicator
+                or not (isinstance(step.missing_values, float) and np.isnan(step.missing_values))
+                or statistics.dtype.kind != "f"
+                or np.isnan(statistics).any()  # an all-missing column is dropped: not reproduced here
+            ):
+                return None
+            fill = statistics.astype(np.float64)
+        elif isinstance(step, StandardScaler) and i == len(steps) - 1:
+            mean = None if step.mean_ is None or not step.with_mean else np.asarray(step.mean_, np.float64)
+            scale = None if step.scale_ is None or not step.with_std else np.asarray(step.scale_, np.float64)
+        else:
+            return None
+    return _Numeric(tuple(columns), fill, mean, scale)
+
+
+def _onehot_block(columns: list[str], transformer: Any) -> _OneHot | None:
+    import numpy as np
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    if not isinstance(transformer, Pipeline):
+        return None
+    steps = [step for _, step in transformer.steps]
+    *before, encoder = steps
+    for step in before:
+        if not isinstance(step, SimpleImputer) or step.add_indicator:
+            return None
+    if (
+        not isinstance(encoder, OneHotEncoder)
+        or getattr(encoder, "sparse_output", True)
+        or encoder.drop_idx_ is not None
+        or encoder.dtype not in (np.float64, "float64")
+        or encoder.handle_unknown not in ("ignore", "infrequent_if_exist")
+        or any(c is not None for c in (getattr(encoder, "infrequent_categories_", None) or []))
+        or len(encoder.categories_) != len(columns)
+    ):
+        return None
+    lookups, widths = [], []
+    for categories in encoder.categories_:
+        if categories.dtype != object or not all(type(c) is str for c in categories):
+            return None
+        lookups.append({c: i for i, c in enumerate(categories)})
+        widths.append(len(categories))
+    return _OneHot(tuple(columns), tuple(lookups), tuple(widths))
+
+
+def compile_pipeline(model: Any) -> CompiledPipeline | None:
+    """A :class:`CompiledPipeline` for ``model``, or None when it is not one this module reproduces exactly."""
+    try:
+        from sklearn.compose import ColumnTransformer
+        from sklearn.pipeline import Pipeline
+    except ImportError:
+        return None
+    if not isinstance(model, Pipeline) or len(model.steps) != 2:
+        return None
+    (_, pre), (_, estimator) = model.steps
+    if not isinstance(pre, ColumnTransformer) or getattr(pre, "sparse_output_", True):
+        return None
+    if not hasattr(estimator, "predict"):
+        return None
+    names = getattr(pre, "feature_names_in_", None)
+    if names is None:
+        return None
+    blocks: list[_Numeric | _OneHot] = []
+    for name, transformer, columns in pre.transformers_:
+        if transformer == "drop" or (name == "remainder" and transformer == "drop"):
+            continue
+        if not isinstance(columns, list | tuple) or not all(isinstance(c, str) for c in columns):
+            return None
+        if not columns:
+            continue
+        block = _numeric_block(list(columns), transformer) or _onehot_block(list(columns), transformer)
+        if block is None:
+            return None
+        blocks.append(block)
+    width = sum(b.width for b in blocks)
+    compiled = CompiledPipeline(tuple(str(n) for n in names), tuple(blocks), estimator, width)
+    _quiet_feature_names()
+    try:
+        ok = _self_check(model, pre, compiled)
+    except Exception as err:  # any surprise means: use scikit-learn's path
+        log.info("Compiled preprocessing disabled: the self-check failed (%s)", err)
+        return None
+    return compiled if ok else None
+
+
+def probe_frame(compiled: CompiledPipeline, rows: int = 256, seed: int = 0) -> Any:
+    """Rows to check the compiled form on: typical values, missing numbers, unseen categories."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    data: dict[str, Any] = {}
+    for block in compiled.blocks:
+        if isinstance(block, _Numeric):
+            for j, name in enumerate(block.columns):
+                center = 0.0 if block.mean is None else float(block.mean[j])
+                spread = 1.0 if block.scale is None else float(block.scale[j])
+                values = center + spread * rng.standard_normal(rows) * 3
+                values[rng.random(rows) < 0.1] = np.nan
+                values[: min(rows, 3)] = [center, 0.0, -1.5][: min(rows, 3)]
+                data[name] = values
+        else:
+            for name, lookup in zip(block.columns, block.lookups, strict=True):
+                choices = [*lookup, "<unseen category>", ""]
+                data[name] = np.asarray(rng.choice(np.asarray(choices, dtype=object), rows), dtype=object)
+    return pd.DataFrame({name: data[name] for name in compiled.columns})
+
+
+def _self_check(model: Any, pre: Any, compiled: CompiledPipeline) -> bool:
+    import numpy as np
+
+    frame = probe_frame(compiled)
+    values = {c: frame[c].to_numpy() for c in frame.columns}
+    ours = compiled.features(values, len(frame))
+    if ours is None:
+        return False
+    theirs = pre.transform(frame)
+    theirs = np.asarray(getattr(theirs, "to_numpy", lambda: theirs)(), dtype=np.float64)
+    if theirs.shape != ours.shape or not np.array_equal(theirs, ours, equal_nan=True):
+        log.info("Compiled preprocessing disabled: its features differ from the Pipeline's")
+        return False
+    if not np.array_equal(np.asarray(model.predict(frame)), np.asarray(compiled.predict(ours))):
+        log.info("Compiled preprocessing disabled: its predictions differ from the Pipeline's")
+        return False
+    if hasattr(model, "predict_proba") and not np.array_equal(
+        model.predict_proba(frame), compiled.predict_proba(ours)
+    ):
+        log.info("Compiled preprocessing disabled: its probabilities differ from the Pipeline's")
+        return False
+    return True
