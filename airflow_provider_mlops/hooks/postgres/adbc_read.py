@@ -10,9 +10,9 @@ query is wrapped in a ``SELECT`` that hands ADBC only what it decodes exactly, a
 the schema the CSV engine gives:
 
 - ``bool``, integers, floats, ``text``/``varchar``/``bpchar``/``name``, ``bytea``, ``time``: as they are;
-- ``date``/``timestamp``/``timestamptz``: as they are inside years 1-9999 (what the CSV engine
-  parses); any other value (``infinity``, BC, year 10000+) fails the query with an error naming the
-  column and value, as the CSV engine fails on it;
+- ``date``/``timestamp``/``timestamptz``: as they are, each batch checked to lie inside years
+  1-9999 (what the CSV engine parses): any other value (``infinity``, BC, year 10000+, which ADBC
+  would wrap around) fails the read with an error naming the column, as the CSV engine fails on it;
 - ``numeric(p,s)`` with p <= 18: sent as the int64 ``value * 10^s`` and rebuilt as
   ``decimal128(p,s)`` without any arithmetic on the client (NaN fails, naming the column);
   with 18 < p <= 38 as text cast by Arrow to ``decimal128(p,s)``;
@@ -54,12 +54,18 @@ _NATIVE = {
     "bytea",
     "time",
 }
-#: the years Arrow's CSV parser reads (PostgreSQL writes years < 1 with " BC", > 9999 with 5+ digits)
-_TEMPORAL_RANGE = {
-    "date": ("date", "0001-01-01", "10000-01-01"),
-    "timestamp": ("timestamp", "0001-01-01 00:00:00", "10000-01-01 00:00:00"),
-    "timestamptz": ("timestamptz", "0001-01-01 00:00:00+00", "10000-01-01 00:00:00+00"),
-}
+
+
+def _temporal_types() -> dict[str, pa.DataType]:
+    import pyarrow as pa
+
+    return {"date": pa.date32(), "timestamp": pa.timestamp("us"), "timestamptz": pa.timestamp("us", tz="UTC")}
+
+
+#: the years Arrow's CSV parser reads (PostgreSQL writes years < 1 with " BC", > 9999 with 5+ digits),
+#: as days and microseconds since 1970-01-01
+_DAYS = (-719162, 2932897)
+_MICROS = (_DAYS[0] * 86_400_000_000, _DAYS[1] * 86_400_000_000)
 
 
 class UseCopyRead(Exception):
@@ -76,6 +82,8 @@ class AdbcReadPlan:
     scaled: dict[int, tuple[int, int]] = field(default_factory=dict)
     #: column indexes sent as text and cast by Arrow to decimal128
     decimal_text: list[int] = field(default_factory=list)
+    #: date and timestamp column indexes whose values must lie in years 1-9999
+    ranged: list[int] = field(default_factory=list)
 
 
 def plan_read(
@@ -115,19 +123,12 @@ def plan_read(
         want = arrow_field.type
         if type_name in _NATIVE and typtype == "b":
             expr: pgsql.Composable = ident
-        elif type_name in _TEMPORAL_RANGE and want in (
-            pa.date32(),
-            pa.timestamp("us"),
-            pa.timestamp("us", tz="UTC"),
+        elif type_name in ("date", "timestamp", "timestamptz") and want == _temporal_types().get(
+            type_name or ""
         ):
-            cast, low, high = _TEMPORAL_RANGE[type_name]
-            message = pgsql.Literal(f"mlops: column {column.name!r} holds a value outside years 1-9999: ")
-            expr = pgsql.SQL(
-                "CASE WHEN {c} IS NULL OR ({c} >= {low}::{t} AND {c} < {high}::{t}) THEN {c} "
-                "ELSE ({msg} || {c}::text)::{t} END"
-            ).format(
-                c=ident, low=pgsql.Literal(low), high=pgsql.Literal(high), t=pgsql.SQL(cast), msg=message
-            )
+            # Checked on the client (see ``_check_range``): no per-row work for the server.
+            expr = ident
+            plan.ranged.append(index)
         elif type_name == "oid":
             expr = pgsql.SQL("{}::int8").format(ident)
         elif type_name == "numeric" and pa.types.is_decimal(want):
@@ -201,6 +202,8 @@ def to_plan_schema(batch: pa.RecordBatch, plan: AdbcReadPlan) -> pa.RecordBatch:
     import pyarrow as pa
 
     arrays = list(batch.columns)
+    for index in plan.ranged:
+        _check_range(arrays[index], plan.schema.field(index).name)
     for index, (precision, scale) in plan.scaled.items():
         arrays[index] = _scaled_to_decimal(arrays[index], pa.decimal128(precision, scale))
     for index in plan.decimal_text:
@@ -225,6 +228,30 @@ def to_plan_schema(batch: pa.RecordBatch, plan: AdbcReadPlan) -> pa.RecordBatch:
             continue
         raise TypeError(f"ADBC returned column {target.name!r} as {array.type}, expected {target.type}")
     return pa.RecordBatch.from_arrays(arrays, schema=plan.schema)
+
+
+def _check_range(array: pa.Array, name: str) -> None:
+    """
+    Fail on a date or timestamp outside years 1-9999, as the CSV engine fails to parse it.
+
+    ADBC shifts PostgreSQL's epoch (2000) to Arrow's (1970) in 64-bit (32-bit for dates) integers:
+    ``infinity`` and years past ~292,000 wrap around to values before year 1, so this range check
+    also catches every wrapped value.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if array.null_count == len(array):
+        return
+    low, high = _DAYS if pa.types.is_date32(array.type) else _MICROS
+    integers = array.view(pa.int32() if pa.types.is_date32(array.type) else pa.int64())
+    bounds = pc.min_max(integers)
+    lowest, highest = bounds["min"].as_py(), bounds["max"].as_py()
+    if lowest < low or highest >= high:
+        raise ValueError(
+            f"Column {name!r} holds a value outside years 1-9999 (infinity, a BC date or a year past 9999), "
+            f"which the Arrow {array.type} of this extract cannot hold: cast the column to text in the query"
+        )
 
 
 def _scaled_to_decimal(array: pa.Array, data_type: pa.DataType) -> pa.Array:
