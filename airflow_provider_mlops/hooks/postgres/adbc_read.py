@@ -26,11 +26,13 @@ engine instead (``read_engine="auto"``) or refuses (``read_engine="adbc"``).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
+    from concurrent.futures import Future
 
     import psycopg
     import pyarrow as pa
@@ -162,39 +164,79 @@ def plan_read(
     return plan
 
 
-def read_batches(conninfo: str, plan: AdbcReadPlan) -> Iterator[pa.RecordBatch]:
-    """Run ``plan`` on a new ADBC connection and yield its batches with the plan's schema."""
+#: the CSV engine's session settings, given at connection time (no round trip): the text forms of
+#: intervals, zoned times in arrays... come out the same with both engines
+SESSION_OPTIONS = "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=iso_8601"
+
+
+class AdbcHandles:
+    """An ADBC database and connection, closed together."""
+
+    def __init__(self, conninfo: str) -> None:
+        import adbc_driver_manager
+        import adbc_driver_postgresql
+
+        # Both connect (the database handle loads the server's type catalog): ~0.1 s, which the
+        # hook spends while psycopg describes the query (:func:`connect_ahead`).
+        self.database = adbc_driver_postgresql.connect(conninfo)
+        try:
+            self.connection = adbc_driver_manager.AdbcConnection(self.database)
+        except BaseException:
+            self.database.close()
+            raise
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.connection.close()
+        with contextlib.suppress(Exception):
+            self.database.close()
+
+
+def connect_ahead(conninfo: str) -> Future[AdbcHandles]:
+    """Open :class:`AdbcHandles` in a background thread; :func:`discard` closes them if unused."""
+    import threading
+    from concurrent.futures import Future
+
+    future: Future[AdbcHandles] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(AdbcHandles(conninfo))
+        except BaseException as err:  # handed to whoever waits for the handles
+            future.set_exception(err)
+
+    threading.Thread(target=run, name="mlops-adbc-connect", daemon=True).start()
+    return future
+
+
+def discard(future: Future[AdbcHandles]) -> None:
+    """Close the handles once connected (at once if they already are); a failed connect is dropped."""
+
+    def close(done: Future[AdbcHandles]) -> None:
+        if done.exception() is None:
+            done.result().close()
+
+    future.add_done_callback(close)
+
+
+def read_batches(handles: AdbcHandles, plan: AdbcReadPlan) -> Iterator[pa.RecordBatch]:
+    """Run ``plan`` on ``handles`` (connected with :data:`SESSION_OPTIONS`), yield its batches, close them."""
     import adbc_driver_manager
-    import adbc_driver_postgresql
     import pyarrow as pa
 
-    database = adbc_driver_postgresql.connect(conninfo)
     try:
-        connection = adbc_driver_manager.AdbcConnection(database)
-        try:
-            # The CSV engine's session: text forms (intervals, zoned times in arrays...) come out the same.
-            for setting in (
-                "SET TIME ZONE 'UTC'",
-                "SET DateStyle = 'ISO, YMD'",
-                "SET IntervalStyle = 'iso_8601'",
-            ):
-                with adbc_driver_manager.AdbcStatement(connection) as statement:
-                    statement.set_sql_query(setting)
-                    statement.execute_update()
-            with adbc_driver_manager.AdbcStatement(connection) as statement:
-                statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(BATCH_HINT_BYTES)})
-                statement.set_sql_query(plan.sql)
-                handle, _ = statement.execute_query()
-                reader = pa.RecordBatchReader.from_stream(handle)
-                try:
-                    for batch in reader:
-                        yield to_plan_schema(batch, plan)
-                finally:
-                    reader.close()
-        finally:
-            connection.close()
+        with adbc_driver_manager.AdbcStatement(handles.connection) as statement:
+            statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(BATCH_HINT_BYTES)})
+            statement.set_sql_query(plan.sql)
+            handle, _ = statement.execute_query()
+            reader = pa.RecordBatchReader.from_stream(handle)
+            try:
+                for batch in reader:
+                    yield to_plan_schema(batch, plan)
+            finally:
+                reader.close()
     finally:
-        database.close()
+        handles.close()
 
 
 def to_plan_schema(batch: pa.RecordBatch, plan: AdbcReadPlan) -> pa.RecordBatch:

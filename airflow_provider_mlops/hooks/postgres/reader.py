@@ -10,19 +10,21 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_mlops.hooks.postgres.adbc_read import discard
 from airflow_provider_mlops.hooks.postgres.copy_codec import CopyReader, decode_bytea
 from airflow_provider_mlops.hooks.postgres.types import pg_type_to_arrow
 
 if TYPE_CHECKING:
     import logging
     from collections.abc import Iterator, Mapping, Sequence
+    from concurrent.futures import Future
 
     import psycopg
     import pyarrow as pa
     from airflow.sdk import Connection
 
     from airflow_provider_mlops.dialects.postgres import PostgresDialect
-    from airflow_provider_mlops.hooks.postgres.adbc_read import AdbcReadPlan
+    from airflow_provider_mlops.hooks.postgres.adbc_read import AdbcHandles, AdbcReadPlan
 
 
 class PostgresReader:
@@ -98,14 +100,13 @@ class PostgresReader:
         :param schema: override the Arrow schema derived from the result description (read with
             the CSV engine, which parses the text into it).
         """
-        # Why CSV COPY parsed in whole-row blocks (measured on 1M rows x 10 mixed columns, 2 cores,
-        # docs/performance.md): ADBC's binary COPY stream (adbc-driver-postgresql) handles any value
-        # too, but returns numeric as an opaque string extension (0.59 s per 1M rows to decode),
-        # intervals as month_day_nano, arrays as lists, json as an extension type, and enums, inet,
-        # point... as opaque *binary* wire data, so it would change the schema users get and lose the
-        # text form of types it does not know; psycopg's binary COPY decoded row by row in Python took
-        # 5.5 s against 1.5 s for the raw COPY loop. CSV COPY keeps every type's text form and the
-        # schema as before; only the blocking changed (Arrow's chunker used to cut the stream).
+        # Two engines (docs/performance.md). ADBC's binary COPY spares the server formatting text and
+        # the client parsing it, but decodes some types inexactly or opaquely (numeric as an opaque
+        # string type, oid as int32, timestamps past year ~292,000 wrapped around, enums and inet as
+        # wire bytes): :mod:`.adbc_read` wraps the query so ADBC only gets what it decodes exactly and
+        # says when it cannot. The CSV engine keeps every type's text form: rows gathered in whole-row
+        # blocks parsed by Arrow (psycopg's binary COPY decoded row by row in Python took 5.5 s
+        # against 1.5 s for the raw COPY loop).
         import pyarrow as pa
         from psycopg import ClientCursor
 
@@ -114,7 +115,14 @@ class PostgresReader:
         from airflow_provider_mlops.utils.pipeline import map_ahead, prefetch
 
         engine = self.read_engine
-        connection = self.get_conn()
+        # ADBC connects (~0.1 s) while psycopg describes the query; closed unused if CSV COPY reads.
+        opening = self._connect_adbc_ahead() if engine != "copy" and schema is None else None
+        try:
+            connection = self.get_conn()
+        except BaseException:
+            if opening is not None:
+                discard(opening)
+            raise
         plan: AdbcReadPlan | None = None
         try:
             query = sql.strip().rstrip(";")
@@ -132,9 +140,10 @@ class PostgresReader:
                 raise ValueError(
                     "read_engine='adbc' reads the result's own types: with a schema given, use read_engine='auto' or 'copy'"
                 )
-            if plan is not None:
+            if plan is not None and opening is not None:
                 connection.close()
-                yield from self._iter_adbc(plan, batch_size)
+                handles, opening = opening, None
+                yield from self._iter_adbc(plan, batch_size, handles)
                 return
             binary = [f.name for f in schema if pa.types.is_binary(f.type)]
             read_schema = pa.schema([f.with_type(pa.string()) if f.name in binary else f for f in schema])
@@ -168,6 +177,24 @@ class PostgresReader:
                     yield pa.RecordBatch.from_pylist([], schema=schema)
         finally:
             connection.close()
+            if opening is not None:
+                discard(opening)
+
+    def _connect_adbc_ahead(self) -> Future[AdbcHandles] | None:
+        """ADBC handles opening in a background thread, or None when the driver is not installed."""
+        from psycopg.conninfo import make_conninfo
+
+        from airflow_provider_mlops.hooks.postgres.adbc_read import SESSION_OPTIONS, connect_ahead
+
+        try:
+            import adbc_driver_manager  # noqa: F401
+            import adbc_driver_postgresql  # noqa: F401
+        except ImportError:
+            return None
+        kwargs = self._connect_kwargs(self.get_connection(self.get_conn_id()))
+        # The CSV engine's session (UTC, ISO dates and intervals), set at connection time.
+        options = " ".join(filter(None, [kwargs.pop("options", None), SESSION_OPTIONS]))
+        return connect_ahead(make_conninfo(**kwargs, client_encoding="UTF8", options=options))
 
     def _adbc_read_plan(
         self,
@@ -199,11 +226,12 @@ class PostgresReader:
             self.log.info("Reading with COPY (CSV) instead of ADBC: %s", why)
             return None
 
-    def _iter_adbc(self, plan: AdbcReadPlan, batch_size: int) -> Iterator[pa.RecordBatch]:
+    def _iter_adbc(
+        self, plan: AdbcReadPlan, batch_size: int, opening: Future[AdbcHandles]
+    ) -> Iterator[pa.RecordBatch]:
         """The plan's batches read ahead in a worker thread (ADBC decodes without the GIL)."""
         import adbc_driver_manager
         import pyarrow as pa
-        from psycopg.conninfo import make_conninfo
 
         from airflow_provider_mlops.hooks.postgres.adbc_read import read_batches
         from airflow_provider_mlops.utils.arrow import rebatch
@@ -211,11 +239,10 @@ class PostgresReader:
         from airflow_provider_mlops.utils.pipeline import prefetch
 
         conn = self.get_connection(self.get_conn_id())
-        conninfo = make_conninfo(**self._connect_kwargs(conn), client_encoding="UTF8")
 
         def batches() -> Iterator[pa.RecordBatch]:
             try:
-                for batch in read_batches(conninfo, plan):
+                for batch in read_batches(opening.result(), plan):
                     yield from rebatch([batch], batch_size)
             except (adbc_driver_manager.Error, OSError) as err:  # OSError: an error met mid-stream
                 raise RuntimeError(
