@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import math
+import time
 import uuid
 from typing import Any
 
@@ -195,11 +196,20 @@ def test_edge_values_inside_the_range_round_trip(pg_conn_id: str) -> None:
     assert row["g"] == 4294967295
 
 
+def _backends(dsn: str) -> int:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def test_auto_falls_back_to_csv_copy_and_says_why(
-    pg_conn_id: str, capsys: pytest.CaptureFixture[str]
+    pg_conn_id: str, postgres_server: PostgresServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """inet's cast to text is not its output form (``/32``): no exact ADBC form, so CSV COPY reads it."""
     sql = "SELECT '10.0.0.1'::inet AS ip, 1 AS n"
+    before = _backends(postgres_server.dsn)  # other tests' connections, if any
     capsys.readouterr()
     table = _read(pg_conn_id, "auto", sql)
     assert table.to_pylist() == [{"ip": "10.0.0.1", "n": 1}]
@@ -207,6 +217,11 @@ def test_auto_falls_back_to_csv_copy_and_says_why(
     assert "with COPY (CSV) instead of ADBC" in out and "'ip'" in out
     with pytest.raises(ValueError, match=r"cannot read this result exactly.*'ip'"):
         _read(pg_conn_id, "adbc", sql)
+    # The ADBC connection opened ahead (while psycopg described the query) is closed unused.
+    deadline = time.monotonic() + 10
+    while _backends(postgres_server.dsn) > before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _backends(postgres_server.dsn) <= before
 
 
 def test_adbc_refuses_a_given_schema_and_auto_reads_it_with_csv(pg_conn_id: str) -> None:
