@@ -68,6 +68,11 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
                 "auto: ADBC binary COPY when every column maps exactly, else CSV COPY",
                 enum=["auto", "adbc", "copy"],
             ),
+            "read_engine": _str(
+                "Read engine",
+                "auto: ADBC binary COPY when every column has an exact form, else CSV COPY",
+                enum=["auto", "adbc", "copy"],
+            ),
         },
         "ui-field-behaviour": {
             "relabeling": {"schema": "Database"},

@@ -25,7 +25,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
-RSS_LIMIT_MB = 300.0
+RSS_LIMIT_MB = 250.0
+#: the peak RSS at 5x the rows against the peak at 1x (bounded batches: flat)
+FLAT_LIMIT = 1.1
 
 DDL = (
     "(id bigint, customer_id bigint, amount double precision, ratio double precision, name text, "
@@ -133,7 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument(
-        "--only", default="", help="comma-separated groups: postgres,mongo,s3,http,sqlite,serving"
+        "--only",
+        default="",
+        help="comma-separated groups: postgres,mongo,s3,http,sqlite,serving; flatness (not in the default "
+        "run): the PostgreSQL load and extract and the S3 write at --rows and 5x --rows, peak RSS ratio",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument(
@@ -154,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="mlops-bench-"))
     data = work / "data.parquet"
-    if groups - {"serving"}:  # the serving cases score their own churn data
+    if groups - {"serving", "flatness"}:  # the serving and flatness cases make their own data
         print(f"Generating {args.rows:,} rows x 10 columns...", flush=True)
         t0 = time.perf_counter()
         generate(data, args.rows)
@@ -246,6 +251,17 @@ def main(argv: list[str] | None = None) -> int:
                 {"connections": conns, "table": "load_provider", "out": (work / "pg_out").as_uri()},
                 repeat=reps,
             )
+            results["pg_extract_csv"] = run_case(
+                "pg_extract_parquet",
+                {
+                    "connections": conns,
+                    "table": "load_provider",
+                    "out": (work / "pg_out_csv").as_uri(),
+                    "engine": "copy",
+                },
+                repeat=reps,
+                label="pg_extract (CSV COPY)",
+            )
             results["pg_raw_copy_out"] = run_case(
                 "pg_raw_copy_out", {"dsn": pg.dsn, "table": "load_provider", "rows": n}, repeat=reps
             )
@@ -336,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         if "serving" in groups:
             results.update(_serving(work, n, stack))
+        if "flatness" in groups:
+            results.update(_flatness(work, n, stack))
 
     print("\nTargets")
     failures = 0
@@ -369,18 +387,76 @@ def main(argv: list[str] | None = None) -> int:
         "pg_insert_rows_executemany",
         "Postgres load vs insert_rows with psycopg's pipelined executemany",
     )
-    ratio("pg_extract_parquet", "pg_raw_copy_out", 0.5, "Postgres extract to Parquet vs raw COPY TO STDOUT")
+    ratio("pg_extract_parquet", "pg_raw_copy_out", 0.8, "Postgres extract to Parquet vs raw COPY TO STDOUT")
+    info("pg_extract_csv", "pg_raw_copy_out", "Postgres extract with read_engine='copy' (CSV) vs raw COPY")
     info("adbc_load", "pg_load", "bare ADBC ingest (no transaction logic) vs provider load")
     info(
         "adbc_extract_parquet",
         "pg_extract_parquet",
         "ADBC record-batch stream to Parquet vs provider extract",
     )
+    for name in ("pg_load", "pg_extract_parquet", "s3_write"):
+        small, large = results.get(f"flat_{name}_1x"), results.get(f"flat_{name}_5x")
+        if small and large:
+            value = large["peak_rss_mb"] / small["peak_rss_mb"]
+            failures += value > FLAT_LIMIT
+            print(
+                f"  [{'ok' if value <= FLAT_LIMIT else 'FAIL'}] {name} peak RSS at {large['rows']:,} rows vs "
+                f"{small['rows']:,}: {large['peak_rss_mb']:.0f} / {small['peak_rss_mb']:.0f} MB = {value:.2f}x "
+                f"(target <= {FLAT_LIMIT}x)"
+            )
     serving_targets = _serving_targets(results)
     failures += serving_targets
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 1 if failures else 0
+
+
+def _flatness(work: Path, rows: int, stack: contextlib.ExitStack) -> dict[str, dict[str, Any]]:
+    """The PostgreSQL load and extract and the S3 write at ``rows`` and 5x ``rows``: memory must not grow."""
+    from tests.harness import servers
+
+    pg = stack.enter_context(servers.start_postgres(durable=True))
+    s3 = stack.enter_context(servers.start_s3())
+    conns = {
+        "bench_pg": {
+            "conn_type": "postgres",
+            "host": pg.host,
+            "port": pg.port,
+            "login": pg.user,
+            "password": pg.password,
+            "schema": pg.database,
+        },
+        "bench_s3": {
+            "conn_type": "aws",
+            "login": s3.access_key,
+            "password": s3.secret_key,
+            "extra": {"endpoint_url": s3.endpoint_url},
+        },
+    }
+    results: dict[str, dict[str, Any]] = {}
+    for factor in (1, 5):
+        size = rows * factor
+        data = work / f"flat_{factor}x.parquet"
+        print(f"Flatness: {size:,} rows", flush=True)
+        generate(data, size)
+        table = f"flat_{factor}x"
+        _pg_exec(pg.dsn, f"CREATE TABLE {table} {DDL}")
+        common = {"connections": conns, "parquet": data}
+        results[f"flat_pg_load_{factor}x"] = run_case(
+            "pg_load_copy", {**common, "table": table}, label=f"pg_load {factor}x"
+        )
+        results[f"flat_pg_extract_parquet_{factor}x"] = run_case(
+            "pg_extract_parquet",
+            {**common, "table": table, "out": (work / f"flat_out_{factor}x").as_uri()},
+            label=f"pg_extract {factor}x",
+        )
+        results[f"flat_s3_write_{factor}x"] = run_case(
+            "s3_write", {**common, "uri": f"s3://{s3.bucket}/flat/{factor}x"}, label=f"s3_write {factor}x"
+        )
+        _pg_exec(pg.dsn, f"DROP TABLE {table}")
+        data.unlink()
+    return results
 
 
 def _serving(work: Path, rows: int, stack: contextlib.ExitStack) -> dict[str, dict[str, Any]]:

@@ -82,8 +82,12 @@ class S3MultipartStream(OutputStream):
         self.buffer += view
         self.position += len(view)
         while len(self.buffer) >= self.part_size:
-            self._send_part(bytes(self.buffer[: self.part_size]))
+            # One copy of the part (slicing the bytearray first made two): 8 MB less at the peak.
+            with memoryview(self.buffer) as buffered:
+                part = bytes(buffered[: self.part_size])
             del self.buffer[: self.part_size]
+            self._send_part(part)
+            del part
         return len(view)
 
     def _send_part(self, body: bytes) -> None:

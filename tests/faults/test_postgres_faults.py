@@ -80,8 +80,9 @@ def test_backend_killed_mid_load_leaves_the_table_as_it_was(
     assert count == expected
 
 
+@pytest.mark.parametrize("engine", ["auto", "copy"])  # auto: ADBC's binary COPY for these columns
 def test_backend_killed_mid_extract_keeps_the_previous_dataset(
-    pg_conn_id: str, postgres_server: PostgresServer, tmp_path: Path
+    pg_conn_id: str, postgres_server: PostgresServer, tmp_path: Path, engine: str
 ) -> None:
     table = f"x_{uuid.uuid4().hex[:10]}"
     # large enough (~25 MB) that the server is still sending when the backend is terminated
@@ -97,9 +98,8 @@ def test_backend_killed_mid_extract_keeps_the_previous_dataset(
 
     def killing() -> Iterator[pa.RecordBatch]:
         with psycopg.connect(postgres_server.dsn, autocommit=True) as admin:
-            for i, batch in enumerate(
-                PostgresHook(postgres_conn_id=pg_conn_id).iter_batches(query, batch_size=5_000)
-            ):
+            hook = PostgresHook(postgres_conn_id=pg_conn_id, read_engine=engine)  # type: ignore[arg-type]
+            for i, batch in enumerate(hook.iter_batches(query, batch_size=5_000)):
                 yield batch
                 if i == 1:
                     admin.execute(
@@ -108,8 +108,9 @@ def test_backend_killed_mid_extract_keeps_the_previous_dataset(
                         (f"%{table}%",),
                     )
 
-    with pytest.raises(Exception, match=r"terminat|connection|closed|server"):
+    with pytest.raises(Exception, match=r"terminat|connection|closed|server") as failed:
         storage.write_dataset(uri, killing())
+    assert engine != "auto" or "ADBC" in str(failed.value)  # the failure names the engine that read
     back = pa.Table.from_batches(list(storage.iter_batches(uri)))
     assert back.num_rows == 400_000 and back.equals(reference)
     assert storage.read_manifest(uri)["attempt"] == first["attempt"]

@@ -201,11 +201,14 @@ def _same(a: Any, b: Any) -> bool:
         HealthCheck.data_too_large,
     ],
 )
+@pytest.mark.parametrize("engine", ["auto", "copy"])  # auto: ADBC's binary COPY for these types
 @given(rows=st.lists(_ROW, min_size=0, max_size=12))
 def test_generated_values_round_trip_exactly(
-    rows: list[dict[str, Any]], hook: PostgresHook, postgres_server: PostgresServer
+    rows: list[dict[str, Any]], engine: str, pg_conn_id: str, postgres_server: PostgresServer
 ) -> None:
     import numpy as np
+
+    hook = PostgresHook(postgres_conn_id=pg_conn_id, read_engine=engine)  # type: ignore[arg-type]
 
     table = f"p_{uuid.uuid4().hex[:10]}"
     names = _NAMES

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 LoadEngine = Literal["auto", "adbc", "copy"]
 LOAD_ENGINES: tuple[str, ...] = ("auto", "adbc", "copy")
+ReadEngine = Literal["auto", "adbc", "copy"]
+READ_ENGINES: tuple[str, ...] = ("auto", "adbc", "copy")
 
 # libpq parameters that may be given as connection extras.
 _LIBPQ_EXTRAS = (
@@ -69,6 +71,10 @@ class PostgresHook(PostgresReader, PostgresWriter, SqlSourceMixin, DbApiHook):
     :param load_engine: how :meth:`write_batches` sends rows: ``auto`` (ADBC's binary COPY when
         every column maps exactly, else CSV COPY), ``adbc`` or ``copy``. Default: the connection
         extra ``load_engine``, else ``auto``.
+    :param read_engine: how :meth:`iter_batches` reads rows: ``auto`` (ADBC's binary COPY when every
+        column of the result has an exact ADBC form, else CSV COPY; the task log says which ran and
+        why), ``adbc`` (refuse when a column has none) or ``copy``. Both give the same schema and
+        values. Default: the connection extra ``read_engine``, else ``auto``.
     """
 
     conn_name_attr = "postgres_conn_id"
@@ -79,12 +85,21 @@ class PostgresHook(PostgresReader, PostgresWriter, SqlSourceMixin, DbApiHook):
     supports_executemany = True
     _test_connection_sql = "SELECT 1"
 
-    def __init__(self, *args: Any, load_engine: LoadEngine | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        load_engine: LoadEngine | None = None,
+        read_engine: ReadEngine | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.database: str | None = kwargs.get("database")
         if load_engine is not None and load_engine not in LOAD_ENGINES:
             raise ValueError(f"load_engine must be one of {LOAD_ENGINES}, got {load_engine!r}")
+        if read_engine is not None and read_engine not in READ_ENGINES:
+            raise ValueError(f"read_engine must be one of {READ_ENGINES}, got {read_engine!r}")
         self._load_engine = load_engine
+        self._read_engine = read_engine
 
     @property
     def load_engine(self) -> str:
@@ -94,6 +109,16 @@ class PostgresHook(PostgresReader, PostgresWriter, SqlSourceMixin, DbApiHook):
         engine = self.get_connection(self.get_conn_id()).extra_dejson.get("load_engine") or "auto"
         if engine not in LOAD_ENGINES:
             raise ValueError(f"Connection extra load_engine must be one of {LOAD_ENGINES}, got {engine!r}")
+        return str(engine)
+
+    @property
+    def read_engine(self) -> str:
+        """``auto`` (ADBC when installed and every column has an exact ADBC form, else COPY CSV), ``adbc`` or ``copy``."""
+        if self._read_engine is not None:
+            return self._read_engine
+        engine = self.get_connection(self.get_conn_id()).extra_dejson.get("read_engine") or "auto"
+        if engine not in READ_ENGINES:
+            raise ValueError(f"Connection extra read_engine must be one of {READ_ENGINES}, got {engine!r}")
         return str(engine)
 
     @property
