@@ -51,7 +51,9 @@ class TrainModelOperator(BaseOperator):
     :param task: ``classification`` or ``regression``; inferred from the label when None.
     :param features: the feature engineering spec.
     :param selection: the feature selection spec (a list of steps).
-    :param estimator: import path of a scikit-learn compatible estimator.
+    :param estimator: an allowlisted scikit-learn class path, an alias (``random_forest``...) or a
+        name given to :func:`~airflow_provider_mlops.ml.candidates.register_estimator`: the same rule
+        as ``candidates``; other import paths are refused (importing one runs its code on the worker).
     :param estimator_params: its parameters.
     :param candidates: several model families to compare instead of ``estimator``:
         ``[{"estimator": "random_forest" | "sklearn.ensemble.RandomForestClassifier", "params": {...},
@@ -121,6 +123,10 @@ class TrainModelOperator(BaseOperator):
             check_candidates(candidates)  # imports nothing heavy: safe at DAG parse
             if estimator_params:
                 raise CandidateSpecError("give estimator_params inside each candidate, not beside candidates")
+        else:
+            from airflow_provider_mlops.ml.candidates import check_estimator_name
+
+            check_estimator_name(estimator)  # the candidates' allowlist, checked at DAG parse too
         self.candidates = candidates
         self.tuning = tuning
         self.split_strategy = split_strategy

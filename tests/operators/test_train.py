@@ -177,3 +177,19 @@ def test_an_unknown_candidate_estimator_is_refused_at_construction() -> None:
             registered_model_name="x",
             candidates=[{"estimator": "subprocess.Popen", "params": {"args": "true"}}],
         )
+
+
+@pytest.mark.parametrize("path", ["os.system", "subprocess.Popen", "collections.OrderedDict"])
+def test_an_unknown_single_estimator_is_refused_at_construction(path: str) -> None:
+    import re
+
+    from airflow_provider_mlops.ml.candidates import CandidateSpecError
+
+    with pytest.raises(CandidateSpecError, match=rf"estimator '{re.escape(path)}' is not allowed"):
+        TrainModelOperator(
+            task_id="train",
+            input_uri="file:///nowhere",
+            target="y",
+            registered_model_name="x",
+            estimator=path,
+        )
