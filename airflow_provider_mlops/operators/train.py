@@ -174,7 +174,7 @@ class TrainModelOperator(BaseOperator):
         from mlflow.models import infer_signature
 
         from airflow_provider_mlops.hooks.mlflow import MlflowHook
-        from airflow_provider_mlops.ml import plots
+        from airflow_provider_mlops.ml import evaluation, plots
         from airflow_provider_mlops.ml.profile import build_profile
         from airflow_provider_mlops.ml.serialization import (
             dump_model,
@@ -300,6 +300,10 @@ class TrainModelOperator(BaseOperator):
                     str(folder / name),
                     artifact_path="evaluation" if name.endswith(".png") else None,
                 )
+            # ROC / precision-recall / calibration / threshold table, or residuals (ml/evaluation.py)
+            holdout = (result.pipeline, result.x_test, result.y_test, result.task)
+            evaluation.write_files(evaluation.evaluation_files(*holdout, seed=self.seed)[1], folder / "eval")
+            mlflow_hook.log_artifacts(run.info.run_id, str(folder / "eval"))
             example = float_example(result.x_test.head(5))
             signature = infer_signature(example, result.pipeline.predict(example))
             log_kwargs: dict[str, Any] = {"serialization_format": fmt}
