@@ -62,7 +62,7 @@ def test_trains_tracks_registers_and_the_registered_model_predicts_like_the_pipe
         "evaluation/summary.json",
     } <= artifacts
     summary = mlflow.artifacts.load_dict(f"runs:/{out['run_id']}/evaluation/summary.json")
-    assert summary["positive_class"] == 1 and summary["rows"] == run.data.params["test_rows"] == "300"
+    assert summary["positive_class"] == 1 and str(summary["rows"]) == run.data.params["test_rows"] == "300"
     assert summary["roc_auc"]["1"] == pytest.approx(out["metrics"]["roc_auc"])
 
     registered = mlflow.sklearn.load_model(out["model_uri"])
