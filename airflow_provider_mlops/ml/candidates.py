@@ -131,7 +131,8 @@ def check_estimator_name(name: Any) -> None:
     if isinstance(name, str) and (name in ALLOWED_ESTIMATORS or name in ALIASES or name in _REGISTERED):
         return
     raise CandidateSpecError(
-        f"estimator {name!r} is not allowed for candidates: use a scikit-learn class path from the "
+        f"estimator {name!r} is not allowed (candidates and TrainModelOperator's estimator share one "
+        "allowlist): use a scikit-learn class path from the "
         f"allowlist (e.g. 'sklearn.ensemble.RandomForestClassifier'), an alias ({', '.join(sorted(ALIASES))}), "
         "or register your own in code with "
         "airflow_provider_mlops.ml.candidates.register_estimator(name, cls). Arbitrary import paths "

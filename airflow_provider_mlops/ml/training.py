@@ -6,7 +6,6 @@ evaluate on the holdout against a dummy baseline. No Airflow and no MLflow here.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -75,21 +74,26 @@ def infer_task(y: pd.Series) -> str:
     return "regression"
 
 
-def load_estimator(path: str, params: Mapping[str, Any] | None = None) -> Any:
-    """An estimator from its import path, e.g. ``sklearn.ensemble.RandomForestClassifier``."""
-    module_name, _, class_name = path.rpartition(".")
-    if not module_name:
-        raise TrainingError(
-            f"estimator must be an import path like 'sklearn.linear_model.Ridge', got {path!r}"
-        )
+def load_estimator(path: str, params: Mapping[str, Any] | None = None, *, task: str | None = None) -> Any:
+    """
+    An estimator from an allowlisted class path (e.g. ``sklearn.ensemble.RandomForestClassifier``),
+    an alias (``random_forest``, by ``task``) or a name given to
+    :func:`~airflow_provider_mlops.ml.candidates.register_estimator`: the same rule as ``candidates``
+    (:func:`~airflow_provider_mlops.ml.candidates.check_estimator_name`). Any other import path is
+    refused before anything is imported.
+    """
+    from airflow_provider_mlops.ml.candidates import CandidateSpecError, resolve_estimator
+
     try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as err:
-        raise TrainingError(f"Cannot import estimator {path!r}: {err}") from None
+        class_path, cls = resolve_estimator(path, task or "classification")
+    except CandidateSpecError as err:
+        raise TrainingError(str(err)) from None
+    if not isinstance(cls, type) or not callable(getattr(cls, "fit", None)):
+        raise TrainingError(f"estimator {path!r} ({class_path}) is not an estimator class with fit()")
     try:
         return cls(**dict(params or {}))
     except TypeError as err:
-        raise TrainingError(f"Bad parameters for {path}: {err}") from None
+        raise TrainingError(f"Bad parameters for {class_path}: {err}") from None
 
 
 def split(
@@ -406,7 +410,7 @@ def train(
         check_candidates(candidates)
     else:
         params = dict(estimator_params or {})
-        model = load_estimator(estimator, params)
+        model = load_estimator(estimator, params, task=task)
         if "random_state" in model.get_params() and "random_state" not in params:
             model.set_params(random_state=seed)
     preprocessor, numeric, categorical = build_preprocessor(frame, features, target=target, task=task)

@@ -37,7 +37,10 @@ class DeployModelOperator(BaseOperator):
     sha256 recorded on the MLflow model version before anything is deserialized.
 
     Returns (XCom) ``{"promoted", "champion_version", "candidate_version", "previous_champion",
-    "metric", "candidate_score", "champion_score", "reason", "published_uri", "targets", "test"}``.
+    "metric", "candidate_score", "champion_score", "reason", "published_uri", "targets", "test",
+    "evaluation_artifacts"}``: the last is the ``runs:/`` folder of the candidate's MLflow run holding
+    the evaluation plots (ROC, precision-recall, calibration, threshold table, or residuals) of the
+    candidate and the champion on the fresh rows and both overlaid in ``comparison.png``.
 
     :param registered_model_name: the registered model. (templated)
     :param candidate_version: the version to consider, e.g. from the training task's XCom. (templated)
@@ -232,6 +235,7 @@ class DeployModelOperator(BaseOperator):
                 "published_uri": published,
                 "targets": deployed,
                 "test": None,
+                "evaluation_artifacts": None,
             }
 
         candidate = self._version(self.candidate_version)
@@ -251,6 +255,7 @@ class DeployModelOperator(BaseOperator):
                 "published_uri": None,
                 "targets": [],
                 "test": None,
+                "evaluation_artifacts": None,
             }
         if not self.target:
             raise ValueError("target is required to evaluate the candidate")
@@ -271,6 +276,8 @@ class DeployModelOperator(BaseOperator):
         )
         candidate_score = self._score(candidate, frame, task)
         champion_score = self._score(champion, frame, task) if champion else None
+        versions = {"candidate": candidate, **({"champion": champion} if champion else {})}
+        plots_uri = self._log_evaluation(run_id, frame, task, versions, str(context["run_id"]))
         from airflow_provider_mlops.ml.training import LOWER_IS_BETTER
 
         lower = self.metric in LOWER_IS_BETTER
@@ -339,7 +346,48 @@ class DeployModelOperator(BaseOperator):
             "published_uri": published,
             "targets": deployed,
             "test": test,
+            "evaluation_artifacts": plots_uri,
         }
+
+    def _log_evaluation(
+        self, run_id: str | None, frame: Any, task: str, versions: dict[str, str], airflow_run_id: str
+    ) -> str | None:
+        """
+        The evaluation plots (:func:`~airflow_provider_mlops.ml.evaluation.evaluation_files`) of the
+        candidate and the champion on the fresh rows, plus both overlaid (``comparison.png``), logged
+        to the candidate's MLflow run under ``promotion/<Airflow run id>/``: a promotion judged by eye.
+        """
+        import re
+        import tempfile
+
+        from airflow_provider_mlops.ml.evaluation import evaluation_files, write_files
+        from airflow_provider_mlops.ml.features import model_inputs
+        from airflow_provider_mlops.ml.plots import comparison_png
+
+        if not run_id:
+            self.log.warning("The candidate has no MLflow run: evaluation plots not logged")
+            return None
+        base = "promotion/" + re.sub(r"[^A-Za-z0-9_.-]+", "_", airflow_run_id)
+        inputs, labels = model_inputs(frame, self.target or ""), frame[self.target]
+        files: dict[str, bytes] = {}
+        results = {}
+        for role, version in versions.items():
+            result, produced = evaluation_files(
+                self._model(version),
+                inputs,
+                labels,
+                task,
+                label=f"fresh data, {role} v{version}",
+                prefix=f"{base}/{role}_v{version}",
+            )
+            files.update(produced)
+            results[f"{role} v{version}"] = result
+        files[f"{base}/comparison.png"] = comparison_png(results, label=f"{len(frame)} fresh rows")
+        with tempfile.TemporaryDirectory() as tmp:
+            write_files(files, tmp)
+            self._mlflow.log_artifacts(run_id, tmp)
+        self.log.info("Evaluation plots on the fresh data: runs:/%s/%s", run_id, base)
+        return f"runs:/{run_id}/{base}"
 
     def _tag(self, client: Any, version: str, who: str, when: str, why: str) -> None:
         for key, value in {

@@ -51,7 +51,9 @@ class TrainModelOperator(BaseOperator):
     :param task: ``classification`` or ``regression``; inferred from the label when None.
     :param features: the feature engineering spec.
     :param selection: the feature selection spec (a list of steps).
-    :param estimator: import path of a scikit-learn compatible estimator.
+    :param estimator: an allowlisted scikit-learn class path, an alias (``random_forest``...) or a
+        name given to :func:`~airflow_provider_mlops.ml.candidates.register_estimator`: the same rule
+        as ``candidates``; other import paths are refused (importing one runs its code on the worker).
     :param estimator_params: its parameters.
     :param candidates: several model families to compare instead of ``estimator``:
         ``[{"estimator": "random_forest" | "sklearn.ensemble.RandomForestClassifier", "params": {...},
@@ -121,6 +123,10 @@ class TrainModelOperator(BaseOperator):
             check_candidates(candidates)  # imports nothing heavy: safe at DAG parse
             if estimator_params:
                 raise CandidateSpecError("give estimator_params inside each candidate, not beside candidates")
+        else:
+            from airflow_provider_mlops.ml.candidates import check_estimator_name
+
+            check_estimator_name(estimator)  # the candidates' allowlist, checked at DAG parse too
         self.candidates = candidates
         self.tuning = tuning
         self.split_strategy = split_strategy
@@ -168,7 +174,7 @@ class TrainModelOperator(BaseOperator):
         from mlflow.models import infer_signature
 
         from airflow_provider_mlops.hooks.mlflow import MlflowHook
-        from airflow_provider_mlops.ml import plots
+        from airflow_provider_mlops.ml import evaluation, plots
         from airflow_provider_mlops.ml.profile import build_profile
         from airflow_provider_mlops.ml.serialization import (
             dump_model,
@@ -294,6 +300,10 @@ class TrainModelOperator(BaseOperator):
                     str(folder / name),
                     artifact_path="evaluation" if name.endswith(".png") else None,
                 )
+            # ROC / precision-recall / calibration / threshold table, or residuals (ml/evaluation.py)
+            holdout = (result.pipeline, result.x_test, result.y_test, result.task)
+            evaluation.write_files(evaluation.evaluation_files(*holdout, seed=self.seed)[1], folder / "eval")
+            mlflow_hook.log_artifacts(run.info.run_id, str(folder / "eval"))
             example = float_example(result.x_test.head(5))
             signature = infer_signature(example, result.pipeline.predict(example))
             log_kwargs: dict[str, Any] = {"serialization_format": fmt}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -190,7 +192,7 @@ def test_time_split_keeps_the_future_out_of_training(data: pd.DataFrame) -> None
 def test_clear_errors(data: pd.DataFrame) -> None:
     with pytest.raises(TrainingError, match="Target column 'churn' is not in the data"):
         train(data, target="churn")
-    with pytest.raises(TrainingError, match="Cannot import estimator"):
+    with pytest.raises(TrainingError, match=r"estimator 'sklearn\.nope\.Model' is not allowed"):
         train(data, target="y", estimator="sklearn.nope.Model")
     with pytest.raises(FeatureSpecError, match=r"numeric column\(s\) \['ghost'\]"):
         build_preprocessor(data, {"numeric": {"columns": ["ghost"]}}, target="y")
@@ -213,3 +215,54 @@ def test_reference_profile_is_small_and_complete(data: pd.DataFrame) -> None:
     assert set(profile["features"]["cat"]["frequencies"]) == {"a", "b", "c"}
     assert profile["baseline_metrics"] == {"accuracy": 0.8}
     assert len(profile["features"]["inf1"]["sample"]) == 2000
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "os.system",
+        "subprocess.Popen",
+        "collections.OrderedDict",  # a class, not an estimator
+        "sklearn.base.BaseEstimator",  # sklearn, but not an allowlisted estimator
+        "tests.ml.never_imported.Model",
+        "RandomForestClassifier",
+    ],
+)
+def test_the_single_estimator_path_uses_the_candidates_allowlist(data: pd.DataFrame, path: str) -> None:
+    import sys
+
+    from airflow_provider_mlops.ml.training import load_estimator
+
+    with pytest.raises(
+        TrainingError, match=rf"estimator '{re.escape(path)}' is not allowed .*register_estimator"
+    ):
+        train(data, target="y", estimator=path, estimator_params={"args": "true"})
+    with pytest.raises(TrainingError, match="is not allowed"):
+        load_estimator(path, {"args": "true"})
+    assert "tests.ml.never_imported" not in sys.modules  # refused before any import
+
+
+def test_allowlisted_paths_aliases_and_registered_estimators_load() -> None:
+    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    from airflow_provider_mlops.ml import candidates
+    from airflow_provider_mlops.ml.training import load_estimator
+
+    assert isinstance(
+        load_estimator("sklearn.linear_model.LogisticRegression", {"C": 2.0}), LogisticRegression
+    )
+    assert load_estimator("sklearn.linear_model.LogisticRegression", {"C": 2.0}).C == 2.0
+    assert isinstance(load_estimator("ridge", task="regression"), Ridge)
+    assert isinstance(load_estimator("random_forest", task="regression"), RandomForestRegressor)
+    candidates.register_estimator("not_a_model", dict)
+    candidates.register_estimator("my_ridge", "sklearn.linear_model.Ridge")
+    try:
+        assert isinstance(load_estimator("my_ridge", {"alpha": 3.0}), Ridge)
+        with pytest.raises(TrainingError, match=r"'not_a_model' \(builtins.dict\) is not an estimator class"):
+            load_estimator("not_a_model")
+    finally:
+        candidates._REGISTERED.pop("not_a_model", None)
+        candidates._REGISTERED.pop("my_ridge", None)
+    with pytest.raises(TrainingError, match=r"Bad parameters for sklearn\.linear_model\.Ridge"):
+        load_estimator("sklearn.linear_model.Ridge", {"nope": 1})

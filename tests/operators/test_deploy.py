@@ -78,6 +78,24 @@ def test_gate_promotes_a_better_model_refuses_a_worse_one_and_rolls_back(
     assert str(client.get_model_version_by_alias(name, "champion").version) == good
     assert str(client.get_model_version_by_alias(name, "challenger").version) == bad
     assert "not better" in second["reason"]
+    # Both models' plots on the fresh rows, in the candidate's run, and the two overlaid.
+    mlflow.set_tracking_uri(mlflow_tracking["tracking_uri"])  # runs:/ URIs resolve through it
+    run_id = client.get_model_version(name, bad).run_id
+    base = second["evaluation_artifacts"].removeprefix(f"runs:/{run_id}/")
+    assert base.startswith("promotion/")
+    logged = {a.path for a in client.list_artifacts(run_id, base)}
+    assert f"{base}/comparison.png" in logged
+    for role, version in (("candidate", bad), ("champion", good)):
+        folder = {a.path for a in client.list_artifacts(run_id, f"{base}/{role}_v{version}")}
+        assert {
+            f"{base}/{role}_v{version}/{n}" for n in ("roc_curve.png", "threshold_table.csv", "summary.json")
+        } <= folder
+    summary = mlflow.artifacts.load_dict(f"runs:/{run_id}/{base}/champion_v{good}/summary.json")
+    assert summary["rows"] == 1500 and summary["roc_auc"]["1"] > 0.6
+    assert (
+        mlflow.artifacts.load_dict(f"runs:/{run_id}/{base}/candidate_v{bad}/summary.json")["roc_auc"]["1"]
+        == 0.5
+    )
 
     # Idempotent: the champion as candidate changes nothing.
     again = DeployModelOperator(candidate_version=good, **common).execute(task_context(tmp_path))

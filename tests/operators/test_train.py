@@ -53,7 +53,17 @@ def test_trains_tracks_registers_and_the_registered_model_predicts_like_the_pipe
         "selected_features.json",
         "evaluation/confusion_matrix.png",
         "evaluation/feature_importance.png",
+        "evaluation/roc_curve.png",
+        "evaluation/precision_recall_curve.png",
+        "evaluation/calibration_curve.png",
+        "evaluation/threshold_table.png",
+        "evaluation/threshold_table.csv",
+        "evaluation/threshold_table.json",
+        "evaluation/summary.json",
     } <= artifacts
+    summary = mlflow.artifacts.load_dict(f"runs:/{out['run_id']}/evaluation/summary.json")
+    assert summary["positive_class"] == 1 and str(summary["rows"]) == run.data.params["test_rows"] == "300"
+    assert summary["roc_auc"]["1"] == pytest.approx(out["metrics"]["roc_auc"])
 
     registered = mlflow.sklearn.load_model(out["model_uri"])
     # The same training in this process (same data, specs and seed) predicts exactly like the registry.
@@ -69,6 +79,15 @@ def test_trains_tracks_registers_and_the_registered_model_predicts_like_the_pipe
         tuning={"method": "grid", "param_grid": {"max_depth": [2, 6]}, "cv": 3},
     )
     assert (registered.predict(in_process.x_test) == in_process.pipeline.predict(in_process.x_test)).all()
+    from airflow_provider_mlops.ml.evaluation import PROBABILITY_THRESHOLDS, threshold_table
+
+    logged = mlflow.artifacts.load_dict(f"runs:/{out['run_id']}/evaluation/threshold_table.json")
+    assert logged == threshold_table(
+        in_process.y_test,
+        in_process.pipeline.predict_proba(in_process.x_test)[:, 1],
+        1,
+        PROBABILITY_THRESHOLDS,
+    )
     assert np.allclose(
         registered.predict_proba(in_process.x_test), in_process.pipeline.predict_proba(in_process.x_test)
     )
@@ -157,6 +176,7 @@ def test_candidates_leaderboard_is_logged_and_the_winner_registered(
         a.path for a in client.list_artifacts(out["run_id"], "evaluation")
     }
     assert {"leaderboard.csv", "leaderboard.json", "evaluation/leaderboard.png"} <= artifacts
+    assert {"evaluation/roc_curve.png", "evaluation/threshold_table.csv"} <= artifacts  # the winner's
     table = mlflow.artifacts.load_text(f"runs:/{out['run_id']}/leaderboard.csv")
     assert table.splitlines()[0].startswith("rank,candidate,estimator,mean_cv_score,std_cv_score,fit_seconds")
     assert client.get_run(out["run_id"]).data.params["estimator"] == out["estimator"]
@@ -177,3 +197,57 @@ def test_an_unknown_candidate_estimator_is_refused_at_construction() -> None:
             registered_model_name="x",
             candidates=[{"estimator": "subprocess.Popen", "params": {"args": "true"}}],
         )
+
+
+@pytest.mark.parametrize("path", ["os.system", "subprocess.Popen", "collections.OrderedDict"])
+def test_an_unknown_single_estimator_is_refused_at_construction(path: str) -> None:
+    import re
+
+    from airflow_provider_mlops.ml.candidates import CandidateSpecError
+
+    with pytest.raises(CandidateSpecError, match=rf"estimator '{re.escape(path)}' is not allowed"):
+        TrainModelOperator(
+            task_id="train",
+            input_uri="file:///nowhere",
+            target="y",
+            registered_model_name="x",
+            estimator=path,
+        )
+
+
+def test_a_regressor_logs_predicted_vs_actual_and_residuals(
+    dataset: str, mlflow_conn: str, mlflow_tracking: dict[str, str], tmp_path: Path
+) -> None:
+    import io
+    import json
+
+    import matplotlib.image
+
+    op = TrainModelOperator(
+        task_id="train",
+        input_uri=dataset,
+        target="minutes",
+        task="regression",
+        registered_model_name="minutes_reg",
+        estimator="sklearn.linear_model.Ridge",
+        mlflow_conn_id=mlflow_conn,
+        model_output_uri=(tmp_path / "mr").as_uri(),
+    )
+    out = op.execute(task_context(tmp_path))
+    client = mlflow.MlflowClient(tracking_uri=mlflow_tracking["tracking_uri"])
+    names = {a.path for a in client.list_artifacts(out["run_id"], "evaluation")}
+    assert {
+        "evaluation/predicted_vs_actual.png",
+        "evaluation/residuals.png",
+        "evaluation/residual_summary.json",
+        "evaluation/summary.json",
+    } <= names
+    assert not names & {"evaluation/roc_curve.png", "evaluation/confusion_matrix.png"}
+    folder = Path(client.download_artifacts(out["run_id"], "evaluation", str(tmp_path / "dl")))
+    numbers = json.loads((folder / "residual_summary.json").read_text())
+    assert numbers["rmse"] == pytest.approx(out["metrics"]["rmse"])
+    assert numbers["rows"] == int(client.get_run(out["run_id"]).data.params["test_rows"])
+    image = matplotlib.image.imread(
+        io.BytesIO((folder / "predicted_vs_actual.png").read_bytes()), format="png"
+    )
+    assert image.shape == (480, 640, 4)
