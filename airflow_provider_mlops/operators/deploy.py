@@ -277,7 +277,18 @@ class DeployModelOperator(BaseOperator):
         candidate_score = self._score(candidate, frame, task)
         champion_score = self._score(champion, frame, task) if champion else None
         versions = {"candidate": candidate, **({"champion": champion} if champion else {})}
-        plots_uri = self._log_evaluation(run_id, frame, task, versions, str(context["run_id"]))
+        try:
+            plots_uri = self._log_evaluation(run_id, frame, task, versions, str(context["run_id"]))
+        except (
+            Exception
+        ) as err:  # plots are for people: a plotting or upload failure must not decide a promotion
+            self.log.warning(
+                "Evaluation plots on the fresh data were not logged (%s: %s); the promotion decision "
+                "does not depend on them",
+                type(err).__name__,
+                err,
+            )
+            plots_uri = None
         from airflow_provider_mlops.ml.training import LOWER_IS_BETTER
 
         lower = self.metric in LOWER_IS_BETTER

@@ -169,3 +169,43 @@ def test_a_tie_is_not_promoted_and_the_paired_test_is_recorded(
     assert tag["method"] == "bootstrap" and "interval of the gain" in win["reason"]
     with pytest.raises(ValueError, match=r"McNemar|mcnemar"):
         DeployModelOperator(candidate_version=first, paired_test="mcnemar", **{**common, "metric": "f1"})
+
+
+def test_a_plotting_failure_does_not_decide_the_promotion(
+    dataset: str,
+    mlflow_conn: str,
+    mlflow_tracking: dict,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Fault injection (matplotlib cannot be made to fail on demand): the plots are for people."""
+    import airflow_provider_mlops.ml.plots as plots
+
+    def broken(*args: object, **kwargs: object) -> bytes:
+        raise RuntimeError("no display backend")
+
+    monkeypatch.setattr(plots, "comparison_png", broken)
+    name = "churn_plot_fault"
+    first = _train(
+        dataset, mlflow_conn, tmp_path, name, "sklearn.ensemble.RandomForestClassifier", {"n_estimators": 20}
+    )
+    worse = _train(dataset, mlflow_conn, tmp_path, name, "sklearn.dummy.DummyClassifier")
+    common = {
+        "task_id": "deploy",
+        "registered_model_name": name,
+        "evaluation_uri": dataset,
+        "target": "churned",
+        "metric": "f1",
+        "mlflow_conn_id": mlflow_conn,
+    }
+    assert DeployModelOperator(candidate_version=first, **common).execute(task_context(tmp_path))["promoted"]
+    result = DeployModelOperator(candidate_version=worse, **common).execute(task_context(tmp_path))
+    assert not result["promoted"] and result["evaluation_artifacts"] is None
+    logged = capfd.readouterr()
+    assert (
+        "no display backend" in logged.out + logged.err
+        and "does not depend on them" in logged.out + logged.err
+    )
+    client = mlflow.MlflowClient(tracking_uri=mlflow_tracking["tracking_uri"])
+    assert str(client.get_model_version_by_alias(name, "champion").version) == first
