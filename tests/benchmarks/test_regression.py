@@ -113,3 +113,28 @@ def test_calibration_rates_separate_changed_and_unchanged_columns() -> None:
     assert out["detect_n00"] == 1.0 and out["detect_n02"] == 0.0
     null = rates(pairs, "null")
     assert null["feature_alarm_rate"] == pytest.approx(2 / len(names))
+
+
+def test_benchmark_data_is_reproducible_and_shifted_where_it_says() -> None:
+    import numpy as np
+
+    from benchmarks import drift_data
+
+    same = drift_data.table(5, 20_000)
+    assert drift_data.checksum(same) == drift_data.checksum(drift_data.table(5, 20_000))
+    assert drift_data.checksum(same) != drift_data.checksum(drift_data.table(6, 20_000))
+    assert same.num_rows == 20_000 and same.column_names == [*drift_data.NUMERIC, *drift_data.CATEGORICAL]
+    shifted = drift_data.table(5, 20_000, {"mode": "shifted"})
+    moved = {
+        name: abs(
+            np.nanmean(shifted[name].to_numpy(zero_copy_only=False).astype(float))
+            - np.nanmean(same[name].to_numpy(zero_copy_only=False).astype(float))
+        )
+        / np.nanstd(same[name].to_numpy(zero_copy_only=False).astype(float))
+        for name in drift_data.NUMERIC
+    }
+    assert {n for n, d in moved.items() if d > 0.15} == {n for n in drift_data.SHIFTED if n.startswith("n")}
+    power = drift_data.table(5, 20_000, {"mode": "power"})
+    assert power["n03"].null_count / 20_000 == pytest.approx(0.2, abs=0.02)
+    assert power["c2"].null_count / 20_000 == pytest.approx(0.2, abs=0.02)
+    assert "c0_new" in set(power["c0"].to_pylist()) and "c0_new" not in set(same["c0"].to_pylist())
