@@ -322,6 +322,7 @@ def run_calibration(work: Path, sizes: tuple[int, ...] = CAL_SIZES, pairs: int =
     (work / "drift_calibration.json").write_text(json.dumps(table, indent=1))
     markdown = calibration_markdown(table)
     (work / "drift_calibration.md").write_text(markdown)
+    (work / "drift_calibration.rst").write_text(calibration_rst(table))
     print(markdown, flush=True)
     _ = drift_data
     return {"drift_calibration": table}
@@ -342,6 +343,19 @@ def rates(pairs: list[dict[str, Any]], mode: str) -> dict[str, Any]:
     for name in sorted(changed):
         out[f"detect_{name}"] = sum(p["features"][name]["drifted"] for p in pairs) / len(pairs)
     return out
+
+
+def calibration_rst(table: dict[str, Any]) -> str:
+    """The same table as an RST ``csv-table`` (for docs/monitoring.rst)."""
+    markdown = calibration_markdown(table).splitlines()
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in markdown
+        if not line.startswith("|---")
+    ]
+    body = "\n".join("   " + ", ".join(f'"{cell}"' for cell in row) for row in rows[1:])
+    header = ", ".join(f'"{cell}"' for cell in rows[0])
+    return f".. csv-table::\n   :header: {header}\n\n{body}\n"
 
 
 def calibration_markdown(table: dict[str, Any]) -> str:

@@ -138,3 +138,18 @@ def test_benchmark_data_is_reproducible_and_shifted_where_it_says() -> None:
     assert power["n03"].null_count / 20_000 == pytest.approx(0.2, abs=0.02)
     assert power["c2"].null_count / 20_000 == pytest.approx(0.2, abs=0.02)
     assert "c0_new" in set(power["c0"].to_pylist()) and "c0_new" not in set(same["c0"].to_pylist())
+
+
+def test_calibration_table_renders_every_change_for_both_formats() -> None:
+    from benchmarks.drift import calibration_markdown, calibration_rst
+    from benchmarks.drift_data import POWER
+
+    power = {"pairs": 10, "dataset_alarms": 0, "feature_alarm_rate": 0.02}
+    power.update({f"detect_{name}": 0.5 for name in POWER})
+    side = {"null": {"pairs": 50, "dataset_alarms": 1, "feature_alarm_rate": 0.031}, "power": power}
+    table = {"rows": {"300": {"ours": side, "evidently": side}}}
+    markdown = calibration_markdown(table).splitlines()
+    assert len(markdown) == 4 and markdown[2].startswith("| 300 | ours | 1 of 50 | 3.1% | 2.0% | 50%")
+    assert "Evidently 0.7.23" in markdown[3]
+    rst = calibration_rst(table)
+    assert rst.startswith(".. csv-table::") and rst.count('"300"') == 2 and '"1 of 50"' in rst
