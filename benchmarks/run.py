@@ -3,7 +3,12 @@ Benchmarks: every source and sink moves N rows (default 1,000,000 x 10 mixed col
 servers on 127.0.0.1; each case runs in its own process and reports its peak RSS. Throughput
 targets are ratios against baselines measured in the same run.
 
-``python -m benchmarks.run [--rows N] [--only CASE,...] [--json results.json]``
+``python -m benchmarks.run [--rows N] [--only GROUP,...] [--json results.json]``
+
+Each run writes its JSON (``benchmarks/results/run-<UTC time>.json`` unless ``--json`` says where)
+and warns about any ratio more than 20% below the committed ``benchmarks/results/baseline.json``
+(:mod:`benchmarks.regression`). Drift against Evidently: :mod:`benchmarks.drift`; DAG parse
+time: :mod:`benchmarks.parse`.
 """
 
 from __future__ import annotations
@@ -137,10 +142,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated groups: postgres,mongo,s3,http,sqlite,serving; flatness (not in the default "
-        "run): the PostgreSQL load and extract and the S3 write at --rows and 5x --rows, peak RSS ratio",
+        help="comma-separated groups: postgres,mongo,s3,http,sqlite,serving,drift,parse; "
+        "drift_calibration (~20 min) and flatness (the PostgreSQL load and extract and the S3 write "
+        "at --rows and 5x --rows, peak RSS ratio) run only when named",
     )
-    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="write the run's JSON here (default benchmarks/results/run-*.json)",
+    )
+    parser.add_argument("--baseline", type=Path, default=None, help="compare ratios with this run's JSON")
+    parser.add_argument(
+        "--update-baseline", action="store_true", help="merge this run's ratios into the baseline file"
+    )
     parser.add_argument(
         "--repeat", type=int, default=3, help="runs of each Postgres and S3 case; the best time counts"
     )
@@ -152,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         "http",
         "sqlite",
         "serving",
+        "drift",
+        "parse",
     }
     os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="mlops-bench-home-"))
     sys.path.insert(0, str(ROOT))
@@ -159,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="mlops-bench-"))
     data = work / "data.parquet"
-    if groups - {"serving", "flatness"}:  # the serving and flatness cases make their own data
+    if groups - {"serving", "flatness", "drift", "drift_calibration", "parse"}:  # those make their own data
         print(f"Generating {args.rows:,} rows x 10 columns...", flush=True)
         t0 = time.perf_counter()
         generate(data, args.rows)
@@ -354,12 +371,16 @@ def main(argv: list[str] | None = None) -> int:
             results.update(_serving(work, n, stack))
         if "flatness" in groups:
             results.update(_flatness(work, n, stack))
+    results.update(_extra_groups(groups, work, n))
 
     print("\nTargets")
     failures = 0
+    ratios: dict[str, float] = {}
     for name, result in results.items():
         if name.startswith(("pg_raw", "pg_insert_rows", "adbc", "pymongoarrow", "serve_", "batch_predict")):
             continue
+        if name.startswith(("drift", "parse")) or "peak_rss_mb" not in result:
+            continue  # their own targets (benchmarks.drift, benchmarks.parse)
         ok = result["peak_rss_mb"] < RSS_LIMIT_MB
         failures += not ok
         print(
@@ -370,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         nonlocal failures
         if a in results and b in results:
             value = results[a]["rows_per_s"] / results[b]["rows_per_s"]
+            ratios[a + "/" + b] = round(value, 3)
             ok = value >= target
             failures += not ok
             print(f"  [{'ok' if ok else 'FAIL'}] {label}: {value:.2f}x (target >= {target}x)")
@@ -379,7 +401,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def info(a: str, b: str, label: str) -> None:
         if a in results and b in results:
-            print(f"  (info) {label}: {results[a]['rows_per_s'] / results[b]['rows_per_s']:.2f}x")
+            ratios[a + "/" + b] = round(results[a]["rows_per_s"] / results[b]["rows_per_s"], 3)
+            print(f"  (info) {label}: {ratios[a + '/' + b]:.2f}x")
 
     info("pg_load_csv", "pg_raw_copy_text", "Postgres load with load_engine='copy' (CSV) vs raw COPY text")
     info(
@@ -407,8 +430,8 @@ def main(argv: list[str] | None = None) -> int:
             )
     serving_targets = _serving_targets(results)
     failures += serving_targets
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+    failures += _extra_targets(results, ratios)
+    _write_run(args, results, ratios, sorted(groups))
     return 1 if failures else 0
 
 
@@ -457,6 +480,49 @@ def _flatness(work: Path, rows: int, stack: contextlib.ExitStack) -> dict[str, d
         _pg_exec(pg.dsn, f"DROP TABLE {table}")
         data.unlink()
     return results
+
+
+def _extra_groups(groups: set[str], work: Path, rows: int) -> dict[str, Any]:
+    """Drift against Evidently, its calibration table and DAG parse (modules of their own)."""
+    results: dict[str, Any] = {}
+    if "drift" in groups:
+        from benchmarks.drift import run_drift
+
+        results.update(run_drift(work, rows))
+    if "drift_calibration" in groups:
+        from benchmarks.drift import run_calibration
+
+        results.update(run_calibration(ROOT / "benchmarks" / "results"))
+    if "parse" in groups:
+        from benchmarks.parse import run_parse
+
+        results.update(run_parse())
+    return results
+
+
+def _extra_targets(results: dict[str, Any], ratios: dict[str, float]) -> int:
+    from benchmarks.drift import drift_targets
+    from benchmarks.parse import parse_targets
+
+    return drift_targets(results, ratios) + parse_targets(results)
+
+
+def _write_run(
+    args: argparse.Namespace, results: dict[str, Any], ratios: dict[str, float], groups: list[str]
+) -> None:
+    from benchmarks import regression
+
+    run = regression.document(results, ratios, {"rows": args.rows, "groups": groups, "repeat": args.repeat})
+    path = args.json or regression.default_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(run, indent=1, default=str))
+    print(f"\nRun written to {path}")
+    baseline = args.baseline or regression.BASELINE
+    regression.report(run, baseline)
+    if args.update_baseline:
+        old = json.loads(baseline.read_text()) if baseline.exists() else None
+        baseline.write_text(json.dumps(regression.merge_baseline(old, run), indent=1, default=str))
+        print(f"Baseline {baseline} updated with this run's ratios")
 
 
 def _serving(work: Path, rows: int, stack: contextlib.ExitStack) -> dict[str, dict[str, Any]]:
