@@ -131,6 +131,15 @@ def report(
     if not baseline:
         print(f"(no committed baseline at {baseline_path}: nothing to compare with)")
         return []
+    # Ratios move with the size (fixed costs weigh more on small runs): compare like with like only.
+    measured_at = json.loads(baseline_path.read_text()).get("meta", {}).get("rows")
+    rows = run.get("meta", {}).get("rows")
+    if measured_at and rows and measured_at != rows:
+        print(
+            f"(the baseline {baseline_path.name} was measured at {measured_at:,} rows, this run at "
+            f"{rows:,}: ratios not compared)"
+        )
+        return []
     found = compare(run.get("ratios", {}), baseline, tolerance)
     common = len(set(run.get("ratios", {})) & set(baseline))
     for regression in found:

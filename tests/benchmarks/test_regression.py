@@ -58,6 +58,16 @@ def test_report_warns_against_the_committed_file(tmp_path, capsys) -> None:
     assert "WARNING: drift_speedup regressed 40%" in capsys.readouterr().out
 
 
+def test_runs_of_another_size_are_not_compared(tmp_path, capsys) -> None:
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(json.dumps({"meta": {"rows": 1_000_000}, "ratios": {"pg_load": 0.9}}))
+    small = {"meta": {"rows": 20_000}, "ratios": {"pg_load": 0.3}}
+    assert regression.report(small, baseline) == []
+    assert "measured at 1,000,000 rows, this run at 20,000" in capsys.readouterr().out
+    same = {"meta": {"rows": 1_000_000}, "ratios": {"pg_load": 0.3}}
+    assert [r.name for r in regression.report(same, baseline)] == ["pg_load"]
+
+
 def test_report_without_a_baseline_says_so(tmp_path, capsys) -> None:
     assert regression.report({"ratios": {"a": 1.0}}, tmp_path / "missing.json") == []
     assert "no committed baseline" in capsys.readouterr().out
