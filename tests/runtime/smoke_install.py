@@ -2,14 +2,14 @@
 Smoke test of an installation: run with the Python of an environment where the provider was
 installed next to some Airflow (tox -e airflow-oldest / airflow-newest; tests/runtime/test_installs.py).
 
-    python tests/runtime/smoke_install.py WORKDIR
+    python tests/runtime/smoke_install.py WORKDIR [REPORT.json]
 
 In a fresh AIRFLOW_HOME under WORKDIR (SQLite metadata DB): Airflow lists the provider, every example
 DAG imports without error, and the example ETL runs with ``dag.test()`` on its embedded defaults (SQLite
 source and warehouse, local staging, the demo's profile API) for one simulated day; the warehouse then
 holds exactly that day's simulated rows (count and checksum); then the training example trains,
 registers and promotes a first model on that day. Prints one JSON line with the versions
-that were resolved. Plain Python with no pytest: the environments under test carry only the provider.
+that were resolved (also written to REPORT.json when given). Plain Python with no pytest: the environments under test carry only the provider.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def _checksum(rows: list[tuple[object, ...]]) -> str:
     return hashlib.sha256(repr(plain).encode()).hexdigest()
 
 
-def main(workdir: Path) -> int:
+def main(workdir: Path, report_path: Path | None = None) -> int:
     # Everything fresh each time (an environment is reused across runs; its databases must not be).
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
@@ -111,7 +111,10 @@ def main(workdir: Path) -> int:
             "numpy",
         )
     }
-    print("SMOKE OK " + json.dumps({"direct": _direct_dependencies(), "other": resolved}, sort_keys=True))
+    report = json.dumps({"direct": _direct_dependencies(), "other": resolved}, sort_keys=True)
+    if report_path is not None:
+        report_path.write_text(report)
+    print("SMOKE OK " + report)
     return 0
 
 
@@ -153,4 +156,4 @@ def _check_training(home: Path, logical: dt.datetime) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1]).resolve()))
+    sys.exit(main(Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve() if len(sys.argv) > 2 else None))
