@@ -5,7 +5,9 @@ Project templates for running the provider where users run Airflow.
 dev init`` writes, plus the lifecycle's services and connections); ``... compose DIR`` renders a
 plain docker compose stack (Airflow 3 with the CeleryExecutor and two workers). Both come with the
 example DAGs, a demo data source and the same backing services: a PostgreSQL warehouse, MinIO (S3)
-with its bucket, MongoDB, an MLflow tracking server and the model server.
+with its bucket, MongoDB, an MLflow tracking server and the model server. ``... kubernetes DIR``
+renders the KubernetesExecutor's side: the worker image (provider and DAGs baked in), the worker pod
+template and the connections' Secret (for a cluster that already runs Airflow, e.g. the Helm chart).
 
 A plain module on purpose: rendering a project must not need (or import) Airflow.
 """
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from airflow_provider_mlops import __version__
 
-KINDS = ("astro", "compose")
+KINDS = ("astro", "compose", "kubernetes")
 # Extras the lifecycle DAGs use (sqlite and mysql are not needed in a stack with a PostgreSQL warehouse).
 DEFAULT_EXTRAS = "postgres,mongo,s3,ml"
 # Images pinned so that a rendered project is reproducible; every one can be overridden on the command

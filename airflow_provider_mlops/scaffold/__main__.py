@@ -1,4 +1,4 @@
-"""``python -m airflow_provider_mlops.scaffold {astro,compose} DIR``: render a runnable project."""
+"""``python -m airflow_provider_mlops.scaffold {astro,compose,kubernetes} DIR``: render a runnable project."""
 
 from __future__ import annotations
 
@@ -20,10 +20,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m airflow_provider_mlops.scaffold",
         description="Render an Astro CLI project or a docker compose stack (CeleryExecutor) that runs "
-        "the provider's example ML lifecycle with its services.",
+        "the provider's example ML lifecycle with its services, or the worker image and pod template "
+        "of the KubernetesExecutor.",
     )
     parser.add_argument(
-        "kind", choices=KINDS, help="astro: for `astro dev start`; compose: `docker compose up`"
+        "kind",
+        choices=KINDS,
+        help="astro: for `astro dev start`; compose: `docker compose up`; kubernetes: worker image + "
+        "pod template for the KubernetesExecutor",
     )
     parser.add_argument("dest", type=Path, help="the project folder to create")
     parser.add_argument(
@@ -33,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         "or a VCS URL works too",
     )
     parser.add_argument(
-        "--airflow-image", default=DEFAULT_AIRFLOW_IMAGE, help="compose: base image (default: %(default)s)"
+        "--airflow-image",
+        default=DEFAULT_AIRFLOW_IMAGE,
+        help="compose, kubernetes: base image (default: %(default)s)",
     )
     parser.add_argument(
         "--runtime-image",
@@ -53,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Wrote {len(written)} files to {args.dest}")
     if args.kind == "astro":
         print(f"Next: cd {args.dest} && astro dev start   (then open http://localhost:8080)")
+    elif args.kind == "kubernetes":
+        print(
+            f"Next: see {args.dest / 'README.md'} (build the image, create the Secret, set pod_template_file)"
+        )
     else:
         print(f"Next: cd {args.dest} && cp .env.example .env && docker compose up   (http://localhost:8080)")
     return 0
