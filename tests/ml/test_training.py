@@ -67,9 +67,21 @@ def selection_data() -> pd.DataFrame:
         [{"method": "backward", "n_features": 3, "cv": 3}],
         [{"method": "model", "estimator": "random_forest", "max_features": 3, "threshold": -np.inf}],
         [{"method": "model", "estimator": "decision_tree", "max_features": 3, "threshold": -np.inf}],
+        [
+            {
+                "method": "model",
+                "estimator": "random_forest",
+                "estimator_params": {"n_estimators": 20, "max_depth": 4},
+                "max_features": 3,
+                "threshold": -np.inf,
+            }
+        ],
         [{"method": "rfe", "n_features": 3, "estimator": "decision_tree"}],
     ],
-    ids=lambda s: f"{s[0]['method']}-{s[0].get('score', s[0].get('estimator', ''))}",
+    ids=lambda s: (
+        f"{s[0]['method']}-{s[0].get('score', s[0].get('estimator', ''))}"
+        + ("-params" if "estimator_params" in s[0] else "")
+    ),
 )
 def test_each_selection_method_keeps_the_informative_features(
     selection_data: pd.DataFrame, selection: list
@@ -213,3 +225,19 @@ def test_reference_profile_is_small_and_complete(data: pd.DataFrame) -> None:
     assert set(profile["features"]["cat"]["frequencies"]) == {"a", "b", "c"}
     assert profile["baseline_metrics"] == {"accuracy": 0.8}
     assert len(profile["features"]["inf1"]["sample"]) == 2000
+
+
+def test_selection_estimator_params_reach_the_estimator_or_are_refused() -> None:
+    from airflow_provider_mlops.ml.selection import SelectionSpecError, build_selectors
+
+    [(_, selector)] = build_selectors(
+        [{"method": "model", "estimator_params": {"n_estimators": 7, "max_depth": 3}}],
+        task="classification",
+        seed=4,
+    )
+    params = selector.estimator.get_params()
+    assert (params["n_estimators"], params["max_depth"], params["random_state"]) == (7, 3, 4)
+    with pytest.raises(
+        SelectionSpecError, match=r"\['n_trees'\] are not parameters of RandomForestClassifier"
+    ):
+        build_selectors([{"method": "model", "estimator_params": {"n_trees": 7}}], task="classification")
