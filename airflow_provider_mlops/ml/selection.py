@@ -70,7 +70,6 @@ def build_selectors(
     """Named pipeline steps for the selection spec (empty when there is none)."""
     from sklearn.feature_selection import (
         RFE,
-        SelectFromModel,
         SelectKBest,
         SequentialFeatureSelector,
         VarianceThreshold,
@@ -81,7 +80,7 @@ def build_selectors(
         mutual_info_regression,
     )
 
-    from airflow_provider_mlops.ml.transformers import CorrelationFilter
+    from airflow_provider_mlops.ml.transformers import CorrelationFilter, StableSelectFromModel
 
     steps: list[tuple[str, Any]] = []
     for index, step in enumerate(spec or []):
@@ -124,7 +123,9 @@ def build_selectors(
                 n_jobs=options.get("n_jobs"),
             )
         elif method == "model":
-            selector = SelectFromModel(
+            # SelectFromModel with the support mask kept from the fit (identical output, no walk over
+            # the forest's trees at every transform)
+            selector = StableSelectFromModel(
                 _base_estimator(
                     options.get("estimator", "random_forest"), task, seed, options.get("estimator_params")
                 ),
