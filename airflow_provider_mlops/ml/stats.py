@@ -177,6 +177,40 @@ def _binary_auc_resamples(
     return np.concatenate(out) if out else np.empty(0)
 
 
+def _log_loss_resamples(
+    p: Predictions, rng: Any, n_boot: int, *, chunk_cells: int = 4_000_000
+) -> np.ndarray | None:
+    """
+    Log loss on ``n_boot`` resamples at once (the mean of per-row losses, clipped as scikit-learn
+    clips), or None when ``p`` is a case this does not cover (the caller loops over ``log_loss``).
+    """
+    import numpy as np
+
+    if p.proba is None or p.labels is None or np.ndim(p.proba) != 2 or np.shape(p.proba)[1] != len(p.labels):
+        return None
+    labels = np.asarray(p.labels)
+    try:
+        if len(labels) < 2 or not bool(np.all(labels[:-1] < labels[1:])):  # log_loss orders labels sorted
+            return None
+        column = np.searchsorted(labels, p.y)
+    except TypeError:
+        return None
+    if np.any(column >= len(labels)) or not bool(np.all(labels[np.minimum(column, len(labels) - 1)] == p.y)):
+        return None  # a label the model does not know: log_loss raises, the caller says so
+    proba = np.asarray(p.proba)
+    if not np.issubdtype(proba.dtype, np.floating):
+        proba = proba.astype("float64")
+    eps = np.finfo(proba.dtype).eps
+    n = p.rows
+    loss = -np.log(np.clip(proba[np.arange(n), column], eps, 1 - eps))
+    step = max(1, chunk_cells // max(n, 1))
+    parts = [
+        loss[rng.integers(0, n, (min(step, n_boot - first), n))].mean(axis=1)
+        for first in range(0, n_boot, step)
+    ]
+    return np.concatenate(parts) if parts else np.empty(0)
+
+
 def bootstrap(metric: str, p: Predictions, *, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
     """The metric on ``n_boot`` resamples (with replacement) of the rows; undefined ones dropped."""
     import numpy as np
@@ -193,6 +227,10 @@ def bootstrap(metric: str, p: Predictions, *, n_boot: int = 1000, seed: int = 0)
         auc = _binary_auc_resamples(p, rng, n_boot)
         if auc is not None:
             return auc[~np.isnan(auc)]
+    if metric == "log_loss":
+        loss = _log_loss_resamples(p, rng, n_boot)
+        if loss is not None:
+            return loss
     values = np.array([metric_value(metric, p.take(rng.integers(0, n, n))) for _ in range(n_boot)])
     return values[~np.isnan(values)]
 

@@ -179,3 +179,29 @@ def test_roc_auc_bootstrap_and_paired_test_stay_calibrated() -> None:
     assert tie["gain"] == 0 and tie["p_value"] == 1.0
     win = paired_test("roc_auc", scored(good), scored(weak))
     assert win["gain_low"] > 0.1 and win["p_value"] < 0.01 and win["resamples"] == 2000
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 300),
+    classes=st.sampled_from([(0, 1), ("a", "b", "c")]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_vectorized_log_loss_resamples_equal_scikit_learn(n, classes, seed) -> None:
+    from sklearn.metrics import log_loss
+
+    from airflow_provider_mlops.ml.stats import _log_loss_resamples
+
+    rng = np.random.default_rng(seed)
+    y = np.asarray(classes)[rng.integers(0, len(classes), n)]
+    proba = rng.dirichlet(np.ones(len(classes)) * 0.3, n)  # some probabilities near 0 and 1
+    proba[rng.random(n) < 0.1] = np.eye(len(classes))[0]  # exact 0 and 1: clipped
+    scored = Predictions(y, y, "classification", proba, list(classes))
+    fast = _log_loss_resamples(scored, np.random.default_rng(seed), 20, chunk_cells=n * 3)
+    expected = [
+        log_loss(y[i], proba[i], labels=list(classes))
+        for i in np.random.default_rng(seed).integers(0, n, (20, n))
+    ]
+    np.testing.assert_allclose(fast, expected, rtol=1e-12, atol=1e-12)
+    unknown = Predictions(np.asarray(["z"] * n), y, "classification", proba, list(classes))
+    assert _log_loss_resamples(unknown, np.random.default_rng(seed), 5) is None
