@@ -149,14 +149,14 @@ def _binary_auc_resamples(
     """
     import numpy as np
 
-    if not _is_binary_auc(p):
+    if not _is_binary_auc(p) or p.proba is None or p.labels is None:
         return None
     # roc_auc_score's positive class is the greater label present; with both present that is
     # labels[1] (classes_ are sorted), the column the caller scores with.
     positive = np.asarray(p.y == p.labels[1])
     n = p.rows
     order = np.argsort(p.proba[:, 1], kind="stable")
-    score = p.proba[order, 1]
+    score = np.asarray(p.proba)[order, 1]
     positive = positive[order]
     starts = np.flatnonzero(np.r_[True, score[1:] != score[:-1]])  # groups of tied scores
     rank = np.empty(n, dtype=np.int64)
@@ -427,6 +427,7 @@ def paired_test(
         # vectorized; both models on the same resamples: generators with one seed draw the same rows
         ours = _binary_auc_resamples(candidate, np.random.default_rng(seed), n_boot)
         theirs = _binary_auc_resamples(champion, np.random.default_rng(seed), n_boot)
+        assert ours is not None and theirs is not None  # both binary: checked above
         gains = sign * (ours - theirs)
     else:
         gains = [
