@@ -427,8 +427,7 @@ def paired_test(
         # vectorized; both models on the same resamples: generators with one seed draw the same rows
         ours = _binary_auc_resamples(candidate, np.random.default_rng(seed), n_boot)
         theirs = _binary_auc_resamples(champion, np.random.default_rng(seed), n_boot)
-        assert ours is not None and theirs is not None  # both binary: checked above
-        gains = sign * (ours - theirs)
+        gains = sign * (np.asarray(ours) - np.asarray(theirs))  # neither is None: both binary
     else:
         gains = [
             sign * (metric_value(metric, candidate.take(i)) - metric_value(metric, champion.take(i)))
