@@ -9,8 +9,9 @@ registers the connections, and runs the example DAGs day after day through the p
 first champion exists it starts the model server (``python -m airflow_provider_mlops.serve``) on a
 free loopback port; every later promotion deploys to it through the ``local_server`` target (reload,
 then ``/version`` and a smoke prediction must match before the alias moves). At the end it prints
-one line per day (with the version the server reports live and its predicted churn share for the
-day's customers), stops the server and says where to look next.
+one line per day (with the version the server reports live, its predicted churn share for the
+day's customers and the day's seconds), stops the server, says where the time went (setup, ETL,
+monitor, training with the gated deploy, server start) and where to look next.
 """
 
 from __future__ import annotations
