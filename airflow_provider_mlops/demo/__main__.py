@@ -9,8 +9,9 @@ registers the connections, and runs the example DAGs day after day through the p
 first champion exists it starts the model server (``python -m airflow_provider_mlops.serve``) on a
 free loopback port; every later promotion deploys to it through the ``local_server`` target (reload,
 then ``/version`` and a smoke prediction must match before the alias moves). At the end it prints
-one line per day (with the version the server reports live and its predicted churn share for the
-day's customers), stops the server and says where to look next.
+one line per day (with the version the server reports live, its predicted churn share for the
+day's customers and the day's seconds), stops the server, says where the time went (setup, ETL,
+monitor, training with the gated deploy, server start) and where to look next.
 """
 
 from __future__ import annotations
@@ -135,17 +136,31 @@ def _run_days(
     from airflow_provider_mlops.demo.simulate import write_activity
 
     rows: list[dict[str, Any]] = []
+    # Where the time goes, per phase (printed at the end; the daily line has the day's total).
+    spent: dict[str, float] = dict.fromkeys(("simulate", "etl", "monitor", "train", "server", "summary"), 0.0)
+    clock = time.monotonic()
+
+    def lap(phase: str) -> None:
+        nonlocal clock
+        now = time.monotonic()
+        spent[phase] += now - clock
+        clock = now
+
     for index in range(args.days):
+        day_started = time.monotonic()
         day = world.day(index)
         write_activity(str(home / "source.db"), world, index)
+        lap("simulate")
         # A manual run's data interval is the day before its logical date (CronDataIntervalTimetable).
         logical = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tzinfo=dt.UTC)
         etl = etl_daily.dag.test(logical_date=logical)
+        lap("etl")
         if etl.state != "success":
             print(f"The ETL run for {day} ended {etl.state}: see the task logs above.", file=sys.stderr)
             return 1
         monitor = monitor_model.dag.test(logical_date=logical)
         check_state = _task_state(monitor, "check_drift_and_accuracy")
+        lap("monitor")
         retrained = promoted = False
         if check_state == "success":
             # The sensor emitted the churn_model_retrain Asset event: run what a scheduler would run.
@@ -154,10 +169,12 @@ def _run_days(
             promoted = (
                 retrained and _task_state(train, "deploy_if_better") == "success" and _promoted(home, logical)
             )
+            lap("train")
         if promoted and model_server.process is None:
             # The first champion: start the server on it; later promotions go through the target.
             model_server.start()
-            _wire_target(train_model, model_server, home, day)
+            _wire_target(train_model, model_server, home, day)  # waits for the server's /ping
+            lap("server")
         rows.append(
             {
                 **_day_summary(home, day, logical, etl.state),
@@ -168,6 +185,8 @@ def _run_days(
                 **_served(model_server, home, day),
             }
         )
+        lap("summary")
+        rows[-1]["seconds"] = f"{time.monotonic() - day_started:.1f}"
         _print_row(rows[-1], header=index == 0)
     if model_server.process is not None:
         print(
@@ -179,6 +198,14 @@ def _run_days(
     print(
         f"\nDone: {args.days} day(s) in {elapsed:.0f} s. Drift on {len(drift_days)} day(s) {drift_days}; "
         f"promotions on {promotions}. Alerts received: {len(api.alerts)}."
+    )
+    trainings = sum(1 for r in rows if r["retrained"])
+    print(
+        f"  Time: setup (metadata DB, DAG imports) {elapsed - sum(spent.values()):.0f} s, "
+        f"ETL {spent['etl']:.0f} s, monitor {spent['monitor']:.0f} s, "
+        f"training + gated deploy {spent['train']:.0f} s ({trainings} run(s)), "
+        f"model server start {spent['server']:.0f} s, daily summary {spent['summary']:.0f} s, "
+        f"simulated source data {spent['simulate']:.0f} s."
     )
     print(
         f"  Drift reports (HTML): {home / 'storage' / 'mlops_monitor_model' / 'check_drift_and_accuracy'}/*/drift_report/report.html"

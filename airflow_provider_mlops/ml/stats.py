@@ -125,6 +125,92 @@ def metric_value(metric: str, p: Predictions) -> float:
     raise ValueError(f"Unknown metric {metric!r}")
 
 
+def _is_binary_auc(p: Predictions) -> bool:
+    """Two classes with probabilities, and no label outside them."""
+    import numpy as np
+
+    if p.proba is None or p.labels is None or len(p.labels) != 2 or np.ndim(p.proba) != 2:
+        return False
+    return set(np.unique(p.y).tolist()) <= set(np.asarray(p.labels).tolist())
+
+
+def _binary_auc_resamples(
+    p: Predictions, rng: Any, n_boot: int, *, chunk_cells: int = 4_000_000
+) -> np.ndarray | None:
+    """
+    Binary ROC AUC on ``n_boot`` resamples at once, or None when ``p`` is not a binary case this
+    covers (the caller then loops over scikit-learn's ``roc_auc_score``).
+
+    The AUC of a resample is the Mann-Whitney statistic with each row weighted by how often the
+    resample drew it (ties count one half): what ``roc_auc_score`` returns for those rows, to
+    rounding (the test compares both on resamples). The resamples are drawn as ``rng.integers(0, n,
+    (n_boot, n))`` like the accuracy and F1 paths, in chunks of at most ``chunk_cells`` draws. One
+    call of ``roc_auc_score`` costs ~2 ms; 1,000 resamples of 2,500 rows take ~0.1 s here.
+    """
+    import numpy as np
+
+    if not _is_binary_auc(p) or p.proba is None or p.labels is None:
+        return None
+    # roc_auc_score's positive class is the greater label present; with both present that is
+    # labels[1] (classes_ are sorted), the column the caller scores with.
+    positive = np.asarray(p.y == p.labels[1])
+    n = p.rows
+    order = np.argsort(p.proba[:, 1], kind="stable")
+    score = np.asarray(p.proba)[order, 1]
+    positive = positive[order]
+    starts = np.flatnonzero(np.r_[True, score[1:] != score[:-1]])  # groups of tied scores
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    out = []
+    step = max(1, chunk_cells // max(n, 1))
+    for first in range(0, n_boot, step):
+        size = min(step, n_boot - first)
+        draws = rank[rng.integers(0, n, (size, n))]
+        counts = np.bincount((np.arange(size)[:, None] * n + draws).ravel(), minlength=size * n)
+        counts = counts.reshape(size, n).astype("float64")
+        pos = np.add.reduceat(counts * positive, starts, axis=1)
+        neg = np.add.reduceat(counts * ~positive, starts, axis=1)
+        below = np.cumsum(neg, axis=1) - neg
+        u = (pos * (below + 0.5 * neg)).sum(axis=1)
+        pairs = pos.sum(axis=1) * neg.sum(axis=1)
+        out.append(np.divide(u, pairs, out=np.full(size, np.nan), where=pairs > 0))
+    return np.concatenate(out) if out else np.empty(0)
+
+
+def _log_loss_resamples(
+    p: Predictions, rng: Any, n_boot: int, *, chunk_cells: int = 4_000_000
+) -> np.ndarray | None:
+    """
+    Log loss on ``n_boot`` resamples at once (the mean of per-row losses, clipped as scikit-learn
+    clips), or None when ``p`` is a case this does not cover (the caller loops over ``log_loss``).
+    """
+    import numpy as np
+
+    if p.proba is None or p.labels is None or np.ndim(p.proba) != 2 or np.shape(p.proba)[1] != len(p.labels):
+        return None
+    labels = np.asarray(p.labels)
+    try:
+        if len(labels) < 2 or not bool(np.all(labels[:-1] < labels[1:])):  # log_loss orders labels sorted
+            return None
+        column = np.searchsorted(labels, p.y)
+    except TypeError:
+        return None
+    if np.any(column >= len(labels)) or not bool(np.all(labels[np.minimum(column, len(labels) - 1)] == p.y)):
+        return None  # a label the model does not know: log_loss raises, the caller says so
+    proba = np.asarray(p.proba)
+    if not np.issubdtype(proba.dtype, np.floating):
+        proba = proba.astype("float64")
+    eps = np.finfo(proba.dtype).eps
+    n = p.rows
+    loss = -np.log(np.clip(proba[np.arange(n), column], eps, 1 - eps))
+    step = max(1, chunk_cells // max(n, 1))
+    parts = [
+        loss[rng.integers(0, n, (min(step, n_boot - first), n))].mean(axis=1)
+        for first in range(0, n_boot, step)
+    ]
+    return np.concatenate(parts) if parts else np.empty(0)
+
+
 def bootstrap(metric: str, p: Predictions, *, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
     """The metric on ``n_boot`` resamples (with replacement) of the rows; undefined ones dropped."""
     import numpy as np
@@ -137,6 +223,14 @@ def bootstrap(metric: str, p: Predictions, *, n_boot: int = 1000, seed: int = 0)
     if metric == "f1":  # vectorized too: scikit-learn's f1_score costs ~3 ms a call
         index = rng.integers(0, n, (n_boot, n))
         return _f1(p.y[index], p.predicted[index], p.f1_average, p.labels)
+    if metric == "roc_auc":  # vectorized for a binary target (the common case)
+        auc = _binary_auc_resamples(p, rng, n_boot)
+        if auc is not None:
+            return auc[~np.isnan(auc)]
+    if metric == "log_loss":
+        loss = _log_loss_resamples(p, rng, n_boot)
+        if loss is not None:
+            return loss
     values = np.array([metric_value(metric, p.take(rng.integers(0, n, n))) for _ in range(n_boot)])
     return values[~np.isnan(values)]
 
@@ -329,6 +423,11 @@ def paired_test(
             champion.predicted == champion.y
         ).astype("float64")
         gains: Any = difference[rng.integers(0, n, (n_boot, n))].mean(axis=1)
+    elif metric == "roc_auc" and _is_binary_auc(candidate) and _is_binary_auc(champion):
+        # vectorized; both models on the same resamples: generators with one seed draw the same rows
+        ours = _binary_auc_resamples(candidate, np.random.default_rng(seed), n_boot)
+        theirs = _binary_auc_resamples(champion, np.random.default_rng(seed), n_boot)
+        gains = sign * (np.asarray(ours) - np.asarray(theirs))  # neither is None: both binary
     else:
         gains = [
             sign * (metric_value(metric, candidate.take(i)) - metric_value(metric, champion.take(i)))

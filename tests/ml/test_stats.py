@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from airflow_provider_mlops.ml.stats import (
     Predictions,
@@ -128,3 +130,78 @@ def test_paired_tests_on_the_same_rows() -> None:
     assert f1["gain_low"] > 0 and f1["p_value"] < 0.01
     with pytest.raises(ValueError, match="McNemar"):
         paired_test("f1", better, same, method="mcnemar")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(2, 300),
+    levels=st.integers(1, 40),
+    share=st.floats(0.0, 1.0),
+    labels=st.sampled_from([(0, 1), ("no", "yes")]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_vectorized_roc_auc_resamples_equal_scikit_learn(n, levels, share, labels, seed) -> None:
+    """The vectorized bootstrap gives roc_auc_score's value on each resample (ties, one class, strings)."""
+    from sklearn.metrics import roc_auc_score
+
+    from airflow_provider_mlops.ml.stats import _binary_auc_resamples
+
+    rng = np.random.default_rng(seed)
+    y = np.asarray(labels, dtype=object)[(rng.random(n) < share).astype(int)]
+    score = np.round(rng.random(n) * levels) / levels  # few levels: many ties
+    scored = Predictions(y, y, "classification", np.c_[1 - score, score], list(labels), "binary")
+    fast = _binary_auc_resamples(scored, np.random.default_rng(seed), 30, chunk_cells=n * 7)
+    expected = []
+    for index in np.random.default_rng(seed).integers(0, n, (30, n)):
+        drawn = y[index]
+        both = len(set(drawn.tolist())) == 2
+        expected.append(roc_auc_score(drawn == labels[1], score[index]) if both else np.nan)
+    np.testing.assert_allclose(fast, np.asarray(expected, dtype=float), rtol=0, atol=1e-12)
+
+
+def test_roc_auc_bootstrap_and_paired_test_stay_calibrated() -> None:
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 2000)
+    good = np.clip(0.5 + (y - 0.5) * 0.4 + rng.normal(0, 0.25, 2000), 0, 1)
+    weak = np.clip(0.5 + (y - 0.5) * 0.1 + rng.normal(0, 0.25, 2000), 0, 1)
+
+    def scored(p):
+        return Predictions(y, (p > 0.5).astype(int), "classification", np.c_[1 - p, p], [0, 1], "binary")
+
+    values = bootstrap("roc_auc", scored(good), n_boot=1000)
+    # the bootstrap standard error of AUC against the Hanley-McNeil formula
+    auc = metric_value("roc_auc", scored(good))
+    pos, neg = int(y.sum()), int((1 - y).sum())
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+    hanley = np.sqrt((auc * (1 - auc) + (pos - 1) * (q1 - auc**2) + (neg - 1) * (q2 - auc**2)) / (pos * neg))
+    assert values.size == 1000 and values.std(ddof=1) == pytest.approx(hanley, rel=0.15)
+    tie = paired_test("roc_auc", scored(good), scored(good))
+    assert tie["gain"] == 0 and tie["p_value"] == 1.0
+    win = paired_test("roc_auc", scored(good), scored(weak))
+    assert win["gain_low"] > 0.1 and win["p_value"] < 0.01 and win["resamples"] == 2000
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 300),
+    classes=st.sampled_from([(0, 1), ("a", "b", "c")]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_vectorized_log_loss_resamples_equal_scikit_learn(n, classes, seed) -> None:
+    from sklearn.metrics import log_loss
+
+    from airflow_provider_mlops.ml.stats import _log_loss_resamples
+
+    rng = np.random.default_rng(seed)
+    y = np.asarray(classes)[rng.integers(0, len(classes), n)]
+    proba = rng.dirichlet(np.ones(len(classes)) * 0.3, n)  # some probabilities near 0 and 1
+    proba[rng.random(n) < 0.1] = np.eye(len(classes))[0]  # exact 0 and 1: clipped
+    scored = Predictions(y, y, "classification", proba, list(classes))
+    fast = _log_loss_resamples(scored, np.random.default_rng(seed), 20, chunk_cells=n * 3)
+    expected = [
+        log_loss(y[i], proba[i], labels=list(classes))
+        for i in np.random.default_rng(seed).integers(0, n, (20, n))
+    ]
+    np.testing.assert_allclose(fast, expected, rtol=1e-12, atol=1e-12)
+    unknown = Predictions(np.asarray(["z"] * n), y, "classification", proba, list(classes))
+    assert _log_loss_resamples(unknown, np.random.default_rng(seed), 5) is None

@@ -69,9 +69,21 @@ def selection_data() -> pd.DataFrame:
         [{"method": "backward", "n_features": 3, "cv": 3}],
         [{"method": "model", "estimator": "random_forest", "max_features": 3, "threshold": -np.inf}],
         [{"method": "model", "estimator": "decision_tree", "max_features": 3, "threshold": -np.inf}],
+        [
+            {
+                "method": "model",
+                "estimator": "random_forest",
+                "estimator_params": {"n_estimators": 20, "max_depth": 4},
+                "max_features": 3,
+                "threshold": -np.inf,
+            }
+        ],
         [{"method": "rfe", "n_features": 3, "estimator": "decision_tree"}],
     ],
-    ids=lambda s: f"{s[0]['method']}-{s[0].get('score', s[0].get('estimator', ''))}",
+    ids=lambda s: (
+        f"{s[0]['method']}-{s[0].get('score', s[0].get('estimator', ''))}"
+        + ("-params" if "estimator_params" in s[0] else "")
+    ),
 )
 def test_each_selection_method_keeps_the_informative_features(
     selection_data: pd.DataFrame, selection: list
@@ -266,3 +278,52 @@ def test_allowlisted_paths_aliases_and_registered_estimators_load() -> None:
         candidates._REGISTERED.pop("my_ridge", None)
     with pytest.raises(TrainingError, match=r"Bad parameters for sklearn\.linear_model\.Ridge"):
         load_estimator("sklearn.linear_model.Ridge", {"nope": 1})
+
+
+def test_selection_estimator_params_reach_the_estimator_or_are_refused() -> None:
+    from airflow_provider_mlops.ml.selection import SelectionSpecError, build_selectors
+
+    [(_, selector)] = build_selectors(
+        [{"method": "model", "estimator_params": {"n_estimators": 7, "max_depth": 3}}],
+        task="classification",
+        seed=4,
+    )
+    params = selector.estimator.get_params()
+    assert (params["n_estimators"], params["max_depth"], params["random_state"]) == (7, 3, 4)
+    with pytest.raises(
+        SelectionSpecError, match=r"\['n_trees'\] are not parameters of RandomForestClassifier"
+    ):
+        build_selectors([{"method": "model", "estimator_params": {"n_trees": 7}}], task="classification")
+
+
+def test_stable_select_from_model_equals_scikit_learn_and_round_trips_skops() -> None:
+    """The kept mask is SelectFromModel's, follows set_params, survives clone and skops."""
+    from sklearn.base import clone
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.feature_selection import SelectFromModel
+
+    from airflow_provider_mlops.ml.serialization import LoadPolicy, deserialize_verified, dump_model
+    from airflow_provider_mlops.ml.transformers import StableSelectFromModel
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(600, 12))
+    y = (x[:, 0] + x[:, 7] + rng.normal(size=600) > 0).astype(int)
+    forest = RandomForestClassifier(n_estimators=30, random_state=0)
+    plain = SelectFromModel(forest, threshold="mean").fit(x, y)
+    stable = StableSelectFromModel(forest, threshold="mean").fit(x, y)
+    assert stable.get_support().tolist() == plain.get_support().tolist()
+    assert 2 <= stable.get_support().sum() < 12
+    np.testing.assert_array_equal(stable.transform(x), plain.transform(x))
+    for threshold in ("median", "0.1*mean", -np.inf):
+        plain.set_params(threshold=threshold)
+        stable.set_params(threshold=threshold)
+        assert stable.get_support().tolist() == plain.get_support().tolist(), threshold
+    assert not hasattr(clone(stable), "support_mask_")
+    import hashlib
+
+    blob, fmt, _ = dump_model(stable)
+    loaded, _ = deserialize_verified(
+        blob, expected_sha256=hashlib.sha256(blob).hexdigest(), policy=LoadPolicy.of(), label="selector"
+    )
+    assert fmt == "skops" and type(loaded) is StableSelectFromModel
+    np.testing.assert_array_equal(loaded.transform(x), plain.transform(x))
