@@ -181,34 +181,44 @@ class _Moments:
     """Count, mean, M2, M3 of finite values, merged per batch (Pebay 2008)."""
 
     def __init__(self) -> None:
-        self.n, self.mean, self.m2, self.m3 = 0, 0.0, 0.0, 0.0
+        self.n = 0
+        self.mean: Any = 0.0
+        self.m2: Any = 0.0
+        self.m3: Any = 0.0
 
     def add(self, values: np.ndarray) -> None:
+        import numpy as np
+
         nb = len(values)
         if not nb:
             return
-        mb = float(values.mean())
-        dev = values - mb
-        m2b, m3b = float((dev**2).sum()), float((dev**3).sum())
-        na, n = self.n, self.n + nb
-        delta = mb - self.mean
-        self.m3 = (
-            self.m3 + m3b + delta**3 * na * nb * (na - nb) / n**2 + 3 * delta * (na * m2b - nb * self.m2) / n
-        )
-        self.m2 = self.m2 + m2b + delta**2 * na * nb / n
-        self.mean = self.mean + delta * nb / n
-        self.n = n
+        # numpy scalars: values near the float64 limits give inf / nan, not OverflowError
+        with np.errstate(all="ignore"):
+            mb = values.mean()
+            dev = values - mb
+            m2b, m3b = (dev**2).sum(), (dev**3).sum()
+            na, n = np.float64(self.n), np.float64(self.n + nb)
+            delta = mb - self.mean
+            self.m3 = (
+                self.m3
+                + m3b
+                + delta**3 * na * nb * (na - nb) / n**2
+                + 3 * delta * (na * m2b - nb * self.m2) / n
+            )
+            self.m2 = self.m2 + m2b + delta**2 * na * nb / n
+            self.mean = self.mean + delta * nb / n
+        self.n += nb
 
     def std(self) -> float | None:
-        return math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else None
+        return float(math.sqrt(self.m2 / (self.n - 1))) if self.n > 1 and self.m2 >= 0 else None
 
     def skew(self) -> float | None:
         """The adjusted Fisher-Pearson skewness (what pandas' ``Series.skew`` computes)."""
         n = self.n
-        if n < 3 or self.m2 <= 0:
+        if n < 3 or not self.m2 > 0 or not math.isfinite(self.m2):
             return None
-        g1 = math.sqrt(n) * self.m3 / self.m2**1.5
-        return g1 * math.sqrt(n * (n - 1)) / (n - 2)
+        g1 = math.sqrt(n) * float(self.m3) / float(self.m2) ** 1.5
+        return float(g1 * math.sqrt(n * (n - 1)) / (n - 2))
 
 
 class _Categories:
@@ -325,7 +335,7 @@ class _Duplicates:
             "share": (repeated * scale / rows) if rows else 0.0,
             "exact": self.level == 0,
             "method": (
-                "64-bit hash of every row's values (nulls equal, NaN equal, -0.0 == 0.0); a row is a "
+                "64-bit hash of every row's values (null equals null, NaN equals NaN, a null is not a NaN, -0.0 == 0.0); a row is a "
                 "duplicate when its hash was seen before"
                 + (
                     ""
@@ -664,7 +674,7 @@ def _clean(value: Any) -> Any:
     import decimal
 
     if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
+        return float(value) if math.isfinite(value) else str(float(value))
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
         return value.isoformat()
     if isinstance(value, (dt.timedelta, decimal.Decimal)):
@@ -745,7 +755,8 @@ def profile_batches(
             values = _finite(arrays, column.name)
             if len(values):
                 q1, q3 = np.percentile(values, [25, 75])
-                column.bounds = (q1 - factor * (q3 - q1), q3 + factor * (q3 - q1))
+                with np.errstate(over="ignore", invalid="ignore"):
+                    column.bounds = (q1 - factor * (q3 - q1), q3 + factor * (q3 - q1))
         else:
             std = math.sqrt(column.moments.m2 / column.moments.n)
             column.bounds = (column.moments.mean - factor * std, column.moments.mean + factor * std)
@@ -755,7 +766,10 @@ def profile_batches(
                 low, high = _epoch(column, column.min), _epoch(column, column.max)
             else:
                 low, high = float(column.min), float(column.max)
-            column.edges = list(np.linspace(low, high, options.bins + 1)) if high > low else [low, high]
+            steps = np.linspace(0.0, 1.0, options.bins + 1)
+            edges = low * (1 - steps) + high * steps  # no high - low: it overflows near the float64 limits
+            edges[0], edges[-1] = low, high
+            column.edges = list(np.maximum.accumulate(edges)) if high > low else [low, high]
             column.histogram = [0] * (len(column.edges) - 1)
     for batch in make_batches():
         for column, array in zip(columns.values(), batch.columns, strict=True):

@@ -124,7 +124,7 @@ def _stats(c: Mapping[str, Any]) -> str:
         o = c.get("outliers")
         if o:
             lines.append(
-                f"outliers ({_e(o['method'])} {o['factor']:g}, outside [{o['lower']:.4g}, {o['upper']:.4g}]): "
+                f"outliers ({_e(o['method'])} {_num(o['factor'])}, outside [{_num(o['lower'])}, {_num(o['upper'])}]): "
                 f"{o['count']:,} ({o['low']:,} low, {o['high']:,} high)"
             )
         extra = [
