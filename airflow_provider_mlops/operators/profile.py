@@ -71,7 +71,7 @@ class ProfileDataOperator(BaseOperator):
         output_uri: str | None = None,
         format: str = "parquet",
         outliers: Mapping[str, Any] | None = None,
-        sample_size: int = 100_000,
+        sample_size: int = 50_000,
         options: Mapping[str, Any] | None = None,
         report_link: str = "uri",
         link_expires: int = 7 * 24 * 3600,

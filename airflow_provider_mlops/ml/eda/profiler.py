@@ -43,7 +43,7 @@ _NULL_HASH = 0x5BD1E9955BD1E995
 class ProfileOptions:
     """How much the profiler keeps and when it warns (the defaults hold 1M x 25 under 300 MB)."""
 
-    sample_size: int = 100_000
+    sample_size: int = 50_000
     bins: int = 20
     top_k: int = 10
     seed: int = 0
@@ -276,7 +276,7 @@ class _Sample:
         self.parts.append(part.append_column("__pos__", pa.array(positions)))
         self.keys.append(keys)
         self.held += len(keys)
-        if self.held > 2 * self.size:
+        if self.held > self.size + self.size // 4:
             self._shrink()
 
     def _shrink(self) -> None:
@@ -707,6 +707,7 @@ def profile_batches(
     :param source: what the data is (a URI), recorded in the summary.
     """
     import numpy as np
+    import pyarrow as pa
 
     options = options or ProfileOptions()
     method = str(options.outliers.get("method", "iqr"))
@@ -744,6 +745,7 @@ def profile_batches(
         raise ValueError("The data has no batches: nothing to profile")
 
     sample_table = sample.table()
+    pa.default_memory_pool().release_unused()  # give the first pass's buffers back before the second
     arrays = _sample_arrays(sample_table, columns, options) if sample_table is not None else {}
     sample_rows = 0 if sample_table is None else sample_table.num_rows
 
