@@ -163,6 +163,8 @@ def run(work: Path, rows: int, only: set[str] | None = None) -> dict[str, dict[s
             check=False,
         )
         if proc.returncode != 0:
+            if name == "ours":
+                raise RuntimeError(f"profile case ours failed:\n{proc.stderr[-4000:]}")
             results[name] = {"case": name, "error": proc.stderr.strip()[-1500:]}
             print(f"  profile {name:<16} failed: {proc.stderr.strip()[-300:]}", flush=True)
             continue

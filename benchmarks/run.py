@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument(
-        "--only", default="", help="comma-separated groups: postgres,mongo,s3,http,sqlite,serving"
+        "--only", default="", help="comma-separated groups: postgres,mongo,s3,http,sqlite,serving,profile"
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument(
@@ -147,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         "http",
         "sqlite",
         "serving",
+        "profile",
     }
     os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="mlops-bench-home-"))
     sys.path.insert(0, str(ROOT))
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="mlops-bench-"))
     data = work / "data.parquet"
-    if groups - {"serving"}:  # the serving cases score their own churn data
+    if groups - {"serving", "profile"}:  # the serving and profile cases make their own data
         print(f"Generating {args.rows:,} rows x 10 columns...", flush=True)
         t0 = time.perf_counter()
         generate(data, args.rows)
@@ -336,11 +337,26 @@ def main(argv: list[str] | None = None) -> int:
             )
         if "serving" in groups:
             results.update(_serving(work, n, stack))
+        if "profile" in groups:  # 25 columns; skrub and ydata-profiling in their own venv
+            from benchmarks import profile
+
+            results.update(profile.run(work, n))
 
     print("\nTargets")
     failures = 0
     for name, result in results.items():
-        if name.startswith(("pg_raw", "pg_insert_rows", "adbc", "pymongoarrow", "serve_", "batch_predict")):
+        if name.startswith(
+            (
+                "pg_raw",
+                "pg_insert_rows",
+                "adbc",
+                "pymongoarrow",
+                "serve_",
+                "batch_predict",
+                "profile_skrub",
+                "profile_ydata",
+            )
+        ):
             continue
         ok = result["peak_rss_mb"] < RSS_LIMIT_MB
         failures += not ok
