@@ -582,11 +582,16 @@ def _pearson(x: np.ndarray, y: np.ndarray) -> float | None:
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
-    """Average ranks of the finite values (NaN stays NaN), like pandas' ``rank()``."""
+    """Average ranks of the finite values (NaN stays NaN), like pandas' ``rank()`` (no pandas import)."""
     import numpy as np
-    import pandas as pd
 
-    return np.asarray(pd.Series(values).rank(method="average").to_numpy(dtype=np.float64, na_value=np.nan))
+    out = np.full(len(values), np.nan)
+    finite = np.isfinite(values)
+    if finite.any():
+        _, inverse, counts = np.unique(values[finite], return_inverse=True, return_counts=True)
+        ends = np.cumsum(counts).astype(np.float64)
+        out[finite] = ((ends - counts + 1 + ends) / 2)[inverse]
+    return out
 
 
 def _target_relations(
