@@ -78,9 +78,7 @@ def tables(draw: st.DrawFn) -> pa.Table:
 
 def _split(table: pa.Table, cuts: list[int]) -> list[pa.RecordBatch]:
     bounds = sorted({0, table.num_rows, *(c % (table.num_rows + 1) for c in cuts)})
-    return [
-        b for lo, hi in itertools.pairwise(bounds) for b in table.slice(lo, hi - lo).to_batches()
-    ]
+    return [b for lo, hi in itertools.pairwise(bounds) for b in table.slice(lo, hi - lo).to_batches()]
 
 
 def _same(a: object, b: object) -> None:
