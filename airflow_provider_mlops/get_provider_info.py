@@ -278,13 +278,14 @@ def get_provider_info() -> dict[str, Any]:
                     f"{_PKG}.operators.train",
                     f"{_PKG}.operators.deploy",
                     f"{_PKG}.operators.predict",
+                    f"{_PKG}.operators.profile",
                 ],
             }
         ],
         "sensors": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.sensors.drift"]}],
         "triggers": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.triggers.dataset"]}],
         "connection-types": CONNECTION_TYPES,
-        "extra-links": [f"{_PKG}.links.mlflow.MlflowRunLink"],
+        "extra-links": [f"{_PKG}.links.mlflow.MlflowRunLink", f"{_PKG}.links.profile.ProfileReportLink"],
         "notifications": [
             f"{_PKG}.notifications.webhook.WebhookNotifier",
             f"{_PKG}.notifications.slack.SlackWebhookNotifier",

@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated groups: postgres,mongo,s3,http,sqlite,serving,drift,parse; "
+        help="comma-separated groups: postgres,mongo,s3,http,sqlite,serving,drift,parse,profile; "
         "drift_calibration (~20 min) and flatness (the PostgreSQL load and extract and the S3 write "
         "at --rows and 5x --rows, peak RSS ratio) run only when named",
     )
@@ -169,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         "serving",
         "drift",
         "parse",
+        "profile",
     }
     os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="mlops-bench-home-"))
     sys.path.insert(0, str(ROOT))
@@ -176,7 +177,14 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="mlops-bench-"))
     data = work / "data.parquet"
-    if groups - {"serving", "flatness", "drift", "drift_calibration", "parse"}:  # those make their own data
+    if groups - {
+        "serving",
+        "flatness",
+        "drift",
+        "drift_calibration",
+        "parse",
+        "profile",
+    }:  # those make their own data
         print(f"Generating {args.rows:,} rows x 10 columns...", flush=True)
         t0 = time.perf_counter()
         generate(data, args.rows)
@@ -371,13 +379,28 @@ def main(argv: list[str] | None = None) -> int:
             results.update(_serving(work, n, stack))
         if "flatness" in groups:
             results.update(_flatness(work, n, stack))
+        if "profile" in groups:  # 25 columns; skrub and ydata-profiling in their own venv
+            from benchmarks import profile
+
+            results.update(profile.run(work, n))
     results.update(_extra_groups(groups, work, n))
 
     print("\nTargets")
     failures = 0
     ratios: dict[str, float] = {}
     for name, result in results.items():
-        if name.startswith(("pg_raw", "pg_insert_rows", "adbc", "pymongoarrow", "serve_", "batch_predict")):
+        if name.startswith(
+            (
+                "pg_raw",
+                "pg_insert_rows",
+                "adbc",
+                "pymongoarrow",
+                "serve_",
+                "batch_predict",
+                "profile_skrub",
+                "profile_ydata",
+            )
+        ):
             continue
         if name.startswith(("drift", "parse")) or "peak_rss_mb" not in result:
             continue  # their own targets (benchmarks.drift, benchmarks.parse)

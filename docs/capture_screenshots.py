@@ -2,8 +2,8 @@
 Capture the tutorial's screenshots from a finished demo: ``python docs/capture_screenshots.py [.demo]``.
 
 Starts Airflow's API server (the UI) on the demo's AIRFLOW_HOME, on 127.0.0.1 without login, and
-renders with headless Chromium: the grid view of the monitoring and training DAGs and the first
-drift report that flagged drift. The PNGs go to ``docs/_static/``.
+renders with headless Chromium: the grid view of the monitoring and training DAGs, the first
+drift report that flagged drift and the newest training data profile. The PNGs go to ``docs/_static/``.
 """
 
 from __future__ import annotations
@@ -102,6 +102,16 @@ def main() -> None:
             browser=browser,
         )
         print(f"{flagged[0]} -> {STATIC / 'drift_report.png'}")
+    profiles = sorted(home.glob("storage/mlops_train_model/profile_training_data/*/profile/report.html"))
+    if profiles:
+        screenshot(
+            profiles[-1].as_uri(),
+            STATIC / "profile_report.png",
+            window=(1500, 900),
+            wait_ms=2000,
+            browser=browser,
+        )
+        print(f"{profiles[-1]} -> {STATIC / 'profile_report.png'}")
 
 
 if __name__ == "__main__":

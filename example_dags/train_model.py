@@ -4,7 +4,9 @@
 Runs when ``mlops_monitor_model`` finds drift or accuracy decay (its ``churn_model_retrain``
 Asset; also how the first model is trained), and weekly as a fallback. It extracts the seven days before the newest one (activity joined with the customer
 profiles; the join runs in the database) to train on, and the newest day as fresh evaluation data,
-then trains a scikit-learn Pipeline:
+profiles the training data (an HTML data profile and a JSON summary beside it: distributions,
+missing values, outliers, correlations, each feature against the label, leakage warnings; the
+task's *Data profile* link), then trains a scikit-learn Pipeline:
 
 * feature engineering fitted on the training split only: median imputation, IQR outlier clipping,
   standard scaling, one-hot encoding with unknown categories ignored;
@@ -34,6 +36,7 @@ from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable
 from airflow_provider_mlops.notifications.webhook import WebhookNotifier
 from airflow_provider_mlops.operators.deploy import DeployModelOperator
 from airflow_provider_mlops.operators.extract import ExtractOperator
+from airflow_provider_mlops.operators.profile import ProfileDataOperator
 from airflow_provider_mlops.operators.train import TrainModelOperator
 
 WAREHOUSE_CONN_ID = "mlops_warehouse"
@@ -105,6 +108,14 @@ with DAG(
         sql=TRAINING_SQL,
         on_empty="fail",
     )
+    # [START howto_operator_profile_data]
+    profile = ProfileDataOperator(
+        task_id="profile_training_data",
+        input_uri=ingest.output,
+        target="churned",
+        outliers=FEATURES["numeric"]["outliers"],  # counted by the rule the features use
+    )
+    # [END howto_operator_profile_data]
     # [START howto_operator_train]
     train = TrainModelOperator(
         task_id="train_and_tune",
@@ -138,5 +149,6 @@ with DAG(
         publish_uri="staging://published/churn_model",
     )
     # [END howto_operator_deploy]
-    ingest >> train >> deploy
+    ingest >> [profile, train]
+    train >> deploy
     fresh >> deploy

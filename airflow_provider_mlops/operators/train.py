@@ -72,6 +72,8 @@ class TrainModelOperator(BaseOperator):
     :param mlflow_conn_id: MLflow connection; None for the embedded default.
     :param model_output_uri: where the model file goes; default under the staging URI. (templated)
     :param storage_conn_id: connection for ``s3://`` URIs.
+    :param profile_data: log a data profile of the training data to the run
+        (``data_profile.html`` / ``data_profile.json``, :mod:`airflow_provider_mlops.ml.eda`).
     """
 
     template_fields: Sequence[str] = (
@@ -106,9 +108,11 @@ class TrainModelOperator(BaseOperator):
         mlflow_conn_id: str | None = None,
         model_output_uri: str | None = None,
         storage_conn_id: str | None = None,
+        profile_data: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.profile_data = profile_data
         self.input_uri = input_uri
         self.target = target
         self.registered_model_name = registered_model_name
@@ -280,6 +284,12 @@ class TrainModelOperator(BaseOperator):
                 ).encode(),
                 "cv_results.json": json.dumps(result.cv_results, default=str).encode(),
             }
+            if self.profile_data:
+                from airflow_provider_mlops.ml.eda import profile_table, render_html
+
+                data_profile = profile_table(frame, target=self.target, source=", ".join(inputs))
+                files["data_profile.json"] = json.dumps(data_profile).encode()
+                files["data_profile.html"] = render_html(data_profile, title="Training data profile").encode()
             importance = plots.permutation_importance(
                 result.pipeline, result.x_test, result.y_test, seed=self.seed
             )
