@@ -536,7 +536,7 @@ def _column_hash(column: pa.Array) -> Any:
         return _column_hash(column.dictionary_decode())
     if t.is_boolean(data_type):
         return column.cast(pa.uint8()).to_numpy(zero_copy_only=False).astype(np.uint64)
-    if t.is_floating(data_type):
+    if t.is_floating(data_type) and data_type.bit_width > 16:
         # -0.0 and 0.0 get one hash (adding 0.0 turns the one into the other); the exact re-check
         # then keeps them apart, as Arrow's grouping always did.
         column = pc.add(column, pa.scalar(0.0, data_type))
