@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         default="",
         help="comma-separated groups: postgres,mongo,s3,http,sqlite,serving,drift,parse,profile; "
-        "drift_calibration (~20 min) and flatness (the PostgreSQL load and extract and the S3 write "
+        "drift_calibration (~20 min) and flatness (the PostgreSQL load, upsert and extract and the S3 write "
         "at --rows and 5x --rows, peak RSS ratio) run only when named",
     )
     parser.add_argument(
@@ -441,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         "pg_extract_parquet",
         "ADBC record-batch stream to Parquet vs provider extract",
     )
-    for name in ("pg_load", "pg_extract_parquet", "s3_write"):
+    for name in ("pg_load", "pg_load_upsert", "pg_extract_parquet", "s3_write"):
         small, large = results.get(f"flat_{name}_1x"), results.get(f"flat_{name}_5x")
         if small and large:
             value = large["peak_rss_mb"] / small["peak_rss_mb"]
@@ -459,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _flatness(work: Path, rows: int, stack: contextlib.ExitStack) -> dict[str, dict[str, Any]]:
-    """The PostgreSQL load and extract and the S3 write at ``rows`` and 5x ``rows``: memory must not grow."""
+    """The PostgreSQL load, upsert and extract and the S3 write at ``rows`` and 5x ``rows``: memory must not grow."""
     from tests.harness import servers
 
     pg = stack.enter_context(servers.start_postgres(durable=True))
@@ -497,6 +497,13 @@ def _flatness(work: Path, rows: int, stack: contextlib.ExitStack) -> dict[str, d
             {**common, "table": table, "out": (work / f"flat_out_{factor}x").as_uri()},
             label=f"pg_extract {factor}x",
         )
+        # The upsert (issue 16): its duplicate-key check spills keys to disk instead of holding them.
+        results[f"flat_pg_load_upsert_{factor}x"] = run_case(
+            "pg_load_copy",
+            {**common, "table": f"{table}_upsert", "mode": "upsert", "keys": ["id"]},
+            label=f"pg_load (upsert) {factor}x",
+        )
+        _pg_exec(pg.dsn, f"DROP TABLE {table}_upsert")
         results[f"flat_s3_write_{factor}x"] = run_case(
             "s3_write", {**common, "uri": f"s3://{s3.bucket}/flat/{factor}x"}, label=f"s3_write {factor}x"
         )

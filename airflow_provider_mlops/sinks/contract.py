@@ -14,8 +14,9 @@ and their upsert keys here, so the same load gets the same answer on every sink:
   ``replace`` (a ``replace`` mode empties the target or the partition) or ``fail``.
 
 The checks run while the rows stream into the sink's transaction (or staging collection) and are
-decided before anything is committed, so a refused load leaves the target as it was. Only the key
-columns are kept for the duplicate check (e.g. 8 MB for 1M ``bigint`` keys), never whole rows.
+decided before anything is committed, so a refused load leaves the target as it was. The duplicate
+check keeps the key columns and a 64-bit hash per row in a temporary directory, not in memory, so a
+load's memory stays flat with its row count (:class:`KeyCheck`).
 """
 
 from __future__ import annotations
@@ -227,21 +228,34 @@ class KeyCheck:
 
     Row positions in messages count from 0 over the whole load, in the order the rows were given.
 
+    Memory stays flat with the row count: NULLs are found batch by batch, and for repeats each row's
+    key goes to a temporary directory twice, as a 64-bit hash with its position (16 bytes, spread over
+    :attr:`BUCKETS` files by the hash's top bits) and as the key columns themselves (an Arrow IPC
+    file). :meth:`verify` sorts one bucket at a time (1/64 of the hashes: 1.25 MB at 5M rows) and
+    re-checks the rows whose hash repeats against their exact key values (read back from the key
+    file), so a hash collision is never reported and a repeat is never missed. Hand-written
+    because no library does a disk-backed duplicate check over a stream (pyarrow's ``group_by``
+    and pandas' ``duplicated`` hold the whole key set, which is what this replaces).
+
     :param keys: the key columns.
     """
+
+    #: files the hashes are spread over (so :meth:`verify` holds 1/BUCKETS of them at a time)
+    BUCKETS = 64
 
     def __init__(self, keys: Sequence[str]) -> None:
         self.keys = list(keys)
         self.rows = 0
         self.null_rows = 0
         self._null_examples: list[str] = []
-        self._pieces: list[pa.Table] = []
+        self._spill: _KeySpill | None = None
+        self._verified = False
         #: the violation raised, also when a driver wrapped it (ADBC re-raises stream errors as its own)
         self.error: KeyViolation | None = None
 
     def watch(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         """
-        Yield ``batches`` unchanged, remembering their key columns.
+        Yield ``batches`` unchanged, remembering their keys (on disk).
 
         A batch with a NULL key is not yielded: the rest of the stream is read (keys only) to count
         them all and :class:`KeyViolation` is raised, so no database sees a NULL key (some would
@@ -257,7 +271,6 @@ class KeyCheck:
 
     def _observe(self, batch: pa.RecordBatch) -> bool:
         """Remember the keys of ``batch``; whether it has a NULL key."""
-        import pyarrow as pa
         import pyarrow.compute as pc
 
         if not batch.num_rows:
@@ -275,24 +288,36 @@ class KeyCheck:
                 positions = pc.indices_nonzero(nulls).to_pylist()[: _SHOWN - len(self._null_examples)]
                 for position in positions:
                     self._null_examples.append(f"row {self.rows + position} ({_describe(keys, position)})")
+            self._close()
         elif not self.null_rows:
             # Once a NULL is seen the load fails: only counting goes on, no keys are kept.
-            self._pieces.append(pa.Table.from_batches([keys]))
+            if self._spill is None:
+                self._spill = _KeySpill(keys.schema, self.BUCKETS)
+            self._spill.add(keys, self.rows)
         self.rows += batch.num_rows
         return bool(null_count)
 
     def verify(self) -> None:
         """Raise :class:`KeyViolation` naming how many rows have NULL or repeated keys, and where."""
+        if self.error is not None:
+            raise self.error
+        if self._verified:
+            return
         try:
             self._verify()
         except KeyViolation as err:
             self.error = err
             raise
+        finally:
+            self._close()
+        self._verified = True
+
+    def _close(self) -> None:
+        if self._spill is not None:
+            self._spill.close()
+            self._spill = None
 
     def _verify(self) -> None:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
         keys = ", ".join(self.keys)
         if self.null_rows:
             raise KeyViolation(
@@ -301,30 +326,274 @@ class KeyCheck:
                 "would do something different with it: give every row a key, or filter those rows out "
                 "(e.g. a drop_nulls step in TransformOperator). Nothing was written."
             )
-        if not self._pieces:
+        if self._spill is None:
             return
-        table = pa.concat_tables(self._pieces).combine_chunks()
-        self._pieces = [table]
-        grouped = table.group_by(self.keys).aggregate([([], "count_all")])
-        repeated = grouped.filter(pc.greater(grouped.column("count_all"), 1))
-        if not repeated.num_rows:
+        repeated, extra_rows, examples = self._spill.repeats(self.keys)
+        if not repeated:
             return
-        extra_rows = pc.sum(repeated.column("count_all")).as_py() - repeated.num_rows
-        examples = []
-        for i in range(min(repeated.num_rows, _SHOWN)):
-            mask = None
-            for name in self.keys:
-                equal = pc.equal(table.column(name), repeated.column(name)[i])
-                mask = equal if mask is None else pc.and_(mask, equal)
-            positions = pc.indices_nonzero(mask).to_pylist()
-            shown = ", ".join(map(str, positions[:_SHOWN])) + (", ..." if len(positions) > _SHOWN else "")
-            examples.append(f"{_describe(repeated.select(self.keys), i)} at rows {shown}")
+        shown = []
+        for _, described, positions in examples:
+            listed = ", ".join(map(str, positions[:_SHOWN])) + (", ..." if len(positions) > _SHOWN else "")
+            shown.append(f"{described} at rows {listed}")
         raise KeyViolation(
-            f"{repeated.num_rows} upsert key value(s) ({keys}) occur more than once in this load "
-            f"({extra_rows} extra rows of {self.rows}), e.g. {'; '.join(examples)}. Which row should "
+            f"{repeated} upsert key value(s) ({keys}) occur more than once in this load "
+            f"({extra_rows} extra rows of {self.rows}), e.g. {'; '.join(shown)}. Which row should "
             "win is not decided by the load: deduplicate upstream (a drop_duplicates step in "
             "TransformOperator keeps the first row of each key). Nothing was written."
         )
+
+
+# A row's (hash, position) as spilled to the bucket files.
+_PAIR = [("hash", "<u8"), ("position", "<i8")]
+
+
+class _KeySpill:
+    """The keys of one load on disk: hashes with positions in buckets, and the key columns."""
+
+    def __init__(self, schema: pa.Schema, buckets: int) -> None:
+        import tempfile
+
+        import pyarrow as pa
+
+        # Dictionary columns are stored decoded (an IPC file holds one dictionary per column).
+        self.schema = pa.schema(
+            [f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in schema]
+        )
+        self.buckets = buckets
+        self._shift = 64 - (buckets - 1).bit_length()
+        self._dir = tempfile.TemporaryDirectory(prefix="mlops-keycheck-")
+        self._key_path = f"{self._dir.name}/keys.arrow"
+        self._keys: Any = pa.ipc.new_file(self._key_path, self.schema)
+        self._files: list[Any] = [None] * buckets
+        #: first row position of each spilled batch (to find a position's batch in the key file)
+        self._starts: list[int] = []
+
+    def add(self, keys: pa.RecordBatch, start: int) -> None:
+        import numpy as np
+        import pyarrow as pa
+
+        if keys.schema != self.schema:
+            # Later batches may carry other (castable) types; the load conforms them the same way.
+            keys = pa.RecordBatch.from_arrays(
+                [
+                    (c.dictionary_decode() if pa.types.is_dictionary(c.type) else c).cast(f.type)
+                    for c, f in zip(keys.columns, self.schema, strict=True)
+                ],
+                schema=self.schema,
+            )
+        self._keys.write_batch(keys)
+        self._starts.append(start)
+        hashes = _row_hashes(keys)
+        pairs = np.empty(len(hashes), dtype=_PAIR)
+        pairs["hash"] = hashes
+        pairs["position"] = np.arange(start, start + len(hashes), dtype=np.int64)
+        bucket = (hashes >> np.uint64(self._shift)).astype(np.intp)
+        pairs = pairs[np.argsort(bucket, kind="stable")]
+        bounds = np.concatenate(([0], np.cumsum(np.bincount(bucket, minlength=self.buckets))))
+        for b in range(self.buckets):
+            if bounds[b + 1] > bounds[b]:
+                if self._files[b] is None:
+                    self._files[b] = open(f"{self._dir.name}/{b}.bin", "wb")  # noqa: SIM115
+                self._files[b].write(pairs[bounds[b] : bounds[b + 1]].tobytes())
+
+    def repeats(self, key_names: list[str]) -> tuple[int, int, list[tuple[int, str, list[int]]]]:
+        """
+        How many key values repeat, the rows beyond the first of each, and up to :data:`_SHOWN`
+        examples (first position, the key, its positions), those seen first first.
+        """
+        import numpy as np
+        import pyarrow as pa
+
+        self._keys.close()
+        self._keys = None
+        for f in self._files:
+            if f is not None:
+                f.close()
+        source = pa.memory_map(self._key_path)
+        reader = pa.ipc.open_file(source)
+        starts = np.array(self._starts, dtype=np.int64)
+        repeated = extra = 0
+        examples: list[tuple[int, str, list[int]]] = []
+        try:
+            for b in range(self.buckets):
+                if self._files[b] is None:
+                    continue
+                pairs = np.fromfile(f"{self._dir.name}/{b}.bin", dtype=_PAIR)
+                if len(pairs) < 2:
+                    continue
+                pairs = pairs[np.argsort(pairs["hash"], kind="stable")]
+                same = pairs["hash"][1:] == pairs["hash"][:-1]
+                if not same.any():
+                    continue
+                candidate = np.zeros(len(pairs), dtype=bool)
+                candidate[1:] |= same
+                candidate[:-1] |= same
+                positions = np.sort(pairs["position"][candidate])
+                del pairs, same, candidate
+                # The rows whose hash repeats, with their exact keys: equal keys have equal hashes,
+                # so grouping them by value finds every repeat and no collision.
+                table = _rows_at(reader, starts, positions).append_column("__position", pa.array(positions))
+                b_repeated, b_extra, b_examples = _exact_repeats(table, key_names)
+                repeated += b_repeated
+                extra += b_extra
+                examples = sorted(examples + b_examples)[:_SHOWN]
+        finally:
+            source.close()
+        return repeated, extra, examples
+
+    def close(self) -> None:
+        for f in self._files:
+            if f is not None:
+                f.close()
+        if self._keys is not None:
+            self._keys.close()
+            self._keys = None
+        self._dir.cleanup()
+
+
+def _rows_at(reader: Any, starts: Any, positions: Any) -> pa.Table:
+    """The rows at (sorted) ``positions`` of the key file, in that order."""
+    import numpy as np
+    import pyarrow as pa
+
+    which = np.searchsorted(starts, positions, side="right") - 1
+    pieces = []
+    for index in np.unique(which):
+        batch = reader.get_batch(int(index))
+        pieces.append(batch.take(pa.array(positions[which == index] - starts[index])))
+    return pa.Table.from_batches(pieces, schema=reader.schema)
+
+
+def _exact_repeats(
+    table: pa.Table, key_names: list[str]
+) -> tuple[int, int, list[tuple[int, str, list[int]]]]:
+    import pyarrow.compute as pc
+
+    grouped = table.group_by(key_names, use_threads=False).aggregate(
+        [("__position", "count"), ("__position", "min")]
+    )
+    grouped = grouped.filter(pc.greater(grouped.column("__position_count"), 1))
+    if not grouped.num_rows:
+        return 0, 0, []
+    extra = int(pc.sum(grouped.column("__position_count")).as_py()) - grouped.num_rows
+    first = grouped.sort_by([("__position_min", "ascending")]).slice(0, _SHOWN)
+    # The rows of those keys, grouped the same way (pc.equal would join -0.0 and 0.0, grouping does not).
+    wanted = table.filter(pc.is_in(table.column("__position"), first.column("__position_min")))
+    members = table.join(
+        wanted.select(key_names).append_column("__first", wanted.column("__position")),
+        keys=key_names,
+        join_type="inner",
+        use_threads=False,
+    )
+    examples = []
+    for i in range(first.num_rows):
+        start = first.column("__position_min")[i]
+        positions = sorted(
+            members.filter(pc.equal(members.column("__first"), start)).column("__position").to_pylist()
+        )
+        examples.append((positions[0], _describe(first.select(key_names), i), positions))
+    return grouped.num_rows, extra, examples
+
+
+# Hashing each row's key to 64 bits, vectorised with numpy. Hand-written: pyarrow has no public
+# row-hash kernel and pandas (``hash_array``) is not a core dependency. Collisions only cost a re-check.
+_MIX1 = 0xBF58476D1CE4E5B9
+_MIX2 = 0x94D049BB133111EB
+_GOLDEN = 0x9E3779B97F4A7C15
+
+
+def _mix(values: Any) -> Any:
+    """splitmix64's finaliser (a bijection of uint64)."""
+    import numpy as np
+
+    with np.errstate(over="ignore"):
+        values = values ^ (values >> np.uint64(30))
+        values = values * np.uint64(_MIX1)
+        values = values ^ (values >> np.uint64(27))
+        values = values * np.uint64(_MIX2)
+        return values ^ (values >> np.uint64(31))
+
+
+def _row_hashes(keys: pa.RecordBatch) -> Any:
+    import numpy as np
+
+    result = np.zeros(keys.num_rows, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for column in keys.columns:
+            result = _mix(result * np.uint64(_GOLDEN) + _column_hash(column))
+    return result
+
+
+def _column_hash(column: pa.Array) -> Any:
+    """One uint64 per value of ``column`` (no NULLs), equal for equal values."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.types as t
+
+    data_type = column.type
+    if t.is_dictionary(data_type):
+        return _column_hash(column.dictionary_decode())
+    if t.is_boolean(data_type):
+        return column.cast(pa.uint8()).to_numpy(zero_copy_only=False).astype(np.uint64)
+    if t.is_floating(data_type) and data_type.bit_width > 16:
+        # -0.0 and 0.0 get one hash (adding 0.0 turns the one into the other); the exact re-check
+        # then keeps them apart, as Arrow's grouping always did.
+        column = pc.add(column, pa.scalar(0.0, data_type))
+    if (
+        t.is_integer(data_type)
+        or t.is_floating(data_type)
+        or t.is_temporal(data_type)
+        or t.is_decimal(data_type)
+    ) and data_type.bit_width in (8, 16, 32, 64, 128, 256):
+        width = data_type.bit_width // 8
+        raw = np.frombuffer(column.buffers()[1], dtype=np.uint8)
+        raw = raw[column.offset * width : (column.offset + len(column)) * width]
+        if width <= 8:
+            return _mix(raw.view(f"<u{width}").astype(np.uint64))
+        words = raw.view("<u8").reshape(len(column), width // 8)
+        hashed = np.zeros(len(column), dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            for word in words.T:
+                hashed = _mix(hashed * np.uint64(_GOLDEN) + word)
+        return hashed
+    if (
+        t.is_string(data_type)
+        or t.is_binary(data_type)
+        or t.is_large_string(data_type)
+        or t.is_large_binary(data_type)
+    ):
+        return _bytes_hash(column.cast(pa.large_binary()))
+    # Anything else (fixed-size binary, lists, structs...): Python's hash of the value, slow but rare.
+    return np.array([hash(repr(value)) for value in column.to_pylist()], dtype=np.int64).view(np.uint64)
+
+
+def _bytes_hash(column: pa.Array, chunk: int = 8192) -> Any:
+    """A polynomial hash (mod 2**64) of each value's bytes and length, ``chunk`` rows at a time."""
+    import numpy as np
+
+    out = np.empty(len(column), dtype=np.uint64)
+    for begin in range(0, len(column), chunk):
+        part = column.slice(begin, chunk)
+        buffers = part.buffers()
+        offsets = np.frombuffer(buffers[1], dtype=np.int64)[part.offset : part.offset + len(part) + 1]
+        first, last = int(offsets[0]), int(offsets[-1])
+        data = (
+            np.frombuffer(buffers[2], dtype=np.uint8)[first:last].astype(np.uint64)
+            if buffers[2] is not None and last > first
+            else np.zeros(0, dtype=np.uint64)
+        )
+        lengths = np.diff(offsets)
+        relative = offsets[:-1] - first
+        longest = int(lengths.max()) if len(lengths) else 0
+        with np.errstate(over="ignore"):
+            powers = np.cumprod(np.full(max(longest, 1), np.uint64(_MIX2), dtype=np.uint64))
+            index = np.arange(last - first, dtype=np.int64) - np.repeat(relative, lengths)
+            terms = (data + np.uint64(1)) * powers[index]
+            sums = np.concatenate((np.zeros(1, dtype=np.uint64), np.cumsum(terms, dtype=np.uint64)))
+            hashed = sums[relative + lengths] - sums[relative]
+            out[begin : begin + len(part)] = _mix(hashed + lengths.astype(np.uint64) * np.uint64(_GOLDEN))
+    return out
 
 
 def _is_float(data_type: pa.DataType) -> bool:

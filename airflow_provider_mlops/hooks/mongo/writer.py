@@ -105,14 +105,27 @@ class MongoWriter:
         if mode == "insert":
             self._insert_chunks(coll, stream, counts, json_columns, chunk_size, collection)
         elif transactions if transactions is not None else self._supports_transactions():
-            with self.client.start_session() as session, session.start_transaction():
-                if mode == "replace":
-                    counts["deleted"] = coll.delete_many(dict(partition or {}), session=session).deleted_count
-                    self._insert_chunks(coll, stream, counts, json_columns, chunk_size, collection, session)
-                else:
-                    self._upsert_chunks(coll, stream, counts, keys or [], json_columns, chunk_size, session)
-                if key_check is not None:
-                    key_check.verify()
+            try:
+                with self.client.start_session() as session, session.start_transaction():
+                    if mode == "replace":
+                        counts["deleted"] = coll.delete_many(
+                            dict(partition or {}), session=session
+                        ).deleted_count
+                        self._insert_chunks(
+                            coll, stream, counts, json_columns, chunk_size, collection, session
+                        )
+                    else:
+                        self._upsert_chunks(
+                            coll, stream, counts, keys or [], json_columns, chunk_size, session
+                        )
+                    if key_check is not None:
+                        key_check.verify()
+            except Exception:
+                # The abort of a transaction the server already dropped (it outlived the server's
+                # transaction lifetime) must not hide the reason the load was refused.
+                if key_check is not None and key_check.error is not None:
+                    raise key_check.error from None
+                raise
         else:
             self._write_staged(
                 db, collection, stream, mode, keys, partition, counts, json_columns, chunk_size, key_check
