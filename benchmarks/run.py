@@ -197,16 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         if "postgres" in groups:
             pg = stack.enter_context(servers.start_postgres(durable=True))
-            conns = {
-                "bench_pg": {
-                    "conn_type": "postgres",
-                    "host": pg.host,
-                    "port": pg.port,
-                    "login": pg.user,
-                    "password": pg.password,
-                    "schema": pg.database,
-                }
-            }
+            conns = {"bench_pg": _pg_connection(pg)}
             print("PostgreSQL", flush=True)
             _pg_exec(
                 pg.dsn,
@@ -334,14 +325,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
         if "s3" in groups:
             s3 = stack.enter_context(servers.start_s3())
-            conns = {
-                "bench_s3": {
-                    "conn_type": "aws",
-                    "login": s3.access_key,
-                    "password": s3.secret_key,
-                    "extra": {"endpoint_url": s3.endpoint_url},
-                }
-            }
+            conns = {"bench_s3": _s3_connection(s3)}
             print("S3 (moto server)", flush=True)
             uri = f"s3://{s3.bucket}/bench/rows"
             results["s3_write"] = run_case(
@@ -458,28 +442,35 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failures else 0
 
 
+def _pg_connection(pg: Any) -> dict[str, Any]:
+    """The Airflow connection of the harness's PostgreSQL server."""
+    return {
+        "conn_type": "postgres",
+        "host": pg.host,
+        "port": pg.port,
+        "login": pg.user,
+        "password": pg.password,
+        "schema": pg.database,
+    }
+
+
+def _s3_connection(s3: Any) -> dict[str, Any]:
+    """The Airflow connection of the harness's S3 server (moto)."""
+    return {
+        "conn_type": "aws",
+        "login": s3.access_key,
+        "password": s3.secret_key,
+        "extra": {"endpoint_url": s3.endpoint_url},
+    }
+
+
 def _flatness(work: Path, rows: int, stack: contextlib.ExitStack) -> dict[str, dict[str, Any]]:
     """The PostgreSQL load, upsert and extract and the S3 write at ``rows`` and 5x ``rows``: memory must not grow."""
     from tests.harness import servers
 
     pg = stack.enter_context(servers.start_postgres(durable=True))
     s3 = stack.enter_context(servers.start_s3())
-    conns = {
-        "bench_pg": {
-            "conn_type": "postgres",
-            "host": pg.host,
-            "port": pg.port,
-            "login": pg.user,
-            "password": pg.password,
-            "schema": pg.database,
-        },
-        "bench_s3": {
-            "conn_type": "aws",
-            "login": s3.access_key,
-            "password": s3.secret_key,
-            "extra": {"endpoint_url": s3.endpoint_url},
-        },
-    }
+    conns = {"bench_pg": _pg_connection(pg), "bench_s3": _s3_connection(s3)}
     results: dict[str, dict[str, Any]] = {}
     for factor in (1, 5):
         size = rows * factor
