@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 SCHEMA = "mlops.data-profile"
 SCHEMA_VERSION = 1
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+#: The batch size to read a dataset with for a profile: the reader's buffers and each batch's
+#: temporaries scale with it; 10,000 rows keeps 1M x 25 columns under 300 MB (docs/performance.md).
+READ_BATCH_SIZE = 10_000
 _GOLDEN = 0x9E3779B97F4A7C15
 _NULL_HASH = 0x5BD1E9955BD1E995
 
@@ -327,8 +330,12 @@ class _Duplicates:
     def result(self, rows: int) -> dict[str, Any]:
         import numpy as np
 
-        kept = np.sort(np.concatenate(self.parts)) if self.parts else np.empty(0, dtype=np.uint64)
-        repeated = int(len(kept) - len(np.unique(kept))) if len(kept) else 0
+        # sorted in place, repeats counted as equal neighbours: one copy of the hashes, not the four
+        # of np.sort + np.unique (the same count)
+        kept = np.concatenate(self.parts) if self.parts else np.empty(0, dtype=np.uint64)
+        self.parts = []
+        kept.sort()
+        repeated = int(np.count_nonzero(kept[1:] == kept[:-1])) if len(kept) else 0
         scale = 2**self.level
         return {
             "rows": repeated * scale,
@@ -720,6 +727,7 @@ def profile_batches(
         raise ValueError(f"outliers.method must be 'iqr' or 'zscore', got {method!r}")
     factor = float(options.outliers.get("factor", 1.5 if method == "iqr" else 3.0))
 
+    pool = pa.default_memory_pool()
     columns: dict[str, _Column] = {}
     sample = _Sample(options.sample_size, options.seed)
     duplicates = _Duplicates(options.duplicate_hash_limit)
@@ -739,20 +747,24 @@ def profile_batches(
             )
         row_hash = np.zeros(batch.num_rows, dtype=np.uint64)
         with np.errstate(over="ignore"):
-            for i, (column, array) in enumerate(zip(columns.values(), batch.columns, strict=True)):
+            for i, column in enumerate(columns.values()):
                 row_hash = _splitmix(
-                    row_hash ^ (column.add(array) + np.uint64((i + 1) * 0x632BE59BD9B4E019 % 2**64))
+                    row_hash ^ (column.add(batch.column(i)) + np.uint64((i + 1) * 0x632BE59BD9B4E019 % 2**64))
                 )
         duplicates.add(row_hash)
         sample.add(batch, rows)
         rows += batch.num_rows
+        del batch, row_hash  # not held while the reader makes the next batch
+        _release(pool)
     if schema is None:
         raise ValueError("The data has no batches: nothing to profile")
 
     sample_table = sample.table()
-    pa.default_memory_pool().release_unused()  # give the first pass's buffers back before the second
+    del sample
     arrays = _sample_arrays(sample_table, columns, options) if sample_table is not None else {}
     sample_rows = 0 if sample_table is None else sample_table.num_rows
+    del sample_table  # the sample lives on as one numpy array per column (``arrays``)
+    pool.release_unused()  # give the first pass's buffers back before the second
 
     # bounds of the outlier rule and histogram edges, then the second pass counts exactly
     for column in columns.values():
@@ -779,10 +791,10 @@ def profile_batches(
             column.edges = list(np.maximum.accumulate(edges)) if high > low else [low, high]
             column.histogram = [0] * (len(column.edges) - 1)
     for batch in make_batches():
-        for column, array in zip(columns.values(), batch.columns, strict=True):
+        for j, column in enumerate(columns.values()):
             if not column.histogram:
                 continue
-            values = _as_float(array, column.kind)
+            values = _as_float(batch.column(j), column.kind)
             values = values[np.isfinite(values)]
             if len(column.edges) == 2 and column.edges[0] == column.edges[1]:
                 column.histogram[0] += len(values)
@@ -792,6 +804,9 @@ def profile_batches(
             if column.bounds is not None:
                 column.outliers["low"] += int((values < column.bounds[0]).sum())
                 column.outliers["high"] += int((values > column.bounds[1]).sum())
+        del batch
+        _release(pool)
+    pool.release_unused()
 
     result_columns = [_column_summary(c, rows, arrays, options, method, factor) for c in columns.values()]
     by_name = {c["name"]: c for c in result_columns}
@@ -807,7 +822,7 @@ def profile_batches(
     associations = _associations(arrays, columns, options, skipped)
     relations = (
         _target_relations(arrays, columns, target, options, skipped)
-        if target is not None and sample_table is not None
+        if target is not None and sample_rows
         else None
     )
     dup = duplicates.result(rows)
@@ -850,6 +865,11 @@ def profile_batches(
             "warnings": warnings,
         }
     )
+
+
+def _release(pool: pa.MemoryPool) -> None:
+    """Give the allocator's cached pages back after a batch (mimalloc keeps freed batches otherwise)."""
+    pool.release_unused()
 
 
 def profile_table(
