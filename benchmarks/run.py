@@ -369,6 +369,8 @@ def main(argv: list[str] | None = None) -> int:
             results.update(profile.run(work, n))
     results.update(_extra_groups(groups, work, n))
 
+    from benchmarks.profile import RSS_LIMIT_MB as profile_limit
+
     print("\nTargets")
     failures = 0
     ratios: dict[str, float] = {}
@@ -388,10 +390,12 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if name.startswith(("drift", "parse")) or "peak_rss_mb" not in result:
             continue  # their own targets (benchmarks.drift, benchmarks.parse)
-        ok = result["peak_rss_mb"] < RSS_LIMIT_MB
+        # the data profile's bound is issue #18's (300 MB at 25 columns), not the 10-column pipelines'
+        limit = profile_limit if name.startswith("profile_") else RSS_LIMIT_MB
+        ok = result["peak_rss_mb"] < limit
         failures += not ok
         print(
-            f"  [{'ok' if ok else 'FAIL'}] {name}: peak RSS {result['peak_rss_mb']:.0f} MB < {RSS_LIMIT_MB:.0f} MB"
+            f"  [{'ok' if ok else 'FAIL'}] {name}: peak RSS {result['peak_rss_mb']:.0f} MB < {limit:.0f} MB"
         )
 
     def ratio(a: str, b: str, target: float, label: str) -> None:

@@ -119,14 +119,14 @@ class ProfileDataOperator(BaseOperator):
 
     @fail_fast(TypeError)
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_provider_mlops.ml.eda import profile_batches, render_html
+        from airflow_provider_mlops.ml.eda import READ_BATCH_SIZE, profile_batches, render_html
         from airflow_provider_mlops.operators.common import iter_inputs
 
         inputs = require_inputs(self.input_uri)
         storage = storage_hook(self.storage_conn_id)
         options = self._options()
         profile = profile_batches(
-            lambda: iter_inputs(storage, inputs, format=self.format),
+            lambda: iter_inputs(storage, inputs, format=self.format, batch_size=READ_BATCH_SIZE),
             target=self.target,
             options=options,
             source=", ".join(inputs),

@@ -16,6 +16,7 @@ in ``docs/performance.md``.
 from __future__ import annotations
 
 from airflow_provider_mlops.ml.eda.profiler import (
+    READ_BATCH_SIZE,
     SCHEMA,
     SCHEMA_VERSION,
     ProfileOptions,
@@ -25,6 +26,7 @@ from airflow_provider_mlops.ml.eda.profiler import (
 from airflow_provider_mlops.ml.eda.render import render_html
 
 __all__ = [
+    "READ_BATCH_SIZE",
     "SCHEMA",
     "SCHEMA_VERSION",
     "ProfileOptions",
