@@ -106,7 +106,9 @@ def _check_numeric(summary: dict, series: pd.Series) -> None:
     assert summary["finite"] == len(finite)
     if len(finite):
         assert summary["min"] == pytest.approx(finite.min()) and summary["max"] == pytest.approx(finite.max())
-        assert summary["mean"] == pytest.approx(finite.mean(), rel=1e-9, abs=1e-6)
+        # float64 moments of values near 2**62 carry rounding of that size: compare against the scale
+        scale = max(1.0, float(finite.abs().max()))
+        assert summary["mean"] == pytest.approx(finite.mean(), rel=1e-9, abs=max(1e-6, 1e-12 * scale))
         if len(finite) > 1:
             assert summary["std"] == pytest.approx(finite.std(ddof=1), rel=1e-6, abs=1e-6)
         expected_skew = finite.skew()
@@ -138,9 +140,12 @@ def test_statistics_match_pandas_for_any_batch_split(table: pa.Table, cuts: list
     frame = table.to_pandas()
     assert one_shot["rows"] == streamed["rows"] == len(frame)
     for a, b in zip(one_shot["column_summaries"], streamed["column_summaries"], strict=True):
+        # merged float64 moments differ by rounding relative to the values' scale (ints near 2**62)
+        ends = [abs(v) for v in (a.get("min"), a.get("max")) if isinstance(v, int | float)]
+        scale = max([1.0, *ends])
         for key, value in a.items():
             if isinstance(value, float):
-                assert b[key] == pytest.approx(value, rel=1e-9, abs=1e-9), key
+                assert b[key] == pytest.approx(value, rel=1e-9, abs=max(1e-9, 1e-12 * scale)), key
             elif key != "quantiles":
                 assert b[key] == value, key
     assert one_shot["duplicates"]["rows"] == streamed["duplicates"]["rows"]
@@ -161,7 +166,13 @@ def test_statistics_match_pandas_for_any_batch_split(table: pa.Table, cuts: list
                 low, high = pc.min_max(column).values()
                 assert (summary["min"], summary["max"]) == (low.as_py(), high.as_py()), "integers stay exact"
         if summary["kind"] in ("numeric", "categorical", "boolean", "datetime"):
-            assert summary["distinct"] == non_missing.nunique(), name
+            if pa.types.is_integer(column.type):  # pandas would turn big ints into (merged) floats
+                import pyarrow.compute as pc
+
+                expected = pc.count_distinct(column, mode="only_valid").as_py()
+            else:
+                expected = non_missing.nunique()
+            assert summary["distinct"] == expected, name
         if summary["kind"] in ("categorical", "boolean"):
             counts = non_missing.astype(str).str.lower() if summary["kind"] == "boolean" else non_missing
             top = counts.value_counts()
