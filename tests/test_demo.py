@@ -43,3 +43,12 @@ def test_demo_runs_two_days_and_bootstraps_a_champion(tmp_path: Path) -> None:
     assert "Model server on http://127.0.0.1:" in result.stdout and "stopped cleanly" in result.stdout
     assert "Done: 2 day(s)" in result.stdout
     assert (tmp_path / "demo" / "mlflow.db").exists()
+    # The training day profiled the rows it learnt from: a report and its JSON summary, per logical date.
+    import json
+
+    [report] = (tmp_path / "demo" / "storage" / "mlops_train_model" / "profile_training_data").glob(
+        "*/profile/report.html"
+    )
+    summary = json.loads((report.parent / "profile.json").read_text())
+    assert summary["rows"] > 0 and summary["column_summaries"], summary.keys()
+    assert "churned" in report.read_text()
