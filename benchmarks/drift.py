@@ -21,7 +21,6 @@ other 19 columns unchanged) at 300, 5,000 and 100,000 rows, both sides.
 from __future__ import annotations
 
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -178,18 +177,10 @@ def _uv() -> str:
 def _call(
     python: Path | str, module_or_script: list[str], name: str, args: dict[str, Any], timeout: int
 ) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING"}
-    proc = subprocess.run(
-        [str(python), *module_or_script, name, json.dumps(args)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=timeout,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"drift case {name} ({python}) failed:\n{proc.stderr[-4000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    from benchmarks.process import run_process
+
+    argv = [str(python), *module_or_script, name, json.dumps(args)]
+    return run_process(argv, label=f"drift {name} ({python})", timeout=timeout)
 
 
 def ours(name: str, args: dict[str, Any], timeout: int = 3600) -> dict[str, Any]:

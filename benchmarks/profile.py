@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.process import CaseFailed, run_process
+
 ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".tox" / "eda-bench"
 RSS_LIMIT_MB = 300.0
@@ -164,23 +166,15 @@ def run(work: Path, rows: int, only: set[str] | None = None) -> dict[str, dict[s
                 print(f"  profile {name:<16} not run: {why}", flush=True)
                 continue
             exe = python
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        proc = subprocess.run(
-            [exe, "-m", "benchmarks.profile", "case", name, str(data), str(work / f"{name}.html")],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            env=env,
-            timeout=3600,
-            check=False,
-        )
-        if proc.returncode != 0:
+        argv = [exe, "-m", "benchmarks.profile", "case", name, str(data), str(work / f"{name}.html")]
+        try:
+            result = run_process(argv, label=f"profile {name}", timeout=3600, quiet_airflow=False)
+        except CaseFailed as err:
             if name in ("ours", "read"):
-                raise RuntimeError(f"profile case ours failed:\n{proc.stderr[-4000:]}")
-            results[name] = {"case": name, "error": proc.stderr.strip()[-1500:]}
-            print(f"  profile {name:<16} failed: {proc.stderr.strip()[-300:]}", flush=True)
+                raise
+            results[name] = {"case": name, "error": err.stderr.strip()[-1500:]}
+            print(f"  profile {name:<16} failed: {err.stderr.strip()[-300:]}", flush=True)
             continue
-        result = json.loads(proc.stdout.strip().splitlines()[-1])
         results[name] = result
         print(
             f"  profile {name:<16} {result['rows']:>10,} rows {result['seconds']:>8.2f} s  "

@@ -98,22 +98,14 @@ def run_case(
     The time reported is the best run (the least disturbed by the rest of the machine, as
     ``timeit`` does); the peak RSS is the worst.
     """
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING"}
+    from benchmarks.process import run_process
+
     runs = []
     for _ in range(repeat):
         if before is not None:
             before()
-        proc = subprocess.run(
-            [sys.executable, "-m", "benchmarks.cases", name, json.dumps(args, default=str)],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            env=env,
-            timeout=timeout,
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"case {name} failed:\n{proc.stderr[-4000:]}")
-        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        argv = [sys.executable, "-m", "benchmarks.cases", name, json.dumps(args, default=str)]
+        runs.append(run_process(argv, label=name, timeout=timeout))
     result = dict(min(runs, key=lambda r: r["seconds"]))
     result["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
     result["runs_seconds"] = [r["seconds"] for r in runs]
