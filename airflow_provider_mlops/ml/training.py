@@ -165,6 +165,19 @@ def _prefixed(grid: Mapping[str, Any], pipeline: Any = None) -> dict[str, Any]:
     return out
 
 
+def _require_extra(method: str, *modules: str) -> None:
+    """A clear error naming the extra to install when ``tuning.method``'s library is missing."""
+    import importlib
+
+    try:
+        for module in modules:
+            importlib.import_module(module)
+    except ImportError:
+        raise TrainingError(
+            f"tuning.method={method!r} needs the {method} extra: pip install 'airflow-provider-mlops[{method}]'"
+        ) from None
+
+
 def build_search(
     pipeline: Any, tuning: Mapping[str, Any] | None, *, task: str, seed: int, cv: Any = None
 ) -> Any:
@@ -221,12 +234,7 @@ def build_search(
         candidates = tuning.get("n_candidates", tuning.get("n_iter", 20))
         return HalvingRandomSearchCV(pipeline, _distributions(space), n_candidates=candidates, **halving)
     if method == "hyperopt":
-        try:
-            import hyperopt  # noqa: F401
-        except ImportError:
-            raise TrainingError(
-                "tuning.method='hyperopt' needs the hyperopt extra: pip install 'airflow-provider-mlops[hyperopt]'"
-            ) from None
+        _require_extra("hyperopt", "hyperopt")
         from airflow_provider_mlops.ml.search import HyperoptSearchCV
 
         return HyperoptSearchCV(
@@ -240,12 +248,7 @@ def build_search(
             seed=seed,
         )
     if method == "genetic":
-        try:
-            import sklearn_genetic  # noqa: F401
-        except ImportError:
-            raise TrainingError(
-                "tuning.method='genetic' needs the genetic extra: pip install 'airflow-provider-mlops[genetic]'"
-            ) from None
+        _require_extra("genetic", "sklearn_genetic")
         from airflow_provider_mlops.ml.search import genetic_search
 
         return genetic_search(
@@ -258,13 +261,10 @@ def build_search(
             n_jobs=n_jobs,
             seed=seed,
         )
-    try:
-        import optuna
-        from optuna_integration import OptunaSearchCV
-    except ImportError:
-        raise TrainingError(
-            "tuning.method='optuna' needs the optuna extra: pip install 'airflow-provider-mlops[optuna]'"
-        ) from None
+    _require_extra("optuna", "optuna", "optuna_integration")
+    import optuna
+    from optuna_integration import OptunaSearchCV
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return OptunaSearchCV(
         pipeline,
