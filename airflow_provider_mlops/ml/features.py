@@ -327,6 +327,9 @@ def build_features(
     and types (and the derive expressions are evaluated on it once, to check them and learn their
     types); nothing is fitted for the model here.
     """
+    import difflib
+
+    from airflow_provider_mlops.etl.expressions import quote_name
     from airflow_provider_mlops.ml.transformers import ArrowExpression, DerivedFeatures
 
     merged = _merged(spec)
@@ -342,6 +345,13 @@ def build_features(
                 reads = ArrowExpression(text).columns()
             except ValueError as err:
                 raise FeatureSpecError(f"derive {name!r}: {err}") from None
+            unknown = [c for c in reads if c not in frame.columns and c not in merged["derive"]]
+            if unknown:
+                near = difflib.get_close_matches(unknown[0], [str(c) for c in frame.columns], n=3)
+                hint = f"; did you mean {', '.join(quote_name(c) for c in near)}?" if near else ""
+                raise FeatureSpecError(
+                    f"derive {name!r} ({text!r}) reads column(s) {unknown} that the data does not have{hint}"
+                )
             if target and target in reads:
                 raise FeatureSpecError(
                     f"derive {name!r} reads the target {target!r} ({text!r}): it would not exist when "

@@ -211,6 +211,12 @@ def _parse_type(name: str) -> Any:
     return pa.type_for_alias(name)
 
 
+def _is_text(arrow_type: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type))
+
+
 def _arrow_column(name: str, values: Any, expected: Any = None) -> Any:
     """
     A pandas column as an Arrow array (missing values, NaN included, as nulls), cast to ``expected``
@@ -222,13 +228,26 @@ def _arrow_column(name: str, values: Any, expected: Any = None) -> Any:
     import pyarrow as pa
 
     try:
-        array = pa.array(values, from_pandas=True)
+        zone = getattr(getattr(values, "dtype", None), "tz", None)
+        if zone is not None:  # pandas' tz-aware dtype: its UTC values and the zone (pyarrow would warn)
+            utc = values.dt.tz_convert(None).to_numpy()
+            array = pa.array(utc, type=pa.timestamp(values.dtype.unit, tz=str(zone)), from_pandas=True)
+        else:
+            array = pa.array(values, from_pandas=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as err:
         raise ValueError(f"column {name!r} cannot be read as one type: {err}") from None
     if expected is None or array.type == expected:
         return array
+    if temporal_family(expected) and not (
+        temporal_family(array.type) or _is_text(array.type) or pa.types.is_null(array.type)
+    ):
+        # a number is not a date: epoch units differ between clients (pandas' to_json writes ms)
+        raise ValueError(
+            f"column {name!r} holds {expected} values: send them as ISO 8601 text "
+            f"(e.g. '2024-01-05', '2024-01-05T10:00:00Z'), got {array.type}"
+        )
     try:
-        if pa.types.is_string(array.type) and pa.types.is_time(expected):  # no Arrow cast for this one
+        if _is_text(array.type) and pa.types.is_time(expected):  # no Arrow cast for this one
             parsed = [None if v is None else dt.time.fromisoformat(v) for v in array.to_pylist()]
             return pa.array(parsed, type=expected)
         return array.cast(expected)
@@ -340,7 +359,7 @@ class DerivedFeatures(TransformerMixin, BaseEstimator):
             or pa.types.is_null(arrow_type)
         ):
             return "number"
-        if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        if _is_text(arrow_type):
             return "text"
         raise ValueError(
             f"derive {name!r} ({what}) gives {arrow_type}: a derived feature must be a number, a boolean "
