@@ -311,7 +311,8 @@ class DerivedFeatures(TransformerMixin, BaseEstimator):
         import pyarrow as pa
 
         reads = self.reads()
-        missing = [c for c in reads if c not in X.columns]
+        present = X.columns if hasattr(X, "columns") else X  # a DataFrame or a dict of arrays
+        missing = [c for c in reads if c not in present]
         if missing:
             raise ValueError(f"Derived features need column(s) {missing}, which the data does not have")
         arrays = [_arrow_column(c, X[c], None if types is None else _parse_type(types[c])) for c in reads]
@@ -398,7 +399,10 @@ class DerivedFeatures(TransformerMixin, BaseEstimator):
         return pd.DataFrame(columns, index=X.index, copy=False)
 
     def derived_columns(self, X: Any, rows: int) -> dict[str, Any]:
-        """The derived columns as NumPy arrays (float64 / object), computed from ``X``'s raw columns."""
+        """
+        The derived columns as NumPy arrays (float64 / object), computed from the raw columns of ``X``
+        (a DataFrame, or a dict of column arrays as the model server and batch prediction hold them).
+        """
         check_is_fitted(self, ("input_types_", "output_kinds_"))
         arrays, _ = self._derive(self._table(X, self.input_types_), rows)
         return {name: self._numpy(name, arrays[name]) for name in self.derived_names()}
