@@ -474,27 +474,24 @@ def referenced_columns(text: str) -> list[str]:
     """
     The column names ``text`` refers to, in order of first appearance (function names excluded).
 
-    :raises ExpressionError: when the text does not parse.
+    :raises ExpressionError: for anything :func:`compile_expression` refuses.
     """
+    compile_expression(text)  # every check of the language first (length, syntax, functions)
     source, quoted = _substitute_quoted_names(text.strip())
     source = source.strip()
-    try:
-        tree = ast.parse(source, mode="eval")
-    except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError) as err:
-        raise ExpressionError(f"Cannot parse expression {_clip(text)}: {str(err)[:300]}") from None
-    _check_size(tree, text)
+    tree = ast.parse(source, mode="eval")
     called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    found = [n for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in called]
     names: list[str] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and id(node) not in called:
-            if node.id in quoted:
-                name = quoted[node.id]
-            elif source.isascii():
-                name = node.id
-            else:
-                name = ast.get_source_segment(source, node) or node.id
-            if name not in names:
-                names.append(name)
+    for node in sorted(found, key=lambda n: (n.lineno, n.col_offset)):
+        if node.id in quoted:
+            name = quoted[node.id]
+        elif source.isascii():
+            name = node.id
+        else:  # as written: the parser normalizes identifiers (see _Compiler.column)
+            name = ast.get_source_segment(source, node) or node.id
+        if name not in names:
+            names.append(name)
     return names
 
 

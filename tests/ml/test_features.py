@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from airflow_provider_mlops.ml.features import FeatureSpecError, build_features, temporal_columns
 from airflow_provider_mlops.ml.serialization import LoadPolicy, deserialize_verified, dump_model, sha256
@@ -207,3 +210,95 @@ def test_derive_spec_errors_name_the_expression() -> None:
         build_features(frame, {"derive": {"next_day": "date"}}, target="sky")
     with pytest.raises(FeatureSpecError, match="derive must map"):
         build_features(frame, {"derive": ["temp * 2"]}, target="sky")
+
+
+def test_the_expression_language_reports_columns_and_can_make_zero_divisions_null() -> None:
+    from airflow_provider_mlops.etl.expressions import ExpressionError, evaluate_column, referenced_columns
+
+    assert referenced_columns("if_else(`rain mm` == 0, None, humidity / `rain mm`) + lower(x) + 1") == [
+        "rain mm",
+        "humidity",
+        "x",
+    ]
+    table = pa.table({"a": [1, 2, None, 7], "b": [0, 4, 1, -2]})
+    with pytest.raises(ExpressionError, match="divide by zero"):
+        evaluate_column(table, "a / b")  # the ETL's rule is unchanged
+    assert evaluate_column(table, "a / b", zero_division="null").to_pylist() == [None, 0.5, None, -3.5]
+    assert evaluate_column(table, "a % b", zero_division="null").to_pylist() == [None, 2, None, -1]
+
+
+def _derive_step():
+    from airflow_provider_mlops.ml.transformers import DerivedFeatures
+
+    train_rows = pa.table(
+        {
+            "a": pa.array([0, 1, 2, 3, -4], pa.int64()),
+            "b": [0.5, -1.0, 2.0, 0.0, 3.0],
+            "flag": [True, False, True, False, True],
+            "s": ["x", "Y", " z", "x", "y"],
+            "d": pa.array([dt.date(2024, m, 1) for m in (1, 3, 5, 7, 9)], pa.date32()),
+        }
+    ).to_pandas()
+    step = DerivedFeatures(
+        derive=[
+            ["ratio", "b / a"],
+            ["rest", "a % 3"],
+            ["picked", "if_else(flag, a, 0)"],
+            ["low", "lower(strip(s))"],
+            ["twice", "coalesce(b, 0) * 2 + ratio"],
+        ],
+        calendar=[["d", "month"], ["d", "day_of_week"]],
+    )
+    return step.fit(train_rows)
+
+
+_STEP = None
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_derived_columns_are_identical_however_the_raw_rows_arrive(data) -> None:
+    """A DataFrame (training, the Pipeline), Arrow arrays (batch prediction), JSON values (the server)."""
+    global _STEP
+    _STEP = _STEP or _derive_step()
+    n = data.draw(st.integers(1, 12))
+    maybe = lambda values: st.lists(st.one_of(st.none(), values), min_size=n, max_size=n)  # noqa: E731
+    table = pa.table(
+        {
+            "a": pa.array(data.draw(maybe(st.integers(-5, 5))), pa.int64()),
+            "b": pa.array(data.draw(maybe(st.floats(-1e6, 1e6))), pa.float64()),
+            "flag": pa.array(data.draw(maybe(st.booleans())), pa.bool_()),
+            "s": pa.array(data.draw(maybe(st.sampled_from(["x", "Y", " z", "", "new"]))), pa.string()),
+            "d": pa.array(data.draw(maybe(st.dates(dt.date(1990, 1, 1), dt.date(2040, 1, 1)))), pa.date32()),
+        }
+    )
+    frame = table.to_pandas()
+    from_frame = _STEP.transform(frame)
+    from_arrow = _STEP.derived_columns(
+        {c: table.column(c).to_numpy(zero_copy_only=False) for c in table.column_names}, n
+    )
+    json_like = {
+        "a": np.array([np.nan if v is None else float(v) for v in table.column("a").to_pylist()]),
+        "b": np.array([np.nan if v is None else v for v in table.column("b").to_pylist()], dtype=float),
+        "flag": np.array([np.nan if v is None else float(v) for v in table.column("flag").to_pylist()]),
+        "s": np.array([np.nan if v is None else v for v in table.column("s").to_pylist()], dtype=object),
+        "d": np.array(
+            [None if v is None else v.isoformat() for v in table.column("d").to_pylist()], dtype=object
+        ),
+    }
+    from_json = _STEP.derived_columns(json_like, n)
+    for name in _STEP.derived_names():
+        expected = from_frame[name].to_numpy()
+        for other in (from_arrow[name], from_json[name]):
+            if name == "low":
+                assert [None if v is np.nan else v for v in other] == [
+                    None if v is np.nan else v for v in expected
+                ]
+            else:
+                assert np.array_equal(other, expected, equal_nan=True), name
+    a, b = table.column("a").to_pylist(), table.column("b").to_pylist()
+    for i in range(n):  # a zero or missing divisor gives a missing ratio, never an error or inf
+        if a[i] in (0, None) or b[i] is None:
+            assert math.isnan(from_frame["ratio"].iloc[i])
+        else:
+            assert from_frame["ratio"].iloc[i] == b[i] / a[i]
