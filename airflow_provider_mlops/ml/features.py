@@ -336,7 +336,7 @@ def build_features(
     temporal = temporal_columns(frame)
     calendar, left_out = _calendar(frame, merged, temporal, target=target, time_column=time_column)
     derive = list(merged["derive"].items())
-    step = None
+    step: Any = None
     derived = frame
     raw = [c for c in frame.columns if c != target]
     if derive or calendar:

@@ -232,7 +232,7 @@ def compile_pipeline(model: Any) -> CompiledPipeline | None:
         return None
     if not isinstance(model, Pipeline):
         return None
-    derive = None
+    derive: Any = None
     steps = list(model.steps)
     if len(steps) == 3:
         try:

@@ -216,3 +216,16 @@ def test_the_server_requires_raw_columns_and_predicts_the_same(server: Server, t
         row[0] = 1704067200000
     wrong = server.post("/invocations", json=body)
     assert wrong.status_code in (400, 422) and "'date'" in wrong.json()["message"]
+
+
+def test_compiled_derive_declines_what_it_cannot_convert_and_the_pipeline_names_it(trained: dict) -> None:
+    model = trained["model"]
+    compiled = compile_pipeline(model)
+    assert compiled is not None and compiled.derive is model.named_steps["derive"]
+    rows = trained["rows"].slice(0, 4)
+    values = {c: rows.column(c).to_numpy(zero_copy_only=False) for c in compiled.columns}
+    values["date"] = np.arange(4) * 86_400_000  # epoch milliseconds: not a date the step will guess
+    assert compiled.features(values, 4) is None
+    frame = model_inputs(rows.to_pandas(), "sky").assign(date=values["date"])
+    with pytest.raises(ValueError, match="'date' holds date32"):
+        model.predict(frame)
