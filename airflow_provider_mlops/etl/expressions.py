@@ -476,6 +476,11 @@ def referenced_columns(text: str) -> list[str]:
 
     :raises ExpressionError: for anything :func:`compile_expression` refuses.
     """
+    return list(_referenced_columns(text))
+
+
+@functools.lru_cache(maxsize=256)  # a model's derive step asks at every prediction
+def _referenced_columns(text: str) -> tuple[str, ...]:
     compile_expression(text)  # every check of the language first (length, syntax, functions)
     source, quoted = _substitute_quoted_names(text.strip())
     source = source.strip()
@@ -492,7 +497,7 @@ def referenced_columns(text: str) -> list[str]:
             name = ast.get_source_segment(source, node) or node.id
         if name not in names:
             names.append(name)
-    return names
+    return tuple(names)
 
 
 # Steps compile the same text against the same schema for every batch; Expressions are immutable.
