@@ -208,6 +208,10 @@ def _parse_type(name: str) -> Any:
     duration = re.fullmatch(r"duration\[(\w+)\]", name)
     if duration:
         return pa.duration(duration.group(1))
+    decimal = re.fullmatch(r"decimal(128|256)\((\d+), (-?\d+)\)", name)
+    if decimal:
+        make = pa.decimal128 if decimal.group(1) == "128" else pa.decimal256
+        return make(int(decimal.group(2)), int(decimal.group(3)))
     return pa.type_for_alias(name)
 
 
@@ -234,6 +238,12 @@ def _arrow_column(name: str, values: Any, expected: Any = None) -> Any:
             array = pa.array(utc, type=pa.timestamp(values.dtype.unit, tz=str(zone)), from_pandas=True)
         else:
             array = pa.array(values, from_pandas=True)
+        if pa.types.is_dictionary(array.type):  # a pandas Categorical: its values are what counts
+            array = array.dictionary_decode()
+        if pa.types.is_decimal(
+            array.type
+        ):  # a number like any other for a model (and * 2 needs no precision)
+            array = array.cast(pa.float64())
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as err:
         raise ValueError(f"column {name!r} cannot be read as one type: {err}") from None
     if expected is None or array.type == expected:
@@ -269,7 +279,7 @@ class DerivedFeatures(TransformerMixin, BaseEstimator):
     and in the fit's order, followed by the derived ones (numbers as float64 with NaN for missing,
     text as object with NaN for missing). Columns the expressions read are converted to the Arrow type
     they had at fit (``2.0`` for an integer column, ``"2024-01-05"`` for a date column, as a JSON
-    request sends them). A derived number that is not finite (``ln(0)``, an overflow to inf) is
+    request sends them); decimals are read as float64, categoricals as their values. A derived number that is not finite (``ln(0)``, an overflow to inf) is
     missing; so is a division by zero (see :class:`ArrowExpression`).
 
     :param derive: ``[name, expression]`` pairs, evaluated in order (a later expression may read an

@@ -302,3 +302,24 @@ def test_derived_columns_are_identical_however_the_raw_rows_arrive(data) -> None
             assert math.isnan(from_frame["ratio"].iloc[i])
         else:
             assert from_frame["ratio"].iloc[i] == b[i] / a[i]
+
+
+def test_derive_reads_categorical_and_decimal_columns_and_survives_a_skops_round_trip() -> None:
+    import decimal
+
+    from airflow_provider_mlops.ml.transformers import DerivedFeatures
+
+    frame = pa.table(
+        {
+            "price": pa.array(
+                [decimal.Decimal("1.50"), None, decimal.Decimal("-2.25")], pa.decimal128(10, 2)
+            ),
+            "kind": pa.array(["a", "b", None]).dictionary_encode(),
+        }
+    ).to_pandas()
+    assert isinstance(frame["kind"].dtype, pd.CategoricalDtype)
+    step = DerivedFeatures(derive=[["p2", "price * 2"], ["k", "upper(kind)"]]).fit(frame)
+    loaded = _trusted_roundtrip(step)
+    out = loaded.transform(frame.assign(price=[1.5, 2.0, None]))  # as a JSON request sends decimals
+    assert np.array_equal(out["p2"].to_numpy(), [3.0, 4.0, np.nan], equal_nan=True)
+    assert out["k"].tolist()[:2] == ["A", "B"] and out["k"].isna().tolist() == [False, False, True]
