@@ -382,7 +382,7 @@ def build_features(
         return FeaturePlan(None, preprocessor, numeric, categorical, numeric + categorical, left_out)
     used = set(numeric) | set(categorical) | set(step.reads())
     inputs = [c for c in raw if c in used]
-    step = DerivedFeatures(derive=step.derive, calendar=step.calendar)
+    step = DerivedFeatures(derive=step.derive, calendar=step.calendar)  # unfitted: the Pipeline fits it
     return FeaturePlan(step, preprocessor, numeric, categorical, inputs, left_out)
 
 

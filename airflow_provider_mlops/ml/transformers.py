@@ -172,8 +172,10 @@ class ArrowExpression:
     null (a missing value, imputed like any other) instead of failing, so that one row cannot fail a
     whole request. Issue #24 moves TransformOperator's expressions to DuckDB SQL; swapping the
     language means another class with these two methods (:meth:`columns`, :meth:`evaluate`) and the
-    same null rule. A model stores only the expression's text (see :class:`DerivedFeatures`), so a
-    saved model re-parses it on load and holds no object of the language.
+    same null rule, registered in :data:`EXPRESSION_LANGUAGES` under a new name that new models
+    store (``DerivedFeatures.language``); models saved before keep ``"arrow"`` and evaluate as they
+    were trained. A model stores only the expression's text and the language's name, so it
+    re-parses the text on load and holds no object of the language.
     """
 
     def __init__(self, text: str) -> None:
@@ -190,6 +192,11 @@ class ArrowExpression:
         from airflow_provider_mlops.etl.expressions import evaluate_column
 
         return evaluate_column(table, self.text, zero_division="null").combine_chunks()
+
+
+# expression languages by the name a model stores (DerivedFeatures.language): a saved model keeps
+# evaluating its expressions in the language it was trained with, whatever the default becomes
+EXPRESSION_LANGUAGES: dict[str, type[ArrowExpression]] = {"arrow": ArrowExpression}
 
 
 def _type_name(arrow_type: Any) -> str:
@@ -286,18 +293,26 @@ class DerivedFeatures(TransformerMixin, BaseEstimator):
         earlier one's column).
     :param calendar: ``[column, part]`` pairs: a part of :data:`CALENDAR_PARTS` of a date, timestamp
         or time column, named ``<column>_<part>``.
+    :param language: the expression language (a key of :data:`EXPRESSION_LANGUAGES`), stored with
+        the model so that it is evaluated as it was trained.
 
     Only the expressions' text and type names are stored: the step persists with skops under the
     provider's allowlist.
     """
 
-    def __init__(self, derive: Any = (), calendar: Any = ()) -> None:
+    def __init__(self, derive: Any = (), calendar: Any = (), language: str = "arrow") -> None:
         self.derive = derive
         self.calendar = calendar
+        self.language = language
 
     # ------------------------------------------------------------------------------------ helpers
     def _expressions(self) -> list[tuple[str, ArrowExpression]]:
-        return [(str(name), ArrowExpression(str(text))) for name, text in self.derive]
+        if self.language not in EXPRESSION_LANGUAGES:
+            raise ValueError(
+                f"Unknown expression language {self.language!r}; known: {sorted(EXPRESSION_LANGUAGES)}"
+            )
+        language = EXPRESSION_LANGUAGES[self.language]
+        return [(str(name), language(str(text))) for name, text in self.derive]
 
     def reads(self) -> list[str]:
         """The raw columns the derived features read, in order of first use."""
