@@ -18,6 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from airflow_provider_mlops.hooks.s3 import S3Hook
 from airflow_provider_mlops.ml.features import model_inputs
@@ -229,3 +231,35 @@ def test_compiled_derive_declines_what_it_cannot_convert_and_the_pipeline_names_
     frame = model_inputs(rows.to_pandas(), "sky").assign(date=values["date"])
     with pytest.raises(ValueError, match="'date' holds date32"):
         model.predict(frame)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_compiled_derive_is_the_pipeline_bit_for_bit_on_made_up_rows(trained: dict, data) -> None:
+    model = trained["model"]
+    compiled = compile_pipeline(model)
+    n = data.draw(st.integers(1, 20))
+
+    def column(values):
+        return data.draw(st.lists(values, min_size=n, max_size=n))
+
+    number = st.one_of(st.none(), st.floats(-1e4, 1e4), st.sampled_from([0.0, -0.0]))
+    table = pa.table(
+        {
+            "date": pa.array(
+                column(st.one_of(st.none(), st.dates(dt.date(1990, 1, 1), dt.date(2060, 1, 1))))
+            ),
+            "temp": pa.array(column(number), pa.float64()),
+            "rain_mm": pa.array(column(st.one_of(st.none(), st.integers(-3, 3))), pa.int64()),
+            "humidity": pa.array(column(number), pa.float64()),
+            "windy": pa.array(column(st.one_of(st.none(), st.booleans())), pa.bool_()),
+            "station": pa.array(column(st.sampled_from(["north", " east", "west", ""])), pa.string()),
+        }
+    )
+    values = {c: table.column(c).to_numpy(zero_copy_only=False) for c in compiled.columns}
+    ours = compiled.features(values, n)
+    assert ours is not None
+    frame = model_inputs(table.to_pandas().assign(sky="sun"), "sky")
+    theirs = np.asarray(model[:-1].transform(frame), dtype=np.float64)
+    assert np.array_equal(ours, theirs, equal_nan=True)
+    assert np.array_equal(compiled.predict_proba(ours), model.predict_proba(frame))
