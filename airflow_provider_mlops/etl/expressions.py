@@ -196,7 +196,9 @@ class _Compiler:
         quoted: dict[str, str],
         columns: Collection[str] | None,
         schema: pa.Schema | None,
+        zero_division: str = "error",
     ) -> None:
+        self.zero_division = zero_division  # "error" (the ETL's rule) or "null" (a model's derive step)
         self.text = text  # as written, for messages
         self.source = source  # as parsed (backtick-quoted names replaced)
         self.quoted = quoted
@@ -311,6 +313,8 @@ class _Compiler:
         if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
             function = _BINARY[type(node.op)]
             left, right = self.compile(node.left), self.compile(node.right)
+            if function in (None, "divide_checked") and self.zero_division == "null":
+                right = pc.if_else(pc.equal(right, pc.scalar(0)), pc.scalar(None), right)
             if function is None:
                 return self.modulo(left, right)
             if function == "divide_checked":
@@ -440,7 +444,9 @@ def _short(value: int) -> str:
     return str(value) if abs(value) < 10**40 else f"with {value.bit_length()} bits"
 
 
-def compile_expression(text: str, columns: Collection[str] | pa.Schema | None = None) -> pc.Expression:
+def compile_expression(
+    text: str, columns: Collection[str] | pa.Schema | None = None, *, zero_division: str = "error"
+) -> pc.Expression:
     """
     Compile ``text`` into a ``pyarrow.compute.Expression``.
 
@@ -448,20 +454,57 @@ def compile_expression(text: str, columns: Collection[str] | pa.Schema | None = 
     :param columns: the known columns, as names or as a schema (then ``%`` on integers stays exact
         beyond 2**53). An unknown name is an error naming it, and a double-quoted string equal to a
         column name is refused (checked when given).
+    :param zero_division: ``error`` (a zero divisor of ``/`` or ``%`` fails the evaluation, the ETL's
+        rule) or ``null`` (the result is null on that row: a model's derive step, where one row
+        must not fail a whole request).
     :raises ExpressionError: for anything the language does not allow.
     """
     import pyarrow as pa
 
     if not isinstance(text, str):
         raise ExpressionError(f"An expression is a string, got {type(text).__name__}")
+    if zero_division not in ("error", "null"):
+        raise ValueError(f"zero_division must be 'error' or 'null', got {zero_division!r}")
     if isinstance(columns, pa.Schema):
-        return _compile(text, frozenset(columns.names), columns)
-    return _compile(text, None if columns is None else frozenset(columns), None)
+        return _compile(text, frozenset(columns.names), columns, zero_division)
+    return _compile(text, None if columns is None else frozenset(columns), None, zero_division)
+
+
+def referenced_columns(text: str) -> list[str]:
+    """
+    The column names ``text`` refers to, in order of first appearance (function names excluded).
+
+    :raises ExpressionError: for anything :func:`compile_expression` refuses.
+    """
+    return list(_referenced_columns(text))
+
+
+@functools.lru_cache(maxsize=256)  # a model's derive step asks at every prediction
+def _referenced_columns(text: str) -> tuple[str, ...]:
+    compile_expression(text)  # every check of the language first (length, syntax, functions)
+    source, quoted = _substitute_quoted_names(text.strip())
+    source = source.strip()
+    tree = ast.parse(source, mode="eval")
+    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    found = [n for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in called]
+    names: list[str] = []
+    for node in sorted(found, key=lambda n: (n.lineno, n.col_offset)):
+        if node.id in quoted:
+            name = quoted[node.id]
+        elif source.isascii():
+            name = node.id
+        else:  # as written: the parser normalizes identifiers (see _Compiler.column)
+            name = ast.get_source_segment(source, node) or node.id
+        if name not in names:
+            names.append(name)
+    return tuple(names)
 
 
 # Steps compile the same text against the same schema for every batch; Expressions are immutable.
 @functools.lru_cache(maxsize=256)
-def _compile(text: str, columns: Collection[str] | None, schema: pa.Schema | None) -> pc.Expression:
+def _compile(
+    text: str, columns: Collection[str] | None, schema: pa.Schema | None, zero_division: str = "error"
+) -> pc.Expression:
     if len(text) > MAX_LENGTH:
         raise ExpressionError(
             f"Expression is too long ({len(text)} characters, limit {MAX_LENGTH}): {_clip(text)}"
@@ -483,7 +526,7 @@ def _compile(text: str, columns: Collection[str] | None, schema: pa.Schema | Non
             f"Expression is nested too deeply (over {MAX_DEPTH} levels): {_clip(text)}"
         ) from None
     _check_size(tree, text)
-    compiler = _Compiler(text, source, quoted, columns, schema)
+    compiler = _Compiler(text, source, quoted, columns, schema, zero_division)
     if columns is not None:
         _refuse_double_quoted_names(tree, compiler)
     return compiler.compile(tree)
@@ -522,13 +565,15 @@ def _refuse_double_quoted_names(tree: ast.AST, compiler: _Compiler) -> None:
                 )
 
 
-def evaluate_column(data: pa.RecordBatch | pa.Table, text: str) -> pa.ChunkedArray:
-    """The values of expression ``text`` for every row of ``data``."""
+def evaluate_column(
+    data: pa.RecordBatch | pa.Table, text: str, *, zero_division: str = "error"
+) -> pa.ChunkedArray:
+    """The values of expression ``text`` for every row of ``data`` (``zero_division``: see :func:`compile_expression`)."""
     import pyarrow as pa
     import pyarrow.dataset as pads
 
     table = pa.Table.from_batches([data]) if isinstance(data, pa.RecordBatch) else data
-    expression = compile_expression(text, table.schema)
+    expression = compile_expression(text, table.schema, zero_division=zero_division)
     with _data_errors(text):
         return pads.dataset(table).to_table(columns={"value": expression}).column("value")
 

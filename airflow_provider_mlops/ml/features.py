@@ -18,18 +18,44 @@ applies exactly what training learned. A spec (dict/YAML friendly)::
             "encode": "onehot",                     # onehot (unknown categories ignored) | ordinal | target
             "max_categories": 30,                   # onehot: rarer categories grouped
         },
+        "datetime": {
+            "columns": "auto",                      # or a list; "auto" = date/time columns but time_column
+            "features": ["month", "day_of_week"],   # calendar parts; [] (default): the columns are dropped
+        },
+        "derive": {                                 # new columns from expressions over the raw columns
+            "charges_per_month": "total_charges / tenure",
+        },
         "drop": ["customer_id"],
     }
+
+Date, time and timestamp columns (any Arrow / pandas temporal type, and object columns holding
+``datetime.date`` / ``datetime.time`` values) are never given raw to an encoder or a scaler: they
+become the calendar parts the ``datetime`` section asks for (``<column>_<part>``, numbers), or they
+are left out with a log line naming them. ``time_column`` (the column a time split orders by) is
+not a feature unless it is listed (in ``datetime.columns`` for a date, or in ``numeric.columns`` /
+``categorical.columns``).
+
+``derive`` expressions use TransformOperator's expression language (docs/operators/transform.rst),
+except that a zero divisor gives a missing value instead of an error. Derived and calendar columns
+are computed by the first step of the model's Pipeline
+(:class:`~airflow_provider_mlops.ml.transformers.DerivedFeatures`), so the model's inputs are the
+raw columns: training, batch prediction and the model server compute them identically. Derived
+columns are then features like any other (``numeric`` / ``categorical`` "auto" picks them up).
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Sequence
 
     import pandas as pd
+
+log = logging.getLogger(__name__)
 
 IMPUTERS = ("mean", "median", "most_frequent", "constant", "knn", "none")
 SCALERS = ("standard", "minmax", "robust", "none")
@@ -39,8 +65,11 @@ OUTLIER_METHODS = ("iqr", "zscore")
 DEFAULT_SPEC: dict[str, Any] = {
     "numeric": {"columns": "auto", "impute": "median", "outliers": None, "scale": "standard"},
     "categorical": {"columns": "auto", "impute": "most_frequent", "encode": "onehot", "max_categories": 30},
+    "datetime": {"columns": "auto", "features": []},
+    "derive": {},
     "drop": [],
 }
+SPEC_KEYS = ("numeric", "categorical", "datetime", "derive", "drop")
 
 
 class FeatureSpecError(ValueError):
@@ -60,17 +89,70 @@ def _outlier_clipper_class() -> type:
 _CLIPPER: type | None = None
 
 
+def temporal_columns(frame: pd.DataFrame) -> dict[str, str]:
+    """
+    The date / time / timestamp / duration columns of ``frame`` and their kind: pandas datetime,
+    timedelta and period dtypes, Arrow-backed temporal dtypes, and object columns holding
+    ``datetime.date`` / ``datetime.time`` / ``datetime.timedelta`` values (how pandas reads Arrow
+    ``date32`` and ``time64`` columns).
+    """
+    import datetime as dt
+
+    import numpy as np
+    import pandas as pd
+
+    out: dict[str, str] = {}
+    for column in frame.columns:
+        dtype = frame[column].dtype
+        arrow = getattr(dtype, "pyarrow_dtype", None)
+        if arrow is not None:
+            from airflow_provider_mlops.ml.transformers import temporal_family
+
+            family = temporal_family(arrow)
+            if family:
+                out[column] = family
+        elif pd.api.types.is_datetime64_any_dtype(dtype):
+            out[column] = "timestamp"
+        elif pd.api.types.is_timedelta64_dtype(dtype):
+            out[column] = "duration"
+        elif isinstance(dtype, pd.PeriodDtype):
+            out[column] = "period"
+        elif pd.api.types.is_object_dtype(dtype):
+            kinds = set(frame[column].dropna().map(type).unique())
+            for kind, family in (
+                (dt.datetime, "timestamp"),
+                (np.datetime64, "timestamp"),
+                (dt.date, "date"),
+                (dt.time, "time"),
+                (dt.timedelta, "duration"),
+                (np.timedelta64, "duration"),
+            ):
+                if any(issubclass(k, kind) for k in kinds):
+                    out[column] = family
+                    break
+    return out
+
+
 def resolve_columns(
-    frame: pd.DataFrame, spec: Mapping[str, Any], target: str | None
+    frame: pd.DataFrame,
+    spec: Mapping[str, Any],
+    target: str | None,
+    *,
+    exclude: Mapping[str, str] | None = None,
 ) -> tuple[list[str], list[str]]:
-    """The numeric and categorical feature columns the spec selects in ``frame``."""
+    """
+    The numeric and categorical feature columns the spec selects in ``frame``. ``exclude``: columns
+    "auto" never picks (column -> why); date and time columns are refused in an explicit list.
+    """
     import pandas as pd
 
     drop = set(spec.get("drop") or []) | ({target} if target else set())
     missing = [c for c in drop if c and c not in frame.columns and c != target]
     if missing:
         raise FeatureSpecError(f"drop names column(s) {missing} that the data does not have")
-    available = [c for c in frame.columns if c not in drop]
+    exclude = dict(exclude or {})
+    temporal = temporal_columns(frame)
+    available = [c for c in frame.columns if c not in drop and c not in exclude and c not in temporal]
     numeric_spec = dict(spec.get("numeric") or {})
     categorical_spec = dict(spec.get("categorical") or {})
     num_cols = numeric_spec.get("columns", "auto")
@@ -90,6 +172,13 @@ def resolve_columns(
         if unknown:
             raise FeatureSpecError(
                 f"{kind} column(s) {unknown} are not in the data (columns: {list(frame.columns)})"
+            )
+        raw = [c for c in columns if c in temporal]
+        if raw:
+            raise FeatureSpecError(
+                f"{kind}.columns lists {raw}, which hold {temporal[raw[0]]} values: a date or time is "
+                f"never encoded or scaled raw. Derive calendar features instead, e.g. "
+                f"features={{'datetime': {{'columns': {raw}, 'features': ['month', 'day_of_week']}}}}"
             )
     overlap = set(num_cols) & set(cat_cols)
     if overlap:
@@ -119,13 +208,210 @@ def _imputer(kind: str, method: str | None, fill_value: Any) -> Any:
     return SimpleImputer(strategy=method)
 
 
+@dataclass
+class FeaturePlan:
+    """
+    What :func:`build_features` makes of a spec.
+
+    :ivar derive: the :class:`~airflow_provider_mlops.ml.transformers.DerivedFeatures` step that
+        precedes ``preprocessor`` in the Pipeline (None without ``derive`` / calendar features).
+    :ivar preprocessor: the ``ColumnTransformer``.
+    :ivar numeric: its numeric columns (raw or derived).
+    :ivar categorical: its categorical columns (raw or derived).
+    :ivar inputs: the raw columns the model needs, in the order it takes them.
+    :ivar left_out: columns that are not features, and why (date/time columns, time_column).
+    """
+
+    derive: Any
+    preprocessor: Any
+    numeric: list[str]
+    categorical: list[str]
+    inputs: list[str]
+    left_out: dict[str, str] = field(default_factory=dict)
+
+    def steps(self) -> list[tuple[str, Any]]:
+        """The Pipeline's feature steps: ``derive`` (when there is one), then ``features``."""
+        return [
+            *((("derive", self.derive),) if self.derive is not None else ()),
+            ("features", self.preprocessor),
+        ]
+
+
+def _merged(spec: Mapping[str, Any] | None) -> dict[str, Any]:
+    unknown = set(spec or {}) - set(SPEC_KEYS)
+    if unknown:
+        raise FeatureSpecError(
+            f"Unknown feature spec key(s) {sorted(unknown)}; expected {', '.join(SPEC_KEYS)}"
+        )
+    merged: dict[str, Any] = {
+        key: {**DEFAULT_SPEC[key], **dict((spec or {}).get(key) or {})}
+        for key in ("numeric", "categorical", "datetime")
+    }
+    merged["drop"] = list((spec or {}).get("drop") or [])
+    derive = (spec or {}).get("derive") or {}
+    if not isinstance(derive, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in derive.items()
+    ):
+        raise FeatureSpecError(f"derive must map new column names to expressions (text), got {derive!r}")
+    merged["derive"] = dict(derive)
+    return merged
+
+
+def _calendar(
+    frame: pd.DataFrame,
+    spec: Mapping[str, Any],
+    temporal: Mapping[str, str],
+    *,
+    target: str | None,
+    time_column: str | None,
+) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """([column, part] pairs to derive, {temporal column left out: why})."""
+    from airflow_provider_mlops.ml.transformers import CALENDAR_PARTS
+
+    section = spec["datetime"]
+    parts = list(section.get("features") or [])
+    unknown = [p for p in parts if p not in CALENDAR_PARTS]
+    if unknown:
+        raise FeatureSpecError(
+            f"datetime.features {unknown} are not calendar parts; use {list(CALENDAR_PARTS)}"
+        )
+    drop = set(spec["drop"]) | ({target} if target else set())
+    listed = section.get("columns", "auto")
+    if listed == "auto":
+        columns = [c for c in temporal if c not in drop and c != time_column]
+    else:
+        columns = list(listed)
+        wrong = [c for c in columns if c not in temporal]
+        if wrong:
+            raise FeatureSpecError(
+                f"datetime.columns lists {wrong}, which are not date, time or timestamp columns "
+                f"(those are: {list(temporal)})"
+            )
+    pairs: list[tuple[str, str]] = []
+    left_out: dict[str, str] = {}
+    for column in columns:
+        family = temporal[column]
+        usable = [p for p in parts if family in CALENDAR_PARTS[p][1]]
+        skipped = [p for p in parts if p not in usable]
+        if skipped:
+            log.info(
+                "datetime.features %s do not apply to %s column %r: not derived", skipped, family, column
+            )
+        pairs.extend((column, p) for p in usable)
+        if not usable:
+            left_out[column] = (
+                f"a {family} column, not a feature: add datetime features (e.g. 'features': "
+                "['month', 'day_of_week']) to derive calendar features from it"
+            )
+    for column, family in temporal.items():
+        if column not in columns and column not in drop:
+            left_out[column] = (
+                "time_column: not a feature unless listed in datetime.columns"
+                if column == time_column
+                else f"a {family} column not listed in datetime.columns"
+            )
+    return pairs, left_out
+
+
+def build_features(
+    frame: pd.DataFrame,
+    spec: Mapping[str, Any] | None,
+    *,
+    target: str | None,
+    task: str = "classification",
+    time_column: str | None = None,
+) -> FeaturePlan:
+    """
+    The feature steps for ``spec`` (defaults filled in): the derive step, the ``ColumnTransformer``,
+    the columns they use and the raw input columns of the model. ``frame`` is inspected for names
+    and types (and the derive expressions are evaluated on it once, to check them and learn their
+    types); nothing is fitted for the model here.
+    """
+    import difflib
+
+    from airflow_provider_mlops.etl.expressions import quote_name
+    from airflow_provider_mlops.ml.transformers import ArrowExpression, DerivedFeatures
+
+    merged = _merged(spec)
+    temporal = temporal_columns(frame)
+    calendar, left_out = _calendar(frame, merged, temporal, target=target, time_column=time_column)
+    derive = list(merged["derive"].items())
+    step: Any = None
+    derived = frame
+    raw = [c for c in frame.columns if c != target]
+    if derive or calendar:
+        for name, text in derive:
+            try:
+                reads = ArrowExpression(text).columns()
+            except ValueError as err:
+                raise FeatureSpecError(f"derive {name!r}: {err}") from None
+            unknown = [c for c in reads if c not in frame.columns and c not in merged["derive"]]
+            if unknown:
+                near = difflib.get_close_matches(unknown[0], [str(c) for c in frame.columns], n=3)
+                hint = f"; did you mean {', '.join(quote_name(c) for c in near)}?" if near else ""
+                raise FeatureSpecError(
+                    f"derive {name!r} ({text!r}) reads column(s) {unknown} that the data does not have{hint}"
+                )
+            if target and target in reads:
+                raise FeatureSpecError(
+                    f"derive {name!r} reads the target {target!r} ({text!r}): it would not exist when "
+                    "the model predicts"
+                )
+        step = DerivedFeatures(derive=[list(p) for p in derive], calendar=[list(p) for p in calendar])
+        try:
+            derived = step.fit_transform(frame[raw])
+        except ValueError as err:
+            raise FeatureSpecError(f"Derived features: {err}") from None
+    exclude = dict(left_out)
+    if time_column and time_column not in temporal:
+        listed = [
+            *(merged["numeric"].get("columns") if merged["numeric"].get("columns") != "auto" else []),
+            *(merged["categorical"].get("columns") if merged["categorical"].get("columns") != "auto" else []),
+        ]
+        if time_column not in listed and time_column in frame.columns:
+            exclude[time_column] = (
+                "time_column: not a feature unless listed in numeric or categorical columns"
+            )
+            left_out[time_column] = exclude[time_column]
+    for column, why in left_out.items():
+        log.info("Column %r is left out of the features: %s", column, why)
+    preprocessor, numeric, categorical = _column_transformer(
+        derived, merged, target=target, task=task, exclude=exclude
+    )
+    if step is None:
+        return FeaturePlan(None, preprocessor, numeric, categorical, numeric + categorical, left_out)
+    used = set(numeric) | set(categorical) | set(step.reads())
+    inputs = [c for c in raw if c in used]
+    step = DerivedFeatures(derive=step.derive, calendar=step.calendar)  # unfitted: the Pipeline fits it
+    return FeaturePlan(step, preprocessor, numeric, categorical, inputs, left_out)
+
+
 def build_preprocessor(
-    frame: pd.DataFrame, spec: Mapping[str, Any] | None, *, target: str | None, task: str = "classification"
+    frame: pd.DataFrame,
+    spec: Mapping[str, Any] | None,
+    *,
+    target: str | None,
+    task: str = "classification",
+    time_column: str | None = None,
 ) -> tuple[Any, list[str], list[str]]:
     """
-    The ``ColumnTransformer`` for ``spec`` (defaults filled in) and the numeric / categorical
-    columns it uses. ``frame`` is only inspected for column names and dtypes.
+    The ``ColumnTransformer`` for ``spec`` and the numeric / categorical columns it uses, for a spec
+    without ``derive`` or calendar features (those need the derive step: use :func:`build_features`).
     """
+    plan = build_features(frame, spec, target=target, task=task, time_column=time_column)
+    if plan.derive is not None:
+        raise FeatureSpecError("This spec derives features: build_features() gives the derive step with it")
+    return plan.preprocessor, plan.numeric, plan.categorical
+
+
+def _column_transformer(
+    frame: pd.DataFrame,
+    merged: Mapping[str, Any],
+    *,
+    target: str | None,
+    task: str,
+    exclude: Mapping[str, str],
+) -> tuple[Any, list[str], list[str]]:
     from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import (
@@ -137,17 +423,7 @@ def build_preprocessor(
         TargetEncoder,
     )
 
-    merged: dict[str, Any] = {
-        "numeric": {**DEFAULT_SPEC["numeric"], **dict((spec or {}).get("numeric") or {})},
-        "categorical": {**DEFAULT_SPEC["categorical"], **dict((spec or {}).get("categorical") or {})},
-        "drop": list((spec or {}).get("drop") or []),
-    }
-    unknown = set(spec or {}) - {"numeric", "categorical", "drop"}
-    if unknown:
-        raise FeatureSpecError(
-            f"Unknown feature spec key(s) {sorted(unknown)}; expected numeric, categorical, drop"
-        )
-    numeric, categorical = resolve_columns(frame, merged, target)
+    numeric, categorical = resolve_columns(frame, merged, target, exclude=exclude)
     transformers: list[tuple[str, Any, list[str]]] = []
 
     num = merged["numeric"]

@@ -147,6 +147,7 @@ def build_selectors(
 def selected_features(pipeline: Any, preprocessor_step: str = "features") -> list[str]:
     """The names of the features that reach the estimator of a fitted Pipeline."""
     names = list(pipeline.named_steps[preprocessor_step].get_feature_names_out())
-    for _, step in pipeline.steps[1:-1]:
+    after = [name for name, _ in pipeline.steps].index(preprocessor_step) + 1
+    for _, step in pipeline.steps[after:-1]:
         names = list(step.get_feature_names_out(names))
     return names

@@ -382,7 +382,7 @@ def train(
     from sklearn.dummy import DummyClassifier, DummyRegressor
     from sklearn.pipeline import Pipeline
 
-    from airflow_provider_mlops.ml.features import build_preprocessor, categorical_as_object
+    from airflow_provider_mlops.ml.features import build_features, categorical_as_object
     from airflow_provider_mlops.ml.selection import build_selectors, selected_features
 
     started = time.monotonic()
@@ -413,8 +413,9 @@ def train(
         model = load_estimator(estimator, params, task=task)
         if "random_state" in model.get_params() and "random_state" not in params:
             model.set_params(random_state=seed)
-    preprocessor, numeric, categorical = build_preprocessor(frame, features, target=target, task=task)
-    frame = categorical_as_object(frame, categorical)
+    plan = build_features(frame, features, target=target, task=task, time_column=time_column)
+    numeric, categorical = plan.numeric, plan.categorical
+    frame = categorical_as_object(frame, [c for c in categorical if c in frame.columns])
     train_frame, test_frame = split(
         frame,
         target=target,
@@ -424,14 +425,12 @@ def train(
         time_column=time_column,
         seed=seed,
     )
-    columns = numeric + categorical
+    columns = plan.inputs  # the raw columns: derived ones are computed inside the Pipeline
     x_train, y_train = train_frame[columns], train_frame[target]
     x_test, y_test = test_frame[columns], test_frame[target]
 
     def make_pipeline(model: Any) -> Any:
-        return Pipeline(
-            [("features", preprocessor), *build_selectors(selection, task=task, seed=seed), ("model", model)]
-        )
+        return Pipeline([*plan.steps(), *build_selectors(selection, task=task, seed=seed), ("model", model)])
 
     leaderboard: list[dict[str, Any]] = []
     if candidates is not None:
@@ -479,8 +478,9 @@ def train(
         baseline_metrics=evaluate(dummy, x_test, y_test, task),
         best_params=best_params,
         selected_features=selected_features(fitted),
-        numeric_features=numeric,
-        categorical_features=categorical,
+        # the raw input columns that are features (what a reference profile can describe)
+        numeric_features=[c for c in numeric if c in columns],
+        categorical_features=[c for c in categorical if c in columns],
         train_rows=len(train_frame),
         test_rows=len(test_frame),
         x_test=x_test,

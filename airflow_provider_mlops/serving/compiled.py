@@ -22,6 +22,13 @@ Exactness is checked, not assumed:
   bit-for-bit identical to the Pipeline's;
 * per request, a value the compiled form does not cover (a missing or non-string category) sends the
   whole request to ``model.predict`` (:meth:`CompiledPipeline.features` returns None).
+
+A Pipeline whose feature spec derives columns (``derive`` / ``datetime``) starts with a
+:class:`~airflow_provider_mlops.ml.transformers.DerivedFeatures` step. Its columns are computed by
+that step's own code (:meth:`~airflow_provider_mlops.ml.transformers.DerivedFeatures.derived_columns`,
+the code ``model.predict`` runs, on the same raw values), then laid out like any other; the probe
+covers its inputs too (zeros for divisions, missing values, dates), and a request whose raw values it
+cannot convert goes to the Pipeline, which reports the error.
 """
 
 from __future__ import annotations
@@ -111,6 +118,7 @@ class CompiledPipeline:
     blocks: tuple[_Numeric | _OneHot, ...]
     estimator: Any
     width: int
+    derive: Any = None  # the Pipeline's fitted DerivedFeatures step, when it has one
 
     def features(self, values: Mapping[str, Any], n: int) -> np.ndarray | None:
         """
@@ -119,6 +127,11 @@ class CompiledPipeline:
         """
         import numpy as np
 
+        if self.derive is not None:
+            try:
+                values = {**values, **self.derive.derived_columns(values, n)}
+            except ValueError:  # a raw value that does not convert: the Pipeline reports it
+                return None
         out = np.empty((self.width, n), dtype=np.float64)  # transposed: rows of ``out`` are columns
         start = 0
         for block in self.blocks:
@@ -217,9 +230,21 @@ def compile_pipeline(model: Any) -> CompiledPipeline | None:
         from sklearn.pipeline import Pipeline
     except ImportError:
         return None
-    if not isinstance(model, Pipeline) or len(model.steps) != 2:
+    if not isinstance(model, Pipeline):
         return None
-    (_, pre), (_, estimator) = model.steps
+    derive: Any = None
+    steps = list(model.steps)
+    if len(steps) == 3:
+        try:
+            from airflow_provider_mlops.ml.transformers import DerivedFeatures
+        except ImportError:
+            return None
+        if not isinstance(steps[0][1], DerivedFeatures):
+            return None
+        derive = steps.pop(0)[1]
+    if len(steps) != 2:
+        return None
+    (_, pre), (_, estimator) = steps
     if not isinstance(pre, ColumnTransformer) or getattr(pre, "sparse_output_", True):
         return None
     if not hasattr(estimator, "predict"):
@@ -240,10 +265,14 @@ def compile_pipeline(model: Any) -> CompiledPipeline | None:
             return None
         blocks.append(block)
     width = sum(b.width for b in blocks)
-    compiled = CompiledPipeline(tuple(str(n) for n in names), tuple(blocks), estimator, width)
+    if derive is not None:
+        names = getattr(derive, "feature_names_in_", None)
+        if names is None:
+            return None
+    compiled = CompiledPipeline(tuple(str(n) for n in names), tuple(blocks), estimator, width, derive)
     _quiet_feature_names()
     try:
-        ok = _self_check(model, pre, compiled)
+        ok = _self_check(model, compiled)
     except Exception as err:  # any surprise means: use scikit-learn's path
         log.info("Compiled preprocessing disabled: the self-check failed (%s)", err)
         return None
@@ -257,9 +286,13 @@ def probe_frame(compiled: CompiledPipeline, rows: int = 256, seed: int = 0) -> A
 
     rng = np.random.default_rng(seed)
     data: dict[str, Any] = {}
+    if compiled.derive is not None:
+        data.update(_derive_probe(compiled.derive, rows, rng))
     for block in compiled.blocks:
         if isinstance(block, _Numeric):
             for j, name in enumerate(block.columns):
+                if name in data:
+                    continue
                 center = 0.0 if block.mean is None else float(block.mean[j])
                 spread = 1.0 if block.scale is None else float(block.scale[j])
                 values = center + spread * rng.standard_normal(rows) * 3
@@ -273,7 +306,49 @@ def probe_frame(compiled: CompiledPipeline, rows: int = 256, seed: int = 0) -> A
     return pd.DataFrame({name: data[name] for name in compiled.columns})
 
 
-def _self_check(model: Any, pre: Any, compiled: CompiledPipeline) -> bool:
+def _derive_probe(derive: Any, rows: int, rng: Any) -> dict[str, Any]:
+    """
+    Raw values for the columns the derive step reads, by the type each had at fit: numbers with
+    zeros (divisions by zero) and missing values, booleans, text, dates, timestamps and times.
+    """
+    import datetime as dt
+
+    import numpy as np
+    import pyarrow as pa
+
+    from airflow_provider_mlops.ml.transformers import _parse_type
+
+    data: dict[str, Any] = {}
+    for name, type_name in derive.input_types_.items():
+        kind = _parse_type(type_name)
+        missing = rng.random(rows) < 0.1
+        if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+            values = rng.standard_normal(rows) * 20
+            values[rng.random(rows) < 0.2] = 0.0
+            values = np.round(values) if pa.types.is_integer(kind) else values
+            values[missing] = np.nan
+        elif pa.types.is_boolean(kind):
+            values = np.asarray(rng.random(rows) < 0.5, dtype=object)
+        elif pa.types.is_date(kind) or pa.types.is_timestamp(kind):
+            start = dt.datetime(2000, 1, 1, tzinfo=dt.UTC if getattr(kind, "tz", None) else None)
+            seconds = rng.integers(0, 40 * 365 * 86400, rows)
+            stamps = [start + dt.timedelta(seconds=int(s)) for s in seconds]
+            values = np.asarray([s.date() if pa.types.is_date(kind) else s for s in stamps], dtype=object)
+        elif pa.types.is_time(kind):
+            values = np.asarray(
+                [dt.time(int(s) // 3600, int(s) // 60 % 60) for s in rng.integers(0, 86400, rows)]
+            )
+        elif pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind):
+            values = np.asarray(rng.choice(["a", "B", " c ", "", "<unseen>"], rows), dtype=object)
+        else:
+            continue
+        if values.dtype == object:
+            values[missing] = None if not pa.types.is_string(kind) else np.nan
+        data[name] = values
+    return data
+
+
+def _self_check(model: Any, compiled: CompiledPipeline) -> bool:
     import numpy as np
 
     frame = probe_frame(compiled)
@@ -281,7 +356,7 @@ def _self_check(model: Any, pre: Any, compiled: CompiledPipeline) -> bool:
     ours = compiled.features(values, len(frame))
     if ours is None:
         return False
-    theirs = pre.transform(frame)
+    theirs = model[:-1].transform(frame)
     theirs = np.asarray(getattr(theirs, "to_numpy", lambda: theirs)(), dtype=np.float64)
     if theirs.shape != ours.shape or not np.array_equal(theirs, ours, equal_nan=True):
         log.info("Compiled preprocessing disabled: its features differ from the Pipeline's")
