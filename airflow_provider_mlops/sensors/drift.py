@@ -50,7 +50,12 @@ class DriftSensor(BaseSensorOperator):
     :param decay_alpha: the significance level of the decay tests (default 0.05).
     :param n_bootstrap: resamples of the current rows for the metric's spread.
     :param thresholds: drift thresholds (psi, distance, p_value, missing, small_sample, share, correction).
-    :param per_feature: per-feature threshold overrides, ``{"age": {"psi": 0.3}}``.
+    :param per_feature: per-feature threshold overrides, ``{"age": {"psi": 0.3}}``; they apply at
+        every sample size (on small samples a feature with its own ``psi`` / ``distance`` must pass
+        both the corrected test and them); ``{"season": {"ignore": True}}`` leaves a feature out.
+    :param exclude: features left out of drift (seasonal ones, an ID ...): not measured, not counted
+        in ``share``, listed under ``excluded`` in the report. A name the reference profile does
+        not have fails the task (a misspelling must not leave the feature monitored).
     :param report_uri: where the report goes; default beside the staging outputs. (templated)
     :param on_drift: notifiers called when drift or decay is found.
     :param max_rows: compare at most this many current rows.
@@ -85,6 +90,7 @@ class DriftSensor(BaseSensorOperator):
         max_metric_drop: float | None = 0.05,
         thresholds: Mapping[str, Any] | None = None,
         per_feature: Mapping[str, Mapping[str, Any]] | None = None,
+        exclude: Sequence[str] = (),
         report_uri: str | None = None,
         on_drift: Sequence[Any] = (),
         max_rows: int | None = 2_000_000,
@@ -118,6 +124,9 @@ class DriftSensor(BaseSensorOperator):
         self.max_metric_drop = max_metric_drop
         self.thresholds = dict(thresholds or {})
         self.per_feature = dict(per_feature or {})
+        if isinstance(exclude, str):
+            raise ValueError(f"exclude must be a list of feature names, got the string {exclude!r}")
+        self.exclude = list(exclude)
         self.report_uri = report_uri
         self.on_drift = list(on_drift)
         self.max_rows = max_rows
@@ -332,7 +341,12 @@ class DriftSensor(BaseSensorOperator):
             self._storage.iter_batches(self._uri(), format=self._format()), profile, max_rows=self.max_rows
         )
         report = detect_drift(
-            profile, columns, rows=rows, thresholds=self.thresholds, per_feature=self.per_feature
+            profile,
+            columns,
+            rows=rows,
+            thresholds=self.thresholds,
+            per_feature=self.per_feature,
+            exclude=self.exclude,
         )
         report["reference"] = source
         report["current_uri"] = self._uri()

@@ -258,3 +258,24 @@ def test_errors_a_retry_cannot_fix_fail_the_task_without_retries(
     )
     with pytest.raises(AirflowFailException, match="never_trained@champion has no reference profile"):
         missing.poke(task_context(tmp_path))
+
+
+def test_excluded_features_are_left_out_and_a_misspelling_fails(profile_uri: str, tmp_path: Path) -> None:
+    shifted = _write(tmp_path, "seasonal", _people(5_000, 6, shift=1.0))
+    sensor = DriftSensor(
+        task_id="drift",
+        current_uri=shifted,
+        reference_profile_uri=profile_uri,
+        report_uri=(tmp_path / "r-excl").as_uri(),
+        thresholds={"share": 0.3},
+        exclude=["age"],
+    )
+    with pytest.raises(AirflowSkipException, match="No drift"):
+        sensor.poke(task_context(tmp_path))
+    report = json.loads((tmp_path / "r-excl" / "report.json").read_text())
+    assert report["excluded"] == ["age"] and sorted(f["name"] for f in report["features"]) == ["income", "plan"]
+    typo = DriftSensor(
+        task_id="drift", current_uri=shifted, reference_profile_uri=profile_uri, exclude=["agee"]
+    )
+    with pytest.raises(AirflowFailException, match=r"exclude names feature\(s\) \['agee'\]"):
+        typo.poke(task_context(tmp_path))
