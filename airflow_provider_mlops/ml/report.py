@@ -117,6 +117,10 @@ def render_html(report: Mapping[str, Any], *, title: str = "Data drift report") 
         decay_html = _decay(decay)
         if decay.get("confidence"):
             decay_html += f"<p>How sure: {html.escape(str(decay['confidence']))}</p>"
+    retrain = report.get("retrain")
+    if retrain:
+        state = "<b>held</b>" if retrain.get("held") else "requested"
+        decay_html += f"<p>Retraining {state}: {html.escape(str(retrain.get('reason', '')))}</p>"
     meta = html.escape(
         f"{report.get('rows', 0):,} current rows; {len(report.get('drifted_features', []))} of "
         f"{len(report.get('features', []))} features drifted ({report.get('drifted_share', 0):.0%}); "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
@@ -65,6 +66,14 @@ class DriftSensor(BaseSensorOperator):
         manifest; plain files already there are read at once, without deferring).
     :param on_missing_reference: when the model has no ``alias`` version yet: ``drift`` (succeed, so
         the first training runs: how a new model bootstraps) or ``fail``.
+    :param retrain_cooldown: when the retrain that answered the last request was not promoted
+        (``mlops.not_promoted`` on its version: it tied or lost against the decayed champion), further
+        requests on the same drift are **held** for this long (counted in logical dates): the sensor
+        skips with the reason in its log and report instead of asking every day. New drift (a feature
+        that had not drifted, or the data set where the request was for decay alone), a new champion
+        or the end of the cool-down ask again. ``None`` asks every time. The request and the hold are
+        recorded on the registered model (tags ``mlops.retrain_request``, ``mlops.retrain_hold``) and
+        the request in the outlet Asset event's ``extra``; see :mod:`airflow_provider_mlops.ml.cooldown`.
     :param allow_cloudpickle: let the trusted loader deserialize a cloudpickle model for the accuracy
         check (off by default; the model's sha256 is always checked against the MLflow version first).
     """
@@ -101,9 +110,13 @@ class DriftSensor(BaseSensorOperator):
         allow_cloudpickle: bool = False,
         decay_alpha: float = 0.05,
         n_bootstrap: int = 1000,
+        retrain_cooldown: timedelta | None = timedelta(days=7),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if retrain_cooldown is not None and not isinstance(retrain_cooldown, timedelta):
+            raise ValueError(f"retrain_cooldown must be a timedelta or None, got {retrain_cooldown!r}")
+        self.retrain_cooldown = retrain_cooldown
         if not 0 < decay_alpha < 0.5:
             raise ValueError(f"decay_alpha must be between 0 and 0.5, got {decay_alpha}")
         self.decay_alpha = decay_alpha
@@ -354,6 +367,14 @@ class DriftSensor(BaseSensorOperator):
         report["drift"] = bool(report["dataset_drift"] or (report["accuracy"] or {}).get("decayed"))
         base = resolve_output_uri(self.report_uri, context, suffix="drift_report")
         json_uri, html_uri = f"{base.rstrip('/')}/report.json", f"{base.rstrip('/')}/report.html"
+        report["report_html"] = html_uri
+        decision = self._retrain_decision(context, report, source) if report["drift"] else None
+        if decision is not None:
+            report["retrain"] = {
+                "held": decision.hold,
+                "reason": decision.reason,
+                **(decision.hold_record or {}),
+            }
         self._storage.put_bytes(
             json_uri, json.dumps(report, indent=1, default=str).encode(), content_type="application/json"
         )
@@ -379,6 +400,14 @@ class DriftSensor(BaseSensorOperator):
         if not report["drift"]:
             context["ti"].xcom_push(key="drift_report", value=summary)
             raise AirflowSkipException(f"No drift in {rows} rows (report: {html_uri})")
+        if decision is not None and decision.hold:
+            summary["retrain"] = report["retrain"]
+            self._record_hold(decision)
+            context["ti"].xcom_push(key="drift_report", value=summary)
+            self.log.warning("Retraining held: %s", decision.reason)
+            raise AirflowSkipException(
+                f"Drift or decay in {rows} rows, but retraining is held: {decision.reason} (report: {html_uri})"
+            )
         for notifier in self.on_drift:
             if hasattr(notifier, "details") and notifier.details is None:
                 notifier.details = {
@@ -387,7 +416,102 @@ class DriftSensor(BaseSensorOperator):
                     "report": html_uri,
                 }
             notifier(context)
+        if decision is not None:
+            request = self._record_request(context, report, source, decision)
+            summary["retrain"] = {"held": False, "reason": decision.reason}
+            events = context.get("outlet_events")
+            if events is not None:
+                for outlet in self.outlets:
+                    events[outlet].extra = {"retrain_request": request}
         return PokeReturnValue(is_done=True, xcom_value=summary)
+
+    # ----------------------------------------------------------------------------------------------
+    # Retrain cool-down (airflow_provider_mlops.ml.cooldown decides; this reads and writes the tags)
+    @staticmethod
+    def _now(context: Context) -> Any:
+        """The check's logical time: the logical date, else the run's ``run_after``, else now (UTC)."""
+        from datetime import UTC, datetime
+
+        moment = context.get("logical_date") or context.get("data_interval_end")
+        if moment is None and context.get("dag_run") is not None:
+            moment = getattr(context["dag_run"], "run_after", None)
+        if moment is None:
+            return datetime.now(UTC)
+        return moment if isinstance(moment, datetime) else datetime.fromisoformat(str(moment))
+
+    def _retrain_decision(
+        self, context: Context, report: Mapping[str, Any], source: Mapping[str, Any]
+    ) -> Any:
+        """Ask or hold (None when the cool-down is off or the reference is not a registered model)."""
+        if self.retrain_cooldown is None or "version" not in source or not self.registered_model_name:
+            return None
+        from datetime import UTC, datetime
+
+        from airflow_provider_mlops.hooks.mlflow import MlflowHook
+        from airflow_provider_mlops.ml.cooldown import HOLD_TAG, NOT_PROMOTED_TAG, REQUEST_TAG, decide
+
+        client = MlflowHook(self.mlflow_conn_id).client
+        name = self.registered_model_name
+        tags = client.get_registered_model(name).tags or {}
+
+        def record(key: str) -> dict[str, Any] | None:
+            try:
+                return json.loads(tags[key]) if tags.get(key) else None
+            except ValueError:
+                self.log.warning("The tag %s of %s is not JSON: ignored", key, name)
+                return None
+
+        versions = [
+            {
+                "version": str(v.version),
+                "created": datetime.fromtimestamp(int(v.creation_timestamp) / 1000, UTC),
+                "not_promoted": (v.tags or {}).get(NOT_PROMOTED_TAG),
+            }
+            for v in client.search_model_versions(f"name='{name}'")
+        ]
+        decision = decide(
+            now=self._now(context),
+            champion=str(source["version"]),
+            report=report,
+            request=record(REQUEST_TAG),
+            hold=record(HOLD_TAG),
+            versions=versions,
+            cooldown=self.retrain_cooldown,
+        )
+        if not decision.hold:
+            self.log.info("Asking for a retrain of %s: %s", name, decision.reason)
+        return decision
+
+    def _record_hold(self, decision: Any) -> None:
+        from airflow_provider_mlops.hooks.mlflow import MlflowHook
+        from airflow_provider_mlops.ml.cooldown import HOLD_TAG
+
+        MlflowHook(self.mlflow_conn_id).client.set_registered_model_tag(
+            self.registered_model_name, HOLD_TAG, json.dumps(decision.hold_record)
+        )
+
+    def _record_request(
+        self, context: Context, report: Mapping[str, Any], source: Mapping[str, Any], decision: Any
+    ) -> dict[str, Any]:
+        from datetime import UTC, datetime
+
+        from airflow_provider_mlops.hooks.mlflow import MlflowHook
+        from airflow_provider_mlops.ml.cooldown import HOLD_TAG, REQUEST_TAG, request_record
+
+        request = request_record(
+            report,
+            at=self._now(context),
+            requested_at=datetime.now(UTC),
+            champion=str(source["version"]),
+            alias=self.alias,
+        )
+        client = MlflowHook(self.mlflow_conn_id).client
+        name = self.registered_model_name
+        client.set_registered_model_tag(name, REQUEST_TAG, json.dumps(request, default=str))
+        if HOLD_TAG in (client.get_registered_model(name).tags or {}):
+            client.delete_registered_model_tag(name, HOLD_TAG)
+            self.log.info("Retraining hold of %s released: %s", name, decision.reason)
+        return request
 
     def _log_to_mlflow(self, report: Mapping[str, Any], html_uri: str) -> None:
         if not self.registered_model_name:
