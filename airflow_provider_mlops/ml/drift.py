@@ -16,12 +16,18 @@ correction; dataset drift 0 of 200 splits). See tests/ml/test_drift_calibration.
 are read with counts rebuilt from their shares and row count. Every feature also compares its missing-value share: a surge of
 nulls is drift, not an error.
 
+Both sides are in one canonical encoding (:mod:`airflow_provider_mlops.ml.canonical`): the profile
+was built with it at training time, the current columns are read with it here, and a profile
+written before it is translated on read, so a value meets itself whichever type and path it came
+by (a boolean profiled by pandas as ``True`` and read from JSON as ``"true"``).
+
 How a feature is judged depends on the sample size, like Evidently: with more than
 ``small_sample`` current rows p-values flag harmless shifts, so the decision is by effect size
 (PSI above ``psi`` or the normalized Wasserstein / Jensen-Shannon distance at least ``distance``);
 with fewer rows, by the test's p-value after a multiple-testing correction across features
 (Benjamini-Hochberg FDR by default, or Bonferroni). The dataset drifts when at least
-``share`` of its features drift. Every threshold can be overridden per feature.
+``share`` of its features drift. Every threshold can be overridden per feature, at every sample
+size (see :func:`judge`); features can be left out (``exclude``, or ``per_feature`` ``ignore``).
 """
 
 from __future__ import annotations
