@@ -240,6 +240,8 @@ def categorical_drift(name: str, reference: Mapping[str, Any], values: Any) -> F
         # the most frequent first; at most 20 of each named
         "new_categories": new[:20],
         "new_count": len(new),
+        # the reference kept its first MAX_CATEGORIES categories: the others may be among its rest
+        "new_may_be_other": bool(float(reference.get("other_share", 0.0)) > 0),
         "missing_categories": gone[:20],
         "missing_count": len(gone),
     }

@@ -47,7 +47,8 @@ def _labels(histogram: Mapping[str, Any]) -> list[str]:
 def _categories(histogram: Mapping[str, Any]) -> str:
     """``new: a, b; missing: c`` for a categorical feature (with how many more when cut)."""
     parts = []
-    for key, label in (("new_categories", "new"), ("missing_categories", "missing")):
+    new = "new or among the reference's rarest" if histogram.get("new_may_be_other") else "new"
+    for key, label in (("new_categories", new), ("missing_categories", "missing")):
         names = [str(c) for c in histogram.get(key) or []]
         if not names:
             continue

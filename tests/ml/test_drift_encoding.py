@@ -119,6 +119,16 @@ def test_the_html_report_names_new_and_missing_categories() -> None:
     assert "new: fog" in page and "missing: overcast" in page
 
 
+def test_a_very_high_cardinality_column_against_itself_is_no_drift() -> None:
+    ids = pa.table({"id": pa.array([f"user-{i % 3_000}" for i in range(9_000)])})
+    profile = build_profile(ids.to_pandas(), numeric=[], categorical=["id"])
+    assert len(profile["features"]["id"]["counts"]) == 200 and profile["features"]["id"]["other_share"] > 0.9
+    report = _check(profile, ids)
+    assert report["drifted_features"] == []
+    page = render_html(report)
+    assert "new or among the reference&#x27;s rarest" in page
+
+
 @pytest.mark.parametrize(
     ("values", "texts"),
     [
