@@ -399,6 +399,14 @@ def detect_drift(
                 reasons=["column missing from the current data"],
             )
         )
+    notes = []
+    given = set(thresholds or {}) if not isinstance(thresholds, Thresholds) else set()
+    if rows <= limits.small_sample and {"psi", "distance"} & given:
+        notes.append(
+            f"{rows} rows <= small_sample {limits.small_sample}: features are decided by corrected "
+            "p-values; the psi / distance thresholds apply above small_sample rows (a feature's own "
+            "per_feature psi / distance apply at every size)"
+        )
     drifted = [f for f in features if f.drifted]
     share = len(drifted) / max(len(features), 1)
     ranked = sorted(features, key=lambda f: (f.drifted, f.score), reverse=True)
@@ -411,6 +419,7 @@ def detect_drift(
         "method": "p-values" if rows <= limits.small_sample else "effect size",
         "thresholds": limits.__dict__,
         "excluded": excluded,
+        "notes": notes,
         "features": [f.as_dict() for f in ranked],
     }
 

@@ -118,6 +118,10 @@ def render_html(report: Mapping[str, Any], *, title: str = "Data drift report") 
         decay_html = _decay(decay)
         if decay.get("confidence"):
             decay_html += f"<p>How sure: {html.escape(str(decay['confidence']))}</p>"
+    for note in report.get("notes") or []:
+        decay_html += f"<p>Note: {html.escape(str(note))}</p>"
+    if report.get("excluded"):
+        decay_html += f"<p>Left out of drift: {html.escape(', '.join(report['excluded']))}</p>"
     retrain = report.get("retrain")
     if retrain:
         state = "<b>held</b>" if retrain.get("held") else "requested"

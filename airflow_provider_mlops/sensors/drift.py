@@ -361,6 +361,8 @@ class DriftSensor(BaseSensorOperator):
             per_feature=self.per_feature,
             exclude=self.exclude,
         )
+        for note in report.get("notes") or []:
+            self.log.warning("%s", note)
         report["reference"] = source
         report["current_uri"] = self._uri()
         report["accuracy"] = self._accuracy(source, profile)

@@ -107,6 +107,9 @@ def test_per_feature_effect_size_limits_apply_on_small_samples_too() -> None:
     n0 = next(f for f in relaxed["features"] if f["name"] == "n0")
     assert relaxed["method"] == "p-values" and not n0["drifted"]
     assert "own psi / distance" in n0["method"]
+    # global psi / distance decide only above small_sample rows: said, not silent
+    noted = _check(_profile(), shifted, thresholds={"psi": 10})
+    assert "psi / distance thresholds apply above small_sample rows" in noted["notes"][0]
     # a limit the change does pass: drift, with both reasons
     strict = _check(_profile(), shifted, per_feature={"n0": {"distance": 0.05}})
     n0 = next(f for f in strict["features"] if f["name"] == "n0")
