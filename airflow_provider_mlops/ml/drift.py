@@ -440,6 +440,7 @@ def columns_from_batches(
     wanted = profile["features"]
     numeric: dict[str, list[Any]] = {}
     categorical: dict[str, Categories] = {}
+    absent: dict[str, int] = {}  # rows of batches without the column (a field that appears late)
     rows = 0
     for batch in batches:
         if max_rows is not None and rows >= max_rows:
@@ -449,6 +450,7 @@ def columns_from_batches(
         rows += batch.num_rows
         for name, reference in wanted.items():
             if name not in batch.schema.names:
+                absent[name] = absent.get(name, 0) + batch.num_rows
                 continue
             column = batch.column(name)
             if reference["kind"] == "numeric":
@@ -457,6 +459,11 @@ def columns_from_batches(
             else:
                 counted = category_counts(column)
                 categorical[name] = categorical[name].merge(counted) if name in categorical else counted
-    out: dict[str, Any] = {name: np.concatenate(chunks) for name, chunks in numeric.items()}
-    out.update(categorical)
+    # a column some batches lack is missing in their rows (a column no batch has stays absent)
+    out: dict[str, Any] = {
+        name: np.concatenate([*chunks, np.full(absent.get(name, 0), np.nan)])
+        for name, chunks in numeric.items()
+    }
+    for name, counted in categorical.items():
+        out[name] = counted.merge(Categories({}, absent.get(name, 0), absent.get(name, 0)))
     return out, rows

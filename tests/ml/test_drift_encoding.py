@@ -280,3 +280,17 @@ def test_other_paths_to_the_same_values_are_no_drift(values: list, flags: list) 
             profile = build_profile(reference, **spec)
             for current in (booleans, texts, lower):
                 _no_drift(profile, current)
+
+
+def test_a_field_that_appears_late_counts_as_missing_where_it_is_absent() -> None:
+    frame = _weather(2_000, 0)
+    profile = build_profile(frame, numeric=["temp"], categorical=["sky"])
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    early = table.slice(0, 1_000).drop_columns(["temp", "sky"])
+    batches = [*early.to_batches(), *table.slice(1_000).to_batches()]
+    columns, rows = columns_from_batches(batches, profile)
+    report = detect_drift(profile, columns, rows=rows)
+    for feature in report["features"]:
+        if feature["name"] in ("temp", "sky"):
+            assert feature["missing_current"] == 0.5 and feature["drifted"], feature
+            assert any("missing share 0.0% -> 50.0%" in r for r in feature["reasons"])
