@@ -235,6 +235,59 @@ def columns(draw: st.DrawFn) -> tuple[str, pa.Array]:
     return kind, array
 
 
+@st.composite
+def tables(draw: st.DrawFn) -> tuple[pa.Table, list[str], list[str]]:
+    """A table of 1-5 columns of any types, and which of them a profile takes as numeric / categorical."""
+    rows = draw(st.integers(min_value=1, max_value=40))
+    kinds = draw(st.lists(st.sampled_from(sorted(TYPES)), min_size=1, max_size=5))
+    arrays, numeric, categorical = {}, [], []
+    for i, kind in enumerate(kinds):
+        data_type, values, _ = TYPES[kind]
+        pool = draw(st.lists(values, min_size=1, max_size=6))
+        column = draw(st.lists(st.none() | st.sampled_from(pool), min_size=rows, max_size=rows))
+        name = f"{kind}_{i}"
+        arrays[name] = pa.array(column, type=data_type)
+        (numeric if draw(st.sampled_from(_feature_kinds(kind))) == "numeric" else categorical).append(name)
+    table = pa.table(arrays)
+    if draw(st.booleans()):
+        table = pa.concat_tables([table] * (1 + 1_200 // rows))
+    return table, numeric, categorical
+
+
+@SETTINGS
+@given(drawn=tables())
+def test_a_table_of_mixed_types_against_its_own_reference_is_no_drift(drawn: tuple) -> None:
+    table, numeric, categorical = drawn
+    for reference in (table, table.to_pandas()):
+        profile = build_profile(reference, numeric=numeric, categorical=categorical)
+        json.loads(json.dumps(profile, allow_nan=False))  # a strict JSON artifact
+        _no_drift(profile, table)
+
+
+def test_a_thousand_features_against_their_own_reference_is_no_drift() -> None:
+    rng = np.random.default_rng(0)
+    kinds = ["float64", "int64", "bool", "string", "date"]
+    arrays = {}
+    for i in range(1_000):
+        kind = kinds[i % len(kinds)]
+        if kind == "float64":
+            arrays[f"f{i}"] = pa.array(rng.normal(size=300))
+        elif kind == "int64":
+            arrays[f"f{i}"] = pa.array(rng.integers(0, 9, 300))
+        elif kind == "bool":
+            arrays[f"f{i}"] = pa.array(rng.random(300) < 0.4)
+        elif kind == "string":
+            arrays[f"f{i}"] = pa.array(rng.choice(["a", "b", "c"], 300))
+        else:
+            arrays[f"f{i}"] = pa.array(rng.integers(19_000, 19_100, 300).astype("int32")).cast(pa.date32())
+    table = pa.table(arrays)
+    numeric = [n for i, n in enumerate(arrays) if kinds[i % 5] in ("float64", "int64")]
+    categorical = [n for n in arrays if n not in set(numeric)]
+    profile = build_profile(table.to_pandas(), numeric=numeric, categorical=categorical)
+    report = _check(profile, table)
+    assert len(report["features"]) == 1_000 and report["drifted_features"] == []
+
+
 def _feature_kinds(kind: str) -> list[str]:
     return ["numeric", "categorical"] if TYPES[kind][2] else ["categorical"]
 
