@@ -509,7 +509,11 @@ class DriftSensor(BaseSensorOperator):
         )
         client = MlflowHook(self.mlflow_conn_id).client
         name = self.registered_model_name
-        client.set_registered_model_tag(name, REQUEST_TAG, json.dumps(request, default=str))
+        text = json.dumps(request, default=str)
+        if len(text) > 90_000:  # MLflow's limit for a registry tag is 100,000 characters
+            request["features"] = []
+            text = json.dumps(request, default=str)
+        client.set_registered_model_tag(name, REQUEST_TAG, text)
         if HOLD_TAG in (client.get_registered_model(name).tags or {}):
             client.delete_registered_model_tag(name, HOLD_TAG)
             self.log.info("Retraining hold of %s released: %s", name, decision.reason)
