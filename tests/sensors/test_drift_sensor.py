@@ -373,3 +373,69 @@ def test_a_retrain_that_did_not_help_holds_the_next_requests(
     assert "mlops.retrain_hold" not in client.get_registered_model(name).tags
     # retrain_cooldown=None: ask every time, as before
     assert check(17, retrain_cooldown=None)[0].is_done
+
+
+def test_a_model_trained_on_booleans_does_not_drift_on_the_same_day_as_json_text(
+    mlflow_conn: str, mlflow_tracking: dict, tmp_path: Path
+) -> None:
+    """#28 item 1 from the user's side: TrainModelOperator's profile, then a JSON Lines day."""
+    rng = np.random.default_rng(0)
+    n = 2_000
+    frame = pd.DataFrame(
+        {
+            "rain_today": rng.random(n) < 0.3,
+            "windy": pd.array(np.where(rng.random(n) < 0.1, None, rng.random(n) < 0.5), dtype="boolean"),
+            "humidity": rng.normal(70, 10, n),
+            "pressure": rng.integers(990, 1030, n).astype("float64"),
+        }
+    )
+    frame.loc[rng.random(n) < 0.05, "pressure"] = np.nan  # int with nulls: float64 in pandas
+    frame["rain_tomorrow"] = ((frame.humidity > 75) ^ (rng.random(n) < 0.1)).astype("int64")
+    train_uri = _write(tmp_path, "weather", frame)
+    name = "rain_model"
+    version = TrainModelOperator(
+        task_id="train",
+        input_uri=train_uri,
+        target="rain_tomorrow",
+        registered_model_name=name,
+        estimator="sklearn.linear_model.LogisticRegression",
+        mlflow_conn_id=mlflow_conn,
+        model_output_uri=(tmp_path / "m").as_uri(),
+        profile_data=False,
+    ).execute(task_context(tmp_path))["version"]
+    from mlflow import MlflowClient
+
+    MlflowClient(tracking_uri=mlflow_tracking["tracking_uri"]).set_registered_model_alias(
+        name, "champion", version
+    )
+    day = frame.sample(1_500, random_state=1).drop(columns=["rain_tomorrow"])
+    lines = []
+    for record in day.to_dict(orient="records"):
+        windy = record["windy"]
+        lines.append(
+            json.dumps(
+                {
+                    "rain_today": str(bool(record["rain_today"])).lower(),  # "true" / "false" text
+                    "windy": None if pd.isna(windy) else bool(windy),
+                    "humidity": record["humidity"],
+                    "pressure": None if np.isnan(record["pressure"]) else int(record["pressure"]),
+                }
+            )
+        )
+    path = tmp_path / "drop" / "today.jsonl"
+    path.parent.mkdir()
+    path.write_text("\n".join(lines) + "\n")
+    sensor = DriftSensor(
+        task_id="drift",
+        current_uri=path.as_uri(),
+        registered_model_name=name,
+        mlflow_conn_id=mlflow_conn,
+        report_uri=(tmp_path / "r-weather").as_uri(),
+    )
+    with pytest.raises(AirflowSkipException, match="No drift"):
+        sensor.poke(task_context(tmp_path))
+    report = json.loads((tmp_path / "r-weather" / "report.json").read_text())
+    by_name = {f["name"]: f for f in report["features"]}
+    assert set(by_name) == {"rain_today", "windy", "humidity", "pressure"}
+    assert by_name["rain_today"]["psi"] < 0.01 and by_name["rain_today"]["histogram"]["new_categories"] == []
+    assert report["drifted_features"] == []
