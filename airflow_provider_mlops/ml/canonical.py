@@ -15,7 +15,7 @@ functions here, and nothing else, before any statistic:
   ``true`` / ``false`` (any case) as 1 / 0, otherwise as a number; a value that does not parse is an
   error naming the column and the value.
 * :func:`category_counts`: a column as counts of canonical category texts. ``true`` / ``false`` for
-  booleans and for the text ``True`` / ``FALSE`` / `` true`` (any case, surrounding blanks); one
+  booleans and for the text ``True`` / ``FALSE`` / ``" true"`` (any case, surrounding blanks); one
   text per number whatever its type (``3`` for the int 3, the float 3.0 and the decimal 3.00;
   ``0.1`` for the float 0.1 and the decimal 0.1; NaN is missing); ISO 8601 for dates, times and
   timestamps (``2024-01-02T03:04:05.5`` naive, ``...Z`` for a zoned one, as its UTC instant); binary
