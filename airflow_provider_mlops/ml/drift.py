@@ -16,12 +16,18 @@ correction; dataset drift 0 of 200 splits). See tests/ml/test_drift_calibration.
 are read with counts rebuilt from their shares and row count. Every feature also compares its missing-value share: a surge of
 nulls is drift, not an error.
 
+Both sides are in one canonical encoding (:mod:`airflow_provider_mlops.ml.canonical`): the profile
+was built with it at training time, the current columns are read with it here, and a profile
+written before it is translated on read, so a value meets itself whichever type and path it came
+by (a boolean profiled by pandas as ``True`` and read from JSON as ``"true"``).
+
 How a feature is judged depends on the sample size, like Evidently: with more than
 ``small_sample`` current rows p-values flag harmless shifts, so the decision is by effect size
 (PSI above ``psi`` or the normalized Wasserstein / Jensen-Shannon distance at least ``distance``);
 with fewer rows, by the test's p-value after a multiple-testing correction across features
 (Benjamini-Hochberg FDR by default, or Bonferroni). The dataset drifts when at least
-``share`` of its features drift. Every threshold can be overridden per feature.
+``share`` of its features drift. Every threshold can be overridden per feature, at every sample
+size (see :func:`judge`); features can be left out (``exclude``, or ``per_feature`` ``ignore``).
 """
 
 from __future__ import annotations
@@ -31,10 +37,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     import numpy as np
-    import pyarrow as pa
 
 EPSILON = 1e-4
 SAMPLE = 5_000
@@ -106,8 +111,11 @@ def numeric_drift(
     import numpy as np
     from scipy import stats
 
-    data = np.asarray(values, dtype="float64")
+    from airflow_provider_mlops.ml.canonical import numeric_values
+
+    data = numeric_values(values, like=reference.get("type"), name=name)
     present = data[~np.isnan(data)]
+    finite = present[np.isfinite(present)]
     missing = float(1 - present.size / max(data.size, 1))
     edges = np.asarray(reference.get("edges") or [], dtype="float64")
     ref_shares = np.asarray(reference.get("shares") or [1.0], dtype="float64")
@@ -120,7 +128,7 @@ def numeric_drift(
         missing_reference=float(reference["missing_share"]),
         missing_current=missing,
     )
-    if present.size == 0 or not reference.get("sample"):
+    if finite.size == 0 or not reference.get("sample"):
         feature.psi = feature.distance = float("nan")
         feature.p_value = 1.0
         return feature
@@ -128,7 +136,7 @@ def numeric_drift(
     cur_shares = counts / present.size
     feature.psi = psi(ref_shares, cur_shares)
     ref_sample = np.asarray(reference["sample"], dtype="float64")
-    cur_sample = _sample(present, SAMPLE, seed)
+    cur_sample = _sample(finite, SAMPLE, seed)
     feature.p_value = float(stats.ks_2samp(ref_sample, cur_sample).pvalue)
     scale = float(reference.get("std") or 0.0) or 1.0
     feature.distance = float(stats.wasserstein_distance(ref_sample, cur_sample) / scale)
@@ -180,22 +188,21 @@ def homogeneity_p_value(reference: np.ndarray, current: np.ndarray) -> float:
     return float(chi2.sf(statistic, table.shape[1] - 1))
 
 
-def categorical_drift(name: str, reference: Mapping[str, Any], values: pa.Array | Any) -> FeatureDrift:
+def categorical_drift(name: str, reference: Mapping[str, Any], values: Any) -> FeatureDrift:
+    """
+    Measure one categorical feature: ``values`` (Arrow, pandas, a list, or
+    :class:`~airflow_provider_mlops.ml.canonical.Categories` already counted) in the canonical
+    encoding against the reference's categories.
+    """
     import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
     from scipy.spatial.distance import jensenshannon
 
-    array = values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(values)
-    array = pc.cast(array, pa.string()) if not pa.types.is_string(array.type) else array
-    total = len(array)
-    nulls = array.null_count
-    present = total - nulls
-    missing = float(nulls / max(total, 1))
-    counts_struct = pc.value_counts(pc.drop_null(array))
-    current = dict(
-        zip(counts_struct.field("values").to_pylist(), counts_struct.field("counts").to_pylist(), strict=True)
-    )
+    from airflow_provider_mlops.ml.canonical import category_counts
+
+    counted = category_counts(values)
+    present = counted.present
+    missing = float(counted.missing / max(counted.total, 1))
+    current = counted.counts
     ref_freq: dict[str, float] = dict(reference.get("frequencies") or {})
     categories = list(ref_freq)
     ref_vector = np.array([ref_freq[c] for c in categories] + [float(reference.get("other_share", 0.0))])
@@ -223,12 +230,20 @@ def categorical_drift(name: str, reference: Mapping[str, Any], values: pa.Array 
         jensenshannon(np.clip(ref_vector, EPSILON, None), np.clip(cur_vector, EPSILON, None), base=2)
     )
     feature.p_value = homogeneity_p_value(ref_counts, cur_counts)
-    new = sorted(k for k in current if k not in ref_freq)
+    new = sorted(current, key=lambda k: (-current[k], k))
+    new = [k for k in new if k not in ref_freq]
+    gone = [c for c in categories if ref_freq[c] > 0 and not current.get(c)]
     feature.histogram = {
         "categories": [*categories, "(other / new)"],
         "reference": ref_vector.tolist(),
         "current": cur_vector.tolist(),
+        # the most frequent first; at most 20 of each named
         "new_categories": new[:20],
+        "new_count": len(new),
+        # the reference kept its first MAX_CATEGORIES categories: the others may be among its rest
+        "new_may_be_other": bool(float(reference.get("other_share", 0.0)) > 0),
+        "missing_categories": gone[:20],
+        "missing_count": len(gone),
     }
     return feature
 
@@ -249,44 +264,85 @@ def _corrected(p_values: list[float], method: str) -> list[float]:
     raise ValueError(f"correction must be fdr, bonferroni or none, got {method!r}")
 
 
+def _effect(feature: FeatureDrift, limits: Thresholds) -> tuple[float, list[str], str]:
+    """The effect-size score of a feature against ``limits``, the reasons it passes them, the metric."""
+    metric = "wasserstein" if feature.kind == "numeric" else "jensen-shannon"
+    psi_value = feature.psi if feature.psi is not None and not math.isnan(feature.psi) else 0.0
+    distance = feature.distance if feature.distance is not None and not math.isnan(feature.distance) else 0.0
+    score = max(psi_value / max(limits.psi, EPSILON), distance / max(limits.distance, EPSILON))
+    reasons = []
+    if psi_value > limits.psi:
+        reasons.append(f"PSI {psi_value:.3f} > {limits.psi}")
+    if distance >= limits.distance:
+        reasons.append(f"{metric} {distance:.3f} >= {limits.distance}")
+    return score, reasons, metric
+
+
 def judge(
     features: list[FeatureDrift],
     rows: int,
     thresholds: Thresholds,
     per_feature: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> None:
-    """Set ``drifted``, ``method``, ``score`` and ``reasons`` of every feature in place."""
+    """
+    Set ``drifted``, ``method``, ``score`` and ``reasons`` of every feature in place.
+
+    A feature's own ``psi`` / ``distance`` (``per_feature``) apply at every sample size: above
+    ``small_sample`` rows they are the limits of the effect size; at or below it the feature must
+    pass both the corrected test and its own effect-size limits (a significant change smaller than
+    the limits the user set for it is not drift).
+    """
     adjusted = _corrected(
         [f.p_value if f.p_value is not None else 1.0 for f in features], thresholds.correction
     )
     for feature, p_adjusted in zip(features, adjusted, strict=True):
-        limits = thresholds.override((per_feature or {}).get(feature.name))
+        own = dict((per_feature or {}).get(feature.name) or {})
+        own.pop("ignore", None)
+        limits = thresholds.override(own)
         reasons = []
         if abs(feature.missing_current - feature.missing_reference) > limits.missing:
             reasons.append(f"missing share {feature.missing_reference:.1%} -> {feature.missing_current:.1%}")
         if rows <= limits.small_sample:
-            feature.method = f"{'ks' if feature.kind == 'numeric' else 'chi2'} p-value ({limits.correction})"
+            test = "ks" if feature.kind == "numeric" else "chi2"
+            feature.method = f"{test} p-value ({limits.correction})"
             feature.score = 1.0 - p_adjusted
             if p_adjusted < limits.p_value:
-                reasons.append(
-                    f"p-value {p_adjusted:.2g} < {limits.p_value} after {limits.correction} correction"
-                )
+                found = [f"p-value {p_adjusted:.2g} < {limits.p_value} after {limits.correction} correction"]
+                if {"psi", "distance"} & set(own):
+                    feature.method += " and its own psi / distance"
+                    score, effect, _ = _effect(feature, limits)
+                    feature.score = min(feature.score, score)
+                    found = found + effect if effect else []
+                reasons.extend(found)
         else:
-            metric = "wasserstein" if feature.kind == "numeric" else "jensen-shannon"
+            feature.score, effect, metric = _effect(feature, limits)
             feature.method = f"psi + {metric}"
-            psi_value = feature.psi if feature.psi is not None and not math.isnan(feature.psi) else 0.0
-            distance = (
-                feature.distance if feature.distance is not None and not math.isnan(feature.distance) else 0.0
-            )
-            feature.score = max(
-                psi_value / max(limits.psi, EPSILON), distance / max(limits.distance, EPSILON)
-            )
-            if psi_value > limits.psi:
-                reasons.append(f"PSI {psi_value:.3f} > {limits.psi}")
-            if distance >= limits.distance:
-                reasons.append(f"{metric} {distance:.3f} >= {limits.distance}")
+            reasons.extend(effect)
         feature.reasons = reasons
         feature.drifted = bool(reasons)
+
+
+def _left_out(
+    profile: Mapping[str, Any],
+    exclude: Sequence[str] | None,
+    per_feature: Mapping[str, Mapping[str, Any]] | None,
+) -> list[str]:
+    """The features left out of drift (``exclude`` and ``per_feature`` ``ignore``), names checked."""
+    known = set(profile["features"])
+    named = {"exclude": list(exclude or []), "per_feature": list(per_feature or {})}
+    for where, names in named.items():
+        unknown = sorted(set(names) - known)
+        if unknown:
+            raise ValueError(
+                f"{where} names feature(s) {unknown} that the reference profile does not have "
+                f"(its features: {sorted(known)})"
+            )
+    for name, own in (per_feature or {}).items():
+        flag = (own or {}).get("ignore", False)
+        if not isinstance(flag, bool):
+            raise ValueError(f"per_feature[{name!r}]['ignore'] must be true or false, got {flag!r}")
+    ignored = [n for n, own in (per_feature or {}).items() if (own or {}).get("ignore")]
+    return [n for n in profile["features"] if n in set(named["exclude"]) | set(ignored)]
 
 
 def detect_drift(
@@ -296,18 +352,34 @@ def detect_drift(
     rows: int,
     thresholds: Thresholds | Mapping[str, Any] | None = None,
     per_feature: Mapping[str, Mapping[str, Any]] | None = None,
+    exclude: Sequence[str] | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
     """
-    Compare current ``columns`` (name -> float array for numeric features, Arrow/str values for
-    categorical ones) with ``profile``; return the report (JSON-able).
+    Compare current ``columns`` (name -> values: Arrow, pandas, numpy or lists, or what
+    :func:`columns_from_batches` gathered) with ``profile``; return the report (JSON-able). Both
+    sides are in the canonical encoding (:mod:`airflow_provider_mlops.ml.canonical`); a profile
+    written before it is canonicalised here.
 
-    A feature of the profile that is absent from the current data is reported as drifted.
+    A feature of the profile that is absent from the current data is reported as drifted. Features
+    in ``exclude`` or with ``per_feature`` ``{"ignore": True}`` are left out (listed under
+    ``excluded``); a name the profile does not have is an error, so a misspelling is not silent.
     """
+    from airflow_provider_mlops.ml.profile import canonical_profile
+
+    profile = canonical_profile(profile)
     limits = thresholds if isinstance(thresholds, Thresholds) else Thresholds().override(thresholds)
+    for name, own in (per_feature or {}).items():  # unknown threshold names, before any work
+        try:
+            limits.override({k: v for k, v in (own or {}).items() if k != "ignore"})
+        except ValueError as err:
+            raise ValueError(f"per_feature[{name!r}]: {err}") from None
+    excluded = _left_out(profile, exclude, per_feature)
     features: list[FeatureDrift] = []
     absent = []
     for name, reference in profile["features"].items():
+        if name in excluded:
+            continue
         if name not in columns:
             absent.append(name)
             continue
@@ -327,6 +399,14 @@ def detect_drift(
                 reasons=["column missing from the current data"],
             )
         )
+    notes = []
+    given = set(thresholds or {}) if not isinstance(thresholds, Thresholds) else set()
+    if rows <= limits.small_sample and {"psi", "distance"} & given:
+        notes.append(
+            f"{rows} rows <= small_sample {limits.small_sample}: features are decided by corrected "
+            "p-values; the psi / distance thresholds apply above small_sample rows (a feature's own "
+            "per_feature psi / distance apply at every size)"
+        )
     drifted = [f for f in features if f.drifted]
     share = len(drifted) / max(len(features), 1)
     ranked = sorted(features, key=lambda f: (f.drifted, f.score), reverse=True)
@@ -338,6 +418,8 @@ def detect_drift(
         "top_features": [f.name for f in ranked[:5]],
         "method": "p-values" if rows <= limits.small_sample else "effect size",
         "thresholds": limits.__dict__,
+        "excluded": excluded,
+        "notes": notes,
         "features": [f.as_dict() for f in ranked],
     }
 
@@ -345,13 +427,20 @@ def detect_drift(
 def columns_from_batches(
     batches: Any, profile: Mapping[str, Any], *, max_rows: int | None = None
 ) -> tuple[dict[str, Any], int]:
-    """Gather the profiled columns from record batches: numeric as float64 arrays, categorical as Arrow."""
+    """
+    Gather the profiled columns from record batches in the canonical encoding: numeric features as
+    float64 arrays (:func:`~airflow_provider_mlops.ml.canonical.numeric_values`, text parsed as the
+    reference's type), categorical ones counted batch by batch
+    (:class:`~airflow_provider_mlops.ml.canonical.Categories`).
+    """
     import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
+
+    from airflow_provider_mlops.ml.canonical import Categories, category_counts, numeric_values
 
     wanted = profile["features"]
-    parts: dict[str, list[Any]] = {name: [] for name in wanted}
+    numeric: dict[str, list[Any]] = {}
+    categorical: dict[str, Categories] = {}
+    absent: dict[str, int] = {}  # rows of batches without the column (a field that appears late)
     rows = 0
     for batch in batches:
         if max_rows is not None and rows >= max_rows:
@@ -361,20 +450,20 @@ def columns_from_batches(
         rows += batch.num_rows
         for name, reference in wanted.items():
             if name not in batch.schema.names:
+                absent[name] = absent.get(name, 0) + batch.num_rows
                 continue
             column = batch.column(name)
             if reference["kind"] == "numeric":
-                if pa.types.is_boolean(column.type) or pa.types.is_decimal(column.type):
-                    column = pc.cast(column, pa.float64())
-                parts[name].append(column.to_numpy(zero_copy_only=False).astype("float64", copy=False))
+                values = numeric_values(column, like=reference.get("type"), name=name)
+                numeric.setdefault(name, []).append(values)
             else:
-                parts[name].append(column)
-    out: dict[str, Any] = {}
-    for name, chunks in parts.items():
-        if not chunks:
-            continue
-        if wanted[name]["kind"] == "numeric":
-            out[name] = np.concatenate(chunks)
-        else:
-            out[name] = pa.chunked_array([pc.cast(c, pa.string()) for c in chunks])
+                counted = category_counts(column)
+                categorical[name] = categorical[name].merge(counted) if name in categorical else counted
+    # a column some batches lack is missing in their rows (a column no batch has stays absent)
+    out: dict[str, Any] = {
+        name: np.concatenate([*chunks, np.full(absent.get(name, 0), np.nan)])
+        for name, chunks in numeric.items()
+    }
+    for name, counted in categorical.items():
+        out[name] = counted.merge(Categories({}, absent.get(name, 0), absent.get(name, 0)))
     return out, rows

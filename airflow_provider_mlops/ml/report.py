@@ -44,6 +44,38 @@ def _labels(histogram: Mapping[str, Any]) -> list[str]:
     return [f"[{bounds[i]}, {bounds[i + 1]})" for i in range(len(bounds) - 1)]
 
 
+def _categories(histogram: Mapping[str, Any]) -> str:
+    """``new: a, b; missing: c`` for a categorical feature (with how many more when cut)."""
+    parts = []
+    new = "new or among the reference's rarest" if histogram.get("new_may_be_other") else "new"
+    for key, label in (("new_categories", new), ("missing_categories", "missing")):
+        names = [str(c) for c in histogram.get(key) or []]
+        if not names:
+            continue
+        more = int(histogram.get(key.split("_")[0] + "_count", len(names))) - len(names)
+        parts.append(f"{label}: {', '.join(names)}" + (f" (+{more} more)" if more > 0 else ""))
+    return "; ".join(parts)
+
+
+def _decay(decay: Mapping[str, Any]) -> str:
+    """The accuracy line: the metric, its baseline, and the verdict said once."""
+
+    def number(value: Any) -> str:
+        return "n/a" if value is None else f"{value:.4f}"
+
+    if decay.get("decayed"):
+        verdict = f"<b>decayed</b>: {html.escape(str(decay.get('reason', '')))}"
+    else:
+        reason = str(decay.get("reason") or "")
+        verdict = "within limits" + (
+            f" ({html.escape(reason)})" if reason and reason != "within limits" else ""
+        )
+    return (
+        f"<p><b>Model {html.escape(str(decay.get('metric')))}</b> on current data: "
+        f"{number(decay.get('current'))} (baseline {number(decay.get('baseline'))}) &mdash; {verdict}</p>"
+    )
+
+
 def render_html(report: Mapping[str, Any], *, title: str = "Data drift report") -> str:
     """The report as a self-contained HTML page: verdict, per-feature table, histograms."""
     verdict = "DRIFT DETECTED" if report.get("drift") else "no drift"
@@ -75,20 +107,25 @@ def render_html(report: Mapping[str, Any], *, title: str = "Data drift report") 
                 dist=fmt(feature.get("distance")),
                 p=fmt(feature.get("p_value")),
                 miss=f"{feature.get('missing_reference', 0):.1%} &rarr; {feature.get('missing_current', 0):.1%}",
-                reasons=html.escape("; ".join(feature.get("reasons") or [])),
+                reasons=html.escape(
+                    "; ".join(r for r in [*(feature.get("reasons") or []), _categories(hist)] if r)
+                ),
                 chart=chart,
             )
         )
     decay_html = ""
     if decay:
-        decay_html = (
-            f"<p><b>Model {html.escape(str(decay.get('metric')))}</b> on current data: "
-            f"{decay.get('current', float('nan')):.4f} (baseline {decay.get('baseline', float('nan')):.4f}) "
-            f"&mdash; {'<b>decayed</b>' if decay.get('decayed') else 'within limits'}: "
-            f"{html.escape(str(decay.get('reason', '')))}</p>"
-        )
+        decay_html = _decay(decay)
         if decay.get("confidence"):
             decay_html += f"<p>How sure: {html.escape(str(decay['confidence']))}</p>"
+    for note in report.get("notes") or []:
+        decay_html += f"<p>Note: {html.escape(str(note))}</p>"
+    if report.get("excluded"):
+        decay_html += f"<p>Left out of drift: {html.escape(', '.join(report['excluded']))}</p>"
+    retrain = report.get("retrain")
+    if retrain:
+        state = "<b>held</b>" if retrain.get("held") else "requested"
+        decay_html += f"<p>Retraining {state}: {html.escape(str(retrain.get('reason', '')))}</p>"
     meta = html.escape(
         f"{report.get('rows', 0):,} current rows; {len(report.get('drifted_features', []))} of "
         f"{len(report.get('features', []))} features drifted ({report.get('drifted_share', 0):.0%}); "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
@@ -50,7 +51,12 @@ class DriftSensor(BaseSensorOperator):
     :param decay_alpha: the significance level of the decay tests (default 0.05).
     :param n_bootstrap: resamples of the current rows for the metric's spread.
     :param thresholds: drift thresholds (psi, distance, p_value, missing, small_sample, share, correction).
-    :param per_feature: per-feature threshold overrides, ``{"age": {"psi": 0.3}}``.
+    :param per_feature: per-feature threshold overrides, ``{"age": {"psi": 0.3}}``; they apply at
+        every sample size (on small samples a feature with its own ``psi`` / ``distance`` must pass
+        both the corrected test and them); ``{"season": {"ignore": True}}`` leaves a feature out.
+    :param exclude: features left out of drift (seasonal ones, an ID ...): not measured, not counted
+        in ``share``, listed under ``excluded`` in the report. A name the reference profile does
+        not have fails the task (a misspelling must not leave the feature monitored).
     :param report_uri: where the report goes; default beside the staging outputs. (templated)
     :param on_drift: notifiers called when drift or decay is found.
     :param max_rows: compare at most this many current rows.
@@ -60,6 +66,14 @@ class DriftSensor(BaseSensorOperator):
         manifest; plain files already there are read at once, without deferring).
     :param on_missing_reference: when the model has no ``alias`` version yet: ``drift`` (succeed, so
         the first training runs: how a new model bootstraps) or ``fail``.
+    :param retrain_cooldown: when the retrain that answered the last request was not promoted
+        (``mlops.not_promoted`` on its version: it tied or lost against the decayed champion), further
+        requests on the same drift are **held** for this long (counted in logical dates): the sensor
+        skips with the reason in its log and report instead of asking every day. New drift (a feature
+        that had not drifted, or the data set where the request was for decay alone), a new champion
+        or the end of the cool-down ask again. ``None`` asks every time. The request and the hold are
+        recorded on the registered model (tags ``mlops.retrain_request``, ``mlops.retrain_hold``) and
+        the request in the outlet Asset event's ``extra``; see :mod:`airflow_provider_mlops.ml.cooldown`.
     :param allow_cloudpickle: let the trusted loader deserialize a cloudpickle model for the accuracy
         check (off by default; the model's sha256 is always checked against the MLflow version first).
     """
@@ -85,6 +99,7 @@ class DriftSensor(BaseSensorOperator):
         max_metric_drop: float | None = 0.05,
         thresholds: Mapping[str, Any] | None = None,
         per_feature: Mapping[str, Mapping[str, Any]] | None = None,
+        exclude: Sequence[str] = (),
         report_uri: str | None = None,
         on_drift: Sequence[Any] = (),
         max_rows: int | None = 2_000_000,
@@ -95,9 +110,13 @@ class DriftSensor(BaseSensorOperator):
         allow_cloudpickle: bool = False,
         decay_alpha: float = 0.05,
         n_bootstrap: int = 1000,
+        retrain_cooldown: timedelta | None = timedelta(days=7),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if retrain_cooldown is not None and not isinstance(retrain_cooldown, timedelta):
+            raise ValueError(f"retrain_cooldown must be a timedelta or None, got {retrain_cooldown!r}")
+        self.retrain_cooldown = retrain_cooldown
         if not 0 < decay_alpha < 0.5:
             raise ValueError(f"decay_alpha must be between 0 and 0.5, got {decay_alpha}")
         self.decay_alpha = decay_alpha
@@ -118,6 +137,9 @@ class DriftSensor(BaseSensorOperator):
         self.max_metric_drop = max_metric_drop
         self.thresholds = dict(thresholds or {})
         self.per_feature = dict(per_feature or {})
+        if isinstance(exclude, str):
+            raise ValueError(f"exclude must be a list of feature names, got the string {exclude!r}")
+        self.exclude = list(exclude)
         self.report_uri = report_uri
         self.on_drift = list(on_drift)
         self.max_rows = max_rows
@@ -332,14 +354,29 @@ class DriftSensor(BaseSensorOperator):
             self._storage.iter_batches(self._uri(), format=self._format()), profile, max_rows=self.max_rows
         )
         report = detect_drift(
-            profile, columns, rows=rows, thresholds=self.thresholds, per_feature=self.per_feature
+            profile,
+            columns,
+            rows=rows,
+            thresholds=self.thresholds,
+            per_feature=self.per_feature,
+            exclude=self.exclude,
         )
+        for note in report.get("notes") or []:
+            self.log.warning("%s", note)
         report["reference"] = source
         report["current_uri"] = self._uri()
         report["accuracy"] = self._accuracy(source, profile)
         report["drift"] = bool(report["dataset_drift"] or (report["accuracy"] or {}).get("decayed"))
         base = resolve_output_uri(self.report_uri, context, suffix="drift_report")
         json_uri, html_uri = f"{base.rstrip('/')}/report.json", f"{base.rstrip('/')}/report.html"
+        report["report_html"] = html_uri
+        decision = self._retrain_decision(context, report, source) if report["drift"] else None
+        if decision is not None:
+            report["retrain"] = {
+                "held": decision.hold,
+                "reason": decision.reason,
+                **(decision.hold_record or {}),
+            }
         self._storage.put_bytes(
             json_uri, json.dumps(report, indent=1, default=str).encode(), content_type="application/json"
         )
@@ -365,6 +402,14 @@ class DriftSensor(BaseSensorOperator):
         if not report["drift"]:
             context["ti"].xcom_push(key="drift_report", value=summary)
             raise AirflowSkipException(f"No drift in {rows} rows (report: {html_uri})")
+        if decision is not None and decision.hold:
+            summary["retrain"] = report["retrain"]
+            self._record_hold(decision)
+            context["ti"].xcom_push(key="drift_report", value=summary)
+            self.log.warning("Retraining held: %s", decision.reason)
+            raise AirflowSkipException(
+                f"Drift or decay in {rows} rows, but retraining is held: {decision.reason} (report: {html_uri})"
+            )
         for notifier in self.on_drift:
             if hasattr(notifier, "details") and notifier.details is None:
                 notifier.details = {
@@ -373,7 +418,106 @@ class DriftSensor(BaseSensorOperator):
                     "report": html_uri,
                 }
             notifier(context)
+        if decision is not None:
+            request = self._record_request(context, report, source, decision)
+            summary["retrain"] = {"held": False, "reason": decision.reason}
+            events = context.get("outlet_events")
+            if events is not None:
+                for outlet in self.outlets:
+                    events[outlet].extra = {"retrain_request": request}
         return PokeReturnValue(is_done=True, xcom_value=summary)
+
+    # ----------------------------------------------------------------------------------------------
+    # Retrain cool-down (airflow_provider_mlops.ml.cooldown decides; this reads and writes the tags)
+    @staticmethod
+    def _now(context: Context) -> Any:
+        """The check's logical time: the logical date, else the run's ``run_after``, else now (UTC)."""
+        from datetime import UTC, datetime
+
+        moment = context.get("logical_date") or context.get("data_interval_end")
+        if moment is None and context.get("dag_run") is not None:
+            moment = getattr(context["dag_run"], "run_after", None)
+        if moment is None:
+            return datetime.now(UTC)
+        return moment if isinstance(moment, datetime) else datetime.fromisoformat(str(moment))
+
+    def _retrain_decision(
+        self, context: Context, report: Mapping[str, Any], source: Mapping[str, Any]
+    ) -> Any:
+        """Ask or hold (None when the cool-down is off or the reference is not a registered model)."""
+        if self.retrain_cooldown is None or "version" not in source or not self.registered_model_name:
+            return None
+        from datetime import UTC, datetime
+
+        from airflow_provider_mlops.hooks.mlflow import MlflowHook
+        from airflow_provider_mlops.ml.cooldown import HOLD_TAG, NOT_PROMOTED_TAG, REQUEST_TAG, decide
+
+        client = MlflowHook(self.mlflow_conn_id).client
+        name = self.registered_model_name
+        tags = client.get_registered_model(name).tags or {}
+
+        def record(key: str) -> dict[str, Any] | None:
+            try:
+                return json.loads(tags[key]) if tags.get(key) else None
+            except ValueError:
+                self.log.warning("The tag %s of %s is not JSON: ignored", key, name)
+                return None
+
+        versions = [
+            {
+                "version": str(v.version),
+                "created": datetime.fromtimestamp(int(v.creation_timestamp) / 1000, UTC),
+                "not_promoted": (v.tags or {}).get(NOT_PROMOTED_TAG),
+            }
+            for v in client.search_model_versions(f"name='{name}'")
+        ]
+        decision = decide(
+            now=self._now(context),
+            champion=str(source["version"]),
+            report=report,
+            request=record(REQUEST_TAG),
+            hold=record(HOLD_TAG),
+            versions=versions,
+            cooldown=self.retrain_cooldown,
+        )
+        if not decision.hold:
+            self.log.info("Asking for a retrain of %s: %s", name, decision.reason)
+        return decision
+
+    def _record_hold(self, decision: Any) -> None:
+        from airflow_provider_mlops.hooks.mlflow import MlflowHook
+        from airflow_provider_mlops.ml.cooldown import HOLD_TAG
+
+        MlflowHook(self.mlflow_conn_id).client.set_registered_model_tag(
+            self.registered_model_name, HOLD_TAG, json.dumps(decision.hold_record)
+        )
+
+    def _record_request(
+        self, context: Context, report: Mapping[str, Any], source: Mapping[str, Any], decision: Any
+    ) -> dict[str, Any]:
+        from datetime import UTC, datetime
+
+        from airflow_provider_mlops.hooks.mlflow import MlflowHook
+        from airflow_provider_mlops.ml.cooldown import HOLD_TAG, REQUEST_TAG, request_record
+
+        request = request_record(
+            report,
+            at=self._now(context),
+            requested_at=datetime.now(UTC),
+            champion=str(source["version"]),
+            alias=self.alias,
+        )
+        client = MlflowHook(self.mlflow_conn_id).client
+        name = self.registered_model_name
+        text = json.dumps(request, default=str)
+        if len(text) > 90_000:  # MLflow's limit for a registry tag is 100,000 characters
+            request["features"] = []
+            text = json.dumps(request, default=str)
+        client.set_registered_model_tag(name, REQUEST_TAG, text)
+        if HOLD_TAG in (client.get_registered_model(name).tags or {}):
+            client.delete_registered_model_tag(name, HOLD_TAG)
+            self.log.info("Retraining hold of %s released: %s", name, decision.reason)
+        return request
 
     def _log_to_mlflow(self, report: Mapping[str, Any], html_uri: str) -> None:
         if not self.registered_model_name:

@@ -97,3 +97,57 @@ def test_dataset_verdict_share_and_per_feature_overrides() -> None:
 def test_a_missing_column_is_reported() -> None:
     report = _check(_profile(), _frame(5_000, 8).drop(columns=["c4"]))
     assert "c4" in report["drifted_features"]
+
+
+def test_per_feature_effect_size_limits_apply_on_small_samples_too() -> None:
+    """#28 item 7: below small_sample rows a feature's own psi / distance were silently ignored."""
+    shifted = _frame(800, 9, shift=0.4)
+    assert "n0" in _check(_profile(), shifted)["drifted_features"]  # the corrected test finds it
+    relaxed = _check(_profile(), shifted, per_feature={"n0": {"psi": 10, "distance": 10}})
+    n0 = next(f for f in relaxed["features"] if f["name"] == "n0")
+    assert relaxed["method"] == "p-values" and not n0["drifted"]
+    assert "own psi / distance" in n0["method"]
+    # global psi / distance decide only above small_sample rows: said, not silent
+    noted = _check(_profile(), shifted, thresholds={"psi": 10})
+    assert "psi / distance thresholds apply above small_sample rows" in noted["notes"][0]
+    # a limit the change does pass: drift, with both reasons
+    strict = _check(_profile(), shifted, per_feature={"n0": {"distance": 0.05}})
+    n0 = next(f for f in strict["features"] if f["name"] == "n0")
+    assert n0["drifted"] and any("p-value" in r for r in n0["reasons"])
+    assert any("wasserstein" in r for r in n0["reasons"])
+
+
+def test_columns_can_be_left_out_of_drift_and_misspellings_are_refused() -> None:
+    seasonal = _frame(20_000, 6, shift=0.5)  # n0 moves with the season
+    assert _check(_profile(), seasonal)["drifted_features"] == ["n0"]
+    for kwargs in ({"exclude": ["n0"]}, {"per_feature": {"n0": {"ignore": True}}}):
+        report = _check(_profile(), seasonal, **kwargs)
+        assert report["drifted_features"] == [] and report["excluded"] == ["n0"]
+        assert "n0" not in [f["name"] for f in report["features"]] and len(report["features"]) == 24
+    with pytest.raises(ValueError, match=r"exclude names feature\(s\) \['n00'\]"):
+        _check(_profile(), seasonal, exclude=["n00"])
+    with pytest.raises(ValueError, match=r"per_feature names feature\(s\) \['age'\]"):
+        _check(_profile(), seasonal, per_feature={"age": {"psi": 0.3}})
+    with pytest.raises(ValueError, match=r"per_feature\['n1'\]: Unknown drift threshold"):
+        _check(_profile(), seasonal, per_feature={"n1": {"psy": 0.3}})
+
+
+def test_the_html_report_says_the_accuracy_verdict_once() -> None:
+    from airflow_provider_mlops.ml.report import render_html
+
+    report = _check(_profile(), _frame(2_000, 2))
+    fine = {
+        "metric": "roc_auc",
+        "current": 0.81,
+        "baseline": 0.8,
+        "decayed": False,
+        "reason": "within limits",
+    }
+    page = render_html({**report, "accuracy": fine})
+    assert "within limits" in page and "within limits: within limits" not in page
+    decayed = {**fine, "current": 0.6, "decayed": True, "reason": "roc_auc fell 0.2000 below the baseline"}
+    assert "<b>decayed</b>: roc_auc fell 0.2000 below the baseline" in render_html(
+        {**report, "accuracy": decayed}
+    )
+    # no baseline (a profile without metrics): said, not a crash formatting None
+    assert "(baseline n/a)" in render_html({**report, "accuracy": {**fine, "baseline": None}})

@@ -258,3 +258,184 @@ def test_errors_a_retry_cannot_fix_fail_the_task_without_retries(
     )
     with pytest.raises(AirflowFailException, match="never_trained@champion has no reference profile"):
         missing.poke(task_context(tmp_path))
+
+
+def test_excluded_features_are_left_out_and_a_misspelling_fails(profile_uri: str, tmp_path: Path) -> None:
+    shifted = _write(tmp_path, "seasonal", _people(5_000, 6, shift=1.0))
+    sensor = DriftSensor(
+        task_id="drift",
+        current_uri=shifted,
+        reference_profile_uri=profile_uri,
+        report_uri=(tmp_path / "r-excl").as_uri(),
+        thresholds={"share": 0.3},
+        exclude=["age"],
+    )
+    with pytest.raises(AirflowSkipException, match="No drift"):
+        sensor.poke(task_context(tmp_path))
+    report = json.loads((tmp_path / "r-excl" / "report.json").read_text())
+    assert report["excluded"] == ["age"] and sorted(f["name"] for f in report["features"]) == [
+        "income",
+        "plan",
+    ]
+    typo = DriftSensor(
+        task_id="drift", current_uri=shifted, reference_profile_uri=profile_uri, exclude=["agee"]
+    )
+    with pytest.raises(AirflowFailException, match=r"exclude names feature\(s\) \['agee'\]"):
+        typo.poke(task_context(tmp_path))
+
+
+class _Events(dict):
+    """``context["outlet_events"]``: an accessor per outlet with an ``extra``."""
+
+    def __missing__(self, key):
+        self[key] = type("Accessor", (), {"extra": None})()
+        return self[key]
+
+
+def test_a_retrain_that_did_not_help_holds_the_next_requests(
+    dataset: str, mlflow_conn: str, mlflow_tracking: dict, tmp_path: Path
+) -> None:
+    """#28 item 9: once a retrain ties the decayed champion, the monitor stops asking every day."""
+    from airflow.sdk import Asset
+    from mlflow import MlflowClient
+
+    name = "churn_cooldown"
+
+    def train_and_gate() -> dict:
+        version = TrainModelOperator(
+            task_id="train",
+            input_uri=dataset,
+            target="churned",
+            registered_model_name=name,
+            estimator="sklearn.linear_model.LogisticRegression",
+            mlflow_conn_id=mlflow_conn,
+            model_output_uri=(tmp_path / "m").as_uri(),
+            profile_data=False,
+        ).execute(task_context(tmp_path))["version"]
+        return DeployModelOperator(
+            task_id="deploy",
+            registered_model_name=name,
+            candidate_version=version,
+            evaluation_uri=dataset,
+            target="churned",
+            mlflow_conn_id=mlflow_conn,
+        ).execute(task_context(tmp_path))
+
+    assert train_and_gate()["promoted"]
+    frame = pa.Table.from_batches(list(S3Hook(aws_conn_id=None).iter_batches(dataset))).to_pandas()
+    frame["churned"] = 1 - frame["churned"]
+    flipped = _write(tmp_path, "flipped", frame)
+    outlet = Asset(name="retrain", uri="x-mlops-signal://churn_cooldown/retrain")
+
+    def check(day: int, **kwargs) -> tuple[object, dict]:
+        context = {**task_context(tmp_path), "logical_date": f"2026-01-{day:02d}T00:00:00+00:00"}
+        context["outlet_events"] = _Events()
+        sensor = DriftSensor(
+            task_id="drift",
+            current_uri=flipped,
+            registered_model_name=name,
+            target="churned",
+            metric="accuracy",
+            max_metric_drop=0.1,
+            mlflow_conn_id=mlflow_conn,
+            report_uri=(tmp_path / f"day{day}").as_uri(),
+            outlets=[outlet],
+            **kwargs,
+        )
+        try:
+            return sensor.poke(context), context
+        except AirflowSkipException as skipped:
+            return skipped, context
+
+    asked, context = check(8)
+    assert asked.is_done and asked.xcom_value["retrain"]["held"] is False
+    client = MlflowClient(tracking_uri=mlflow_tracking["tracking_uri"])
+    request = json.loads(client.get_registered_model(name).tags["mlops.retrain_request"])
+    assert request["champion"] == "1" and request["accuracy"]["decayed"]
+    assert context["outlet_events"][outlet].extra == {"retrain_request": request}
+
+    gate = train_and_gate()  # the same data, the same model: a tie, kept out by the gate
+    assert not gate["promoted"] and gate["candidate_version"] == "2"
+
+    held, context = check(9)
+    assert isinstance(held, AirflowSkipException) and "retraining is held" in str(held)
+    assert "v2" in str(held) and "did not improve on the champion v1" in str(held)
+    hold = json.loads(client.get_registered_model(name).tags["mlops.retrain_hold"])
+    assert hold["candidate"] == "2" and hold["until"] == "2026-01-16T00:00:00+00:00"
+    assert context["ti"].pushed["drift_report"]["retrain"]["held"] is True
+    assert "Retraining <b>held</b>" in (tmp_path / "day9" / "report.html").read_text()
+    assert context["outlet_events"].get(outlet) is None, "no Asset event while held"
+
+    # still held within the cool-down; asked again once it has elapsed, and the hold is released
+    assert isinstance(check(12)[0], AirflowSkipException)
+    again, _ = check(16)
+    assert again.is_done and "cool-down" in again.xcom_value["retrain"]["reason"]
+    assert "mlops.retrain_hold" not in client.get_registered_model(name).tags
+    # retrain_cooldown=None: ask every time, as before
+    assert check(17, retrain_cooldown=None)[0].is_done
+
+
+def test_a_model_trained_on_booleans_does_not_drift_on_the_same_day_as_json_text(
+    mlflow_conn: str, mlflow_tracking: dict, tmp_path: Path
+) -> None:
+    """#28 item 1 from the user's side: TrainModelOperator's profile, then a JSON Lines day."""
+    rng = np.random.default_rng(0)
+    n = 2_000
+    frame = pd.DataFrame(
+        {
+            "rain_today": rng.random(n) < 0.3,
+            "windy": pd.array(np.where(rng.random(n) < 0.1, None, rng.random(n) < 0.5), dtype="boolean"),
+            "humidity": rng.normal(70, 10, n),
+            "pressure": rng.integers(990, 1030, n).astype("float64"),
+        }
+    )
+    frame.loc[rng.random(n) < 0.05, "pressure"] = np.nan  # int with nulls: float64 in pandas
+    frame["rain_tomorrow"] = ((frame.humidity > 75) ^ (rng.random(n) < 0.1)).astype("int64")
+    train_uri = _write(tmp_path, "weather", frame)
+    name = "rain_model"
+    version = TrainModelOperator(
+        task_id="train",
+        input_uri=train_uri,
+        target="rain_tomorrow",
+        registered_model_name=name,
+        estimator="sklearn.linear_model.LogisticRegression",
+        mlflow_conn_id=mlflow_conn,
+        model_output_uri=(tmp_path / "m").as_uri(),
+        profile_data=False,
+    ).execute(task_context(tmp_path))["version"]
+    from mlflow import MlflowClient
+
+    MlflowClient(tracking_uri=mlflow_tracking["tracking_uri"]).set_registered_model_alias(
+        name, "champion", version
+    )
+    day = frame.sample(1_500, random_state=1).drop(columns=["rain_tomorrow"])
+    lines = []
+    for record in day.to_dict(orient="records"):
+        windy = record["windy"]
+        lines.append(
+            json.dumps(
+                {
+                    "rain_today": str(bool(record["rain_today"])).lower(),  # "true" / "false" text
+                    "windy": None if pd.isna(windy) else bool(windy),
+                    "humidity": record["humidity"],
+                    "pressure": None if np.isnan(record["pressure"]) else int(record["pressure"]),
+                }
+            )
+        )
+    path = tmp_path / "drop" / "today.jsonl"
+    path.parent.mkdir()
+    path.write_text("\n".join(lines) + "\n")
+    sensor = DriftSensor(
+        task_id="drift",
+        current_uri=path.as_uri(),
+        registered_model_name=name,
+        mlflow_conn_id=mlflow_conn,
+        report_uri=(tmp_path / "r-weather").as_uri(),
+    )
+    with pytest.raises(AirflowSkipException, match="No drift"):
+        sensor.poke(task_context(tmp_path))
+    report = json.loads((tmp_path / "r-weather" / "report.json").read_text())
+    by_name = {f["name"]: f for f in report["features"]}
+    assert set(by_name) == {"rain_today", "windy", "humidity", "pressure"}
+    assert by_name["rain_today"]["psi"] < 0.01 and by_name["rain_today"]["histogram"]["new_categories"] == []
+    assert report["drifted_features"] == []
