@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -61,6 +62,8 @@ class TrainResult:
     # with candidates: the winner's class path and the leaderboard (best first), see ml/candidates.py
     estimator: str = ""
     leaderboard: list[dict[str, Any]] = field(default_factory=list)
+    # holdout metrics that could not be computed, with the reason (e.g. a class absent from the holdout)
+    metrics_unavailable: dict[str, str] = field(default_factory=dict)
 
 
 def infer_task(y: pd.Series) -> str:
@@ -123,8 +126,76 @@ def split(
     if strategy not in ("stratified", "random"):
         raise TrainingError(f"split strategy must be auto, stratified, random or time, got {strategy!r}")
     stratify = frame[target] if strategy == "stratified" else None
+    if stratify is not None:
+        counts = stratify.value_counts()
+        if int(counts.min()) < 2:
+            rare = counts.index[counts.argmin()]
+            raise TrainingError(
+                f"Class {_plain(rare)!r} of {target!r} has {int(counts.min())} row: a stratified split needs "
+                "at least 2 rows of every class (one for training, one for the holdout). Add data, drop "
+                "the class, or use split_strategy='random'."
+            )
     train, test = train_test_split(frame, test_size=test_size, random_state=seed, stratify=stratify)
     return train, test
+
+
+def check_split_classes(
+    y_train: pd.Series, y_test: pd.Series, *, target: str, strategy: str, time_column: str | None = None
+) -> list[Any]:
+    """
+    Refuse a split whose training part lacks a class of the label (the model could never predict
+    it): the class, its row count and what to do are named. Returns the classes absent from the
+    holdout (the metrics that need them are then left out with a reason, not refused).
+    """
+    train_classes = set(y_train.unique().tolist())
+    counts = y_test.value_counts()
+    missing = [c for c in counts.index.tolist() if c not in train_classes]
+    if missing:
+        where = f"after {time_column!r} (the latest rows)" if strategy == "time" and time_column else ""
+        raise TrainingError(
+            f"Class {_plain(missing[0])!r} of {target!r} is absent from the training part of the "
+            f"{strategy!r} split: all its {int(counts[missing[0]])} rows fall in the holdout {where}."
+            " The model could never predict it. Give more history (a longer training window), drop "
+            "the class, or use split_strategy='stratified'."
+            + (f" Other classes in the same case: {[_plain(c) for c in missing[1:]]}" if missing[1:] else "")
+        )
+    test_classes = set(counts.index.tolist())
+    return sorted((c for c in train_classes if c not in test_classes), key=str)
+
+
+def non_finite(value: Any, path: str = "") -> list[tuple[str, Any]]:
+    """Every NaN / inf inside ``value`` (nested dicts, lists, numpy scalars) as (key path, value)."""
+    found: list[tuple[str, Any]] = []
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            found += non_finite(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found += non_finite(item, f"{path}[{index}]")
+    elif isinstance(value, (float, int)) or (hasattr(value, "dtype") and getattr(value, "ndim", 1) == 0):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return found
+        if not math.isfinite(number):
+            found.append((path, number))
+    return found
+
+
+class NonFiniteValueError(ValueError):
+    """A NaN or infinite value was about to reach MLflow or XCom (which cannot hold it)."""
+
+
+def check_finite(value: Any, what: str) -> None:
+    """
+    Raise :class:`NonFiniteValueError` naming every key whose value is NaN or infinite, e.g.
+    ``metrics for MLflow: metrics.roc_auc = nan``. JSON (XCom) and MLflow reject or mangle them.
+    """
+    found = non_finite(value)
+    if found:
+        listed = ", ".join(f"{k} = {v}" for k, v in found[:10])
+        more = f" (and {len(found) - 10} more)" if len(found) > 10 else ""
+        raise NonFiniteValueError(f"Non-finite value(s) in the {what}: {listed}{more}")
 
 
 def step_names(pipeline: Any) -> dict[str, str]:
@@ -322,38 +393,79 @@ def evaluate(model: Any, x: Any, y: Any, task: str) -> dict[str, float]:
     classes labelled e.g. "yes"/"no") the per-class F1 averaged with weights equal to each class's
     share of the true labels (``average="weighted"``). ROC AUC of a multi-class model is one-vs-rest,
     macro-averaged.
+
+    Only finite values: a metric that cannot be computed on this holdout is left out (see
+    :func:`evaluate_with_reasons` for why).
     """
+    return evaluate_with_reasons(model, x, y, task)[0]
+
+
+def evaluate_with_reasons(model: Any, x: Any, y: Any, task: str) -> tuple[dict[str, float], dict[str, str]]:
+    """
+    :func:`evaluate`'s metrics, and for every metric left out the reason: ROC AUC is undefined
+    when a class the model knows is absent from the holdout (scikit-learn returns NaN for it);
+    any other non-finite value is left out with the value named. Nothing returned is NaN or inf.
+    """
+    import warnings
+
     import numpy as np
     from sklearn import metrics
+    from sklearn.exceptions import UndefinedMetricWarning
 
     predicted = model.predict(x)
+    raw: dict[str, float] = {}
+    unavailable: dict[str, str] = {}
     if task == "regression":
-        return {
+        raw = {
             "rmse": float(np.sqrt(metrics.mean_squared_error(y, predicted))),
             "mae": float(metrics.mean_absolute_error(y, predicted)),
-            "r2": float(metrics.r2_score(y, predicted)),
+            "r2": float(metrics.r2_score(y, predicted)) if len(y) > 1 else float("nan"),
         }
-    classes = np.unique(y)
-    binary = len(classes) <= 2
-    out = {
-        "accuracy": float(metrics.accuracy_score(y, predicted)),
-        "f1": float(
-            metrics.f1_score(
-                y, predicted, average="binary" if binary and set(classes) <= {0, 1} else "weighted"
-            )
-        ),
-    }
-    if hasattr(model, "predict_proba"):
-        proba = model.predict_proba(x)
-        labels = list(getattr(model, "classes_", classes))
-        with contextlib.suppress(ValueError):  # a single class in the holdout: AUC undefined
-            out["roc_auc"] = float(
-                metrics.roc_auc_score(y, proba[:, 1])
-                if len(labels) == 2
-                else metrics.roc_auc_score(y, proba, multi_class="ovr", labels=labels)
-            )
-        out["log_loss"] = float(metrics.log_loss(y, proba, labels=labels))
-    return out
+        if len(y) <= 1:
+            unavailable["r2"] = f"R2 needs at least 2 holdout rows, the holdout has {len(y)}"
+    else:
+        classes = np.unique(y)
+        binary = len(classes) <= 2
+        raw = {
+            "accuracy": float(metrics.accuracy_score(y, predicted)),
+            "f1": float(
+                metrics.f1_score(
+                    y,
+                    predicted,
+                    average="binary" if binary and set(classes) <= {0, 1} else "weighted",
+                    zero_division=0.0,
+                )
+            ),
+        }
+        if hasattr(model, "predict_proba"):
+            proba = model.predict_proba(x)
+            labels = list(getattr(model, "classes_", classes))
+            absent = [c for c in labels if c not in set(classes.tolist())]
+            if absent:
+                unavailable["roc_auc"] = (
+                    f"class {_plain(absent[0])!r} absent from holdout ({len(y)} rows)"
+                    if len(absent) == 1
+                    else f"classes {[_plain(c) for c in absent]} absent from holdout ({len(y)} rows)"
+                )
+            else:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UndefinedMetricWarning)
+                    try:
+                        raw["roc_auc"] = float(
+                            metrics.roc_auc_score(y, proba[:, 1])
+                            if len(labels) == 2
+                            else metrics.roc_auc_score(y, proba, multi_class="ovr", labels=labels)
+                        )
+                    except ValueError as err:
+                        unavailable["roc_auc"] = f"ROC AUC undefined on this holdout: {err}"
+            raw["log_loss"] = float(metrics.log_loss(y, proba, labels=labels))
+    out = {}
+    for name, value in raw.items():
+        if math.isfinite(value):
+            out[name] = value
+        else:
+            unavailable.setdefault(name, f"not finite on this holdout ({value})")
+    return out, unavailable
 
 
 def train(
@@ -427,6 +539,18 @@ def train(
     columns = numeric + categorical
     x_train, y_train = train_frame[columns], train_frame[target]
     x_test, y_test = test_frame[columns], test_frame[target]
+    if task == "classification":  # before any fitting: a class the training part lacks is refused
+        absent = check_split_classes(
+            y_train, y_test, target=target, strategy=split_strategy, time_column=time_column
+        )
+        if absent:
+            log.warning(
+                "Classes %s of %r are absent from the holdout (%s rows): the metrics needing them "
+                "(ROC AUC) are left out",
+                [_plain(c) for c in absent],
+                target,
+                len(y_test),
+            )
 
     def make_pipeline(model: Any) -> Any:
         return Pipeline(
@@ -471,7 +595,9 @@ def train(
             for t in search.trials_
             if t.value is not None
         ]
-    metrics = evaluate(fitted, x_test, y_test, task)
+    metrics, unavailable = evaluate_with_reasons(fitted, x_test, y_test, task)
+    for name, reason in unavailable.items():
+        log.warning("Holdout metric %s left out: %s", name, reason)
     return TrainResult(
         pipeline=fitted,
         task=task,
@@ -491,6 +617,7 @@ def train(
         dropped_missing_target=dropped,
         estimator=estimator,
         leaderboard=leaderboard,
+        metrics_unavailable=unavailable,
     )
 
 
@@ -504,7 +631,9 @@ def holdout_uncertainty(
     out = {}
     for name in names:
         with contextlib.suppress(ValueError):
-            out[name] = uncertainty(name, scored, n_boot=n_boot, seed=seed)
+            spread = uncertainty(name, scored, n_boot=n_boot, seed=seed)
+            if not non_finite(spread):  # a resample without a class: no finite spread to report
+                out[name] = spread
     return out
 
 
