@@ -249,21 +249,75 @@ def _require_extra(method: str, *modules: str) -> None:
         ) from None
 
 
+def time_budget(tuning: Mapping[str, Any] | None) -> float | None:
+    """
+    ``tuning.time_budget`` (seconds; ``timeout`` is its older name, still read), checked: a positive
+    number, and a method that can stop at it (every search but ``keras_tuner``; ``none`` has no
+    search to stop). None when not set.
+    """
+    from airflow_provider_mlops.ml.search import BUDGETED_METHODS
+
+    tuning = dict(tuning or {})
+    method = tuning.get("method", "none") or "none"
+    given = {k: tuning[k] for k in ("time_budget", "timeout") if tuning.get(k) is not None}
+    if not given:
+        return None
+    if len(given) == 2 and given["time_budget"] != given["timeout"]:
+        raise TrainingError(
+            f"tuning has time_budget={given['time_budget']!r} and timeout={given['timeout']!r}: "
+            "give time_budget only (timeout is its older name)"
+        )
+    key, value = next(iter(given.items()))
+    if method not in BUDGETED_METHODS:
+        raise TrainingError(
+            f"tuning.{key} cannot be honoured by tuning.method={method!r}: "
+            + (
+                "there is no search to stop (give a search method or leave the budget out)"
+                if method == "none"
+                else f"{method} cannot stop a search at a deadline; the methods that can: "
+                f"{', '.join(BUDGETED_METHODS)} (limit {method} with max_trials / epochs instead)"
+            )
+        )
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise TrainingError(f"tuning.{key} must be a positive number of seconds, got {value!r}")
+    return seconds
+
+
 def build_search(
-    pipeline: Any, tuning: Mapping[str, Any] | None, *, task: str, seed: int, cv: Any = None
+    pipeline: Any,
+    tuning: Mapping[str, Any] | None,
+    *,
+    task: str,
+    seed: int,
+    cv: Any = None,
+    progress: Any = None,
 ) -> Any:
     """
     Wrap the pipeline in the requested search (or return it unchanged). ``cv``: the folds to use
     (a splitter or a list of (train, test) row positions) instead of ``tuning.cv`` seeded folds.
+    ``progress``: a :class:`~airflow_provider_mlops.ml.search.SearchProgress` (progress lines and
+    the deadline of ``tuning.time_budget``); one is made from ``tuning`` when not given.
     """
     from sklearn.model_selection import GridSearchCV, KFold, RandomizedSearchCV, StratifiedKFold
+
+    from airflow_provider_mlops.ml.search import SearchProgress, budgeted
 
     tuning = dict(tuning or {})
     method = tuning.get("method", "none") or "none"
     if method not in TUNING_METHODS:
         raise TrainingError(f"tuning.method must be one of {TUNING_METHODS}, got {method!r}")
+    budget = time_budget(tuning)
     if method == "none":
         return pipeline
+    if progress is None:
+        family = type(pipeline.steps[-1][1]).__name__ if hasattr(pipeline, "steps") else "model"
+        progress = SearchProgress(
+            family, deadline=None if budget is None else time.monotonic() + budget, budget=budget
+        )
     if cv is None:
         cv = (StratifiedKFold if task == "classification" else KFold)(
             n_splits=int(tuning.get("cv", 5)), shuffle=True, random_state=seed
@@ -287,23 +341,30 @@ def build_search(
     if not space:
         raise TrainingError(f"tuning.method={method!r} needs param_grid (or param_distributions)")
     common = {"cv": cv, "scoring": scoring, "n_jobs": n_jobs, "refit": True, "error_score": "raise"}
+    search: Any
     if method == "grid":
-        return GridSearchCV(pipeline, space, **common)
-    if method == "random":
-        return RandomizedSearchCV(
+        search = budgeted(GridSearchCV)(pipeline, space, **common)
+    elif method == "random":
+        search = budgeted(RandomizedSearchCV)(
             pipeline, _distributions(space), n_iter=int(tuning.get("n_iter", 20)), random_state=seed, **common
         )
-    if method in ("halving_grid", "halving_random"):
+    elif method in ("halving_grid", "halving_random"):
         from sklearn.experimental import enable_halving_search_cv  # noqa: F401
         from sklearn.model_selection import HalvingGridSearchCV, HalvingRandomSearchCV
 
         halving = {"factor": tuning.get("factor", 3), "random_state": seed, **common}
         halving.pop("refit")
         if method == "halving_grid":
-            return HalvingGridSearchCV(pipeline, space, **halving)
-        # A bounded number of candidates: "exhaust" on continuous distributions can mean hundreds.
-        candidates = tuning.get("n_candidates", tuning.get("n_iter", 20))
-        return HalvingRandomSearchCV(pipeline, _distributions(space), n_candidates=candidates, **halving)
+            search = budgeted(HalvingGridSearchCV)(pipeline, space, **halving)
+        else:
+            # A bounded number of candidates: "exhaust" on continuous distributions can mean hundreds.
+            candidates = tuning.get("n_candidates", tuning.get("n_iter", 20))
+            search = budgeted(HalvingRandomSearchCV)(
+                pipeline, _distributions(space), n_candidates=candidates, **halving
+            )
+    if method in ("grid", "random", "halving_grid", "halving_random"):
+        search.progress = progress
+        return search
     if method == "hyperopt":
         _require_extra("hyperopt", "hyperopt")
         from airflow_provider_mlops.ml.search import HyperoptSearchCV
@@ -314,9 +375,9 @@ def build_search(
             cv=cv,
             scoring=scoring,
             n_trials=int(tuning.get("n_trials", 20)),
-            timeout=tuning.get("timeout"),
             n_jobs=n_jobs,
             seed=seed,
+            progress=progress,
         )
     if method == "genetic":
         _require_extra("genetic", "sklearn_genetic")
@@ -331,22 +392,33 @@ def build_search(
             generations=int(tuning.get("generations", 5)),
             n_jobs=n_jobs,
             seed=seed,
+            progress=progress,
         )
     _require_extra("optuna", "optuna", "optuna_integration")
     import optuna
     from optuna_integration import OptunaSearchCV
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    n_trials = int(tuning.get("n_trials", 20))
+
+    def after_trial(study: Any, trial: Any) -> None:
+        # A line per trial, and the deadline checked after each one (the first always runs).
+        if trial.value is not None:
+            progress.record(trial.params, float(trial.value), total=n_trials)
+        if progress.over_budget():
+            progress.stop(n_trials)
+            study.stop()
+
     return OptunaSearchCV(
         pipeline,
         _optuna_space(space),
         cv=cv,
         scoring=scoring,
         n_jobs=n_jobs,
-        n_trials=tuning.get("n_trials", 20),
-        timeout=tuning.get("timeout"),
+        n_trials=n_trials,
         random_state=seed,
         refit=True,
+        callbacks=[after_trial],
     )
 
 
@@ -570,8 +642,19 @@ def train(
             "Candidates by mean CV score: %s", [(r["candidate"], r["mean_cv_score"]) for r in leaderboard]
         )
     else:
+        from airflow_provider_mlops.ml.search import collapsed_warnings
+
         search = build_search(make_pipeline(model), tuning, task=task, seed=seed)
-        search.fit(x_train, y_train)
+        fit_started = time.monotonic()
+        with collapsed_warnings(f"Training {type(model).__name__}"):
+            search.fit(x_train, y_train)
+        log.info(
+            "Fitted %s (tuning %s) on %s rows in %.1f s",
+            type(model).__name__,
+            (tuning or {}).get("method") or "none",
+            len(x_train),
+            time.monotonic() - fit_started,
+        )
         fitted = getattr(search, "best_estimator_", search)
         best_params = {
             k.removeprefix("model__"): _plain(v) for k, v in getattr(search, "best_params_", {}).items()
