@@ -112,3 +112,60 @@ def test_skops_does_not_spill_airflow_deprecation_warnings(monkeypatch: pytest.M
         _blob, fmt, _trusted = dump_model(pipeline)
     assert fmt == "skops"
     assert [w for w in caught if "deprecated" in str(w.message).lower()] == []
+
+
+def test_an_input_example_mlflow_cannot_serve_is_an_error_not_a_swallowed_warning(tmp_path: Path) -> None:
+    """
+    MLflow validates the input example against the logged model and only logs a warning when that
+    fails (issue #28: "DateTime64DType could not be promoted by BoolDType" seen only in the log);
+    the same rows would then be refused at serving time. Here: a timezone-aware timestamp column.
+    """
+    import pandas as pd
+    from mlflow.models import infer_signature
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    from airflow_provider_mlops.hooks.mlflow import ModelLoggingError
+
+    hook = _hook(tmp_path, "example")
+    n = 40
+    x = pd.DataFrame(
+        {
+            "observed_at": pd.date_range("2026-01-01", periods=n, freq="h", tz="UTC"),
+            "windy": np.arange(n) % 3 == 0,
+            "temp": np.linspace(0, 20, n),
+        }
+    )
+    y = (x.temp > 10).astype(int)
+    model = Pipeline(
+        [("features", ColumnTransformer([("num", "passthrough", ["temp"])])), ("model", LogisticRegression())]
+    ).fit(x, y)
+    example = x.head(5)
+    experiment = hook.get_or_create_experiment("examples")
+    with hook.start_run(experiment) as run, pytest.raises(ModelLoggingError, match="timezone") as refused:
+        hook.log_sklearn_model(
+            run.info.run_id,
+            model,
+            name="model",
+            signature=infer_signature(example, model.predict(example)),
+            input_example=example,
+            serialization_format="cloudpickle",
+            pip_requirements=["scikit-learn"],
+        )
+    assert "serving would refuse the same input" in str(refused.value)
+
+    # the same model with a naive timestamp logs without a word
+    x["observed_at"] = x["observed_at"].dt.tz_localize(None)
+    example = x.head(5)
+    with hook.start_run(experiment) as run:
+        info = hook.log_sklearn_model(
+            run.info.run_id,
+            model.fit(x, y),
+            name="model",
+            signature=infer_signature(example, model.predict(example)),
+            input_example=example,
+            serialization_format="cloudpickle",
+            pip_requirements=["scikit-learn"],
+        )
+    assert info.model_uri.startswith("models:/")
