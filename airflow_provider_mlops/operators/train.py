@@ -40,10 +40,17 @@ class TrainModelOperator(BaseOperator):
     file MLflow logged) is recorded as a tag of the model version, which is what
     :func:`airflow_provider_mlops.ml.serialization.load_model_version` verifies before loading.
 
+    Everything is computed and checked before the registration (no NaN or infinite value reaches
+    MLflow or XCom; a metric that cannot be computed, such as ROC AUC with a class absent from the
+    holdout, is left out with its reason in ``metrics_unavailable``). The version is tagged with the
+    task (``mlops.airflow.dag_id`` / ``task_id`` / ``run_id`` / ``map_index``): a failure after the
+    registration deletes it, and a retry of the same task and DAG run reuses its complete version
+    (or replaces an incomplete one) instead of registering a second one.
+
     Returns (XCom) ``{"model_uri", "registered_model_name", "version", "run_id", "experiment_id",
-    "metrics", "baseline_metrics", "best_params", "selected_features", "model_file", "sha256",
-    "profile_uri", "task"}``, and with ``candidates`` also ``"estimator"`` (the winner's class path)
-    and ``"leaderboard"``.
+    "metrics", "metrics_unavailable", "baseline_metrics", "best_params", "selected_features",
+    "model_file", "sha256", "profile_uri", "task"}``, and with ``candidates`` also ``"estimator"``
+    (the winner's class path) and ``"leaderboard"``.
 
     :param input_uri: dataset URI(s) or upstream XCom dicts with ``uri``. (templated)
     :param target: the label column. (templated)
@@ -61,9 +68,15 @@ class TrainModelOperator(BaseOperator):
         folds; the best by mean CV score is registered; the leaderboard is logged to MLflow
         (``leaderboard.csv`` / ``.json``, ``evaluation/leaderboard.png``). Estimators come from an
         allowlist (:mod:`airflow_provider_mlops.ml.candidates`); others are refused here, at DAG parse.
-    :param tuning: ``{"method": "grid" | "random" | "halving_grid" | "halving_random" | "optuna",
-        "param_grid": {...}, "cv": 5, "scoring": ..., "n_iter": ..., "n_trials": ..., "timeout": ...}``.
-    :param split_strategy: ``auto``, ``stratified``, ``random`` or ``time``.
+    :param tuning: ``{"method": "none" | "grid" | "random" | "halving_grid" | "halving_random" |
+        "optuna" | "hyperopt" | "genetic" | "keras_tuner", "param_grid": {...}, "cv": 5,
+        "scoring": ..., "n_iter": ..., "n_candidates": ..., "factor": ..., "n_trials": ...,
+        "population_size": ..., "generations": ..., "time_budget": <seconds>}`` (``keras_tuner``:
+        ``build_model``, ``tuner``, ``max_trials``, ``epochs``; see docs/operators/train.rst). A
+        progress line is logged per configuration; ``time_budget`` stops any search but
+        ``keras_tuner`` (refused there) and keeps the best configuration so far.
+    :param split_strategy: ``auto``, ``stratified``, ``random`` or ``time`` (a class absent from the
+        training part is refused before training, naming it).
     :param time_column: the column ordering rows for a time split (not used as a feature unless listed).
     :param test_size: holdout share.
     :param seed: random seed for splits, models and searches.

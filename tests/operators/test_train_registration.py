@@ -201,3 +201,15 @@ def test_a_non_finite_value_headed_for_xcom_is_named() -> None:
     with pytest.raises(NonFiniteValueError, match=r"metrics\.roc_auc = nan, leaderboard\[0\]\.std = inf"):
         registration.check_result(result)
     registration.check_result({"metrics": {"accuracy": np.float64(0.9)}, "n": 3, "name": "x"})
+
+
+def test_the_operator_docstring_and_train_rst_list_every_tuning_method() -> None:
+    from airflow_provider_mlops.ml.training import TUNING_METHODS
+
+    page = (Path(__file__).parents[2] / "docs" / "operators" / "train.rst").read_text()
+    doc = TrainModelOperator.__doc__ or ""
+    for method in TUNING_METHODS:
+        assert f'"{method}"' in doc, f"TrainModelOperator's docstring does not list tuning method {method!r}"
+        if method != "none":
+            assert f"``{method}``" in page, f"docs/operators/train.rst does not list {method!r}"
+    assert "time_budget" in doc and "time_budget" in page
