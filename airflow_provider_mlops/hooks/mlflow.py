@@ -181,9 +181,18 @@ class MlflowHook(BaseHook):
             self.client.log_batch(run_id, params=items[start : start + 100])
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], *, step: int = 0) -> None:
+        """
+        Log ``metrics`` to the run. A NaN or infinite value is refused, naming the key and the value
+        (:class:`~airflow_provider_mlops.ml.training.NonFiniteValueError`): leave a metric that
+        cannot be computed out, with its reason, instead.
+        """
         import time
 
         from mlflow.entities import Metric
+
+        from airflow_provider_mlops.ml.training import check_finite
+
+        check_finite(dict(metrics), f"metrics for MLflow run {run_id}")
 
         now = int(time.time() * 1000)
         items = [Metric(str(k), float(v), now, step) for k, v in metrics.items()]

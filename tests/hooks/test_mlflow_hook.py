@@ -169,3 +169,14 @@ def test_an_input_example_mlflow_cannot_serve_is_an_error_not_a_swallowed_warnin
             pip_requirements=["scikit-learn"],
         )
     assert info.model_uri.startswith("models:/")
+
+
+def test_a_non_finite_metric_is_refused_with_its_key(tmp_path: Path) -> None:
+    from airflow_provider_mlops.ml.training import NonFiniteValueError
+
+    hook = _hook(tmp_path, "finite")
+    with hook.start_run(hook.get_or_create_experiment("finite")) as run:
+        with pytest.raises(NonFiniteValueError, match=r"roc_auc = nan"):
+            hook.log_metrics(run.info.run_id, {"accuracy": 0.9, "roc_auc": float("nan")})
+        hook.log_metrics(run.info.run_id, {"accuracy": 0.9})
+    assert hook.client.get_run(run.info.run_id).data.metrics == {"accuracy": 0.9}
