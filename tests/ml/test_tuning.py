@@ -217,3 +217,29 @@ def test_a_time_budget_a_method_cannot_honour_is_refused_by_name(tuning: dict, m
 
     with pytest.raises(TrainingError, match=message):
         time_budget(tuning)
+
+
+def test_the_time_budget_covers_all_candidates_and_each_still_gets_a_score(
+    frame: pd.DataFrame, caplog: pytest.LogCaptureFixture
+) -> None:
+    from airflow_provider_mlops.ml.candidates import register_estimator
+
+    register_estimator("slow_logistic", _slow_logistic())
+    grid = {"C": [round(0.01 * i, 2) for i in range(1, 41)]}
+    with caplog.at_level(logging.INFO, logger="airflow_provider_mlops"):
+        result = train(
+            frame,
+            target="y",
+            candidates=[
+                {"estimator": "slow_logistic", "name": "first", "search_space": grid},
+                {"estimator": "slow_logistic", "name": "second", "search_space": grid},
+            ],
+            tuning={"method": "grid", "cv": 3, "time_budget": 0.5},
+        )
+    board = {row["candidate"]: row for row in result.leaderboard}
+    assert 1 <= board["first"]["configurations"] < 40
+    assert board["second"]["configurations"] == 1  # its turn came after the budget: one configuration
+    assert all(np.isfinite(row["mean_cv_score"]) for row in result.leaderboard)
+    assert any(
+        "Candidate second (2 of 2) starts after the time_budget" in r.getMessage() for r in caplog.records
+    )
