@@ -629,6 +629,8 @@ def train(
             [("features", preprocessor), *build_selectors(selection, task=task, seed=seed), ("model", model)]
         )
 
+    from airflow_provider_mlops.ml.search import collapsed_warnings
+
     leaderboard: list[dict[str, Any]] = []
     if candidates is not None:
         from airflow_provider_mlops.ml.candidates import run_candidates
@@ -642,8 +644,6 @@ def train(
             "Candidates by mean CV score: %s", [(r["candidate"], r["mean_cv_score"]) for r in leaderboard]
         )
     else:
-        from airflow_provider_mlops.ml.search import collapsed_warnings
-
         search = build_search(make_pipeline(model), tuning, task=task, seed=seed)
         fit_started = time.monotonic()
         with collapsed_warnings(f"Training {type(model).__name__}"):
@@ -678,14 +678,17 @@ def train(
             for t in search.trials_
             if t.value is not None
         ]
-    metrics, unavailable = evaluate_with_reasons(fitted, x_test, y_test, task)
+    with collapsed_warnings("Holdout evaluation"):  # 200 bootstrap resamples repeat their warnings
+        metrics, unavailable = evaluate_with_reasons(fitted, x_test, y_test, task)
+        baseline_metrics = evaluate(dummy, x_test, y_test, task)
+        uncertainty = holdout_uncertainty(fitted, x_test, y_test, task, list(metrics), seed=seed)
     for name, reason in unavailable.items():
         log.warning("Holdout metric %s left out: %s", name, reason)
     return TrainResult(
         pipeline=fitted,
         task=task,
         metrics=metrics,
-        baseline_metrics=evaluate(dummy, x_test, y_test, task),
+        baseline_metrics=baseline_metrics,
         best_params=best_params,
         selected_features=selected_features(fitted),
         numeric_features=numeric,
@@ -696,7 +699,7 @@ def train(
         y_test=y_test,
         cv_results=cv_results,
         seconds=time.monotonic() - started,
-        metric_uncertainty=holdout_uncertainty(fitted, x_test, y_test, task, list(metrics), seed=seed),
+        metric_uncertainty=uncertainty,
         dropped_missing_target=dropped,
         estimator=estimator,
         leaderboard=leaderboard,
