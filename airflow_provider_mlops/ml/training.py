@@ -151,10 +151,10 @@ def check_split_classes(
     counts = y_test.value_counts()
     missing = [c for c in counts.index.tolist() if c not in train_classes]
     if missing:
-        where = f"after {time_column!r} (the latest rows)" if strategy == "time" and time_column else ""
+        where = f" (the latest rows by {time_column!r})" if strategy == "time" and time_column else ""
         raise TrainingError(
             f"Class {_plain(missing[0])!r} of {target!r} is absent from the training part of the "
-            f"{strategy!r} split: all its {int(counts[missing[0]])} rows fall in the holdout {where}."
+            f"{strategy!r} split: all its {int(counts[missing[0]])} rows fall in the holdout{where}."
             " The model could never predict it. Give more history (a longer training window), drop "
             "the class, or use split_strategy='stratified'."
             + (f" Other classes in the same case: {[_plain(c) for c in missing[1:]]}" if missing[1:] else "")
@@ -613,7 +613,13 @@ def train(
     x_test, y_test = test_frame[columns], test_frame[target]
     if task == "classification":  # before any fitting: a class the training part lacks is refused
         absent = check_split_classes(
-            y_train, y_test, target=target, strategy=split_strategy, time_column=time_column
+            y_train,
+            y_test,
+            target=target,
+            strategy=split_strategy
+            if split_strategy != "auto"
+            else ("time" if time_column else "stratified"),
+            time_column=time_column,
         )
         if absent:
             log.warning(
