@@ -81,8 +81,11 @@ def delete_version(client: Any, storage: Any, name: str, version: Any, model_roo
             log.warning("Could not delete the model files of %s version %s: %s", name, number, err)
 
 
-def stored_result(client: Any, version: Any) -> dict[str, Any] | None:
-    """The task result a complete version stored in its run, or None when it cannot be read."""
+def stored_result(client: Any, version: Any) -> dict[str, Any]:
+    """
+    The task result a complete version stored in its run. Raises ``RuntimeError`` when it cannot be
+    read: a complete version is never deleted or trained over because a read failed.
+    """
     import os
     import tempfile
 
@@ -92,11 +95,18 @@ def stored_result(client: Any, version: Any) -> dict[str, Any] | None:
             with open(os.path.join(tmp, path) if not os.path.isabs(path) else path) as handle:
                 result = json.load(handle)
     except Exception as err:
-        log.warning(
-            "%s version %s has no readable %s: %s", version.name, version.version, RESULT_ARTIFACT, err
+        raise RuntimeError(
+            f"{version.name} version {version.version} was registered and completed by an earlier try "
+            f"of this task, but its {RESULT_ARTIFACT} (run {version.run_id}) cannot be read: {err}. "
+            "Not training again (that would register a second version); retry when the artifact "
+            "store answers."
+        ) from err
+    if str(result.get("version")) != str(version.version):
+        raise RuntimeError(
+            f"{version.name} version {version.version}: its {RESULT_ARTIFACT} names version "
+            f"{result.get('version')!r}; not reusing it"
         )
-        return None
-    return result if str(result.get("version")) == str(version.version) else None
+    return dict(result)
 
 
 def reuse_or_clear(
@@ -105,29 +115,33 @@ def reuse_or_clear(
     """
     On a retry: the stored result of this task's complete version (reused, nothing trained or
     registered), after deleting any incomplete version of this task; None when training must run.
+    A complete version is never deleted, nor one that holds an alias.
     """
-    reusable: dict[str, Any] | None = None
-    for version in find_task_versions(client, name, identity):
-        result = stored_result(client, version) if is_complete(version) and reusable is None else None
-        if result is not None:
-            log.info(
-                "%s version %s was registered by an earlier try of this task (%s): reusing it, not "
-                "training again",
-                name,
-                version.version,
-                identity[f"{TAG_PREFIX}run_id"],
-            )
-            reusable = result
+    versions = find_task_versions(client, name, identity)
+    run_id = identity[f"{TAG_PREFIX}run_id"]
+    for version in versions:
+        if is_complete(version) or getattr(version, "aliases", None):
             continue
         log.warning(
             "Deleting %s version %s: an earlier try of this task (%s) registered it but did not "
             "complete (model file, tags or result missing)",
             name,
             version.version,
-            identity[f"{TAG_PREFIX}run_id"],
+            run_id,
         )
         delete_version(client, storage, name, version, model_root)
-    return reusable
+    complete = [v for v in versions if is_complete(v)]
+    if not complete:
+        return None
+    version = complete[0]
+    result = stored_result(client, version)
+    log.info(
+        "%s version %s was registered by an earlier try of this task (%s): reusing it, not training again",
+        name,
+        version.version,
+        run_id,
+    )
+    return result
 
 
 def check_result(result: Mapping[str, Any]) -> None:

@@ -158,6 +158,17 @@ def test_a_failure_after_registration_leaves_no_version_and_retries_converge_to_
     assert [str(v.version) for v in versions(mlflow_tracking["tracking_uri"], name)] == [first["version"]]
     assert ti.pushed["mlflow_run_url"].endswith(first["run_id"])
 
+    # The stored result cannot be read (artifact store down): neither deleted nor trained over.
+    def store_down(*args: Any, **kwargs: Any) -> None:
+        raise OSError("artifact store unreachable")
+
+    monkeypatch.setattr(mlflow.MlflowClient, "download_artifacts", store_down)
+    with pytest.raises(
+        RuntimeError, match=r"training_result\.json .* cannot be read: artifact store unreachable"
+    ):
+        operator(uri, name, mlflow_conn, tmp_path).execute(context)
+    assert [str(v.version) for v in versions(mlflow_tracking["tracking_uri"], name)] == [first["version"]]
+
 
 def test_an_incomplete_version_of_an_earlier_try_is_replaced(
     mlflow_conn: str, mlflow_tracking: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
