@@ -181,9 +181,18 @@ class MlflowHook(BaseHook):
             self.client.log_batch(run_id, params=items[start : start + 100])
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], *, step: int = 0) -> None:
+        """
+        Log ``metrics`` to the run. A NaN or infinite value is refused, naming the key and the value
+        (:class:`~airflow_provider_mlops.ml.training.NonFiniteValueError`): leave a metric that
+        cannot be computed out, with its reason, instead.
+        """
         import time
 
         from mlflow.entities import Metric
+
+        from airflow_provider_mlops.ml.training import check_finite
+
+        check_finite(dict(metrics), f"metrics for MLflow run {run_id}")
 
         now = int(time.time() * 1000)
         items = [Metric(str(k), float(v), now, step) for k, v in metrics.items()]
@@ -221,8 +230,19 @@ class MlflowHook(BaseHook):
 
         # skops (serialization_format="skops") scans sys.modules and touches Airflow's
         # deprecated-import shims: quiet_skops() keeps their warnings out of the task log.
-        with self.fluent(), mlflow.start_run(run_id=run_id), quiet_skops():
+        with self.fluent(), mlflow.start_run(run_id=run_id), quiet_skops(), model_logging_checked():
             return mlflow.sklearn.log_model(model, **kwargs)
+
+    def register_model_version(self, model_uri: str, name: str, tags: Mapping[str, str]) -> Any:
+        """
+        Register a logged model (``ModelInfo.model_uri``) as a new version of ``name`` carrying
+        ``tags`` from its creation (no window in which the version exists without them); returns
+        the ``ModelVersion``.
+        """
+        import mlflow
+
+        with self.fluent():
+            return mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in tags.items()})
 
     # ---------------------------------------------------------------------------------------------
     # registry
@@ -284,6 +304,54 @@ class MlflowHook(BaseHook):
         except Exception as err:  # MLflow raises many types; the message is what matters
             return False, f"Cannot reach MLflow at {self.tracking_uri}: {str(err).splitlines()[0][:300]}"
         return True, f"Connection successfully tested (MLflow at {self.tracking_uri})"
+
+
+class ModelLoggingError(ValueError):
+    """MLflow could not infer the signature or validate the input example of a model it logged."""
+
+
+# What MLflow logs (and carries on) when the model's signature or input example does not work: the
+# same input would then fail at serving time.
+_SWALLOWED = (
+    "Failed to validate serving input example",
+    "Failed to infer schema",
+    "Failed to infer the model signature",
+    "Failed to enforce schema",
+)
+
+
+@contextlib.contextmanager
+def model_logging_checked() -> Iterator[None]:
+    """
+    Raise :class:`ModelLoggingError` when MLflow, inside the block, logs that it could not validate
+    the input example against the model or infer its schema (it only warns, and the model would
+    then refuse the same input at serving time). The error carries MLflow's own reason (e.g.
+    ``DateTime64DType could not be promoted by BoolDType``).
+    """
+    import logging
+
+    caught: list[str] = []
+
+    class _Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            message = record.getMessage()
+            if record.levelno >= logging.WARNING and message.startswith(_SWALLOWED):
+                caught.append(message)
+
+    handler = _Catch()
+    logger = logging.getLogger("mlflow.models")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+    if caught:
+        message = caught[0]
+        reason = message.partition("Got error:")[2].strip() or message
+        raise ModelLoggingError(
+            "MLflow could not use the model's input example (the first holdout rows), so serving would "
+            f"refuse the same input: {reason[:2000]}"
+        )
 
 
 def _conda_env(requirements: list[str]) -> dict[str, Any]:

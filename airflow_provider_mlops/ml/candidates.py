@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 # Why an allowlist and not any import path: ``candidates`` is plain data, and plain data in a DAG
 # often comes from somewhere else (a YAML/JSON config rendered into DAGs, a generated DAG, params
@@ -256,7 +259,8 @@ def run_candidates(
     from sklearn.base import clone
     from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
 
-    from airflow_provider_mlops.ml.training import _plain, build_search
+    from airflow_provider_mlops.ml.search import SearchProgress, collapsed_warnings
+    from airflow_provider_mlops.ml.training import _plain, build_search, time_budget
 
     check_candidates(candidates)
     tuning = dict(tuning or {})
@@ -276,10 +280,23 @@ def run_candidates(
         "f1_weighted" if task == "classification" else "neg_root_mean_squared_error"
     )
     shared_space = dict(tuning.get("param_grid") or tuning.get("param_distributions") or {})
+    # tuning.time_budget bounds the whole comparison: one deadline shared by every candidate's
+    # search (each evaluates at least one configuration, so every candidate gets a score).
+    budget = time_budget(tuning)
+    deadline = None if budget is None else time.monotonic() + budget
     outcomes = []
     for index, spec in enumerate(candidates):
         started = time.monotonic()
         name = candidate_name(spec, index)
+        progress = SearchProgress(name, deadline=deadline, budget=budget)
+        if progress.deadline is not None and time.monotonic() >= progress.deadline:
+            log.warning(
+                "Candidate %s (%s of %s) starts after the time_budget of %s s: one configuration only",
+                name,
+                index + 1,
+                len(candidates),
+                budget,
+            )
         path, cls = resolve_estimator(str(spec["estimator"]), task)
         params = dict(spec.get("params") or {})
         from airflow_provider_mlops.ml.training import TrainingError
@@ -299,8 +316,10 @@ def run_candidates(
                 task=task,
                 seed=seed,
                 cv=folds,
+                progress=progress,
             )
-            search.fit(x, y)
+            with collapsed_warnings(f"Candidate {name}"):
+                search.fit(x, y)
             fitted = search.best_estimator_
             best = dict(search.best_params_)
             scores = _fold_scores_of_best(search, n_folds)
@@ -313,9 +332,13 @@ def run_candidates(
             )
         else:  # no search (or nothing to search): the candidate as given, on the same folds
             search = pipeline
-            scores = cross_val_score(pipeline, x, y, cv=folds, scoring=scoring, error_score="raise").tolist()
-            fitted = clone(pipeline).fit(x, y)
+            with collapsed_warnings(f"Candidate {name}"):
+                scores = cross_val_score(
+                    pipeline, x, y, cv=folds, scoring=scoring, error_score="raise"
+                ).tolist()
+                fitted = clone(pipeline).fit(x, y)
             best, configurations = {}, 1
+            progress.record({}, float(np.mean(scores)), total=1, note="(as given)")
         outcomes.append(
             CandidateOutcome(
                 name=name,

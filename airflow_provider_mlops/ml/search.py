@@ -11,8 +11,12 @@ scikit-learn search after ``fit``: ``best_estimator_`` (refitted on all the trai
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
-from collections.abc import Mapping
+import time
+import warnings
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 
@@ -75,6 +79,7 @@ class HyperoptSearchCV:
         timeout: float | None = None,
         n_jobs: int | None = 1,
         seed: int = 0,
+        progress: SearchProgress | None = None,
     ) -> None:
         self.estimator = estimator
         self.space = dict(space)
@@ -84,6 +89,7 @@ class HyperoptSearchCV:
         self.timeout = timeout
         self.n_jobs = n_jobs
         self.seed = seed
+        self.progress = progress
 
     def fit(self, x: Any, y: Any) -> HyperoptSearchCV:
         import numpy as np
@@ -92,6 +98,11 @@ class HyperoptSearchCV:
         from sklearn.model_selection import cross_val_score
 
         trials: list[dict[str, Any]] = []
+        progress = self.progress or SearchProgress(
+            "hyperopt",
+            deadline=None if self.timeout is None else time.monotonic() + float(self.timeout),
+            budget=self.timeout,
+        )
 
         def objective(params: dict[str, Any]) -> dict[str, Any]:
             params = {k: (v.item() if hasattr(v, "item") else v) for k, v in params.items()}
@@ -100,7 +111,14 @@ class HyperoptSearchCV:
                 model, x, y, cv=self.cv, scoring=self.scoring, n_jobs=self.n_jobs, error_score="raise"
             )
             trials.append({"params": params, "scores": scores})
+            progress.record(params, float(scores.mean()), total=self.n_trials)
             return {"loss": -float(scores.mean()), "status": STATUS_OK}
+
+        def out_of_time(_trials: Any, *args: Any) -> tuple[bool, Any]:
+            if progress.over_budget():  # checked after each trial: the first one always runs
+                progress.stop(self.n_trials)
+                return True, args
+            return False, args
 
         fmin(
             objective,
@@ -109,7 +127,7 @@ class HyperoptSearchCV:
             max_evals=self.n_trials,
             trials=Trials(),
             rstate=np.random.default_rng(self.seed),
-            timeout=self.timeout,
+            early_stop_fn=out_of_time,
             show_progressbar=False,
         )
         means = np.array([t["scores"].mean() for t in trials])
@@ -140,19 +158,21 @@ def genetic_search(
     generations: int = 5,
     n_jobs: int | None = 1,
     seed: int = 0,
+    progress: SearchProgress | None = None,
 ) -> Any:
     """
     sklearn-genetic-opt's ``GASearchCV`` over ``space``. It draws from numpy's and Python's global
-    random state (it takes no seed), so both are seeded here: reruns search the same way.
+    random state (it takes no seed), so both are seeded here: reruns search the same way. With
+    ``progress``: a line per evaluated individual, and the search stops at the end of the
+    generation during which the deadline passes (a generation is evaluated as a whole).
     """
     import random
 
     import numpy as np
-    from sklearn_genetic import GASearchCV
 
     random.seed(seed)
     np.random.seed(seed)
-    return GASearchCV(
+    search = _genetic_class()(
         estimator,
         cv=cv,
         param_grid=genetic_space(space),
@@ -164,3 +184,187 @@ def genetic_search(
         verbose=False,
         error_score="raise",
     )
+    search.progress = progress
+    return search
+
+
+_GENETIC: list[type] = []
+
+
+def _genetic_class() -> type:
+    """GASearchCV with progress lines and the deadline (defined on first use: sklearn-genetic is optional)."""
+    if _GENETIC:
+        return _GENETIC[0]
+    from sklearn_genetic import GASearchCV
+    from sklearn_genetic.callbacks.base import BaseCallback
+
+    class _Deadline(BaseCallback):
+        def __init__(self, progress: SearchProgress) -> None:
+            self.progress = progress
+
+        def on_step(self, record: Any = None, logbook: Any = None, estimator: Any = None) -> bool:
+            if self.progress.over_budget():
+                self.progress.stop()
+                return True
+            return False
+
+    class GeneticSearchCV(GASearchCV):  # type: ignore[misc]
+        progress: SearchProgress | None = None
+
+        def evaluate(self, individual: Any) -> Any:
+            fitness = super().evaluate(individual)
+            if self.progress is not None:
+                params = {key: individual[n] for n, key in enumerate(self.space.parameters)}
+                self.progress.record(params, float(fitness[0]))
+            return fitness
+
+        def fit(self, X: Any, y: Any = None, callbacks: Any = None) -> Any:
+            extra = [_Deadline(self.progress)] if self.progress is not None else []
+            return super().fit(X, y, callbacks=[*(callbacks or []), *extra] or None)
+
+    _GENETIC.append(GeneticSearchCV)
+    return GeneticSearchCV
+
+
+# --------------------------------------------------------------------------------------------------
+# progress lines, collapsed warnings and the time budget of every search method
+# --------------------------------------------------------------------------------------------------
+log = logging.getLogger(__name__)
+
+# Methods that stop at tuning.time_budget (and keep the best configuration so far).
+BUDGETED_METHODS = ("grid", "random", "halving_grid", "halving_random", "optuna", "hyperopt", "genetic")
+
+
+class SearchProgress:
+    """
+    One line per evaluated configuration (family, parameters, mean CV score, best so far, elapsed)
+    and the time budget: ``deadline`` (``time.monotonic()`` seconds) is shared by every candidate of
+    one training, so ``tuning.time_budget`` bounds the whole tuning. At least one configuration of
+    each search is evaluated (a search needs one to have a best).
+    """
+
+    def __init__(self, family: str, *, deadline: float | None = None, budget: float | None = None) -> None:
+        self.family = family
+        self.deadline = deadline
+        self.budget = budget
+        self.started = time.monotonic()
+        self.evaluated = 0
+        self.best: float | None = None
+        self.stopped = False
+
+    def over_budget(self) -> bool:
+        return self.deadline is not None and self.evaluated > 0 and time.monotonic() >= self.deadline
+
+    def remaining(self) -> float | None:
+        return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+
+    def record(
+        self, params: Mapping[str, Any], score: float, *, total: int | None = None, note: str = ""
+    ) -> None:
+        self.evaluated += 1
+        if math.isfinite(score) and (self.best is None or score > self.best):
+            self.best = score
+        shown = {
+            k.removeprefix("model__"): (v.item() if hasattr(v, "item") else v) for k, v in params.items()
+        }
+        log.info(
+            "Tuning %s: configuration %s%s %s%s: score %.4f (best %s), %.1f s elapsed",
+            self.family,
+            self.evaluated,
+            f"/{total}" if total else "",
+            shown,
+            f" {note}" if note else "",
+            score,
+            "n/a" if self.best is None else f"{self.best:.4f}",
+            time.monotonic() - self.started,
+        )
+
+    def stop(self, planned: int | None = None) -> None:
+        """The time budget ran out: say so (once) and what was kept."""
+        if self.stopped:
+            return
+        self.stopped = True
+        log.warning(
+            "Tuning %s: time_budget of %s s reached after %s configuration(s)%s and %.1f s: keeping the "
+            "best so far (score %s)",
+            self.family,
+            self.budget,
+            self.evaluated,
+            f" of {planned}" if planned else "",
+            time.monotonic() - self.started,
+            "n/a" if self.best is None else f"{self.best:.4f}",
+        )
+
+
+class _OutOfTime(Exception):
+    pass
+
+
+_BUDGETED_CLASSES: dict[type, type] = {}
+
+
+def budgeted(search_class: type) -> type:
+    """
+    A subclass of a scikit-learn search (grid, random, successive halving) that evaluates its
+    configurations one at a time (folds still in parallel with ``n_jobs``), logs a progress line
+    for each (:class:`SearchProgress`, set as ``search.progress``) and stops at the deadline; the
+    best of what was evaluated is refitted as usual (for halving: the best of the last iteration
+    reached).
+    """
+    if search_class in _BUDGETED_CLASSES:
+        return _BUDGETED_CLASSES[search_class]
+
+    # scikit-learn passes callback_ctx only to a _run_search whose signature names it
+    def _run_search(self: Any, evaluate_candidates: Any, *, callback_ctx: Any = None) -> None:
+        progress: SearchProgress = getattr(self, "progress", None) or SearchProgress(type(self).__name__)
+
+        def one_at_a_time(candidate_params: Any, cv: Any = None, more_results: Any = None, **_: Any) -> Any:
+            candidate_params = list(candidate_params)
+            results = None
+            for index, params in enumerate(candidate_params):
+                if progress.over_budget():
+                    raise _OutOfTime
+                extra = {k: [v[index]] for k, v in more_results.items()} if more_results else None
+                # no per-fit callback context: it is built for the whole batch of candidates
+                results = evaluate_candidates([params], cv, extra)
+                note = f"(iteration {extra['iter'][0]}, {extra['n_resources'][0]} rows)" if extra else ""
+                progress.record(
+                    params, float(results["mean_test_score"][-1]), total=len(candidate_params), note=note
+                )
+            return results
+
+        try:
+            search_class._run_search(self, one_at_a_time, callback_ctx=callback_ctx)
+        except _OutOfTime:
+            progress.stop()
+
+    subclass = type(search_class.__name__, (search_class,), {"_run_search": _run_search})
+    subclass.__module__ = __name__
+    _BUDGETED_CLASSES[search_class] = subclass
+    return subclass
+
+
+@contextlib.contextmanager
+def collapsed_warnings(where: str) -> Iterator[None]:
+    """
+    Record the warnings raised inside the block (scikit-learn repeats the same ConvergenceWarning or
+    UndefinedMetricWarning for every fold and configuration) and log each distinct one once, with
+    how many times it was raised. Warnings raised in joblib worker processes (``n_jobs`` > 1) are
+    printed by those processes and not collapsed.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            counts: dict[tuple[str, str], int] = {}
+            for item in caught:
+                key = (item.category.__name__, str(item.message).strip())
+                counts[key] = counts.get(key, 0) + 1
+            for (category, message), count in counts.items():
+                log.warning(
+                    "%s: %s%s",
+                    where,
+                    f"{category}: {message}",
+                    f" (raised {count} times)" if count > 1 else "",
+                )

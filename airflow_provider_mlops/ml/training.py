@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -61,6 +62,8 @@ class TrainResult:
     # with candidates: the winner's class path and the leaderboard (best first), see ml/candidates.py
     estimator: str = ""
     leaderboard: list[dict[str, Any]] = field(default_factory=list)
+    # holdout metrics that could not be computed, with the reason (e.g. a class absent from the holdout)
+    metrics_unavailable: dict[str, str] = field(default_factory=dict)
 
 
 def infer_task(y: pd.Series) -> str:
@@ -123,8 +126,76 @@ def split(
     if strategy not in ("stratified", "random"):
         raise TrainingError(f"split strategy must be auto, stratified, random or time, got {strategy!r}")
     stratify = frame[target] if strategy == "stratified" else None
+    if stratify is not None:
+        counts = stratify.value_counts()
+        if int(counts.min()) < 2:
+            rare = counts.index[counts.argmin()]
+            raise TrainingError(
+                f"Class {_plain(rare)!r} of {target!r} has {int(counts.min())} row: a stratified split needs "
+                "at least 2 rows of every class (one for training, one for the holdout). Add data, drop "
+                "the class, or use split_strategy='random'."
+            )
     train, test = train_test_split(frame, test_size=test_size, random_state=seed, stratify=stratify)
     return train, test
+
+
+def check_split_classes(
+    y_train: pd.Series, y_test: pd.Series, *, target: str, strategy: str, time_column: str | None = None
+) -> list[Any]:
+    """
+    Refuse a split whose training part lacks a class of the label (the model could never predict
+    it): the class, its row count and what to do are named. Returns the classes absent from the
+    holdout (the metrics that need them are then left out with a reason, not refused).
+    """
+    train_classes = set(y_train.unique().tolist())
+    counts = y_test.value_counts()
+    missing = [c for c in counts.index.tolist() if c not in train_classes]
+    if missing:
+        where = f" (the latest rows by {time_column!r})" if strategy == "time" and time_column else ""
+        raise TrainingError(
+            f"Class {_plain(missing[0])!r} of {target!r} is absent from the training part of the "
+            f"{strategy!r} split: all its {int(counts[missing[0]])} rows fall in the holdout{where}."
+            " The model could never predict it. Give more history (a longer training window), drop "
+            "the class, or use split_strategy='stratified'."
+            + (f" Other classes in the same case: {[_plain(c) for c in missing[1:]]}" if missing[1:] else "")
+        )
+    test_classes = set(counts.index.tolist())
+    return sorted((c for c in train_classes if c not in test_classes), key=str)
+
+
+def non_finite(value: Any, path: str = "") -> list[tuple[str, Any]]:
+    """Every NaN / inf inside ``value`` (nested dicts, lists, numpy scalars) as (key path, value)."""
+    found: list[tuple[str, Any]] = []
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            found += non_finite(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found += non_finite(item, f"{path}[{index}]")
+    elif isinstance(value, (float, int)) or (hasattr(value, "dtype") and getattr(value, "ndim", 1) == 0):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return found
+        if not math.isfinite(number):
+            found.append((path, number))
+    return found
+
+
+class NonFiniteValueError(ValueError):
+    """A NaN or infinite value was about to reach MLflow or XCom (which cannot hold it)."""
+
+
+def check_finite(value: Any, what: str) -> None:
+    """
+    Raise :class:`NonFiniteValueError` naming every key whose value is NaN or infinite, e.g.
+    ``metrics for MLflow: metrics.roc_auc = nan``. JSON (XCom) and MLflow reject or mangle them.
+    """
+    found = non_finite(value)
+    if found:
+        listed = ", ".join(f"{k} = {v}" for k, v in found[:10])
+        more = f" (and {len(found) - 10} more)" if len(found) > 10 else ""
+        raise NonFiniteValueError(f"Non-finite value(s) in the {what}: {listed}{more}")
 
 
 def step_names(pipeline: Any) -> dict[str, str]:
@@ -178,21 +249,75 @@ def _require_extra(method: str, *modules: str) -> None:
         ) from None
 
 
+def time_budget(tuning: Mapping[str, Any] | None) -> float | None:
+    """
+    ``tuning.time_budget`` (seconds; ``timeout`` is its older name, still read), checked: a positive
+    number, and a method that can stop at it (every search but ``keras_tuner``; ``none`` has no
+    search to stop). None when not set.
+    """
+    from airflow_provider_mlops.ml.search import BUDGETED_METHODS
+
+    tuning = dict(tuning or {})
+    method = tuning.get("method", "none") or "none"
+    given = {k: tuning[k] for k in ("time_budget", "timeout") if tuning.get(k) is not None}
+    if not given:
+        return None
+    if len(given) == 2 and given["time_budget"] != given["timeout"]:
+        raise TrainingError(
+            f"tuning has time_budget={given['time_budget']!r} and timeout={given['timeout']!r}: "
+            "give time_budget only (timeout is its older name)"
+        )
+    key, value = next(iter(given.items()))
+    if method not in BUDGETED_METHODS:
+        raise TrainingError(
+            f"tuning.{key} cannot be honoured by tuning.method={method!r}: "
+            + (
+                "there is no search to stop (give a search method or leave the budget out)"
+                if method == "none"
+                else f"{method} cannot stop a search at a deadline; the methods that can: "
+                f"{', '.join(BUDGETED_METHODS)} (limit {method} with max_trials / epochs instead)"
+            )
+        )
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise TrainingError(f"tuning.{key} must be a positive number of seconds, got {value!r}")
+    return seconds
+
+
 def build_search(
-    pipeline: Any, tuning: Mapping[str, Any] | None, *, task: str, seed: int, cv: Any = None
+    pipeline: Any,
+    tuning: Mapping[str, Any] | None,
+    *,
+    task: str,
+    seed: int,
+    cv: Any = None,
+    progress: Any = None,
 ) -> Any:
     """
     Wrap the pipeline in the requested search (or return it unchanged). ``cv``: the folds to use
     (a splitter or a list of (train, test) row positions) instead of ``tuning.cv`` seeded folds.
+    ``progress``: a :class:`~airflow_provider_mlops.ml.search.SearchProgress` (progress lines and
+    the deadline of ``tuning.time_budget``); one is made from ``tuning`` when not given.
     """
     from sklearn.model_selection import GridSearchCV, KFold, RandomizedSearchCV, StratifiedKFold
+
+    from airflow_provider_mlops.ml.search import SearchProgress, budgeted
 
     tuning = dict(tuning or {})
     method = tuning.get("method", "none") or "none"
     if method not in TUNING_METHODS:
         raise TrainingError(f"tuning.method must be one of {TUNING_METHODS}, got {method!r}")
+    budget = time_budget(tuning)
     if method == "none":
         return pipeline
+    if progress is None:
+        family = type(pipeline.steps[-1][1]).__name__ if hasattr(pipeline, "steps") else "model"
+        progress = SearchProgress(
+            family, deadline=None if budget is None else time.monotonic() + budget, budget=budget
+        )
     if cv is None:
         cv = (StratifiedKFold if task == "classification" else KFold)(
             n_splits=int(tuning.get("cv", 5)), shuffle=True, random_state=seed
@@ -216,23 +341,30 @@ def build_search(
     if not space:
         raise TrainingError(f"tuning.method={method!r} needs param_grid (or param_distributions)")
     common = {"cv": cv, "scoring": scoring, "n_jobs": n_jobs, "refit": True, "error_score": "raise"}
+    search: Any
     if method == "grid":
-        return GridSearchCV(pipeline, space, **common)
-    if method == "random":
-        return RandomizedSearchCV(
+        search = budgeted(GridSearchCV)(pipeline, space, **common)
+    elif method == "random":
+        search = budgeted(RandomizedSearchCV)(
             pipeline, _distributions(space), n_iter=int(tuning.get("n_iter", 20)), random_state=seed, **common
         )
-    if method in ("halving_grid", "halving_random"):
+    elif method in ("halving_grid", "halving_random"):
         from sklearn.experimental import enable_halving_search_cv  # noqa: F401
         from sklearn.model_selection import HalvingGridSearchCV, HalvingRandomSearchCV
 
         halving = {"factor": tuning.get("factor", 3), "random_state": seed, **common}
         halving.pop("refit")
         if method == "halving_grid":
-            return HalvingGridSearchCV(pipeline, space, **halving)
-        # A bounded number of candidates: "exhaust" on continuous distributions can mean hundreds.
-        candidates = tuning.get("n_candidates", tuning.get("n_iter", 20))
-        return HalvingRandomSearchCV(pipeline, _distributions(space), n_candidates=candidates, **halving)
+            search = budgeted(HalvingGridSearchCV)(pipeline, space, **halving)
+        else:
+            # A bounded number of candidates: "exhaust" on continuous distributions can mean hundreds.
+            candidates = tuning.get("n_candidates", tuning.get("n_iter", 20))
+            search = budgeted(HalvingRandomSearchCV)(
+                pipeline, _distributions(space), n_candidates=candidates, **halving
+            )
+    if method in ("grid", "random", "halving_grid", "halving_random"):
+        search.progress = progress
+        return search
     if method == "hyperopt":
         _require_extra("hyperopt", "hyperopt")
         from airflow_provider_mlops.ml.search import HyperoptSearchCV
@@ -243,9 +375,9 @@ def build_search(
             cv=cv,
             scoring=scoring,
             n_trials=int(tuning.get("n_trials", 20)),
-            timeout=tuning.get("timeout"),
             n_jobs=n_jobs,
             seed=seed,
+            progress=progress,
         )
     if method == "genetic":
         _require_extra("genetic", "sklearn_genetic")
@@ -260,22 +392,33 @@ def build_search(
             generations=int(tuning.get("generations", 5)),
             n_jobs=n_jobs,
             seed=seed,
+            progress=progress,
         )
     _require_extra("optuna", "optuna", "optuna_integration")
     import optuna
     from optuna_integration import OptunaSearchCV
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    n_trials = int(tuning.get("n_trials", 20))
+
+    def after_trial(study: Any, trial: Any) -> None:
+        # A line per trial, and the deadline checked after each one (the first always runs).
+        if trial.value is not None:
+            progress.record(trial.params, float(trial.value), total=n_trials)
+        if progress.over_budget():
+            progress.stop(n_trials)
+            study.stop()
+
     return OptunaSearchCV(
         pipeline,
         _optuna_space(space),
         cv=cv,
         scoring=scoring,
         n_jobs=n_jobs,
-        n_trials=tuning.get("n_trials", 20),
-        timeout=tuning.get("timeout"),
+        n_trials=n_trials,
         random_state=seed,
         refit=True,
+        callbacks=[after_trial],
     )
 
 
@@ -322,38 +465,79 @@ def evaluate(model: Any, x: Any, y: Any, task: str) -> dict[str, float]:
     classes labelled e.g. "yes"/"no") the per-class F1 averaged with weights equal to each class's
     share of the true labels (``average="weighted"``). ROC AUC of a multi-class model is one-vs-rest,
     macro-averaged.
+
+    Only finite values: a metric that cannot be computed on this holdout is left out (see
+    :func:`evaluate_with_reasons` for why).
     """
+    return evaluate_with_reasons(model, x, y, task)[0]
+
+
+def evaluate_with_reasons(model: Any, x: Any, y: Any, task: str) -> tuple[dict[str, float], dict[str, str]]:
+    """
+    :func:`evaluate`'s metrics, and for every metric left out the reason: ROC AUC is undefined
+    when a class the model knows is absent from the holdout (scikit-learn returns NaN for it);
+    any other non-finite value is left out with the value named. Nothing returned is NaN or inf.
+    """
+    import warnings
+
     import numpy as np
     from sklearn import metrics
+    from sklearn.exceptions import UndefinedMetricWarning
 
     predicted = model.predict(x)
+    raw: dict[str, float] = {}
+    unavailable: dict[str, str] = {}
     if task == "regression":
-        return {
+        raw = {
             "rmse": float(np.sqrt(metrics.mean_squared_error(y, predicted))),
             "mae": float(metrics.mean_absolute_error(y, predicted)),
-            "r2": float(metrics.r2_score(y, predicted)),
+            "r2": float(metrics.r2_score(y, predicted)) if len(y) > 1 else float("nan"),
         }
-    classes = np.unique(y)
-    binary = len(classes) <= 2
-    out = {
-        "accuracy": float(metrics.accuracy_score(y, predicted)),
-        "f1": float(
-            metrics.f1_score(
-                y, predicted, average="binary" if binary and set(classes) <= {0, 1} else "weighted"
-            )
-        ),
-    }
-    if hasattr(model, "predict_proba"):
-        proba = model.predict_proba(x)
-        labels = list(getattr(model, "classes_", classes))
-        with contextlib.suppress(ValueError):  # a single class in the holdout: AUC undefined
-            out["roc_auc"] = float(
-                metrics.roc_auc_score(y, proba[:, 1])
-                if len(labels) == 2
-                else metrics.roc_auc_score(y, proba, multi_class="ovr", labels=labels)
-            )
-        out["log_loss"] = float(metrics.log_loss(y, proba, labels=labels))
-    return out
+        if len(y) <= 1:
+            unavailable["r2"] = f"R2 needs at least 2 holdout rows, the holdout has {len(y)}"
+    else:
+        classes = np.unique(y)
+        binary = len(classes) <= 2
+        raw = {
+            "accuracy": float(metrics.accuracy_score(y, predicted)),
+            "f1": float(
+                metrics.f1_score(
+                    y,
+                    predicted,
+                    average="binary" if binary and set(classes) <= {0, 1} else "weighted",
+                    zero_division=0.0,
+                )
+            ),
+        }
+        if hasattr(model, "predict_proba"):
+            proba = model.predict_proba(x)
+            labels = list(getattr(model, "classes_", classes))
+            absent = [c for c in labels if c not in set(classes.tolist())]
+            if absent:
+                unavailable["roc_auc"] = (
+                    f"class {_plain(absent[0])!r} absent from holdout ({len(y)} rows)"
+                    if len(absent) == 1
+                    else f"classes {[_plain(c) for c in absent]} absent from holdout ({len(y)} rows)"
+                )
+            else:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UndefinedMetricWarning)
+                    try:
+                        raw["roc_auc"] = float(
+                            metrics.roc_auc_score(y, proba[:, 1])
+                            if len(labels) == 2
+                            else metrics.roc_auc_score(y, proba, multi_class="ovr", labels=labels)
+                        )
+                    except ValueError as err:
+                        unavailable["roc_auc"] = f"ROC AUC undefined on this holdout: {err}"
+            raw["log_loss"] = float(metrics.log_loss(y, proba, labels=labels))
+    out = {}
+    for name, value in raw.items():
+        if math.isfinite(value):
+            out[name] = value
+        else:
+            unavailable.setdefault(name, f"not finite on this holdout ({value})")
+    return out, unavailable
 
 
 def train(
@@ -428,9 +612,29 @@ def train(
     columns = plan.inputs  # the raw columns: derived ones are computed inside the Pipeline
     x_train, y_train = train_frame[columns], train_frame[target]
     x_test, y_test = test_frame[columns], test_frame[target]
+    if task == "classification":  # before any fitting: a class the training part lacks is refused
+        absent = check_split_classes(
+            y_train,
+            y_test,
+            target=target,
+            strategy=split_strategy
+            if split_strategy != "auto"
+            else ("time" if time_column else "stratified"),
+            time_column=time_column,
+        )
+        if absent:
+            log.warning(
+                "Classes %s of %r are absent from the holdout (%s rows): the metrics needing them "
+                "(ROC AUC) are left out",
+                [_plain(c) for c in absent],
+                target,
+                len(y_test),
+            )
 
     def make_pipeline(model: Any) -> Any:
         return Pipeline([*plan.steps(), *build_selectors(selection, task=task, seed=seed), ("model", model)])
+
+    from airflow_provider_mlops.ml.search import collapsed_warnings
 
     leaderboard: list[dict[str, Any]] = []
     if candidates is not None:
@@ -446,7 +650,16 @@ def train(
         )
     else:
         search = build_search(make_pipeline(model), tuning, task=task, seed=seed)
-        search.fit(x_train, y_train)
+        fit_started = time.monotonic()
+        with collapsed_warnings(f"Training {type(model).__name__}"):
+            search.fit(x_train, y_train)
+        log.info(
+            "Fitted %s (tuning %s) on %s rows in %.1f s",
+            type(model).__name__,
+            (tuning or {}).get("method") or "none",
+            len(x_train),
+            time.monotonic() - fit_started,
+        )
         fitted = getattr(search, "best_estimator_", search)
         best_params = {
             k.removeprefix("model__"): _plain(v) for k, v in getattr(search, "best_params_", {}).items()
@@ -470,12 +683,17 @@ def train(
             for t in search.trials_
             if t.value is not None
         ]
-    metrics = evaluate(fitted, x_test, y_test, task)
+    with collapsed_warnings("Holdout evaluation"):  # 200 bootstrap resamples repeat their warnings
+        metrics, unavailable = evaluate_with_reasons(fitted, x_test, y_test, task)
+        baseline_metrics = evaluate(dummy, x_test, y_test, task)
+        uncertainty = holdout_uncertainty(fitted, x_test, y_test, task, list(metrics), seed=seed)
+    for name, reason in unavailable.items():
+        log.warning("Holdout metric %s left out: %s", name, reason)
     return TrainResult(
         pipeline=fitted,
         task=task,
         metrics=metrics,
-        baseline_metrics=evaluate(dummy, x_test, y_test, task),
+        baseline_metrics=baseline_metrics,
         best_params=best_params,
         selected_features=selected_features(fitted),
         # the raw input columns that are features (what a reference profile can describe)
@@ -487,10 +705,11 @@ def train(
         y_test=y_test,
         cv_results=cv_results,
         seconds=time.monotonic() - started,
-        metric_uncertainty=holdout_uncertainty(fitted, x_test, y_test, task, list(metrics), seed=seed),
+        metric_uncertainty=uncertainty,
         dropped_missing_target=dropped,
         estimator=estimator,
         leaderboard=leaderboard,
+        metrics_unavailable=unavailable,
     )
 
 
@@ -504,7 +723,9 @@ def holdout_uncertainty(
     out = {}
     for name in names:
         with contextlib.suppress(ValueError):
-            out[name] = uncertainty(name, scored, n_boot=n_boot, seed=seed)
+            spread = uncertainty(name, scored, n_boot=n_boot, seed=seed)
+            if not non_finite(spread):  # a resample without a class: no finite spread to report
+                out[name] = spread
     return out
 
 

@@ -40,10 +40,17 @@ class TrainModelOperator(BaseOperator):
     file MLflow logged) is recorded as a tag of the model version, which is what
     :func:`airflow_provider_mlops.ml.serialization.load_model_version` verifies before loading.
 
+    Everything is computed and checked before the registration (no NaN or infinite value reaches
+    MLflow or XCom; a metric that cannot be computed, such as ROC AUC with a class absent from the
+    holdout, is left out with its reason in ``metrics_unavailable``). The version is tagged with the
+    task (``mlops.airflow.dag_id`` / ``task_id`` / ``run_id`` / ``map_index``): a failure after the
+    registration deletes it, and a retry of the same task and DAG run reuses its complete version
+    (or replaces an incomplete one) instead of registering a second one.
+
     Returns (XCom) ``{"model_uri", "registered_model_name", "version", "run_id", "experiment_id",
-    "metrics", "baseline_metrics", "best_params", "selected_features", "model_file", "sha256",
-    "profile_uri", "task"}``, and with ``candidates`` also ``"estimator"`` (the winner's class path)
-    and ``"leaderboard"``.
+    "metrics", "metrics_unavailable", "baseline_metrics", "best_params", "selected_features",
+    "model_file", "sha256", "profile_uri", "task"}``, and with ``candidates`` also ``"estimator"``
+    (the winner's class path) and ``"leaderboard"``.
 
     :param input_uri: dataset URI(s) or upstream XCom dicts with ``uri``. (templated)
     :param target: the label column. (templated)
@@ -61,9 +68,15 @@ class TrainModelOperator(BaseOperator):
         folds; the best by mean CV score is registered; the leaderboard is logged to MLflow
         (``leaderboard.csv`` / ``.json``, ``evaluation/leaderboard.png``). Estimators come from an
         allowlist (:mod:`airflow_provider_mlops.ml.candidates`); others are refused here, at DAG parse.
-    :param tuning: ``{"method": "grid" | "random" | "halving_grid" | "halving_random" | "optuna",
-        "param_grid": {...}, "cv": 5, "scoring": ..., "n_iter": ..., "n_trials": ..., "timeout": ...}``.
-    :param split_strategy: ``auto``, ``stratified``, ``random`` or ``time``.
+    :param tuning: ``{"method": "none" | "grid" | "random" | "halving_grid" | "halving_random" |
+        "optuna" | "hyperopt" | "genetic" | "keras_tuner", "param_grid": {...}, "cv": 5,
+        "scoring": ..., "n_iter": ..., "n_candidates": ..., "factor": ..., "n_trials": ...,
+        "population_size": ..., "generations": ..., "time_budget": <seconds>}`` (``keras_tuner``:
+        ``build_model``, ``tuner``, ``max_trials``, ``epochs``; see docs/operators/train.rst). A
+        progress line is logged per configuration; ``time_budget`` stops any search but
+        ``keras_tuner`` (refused there) and keeps the best configuration so far.
+    :param split_strategy: ``auto``, ``stratified``, ``random`` or ``time`` (a class absent from the
+        training part is refused before training, naming it).
     :param time_column: the column ordering rows for a time split (not used as a feature unless listed).
     :param test_size: holdout share.
     :param seed: random seed for splits, models and searches.
@@ -172,28 +185,26 @@ class TrainModelOperator(BaseOperator):
 
     @fail_fast()
     def execute(self, context: Context) -> dict[str, Any]:
-        import tempfile
-        from pathlib import Path
-
-        from mlflow.models import infer_signature
-
         from airflow_provider_mlops.hooks.mlflow import MlflowHook
-        from airflow_provider_mlops.ml import evaluation, plots
-        from airflow_provider_mlops.ml.profile import build_profile
-        from airflow_provider_mlops.ml.serialization import (
-            dump_model,
-            float_example,
-            record_mlflow_artifact,
-            record_model_file,
-            version_prefix,
-        )
+        from airflow_provider_mlops.ml import registration
         from airflow_provider_mlops.ml.training import train
 
-        inputs = require_inputs(self.input_uri)
+        name = self.registered_model_name
         storage = storage_hook(self.storage_conn_id)
+        mlflow_hook = MlflowHook(self.mlflow_conn_id)
+        identity = registration.task_identity(context)
+        # The file goes below a path unique to the version (a second retrain on the same day must not
+        # overwrite it) and its sha256 becomes a tag of the version: the loader trusts only that tag.
+        model_root = resolve_output_uri(self.model_output_uri, context, suffix="model")
+        # A retry of this task and logical date: reuse its complete version, delete an incomplete one.
+        reused = registration.reuse_or_clear(mlflow_hook.client, storage, name, identity, model_root)
+        if reused is not None:
+            self._push_run_url(context, mlflow_hook, reused)
+            return reused
+
+        inputs = require_inputs(self.input_uri)
         frame = self._read_frame(storage, inputs)
         self.log.info("Training on %s rows x %s columns from %s", len(frame), frame.shape[1], inputs)
-
         result = train(
             frame,
             target=self.target,
@@ -217,44 +228,19 @@ class TrainModelOperator(BaseOperator):
                 self.target,
             )
         self.log.info(
-            "Holdout %s (dummy baseline %s), best params %s",
+            "Holdout %s (dummy baseline %s), best params %s%s",
             result.metrics,
             result.baseline_metrics,
             result.best_params,
+            f"; left out: {result.metrics_unavailable}" if result.metrics_unavailable else "",
         )
-        train_rows = frame.drop(index=result.x_test.index)
-        if self.target in train_rows.columns:
-            train_rows = train_rows[train_rows[self.target].notna()]
-        profile = build_profile(
-            train_rows,
-            numeric=result.numeric_features,
-            categorical=result.categorical_features,
+        artifacts = registration.build_artifacts(
+            result,
+            frame,
             target=self.target,
-            task=result.task,
-            metrics=result.metrics,
-            uncertainty=result.metric_uncertainty,
-            seed=self.seed,
-        )
-
-        mlflow_hook = MlflowHook(self.mlflow_conn_id)
-        ti = context["ti"]
-        experiment_id = mlflow_hook.get_or_create_experiment(self.experiment_name or ti.dag_id)
-        fingerprints = {u: (storage.read_manifest(u) or {}).get("schema_fingerprint") for u in inputs}
-        tags = {
-            "airflow.dag_id": ti.dag_id,
-            "airflow.task_id": ti.task_id,
-            "airflow.run_id": context["run_id"],
-            "airflow.logical_date": str(context.get("logical_date")),
-            "mlops.inputs": json.dumps(fingerprints),
-            "mlops.task": result.task,
-            "mlops.target": self.target,
-        }
-        blob, fmt, trusted = dump_model(result.pipeline)
-        with (
-            mlflow_hook.start_run(experiment_id, tags) as run,
-            tempfile.TemporaryDirectory() as tmp,
-        ):
-            params = {
+            inputs=inputs,
+            specs={"features": self.features, "selection": self.selection, "tuning": self.tuning},
+            params={
                 "estimator": result.estimator or self.estimator,
                 "split_strategy": self.split_strategy,
                 "test_size": self.test_size,
@@ -264,127 +250,51 @@ class TrainModelOperator(BaseOperator):
                 "tuning_method": (self.tuning or {}).get("method", "none"),
                 **{f"model.{k}": v for k, v in (self.estimator_params or {}).items()},
                 **{f"best.{k}": v for k, v in result.best_params.items()},
-            }
-            mlflow_hook.log_params(run.info.run_id, {k: str(v)[:500] for k, v in params.items()})
-            mlflow_hook.log_metrics(
-                run.info.run_id,
-                {
-                    **result.metrics,
-                    **{f"baseline_{k}": v for k, v in result.baseline_metrics.items()},
-                    "train_seconds": result.seconds,
-                },
-            )
-            folder = Path(tmp)
-            files = {
-                "reference_profile.json": json.dumps(profile).encode(),
-                "selected_features.json": json.dumps(result.selected_features).encode(),
-                "specs.json": json.dumps(
-                    {"features": self.features, "selection": self.selection, "tuning": self.tuning},
-                    default=str,
-                ).encode(),
-                "cv_results.json": json.dumps(result.cv_results, default=str).encode(),
-            }
-            if self.profile_data:
-                from airflow_provider_mlops.ml.eda import profile_table, render_html
-
-                data_profile = profile_table(frame, target=self.target, source=", ".join(inputs))
-                files["data_profile.json"] = json.dumps(data_profile).encode()
-                files["data_profile.html"] = render_html(data_profile, title="Training data profile").encode()
-            importance = plots.permutation_importance(
-                result.pipeline, result.x_test, result.y_test, seed=self.seed
-            )
-            files["feature_importance.json"] = json.dumps(importance).encode()
-            if result.leaderboard:
-                from airflow_provider_mlops.ml.candidates import leaderboard_files
-
-                files.update(leaderboard_files(result.leaderboard))
-            files["feature_importance.png"] = plots.importance_png(importance)
-            if result.task == "classification":
-                files["confusion_matrix.png"] = plots.confusion_matrix_png(
-                    result.pipeline, result.x_test, result.y_test
-                )
-            for name, data in files.items():
-                (folder / name).write_bytes(data)
-                mlflow_hook.log_artifact(
-                    run.info.run_id,
-                    str(folder / name),
-                    artifact_path="evaluation" if name.endswith(".png") else None,
-                )
-            # ROC / precision-recall / calibration / threshold table, or residuals (ml/evaluation.py)
-            holdout = (result.pipeline, result.x_test, result.y_test, result.task)
-            evaluation.write_files(evaluation.evaluation_files(*holdout, seed=self.seed)[1], folder / "eval")
-            mlflow_hook.log_artifacts(run.info.run_id, str(folder / "eval"))
-            example = float_example(result.x_test.head(5))
-            signature = infer_signature(example, result.pipeline.predict(example))
-            log_kwargs: dict[str, Any] = {"serialization_format": fmt}
-            if fmt == "skops":
-                log_kwargs["skops_trusted_types"] = trusted
-            if fmt == "keras":  # tuning.method="keras_tuner": the bundle, registered as an MLflow pyfunc
-                log_kwargs = {"blob": blob}
-            import sklearn
-
-            common: dict[str, Any] = {
-                "name": "model",
-                "signature": signature,
-                "input_example": example,
-                "registered_model_name": self.registered_model_name,
-                "pip_requirements": [f"scikit-learn=={sklearn.__version__}", "airflow-provider-mlops"],
-            }
-            if fmt == "keras":
-                # the keras bundle is a pyfunc flavor: the same scoped fluent API, its own logger
-                import mlflow
-
-                from airflow_provider_mlops.ml.keras_tuning import log_keras_model
-
-                with mlflow_hook.fluent(), mlflow.start_run(run_id=run.info.run_id):
-                    info = log_keras_model(result.pipeline, **common, **log_kwargs)
-            else:
-                info = mlflow_hook.log_sklearn_model(run.info.run_id, result.pipeline, **common, **log_kwargs)
-            run_id = run.info.run_id
-        version = str(info.registered_model_version)
-        client = mlflow_hook.client
-        client.set_model_version_tag(self.registered_model_name, version, "mlops.run_id", run_id)
-        client.set_model_version_tag(
-            self.registered_model_name, version, "mlops.airflow_run_id", context["run_id"]
+            },
+            profile_data=self.profile_data,
+            seed=self.seed,
         )
-        for key, value in result.metrics.items():
-            client.set_model_version_tag(self.registered_model_name, version, f"metric.{key}", f"{value:.6f}")
-
-        base = resolve_output_uri(self.model_output_uri, context, suffix="model")
-        # The file goes below a path unique to the version (a second retrain on the same day must not
-        # overwrite it) and its sha256 becomes a tag of the version: the loader trusts only that tag.
-        model_file = record_model_file(client, storage, base, self.registered_model_name, version, blob, fmt)
-        record_mlflow_artifact(client, self.registered_model_name, version, info)
-        base = version_prefix(base, self.registered_model_name, version)
-        profile_uri = f"{base.rstrip('/')}/reference_profile.json"
-        storage.put_bytes(profile_uri, json.dumps(profile).encode())
-        run_url = mlflow_hook.run_url(experiment_id, run_id)
-        if run_url:
-            ti.xcom_push(key=XCOM_KEY, value=run_url)
-        self.log.info(
-            "Registered %s version %s (run %s)%s",
-            self.registered_model_name,
-            version,
-            run_id,
-            f": {run_url}" if run_url else "",
-        )
-        return {
-            "model_uri": f"models:/{self.registered_model_name}/{version}",
-            "registered_model_name": self.registered_model_name,
-            "version": version,
-            "run_id": run_id,
-            "experiment_id": experiment_id,
-            "task": result.task,
-            "metrics": result.metrics,
-            "baseline_metrics": result.baseline_metrics,
-            "best_params": result.best_params,
-            "selected_features": result.selected_features,
-            "model_file": model_file["uri"],
-            "sha256": model_file["sha256"],
-            "profile_uri": profile_uri,
-            **(
-                {"estimator": result.estimator, "leaderboard": result.leaderboard}
-                if result.leaderboard
-                else {}
-            ),
+        ti = context["ti"]
+        experiment_id = mlflow_hook.get_or_create_experiment(self.experiment_name or ti.dag_id)
+        fingerprints = {u: (storage.read_manifest(u) or {}).get("schema_fingerprint") for u in inputs}
+        run_tags = {
+            "airflow.dag_id": ti.dag_id,
+            "airflow.task_id": ti.task_id,
+            "airflow.run_id": context["run_id"],
+            "airflow.logical_date": str(context.get("logical_date")),
+            "mlops.inputs": json.dumps(fingerprints),
+            "mlops.task": result.task,
+            "mlops.target": self.target,
         }
+        out = registration.publish(
+            mlflow_hook,
+            storage,
+            name=name,
+            experiment_id=experiment_id,
+            run_tags=run_tags,
+            identity=identity,
+            artifacts=artifacts,
+            model_root=model_root,
+            result={
+                "task": result.task,
+                "metrics": result.metrics,
+                "metrics_unavailable": result.metrics_unavailable,
+                "baseline_metrics": result.baseline_metrics,
+                "best_params": result.best_params,
+                "selected_features": result.selected_features,
+                **(
+                    {"estimator": result.estimator, "leaderboard": result.leaderboard}
+                    if result.leaderboard
+                    else {}
+                ),
+            },
+            on_registered=lambda published: self._push_run_url(context, mlflow_hook, published),
+        )
+        self.log.info("Registered %s version %s (run %s)", name, out["version"], out["run_id"])
+        return out
+
+    def _push_run_url(self, context: Context, mlflow_hook: Any, result: Mapping[str, Any]) -> None:
+        run_url = mlflow_hook.run_url(result["experiment_id"], result["run_id"])
+        if run_url:
+            context["ti"].xcom_push(key=XCOM_KEY, value=run_url)
+            self.log.info("MLflow run: %s", run_url)

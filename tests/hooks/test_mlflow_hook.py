@@ -112,3 +112,130 @@ def test_skops_does_not_spill_airflow_deprecation_warnings(monkeypatch: pytest.M
         _blob, fmt, _trusted = dump_model(pipeline)
     assert fmt == "skops"
     assert [w for w in caught if "deprecated" in str(w.message).lower()] == []
+
+
+def test_an_input_example_mlflow_cannot_serve_is_an_error_not_a_swallowed_warning(tmp_path: Path) -> None:
+    """
+    MLflow validates the input example against the logged model and only logs a warning when that
+    fails (issue #28: "DateTime64DType could not be promoted by BoolDType" seen only in the log);
+    the same rows would then be refused at serving time. Here: a timezone-aware timestamp column.
+    """
+    import pandas as pd
+    from mlflow.models import infer_signature
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    from airflow_provider_mlops.hooks.mlflow import ModelLoggingError
+
+    hook = _hook(tmp_path, "example")
+    n = 40
+    x = pd.DataFrame(
+        {
+            "observed_at": pd.date_range("2026-01-01", periods=n, freq="h", tz="UTC"),
+            "windy": np.arange(n) % 3 == 0,
+            "temp": np.linspace(0, 20, n),
+        }
+    )
+    y = (x.temp > 10).astype(int)
+    model = Pipeline(
+        [("features", ColumnTransformer([("num", "passthrough", ["temp"])])), ("model", LogisticRegression())]
+    ).fit(x, y)
+    example = x.head(5)
+    experiment = hook.get_or_create_experiment("examples")
+    with hook.start_run(experiment) as run, pytest.raises(ModelLoggingError, match="timezone") as refused:
+        hook.log_sklearn_model(
+            run.info.run_id,
+            model,
+            name="model",
+            signature=infer_signature(example, model.predict(example)),
+            input_example=example,
+            serialization_format="cloudpickle",
+            pip_requirements=["scikit-learn"],
+        )
+    assert "serving would refuse the same input" in str(refused.value)
+
+    # the same model with a naive timestamp logs without a word
+    x["observed_at"] = x["observed_at"].dt.tz_localize(None)
+    example = x.head(5)
+    with hook.start_run(experiment) as run:
+        info = hook.log_sklearn_model(
+            run.info.run_id,
+            model.fit(x, y),
+            name="model",
+            signature=infer_signature(example, model.predict(example)),
+            input_example=example,
+            serialization_format="cloudpickle",
+            pip_requirements=["scikit-learn"],
+        )
+    assert info.model_uri.startswith("models:/")
+
+
+def test_a_non_finite_metric_is_refused_with_its_key(tmp_path: Path) -> None:
+    from airflow_provider_mlops.ml.training import NonFiniteValueError
+
+    hook = _hook(tmp_path, "finite")
+    with hook.start_run(hook.get_or_create_experiment("finite")) as run:
+        with pytest.raises(NonFiniteValueError, match=r"roc_auc = nan"):
+            hook.log_metrics(run.info.run_id, {"accuracy": 0.9, "roc_auc": float("nan")})
+        hook.log_metrics(run.info.run_id, {"accuracy": 0.9})
+    assert hook.client.get_run(run.info.run_id).data.metrics == {"accuracy": 0.9}
+
+
+def test_issue_28s_date_and_boolean_example_is_an_error_naming_mlflows_reason(tmp_path: Path) -> None:
+    """
+    #28's weather data: a DATE column and a boolean one, both one-hot encoded behind one imputer.
+    MLflow turns the example's dates into datetime64 for the check, the imputer cannot stack them
+    with the booleans, MLflow logged "DateTime64DType could not be promoted by BoolDType" and went on.
+    """
+    import datetime as dt
+
+    import pandas as pd
+    from mlflow.models import infer_signature
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    from airflow_provider_mlops.hooks.mlflow import ModelLoggingError
+
+    hook = _hook(tmp_path, "dates")
+    n = 40
+    x = pd.DataFrame(
+        {
+            "day": pd.Series([dt.date(2026, 1, 1) + dt.timedelta(days=i) for i in range(n)], dtype=object),
+            "windy": pd.Series([i % 3 == 0 for i in range(n)], dtype=object),
+            "temp": np.linspace(0, 20, n),
+        }
+    )
+    y = (x.temp > 10).astype(int)
+    categorical = make_pipeline(
+        SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")
+    )
+    model = Pipeline(
+        [
+            (
+                "features",
+                ColumnTransformer([("num", "passthrough", ["temp"]), ("cat", categorical, ["day", "windy"])]),
+            ),
+            ("model", LogisticRegression()),
+        ]
+    ).fit(x, y)
+    example = x.head(5)
+    with (
+        hook.start_run(hook.get_or_create_experiment("dates")) as run,
+        pytest.raises(
+            ModelLoggingError,
+            match=r"DateTime64DType'> could not be promoted by <class 'numpy\.dtypes\.BoolDType",
+        ),
+    ):
+        hook.log_sklearn_model(
+            run.info.run_id,
+            model,
+            name="model",
+            signature=infer_signature(example, model.predict(example)),
+            input_example=example,
+            serialization_format="cloudpickle",
+            pip_requirements=["scikit-learn"],
+        )

@@ -327,3 +327,56 @@ def test_stable_select_from_model_equals_scikit_learn_and_round_trips_skops() ->
     )
     assert fmt == "skops" and type(loaded) is StableSelectFromModel
     np.testing.assert_array_equal(loaded.transform(x), plain.transform(x))
+
+
+# --------------------------------------------------------------------------------------------------
+# issue #28 item 2: every metric finite or absent with a reason; a split that cannot train is refused
+# --------------------------------------------------------------------------------------------------
+def _time_ordered(labels: list[str]) -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    n = len(labels)
+    return pd.DataFrame(
+        {"day": np.arange(n), "x": rng.normal(size=n) + (np.array(labels) == "b"), "y": labels}
+    )
+
+
+def test_a_binary_holdout_with_one_class_leaves_roc_auc_out_with_the_reason() -> None:
+    frame = _time_ordered(["a", "b"] * 40 + ["a"] * 20)  # the latest 20 rows: only "a"
+    result = train(
+        frame,
+        target="y",
+        estimator="sklearn.linear_model.LogisticRegression",
+        features={"drop": ["day"]},
+        split_strategy="time",
+        time_column="day",
+    )
+    assert result.metrics_unavailable == {"roc_auc": "class 'b' absent from holdout (20 rows)"}
+    assert "roc_auc" not in result.metrics and "roc_auc" not in result.metric_uncertainty
+    assert all(np.isfinite(v) for v in [*result.metrics.values(), *result.baseline_metrics.values()])
+
+
+def test_a_class_only_in_the_latest_rows_is_refused_before_any_fitting() -> None:
+    frame = _time_ordered(["a", "b"] * 40 + ["c"] * 20)
+    with pytest.raises(
+        TrainingError, match=r"Class 'c' of 'y' is absent from the training part of the 'time' split"
+    ):
+        train(
+            frame,
+            target="y",
+            estimator="sklearn.linear_model.LogisticRegression",
+            features={"drop": ["day"]},
+            split_strategy="time",
+            time_column="day",
+            tuning={"method": "grid", "param_grid": {"C": [1.0]}, "time_budget": 1},
+        )
+
+
+def test_a_stratified_split_with_a_single_row_class_names_the_class() -> None:
+    frame = _time_ordered(["a", "b"] * 40 + ["rare"])
+    with pytest.raises(TrainingError, match=r"Class 'rare' of 'y' has 1 row: a stratified split needs"):
+        train(
+            frame,
+            target="y",
+            estimator="sklearn.linear_model.LogisticRegression",
+            split_strategy="stratified",
+        )

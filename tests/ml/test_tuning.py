@@ -105,3 +105,141 @@ def test_rows_without_a_target_are_counted_and_logged(frame: pd.DataFrame, caplo
         )
     assert result.dropped_missing_target == 17
     assert "Dropped 17 of 300 rows whose target 'y' is missing" in caplog.text
+
+
+# --------------------------------------------------------------------------------------------------
+# issue #28 item 6: a progress line per configuration, collapsed warnings, a time budget everywhere
+# --------------------------------------------------------------------------------------------------
+FIT_SECONDS = 0.05
+
+
+def _slow_logistic() -> type:
+    from sklearn.linear_model import LogisticRegression
+
+    class SlowLogistic(LogisticRegression):
+        """A model whose every fit takes FIT_SECONDS: a search's duration becomes predictable."""
+
+        def fit(self, x, y, sample_weight=None):  # type: ignore[no-untyped-def]
+            import time
+
+            time.sleep(FIT_SECONDS)
+            return super().fit(x, y, sample_weight=sample_weight)
+
+    SlowLogistic.__module__ = __name__
+    SlowLogistic.__qualname__ = "SlowLogistic"
+    globals()["SlowLogistic"] = SlowLogistic
+    return SlowLogistic
+
+
+BUDGET_CASES = {
+    "grid": ({"param_grid": {"C": [round(0.01 * i, 2) for i in range(1, 41)]}}, 40),
+    "random": ({"n_iter": 40}, 40),
+    "halving_grid": ({"param_grid": {"C": [round(0.01 * i, 2) for i in range(1, 41)]}}, 40),
+    "halving_random": ({"n_candidates": 40}, 40),
+    "optuna": ({"n_trials": 40}, 40),
+    "hyperopt": ({"n_trials": 40}, 40),
+    "genetic": ({"population_size": 6, "generations": 30}, 180),
+}
+EXTRAS = {"optuna": "optuna_integration", "hyperopt": "hyperopt", "genetic": "sklearn_genetic"}
+
+
+@pytest.mark.parametrize("method", sorted(BUDGET_CASES))
+def test_every_search_method_stops_at_its_time_budget_and_keeps_the_best_so_far(
+    frame: pd.DataFrame, method: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import time
+
+    from airflow_provider_mlops.ml.candidates import register_estimator
+
+    if method in EXTRAS:
+        pytest.importorskip(EXTRAS[method])
+    register_estimator("slow_logistic", _slow_logistic())
+    extra, planned = BUDGET_CASES[method]
+    # A full search would take at least planned * 3 folds * FIT_SECONDS (6 s, 27 s for genetic).
+    budget = 1.0
+    started = time.monotonic()
+    with caplog.at_level(logging.INFO, logger="airflow_provider_mlops"):
+        result = train(
+            frame,
+            target="y",
+            estimator="slow_logistic",
+            tuning={
+                "method": method,
+                "cv": 3,
+                "param_grid": {"C": {"low": 0.01, "high": 10.0, "log": True}},
+                "time_budget": budget,
+                **extra,
+            },
+        )
+    seconds = time.monotonic() - started
+    assert seconds < budget + 4, f"{method} ran {seconds:.1f} s with a time_budget of {budget} s"
+    progress = [r.getMessage() for r in caplog.records if ": configuration " in r.getMessage()]
+    assert 1 <= len(progress) < planned, progress
+    assert all("score" in line and "s elapsed" in line for line in progress)
+    stopped = [r.getMessage() for r in caplog.records if "time_budget of 1.0 s reached" in r.getMessage()]
+    assert len(stopped) == 1 and "keeping the best so far" in stopped[0]
+    # the kept model is the best of what was evaluated, refitted: it predicts
+    assert result.metrics["accuracy"] > result.baseline_metrics["accuracy"]
+    assert "C" in result.best_params
+
+
+def test_a_grid_search_logs_one_line_per_configuration_and_each_repeated_warning_once(
+    frame: pd.DataFrame, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="airflow_provider_mlops"):
+        train(
+            frame,
+            target="y",
+            estimator="sklearn.linear_model.LogisticRegression",
+            estimator_params={"max_iter": 1},  # a ConvergenceWarning from every fit
+            tuning={"method": "grid", "cv": 3, "param_grid": {"C": [0.1, 1.0, 10.0, 100.0]}},
+        )
+    lines = [r.getMessage() for r in caplog.records]
+    progress = [line for line in lines if line.startswith("Tuning LogisticRegression: configuration ")]
+    assert [line.split(" ")[3] for line in progress] == ["1/4", "2/4", "3/4", "4/4"]
+    assert "{'C': 10.0}" in progress[2]
+    convergence = [line for line in lines if "ConvergenceWarning" in line]
+    # 4 configurations x 3 folds + the refit: 13 warnings, one line
+    assert len(convergence) == 1 and convergence[0].endswith("(raised 13 times)"), convergence
+
+
+@pytest.mark.parametrize(
+    ("tuning", "message"),
+    [
+        ({"method": "keras_tuner", "time_budget": 60}, "keras_tuner cannot stop a search at a deadline"),
+        ({"method": "none", "time_budget": 60}, "there is no search to stop"),
+        ({"method": "grid", "time_budget": -1, "param_grid": {"C": [1]}}, "positive number of seconds"),
+        ({"method": "optuna", "time_budget": 5, "timeout": 9}, "give time_budget only"),
+    ],
+)
+def test_a_time_budget_a_method_cannot_honour_is_refused_by_name(tuning: dict, message: str) -> None:
+    from airflow_provider_mlops.ml.training import TrainingError, time_budget
+
+    with pytest.raises(TrainingError, match=message):
+        time_budget(tuning)
+
+
+def test_the_time_budget_covers_all_candidates_and_each_still_gets_a_score(
+    frame: pd.DataFrame, caplog: pytest.LogCaptureFixture
+) -> None:
+    from airflow_provider_mlops.ml.candidates import register_estimator
+
+    register_estimator("slow_logistic", _slow_logistic())
+    grid = {"C": [round(0.01 * i, 2) for i in range(1, 41)]}
+    with caplog.at_level(logging.INFO, logger="airflow_provider_mlops"):
+        result = train(
+            frame,
+            target="y",
+            candidates=[
+                {"estimator": "slow_logistic", "name": "first", "search_space": grid},
+                {"estimator": "slow_logistic", "name": "second", "search_space": grid},
+            ],
+            tuning={"method": "grid", "cv": 3, "time_budget": 0.5},
+        )
+    board = {row["candidate"]: row for row in result.leaderboard}
+    assert 1 <= board["first"]["configurations"] < 40
+    assert board["second"]["configurations"] == 1  # its turn came after the budget: one configuration
+    assert all(np.isfinite(row["mean_cv_score"]) for row in result.leaderboard)
+    assert any(
+        "Candidate second (2 of 2) starts after the time_budget" in r.getMessage() for r in caplog.records
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -12,6 +13,14 @@ class FakeTI(SimpleNamespace):
         self.pushed[key] = value
 
 
+_RUNS = itertools.count(1)
+
+
 def task_context(tmp_path: Path) -> dict[str, Any]:
+    """
+    The context of a new DAG run's task (its own run_id: a training registers a new version); pass
+    the same context again to act as a retry of that task.
+    """
     ti = FakeTI(dag_id="train_dag", task_id="train", map_index=-1, pushed={})
-    return {"ti": ti, "ds": "2026-01-08", "run_id": "manual__1", "logical_date": "2026-01-08T00:00:00+00:00"}
+    run_id = f"manual__{next(_RUNS)}"
+    return {"ti": ti, "ds": "2026-01-08", "run_id": run_id, "logical_date": "2026-01-08T00:00:00+00:00"}
