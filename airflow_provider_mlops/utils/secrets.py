@@ -1,4 +1,4 @@
-"""Register secrets with Airflow's log masker (a no-op where it is unavailable)."""
+"""Register secrets with Airflow's log masker."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ def mask_secret(secret: Any, name: str | None = None) -> None:
     """Ask Airflow to redact ``secret`` from every log line from now on."""
     if not secret:
         return
-    try:
-        from airflow.sdk.log import mask_secret as airflow_mask_secret
-    except ImportError:  # pragma: no cover - a Task SDK without it: nothing to register with
-        return
+    # airflow.sdk.log from Airflow 3.2, airflow.sdk.execution_time.secrets_masker before: the shim finds it.
+    from airflow.providers.common.compat.sdk import mask_secret as airflow_mask_secret
+
     airflow_mask_secret(secret, name)
