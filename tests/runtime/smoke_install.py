@@ -104,17 +104,22 @@ def main(workdir: Path, report_path: Path | None = None) -> int:
         _check_training(home, logical)
     finally:
         server.shutdown()
-    resolved = {
-        name: version(name)
-        for name in (
-            "apache-airflow-core",
-            "apache-airflow-task-sdk",
-            "pydantic",
-            "fastapi",
-            "sqlalchemy",
-            "numpy",
-        )
-    }
+    from importlib.metadata import PackageNotFoundError
+
+    resolved: dict[str, str | None] = {}
+    for name in (
+        "apache-airflow-core",
+        "apache-airflow-task-sdk",
+        "pydantic",
+        "fastapi",
+        "svcs",
+        "sqlalchemy",
+        "numpy",
+    ):
+        try:
+            resolved[name] = version(name)
+        except PackageNotFoundError:  # svcs: a dependency of the Task SDK from 3.2 only
+            resolved[name] = None
     report = json.dumps({"direct": _direct_dependencies(), "other": resolved}, sort_keys=True)
     if report_path is not None:
         report_path.write_text(report)
