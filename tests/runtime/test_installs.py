@@ -153,3 +153,5 @@ def test_every_supported_airflow_minor_runs_the_smoke_test() -> None:
     )
     assert Version(newest) >= Version(oldest)
     print(json.dumps(reports, indent=1, sort_keys=True))
+    # tox's per-environment cost (setup = build or reuse of the environment, cmd = the smoke test)
+    print("\n".join(line.strip() for line in result.stdout.splitlines() if "=setup[" in line))
