@@ -50,7 +50,7 @@ ENVS: dict[str, tuple[str | None, bool]] = {
     "airflow-30": ("airflow-3.0.txt", True),
     "airflow-31": ("airflow-3.1.txt", False),
     "airflow-32": ("airflow-3.2.txt", False),
-    "airflow-oldest": ("airflow-3.3-oldest.txt", True),
+    "airflow-oldest": ("airflow-3.3.txt", True),
     "airflow-newest": (None, False),
 }
 # The smoke runs at once: two (the machine's cores; each holds a training run and Airflow's API in memory).
