@@ -93,6 +93,9 @@ def _tox() -> str | None:
     return str(local) if local.exists() else shutil.which("tox")
 
 
+# Five environments to build on a cold package cache (each downloads its own Airflow): more than the
+# default 600 s may go by before the first smoke test starts.
+@pytest.mark.timeout(2400)
 def test_every_supported_airflow_minor_runs_the_smoke_test() -> None:
     tox = _tox()
     if tox is None:
