@@ -29,7 +29,6 @@ docs/installation.rst ("Tested with").
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -55,30 +54,6 @@ ENVS: dict[str, tuple[str | None, bool]] = {
 }
 # The smoke runs at once: two (the machine's cores; each holds a training run and Airflow's API in memory).
 PARALLEL = int(os.environ.get("MLOPS_INSTALLS_PARALLEL", "2"))
-
-
-def _stamp(name: str) -> Path:
-    return ROOT / ".tox" / name / "mlops-constraints-key"
-
-
-def _constraints_key(constraints: str | None) -> str:
-    return hashlib.sha256((CONSTRAINTS / constraints).read_bytes() if constraints else b"").hexdigest()
-
-
-def drop_stale_envs() -> list[str]:
-    """
-    Remove the environments whose constraints file changed since they were built: tox (with tox-uv)
-    compares the file's path, not its contents, so a new Airflow patch in it would not reinstall.
-    """
-    dropped = []
-    for name, (constraints, _) in ENVS.items():
-        stamp = _stamp(name)
-        if stamp.parent.exists() and (
-            not stamp.is_file() or stamp.read_text() != _constraints_key(constraints)
-        ):
-            shutil.rmtree(stamp.parent)
-            dropped.append(name)
-    return dropped
 
 
 def airflow_pin(constraints: str) -> str | None:
@@ -113,7 +88,6 @@ def test_every_supported_airflow_minor_runs_the_smoke_test() -> None:
     reports_paths = {name: ROOT / ".tox" / name / "smoke-report.json" for name in ENVS}
     for path in reports_paths.values():
         path.unlink(missing_ok=True)
-    drop_stale_envs()
     # tox's run-parallel shares the package build safely; the suite itself is serial, so the second
     # core is otherwise idle.
     result = subprocess.run(
@@ -126,8 +100,6 @@ def test_every_supported_airflow_minor_runs_the_smoke_test() -> None:
     )
     assert result.returncode == 0, f"{result.stdout[-8000:]}\n{result.stderr[-3000:]}"
     reports = {name: json.loads(path.read_text()) for name, path in reports_paths.items()}
-    for name, (constraints, _) in ENVS.items():
-        _stamp(name).write_text(_constraints_key(constraints))
 
     for name, (constraints, _) in ENVS.items():
         pinned = airflow_pin(constraints) if constraints else None
