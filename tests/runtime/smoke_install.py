@@ -118,7 +118,7 @@ def main(workdir: Path, report_path: Path | None = None) -> int:
     ):
         try:
             resolved[name] = version(name)
-        except PackageNotFoundError:  # svcs: a dependency of the Task SDK from 3.2 only
+        except PackageNotFoundError:  # an Airflow that does not depend on it
             resolved[name] = None
     report = json.dumps({"direct": _direct_dependencies(), "other": resolved}, sort_keys=True)
     if report_path is not None:
