@@ -1,10 +1,12 @@
 """
 Smoke test of an installation: run with the Python of an environment where the provider was
-installed next to some Airflow (tox -e airflow-oldest / airflow-newest; tests/runtime/test_installs.py).
+installed next to some Airflow 3.x (tox -e airflow-30 / airflow-31 / airflow-32 / airflow-oldest /
+airflow-newest; tests/runtime/test_installs.py).
 
     python tests/runtime/smoke_install.py WORKDIR [REPORT.json]
 
-In a fresh AIRFLOW_HOME under WORKDIR (SQLite metadata DB): Airflow lists the provider, every example
+In a fresh AIRFLOW_HOME under WORKDIR (SQLite metadata DB, DAGs serialized as the DAG processor would
+do it): Airflow lists the provider, every example
 DAG imports without error, and the example ETL runs with ``dag.test()`` on its embedded defaults (SQLite
 source and warehouse, local staging, the demo's profile API) for one simulated day; the warehouse then
 holds exactly that day's simulated rows (count and checksum); then the training example trains,
