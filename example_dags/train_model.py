@@ -29,9 +29,16 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-# The Task SDK's timetables: airflow.timetables.* is the scheduler's side and costs ~30 ms more to
-# import in a fresh parsing process (it pulls in the serialization layer and cron_descriptor).
-from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable
+from airflow.sdk import DAG, Asset
+
+# The Task SDK's timetables (Airflow 3.2+): airflow.timetables.* is the scheduler's side and costs ~30 ms
+# more to import in a fresh parsing process (it pulls in the serialization layer and cron_descriptor), so
+# it is only the fallback for Airflow 3.0 / 3.1, whose Task SDK does not have them.
+try:
+    from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
+except ImportError:  # Airflow < 3.2
+    from airflow.timetables.assets import AssetOrTimeSchedule
+    from airflow.timetables.trigger import CronTriggerTimetable
 
 from airflow_provider_mlops.notifications.webhook import WebhookNotifier
 from airflow_provider_mlops.operators.deploy import DeployModelOperator

@@ -123,7 +123,7 @@ class AzureMLTarget(DeploymentTarget):
         if self._token and self._token[1] > time.monotonic() + 60:
             return self._token[0]
         import requests
-        from airflow.sdk import BaseHook
+        from airflow.providers.common.compat.sdk import BaseHook
 
         conn = BaseHook.get_connection(self.azure_conn_id)
         extra = {k.removeprefix("extra__azure__"): v for k, v in conn.extra_dejson.items()}

@@ -119,7 +119,7 @@ class HerokuTarget(DeploymentTarget):
     def _http(self) -> Any:
         if self._session is None:
             import requests
-            from airflow.sdk import BaseHook
+            from airflow.providers.common.compat.sdk import BaseHook
 
             conn = BaseHook.get_connection(self.http_conn_id)
             if not conn.password:

@@ -112,7 +112,7 @@ class VertexAITarget(DeploymentTarget):
     # ----------------------------------------------------------------------------------------------
     def _auth(self) -> None:
         """Credentials from the ``google_cloud_platform`` connection (never the worker's environment)."""
-        from airflow.sdk import BaseHook
+        from airflow.providers.common.compat.sdk import BaseHook
         from google.oauth2 import service_account
 
         conn = BaseHook.get_connection(self.gcp_conn_id)

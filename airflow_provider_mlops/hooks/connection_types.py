@@ -48,7 +48,7 @@ def connection_kind(conn_id: str | None) -> str:
     """The kind of a connection id; no connection id is the default object storage."""
     if not conn_id:
         return "storage"
-    from airflow.sdk import BaseHook
+    from airflow.providers.common.compat.sdk import BaseHook
 
     return kind_of(BaseHook.get_connection(conn_id).conn_type)
 

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
-from airflow.sdk import BaseHook
+from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_mlops.http import redaction
 from airflow_provider_mlops.http.auth import Auth, AuthType, auth_from_connection, resolve_auth_type

@@ -28,7 +28,7 @@ import warnings
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseHook
+from airflow.providers.common.compat.sdk import BaseHook
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -57,7 +57,7 @@ class MlflowHook(BaseHook):
 
     @cached_property
     def settings(self) -> dict[str, Any]:
-        from airflow.sdk.configuration import conf
+        from airflow.providers.common.compat.sdk import conf
 
         if not self.mlflow_conn_id:
             home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from airflow.sdk import BaseHook
+from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_mlops.datasets.manifest import FORMATS, MANIFEST, DatasetFormat
 from airflow_provider_mlops.storage.uri import StorageLocation, parse_uri

@@ -14,7 +14,7 @@ import contextlib
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseHook
+from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_mlops.dialects.base import quote_identifier
 from airflow_provider_mlops.hooks.connection_types import POSTGRES_TYPES, get_sql_hook

@@ -89,7 +89,7 @@ class _HttpPostMixin:
 
 def _url_from_connection(conn_id: str) -> tuple[str, dict[str, str]]:
     """A webhook URL kept in a connection: the host (full URL) or host + password as path."""
-    from airflow.sdk import BaseHook
+    from airflow.providers.common.compat.sdk import BaseHook
 
     from airflow_provider_mlops.utils.secrets import mask_secret
 

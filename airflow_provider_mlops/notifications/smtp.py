@@ -51,7 +51,7 @@ class EmailNotifier(BaseNotifier):
         import smtplib
         from email.message import EmailMessage
 
-        from airflow.sdk import BaseHook
+        from airflow.providers.common.compat.sdk import BaseHook
 
         from airflow_provider_mlops.utils.connection import as_bool, as_float, redact
 

@@ -138,7 +138,7 @@ def fail_fast(*also: type[BaseException]) -> Iterator[None]:
     try:
         yield
     except BaseException as err:
-        from airflow.sdk.exceptions import AirflowException, AirflowFailException
+        from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
         if isinstance(err, (AirflowException, *_retryable_errors())):
             raise

@@ -173,7 +173,7 @@ class ExtractOperator(BaseOperator):
 
     @fail_fast()  # bad options, an empty window, on_empty="fail": a retry would meet the same
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+        from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
 
         from airflow_provider_mlops.etl.sources import parse_instant, read_source
         from airflow_provider_mlops.utils.staging import resolve_uri

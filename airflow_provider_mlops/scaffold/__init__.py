@@ -25,7 +25,7 @@ KINDS = ("astro", "compose", "kubernetes")
 # Extras the lifecycle DAGs use (sqlite and mysql are not needed in a stack with a PostgreSQL warehouse).
 DEFAULT_EXTRAS = "postgres,mongo,s3,ml"
 # Images pinned so that a rendered project is reproducible; every one can be overridden on the command
-# line. Airflow must be >= 3.3 (pyproject.toml says why), so must the Astro Runtime's Airflow.
+# line. The newest Airflow by default; the provider runs on every 3.x minor (docs/installation.rst).
 DEFAULT_AIRFLOW_IMAGE = "apache/airflow:3.3.2-python3.11"
 DEFAULT_RUNTIME_IMAGE = "astrocrpublic.azurecr.io/runtime:3.3-2"
 # Templates whose names start with "." are stored as "dot-..." (dotfiles in package data are easy to

@@ -221,7 +221,11 @@ class DriftSensor(BaseSensorOperator):
 
     @fail_fast()
     def execute_complete(self, context: Context, event: Mapping[str, Any] | None = None) -> Any:
-        from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
+        from airflow.providers.common.compat.sdk import (
+            AirflowFailException,
+            AirflowSensorTimeout,
+            AirflowSkipException,
+        )
 
         if event and event.get("status") == "error":
             # a configuration error the trigger could not wait out (bad URI, missing connection,
@@ -314,7 +318,7 @@ class DriftSensor(BaseSensorOperator):
 
     @fail_fast()
     def poke(self, context: Context) -> PokeReturnValue | bool:
-        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+        from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
 
         from airflow_provider_mlops.ml.drift import columns_from_batches, detect_drift
         from airflow_provider_mlops.ml.report import render_html

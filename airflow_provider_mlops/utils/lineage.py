@@ -35,7 +35,7 @@ def dataset_for(kind: str, conn_id: str | None, name: str) -> LineageDataset:
         return LineageDataset("file", location.key.rstrip("/"))
     namespace = f"{kind}://{conn_id}"
     if conn_id:
-        from airflow.sdk import BaseHook
+        from airflow.providers.common.compat.sdk import BaseHook
 
         # Lineage must never fail a task: an unreadable connection keeps the conn_id namespace.
         with contextlib.suppress(Exception):

@@ -19,7 +19,7 @@ def default_staging_uri() -> str:
     ``mlops-staging`` folder in ``AIRFLOW_HOME`` (the embedded default; fine for one machine, use
     ``s3://...`` when workers do not share a disk).
     """
-    from airflow.sdk.configuration import conf
+    from airflow.providers.common.compat.sdk import conf
 
     configured = conf.get("mlops", "staging_uri", fallback=None)
     if configured:
@@ -30,7 +30,7 @@ def default_staging_uri() -> str:
 
 def default_storage_conn_id() -> str | None:
     """The connection used for staging URIs on S3 (``[mlops] storage_conn_id``), or None."""
-    from airflow.sdk.configuration import conf
+    from airflow.providers.common.compat.sdk import conf
 
     return conf.get("mlops", "storage_conn_id", fallback=None) or None
 

@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 KERAS_TESTS = "tests/ml/test_keras_tuner.py"
 VENV = ROOT / ".tox" / "keras-venv"
 EXTRAS = "all,keras"
+AIRFLOW_CONSTRAINTS = ROOT / "tests" / "runtime" / "constraints" / "airflow-3.3.txt"
 # Failures of the build that mean "no index reachable", not "the pins do not resolve".
 OFFLINE_HINTS = (
     "failed to fetch",
@@ -69,6 +70,7 @@ def cache_key() -> str:
         "optional": project["project"].get("optional-dependencies", {}),
         "test": project.get("dependency-groups", {}).get("test", []),
         "extras": EXTRAS,
+        "constraints": AIRFLOW_CONSTRAINTS.read_text(),
         "python": sys.version,
         "root": str(ROOT),  # the editable install points here
     }
@@ -103,6 +105,8 @@ def ensure_venv(uv: str) -> Path:
                 f".[{EXTRAS}]",
                 "--group",
                 "test",
+                "-c",  # the suite's Airflow minor, as tox's environments have it
+                str(AIRFLOW_CONSTRAINTS),
             ],
         ]
         for cmd in steps:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowFailException
 from pytest_httpserver import HTTPServer
 
 from airflow_provider_mlops.hooks.s3 import S3Hook

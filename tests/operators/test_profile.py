@@ -11,8 +11,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import requests
+from airflow.providers.common.compat.sdk import AirflowFailException
 from airflow.sdk import Asset
-from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_mlops.hooks.s3 import S3Hook
 from airflow_provider_mlops.links.profile import XCOM_KEY

@@ -17,7 +17,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus
 
-from airflow.sdk import BaseHook
+from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_mlops.hooks.mongo.reader import MongoReader
 from airflow_provider_mlops.hooks.mongo.writer import MongoWriter
