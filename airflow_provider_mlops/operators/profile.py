@@ -94,6 +94,8 @@ class ProfileDataOperator(BaseOperator):
         self.report_link = report_link
         self.link_expires = link_expires
         self.storage_conn_id = storage_conn_id
+        #: what the *Data profile* link opens, set by execute once the report is written
+        self.report_url: str | None = None
         if not outlets_given:
             from airflow.sdk import Asset
 
@@ -122,6 +124,7 @@ class ProfileDataOperator(BaseOperator):
         from airflow_provider_mlops.ml.eda import READ_BATCH_SIZE, profile_batches, render_html
         from airflow_provider_mlops.operators.common import iter_inputs
 
+        self.report_url = None
         inputs = require_inputs(self.input_uri)
         storage = storage_hook(self.storage_conn_id)
         options = self._options()
@@ -150,7 +153,8 @@ class ProfileDataOperator(BaseOperator):
         )
         for warning in warnings:
             self.log.warning("%s %s: %s", warning["kind"], warning.get("column") or "", warning["message"])
-        context["ti"].xcom_push(key=XCOM_KEY, value=self._link(storage, report_uri))
+        self.report_url = self._link(storage, report_uri)
+        context["ti"].xcom_push(key=XCOM_KEY, value=self.report_url)
         summary = {
             "report_uri": report_uri,
             "json_uri": json_uri,
