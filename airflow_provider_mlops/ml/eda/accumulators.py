@@ -48,7 +48,9 @@ def _kind(dtype: pa.DataType) -> str:
 def _canonical(array: pa.Array) -> pa.Array:
     """
     The array in a layout every kernel used here supports: extension types as their storage, run-end
-    encoded arrays decoded, string / binary views as large string / binary (same values).
+    encoded arrays decoded, string / binary views as large string / binary (same values), and
+    dictionary-encoded numbers, booleans and dates decoded (the encoding is a storage detail: they
+    are profiled as what they are; dictionary-encoded text stays as it is).
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -59,6 +61,8 @@ def _canonical(array: pa.Array) -> pa.Array:
         array = array.storage
     if pa.types.is_run_end_encoded(array.type):
         array = pc.run_end_decode(array)
+    if pa.types.is_dictionary(array.type) and _kind(array.type.value_type) != "categorical":
+        array = array.dictionary_decode()
     if pa.types.is_string_view(array.type):
         return array.cast(pa.large_string())
     if pa.types.is_binary_view(array.type):
@@ -209,8 +213,14 @@ class _Moments:
         n = self.n
         if n < 3 or not self.m2 > 0 or not math.isfinite(self.m2):
             return None
-        g1 = math.sqrt(n) * float(self.m3) / float(self.m2) ** 1.5
-        return float(g1 * math.sqrt(n * (n - 1)) / (n - 2))
+        m2, m3 = float(self.m2), float(self.m3)
+        if not math.isfinite(m3):
+            return None
+        # m3 / m2 / sqrt(m2), not m3 / m2 ** 1.5: m2 ** 1.5 overflows for values near 1e100 and more
+        # (a constant column of such values has a tiny rounding m2 > 0, far from the float limits)
+        g1 = math.sqrt(n) * (m3 / m2) / math.sqrt(m2)
+        skew = g1 * math.sqrt(n * (n - 1)) / (n - 2)
+        return float(skew) if math.isfinite(skew) else None
 
 
 class _Categories:
