@@ -153,7 +153,7 @@ def _distinct(array: pa.ChunkedArray) -> int:
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
 )
 @given(data=typed_tables(), cut=st.integers(0, 40))
 def test_every_arrow_type_is_profiled_or_named_never_a_crash(
