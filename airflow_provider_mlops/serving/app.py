@@ -303,11 +303,13 @@ def no_model_yet(err: BaseException, config: ServeConfig) -> bool:
     import sys
 
     exceptions = sys.modules.get("mlflow.exceptions")
-    return (
-        exceptions is not None
-        and isinstance(err, exceptions.MlflowException)
-        and getattr(err, "error_code", None) == "RESOURCE_DOES_NOT_EXIST"
-    )
+    if exceptions is None or not isinstance(err, exceptions.MlflowException):
+        return False
+    code = getattr(err, "error_code", None)
+    # no registered model: RESOURCE_DOES_NOT_EXIST; a registered model without the alias (trained,
+    # never promoted): MLflow 3 answers INVALID_PARAMETER_VALUE "Registered model alias ... not found"
+    missing_alias = code == "INVALID_PARAMETER_VALUE" and "alias" in str(err) and "not found" in str(err)
+    return code == "RESOURCE_DOES_NOT_EXIST" or missing_alias
 
 
 class ModelServer:

@@ -53,6 +53,7 @@ def _no_model(response: object, status: int = 503) -> None:
 def test_the_server_starts_without_a_champion_and_the_first_deploy_loads_it(
     dataset: str, mlflow_conn: str, mlflow_tracking: dict, tmp_path: Path
 ) -> None:
+    v1 = _train(dataset, mlflow_conn, tmp_path)  # registered, never promoted: no champion yet
     log_uri = (tmp_path / "predictions").as_uri()
     server = start_server(
         [
@@ -69,7 +70,7 @@ def test_the_server_starts_without_a_champion_and_the_first_deploy_loads_it(
         ready="/health",
     )
     try:
-        # Before any model is registered: up, not ready.
+        # Before the first deployment: up, not ready.
         _no_model(server.get("/ping"))
         _no_model(server.post("/invocations", json=SMOKE))
         version = server.get("/version")
@@ -77,7 +78,6 @@ def test_the_server_starts_without_a_champion_and_the_first_deploy_loads_it(
         assert server.get("/health").status_code == 200, "alive (liveness), only not ready"
         assert "mlops_serve_model_version 0" in server.get("/metrics").text
 
-        v1 = _train(dataset, mlflow_conn, tmp_path)
         # Registered but no champion: a plain reload re-resolves the alias and still finds none.
         refused = server.post("/reload", json={}, headers={"Authorization": f"Bearer {TOKEN}"})
         assert refused.status_code == 409 and refused.json()["serving"] is None
@@ -124,6 +124,20 @@ def test_the_server_starts_without_a_champion_and_the_first_deploy_loads_it(
         # two deploys smoke-tested 2 rows each (the failed one too: it ran before the other target
         # failed), then one client request of 2 rows
         assert sorted(marks) == [False, False, True, True, True, True], marks
+    finally:
+        stop_server(server)
+
+
+def test_a_server_for_a_model_not_registered_yet_starts_empty(tmp_path: Path, mlflow_tracking: dict) -> None:
+    server = start_server(
+        ["--model-name", NAME + "_unregistered", "--tracking-uri", mlflow_tracking["tracking_uri"]],
+        tmp_path / "server.log",
+        ready="/health",
+    )
+    try:
+        ping = server.get("/ping")
+        assert ping.status_code == 503 and ping.json()["error_code"] == "TEMPORARILY_UNAVAILABLE"
+        assert server.get("/version").json()["version"] is None
     finally:
         stop_server(server)
 
