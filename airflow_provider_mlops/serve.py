@@ -13,7 +13,11 @@ Examples::
 Every option also reads an environment variable (``MLOPS_SERVE_<OPTION>``), which is how container
 platforms configure it; ``--port`` falls back to ``$PORT`` (Heroku), then 8080 (SageMaker), and a
 leading ``serve`` argument (how SageMaker starts a container) is ignored. The image is
-``airflow_provider_mlops/serving/container/Dockerfile``. The reload token is read from ``MLOPS_SERVE_TOKEN`` or ``--token-file`` (not a
+``airflow_provider_mlops/serving/container/Dockerfile``.
+
+The server can start before the first deployment: when the model has no version under ``--alias``
+yet (no champion), it starts empty and answers 503 until a ``POST /reload`` brings one (the first
+``DeployModelOperator`` run with a ``local_server`` target does). Start it once, deploy from the DAG. The reload token is read from ``MLOPS_SERVE_TOKEN`` or ``--token-file`` (not a
 command-line value: those are visible to every user of the machine).
 """
 
@@ -131,22 +135,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         server = ModelServer(config)
     except Exception as err:
-        # A model that cannot be verified is never served: exit with the reason.
+        # A model that cannot be verified is never served: exit with the reason (a missing champion
+        # is not an error: the server starts empty, see ModelServer).
         print(f"mlops-serve: cannot load the model: {type(err).__name__}: {err}", file=sys.stderr)
         return 1
     import uvicorn
 
     from airflow_provider_mlops.serving.http import create_app
 
-    described = server.current.verified
-    logging.getLogger("airflow_provider_mlops.serve").info(
-        "Serving %s version %s (sha256 %s) on http://%s:%s",
-        described.name,
-        described.version,
-        described.sha256,
-        args.host,
-        args.port,
-    )
+    logger = logging.getLogger("airflow_provider_mlops.serve")
+    if server.current is None:
+        logger.info(
+            "Serving no model yet (%s has no %r version): /ping and /invocations answer 503 until a "
+            "POST /reload on http://%s:%s brings one",
+            config.model_name,
+            config.alias,
+            args.host,
+            args.port,
+        )
+    else:
+        described = server.current.verified
+        logger.info(
+            "Serving %s version %s (sha256 %s) on http://%s:%s",
+            described.name,
+            described.version,
+            described.sha256,
+            args.host,
+            args.port,
+        )
     uvicorn.run(
         create_app(server), host=args.host, port=args.port, log_level="warning", access_log=False, workers=1
     )

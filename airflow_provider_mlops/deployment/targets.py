@@ -31,6 +31,8 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_mlops.serving.protocol import SMOKE_TEST_HEADER
+
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
@@ -92,9 +94,12 @@ class LocalServerTarget(DeploymentTarget):
     whose bearer token is the server's reload token.
 
     Deploy: ``POST /reload`` with the version, its sha256 and file (the server loads and verifies it
-    against MLflow, then swaps). Smoke test: ``GET /version`` must report the version and digest, and
-    ``smoke_input`` (an MLflow scoring payload), when given, must get one prediction per row.
-    Rollback: reload the previous version.
+    against MLflow, then swaps). A server started before the first deployment (no champion yet: it
+    answers 503) is loaded the same way, so a DAG's first deploy works. Smoke test: ``GET /version``
+    must report the version and digest, and ``smoke_input`` (an MLflow scoring payload), when given,
+    must get one prediction per row; it is sent with the ``X-MLOps-Smoke-Test: true`` header, so
+    the server's prediction log marks those rows ``smoke_test = true``. Rollback: reload the previous
+    version; with none, a server that served nothing before this deploy is emptied again.
 
     :param http_conn_id: the ``mlops_http`` connection of the server (host, bearer token).
     :param smoke_input: a request body for ``POST /invocations``, e.g. ``{"dataframe_records": [...]}``.
@@ -107,6 +112,8 @@ class LocalServerTarget(DeploymentTarget):
         self.http_conn_id = http_conn_id
         self.smoke_input = dict(smoke_input) if smoke_input else None
         self.label = label or f"local_server:{http_conn_id}"
+        #: what the server served before this target's last deploy (None: nothing, or not asked yet)
+        self._before: str | None = None
 
     def _hook(self) -> Any:
         from airflow_provider_mlops.hooks.http import HttpApiHook
@@ -114,6 +121,8 @@ class LocalServerTarget(DeploymentTarget):
         return HttpApiHook(self.http_conn_id)
 
     def deploy(self, release: ModelRelease) -> dict[str, Any]:
+        before = self.describe().get("version")
+        self._before = None if before is None else str(before)
         return dict(
             self._hook().run(
                 "reload",
@@ -139,14 +148,29 @@ class LocalServerTarget(DeploymentTarget):
                 f"expected {release.version} (sha256 {release.sha256})"
             )
         if self.smoke_input:
-            answer = self._hook().run("invocations", method="POST", json=self.smoke_input) or {}
+            answer = (
+                self._hook().run(
+                    "invocations",
+                    method="POST",
+                    json=self.smoke_input,
+                    headers={SMOKE_TEST_HEADER: "true"},  # the server's log marks these rows
+                )
+                or {}
+            )
             check_smoke_answer(self.label, self.smoke_input, answer.get("predictions"), str(answer)[:300])
 
     def rollback(self, previous: ModelRelease | None) -> None:
         if previous is None:
-            # Nothing to go back to: the server keeps the model it had before the failed deploy
-            # only if the reload itself failed; say so rather than guess.
-            log.warning("%s: no previous version to roll back to", self.label)
+            if self._before is None:
+                # The server served nothing before this (first) deploy: empty it again.
+                self._hook().run("reload", method="POST", json={"unload": True})
+                log.warning("%s: no previous version; the server serves nothing again (503)", self.label)
+                return
+            log.warning(
+                "%s: no previous champion to roll back to; the server keeps version %s",
+                self.label,
+                self.describe().get("version"),
+            )
             return
         self.deploy(previous)
 

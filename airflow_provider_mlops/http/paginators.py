@@ -57,7 +57,14 @@ class Pagination:
 
     @staticmethod
     def from_spec(spec: Pagination | Mapping[str, Any] | str | None) -> Pagination:
-        """Build a strategy from a dict (DAG-friendly), e.g. ``{"type": "offset", "limit": 500}``."""
+        """
+        Build a strategy from a dict (DAG-friendly), e.g. ``{"type": "offset", "limit": 500}``.
+
+        ``type`` is one of ``none``, ``page`` / ``page_number`` (:class:`PageNumberPagination`),
+        ``offset`` (:class:`OffsetPagination`), ``cursor`` (:class:`CursorPagination`), ``link`` /
+        ``link_header`` (:class:`LinkHeaderPagination`); the other keys are that class's fields
+        (an unknown key is a ``TypeError`` naming it). A string is a type with its defaults.
+        """
         if spec is None:
             return Pagination()
         if isinstance(spec, Pagination):
@@ -82,7 +89,19 @@ class Pagination:
 
 @dataclass
 class PageNumberPagination(Pagination):
-    """``?page=1&per_page=N``; stops on an empty page, or a short one when ``page_size`` is known."""
+    """
+    ``?page=1&per_page=N``; stops on an empty page, or a short one when ``page_size`` is known.
+
+    Spec: ``{"type": "page"}`` (or ``"page_number"``) with any of the keys below, e.g.
+    ``{"type": "page", "page_param": "p", "size_param": "limit", "page_size": 200, "start": 0}``.
+
+    :param page_param: the query parameter holding the page number (default ``page``).
+    :param size_param: the query parameter holding the page size (default ``per_page``); None sends
+        no size (the API's default applies).
+    :param page_size: rows per page to ask for; when given, a page with fewer records is the last
+        one (one request fewer). Without it, paging stops at the first empty page.
+    :param start: the first page's number (default 1; some APIs count from 0).
+    """
 
     page_param: str = "page"
     size_param: str | None = "per_page"
@@ -104,7 +123,16 @@ class PageNumberPagination(Pagination):
 
 @dataclass
 class OffsetPagination(Pagination):
-    """``?offset=0&limit=N``; stops on an empty or short page."""
+    """
+    ``?offset=0&limit=N``; stops on an empty or short page (fewer records than ``limit``).
+
+    Spec: ``{"type": "offset", "limit": 500}`` with any of the keys below.
+
+    :param offset_param: the query parameter holding the offset (default ``offset``).
+    :param limit_param: the query parameter holding the page size (default ``limit``).
+    :param limit: rows per page (default 100); the next offset advances by the records received.
+    :param start: the first offset (default 0).
+    """
 
     offset_param: str = "offset"
     limit_param: str = "limit"
@@ -127,6 +155,14 @@ class CursorPagination(Pagination):
     """
     A cursor or next-page token in the body (``cursor_path``), sent back as ``cursor_param``; or a
     full next URL in the body (``next_url_path``). Stops when it is missing or empty.
+
+    Spec: ``{"type": "cursor", "cursor_path": "meta.next", "cursor_param": "after"}`` or
+    ``{"type": "cursor", "next_url_path": "links.next"}``.
+
+    :param cursor_path: dotted path of the cursor in the response body (default ``next_cursor``).
+    :param cursor_param: the query parameter the cursor is sent back as (default ``cursor``).
+    :param next_url_path: dotted path of a full (or relative) next-page URL in the body; when set,
+        it is followed instead of a cursor.
     """
 
     cursor_path: str | None = "next_cursor"
@@ -145,7 +181,13 @@ class CursorPagination(Pagination):
 
 @dataclass
 class LinkHeaderPagination(Pagination):
-    """RFC 5988 / 8288 ``Link: <url>; rel="next"`` headers (GitHub style)."""
+    """
+    RFC 5988 / 8288 ``Link: <url>; rel="next"`` headers (GitHub style).
+
+    Spec: ``{"type": "link"}`` (or ``"link_header"``).
+
+    :param rel: the relation to follow (default ``next``).
+    """
 
     rel: str = "next"
 

@@ -69,8 +69,11 @@ class LoadOperator(BaseOperator):
     :param storage_conn_id: connection for ``s3://`` URIs (default ``[mlops] storage_conn_id``).
     :param batch_size: rows per batch.
     :param on_empty: when the input has no rows: ``skip`` (default: the target is not touched and
-        the task returns ``rows=0``), ``replace`` (the load runs with no rows: a replace mode empties
-        the table, partition, collection or file prefix) or ``fail``.
+        the task ends *skipped*, so it records no Asset event and the DAGs scheduled on the target do
+        not run again on unchanged data; tasks downstream in the same DAG that must still run need
+        ``trigger_rule="none_failed"``), ``replace`` (the load runs with no rows: a replace mode
+        empties the table, partition, collection or file prefix, and the Asset event is recorded) or
+        ``fail``.
     """
 
     template_fields: Sequence[str] = (
@@ -151,7 +154,7 @@ class LoadOperator(BaseOperator):
     def _load(self) -> dict[str, Any]:
         from airflow_provider_mlops.etl.sources import connection_kind
         from airflow_provider_mlops.hooks.s3 import S3Hook
-        from airflow_provider_mlops.sinks.contract import empty_outcome, new_counts, split_empty
+        from airflow_provider_mlops.sinks.contract import empty_outcome, split_empty
         from airflow_provider_mlops.utils.staging import resolve_uri
 
         inputs = require_inputs(self.input_uri)
@@ -165,8 +168,14 @@ class LoadOperator(BaseOperator):
         name = self.table or self.collection or self.output_uri
         if empty and empty_outcome(self.on_empty, target=repr(name)) == "skip":
             # The same on every sink: an empty input never truncates a target unless asked to.
-            self.log.warning("The input %s has no rows: %r is not touched (on_empty='skip')", inputs, name)
-            return {**new_counts(), "target": name, "skipped": True}
+            # Skipped, not succeeded: a successful task records its outlets' Asset events, and the
+            # table's consumers (monitoring, predictions, retraining) would run again on unchanged data.
+            from airflow.providers.common.compat.sdk import AirflowSkipException
+
+            raise AirflowSkipException(
+                f"The input {inputs} has no rows: {name!r} is not touched and no Asset event is recorded "
+                "(on_empty='skip'; on_empty='replace' empties a replace-mode target)"
+            )
 
         def batches() -> Any:
             return stream

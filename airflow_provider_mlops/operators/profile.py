@@ -29,7 +29,11 @@ class ProfileDataOperator(BaseOperator):
     Profile a dataset: per column type, missing share, distinct values, min / max / quantiles, a
     histogram or the top categories and outlier counts (the feature spec's rule); across columns
     correlations, Cramér's V, the target's relationship with each feature, duplicate rows, and
-    warnings (constant, high cardinality, skew, many missing, leakage suspects).
+    warnings (constant, high cardinality, skew, many missing, text values differing only in case or
+    whitespace, leakage suspects). Every Arrow type a source produces is profiled (dates, times,
+    timestamps with or without a zone, durations, decimals, binary, dictionary-encoded columns);
+    lists / structs / maps get counts and a ``not_summarised`` warning, and a column whose type a
+    kernel refuses gets an ``unsupported`` warning naming it: neither fails the task.
 
     The data is streamed as Arrow batches in two passes, in bounded memory
     (:mod:`airflow_provider_mlops.ml.eda`). ``report.html`` (self-contained: open it from a
@@ -40,7 +44,8 @@ class ProfileDataOperator(BaseOperator):
 
     The task's outlet is the Asset of ``output_uri`` when it is a static URI, otherwise
     ``x-mlops-profile://<dag_id>/<task_id>``; its events carry the report's URIs as ``extra``.
-    The *Data profile* extra link opens the report (see ``report_link``).
+    The *Data profile* extra link opens the report (see ``report_link``); a task that failed before
+    writing it has no link.
 
     Returns (XCom) ``{"report_uri", "json_uri", "rows", "columns", "warnings", "warning_kinds",
     "duplicate_rows"}``.
@@ -94,6 +99,8 @@ class ProfileDataOperator(BaseOperator):
         self.report_link = report_link
         self.link_expires = link_expires
         self.storage_conn_id = storage_conn_id
+        #: what the *Data profile* link opens, set by execute once the report is written
+        self.report_url: str | None = None
         if not outlets_given:
             from airflow.sdk import Asset
 
@@ -122,6 +129,7 @@ class ProfileDataOperator(BaseOperator):
         from airflow_provider_mlops.ml.eda import READ_BATCH_SIZE, profile_batches, render_html
         from airflow_provider_mlops.operators.common import iter_inputs
 
+        self.report_url = None
         inputs = require_inputs(self.input_uri)
         storage = storage_hook(self.storage_conn_id)
         options = self._options()
@@ -150,7 +158,8 @@ class ProfileDataOperator(BaseOperator):
         )
         for warning in warnings:
             self.log.warning("%s %s: %s", warning["kind"], warning.get("column") or "", warning["message"])
-        context["ti"].xcom_push(key=XCOM_KEY, value=self._link(storage, report_uri))
+        self.report_url = self._link(storage, report_uri)
+        context["ti"].xcom_push(key=XCOM_KEY, value=self.report_url)
         summary = {
             "report_uri": report_uri,
             "json_uri": json_uri,

@@ -5,6 +5,13 @@ Endpoints (routes in :mod:`.http`): ``GET /ping``, ``GET /version``, ``POST /inv
 scoring protocol, see :mod:`.protocol`), ``POST /reload`` (bearer token), ``GET /metrics``
 (Prometheus text).
 
+The server may start before there is anything to serve: when the registered model has no version
+under the alias yet (no champion: the first deployment has not run), it starts empty, answers 503
+(``TEMPORARILY_UNAVAILABLE``, MLflow's error shape) on ``/ping`` and ``/invocations``, reports
+``"version": null`` on ``/version``, and serves the first version a ``POST /reload`` brings (what the
+``local_server`` deployment target does). Anything else that stops a model from loading (a digest
+mismatch, a configured version that does not exist) still exits: nothing unverified is served.
+
 The served model is one immutable :class:`Served` object behind a single reference. A request takes
 that reference once and uses it to the end, so a reload (load + verify in a worker thread, then one
 assignment) never changes the model under a request in flight; a failed load leaves the reference
@@ -237,7 +244,7 @@ class PredictionLogger:
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
-    def add(self, frame: Any, predictions: Any, served: Served) -> None:
+    def add(self, frame: Any, predictions: Any, served: Served, *, smoke_test: bool = False) -> None:
         import pyarrow as pa
 
         out = frame.copy()
@@ -245,6 +252,7 @@ class PredictionLogger:
         out["model_name"] = served.verified.name
         out["model_version"] = served.verified.version
         out["predicted_at"] = dt.datetime.now(dt.UTC)
+        out["smoke_test"] = smoke_test  # a deployment's smoke request, not traffic
         table = pa.Table.from_pandas(out, preserve_index=False)
         with self._lock:
             self._pending.append(table)
@@ -284,14 +292,50 @@ class PredictionLogger:
         self.flush()
 
 
+def no_model_yet(err: BaseException, config: ServeConfig) -> bool:
+    """
+    Whether a failed first load only means "nothing deployed yet": the registered model, or its alias,
+    does not exist in MLflow, and the server was asked for the alias (not a fixed version or a
+    ``latest.json``, which are configuration errors when missing).
+    """
+    if config.version or config.latest_uri:
+        return False
+    import sys
+
+    exceptions = sys.modules.get("mlflow.exceptions")
+    if exceptions is None or not isinstance(err, exceptions.MlflowException):
+        return False
+    code = getattr(err, "error_code", None)
+    # no registered model: RESOURCE_DOES_NOT_EXIST; a registered model without the alias (trained,
+    # never promoted): MLflow 3 answers INVALID_PARAMETER_VALUE "Registered model alias ... not found"
+    missing_alias = code == "INVALID_PARAMETER_VALUE" and "alias" in str(err) and "not found" in str(err)
+    return code == "RESOURCE_DOES_NOT_EXIST" or missing_alias
+
+
 class ModelServer:
-    """The state behind the app: the served model, the loader, the metrics, the prediction log."""
+    """
+    The state behind the app: the served model (None until the first deployment when the model has no
+    champion yet), the loader, the metrics, the prediction log.
+    """
 
     def __init__(self, config: ServeConfig, loader: ModelLoader | None = None) -> None:
         self.config = config
         self.loader = loader or ModelLoader(config)
         self.metrics = Metrics()
-        self.current: Served = self.loader.load()
+        self.current: Served | None
+        try:
+            self.current = self.loader.load()
+        except Exception as err:
+            if not no_model_yet(err, config):
+                raise
+            log.warning(
+                "%s has no %r version yet (%s): serving nothing (503) until a POST /reload brings one "
+                "(the first deployment's local_server target does)",
+                config.model_name,
+                config.alias,
+                err,
+            )
+            self.current = None
         self._reload_lock = threading.Lock()
         self.predictions = (
             PredictionLogger(
@@ -304,8 +348,42 @@ class ModelServer:
             else None
         )
 
-    def predict(self, body: bytes, content_type: str | None) -> bytes:
+    def unavailable(self) -> RequestError:
+        """The 503 of a server with no model yet (MLflow's error shape, code TEMPORARILY_UNAVAILABLE)."""
+        return RequestError(
+            f"No model is served yet: {self.config.model_name!r} has no {self.config.alias!r} version "
+            "(no champion yet). The first deployment loads one (DeployModelOperator with a "
+            "local_server target POSTs /reload); until then every prediction gets this 503",
+            status=503,
+            code="TEMPORARILY_UNAVAILABLE",
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """``/version``: the served model, or ``"version": null`` before the first deployment."""
+        if self.current is None:
+            return {
+                "name": self.config.model_name,
+                "version": None,
+                "sha256": None,
+                "alias": self.config.alias,
+                "message": str(self.unavailable()),
+            }
+        return self.current.describe()
+
+    def labels(self) -> dict[str, str]:
+        """The ``/metrics`` model labels (only the name before the first deployment)."""
+        if self.current is None:
+            return {"name": self.config.model_name or ""}
+        return self.current.labels()
+
+    def predict(self, body: bytes, content_type: str | None, *, smoke_test: bool = False) -> bytes:
+        """
+        Score one request. ``smoke_test``: a deployment's smoke request (the ``X-MLOps-Smoke-Test``
+        header): its rows are logged with ``smoke_test = true``.
+        """
         served = self.current  # one read: this request finishes on this model whatever reloads
+        if served is None:
+            raise self.unavailable()
         table = parse_table(body, content_type, served.schema, max_rows=self.config.max_rows)
         try:
             predictions = served.predict(table)
@@ -313,29 +391,42 @@ class ModelServer:
             raise RequestError(f"The model could not score the request: {err}", status=422) from None
         self.metrics.add_rows(table.rows)
         if self.predictions is not None:
-            self.predictions.add(table.frame(), predictions, served)
+            self.predictions.add(table.frame(), predictions, served, smoke_test=smoke_test)
         return predictions_body(predictions)
 
-    def reload(self, request: dict[str, Any]) -> Served:
-        """Load and verify the requested (or configured) version, then swap; on failure keep the old one."""
+    def reload(self, request: dict[str, Any]) -> Served | None:
+        """
+        Load and verify the requested (or configured) version, then swap; on failure keep the old one.
+        ``{"unload": true}`` goes back to serving nothing (a failed first deployment's rollback).
+        """
         with self._reload_lock:  # one reload at a time; predictions never wait for this lock
+            previous = self.current
+            if request.get("unload") is True:
+                self.current = None
+                self.metrics.reloaded(True)
+                log.info(
+                    "Unloaded %s version %s: serving nothing (503) until the next reload",
+                    self.config.model_name,
+                    previous.verified.version if previous else None,
+                )
+                return None
             try:
                 served = self.loader.load(
                     version=str(request["version"]) if request.get("version") not in (None, "") else None,
                     latest_uri=request.get("latest") or None,
                     sha256=request.get("sha256") or None,
-                    name=request.get("model") or self.current.verified.name,
+                    name=request.get("model") or (previous.verified.name if previous else None),
                     uri=request.get("uri") or None,
                 )
             except Exception:
                 self.metrics.reloaded(False)
                 raise
-            previous, self.current = self.current, served
+            self.current = served
             self.metrics.reloaded(True)
         log.info(
             "Reloaded %s: version %s -> %s (sha256 %s)",
             served.verified.name,
-            previous.verified.version,
+            previous.verified.version if previous else None,
             served.verified.version,
             served.verified.sha256,
         )

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from airflow_provider_mlops.serving.protocol import RequestError
+from airflow_provider_mlops.serving.protocol import SMOKE_TEST_HEADER, RequestError
 
 if TYPE_CHECKING:
     from airflow_provider_mlops.serving.app import ModelServer
@@ -73,26 +73,31 @@ def create_app(server: ModelServer) -> Any:
 
     @app.get("/ping")
     async def ping() -> Response:
+        # readiness: 503 until there is a model to serve (the first deployment brings it)
+        if server.current is None:
+            return error(server.unavailable())
         return Response(content=b"\n", media_type="application/json")
 
     @app.get("/health")
     async def health() -> Response:
+        # liveness: the process answers, with or without a model
         return Response(content=b"\n", media_type="application/json")
 
     @app.get("/version")
     async def version() -> JSONResponse:
-        return JSONResponse(server.current.describe())
+        return JSONResponse(server.describe())
 
     @app.post("/invocations")
     async def invocations(request: Request) -> Response:
         body = await request.body()
         content_type = request.headers.get("content-type")
+        smoke = request.headers.get(SMOKE_TEST_HEADER, "").strip().lower() in ("1", "true", "yes")
         try:
             if len(body) > INLINE_BYTES:
                 # A big body is a big batch: score it off the event loop.
-                data = await asyncio.to_thread(server.predict, body, content_type)
+                data = await asyncio.to_thread(server.predict, body, content_type, smoke_test=smoke)
             else:
-                data = server.predict(body, content_type)
+                data = server.predict(body, content_type, smoke_test=smoke)
         except RequestError as err:
             return error(err)
         return Response(content=data, media_type="application/json")
@@ -118,9 +123,9 @@ def create_app(server: ModelServer) -> Any:
                 raise ValueError("the body must be a JSON object")
         except ValueError as err:
             return error(RequestError(f"The reload body is not a JSON object: {err}"))
-        previous = server.current.verified
+        previous = server.describe()
         try:
-            served = await asyncio.to_thread(server.reload, payload)
+            await asyncio.to_thread(server.reload, payload)
         except RequestError as err:
             return error(err)
         except Exception as err:
@@ -129,16 +134,16 @@ def create_app(server: ModelServer) -> Any:
                 {
                     "error_code": "RELOAD_FAILED",
                     "message": f"{type(err).__name__}: {err}",
-                    "serving": previous.describe(),
+                    "serving": previous if previous.get("version") is not None else None,
                 },
                 status_code=409,
             )
-        return JSONResponse({"reloaded": True, "previous": previous.describe(), **served.describe()})
+        return JSONResponse({"reloaded": True, "previous": previous, **server.describe()})
 
     @app.get("/metrics")
     async def metrics() -> PlainTextResponse:
         return PlainTextResponse(
-            server.metrics.render(server.current.labels()), media_type="text/plain; version=0.0.4"
+            server.metrics.render(server.labels()), media_type="text/plain; version=0.0.4"
         )
 
     return app

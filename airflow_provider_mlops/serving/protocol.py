@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 
 NUMERIC = {"double", "float", "long", "integer", "number", "boolean"}
 
+#: The header a deployment's smoke request carries (``X-MLOps-Smoke-Test: true``): the server logs
+#: its rows with ``smoke_test = true`` so monitoring and analysis can leave them out.
+SMOKE_TEST_HEADER = "X-MLOps-Smoke-Test"
+
 
 class RequestError(ValueError):
     """A request the server refuses: ``status`` is the HTTP status, the message names the problem."""

@@ -49,7 +49,8 @@ class Server:
         return requests.post(self.url + path, timeout=60, **kw)
 
 
-def start_server(args: list[str], log: Path) -> Server:
+def start_server(args: list[str], log: Path, ready: str = "/ping") -> Server:
+    """The server as a subprocess, once ``ready`` answers 200 (``/health``: up, with or without a model)."""
     port = _free_port()
     env = {**os.environ, "MLOPS_SERVE_TOKEN": TOKEN, "MLFLOW_DISABLE_TELEMETRY": "true"}
     handle = log.open("w")
@@ -65,13 +66,13 @@ def start_server(args: list[str], log: Path) -> Server:
         if process.poll() is not None:
             raise RuntimeError(f"the server exited ({process.returncode}):\n{log.read_text()[-3000:]}")
         try:
-            if requests.get(server.url + "/ping", timeout=1).status_code == 200:
+            if requests.get(server.url + ready, timeout=1).status_code == 200:
                 return server
         except requests.ConnectionError:
             pass
         time.sleep(0.2)
     process.kill()
-    raise RuntimeError(f"the server did not answer /ping:\n{log.read_text()[-3000:]}")
+    raise RuntimeError(f"the server did not answer {ready}:\n{log.read_text()[-3000:]}")
 
 
 def stop_server(server: Server) -> None:

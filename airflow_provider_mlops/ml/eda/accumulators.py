@@ -38,11 +38,56 @@ def _kind(dtype: pa.DataType) -> str:
         return "boolean"
     if t.is_timestamp(dtype) or t.is_date(dtype) or t.is_time(dtype) or t.is_duration(dtype):
         return "datetime"
-    if t.is_string(dtype) or t.is_large_string(dtype) or t.is_dictionary(dtype) or t.is_binary(dtype):
+    if t.is_string(dtype) or t.is_large_string(dtype) or t.is_dictionary(dtype):
         return "categorical"
-    if t.is_large_binary(dtype) or getattr(t, "is_string_view", lambda _: False)(dtype):
+    if t.is_binary(dtype) or t.is_large_binary(dtype) or t.is_fixed_size_binary(dtype):
         return "categorical"
     return "other"
+
+
+def _canonical(array: pa.Array) -> pa.Array:
+    """
+    The array in a layout every kernel used here supports: extension types as their storage, run-end
+    encoded arrays decoded, string / binary views as large string / binary (same values), and
+    dictionary-encoded numbers, booleans and dates decoded (the encoding is a storage detail: they
+    are profiled as what they are; dictionary-encoded text stays as it is).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if isinstance(array, pa.ExtensionArray):
+        array = array.storage
+    if pa.types.is_run_end_encoded(array.type):
+        array = pc.run_end_decode(array)
+    if pa.types.is_dictionary(array.type) and _kind(array.type.value_type) != "categorical":
+        array = array.dictionary_decode()
+    if pa.types.is_string_view(array.type):
+        return array.cast(pa.large_string())
+    if pa.types.is_binary_view(array.type):
+        return array.cast(pa.large_binary())
+    return array
+
+
+def _epoch_ints(array: pa.Array) -> pa.Array:
+    """
+    A date / time / timestamp / duration array as int64 of its stored unit (days, s, ms, us, ns from
+    the epoch or midnight): a reinterpretation of the storage, so every unit and time zone works
+    (Arrow has no date32 -> int64 cast).
+    """
+    import pyarrow as pa
+
+    storage = pa.int32() if array.type.bit_width == 32 else pa.int64()
+    return array.view(storage).cast(pa.int64())
+
+
+def _from_epoch(dtype: pa.DataType, value: int) -> Any:
+    """The Python value of ``value`` (int64 of the stored unit) as type ``dtype``."""
+    import pyarrow as pa
+
+    storage = pa.int32() if dtype.bit_width == 32 else pa.int64()
+    return pa.array([value], storage).view(dtype)[0].as_py()
 
 
 def _as_float(array: pa.Array, kind: str) -> np.ndarray:
@@ -52,8 +97,7 @@ def _as_float(array: pa.Array, kind: str) -> np.ndarray:
     import pyarrow.compute as pc
 
     if kind == "datetime":
-        ints = array.cast(pa.int64()) if not pa.types.is_date32(array.type) else array.cast(pa.int32())
-        return np.asarray(ints.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+        return np.asarray(_epoch_ints(array).to_numpy(zero_copy_only=False), dtype=np.float64)
     if pa.types.is_decimal(array.type) or pa.types.is_integer(array.type):
         array = pc.cast(array, pa.float64(), safe=False)
     elif pa.types.is_floating(array.type) and array.type != pa.float64():
@@ -74,7 +118,7 @@ def _value_hashes(array: pa.Array, kind: str) -> np.ndarray:
             values = np.where(np.isnan(values), np.nan, values)  # one NaN
             bits = values.view(np.uint64)
         else:
-            ints = array.cast(pa.int64()) if kind == "datetime" else array
+            ints = _epoch_ints(array) if kind == "datetime" else array
             filled = pc.fill_null(ints, 0) if ints.null_count else ints
             bits = np.asarray(filled.to_numpy(zero_copy_only=False)).astype(np.int64).view(np.uint64)
         hashed = _splitmix(bits)
@@ -169,8 +213,14 @@ class _Moments:
         n = self.n
         if n < 3 or not self.m2 > 0 or not math.isfinite(self.m2):
             return None
-        g1 = math.sqrt(n) * float(self.m3) / float(self.m2) ** 1.5
-        return float(g1 * math.sqrt(n * (n - 1)) / (n - 2))
+        m2, m3 = float(self.m2), float(self.m3)
+        if not math.isfinite(m3):
+            return None
+        # m3 / m2 / sqrt(m2), not m3 / m2 ** 1.5: m2 ** 1.5 overflows for values near 1e100 and more
+        # (a constant column of such values has a tiny rounding m2 > 0, far from the float limits)
+        g1 = math.sqrt(n) * (m3 / m2) / math.sqrt(m2)
+        skew = g1 * math.sqrt(n * (n - 1)) / (n - 2)
+        return float(skew) if math.isfinite(skew) else None
 
 
 class _Categories:
@@ -309,6 +359,7 @@ class _Column:
         self.nulls = self.nans = self.pos_inf = self.neg_inf = self.zeros = 0
         self.min: Any = None
         self.max: Any = None
+        self.epoch: tuple[int, int] | None = None  # datetimes: (min, max) as int64 of the stored unit
         self.moments = _Moments()
         self.distinct = _Distinct(options.distinct_exact_limit, options.distinct_sketch_size)
         self.categories = (
@@ -318,32 +369,62 @@ class _Column:
         self.edges: list[float] = []
         self.outliers = {"low": 0, "high": 0}
         self.bounds: tuple[float, float] | None = None
+        #: why the column could not be summarised (an Arrow kernel refused its type), else None
+        self.error: str | None = None
 
     def add(self, array: pa.Array) -> np.ndarray:
+        """
+        Count one batch of the column; the row hashes of its values. A type the kernels refuse marks
+        the column unsupported (named in the profile's warnings) and hashes as null from then on.
+        """
+        import numpy as np
+
+        if self.error is None:
+            try:
+                return self._add(array)
+            except Exception as exc:  # any kernel error: the column is reported, not fatal
+                self.error = f"{type(exc).__name__}: {exc}"
+        self.nulls += array.null_count
+        return np.full(len(array), np.uint64(_NULL_HASH))
+
+    def _add(self, array: pa.Array) -> np.ndarray:
         import numpy as np
         import pyarrow.compute as pc
 
-        self.nulls += array.null_count
+        nulls = array.null_count
         if self.kind in ("numeric", "datetime"):
             values = _as_float(array, self.kind)
             nan = np.isnan(values)
-            self.nans += int(nan.sum()) - array.null_count
-            self.pos_inf += int(np.isposinf(values).sum())
-            self.neg_inf += int(np.isneginf(values).sum())
+            nans = int(nan.sum()) - nulls
             finite = values[np.isfinite(values)]
-            self.zeros += int((finite == 0).sum())
-            self.moments.add(finite)
+            low = high = None
             if len(finite):
-                if self.kind == "numeric" and not _is_float(array):
+                if self.kind == "datetime":
+                    lo, hi = (v.as_py() for v in pc.min_max(_epoch_ints(array)).values())
+                    self.epoch = (
+                        (lo, hi) if self.epoch is None else (min(self.epoch[0], lo), max(self.epoch[1], hi))
+                    )
+                elif not _is_float(array):
                     low, high = (v.as_py() for v in pc.min_max(array).values())
                 else:
-                    low, high = _finite_min_max(array, finite, self.kind)
+                    low, high = float(finite.min()), float(finite.max())
+            hashes = _value_hashes(array, self.kind)
+            self.nans += nans
+            self.pos_inf += int(np.isposinf(values).sum())
+            self.neg_inf += int(np.isneginf(values).sum())
+            self.zeros += int((finite == 0).sum())
+            self.moments.add(finite)
+            if low is not None:
                 self.min = low if self.min is None else min(self.min, low)
                 self.max = high if self.max is None else max(self.max, high)
-        elif self.categories is not None:
-            self.categories.add(array)
-        hashes = _value_hashes(array, self.kind)
-        if array.null_count or self.nans:
+            if self.kind == "datetime" and self.epoch is not None:
+                self.min, self.max = (_from_epoch(self.dtype, v) for v in self.epoch)
+        else:
+            hashes = _value_hashes(array, self.kind)
+            if self.categories is not None:
+                self.categories.add(array)
+        self.nulls += nulls
+        if nulls or self.nans:
             valid = _valid_values(array, self.kind)
             self.distinct.add(hashes[valid])
         else:
@@ -355,15 +436,6 @@ def _is_float(array: pa.Array) -> bool:
     import pyarrow as pa
 
     return bool(pa.types.is_floating(array.type))
-
-
-def _finite_min_max(array: pa.Array, finite: np.ndarray, kind: str) -> tuple[Any, Any]:
-    import pyarrow.compute as pc
-
-    if kind == "datetime":
-        low, high = pc.min_max(array).values()
-        return low.as_py(), high.as_py()
-    return float(finite.min()), float(finite.max())
 
 
 def _valid_values(array: pa.Array, kind: str) -> np.ndarray:

@@ -1,4 +1,7 @@
-"""The profile's warnings: empty, constant, many missing, high cardinality, skewed, infinite, leakage, duplicates."""
+"""
+The profile's warnings: unsupported type, empty, constant, many missing, high cardinality, not summarised,
+case variants, skewed, infinite, leakage, duplicates.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +25,13 @@ def _warnings(
 
     for c in summaries:
         name = c["name"]
+        if c.get("error"):
+            warn(
+                "unsupported",
+                name,
+                f"type {c['type']} could not be summarised ({c['error']}): only its missing count is reported",
+            )
+            continue
         if c["rows"] and c["non_missing"] == 0:
             warn("empty", name, "every value is missing")
             continue
@@ -36,6 +46,20 @@ def _warnings(
                 name,
                 f"{c['distinct']:,} distinct values"
                 + (" (every value unique: an identifier?)" if unique else ""),
+            )
+        if c["kind"] == "other":
+            warn(
+                "not_summarised",
+                name,
+                f"type {c['type']}: only missing, distinct and duplicate counts (no distribution)",
+            )
+        variants = _case_variants(c.get("top") or [])
+        if variants:
+            warn(
+                "case_variants",
+                name,
+                "values that differ only in case or surrounding whitespace: "
+                + "; ".join(" / ".join(repr(v) for v in group) for group in variants[:3]),
             )
         skew = c.get("skewness")
         if skew is not None and abs(skew) > options.heavy_skew:
@@ -60,3 +84,13 @@ def _warnings(
             + ("" if duplicates["exact"] else ", estimated"),
         )
     return out
+
+
+def _case_variants(top: list[dict[str, Any]]) -> list[list[str]]:
+    """Groups of the most frequent text values equal after ``strip().casefold()`` ("True" / "true ")."""
+    groups: dict[str, list[str]] = {}
+    for entry in top:
+        value = entry["value"]
+        if isinstance(value, str):
+            groups.setdefault(value.strip().casefold(), []).append(value)
+    return [sorted(g) for g in groups.values() if len(g) > 1]

@@ -31,7 +31,14 @@ import math
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_mlops.ml.eda.accumulators import _as_float, _Column, _Duplicates, _Sample, _splitmix
+from airflow_provider_mlops.ml.eda.accumulators import (
+    _as_float,
+    _canonical,
+    _Column,
+    _Duplicates,
+    _Sample,
+    _splitmix,
+)
 from airflow_provider_mlops.ml.eda.findings import _warnings
 from airflow_provider_mlops.ml.eda.options import ProfileOptions
 from airflow_provider_mlops.ml.eda.sample_stats import (
@@ -125,7 +132,7 @@ def profile_batches(
     duplicates = _Duplicates(options.duplicate_hash_limit)
     rows = 0
     schema = None
-    for batch in make_batches():
+    for batch in map(_canonical_batch, make_batches()):
         if schema is None:
             schema = batch.schema
             columns = {f.name: _Column(f.name, f.type, options) for f in schema}
@@ -160,7 +167,7 @@ def profile_batches(
 
     # bounds of the outlier rule and histogram edges, then the second pass counts exactly
     for column in columns.values():
-        if column.kind != "numeric" or column.moments.n == 0:
+        if column.kind != "numeric" or column.moments.n == 0 or column.error:
             continue
         if method == "iqr":
             values = _finite(arrays, column.name)
@@ -172,9 +179,9 @@ def profile_batches(
             std = math.sqrt(column.moments.m2 / column.moments.n)
             column.bounds = (column.moments.mean - factor * std, column.moments.mean + factor * std)
     for column in columns.values():
-        if column.kind in ("numeric", "datetime") and column.moments.n:
-            if column.kind == "datetime":
-                low, high = _epoch(column, column.min), _epoch(column, column.max)
+        if column.kind in ("numeric", "datetime") and column.moments.n and not column.error:
+            if column.kind == "datetime" and column.epoch is not None:
+                low, high = float(column.epoch[0]), float(column.epoch[1])
             else:
                 low, high = float(column.min), float(column.max)
             steps = np.linspace(0.0, 1.0, options.bins + 1)
@@ -182,7 +189,7 @@ def profile_batches(
             edges[0], edges[-1] = low, high
             column.edges = list(np.maximum.accumulate(edges)) if high > low else [low, high]
             column.histogram = [0] * (len(column.edges) - 1)
-    for batch in make_batches():
+    for batch in map(_canonical_batch, make_batches()):
         for j, column in enumerate(columns.values()):
             if not column.histogram:
                 continue
@@ -282,11 +289,14 @@ def profile_table(
     )
 
 
-def _epoch(column: _Column, value: Any) -> float:
+def _canonical_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The batch with every column in a layout the accumulators support (views, extensions decoded)."""
     import pyarrow as pa
 
-    scalar = pa.array([value], column.dtype)
-    return float(_as_float(scalar, "datetime")[0])
+    arrays = [_canonical(column) for column in batch.columns]
+    if all(a is c for a, c in zip(arrays, batch.columns, strict=True)):
+        return batch
+    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
 
 
 def _column_summary(
@@ -313,6 +323,11 @@ def _column_summary(
         "distinct": column.distinct.count(),
         "distinct_exact": column.distinct.exact,
     }
+    if column.error:
+        summary["kind"] = "unsupported"
+        summary["error"] = column.error
+        summary.pop("distinct")
+        return summary
     if column.kind in ("numeric", "datetime"):
         m = column.moments
         summary.update(

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from airflow_provider_mlops.ml.eda.accumulators import _Column
     from airflow_provider_mlops.ml.eda.options import ProfileOptions
 
-from airflow_provider_mlops.ml.eda.accumulators import _as_float
+from airflow_provider_mlops.ml.eda.accumulators import _as_float, _canonical
 
 
 def _compact(*codes: np.ndarray) -> list[np.ndarray]:
@@ -92,21 +92,40 @@ def _correlation_ratio(codes: np.ndarray, values: np.ndarray) -> float | None:
 def predictive_power(labels: Any, classes: Any) -> float | None:
     """
     How much better than the majority class the majority class *per label* predicts ``classes``:
-    ``(accuracy - baseline) / (1 - baseline)``, 1 = the label determines the class.
+    ``(accuracy - baseline) / (1 - baseline)``, 1 = the label determines the class. The accuracy is
+    leave-one-out: each row is predicted from the *other* rows with its label (a label seen once
+    predicts the overall majority), so labels held by one or two rows (many quantile bins over few
+    values) are not trivially pure.
     """
     return _predictive_power(_factorize(labels), _factorize(classes))
 
 
 def _predictive_power(x: np.ndarray, y: np.ndarray) -> float | None:
+    import numpy as np
+
     x, y = _compact(x, y)
     n = len(y)
     if n < 2:
         return None
     table = _table(x, y)
-    baseline = table.sum(0).max() / n
+    totals = table.sum(0)
+    baseline = totals.max() / n
     if baseline >= 1:
         return None
-    accuracy = table.max(1).sum() / n
+    # each row of cell (label b, class c) left out: its label's other rows hold table[b] - e_c; it is
+    # predicted right when its class then has strictly the most rows (a tie shares the credit), or,
+    # when no other row has its label, when its class is the overall majority
+    k = table.shape[1]
+    others = np.where(np.eye(k, dtype=bool)[None, :, :], -np.inf, table[:, None, :])  # [b, c, c']
+    rival = others.max(2)  # the most rows of another class in the label, row's class left out
+    ties = (others == rival[:, :, None]).sum(2)
+    own = table - 1
+    credit = np.where(own > rival, 1.0, np.where(own == rival, 1.0 / (ties + 1), 0.0))
+    alone = (own == 0) & (rival == 0)
+    majority = np.zeros(k)
+    majority[totals == totals.max()] = 1.0 / float((totals == totals.max()).sum())
+    credit = np.where(alone, majority[None, :], credit)
+    accuracy = float((table * credit).sum() / n)
     return float(max(0.0, (accuracy - baseline) / (1 - baseline)))
 
 
@@ -128,16 +147,18 @@ def _category_codes(array: Any, top: int) -> np.ndarray:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
+    array = _canonical(array)
     if pa.types.is_dictionary(array.type):
         array = array.dictionary_decode()
-    if pa.types.is_boolean(array.type) or not (
+    if pa.types.is_fixed_size_binary(array.type):
+        array = array.cast(pa.binary())
+    if not (
         pa.types.is_string(array.type)
         or pa.types.is_large_string(array.type)
         or pa.types.is_binary(array.type)
+        or pa.types.is_large_binary(array.type)
     ):
-        array = array.cast(pa.string()) if not pa.types.is_large_binary(array.type) else array
+        array = array.cast(pa.string())
     encoded = pc.dictionary_encode(array)
     codes = np.asarray(pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
     valid = codes >= 0
@@ -158,11 +179,16 @@ def _sample_arrays(
 
     out: dict[str, tuple[str, np.ndarray]] = {}
     for name, column in columns.items():
-        if column.kind in ("numeric", "datetime"):
-            values = _as_float(table[name].combine_chunks(), column.kind)
-            out[name] = ("num", np.where(np.isfinite(values), values, np.nan))
-        elif column.kind in ("categorical", "boolean"):
-            out[name] = ("cat", _category_codes(table[name], options.max_association_categories))
+        if column.error:
+            continue
+        try:
+            if column.kind in ("numeric", "datetime"):
+                values = _as_float(_canonical(table[name]), column.kind)
+                out[name] = ("num", np.where(np.isfinite(values), values, np.nan))
+            elif column.kind in ("categorical", "boolean"):
+                out[name] = ("cat", _category_codes(table[name], options.max_association_categories))
+        except Exception as exc:  # reported as the column error, never fatal
+            column.error = f"{type(exc).__name__}: {exc}"
     return out
 
 
@@ -327,7 +353,7 @@ def _target_relations(
             entry["method"] = (
                 "predictive power of the feature's "
                 + (f"{options.target_bins} quantile bins" if kind == "num" else "categories")
-                + " (majority class per bin vs overall)"
+                + " (majority class per bin vs overall, leave-one-out)"
             )
         elif kind == "num":
             entry["pearson"] = _pearson(values, tvalues)
