@@ -18,7 +18,11 @@ class MlflowRunLink(BaseOperatorLink):
     name = "MLflow run"
 
     def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:
-        from airflow.providers.common.compat.sdk import XCom
-
-        url = XCom.get_value(ti_key=ti_key, key=XCOM_KEY)
+        """
+        The run URL the task logged, read from the operator that ran (``mlflow_run_url``), "" when
+        it logged none. Airflow 3 calls this in the task process when the task ends (success or not)
+        and stores the result for the UI, so a task that failed before logging a run must not ask
+        XCom for a key it never pushed (that only logged a misleading "XCom not found" error).
+        """
+        url = getattr(operator, "mlflow_run_url", None)
         return str(url) if url else ""

@@ -153,6 +153,7 @@ class TrainModelOperator(BaseOperator):
         self.max_rows = max_rows
         self.experiment_name = experiment_name
         self.mlflow_conn_id = mlflow_conn_id
+        self.mlflow_run_url: str | None = None
         self.model_output_uri = model_output_uri
         self.storage_conn_id = storage_conn_id
 
@@ -296,5 +297,6 @@ class TrainModelOperator(BaseOperator):
     def _push_run_url(self, context: Context, mlflow_hook: Any, result: Mapping[str, Any]) -> None:
         run_url = mlflow_hook.run_url(result["experiment_id"], result["run_id"])
         if run_url:
+            self.mlflow_run_url = run_url
             context["ti"].xcom_push(key=XCOM_KEY, value=run_url)
             self.log.info("MLflow run: %s", run_url)

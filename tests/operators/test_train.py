@@ -11,6 +11,7 @@ import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_provider_mlops.hooks.s3 import S3Hook
+from airflow_provider_mlops.links.mlflow import MlflowRunLink
 from airflow_provider_mlops.ml.serialization import ModelIntegrityError, load_model_version
 from airflow_provider_mlops.ml.training import TrainingError
 from airflow_provider_mlops.operators.train import TrainModelOperator
@@ -39,6 +40,8 @@ def test_trains_tracks_registers_and_the_registered_model_predicts_like_the_pipe
     assert out["metrics"]["accuracy"] > out["baseline_metrics"]["accuracy"]
     assert out["best_params"]["max_depth"] in (2, 6)
     assert context["ti"].pushed["mlflow_run_url"].startswith("http://127.0.0.1:5000/#/experiments/")
+    # the extra link Airflow stores when the task ends is that same run URL
+    assert MlflowRunLink().get_link(op, ti_key=None) == context["ti"].pushed["mlflow_run_url"]
 
     mlflow.set_tracking_uri(mlflow_tracking["tracking_uri"])
     client = mlflow.MlflowClient()
