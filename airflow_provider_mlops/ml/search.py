@@ -12,6 +12,7 @@ scikit-learn search after ``fit``: ``best_estimator_`` (refitted on all the trai
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import math
 import time
@@ -163,8 +164,8 @@ def genetic_search(
     """
     sklearn-genetic-opt's ``GASearchCV`` over ``space``. It draws from numpy's and Python's global
     random state (it takes no seed), so both are seeded here: reruns search the same way. With
-    ``progress``: a line per evaluated individual, and the search stops at the end of the
-    generation during which the deadline passes (a generation is evaluated as a whole).
+    ``progress``: a line per evaluated individual; once the deadline passes, the individuals left in
+    the generation are not fitted (they get the worst fitness) and the search stops when it closes.
     """
     import random
 
@@ -210,10 +211,18 @@ def _genetic_class() -> type:
 
     class GeneticSearchCV(GASearchCV):  # type: ignore[misc]
         progress: SearchProgress | None = None
+        _fitness_size = 1
 
         def evaluate(self, individual: Any) -> Any:
+            progress = self.progress
+            if progress is not None and progress.evaluated and progress.over_budget():
+                # Past the deadline: DEAP evaluates a generation as a whole, so the rest of it is not
+                # fitted; the worst possible fitness keeps these individuals out of the hall of fame,
+                # and the deadline callback ends the search when the generation closes.
+                return [-self.criteria_sign * math.inf, *([0.0] * (self._fitness_size - 1))]
             fitness = super().evaluate(individual)
-            if self.progress is not None:
+            self._fitness_size = len(fitness)
+            if progress is not None:
                 params = {key: individual[n] for n, key in enumerate(self.space.parameters)}
                 self.progress.record(params, float(fitness[0]))
             return fitness
@@ -314,7 +323,10 @@ def budgeted(search_class: type) -> type:
     if search_class in _BUDGETED_CLASSES:
         return _BUDGETED_CLASSES[search_class]
 
-    # scikit-learn passes callback_ctx only to a _run_search whose signature names it
+    # scikit-learn >= 1.7 passes callback_ctx only to a _run_search whose signature names it; 1.6's
+    # own _run_search takes none, so it is passed on only where the parent accepts it.
+    parent_takes_ctx = "callback_ctx" in inspect.signature(search_class._run_search).parameters
+
     def _run_search(self: Any, evaluate_candidates: Any, *, callback_ctx: Any = None) -> None:
         progress: SearchProgress = getattr(self, "progress", None) or SearchProgress(type(self).__name__)
 
@@ -334,7 +346,10 @@ def budgeted(search_class: type) -> type:
             return results
 
         try:
-            search_class._run_search(self, one_at_a_time, callback_ctx=callback_ctx)
+            if parent_takes_ctx:
+                search_class._run_search(self, one_at_a_time, callback_ctx=callback_ctx)
+            else:
+                search_class._run_search(self, one_at_a_time)
         except _OutOfTime:
             progress.stop()
 

@@ -243,3 +243,26 @@ def test_the_time_budget_covers_all_candidates_and_each_still_gets_a_score(
     assert any(
         "Candidate second (2 of 2) starts after the time_budget" in r.getMessage() for r in caplog.records
     )
+
+
+def test_a_search_from_before_scikit_learn_1_7_gets_no_callback_context_and_still_reports_progress() -> None:
+    # scikit-learn 1.6 (the oldest release the provider supports) calls _run_search(evaluate_candidates)
+    # and its own _run_search takes no callback_ctx: the budgeted subclass must not pass one on.
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, ParameterGrid
+
+    from airflow_provider_mlops.ml.search import SearchProgress, budgeted
+
+    class OldGridSearchCV(GridSearchCV):
+        def _run_search(self, evaluate_candidates):  # the 1.6 signature
+            evaluate_candidates(ParameterGrid(self.param_grid))
+
+    search = budgeted(OldGridSearchCV)(LogisticRegression(), {"C": [0.1, 1.0, 10.0]}, cv=2)
+    search.progress = progress = SearchProgress("logistic")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 3))
+    y = (x[:, 0] > 0).astype(int)
+    search.fit(x, y)
+    assert search.best_params_["C"] in (0.1, 1.0, 10.0)
+    assert len(search.cv_results_["params"]) == 3
+    assert progress.evaluated == 3
