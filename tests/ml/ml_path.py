@@ -91,8 +91,10 @@ def train(
     target: str,
     name: str,
     mlflow_conn_id: str,
+    context: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
+    """TrainModelOperator; ``context``: give the same one twice to retry a task of one DAG run."""
     from airflow_provider_mlops.operators.train import TrainModelOperator
 
     kwargs.setdefault("estimator_params", {"n_estimators": 15, "max_depth": 4})
@@ -105,7 +107,7 @@ def train(
         model_output_uri=(root / "model").as_uri(),
         **kwargs,
     )
-    out = op.execute(task_context(root))
+    out = op.execute(context or task_context(root))
     json.dumps(out, allow_nan=False)  # what the XCom push does: every value JSON (no NaN, no inf)
     return out
 

@@ -63,7 +63,7 @@ KINDS: dict[str, tuple[pa.DataType, st.SearchStrategy[Any], bool]] = {
     "high_cardinality": (pa.string(), st.none(), False),
 }
 # Kinds a model can learn from without any type question: the "clean" baseline of a table.
-PLAIN_KINDS = ("bool", "int", "int_nulls", "float", "text_case", "decimal")
+PLAIN_KINDS = ("bool", "int", "int_nulls", "float", "text_case")
 TEMPORAL_KINDS = ("date", "time", "timestamp", "timestamp_tz")
 ALL_KINDS = tuple(KINDS)
 
@@ -203,6 +203,49 @@ def ml_cases(
         columns[TIME_COLUMN] = pa.array([start + dt.timedelta(days=i) for i in range(rows)], pa.date32())
     columns[TARGET] = labels
     return MLCase(pa.table(columns), task, split, time_column, shape, notes)
+
+
+def typical_column(kind: str, rows: int, seed: int = 0) -> pa.Array:
+    """
+    A deterministic column of ``kind`` as real data has it (varied values, about 10 % nulls where the
+    kind allows them): for the per-type tests, where a shrunk Hypothesis example (all nulls) would
+    prove nothing.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    data_type, _, nullable = KINDS[kind]
+    if kind in ("all_null", "null_type"):
+        return pa.nulls(rows, data_type)
+    if kind == "constant":
+        return pa.array(["same"] * rows, data_type)
+    if kind == "high_cardinality":
+        return pa.array([f"id-{i:06d}-{rng.integers(10)}" for i in range(rows)], data_type)
+    day = dt.date(2024, 1, 1)
+    moment = dt.datetime(2024, 1, 1, 6, 30)
+    make = {
+        "bool": lambda i: bool(rng.integers(2)),
+        "int_nulls": lambda i: int(rng.integers(-50, 50)),
+        "int": lambda i: int(rng.integers(-50, 50)),
+        "float": lambda i: float(rng.normal(10, 3)),
+        "float_special": lambda i: float(
+            rng.choice([rng.normal(), math.nan, math.inf, -math.inf], p=[0.85, 0.05, 0.05, 0.05])
+        ),
+        "decimal": lambda i: decimal.Decimal(f"{rng.normal(100, 20):.4f}"),
+        "date": lambda i: day + dt.timedelta(days=int(rng.integers(0, 400))),
+        "time": lambda i: dt.time(int(rng.integers(24)), int(rng.integers(60)), int(rng.integers(60))),
+        "timestamp": lambda i: moment + dt.timedelta(minutes=int(rng.integers(0, 500_000))),
+        "timestamp_tz": lambda i: (moment + dt.timedelta(minutes=int(rng.integers(0, 500_000)))).replace(
+            tzinfo=dt.UTC
+        ),
+        "text_case": lambda i: str(rng.choice(_TEXT_VARIANTS)),
+        "binary": lambda i: bytes(rng.integers(0, 256, int(rng.integers(1, 6))).astype("uint8")),
+        "list": lambda i: [str(v) for v in rng.choice(["x", "y", "z"], int(rng.integers(0, 4)))],
+    }[kind]
+    values = [make(i) for i in range(rows)]
+    if nullable and kind != "int":
+        values = [None if rng.random() < 0.1 else v for v in values]
+    return pa.array(values, data_type)
 
 
 def wide_table(features: int = 1000, rows: int = 60, seed: int = 0) -> pa.Table:
