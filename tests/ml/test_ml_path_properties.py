@@ -113,7 +113,7 @@ def _train_or_refuse(
 # --------------------------------------------------------------------------------------------------
 # profile: every type, every shape
 # --------------------------------------------------------------------------------------------------
-@_examples(15, 200)
+@_examples(30, 300)
 @given(case=ml_cases())
 def test_profile_takes_every_column_type_or_names_the_column(case: MLCase, tmp_path_factory) -> None:
     root = tmp_path_factory.mktemp("profile")
@@ -268,7 +268,7 @@ def test_whole_path_on_plain_types(
     if task == "regression" and split == "stratified":
         pytest.skip("a stratified split is for classification (auto picks random for regression)")
 
-    @_examples(1, 15)
+    @_examples(2, 15)
     @given(case=ml_cases(kinds=PLAIN_KINDS, tasks=(task,), splits=(split,), shapes=("plain",)))
     def run(case: MLCase) -> None:
         _whole_path(case, tmp_path_factory.mktemp("path"), mlflow_conn, mlflow_tracking["tracking_uri"])
@@ -276,7 +276,7 @@ def test_whole_path_on_plain_types(
     run()
 
 
-@_examples(6, 100)
+@_examples(10, 150)
 @given(case=ml_cases())
 def test_whole_path_on_every_type_and_shape(
     case: MLCase, tmp_path_factory, mlflow_conn: str, mlflow_tracking: dict[str, str]
@@ -290,7 +290,7 @@ def test_whole_path_on_awkward_shapes(
 ) -> None:
     """Each awkward shape at least once in the default run, on plain types, binary and multi-class."""
 
-    @_examples(1, 15)
+    @_examples(2, 15)
     @given(case=ml_cases(kinds=PLAIN_KINDS, tasks=("binary", "multiclass"), shapes=(shape,)))
     def run(case: MLCase) -> None:
         _whole_path(case, tmp_path_factory.mktemp("path"), mlflow_conn, mlflow_tracking["tracking_uri"])
