@@ -174,7 +174,10 @@ def test_wine_lots_end_to_end_with_dag_test(
     staging = tmp_path / "staging"
     monkeypatch.setenv("AIRFLOW__MLOPS__STAGING_URI", staging.as_uri())
     # dag.test() finds the DAG in the DAGs folder's bundle (it serializes what it parses there)
+    import airflow.settings
+
     monkeypatch.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(DAGS))
+    monkeypatch.setattr(airflow.settings, "DAGS_FOLDER", str(DAGS))  # the bundle reads it at import
     for conn_id, fields in _connections(postgres_server, tmp_path).items():
         monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(fields))
     run = _load_dag().test(logical_date=LOGICAL)

@@ -129,14 +129,14 @@ def deploy(
     ).execute(task_context(root))
 
 
-def batch_predict(name: str, uri: str, root: Path, *, mlflow_conn_id: str) -> pa.Table:
+def batch_predict(name: str, uri: str, output_uri: str, root: Path, *, mlflow_conn_id: str) -> pa.Table:
     from airflow_provider_mlops.operators.predict import BatchPredictOperator
 
     out = BatchPredictOperator(
         task_id="predict",
         input_uri=uri,
         registered_model_name=name,
-        output_uri=(root / f"predictions-{uuid.uuid4().hex[:6]}").as_uri(),
+        output_uri=output_uri,
         mlflow_conn_id=mlflow_conn_id,
         batch_size=37,  # several batches, one of them short
     ).execute(task_context(root))

@@ -229,9 +229,12 @@ def _whole_path(case: MLCase, root: Path, conn: str, tracking_uri: str) -> None:
 
     regression = case.task == "regression"
     pipeline = ml_path.pipeline_predictions(model.model, case.table, TARGET)
-    batch, err = ml_path.attempt(ml_path.batch_predict, name, uri, root, mlflow_conn_id=conn)
+    predictions_uri = (root / "predictions").as_uri()
+    batch, err = ml_path.attempt(ml_path.batch_predict, name, uri, predictions_uri, root, mlflow_conn_id=conn)
     if err is not None:
         problems.append(f"batch prediction failed: {type(err).__name__}: {err}")
+        if ml_path.storage().read_manifest(predictions_uri) is not None:
+            problems.append("the failed batch prediction committed a dataset")
     elif batch.num_rows != case.table.num_rows:
         problems.append(f"batch prediction wrote {batch.num_rows} rows for {case.table.num_rows}")
     elif not ml_path.same_predictions(
