@@ -97,6 +97,8 @@ def train(
     """TrainModelOperator; ``context``: give the same one twice to retry a task of one DAG run."""
     from airflow_provider_mlops.operators.train import TrainModelOperator
 
+    # the alias picks the classifier or the regressor by task (docs/operators/train.rst)
+    kwargs.setdefault("estimator", "random_forest")
     kwargs.setdefault("estimator_params", {"n_estimators": 15, "max_depth": 4})
     op = TrainModelOperator(
         task_id="train",

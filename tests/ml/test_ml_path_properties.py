@@ -18,6 +18,7 @@ runs many more examples. Known failures on main: tests/ml/KNOWN_FAILURES_28.md.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import os
 import uuid
@@ -329,9 +330,7 @@ def test_class_absent_from_the_holdout_then_a_retry_registers_one_version_at_mos
         {
             "f9_float": pa.array([index[v] + rng.uniform(0, 0.5) for v in labels]),
             "f0_text_case": pa.array(rng.choice(["Red", "red ", "blue"], rows)),
-            "event_day": pa.array(
-                [np.datetime64("2026-01-01") + np.timedelta64(i, "D") for i in range(rows)], pa.date32()
-            ),
+            "event_day": pa.array([dt.date(2026, 1, 1) + dt.timedelta(days=i) for i in range(rows)]),
             TARGET: pa.array(labels),
         }
     )

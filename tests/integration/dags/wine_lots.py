@@ -7,7 +7,8 @@ new user writes one from docs/tutorial.rst and docs/operators/*.rst. The warehou
 cultivars) as a warehouse has it: a lot id, the DATE each lot was measured, an ``is_organic`` flag
 and a field that only later lots carry (``sulphites_mg_l``).
 
-extract -> profile -> train (time split on the measurement date) -> deploy -> batch predict -> monitor.
+extract -> profile -> train -> deploy -> batch predict -> monitor. The split is the default (stratified):
+``measured_on`` is a DATE column and no ``time_column``, so it is not a raw feature either.
 """
 
 from __future__ import annotations
@@ -59,8 +60,6 @@ with DAG(
         features={"drop": ["lot_id"]},
         estimator="random_forest",
         estimator_params={"n_estimators": 60, "max_depth": 6},
-        split_strategy="time",
-        time_column="measured_on",
         seed=7,
         mlflow_conn_id=MLFLOW,
     )
