@@ -108,6 +108,10 @@ def _train_or_refuse(
         return None
     assert ml_path.registered_versions(client, name) == [str(out["version"])]
     _check_metrics(out)
+    tags = client.get_model_version(name, str(out["version"])).tags
+    for key, value in tags.items():
+        if key.startswith("metric."):
+            assert math.isfinite(float(value)), f"model version tag {key}={value!r} is not finite"
     return out
 
 
