@@ -128,6 +128,7 @@ def test_profile_takes_every_column_type_or_names_the_column(case: MLCase, tmp_p
         assert ml_path.names_a_column(err, case.table.column_names), (
             f"ProfileDataOperator failed without naming a column: {type(err).__name__}: {err}"
         )
+        assert not (root / "profile" / "profile.json").exists(), "a failed profile left its JSON behind"
         return
     assert out["rows"] == case.table.num_rows and out["columns"] == case.table.num_columns
 
@@ -198,6 +199,8 @@ def _whole_path(case: MLCase, root: Path, conn: str, tracking_uri: str) -> None:
     _, err = ml_path.attempt(ml_path.profile, uri, root, TARGET)
     if err is not None and not ml_path.names_a_column(err, case.table.column_names):
         problems.append(f"profile failed without naming a column: {type(err).__name__}: {err}")
+    if err is not None and (root / "profile" / "profile.json").exists():
+        problems.append("the failed profile left its profile.json behind")
 
     out = _train_or_refuse(case, uri, root, name, conn, client)  # asserts: refusals register nothing
     if out is None:
