@@ -55,6 +55,8 @@ settings.register_profile(
 )
 settings.register_profile("mlops-deep", max_examples=25, **_COMMON)
 DEEP = os.environ.get("MLOPS_HYPOTHESIS_PROFILE", "ci") == "deep"
+# the deep run trains hundreds of models per test: past pytest's 600 s default
+pytestmark = pytest.mark.timeout(4 * 3600 if DEEP else 600)
 
 
 # per test: (examples in CI, examples in the deep run)
