@@ -88,8 +88,9 @@ def test_webhook_error_does_not_leak_the_secret_url() -> None:
     port = free_port()
     set_connection("alerts_closed", conn_type="http", host=f"http://127.0.0.1:{port}/secret-token-path")
     notifier = WebhookNotifier(http_conn_id="alerts_closed", retries=0)
+    # notify() itself: Airflow 3.0's BaseNotifier.__call__ logs a failed send and does not re-raise.
     with pytest.raises(RuntimeError) as info:
-        notifier(_context())
+        notifier.notify(_context())
     assert "secret-token-path" not in str(info.value)
 
 
@@ -188,6 +189,13 @@ def test_slack_text_given_by_the_user_is_sent_as_is(httpserver: HTTPServer) -> N
 
 
 def test_email_async_path(smtp_server: tuple[int, list]) -> None:
+    import airflow
+    from packaging.version import Version
+
+    if Version(airflow.__version__) < Version("3.1"):
+        # SmtpHook's async context needs BaseHook.aget_connection (Airflow 3.1+). Airflow calls
+        # async_notify only from the triggerer, for deadline alerts, which 3.0 does not have.
+        pytest.skip("the SMTP provider's async path needs Airflow 3.1+")
     port, messages = smtp_server
     set_connection(
         "smtp_async",
