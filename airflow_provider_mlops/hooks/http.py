@@ -300,13 +300,6 @@ class HttpApiHook(BaseHook):
         """The requests session (secrets are registered for masking when it is built)."""
         return self.client.session
 
-    def _oauth_token(self, *, force: bool = False) -> str:
-        """An OAuth2 client-credentials access token, cached until shortly before it expires."""
-        auth = self.auth
-        if not hasattr(auth, "token"):
-            raise ValueError(f"Connection {self.http_conn_id!r} does not use auth_type=oauth2")
-        return str(auth.token(force=force))
-
     def url_for(self, endpoint: str) -> str:
         """``endpoint`` joined to the base URL (an absolute URL is kept)."""
         return self.client.url_for(endpoint)
