@@ -288,7 +288,7 @@ def get_provider_info() -> dict[str, Any]:
         "extra-links": [f"{_PKG}.links.mlflow.MlflowRunLink", f"{_PKG}.links.profile.ProfileReportLink"],
         "notifications": [
             f"{_PKG}.notifications.webhook.WebhookNotifier",
-            f"{_PKG}.notifications.slack.SlackWebhookNotifier",
+            f"{_PKG}.notifications.slack.SlackAlertNotifier",
             f"{_PKG}.notifications.smtp.EmailNotifier",
         ],
         "config": {

@@ -49,7 +49,7 @@ from airflow_provider_mlops.operators.transform import TransformOperator
 API_CONN_ID = "mlops_api"
 SOURCE_DB_CONN_ID = "mlops_source_db"
 WAREHOUSE_CONN_ID = "mlops_warehouse"
-# Alerts: a JSON webhook (use SlackWebhookNotifier / EmailNotifier the same way).
+# Alerts: a JSON webhook (use SlackAlertNotifier / EmailNotifier the same way; the `alerts` extra).
 ALERTS_CONN_ID = "mlops_alerts"
 MONGO_CONN_ID = os.environ.get("MLOPS_ETL_MONGO_CONN_ID")
 # The lake root: an s3:// or file:// URI; by default a "lake" folder under [mlops] staging_uri.

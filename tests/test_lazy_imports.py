@@ -33,18 +33,31 @@ HEAVY = (
     "jax",
 )
 DAG_FILES = sorted((ROOT / "example_dags").glob("*.py"))
-# Modules that only run inside a task and subclass scikit-learn classes (so they cannot defer the
-# import); no DAG-facing module imports them at top level, which the DAG-file test proves.
-RUNTIME_ONLY = {"airflow_provider_mlops.ml.transformers", "airflow_provider_mlops.ml.keras_tuning"}
+# Modules that only run inside a task and subclass scikit-learn or requests classes (so they cannot
+# defer the import); no DAG-facing module imports them at top level, which the DAG-file test proves.
+RUNTIME_ONLY = {
+    "airflow_provider_mlops.ml.transformers",
+    "airflow_provider_mlops.ml.keras_tuning",
+    "airflow_provider_mlops.http.auth",
+}
+# WebhookNotifier subclasses the http provider's official HttpNotifier, whose module imports requests
+# (and HttpHook) at top level: measured +0.10-0.16 s on a warm import after airflow.sdk. That is the
+# price of the official notifier; it is allowed for DAG files only through that module.
+OFFICIAL_HTTP_NOTIFIER = "airflow.providers.http.notifications.http"
+WEBHOOK_NOTIFIER = "airflow_provider_mlops.notifications.webhook"
 MODULES = sorted(
     m.name
     for m in pkgutil.walk_packages(airflow_provider_mlops.__path__, "airflow_provider_mlops.")
-    if ".demo" not in m.name and m.name not in RUNTIME_ONLY
+    if ".demo" not in m.name and m.name not in RUNTIME_ONLY and m.name != WEBHOOK_NOTIFIER
 )
 
 
-def _loaded_after(code: str) -> list[str]:
-    probe = f"{code}\nimport sys, json\nprint(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+def _loaded_after(code: str, allow_official_http: bool = False) -> list[str]:
+    allowed = f"{OFFICIAL_HTTP_NOTIFIER!r} in sys.modules" if allow_official_http else "False"
+    probe = (
+        f"{code}\nimport sys, json\nprint(json.dumps([m for m in {HEAVY!r} if m in sys.modules"
+        f" and not (m == 'requests' and {allowed})]))"
+    )
     result = subprocess.run(
         [sys.executable, "-c", probe],
         capture_output=True,
@@ -64,9 +77,15 @@ def test_there_are_example_dags() -> None:
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
 def test_example_dag_parses_without_heavy_imports(path: Path) -> None:
     code = f"import runpy; runpy.run_path({str(path)!r})"
-    assert _loaded_after(code) == []
+    assert _loaded_after(code, allow_official_http=True) == []
 
 
 def test_provider_modules_import_without_heavy_imports() -> None:
     code = "import importlib\nfor m in " + repr(MODULES) + ":\n    importlib.import_module(m)"
     assert _loaded_after(code) == []
+
+
+def test_webhook_notifier_imports_only_what_the_official_http_notifier_does() -> None:
+    code = f"import {WEBHOOK_NOTIFIER}"
+    assert _loaded_after(code, allow_official_http=True) == []
+    assert _loaded_after(code) == ["requests"]

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_mlops.http import redaction
-from airflow_provider_mlops.http.auth import Auth, AuthType, auth_from_connection, resolve_auth_type
 from airflow_provider_mlops.http.client import ApiClient
 from airflow_provider_mlops.http.exceptions import (
     HttpApiError,
@@ -45,6 +44,22 @@ from airflow_provider_mlops.utils.connection import as_bool, as_float, as_int, r
 if TYPE_CHECKING:
     import pyarrow as pa
     import requests
+    from requests.auth import AuthBase
+
+    from airflow_provider_mlops.http.auth import AuthType
+
+# http.auth subclasses requests' classes, so it imports requests: loaded on first use, not when a DAG
+# file imports this hook.
+_AUTH_EXPORTS = ("AuthType", "AUTH_TYPES")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _AUTH_EXPORTS:
+        from airflow_provider_mlops.http import auth
+
+        return getattr(auth, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "RETRYABLE_STATUS",
@@ -112,6 +127,9 @@ class HttpApiHook(BaseHook):
     :param max_retry_seconds: give up on a request once this much time has been spent retrying it.
     :param backoff_initial: first backoff in seconds, doubled each attempt (with jitter).
     :param backoff_max: the longest single wait, also the cap on ``Retry-After``.
+    :param auth: any ``requests.auth.AuthBase`` to use instead of the connection's scheme
+        (requests-oauthlib's ``OAuth2``, a Kerberos auth, requests' ``HTTPDigestAuth`` ...); the
+        connection's password and ``token`` / ``api_key`` extras are still masked.
     """
 
     conn_name_attr = "http_conn_id"
@@ -127,10 +145,12 @@ class HttpApiHook(BaseHook):
         max_retry_seconds: float | None = None,
         backoff_initial: float = 0.5,
         backoff_max: float = 60.0,
+        auth: AuthBase | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.http_conn_id = http_conn_id
+        self._auth = auth
         self._max_attempts = max_attempts
         self._max_retry_seconds = max_retry_seconds
         self.backoff_initial = backoff_initial
@@ -172,6 +192,8 @@ class HttpApiHook(BaseHook):
 
     @cached_property
     def auth_type(self) -> str:
+        from airflow_provider_mlops.http.auth import resolve_auth_type
+
         return resolve_auth_type(self._connection.login, self._connection.password, self._extra)
 
     @property
@@ -226,8 +248,14 @@ class HttpApiHook(BaseHook):
         return verify if isinstance(verify, str) and "/" in verify else bool(as_bool(verify, name="verify"))
 
     @cached_property
-    def auth(self) -> Auth:
-        """The authentication scheme of the connection (see :mod:`airflow_provider_mlops.http.auth`)."""
+    def auth(self) -> AuthBase:
+        """
+        The ``auth=`` given to the hook, else the connection's scheme (:mod:`airflow_provider_mlops.http.auth`).
+        """
+        if self._auth is not None:
+            return self._auth
+        from airflow_provider_mlops.http.auth import auth_from_connection
+
         conn = self._connection
         return auth_from_connection(
             login=conn.login,
@@ -271,13 +299,6 @@ class HttpApiHook(BaseHook):
     def session(self) -> requests.Session:
         """The requests session (secrets are registered for masking when it is built)."""
         return self.client.session
-
-    def _oauth_token(self, *, force: bool = False) -> str:
-        """An OAuth2 client-credentials access token, cached until shortly before it expires."""
-        auth = self.auth
-        if not hasattr(auth, "token"):
-            raise ValueError(f"Connection {self.http_conn_id!r} does not use auth_type=oauth2")
-        return str(auth.token(force=force))
 
     def url_for(self, endpoint: str) -> str:
         """``endpoint`` joined to the base URL (an absolute URL is kept)."""

@@ -1,12 +1,17 @@
 """
 How a request is authenticated: none, HTTP Basic, a bearer token, an API key (header or query
-parameter) or OAuth2 client credentials.
+parameter) or OAuth2 client credentials, each a ``requests.auth.AuthBase``.
 
-Each scheme is a small object with three jobs: :meth:`Auth.apply` sets what every request of a
-session carries, :meth:`Auth.prepare` adds what changes per request (an OAuth2 token, a query-string
-key), and :meth:`Auth.secrets` names every value to mask, in each form it can take (Basic's base64).
-:func:`auth_from_connection` picks the scheme from an Airflow connection's fields, as the hook
-always has. Plain module: no Airflow; requests is imported inside the functions.
+They are requests' own auth objects, so :class:`~airflow_provider_mlops.http.client.ApiClient` and
+:class:`~airflow_provider_mlops.hooks.http.HttpApiHook` take any other one as well (requests'
+``HTTPDigestAuth``, requests-oauthlib's ``OAuth2``, requests-kerberos / the http provider's Kerberos
+auth). On top of ``__call__(request)`` the schemes here name every value to mask, in each form it can
+take (Basic's base64), through ``secrets()``; :func:`auth_secrets` reads that, or a requests
+``HTTPBasicAuth``'s password, from any auth object. The OAuth2 scheme renews its token on a 401 and
+re-sends the request once from a response hook, as requests' ``HTTPDigestAuth`` answers a challenge.
+:func:`auth_from_connection` picks the scheme from an Airflow connection's fields, as the hook always
+has. Plain module: no Airflow. It subclasses requests' classes, so it imports requests at the top and
+is imported only when a request is about to be made (the hook imports it lazily).
 """
 
 from __future__ import annotations
@@ -14,77 +19,93 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urljoin
+
+import requests
+from requests.auth import AuthBase, HTTPBasicAuth
 
 from airflow_provider_mlops.http import redaction
 from airflow_provider_mlops.http.exceptions import HttpApiError
 
 if TYPE_CHECKING:
-    import requests
+    from requests import PreparedRequest, Response
 
 AuthType = Literal["none", "basic", "bearer", "api_key", "oauth2"]
 AUTH_TYPES: tuple[str, ...] = ("none", "basic", "bearer", "api_key", "oauth2")
 
 
-class Auth:
-    """No authentication; the base of the schemes below."""
+def auth_secrets(auth: Any) -> list[str]:
+    """
+    Every value to mask for ``auth``: its ``secrets()`` when it has one (the schemes here), else a
+    requests ``HTTPBasicAuth``'s password and header forms; nothing for other auth objects (mask
+    their secrets through the connection's password or ``ApiClient(secrets=...)``).
+    """
+    if auth is None:
+        return []
+    secrets = getattr(auth, "secrets", None)
+    if callable(secrets):
+        return [s for s in secrets() if s]
+    if isinstance(auth, HTTPBasicAuth) and auth.password:
+        username = auth.username.decode() if isinstance(auth.username, bytes) else str(auth.username)
+        password = auth.password.decode() if isinstance(auth.password, bytes) else str(auth.password)
+        return [password, *redaction.basic_credentials(username, password)]
+    return []
 
-    def apply(self, session: requests.Session) -> None:
-        """Set what every request of ``session`` carries (headers, ``session.auth``)."""
 
-    def prepare(self, params: dict[str, Any], headers: dict[str, str]) -> None:
-        """Add this request's credentials to ``params`` / ``headers`` (changed in place)."""
+class NoAuth(AuthBase):
+    """No authentication (the request is sent as it is)."""
+
+    def __call__(self, r: PreparedRequest) -> PreparedRequest:
+        return r
 
     def secrets(self) -> list[str]:
-        """Every value to mask in logs and error texts, in each form it can appear."""
+        """Nothing to mask."""
         return []
 
-    def on_unauthorized(self) -> bool:
-        """Called on a 401: return True when credentials were renewed and the request may be retried."""
-        return False
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
 
 
-@dataclass(kw_only=True)
-class BasicAuth(Auth):
+class BasicAuth(HTTPBasicAuth):
     """
-    HTTP Basic.
+    HTTP Basic: requests' ``HTTPBasicAuth``, plus the secrets to mask.
 
     :param username: the user name (the connection's login).
     :param password: the password (the connection's password).
     """
 
-    username: str
-    password: str
-
-    def apply(self, session: requests.Session) -> None:
-        session.auth = (self.username, self.password)
+    def __init__(self, *, username: str, password: str) -> None:
+        super().__init__(username, password)
 
     def secrets(self) -> list[str]:
-        # The header carries base64("user:password"); a 401 page that echoes it would leak both.
+        """The password and the header's base64("user:password"): a 401 page echoing it would leak both."""
         return [self.password, *redaction.basic_credentials(self.username, self.password)]
 
 
-@dataclass(kw_only=True)
-class BearerAuth(Auth):
+class BearerAuth(AuthBase):
     """
     ``Authorization: Bearer <token>``.
 
     :param token: the token (the ``token`` extra, else the password).
     """
 
-    token: str | None
+    def __init__(self, *, token: str | None) -> None:
+        self.token = token
 
-    def apply(self, session: requests.Session) -> None:
-        session.headers["Authorization"] = f"Bearer {self.token}"
+    def __call__(self, r: PreparedRequest) -> PreparedRequest:
+        r.headers["Authorization"] = f"Bearer {self.token}"
+        return r
 
     def secrets(self) -> list[str]:
+        """The token."""
         return [self.token] if self.token else []
 
 
-@dataclass(kw_only=True)
-class ApiKeyAuth(Auth):
+class ApiKeyAuth(AuthBase):
     """
     An API key in a header (default ``X-API-Key``) or a query parameter (default ``api_key``).
 
@@ -93,27 +114,30 @@ class ApiKeyAuth(Auth):
     :param location: ``header`` or ``query``.
     """
 
-    key: str | None
-    name: str | None = None
-    location: Literal["header", "query"] = "header"
+    def __init__(
+        self, *, key: str | None, name: str | None = None, location: Literal["header", "query"] = "header"
+    ) -> None:
+        self.key = key
+        self.name = name
+        self.location = location
 
-    def apply(self, session: requests.Session) -> None:
+    def __call__(self, r: PreparedRequest) -> PreparedRequest:
         if self.location == "header":
-            session.headers[self.name or "X-API-Key"] = str(self.key)
-
-    def prepare(self, params: dict[str, Any], headers: dict[str, str]) -> None:
-        if self.location == "query":
-            params[self.name or "api_key"] = self.key
+            r.headers[self.name or "X-API-Key"] = str(self.key)
+        else:
+            # Appended to the query the request already has (a pagination cursor, a caller's params).
+            r.prepare_url(r.url, {self.name or "api_key": self.key})
+        return r
 
     def secrets(self) -> list[str]:
+        """The key."""
         return [self.key] if self.key else []
 
 
-@dataclass(kw_only=True)
-class OAuth2ClientCredentials(Auth):
+class OAuth2ClientCredentials(AuthBase):
     """
-    OAuth2 client-credentials grant; the access token is cached until shortly before it expires
-    and renewed once on a 401.
+    OAuth2 client-credentials grant; the access token is cached until shortly before it expires,
+    and on a 401 it is renewed and the request re-sent once (from a response hook).
 
     :param token_url: the token endpoint (absolute, or relative to ``base_url``).
     :param client_id: the client id (the connection's login).
@@ -125,22 +149,35 @@ class OAuth2ClientCredentials(Auth):
     :param verify: TLS verification, as requests takes it.
     """
 
-    token_url: str
-    client_id: str
-    client_secret: str
-    scope: str | None = None
-    audience: str | None = None
-    base_url: str = ""
-    timeout: float = 30.0
-    verify: bool | str = True
-    _token: str | None = field(default=None, init=False, repr=False)
-    _expiry: float = field(default=0.0, init=False, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    def __init__(
+        self,
+        *,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        scope: str | None = None,
+        audience: str | None = None,
+        base_url: str = "",
+        timeout: float = 30.0,
+        verify: bool | str = True,
+    ) -> None:
+        self.token_url = token_url
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.scope = scope
+        self.audience = audience
+        self.base_url = base_url
+        self.timeout = timeout
+        self.verify = verify
+        self._token: str | None = None
+        self._expiry = 0.0
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"OAuth2ClientCredentials(token_url={self.token_url!r}, client_id={self.client_id!r})"
 
     def token(self, *, force: bool = False) -> str:
         """An access token, fetched when there is none, it is about to expire, or ``force``."""
-        import requests
-
         with self._lock:
             if self._token and not force and time.monotonic() < self._expiry:
                 return self._token
@@ -185,16 +222,32 @@ class OAuth2ClientCredentials(Auth):
             self._expiry = time.monotonic() + max(lifetime - 30.0, lifetime / 2)
             return self._token
 
-    def prepare(self, params: dict[str, Any], headers: dict[str, str]) -> None:
-        headers["Authorization"] = f"Bearer {self.token()}"
+    def __call__(self, r: PreparedRequest) -> PreparedRequest:
+        r.headers["Authorization"] = f"Bearer {self.token()}"
+        r.register_hook("response", self._renew_on_401)
+        return r
+
+    def _renew_on_401(self, r: Response, **kwargs: Any) -> Response:
+        """On a 401 (the server revoked the token): renew it and re-send the request once."""
+        if r.status_code != 401 or getattr(r.request, "_mlops_token_renewed", False):
+            return r
+        sent = r.request.headers.get("Authorization")
+        r.content  # noqa: B018 - read the body so the connection can be released and reused
+        r.close()
+        retry = r.request.copy()
+        retry._mlops_token_renewed = True  # type: ignore[union-attr]
+        # Another thread may have renewed it already: only force a new token if ours was the one sent.
+        token = self.token(force=sent == f"Bearer {self._token}")
+        retry.headers["Authorization"] = f"Bearer {token}"
+        response = r.connection.send(retry, **kwargs)
+        response.history.append(r)
+        response.request = retry
+        return response
 
     def secrets(self) -> list[str]:
+        """The client secret, its Basic forms and the current access token."""
         found = [self.client_secret, *redaction.basic_credentials(self.client_id, self.client_secret)]
         return [s for s in (*found, self._token) if s]
-
-    def on_unauthorized(self) -> bool:
-        self.token(force=True)
-        return True
 
 
 def _extra(extra: Mapping[str, Any], name: str, old_name: str) -> Any:
@@ -237,7 +290,7 @@ def auth_from_connection(
     base_url: str = "",
     timeout: float = 30.0,
     verify: bool | str = True,
-) -> Auth:
+) -> AuthBase:
     """
     The scheme for a connection's login, password and extras (see :func:`resolve_auth_type`).
 
@@ -286,4 +339,4 @@ def auth_from_connection(
             timeout=timeout,
             verify=verify,
         )
-    return Auth()
+    return NoAuth()

@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urljoin, urlsplit
 
 from airflow_provider_mlops.http import redaction
-from airflow_provider_mlops.http.auth import Auth
-from airflow_provider_mlops.http.exceptions import HttpApiError, MalformedPageError, RetryableHttpError
+from airflow_provider_mlops.http.exceptions import HttpApiError, MalformedPageError
 from airflow_provider_mlops.http.paginators import PageRequest, Pagination, get_path
 from airflow_provider_mlops.http.retry import (
     RetryPolicy,
@@ -29,6 +28,7 @@ from airflow_provider_mlops.http.retry import (
 
 if TYPE_CHECKING:
     import requests
+    from requests.auth import AuthBase
 
 _log = logging.getLogger(__name__)
 
@@ -38,7 +38,9 @@ class ApiClient:
     Send requests to one API.
 
     :param base_url: what relative endpoints are joined to (ends with ``/``).
-    :param auth: the authentication scheme (:mod:`.auth`); none by default.
+    :param auth: any ``requests.auth.AuthBase`` (the schemes of :mod:`.auth`, requests-oauthlib's
+        ``OAuth2``, a Kerberos auth ...), or a ``(user, password)`` tuple; none by default. Its secrets
+        are masked when it names them (:func:`.auth.auth_secrets`); pass others in ``secrets``.
     :param headers: headers sent with every request.
     :param verify: TLS verification as requests takes it (``None``: requests' default).
     :param timeout: seconds per request (connect and each read).
@@ -52,7 +54,7 @@ class ApiClient:
         self,
         *,
         base_url: str,
-        auth: Auth | None = None,
+        auth: AuthBase | tuple[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         verify: bool | str | None = None,
         timeout: float = 30.0,
@@ -62,7 +64,7 @@ class ApiClient:
         log: Any = None,
     ) -> None:
         self.base_url = base_url
-        self.auth = auth or Auth()
+        self.auth = auth
         self.headers = dict(headers or {})
         self.verify = verify
         self.timeout = timeout
@@ -83,8 +85,18 @@ class ApiClient:
         if userinfo.password:
             found.append(userinfo.password)
             found.extend(redaction.basic_credentials(userinfo.username or "", userinfo.password))
-        found.extend(self.auth.secrets())
+        found.extend(self._auth_secrets())
         return found
+
+    def _auth_secrets(self) -> list[str]:
+        if isinstance(self.auth, tuple):
+            user, password = (str(v) for v in self.auth)
+            return [password, *redaction.basic_credentials(user, password)]
+        if self.auth is None:
+            return []
+        from airflow_provider_mlops.http.auth import auth_secrets
+
+        return auth_secrets(self.auth)
 
     def redact(self, text: str) -> str:
         """``text`` without any secret (see :func:`.redaction.redact`)."""
@@ -102,7 +114,7 @@ class ApiClient:
         session.headers.update(self.headers)
         if self.verify is not None:
             session.verify = self.verify
-        self.auth.apply(session)
+        session.auth = self.auth
         return session
 
     def register_call(
@@ -145,7 +157,6 @@ class ApiClient:
         session = self.session  # registers the secrets before the first send
         params = dict(params or {})
         all_headers = dict(headers or {})
-        self.auth.prepare(params, all_headers)
         self._throttle()
         self.requests_sent += 1
         try:
@@ -166,8 +177,6 @@ class ApiClient:
                 raise retryable from None
             raise HttpApiError(describe(f"{type(err).__name__}: {err}")) from None
         describe = self._describer(f"{method} {response.url}")
-        if response.status_code == 401 and self.auth.on_unauthorized():
-            raise RetryableHttpError(describe("HTTP 401, token refreshed"), 401, 0.0)
         check_status(response, describe)
         check_complete(response, describe)
         return response

@@ -24,11 +24,10 @@ all call it). Its trust model:
   model: this loader was extended for the format, there is no second loading path.
   ``model.json`` / ``model.sha256`` files beside a model are informational and never read here.
 
-Reading the trusted record: the loader takes any client with MlflowClient's
-``get_model_version`` / ``get_model_version_by_alias``. :func:`registry_client` gives MlflowClient,
-or, on a SQLite registry at a schema revision this module was checked against,
-:class:`SqliteRegistry`, which reads the same rows read-only without importing mlflow (a scoring
-process saves ~3 s and ~30 MB). Either way the digest is the registry's and every check above runs.
+Reading the trusted record: the loader reads the version, the alias and the tags through
+``MlflowClient`` (``get_model_version`` / ``get_model_version_by_alias``), on every backend MLflow
+supports (a SQLite or SQL store, a tracking server, Databricks); docs/performance.md has the measured
+cost against MLflow's REST API over plain HTTP.
 """
 
 from __future__ import annotations
@@ -302,115 +301,6 @@ def resolve_version(client: Any, name: str, *, version: Any = None, alias: str =
             version = version.get("version")
         return str(int(str(version)))
     return str(client.get_model_version_by_alias(name, alias).version)
-
-
-@dataclass(frozen=True)
-class RegistryRecord:
-    """The part of an MLflow ``ModelVersion`` the trusted loader reads."""
-
-    name: str
-    version: str
-    tags: dict[str, str]
-
-
-class SqliteRegistry:
-    """
-    The two registry reads :func:`load_model_version` makes (the version holding an alias, a
-    version's tags), read straight from an MLflow SQLite store, read-only, without importing mlflow.
-
-    Why: a scoring process (BatchPredictOperator) otherwise imports mlflow (~1 s, ~30 MB) and builds its
-    SQLAlchemy store, which checks the schema's migrations (~2 s measured) only to read one tag. The
-    digest read here is the same row MLflow's own store returns: this is another reader of the
-    trusted record, not another loader (:func:`load_model_version` does every check as before).
-
-    It is used only when it is certain to read what MLflow would: the database is at a schema
-    revision this code was checked against (:data:`KNOWN_REVISIONS`), MLflow workspaces are off, and
-    the alias is not MLflow's computed ``latest``. Otherwise :meth:`for_uri` returns None (or a read
-    raises :class:`LookupError` for ``latest``) and the caller uses ``MlflowClient``.
-    """
-
-    # alembic revisions of MLflow's tracking schema whose registry tables this reader was checked
-    # against (tests/ml/test_trusted_loader.py compares it with MlflowClient).
-    KNOWN_REVISIONS = frozenset({"dc11669786a5"})
-
-    def __init__(self, uri: str, path: str) -> None:
-        self.tracking_uri = uri  # for _client_uris: models:/ artifacts still resolve through mlflow
-        self.path = path
-
-    @classmethod
-    def for_uri(cls, uri: str | None) -> SqliteRegistry | None:
-        import os
-        import sqlite3
-
-        if not uri or not uri.startswith("sqlite:///") or "?" in uri:
-            return None
-        if os.environ.get("MLFLOW_ENABLE_WORKSPACES", "").lower() in ("1", "true") or os.environ.get(
-            "MLFLOW_WORKSPACE"
-        ):
-            return None
-        path = uri[len("sqlite:///") :]
-        if not os.path.isfile(path):
-            return None
-        reader = cls(uri, path)
-        try:
-            with contextlib.closing(reader._connect()) as db:
-                revision = db.execute("SELECT version_num FROM alembic_version").fetchone()
-        except sqlite3.Error:
-            return None
-        return reader if revision and revision[0] in cls.KNOWN_REVISIONS else None
-
-    def _connect(self) -> Any:
-        import pathlib
-        import sqlite3
-
-        return sqlite3.connect(f"{pathlib.Path(self.path).absolute().as_uri()}?mode=ro", uri=True)
-
-    def get_model_version_by_alias(self, name: str, alias: str) -> RegistryRecord:
-        if alias.lower() == "latest":  # computed by MLflow, not stored: registry_client never gets here
-            raise LookupError("the 'latest' alias is resolved by MlflowClient, not SqliteRegistry")
-        with contextlib.closing(self._connect()) as db:
-            row = db.execute(
-                "SELECT a.version FROM registered_model_aliases a JOIN model_versions v "
-                "ON v.workspace = a.workspace AND v.name = a.name AND v.version = a.version "
-                "WHERE a.workspace = 'default' AND a.name = ? AND a.alias = ? "
-                "AND v.current_stage != 'Deleted_Internal'",
-                (name, alias),
-            ).fetchone()
-        if row is None:
-            raise LookupError(f"Registered model {name!r} has no alias {alias!r} in {self.tracking_uri}")
-        return self.get_model_version(name, str(row[0]))
-
-    def get_model_version(self, name: str, version: str) -> RegistryRecord:
-        with contextlib.closing(self._connect()) as db:
-            found = db.execute(
-                "SELECT version FROM model_versions WHERE workspace = 'default' AND name = ? "
-                "AND version = ? AND current_stage != 'Deleted_Internal'",
-                (name, int(version)),
-            ).fetchone()
-            if found is None:
-                raise LookupError(f"{name} version {version} is not registered in {self.tracking_uri}")
-            tags = db.execute(
-                "SELECT key, value FROM model_version_tags WHERE workspace = 'default' AND name = ? "
-                "AND version = ?",
-                (name, int(version)),
-            ).fetchall()
-        return RegistryRecord(name, str(found[0]), {str(k): str(v) for k, v in tags})
-
-
-def registry_client(tracking_uri: str, registry_uri: str | None = None, *, alias: str | None = None) -> Any:
-    """
-    What :func:`load_model_version` reads the trusted record through: a :class:`SqliteRegistry` when
-    it applies, else ``MlflowClient`` (imported only then). ``alias`` is the alias that will be
-    resolved, if any (MLflow computes ``latest``: that needs MlflowClient).
-    """
-    reader = (
-        None if (alias or "").lower() == "latest" else SqliteRegistry.for_uri(registry_uri or tracking_uri)
-    )
-    if reader is not None:
-        return reader
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
 
 
 def _client_uris(client: Any) -> dict[str, str]:

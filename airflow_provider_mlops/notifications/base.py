@@ -1,9 +1,21 @@
-"""The message every notifier sends, and the HTTP plumbing the webhook notifiers share."""
+"""
+The provider's alert message, and the formatter the official notifiers use to send it.
+
+``build_message`` turns a callback context into a small JSON-able dict; ``message_text``,
+``message_html`` and ``slack_blocks`` render it for each channel. ``FormattedMessageMixin`` puts that
+rendering into an official notifier's own fields (``text``/``blocks``, ``subject``/``html_content``,
+``json``) just before it sends, on both its sync ``notify`` and its ``async_notify`` path, unless the
+user gave those fields (then the official notifier sends them as given, templated as usual).
+"""
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
 
 
 def build_message(
@@ -50,59 +62,65 @@ def message_text(message: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-class _HttpPostMixin:
-    def _post(self, url: str, payload: Any, headers: Mapping[str, str] | None, timeout: float) -> None:
-        import requests
-        import tenacity
+def message_html(message: Mapping[str, Any]) -> str:
+    """An HTML e-mail body: the title as a heading, the facts as preformatted text (all escaped)."""
+    title, _, facts = message_text(message).partition("\n")
+    body = f"<h3>{html.escape(title)}</h3><pre>{html.escape(facts)}</pre>"
+    if message.get("log_url"):
+        body += f'<p><a href="{html.escape(str(message["log_url"]), quote=True)}">Task log</a></p>'
+    return body
 
-        from airflow_provider_mlops.utils.connection import redact
 
-        def send() -> None:
-            response = requests.post(url, json=payload, headers=dict(headers or {}), timeout=timeout)
-            if response.status_code >= 500 or response.status_code == 429:
-                raise ConnectionError(f"HTTP {response.status_code}")
-            if response.status_code >= 400:
-                raise RuntimeError(
-                    f"Notification refused with HTTP {response.status_code}: {response.text[:300]}"
-                )
-
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(
-                (ConnectionError, requests.ConnectionError, requests.Timeout)
-            ),
-            stop=tenacity.stop_after_attempt(3),
-            wait=tenacity.wait_exponential(multiplier=0.5, max=10) + tenacity.wait_random(0, 0.5),
-            reraise=True,
+def slack_blocks(message: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Slack Block Kit blocks: a header, the facts as a code block, a link to the task log."""
+    facts = message_text(message).split("\n", 1)
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": str(message["title"])[:150]}},
+    ]
+    if len(facts) > 1:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"```{facts[1][:2900]}```"}})
+    if message.get("log_url"):
+        blocks.append(
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"<{message['log_url']}|Task log>"}}
         )
-        try:
-            retrying(send)
-        except Exception as err:
-            # Webhook URLs are secrets (Slack's path is the credential): the URL, its path and its
-            # query never reach the message, however the HTTP library formats them.
-            from urllib.parse import urlsplit
-
-            parts = urlsplit(url)
-            raise RuntimeError(
-                redact(f"Sending the notification failed: {err}", [url, parts.path, parts.query])
-            ) from None
+    return blocks
 
 
-def _url_from_connection(conn_id: str) -> tuple[str, dict[str, str]]:
-    """A webhook URL kept in a connection: the host (full URL) or host + password as path."""
-    from airflow.providers.common.compat.sdk import BaseHook
+class FormattedMessageMixin:
+    """
+    Fill an official notifier's message fields from :func:`build_message` right before it sends.
 
-    from airflow_provider_mlops.utils.secrets import mask_secret
+    Put it first in the bases (``class X(FormattedMessageMixin, OfficialNotifier)``). A subclass
+    names its ``title`` and ``details`` attributes and implements :meth:`format_fields`; fields the
+    user passed explicitly (listed in ``_given_fields``) are never overwritten.
+    """
 
-    conn = BaseHook.get_connection(conn_id)
-    extra = conn.extra_dejson
-    url = str(extra.get("webhook_url") or conn.host or "")
-    if "://" not in url:
-        url = f"{conn.schema or 'https'}://{url}"
-    if conn.port and url.count(":") < 2:
-        scheme, rest = url.split("://", 1)
-        host, _, path = rest.partition("/")
-        url = f"{scheme}://{host}:{conn.port}/{path}"
-    if conn.password and not extra.get("webhook_url"):
-        url = url.rstrip("/") + "/" + conn.password.lstrip("/")
-    mask_secret(url)
-    return url, dict(extra.get("headers") or {})
+    title: str | None
+    details: Any
+    _given_fields: frozenset[str] = frozenset()
+
+    def format_fields(self, message: dict[str, Any]) -> dict[str, Any]:
+        """The official notifier's attributes for this message, e.g. ``{"text": ..., "blocks": ...}``."""
+        raise NotImplementedError
+
+    def _fill_fields(self, context: Context) -> None:
+        message = build_message(context, self.title, self.details)
+        for field, value in self.format_fields(message).items():
+            if field not in self._given_fields:
+                setattr(self, field, value)
+
+    def notify(self, context: Context) -> None:
+        self._fill_fields(context)
+        super().notify(context)  # type: ignore[misc]
+
+    async def async_notify(self, context: Context) -> None:
+        self._fill_fields(context)
+        await super().async_notify(context)  # type: ignore[misc]
+
+
+def missing_extra(err: ImportError, provider: str) -> ImportError:
+    """An ImportError that says which extra installs the official provider a notifier builds on."""
+    return ImportError(
+        f"This notifier builds on apache-airflow-providers-{provider}, which is not installed ({err}). "
+        "Install it with: pip install 'airflow-provider-mlops[alerts]'"
+    )

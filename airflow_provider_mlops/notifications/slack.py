@@ -1,69 +1,65 @@
-"""Slack incoming-webhook notifier."""
+"""Slack alerts: the official ``SlackWebhookNotifier`` sending the provider's message."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseNotifier
-
 from airflow_provider_mlops.notifications.base import (
-    _HttpPostMixin,
-    _url_from_connection,
-    build_message,
+    FormattedMessageMixin,
     message_text,
+    missing_extra,
+    slack_blocks,
 )
+
+try:
+    from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
+except ImportError as err:  # pragma: no cover - depends on the installed extras
+    raise missing_extra(err, "slack") from err
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from airflow.sdk import Context
 
-
-class SlackWebhookNotifier(_HttpPostMixin, BaseNotifier):
+class SlackAlertNotifier(FormattedMessageMixin, SlackWebhookNotifier):
     """
-    Post the message to a Slack incoming webhook (``{"text": ..., "blocks": [...]}``).
+    Post the provider's alert message through Slack's official incoming-webhook notifier.
 
-    :param webhook_url: the incoming-webhook URL (templated; a secret: prefer the connection), or
-    :param slack_conn_id: a connection holding it (host ``https://hooks.slack.com/services`` and the
-        secret path as password, or the full URL as extra ``webhook_url``).
-    :param title: the message title. (templated)
-    :param details: extra facts (templated).
+    Everything about sending (the ``slackwebhook`` connection, proxy, timeout, ``retry_handlers``,
+    ``async_notify`` for the triggerer) is the Slack provider's ``SlackWebhookNotifier``; this class
+    only fills its ``text`` and ``blocks`` from :func:`~airflow_provider_mlops.notifications.base.build_message`
+    when they are not given.
+
+    :param slack_webhook_conn_id: a ``slackwebhook`` connection (the webhook token as password, or the
+        full webhook URL as password; host for a non-default endpoint).
+    :param title: the message title, default ``<dag_id>.<task_id>: <state>``. (templated)
+    :param details: extra facts, e.g. the drifted features. (templated)
+    :param text: the official ``text``: if given, sent as is instead of the provider's message. (templated)
+    :param blocks: the official ``blocks``: if given, sent as is. (templated)
+    :param kwargs: any other ``SlackWebhookNotifier`` argument (``timeout``, ``proxy``,
+        ``retry_handlers``, ``unfurl_links`` ...).
     """
 
-    template_fields: Sequence[str] = ("webhook_url", "title", "details")
+    template_fields: Sequence[str] = (*SlackWebhookNotifier.template_fields, "title", "details")
 
     def __init__(
         self,
         *,
-        webhook_url: str | None = None,
-        slack_conn_id: str | None = None,
+        slack_webhook_conn_id: str = "slack_default",
         title: str | None = None,
         details: Any = None,
-        timeout: float = 10.0,
+        text: str | None = None,
+        blocks: list | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
-        if not webhook_url and not slack_conn_id:
-            raise ValueError("Give webhook_url=... or slack_conn_id=...")
-        self.webhook_url = webhook_url
-        self.slack_conn_id = slack_conn_id
+        super().__init__(
+            slack_webhook_conn_id=slack_webhook_conn_id, text=text or "", blocks=blocks, **kwargs
+        )
         self.title = title
         self.details = details
-        self.timeout = timeout
+        self._given_fields = frozenset(
+            name for name, value in (("text", text), ("blocks", blocks)) if value is not None
+        )
 
-    def notify(self, context: Context) -> None:
-        url = self.webhook_url or ""
-        if self.slack_conn_id:
-            url, _ = _url_from_connection(self.slack_conn_id)
-        message = build_message(context, self.title, self.details)
-        facts = message_text(message).split("\n", 1)
-        blocks: list[dict[str, Any]] = [
-            {"type": "header", "text": {"type": "plain_text", "text": message["title"][:150]}},
-        ]
-        if len(facts) > 1:
-            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"```{facts[1][:2900]}```"}})
-        if message.get("log_url"):
-            blocks.append(
-                {"type": "section", "text": {"type": "mrkdwn", "text": f"<{message['log_url']}|Task log>"}}
-            )
-        self._post(url, {"text": message_text(message)[:3000], "blocks": blocks}, None, self.timeout)
-        self.log.info("Slack notification sent: %s", message["title"])
+    def format_fields(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Slack's ``text`` (the fallback shown in notifications) and the Block Kit ``blocks``."""
+        return {"text": message_text(message)[:3000], "blocks": slack_blocks(message)}

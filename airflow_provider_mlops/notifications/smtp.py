@@ -1,83 +1,71 @@
-"""E-mail (SMTP) notifier."""
+"""E-mail alerts: the official ``SmtpNotifier`` sending the provider's message."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseNotifier
+from airflow_provider_mlops.notifications.base import FormattedMessageMixin, message_html, missing_extra
 
-from airflow_provider_mlops.notifications.base import (
-    build_message,
-    message_text,
-)
+try:
+    from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+except ImportError as err:  # pragma: no cover - depends on the installed extras
+    raise missing_extra(err, "smtp") from err
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-    from airflow.sdk import Context
+    from collections.abc import Iterable, Sequence
 
 
-class EmailNotifier(BaseNotifier):
+class EmailNotifier(FormattedMessageMixin, SmtpNotifier):
     """
-    Send the message by e-mail through an SMTP connection.
+    Send the provider's alert message by e-mail through the SMTP provider's official ``SmtpNotifier``.
+
+    Sending (the ``smtp`` connection and its extras ``from_email``, ``disable_ssl``, ``disable_tls``,
+    ``timeout``, ``retry_limit``, OAuth2 ``auth_type``; ``async_notify`` for the triggerer) is the SMTP
+    provider's; this class fills ``subject`` and ``html_content`` from
+    :func:`~airflow_provider_mlops.notifications.base.build_message` when they are not given.
 
     :param to: recipient(s). (templated)
-    :param smtp_conn_id: an ``smtp`` connection: host, port, login, password; extras ``from_email``,
-        ``starttls`` (default true unless port 25 or SSL), ``ssl``, ``timeout``.
+    :param smtp_conn_id: an ``smtp`` connection.
     :param subject: default: the message title. (templated)
     :param details: extra facts. (templated)
-    :param from_email: overrides the connection's ``from_email``.
+    :param from_email: default: the connection's ``from_email`` extra. (templated)
+    :param html_content: if given, sent as is instead of the provider's message. (templated)
+    :param kwargs: any other ``SmtpNotifier`` argument (``cc``, ``bcc``, ``files``, ``auth_type`` ...).
     """
 
-    template_fields: Sequence[str] = ("to", "subject", "details")
+    template_fields: Sequence[str] = (*SmtpNotifier.template_fields, "details")
 
     def __init__(
         self,
         *,
-        to: str | Sequence[str],
+        to: str | Iterable[str],
         smtp_conn_id: str = "smtp_default",
         subject: str | None = None,
         details: Any = None,
         from_email: str | None = None,
+        html_content: str | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
-        self.to = to
-        self.smtp_conn_id = smtp_conn_id
-        self.subject = subject
+        super().__init__(
+            to=to,
+            from_email=from_email,
+            subject=subject,
+            html_content=html_content,
+            smtp_conn_id=smtp_conn_id,
+            **kwargs,
+        )
         self.details = details
-        self.from_email = from_email
+        self._given_fields = frozenset(
+            name
+            for name, value in (("subject", subject), ("html_content", html_content))
+            if value is not None
+        )
 
-    def notify(self, context: Context) -> None:
-        import smtplib
-        from email.message import EmailMessage
+    @property
+    def title(self) -> str | None:  # type: ignore[override]
+        """The message title: the subject the user gave (rendered), else the default title."""
+        return self.subject if "subject" in self._given_fields else None
 
-        from airflow.providers.common.compat.sdk import BaseHook
-
-        from airflow_provider_mlops.utils.connection import as_bool, as_float, redact
-
-        conn = BaseHook.get_connection(self.smtp_conn_id)
-        extra = conn.extra_dejson
-        message = build_message(context, self.subject, self.details)
-        recipients = [self.to] if isinstance(self.to, str) else list(self.to)
-        email = EmailMessage()
-        email["Subject"] = str(message["title"])
-        email["From"] = self.from_email or extra.get("from_email") or conn.login or "airflow@localhost"
-        email["To"] = ", ".join(recipients)
-        email.set_content(message_text(message))
-        use_ssl = bool(as_bool(extra.get("ssl"), name="ssl", default=False))
-        port = conn.port or (465 if use_ssl else 25)
-        timeout = as_float(extra.get("timeout"), name="timeout", default=30.0) or 30.0
-        starttls = as_bool(extra.get("starttls"), name="starttls", default=not use_ssl and port != 25)
-        smtp_class = smtplib.SMTP_SSL if use_ssl else smtplib.SMTP
-        try:
-            with smtp_class(conn.host or "localhost", port, timeout=timeout) as smtp:
-                if starttls:
-                    smtp.starttls()
-                if conn.login:
-                    smtp.login(conn.login, conn.password or "")
-                smtp.send_message(email)
-        except (smtplib.SMTPException, OSError) as err:
-            raise RuntimeError(
-                redact(f"Sending e-mail through {conn.host}:{port} failed: {err}", [conn.password])
-            ) from None
-        self.log.info("E-mail notification sent to %s: %s", recipients, message["title"])
+    def format_fields(self, message: dict[str, Any]) -> dict[str, Any]:
+        """The e-mail's ``subject`` (the title) and its HTML body."""
+        return {"subject": str(message["title"]), "html_content": message_html(message)}

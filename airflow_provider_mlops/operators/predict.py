@@ -108,20 +108,14 @@ class BatchPredictOperator(BaseOperator):
     @fail_fast()
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_mlops.hooks.mlflow import MlflowHook
-        from airflow_provider_mlops.ml.serialization import LoadPolicy, load_model_version, registry_client
+        from airflow_provider_mlops.ml.serialization import LoadPolicy, load_model_version
 
         inputs = require_inputs(self.input_uri)
         storage = storage_hook(self.storage_conn_id)
-        hook = MlflowHook(self.mlflow_conn_id)
-        # On a SQLite registry the trusted record is read without importing mlflow (see
-        # SqliteRegistry); every other registry goes through MlflowClient. Same loader either way.
-        client = registry_client(
-            hook.tracking_uri,
-            hook.settings.get("registry_uri"),
-            alias=None if self.version not in (None, "") else self.alias,
-        )
+        # The version, alias and digest tag are read with the connection's MlflowClient, whatever the
+        # backend (docs/performance.md: its cost against MLflow's REST API over plain HTTP).
         loaded = load_model_version(
-            client,
+            MlflowHook(self.mlflow_conn_id).client,
             self.registered_model_name,
             self.version,
             alias=self.alias,

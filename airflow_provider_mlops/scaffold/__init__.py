@@ -22,8 +22,9 @@ from pathlib import Path
 from airflow_provider_mlops import __version__
 
 KINDS = ("astro", "compose", "kubernetes")
-# Extras the lifecycle DAGs use (sqlite and mysql are not needed in a stack with a PostgreSQL warehouse).
-DEFAULT_EXTRAS = "postgres,mongo,s3,ml"
+# Extras the lifecycle DAGs use (sqlite and mysql are not needed in a stack with a PostgreSQL warehouse;
+# alerts: the example DAGs' WebhookNotifier is the http provider's HttpNotifier).
+DEFAULT_EXTRAS = "postgres,mongo,s3,ml,alerts"
 # Images pinned so that a rendered project is reproducible; every one can be overridden on the command
 # line. The newest Airflow by default; the provider runs on every 3.x minor (docs/installation.rst).
 DEFAULT_AIRFLOW_IMAGE = "apache/airflow:3.3.2-python3.11"

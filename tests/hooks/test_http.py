@@ -273,6 +273,27 @@ def test_oauth2_client_credentials_with_expiry_and_refresh_on_401(httpserver: HT
     assert issued == ["access-0", "access-1"]
 
 
+def test_any_requests_auth_plugs_in(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """requests-oauthlib's OAuth2 (a requests AuthBase the provider did not write) authenticates the hook."""
+    from requests_oauthlib import OAuth2
+
+    monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")  # oauthlib's switch for a plain-HTTP test server
+
+    def data(request: Request) -> Response:
+        if request.headers.get("Authorization") != f"Bearer {TOKEN}":
+            return Response("unauthorized", status=401)
+        return _json([{"ok": 1}])
+
+    httpserver.expect_request("/oauthlib").respond_with_handler(data)
+    set_connection("plug", conn_type="mlops-http", host=httpserver.url_for("/").rstrip("/"), password="pw-x")
+    auth = OAuth2(client_id="cid", token={"access_token": TOKEN, "token_type": "Bearer"})
+    hook = HttpApiHook("plug", auth=auth, backoff_initial=0.01)
+    assert hook.run("oauthlib") == [{"ok": 1}]
+    # Without it, the connection's password is sent as a bearer token and refused.
+    with pytest.raises(HttpApiError, match="401"):
+        HttpApiHook("plug", max_attempts=1).run("oauthlib")
+
+
 def test_rate_limit_spaces_requests(httpserver: HTTPServer) -> None:
     httpserver.expect_request("/r").respond_with_json([1])
     hook = _hook(httpserver, "rl", rate_limit=20)

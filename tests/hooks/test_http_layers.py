@@ -11,15 +11,17 @@ from typing import Any
 import pytest
 import requests
 import urllib3.exceptions
+from requests.auth import AuthBase
 
 from airflow_provider_mlops.http import redaction
 from airflow_provider_mlops.http.auth import (
     ApiKeyAuth,
-    Auth,
     BasicAuth,
     BearerAuth,
+    NoAuth,
     OAuth2ClientCredentials,
     auth_from_connection,
+    auth_secrets,
 )
 from airflow_provider_mlops.http.exceptions import (
     HttpApiError,
@@ -230,7 +232,7 @@ def test_redacting_filter_rewrites_the_record() -> None:
 
 
 def test_auth_from_connection() -> None:
-    def auth(login: str | None = None, password: str | None = None, **extra: Any) -> Auth:
+    def auth(login: str | None = None, password: str | None = None, **extra: Any) -> AuthBase:
         return auth_from_connection(login=login, password=password, extra=extra)
 
     basic = auth("u", "pw-123")
@@ -240,14 +242,41 @@ def test_auth_from_connection() -> None:
     assert isinstance(auth(token="tok-1"), BearerAuth)
     key = auth(api_key="k-1", api_key_name="key", api_key_in="query")
     assert isinstance(key, ApiKeyAuth) and key.location == "query"
-    params: dict[str, Any] = {}
-    key.prepare(params, {})
-    assert params == {"key": "k-1"}
+    sent = key(requests.Request("GET", "https://api.example.com/v1/x?page=2").prepare())
+    assert sent.url == "https://api.example.com/v1/x?page=2&key=k-1"
     assert isinstance(auth("id", "sec", token_url="/token"), OAuth2ClientCredentials)
-    assert type(auth()) is Auth
+    assert type(auth()) is NoAuth
     with pytest.raises(ValueError, match="must be 'header' or 'query'"):
         auth(api_key="k", api_key_name="k", api_key_in="body")
     with pytest.raises(ValueError, match="auth_type must be"):
         auth(auth_type="digest")
     with pytest.raises(ValueError, match="needs a token_url"):
         auth("id", "sec", auth_type="oauth2")
+
+
+def test_every_scheme_is_a_requests_auth() -> None:
+    schemes = [
+        NoAuth(),
+        BasicAuth(username="u", password="pw-123"),
+        BearerAuth(token="tok-1"),
+        ApiKeyAuth(key="k-1", name="X-Key"),
+        OAuth2ClientCredentials(token_url="https://idp/token", client_id="id", client_secret="sec"),
+    ]
+    assert all(isinstance(s, AuthBase) for s in schemes)
+    assert not any(hasattr(s, "apply") or hasattr(s, "prepare") for s in schemes)
+    headers = {
+        type(s).__name__: s(requests.Request("GET", "https://h/x").prepare()).headers for s in schemes[:4]
+    }
+    assert headers["BasicAuth"]["Authorization"] == "Basic " + base64.b64encode(b"u:pw-123").decode()
+    assert headers["BearerAuth"]["Authorization"] == "Bearer tok-1"
+    assert headers["ApiKeyAuth"]["X-Key"] == "k-1" and "Authorization" not in headers["NoAuth"]
+
+
+def test_secrets_of_any_requests_auth() -> None:
+    from requests.auth import HTTPBasicAuth, HTTPDigestAuth
+
+    plain = auth_secrets(HTTPBasicAuth("alice", "pw-9"))
+    assert "pw-9" in plain and base64.b64encode(b"alice:pw-9").decode() in plain
+    assert auth_secrets(BearerAuth(token="tok-1")) == ["tok-1"]
+    # An auth object that names no secrets masks nothing by itself (the hook adds the connection's).
+    assert auth_secrets(HTTPDigestAuth("bob", "pw-7")) == [] and auth_secrets(None) == []

@@ -139,7 +139,7 @@ def test_compiled_and_pipeline_batches_match_the_model_bit_for_bit(
     """
     The example Pipeline is scored through the compiled preprocessing; a batch holding a missing
     category goes through the Pipeline itself. Either way every prediction and probability is the
-    model's own, bit for bit, and the loader read the digest without MlflowClient (SQLite registry).
+    model's own, bit for bit.
     """
     from airflow_provider_mlops.serving.compiled import compile_pipeline
     from tests.serving.helpers import churn_frame

@@ -71,7 +71,7 @@ def test_astro_project_has_what_astro_dev_init_writes(astro: Path) -> None:
     )
     # An Astro Runtime 3.x image (Airflow 3), never an untagged or "latest" one.
     assert re.fullmatch(r"FROM \S+/runtime:3\.\d+-\d+", from_line), from_line
-    assert "airflow-provider-mlops[postgres,mongo,s3,ml]" in (astro / "requirements.txt").read_text()
+    assert "airflow-provider-mlops[postgres,mongo,s3,ml,alerts]" in (astro / "requirements.txt").read_text()
     override = yaml.safe_load((astro / "docker-compose.override.yml").read_text())
     assert set(override["services"]) == SERVICES
     # Astro's own services live on its "airflow" network: ours must join it to be reachable by name.

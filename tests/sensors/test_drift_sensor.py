@@ -20,6 +20,7 @@ from airflow_provider_mlops.operators.deploy import DeployModelOperator
 from airflow_provider_mlops.operators.train import TrainModelOperator
 from airflow_provider_mlops.sensors.drift import DriftSensor
 from airflow_provider_mlops.triggers.dataset import DatasetReadyTrigger
+from tests.conftest import set_connection
 from tests.operators.helpers import task_context
 
 
@@ -67,6 +68,7 @@ def test_no_drift_skips_and_drift_succeeds_with_report_and_alert(
     assert context["ti"].pushed["drift_report"]["drift"] is False
 
     httpserver.expect_request("/alerts", method="POST").respond_with_data("ok")
+    set_connection("drift_alerts", conn_type="http", host=httpserver.url_for("/"))
     shifted = _write(tmp_path, "shifted", _people(20_000, 2, shift=0.8))
     sensor = DriftSensor(
         task_id="drift",
@@ -74,7 +76,7 @@ def test_no_drift_skips_and_drift_succeeds_with_report_and_alert(
         reference_profile_uri=profile_uri,
         report_uri=(tmp_path / "r2").as_uri(),
         thresholds={"share": 0.3},
-        on_drift=[WebhookNotifier(url=httpserver.url_for("/alerts"), title="Drift")],
+        on_drift=[WebhookNotifier(http_conn_id="drift_alerts", endpoint="alerts", title="Drift")],
     )
     result = sensor.poke(task_context(tmp_path))
     assert result.is_done and result.xcom_value["drifted_features"] == ["age"]
