@@ -211,7 +211,7 @@ class AsgiServer:
 
 def drift_against_itself(profile_uri: str, uri: str, root: Path) -> dict[str, Any]:
     """The DriftSensor on ``uri`` against ``profile_uri``: its report (``drift``, per-feature reasons)."""
-    from airflow.sdk.exceptions import AirflowSkipException
+    from airflow.providers.common.compat.sdk import AirflowSkipException
 
     from airflow_provider_mlops.sensors.drift import DriftSensor
 
