@@ -632,7 +632,10 @@ def train(
             )
 
     def make_pipeline(model: Any) -> Any:
-        return Pipeline([*plan.steps(), *build_selectors(selection, task=task, seed=seed), ("model", model)])
+        return seeded(
+            Pipeline([*plan.steps(), *build_selectors(selection, task=task, seed=seed), ("model", model)]),
+            seed,
+        )
 
     from airflow_provider_mlops.ml.search import collapsed_warnings
 
@@ -711,6 +714,36 @@ def train(
         leaderboard=leaderboard,
         metrics_unavailable=unavailable,
     )
+
+
+def seeded(pipeline: Any, seed: int) -> Any:
+    """
+    Give ``seed`` to every component of ``pipeline`` that draws random numbers: each
+    ``random_state`` left at None (estimators, selectors' estimators, encoders), and scikit-learn's
+    TargetEncoder, whose cross-fitting shuffles its folds (scikit-learn >= 1.9 takes the seed through
+    a splitter as ``cv``; older versions through ``random_state``). An explicit ``random_state``
+    in the spec is kept. Returns the pipeline.
+    """
+    from sklearn.model_selection import KFold, StratifiedKFold
+    from sklearn.preprocessing import TargetEncoder
+
+    params = pipeline.get_params(deep=True)
+    updates: dict[str, Any] = {k: seed for k, v in params.items() if k.endswith("random_state") and v is None}
+    for key, value in params.items():
+        if not isinstance(value, TargetEncoder):
+            continue
+        prefix = f"{key}__"
+        if value.random_state == "deprecated":  # scikit-learn >= 1.9
+            updates.pop(f"{prefix}random_state", None)
+            if isinstance(value.cv, int) or value.cv is None:
+                folds = value.cv or 5
+                splitter = KFold if value.target_type == "continuous" else StratifiedKFold
+                updates[f"{prefix}cv"] = splitter(n_splits=folds, shuffle=True, random_state=seed)
+        elif value.random_state is None:
+            updates[f"{prefix}random_state"] = seed
+    if updates:
+        pipeline.set_params(**updates)
+    return pipeline
 
 
 def holdout_uncertainty(
