@@ -352,7 +352,12 @@ def test_a_retrain_that_did_not_help_holds_the_next_requests(
     client = MlflowClient(tracking_uri=mlflow_tracking["tracking_uri"])
     request = json.loads(client.get_registered_model(name).tags["mlops.retrain_request"])
     assert request["champion"] == "1" and request["accuracy"]["decayed"]
-    assert context["outlet_events"][outlet].extra == {"retrain_request": request}
+    onset = json.loads(client.get_registered_model(name).tags["mlops.drift_onset"])
+    assert context["outlet_events"][outlet].extra == {"retrain_request": request, "drift_onset": onset}
+    # #26 item 1: the onset as data: first day, kind, the accuracy figures of that day
+    assert onset["first_day"] == "2026-01-08" and onset["kind"] in ("decay", "drift+decay")
+    assert onset["champion"] == "1" and onset["accuracy"]["metric"] == "accuracy"
+    assert onset["accuracy"]["current"] < onset["accuracy"]["baseline"] - 0.1 and onset["ended"] is None
 
     gate = train_and_gate()  # the same data, the same model: a tie, kept out by the gate
     assert not gate["promoted"] and gate["candidate_version"] == "2"
@@ -373,6 +378,30 @@ def test_a_retrain_that_did_not_help_holds_the_next_requests(
     assert "mlops.retrain_hold" not in client.get_registered_model(name).tags
     # retrain_cooldown=None: ask every time, as before
     assert check(17, retrain_cooldown=None)[0].is_done
+    # the episode that began on day 8 goes on through held and asked checks alike
+    from airflow_provider_mlops.ml.onset import read_onset
+
+    tags = client.get_registered_model(name).tags
+    assert read_onset(tags).first_day.isoformat() == "2026-01-08"
+    assert read_onset(tags).last_seen.isoformat() == "2026-01-17T00:00:00+00:00"
+    # a check without drift or decay ends it; the next drift is a new episode
+    calm = DriftSensor(
+        task_id="drift",
+        current_uri=dataset,
+        registered_model_name=name,
+        target="churned",
+        metric="accuracy",
+        max_metric_drop=0.1,
+        mlflow_conn_id=mlflow_conn,
+        report_uri=(tmp_path / "calm").as_uri(),
+    )
+    with pytest.raises(AirflowSkipException):
+        calm.poke({**task_context(tmp_path), "logical_date": "2026-01-18T00:00:00+00:00"})
+    ended = read_onset(client.get_registered_model(name).tags)
+    assert ended.first_day.isoformat() == "2026-01-08" and ended.ended.day == 18
+    again, context = check(20, retrain_cooldown=None)
+    assert again.is_done and again.xcom_value["drift_onset"]["first_day"] == "2026-01-20"
+    assert read_onset(context["outlet_events"][outlet]).first_day.isoformat() == "2026-01-20"
 
 
 def test_a_model_trained_on_booleans_does_not_drift_on_the_same_day_as_json_text(
