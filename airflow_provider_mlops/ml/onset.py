@@ -16,8 +16,8 @@ in the Asset event's ``extra`` (key :data:`EXTRA_KEY`) when it asks for a retrai
 ``champion``
     the version that was monitored on the first day;
 ``drifted_features`` / ``features``
-    on the first day: the drifted features, and for each its statistic (``method``: ``psi``,
-    ``ks``, ``chi2``, ``absent``...), ``score``, ``psi``, ``distance``, ``p_value``;
+    on the first day: the drifted features, and for each its statistic (``method``, e.g.
+    ``psi + wasserstein`` or ``ks p-value (bh)``), ``score``, ``psi``, ``distance``, ``p_value``;
 ``accuracy``
     on the first day: ``metric``, ``current``, ``baseline``, ``drop``, ``p_value``, ``decayed``,
     ``rows``.
