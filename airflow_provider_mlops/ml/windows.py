@@ -17,7 +17,8 @@ A window spec is plain data (TrainModelOperator's ``window``)::
     Without a recorded onset the other limits apply (logged).
 ``min_rows``
     when the limits above keep fewer rows, the window reaches back to the newest ``min_rows`` rows
-    (the older rows are the pre-drift world: with ``half_life`` they count for little).
+    (the older rows are the pre-drift world: with ``half_life`` they count for little); when the
+    data holds fewer in all, all of them (logged; ``short_of_min_rows`` in the summary).
 ``half_life``
     in days: each row gets ``sample_weight = 0.5 ** (age / half_life)``, its age counted from the
     newest row, scaled so that the weights average 1. The weight reaches the estimator as
@@ -144,10 +145,12 @@ def apply_window(
     min_rows = _positive(spec, "min_rows", integer=True)
     extended = False
     if min_rows is not None and int(keep.sum()) < min_rows:
-        if len(frame) < min_rows:
-            raise WindowSpecError(
-                f"window.min_rows is {int(min_rows)} but the training data has {len(frame)} rows in all: "
-                "extract more history or lower min_rows"
+        if len(frame) < min_rows:  # a young model: all the history there is (said, and in the summary)
+            log.warning(
+                "window.min_rows is %s but the training data has %s rows in all: training on all of them "
+                "(extract more history to reach min_rows)",
+                int(min_rows),
+                len(frame),
             )
         newest = times.sort_values(kind="stable").index[-int(min_rows) :]
         log.warning(
@@ -177,6 +180,7 @@ def apply_window(
         "onset": None if onset is None else onset.first_day.isoformat(),
         "post_drift_rows": None if onset is None else int((kept_times >= pd.Timestamp(onset.start)).sum()),
         "extended_to_min_rows": extended,
+        "short_of_min_rows": max(0, int(min_rows) - len(kept)) if min_rows is not None else 0,
         "half_life": half_life,
     }
     return kept, weights, summary
