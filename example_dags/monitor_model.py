@@ -18,6 +18,11 @@ and an alert goes to ``mlops_alerts``. Without drift the sensor skips and nothin
 report (JSON and a self-contained HTML page with histograms) lands in object storage and in the
 ``churn_model-monitoring`` MLflow experiment. With no champion yet, the sensor asks for a first
 training the same way.
+
+The first day of a drift or decay episode (the drifted features, their statistics and the
+champion's ROC AUC that day) is recorded on the registered model (tag ``mlops.drift_onset``) and in
+the Asset event's ``extra``: ``mlops_train_model`` trains on the rows since then and its gate judges
+on post-drift rows.
 """
 
 from __future__ import annotations
