@@ -583,8 +583,14 @@ def train(
     if sample_weight is not None:
         import pandas as pd
 
-        weights = pd.Series(list(sample_weight), index=frame.index, dtype=float)
-        if len(weights) != len(frame) or not weights.map(math.isfinite).all() or (weights < 0).any():
+        sample_weight = list(sample_weight)
+        if len(sample_weight) != len(frame):
+            raise TrainingError(
+                f"sample_weight has {len(sample_weight)} weights for {len(frame)} rows: give one per row"
+            )
+        frame = frame.reset_index(drop=True)  # weights follow the rows by position, whatever the index
+        weights = pd.Series(sample_weight, index=frame.index, dtype=float)
+        if not weights.map(math.isfinite).all() or (weights < 0).any():
             raise TrainingError("sample_weight needs one finite, non-negative weight per row of the data")
     labelled = frame[target].notna()
     dropped = int((~labelled).sum())

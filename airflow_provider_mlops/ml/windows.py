@@ -125,6 +125,8 @@ def apply_window(
     import pandas as pd
 
     spec = check_window(spec) or {}
+    if not frame.index.is_unique:  # e.g. days concatenated: rows are picked by label below
+        frame = frame.reset_index(drop=True)
     column = spec.get("time_column") or time_column
     if not column:
         raise WindowSpecError("window needs a time_column (in the window spec or the operator's time_column)")

@@ -60,6 +60,22 @@ def test_days_since_drift_and_min_rows_pick_the_rows() -> None:
     assert sorted(kept.day.unique()) == ["2026-03-09", "2026-03-10"]
 
 
+def test_frames_with_a_repeated_index_keep_weights_and_rows_together() -> None:
+    """Days concatenated without ignore_index repeat their labels: weights still follow their rows."""
+    days = [
+        _days(n_days=10, per_day=50, flip_from=9).query("day == @d") for d in ("2026-03-01", "2026-03-10")
+    ]
+    frame = pd.concat([d.reset_index(drop=True) for d in days])
+    kept, weights, _ = apply_window(frame, {"days": 1, "min_rows": 60, "half_life": 1}, time_column="day")
+    assert len(kept) == 60 and kept.day.value_counts().to_dict() == {"2026-03-10": 50, "2026-03-01": 10}
+    result = train(
+        kept, target="y", time_column="day", estimator="logistic_regression", sample_weight=weights
+    )
+    assert result.train_rows + result.test_rows == 60
+    with pytest.raises(TrainingError, match="sample_weight has 3 weights for 60 rows"):
+        train(kept, target="y", time_column="day", estimator="logistic_regression", sample_weight=[1, 1, 1])
+
+
 def test_half_life_weights_halve_per_half_life_and_average_one() -> None:
     _, weights, summary = apply_window(_days(), {"half_life": 2}, time_column="day")
     by_day = weights.groupby(_days().day).first()
