@@ -85,6 +85,8 @@ with DAG(
         thresholds={"share": 0.5},
         on_drift=[WebhookNotifier(http_conn_id=ALERTS_CONN_ID, title="Drift detected for churn_model")],
         outlets=[RETRAIN_ASSET],
+        # the drift onset names the data's day (this run's logical date is the day after it)
+        time_column="day",
         mode="reschedule",
         poke_interval=300,
         timeout=6 * 3600,

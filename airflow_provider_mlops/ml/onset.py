@@ -5,7 +5,9 @@ The DriftSensor keeps one record, :data:`ONSET_TAG`, as a tag of the registered 
 in the Asset event's ``extra`` (key :data:`EXTRA_KEY`) when it asks for a retrain:
 
 ``first_day``
-    the logical date (``YYYY-MM-DD``) of the first check of the episode that found drift or decay;
+    the first day (``YYYY-MM-DD``) of the data in which the episode's first check found drift or
+    decay: the oldest value of the sensor's ``time_column`` in that data, else the check's logical
+    date;
 ``at`` / ``last_seen``
     the first and the latest such check (ISO timestamps);
 ``ended``
@@ -88,10 +90,12 @@ def onset_record(
     at: dt.datetime,
     champion: str | None,
     previous: Mapping[str, Any] | None,
+    first_day: dt.date | None = None,
 ) -> dict[str, Any]:
     """
     The onset record after a check that found drift or decay: ``previous`` continued (``last_seen``
-    moves) while its episode is open, else a new episode starting at ``at``.
+    moves) while its episode is open, else a new episode starting at ``at``. ``first_day``: the
+    first day of the checked data (its time column), when known; else ``at``'s date.
     """
     moment = _time(at).isoformat()
     if previous and previous.get("first_day") and not previous.get("ended"):
@@ -100,7 +104,7 @@ def onset_record(
     drifted = [f for f in report.get("features", []) if f.get("drifted")][:10]
     return _finite(
         {
-            "first_day": _time(at).date().isoformat(),
+            "first_day": (first_day or _time(at).date()).isoformat(),
             "at": moment,
             "last_seen": moment,
             "ended": None,

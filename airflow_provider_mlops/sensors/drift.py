@@ -80,6 +80,9 @@ class DriftSensor(BaseSensorOperator):
         ``retrain_cooldown`` is; a check without drift or decay ends the episode. The training side
         reads it with :func:`airflow_provider_mlops.ml.onset.read_onset` (TrainModelOperator's
         ``window={"since_drift": True}``).
+    :param time_column: the current data's time column: the onset's first day is its oldest value
+        in the data where drift began (the logical date of a run often is the day after its data);
+        without it, the check's logical date.
     :param allow_cloudpickle: let the trusted loader deserialize a cloudpickle model for the accuracy
         check (off by default; the model's sha256 is always checked against the MLflow version first).
     """
@@ -117,12 +120,14 @@ class DriftSensor(BaseSensorOperator):
         decay_alpha: float = 0.05,
         n_bootstrap: int = 1000,
         retrain_cooldown: timedelta | None = timedelta(days=7),
+        time_column: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if retrain_cooldown is not None and not isinstance(retrain_cooldown, timedelta):
             raise ValueError(f"retrain_cooldown must be a timedelta or None, got {retrain_cooldown!r}")
         self.retrain_cooldown = retrain_cooldown
+        self.time_column = time_column
         if not 0 < decay_alpha < 0.5:
             raise ValueError(f"decay_alpha must be between 0 and 0.5, got {decay_alpha}")
         self.decay_alpha = decay_alpha
@@ -443,6 +448,32 @@ class DriftSensor(BaseSensorOperator):
                 events[outlet].extra = extra
         return PokeReturnValue(is_done=True, xcom_value=summary)
 
+    def _data_first_day(self) -> Any:
+        """The oldest day in the current data's ``time_column``."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        from airflow.providers.common.compat.sdk import AirflowFailException
+
+        try:
+            batches = list(
+                self._storage.iter_batches(self._uri(), format=self._format(), columns=[self.time_column])
+            )
+            column = pa.Table.from_batches(batches).column(self.time_column)
+        except (KeyError, ValueError, pa.ArrowInvalid) as err:
+            raise AirflowFailException(
+                f"time_column {self.time_column!r} cannot be read from {self._uri()}: {err}"
+            ) from err
+        oldest = pc.min(column).as_py()
+        if oldest is None:
+            raise AirflowFailException(f"time_column {self.time_column!r} has no value in {self._uri()}")
+        from datetime import date, datetime
+
+        if isinstance(oldest, datetime):
+            return oldest.date()
+        if isinstance(oldest, date):
+            return oldest
+        return datetime.fromisoformat(str(oldest)[:10]).date()
+
     def _record_onset(
         self, context: Context, report: Mapping[str, Any], source: Mapping[str, Any]
     ) -> dict[str, Any] | None:
@@ -466,7 +497,13 @@ class DriftSensor(BaseSensorOperator):
             previous = None
         now = self._now(context)
         if report["drift"]:
-            record = onset_record(report, at=now, champion=str(source["version"]), previous=previous)
+            record = onset_record(
+                report,
+                at=now,
+                champion=str(source["version"]),
+                previous=previous,
+                first_day=self._data_first_day() if self.time_column else None,
+            )
             if record.get("at") == record.get("last_seen"):
                 self.log.warning(
                     "Drift onset of %s: %s, first day %s", name, record["kind"], record["first_day"]

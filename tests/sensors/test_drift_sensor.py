@@ -468,3 +468,52 @@ def test_a_model_trained_on_booleans_does_not_drift_on_the_same_day_as_json_text
     assert set(by_name) == {"rain_today", "windy", "humidity", "pressure"}
     assert by_name["rain_today"]["psi"] < 0.01 and by_name["rain_today"]["histogram"]["new_categories"] == []
     assert report["drifted_features"] == []
+
+
+def test_the_onset_is_the_first_day_of_the_data_when_a_time_column_is_given(
+    dataset: str, mlflow_conn: str, mlflow_tracking: dict, tmp_path: Path
+) -> None:
+    """A daily run's logical date is the day after its data: the onset names the data's day."""
+    from mlflow import MlflowClient
+
+    name = "churn_onset_day"
+    version = TrainModelOperator(
+        task_id="train",
+        input_uri=dataset,
+        target="churned",
+        registered_model_name=name,
+        estimator="sklearn.linear_model.LogisticRegression",
+        mlflow_conn_id=mlflow_conn,
+        model_output_uri=(tmp_path / "m").as_uri(),
+        profile_data=False,
+    ).execute(task_context(tmp_path))["version"]
+    DeployModelOperator(
+        task_id="deploy",
+        registered_model_name=name,
+        candidate_version=version,
+        evaluation_uri=dataset,
+        target="churned",
+        mlflow_conn_id=mlflow_conn,
+    ).execute(task_context(tmp_path))
+    frame = pa.Table.from_batches(list(S3Hook(aws_conn_id=None).iter_batches(dataset))).to_pandas()
+    frame["churned"] = 1 - frame["churned"]
+    frame["day"] = "2026-01-08"
+    sensor = DriftSensor(
+        task_id="drift",
+        current_uri=_write(tmp_path, "day8", frame),
+        registered_model_name=name,
+        target="churned",
+        metric="accuracy",
+        max_metric_drop=0.1,
+        time_column="day",
+        mlflow_conn_id=mlflow_conn,
+        report_uri=(tmp_path / "r").as_uri(),
+    )
+    out = sensor.poke({**task_context(tmp_path), "logical_date": "2026-01-09T00:00:00+00:00"})
+    assert out.xcom_value["drift_onset"]["first_day"] == "2026-01-08"
+    assert out.xcom_value["drift_onset"]["at"] == "2026-01-09T00:00:00+00:00"
+    tags = MlflowClient(tracking_uri=mlflow_tracking["tracking_uri"]).get_registered_model(name).tags
+    assert json.loads(tags["mlops.drift_onset"])["first_day"] == "2026-01-08"
+    sensor.time_column = "when"
+    with pytest.raises(AirflowFailException, match="time_column 'when' cannot be read"):
+        sensor.poke({**task_context(tmp_path), "logical_date": "2026-01-10T00:00:00+00:00", "x": 1})
