@@ -84,6 +84,11 @@ def _kind(report: Mapping[str, Any]) -> str:
     return "drift+decay" if drift and decay else ("decay" if decay else "drift")
 
 
+def is_open(record: Mapping[str, Any] | None) -> bool:
+    """Whether ``record`` is an episode that has not ended (a drifting check continues it)."""
+    return bool(record and record.get("first_day") and not record.get("ended"))
+
+
 def onset_record(
     report: Mapping[str, Any],
     *,
@@ -98,7 +103,7 @@ def onset_record(
     first day of the checked data (its time column), when known; else ``at``'s date.
     """
     moment = _time(at).isoformat()
-    if previous and previous.get("first_day") and not previous.get("ended"):
+    if previous and is_open(previous):
         return {**previous, "last_seen": moment}
     accuracy = report.get("accuracy") or None
     drifted = [f for f in report.get("features", []) if f.get("drifted")][:10]

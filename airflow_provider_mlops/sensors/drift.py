@@ -485,7 +485,7 @@ class DriftSensor(BaseSensorOperator):
         if "version" not in source or not self.registered_model_name:
             return None
         from airflow_provider_mlops.hooks.mlflow import MlflowHook
-        from airflow_provider_mlops.ml.onset import ONSET_TAG, closed, onset_record
+        from airflow_provider_mlops.ml.onset import ONSET_TAG, closed, is_open, onset_record
 
         client = MlflowHook(self.mlflow_conn_id).client
         name = self.registered_model_name
@@ -502,7 +502,8 @@ class DriftSensor(BaseSensorOperator):
                 at=now,
                 champion=str(source["version"]),
                 previous=previous,
-                first_day=self._data_first_day() if self.time_column else None,
+                # read only when an episode starts (a continued one keeps its first day)
+                first_day=self._data_first_day() if self.time_column and not is_open(previous) else None,
             )
             if record.get("at") == record.get("last_seen"):
                 self.log.warning(

@@ -514,6 +514,9 @@ def test_the_onset_is_the_first_day_of_the_data_when_a_time_column_is_given(
     assert out.xcom_value["drift_onset"]["at"] == "2026-01-09T00:00:00+00:00"
     tags = MlflowClient(tracking_uri=mlflow_tracking["tracking_uri"]).get_registered_model(name).tags
     assert json.loads(tags["mlops.drift_onset"])["first_day"] == "2026-01-08"
+    # a misnamed time column fails the check that starts an episode, naming it
+    client = MlflowClient(tracking_uri=mlflow_tracking["tracking_uri"])
+    client.delete_registered_model_tag(name, "mlops.drift_onset")
     sensor.time_column = "when"
     with pytest.raises(AirflowFailException, match="time_column 'when' cannot be read"):
-        sensor.poke({**task_context(tmp_path), "logical_date": "2026-01-10T00:00:00+00:00", "x": 1})
+        sensor.poke({**task_context(tmp_path), "logical_date": "2026-01-10T00:00:00+00:00"})
