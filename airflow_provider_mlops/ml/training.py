@@ -588,7 +588,8 @@ def train(
             raise TrainingError(
                 f"sample_weight has {len(sample_weight)} weights for {len(frame)} rows: give one per row"
             )
-        frame = frame.reset_index(drop=True)  # weights follow the rows by position, whatever the index
+        if not frame.index.is_unique:  # weights follow the rows by position: labels must tell rows apart
+            frame = frame.reset_index(drop=True)
         weights = pd.Series(sample_weight, index=frame.index, dtype=float)
         if not weights.map(math.isfinite).all() or (weights < 0).any():
             raise TrainingError("sample_weight needs one finite, non-negative weight per row of the data")
