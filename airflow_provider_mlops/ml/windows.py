@@ -147,21 +147,24 @@ def apply_window(
     min_rows = _positive(spec, "min_rows", integer=True)
     extended = False
     if min_rows is not None and int(keep.sum()) < min_rows:
+        newest = times.sort_values(kind="stable").index[-int(min_rows) :]
         if len(frame) < min_rows:  # a young model: all the history there is (said, and in the summary)
             log.warning(
-                "window.min_rows is %s but the training data has %s rows in all: training on all of them "
-                "(extract more history to reach min_rows)",
-                int(min_rows),
+                "The window (%s) holds %s rows and the training data %s in all, fewer than min_rows=%s: "
+                "training on all of them (extract more history to reach min_rows)",
+                " and ".join(starts) or "all rows",
+                int(keep.sum()),
                 len(frame),
+                int(min_rows),
             )
-        newest = times.sort_values(kind="stable").index[-int(min_rows) :]
-        log.warning(
-            "The window (%s) holds %s rows, fewer than min_rows=%s: it reaches back to the newest %s rows",
-            " and ".join(starts) or "all rows",
-            int(keep.sum()),
-            int(min_rows),
-            int(min_rows),
-        )
+        else:
+            log.warning(
+                "The window (%s) holds %s rows, fewer than min_rows=%s: it reaches back to the newest %s rows",
+                " and ".join(starts) or "all rows",
+                int(keep.sum()),
+                int(min_rows),
+                int(min_rows),
+            )
         keep = pd.Series(frame.index.isin(newest), index=frame.index)
         extended = True
     if not keep.any():
