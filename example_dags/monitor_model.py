@@ -18,6 +18,11 @@ and an alert goes to ``mlops_alerts``. Without drift the sensor skips and nothin
 report (JSON and a self-contained HTML page with histograms) lands in object storage and in the
 ``churn_model-monitoring`` MLflow experiment. With no champion yet, the sensor asks for a first
 training the same way.
+
+The first day of a drift or decay episode (the drifted features, their statistics and the
+champion's ROC AUC that day) is recorded on the registered model (tag ``mlops.drift_onset``) and in
+the Asset event's ``extra``: ``mlops_train_model`` trains on the rows since then and its gate judges
+on post-drift rows.
 """
 
 from __future__ import annotations
@@ -80,6 +85,8 @@ with DAG(
         thresholds={"share": 0.5},
         on_drift=[WebhookNotifier(http_conn_id=ALERTS_CONN_ID, title="Drift detected for churn_model")],
         outlets=[RETRAIN_ASSET],
+        # the drift onset names the data's day (this run's logical date is the day after it)
+        time_column="day",
         mode="reschedule",
         poke_interval=300,
         timeout=6 * 3600,

@@ -2,8 +2,9 @@
 ### Train the churn model: warehouse -> features, selection, tuning -> MLflow registry
 
 Runs when ``mlops_monitor_model`` finds drift or accuracy decay (its ``churn_model_retrain``
-Asset; also how the first model is trained), and weekly as a fallback. It extracts the seven days before the newest one (activity joined with the customer
-profiles; the join runs in the database) to train on, and the newest day as fresh evaluation data,
+Asset; also how the first model is trained), and weekly as a fallback. It extracts the newest
+fourteen days (activity joined with the customer profiles; the join runs in the database) to train
+on, except a quarter of the newest day's customers, kept out as fresh evaluation data for the gate,
 profiles the training data (an HTML data profile and a JSON summary beside it: distributions,
 missing values, outliers, correlations, each feature against the label, leakage warnings; the
 task's *Data profile* link), then trains a scikit-learn Pipeline:
@@ -12,14 +13,20 @@ task's *Data profile* link), then trains a scikit-learn Pipeline:
   standard scaling, one-hot encoding with unknown categories ignored;
 * feature selection: near-constant features dropped, then random-forest importance (50 trees,
   depth <= 8);
+* a training window: the rows since the drift onset the monitor recorded (tag
+  ``mlops.drift_onset``; at most the seven newest days), reaching back to 2,000 rows when there are
+  fewer, each row weighted by recency (half-life one day): on the drift day the model learns the
+  changed world instead of the seven days before it;
 * a random forest tuned by successive halving over a small grid, stratified 3-fold CV;
-* holdout evaluation against a dummy baseline;
+* holdout evaluation (the newest rows) against a dummy baseline;
 * one MLflow run (params, metrics, plots, reference profile for drift detection) and a new version
   of the registered model ``churn_model``; the model file also lands in object storage with its
   sha256 beside it. The task's *MLflow run* link opens the run;
 * deployment gated on the metric: the new version takes the ``champion`` alias only when its ROC AUC
-  on the fresh day beats the current champion's on the same rows (otherwise it becomes
-  ``challenger``), and the promoted model is published with a ``latest.json`` pointer.
+  on the held-out post-drift rows of the newest day beats the current champion's on the same rows by
+  more than the gain's standard error (otherwise it becomes ``challenger``); the decision, both
+  scores and the row counts are the version's description; the promoted model is published with a
+  ``latest.json`` pointer.
 
 Connections: ``mlops_warehouse`` (SQLite in the demo, PostgreSQL in production) and, optionally,
 an ``mlops-mlflow`` connection (default: a SQLite MLflow store in ``AIRFLOW_HOME``).
@@ -49,20 +56,25 @@ from airflow_provider_mlops.operators.train import TrainModelOperator
 WAREHOUSE_CONN_ID = "mlops_warehouse"
 ALERTS_CONN_ID = "mlops_alerts"
 MODEL_NAME = "churn_model"
-TRAINING_DAYS = 7
+# The history extracted for training; the window below picks the rows the model learns from.
+HISTORY_DAYS = 14
+# A quarter of the newest day's customers is kept out of training: the gate judges on them.
+HOLDOUT = "a.customer_id % 4 = 0 AND a.day = (SELECT max(day) FROM activity)"
 
-# Activity joined with profiles for some of the newest days present in the warehouse (portable SQL).
+# Activity joined with profiles (portable SQL: SQLite, PostgreSQL, MySQL).
 _JOINED_SQL = """
 SELECT a.customer_id, a.day, a.sessions, a.minutes_used, a.support_tickets, a.payment_failures,
        c.plan, c.region, c.contract, c.age, c.monthly_charges, c.tenure_months, a.churned
 FROM activity a JOIN customers c ON c.customer_id = a.customer_id
-WHERE a.day IN (SELECT DISTINCT day FROM activity ORDER BY day DESC LIMIT {limit} OFFSET {offset})
-   OR (SELECT count(DISTINCT day) FROM activity) = 1
+WHERE {where}
 """
-# Train on the TRAINING_DAYS days before the newest; evaluate candidates on the newest day. With a
-# single day in the warehouse (the very first model) both use it: there is no champion to beat yet.
-TRAINING_SQL = _JOINED_SQL.format(limit=TRAINING_DAYS, offset=1)
-EVALUATION_SQL = _JOINED_SQL.format(limit=1, offset=0)
+TRAINING_SQL = _JOINED_SQL.format(
+    where=f"a.day IN (SELECT DISTINCT day FROM activity ORDER BY day DESC LIMIT {HISTORY_DAYS}) "
+    f"AND NOT ({HOLDOUT})"
+)
+EVALUATION_SQL = _JOINED_SQL.format(where=HOLDOUT)
+# Since the drift onset (at most 7 days), at least 2,000 rows, recency half-life of one day.
+WINDOW = {"time_column": "day", "since_drift": True, "days": 7, "min_rows": 2000, "half_life": 1}
 
 FEATURES = {
     "numeric": {"impute": "median", "outliers": {"method": "iqr", "factor": 1.5}, "scale": "standard"},
@@ -135,6 +147,7 @@ with DAG(
         estimator="sklearn.ensemble.RandomForestClassifier",
         estimator_params={"n_jobs": 1, "class_weight": "balanced"},
         tuning=TUNING,
+        window=WINDOW,
         seed=42,
         # profile_training_data already writes the profile of these rows: not computed twice
         # (without that task, leave the default True and the report is logged to the MLflow run).
@@ -155,7 +168,12 @@ with DAG(
         evaluation_uri=fresh.output,
         target="churned",
         metric="roc_auc",
-        min_delta=0.0,
+        # a gain within the standard error of the gain on these rows is a tie: no promotion by a hair
+        min_delta="uncertainty",
+        n_bootstrap=500,
+        # judged on the rows since the drift onset (the held-out slice of the newest day)
+        since_drift=True,
+        time_column="day",
         publish_uri="staging://published/churn_model",
     )
     # [END howto_operator_deploy]

@@ -52,3 +52,25 @@ def test_demo_runs_two_days_and_bootstraps_a_champion(tmp_path: Path) -> None:
     summary = json.loads((report.parent / "profile.json").read_text())
     assert summary["rows"] > 0 and summary["column_summaries"], summary.keys()
     assert "churned" in report.read_text()
+
+
+def test_recovery_counts_the_days_from_the_first_drift_until_the_auc_is_back() -> None:
+    """#26 item 4: 'recovered in N day(s)', against the mean of the last five pre-drift days."""
+    from airflow_provider_mlops.demo.__main__ import recovery, recovery_line
+
+    def day(i: int, drift: str, auc: str) -> dict:
+        return {"day": f"2026-01-{i:02d}", "drift": drift, "champion_auc": auc}
+
+    before = [day(1, "bootstrap", "")] + [
+        day(i, "ok", a) for i, a in zip(range(2, 8), ["0.70", "0.78", "0.78", "0.79", "0.77", "0.78"])
+    ]
+    # the mean of days 3-7 is 0.78: 0.765 is back within 0.02, 0.755 is not
+    after = [day(8, "DRIFT", "0.533"), day(9, "DRIFT", "0.755"), day(10, "ok", "0.765")]
+    assert recovery(before + after)["days"] == 2
+    assert recovery([*before, day(8, "DRIFT", "0.533"), day(9, "ok", "0.77")])["days"] == 1
+    assert "Recovered in 1 day(s): drift from 2026-01-08" in recovery_line(
+        [*before, day(8, "DRIFT", "0.5"), day(9, "ok", "0.77")]
+    )
+    assert recovery(before + after[:2])["days"] is None
+    assert "Not recovered" in recovery_line(before + after[:2])
+    assert recovery(before)["why"] == "no drift day in this run"

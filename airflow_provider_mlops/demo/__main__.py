@@ -199,6 +199,7 @@ def _run_days(
         f"\nDone: {args.days} day(s) in {elapsed:.0f} s. Drift on {len(drift_days)} day(s) {drift_days}; "
         f"promotions on {promotions}. Alerts received: {len(api.alerts)}."
     )
+    print(f"  {recovery_line(rows)}")
     trainings = sum(1 for r in rows if r["retrained"])
     print(
         f"  Time: setup (metadata DB, DAG imports) {elapsed - sum(spent.values()):.0f} s, "
@@ -217,6 +218,50 @@ def _run_days(
     )
     print(f"  Airflow UI:           AIRFLOW_HOME={home} airflow standalone   (http://localhost:8080)")
     return 0
+
+
+def recovery(
+    rows: list[dict[str, Any]], *, tolerance: float = 0.02, baseline_days: int = 5
+) -> dict[str, Any]:
+    """
+    Days from the first drift day until the champion's ROC AUC on that day's rows is back within
+    ``tolerance`` of the mean of its last ``baseline_days`` pre-drift days (issue #26). ``days`` is
+    None when the run has no drift day, no pre-drift AUC, or did not recover.
+    """
+    import datetime as dt
+
+    def auc(row: dict[str, Any]) -> float | None:
+        return float(row["champion_auc"]) if row.get("champion_auc") else None
+
+    first = next((i for i, r in enumerate(rows) if r.get("drift") == "DRIFT"), None)
+    if first is None:
+        return {"days": None, "why": "no drift day in this run"}
+    before = [a for a in (auc(r) for r in rows[:first]) if a is not None][-baseline_days:]
+    if not before:
+        return {"days": None, "why": "no pre-drift ROC AUC to compare with"}
+    baseline = sum(before) / len(before)
+    start = dt.date.fromisoformat(rows[first]["day"])
+    for row in rows[first:]:
+        value = auc(row)
+        if value is not None and value >= baseline - tolerance:
+            days = (dt.date.fromisoformat(row["day"]) - start).days
+            return {"days": days, "baseline": baseline, "first_drift_day": start.isoformat(), "auc": value}
+    return {"days": None, "baseline": baseline, "first_drift_day": start.isoformat(), "why": "not recovered"}
+
+
+def recovery_line(rows: list[dict[str, Any]]) -> str:
+    found = recovery(rows)
+    if found["days"] is not None:
+        return (
+            f"Recovered in {found['days']} day(s): drift from {found['first_drift_day']}; the champion's ROC AUC "
+            f"{found['auc']:.3f} vs {found['baseline']:.3f} before the drift (within 0.02)."
+        )
+    if "baseline" in found:
+        return (
+            f"Not recovered by the last day: drift from {found['first_drift_day']}; the champion's ROC AUC "
+            f"did not come back within 0.02 of {found['baseline']:.3f}."
+        )
+    return f"Recovery: not measured ({found['why']})."
 
 
 def _day_inputs(home: Path, day: Any, columns: list[str]) -> list[dict[str, Any]]:

@@ -246,6 +246,7 @@ def run_candidates(
     seed: int,
     x: Any,
     y: Any,
+    sample_weight: Any = None,
 ) -> tuple[list[CandidateOutcome], list[dict[str, Any]], list[tuple[Any, Any]]]:
     """
     Tune every candidate on the same folds. ``make_pipeline(estimator)`` builds the Pipeline around
@@ -254,13 +255,15 @@ def run_candidates(
     The folds are drawn once from one seeded splitter (stratified for classification) and the same
     list of row positions is given to every search; each candidate's score is the mean (and spread)
     over those folds of its best configuration, so candidates are compared on identical data.
+    ``sample_weight`` reaches each candidate's estimator (``model__sample_weight``) in every fit; a
+    candidate or tuning method that cannot take it is refused by name before any fitting.
     """
     import numpy as np
     from sklearn.base import clone
     from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
 
     from airflow_provider_mlops.ml.search import SearchProgress, collapsed_warnings
-    from airflow_provider_mlops.ml.training import _plain, build_search, time_budget
+    from airflow_provider_mlops.ml.training import _plain, build_search, check_sample_weight, time_budget
 
     check_candidates(candidates)
     tuning = dict(tuning or {})
@@ -307,6 +310,13 @@ def run_candidates(
             raise TrainingError(f"candidate {name!r}: bad parameters for {path}: {err}") from None
         if "random_state" in estimator.get_params() and "random_state" not in params:
             estimator.set_params(random_state=seed)
+        fit_params = {}
+        if sample_weight is not None:
+            try:
+                check_sample_weight(tuning, estimator, path)
+            except TrainingError as err:
+                raise TrainingError(f"candidate {name!r}: {err}") from None
+            fit_params = {"model__sample_weight": sample_weight}
         pipeline = make_pipeline(estimator)
         space = {**shared_space, **dict(spec.get("search_space") or spec.get("param_grid") or {})}
         if method != "none" and space:
@@ -319,13 +329,19 @@ def run_candidates(
                 progress=progress,
             )
             with collapsed_warnings(f"Candidate {name}"):
-                search.fit(x, y)
+                search.fit(x, y, **fit_params)
             fitted = search.best_estimator_
             best = dict(search.best_params_)
             scores = _fold_scores_of_best(search, n_folds)
             if scores is None:
                 scores = cross_val_score(
-                    clone(pipeline).set_params(**best), x, y, cv=folds, scoring=scoring, error_score="raise"
+                    clone(pipeline).set_params(**best),
+                    x,
+                    y,
+                    cv=folds,
+                    scoring=scoring,
+                    error_score="raise",
+                    params=fit_params or None,
                 ).tolist()
             configurations = len(getattr(search, "cv_results_", {}).get("params", [])) or int(
                 len(getattr(search, "trials_", [])) or 1
@@ -334,9 +350,9 @@ def run_candidates(
             search = pipeline
             with collapsed_warnings(f"Candidate {name}"):
                 scores = cross_val_score(
-                    pipeline, x, y, cv=folds, scoring=scoring, error_score="raise"
+                    pipeline, x, y, cv=folds, scoring=scoring, error_score="raise", params=fit_params or None
                 ).tolist()
-                fitted = clone(pipeline).fit(x, y)
+                fitted = clone(pipeline).fit(x, y, **fit_params)
             best, configurations = {}, 1
             progress.record({}, float(np.mean(scores)), total=1, note="(as given)")
         outcomes.append(

@@ -92,7 +92,8 @@ class HyperoptSearchCV:
         self.seed = seed
         self.progress = progress
 
-    def fit(self, x: Any, y: Any) -> HyperoptSearchCV:
+    def fit(self, x: Any, y: Any, **fit_params: Any) -> HyperoptSearchCV:
+        """Search, then refit the best configuration; ``fit_params`` (``model__sample_weight``) reach every fit."""
         import numpy as np
         from hyperopt import STATUS_OK, Trials, fmin, tpe
         from sklearn.base import clone
@@ -109,7 +110,14 @@ class HyperoptSearchCV:
             params = {k: (v.item() if hasattr(v, "item") else v) for k, v in params.items()}
             model = clone(self.estimator).set_params(**params)
             scores = cross_val_score(
-                model, x, y, cv=self.cv, scoring=self.scoring, n_jobs=self.n_jobs, error_score="raise"
+                model,
+                x,
+                y,
+                cv=self.cv,
+                scoring=self.scoring,
+                n_jobs=self.n_jobs,
+                error_score="raise",
+                params=fit_params or None,
             )
             trials.append({"params": params, "scores": scores})
             progress.record(params, float(scores.mean()), total=self.n_trials)
@@ -142,7 +150,7 @@ class HyperoptSearchCV:
         }
         for i in range(len(trials[0]["scores"])):
             self.cv_results_[f"split{i}_test_score"] = np.array([t["scores"][i] for t in trials])
-        self.best_estimator_ = clone(self.estimator).set_params(**self.best_params_).fit(x, y)
+        self.best_estimator_ = clone(self.estimator).set_params(**self.best_params_).fit(x, y, **fit_params)
         return self
 
     def predict(self, x: Any) -> Any:

@@ -442,6 +442,7 @@ def paired_test(
         "p_value": float((1 + np.sum(values <= min_delta)) / (1 + values.size)),
         "gain_low": float(low),
         "gain_high": float(high),
+        "gain_se": float(values.std()) if values.size else float("nan"),
         "rows": n,
         "resamples": int(values.size),
     }

@@ -555,9 +555,16 @@ def train(
     time_column: str | None = None,
     seed: int = 0,
     candidates: Sequence[Mapping[str, Any]] | None = None,
+    sample_weight: Any = None,
 ) -> TrainResult:
     """
     Fit the whole Pipeline on the training split, tune it, and evaluate it on the holdout.
+
+    ``sample_weight`` (one per row of ``frame``, e.g. from
+    :func:`airflow_provider_mlops.ml.windows.apply_window`) reaches the estimator as
+    ``model__sample_weight`` in every fit of every search (:func:`check_sample_weight` refuses, by
+    name, a tuning method or an estimator that cannot take it). CV scores and holdout metrics are
+    not weighted.
 
     With ``candidates`` (see :mod:`airflow_provider_mlops.ml.candidates`) ``estimator`` and
     ``estimator_params`` are not used: every candidate is tuned with ``tuning`` on the same CV folds
@@ -572,6 +579,20 @@ def train(
     started = time.monotonic()
     if target not in frame.columns:
         raise TrainingError(f"Target column {target!r} is not in the data (columns: {list(frame.columns)})")
+    weights = None
+    if sample_weight is not None:
+        import pandas as pd
+
+        sample_weight = list(sample_weight)
+        if len(sample_weight) != len(frame):
+            raise TrainingError(
+                f"sample_weight has {len(sample_weight)} weights for {len(frame)} rows: give one per row"
+            )
+        if not frame.index.is_unique:  # weights follow the rows by position: labels must tell rows apart
+            frame = frame.reset_index(drop=True)
+        weights = pd.Series(sample_weight, index=frame.index, dtype=float)
+        if not weights.map(math.isfinite).all() or (weights < 0).any():
+            raise TrainingError("sample_weight needs one finite, non-negative weight per row of the data")
     labelled = frame[target].notna()
     dropped = int((~labelled).sum())
     if dropped:
@@ -597,6 +618,8 @@ def train(
         model = load_estimator(estimator, params, task=task)
         if "random_state" in model.get_params() and "random_state" not in params:
             model.set_params(random_state=seed)
+        if weights is not None:
+            check_sample_weight(tuning, model, estimator)
     plan = build_features(frame, features, target=target, task=task, time_column=time_column)
     numeric, categorical = plan.numeric, plan.categorical
     frame = categorical_as_object(frame, [c for c in categorical if c in frame.columns])
@@ -632,7 +655,10 @@ def train(
             )
 
     def make_pipeline(model: Any) -> Any:
-        return Pipeline([*plan.steps(), *build_selectors(selection, task=task, seed=seed), ("model", model)])
+        return seeded(
+            Pipeline([*plan.steps(), *build_selectors(selection, task=task, seed=seed), ("model", model)]),
+            seed,
+        )
 
     from airflow_provider_mlops.ml.search import collapsed_warnings
 
@@ -641,7 +667,14 @@ def train(
         from airflow_provider_mlops.ml.candidates import run_candidates
 
         outcomes, leaderboard, _ = run_candidates(
-            candidates, make_pipeline=make_pipeline, tuning=tuning, task=task, seed=seed, x=x_train, y=y_train
+            candidates,
+            make_pipeline=make_pipeline,
+            tuning=tuning,
+            task=task,
+            seed=seed,
+            x=x_train,
+            y=y_train,
+            sample_weight=None if weights is None else weights.loc[train_frame.index].to_numpy(),
         )
         search, fitted, best_params = outcomes[0].search, outcomes[0].fitted, outcomes[0].best_params
         estimator = outcomes[0].estimator
@@ -651,8 +684,11 @@ def train(
     else:
         search = build_search(make_pipeline(model), tuning, task=task, seed=seed)
         fit_started = time.monotonic()
+        fit_params = (
+            {} if weights is None else {"model__sample_weight": weights.loc[train_frame.index].to_numpy()}
+        )
         with collapsed_warnings(f"Training {type(model).__name__}"):
-            search.fit(x_train, y_train)
+            search.fit(x_train, y_train, **fit_params)
         log.info(
             "Fitted %s (tuning %s) on %s rows in %.1f s",
             type(model).__name__,
@@ -711,6 +747,61 @@ def train(
         leaderboard=leaderboard,
         metrics_unavailable=unavailable,
     )
+
+
+# Tuning methods whose fit cannot pass sample_weight to the estimator.
+NO_SAMPLE_WEIGHT = {
+    "genetic": "sklearn-genetic-opt's GASearchCV.fit takes no fit parameters",
+    "keras_tuner": "the Keras tuner fits a network, not the Pipeline's scikit-learn estimator",
+}
+
+
+def check_sample_weight(tuning: Mapping[str, Any] | None, model: Any, name: str) -> None:
+    """Refuse, by name, a tuning method or an estimator that cannot take ``sample_weight``."""
+    from sklearn.utils.validation import has_fit_parameter
+
+    method = (tuning or {}).get("method") or "none"
+    if method in NO_SAMPLE_WEIGHT:
+        raise TrainingError(
+            f"tuning.method {method!r} cannot take sample weights ({NO_SAMPLE_WEIGHT[method]}): "
+            "remove window.half_life or use grid, random, halving_grid, halving_random, optuna or hyperopt"
+        )
+    if not has_fit_parameter(model, "sample_weight"):
+        raise TrainingError(
+            f"estimator {name!r} ({type(model).__name__}) takes no sample_weight in fit(): remove "
+            "window.half_life or choose an estimator that does (e.g. random_forest, logistic_regression, "
+            "hist_gradient_boosting)"
+        )
+
+
+def seeded(pipeline: Any, seed: int) -> Any:
+    """
+    Give ``seed`` to every component of ``pipeline`` that draws random numbers: each
+    ``random_state`` left at None (estimators, selectors' estimators, encoders), and scikit-learn's
+    TargetEncoder, whose cross-fitting shuffles its folds (scikit-learn >= 1.9 takes the seed through
+    a splitter as ``cv``; older versions through ``random_state``). An explicit ``random_state``
+    in the spec is kept. Returns the pipeline.
+    """
+    from sklearn.model_selection import KFold, StratifiedKFold
+    from sklearn.preprocessing import TargetEncoder
+
+    params = pipeline.get_params(deep=True)
+    updates: dict[str, Any] = {k: seed for k, v in params.items() if k.endswith("random_state") and v is None}
+    for key, value in params.items():
+        if not isinstance(value, TargetEncoder):
+            continue
+        prefix = f"{key}__"
+        if value.random_state == "deprecated":  # scikit-learn >= 1.9
+            updates.pop(f"{prefix}random_state", None)
+            if isinstance(value.cv, int) or value.cv is None:
+                folds = value.cv or 5
+                splitter = KFold if value.target_type == "continuous" else StratifiedKFold
+                updates[f"{prefix}cv"] = splitter(n_splits=folds, shuffle=True, random_state=seed)
+        elif value.random_state is None:
+            updates[f"{prefix}random_state"] = seed
+    if updates:
+        pipeline.set_params(**updates)
+    return pipeline
 
 
 def holdout_uncertainty(

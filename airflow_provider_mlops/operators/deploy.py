@@ -48,7 +48,19 @@ class DeployModelOperator(BaseOperator):
     :param target: the label column.
     :param metric: the metric deciding promotion (``f1``, ``accuracy``, ``roc_auc``, ``rmse``...).
     :param min_delta: the candidate must beat the champion by more than this (in the metric's units;
-        0 means any strict improvement).
+        0 means any strict improvement), or ``"uncertainty"``: by more than the standard error of the
+        gain on these rows (a paired bootstrap of both models on the same rows, ``n_bootstrap``
+        resamples), so that a candidate no better than the champion within the metric's uncertainty
+        is a tie and is not promoted.
+    :param since_drift: judge on the post-drift rows only: the evaluation rows whose ``time_column``
+        is on or after the first day of the drift onset (from the triggering Asset events'
+        ``drift_onset``, else the registered model's ``mlops.drift_onset`` tag; see
+        :mod:`airflow_provider_mlops.ml.onset`). Without a recorded onset every row is used (logged);
+        an onset with no evaluation row after it fails the task.
+    :param time_column: the evaluation data's time column (for ``since_drift``).
+
+    The decision, both scores, the rows they were measured on (and how many are post-drift) and
+    the margin are logged and written as the candidate version's description in the registry.
     :param paired_test: None, ``bootstrap`` (any metric) or ``mcnemar`` (accuracy): also require the
         gain to be significant at ``alpha`` on the same evaluation rows.
     :param alpha: significance level of the paired test.
@@ -88,7 +100,7 @@ class DeployModelOperator(BaseOperator):
         evaluation_uri: Any = None,
         target: str | None = None,
         metric: str = "f1",
-        min_delta: float = 0.0,
+        min_delta: float | str = 0.0,
         alias: str = "champion",
         challenger_alias: str = "challenger",
         rollback_version: Any = None,
@@ -103,9 +115,17 @@ class DeployModelOperator(BaseOperator):
         paired_test: str | None = None,
         alpha: float = 0.05,
         n_bootstrap: int = 2000,
+        since_drift: bool = False,
+        time_column: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if isinstance(min_delta, str) and min_delta != "uncertainty":
+            raise ValueError(f"min_delta must be a number or 'uncertainty', got {min_delta!r}")
+        if since_drift and not time_column:
+            raise ValueError("since_drift needs the evaluation data's time_column")
+        self.since_drift = since_drift
+        self.time_column = time_column
         from airflow_provider_mlops.ml.stats import PAIRED_TESTS
 
         if paired_test is not None and paired_test not in PAIRED_TESTS:
@@ -190,7 +210,7 @@ class DeployModelOperator(BaseOperator):
             raise ValueError(
                 f"Metric {self.metric!r} is not available for a {task} model (got {sorted(scores)})"
             )
-        if self.paired_test:
+        if self.paired_test or self.min_delta == "uncertainty":
             self._predictions[version] = predictions(model, inputs, frame[self.target], task)
         return float(scores[self.metric])
 
@@ -268,6 +288,8 @@ class DeployModelOperator(BaseOperator):
                 f"Target column {self.target!r} is not in the evaluation data (columns: {list(frame.columns)})"
             )
         frame = frame[frame[self.target].notna()]
+        all_rows = len(frame)
+        frame, onset = self._post_drift(context, frame)
         run_id = client.get_model_version(name, candidate).run_id
         task = (
             client.get_run(run_id).data.tags.get("mlops.task", "classification")
@@ -293,16 +315,22 @@ class DeployModelOperator(BaseOperator):
 
         lower = self.metric in LOWER_IS_BETTER
         test: dict[str, Any] | None = None
+        rows = (
+            f"{len(frame)} post-drift rows (since {onset.first_day.isoformat()}, of {all_rows})"
+            if onset is not None
+            else f"{len(frame)} fresh rows"
+        )
         if champion_score is None:
             promote, reason = True, "no champion yet"
         else:
             gain = (champion_score - candidate_score) if lower else (candidate_score - champion_score)
+            margin, why = self._margin(candidate, champion)
             # Strict: a tie (an identical retrain) is no improvement and must not swap the champion.
-            promote = gain > self.min_delta
+            promote = gain > margin
             reason = (
                 f"{self.metric} {candidate_score:.4f} vs champion v{champion} {champion_score:.4f} on "
-                f"{len(frame)} fresh rows: {'better' if promote else 'not better'} by {gain:+.4f} "
-                f"(must exceed min_delta {self.min_delta})"
+                f"{rows}: {'better' if promote else 'not better'} by {gain:+.4f} "
+                f"(must exceed {why})"
             )
             if self.paired_test and champion is not None:
                 from airflow_provider_mlops.ml.stats import paired_test
@@ -312,7 +340,7 @@ class DeployModelOperator(BaseOperator):
                     self._predictions[candidate],
                     self._predictions[champion],
                     method=self.paired_test,
-                    min_delta=self.min_delta,
+                    min_delta=margin,
                     n_boot=self.n_bootstrap,
                 )
                 significant = test["p_value"] < self.alpha
@@ -327,6 +355,11 @@ class DeployModelOperator(BaseOperator):
                 )
                 promote = promote and significant
         self.log.info("Candidate v%s: %s", candidate, reason)
+        decision = f"{'Promoted' if promote else 'Not promoted'} by {who} at {now}: " + (
+            f"{reason} ({self.metric} {candidate_score:.4f} on {rows})" if champion_score is None else reason
+        )
+        self.log.info("Promotion decision for %s v%s: %s", name, candidate, decision)
+        client.update_model_version(name, candidate, description=decision[:5000])
         published, deployed = None, []
         if promote:
             # Targets first: the alias moves only once every target serves the candidate and passed
@@ -359,6 +392,54 @@ class DeployModelOperator(BaseOperator):
             "test": test,
             "evaluation_artifacts": plots_uri,
         }
+
+    def _margin(self, candidate: str, champion: str) -> tuple[float, str]:
+        """How much the candidate must gain: ``min_delta``, or the gain's standard error on these rows."""
+        if self.min_delta != "uncertainty":
+            return float(self.min_delta), f"min_delta {self.min_delta}"
+        from airflow_provider_mlops.ml.stats import paired_test
+
+        spread = paired_test(
+            self.metric,
+            self._predictions[candidate],
+            self._predictions[champion],
+            method="bootstrap",
+            n_boot=self.n_bootstrap,
+        )
+        se = spread["gain_se"]
+        return se, f"the gain's standard error {se:.4f} ({spread['resamples']} paired bootstrap resamples)"
+
+    def _post_drift(self, context: Context, frame: Any) -> tuple[Any, Any]:
+        """The evaluation rows on or after the drift onset (``since_drift``), and the onset."""
+        if not self.since_drift:
+            return frame, None
+        import pandas as pd
+        from airflow.providers.common.compat.sdk import AirflowFailException
+
+        from airflow_provider_mlops.ml.onset import ONSET_TAG, latest_onset, read_onset
+
+        events = context.get("triggering_asset_events") or {}
+        onset = latest_onset(e for evs in dict(events).values() for e in evs)
+        if onset is None:
+            tags = self._client.get_registered_model(self.registered_model_name).tags or {}
+            onset = read_onset(tags.get(ONSET_TAG))
+        if onset is None:
+            self.log.info("since_drift: no drift onset recorded: the candidate is judged on every row")
+            return frame, None
+        if self.time_column not in frame.columns:
+            raise AirflowFailException(
+                f"time_column {self.time_column!r} is not in the evaluation data (columns: {list(frame.columns)})"
+            )
+        times = pd.to_datetime(frame[self.time_column], utc=True)
+        post = frame[times >= pd.Timestamp(onset.start)]
+        if post.empty:
+            raise AirflowFailException(
+                f"The evaluation data has no row on or after the drift onset {onset.first_day.isoformat()} "
+                f"({self.time_column} runs from {times.min()} to {times.max()}): evaluate on post-drift rows "
+                "or set since_drift=False"
+            )
+        self.log.info("Judging on %s post-drift rows of %s (%s)", len(post), len(frame), onset.describe())
+        return post, onset
 
     def _log_evaluation(
         self, run_id: str | None, frame: Any, task: str, versions: dict[str, str], airflow_run_id: str

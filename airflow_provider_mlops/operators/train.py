@@ -85,6 +85,18 @@ class TrainModelOperator(BaseOperator):
     :param mlflow_conn_id: MLflow connection; None for the embedded default.
     :param model_output_uri: where the model file goes; default under the staging URI. (templated)
     :param storage_conn_id: connection for ``s3://`` URIs.
+    :param window: which rows to train on and how much each counts
+        (:mod:`airflow_provider_mlops.ml.windows`): ``{"time_column": ..., "days": ...,
+        "since_drift": True, "min_rows": ..., "half_life": <days>}``. ``since_drift`` reads the
+        drift onset from the triggering Asset events' ``extra`` (``drift_onset``, emitted by the
+        DriftSensor), else from the registered model's ``mlops.drift_onset`` tag. ``half_life``
+        weights the rows by recency (``model__sample_weight`` in every fit of every search;
+        ``genetic``, ``keras_tuner`` and estimators without ``sample_weight`` are refused). The
+        window applies to the rows the inputs hold (datasets, e.g. written by ExtractOperator from
+        SQL): extract at least as much history as the window may reach back. With a window the
+        holdout is the newest ``test_size`` share of the rows (a time split on its time column)
+        unless ``split_strategy`` says otherwise. The window's summary is logged, put in the XCom
+        (``"window"``) and logged to MLflow as ``window.*`` parameters.
     :param profile_data: log a data profile of the training data to the run
         (``data_profile.html`` / ``data_profile.json``, :mod:`airflow_provider_mlops.ml.eda`).
     """
@@ -122,9 +134,15 @@ class TrainModelOperator(BaseOperator):
         model_output_uri: str | None = None,
         storage_conn_id: str | None = None,
         profile_data: bool = True,
+        window: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        from airflow_provider_mlops.ml.windows import check_window
+
+        self.window = check_window(window)  # imports nothing heavy: checked at DAG parse
+        if self.window is not None and not (self.window.get("time_column") or time_column):
+            raise ValueError("window needs a time_column: give window['time_column'] or time_column")
         self.profile_data = profile_data
         self.input_uri = input_uri
         self.target = target
@@ -206,6 +224,11 @@ class TrainModelOperator(BaseOperator):
         inputs = require_inputs(self.input_uri)
         frame = self._read_frame(storage, inputs)
         self.log.info("Training on %s rows x %s columns from %s", len(frame), frame.shape[1], inputs)
+        weights, window = None, None
+        time_column = self.time_column
+        if self.window is not None:
+            frame, weights, window = self._apply_window(context, mlflow_hook, frame)
+            time_column = window["time_column"]
         result = train(
             frame,
             target=self.target,
@@ -217,9 +240,10 @@ class TrainModelOperator(BaseOperator):
             tuning=self.tuning,
             split_strategy=self.split_strategy,
             test_size=self.test_size,
-            time_column=self.time_column,
+            time_column=time_column,
             seed=self.seed,
             candidates=self.candidates,
+            sample_weight=weights,
         )
         if result.dropped_missing_target:
             self.log.warning(
@@ -251,6 +275,7 @@ class TrainModelOperator(BaseOperator):
                 "tuning_method": (self.tuning or {}).get("method", "none"),
                 **{f"model.{k}": v for k, v in (self.estimator_params or {}).items()},
                 **{f"best.{k}": v for k, v in result.best_params.items()},
+                **{f"window.{k}": v for k, v in (window or {}).items()},
             },
             profile_data=self.profile_data,
             seed=self.seed,
@@ -283,6 +308,7 @@ class TrainModelOperator(BaseOperator):
                 "baseline_metrics": result.baseline_metrics,
                 "best_params": result.best_params,
                 "selected_features": result.selected_features,
+                **({"window": window} if window is not None else {}),
                 **(
                     {"estimator": result.estimator, "leaderboard": result.leaderboard}
                     if result.leaderboard
@@ -293,6 +319,45 @@ class TrainModelOperator(BaseOperator):
         )
         self.log.info("Registered %s version %s (run %s)", name, out["version"], out["run_id"])
         return out
+
+    def _apply_window(
+        self, context: Context, mlflow_hook: Any, frame: Any
+    ) -> tuple[Any, Any, dict[str, Any]]:
+        """The rows inside ``window`` and their weights; the drift onset read when ``since_drift``."""
+        from airflow_provider_mlops.ml.onset import ONSET_TAG, latest_onset, read_onset
+        from airflow_provider_mlops.ml.windows import apply_window
+
+        onset = None
+        if self.window and self.window.get("since_drift"):
+            events = context.get("triggering_asset_events") or {}
+            onset = latest_onset(e for evs in dict(events).values() for e in evs)
+            where = "the triggering Asset event"
+            if onset is None:
+                from mlflow.exceptions import MlflowException
+
+                try:
+                    tags = mlflow_hook.client.get_registered_model(self.registered_model_name).tags or {}
+                except MlflowException:  # no such model yet: the first training has no onset
+                    tags = {}
+                onset, where = read_onset(tags.get(ONSET_TAG)), f"tag {ONSET_TAG}"
+            if onset is not None:
+                self.log.info("Drift onset (from %s): %s", where, onset.describe())
+        kept, weights, window = apply_window(
+            frame, self.window or {}, time_column=self.time_column, onset=onset
+        )
+        self.log.info(
+            "Training window on %s: %s of %s rows from %s to %s (%s post-drift rows since %s%s%s)",
+            window["time_column"],
+            window["rows"],
+            window["rows_before"],
+            window["start"],
+            window["end"],
+            window["post_drift_rows"],
+            window["onset"],
+            ", reaching back to min_rows" if window["extended_to_min_rows"] else "",
+            f", half-life {window['half_life']:g} day(s)" if window["half_life"] else "",
+        )
+        return kept, weights, window
 
     def _push_run_url(self, context: Context, mlflow_hook: Any, result: Mapping[str, Any]) -> None:
         run_url = mlflow_hook.run_url(result["experiment_id"], result["run_id"])

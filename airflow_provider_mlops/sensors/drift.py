@@ -74,6 +74,15 @@ class DriftSensor(BaseSensorOperator):
         or the end of the cool-down ask again. ``None`` asks every time. The request and the hold are
         recorded on the registered model (tags ``mlops.retrain_request``, ``mlops.retrain_hold``) and
         the request in the outlet Asset event's ``extra``; see :mod:`airflow_provider_mlops.ml.cooldown`.
+        The first day of a drift or decay episode (with the features, their statistics and the
+        accuracy figures of that day) is recorded on the registered model as tag
+        ``mlops.drift_onset`` and in the Asset event's ``extra`` as ``drift_onset``, whatever
+        ``retrain_cooldown`` is; a check without drift or decay ends the episode. The training side
+        reads it with :func:`airflow_provider_mlops.ml.onset.read_onset` (TrainModelOperator's
+        ``window={"since_drift": True}``).
+    :param time_column: the current data's time column: the onset's first day is its oldest value
+        in the data where drift began (the logical date of a run often is the day after its data);
+        without it, the check's logical date.
     :param allow_cloudpickle: let the trusted loader deserialize a cloudpickle model for the accuracy
         check (off by default; the model's sha256 is always checked against the MLflow version first).
     """
@@ -111,12 +120,14 @@ class DriftSensor(BaseSensorOperator):
         decay_alpha: float = 0.05,
         n_bootstrap: int = 1000,
         retrain_cooldown: timedelta | None = timedelta(days=7),
+        time_column: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if retrain_cooldown is not None and not isinstance(retrain_cooldown, timedelta):
             raise ValueError(f"retrain_cooldown must be a timedelta or None, got {retrain_cooldown!r}")
         self.retrain_cooldown = retrain_cooldown
+        self.time_column = time_column
         if not 0 < decay_alpha < 0.5:
             raise ValueError(f"decay_alpha must be between 0 and 0.5, got {decay_alpha}")
         self.decay_alpha = decay_alpha
@@ -403,6 +414,9 @@ class DriftSensor(BaseSensorOperator):
             rows,
             {k: summary[k] for k in ("drift", "drifted_features", "accuracy")},
         )
+        onset = self._record_onset(context, report, source)
+        if onset is not None:
+            summary["drift_onset"] = onset
         if not report["drift"]:
             context["ti"].xcom_push(key="drift_report", value=summary)
             raise AirflowSkipException(f"No drift in {rows} rows (report: {html_uri})")
@@ -422,14 +436,86 @@ class DriftSensor(BaseSensorOperator):
                     "report": html_uri,
                 }
             notifier(context)
+        extra: dict[str, Any] = {}
         if decision is not None:
-            request = self._record_request(context, report, source, decision)
+            extra["retrain_request"] = self._record_request(context, report, source, decision)
             summary["retrain"] = {"held": False, "reason": decision.reason}
-            events = context.get("outlet_events")
-            if events is not None:
-                for outlet in self.outlets:
-                    events[outlet].extra = {"retrain_request": request}
+        if onset is not None:
+            extra["drift_onset"] = onset
+        events = context.get("outlet_events")
+        if events is not None and extra:
+            for outlet in self.outlets:
+                events[outlet].extra = extra
         return PokeReturnValue(is_done=True, xcom_value=summary)
+
+    def _data_first_day(self) -> Any:
+        """The oldest day in the current data's ``time_column``."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        from airflow.providers.common.compat.sdk import AirflowFailException
+
+        try:
+            batches = list(
+                self._storage.iter_batches(self._uri(), format=self._format(), columns=[self.time_column])
+            )
+            column = pa.Table.from_batches(batches).column(self.time_column)
+        except (KeyError, ValueError, pa.ArrowInvalid) as err:
+            raise AirflowFailException(
+                f"time_column {self.time_column!r} cannot be read from {self._uri()}: {err}"
+            ) from err
+        oldest = pc.min(column).as_py()
+        if oldest is None:
+            raise AirflowFailException(f"time_column {self.time_column!r} has no value in {self._uri()}")
+        from datetime import date, datetime
+
+        if isinstance(oldest, datetime):
+            return oldest.date()
+        if isinstance(oldest, date):
+            return oldest
+        return datetime.fromisoformat(str(oldest)[:10]).date()
+
+    def _record_onset(
+        self, context: Context, report: Mapping[str, Any], source: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """
+        Keep the drift onset tag (:mod:`airflow_provider_mlops.ml.onset`) of the registered model:
+        started or continued by a check with drift or decay, ended by one without. Returns the record
+        (None when the reference is not a registered model or there is no episode to speak of).
+        """
+        if "version" not in source or not self.registered_model_name:
+            return None
+        from airflow_provider_mlops.hooks.mlflow import MlflowHook
+        from airflow_provider_mlops.ml.onset import ONSET_TAG, closed, is_open, onset_record
+
+        client = MlflowHook(self.mlflow_conn_id).client
+        name = self.registered_model_name
+        text = (client.get_registered_model(name).tags or {}).get(ONSET_TAG)
+        try:
+            previous = json.loads(text) if text else None
+        except ValueError:
+            self.log.warning("The tag %s of %s is not JSON: a new drift onset is recorded", ONSET_TAG, name)
+            previous = None
+        now = self._now(context)
+        if report["drift"]:
+            record = onset_record(
+                report,
+                at=now,
+                champion=str(source["version"]),
+                previous=previous,
+                # read only when an episode starts (a continued one keeps its first day)
+                first_day=self._data_first_day() if self.time_column and not is_open(previous) else None,
+            )
+            if record.get("at") == record.get("last_seen"):
+                self.log.warning(
+                    "Drift onset of %s: %s, first day %s", name, record["kind"], record["first_day"]
+                )
+        else:
+            record = closed(previous, at=now)
+            if record is None:
+                return None
+            self.log.info("Drift episode of %s that began on %s ended", name, record["first_day"])
+        client.set_registered_model_tag(name, ONSET_TAG, json.dumps(record, default=str))
+        return record
 
     # ----------------------------------------------------------------------------------------------
     # Retrain cool-down (airflow_provider_mlops.ml.cooldown decides; this reads and writes the tags)

@@ -209,3 +209,59 @@ def test_a_plotting_failure_does_not_decide_the_promotion(
     )
     client = mlflow.MlflowClient(tracking_uri=mlflow_tracking["tracking_uri"])
     assert str(client.get_model_version_by_alias(name, "champion").version) == first
+
+
+def test_the_gate_judges_post_drift_rows_and_a_gain_within_the_uncertainty_is_a_tie(
+    dataset: str, mlflow_conn: str, mlflow_tracking: dict, tmp_path: Path
+) -> None:
+    """#26 item 3: the rows since the drift onset, no promotion by a hair, the decision in the registry."""
+    import numpy as np
+    import pyarrow as pa
+
+    name = "churn_post_drift"
+    frame = pa.Table.from_batches(list(S3Hook(aws_conn_id=None).iter_batches(dataset))).to_pandas()
+    frame["day"] = np.where(np.arange(len(frame)) < 1000, "2026-03-07", "2026-03-08")
+    # after the drift (day 8) the label is reversed: the pre-drift model is worse than chance there
+    post = frame["day"] == "2026-03-08"
+    frame.loc[post, "churned"] = 1 - frame.loc[post, "churned"]
+    evaluation = (tmp_path / "eval").as_uri()
+    S3Hook(aws_conn_id=None).write_dataset(
+        evaluation, pa.Table.from_pandas(frame, preserve_index=False).to_batches()
+    )
+    first = _train(dataset, mlflow_conn, tmp_path, name, "sklearn.linear_model.LogisticRegression")
+    # a hair better on the post-drift rows (+0.001 ROC AUC with another C): a tie within the uncertainty
+    hair = _train(
+        dataset, mlflow_conn, tmp_path, name, "sklearn.linear_model.LogisticRegression", {"C": 0.05}
+    )
+    client = mlflow.MlflowClient(tracking_uri=mlflow_tracking["tracking_uri"])
+    client.set_registered_model_tag(name, "mlops.drift_onset", json.dumps({"first_day": "2026-03-08"}))
+    common = {
+        "task_id": "deploy",
+        "registered_model_name": name,
+        "evaluation_uri": evaluation,
+        "target": "churned",
+        "metric": "roc_auc",
+        "min_delta": "uncertainty",
+        "n_bootstrap": 300,
+        "since_drift": True,
+        "time_column": "day",
+        "mlflow_conn_id": mlflow_conn,
+    }
+    out = DeployModelOperator(candidate_version=first, **common).execute(task_context(tmp_path))
+    client = mlflow.MlflowClient(tracking_uri=mlflow_tracking["tracking_uri"])
+    assert out["promoted"] and out["reason"] == "no champion yet"
+    assert (
+        "500 post-drift rows (since 2026-03-08, of 1500)" in client.get_model_version(name, first).description
+    )
+    assert out["candidate_score"] < 0.4, "scored on the reversed, post-drift rows only"
+    tie = DeployModelOperator(candidate_version=hair, **common).execute(task_context(tmp_path))
+    assert not tie["promoted"] and 0 < tie["candidate_score"] - tie["champion_score"] < 0.005
+    assert "not better" in tie["reason"] and "the gain's standard error" in tie["reason"]
+    description = client.get_model_version(name, hair).description
+    assert description.startswith("Not promoted by train_dag.")
+    assert f"vs champion v{first}" in description and "500 post-drift rows" in description
+    assert client.get_model_version(name, first).description.startswith("Promoted")
+    # an onset after the last evaluation row: nothing to judge on, the task fails saying so
+    client.set_registered_model_tag(name, "mlops.drift_onset", json.dumps({"first_day": "2026-04-01"}))
+    with pytest.raises(AirflowFailException, match="no row on or after the drift onset 2026-04-01"):
+        DeployModelOperator(candidate_version=hair, **common).execute(task_context(tmp_path))

@@ -354,7 +354,12 @@ def test_a_retrain_that_did_not_help_holds_the_next_requests(
     client = MlflowClient(tracking_uri=mlflow_tracking["tracking_uri"])
     request = json.loads(client.get_registered_model(name).tags["mlops.retrain_request"])
     assert request["champion"] == "1" and request["accuracy"]["decayed"]
-    assert context["outlet_events"][outlet].extra == {"retrain_request": request}
+    onset = json.loads(client.get_registered_model(name).tags["mlops.drift_onset"])
+    assert context["outlet_events"][outlet].extra == {"retrain_request": request, "drift_onset": onset}
+    # #26 item 1: the onset as data: first day, kind, the accuracy figures of that day
+    assert onset["first_day"] == "2026-01-08" and onset["kind"] in ("decay", "drift+decay")
+    assert onset["champion"] == "1" and onset["accuracy"]["metric"] == "accuracy"
+    assert onset["accuracy"]["current"] < onset["accuracy"]["baseline"] - 0.1 and onset["ended"] is None
 
     gate = train_and_gate()  # the same data, the same model: a tie, kept out by the gate
     assert not gate["promoted"] and gate["candidate_version"] == "2"
@@ -375,6 +380,30 @@ def test_a_retrain_that_did_not_help_holds_the_next_requests(
     assert "mlops.retrain_hold" not in client.get_registered_model(name).tags
     # retrain_cooldown=None: ask every time, as before
     assert check(17, retrain_cooldown=None)[0].is_done
+    # the episode that began on day 8 goes on through held and asked checks alike
+    from airflow_provider_mlops.ml.onset import read_onset
+
+    tags = client.get_registered_model(name).tags
+    assert read_onset(tags).first_day.isoformat() == "2026-01-08"
+    assert read_onset(tags).last_seen.isoformat() == "2026-01-17T00:00:00+00:00"
+    # a check without drift or decay ends it; the next drift is a new episode
+    calm = DriftSensor(
+        task_id="drift",
+        current_uri=dataset,
+        registered_model_name=name,
+        target="churned",
+        metric="accuracy",
+        max_metric_drop=0.1,
+        mlflow_conn_id=mlflow_conn,
+        report_uri=(tmp_path / "calm").as_uri(),
+    )
+    with pytest.raises(AirflowSkipException):
+        calm.poke({**task_context(tmp_path), "logical_date": "2026-01-18T00:00:00+00:00"})
+    ended = read_onset(client.get_registered_model(name).tags)
+    assert ended.first_day.isoformat() == "2026-01-08" and ended.ended.day == 18
+    again, context = check(20, retrain_cooldown=None)
+    assert again.is_done and again.xcom_value["drift_onset"]["first_day"] == "2026-01-20"
+    assert read_onset(context["outlet_events"][outlet]).first_day.isoformat() == "2026-01-20"
 
 
 def test_a_model_trained_on_booleans_does_not_drift_on_the_same_day_as_json_text(
@@ -441,3 +470,55 @@ def test_a_model_trained_on_booleans_does_not_drift_on_the_same_day_as_json_text
     assert set(by_name) == {"rain_today", "windy", "humidity", "pressure"}
     assert by_name["rain_today"]["psi"] < 0.01 and by_name["rain_today"]["histogram"]["new_categories"] == []
     assert report["drifted_features"] == []
+
+
+def test_the_onset_is_the_first_day_of_the_data_when_a_time_column_is_given(
+    dataset: str, mlflow_conn: str, mlflow_tracking: dict, tmp_path: Path
+) -> None:
+    """A daily run's logical date is the day after its data: the onset names the data's day."""
+    from mlflow import MlflowClient
+
+    name = "churn_onset_day"
+    version = TrainModelOperator(
+        task_id="train",
+        input_uri=dataset,
+        target="churned",
+        registered_model_name=name,
+        estimator="sklearn.linear_model.LogisticRegression",
+        mlflow_conn_id=mlflow_conn,
+        model_output_uri=(tmp_path / "m").as_uri(),
+        profile_data=False,
+    ).execute(task_context(tmp_path))["version"]
+    DeployModelOperator(
+        task_id="deploy",
+        registered_model_name=name,
+        candidate_version=version,
+        evaluation_uri=dataset,
+        target="churned",
+        mlflow_conn_id=mlflow_conn,
+    ).execute(task_context(tmp_path))
+    frame = pa.Table.from_batches(list(S3Hook(aws_conn_id=None).iter_batches(dataset))).to_pandas()
+    frame["churned"] = 1 - frame["churned"]
+    frame["day"] = "2026-01-08"
+    sensor = DriftSensor(
+        task_id="drift",
+        current_uri=_write(tmp_path, "day8", frame),
+        registered_model_name=name,
+        target="churned",
+        metric="accuracy",
+        max_metric_drop=0.1,
+        time_column="day",
+        mlflow_conn_id=mlflow_conn,
+        report_uri=(tmp_path / "r").as_uri(),
+    )
+    out = sensor.poke({**task_context(tmp_path), "logical_date": "2026-01-09T00:00:00+00:00"})
+    assert out.xcom_value["drift_onset"]["first_day"] == "2026-01-08"
+    assert out.xcom_value["drift_onset"]["at"] == "2026-01-09T00:00:00+00:00"
+    tags = MlflowClient(tracking_uri=mlflow_tracking["tracking_uri"]).get_registered_model(name).tags
+    assert json.loads(tags["mlops.drift_onset"])["first_day"] == "2026-01-08"
+    # a misnamed time column fails the check that starts an episode, naming it
+    client = MlflowClient(tracking_uri=mlflow_tracking["tracking_uri"])
+    client.delete_registered_model_tag(name, "mlops.drift_onset")
+    sensor.time_column = "when"
+    with pytest.raises(AirflowFailException, match="time_column 'when' cannot be read"):
+        sensor.poke({**task_context(tmp_path), "logical_date": "2026-01-10T00:00:00+00:00"})
