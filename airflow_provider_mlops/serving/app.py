@@ -292,6 +292,33 @@ class PredictionLogger:
         self.flush()
 
 
+def scoring_error(err: BaseException, table: Table) -> RequestError:
+    """
+    The 400 for a request the model's own Pipeline refused (MLflow's scoring server answers its model's
+    errors with 400 ``BAD_REQUEST``), naming the columns that hold infinite values when there are any:
+    scikit-learn's "Input X contains infinity" names none.
+    """
+    import numpy as np
+
+    found = []
+    try:
+        frame = table.frame()
+        for name in frame.columns:
+            column = frame[name]
+            if column.dtype.kind == "f":
+                rows = np.flatnonzero(np.isinf(column.to_numpy()))
+                if rows.size:
+                    found.append(f"column {str(name)!r} holds {column.iloc[rows[0]]} in row {rows[0]}")
+    except Exception:  # describing the error must not raise another one
+        found = []
+    if found:
+        return RequestError(
+            f"{'; '.join(found[:20])}: the model refuses infinite values ({err}). Send finite numbers "
+            "(or null for a missing value)"
+        )
+    return RequestError(f"The model could not score the request: {type(err).__name__}: {err}")
+
+
 def no_model_yet(err: BaseException, config: ServeConfig) -> bool:
     """
     Whether a failed first load only means "nothing deployed yet": the registered model, or its alias,
@@ -388,7 +415,7 @@ class ModelServer:
         try:
             predictions = served.predict(table)
         except Exception as err:
-            raise RequestError(f"The model could not score the request: {err}", status=422) from None
+            raise scoring_error(err, table) from None
         self.metrics.add_rows(table.rows)
         if self.predictions is not None:
             self.predictions.add(table.frame(), predictions, served, smoke_test=smoke_test)

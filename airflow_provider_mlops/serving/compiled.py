@@ -68,6 +68,10 @@ class _Numeric:
                 return False
             row = out[start + j]
             row[:] = column  # float64, as check_array converts it
+            if np.isinf(row).any():
+                # scikit-learn's validation refuses infinity where a step checks its input (imputer,
+                # scaler, most estimators) and some estimators accept it: the Pipeline decides
+                return False
             if self.fill is not None:
                 missing = np.isnan(row)
                 if missing.any():
@@ -160,6 +164,12 @@ def _quiet_feature_names() -> None:
     )
 
 
+def _missing_is_nan(imputer: Any) -> bool:
+    """Whether ``imputer`` treats only NaN (or None) as missing, its default."""
+    marker = imputer.missing_values
+    return marker is None or (isinstance(marker, float) and marker != marker)
+
+
 def _numeric_block(columns: list[str], transformer: Any) -> _Numeric | None:
     import numpy as np
     from sklearn.impute import SimpleImputer
@@ -178,6 +188,7 @@ def _numeric_block(columns: list[str], transformer: Any) -> _Numeric | None:
             if (
                 step.add_indicator
                 or not (isinstance(step.missing_values, float) and np.isnan(step.missing_values))
+                or getattr(step, "keep_empty_features", False)
                 or statistics.dtype.kind != "f"
                 or np.isnan(statistics).any()  # an all-missing column is dropped: not reproduced here
             ):
@@ -202,7 +213,9 @@ def _onehot_block(columns: list[str], transformer: Any) -> _OneHot | None:
     steps = [step for _, step in transformer.steps]
     *before, encoder = steps
     for step in before:
-        if not isinstance(step, SimpleImputer) or step.add_indicator:
+        # Only an imputer of NaN / None leaves every string as it is (a missing value sends the request
+        # to the Pipeline); a custom marker (missing_values="?") replaces strings: not reproduced.
+        if not isinstance(step, SimpleImputer) or step.add_indicator or not _missing_is_nan(step):
             return None
     if (
         not isinstance(encoder, OneHotEncoder)
@@ -348,6 +361,85 @@ def _derive_probe(derive: Any, rows: int, rng: Any) -> dict[str, Any]:
     return data
 
 
+#: Numbers the load-time probe puts in every numeric column, one row each: infinities (refused by most
+#: steps, accepted by some estimators), magnitudes at the edge of float64 (a scaler can overflow them),
+#: the smallest subnormal, negative zero, an integer float64 cannot hold exactly.
+EDGE_NUMBERS = (
+    float("inf"),
+    float("-inf"),
+    1.7976931348623157e308,
+    -1e308,
+    1e300,
+    5e-324,
+    -0.0,
+    float(2**53 + 1),
+)
+#: Text the probe puts in every categorical column, one row each (with each imputer's custom marker).
+EDGE_TEXT = ("", "?", "<unseen category>", " free", "NaN", "None", "missing")
+
+
+def edge_frame(model: Any, compiled: CompiledPipeline) -> Any:
+    """
+    One row per edge value and column (:data:`EDGE_NUMBERS`, :data:`EDGE_TEXT`, every imputer's
+    ``missing_values``), the other columns taken from a typical probe row.
+    """
+    import pandas as pd
+
+    base = probe_frame(compiled, rows=1, seed=1)
+    markers = {str(m) for m in _imputer_markers(model)}
+    rows = []
+    for block in compiled.blocks:
+        for name in block.columns:
+            if name not in base.columns:  # a derived column: its inputs are probed by _derive_probe
+                continue
+            values = EDGE_NUMBERS if isinstance(block, _Numeric) else (*EDGE_TEXT, *sorted(markers))
+            for value in values:
+                row = base.copy()
+                row[name] = pd.Series([value], dtype=base[name].dtype if isinstance(value, float) else object)
+                rows.append(row)
+    return pd.concat(rows, ignore_index=True) if rows else base.iloc[:0]
+
+
+def _imputer_markers(model: Any) -> list[Any]:
+    """Every ``missing_values`` of the SimpleImputers in ``model`` that is not NaN."""
+    from sklearn.impute import SimpleImputer
+
+    found: list[Any] = []
+
+    def walk(step: Any) -> None:
+        if isinstance(step, SimpleImputer):
+            if not _missing_is_nan(step):
+                found.append(step.missing_values)
+            return
+        for child in getattr(step, "steps", None) or []:
+            walk(child[1])
+        for child in getattr(step, "transformers_", None) or []:
+            walk(child[1])
+
+    walk(model)
+    return found
+
+
+def _outcome(score: Any, x: Any) -> tuple[str, Any]:
+    """``("ok", score(x))`` or ``("refused", None)`` when scoring raises a ValueError (a 400 either way)."""
+    try:
+        return "ok", score(x)
+    except ValueError:
+        return "refused", None
+
+
+def _same(a: tuple[str, Any], b: tuple[str, Any]) -> bool:
+    import numpy as np
+
+    if a[0] != b[0]:
+        return False
+    if a[0] == "refused":
+        return True
+    x, y = np.asarray(a[1]), np.asarray(b[1])
+    numeric = x.dtype.kind in "fc" and y.dtype.kind in "fc"  # labels may be text: NaN-equality is for numbers
+    return x.dtype == y.dtype and np.array_equal(x, y, equal_nan=numeric)
+
+
 def _self_check(model: Any, compiled: CompiledPipeline) -> bool:
     import numpy as np
 
@@ -369,4 +461,23 @@ def _self_check(model: Any, compiled: CompiledPipeline) -> bool:
     ):
         log.info("Compiled preprocessing disabled: its probabilities differ from the Pipeline's")
         return False
+    # Edge values, one row at a time: where the compiled form answers (it may send a row to the
+    # Pipeline instead), it must answer what the Pipeline answers, or refuse where the Pipeline refuses.
+    edges = edge_frame(model, compiled)
+    for i in range(len(edges)):
+        row = edges.iloc[[i]].reset_index(drop=True)
+        features = compiled.features({c: row[c].to_numpy() for c in row.columns}, 1)
+        if features is None:
+            continue
+        methods = ["predict", "predict_proba"] if hasattr(model, "predict_proba") else ["predict"]
+        for method in methods:
+            fitted = getattr(model, method)
+            mine = getattr(compiled, method)
+            if not _same(_outcome(fitted, row), _outcome(mine, features)):
+                log.info(
+                    "Compiled preprocessing disabled: %s differs from the Pipeline's on the edge row %s",
+                    method,
+                    row.to_dict("records")[0],
+                )
+                return False
     return True
