@@ -61,6 +61,12 @@ class ServeConfig:
     :param policy: formats and types the loader may deserialize.
     :param token: bearer token for ``POST /reload``; None disables reloading over HTTP.
     :param max_rows: the most rows one request may hold.
+    :param max_body_bytes: the largest request body read (413 beyond it, checked from Content-Length
+        and while reading, before anything is parsed).
+    :param max_columns: the most columns one request may name.
+    :param strict_columns: refuse columns the model does not take (MLflow ignores them: the default).
+    :param docs: serve ``/docs`` and ``/openapi.json`` (off by default: they describe the server to
+        anyone who asks).
     :param log_uri: prefix where each batch of inputs and predictions is written as a Parquet dataset.
     :param log_flush_seconds: how often buffered prediction logs are written.
     :param log_flush_rows: write as soon as this many rows are buffered.
@@ -78,6 +84,10 @@ class ServeConfig:
     policy: LoadPolicy | None = None
     token: str | None = field(default=None, repr=False)
     max_rows: int = 10_000
+    max_body_bytes: int = 64 * 1024 * 1024
+    max_columns: int = 10_000
+    strict_columns: bool = False
+    docs: bool = False
     log_uri: str | None = None
     log_flush_seconds: float = 10.0
     log_flush_rows: int = 10_000
@@ -93,14 +103,22 @@ class Served:
     # The Pipeline's preprocessing as exact array operations (None: always score with the Pipeline).
     compiled: CompiledPipeline | None = None
 
-    def predict(self, table: Table) -> Any:
-        """``model.predict`` on the request, through the compiled form when it covers every value."""
+    def predict(self, table: Table, method: str = "predict") -> Any:
+        """
+        ``model.predict`` (or ``method``: ``predict_proba``...) on the request, through the compiled
+        form when it covers every value.
+        """
         compiled = self.compiled
-        if compiled is not None and table.values is not None and set(table.values) == set(compiled.columns):
+        if (
+            compiled is not None
+            and method in ("predict", "predict_proba")
+            and table.values is not None
+            and set(table.values) == set(compiled.columns)
+        ):
             features = compiled.features(table.values, table.rows)
             if features is not None:
-                return compiled.predict(features)
-        return self.verified.model.predict(table.frame())
+                return getattr(compiled, method)(features)
+        return getattr(self.verified.model, method)(table.frame())
 
     def describe(self) -> dict[str, Any]:
         return {**self.verified.describe(), "inputs": self.schema.describe() if self.schema else None}
@@ -292,6 +310,22 @@ class PredictionLogger:
         self.flush()
 
 
+#: What ``params: {"predict_method": ...}`` may name (MLflow's scikit-learn flavor takes the same).
+PREDICT_METHODS = ("predict", "predict_proba", "predict_log_proba")
+
+
+def predict_method(params: dict[str, Any], model: Any) -> str:
+    """The method the request asks for (``predict`` by default), or a 400 naming what the model has."""
+    method = params.get("predict_method", "predict")
+    available = [m for m in PREDICT_METHODS if hasattr(model, m)]
+    if method not in available:
+        raise RequestError(
+            f"params.predict_method {str(method)[:100]!r} is not one this model offers: {available}",
+            code="INVALID_PARAMETER_VALUE",
+        )
+    return str(method)
+
+
 def scoring_error(err: BaseException, table: Table) -> RequestError:
     """
     The 400 for a request the model's own Pipeline refused (MLflow's scoring server answers its model's
@@ -385,8 +419,11 @@ class ModelServer:
             code="TEMPORARILY_UNAVAILABLE",
         )
 
-    def describe(self) -> dict[str, Any]:
-        """``/version``: the served model, or ``"version": null`` before the first deployment."""
+    def describe(self, *, locations: bool = True) -> dict[str, Any]:
+        """
+        ``/version``: the served model, or ``"version": null`` before the first deployment.
+        ``locations=False`` (an unauthenticated caller) leaves out where the model file is stored.
+        """
         if self.current is None:
             return {
                 "name": self.config.model_name,
@@ -395,7 +432,10 @@ class ModelServer:
                 "alias": self.config.alias,
                 "message": str(self.unavailable()),
             }
-        return self.current.describe()
+        described = self.current.describe()
+        if not locations:
+            described.pop("uri", None)
+        return described
 
     def labels(self) -> dict[str, str]:
         """The ``/metrics`` model labels (only the name before the first deployment)."""
@@ -411,13 +451,21 @@ class ModelServer:
         served = self.current  # one read: this request finishes on this model whatever reloads
         if served is None:
             raise self.unavailable()
-        table = parse_table(body, content_type, served.schema, max_rows=self.config.max_rows)
+        table = parse_table(
+            body,
+            content_type,
+            served.schema,
+            max_rows=self.config.max_rows,
+            max_columns=self.config.max_columns,
+            strict_columns=self.config.strict_columns,
+        )
+        method = predict_method(table.params, served.verified.model)
         try:
-            predictions = served.predict(table)
+            predictions = served.predict(table, method)
         except Exception as err:
             raise scoring_error(err, table) from None
         self.metrics.add_rows(table.rows)
-        if self.predictions is not None:
+        if self.predictions is not None and method == "predict":  # the log holds predictions only
             self.predictions.add(table.frame(), predictions, served, smoke_test=smoke_test)
         return predictions_body(predictions)
 
@@ -464,7 +512,11 @@ class ModelServer:
         if not self.config.token:
             return None
         scheme, _, token = (header or "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), self.config.token)
+        # bytes, not str: compare_digest refuses non-ASCII text (a 500), and a bytes comparison stays
+        # constant-time whatever the header holds
+        given = token.strip().encode("utf-8", "surrogateescape")
+        expected = self.config.token.encode("utf-8")
+        return hmac.compare_digest(given, expected) and scheme.lower() == "bearer"
 
     def close(self) -> None:
         if self.predictions is not None:

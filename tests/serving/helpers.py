@@ -13,7 +13,14 @@ import numpy as np
 import pandas as pd
 import requests
 
+from airflow_provider_mlops.ml.serialization import VerifiedModel
+from airflow_provider_mlops.serving.app import ModelServer, ServeConfig, Served
+from airflow_provider_mlops.serving.compiled import compile_pipeline
+from airflow_provider_mlops.serving.protocol import InputSchema
+
 TOKEN = "test-reload-token"
+COLUMNS = ("minutes", "tickets", "plan", "region")
+SCHEMA = InputSchema(COLUMNS, ("double", "double", "string", "string"))
 
 
 def _free_port() -> int:
@@ -82,3 +89,27 @@ def stop_server(server: Server) -> None:
     except subprocess.TimeoutExpired:
         server.process.kill()
         server.process.wait()
+
+
+class _Loader:
+    def __init__(self, served: Served) -> None:
+        self.served = served
+        self.storage = None
+
+    def load(self, **_: object) -> Served:
+        return self.served
+
+
+def server_for(model: object, **config: object) -> ModelServer:
+    """A ModelServer (no HTTP) serving ``model`` with the churn columns' typed schema."""
+    verified = VerifiedModel(
+        model=model,
+        name="m",
+        version="1",
+        sha256="0" * 64,
+        uri="/secret/path/model.skops",
+        format="skops",
+        blob=b"",
+    )
+    served = Served(verified=verified, schema=SCHEMA, loaded_epoch=0.0, compiled=compile_pipeline(model))
+    return ModelServer(ServeConfig(model_name="m", **config), loader=_Loader(served))

@@ -19,14 +19,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_mlops.ml.features import build_preprocessor, model_inputs
-from airflow_provider_mlops.ml.serialization import VerifiedModel
-from airflow_provider_mlops.serving.app import ModelServer, ServeConfig, Served
 from airflow_provider_mlops.serving.compiled import compile_pipeline
-from airflow_provider_mlops.serving.protocol import InputSchema, RequestError, parse_table
-from tests.serving.helpers import churn_frame
+from airflow_provider_mlops.serving.protocol import RequestError, parse_table
+from tests.serving.helpers import SCHEMA, churn_frame, server_for
 
 COLUMNS = ("minutes", "tickets", "plan", "region")
-SCHEMA = InputSchema(COLUMNS, ("double", "double", "string", "string"))
 
 # Every setting build_preprocessor accepts (knn and ordinal/target encoding are never compiled, and
 # are covered by the fallback all the same).
@@ -62,29 +59,6 @@ def fitted(
         else HistGradientBoostingClassifier(max_iter=15, random_state=0)
     )
     return Pipeline([("features", pre), ("model", estimator)]).fit(x[numeric + categorical], frame.churned)
-
-
-class _Loader:
-    def __init__(self, served: Served) -> None:
-        self.served = served
-        self.storage = None
-
-    def load(self, **_: object) -> Served:
-        return self.served
-
-
-def server_for(model: object) -> ModelServer:
-    verified = VerifiedModel(
-        model=model,
-        name="m",
-        version="1",
-        sha256="0" * 64,
-        uri="/secret/path/model.skops",
-        format="skops",
-        blob=b"",
-    )
-    served = Served(verified=verified, schema=SCHEMA, loaded_epoch=0.0, compiled=compile_pipeline(model))
-    return ModelServer(ServeConfig(model_name="m"), loader=_Loader(served))
 
 
 EDGE_NUMBERS = st.sampled_from(
