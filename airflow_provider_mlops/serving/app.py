@@ -271,7 +271,13 @@ class PredictionLogger:
         out["model_version"] = served.verified.version
         out["predicted_at"] = dt.datetime.now(dt.UTC)
         out["smoke_test"] = smoke_test  # a deployment's smoke request, not traffic
-        table = pa.Table.from_pandas(out, preserve_index=False)
+        try:
+            table = pa.Table.from_pandas(out, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            # a text column holding numbers too (kept as MLflow keeps them): logged as text
+            for name in [c for c in out.columns if out[c].dtype.kind == "O"]:
+                out[name] = [v if v is None or isinstance(v, str | float) else str(v) for v in out[name]]
+            table = pa.Table.from_pandas(out, preserve_index=False)
         with self._lock:
             self._pending.append(table)
             self._rows += table.num_rows
@@ -481,7 +487,10 @@ class ModelServer:
             raise scoring_error(err, table) from None
         self.metrics.add_rows(table.rows)
         if self.predictions is not None and method == "predict":  # the log holds predictions only
-            self.predictions.add(table.frame(), predictions, served, smoke_test=smoke_test)
+            try:
+                self.predictions.add(table.frame(), predictions, served, smoke_test=smoke_test)
+            except Exception:  # the answer is right: a row the log cannot hold must not turn it into a 500
+                log.exception("Could not log the predictions of a %s-row request", table.rows)
         return predictions_body(predictions)
 
     def reload(self, request: dict[str, Any]) -> Served | None:
