@@ -461,23 +461,32 @@ def _self_check(model: Any, compiled: CompiledPipeline) -> bool:
     ):
         log.info("Compiled preprocessing disabled: its probabilities differ from the Pipeline's")
         return False
-    # Edge values, one row at a time: where the compiled form answers (it may send a row to the
-    # Pipeline instead), it must answer what the Pipeline answers, or refuse where the Pipeline refuses.
+    # Edge values: where the compiled form answers (it may send a row to the Pipeline instead), it
+    # must answer what the Pipeline answers, or refuse where the Pipeline refuses. Rows whose compiled
+    # features are finite are checked as one batch, the others (an overflowing scale) one by one.
     edges = edge_frame(model, compiled)
+    methods = ["predict", "predict_proba"] if hasattr(model, "predict_proba") else ["predict"]
+    batch, single = [], []
     for i in range(len(edges)):
         row = edges.iloc[[i]].reset_index(drop=True)
         features = compiled.features({c: row[c].to_numpy() for c in row.columns}, 1)
-        if features is None:
-            continue
-        methods = ["predict", "predict_proba"] if hasattr(model, "predict_proba") else ["predict"]
+        if features is not None:
+            (batch if np.isfinite(features).all() else single).append(i)
+    groups = [batch] + [[i] for i in single] if batch else [[i] for i in single]
+    while groups:
+        group = groups.pop()
+        rows = edges.iloc[group].reset_index(drop=True)
+        features = compiled.features({c: rows[c].to_numpy() for c in rows.columns}, len(rows))
         for method in methods:
-            fitted = getattr(model, method)
-            mine = getattr(compiled, method)
-            if not _same(_outcome(fitted, row), _outcome(mine, features)):
+            theirs = _outcome(getattr(model, method), rows)
+            if theirs[0] == "refused" and len(group) > 1:  # which row? one at a time
+                groups.extend([i] for i in group)
+                break
+            if not _same(theirs, _outcome(getattr(compiled, method), features)):
                 log.info(
-                    "Compiled preprocessing disabled: %s differs from the Pipeline's on the edge row %s",
+                    "Compiled preprocessing disabled: %s differs from the Pipeline's on the edge rows %s",
                     method,
-                    row.to_dict("records")[0],
+                    rows.head(3).to_dict("records"),
                 )
                 return False
     return True
