@@ -96,17 +96,19 @@ class _OneHot:
         return sum(self.widths)
 
     def write(self, out: np.ndarray, start: int, values: Mapping[str, Any], n: int) -> bool:
+        from itertools import repeat
+
         import numpy as np
 
         offset = start
         for name, lookup, width in zip(self.columns, self.lookups, self.widths, strict=True):
             block = out[offset : offset + width]
             block[:] = 0.0
-            codes = np.empty(n, dtype=np.int64)
-            for i, value in enumerate(values[name]):
-                if type(value) is not str:  # missing or not text: scikit-learn's own path decides
-                    return False
-                codes[i] = lookup.get(value, -1)
+            column = values[name]
+            if n and set(map(type, column)) != {str}:  # missing or not text: scikit-learn's path decides
+                return False
+            # one code per value (-1: unknown), looked up in C rather than a Python loop
+            codes = np.fromiter(map(lookup.get, column, repeat(-1, n)), dtype=np.int64, count=n)
             known = codes >= 0
             rows = np.nonzero(known)[0]
             block[codes[known], rows] = 1.0
