@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 
 from airflow_provider_mlops.ml.features import build_preprocessor, model_inputs
+from airflow_provider_mlops.serving.app import GC_YOUNG_THRESHOLD
 from tests.serving.helpers import churn_frame, server_for
 
 
@@ -23,7 +24,9 @@ def test_the_heap_is_frozen_after_every_load() -> None:
         x[numeric + categorical], frame.churned
     )
     gc.unfreeze()
+    default = gc.get_threshold()
     server = server_for(model)
+    assert gc.get_threshold()[0] == GC_YOUNG_THRESHOLD  # a large request no longer sets off dozens
     first = gc.get_freeze_count()
     assert first > 10_000  # the model and everything loaded with it
     tracked = len(gc.get_objects())  # what a full collection still walks
@@ -33,3 +36,4 @@ def test_the_heap_is_frozen_after_every_load() -> None:
     server.reload({"unload": True})
     assert server.current is None and gc.get_freeze_count() > 0
     gc.unfreeze()
+    gc.set_threshold(*default)
