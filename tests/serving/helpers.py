@@ -59,7 +59,12 @@ class Server:
 def start_server(args: list[str], log: Path, ready: str = "/ping") -> Server:
     """The server as a subprocess, once ``ready`` answers 200 (``/health``: up, with or without a model)."""
     port = _free_port()
-    env = {**os.environ, "MLOPS_SERVE_TOKEN": TOKEN, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    # mlflow.set_tracking_uri() exports MLFLOW_TRACKING_URI: a test that called it earlier in the
+    # session must not point this server at its store (servers here get --tracking-uri when they use one)
+    inherited = {
+        k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    }
+    env = {**inherited, "MLOPS_SERVE_TOKEN": TOKEN, "MLFLOW_DISABLE_TELEMETRY": "true"}
     handle = log.open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "airflow_provider_mlops.serve", "--port", str(port), *args],
