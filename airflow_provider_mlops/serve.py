@@ -83,6 +83,30 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=_env("HOST", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(_env("PORT") or os.environ.get("PORT") or 8080))
     p.add_argument("--max-rows", type=int, default=int(_env("MAX_ROWS") or 10_000))
+    p.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=int(_env("MAX_BODY_BYTES") or 64 * 1024 * 1024),
+        help="the largest request body (413 beyond it; default 64 MiB)",
+    )
+    p.add_argument(
+        "--max-columns",
+        type=int,
+        default=int(_env("MAX_COLUMNS") or 10_000),
+        help="the most columns a request names",
+    )
+    p.add_argument(
+        "--strict-columns",
+        action="store_true",
+        default=_env("STRICT_COLUMNS", "") in ("1", "true", "True"),
+        help="refuse columns the model does not take (MLflow ignores them, the default)",
+    )
+    p.add_argument(
+        "--docs",
+        action="store_true",
+        default=_env("DOCS", "") in ("1", "true", "True"),
+        help="serve /docs and /openapi.json (off by default)",
+    )
     p.add_argument("--log-predictions", default=_env("LOG_PREDICTIONS"), help="prefix for the prediction log")
     p.add_argument("--log-flush-seconds", type=float, default=float(_env("LOG_FLUSH_SECONDS") or 10))
     p.add_argument("--log-flush-rows", type=int, default=int(_env("LOG_FLUSH_ROWS") or 10_000))
@@ -111,6 +135,10 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         policy=LoadPolicy.of(allow_cloudpickle=args.allow_cloudpickle, trusted_types=args.trusted_type),
         token=token or None,
         max_rows=args.max_rows,
+        max_body_bytes=args.max_body_bytes,
+        max_columns=args.max_columns,
+        strict_columns=args.strict_columns,
+        docs=args.docs,
         log_uri=args.log_predictions,
         log_flush_seconds=args.log_flush_seconds,
         log_flush_rows=args.log_flush_rows,

@@ -308,6 +308,54 @@ def serve_batch(args: dict[str, Any]) -> int:
     return rows
 
 
+@case(*SERVE)
+def serve_sizes(args: dict[str, Any]) -> dict[str, Any]:
+    """
+    ``dataframe_split`` requests of each size in ``sizes`` (``rounds`` timed requests per size after a
+    warm-up, one keep-alive connection): the median and the spread of every round, not the best of a
+    few, so a garbage-collection pause or any other stall shows.
+    """
+    import statistics
+
+    import requests
+
+    sample = json.loads(Path(args["sample"]).read_text())
+    headers = {"Content-Type": "application/json"}
+    out: dict[str, Any] = {"rows": 0}
+    with requests.Session() as session:
+        for size in args["sizes"]:
+            rows = sample["data"][:size]
+            assert len(rows) == size, f"the sample holds {len(rows)} rows, not {size}"
+            body = json.dumps({"dataframe_split": {"columns": sample["columns"], "data": rows}}).encode()
+            rounds = args["rounds"] if size > 1 else args["single_rounds"]
+            for _ in range(max(3, rounds // 20)):  # warm-up
+                session.post(args["url"], data=body, headers=headers, timeout=120).raise_for_status()
+            seconds = []
+            for _ in range(rounds):
+                start = time.perf_counter()
+                answer = session.post(args["url"], data=body, headers=headers, timeout=120)
+                seconds.append(time.perf_counter() - start)
+                answer.raise_for_status()
+                assert len(answer.json()["predictions"]) == size
+            out["rows"] += size * rounds
+            ordered = sorted(seconds)
+
+            def pct(q: float, ordered: list[float] = ordered) -> float:
+                return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+            out[str(size)] = {
+                "rounds": rounds,
+                "median_ms": round(1000 * statistics.median(seconds), 3),
+                "p10_ms": round(1000 * pct(0.10), 3),
+                "p90_ms": round(1000 * pct(0.90), 3),
+                "p99_ms": round(1000 * pct(0.99), 3),
+                "max_ms": round(1000 * ordered[-1], 3),
+                "median_rows_per_s": round(size / statistics.median(seconds)),
+                "slowest_rows_per_s": round(size / ordered[-1]),
+            }
+    return out
+
+
 @case("airflow_provider_mlops.operators.predict", "sklearn")
 def batch_predict(args: dict[str, Any]) -> int:
     """BatchPredictOperator over the scoring set (the trusted load is on the clock)."""

@@ -61,7 +61,7 @@ def prepare(work: Path, rows: int) -> dict[str, Any]:
             yield from pa.Table.from_pandas(frame, preserve_index=False).to_batches()
 
     storage.write_dataset(score_uri, batches())
-    sample = churn_frame(5000, 9).drop(columns=["churned"])
+    sample = churn_frame(10_000, 9).drop(columns=["churned"])
     sample_path = work / "sample.json"  # too big for a command line: the cases read it from here
     sample_path.write_text(sample.to_json(orient="split", index=False))
     return {

@@ -61,6 +61,12 @@ class ServeConfig:
     :param policy: formats and types the loader may deserialize.
     :param token: bearer token for ``POST /reload``; None disables reloading over HTTP.
     :param max_rows: the most rows one request may hold.
+    :param max_body_bytes: the largest request body read (413 beyond it, checked from Content-Length
+        and while reading, before anything is parsed).
+    :param max_columns: the most columns one request may name.
+    :param strict_columns: refuse columns the model does not take (MLflow ignores them: the default).
+    :param docs: serve ``/docs`` and ``/openapi.json`` (off by default: they describe the server to
+        anyone who asks).
     :param log_uri: prefix where each batch of inputs and predictions is written as a Parquet dataset.
     :param log_flush_seconds: how often buffered prediction logs are written.
     :param log_flush_rows: write as soon as this many rows are buffered.
@@ -78,6 +84,10 @@ class ServeConfig:
     policy: LoadPolicy | None = None
     token: str | None = field(default=None, repr=False)
     max_rows: int = 10_000
+    max_body_bytes: int = 64 * 1024 * 1024
+    max_columns: int = 10_000
+    strict_columns: bool = False
+    docs: bool = False
     log_uri: str | None = None
     log_flush_seconds: float = 10.0
     log_flush_rows: int = 10_000
@@ -93,14 +103,22 @@ class Served:
     # The Pipeline's preprocessing as exact array operations (None: always score with the Pipeline).
     compiled: CompiledPipeline | None = None
 
-    def predict(self, table: Table) -> Any:
-        """``model.predict`` on the request, through the compiled form when it covers every value."""
+    def predict(self, table: Table, method: str = "predict") -> Any:
+        """
+        ``model.predict`` (or ``method``: ``predict_proba``...) on the request, through the compiled
+        form when it covers every value.
+        """
         compiled = self.compiled
-        if compiled is not None and table.values is not None and set(table.values) == set(compiled.columns):
+        if (
+            compiled is not None
+            and method in ("predict", "predict_proba")
+            and table.values is not None
+            and set(table.values) == set(compiled.columns)
+        ):
             features = compiled.features(table.values, table.rows)
             if features is not None:
-                return compiled.predict(features)
-        return self.verified.model.predict(table.frame())
+                return getattr(compiled, method)(features)
+        return getattr(self.verified.model, method)(table.frame())
 
     def describe(self) -> dict[str, Any]:
         return {**self.verified.describe(), "inputs": self.schema.describe() if self.schema else None}
@@ -253,7 +271,13 @@ class PredictionLogger:
         out["model_version"] = served.verified.version
         out["predicted_at"] = dt.datetime.now(dt.UTC)
         out["smoke_test"] = smoke_test  # a deployment's smoke request, not traffic
-        table = pa.Table.from_pandas(out, preserve_index=False)
+        try:
+            table = pa.Table.from_pandas(out, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            # a text column holding numbers too (kept as MLflow keeps them): logged as text
+            for name in [c for c in out.columns if out[c].dtype.kind == "O"]:
+                out[name] = [v if v is None or isinstance(v, str | float) else str(v) for v in out[name]]
+            table = pa.Table.from_pandas(out, preserve_index=False)
         with self._lock:
             self._pending.append(table)
             self._rows += table.num_rows
@@ -290,6 +314,72 @@ class PredictionLogger:
         self._wake.set()
         self._thread.join(timeout=30)
         self.flush()
+
+
+#: What ``params: {"predict_method": ...}`` may name (MLflow's scikit-learn flavor takes the same).
+PREDICT_METHODS = ("predict", "predict_proba", "predict_log_proba")
+
+
+def predict_method(params: dict[str, Any], model: Any) -> str:
+    """The method the request asks for (``predict`` by default), or a 400 naming what the model has."""
+    method = params.get("predict_method", "predict")
+    available = [m for m in PREDICT_METHODS if hasattr(model, m)]
+    if method not in available:
+        raise RequestError(
+            f"params.predict_method {str(method)[:100]!r} is not one this model offers: {available}",
+            code="INVALID_PARAMETER_VALUE",
+        )
+    return str(method)
+
+
+def scoring_error(err: BaseException, table: Table) -> RequestError:
+    """
+    The 400 for a request the model's own Pipeline refused (MLflow's scoring server answers its model's
+    errors with 400 ``BAD_REQUEST``), naming the columns that hold infinite values when there are any:
+    scikit-learn's "Input X contains infinity" names none.
+    """
+    import numpy as np
+
+    found = []
+    try:
+        frame = table.frame()
+        for name in frame.columns:
+            column = frame[name]
+            if column.dtype.kind == "f":
+                rows = np.flatnonzero(np.isinf(column.to_numpy()))
+                if rows.size:
+                    found.append(f"column {str(name)!r} holds {column.iloc[rows[0]]} in row {rows[0]}")
+    except Exception:  # describing the error must not raise another one
+        found = []
+    if found:
+        return RequestError(
+            f"{'; '.join(found[:20])}: the model refuses infinite values ({err}). Send finite numbers "
+            "(or null for a missing value)"
+        )
+    return RequestError(f"The model could not score the request: {type(err).__name__}: {err}")
+
+
+#: Allocations between two young-generation collections in the server (Python's default: 700).
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def freeze_heap() -> None:
+    """
+    Move everything alive now (the model, its arrays' owners, the libraries) out of the garbage
+    collector's reach: a loaded model holds ~0.5 M objects and each full collection walked them all
+    (0.6-1.6 s pauses about every 8 large requests). Unfreezing first lets the previous model's
+    objects be collected once a reload dropped them.
+    """
+    import gc
+
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+    # A 10,000-row JSON request allocates ~50,000 objects; with the default threshold (700) they
+    # set off dozens of collections while being parsed, and with the heap frozen the older
+    # generations are small enough that these escalate to full ones, each walking the request's
+    # objects again. Collect young objects every GC_YOUNG_THRESHOLD allocations instead.
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
 
 
 def no_model_yet(err: BaseException, config: ServeConfig) -> bool:
@@ -336,6 +426,7 @@ class ModelServer:
                 err,
             )
             self.current = None
+        freeze_heap()
         self._reload_lock = threading.Lock()
         self.predictions = (
             PredictionLogger(
@@ -358,8 +449,11 @@ class ModelServer:
             code="TEMPORARILY_UNAVAILABLE",
         )
 
-    def describe(self) -> dict[str, Any]:
-        """``/version``: the served model, or ``"version": null`` before the first deployment."""
+    def describe(self, *, locations: bool = True) -> dict[str, Any]:
+        """
+        ``/version``: the served model, or ``"version": null`` before the first deployment.
+        ``locations=False`` (an unauthenticated caller) leaves out where the model file is stored.
+        """
         if self.current is None:
             return {
                 "name": self.config.model_name,
@@ -368,7 +462,10 @@ class ModelServer:
                 "alias": self.config.alias,
                 "message": str(self.unavailable()),
             }
-        return self.current.describe()
+        described = self.current.describe()
+        if not locations:
+            described.pop("uri", None)
+        return described
 
     def labels(self) -> dict[str, str]:
         """The ``/metrics`` model labels (only the name before the first deployment)."""
@@ -384,14 +481,25 @@ class ModelServer:
         served = self.current  # one read: this request finishes on this model whatever reloads
         if served is None:
             raise self.unavailable()
-        table = parse_table(body, content_type, served.schema, max_rows=self.config.max_rows)
+        table = parse_table(
+            body,
+            content_type,
+            served.schema,
+            max_rows=self.config.max_rows,
+            max_columns=self.config.max_columns,
+            strict_columns=self.config.strict_columns,
+        )
+        method = predict_method(table.params, served.verified.model)
         try:
-            predictions = served.predict(table)
+            predictions = served.predict(table, method)
         except Exception as err:
-            raise RequestError(f"The model could not score the request: {err}", status=422) from None
+            raise scoring_error(err, table) from None
         self.metrics.add_rows(table.rows)
-        if self.predictions is not None:
-            self.predictions.add(table.frame(), predictions, served, smoke_test=smoke_test)
+        if self.predictions is not None and method == "predict":  # the log holds predictions only
+            try:
+                self.predictions.add(table.frame(), predictions, served, smoke_test=smoke_test)
+            except Exception:  # the answer is right: a row the log cannot hold must not turn it into a 500
+                log.exception("Could not log the predictions of a %s-row request", table.rows)
         return predictions_body(predictions)
 
     def reload(self, request: dict[str, Any]) -> Served | None:
@@ -401,13 +509,15 @@ class ModelServer:
         """
         with self._reload_lock:  # one reload at a time; predictions never wait for this lock
             previous = self.current
+            before = previous.verified.version if previous else None
             if request.get("unload") is True:
-                self.current = None
+                self.current = previous = None
+                freeze_heap()
                 self.metrics.reloaded(True)
                 log.info(
                     "Unloaded %s version %s: serving nothing (503) until the next reload",
                     self.config.model_name,
-                    previous.verified.version if previous else None,
+                    before,
                 )
                 return None
             try:
@@ -422,11 +532,13 @@ class ModelServer:
                 self.metrics.reloaded(False)
                 raise
             self.current = served
+            previous = None  # the old model's objects may go (requests in flight still hold theirs)
+            freeze_heap()
             self.metrics.reloaded(True)
         log.info(
             "Reloaded %s: version %s -> %s (sha256 %s)",
             served.verified.name,
-            previous.verified.version if previous else None,
+            before,
             served.verified.version,
             served.verified.sha256,
         )
@@ -437,7 +549,11 @@ class ModelServer:
         if not self.config.token:
             return None
         scheme, _, token = (header or "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), self.config.token)
+        # bytes, not str: compare_digest refuses non-ASCII text (a 500), and a bytes comparison stays
+        # constant-time whatever the header holds
+        given = token.strip().encode("utf-8", "surrogateescape")
+        expected = self.config.token.encode("utf-8")
+        return hmac.compare_digest(given, expected) and scheme.lower() == "bearer"
 
     def close(self) -> None:
         if self.predictions is not None:

@@ -68,6 +68,10 @@ class _Numeric:
                 return False
             row = out[start + j]
             row[:] = column  # float64, as check_array converts it
+            if np.isinf(row).any():
+                # scikit-learn's validation refuses infinity where a step checks its input (imputer,
+                # scaler, most estimators) and some estimators accept it: the Pipeline decides
+                return False
             if self.fill is not None:
                 missing = np.isnan(row)
                 if missing.any():
@@ -92,17 +96,19 @@ class _OneHot:
         return sum(self.widths)
 
     def write(self, out: np.ndarray, start: int, values: Mapping[str, Any], n: int) -> bool:
+        from itertools import repeat
+
         import numpy as np
 
         offset = start
         for name, lookup, width in zip(self.columns, self.lookups, self.widths, strict=True):
             block = out[offset : offset + width]
             block[:] = 0.0
-            codes = np.empty(n, dtype=np.int64)
-            for i, value in enumerate(values[name]):
-                if type(value) is not str:  # missing or not text: scikit-learn's own path decides
-                    return False
-                codes[i] = lookup.get(value, -1)
+            column = values[name]
+            if n and set(map(type, column)) != {str}:  # missing or not text: scikit-learn's path decides
+                return False
+            # one code per value (-1: unknown), looked up in C rather than a Python loop
+            codes = np.fromiter(map(lookup.get, column, repeat(-1, n)), dtype=np.int64, count=n)
             known = codes >= 0
             rows = np.nonzero(known)[0]
             block[codes[known], rows] = 1.0
@@ -160,6 +166,12 @@ def _quiet_feature_names() -> None:
     )
 
 
+def _missing_is_nan(imputer: Any) -> bool:
+    """Whether ``imputer`` treats only NaN (or None) as missing, its default."""
+    marker = imputer.missing_values
+    return marker is None or (isinstance(marker, float) and marker != marker)
+
+
 def _numeric_block(columns: list[str], transformer: Any) -> _Numeric | None:
     import numpy as np
     from sklearn.impute import SimpleImputer
@@ -178,6 +190,7 @@ def _numeric_block(columns: list[str], transformer: Any) -> _Numeric | None:
             if (
                 step.add_indicator
                 or not (isinstance(step.missing_values, float) and np.isnan(step.missing_values))
+                or getattr(step, "keep_empty_features", False)
                 or statistics.dtype.kind != "f"
                 or np.isnan(statistics).any()  # an all-missing column is dropped: not reproduced here
             ):
@@ -202,7 +215,9 @@ def _onehot_block(columns: list[str], transformer: Any) -> _OneHot | None:
     steps = [step for _, step in transformer.steps]
     *before, encoder = steps
     for step in before:
-        if not isinstance(step, SimpleImputer) or step.add_indicator:
+        # Only an imputer of NaN / None leaves every string as it is (a missing value sends the request
+        # to the Pipeline); a custom marker (missing_values="?") replaces strings: not reproduced.
+        if not isinstance(step, SimpleImputer) or step.add_indicator or not _missing_is_nan(step):
             return None
     if (
         not isinstance(encoder, OneHotEncoder)
@@ -348,6 +363,85 @@ def _derive_probe(derive: Any, rows: int, rng: Any) -> dict[str, Any]:
     return data
 
 
+#: Numbers the load-time probe puts in every numeric column, one row each: infinities (refused by most
+#: steps, accepted by some estimators), magnitudes at the edge of float64 (a scaler can overflow them),
+#: the smallest subnormal, negative zero, an integer float64 cannot hold exactly.
+EDGE_NUMBERS = (
+    float("inf"),
+    float("-inf"),
+    1.7976931348623157e308,
+    -1e308,
+    1e300,
+    5e-324,
+    -0.0,
+    float(2**53 + 1),
+)
+#: Text the probe puts in every categorical column, one row each (with each imputer's custom marker).
+EDGE_TEXT = ("", "?", "<unseen category>", " free", "NaN", "None", "missing")
+
+
+def edge_frame(model: Any, compiled: CompiledPipeline) -> Any:
+    """
+    One row per edge value and column (:data:`EDGE_NUMBERS`, :data:`EDGE_TEXT`, every imputer's
+    ``missing_values``), the other columns taken from a typical probe row.
+    """
+    import pandas as pd
+
+    base = probe_frame(compiled, rows=1, seed=1)
+    markers = {str(m) for m in _imputer_markers(model)}
+    rows = []
+    for block in compiled.blocks:
+        for name in block.columns:
+            if name not in base.columns:  # a derived column: its inputs are probed by _derive_probe
+                continue
+            values = EDGE_NUMBERS if isinstance(block, _Numeric) else (*EDGE_TEXT, *sorted(markers))
+            for value in values:
+                row = base.copy()
+                row[name] = pd.Series([value], dtype=base[name].dtype if isinstance(value, float) else object)
+                rows.append(row)
+    return pd.concat(rows, ignore_index=True) if rows else base.iloc[:0]
+
+
+def _imputer_markers(model: Any) -> list[Any]:
+    """Every ``missing_values`` of the SimpleImputers in ``model`` that is not NaN."""
+    from sklearn.impute import SimpleImputer
+
+    found: list[Any] = []
+
+    def walk(step: Any) -> None:
+        if isinstance(step, SimpleImputer):
+            if not _missing_is_nan(step):
+                found.append(step.missing_values)
+            return
+        for child in getattr(step, "steps", None) or []:
+            walk(child[1])
+        for child in getattr(step, "transformers_", None) or []:
+            walk(child[1])
+
+    walk(model)
+    return found
+
+
+def _outcome(score: Any, x: Any) -> tuple[str, Any]:
+    """``("ok", score(x))`` or ``("refused", None)`` when scoring raises a ValueError (a 400 either way)."""
+    try:
+        return "ok", score(x)
+    except ValueError:
+        return "refused", None
+
+
+def _same(a: tuple[str, Any], b: tuple[str, Any]) -> bool:
+    import numpy as np
+
+    if a[0] != b[0]:
+        return False
+    if a[0] == "refused":
+        return True
+    x, y = np.asarray(a[1]), np.asarray(b[1])
+    numeric = x.dtype.kind in "fc" and y.dtype.kind in "fc"  # labels may be text: NaN-equality is for numbers
+    return x.dtype == y.dtype and np.array_equal(x, y, equal_nan=numeric)
+
+
 def _self_check(model: Any, compiled: CompiledPipeline) -> bool:
     import numpy as np
 
@@ -369,4 +463,32 @@ def _self_check(model: Any, compiled: CompiledPipeline) -> bool:
     ):
         log.info("Compiled preprocessing disabled: its probabilities differ from the Pipeline's")
         return False
+    # Edge values: where the compiled form answers (it may send a row to the Pipeline instead), it
+    # must answer what the Pipeline answers, or refuse where the Pipeline refuses. Rows whose compiled
+    # features are finite are checked as one batch, the others (an overflowing scale) one by one.
+    edges = edge_frame(model, compiled)
+    methods = ["predict", "predict_proba"] if hasattr(model, "predict_proba") else ["predict"]
+    batch, single = [], []
+    for i in range(len(edges)):
+        row = edges.iloc[[i]].reset_index(drop=True)
+        features = compiled.features({c: row[c].to_numpy() for c in row.columns}, 1)
+        if features is not None:
+            (batch if np.isfinite(features).all() else single).append(i)
+    groups = [batch] + [[i] for i in single] if batch else [[i] for i in single]
+    while groups:
+        group = groups.pop()
+        rows = edges.iloc[group].reset_index(drop=True)
+        features = compiled.features({c: rows[c].to_numpy() for c in rows.columns}, len(rows))
+        for method in methods:
+            theirs = _outcome(getattr(model, method), rows)
+            if theirs[0] == "refused" and len(group) > 1:  # which row? one at a time
+                groups.extend([i] for i in group)
+                break
+            if not _same(theirs, _outcome(getattr(compiled, method), features)):
+                log.info(
+                    "Compiled preprocessing disabled: %s differs from the Pipeline's on the edge rows %s",
+                    method,
+                    rows.head(3).to_dict("records"),
+                )
+                return False
     return True

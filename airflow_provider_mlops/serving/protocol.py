@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -26,6 +26,12 @@ NUMERIC = {"double", "float", "long", "integer", "number", "boolean"}
 #: The header a deployment's smoke request carries (``X-MLOps-Smoke-Test: true``): the server logs
 #: its rows with ``smoke_test = true`` so monitoring and analysis can leave them out.
 SMOKE_TEST_HEADER = "X-MLOps-Smoke-Test"
+
+#: An error message is cut to this many characters (a request with a million unknown columns must not
+#: get a 10 MB answer).
+MAX_MESSAGE_CHARS = 2000
+#: The most columns a request may name, whatever the model's schema (default of ``max_columns``).
+MAX_COLUMNS = 10_000
 
 
 class RequestError(ValueError):
@@ -38,7 +44,10 @@ class RequestError(ValueError):
 
     def body(self) -> dict[str, str]:
         # MLflow's scoring server answers errors with this shape.
-        return {"error_code": self.code, "message": str(self)}
+        message = str(self)
+        if len(message) > MAX_MESSAGE_CHARS:
+            message = f"{message[: MAX_MESSAGE_CHARS - 40]}... ({len(message)} characters, cut)"
+        return {"error_code": self.code, "message": message}
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,8 @@ class Table:
     values: dict[str, Any] | None = None
     columns: tuple[str, ...] = ()
     _frame: pd.DataFrame | None = None
+    #: MLflow's ``params`` (e.g. ``{"predict_method": "predict_proba"}``)
+    params: dict[str, Any] = field(default_factory=dict)
 
     def frame(self) -> pd.DataFrame:
         if self._frame is None:
@@ -96,7 +107,15 @@ def parse_request(
     return parse_table(body, content_type, schema, max_rows=max_rows).frame()
 
 
-def parse_table(body: bytes, content_type: str | None, schema: InputSchema | None, *, max_rows: int) -> Table:
+def parse_table(
+    body: bytes,
+    content_type: str | None,
+    schema: InputSchema | None,
+    *,
+    max_rows: int,
+    max_columns: int = MAX_COLUMNS,
+    strict_columns: bool = False,
+) -> Table:
     """
     The request body validated against ``schema``, or :class:`RequestError`.
 
@@ -105,8 +124,10 @@ def parse_table(body: bytes, content_type: str | None, schema: InputSchema | Non
     """
     import pandas as pd
 
+    params: dict[str, Any] = {}
     kind = (content_type or "application/json").split(";")[0].strip().lower()
     if kind == "text/csv":
+        _check_width(_csv_width(body), max_columns)
         try:
             frame = pd.read_csv(io.BytesIO(body))
         except Exception as err:
@@ -114,13 +135,17 @@ def parse_table(body: bytes, content_type: str | None, schema: InputSchema | Non
     elif kind in ("application/json", ""):
         try:
             payload = json.loads(body or b"null")
-        except ValueError as err:
+        except ValueError as err:  # also integers of more than 4300 digits
             raise RequestError(f"The body is not valid JSON: {err}") from None
+        except RecursionError:
+            raise RequestError("The body is not valid JSON: it nests arrays or objects too deeply") from None
+        _check_width(_json_width(payload), max_columns)
+        params = _params(payload)
         if schema is not None and all(t in NUMERIC or t == "string" for t in schema.types):
             names, columns, rows = _columns_from_json(payload, schema)
             _check_size(rows, max_rows)
-            _check_columns(names, schema)
-            return Table(rows, conform_columns(columns, schema), schema.columns)
+            _check_columns(names, schema, strict=strict_columns)
+            return Table(rows, conform_columns(columns, schema), schema.columns, params=params)
         frame = _frame_from_json(payload, schema)
     else:
         raise RequestError(
@@ -129,8 +154,56 @@ def parse_table(body: bytes, content_type: str | None, schema: InputSchema | Non
             code="UNSUPPORTED_MEDIA_TYPE",
         )
     _check_size(len(frame), max_rows)
-    frame = conform(frame, schema)
-    return Table(len(frame), None, tuple(str(c) for c in frame.columns), frame)
+    frame = conform(frame, schema, strict_columns=strict_columns)
+    return Table(len(frame), None, tuple(str(c) for c in frame.columns), frame, params=params)
+
+
+def _params(payload: Any) -> dict[str, Any]:
+    """MLflow's ``params`` object next to the data (absent: none)."""
+    params = payload.get("params") if isinstance(payload, dict) else None
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise RequestError("'params' must be an object", code="INVALID_PARAMETER_VALUE")
+    return params
+
+
+def _csv_width(body: bytes) -> int:
+    """The number of columns the CSV header names (read before pandas parses anything)."""
+    import csv
+
+    header = body[: body.find(b"\n")] if b"\n" in body else body
+    try:
+        return len(next(csv.reader([header.decode("utf-8", "replace")]), []))
+    except csv.Error:
+        return 0  # pandas reports the malformed header
+
+
+def _json_width(payload: Any) -> int:
+    """The number of columns a JSON request names (the widest record or row), before any table is built."""
+    if not isinstance(payload, dict):
+        return 0
+    widest = 0
+    for key in ("dataframe_split", "dataframe_records", "instances", "inputs"):
+        value = payload.get(key)
+        if isinstance(value, dict):
+            columns = value.get("columns") if key == "dataframe_split" else value
+            widest = max(widest, len(columns) if isinstance(columns, list | dict) else 0)
+            rows = value.get("data") if key == "dataframe_split" else None
+            if isinstance(rows, list):
+                widest = max([widest, *(len(r) for r in rows[:1000] if isinstance(r, list | dict))])
+        elif isinstance(value, list):
+            widest = max([widest, *(len(r) for r in value if isinstance(r, list | dict))])
+    return widest
+
+
+def _check_width(columns: int, max_columns: int) -> None:
+    if columns > max_columns:
+        raise RequestError(
+            f"The request names {columns} columns, more than this server accepts ({max_columns})",
+            status=400,
+            code="INVALID_PARAMETER_VALUE",
+        )
 
 
 def _check_size(rows: int, max_rows: int) -> None:
@@ -161,17 +234,18 @@ def _payload_key(payload: Any) -> str:
 
 def _from_rows(key: str, names: list[str], rows: Any) -> tuple[list[str], dict[str, Any], int]:
     """Rows of values (lists) as columns; every row must have one value per column."""
-    if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
+    # set(map(...)): the per-row checks run in C (a 10,000-row request spent most of its parsing here)
+    if not isinstance(rows, list) or (rows and set(map(type, rows)) != {list}):
         raise RequestError(f"'{key}' rows must be lists of values, one per column")
     width = len(names)
-    for i, row in enumerate(rows):
-        if len(row) != width:
-            raise RequestError(
-                f"'{key}' does not describe a table: row {i} has {len(row)} values for {width} columns"
-            )
+    if rows and set(map(len, rows)) != {width}:
+        i, row = next((i, r) for i, r in enumerate(rows) if len(r) != width)
+        raise RequestError(
+            f"'{key}' does not describe a table: row {i} has {len(row)} values for {width} columns"
+        )
     if len(set(names)) != len(names):
         raise RequestError(f"'{key}' names a column more than once: {names}")
-    columns = dict(zip(names, (list(c) for c in zip(*rows, strict=True)), strict=True)) if rows else {}
+    columns = dict(zip(names, zip(*rows, strict=True), strict=True)) if rows else {}  # tuples
     if not rows:
         columns = {n: [] for n in names}
     return names, columns, len(rows)
@@ -247,16 +321,31 @@ def _frame_from_json(payload: Any, schema: InputSchema | None) -> pd.DataFrame:
         raise RequestError(f"'{key}' does not describe a table: {err}") from None
 
 
-def _check_columns(present: list[str], schema: InputSchema) -> None:
-    missing = [c for c in schema.columns if c not in present]
-    unknown = [c for c in present if c not in schema.columns]
-    if missing or unknown:
+def _check_columns(present: list[str], schema: InputSchema, *, strict: bool = False) -> None:
+    """
+    Every schema column must be present; others are ignored as MLflow ignores them, or refused with
+    ``strict`` (and named when a column is missing: a misspelt name is the usual cause).
+    """
+    expected = set(schema.columns)
+    missing = [c for c in schema.columns if c not in set(present)]
+    unknown = [c for c in present if c not in expected]
+    if missing or (unknown and strict):
         parts = []
         if missing:
-            parts.append(f"missing column(s) {missing}")
+            parts.append(f"missing column(s) {_few(missing)}")
         if unknown:
-            parts.append(f"unknown column(s) {unknown}")
-        raise RequestError(f"{'; '.join(parts)}: the model expects {list(schema.columns)}")
+            parts.append(f"unknown column(s) {_few(unknown)}")
+        raise RequestError(
+            f"{'; '.join(parts)}: the model expects {_few(list(schema.columns))}",
+            code="INVALID_PARAMETER_VALUE",
+        )
+
+
+def _few(names: list[str], shown: int = 20) -> str:
+    """``names`` for a message: the first ``shown`` and how many more."""
+    if len(names) <= shown:
+        return str(names)
+    return f"{names[:shown]} and {len(names) - shown} more"
 
 
 def _numeric(name: str, kind: str, values: Any) -> Any:
@@ -270,6 +359,9 @@ def _numeric(name: str, kind: str, values: Any) -> Any:
     return out.astype("int64") if kind in ("long", "integer") and integral else out
 
 
+_JSON_NUMBERS = {float, int, bool, type(None)}
+
+
 def _numeric_fast(values: list[Any]) -> Any:
     """
     ``values`` as float64 in one NumPy call when every value is a JSON number, bool or null (null is
@@ -277,10 +369,9 @@ def _numeric_fast(values: list[Any]) -> Any:
     """
     import numpy as np
 
-    for value in values:
-        # one pass of type checks is far cheaper than the per-value float() + isinstance chain
-        if value is not None and type(value) not in (float, int, bool):
-            return None
+    # one pass of type checks (in C) is far cheaper than the per-value float() + isinstance chain
+    if not set(map(type, values)) <= _JSON_NUMBERS:
+        return None
     try:
         return np.array(values, dtype=np.float64)
     except (TypeError, ValueError, OverflowError):
@@ -296,17 +387,26 @@ def _numeric_checked(name: str, kind: str, values: Any) -> Any:
             out[i] = np.nan
             continue
         if isinstance(value, bool | int | float | np.number):
-            number = float(value)
+            try:
+                number = float(value)
+            except OverflowError:
+                raise RequestError(
+                    f"column {name!r} expects {kind}, got an integer of {len(str(value))} digits in row "
+                    f"{i}: beyond float64's range (about 1.8e308)",
+                    code="INVALID_PARAMETER_VALUE",
+                ) from None
         elif isinstance(value, str):
             try:
                 number = float(value)
             except ValueError:
                 raise RequestError(
-                    f"column {name!r} expects {kind}, got {value!r} (str) in row {i}"
+                    f"column {name!r} expects {kind}, got {value!r} (str) in row {i}",
+                    code="INVALID_PARAMETER_VALUE",
                 ) from None
         else:
             raise RequestError(
-                f"column {name!r} expects {kind}, got {value!r} ({type(value).__name__}) in row {i}"
+                f"column {name!r} expects {kind}, got {value!r} ({type(value).__name__}) in row {i}",
+                code="INVALID_PARAMETER_VALUE",
             )
         out[i] = number
     return out
@@ -315,37 +415,61 @@ def _numeric_checked(name: str, kind: str, values: Any) -> Any:
 def _strings(name: str, values: Any) -> Any:
     """
     Text as an object array; a missing value (null or NaN) becomes NaN, the way training saw it
-    (:func:`airflow_provider_mlops.ml.features.categorical_as_object`).
+    (:func:`airflow_provider_mlops.ml.features.categorical_as_object`). A number or boolean is kept
+    as it is, as MLflow's server keeps it (a string column is an object column there): the model
+    decides (a one-hot encoder of strings sees an unknown category). Lists and objects are refused.
     """
     import numpy as np
 
     out = np.empty(len(values), dtype=object)
+    if set(map(type, values)) == {str}:  # the common case, checked in C
+        out[:] = values
+        return out
     for i, value in enumerate(values):
         if type(value) is str:
             out[i] = value
         elif value is None or (isinstance(value, float) and math.isnan(value)):
             out[i] = np.nan
+        elif type(value) in (int, float, bool):
+            out[i] = value
         else:
             raise RequestError(
-                f"column {name!r} expects string, got {value!r} ({type(value).__name__}) in row {i}"
+                f"column {name!r} expects string, got {str(value)[:100]} ({type(value).__name__}) in row {i}",
+                code="INVALID_PARAMETER_VALUE",
             )
     return out
 
 
-def conform(frame: pd.DataFrame, schema: InputSchema | None) -> pd.DataFrame:
-    """Check the columns and types against ``schema``; return the columns in the schema's order."""
+def conform(frame: pd.DataFrame, schema: InputSchema | None, *, strict_columns: bool = False) -> pd.DataFrame:
+    """
+    Check the columns and types against ``schema``; return the columns in the schema's order (other
+    columns dropped, or refused with ``strict_columns``).
+    """
     import pandas as pd
 
     if schema is None:
         return frame
-    _check_columns([str(c) for c in frame.columns], schema)
+    _check_columns([str(c) for c in frame.columns], schema, strict=strict_columns)
     columns = {}
     for name, kind in zip(schema.columns, schema.types, strict=True):
         if kind in NUMERIC or kind == "string":
             columns[name] = _typed(name, kind, frame[name].tolist())
         else:
-            columns[name] = frame[name].to_numpy()
+            columns[name] = _no_overflow(name, frame[name].to_numpy())
     return pd.DataFrame(columns, copy=False)
+
+
+def _no_overflow(name: str, values: Any) -> Any:
+    """An untyped column, refused when it holds an integer no float64 holds (a 400, not the model's 500)."""
+    if values.dtype == object:
+        for i, value in enumerate(values):
+            if type(value) is int and not -(2**1024) < value < 2**1024:
+                raise RequestError(
+                    f"column {name!r} holds an integer of {len(str(value))} digits in row {i}: beyond "
+                    "float64's range (about 1.8e308)",
+                    code="INVALID_PARAMETER_VALUE",
+                )
+    return values
 
 
 def _typed(name: str, kind: str, values: list[Any]) -> Any:

@@ -13,7 +13,14 @@ import numpy as np
 import pandas as pd
 import requests
 
+from airflow_provider_mlops.ml.serialization import VerifiedModel
+from airflow_provider_mlops.serving.app import ModelServer, ServeConfig, Served
+from airflow_provider_mlops.serving.compiled import compile_pipeline
+from airflow_provider_mlops.serving.protocol import InputSchema
+
 TOKEN = "test-reload-token"
+COLUMNS = ("minutes", "tickets", "plan", "region")
+SCHEMA = InputSchema(COLUMNS, ("double", "double", "string", "string"))
 
 
 def _free_port() -> int:
@@ -52,7 +59,12 @@ class Server:
 def start_server(args: list[str], log: Path, ready: str = "/ping") -> Server:
     """The server as a subprocess, once ``ready`` answers 200 (``/health``: up, with or without a model)."""
     port = _free_port()
-    env = {**os.environ, "MLOPS_SERVE_TOKEN": TOKEN, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    # mlflow.set_tracking_uri() exports MLFLOW_TRACKING_URI: a test that called it earlier in the
+    # session must not point this server at its store (servers here get --tracking-uri when they use one)
+    inherited = {
+        k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    }
+    env = {**inherited, "MLOPS_SERVE_TOKEN": TOKEN, "MLFLOW_DISABLE_TELEMETRY": "true"}
     handle = log.open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "airflow_provider_mlops.serve", "--port", str(port), *args],
@@ -82,3 +94,27 @@ def stop_server(server: Server) -> None:
     except subprocess.TimeoutExpired:
         server.process.kill()
         server.process.wait()
+
+
+class _Loader:
+    def __init__(self, served: Served) -> None:
+        self.served = served
+        self.storage = None
+
+    def load(self, **_: object) -> Served:
+        return self.served
+
+
+def server_for(model: object, **config: object) -> ModelServer:
+    """A ModelServer (no HTTP) serving ``model`` with the churn columns' typed schema."""
+    verified = VerifiedModel(
+        model=model,
+        name="m",
+        version="1",
+        sha256="0" * 64,
+        uri="/secret/path/model.skops",
+        format="skops",
+        blob=b"",
+    )
+    served = Served(verified=verified, schema=SCHEMA, loaded_epoch=0.0, compiled=compile_pipeline(model))
+    return ModelServer(ServeConfig(model_name="m", **config), loader=_Loader(served))

@@ -153,3 +153,50 @@ def test_procfile_command_serves_on_heroku_port(model_file: dict, tmp_path: Path
         _check(port, model_file)
     finally:
         _stop(process)
+
+
+def _dockerfile() -> tuple[list[str], dict[str, str]]:
+    """The image's ENTRYPOINT (exec form) and its ENV variables, read from the Dockerfile."""
+    import json
+    import re
+
+    text = (CONTAINER / "Dockerfile").read_text()
+    entrypoint = json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", text, re.M).group(1))
+    env_block = re.search(r"^ENV ((?:.*\\\n)*.*)$", text, re.M).group(1).replace("\\\n", " ")
+    env = dict(pair.split("=", 1) for pair in shlex.split(env_block))
+    return entrypoint, env
+
+
+def test_sagemaker_command_line_on_port_8080(model_file: dict, tmp_path: Path) -> None:
+    """`docker run IMAGE serve`: the image's ENTRYPOINT + `serve`, its ENV, no port given: 8080."""
+    import socket
+
+    entrypoint, image_env = _dockerfile()
+    assert entrypoint == ["python", "-m", "airflow_provider_mlops.serve"]
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 8080)) == 0:
+            pytest.skip("port 8080 is taken on this machine")
+    env = {
+        **image_env,
+        "MLOPS_SERVE_HOST": "127.0.0.1",  # the image listens on 0.0.0.0; the test stays on loopback
+        "MLOPS_SERVE_MODEL_NAME": "churn_model",
+        "MLOPS_SERVE_VERSION": "7",
+        "MLOPS_SERVE_SHA256": model_file["sha256"],
+        "MLOPS_SERVE_MODEL_URI": model_file["uri"],
+    }
+    process = _run([sys.executable, *entrypoint[1:], "serve"], env, 8080, tmp_path / "sagemaker.log")
+    try:
+        _check(8080, model_file)
+        # SageMaker posts CSV as often as JSON
+        rows = model_file["frame"][FEATURES].head(3)
+        answer = requests.post(
+            "http://127.0.0.1:8080/invocations",
+            data=rows.to_csv(index=False),
+            headers={"Content-Type": "text/csv"},
+            timeout=30,
+        )
+        assert answer.status_code == 200 and answer.json()["predictions"] == (
+            model_file["model"].predict(rows).tolist()
+        )
+    finally:
+        _stop(process)

@@ -268,3 +268,98 @@ def test_latest_json_needs_a_trusted_digest(registered: dict, tmp_path: Path) ->
         )
     finally:
         stop_server(srv)
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(registered: dict) -> Iterator[str]:
+    """``mlflow models serve --env-manager local`` on the champion (v1), one worker, on loopback."""
+    import signal
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = registered["root"] / "mlflow-serve.log"
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": registered["tracking"]["tracking_uri"],
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        # it execs `uvicorn` from PATH: the venv's bin may not be on it
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    v1 = registered["versions"][0]["version"]
+    argv = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{NAME}/{v1}"]
+    argv += ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"]
+    process = subprocess.Popen(
+        argv,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,  # its uvicorn is a child: stop the group
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"mlflow models serve did not start:\n{log.read_text()[-3000:]}")
+            try:
+                if requests.get(url + "/ping", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.3)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def test_same_answers_as_mlflow_models_serve(server: Server, mlflow_server: str, registered: dict) -> None:
+    """The cases unchanged MLflow clients depend on, sent to both servers serving the same version."""
+    v1 = registered["versions"][0]["version"]
+    reloaded = server.post("/reload", json={"version": v1}, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert reloaded.status_code == 200 and reloaded.json()["version"] == v1
+    rows = json.loads(_rows(4).to_json(orient="records"))
+    first = {**rows[0]}
+    cases = {
+        "extra column": {"dataframe_records": [{**r, "customer_id": 7} for r in rows]},
+        "number in a string column": {"dataframe_records": [{**first, "plan": 5}, *rows[1:]]},
+        "missing column": {"dataframe_records": [{k: v for k, v in r.items() if k != "plan"} for r in rows]},
+        "no input format": {"rows": rows},
+        "split": {"dataframe_split": json.loads(_rows(3).to_json(orient="split", index=False))},
+    }
+    differences = []
+    for name, payload in cases.items():
+        ours = server.post("/invocations", json=payload)
+        theirs = requests.post(mlflow_server + "/invocations", json=payload, timeout=60)
+        same = ours.status_code == theirs.status_code
+        if same and ours.status_code == 200:
+            same = ours.json() == theirs.json()
+        elif same:
+            same = ours.json().get("error_code") == theirs.json().get("error_code")
+        if not same:
+            differences.append(
+                (name, ours.status_code, ours.text[:200], theirs.status_code, theirs.text[:200])
+            )
+    kind = "application/xml"
+    ours = server.post("/invocations", data=b"<x/>", headers={"Content-Type": kind})
+    theirs = requests.post(
+        mlflow_server + "/invocations", data=b"<x/>", headers={"Content-Type": kind}, timeout=60
+    )
+    if ours.status_code != theirs.status_code:
+        differences.append(("content type", ours.status_code, "", theirs.status_code, ""))
+    assert not differences, differences
+    # the one deliberate difference here: MLflow passes params only to a model whose signature declares
+    # them (TrainModelOperator's do not) and answers classes; this server answers probabilities
+    payload = {"dataframe_records": rows, "params": {"predict_method": "predict_proba"}}
+    theirs = requests.post(mlflow_server + "/invocations", json=payload, timeout=60).json()["predictions"]
+    ours = server.post("/invocations", json=payload).json()["predictions"]
+    model = registered["models"][v1]
+    sent = pd.DataFrame(rows)  # the rows as JSON carried them (to_json rounds the floats)
+    assert theirs == model.predict(sent).tolist()
+    assert ours == model.predict_proba(sent).tolist()
