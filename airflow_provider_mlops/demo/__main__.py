@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep", action="store_true", help="keep the previous demo state instead of starting afresh"
     )
+    parser.add_argument(
+        "--seed", type=int, default=42, help="the simulated world's seed (default 42; docs/monitoring.rst)"
+    )
     args = parser.parse_args(argv)
 
     home = args.home.resolve()
@@ -88,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     from airflow_provider_mlops.demo.api import DEMO_TOKEN, ProfileApi, serve
     from airflow_provider_mlops.demo.simulate import World
 
-    world = World()
+    world = World(seed=args.seed)
     api = ProfileApi(world)
     server, api_url = serve(api)
     for conn_id, fields in _connections(home, api_url, DEMO_TOKEN).items():
