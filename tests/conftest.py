@@ -294,6 +294,8 @@ _NOT_UNIT = (
     "tests/hooks/test_system_properties.py",
     "tests/hooks/test_sql.py",
     "tests/ml/test_stats.py::test_decay_false_alarms_and_detection",
+    "tests/ml/test_ml_path_properties.py",
+    "tests/ml/test_plots.py",
 )
 
 

@@ -27,15 +27,61 @@ def confusion_matrix_png(model: Any, x: Any, y: Any) -> bytes:
 
 
 def permutation_importance(
-    model: Any, x: Any, y: Any, *, seed: int = 0, max_rows: int = 2000
+    model: Any,
+    x: Any,
+    y: Any,
+    *,
+    seed: int = 0,
+    max_rows: int = 2000,
+    n_repeats: int = 3,
+    max_cells: int = 4_000_000,
 ) -> dict[str, float]:
-    """Mean drop in score when each input column is shuffled (model-agnostic, on the holdout)."""
-    from sklearn.inspection import permutation_importance as sk_permutation_importance
+    """
+    Mean drop in score when each input column is shuffled (model-agnostic, on the holdout): the
+    estimator's own score, accuracy for a classifier and R2 for a regressor, as scikit-learn's
+    ``permutation_importance`` with its default scoring.
+
+    Every (column, repeat) shuffle is scored, but the shuffled copies of the holdout are stacked and
+    predicted together, in blocks of at most ``max_cells`` values: a wide table costs a few
+    ``predict`` calls instead of one per column and repeat (1,000 columns x 3 repeats were 3,000
+    Pipeline calls, ~130 s on 12 holdout rows, before). A model that is neither a classifier nor a
+    regressor goes through scikit-learn's function.
+    """
+    import numpy as np
+    import pandas as pd
+    from sklearn.base import is_classifier, is_regressor
+    from sklearn.metrics import accuracy_score, r2_score
 
     if len(x) > max_rows:
-        x, y = x.sample(max_rows, random_state=seed), y.loc[x.sample(max_rows, random_state=seed).index]
-    result = sk_permutation_importance(model, x, y, n_repeats=3, random_state=seed, n_jobs=1)
-    return {str(c): float(v) for c, v in zip(x.columns, result.importances_mean, strict=True)}
+        index = x.sample(max_rows, random_state=seed).index
+        x, y = x.loc[index], y.loc[index]
+    columns = list(x.columns)
+    if not (is_classifier(model) or is_regressor(model)):
+        from sklearn.inspection import permutation_importance as sk_permutation_importance
+
+        result = sk_permutation_importance(model, x, y, n_repeats=n_repeats, random_state=seed, n_jobs=1)
+        return {str(c): float(v) for c, v in zip(columns, result.importances_mean, strict=True)}
+    rows = len(x)
+    if rows == 0 or not columns:
+        return {}
+    score = accuracy_score if is_classifier(model) else r2_score
+    truth = np.asarray(y)
+    baseline = score(truth, model.predict(x))
+    rng = np.random.default_rng(seed)
+    shuffles = [(column, repeat) for column in columns for repeat in range(n_repeats)]
+    per_block = max(1, max_cells // (rows * len(columns)))
+    drops: dict[str, list[float]] = {str(c): [] for c in columns}
+    for start in range(0, len(shuffles), per_block):
+        block = shuffles[start : start + per_block]
+        copies = []
+        for column, _ in block:
+            shuffled = x.copy()
+            shuffled[column] = x[column].array[rng.permutation(rows)]
+            copies.append(shuffled)
+        predicted = np.asarray(model.predict(pd.concat(copies, ignore_index=True)))
+        for i, (column, _) in enumerate(block):
+            drops[str(column)].append(baseline - score(truth, predicted[i * rows : (i + 1) * rows]))
+    return {column: float(np.mean(values)) for column, values in drops.items()}
 
 
 def importance_png(importance: dict[str, float], top: int = 20) -> bytes:
