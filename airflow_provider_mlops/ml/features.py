@@ -35,6 +35,11 @@ are left out with a log line naming them. ``time_column`` (the column a time spl
 not a feature unless it is listed (in ``datetime.columns`` for a date, or in ``numeric.columns`` /
 ``categorical.columns``).
 
+Decimal columns (PostgreSQL NUMERIC) are numeric features, given to the model as float64;
+list / struct / map columns are left out with a log line (refused when listed). Infinite values in
+a numeric feature, and features missing in every row when nothing else is left, are refused before
+fitting, naming the columns (:func:`check_feature_values`).
+
 ``derive`` expressions use TransformOperator's expression language (docs/operators/transform.rst),
 except that a zero divisor gives a missing value instead of an error. Derived and calendar columns
 are computed by the first step of the model's Pipeline
