@@ -36,7 +36,7 @@ not a feature unless it is listed (in ``datetime.columns`` for a date, or in ``n
 ``categorical.columns``).
 
 Decimal columns (PostgreSQL NUMERIC) are numeric features, given to the model as float64;
-list / struct / map columns are left out with a log line (refused when listed). Infinite values in
+list / struct / map and binary columns are left out with a log line (refused when listed). Infinite values in
 a numeric feature, and features missing in every row when nothing else is left, are refused before
 fitting, naming the columns (:func:`check_feature_values`).
 
@@ -165,9 +165,10 @@ def decimal_columns(frame: pd.DataFrame) -> list[str]:
 
 def nested_columns(frame: pd.DataFrame) -> dict[str, str]:
     """
-    The list / struct / map columns of ``frame`` and their kind (``list``, ``struct``, ``map``):
-    Arrow-backed nested dtypes, and object columns holding arrays, lists, tuples or dicts (how pandas
-    reads Arrow nested columns). No encoder or imputer takes them; derive a column from them instead.
+    The list / struct / map / binary columns of ``frame`` and their kind (``list``, ``struct``,
+    ``map``, ``binary``): Arrow-backed nested or binary dtypes, and object columns holding arrays,
+    lists, tuples, dicts or bytes (how pandas reads Arrow's). No encoder or imputer takes them (raw
+    bytes have no JSON form a model server client could send back); derive a column from them instead.
     """
     import numpy as np
     import pandas as pd
@@ -182,12 +183,20 @@ def nested_columns(frame: pd.DataFrame) -> dict[str, str]:
                 out[column] = (
                     "map" if pa.types.is_map(arrow) else "struct" if pa.types.is_struct(arrow) else "list"
                 )
+            elif (
+                pa.types.is_binary(arrow)
+                or pa.types.is_large_binary(arrow)
+                or pa.types.is_fixed_size_binary(arrow)
+            ):
+                out[column] = "binary"
         elif pd.api.types.is_object_dtype(dtype):
             present = frame[column].dropna()
             if not len(present):
                 continue
             first = present.iloc[0]
-            if isinstance(first, dict):
+            if isinstance(first, bytes | bytearray | memoryview):
+                out[column] = "binary"
+            elif isinstance(first, dict):
                 out[column] = "struct"
             elif isinstance(first, list | tuple | np.ndarray):
                 items = [v for v in first if v is not None]

@@ -413,6 +413,21 @@ def test_a_list_column_is_left_out_of_auto_and_refused_by_name_when_listed(caplo
     assert plan.inputs == ["x"] and set(plan.left_out) == {"s", "m"}
 
 
+def test_a_binary_column_is_left_out_of_auto_and_refused_by_name_when_listed() -> None:
+    # raw bytes have no JSON form a model server client sends back (a client's base64 text was refused)
+    table = pa.table(
+        {
+            "blob": pa.array([b"\xb1\x00", None, b"ab", b"\xff"] * 5, pa.binary()),
+            "x": [float(i) for i in range(20)],
+            "y": [0, 1] * 10,
+        }
+    )
+    plan = build_features(table.to_pandas(), None, target="y")
+    assert plan.inputs == ["x"] and "binary" in plan.left_out["blob"]
+    with pytest.raises(FeatureSpecError, match=r"\['blob'\].*binary"):
+        build_features(table.to_pandas(), {"categorical": {"columns": ["blob"]}}, target="y")
+
+
 def test_features_that_are_all_missing_are_refused_before_fitting_by_name() -> None:
     frame = pa.table({"f0_bool": pa.nulls(40, pa.bool_()), "label_y": [0, 1] * 20}).to_pandas()
     with pytest.raises(FeatureSpecError, match=r"\['f0_bool'\].*every row"):
