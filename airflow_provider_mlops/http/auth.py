@@ -14,6 +14,7 @@ has. Plain module: no Airflow. It subclasses requests' classes, so it imports re
 is imported only when a request is about to be made (the hook imports it lazily).
 """
 
+# lazy-imports: runtime-only (it subclasses requests' AuthBase; hooks import it when a request is made)
 from __future__ import annotations
 
 import threading
