@@ -14,7 +14,10 @@ quartiles (30 categorical features, 269 reference vs 300 current rows, 200 rando
 31% of the features at p < 0.05 before correction, the contingency test 5.5% (0.3% after the FDR
 correction; dataset drift 0 of 200 splits). See tests/ml/test_drift_calibration.py. Profiles written before counts were stored (profile version 1)
 are read with counts rebuilt from their shares and row count. Every feature also compares its missing-value share: a surge of
-nulls is drift, not an error.
+nulls is drift, not an error: a change of the missing share larger than ``missing`` (0.1); at or
+below ``small_sample`` rows it must also be significant by Fisher's exact test of the missing
+counts, corrected across features like the value tests (on 12 rows, 0 of 9 present against 2 of 12
+is noise, p ~0.5).
 
 Both sides are in one canonical encoding (:mod:`airflow_provider_mlops.ml.canonical`): the profile
 was built with it at training time, the current columns are read with it here, and a profile
@@ -78,6 +81,8 @@ class FeatureDrift:
     p_value: float | None = None
     missing_reference: float = 0.0
     missing_current: float = 0.0
+    # Fisher's exact test of the missing counts (reference vs current), before correction
+    missing_p_value: float | None = None
     reasons: list[str] = field(default_factory=list)
     histogram: dict[str, Any] = field(default_factory=dict)
 
@@ -127,6 +132,7 @@ def numeric_drift(
         0.0,
         missing_reference=float(reference["missing_share"]),
         missing_current=missing,
+        missing_p_value=missing_p_value(reference, data.size - present.size, data.size),
     )
     if finite.size == 0 or not reference.get("sample"):
         feature.psi = feature.distance = float("nan")
@@ -146,6 +152,25 @@ def numeric_drift(
         "current": cur_shares.tolist(),
     }
     return feature
+
+
+def missing_p_value(reference: Mapping[str, Any], missing: int, total: int) -> float:
+    """
+    Fisher's exact test (two-sided) of the missing counts: the reference's (its ``count`` rows and
+    ``missing_share``) against ``missing`` of ``total`` current rows. On a dozen rows a difference of
+    shares is mostly noise (0 of 9 present against 2 of 12: p ~0.49); this is what decides it on
+    small samples, corrected across features like the value tests (:func:`judge`).
+    """
+    from scipy.stats import fisher_exact
+
+    ref_total = int(reference.get("count") or 0)
+    ref_missing = round(float(reference.get("missing_share") or 0.0) * ref_total)
+    if ref_total == 0 or total == 0:
+        return 1.0
+    table = [[ref_missing, ref_total - ref_missing], [int(missing), int(total) - int(missing)]]
+    if table[0][0] + table[1][0] == 0 or table[0][1] + table[1][1] == 0:
+        return 1.0
+    return float(fisher_exact(table).pvalue)
 
 
 def reference_counts(reference: Mapping[str, Any], categories: list[str], shares: np.ndarray) -> np.ndarray:
@@ -219,6 +244,7 @@ def categorical_drift(name: str, reference: Mapping[str, Any], values: Any) -> F
         0.0,
         missing_reference=float(reference["missing_share"]),
         missing_current=missing,
+        missing_p_value=missing_p_value(reference, counted.missing, counted.total),
     )
     if present == 0:
         feature.psi = feature.distance = float("nan")
@@ -295,13 +321,20 @@ def judge(
     adjusted = _corrected(
         [f.p_value if f.p_value is not None else 1.0 for f in features], thresholds.correction
     )
-    for feature, p_adjusted in zip(features, adjusted, strict=True):
+    missing_adjusted = _corrected(
+        [f.missing_p_value if f.missing_p_value is not None else 1.0 for f in features], thresholds.correction
+    )
+    for feature, p_adjusted, p_missing in zip(features, adjusted, missing_adjusted, strict=True):
         own = dict((per_feature or {}).get(feature.name) or {})
         own.pop("ignore", None)
         limits = thresholds.override(own)
         reasons = []
         if abs(feature.missing_current - feature.missing_reference) > limits.missing:
-            reasons.append(f"missing share {feature.missing_reference:.1%} -> {feature.missing_current:.1%}")
+            change = f"missing share {feature.missing_reference:.1%} -> {feature.missing_current:.1%}"
+            if rows > limits.small_sample:
+                reasons.append(change)
+            elif p_missing < limits.p_value:  # small sample: the difference must also be significant
+                reasons.append(f"{change} (p-value {p_missing:.2g} after {limits.correction} correction)")
         if rows <= limits.small_sample:
             test = "ks" if feature.kind == "numeric" else "chi2"
             feature.method = f"{test} p-value ({limits.correction})"

@@ -35,6 +35,11 @@ are left out with a log line naming them. ``time_column`` (the column a time spl
 not a feature unless it is listed (in ``datetime.columns`` for a date, or in ``numeric.columns`` /
 ``categorical.columns``).
 
+Decimal columns (PostgreSQL NUMERIC) are numeric features, given to the model as float64;
+list / struct / map columns are left out with a log line (refused when listed). Infinite values in
+a numeric feature, and features missing in every row when nothing else is left, are refused before
+fitting, naming the columns (:func:`check_feature_values`).
+
 ``derive`` expressions use TransformOperator's expression language (docs/operators/transform.rst),
 except that a zero divisor gives a missing value instead of an error. Derived and calendar columns
 are computed by the first step of the model's Pipeline
@@ -133,6 +138,93 @@ def temporal_columns(frame: pd.DataFrame) -> dict[str, str]:
     return out
 
 
+def decimal_columns(frame: pd.DataFrame) -> list[str]:
+    """
+    The decimal columns of ``frame``: Arrow-backed decimal dtypes, and object columns whose values
+    are all ``decimal.Decimal`` (how pandas reads Arrow ``decimal128``, e.g. PostgreSQL NUMERIC).
+    They are numbers: numeric features, given to the model as float64 (:func:`categorical_as_object`).
+    """
+    import decimal
+
+    import pandas as pd
+    import pyarrow as pa
+
+    out: list[str] = []
+    for column in frame.columns:
+        dtype = frame[column].dtype
+        arrow = getattr(dtype, "pyarrow_dtype", None)
+        if arrow is not None:
+            if pa.types.is_decimal(arrow):
+                out.append(column)
+        elif pd.api.types.is_object_dtype(dtype):
+            present = frame[column].dropna()
+            if len(present) and all(isinstance(v, decimal.Decimal) for v in present):
+                out.append(column)
+    return out
+
+
+def nested_columns(frame: pd.DataFrame) -> dict[str, str]:
+    """
+    The list / struct / map columns of ``frame`` and their kind (``list``, ``struct``, ``map``):
+    Arrow-backed nested dtypes, and object columns holding arrays, lists, tuples or dicts (how pandas
+    reads Arrow nested columns). No encoder or imputer takes them; derive a column from them instead.
+    """
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    out: dict[str, str] = {}
+    for column in frame.columns:
+        dtype = frame[column].dtype
+        arrow = getattr(dtype, "pyarrow_dtype", None)
+        if arrow is not None:
+            if pa.types.is_nested(arrow):
+                out[column] = (
+                    "map" if pa.types.is_map(arrow) else "struct" if pa.types.is_struct(arrow) else "list"
+                )
+        elif pd.api.types.is_object_dtype(dtype):
+            present = frame[column].dropna()
+            if not len(present):
+                continue
+            first = present.iloc[0]
+            if isinstance(first, dict):
+                out[column] = "struct"
+            elif isinstance(first, list | tuple | np.ndarray):
+                items = [v for v in first if v is not None]
+                is_map = items and all(isinstance(v, tuple) and len(v) == 2 for v in items)
+                out[column] = "map" if is_map else "list"
+    return out
+
+
+def _nested_reason(kind: str) -> str:
+    return (
+        f"a {kind} column: no encoder takes it; derive a feature from it (e.g. its length or one "
+        "element, with TransformOperator's derive step) or drop it"
+    )
+
+
+def _as_float(values: pd.Series, column: str) -> pd.Series:
+    """A decimal column as float64 (NaN for missing), with a log line when a value is rounded."""
+    import decimal
+
+    import numpy as np
+    import pandas as pd
+
+    objects = values.to_numpy(dtype=object, na_value=None)
+    floats = np.array([np.nan if v is None or v != v else float(v) for v in objects], dtype="float64")
+    present = [(v, f) for v, f in zip(objects, floats, strict=True) if v is not None and v == v]
+    rounded = sum(1 for v, f in present if decimal.Decimal(repr(float(f))) != v)
+    if rounded:
+        log.info(
+            "Column %r: %s of %s decimal values have more digits than float64 holds (15-17 significant): "
+            "read rounded to the nearest float64",
+            column,
+            rounded,
+            len(present),
+        )
+    return pd.Series(floats, index=values.index, name=values.name)
+
+
 def resolve_columns(
     frame: pd.DataFrame,
     spec: Mapping[str, Any],
@@ -152,7 +244,13 @@ def resolve_columns(
         raise FeatureSpecError(f"drop names column(s) {missing} that the data does not have")
     exclude = dict(exclude or {})
     temporal = temporal_columns(frame)
-    available = [c for c in frame.columns if c not in drop and c not in exclude and c not in temporal]
+    nested = nested_columns(frame)
+    decimals = set(decimal_columns(frame))
+    available = [
+        c
+        for c in frame.columns
+        if c not in drop and c not in exclude and c not in temporal and c not in nested
+    ]
     numeric_spec = dict(spec.get("numeric") or {})
     categorical_spec = dict(spec.get("categorical") or {})
     num_cols = numeric_spec.get("columns", "auto")
@@ -161,8 +259,10 @@ def resolve_columns(
         num_cols = [
             c
             for c in available
-            if pd.api.types.is_numeric_dtype(frame[c])
-            and not pd.api.types.is_bool_dtype(frame[c])
+            if (
+                c in decimals
+                or (pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]))
+            )
             and (cat_cols == "auto" or c not in cat_cols)
         ]
     if cat_cols == "auto":
@@ -179,6 +279,12 @@ def resolve_columns(
                 f"{kind}.columns lists {raw}, which hold {temporal[raw[0]]} values: a date or time is "
                 f"never encoded or scaled raw. Derive calendar features instead, e.g. "
                 f"features={{'datetime': {{'columns': {raw}, 'features': ['month', 'day_of_week']}}}}"
+            )
+        listed = [c for c in columns if c in nested]
+        if listed:
+            raise FeatureSpecError(
+                f"{kind}.columns lists {listed}, which hold {nested[listed[0]]} values: "
+                f"{_nested_reason(nested[listed[0]]).split(': ', 1)[1]}"
             )
     overlap = set(num_cols) & set(cat_cols)
     if overlap:
@@ -300,8 +406,8 @@ def _calendar(
         pairs.extend((column, p) for p in usable)
         if not usable:
             left_out[column] = (
-                f"a {family} column, not a feature: add datetime features (e.g. 'features': "
-                "['month', 'day_of_week']) to derive calendar features from it"
+                f"a {family} column, not a feature: ask for calendar features with features={{'datetime': "
+                "{'features': ['month', 'day_of_week']}}"
             )
     for column, family in temporal.items():
         if column not in columns and column not in drop:
@@ -373,11 +479,16 @@ def build_features(
                 "time_column: not a feature unless listed in numeric or categorical columns"
             )
             left_out[time_column] = exclude[time_column]
+    drop = set(merged["drop"]) | ({target} if target else set())
+    for column, kind in nested_columns(frame).items():
+        if column not in drop and column not in left_out:
+            left_out[column] = exclude[column] = _nested_reason(kind)
     for column, why in left_out.items():
         log.info("Column %r is left out of the features: %s", column, why)
     preprocessor, numeric, categorical = _column_transformer(
         derived, merged, target=target, task=task, exclude=exclude
     )
+    check_feature_values(derived, numeric, categorical)
     if step is None:
         return FeaturePlan(None, preprocessor, numeric, categorical, numeric + categorical, left_out)
     used = set(numeric) | set(categorical) | set(step.reads())
@@ -471,10 +582,62 @@ def _column_transformer(
     if categorical:
         transformers.append(("categorical", Pipeline(steps), categorical))
     if not transformers:
-        raise FeatureSpecError("The feature spec selects no column")
+        why = "; ".join(f"{c}: {reason}" for c, reason in exclude.items())
+        dropped = sorted(str(c) for c in (set(merged.get("drop") or []) | ({target} if target else set())))
+        raise FeatureSpecError(
+            "The feature spec selects no column"
+            + (f". Left out: {why}" if why else "")
+            + (f". Dropped (drop, target): {dropped}" if dropped else "")
+        )
     preprocessor = ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=True)
     preprocessor.set_output(transform="pandas")
     return preprocessor, numeric, categorical
+
+
+def check_feature_values(frame: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]) -> None:
+    """
+    Refuse, before any fitting, what no imputer or estimator takes, naming the columns: infinite
+    values in a numeric feature (scikit-learn's "Input X contains infinity" names none; the model
+    server refuses them too), and features that are missing in every row when no other is left (the
+    imputer drops an all-missing column; with none left the estimator gets no input). A feature that
+    is all missing beside others is dropped by the imputer, with a warning here.
+    """
+    import numpy as np
+    import pandas as pd
+
+    infinite = []
+    for column in numeric:
+        values = frame[column]
+        if not pd.api.types.is_float_dtype(values):
+            values = pd.to_numeric(values, errors="coerce")
+        numbers = np.asarray(values, dtype="float64")
+        positive, negative = int(np.isposinf(numbers).sum()), int(np.isneginf(numbers).sum())
+        if positive or negative:
+            infinite.append(
+                f"{column!r} holds {positive + negative} infinite values ({positive} inf, {negative} -inf) "
+                f"in {len(numbers)} rows"
+            )
+    if infinite:
+        raise FeatureSpecError(
+            f"Numeric feature(s) with infinite values: {'; '.join(infinite)}. A model cannot learn from "
+            "infinity (and the model server refuses it). Clip them in the ETL (TransformOperator's "
+            "{'clip': {column: [low, high]}} step), make them missing (a derive/cast step upstream), or "
+            "drop the column (features={'drop': [...]})."
+        )
+    features = [*numeric, *categorical]
+    empty = [c for c in features if bool(frame[c].isna().all())]
+    if empty and len(empty) == len(features):
+        raise FeatureSpecError(
+            f"Feature(s) {empty} are missing in every row ({len(frame)} rows) and no other feature is "
+            "left: nothing to learn from. Fix the source (a join or a cast that produced nulls) or add "
+            "features."
+        )
+    if empty:
+        log.warning(
+            "Feature(s) %s are missing in every one of the %s rows: the imputer leaves them out",
+            empty,
+            len(frame),
+        )
 
 
 def model_inputs(frame: pd.DataFrame, target: str) -> pd.DataFrame:
@@ -491,11 +654,21 @@ def model_inputs(frame: pd.DataFrame, target: str) -> pd.DataFrame:
 
 
 def categorical_as_object(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    """Make categorical columns plain object dtype with None for missing (what the encoders expect)."""
+    """
+    The frame as a model takes it: categorical ``columns`` as plain object dtype with NaN for missing
+    (what the encoders expect), and every decimal column (:func:`decimal_columns`) as float64, like
+    any number (training, batch prediction and the model server's JSON numbers alike). A decimal
+    with more significant digits than float64 holds is rounded, with a log line naming the column.
+    """
     import numpy as np
 
     out = frame.copy()
+    decimals = decimal_columns(out)
+    for column in decimals:
+        out[column] = _as_float(out[column], str(column))
     for column in columns:
+        if column in decimals:
+            continue
         values = out[column].astype(object)
         out[column] = values.where(values.notna(), np.nan)
     return out

@@ -135,6 +135,24 @@ def split(
                 "at least 2 rows of every class (one for training, one for the holdout). Add data, drop "
                 "the class, or use split_strategy='random'."
             )
+        # scikit-learn's sizes (ceil for the holdout): each part needs a row of every class
+        n_test = math.ceil(test_size * len(frame)) if isinstance(test_size, float) else int(test_size)
+        n_train = len(frame) - n_test
+        if min(n_test, n_train) < len(counts):
+            part, size = ("holdout", n_test) if n_test < len(counts) else ("training part", n_train)
+            classes = sorted((_plain(c) for c in counts.index), key=str)
+            shown = f"{classes[:20]}{' ...' if len(classes) > 20 else ''}"
+            raise TrainingError(
+                f"A stratified split of {len(frame)} rows with test_size={test_size} gives a {part} of "
+                f"{size} rows, but {target!r} has {len(counts)} classes {shown}: a stratified split "
+                f"needs at least one row of every class in each part. Add rows, "
+                + (
+                    f"raise test_size (at least {len(counts) / len(frame):.2f}), "
+                    if part == "holdout"
+                    else "lower test_size, "
+                )
+                + "or use split_strategy='random'."
+            )
     train, test = train_test_split(frame, test_size=test_size, random_state=seed, stratify=stratify)
     return train, test
 

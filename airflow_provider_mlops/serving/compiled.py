@@ -380,25 +380,48 @@ EDGE_NUMBERS = (
 EDGE_TEXT = ("", "?", "<unseen category>", " free", "NaN", "None", "missing")
 
 
+# Up to this many input columns the edge rows vary one column at a time; above it, all at once.
+EDGE_COLUMNS_ONE_BY_ONE = 64
+
+
 def edge_frame(model: Any, compiled: CompiledPipeline) -> Any:
     """
     One row per edge value and column (:data:`EDGE_NUMBERS`, :data:`EDGE_TEXT`, every imputer's
-    ``missing_values``), the other columns taken from a typical probe row.
+    ``missing_values``), the other columns taken from a typical probe row; for a model with more than
+    :data:`EDGE_COLUMNS_ONE_BY_ONE` inputs, one row per edge value set in every column of its kind.
     """
     import pandas as pd
 
     base = probe_frame(compiled, rows=1, seed=1)
     markers = {str(m) for m in _imputer_markers(model)}
+    columns = [
+        (name, isinstance(block, _Numeric))
+        for block in compiled.blocks
+        for name in block.columns
+        if name in base.columns  # a derived column: its inputs are probed by _derive_probe
+    ]
+    text_values = (*EDGE_TEXT, *sorted(markers))
+
+    def edge_row(names: list[str], value: Any) -> Any:
+        row = base.copy()
+        for name in names:
+            row[name] = pd.Series([value], dtype=base[name].dtype if isinstance(value, float) else object)
+        return row
+
     rows = []
-    for block in compiled.blocks:
-        for name in block.columns:
-            if name not in base.columns:  # a derived column: its inputs are probed by _derive_probe
-                continue
-            values = EDGE_NUMBERS if isinstance(block, _Numeric) else (*EDGE_TEXT, *sorted(markers))
-            for value in values:
-                row = base.copy()
-                row[name] = pd.Series([value], dtype=base[name].dtype if isinstance(value, float) else object)
-                rows.append(row)
+    if len(columns) <= EDGE_COLUMNS_ONE_BY_ONE:
+        for name, numeric in columns:
+            rows.extend(edge_row([name], value) for value in (EDGE_NUMBERS if numeric else text_values))
+    else:
+        # A wide model: the preprocessing is column-wise, so one row per edge value with that value in
+        # every column of its kind checks each column's transform of it; one row per column and value
+        # made a 1,000-column model's load take minutes (rows that overflow are scored one by one).
+        numeric_names = [name for name, numeric in columns if numeric]
+        text_names = [name for name, numeric in columns if not numeric]
+        if numeric_names:
+            rows.extend(edge_row(numeric_names, value) for value in EDGE_NUMBERS)
+        if text_names:
+            rows.extend(edge_row(text_names, value) for value in text_values)
     return pd.concat(rows, ignore_index=True) if rows else base.iloc[:0]
 
 

@@ -151,3 +151,34 @@ def test_the_html_report_says_the_accuracy_verdict_once() -> None:
     )
     # no baseline (a profile without metrics): said, not a crash formatting None
     assert "(baseline n/a)" in render_html({**report, "accuracy": {**fine, "baseline": None}})
+
+
+def test_missing_share_on_a_tiny_sample_is_decided_by_a_test_not_by_a_fixed_difference() -> None:
+    """
+    Found by the ML path property tests: 12 rows, a bool feature null in 10 of them, 9 in training
+    (all null). 0 of 9 present against 2 of 12 is noise (Fisher's exact p ~0.49), not drift.
+    """
+    values = [None] * 9 + [True, None, False]
+    reference = build_profile(
+        pd.DataFrame({"b": pd.Series(values[:9], dtype=object)}), numeric=[], categorical=["b"]
+    )
+    table = pa.table({"b": pa.array(values, pa.bool_())})
+    columns, rows = columns_from_batches(table.to_batches(), reference)
+    report = detect_drift(reference, columns, rows=rows)
+    feature = report["features"][0]
+    assert report["drifted_features"] == [] and feature["missing_current"] == pytest.approx(10 / 12)
+    assert 0.3 < feature["missing_p_value"] < 0.7
+    # the same on a numeric feature
+    numbers = [np.nan] * 9 + [1.0, np.nan, 2.0]
+    reference = build_profile(pd.DataFrame({"x": numbers[:9]}), numeric=["x"], categorical=[])
+    assert detect_drift(reference, {"x": np.array(numbers)}, rows=12)["drifted_features"] == []
+
+
+def test_a_real_surge_of_missing_values_on_a_small_sample_is_still_drift() -> None:
+    """300 current rows, 0% -> 40% missing: significant and larger than the missing threshold."""
+    reference = _profile(rows=2_000)
+    report = _check(reference, _frame(300, 4, nulls=0.4))
+    assert report["method"] == "p-values" and "n3" in report["drifted_features"]
+    n3 = next(f for f in report["features"] if f["name"] == "n3")
+    assert any("missing share" in r and "p-value" in r for r in n3["reasons"])
+    assert n3["missing_p_value"] < 1e-10

@@ -323,3 +323,104 @@ def test_derive_reads_categorical_and_decimal_columns_and_survives_a_skops_round
     out = loaded.transform(frame.assign(price=[1.5, 2.0, None]))  # as a JSON request sends decimals
     assert np.array_equal(out["p2"].to_numpy(), [3.0, 4.0, np.nan], equal_nan=True)
     assert out["k"].tolist()[:2] == ["A", "B"] and out["k"].isna().tolist() == [False, False, True]
+
+
+# --------------------------------------------------------------------------------------------------
+# data nobody designed (#28, found by tests/ml/test_ml_path_properties.py)
+# --------------------------------------------------------------------------------------------------
+def _ledger(n: int = 60, seed: int = 1) -> pa.Table:
+    """A warehouse table: a NUMERIC amount (decimal128), a list of tags, a float score, a label."""
+    import decimal
+
+    rng = np.random.default_rng(seed)
+    labels = np.array([0, 1] * (n // 2))
+    return pa.table(
+        {
+            "amount": pa.array(
+                [decimal.Decimal(f"{100 + 50 * y + rng.normal(0, 5):.4f}") for y in labels],
+                pa.decimal128(18, 4),
+            ),
+            "tags": pa.array([["x", "y"][: i % 3] for i in range(n)], pa.list_(pa.string())),
+            "score": labels + rng.uniform(0, 0.5, n),
+            "label_y": pa.array(labels, pa.int64()),
+        }
+    )
+
+
+def test_a_decimal_column_is_a_number_in_training_and_for_every_caller(caplog) -> None:
+    """PostgreSQL NUMERIC reaches pandas as Decimal objects: a numeric feature, not one-hot categories."""
+    import decimal
+
+    from airflow_provider_mlops.ml.features import categorical_as_object, model_inputs
+
+    frame = _ledger().to_pandas()
+    assert isinstance(frame["amount"].iloc[0], decimal.Decimal)
+    result = train(frame, target="label_y", features={"drop": ["tags"]}, estimator_params={"n_estimators": 5})
+    assert "amount" in result.numeric_features and "amount" not in result.categorical_features
+    assert result.x_test["amount"].dtype == np.float64  # what MLflow's input example is made of
+    assert _trusted_roundtrip(result.pipeline) is not None  # no decimal.Decimal in the model: skops
+    # batch prediction (Decimal objects), the model server (JSON numbers) and model_inputs agree
+    rows = frame.drop(columns=["label_y"])
+    as_batch = categorical_as_object(rows, ["amount", "tags"])
+    assert as_batch["amount"].dtype == np.float64
+    as_json = rows.assign(amount=[float(v) for v in rows["amount"]])
+    expected = result.pipeline.predict(as_json)
+    assert np.array_equal(result.pipeline.predict(as_batch), expected)
+    assert np.array_equal(result.pipeline.predict(model_inputs(frame, "label_y")), expected)
+
+
+def test_a_decimal_with_more_digits_than_a_float_holds_is_read_rounded_with_a_log_line(caplog) -> None:
+    import decimal
+
+    from airflow_provider_mlops.ml.features import categorical_as_object
+
+    exact = decimal.Decimal("12345678901234567890.1234")
+    frame = pd.DataFrame({"big": [exact, decimal.Decimal("1.5"), None]})
+    with caplog.at_level(logging.INFO, logger="airflow_provider_mlops.ml.features"):
+        out = categorical_as_object(frame, ["big"])
+    assert out["big"].iloc[0] == float(exact) and out["big"].iloc[1] == 1.5 and math.isnan(out["big"].iloc[2])
+    assert "'big'" in caplog.text and "1 of 2" in caplog.text and "float64" in caplog.text
+
+
+def test_infinity_in_a_numeric_feature_is_refused_before_fitting_naming_column_and_counts() -> None:
+    frame = _ledger().to_pandas().drop(columns=["tags"])
+    frame.loc[[3, 7], "score"] = np.inf
+    frame.loc[9, "score"] = -np.inf
+    with pytest.raises(
+        FeatureSpecError,
+        match=r"'score' holds 3 infinite values \(2 inf, 1 -inf\) in 60 rows.*clip",
+    ):
+        train(frame, target="label_y", estimator_params={"n_estimators": 5})
+
+
+def test_a_list_column_is_left_out_of_auto_and_refused_by_name_when_listed(caplog) -> None:
+    frame = _ledger().to_pandas()
+    with caplog.at_level(logging.INFO, logger="airflow_provider_mlops.ml.features"):
+        plan = build_features(frame, None, target="label_y")
+    assert "tags" not in plan.inputs and "list" in plan.left_out["tags"]
+    assert "'tags'" in caplog.text
+    with pytest.raises(FeatureSpecError, match=r"\['tags'\].*list"):
+        build_features(frame, {"categorical": {"columns": ["tags"]}}, target="label_y")
+    struct = pa.table(
+        {
+            "s": pa.array([{"a": 1}] * 4),
+            "m": pa.array([[("k", 1)]] * 4, pa.map_(pa.string(), pa.int64())),
+            "x": [1.0, 2, 3, 4],
+            "y": [0, 1] * 2,
+        }
+    ).to_pandas()
+    plan = build_features(struct, None, target="y")
+    assert plan.inputs == ["x"] and set(plan.left_out) == {"s", "m"}
+
+
+def test_features_that_are_all_missing_are_refused_before_fitting_by_name() -> None:
+    frame = pa.table({"f0_bool": pa.nulls(40, pa.bool_()), "label_y": [0, 1] * 20}).to_pandas()
+    with pytest.raises(FeatureSpecError, match=r"\['f0_bool'\].*every row"):
+        train(frame, target="label_y", estimator_params={"n_estimators": 5})
+
+
+def test_a_spec_that_selects_no_column_says_what_was_left_out_and_why() -> None:
+    days = [dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(20)]
+    frame = pa.table({"f0_date": pa.array(days, pa.date32()), "label_y": [0, 1] * 10}).to_pandas()
+    with pytest.raises(FeatureSpecError, match=r"selects no column.*f0_date: a date column.*'datetime'"):
+        build_features(frame, None, target="label_y")

@@ -13,7 +13,7 @@ Invariants, for every generated table:
 * the data set against its own reference profile is "no drift", for every column type.
 
 The default run is small (``MLOPS_HYPOTHESIS_PROFILE=ci``, the default); ``MLOPS_HYPOTHESIS_PROFILE=deep``
-runs many more examples. Known failures on main: tests/ml/KNOWN_FAILURES_28.md.
+runs many more examples. What they found and how to run them: docs/reliability.md.
 """
 
 from __future__ import annotations

@@ -380,3 +380,14 @@ def test_a_stratified_split_with_a_single_row_class_names_the_class() -> None:
             estimator="sklearn.linear_model.LogisticRegression",
             split_strategy="stratified",
         )
+
+
+def test_a_stratified_holdout_smaller_than_the_class_count_names_target_classes_and_sizes() -> None:
+    """12 rows, four classes of 3: a 20% holdout is 3 rows, too few to hold one row of each class."""
+    frame = pd.DataFrame({"x": np.arange(12.0), "label_y": ["a", "b", "c", "d"] * 3})
+    with pytest.raises(
+        TrainingError,
+        match=r"holdout of 3 rows.*'label_y' has 4 classes \['a', 'b', 'c', 'd'\].*test_size.*"
+        r"split_strategy='random'",
+    ):
+        train(frame, target="label_y", estimator="sklearn.linear_model.LogisticRegression")
