@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.harness.browser import find_browser, screenshot  # noqa: E402
+from tests.harness.browser import capture, find_browser  # noqa: E402
 from tests.harness.servers import free_port  # noqa: E402
 
 STATIC = ROOT / "docs" / "_static"
@@ -74,8 +73,7 @@ def main() -> None:
     browser = find_browser()
     if browser is None:
         sys.exit("chromium not found: apt-get install chromium")
-    with api_server(home) as url, tempfile.TemporaryDirectory(prefix="mlops-chromium-") as scratch:
-        profile = Path(scratch)
+    with api_server(home) as url:
         for dag_id, task_id, name, height in (
             ("mlops_monitor_model", "check_drift_and_accuracy", "airflow_grid_monitor.png", 310),
             ("mlops_train_model", None, "airflow_grid_train.png", 350),
@@ -83,9 +81,9 @@ def main() -> None:
             page = f"{url}/dags/{dag_id}" + (f"/tasks/{task_id}" if task_id else "")
             # The grid panel takes a share of the window's width: a very wide window shows every
             # run, then the picture is cropped to the grid and the page header.
-            # Twice in one profile: the first load caches the UI's lazily loaded translations.
-            for _ in range(2):
-                screenshot(page, STATIC / name, window=(3600, 700), browser=browser, profile=profile)
+            capture(
+                page, STATIC / name, window=(3600, 700), wait_for_text=[task_id or dag_id], browser=browser
+            )
             with Image.open(STATIC / name) as image:
                 image.crop((0, 0, 1250, height)).save(STATIC / name)
             print(f"{page} -> {STATIC / name}")
@@ -94,23 +92,11 @@ def main() -> None:
     )
     flagged = [r for r in reports if "DRIFT DETECTED" in r.read_text(errors="replace")]
     if flagged:
-        screenshot(
-            flagged[0].as_uri(),
-            STATIC / "drift_report.png",
-            window=(1500, 700),
-            wait_ms=2000,
-            browser=browser,
-        )
+        capture(flagged[0].as_uri(), STATIC / "drift_report.png", window=(1500, 700), browser=browser)
         print(f"{flagged[0]} -> {STATIC / 'drift_report.png'}")
     profiles = sorted(home.glob("storage/mlops_train_model/profile_training_data/*/profile/report.html"))
     if profiles:
-        screenshot(
-            profiles[-1].as_uri(),
-            STATIC / "profile_report.png",
-            window=(1500, 900),
-            wait_ms=2000,
-            browser=browser,
-        )
+        capture(profiles[-1].as_uri(), STATIC / "profile_report.png", window=(1500, 900), browser=browser)
         print(f"{profiles[-1]} -> {STATIC / 'profile_report.png'}")
 
 

@@ -2,7 +2,7 @@
 Connections made in Airflow's own UI, by a headless browser, work with the hooks.
 
 For each connection type a person opens Admin > Connections > Add Connection in headless Chromium
-(driven over the DevTools protocol: tests/harness/cdp.py), fills only the fields a person fills,
+(driven by Playwright: tests/harness/browser.py), fills only the fields a person fills,
 saves, and presses the row's Test button; the test reads what the button sent and what the API
 answered, then loads the saved connection from the metadata DB and runs the hook against the real
 server (PostgreSQL, secantusdb, moto S3, a local HTTP API with each auth type). Screenshots of every
@@ -107,108 +107,74 @@ class Form:
     extra_toggle: list[str] = field(default_factory=list)
 
 
-def _el(js_selector: str) -> str:
-    return js_selector
+TEST_PATH = "/api/v2/connections/test"
 
 
-BUTTON = "Array.from(document.querySelectorAll('button')).find(b => b.innerText.trim() === {})"
-DIALOG = "document.querySelector('[role=dialog]')"
-
-
-def _field_root(name: str) -> str:
-    """The smallest ancestor of the input ``name`` that also holds a combobox / control (a select)."""
-    return f"""(() => {{ let e = document.querySelector('input[name="{name}"]');
-        while (e && !e.querySelector('[role=combobox]')) e = e.parentElement; return e; }})()"""
+def _exactly(text: str) -> re.Pattern[str]:
+    return re.compile(rf"^\s*{re.escape(text)}\s*$")
 
 
 def fill_form(page: Any, form: Form, shots: Path) -> None:
-    page.click(BUTTON.format(json.dumps("Add Connection")), timeout=60)
-    page.click("document.querySelector('input[name=connection_id]')")
-    page.type_text(form.conn_id)
-    page.click(f"{DIALOG}.querySelector('input[role=combobox]')")
-    page.type_text(form.type_label.split(" (")[0])
-    page.click(
-        "Array.from(document.querySelectorAll('[role=option]'))"
-        f".find(e => e.innerText.trim() === {json.dumps(form.type_label)})"
-    )
-    page.wait_for(
-        "!!(document.querySelector('input[name=login]') || document.querySelector('input[name=host]'))"
-    )
+    from playwright.sync_api import expect
+
+    page.locator("button").filter(has_text=_exactly("Add Connection")).click(timeout=60_000)
+    dialog = page.locator("[role=dialog]")
+    dialog.locator("input[name=connection_id]").fill(form.conn_id)
+    dialog.locator("input[role=combobox]").first.click()
+    page.keyboard.type(form.type_label.split(" (")[0])
+    page.locator("[role=option]:visible").filter(has_text=_exactly(form.type_label)).click()
+    dialog.locator("input[name=login], input[name=host]").first.wait_for()
     for name, value in form.standard.items():
-        page.click(f"document.querySelector('[name={name}]')")
-        page.type_text(value)
+        dialog.locator(f"[name={name}]").fill(value)
     if form.extra_text or form.extra_select or form.extra_toggle:
-        page.click(BUTTON.format(json.dumps("Extra Fields")))
-        page.wait_for("!!document.querySelector('[name^=element_]')")
-        time.sleep(1)  # the accordion animates open: click once the fields stopped moving
+        dialog.locator("button").filter(has_text=_exactly("Extra Fields")).click()
         for name, value in form.extra_text.items():
-            page.click(f"document.querySelector('input[name=element_{name}]')")
-            page.select_all_and_delete()
-            page.type_text(value)
+            dialog.locator(f"input[name=element_{name}]").fill(value)
         for name in form.extra_toggle:
             # The switch's visible control (the checkbox input itself is hidden).
-            toggle = f"document.querySelector('input[name=element_{name}]')"
-            page.click(f"{toggle}.closest('[data-scope=switch]').querySelector('[data-part=control]')")
-            page.wait_for(f"{toggle}.checked", timeout=5, what=f"{name} switched on")
+            toggle = dialog.locator(f"input[name=element_{name}]")
+            toggle.locator("xpath=ancestor::*[@data-scope='switch'][1]").locator(
+                "[data-part=control]"
+            ).click()
+            expect(toggle).to_be_checked(timeout=5_000)
         for name, label in form.extra_select.items():
-            page.click(f"{_field_root('element_' + name)}.querySelector('[role=combobox]')")
-            page.click(
-                "Array.from(document.querySelectorAll('[role=option]'))"
-                f".find(e => e.innerText.trim() === {json.dumps(label)})"
+            # The smallest ancestor of the field's input that also holds its combobox (a select).
+            root = dialog.locator(f"input[name=element_{name}]").locator(
+                "xpath=ancestor::*[.//*[@role='combobox']][1]"
             )
-    time.sleep(0.5)
-    page.js(f"{DIALOG}.querySelector('input[name=connection_id]').scrollIntoView({{block: 'start'}})")
-    page.screenshot(shots / f"form-{form.conn_id}.png", full_page=False)
-    page.click(f"Array.from({DIALOG}.querySelectorAll('button')).find(b => b.innerText.trim() === 'Save')")
-    page.wait_for(f"!{DIALOG}", timeout=30, what="the dialog to close after Save")
+            root.locator("[role=combobox]").first.click()
+            page.locator("[role=option]:visible").filter(has_text=_exactly(label)).click()
+    time.sleep(0.5)  # the last select's menu closes
+    dialog.locator("input[name=connection_id]").evaluate("e => e.scrollIntoView({block: 'start'})")
+    page.screenshot(path=shots / f"form-{form.conn_id}.png")
+    dialog.locator("button").filter(has_text=_exactly("Save")).click()
+    dialog.wait_for(state="detached", timeout=30_000)
 
 
 def press_test(page: Any, conn_id: str, shots: Path) -> tuple[dict[str, Any], int, dict[str, Any]]:
     """Press the row's Test button; returns the request body the UI sent, the status and the answer."""
-    page.wait_for(
-        f"!!Array.from(document.querySelectorAll('tr')).find(r => r.innerText.includes({json.dumps(conn_id)}))"
-    )
-    button = (
-        f"Array.from(document.querySelectorAll('tr')).find(r => r.innerText.includes({json.dumps(conn_id)}))"
-        ".querySelector('button[aria-label=\"Test Connection\"]')"
-    )
-    page.events.clear()
-    page.click(button)
-    clicked = time.monotonic()
-    deadline = clicked + 120
-    request_body: dict[str, Any] = {}
-    request_id = None
-    while time.monotonic() < deadline:
-        if request_id is None and time.monotonic() - clicked > 15:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    button = page.locator("tr").filter(has_text=conn_id).locator('button[aria-label="Test Connection"]')
+    button.wait_for(timeout=30_000)
+    for _ in range(8):
+        try:
+            with page.expect_request(lambda r: r.url.endswith(TEST_PATH), timeout=15_000) as sent:
+                button.click()
+            break
+        except PlaywrightTimeout:
             # A click that landed while the list re-rendered (seen once under a loaded machine) sends
             # nothing: press again, as a person would. A sent request is never repeated.
-            page.click(button)
-            clicked = time.monotonic()
-        for event in list(page.events):
-            params = event.get("params", {})
-            if event.get("method") == "Network.requestWillBeSent" and params["request"]["url"].endswith(
-                "/api/v2/connections/test"
-            ):
-                request_id = params["requestId"]
-                request_body = json.loads(params["request"].get("postData") or "{}")
-            if (
-                event.get("method") == "Network.loadingFinished"
-                and request_id
-                and params.get("requestId") == request_id
-            ):
-                status = next(
-                    e["params"]["response"]["status"]
-                    for e in page.events
-                    if e.get("method") == "Network.responseReceived"
-                    and e["params"].get("requestId") == request_id
-                )
-                body = page.send("Network.getResponseBody", requestId=request_id)["body"]
-                time.sleep(0.7)  # the toast with the message
-                page.screenshot(shots / f"test-{conn_id}.png", full_page=False)
-                return request_body, status, json.loads(body)
-        page.js("1")  # pumps events
-        time.sleep(0.2)
-    raise TimeoutError(f"no answer to the Test of {conn_id}")
+            continue
+    else:
+        raise TimeoutError(f"pressing Test of {conn_id} sent nothing")
+    request = sent.value
+    response = request.response()  # waits for the answer
+    assert response is not None, f"no answer to the Test of {conn_id}: {request.failure}"
+    answer = response.json()
+    time.sleep(0.7)  # the toast with the message
+    page.screenshot(path=shots / f"test-{conn_id}.png")
+    return json.loads(request.post_data or "{}"), response.status, answer
 
 
 def saved_connection(conn_id: str) -> dict[str, Any]:
@@ -271,10 +237,12 @@ def test_connections_made_in_the_ui_test_green_and_work(
     httpserver: Any,
     artifacts_dir: Path,
 ) -> None:
+    from tests.conftest import _unavailable
+    from tests.harness.browser import open_page
+
     browser = find_browser()
     if browser is None:
-        pytest.skip("no chromium on this machine (./dev installs it)")
-    from tests.harness.cdp import open_page
+        _unavailable("no chromium on this machine (./dev installs it)")
 
     shots = artifacts_dir / "connection-forms"
     http_api(httpserver)
@@ -350,7 +318,6 @@ def test_connections_made_in_the_ui_test_green_and_work(
 
     results: dict[str, tuple[dict[str, Any], int, dict[str, Any]]] = {}
     with api_server(airflow_db) as server, open_page(browser, window=(1280, 1500)) as page:
-        page.send("Network.enable")
         page.goto(f"{server.url}/connections")
         for form in forms:
             fill_form(page, form, shots)

@@ -17,7 +17,7 @@ import pytest
 
 from airflow_provider_mlops.demo.api import DEMO_TOKEN, ProfileApi, serve
 from airflow_provider_mlops.demo.simulate import World, activity, current_profiles, write_activity
-from tests.harness.browser import find_browser, rendered_dom, screenshot
+from tests.harness.browser import capture, find_browser
 from tests.harness.scheduler import start_airflow
 
 pytestmark = pytest.mark.integration
@@ -100,9 +100,14 @@ def _check_grid_view(url: str, artifacts_dir: Path) -> None:
     if browser is None:
         _unavailable("chromium not found: apt-get install chromium")
         return
-    page = f"{url}/dags/mlops_etl_daily"
-    dom = rendered_dom(page, window=(1600, 900), browser=browser)
-    for task_id in ("extract_activity", "clean_activity", "load_activity", "publish_activity_parquet"):
+    task_ids = ("extract_activity", "clean_activity", "load_activity", "publish_activity_parquet")
+    png, dom = capture(
+        f"{url}/dags/mlops_etl_daily",
+        artifacts_dir / "airflow_grid_etl.png",
+        window=(1600, 900),
+        wait_for_text=task_ids,
+        browser=browser,
+    )
+    for task_id in task_ids:
         assert task_id in dom, f"grid view without {task_id}: not logged in or not rendered"
-    png = screenshot(page, artifacts_dir / "airflow_grid_etl.png", window=(1600, 900), browser=browser)
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 30_000

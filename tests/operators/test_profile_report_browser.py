@@ -42,7 +42,7 @@ def _churn(n: int) -> pd.DataFrame:
 @pytest.mark.integration
 def test_profile_report_renders_in_headless_chromium(tmp_path: Path, artifacts_dir: Path) -> None:
     from tests.conftest import _unavailable
-    from tests.harness.browser import find_browser, rendered_dom, screenshot
+    from tests.harness.browser import capture, find_browser
 
     browser = find_browser()
     if browser is None:
@@ -58,9 +58,6 @@ def test_profile_report_renders_in_headless_chromium(tmp_path: Path, artifacts_d
         output_uri=(tmp_path / "profile").as_uri(),
     ).execute(task_context(tmp_path))
     url = result["report_uri"]
-    data = screenshot(
-        url, artifacts_dir / "profile_report.png", window=(1500, 900), wait_ms=2000, browser=browser
-    )
-    dom = rendered_dom(url, wait_ms=2000, browser=browser)
+    data, dom = capture(url, artifacts_dir / "profile_report.png", window=(1500, 900), browser=browser)
     assert "cancel_reason_code" in dom and "leakage" in dom and "minutes_used" in dom
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000, "a rendered page, not a blank one"

@@ -193,7 +193,7 @@ def test_html_report_renders_in_headless_chromium(
     profile_uri: str, tmp_path: Path, artifacts_dir: Path
 ) -> None:
     from tests.conftest import _unavailable
-    from tests.harness.browser import find_browser, rendered_dom, screenshot
+    from tests.harness.browser import capture, find_browser
 
     browser = find_browser()
     if browser is None:
@@ -208,10 +208,8 @@ def test_html_report_renders_in_headless_chromium(
     )
     sensor.poke(task_context(tmp_path))
     url = (tmp_path / "report" / "report.html").as_uri()
-    data = screenshot(
-        url, artifacts_dir / "drift_report.png", window=(1500, 700), wait_ms=2000, browser=browser
-    )
-    assert "income" in rendered_dom(url, wait_ms=2000, browser=browser)
+    data, dom = capture(url, artifacts_dir / "drift_report.png", window=(1500, 700), browser=browser)
+    assert "income" in dom
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000, "a rendered page, not a blank one"
 
 
