@@ -44,6 +44,38 @@ def _write(tmp_path: Path, name: str, frame: pd.DataFrame) -> str:
     return uri
 
 
+def _train_and_gate(
+    dataset: str, mlflow_conn: str, tmp_path: Path, name: str, **train_options: object
+) -> tuple[str, dict]:
+    """A LogisticRegression churn model trained on ``dataset`` and gated on it: (version, gate result)."""
+    version = TrainModelOperator(
+        task_id="train",
+        input_uri=dataset,
+        target="churned",
+        registered_model_name=name,
+        estimator="sklearn.linear_model.LogisticRegression",
+        mlflow_conn_id=mlflow_conn,
+        model_output_uri=(tmp_path / "m").as_uri(),
+        **train_options,
+    ).execute(task_context(tmp_path))["version"]
+    gate = DeployModelOperator(
+        task_id="deploy",
+        registered_model_name=name,
+        candidate_version=version,
+        evaluation_uri=dataset,
+        target="churned",
+        mlflow_conn_id=mlflow_conn,
+    ).execute(task_context(tmp_path))
+    return version, gate
+
+
+def _flipped(dataset: str) -> pd.DataFrame:
+    """The same rows with the label relation flipped: the features do not drift, the accuracy does."""
+    frame = pa.Table.from_batches(list(S3Hook(aws_conn_id=None).iter_batches(dataset))).to_pandas()
+    frame["churned"] = 1 - frame["churned"]
+    return frame
+
+
 @pytest.fixture
 def profile_uri(tmp_path: Path) -> str:
     profile = build_profile(_people(20_000, 0), numeric=["age", "income"], categorical=["plan"])
@@ -143,27 +175,9 @@ def test_accuracy_decay_against_the_champion(
     dataset: str, mlflow_conn: str, mlflow_tracking: dict, tmp_path: Path
 ) -> None:
     name = "churn_monitor"
-    train = TrainModelOperator(
-        task_id="train",
-        input_uri=dataset,
-        target="churned",
-        registered_model_name=name,
-        estimator="sklearn.linear_model.LogisticRegression",
-        mlflow_conn_id=mlflow_conn,
-        model_output_uri=(tmp_path / "m").as_uri(),
-    )
-    version = train.execute(task_context(tmp_path))["version"]
-    DeployModelOperator(
-        task_id="deploy",
-        registered_model_name=name,
-        candidate_version=version,
-        evaluation_uri=dataset,
-        target="churned",
-        mlflow_conn_id=mlflow_conn,
-    ).execute(task_context(tmp_path))
+    version, _ = _train_and_gate(dataset, mlflow_conn, tmp_path, name)
     # Same features, but the label relation flipped: the data does not drift, the accuracy does.
-    frame = pa.Table.from_batches(list(S3Hook(aws_conn_id=None).iter_batches(dataset))).to_pandas()
-    frame["churned"] = 1 - frame["churned"]
+    frame = _flipped(dataset)
     flipped = _write(tmp_path, "flipped", frame)
     sensor = DriftSensor(
         task_id="drift",
@@ -302,28 +316,10 @@ def test_a_retrain_that_did_not_help_holds_the_next_requests(
     name = "churn_cooldown"
 
     def train_and_gate() -> dict:
-        version = TrainModelOperator(
-            task_id="train",
-            input_uri=dataset,
-            target="churned",
-            registered_model_name=name,
-            estimator="sklearn.linear_model.LogisticRegression",
-            mlflow_conn_id=mlflow_conn,
-            model_output_uri=(tmp_path / "m").as_uri(),
-            profile_data=False,
-        ).execute(task_context(tmp_path))["version"]
-        return DeployModelOperator(
-            task_id="deploy",
-            registered_model_name=name,
-            candidate_version=version,
-            evaluation_uri=dataset,
-            target="churned",
-            mlflow_conn_id=mlflow_conn,
-        ).execute(task_context(tmp_path))
+        return _train_and_gate(dataset, mlflow_conn, tmp_path, name, profile_data=False)[1]
 
     assert train_and_gate()["promoted"]
-    frame = pa.Table.from_batches(list(S3Hook(aws_conn_id=None).iter_batches(dataset))).to_pandas()
-    frame["churned"] = 1 - frame["churned"]
+    frame = _flipped(dataset)
     flipped = _write(tmp_path, "flipped", frame)
     outlet = Asset(name="retrain", uri="x-mlops-signal://churn_cooldown/retrain")
 
@@ -477,26 +473,8 @@ def test_the_onset_is_the_first_day_of_the_data_when_a_time_column_is_given(
     from mlflow import MlflowClient
 
     name = "churn_onset_day"
-    version = TrainModelOperator(
-        task_id="train",
-        input_uri=dataset,
-        target="churned",
-        registered_model_name=name,
-        estimator="sklearn.linear_model.LogisticRegression",
-        mlflow_conn_id=mlflow_conn,
-        model_output_uri=(tmp_path / "m").as_uri(),
-        profile_data=False,
-    ).execute(task_context(tmp_path))["version"]
-    DeployModelOperator(
-        task_id="deploy",
-        registered_model_name=name,
-        candidate_version=version,
-        evaluation_uri=dataset,
-        target="churned",
-        mlflow_conn_id=mlflow_conn,
-    ).execute(task_context(tmp_path))
-    frame = pa.Table.from_batches(list(S3Hook(aws_conn_id=None).iter_batches(dataset))).to_pandas()
-    frame["churned"] = 1 - frame["churned"]
+    _train_and_gate(dataset, mlflow_conn, tmp_path, name, profile_data=False)
+    frame = _flipped(dataset)
     frame["day"] = "2026-01-08"
     sensor = DriftSensor(
         task_id="drift",
