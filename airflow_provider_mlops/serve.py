@@ -39,6 +39,10 @@ def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(f"MLOPS_SERVE_{name}", default)
 
 
+def _env_flag(name: str) -> bool:
+    return _env(name, "") in ("1", "true", "True")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mlops-serve", description="Serve a registered model over HTTP.")
     what = p.add_argument_group("what to serve")
@@ -70,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     trust.add_argument(
         "--allow-cloudpickle",
         action="store_true",
-        default=_env("ALLOW_CLOUDPICKLE", "") in ("1", "true", "True"),
+        default=_env_flag("ALLOW_CLOUDPICKLE"),
         help="also load cloudpickle models (runs code on load)",
     )
     trust.add_argument(
@@ -98,13 +102,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--strict-columns",
         action="store_true",
-        default=_env("STRICT_COLUMNS", "") in ("1", "true", "True"),
+        default=_env_flag("STRICT_COLUMNS"),
         help="refuse columns the model does not take (MLflow ignores them, the default)",
     )
     p.add_argument(
         "--docs",
         action="store_true",
-        default=_env("DOCS", "") in ("1", "true", "True"),
+        default=_env_flag("DOCS"),
         help="serve /docs and /openapi.json (off by default)",
     )
     p.add_argument("--log-predictions", default=_env("LOG_PREDICTIONS"), help="prefix for the prediction log")
