@@ -163,7 +163,7 @@ def decimal_columns(frame: pd.DataFrame) -> list[str]:
     return out
 
 
-def nested_columns(frame: pd.DataFrame) -> dict[str, str]:
+def unencodable_columns(frame: pd.DataFrame) -> dict[str, str]:
     """
     The list / struct / map / binary columns of ``frame`` and their kind (``list``, ``struct``,
     ``map``, ``binary``): Arrow-backed nested or binary dtypes, and object columns holding arrays,
@@ -205,11 +205,14 @@ def nested_columns(frame: pd.DataFrame) -> dict[str, str]:
     return out
 
 
-def _nested_reason(kind: str) -> str:
-    return (
-        f"a {kind} column: no encoder takes it; derive a feature from it (e.g. its length or one "
-        "element, with TransformOperator's derive step) or drop it"
-    )
+_UNENCODABLE_WAY_OUT = (
+    "no encoder takes it; derive a feature from it (e.g. its length or one element, with "
+    "TransformOperator's derive step) or drop it"
+)
+
+
+def _unencodable_reason(kind: str) -> str:
+    return f"a {kind} column: {_UNENCODABLE_WAY_OUT}"
 
 
 def _as_float(values: pd.Series, column: str) -> pd.Series:
@@ -253,12 +256,12 @@ def resolve_columns(
         raise FeatureSpecError(f"drop names column(s) {missing} that the data does not have")
     exclude = dict(exclude or {})
     temporal = temporal_columns(frame)
-    nested = nested_columns(frame)
+    unencodable = unencodable_columns(frame)
     decimals = set(decimal_columns(frame))
     available = [
         c
         for c in frame.columns
-        if c not in drop and c not in exclude and c not in temporal and c not in nested
+        if c not in drop and c not in exclude and c not in temporal and c not in unencodable
     ]
     numeric_spec = dict(spec.get("numeric") or {})
     categorical_spec = dict(spec.get("categorical") or {})
@@ -289,11 +292,11 @@ def resolve_columns(
                 f"never encoded or scaled raw. Derive calendar features instead, e.g. "
                 f"features={{'datetime': {{'columns': {raw}, 'features': ['month', 'day_of_week']}}}}"
             )
-        listed = [c for c in columns if c in nested]
+        listed = [c for c in columns if c in unencodable]
         if listed:
             raise FeatureSpecError(
-                f"{kind}.columns lists {listed}, which hold {nested[listed[0]]} values: "
-                f"{_nested_reason(nested[listed[0]]).split(': ', 1)[1]}"
+                f"{kind}.columns lists {listed}, which hold {unencodable[listed[0]]} values: "
+                f"{_UNENCODABLE_WAY_OUT}"
             )
     overlap = set(num_cols) & set(cat_cols)
     if overlap:
@@ -489,9 +492,9 @@ def build_features(
             )
             left_out[time_column] = exclude[time_column]
     drop = set(merged["drop"]) | ({target} if target else set())
-    for column, kind in nested_columns(frame).items():
+    for column, kind in unencodable_columns(frame).items():
         if column not in drop and column not in left_out:
-            left_out[column] = exclude[column] = _nested_reason(kind)
+            left_out[column] = exclude[column] = _unencodable_reason(kind)
     for column, why in left_out.items():
         log.info("Column %r is left out of the features: %s", column, why)
     preprocessor, numeric, categorical = _column_transformer(
