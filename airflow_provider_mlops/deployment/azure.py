@@ -257,7 +257,7 @@ class AzureMLTarget(DeploymentTarget):
                 raise DeploymentError(f"{self.label}: {method} {path}: {err}") from err
             if not poller.done():
                 raise DeploymentError(
-                    f"{self.label}: {method} {path} still {poller.status()} after {self.wait_timeout:.0f} s"
+                    f"{self.label}: {method} {path} still {poller.status()} after {self.wait_timeout:g} s"
                 )
         return result
 

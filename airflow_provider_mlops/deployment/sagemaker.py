@@ -253,7 +253,7 @@ class SageMakerTarget(DeploymentTarget):
         reason = endpoint.get("FailureReason")
         if status not in ("InService", "Failed", "OutOfService"):
             raise DeploymentError(
-                f"{self.label}: still {status} after {self.wait_timeout:.0f} s (waiting for InService)"
+                f"{self.label}: still {status} after {self.wait_timeout:g} s (waiting for InService)"
             )
         if status != "InService":
             raise DeploymentError(f"{self.label}: endpoint is {status}: {reason or 'no FailureReason given'}")

@@ -143,3 +143,13 @@ def test_the_token_comes_from_azure_identity_and_is_renewed_when_it_expires(fake
     assert time.monotonic() - started > fake.token_seconds
     assert target.describe()["version"] == "2"
     assert fake.expired_refusals == 0 and fake.token_requests - requests_before >= 2
+
+
+def test_an_operation_that_does_not_end_in_time_is_an_error(fake: FakeAzureML) -> None:
+    target = make(fake)
+    target.deploy(release("1"))
+    fake.in_progress_reads = 10_000
+    target.poll_interval, target.wait_timeout = 0.05, 0.3
+    with pytest.raises(DeploymentError, match=r"PUT .*/deployments/v2-2222.* still InProgress after 0.3 s"):
+        target.deploy(release("2"))
+    fake.in_progress_reads = 0  # lets the abandoned poller finish

@@ -275,3 +275,13 @@ def test_boto3_is_not_needed_to_build_a_target() -> None:
     # DAG files build targets at parse time: construction touches no client.
     target = SageMakerTarget(endpoint_name="e", image_uri=IMAGE, execution_role_arn=ROLE)
     assert target._clients == {} and target.label == "sagemaker:e"
+
+
+def test_an_update_that_does_not_settle_in_time_is_an_error(shim: SageMakerShim, aws_conn: str) -> None:
+    target = make_target(aws_conn, smoke_input=None, poll_interval=0.05, wait_timeout=0.3)
+    target.deploy(release("1"))
+    shim.updating_polls = 100
+    with pytest.raises(DeploymentError, match=r"still Updating after 0.3 s \(waiting for InService\)"):
+        target.deploy(release("2"))
+    # the waiter polled DescribeEndpoint every poll_interval until its attempts ran out
+    assert 6 <= shim.calls.count("DescribeEndpoint") <= 12
