@@ -7,24 +7,26 @@ The server image is registered as an environment version with its routes (livene
 <sha8>``) on the endpoint, created with the release in its environment variables (model name,
 version, file URI, the sha256 pinned from MLflow); then the endpoint's traffic moves to it (100%).
 The deployment that served before is kept at 0% for a quick rollback and older ones are deleted.
-Every create / update / delete is a long-running operation polled through its
-``Azure-AsyncOperation`` (or ``Location``) URL; a ``Failed`` status raises with its error message.
+Every create / update / delete is a long-running operation, polled by azure-core's ``LROPoller``
+(``LROBasePolling`` through its ``Azure-AsyncOperation`` or ``Location`` URL, as the ARM SDKs poll); a
+``Failed`` status raises with its error message.
 The smoke test reads the traffic and the serving deployment's variables, then posts ``smoke_input``
 to the endpoint's scoring URI with the endpoint key. Rollback gives the traffic back to the previous
 release's deployment (recreating it if needed) and deletes the failed one; with no previous release
 the failed deployment is deleted.
 
 Credentials: an Airflow ``azure`` connection holding a service principal (login = client id,
-password = secret, extras ``tenantId`` and ``subscriptionId``); the token comes from the Microsoft
-identity platform's client-credentials flow. Not run against Azure: tested against a local fake of
-the documented REST endpoints (tests/deployment/test_azure.py).
+password = secret, extras ``tenantId`` and ``subscriptionId``), turned into azure-identity's
+``ClientSecretCredential``; azure-core's ``BearerTokenCredentialPolicy`` fetches and renews the token
+and its ``RetryPolicy`` retries throttled and failed requests (the ``azure`` extra). Not run against
+Azure: tested against a local https fake of the documented REST endpoints and of the identity
+platform's token endpoint (tests/deployment/test_azure.py).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import time
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_mlops.deployment.sagemaker import (
@@ -49,6 +51,17 @@ API_VERSION = "2024-04-01"
 _NAME = re.compile(r"[^a-zA-Z0-9-]+")
 
 
+def _error_text(response: Any) -> str:
+    """An ARM error body's message (``{"error": {"message": ...}}``), else the body as text."""
+    if response is None:
+        return "no response"
+    try:
+        error = response.json().get("error") or {}
+        return str(error.get("message") or error or response.text())
+    except (ValueError, AttributeError):
+        return str(response.text())
+
+
 def deployment_name(release: ModelRelease) -> str:
     """``v<version>-<sha8>``: starts with a letter, at most 32 characters, unique per release."""
     return f"v{_NAME.sub('-', release.version)}"[:23].rstrip("-") + f"-{release.sha256[:8]}"
@@ -68,7 +81,10 @@ class AzureMLTarget(DeploymentTarget):
     :param environment_name: the environment the image is registered under.
     :param environment: extra container environment variables.
     :param smoke_input: a JSON body for the scoring URI; one prediction a row is required.
-    :param management_url: / ``authority_host``: override the ARM and login URLs (sovereign clouds, tests).
+    :param management_url: / ``authority_host``: override the ARM and login URLs (sovereign clouds, tests;
+        both https: azure-core sends bearer tokens over TLS only).
+    :param connection_verify: TLS verification for ARM, login and scoring requests: True, or a CA bundle
+        path (a private CA, a proxy).
     :param wait_timeout: seconds to wait for a long-running operation.
     :param poll_interval: seconds between polls.
     :param label: the name in logs and XCom.
@@ -91,6 +107,7 @@ class AzureMLTarget(DeploymentTarget):
         smoke_input: Mapping[str, Any] | None = None,
         management_url: str = "https://management.azure.com",
         authority_host: str = "https://login.microsoftonline.com",
+        connection_verify: bool | str = True,
         wait_timeout: float = 3600.0,
         poll_interval: float = 15.0,
         label: str | None = None,
@@ -109,20 +126,28 @@ class AzureMLTarget(DeploymentTarget):
         self.smoke_input = dict(smoke_input) if smoke_input else None
         self.management_url = management_url.rstrip("/")
         self.authority_host = authority_host.rstrip("/")
+        self.connection_verify = connection_verify
         self.wait_timeout = wait_timeout
         self.poll_interval = poll_interval
         self.label = label or f"azureml:{endpoint_name}"
-        self._session: Any = None
-        self._token: tuple[str, float] | None = None
+        self._client: Any = None
 
     # ----------------------------------------------------------------------------------------------
     # HTTP
     # ----------------------------------------------------------------------------------------------
-    def _bearer(self) -> str:
-        """A management token for the connection's service principal (client credentials)."""
-        if self._token and self._token[1] > time.monotonic() + 60:
-            return self._token[0]
-        import requests
+    def _pipeline(self) -> Any:
+        """azure-core's pipeline to ARM with the connection's service principal (built once)."""
+        if self._client is not None:
+            return self._client
+        try:
+            from azure.core import PipelineClient
+            from azure.core.pipeline import policies
+            from azure.core.pipeline.transport import RequestsTransport
+            from azure.identity import AzureAuthorityHosts, ClientSecretCredential
+        except ImportError as err:
+            raise DeploymentError(
+                f"{self.label} needs azure-identity: pip install 'airflow-provider-mlops[azure]' ({err})"
+            ) from err
         from airflow.providers.common.compat.sdk import BaseHook
 
         conn = BaseHook.get_connection(self.azure_conn_id)
@@ -140,27 +165,33 @@ class AzureMLTarget(DeploymentTarget):
             raise DeploymentError(
                 "No subscription: set subscription_id= or the connection's subscriptionId extra"
             )
-        answer = requests.post(
-            f"{self.authority_host}/{tenant}/oauth2/v2.0/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": conn.login,
-                "client_secret": conn.password,
-                "scope": f"{self.management_url}/.default",
-            },
-            timeout=60,
+        known = {v.rstrip("/") for k, v in vars(AzureAuthorityHosts).items() if k.isupper()}
+        credential = ClientSecretCredential(
+            tenant,
+            conn.login,
+            conn.password,
+            authority=self.authority_host,
+            # MSAL validates an authority it does not know against the public cloud's discovery
+            # endpoint; a private authority (Azure Stack, a test double) is taken as given.
+            disable_instance_discovery=self.authority_host.removeprefix("https://") not in known,
+            connection_verify=self.connection_verify,
         )
-        if answer.status_code != 200:
-            raise DeploymentError(
-                f"{self.label}: token request failed: {answer.status_code} {answer.text[:300]}"
-            )
-        token = answer.json()
-        self._token = (token["access_token"], time.monotonic() + float(token.get("expires_in", 3600)))
-        return self._token[0]
+        self._client = PipelineClient(
+            base_url=self.management_url,
+            policies=[
+                policies.RequestIdPolicy(),
+                policies.HeadersPolicy(),
+                policies.UserAgentPolicy("airflow-provider-mlops"),
+                policies.RetryPolicy(),
+                policies.BearerTokenCredentialPolicy(credential, f"{self.management_url}/.default"),
+            ],
+            transport=RequestsTransport(connection_verify=self.connection_verify),
+        )
+        return self._client
 
     @property
     def _workspace_path(self) -> str:
-        self._bearer()
+        self._pipeline()
         return (
             f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}/providers/"
             f"Microsoft.MachineLearningServices/workspaces/{self.workspace}"
@@ -170,49 +201,65 @@ class AzureMLTarget(DeploymentTarget):
     def _endpoint_path(self) -> str:
         return f"{self._workspace_path}/onlineEndpoints/{self.endpoint_name}"
 
-    def _request(self, method: str, url: str, body: Any = None) -> Any:
-        import requests
-
-        if self._session is None:
-            self._session = requests.Session()
-        if not url.startswith("http"):
-            url = f"{self.management_url}{url}"
+    def _url(self, path: str) -> str:
+        url = path if path.startswith("http") else f"{self.management_url}{path}"
         if "api-version=" not in url:
             url += ("&" if "?" in url else "?") + f"api-version={API_VERSION}"
-        return self._session.request(
-            method, url, json=body, headers={"Authorization": f"Bearer {self._bearer()}"}, timeout=120
-        )
+        return url
 
     def _call(self, method: str, path: str, body: Any = None, *, missing_ok: bool = False) -> Any:
-        response = self._request(method, path, body)
+        """One ARM request; a long-running one (201/202 with a status URL) is polled to its end."""
+        from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
+        from azure.core.polling import LROPoller
+        from azure.core.polling.base_polling import (
+            LocationPolling,
+            LROBasePolling,
+            OperationResourcePolling,
+            StatusCheckPolling,
+        )
+        from azure.core.rest import HttpRequest
+
+        client = self._pipeline()
+        request = HttpRequest(method, self._url(path), json=body)
+        try:
+            # what the generated SDKs do: the pipeline response is what the LRO poller starts from
+            answer = client._pipeline.run(request)
+        except ClientAuthenticationError as err:
+            raise DeploymentError(f"{self.label}: token request failed: {err.message}") from err
+        except AzureError as err:
+            raise DeploymentError(f"{self.label}: {method} {path}: {err}") from err
+        response = answer.http_response
         if missing_ok and response.status_code == 404:
             return None
         if response.status_code >= 400:
+            raise DeploymentError(
+                f"{self.label}: {method} {path} -> {response.status_code}: {_error_text(response)[:500]}"
+            )
+        result = response.json() if response.text() else None
+        headers = {k.lower() for k in response.headers}
+        if response.status_code in (201, 202) and headers & {"azure-asyncoperation", "location"}:
+            polling = LROBasePolling(
+                timeout=self.poll_interval,
+                lro_algorithms=[
+                    OperationResourcePolling(operation_location_header="azure-asyncoperation"),
+                    LocationPolling(),
+                    StatusCheckPolling(),
+                ],
+            )
+            poller = LROPoller(client, answer, lambda final: result, polling)
             try:
-                detail = response.json().get("error", {}).get("message") or response.text
-            except ValueError:
-                detail = response.text
-            raise DeploymentError(f"{self.label}: {method} {path} -> {response.status_code}: {detail[:500]}")
-        if response.status_code in (201, 202):
-            poll = response.headers.get("Azure-AsyncOperation") or response.headers.get("Location")
-            if poll:
-                self._wait(poll, f"{method} {path}")
-        return response.json() if response.content else None
-
-    def _wait(self, url: str, what: str) -> None:
-        deadline = time.monotonic() + self.wait_timeout
-        while True:
-            state = self._request("GET", url)
-            body = state.json() if state.content else {}
-            status = str(body.get("status") or ("Succeeded" if state.status_code == 200 else "InProgress"))
-            if status == "Succeeded":
-                return
-            if status in ("Failed", "Canceled"):
-                error = body.get("error") or {}
-                raise DeploymentError(f"{self.label}: {what} {status}: {error.get('message', error)}")
-            if time.monotonic() > deadline:
-                raise DeploymentError(f"{self.label}: {what} still {status} after {self.wait_timeout:.0f} s")
-            time.sleep(self.poll_interval)
+                poller.wait(self.wait_timeout)
+            except HttpResponseError as err:
+                raise DeploymentError(
+                    f"{self.label}: {method} {path} {poller.status()}: {_error_text(err.response)}"
+                ) from err
+            except AzureError as err:
+                raise DeploymentError(f"{self.label}: {method} {path}: {err}") from err
+            if not poller.done():
+                raise DeploymentError(
+                    f"{self.label}: {method} {path} still {poller.status()} after {self.wait_timeout:g} s"
+                )
+        return result
 
     # ----------------------------------------------------------------------------------------------
     # resources
@@ -341,6 +388,7 @@ class AzureMLTarget(DeploymentTarget):
             json=self.smoke_input,
             headers={"Authorization": f"Bearer {key}", "azureml-model-deployment": str(served["deployment"])},
             timeout=60,
+            verify=self.connection_verify,
         )
         try:
             predictions = answer.json().get("predictions")

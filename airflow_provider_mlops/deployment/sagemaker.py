@@ -14,18 +14,23 @@ port 8080, ``/ping`` and ``/invocations``); the release reaches it through envir
 version, file URI and the sha256 pinned from MLflow, so the container verifies the bytes it
 downloads (with the SageMaker execution role) before deserializing them.
 
-Credentials come from an Airflow ``aws`` connection, resolved like
-:class:`~airflow_provider_mlops.hooks.s3.S3Hook` does (keys, ``profile_name``, ``role_arn``); the
-SageMaker endpoint URL from its ``service_config.sagemaker.endpoint_url`` or ``endpoint_url`` extra.
-boto3 is imported inside methods only (DAG files construct targets).
+Clients come from the amazon provider's hooks (``SageMakerHook``, ``AwsBaseHook``; the ``sagemaker``
+extra) on an Airflow ``aws`` connection, so every way that connection type authenticates works as in
+the rest of Airflow: keys, ``profile_name``, ``role_arn`` with ``assume_role_kwargs`` (the assumed
+role's session is refreshed by botocore before it expires, so a deployment that outlives one session
+keeps going), ``region_name``, ``config_kwargs`` (botocore retries), and endpoints from
+``service_config.<service>.endpoint_url`` or ``endpoint_url`` (STS for ``role_arn``: only
+``service_config.sts.endpoint_url``, the amazon provider's rule). Waiting for ``InService`` is
+SageMaker's own ``endpoint_in_service`` waiter. boto3 and the hooks are imported inside methods only
+(DAG files construct targets).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import re
-import time
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_mlops.deployment.targets import (
@@ -77,7 +82,8 @@ class SageMakerTarget(DeploymentTarget):
     :param endpoint_name: the Endpoint (created on the first deploy).
     :param image_uri: the server image in ECR (``airflow_provider_mlops/serving/container/Dockerfile``).
     :param execution_role_arn: the role SageMaker runs the container with (it must read the model file).
-    :param aws_conn_id: an Airflow ``aws`` connection (keys, ``profile_name`` or ``role_arn``; region).
+    :param aws_conn_id: an Airflow ``aws`` connection, read by the amazon provider's hooks (None: boto3's
+        default credential chain).
     :param instance_type: the production variant's instance type.
     :param instance_count: initial instance count.
     :param environment: extra container environment (e.g. ``MLOPS_SERVE_MAX_ROWS``).
@@ -85,7 +91,7 @@ class SageMakerTarget(DeploymentTarget):
     :param deployment_config: passed to ``UpdateEndpoint`` as ``DeploymentConfig`` (blue/green traffic
         routing, auto-rollback alarms); None uses SageMaker's default blue/green all-at-once update.
     :param wait_timeout: seconds to wait for ``InService``.
-    :param poll_interval: seconds between ``DescribeEndpoint`` calls.
+    :param poll_interval: seconds between ``DescribeEndpoint`` calls (the waiter's delay).
     :param tags: tags for every resource created.
     :param label: the name in logs and XCom.
     """
@@ -127,32 +133,22 @@ class SageMakerTarget(DeploymentTarget):
     # clients
     # ----------------------------------------------------------------------------------------------
     def _client(self, service: str) -> Any:
-        """A boto3 client with the connection's credentials (S3Hook's resolution) and endpoint."""
+        """The amazon provider's client for ``service`` on the connection (refreshing role sessions)."""
         if service not in self._clients:
-            import boto3
-
-            from airflow_provider_mlops.hooks.s3 import S3Hook
-
-            endpoint = None
-            settings: dict[str, Any] = {}
-            if self.aws_conn_id:
-                hook = S3Hook(aws_conn_id=self.aws_conn_id)
-                settings = hook.settings
-                extra = hook.get_connection(self.aws_conn_id).extra_dejson
-                services = extra.get("service_config") or {}
-                endpoint = (
-                    (services.get(service) or {}).get("endpoint_url")
-                    or (services.get("sagemaker") or {}).get("endpoint_url")
-                    or extra.get("endpoint_url")
-                )
-            self._clients[service] = boto3.session.Session().client(
-                service,
-                aws_access_key_id=settings.get("access_key"),
-                aws_secret_access_key=settings.get("secret_key"),
-                aws_session_token=settings.get("session_token"),
-                region_name=settings.get("region"),
-                endpoint_url=endpoint or None,
+            try:
+                from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+                from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+            except ImportError as err:
+                raise DeploymentError(
+                    f"{self.label} needs the amazon provider: pip install 'airflow-provider-mlops[sagemaker]' "
+                    f"({err})"
+                ) from err
+            hook = (
+                SageMakerHook(aws_conn_id=self.aws_conn_id)
+                if service == "sagemaker"
+                else AwsBaseHook(aws_conn_id=self.aws_conn_id, client_type=service)
             )
+            self._clients[service] = hook.conn
         return self._clients[service]
 
     @property
@@ -238,21 +234,27 @@ class SageMakerTarget(DeploymentTarget):
             raise
 
     def _wait(self, expected_config: str | None) -> dict[str, Any]:
-        """Poll until the endpoint settles; raise with its FailureReason unless it serves ``expected_config``."""
-        deadline = time.monotonic() + self.wait_timeout
-        while True:
-            endpoint = self._endpoint()
-            if endpoint is None:
-                raise DeploymentError(f"{self.label}: the endpoint disappeared while deploying")
-            status = endpoint.get("EndpointStatus")
-            if status in ("InService", "Failed", "OutOfService"):
-                break
-            if time.monotonic() > deadline:
-                raise DeploymentError(
-                    f"{self.label}: still {status} after {self.wait_timeout:.0f} s (waiting for InService)"
-                )
-            time.sleep(self.poll_interval)
+        """Wait until the endpoint settles; raise with its FailureReason unless it serves ``expected_config``."""
+        from botocore.exceptions import WaiterError
+
+        attempts = max(1, math.ceil(self.wait_timeout / self.poll_interval))
+        try:
+            self.sagemaker.get_waiter("endpoint_in_service").wait(
+                EndpointName=self.endpoint_name,
+                WaiterConfig={"Delay": self.poll_interval, "MaxAttempts": attempts},
+            )
+        except WaiterError as err:
+            # Failed, gone, or still not InService when the attempts ran out: the endpoint says which.
+            log.info("%s: %s", self.label, err)
+        endpoint = self._endpoint()
+        if endpoint is None:
+            raise DeploymentError(f"{self.label}: the endpoint disappeared while deploying")
+        status = endpoint.get("EndpointStatus")
         reason = endpoint.get("FailureReason")
+        if status not in ("InService", "Failed", "OutOfService"):
+            raise DeploymentError(
+                f"{self.label}: still {status} after {self.wait_timeout:g} s (waiting for InService)"
+            )
         if status != "InService":
             raise DeploymentError(f"{self.label}: endpoint is {status}: {reason or 'no FailureReason given'}")
         if expected_config and endpoint.get("EndpointConfigName") != expected_config:

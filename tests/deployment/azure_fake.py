@@ -2,9 +2,13 @@
 A local fake of the Azure ML REST endpoints AzureMLTarget uses, as documented for
 ``Microsoft.MachineLearningServices`` (api-version 2024-04-01): environment versions, online
 endpoints (GET / PUT / PATCH ``traffic``, ``listKeys``), online deployments (GET / PUT / DELETE /
-list), long-running operations through ``Azure-AsyncOperation`` (``InProgress`` on the first read),
-and the identity platform's client-credentials token endpoint. Bearer tokens and ``api-version``
-are checked; traffic must name existing deployments and sum to 100 (or be empty), and a deployment
+list), long-running operations through ``Azure-AsyncOperation`` (``InProgress`` for the first ``in_progress_reads`` reads),
+and the identity platform's tenant discovery document and client-credentials token endpoint (what
+azure-identity's ClientSecretCredential asks, through MSAL). It serves https with a self-signed
+certificate made at start (``ca_file``: the bundle clients verify against), since azure-core sends
+bearer tokens over TLS only. Bearer tokens and ``api-version`` are checked: a token lives
+``token_seconds`` (``expires_in``), is refused after that with ``ExpiredAuthenticationToken`` (counted in
+``expired_refusals``), and ``token_requests`` counts the token endpoint's answers; traffic must name existing deployments and sum to 100 (or be empty), and a deployment
 with traffic cannot be deleted, as Azure refuses both.
 
 The scoring URI is simulated: it answers one prediction a row (``broken_predictions``: one fewer)
@@ -15,16 +19,25 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from tests.deployment.tls import self_signed, server_context
+
 
 class FakeAzureML:
-    def __init__(self, tenant: str, client_id: str, secret: str) -> None:
+    def __init__(self, tenant: str, client_id: str, secret: str, tls_dir: Path) -> None:
         self.tenant, self.client_id, self.secret = tenant, client_id, secret
-        self.tokens: set[str] = set()
+        self.tokens: dict[str, float] = {}
+        self.token_seconds = 3599
+        self.token_requests = 0
+        self.expired_refusals = 0
+        #: status reads answered ``InProgress`` before an operation ends
+        self.in_progress_reads = 1
         self.environments: dict[str, dict[str, Any]] = {}
         self.endpoints: dict[str, dict[str, Any]] = {}
         self.deployments: dict[str, dict[str, dict[str, Any]]] = {}
@@ -52,7 +65,19 @@ class FakeAzureML:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 url = urlparse(self.path)
                 query = {k: v[0] for k, v in parse_qs(url.query).items()}
+                if url.path == f"/{fake.tenant}/v2.0/.well-known/openid-configuration":
+                    base = f"{fake.url}/{fake.tenant}"
+                    self._send(
+                        200,
+                        {
+                            "token_endpoint": f"{base}/oauth2/v2.0/token",
+                            "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                            "issuer": f"{base}/v2.0",
+                        },
+                    )
+                    return
                 if url.path == f"/{fake.tenant}/oauth2/v2.0/token":
+                    fake.token_requests += 1
                     form = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
                     if (form.get("client_id"), form.get("client_secret")) != (fake.client_id, fake.secret):
                         self._send(
@@ -64,8 +89,10 @@ class FakeAzureML:
                         )
                         return
                     token = uuid.uuid4().hex
-                    fake.tokens.add(token)
-                    self._send(200, {"access_token": token, "expires_in": 3599, "token_type": "Bearer"})
+                    fake.tokens[token] = time.monotonic() + fake.token_seconds
+                    self._send(
+                        200, {"access_token": token, "expires_in": fake.token_seconds, "token_type": "Bearer"}
+                    )
                     return
                 auth = self.headers.get("Authorization", "")
                 if url.path.startswith("/score/"):
@@ -74,7 +101,20 @@ class FakeAzureML:
                     )
                     self._send(status, body)
                     return
-                if auth[7:] not in fake.tokens:
+                expiry = fake.tokens.get(auth[7:])
+                if expiry is not None and time.monotonic() >= expiry:
+                    fake.expired_refusals += 1
+                    self._send(
+                        401,
+                        {
+                            "error": {
+                                "code": "ExpiredAuthenticationToken",
+                                "message": "The access token expiry UTC time is earlier than current UTC time.",
+                            }
+                        },
+                    )
+                    return
+                if expiry is None:
                     self._send(
                         401,
                         {
@@ -96,8 +136,11 @@ class FakeAzureML:
 
             do_GET = do_PUT = do_PATCH = do_POST = do_DELETE = _handle
 
+        cert, key = self_signed(tls_dir)
+        self.ca_file = str(cert)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._server.socket = server_context(cert, key).wrap_socket(self._server.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self._server.server_address[1]}"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     def _async(self, error: str | None = None) -> dict[str, str]:
@@ -109,7 +152,7 @@ class FakeAzureML:
         if path.startswith("/operations/"):
             op = self.operations[path.split("/")[2]]
             op["reads"] += 1
-            if op["reads"] < 2:
+            if op["reads"] <= self.in_progress_reads:
                 return 200, {"status": "InProgress"}, None
             if op["error"]:
                 return (

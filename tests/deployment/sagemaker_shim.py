@@ -14,12 +14,20 @@ existing name silently replaces it. This proxy forwards every request to moto ex
 
 It records each SageMaker operation name in ``calls``. It depends on moto's overwrite behaviour,
 hence the exact moto pin in the test dependency group.
+
+Role sessions: moto's STS honours ``DurationSeconds`` in the ``Expiration`` it returns but accepts any
+key afterwards. STS requests sent through this proxy are relayed and every ``AssumeRole`` answer is
+recorded (``sessions``: key id -> its credentials and expiry); a SageMaker request signed with a
+recorded key after its expiry gets ``ExpiredTokenException`` (HTTP 400), as AWS answers, and lands in
+``refused``. ``signed_with`` lists (operation, key id) of every SageMaker request.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -35,6 +43,9 @@ class SageMakerShim:
         self.fail_next_update: str | None = None
         self.failure_reason: dict[str, str] = {}
         self._pending_updating: dict[str, int] = {}
+        self.sessions: dict[str, dict[str, Any]] = {}
+        self.signed_with: list[tuple[str, str]] = []
+        self.refused: list[tuple[str, str]] = []
         self._moto = boto3.client(
             "sagemaker",
             endpoint_url=moto_url,
@@ -76,12 +87,28 @@ class SageMakerShim:
                 operation = target.split(".", 1)[1] if target.startswith("SageMaker.") else None
                 if operation:
                     shim.calls.append(operation)
+                    key = re.search(r"Credential=([^/]+)/", self.headers.get("Authorization", ""))
+                    key_id = key.group(1) if key else ""
+                    shim.signed_with.append((operation, key_id))
+                    session = shim.sessions.get(key_id)
+                    if session and datetime.now(UTC) >= session["expiration"]:
+                        shim.refused.append((operation, key_id))
+                        error = {
+                            "__type": "com.amazon.coral.service#ExpiredTokenException",
+                            "message": "The security token included in the request is expired",
+                        }
+                        self._send(
+                            400, {"Content-Type": "application/x-amz-json-1.1"}, json.dumps(error).encode()
+                        )
+                        return
                 if operation == "UpdateEndpoint":
                     self._send(
                         200, {"Content-Type": "application/x-amz-json-1.1"}, shim.update(json.loads(body))
                     )
                     return
                 status, headers, out = self._relay(body)
+                if b"Action=AssumeRole" in body and status == 200:
+                    shim.record_session(out)
                 if operation == "DescribeEndpoint" and status == 200:
                     out = shim.patch_describe(json.loads(body)["EndpointName"], out)
                 self._send(status, headers, out)
@@ -92,6 +119,21 @@ class SageMakerShim:
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
+
+    def record_session(self, answer: bytes) -> None:
+        """Remember an AssumeRole answer's key and expiry (moto answers STS in XML)."""
+        text = answer.decode()
+
+        def field(name: str) -> str:
+            return re.search(rf"<{name}>([^<]+)</{name}>", text).group(1)  # type: ignore[union-attr]
+
+        expiration = datetime.fromisoformat(field("Expiration").replace("Z", "+00:00"))
+        self.sessions[field("AccessKeyId")] = {
+            "secret": field("SecretAccessKey"),
+            "token": field("SessionToken"),
+            "expiration": expiration if expiration.tzinfo else expiration.replace(tzinfo=UTC),
+            "issued": datetime.now(UTC),
+        }
 
     def update(self, request: dict[str, Any]) -> bytes:
         name, config = request["EndpointName"], request["EndpointConfigName"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -28,8 +30,8 @@ def release(version: str) -> ModelRelease:
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeAzureML]:
-    server = FakeAzureML(TENANT, CLIENT, SECRET)
+def fake(tmp_path: Path) -> Iterator[FakeAzureML]:
+    server = FakeAzureML(TENANT, CLIENT, SECRET, tmp_path)
     yield server
     server.close()
 
@@ -55,6 +57,7 @@ def make(fake: FakeAzureML, secret: str = SECRET) -> AzureMLTarget:
                 "smoke_input": SMOKE,
                 "management_url": fake.url,
                 "authority_host": fake.url,
+                "connection_verify": fake.ca_file,
                 "poll_interval": 0.01,
                 "wait_timeout": 5,
             }
@@ -116,3 +119,37 @@ def test_first_deploy_failing_leaves_nothing_serving(fake: FakeAzureML) -> None:
 def test_a_wrong_secret_is_refused(fake: FakeAzureML) -> None:
     with pytest.raises(DeploymentError, match="Invalid client secret"):
         make(fake, secret="wrong").describe()
+
+
+def test_the_token_comes_from_azure_identity_and_is_renewed_when_it_expires(fake: FakeAzureML) -> None:
+    target = make(fake)
+    target.deploy(release("1"))
+    # one token for the whole deployment (azure-identity caches it, the pipeline reuses it)
+    assert fake.token_requests == 1 and fake.expired_refusals == 0
+
+    # Tokens that live 1 s, and a deployment whose operations take longer than that.
+    fake.token_seconds = 1
+    target.poll_interval = 0.3
+    fake.tokens.clear()  # the cached token is revoked: the next request is refused ...
+    requests_before = fake.token_requests
+    with pytest.raises(DeploymentError, match="access token is invalid"):
+        target.describe()
+    # ... a new credential (a new task) asks for a token and deploys through several expiries.
+    target = make(fake)
+    target.poll_interval = 0.3
+    fake.in_progress_reads = 3
+    started = time.monotonic()
+    target.deploy(release("2"))
+    assert time.monotonic() - started > fake.token_seconds
+    assert target.describe()["version"] == "2"
+    assert fake.expired_refusals == 0 and fake.token_requests - requests_before >= 2
+
+
+def test_an_operation_that_does_not_end_in_time_is_an_error(fake: FakeAzureML) -> None:
+    target = make(fake)
+    target.deploy(release("1"))
+    fake.in_progress_reads = 10_000
+    target.poll_interval, target.wait_timeout = 0.05, 0.3
+    with pytest.raises(DeploymentError, match=r"PUT .*/deployments/v2-2222.* still InProgress after 0.3 s"):
+        target.deploy(release("2"))
+    fake.in_progress_reads = 0  # lets the abandoned poller finish

@@ -5,8 +5,9 @@ UpdateEndpoint shim (sagemaker_shim.py).
 What this checks: the resources the target creates (one Model + EndpointConfig per version, the
 release in the container environment), create-then-update of the Endpoint, waiting through
 ``Updating``, the FailureReason of a failed update, rollback re-pointing to the previous config,
-credentials from an ``aws`` connection (keys and role_arn via STS), and how the smoke test reads an
-InvokeEndpoint answer.
+credentials from an ``aws`` connection through the amazon provider's hooks (keys, and role_arn via
+moto's STS, with role sessions that expire during a deployment and are renewed), and how the smoke test
+reads an InvokeEndpoint answer.
 
 What moto cannot check: InvokeEndpoint answers with canned bodies queued by the test (moto runs no
 container), so no model is scored here; that the image really serves the model is tested with the
@@ -19,9 +20,12 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
+import boto3
 import pytest
 import requests
+from botocore.exceptions import ClientError
 
 from airflow_provider_mlops.deployment.sagemaker import (
     ENV_MODEL_URI,
@@ -192,9 +196,10 @@ def test_first_deploy_failing_deletes_the_endpoint_it_created(
     assert target.describe()["status"] == "absent"
 
 
-def test_role_arn_credentials_come_from_the_aws_connection(s3_server: S3Server, shim: SageMakerShim) -> None:
-    conn_id = set_connection(
-        "sagemaker_role_test",
+def role_connection(conn_id: str, s3_server: S3Server, shim: SageMakerShim, **extra: object) -> str:
+    """An ``aws`` connection assuming a role; STS (the amazon provider's ``service_config.sts``) via the shim."""
+    return set_connection(
+        conn_id,
         conn_type="aws",
         login=s3_server.access_key,
         password=s3_server.secret_key,
@@ -202,19 +207,81 @@ def test_role_arn_credentials_come_from_the_aws_connection(s3_server: S3Server, 
             "region_name": "eu-west-1",
             "role_arn": "arn:aws:iam::123456789012:role/deployer",
             "endpoint_url": s3_server.endpoint_url,
-            "service_config": {"sagemaker": {"endpoint_url": shim.url}},
+            "service_config": {"sagemaker": {"endpoint_url": shim.url}, "sts": {"endpoint_url": shim.url}},
+            **extra,
         },
     )
-    target = make_target(conn_id)
-    client = target.sagemaker
-    credentials = client._request_signer._credentials
-    # moto's STS hands out temporary keys: the client signs with them, not the connection's keys.
-    assert credentials.access_key != s3_server.access_key and credentials.token
-    assert client.meta.region_name == "eu-west-1" and client.meta.endpoint_url == shim.url
+
+
+def test_role_arn_credentials_come_from_the_aws_connection(s3_server: S3Server, shim: SageMakerShim) -> None:
+    target = make_target(role_connection("sagemaker_role_test", s3_server, shim))
     assert target.describe()["status"] == "absent"
+    client = target.sagemaker
+    # moto's STS hands out temporary keys: the client signs with them, not the connection's keys.
+    ((operation, key_id),) = shim.signed_with
+    assert operation == "DescribeEndpoint" and key_id in shim.sessions and key_id != s3_server.access_key
+    assert client.meta.region_name == "eu-west-1" and client.meta.endpoint_url == shim.url
+
+
+SESSION_SECONDS = 2
+
+
+def test_a_deployment_outlives_its_first_role_session(s3_server: S3Server, shim: SageMakerShim) -> None:
+    # A role session of 2 s (botocore refuses DurationSeconds < 900 before sending unless parameter
+    # validation is off; moto's STS honours any value) and an update that takes ~3 s of polling.
+    conn_id = role_connection(
+        "sagemaker_short_role",
+        s3_server,
+        shim,
+        region_name="us-east-1",  # the shim's UpdateEndpoint works in moto's us-east-1
+        assume_role_kwargs={"DurationSeconds": SESSION_SECONDS},
+        config_kwargs={"parameter_validation": False},
+    )
+    target = make_target(conn_id, smoke_input=None, poll_interval=0.25)
+    v1, v2 = release("1"), release("2")
+    target.deploy(v1)
+    shim.updating_polls = 12
+    target.deploy(v2)
+    assert target.describe()["version"] == "2"
+
+    first_key = shim.signed_with[0][1]
+    first = shim.sessions[first_key]
+    # The deployment went on after its first session had expired ...
+    assert (first["expiration"] - first["issued"]).total_seconds() <= SESSION_SECONDS + 1
+    assert (datetime.now(UTC) - first["expiration"]).total_seconds() > 0.5
+    # ... every SageMaker request was signed with an assumed-role key that was still valid (none refused),
+    # and the keys changed as sessions were renewed.
+    assert shim.refused == []
+    keys = [key for _, key in shim.signed_with]
+    assert set(keys) <= set(shim.sessions) and s3_server.access_key not in keys
+    assert len(set(keys)) >= 2
+    assert shim.calls.count("DescribeEndpoint") >= 12
+
+    # What the target did before (keys resolved once, never refreshed) now fails: the shim refuses them.
+    frozen = boto3.client(
+        "sagemaker",
+        endpoint_url=shim.url,
+        region_name="us-east-1",
+        aws_access_key_id=first_key,
+        aws_secret_access_key=first["secret"],
+        aws_session_token=first["token"],
+    )
+    with pytest.raises(ClientError, match="ExpiredTokenException"):
+        frozen.describe_endpoint(EndpointName=target.endpoint_name)
+    assert shim.refused == [("DescribeEndpoint", first_key)]
 
 
 def test_boto3_is_not_needed_to_build_a_target() -> None:
     # DAG files build targets at parse time: construction touches no client.
     target = SageMakerTarget(endpoint_name="e", image_uri=IMAGE, execution_role_arn=ROLE)
     assert target._clients == {} and target.label == "sagemaker:e"
+
+
+def test_an_update_that_does_not_settle_in_time_is_an_error(shim: SageMakerShim, aws_conn: str) -> None:
+    target = make_target(aws_conn, smoke_input=None, poll_interval=0.05, wait_timeout=0.3)
+    target.deploy(release("1"))
+    shim.updating_polls = 100
+    with pytest.raises(DeploymentError, match=r"still Updating after 0.3 s \(waiting for InService\)"):
+        target.deploy(release("2"))
+    # the waiter polled DescribeEndpoint every poll_interval until its attempts ran out
+    assert 6 <= shim.calls.count("DescribeEndpoint") <= 12
