@@ -30,13 +30,13 @@ from typing import Any
 from airflow_provider_mlops.demo.home import AIRFLOW_PORT, MLFLOW_PORT
 
 
-def _prepare_environment(home: Path, dags_folder: Path) -> None:
+def _prepare_environment(home: Path, dags_folder: Path, ui_port: int = AIRFLOW_PORT) -> None:
     """Everything Airflow reads at import time: must run before the first airflow import."""
     from airflow_provider_mlops.demo.home import write_config
 
     # The settings go to home/airflow.cfg (not this process's environment): `./dev ui` and any
     # `AIRFLOW_HOME=.demo airflow ...` command afterwards see the Airflow the demo ran.
-    write_config(home, dags_folder)
+    write_config(home, dags_folder, port=ui_port)
     os.environ["AIRFLOW_HOME"] = str(home)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "true")
@@ -79,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         "--keep", action="store_true", help="keep the previous demo state instead of starting afresh"
     )
     parser.add_argument(
+        "--ui-port",
+        type=int,
+        default=AIRFLOW_PORT,
+        help=f"the Airflow UI's port written to airflow.cfg for `./dev ui` and the report links (default {AIRFLOW_PORT})",
+    )
+    parser.add_argument(
         "--seed", type=int, default=42, help="the simulated world's seed (default 42; docs/monitoring.rst)"
     )
     args = parser.parse_args(argv)
@@ -91,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         import shutil
 
         shutil.rmtree(home)
-    _prepare_environment(home, dags_folder)
+    _prepare_environment(home, dags_folder, args.ui_port)
     started = time.monotonic()
 
     from airflow_provider_mlops.demo.api import DEMO_TOKEN, ProfileApi, serve
@@ -252,7 +258,7 @@ def _run_days(
     print(f"  Data lake (Parquet):  {home / 'storage' / 'lake' / 'activity'}")
     print(f"  Task logs:            {home / 'logs'}")
     print(
-        f"  Airflow + MLflow UI:  {_ui_command(home)}   (Airflow http://127.0.0.1:{AIRFLOW_PORT}, "
+        f"  Airflow + MLflow UI:  {_ui_command(home)}   (Airflow http://127.0.0.1:{args.ui_port}, "
         f"MLflow http://127.0.0.1:{MLFLOW_PORT}; no login: local demo)"
     )
     return 0

@@ -48,13 +48,27 @@ def _wait_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout: f
     raise TimeoutError(f"{url} did not answer within {timeout:.0f} s; see {log}")
 
 
+def configured_port(home: Path) -> int:
+    """The ``[api] port`` of ``home/airflow.cfg`` (the demo writes it), else Airflow's 8080."""
+    import configparser
+
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(home / "airflow.cfg")
+    return cfg.getint("api", "port", fallback=AIRFLOW_PORT)
+
+
 @contextlib.contextmanager
 def running(
-    home: Path, *, port: int = AIRFLOW_PORT, mlflow_port: int = MLFLOW_PORT
+    home: Path, *, port: int | None = None, mlflow_port: int = MLFLOW_PORT
 ) -> Iterator[dict[str, str]]:
-    """Start both UIs on ``home`` (each in its own process group), yield their URLs, stop both."""
+    """
+    Start both UIs on ``home`` (each in its own process group), yield their URLs, stop both.
+    ``port`` defaults to the one in ``home/airflow.cfg`` (the report links were made with it).
+    """
     if not (home / "airflow.cfg").exists() or not (home / "airflow.db").exists():
         raise SystemExit(f"{home} holds no demo: run `./dev demo` first (or pass --home)")
+    configured = configured_port(home)
+    port = configured if port is None else port
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env.update(
         {
@@ -65,7 +79,7 @@ def running(
             "DO_NOT_TRACK": "true",
         }
     )
-    if port != AIRFLOW_PORT:
+    if port != configured:
         env["AIRFLOW__API__PORT"] = str(port)
         env["AIRFLOW__API__BASE_URL"] = f"http://127.0.0.1:{port}"
     commands = {
@@ -116,7 +130,9 @@ def running(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="./dev ui", description=__doc__)
     parser.add_argument("--home", type=Path, default=Path(".demo"), help="the demo's home (default .demo)")
-    parser.add_argument("--port", type=int, default=AIRFLOW_PORT, help=f"Airflow UI port ({AIRFLOW_PORT})")
+    parser.add_argument(
+        "--port", type=int, default=None, help="Airflow UI port (default: the demo's, in airflow.cfg)"
+    )
     parser.add_argument(
         "--mlflow-port", type=int, default=MLFLOW_PORT, help=f"MLflow UI port ({MLFLOW_PORT})"
     )
