@@ -1,0 +1,168 @@
+"""
+#27 Deliver 5: after a short demo, the UI the demo prints (``./dev ui`` = ``python -m
+airflow_provider_mlops.demo ui``) shows the lifecycle in headless Chromium: the three DAGs, runs
+with real durations that say why they ran (scheduled day, asset-triggered monitor and training with
+their Asset events), a task log with the drift check's summary line, the demo's connections, and
+the report links answering 200 with the reports. Screenshots go to the test artifacts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+from importlib.metadata import entry_points
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import requests
+
+from tests.harness.browser import find_browser, open_page
+from tests.harness.servers import free_port
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+DAGS = ("mlops_etl_daily", "mlops_monitor_model", "mlops_train_model")
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLOPS_"))}
+
+
+@contextlib.contextmanager
+def _ui(home: Path, mlflow_port: int, log: Path):
+    """The command the demo prints, in its own process group; stopped by SIGTERM as Ctrl-C would."""
+    with open(log, "wb") as handle:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "airflow_provider_mlops.demo",
+                "ui",
+                "--home",
+                str(home),
+                "--mlflow-port",
+                str(mlflow_port),
+            ],
+            cwd=ROOT,
+            env=_env(),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 300
+            while "Ctrl-C stops both." not in log.read_text(errors="replace"):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"./dev ui did not start:\n{log.read_text(errors='replace')[-3000:]}")
+                time.sleep(1)
+            yield proc
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+
+def test_the_demo_in_the_airflow_ui(tmp_path: Path, artifacts_dir: Path) -> None:
+    from tests.conftest import _unavailable
+
+    browser = find_browser()
+    if browser is None:
+        _unavailable("chromium not found: apt-get install chromium")
+        return
+    home, port, mlflow_port = tmp_path / "demo", free_port(), free_port()
+    began = dt.datetime.now(dt.UTC)
+    demo = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "airflow_provider_mlops.demo",
+            "--days",
+            "2",
+            "--home",
+            str(home),
+            "--ui-port",
+            str(port),
+        ],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+    assert f"./dev ui --home {home}" in demo.stdout and f"http://127.0.0.1:{port}" in demo.stdout
+    if not any(ep.name == "mlops_reports" for ep in entry_points(group="airflow.plugins")):
+        # an environment installed before the entry point existed: load the plugin from the home
+        (home / "plugins").mkdir(exist_ok=True)
+        (home / "plugins" / "mlops_reports_plugin.py").write_text(
+            "from airflow_provider_mlops.plugins.reports import MlopsReportsPlugin  # noqa: F401\n"
+        )
+    url = f"http://127.0.0.1:{port}"
+    with _ui(home, mlflow_port, tmp_path / "ui.log"):
+
+        def api(path: str) -> dict:
+            response = requests.get(f"{url}/api/v2{path}", timeout=30)
+            response.raise_for_status()
+            return dict(response.json())
+
+        runs = {dag: api(f"/dags/{dag}/dagRuns?order_by=id")["dag_runs"] for dag in DAGS}
+        assert [r["run_type"] for r in runs["mlops_etl_daily"]] == ["scheduled", "scheduled"]
+        assert [r["run_type"] for r in runs["mlops_monitor_model"]] == ["asset_triggered"] * 2
+        [training] = runs["mlops_train_model"]
+        assert training["run_type"] == "asset_triggered" and "bootstrap" in training["note"]
+        for run in (r for rs in runs.values() for r in rs):
+            start = dt.datetime.fromisoformat(run["start_date"])
+            end = dt.datetime.fromisoformat(run["end_date"])
+            assert began <= start < end and (end - start).total_seconds() < 300, run
+        sources = api(
+            f"/dags/mlops_train_model/dagRuns/{quote(training['dag_run_id'], safe='')}/upstreamAssetEvents"
+        )
+        assert [e["source_dag_id"] for e in sources["asset_events"]] == ["mlops_monitor_model"]
+
+        monitor_run = quote(runs["mlops_monitor_model"][-1]["dag_run_id"], safe="")
+        train_run = quote(training["dag_run_id"], safe="")
+        links = {
+            **api(
+                f"/dags/mlops_monitor_model/dagRuns/{monitor_run}/taskInstances/check_drift_and_accuracy/links"
+            )["extra_links"],
+            **api(f"/dags/mlops_train_model/dagRuns/{train_run}/taskInstances/profile_training_data/links")[
+                "extra_links"
+            ],
+        }
+        assert links.get("Drift report", "").startswith(f"{url}/mlops/reports/"), links
+        assert links.get("Data profile", "").startswith(f"{url}/mlops/reports/"), links
+
+        with open_page(browser, window=(1500, 900)) as page:
+            page.goto(f"{url}/dags", wait_until="networkidle")
+            for dag in DAGS:
+                page.get_by_text(dag, exact=True).first.wait_for(timeout=60_000)
+            page.screenshot(path=artifacts_dir / "demo_ui_dags.png")
+
+            page.goto(
+                f"{url}/dags/mlops_monitor_model/runs/{monitor_run}/tasks/check_drift_and_accuracy",
+                wait_until="networkidle",
+            )
+            page.get_by_text("Drift check of 2500 rows", exact=False).first.wait_for(timeout=60_000)
+            page.screenshot(path=artifacts_dir / "demo_ui_drift_log.png")
+
+            page.goto(f"{url}/connections", wait_until="networkidle")
+            for conn_id in ("mlops_api", "mlops_warehouse", "mlops_model_server"):
+                page.get_by_text(conn_id, exact=True).first.wait_for(timeout=60_000)
+            page.screenshot(path=artifacts_dir / "demo_ui_connections.png")
+
+            for name, heading in (("Drift report", "Data drift report"), ("Data profile", "Data profile")):
+                response = page.goto(links[name], wait_until="load")
+                assert response is not None and response.status == 200, (name, links[name])
+                assert heading in page.content(), name
+            page.screenshot(path=artifacts_dir / "demo_ui_profile_report.png")
