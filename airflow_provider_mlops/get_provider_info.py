@@ -289,6 +289,7 @@ def get_provider_info() -> dict[str, Any]:
             f"{_PKG}.links.mlflow.MlflowRunLink",
             f"{_PKG}.links.profile.ProfileReportLink",
             f"{_PKG}.links.reports.DriftReportLink",
+            f"{_PKG}.links.reports.ModelVersionLink",
         ],
         "notifications": [
             f"{_PKG}.notifications.webhook.WebhookNotifier",

@@ -43,3 +43,18 @@ def test_the_drift_link_names_the_task_instance_on_the_api_server(monkeypatch) -
     )
     mapped = SimpleNamespace(**{**vars(key), "map_index": 2})
     assert DriftReportLink().get_link(None, ti_key=mapped).endswith("/check_drift_and_accuracy?map_index=2")
+
+
+def test_the_deploy_link_redirects_through_the_plugin_with_the_task_s_mlflow_connection(monkeypatch) -> None:
+    from airflow_provider_mlops.links.reports import ModelVersionLink
+    from airflow_provider_mlops.plugins.reports import model_version_url
+
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://127.0.0.1:8080")
+    key = SimpleNamespace(dag_id="train", run_id="manual__1", task_id="deploy_if_better", map_index=-1)
+    operator = SimpleNamespace(mlflow_conn_id="mlflow prod")
+    assert ModelVersionLink().get_link(operator, ti_key=key) == (
+        "http://127.0.0.1:8080/mlops/model-version/train/manual__1/deploy_if_better?mlflow_conn_id=mlflow%20prod"
+    )
+    assert ModelVersionLink().get_link(SimpleNamespace(), ti_key=key).endswith("/deploy_if_better")
+    # the embedded default MLflow (a SQLite store) opens where `mlflow ui` serves it
+    assert model_version_url("churn model", "3") == "http://127.0.0.1:5000/#/models/churn%20model/versions/3"

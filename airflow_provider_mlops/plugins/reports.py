@@ -5,7 +5,8 @@ opens the reports tasks wrote to storage (``file://``, ``s3://``) as web pages.
 ``GET /mlops/reports/{dag_id}/{run_id}/{task_id}?map_index=-1`` answers the HTML report of that task
 instance: the data profile (``ProfileDataOperator``: ``report_uri`` in its XCom) or the drift report
 (``DriftSensor``: ``report_html`` in its ``return_value`` or, when it skipped, ``drift_report``
-XCom). The caller needs read access to the DAG's task instances, as for the task's log; the
+XCom). ``GET /mlops/model-version/{dag_id}/{run_id}/{task_id}`` redirects to the MLflow page of the
+model version a ``DeployModelOperator`` judged. The caller needs read access to the DAG's task instances, as for the task's log; the
 report must lie under the staging root (``[mlops] staging_uri``), so an XCom cannot make the API
 server read another file. The extra links of :mod:`airflow_provider_mlops.links` point here.
 
@@ -102,7 +103,62 @@ def create_app() -> Any:
         headers = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:"}
         return Response(body, media_type=kind, headers=headers)
 
+    @app.get(
+        "/model-version/{dag_id}/{run_id}/{task_id}",
+        dependencies=[Depends(requires_access_dag("GET", DagAccessEntity.TASK_INSTANCE))],
+        response_model=None,
+    )
+    def model_version(
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        map_index: int = -1,
+        mlflow_conn_id: str | None = None,
+        session: Any = SessionDep.__metadata__[0],
+    ) -> Any:
+        """Redirects to the MLflow page of the model version the deploy task judged."""
+        from airflow.models.renderedtifields import RenderedTaskInstanceFields as Rendered
+        from fastapi.responses import RedirectResponse
+
+        key = (dag_id, run_id, task_id, map_index)
+        row = session.scalars(
+            select(XComModel).where(
+                XComModel.dag_id == dag_id,
+                XComModel.run_id == run_id,
+                XComModel.task_id == task_id,
+                XComModel.map_index == map_index,
+                XComModel.key == "return_value",
+            )
+        ).first()
+        result = XComModel.deserialize_value(row) if row is not None else None
+        fields = session.scalars(
+            select(Rendered.rendered_fields).where(
+                Rendered.dag_id == dag_id,
+                Rendered.run_id == run_id,
+                Rendered.task_id == task_id,
+                Rendered.map_index == map_index,
+            )
+        ).first()
+        name = (fields or {}).get("registered_model_name")
+        version = result.get("candidate_version") if isinstance(result, dict) else None
+        if not name or not version:
+            raise HTTPException(
+                404, f"{'.'.join(map(str, key))} judged no model version (no result in its XCom)"
+            )
+        return RedirectResponse(model_version_url(name, str(version), mlflow_conn_id), status_code=307)
+
     return app
+
+
+def model_version_url(name: str, version: str, mlflow_conn_id: str | None = None) -> str:
+    """The MLflow UI's page of a registered model version (the MLflow connection's UI address)."""
+    from urllib.parse import quote
+
+    from airflow_provider_mlops.hooks.mlflow import MlflowHook
+
+    # run_url knows where the MLflow UI is (ui_url, the tracking server, or `mlflow ui`'s default)
+    base = MlflowHook(mlflow_conn_id).run_url("0", "0").split("/#/", 1)[0]
+    return f"{base}/#/models/{quote(name, safe='')}/versions/{quote(version, safe='')}"
 
 
 class _App:

@@ -140,6 +140,12 @@ def test_the_demo_in_the_airflow_ui(tmp_path: Path, artifacts_dir: Path) -> None
                 "extra_links"
             ],
         }
+        deploy = api(f"/dags/mlops_train_model/dagRuns/{train_run}/taskInstances/deploy_if_better/links")
+        version_link = deploy["extra_links"].get("MLflow model version", "")
+        assert version_link.startswith(f"{url}/mlops/model-version/"), deploy
+        redirect = requests.get(version_link, allow_redirects=False, timeout=30)
+        assert redirect.status_code == 307, redirect.text
+        assert redirect.headers["location"] == "http://127.0.0.1:5000/#/models/churn_model/versions/1"
         assert links.get("Drift report", "").startswith(f"{url}/mlops/reports/"), links
         assert links.get("Data profile", "").startswith(f"{url}/mlops/reports/"), links
 
