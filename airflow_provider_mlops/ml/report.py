@@ -150,7 +150,7 @@ def _compared(report: Mapping[str, Any]) -> tuple[str, str]:
     rows = report.get("rows")
     where = report.get("current_uri")
     data = when + (f", {rows:,} rows" if isinstance(rows, int) else "") + (f" from {where}" if where else "")
-    short = (f"{model} vs " if model else "") + when.split(" (")[0]
+    short = (f"{model} vs " if model else "") + (when.split(" (")[0] if day else "the current data")
     lines = (
         f"<p><b>Model:</b> {html.escape(model)}</p>" if model else ""
     ) + f"<p><b>Reference:</b> {html.escape(reference)}</p><p><b>Current:</b> {html.escape(data)}</p>"

@@ -50,7 +50,7 @@ def test_the_drift_report_names_the_model_version_the_reference_and_the_data_day
     assert "data days 2026-01-07 to 2026-01-08" in re.sub(r"<[^>]+>", "", span)
     assert "reference profile s3://b/p.json" in re.sub(r"<[^>]+>", "", span)
     unknown = re.sub(r"<[^>]+>", "", render_html({**report, "data_day": None}))
-    assert "data day not recorded" in unknown
+    assert "data day not recorded" in unknown and "churn_model version 3 vs the current data" in unknown
 
 
 def test_every_drift_histogram_labels_both_axes() -> None:
