@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import signal
 import subprocess
@@ -73,16 +74,12 @@ def _ui(home: Path, mlflow_port: int, log: Path):
                 proc.wait(timeout=10)
 
 
-def test_the_demo_in_the_airflow_ui(tmp_path: Path, artifacts_dir: Path) -> None:
-    from tests.conftest import _unavailable
-
-    browser = find_browser()
-    if browser is None:
-        _unavailable("chromium not found: apt-get install chromium")
-        return
-    home, port, mlflow_port = tmp_path / "demo", free_port(), free_port()
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, dt.datetime]:
+    """A two-day demo home (with the report plugin), its UI port, and when it began."""
+    home, port = tmp_path_factory.mktemp("demo_ui") / "demo", free_port()
     began = dt.datetime.now(dt.UTC)
-    demo = subprocess.run(
+    run = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -100,14 +97,28 @@ def test_the_demo_in_the_airflow_ui(tmp_path: Path, artifacts_dir: Path) -> None
         text=True,
         timeout=900,
     )
-    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
-    assert f"./dev ui --home {home}" in demo.stdout and f"http://127.0.0.1:{port}" in demo.stdout
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert f"./dev ui --home {home}" in run.stdout and f"http://127.0.0.1:{port}" in run.stdout
     if not any(ep.name == "mlops_reports" for ep in entry_points(group="airflow.plugins")):
         # an environment installed before the entry point existed: load the plugin from the home
         (home / "plugins").mkdir(exist_ok=True)
         (home / "plugins" / "mlops_reports_plugin.py").write_text(
             "from airflow_provider_mlops.plugins.reports import MlopsReportsPlugin  # noqa: F401\n"
         )
+    return home, port, began
+
+
+def test_the_demo_in_the_airflow_ui(
+    demo: tuple[Path, int, dt.datetime], tmp_path: Path, artifacts_dir: Path
+) -> None:
+    from tests.conftest import _unavailable
+
+    browser = find_browser()
+    if browser is None:
+        _unavailable("chromium not found: apt-get install chromium")
+        return
+    home, port, began = demo
+    mlflow_port = free_port()
     url = f"http://127.0.0.1:{port}"
     with _ui(home, mlflow_port, tmp_path / "ui.log"):
 
@@ -172,3 +183,58 @@ def test_the_demo_in_the_airflow_ui(tmp_path: Path, artifacts_dir: Path) -> None
                 assert response is not None and response.status == 200, (name, links[name])
                 assert heading in page.content(), name
             page.screenshot(path=artifacts_dir / "demo_ui_profile_report.png")
+
+
+def test_the_report_pages_need_a_login_when_airflow_asks_for_one(
+    demo: tuple[Path, int, dt.datetime], tmp_path: Path
+) -> None:
+    """The plugin is behind Airflow's auth: with the simple auth manager's login on, no token -> 401."""
+    home, _, _ = demo
+    port = free_port()
+    env = {
+        **_env(),
+        "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]),
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+        "AIRFLOW__API__WORKERS": "1",
+    }
+    log = tmp_path / "api-server.log"
+    url = f"http://127.0.0.1:{port}"
+    with open(log, "wb") as handle:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "airflow", "api-server", "--port", str(port)],
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 180
+            while True:
+                with contextlib.suppress(requests.RequestException):
+                    if requests.get(f"{url}/api/v2/monitor/health", timeout=2).status_code == 200:
+                        break
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"api-server did not start:\n{log.read_text(errors='replace')[-3000:]}"
+                    )
+                time.sleep(1)
+            run_id = quote("asset_triggered__2026-01-03T00:00:00+00:00", safe="")
+            page = f"{url}/mlops/reports/mlops_monitor_model/{run_id}/check_drift_and_accuracy"
+            assert requests.get(page, timeout=30).status_code == 401
+            passwords = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())
+            token = requests.post(
+                f"{url}/auth/token",
+                json={"username": "admin", "password": passwords["admin"]},
+                timeout=30,
+            ).json()["access_token"]
+            answer = requests.get(page, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+            assert answer.status_code == 200 and "Data drift report" in answer.text
+            # the browser's session cookie after a login works the same
+            assert requests.get(page, cookies={"_token": token}, timeout=30).status_code == 200
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
