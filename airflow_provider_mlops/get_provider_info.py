@@ -285,7 +285,12 @@ def get_provider_info() -> dict[str, Any]:
         "sensors": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.sensors.drift"]}],
         "triggers": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.triggers.dataset"]}],
         "connection-types": CONNECTION_TYPES,
-        "extra-links": [f"{_PKG}.links.mlflow.MlflowRunLink", f"{_PKG}.links.profile.ProfileReportLink"],
+        "extra-links": [
+            f"{_PKG}.links.mlflow.MlflowRunLink",
+            f"{_PKG}.links.profile.ProfileReportLink",
+            f"{_PKG}.links.reports.DriftReportLink",
+            f"{_PKG}.links.reports.ModelVersionLink",
+        ],
         "notifications": [
             f"{_PKG}.notifications.webhook.WebhookNotifier",
             f"{_PKG}.notifications.slack.SlackAlertNotifier",

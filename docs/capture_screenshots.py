@@ -2,8 +2,9 @@
 Capture the tutorial's screenshots from a finished demo: ``python docs/capture_screenshots.py [.demo]``.
 
 Starts Airflow's API server (the UI) on the demo's AIRFLOW_HOME, on 127.0.0.1 without login, and
-renders with headless Chromium: the grid view of the monitoring and training DAGs, the first
-drift report that flagged drift and the newest training data profile. The PNGs go to ``docs/_static/``.
+renders with headless Chromium: the grid view of the monitoring and training DAGs, the drift
+check's log on the first drift day, the first drift report that flagged drift and the newest
+training data profile. The PNGs go to ``docs/_static/``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import requests
 from PIL import Image
@@ -31,15 +33,12 @@ STATIC = ROOT / "docs" / "_static"
 @contextlib.contextmanager
 def api_server(home: Path):
     port = free_port()
+    # The demo's airflow.cfg holds its settings (DAG folder, DB, logs, no login on 127.0.0.1): only
+    # the port moves, so a UI already open on the demo's port does not collide.
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
         "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]),
         "AIRFLOW_HOME": str(home),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "example_dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-        "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
     }
@@ -87,10 +86,23 @@ def main() -> None:
             with Image.open(STATIC / name) as image:
                 image.crop((0, 0, 1250, height)).save(STATIC / name)
             print(f"{page} -> {STATIC / name}")
-    reports = sorted(
-        home.glob("storage/mlops_monitor_model/check_drift_and_accuracy/*/drift_report/report.html")
-    )
-    flagged = [r for r in reports if "DRIFT DETECTED" in r.read_text(errors="replace")]
+        reports = sorted(
+            home.glob("storage/mlops_monitor_model/check_drift_and_accuracy/*/drift_report/report.html")
+        )
+        flagged = [r for r in reports if "DRIFT DETECTED" in r.read_text(errors="replace")]
+        if flagged:
+            # the drift check's log on the first drift day: the summary line a person reads
+            ds = flagged[0].parts[-3]
+            run_id = quote(f"asset_triggered__{ds}T00:00:00+00:00", safe="")
+            page = f"{url}/dags/mlops_monitor_model/runs/{run_id}/tasks/check_drift_and_accuracy"
+            capture(
+                page,
+                STATIC / "airflow_log_drift.png",
+                window=(1500, 650),
+                wait_for_text=["Drift check of"],
+                browser=browser,
+            )
+            print(f"{page} -> {STATIC / 'airflow_log_drift.png'}")
     if flagged:
         capture(flagged[0].as_uri(), STATIC / "drift_report.png", window=(1500, 700), browser=browser)
         print(f"{flagged[0]} -> {STATIC / 'drift_report.png'}")

@@ -1,7 +1,8 @@
 """
 The main job: the example lifecycle over simulated days on embedded defaults.
 
-``python -m airflow_provider_mlops.demo [--days 14] [--home .demo] [--dags-folder example_dags]``
+``python -m airflow_provider_mlops.demo [--days 14] [--home .demo] [--dags-folder example_dags]``;
+``python -m airflow_provider_mlops.demo ui [--home .demo]`` (``./dev ui``) opens its Airflow and MLflow UIs.
 
 It creates an Airflow home with a SQLite metadata DB, a local folder as object storage, SQLite
 files as source database and warehouse, serves the simulated customer-profile API on 127.0.0.1,
@@ -26,20 +27,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_mlops.demo.home import AIRFLOW_PORT, MLFLOW_PORT
 
-def _prepare_environment(home: Path, dags_folder: Path) -> None:
+
+def _prepare_environment(home: Path, dags_folder: Path, ui_port: int = AIRFLOW_PORT) -> None:
     """Everything Airflow reads at import time: must run before the first airflow import."""
-    home.mkdir(parents=True, exist_ok=True)
+    from airflow_provider_mlops.demo.home import write_config
+
+    # The settings go to home/airflow.cfg (not this process's environment): `./dev ui` and any
+    # `AIRFLOW_HOME=.demo airflow ...` command afterwards see the Airflow the demo ran.
+    write_config(home, dags_folder, port=ui_port)
     os.environ["AIRFLOW_HOME"] = str(home)
-    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{home}/airflow.db"
-    os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags_folder)
-    os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-    os.environ["AIRFLOW__MLOPS__STAGING_URI"] = (home / "storage").as_uri()
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    # Quiet task logs in the terminal: the demo prints its own summary.
-    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
 
 
 def _connections(home: Path, api_url: str, token: str) -> dict[str, dict[str, Any]]:
@@ -57,6 +58,11 @@ def _connections(home: Path, api_url: str, token: str) -> dict[str, dict[str, An
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["ui"]:
+        from airflow_provider_mlops.demo.ui import main as ui_main
+
+        return ui_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m airflow_provider_mlops.demo",
         description=__doc__,
@@ -73,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         "--keep", action="store_true", help="keep the previous demo state instead of starting afresh"
     )
     parser.add_argument(
+        "--ui-port",
+        type=int,
+        default=AIRFLOW_PORT,
+        help=f"the Airflow UI's port written to airflow.cfg for `./dev ui` and the report links (default {AIRFLOW_PORT})",
+    )
+    parser.add_argument(
         "--seed", type=int, default=42, help="the simulated world's seed (default 42; docs/monitoring.rst)"
     )
     args = parser.parse_args(argv)
@@ -85,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         import shutil
 
         shutil.rmtree(home)
-    _prepare_environment(home, dags_folder)
+    _prepare_environment(home, dags_folder, args.ui_port)
     started = time.monotonic()
 
     from airflow_provider_mlops.demo.api import DEMO_TOKEN, ProfileApi, serve
@@ -94,11 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     world = World(seed=args.seed)
     api = ProfileApi(world)
     server, api_url = serve(api)
-    for conn_id, fields in _connections(home, api_url, DEMO_TOKEN).items():
-        os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(fields)
 
     print(f"Airflow home: {home}\nProfile API:  {api_url}\nMigrating the metadata DB...", flush=True)
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
+    from airflow_provider_mlops.demo.home import RunRecords, store_connections
+
+    # In the metadata DB, so the Connections page lists them (the API's port lives as long as the demo).
+    store_connections(_connections(home, api_url, DEMO_TOKEN))
 
     sys.path.insert(0, str(dags_folder))
     import etl_daily  # type: ignore[import-not-found]
@@ -114,11 +128,20 @@ def main(argv: list[str] | None = None) -> int:
     from airflow_provider_mlops.demo.server import CONN_ID, DemoModelServer
 
     model_server = DemoModelServer(home, train_model.MODEL_NAME)
-    os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps(model_server.connection())
+    store_connections({CONN_ID: model_server.connection()})
+    records = RunRecords(home / "logs")
     try:
-        return _run_days(
-            args, home, world, api, model_server, (etl_daily, monitor_model, train_model), started
-        )
+        with records.installed():
+            return _run_days(
+                args,
+                home,
+                world,
+                api,
+                model_server,
+                (etl_daily, monitor_model, train_model),
+                started,
+                records,
+            )
     finally:
         model_server.stop()
         server.shutdown()
@@ -132,6 +155,7 @@ def _run_days(
     model_server: Any,
     dags: tuple[Any, Any, Any],
     started: float,
+    records: Any,
 ) -> int:
     import datetime as dt
 
@@ -156,17 +180,33 @@ def _run_days(
         lap("simulate")
         # A manual run's data interval is the day before its logical date (CronDataIntervalTimetable).
         logical = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tzinfo=dt.UTC)
+        records.plan(
+            "scheduled",
+            f"Day {day} of the simulated world (data interval {day} to {day + dt.timedelta(days=1)}), run by "
+            "the demo as the daily schedule would. The tasks ran in the demo's process (dag.test()).",
+        )
         etl = etl_daily.dag.test(logical_date=logical)
         lap("etl")
         if etl.state != "success":
             print(f"The ETL run for {day} ended {etl.state}: see the task logs above.", file=sys.stderr)
             return 1
+        records.plan(
+            "asset_triggered",
+            f"Day {day}: the warehouse activity table was loaded (the ETL's Asset event).",
+            consume_from=(etl.dag_id, etl.run_id),
+        )
         monitor = monitor_model.dag.test(logical_date=logical)
         check_state = _task_state(monitor, "check_drift_and_accuracy")
         lap("monitor")
         retrained = promoted = False
         if check_state == "success":
             # The sensor emitted the churn_model_retrain Asset event: run what a scheduler would run.
+            records.plan(
+                "asset_triggered",
+                f"Day {day}: the monitor asked for a retrain (its churn_model_retrain Asset event): "
+                f"{_retrain_reason(home, logical)}.",
+                consume_from=(monitor.dag_id, monitor.run_id),
+            )
             train = train_model.dag.test(logical_date=logical)
             retrained = train.state == "success"
             promoted = (
@@ -216,11 +256,18 @@ def _run_days(
     )
     print(f"  Warehouse (SQLite):   {home / 'warehouse.db'}")
     print(f"  Data lake (Parquet):  {home / 'storage' / 'lake' / 'activity'}")
+    print(f"  Task logs:            {home / 'logs'}")
     print(
-        f"  MLflow UI:            mlflow ui --backend-store-uri sqlite:///{home / 'mlflow.db'}   (http://127.0.0.1:5000)"
+        f"  Airflow + MLflow UI:  {_ui_command(home)}   (Airflow http://127.0.0.1:{args.ui_port}, "
+        f"MLflow http://127.0.0.1:{MLFLOW_PORT}; no login: local demo)"
     )
-    print(f"  Airflow UI:           AIRFLOW_HOME={home} airflow standalone   (http://localhost:8080)")
     return 0
+
+
+def _ui_command(home: Path) -> str:
+    """The one command that opens this home's UIs: ``./dev ui`` for the default home."""
+    default = (Path.cwd() / ".demo").resolve()
+    return "./dev ui" if home == default else f"./dev ui --home {home}"
 
 
 def recovery(
@@ -374,6 +421,31 @@ def _monitor_summary(home: Path, logical: Any, state: str | None) -> dict[str, A
         top = f"({accuracy.get('metric')} decay)"
     f1 = accuracy.get("current")
     return {"drift": verdict, "top_feature": top, "champion_auc": f"{f1:.3f}" if f1 is not None else ""}
+
+
+def _retrain_reason(home: Path, logical: Any) -> str:
+    """Why the monitor asked for training, from its drift report (none: no champion yet)."""
+    path = (
+        home
+        / "storage"
+        / "mlops_monitor_model"
+        / "check_drift_and_accuracy"
+        / logical.date().isoformat()
+        / "drift_report"
+        / "report.json"
+    )
+    if not path.exists():
+        return "no champion yet (bootstrap)"
+    report = json.loads(path.read_text())
+    reasons = []
+    if report.get("drift"):
+        reasons.append("drift in " + ", ".join(report.get("drifted_features") or []))
+    accuracy = report.get("accuracy") or {}
+    if accuracy.get("decayed"):
+        reasons.append(
+            f"{accuracy.get('metric')} decayed: {accuracy.get('reason') or accuracy.get('current')}"
+        )
+    return "; ".join(reasons) or "see the drift report"
 
 
 def _day_summary(home: Path, day: Any, logical: Any, state: str) -> dict[str, Any]:

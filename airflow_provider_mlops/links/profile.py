@@ -17,10 +17,11 @@ class ProfileReportLink(BaseOperatorLink):
     Opens the HTML data profile the task wrote (the URL is also pushed to XCom as
     ``profile_report_url``). A task that failed before writing its report has no link.
 
-    What the link holds is decided at run time by the operator's ``report_link``: the report's
-    object URI (``s3://...`` / ``file://...``; the default: it carries no credential) or a
-    presigned HTTPS URL of it (opens in the browser, valid for a limited time, and readable by
-    anyone who sees the task's XCom until it expires).
+    What the link holds is decided at run time by the operator's ``report_link``: by default
+    (``uri``) the report's page in the provider's plugin (``<base_url>/mlops/reports/...``, behind
+    Airflow's login; the XCom keeps the object URI, which carries no credential), or a presigned
+    HTTPS URL of the object (opens without Airflow, valid for a limited time, and readable by anyone
+    who sees the task's XCom until it expires).
     """
 
     name = "Data profile"
@@ -33,4 +34,12 @@ class ProfileReportLink(BaseOperatorLink):
         logged a misleading "XCom not found" error.
         """
         url = getattr(operator, "report_url", None)
-        return str(url) if url else ""
+        if not url:
+            return ""
+        if str(url).startswith(("http://", "https://")):
+            return str(url)  # presigned: opens as it is
+        # An object URI (file://, s3://) does not open in a browser (Airflow's UI drops it):
+        # the provider's plugin serves the report behind Airflow's login.
+        from airflow_provider_mlops.links.reports import report_page_url
+
+        return report_page_url(ti_key)

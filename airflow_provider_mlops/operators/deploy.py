@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_mlops.links.reports import ModelVersionLink
 from airflow_provider_mlops.operators.common import fail_fast, input_uris, storage_hook
 
 if TYPE_CHECKING:
@@ -91,6 +92,7 @@ class DeployModelOperator(BaseOperator):
         "publish_uri",
     )
     ui_color = "#fce4ec"
+    operator_extra_links = (ModelVersionLink(),)
 
     def __init__(
         self,

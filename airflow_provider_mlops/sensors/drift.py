@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
+from airflow_provider_mlops.links.reports import DriftReportLink
 from airflow_provider_mlops.operators.common import fail_fast, input_uris, resolve_output_uri, storage_hook
 
 if TYPE_CHECKING:
@@ -94,6 +95,7 @@ class DriftSensor(BaseSensorOperator):
         "report_uri",
     )
     ui_color = "#fff8e1"
+    operator_extra_links = (DriftReportLink(),)
 
     def __init__(
         self,

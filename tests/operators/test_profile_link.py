@@ -1,15 +1,18 @@
 """
 The *Data profile* extra link under a real dag.test() run (issue 28, item 4): a failed profile task
-leaves no link and logs no "XCom not found" error; a successful one stores the report's URI.
+leaves no link and logs no "XCom not found" error; a successful one links the report's page in the
+provider's plugin (#27; the XCom keeps the object URI).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from urllib.parse import quote
 
 import pyarrow as pa
 import pytest
+from airflow.providers.common.compat.sdk import conf
 
 from airflow_provider_mlops.hooks.s3 import S3Hook
 from airflow_provider_mlops.links.profile import ProfileReportLink
@@ -57,4 +60,11 @@ def test_a_profile_of_a_date_column_links_its_report(
     run = dag.test(logical_date=dt.datetime(2026, 1, 2, tzinfo=dt.UTC))
     assert run.state == "success"
     link = xcom_value(dag.dag_id, run.run_id, "profile", ProfileReportLink().xcom_key)
-    assert link == (tmp_path / "out").as_uri() + "/report.html"
+    # #27: a file:// link is dropped by Airflow's UI; the link opens the plugin's page of the report
+    base = str(conf.get("api", "base_url", fallback="") or "").rstrip("/")
+    assert link == f"{base}/mlops/reports/{dag.dag_id}/{quote(run.run_id, safe='')}/profile"
+    # ...which serves the object the XCom names
+    from airflow_provider_mlops.plugins.reports import report_uri_from_xcoms
+
+    pushed = xcom_value(dag.dag_id, run.run_id, "profile", "return_value")
+    assert report_uri_from_xcoms({"return_value": pushed}) == (tmp_path / "out").as_uri() + "/report.html"

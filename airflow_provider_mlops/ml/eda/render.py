@@ -62,7 +62,7 @@ def _top_bars(top: Sequence[Mapping[str, Any]], rows: int) -> str:
     biggest = max([t["count"] for t in top] + [1])
     parts = [f'<svg class="top" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img">']
     for i, item in enumerate(top):
-        w = 130 * item["count"] / biggest
+        w = 100 * item["count"] / biggest  # leaves room for "100.0%" after the longest bar
         label = str(item["value"])
         shown = (label[:24] + "\u2026") if len(label) > 25 else label
         share = item["count"] / rows if rows else 0.0
