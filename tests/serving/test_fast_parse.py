@@ -229,5 +229,6 @@ def test_an_integer_column_beyond_int64_keeps_its_value() -> None:
     body = json.dumps({"dataframe_split": {"data": [[1.5, 1e20, "free", "eu"], [1.5, 3, "pro", "na"]]}})
     table = parse_table(body.encode(), "application/json", LONG_SCHEMA, max_rows=10)
     assert table.values["tickets"].tolist() == [1e20, 3.0]
-    small = json.dumps({"dataframe_split": {"data": [[1.5, 2**62, "free", "eu"]]}})
-    assert parse_table(small.encode(), "application/json", LONG_SCHEMA, max_rows=10).values["tickets"].dtype == "int64"
+    small = json.dumps({"dataframe_split": {"data": [[1.5, 2**62, "free", "eu"]]}}).encode()
+    kept = parse_table(small, "application/json", LONG_SCHEMA, max_rows=10).values["tickets"]
+    assert kept.dtype == "int64" and kept.tolist() == [2**62]
