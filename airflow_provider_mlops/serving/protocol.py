@@ -136,7 +136,7 @@ def parse_table(
         except Exception as err:
             raise RequestError(f"The CSV body could not be read: {err}") from None
     elif kind in ("application/json", ""):
-        fast = _split_fast(body, schema, max_rows=max_rows, max_columns=max_columns)
+        fast = _fast_table(body, schema, max_rows=max_rows, max_columns=max_columns)
         if fast is not None:
             return fast
         try:
@@ -169,12 +169,13 @@ DATA_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 
 
 @functools.lru_cache(maxsize=8)
-def _split_decoder(schema: InputSchema) -> Any:
+def _fast_decoder(schema: InputSchema) -> Any:
     """
-    A msgspec decoder of ``{"dataframe_split": {"columns": [...], "data": [[...], ...]}, "params": {}}``
-    whose rows hold one JSON number, boolean or null per numeric column and one string per text column,
-    in the schema's order, checked in C while decoding; None without msgspec (Airflow's task SDK
-    depends on it) or for a schema with other types.
+    A msgspec decoder of the two common requests, ``{"dataframe_split": {"columns": [...], "data":
+    [[...], ...]}}`` and ``{"dataframe_records": [{...}, ...]}`` (with ``params`` or not), whose rows
+    hold one JSON number, boolean or null per numeric column and one string per text column, checked
+    in C while decoding; None without msgspec (Airflow's task SDK depends on it) or for a schema with
+    other types or repeated names.
     """
     try:
         import msgspec
@@ -188,55 +189,86 @@ def _split_decoder(schema: InputSchema) -> Any:
             cells.append(str)  # a null (a missing category) is for the general path and the Pipeline
         else:
             return None
-    if not cells:
+    if not cells or len(set(schema.columns)) != len(schema.columns):
         return None
+    unset = msgspec.UNSET
     split = msgspec.defstruct(
         "Split",
         [("data", list[tuple[tuple(cells)]]), ("columns", Any, None)],  # type: ignore[misc]
     )
-    fields: list[Any] = [("dataframe_split", split), ("params", Any, None)]
-    # present (even as null) means two data keys: the general path reports it
-    fields += [(key, Any, msgspec.UNSET) for key in DATA_KEYS[1:]]
-    return msgspec.json.Decoder(msgspec.defstruct("SplitRequest", fields))
+    # every column present, no other key (a record with extra keys or a missing one: the general path)
+    fields = [f"c{i}" for i in range(len(cells))]
+    record = msgspec.defstruct(
+        "Record",
+        list(zip(fields, cells, strict=True)),
+        rename=dict(zip(fields, schema.columns, strict=True)),
+        forbid_unknown_fields=True,
+    )
+    request = msgspec.defstruct(
+        "Request",
+        [
+            ("dataframe_split", split | msgspec.UnsetType, unset),
+            ("dataframe_records", list[record] | msgspec.UnsetType, unset),  # type: ignore[valid-type]
+            ("params", Any, None),
+            # present (even as null) means two data keys: the general path reports it
+            ("instances", Any, unset),
+            ("inputs", Any, unset),
+        ],
+    )
+    return msgspec.json.Decoder(request), tuple(fields)
 
 
-def _split_fast(body: bytes, schema: InputSchema | None, *, max_rows: int, max_columns: int) -> Table | None:
+def _fast_table(body: bytes, schema: InputSchema | None, *, max_rows: int, max_columns: int) -> Table | None:
     """
-    The common request, a ``dataframe_split`` whose columns are the schema's in its order (or absent),
-    decoded and type-checked by msgspec in one pass (about 3x json.loads plus the per-column checks of
-    the general path at 10,000 rows); None for anything else (the general path then parses the body
-    with ``json.loads`` and decides, reporting any error). When this returns a table, it holds what the
-    general path would have built from the same body: the same Python values (msgspec decodes JSON
-    numbers to the same int / float objects) go through the same NumPy conversions.
+    The common requests, a ``dataframe_split`` whose columns are the schema's in its order (or absent)
+    and ``dataframe_records`` holding exactly the schema's columns, decoded and type-checked by msgspec
+    in one pass (a whole 10,000-row request, in process: 2.6 instead of 6.7 ms as a split, 3.8
+    instead of 12.8 ms as records); None for anything else (the general path then parses the body
+    with ``json.loads`` and decides, reporting any error). When this returns a table, it holds what
+    the general path would have built from the same body: the same Python values (msgspec decodes
+    JSON numbers to the same int / float objects) go through the same NumPy conversions.
     """
     if schema is None or len(schema.columns) > max_columns:
         return None
-    decoder = _split_decoder(schema)
+    decoder = _fast_decoder(schema)
     if decoder is None:
         return None
     import msgspec
     import numpy as np
 
+    decoder, fields = decoder
     try:
         request = decoder.decode(body)
     except (msgspec.DecodeError, RecursionError, MemoryError):  # ValidationError is a DecodeError
         return None
-    if any(getattr(request, key) is not msgspec.UNSET for key in DATA_KEYS[1:]):
+    unset = msgspec.UNSET
+    split, records = request.dataframe_split, request.dataframe_records
+    if (
+        (split is unset) == (records is unset)
+        or request.instances is not unset
+        or request.inputs is not unset
+    ):
         return None
     params = request.params
     if params is not None and not isinstance(params, dict):
         return None
-    split = request.dataframe_split
-    if split.columns and split.columns != list(schema.columns):  # extra, missing or reordered columns
-        return None
-    rows = split.data
-    if not 0 < len(rows) <= max_rows:
+    if split is not unset:
+        if split.columns and split.columns != list(schema.columns):  # extra, missing or reordered columns
+            return None
+        n = len(split.data)
+        columns: Any = zip(*split.data, strict=True)
+    else:
+        from operator import attrgetter
+
+        n = len(records)
+        columns = (list(map(attrgetter(field), records)) for field in fields)
+    if not 0 < n <= max_rows:
         return None
     values: dict[str, Any] = {}
     text = []
-    for name, kind, column in zip(schema.columns, schema.types, zip(*rows, strict=True), strict=True):
+    for name, kind, column in zip(schema.columns, schema.types, columns, strict=True):
         if kind == "string":
-            out = np.empty(len(column), dtype=object)
+            out = np.empty(n, dtype=object)
             out[:] = column
             text.append(name)
         else:
@@ -245,7 +277,7 @@ def _split_fast(body: bytes, schema: InputSchema | None, *, max_rows: int, max_c
             except (OverflowError, TypeError, ValueError):  # an integer beyond float64: named there
                 return None
         values[name] = out
-    return Table(len(rows), values, schema.columns, params=params or {}, text=frozenset(text))
+    return Table(n, values, schema.columns, params=params or {}, text=frozenset(text))
 
 
 def _params(payload: Any) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """
 The server's fast paths (issue #29, item 5: throughput at 1,000 and 10,000 rows) change nothing a
-client sees: a ``dataframe_split`` request read by msgspec gives the table the general path
+client sees: a ``dataframe_split`` or ``dataframe_records`` request read by msgspec gives the table the
+general path
 (``json.loads`` and per-column checks) gives, or the same refusal; the answer written by msgspec reads
 back to the same numbers ``json.dumps`` writes; a one-hot block written by comparison or by scattering
 is the Pipeline's.
@@ -27,7 +28,7 @@ LONG_SCHEMA = InputSchema(COLUMNS, ("double", "long", "string", "string"))
 def _general(monkeypatch: pytest.MonkeyPatch, *args: object, **kwargs: object) -> object:
     """What the general path (json.loads and the per-column checks) makes of the request."""
     with monkeypatch.context() as patch:
-        patch.setattr(protocol, "_split_fast", lambda *_, **__: None)
+        patch.setattr(protocol, "_fast_table", lambda *_, **__: None)
         return _outcome(*args, **kwargs)
 
 
@@ -47,22 +48,30 @@ def _outcome(body: bytes, schema: InputSchema, **limits: object) -> object:
 
 def test_the_common_request_takes_the_fast_path_and_others_do_not() -> None:
     split = {"columns": list(COLUMNS), "data": [[1.5, 2, "free", "eu"], [None, 0, "pro", "na"]]}
-    fast = protocol._split_fast(
+    fast = protocol._fast_table(
         json.dumps({"dataframe_split": split}).encode(), SCHEMA, max_rows=10, max_columns=10
     )
     assert fast is not None and fast.rows == 2 and fast.text == {"plan", "region"}
     assert np.array_equal(fast.values["minutes"], [1.5, np.nan], equal_nan=True)
     assert fast.values["plan"].tolist() == ["free", "pro"]
-    # anything else is the general path's: a missing category, extra columns, records, two data keys
+    records = [dict(zip(COLUMNS, r, strict=True)) for r in split["data"]]
+    fast = protocol._fast_table(
+        json.dumps({"dataframe_records": records}).encode(), SCHEMA, max_rows=10, max_columns=10
+    )
+    assert fast is not None and fast.rows == 2 and fast.values["region"].tolist() == ["eu", "na"]
+    # anything else is the general path's: a missing category, extra or missing columns, two data keys
     others = [
         {"dataframe_split": {**split, "data": [[1.5, 2, None, "eu"]]}},
         {"dataframe_split": {"columns": [*COLUMNS, "extra"], "data": [[1.5, 2, "free", "eu", 1]]}},
-        {"dataframe_records": [dict(zip(COLUMNS, split["data"][0], strict=True))]},
+        {"dataframe_records": [{**records[0], "extra": 1}]},
+        {"dataframe_records": [{k: v for k, v in records[0].items() if k != "minutes"}]},
+        {"dataframe_records": records, "dataframe_split": split},
+        {"instances": records},
         {"dataframe_split": split, "inputs": None},
         {"dataframe_split": split, "params": [1]},
     ]
     for payload in others:
-        assert protocol._split_fast(json.dumps(payload).encode(), SCHEMA, max_rows=10, max_columns=10) is None
+        assert protocol._fast_table(json.dumps(payload).encode(), SCHEMA, max_rows=10, max_columns=10) is None
 
 
 # JSON number literals as text, so msgspec's number parser (not json.dumps' output) is what is compared
@@ -144,6 +153,41 @@ def test_fast_parse_builds_what_the_general_path_builds(
     split = f'{{"columns": {columns}, "data": {data}' + (', "index": [0]' if index else "") + "}"
     body = f'{{"dataframe_split": {split}{extra}}}'.encode()
     assert _outcome(body, schema) == _general(monkeypatch, body, schema)
+
+
+# the keys of one record: the schema's, one left out, one more, one twice, another order
+record_keys = st.sampled_from(
+    [
+        *[list(COLUMNS)] * 6,
+        list(COLUMNS[1:]),
+        [*COLUMNS, "extra"],
+        [*COLUMNS, "minutes"],
+        list(reversed(COLUMNS)),
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=st.lists(st.tuples(row, record_keys), min_size=0, max_size=4),
+    extra=extra_text,
+    schema=st.sampled_from([SCHEMA, LONG_SCHEMA]),
+    strict=st.booleans(),
+)
+def test_fast_records_build_what_the_general_path_builds(
+    monkeypatch: pytest.MonkeyPatch,
+    rows: list[tuple[list[str], list[str]]],
+    extra: str,
+    schema: InputSchema,
+    strict: bool,
+) -> None:
+    records = []
+    for cells, keys in rows:
+        by_name = dict(zip(COLUMNS, cells, strict=True))
+        records.append("{" + ",".join(f'"{k}": {by_name.get(k, "7")}' for k in keys) + "}")
+    body = f'{{"dataframe_records": [{",".join(records)}]{extra}}}'.encode()
+    limits = {"strict_columns": strict}
+    assert _outcome(body, schema, **limits) == _general(monkeypatch, body, schema, **limits)
 
 
 def test_fast_parse_refuses_what_the_general_path_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
