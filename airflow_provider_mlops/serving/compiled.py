@@ -157,9 +157,11 @@ class CompiledPipeline:
 
         if self.derive is not None:
             try:
-                values = {**values, **self.derive.derived_columns(values, n)}
+                derived = self.derive.derived_columns(values, n)
             except ValueError:  # a raw value that does not convert: the Pipeline reports it
                 return None
+            values = {**values, **derived}
+            text = text - set(derived)  # the parser checked the request's columns, not these
         out = np.empty((self.width, n), dtype=np.float64)  # transposed: rows of ``out`` are columns
         start = 0
         for block in self.blocks:
