@@ -104,7 +104,7 @@ cell = st.one_of(number_text, number_text, number_text, number_text, other_text)
 category = st.one_of(
     st.sampled_from(['"free"', '"pro"', '"eu"', '""', '"\\u00e9"']),
     st.text(max_size=4).map(json.dumps),
-    st.text(max_size=4).map(json.dumps),
+    st.text(st.characters(codec="utf-8"), max_size=4).map(lambda t: json.dumps(t, ensure_ascii=False)),
     st.sampled_from(['"\\ud800"', "null", "3", "1.5", "true"]),
 )
 row = st.tuples(cell, cell, category, category).map(list)
