@@ -260,100 +260,73 @@ SERVE = ("requests",)
 
 
 @case(*SERVE)
-def serve_single_row(args: dict[str, Any]) -> dict[str, Any]:
-    """Sequential one-row ``/invocations`` requests on one keep-alive connection: latency percentiles."""
-    import requests
-
-    sample = json.loads(Path(args["sample"]).read_text())
-    columns = sample["columns"]
-    bodies = [
-        json.dumps({"dataframe_split": {"columns": columns, "data": [row]}}).encode()
-        for row in sample["data"][: args["requests"]]
-    ]
-    headers = {"Content-Type": "application/json"}
-    with requests.Session() as session:
-        for body in bodies[:50]:  # warm-up: connection, caches, first-call paths
-            session.post(args["url"], data=body, headers=headers, timeout=30).raise_for_status()
-        latencies = []
-        for body in bodies:
-            start = time.perf_counter()
-            answer = session.post(args["url"], data=body, headers=headers, timeout=30)
-            latencies.append(time.perf_counter() - start)
-            answer.raise_for_status()
-    latencies.sort()
-
-    def pct(q: float) -> float:
-        return round(1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))], 2)
-
-    return {"rows": len(bodies), "p50_ms": pct(0.50), "p90_ms": pct(0.90), "p99_ms": pct(0.99)}
-
-
-@case(*SERVE)
-def serve_batch(args: dict[str, Any]) -> int:
-    """``dataframe_split`` requests of ``batch`` rows, one after the other: rows scored per second."""
-    import requests
-
-    sample = json.loads(Path(args["sample"]).read_text())
-    body = json.dumps(
-        {"dataframe_split": {"columns": sample["columns"], "data": sample["data"][: args["batch"]]}}
-    ).encode()
-    headers = {"Content-Type": "application/json"}
-    rows = 0
-    with requests.Session() as session:
-        session.post(args["url"], data=body, headers=headers, timeout=120).raise_for_status()  # warm-up
-        for _ in range(args["requests"]):
-            answer = session.post(args["url"], data=body, headers=headers, timeout=120)
-            answer.raise_for_status()
-            rows += len(answer.json()["predictions"])
-    return rows
-
-
-@case(*SERVE)
 def serve_sizes(args: dict[str, Any]) -> dict[str, Any]:
     """
-    ``dataframe_split`` requests of each size in ``sizes`` (``rounds`` timed requests per size after a
-    warm-up, one keep-alive connection): the median and the spread of every round, not the best of a
-    few, so a garbage-collection pause or any other stall shows.
+    ``dataframe_split`` requests of each size in ``sizes`` to each server in ``urls`` (``rounds`` timed
+    requests per size and server after a warm-up, one keep-alive connection per server), the servers
+    taking turns request by request (who goes first alternates), so a change in the machine's load
+    falls on both alike. Per server and size: the median and the spread of every round, not the best
+    of a few, so a garbage-collection pause or any other stall shows.
     """
-    import statistics
 
     import requests
 
     sample = json.loads(Path(args["sample"]).read_text())
     headers = {"Content-Type": "application/json"}
-    out: dict[str, Any] = {"rows": 0}
-    with requests.Session() as session:
+    names = list(args["urls"])
+    out: dict[str, Any] = {"rows": 0, **{name: {} for name in names}}
+    sessions = {name: requests.Session() for name in names}
+    try:
         for size in args["sizes"]:
             rows = sample["data"][:size]
             assert len(rows) == size, f"the sample holds {len(rows)} rows, not {size}"
             body = json.dumps({"dataframe_split": {"columns": sample["columns"], "data": rows}}).encode()
             rounds = args["rounds"] if size > 1 else args["single_rounds"]
-            for _ in range(max(3, rounds // 20)):  # warm-up
-                session.post(args["url"], data=body, headers=headers, timeout=120).raise_for_status()
-            seconds = []
-            for _ in range(rounds):
+
+            def post(name: str, body: bytes = body, size: int = size) -> float:
                 start = time.perf_counter()
-                answer = session.post(args["url"], data=body, headers=headers, timeout=120)
-                seconds.append(time.perf_counter() - start)
+                answer = sessions[name].post(args["urls"][name], data=body, headers=headers, timeout=120)
+                seconds = time.perf_counter() - start
                 answer.raise_for_status()
                 assert len(answer.json()["predictions"]) == size
-            out["rows"] += size * rounds
-            ordered = sorted(seconds)
+                return seconds
 
-            def pct(q: float, ordered: list[float] = ordered) -> float:
-                return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-            out[str(size)] = {
-                "rounds": rounds,
-                "median_ms": round(1000 * statistics.median(seconds), 3),
-                "p10_ms": round(1000 * pct(0.10), 3),
-                "p90_ms": round(1000 * pct(0.90), 3),
-                "p99_ms": round(1000 * pct(0.99), 3),
-                "max_ms": round(1000 * ordered[-1], 3),
-                "median_rows_per_s": round(size / statistics.median(seconds)),
-                "slowest_rows_per_s": round(size / ordered[-1]),
-            }
+            for _ in range(max(3, rounds // 20)):  # warm-up
+                for name in names:
+                    post(name)
+            seconds: dict[str, list[float]] = {name: [] for name in names}
+            for i in range(rounds):
+                for name in names if i % 2 == 0 else reversed(names):
+                    seconds[name].append(post(name))
+            out["rows"] += size * rounds * len(names)
+            for name in names:
+                out[name][str(size)] = _spread(seconds[name], size)
+    finally:
+        for session in sessions.values():
+            session.close()
     return out
+
+
+def _spread(seconds: list[float], size: int) -> dict[str, Any]:
+    """The median and spread (p10, p90, p99, max) of request times in ms, and rows/s at the median and slowest."""
+    import statistics
+
+    ordered = sorted(seconds)
+
+    def pct(q: float) -> float:
+        return round(1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
+
+    median = statistics.median(seconds)
+    return {
+        "rounds": len(seconds),
+        "median_ms": round(1000 * median, 3),
+        "p10_ms": pct(0.10),
+        "p90_ms": pct(0.90),
+        "p99_ms": pct(0.99),
+        "max_ms": round(1000 * ordered[-1], 3),
+        "median_rows_per_s": round(size / median),
+        "slowest_rows_per_s": round(size / ordered[-1]),
+    }
 
 
 @case("airflow_provider_mlops.operators.predict", "sklearn")

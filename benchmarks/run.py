@@ -544,6 +544,8 @@ def _write_run(
 
 #: Request sizes (rows) the serving benchmark measures, each server in the same run.
 SERVE_SIZES = (1, 1_000, 10_000)
+#: Timed requests per server and size above one row (one-row requests: 1,000 each).
+SERVE_ROUNDS = 40
 
 
 def _serving(work: Path, rows: int, stack: contextlib.ExitStack) -> dict[str, dict[str, Any]]:
@@ -585,28 +587,33 @@ def _serving(work: Path, rows: int, stack: contextlib.ExitStack) -> dict[str, di
             "-h", "127.0.0.1", "-p", str(ports["mlflow"]), "-w", "1",
         ],
     }  # fmt: skip
-    for server in ("mlops", "mlflow"):  # one server process at a time
-        url = f"http://127.0.0.1:{ports[server]}"
-        process = serving.start(
-            commands[server],
-            url,
-            work / f"{server}.log",
-            {**env, "MLFLOW_TRACKING_URI": model["tracking_uri"]},
-        )
-        try:
-            results[f"serve_{server}"] = run_case(
-                "serve_sizes",
-                {
-                    "url": f"{url}/invocations",
-                    "sample": model["sample"],
-                    "sizes": list(SERVE_SIZES),
-                    "rounds": 30,
-                    "single_rounds": 1000,
-                },
-                label=f"{server}: {'/'.join(f'{s:,}' for s in SERVE_SIZES)}-row requests",
+    # Both servers up at once and one client sending to each in turn: a change in the machine's load
+    # (other processes on these 2 cores) falls on both alike instead of on whichever ran second.
+    processes = {}
+    try:
+        for server in ("mlops", "mlflow"):
+            processes[server] = serving.start(
+                commands[server],
+                f"http://127.0.0.1:{ports[server]}",
+                work / f"{server}.log",
+                {**env, "MLFLOW_TRACKING_URI": model["tracking_uri"]},
             )
-        finally:
+        both = run_case(
+            "serve_sizes",
+            {
+                "urls": {s: f"http://127.0.0.1:{ports[s]}/invocations" for s in ("mlops", "mlflow")},
+                "sample": model["sample"],
+                "sizes": list(SERVE_SIZES),
+                "rounds": SERVE_ROUNDS,
+                "single_rounds": 1000,
+            },
+            label=f"mlops / mlflow in turn: {'/'.join(f'{s:,}' for s in SERVE_SIZES)}-row requests",
+        )
+    finally:
+        for process in processes.values():
             serving.stop(process)
+    for server in ("mlops", "mlflow"):
+        results[f"serve_{server}"] = {**both[server], "peak_rss_mb": both["peak_rss_mb"]}
         for size in SERVE_SIZES:
             figures = results[f"serve_{server}"][str(size)]
             print(

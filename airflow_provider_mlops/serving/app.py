@@ -115,7 +115,7 @@ class Served:
             and table.values is not None
             and set(table.values) == set(compiled.columns)
         ):
-            features = compiled.features(table.values, table.rows)
+            features = compiled.features(table.values, table.rows, table.text)
             if features is not None:
                 return getattr(compiled, method)(features)
         return getattr(self.verified.model, method)(table.frame())
