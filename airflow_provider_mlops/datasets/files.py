@@ -1,12 +1,13 @@
 """
-Read datasets as bounded Arrow batches.
+Plain files: what users hand in from elsewhere, and the CSV / JSON Lines exports.
 
-A prefix with a committed manifest is read from the manifest alone: nothing is listed, so files of
-an attempt still being written (or abandoned) are never seen. Every listed file is checked to
-exist with its recorded size before the first batch, and its row count is checked as it is read.
-A prefix without a manifest is read as plain files (a single file, or every file below a prefix
-whose name does not start with ``_`` or ``.``), which is how users hand in data from elsewhere;
-finding no file there is an error, never 0 rows.
+A URI that is not a Delta table is read as plain files: a single file, or every file below a prefix
+whose name does not start with ``_`` or ``.``. Finding no file there is an error, never 0 rows, and
+so are the data files of a Delta write that never committed (no ``_delta_log``).
+
+Exports (:func:`write_export`) are for people who want files, not the format tasks hand each other:
+one file, written whole, then committed by one atomic step (the completion of a multipart upload on
+S3, a rename locally), so a reader sees the previous file or the new one, never a part.
 """
 
 from __future__ import annotations
@@ -14,110 +15,20 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from airflow_provider_mlops.datasets.manifest import (
-    FORMATS,
-    DatasetCorruptError,
-    Manifest,
-    NoCommittedDatasetError,
-)
-from airflow_provider_mlops.datasets.writer import read_manifest
+from airflow_provider_mlops.datasets.errors import EXTENSIONS, DatasetError, NoCommittedDatasetError
 from airflow_provider_mlops.storage.uri import StorageLocation, parse_uri
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterable, Iterator
 
     import pyarrow as pa
     import pyarrow.fs as pafs
 
-    from airflow_provider_mlops.datasets.writer import ObjectStore
+    from airflow_provider_mlops.datasets.delta import ObjectStore
 
-# The files a pre-commit-protocol writer left at a prefix root: without their manifest they are a
-# half-written dataset, not user data.
-_LEGACY_PART = re.compile(r"^part-\d{5}\.(parquet|csv|jsonl)$")
-
-
-def iter_batches(
-    store: ObjectStore,
-    uri: str,
-    *,
-    format: str = "parquet",
-    batch_size: int = 50_000,
-    columns: list[str] | None = None,
-    schema: pa.Schema | None = None,
-) -> Iterator[pa.RecordBatch]:
-    """
-    The committed dataset at ``uri``, or the plain files there when it is not a dataset.
-
-    :param format: the format of plain files (a committed dataset records its own).
-    :param schema: for plain files: the schema to read with (otherwise inferred); for a dataset:
-        the schema to cast to (the committed one by default).
-    """
-    if format not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
-    manifest = read_manifest(store, uri)
-    if manifest is not None:
-        yield from iter_committed(store, manifest, batch_size=batch_size, columns=columns, schema=schema)
-        return
-    yield from iter_files(store, uri, format=format, batch_size=batch_size, columns=columns, schema=schema)
-
-
-def iter_committed(
-    store: ObjectStore,
-    manifest: Manifest,
-    *,
-    batch_size: int = 50_000,
-    columns: list[str] | None = None,
-    schema: pa.Schema | None = None,
-) -> Iterator[pa.RecordBatch]:
-    """The files of a committed manifest, each cast to the dataset's (unified) schema."""
-    import pyarrow as pa
-
-    from airflow_provider_mlops.utils.arrow import conform, rebatch
-
-    root = parse_uri(manifest.uri)
-    fs, _ = store.filesystem(manifest.uri)
-    target = schema or manifest.schema
-    if columns:
-        unknown = [c for c in columns if c not in target.names]
-        if unknown:
-            raise KeyError(
-                f"Column(s) {unknown} are not in the dataset {manifest.uri} (columns: {target.names})"
-            )
-        target = pa.schema([target.field(c) for c in columns])
-    paths = [root.child(f.path).path for f in manifest.files]
-    _check_files(fs, manifest, paths)
-    for data_file, path in zip(manifest.files, paths, strict=True):
-        file_schema = data_file.schema or manifest.schema
-        read_columns = [c for c in target.names if c in file_schema.names]
-        rows = 0
-        batches = _read_file(fs, path, manifest.format, file_schema, batch_size, read_columns, committed=True)
-        for batch in conform(rebatch(batches, batch_size), target, fill_missing=True):
-            rows += batch.num_rows
-            if batch.num_rows:
-                yield batch
-        if data_file.rows >= 0 and rows != data_file.rows:
-            raise DatasetCorruptError(
-                f"{root.join(data_file.path)} holds {rows} rows; the manifest of {manifest.uri} committed "
-                f"{data_file.rows}. The file was changed after the commit: re-run the task that wrote it."
-            )
-
-
-def _check_files(fs: pafs.FileSystem, manifest: Manifest, paths: list[str]) -> None:
-    import pyarrow.fs as pafs
-
-    if not paths:
-        return
-    for data_file, info in zip(manifest.files, fs.get_file_info(paths), strict=True):
-        if info.type != pafs.FileType.File:
-            raise DatasetCorruptError(
-                f"{data_file.path}, committed in the manifest of {manifest.uri}, is missing: the dataset was "
-                "deleted or cleaned up under a reader. Re-run the task that wrote it."
-            )
-        if data_file.bytes >= 0 and info.size != data_file.bytes:
-            raise DatasetCorruptError(
-                f"{data_file.path} in {manifest.uri} is {info.size} bytes; {data_file.bytes} were committed. "
-                "The file was changed after the commit: re-run the task that wrote it."
-            )
+# Data files of a Delta write that never committed (``part-00000-<uuid>-c000.zstd.parquet``, no
+# ``_delta_log``): a half-written dataset, not user data.
+_UNCOMMITTED_PART = re.compile(r"^part-\d{5}-[0-9a-f-]{36}-c\d{3}(\.[a-z0-9]+)?\.parquet$")
 
 
 def _read_file(
@@ -172,8 +83,6 @@ def _iter_csv_file(
     hex_columns: dict[str, pa.DataType] = {}
     read_schema = None
     if schema is not None:
-        from airflow_provider_mlops.datasets.writer import binary_as_hex_schema
-
         read_schema = binary_as_hex_schema(schema)
         hex_columns = {f.name: f.type for f in schema if read_schema.field(f.name).type != f.type}
     batches = iter_csv_batches(
@@ -297,12 +206,146 @@ def _list_files(fs: pafs.FileSystem, location: StorageLocation) -> list[str]:
     files.sort()
     if not files:
         raise NoCommittedDatasetError(
-            f"No committed dataset at {location.uri} (no {location.join('_manifest.json')}) and no data "
-            "file below it. If a task writes it, that task has not finished successfully yet."
+            f"No committed dataset at {location.uri} (no Delta table: no {location.join('_delta_log')}) "
+            "and no data file below it. If a task writes it, that task has not finished successfully yet."
         )
-    if all(_LEGACY_PART.match(path.rsplit("/", 1)[-1]) for path in files):
+    if all(_UNCOMMITTED_PART.match(path.rsplit("/", 1)[-1]) for path in files):
         raise NoCommittedDatasetError(
-            f"{location.uri} holds part files of a dataset write that never committed (no manifest): "
-            "refusing to read a possibly partial dataset. Re-run the task that writes it."
+            f"{location.uri} holds part files of a dataset write that never committed (no Delta commit in "
+            "_delta_log): refusing to read a possibly partial dataset. Re-run the task that writes it."
         )
     return files
+
+
+def list_files(store: ObjectStore, uri: str) -> list[str]:
+    """The plain data files :func:`iter_files` would read at ``uri`` (raises when there are none)."""
+    fs, location = store.filesystem(uri)
+    return _list_files(fs, location)
+
+
+def export_uri(uri: str, format: str) -> str:
+    """The file an export to ``uri`` writes: ``uri`` itself when it names a file, else ``<uri>/part-00000.<ext>``."""
+    location = parse_uri(uri)
+    name = location.key.rstrip("/").rsplit("/", 1)[-1].lower()
+    if name.endswith(("." + EXTENSIONS[format], ".json", ".ndjson")):
+        return location.uri
+    return location.join(f"part-00000.{EXTENSIONS[format]}")
+
+
+def write_export(
+    store: ObjectStore,
+    uri: str,
+    batches: Iterable[pa.RecordBatch],
+    *,
+    format: str,
+    schema: pa.Schema | None = None,
+) -> dict[str, object]:
+    """
+    Write ``batches`` as one CSV or JSON Lines file, committed by one atomic step.
+
+    The file replaces the previous export at the same place in that step; a failure leaves the
+    previous one as it was. CSV holds no nested column (refused by name); binary is written as hex.
+
+    :return: ``uri`` (the file), ``rows``, ``bytes``, ``files``, ``format``, ``schema`` (JSON),
+        ``schema_fingerprint``.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from airflow_provider_mlops.utils.arrow import conform
+    from airflow_provider_mlops.utils.schema import evolve_schema, schema_fingerprint, schema_to_json
+
+    if format not in ("csv", "jsonl"):
+        raise ValueError(f"An export is csv or jsonl, got {format!r}")
+    target = export_uri(uri, format)
+    stream = store.open_output_stream(target)
+    sink = getattr(stream, "native", stream)
+    writer = None
+    current = schema
+    rows = 0
+    try:
+        for batch in batches:
+            if current is None:
+                current = batch.schema
+            elif schema is None:
+                evolved = evolve_schema(current, batch.schema)
+                if evolved is not current and format == "csv" and writer is not None:
+                    raise DatasetError(
+                        f"The CSV export {target} met new or wider columns after its header was written "
+                        f"({batch.schema} vs {current}): give the export a schema, or write jsonl"
+                    )
+                current = evolved
+            (batch,) = conform([batch], current, fill_missing=schema is None)
+            if format == "csv":
+                if writer is None:
+                    _refuse_nested(current, target)
+                    writer = pacsv.CSVWriter(sink, binary_as_hex_schema(current))
+                writer.write_batch(binary_as_hex(batch))
+            else:
+                stream.write(_batch_to_jsonl(batch))
+            rows += batch.num_rows
+        if format == "csv" and writer is None and current is not None:
+            _refuse_nested(current, target)
+            writer = pacsv.CSVWriter(sink, binary_as_hex_schema(current))
+        if writer is not None:
+            writer.close()
+        size = stream.tell()
+        stream.close()
+    except BaseException:
+        stream.abort()
+        raise
+    final = current if current is not None else pa.schema([])
+    return {
+        "uri": target,
+        "format": format,
+        "rows": rows,
+        "bytes": size,
+        "files": [target],
+        "schema": schema_to_json(final),
+        "schema_fingerprint": schema_fingerprint(final),
+    }
+
+
+def _refuse_nested(schema: pa.Schema, target: str) -> None:
+    import pyarrow as pa
+
+    nested = [f"{f.name!r} ({f.type})" for f in schema if pa.types.is_nested(f.type)]
+    if nested:
+        raise DatasetError(
+            f"CSV cannot hold the nested column(s) {', '.join(nested)} of {target}: write parquet or jsonl, "
+            "or extract nested values as JSON text (nested='json')"
+        )
+
+
+def _is_binary(data_type: pa.DataType) -> bool:
+    import pyarrow.types as t
+
+    return bool(t.is_binary(data_type) or t.is_large_binary(data_type) or t.is_fixed_size_binary(data_type))
+
+
+def binary_as_hex_schema(schema: pa.Schema) -> pa.Schema:
+    """CSV holds text: binary columns are written as hex (as JSON Lines does) and decoded on read."""
+    import pyarrow as pa
+
+    return pa.schema([f.with_type(pa.string()) if _is_binary(f.type) else f for f in schema])
+
+
+def binary_as_hex(batch: pa.RecordBatch) -> pa.RecordBatch:
+    import pyarrow as pa
+
+    if not any(_is_binary(f.type) for f in batch.schema):
+        return batch
+    # Arrow has no hex kernel; binary in CSV is rare enough for a Python loop.
+    arrays = [
+        pa.array([None if v is None else v.hex() for v in a.to_pylist()], pa.string())
+        if _is_binary(a.type)
+        else a
+        for a in batch.columns
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=binary_as_hex_schema(batch.schema))
+
+
+def _batch_to_jsonl(batch: pa.RecordBatch) -> bytes:
+    from airflow_provider_mlops.utils.arrow import dumps_json
+
+    return b"".join((dumps_json(record) + "\n").encode() for record in batch.to_pylist())
