@@ -851,3 +851,43 @@ def optimize(store: ObjectStore, uri: str, *, target_size: int | None = None) ->
     """
     table = open_table(store, uri)
     return dict(table.optimize.compact(target_size=target_size))
+
+
+def rows_in_partition(
+    batches: Iterable[pa.RecordBatch], partition: dict[str, Any]
+) -> Iterator[pa.RecordBatch]:
+    """
+    ``batches``, refusing (before the commit) a row outside ``partition``: a partition replace must
+    not write rows its predicate does not delete, or a re-run would duplicate them.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from airflow_provider_mlops.sinks.contract import WriteContractError
+
+    for batch in batches:
+        for column, value in partition.items():
+            if column not in batch.schema.names:
+                raise WriteContractError(
+                    f"replace_partition: the partition column {column!r} is not in the data "
+                    f"(columns: {batch.schema.names})"
+                )
+            values = batch.column(column)
+            if value is None:
+                outside = pc.invert(pc.is_null(values))
+            else:
+                expected = pa.scalar(value).cast(values.type) if not isinstance(value, str) else value
+                try:
+                    outside = pc.fill_null(pc.not_equal(values, pa.scalar(expected).cast(values.type)), True)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+                    raise WriteContractError(
+                        f"replace_partition: {column}={value!r} does not fit the column's type {values.type}: {err}"
+                    ) from None
+            bad = pc.sum(pc.cast(outside, pa.int64())).as_py() or 0
+            if bad:
+                first = values.filter(outside)[0].as_py()
+                raise WriteContractError(
+                    f"replace_partition: {bad} row(s) of this batch have {column}={first!r}, outside the partition "
+                    f"{dict(partition)}: every written row must belong to the partition; nothing was committed"
+                )
+        yield batch

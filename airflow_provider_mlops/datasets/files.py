@@ -90,8 +90,9 @@ def _iter_csv_file(
         schema=read_schema,
         columns=columns,
         batch_size=batch_size,
-        # a one-column row holding NULL is an empty line in a file this provider wrote: a row
-        ignore_empty_lines=not committed,
+        # a one-column row holding NULL is an empty line (an export of this provider writes it so):
+        # a row when the schema says the file has one column
+        ignore_empty_lines=not committed and not (schema is not None and len(schema) == 1),
     )
     for batch in batches:
         yield _from_text(batch, hex_columns) if hex_columns else batch
@@ -111,6 +112,8 @@ def _iter_jsonl_file(
     if schema is not None:
         read_schema = pa_schema_with_strings(schema, text_columns)
         parse = pajson.ParseOptions(explicit_schema=read_schema, unexpected_field_behavior="error")
+    if fs.get_file_info(path).size == 0:  # an export of no rows: no line at all
+        return
     with fs.open_input_stream(path) as stream:
         reader = pajson.open_json(
             stream, read_options=pajson.ReadOptions(block_size=8 << 20), parse_options=parse
