@@ -479,10 +479,7 @@ def write_table(
         schema, spool = _evolving(batches, type_conflict == "string")
         if schema is None:
             spool.remove()
-            raise DatasetError(
-                f"Nothing to write to {base}: no batch and no schema (a Delta table needs columns). "
-                "Give the write a schema."
-            )
+            return _no_columns(store, base, mode, predicate, metadata, before_commit, type_conflict)
         source: Iterable[pa.RecordBatch] = spool.read()
         fill = True
     else:
@@ -552,6 +549,56 @@ def write_table(
     )
     summary["rows_written"] = state["rows"]
     return summary
+
+
+def _no_columns(
+    store: ObjectStore,
+    uri: str,
+    mode: str,
+    predicate: str | None,
+    metadata: dict[str, Any] | None,
+    before_commit: Callable[[PendingVersion], None] | None,
+    type_conflict: str,
+) -> dict[str, Any]:
+    """
+    No batch and no schema (a record source that returned nothing). An existing table is written
+    empty with its own schema (an overwrite still replaces the task's output); without a table
+    nothing can be created (Delta needs a column), so nothing is committed and readers keep getting
+    :class:`~.errors.NoCommittedDatasetError`.
+    """
+    import pyarrow as pa
+
+    try:
+        existing = open_table(store, uri)
+    except NoCommittedDatasetError:
+        if before_commit is not None:
+            before_commit(PendingVersion(uri=uri, rows=0, schema=pa.schema([])))
+        log.warning("Nothing written to %s: no rows and no columns, and no table to keep the schema of", uri)
+        return {
+            "uri": parse_uri(uri).uri.rstrip("/"),
+            "format": "delta",
+            "version": None,
+            "rows": 0,
+            "rows_written": 0,
+            "bytes": 0,
+            "files": [],
+            "schema": [],
+            "schema_fingerprint": None,
+            "partition_by": [],
+            "committed_at": None,
+            "metadata": metadata,
+        }
+    return write_table(
+        store,
+        uri,
+        iter(()),
+        schema=table_schema(store, uri, existing),
+        mode=mode,
+        predicate=predicate,
+        metadata=metadata,
+        before_commit=before_commit,
+        type_conflict=type_conflict,
+    )
 
 
 def _version_of(store: ObjectStore, uri: str, table: DeltaTable, write_id: str) -> int:

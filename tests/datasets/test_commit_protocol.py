@@ -395,3 +395,16 @@ def test_large_files_go_up_in_parts_and_a_failed_part_keeps_the_previous_version
     rules[0] = None
     assert parts, "no multipart upload was made"
     assert _checksum(_read(hook, prefix)) == _checksum(old)
+
+
+def test_no_rows_and_no_columns_empties_a_table_or_commits_nothing(tmp_path: Path) -> None:
+    """A record source that returned nothing: Delta needs a column, so only an existing table is emptied."""
+    hook = S3Hook(aws_conn_id=None)
+    uri = (tmp_path / "ds").as_uri()
+    assert hook.write_dataset(uri, iter(()))["version"] is None
+    with pytest.raises(NoCommittedDatasetError):
+        list(hook.iter_batches(uri))
+    hook.write_dataset(uri, _table(5).to_batches())
+    emptied = hook.write_dataset(uri, iter(()))
+    assert (emptied["version"], emptied["rows"]) == (1, 0)
+    assert list(hook.iter_batches(uri)) == [] and hook.read_schema(uri) == SCHEMA
