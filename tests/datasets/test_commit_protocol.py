@@ -408,3 +408,20 @@ def test_no_rows_and_no_columns_empties_a_table_or_commits_nothing(tmp_path: Pat
     emptied = hook.write_dataset(uri, iter(()))
     assert (emptied["version"], emptied["rows"]) == (1, 0)
     assert list(hook.iter_batches(uri)) == [] and hook.read_schema(uri) == SCHEMA
+
+
+@pytest.mark.parametrize("where", ["s3", "local"])
+def test_a_hand_off_keeps_the_order_of_its_rows(where, s3_conn_id, prefix, tmp_path) -> None:
+    """delta-rs's writer interleaves the batches of one write; a hand-off is written in order."""
+    hook = S3Hook(aws_conn_id=s3_conn_id)
+    uri = prefix if where == "s3" else (tmp_path / "ds").as_uri()
+    table = _table(20_000)
+    hook.write_dataset(uri, table.to_batches(max_chunksize=700))  # staged (no schema)
+    assert pa.Table.from_batches(list(hook.iter_batches(uri, batch_size=3_000))).column(
+        "id"
+    ).to_pylist() == list(range(20_000))
+    hook.write_dataset(uri, reversed(table.to_batches(max_chunksize=900)), schema=SCHEMA)  # streamed
+    ids = pa.Table.from_batches(list(hook.iter_batches(uri))).column("id").to_pylist()
+    assert ids == [
+        i for b in reversed(table.to_batches(max_chunksize=900)) for i in b.column("id").to_pylist()
+    ]

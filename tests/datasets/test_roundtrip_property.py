@@ -78,17 +78,11 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def assert_same_table(back: pa.Table, table: pa.Table) -> None:
-    """
-    Same schema, same rows. A Delta table, like a SQL table, keeps no row order (delta-rs 1.6 writes
-    the batches of one write in any order): rows are compared as a multiset, each value exactly.
-    """
     assert back.schema.equals(table.schema, check_metadata=False), (back.schema, table.schema)
     assert back.num_rows == table.num_rows
-    got_rows = sorted(back.to_pylist(), key=repr)
-    want_rows = sorted(table.to_pylist(), key=repr)
-    for i, (got, want) in enumerate(zip(got_rows, want_rows, strict=True)):
-        for name in table.column_names:
-            assert _same(got[name], want[name]), f"column {name!r} row {i}: {got[name]!r} != {want[name]!r}"
+    for name in table.column_names:
+        for i, (got, want) in enumerate(zip(back[name].to_pylist(), table[name].to_pylist(), strict=True)):
+            assert _same(got, want), f"column {name!r} row {i}: {got!r} != {want!r}"
 
 
 def _roundtrip(hook: S3Hook, uri: str, table: pa.Table, fmt: str) -> None:
