@@ -478,6 +478,31 @@ def write_table(
     base, pinned = split_version(uri)
     if pinned is not None:
         raise ValueError(f"Cannot write to a version of a table ({uri}): write to {base}")
+    if schema is not None:
+        check_names(schema, base)
+    if mode == "overwrite" and not predicate and not partition_by:
+        table = None
+        with contextlib.suppress(NoCommittedDatasetError):
+            table = open_table(store, base)
+        if table is None or not table.metadata().partition_columns:
+            # A task's own output (every hand-off): streamed into Parquet files in order, committed once.
+            write_id = uuid.uuid4().hex
+            written = _write_ordered(
+                store,
+                base,
+                batches,
+                fixed=schema,
+                table=table,
+                mode=mode,
+                compression=compression,
+                write_id=write_id,
+                metadata=metadata,
+                before_commit=before_commit,
+                to_string=type_conflict == "string",
+            )
+            if written is None:
+                return _no_columns(store, base, mode, predicate, metadata, before_commit, type_conflict)
+            return _committed(store, base, write_id, written)
     spool = None
     if schema is None:
         schema, spool = _evolving(batches, type_conflict == "string")
@@ -535,7 +560,19 @@ def write_table(
         # Hand-offs and unpartitioned tables: written here, in the order given (delta-rs's writer
         # interleaves the batches of one write), then committed by delta-rs.
         try:
-            _write_ordered(store, base, stream(), stored, current_table, mode, compression, custom)
+            _write_ordered(
+                store,
+                base,
+                stream(),
+                fixed=stored,
+                table=current_table,
+                mode=mode,
+                compression=compression,
+                write_id=write_id,
+                metadata=metadata,
+                before_commit=None,  # stream() calls it
+                arrow_schema=schema,
+            )
         finally:
             if spool is not None:
                 spool.remove()
@@ -565,13 +602,18 @@ def write_table(
         finally:
             if spool is not None:
                 spool.remove()
-    table = open_table(store, base)
-    version = _version_of(store, base, table, write_id)
-    log.info("Committed %s rows to %s as version %s", state["rows"], base, version)
+    return _committed(store, base, write_id, state["rows"])
+
+
+def _committed(store: ObjectStore, uri: str, write_id: str, rows: int) -> dict[str, Any]:
+    """The summary of the version this write committed."""
+    table = open_table(store, uri)
+    version = _version_of(store, uri, table, write_id)
+    log.info("Committed %s rows to %s as version %s", rows, uri, version)
     summary = describe(
-        store, base, open_table(store, base, version=version) if version != table.version() else table
+        store, uri, open_table(store, uri, version=version) if version != table.version() else table
     )
-    summary["rows_written"] = state["rows"]
+    summary["rows_written"] = rows
     return summary
 
 
@@ -587,18 +629,30 @@ def _write_ordered(
     store: ObjectStore,
     uri: str,
     batches: Iterable[pa.RecordBatch],
-    schema: pa.Schema,
+    *,
+    fixed: pa.Schema | None,
     table: DeltaTable | None,
     mode: str,
     compression: str | None,
-    custom: dict[str, str],
+    write_id: str,
+    metadata: dict[str, Any] | None,
+    before_commit: Callable[[PendingVersion], None] | None,
+    to_string: bool = False,
+    arrow_schema: pa.Schema | None = None,
     max_rows_per_file: int = 1_000_000,
-) -> None:
+) -> int | None:
     """
-    Write ``batches`` as Parquet files of the table (in order, one row group per batch, streamed
+    Write ``batches`` as Parquet files of the table, in order (one row group per batch, streamed
     through the hook: multipart on S3, one part in memory), then commit them with delta-rs as one
     version. A failure removes the files this write made (names no other writer uses) and commits
     nothing.
+
+    Without a ``fixed`` schema the schema evolves as batches bring new fields (a new file starts;
+    older files lack the column, which Delta reads as null) or wider types (the files written so far
+    are rewritten with the wider type: Delta files must hold the table's types).
+
+    :param arrow_schema: the Arrow schema ``fixed`` stores (what readers get back); default ``fixed``.
+    :return: the rows committed, or None when there was no batch and no schema (nothing written).
     """
     import time
 
@@ -609,12 +663,15 @@ def _write_ordered(
     from deltalake.exceptions import CommitFailedError
     from deltalake.transaction import AddAction, create_table_with_add_actions
 
+    from airflow_provider_mlops.utils.arrow import conform
+    from airflow_provider_mlops.utils.schema import evolve_schema
+
     root = parse_uri(uri)
+    fs, _ = store.filesystem(root.uri)
     written: list[tuple[str, int, int]] = []  # name, bytes, rows
-    state: dict[str, Any] = {"stream": None, "writer": None, "name": None, "rows": 0}
+    state: dict[str, Any] = {"stream": None, "writer": None, "name": None, "rows": 0, "total": 0}
     suffix = f".{compression.lower()}" if compression else ""
-    # dictionary-encode text and binary only (Arrow's default tries every column: measured 1.6x slower)
-    text = [f.name for f in schema if pa_types.is_string(f.type) or pa_types.is_binary(f.type)]
+    current = arrow_schema or fixed
 
     def close() -> None:
         if state["writer"] is None:
@@ -625,44 +682,94 @@ def _write_ordered(
         written.append((state["name"], size, state["rows"]))
         state.update(stream=None, writer=None, name=None, rows=0)
 
-    def open_file() -> None:
-        name = f"part-{len(written):05d}-{uuid.uuid4()}-c000{suffix}.parquet"
-        stream = store.open_output_stream(root.join(name))
-        state.update(stream=stream, name=name, rows=0)
-        state["writer"] = pq.ParquetWriter(
-            getattr(stream, "native", stream), schema, compression=compression or "none", use_dictionary=text
-        )
+    def write(batch: pa.RecordBatch) -> None:
+        offset = 0
+        while offset < batch.num_rows:
+            if state["writer"] is None or state["rows"] >= max_rows_per_file:
+                close()
+                name = f"part-{len(written):05d}-{uuid.uuid4()}-c000{suffix}.parquet"
+                stream = store.open_output_stream(root.join(name))
+                state.update(stream=stream, name=name, rows=0)
+                # dictionary-encode text and binary only (Arrow's default tries every column: 1.6x slower)
+                text = [
+                    f.name for f in batch.schema if pa_types.is_string(f.type) or pa_types.is_binary(f.type)
+                ]
+                state["writer"] = pq.ParquetWriter(
+                    getattr(stream, "native", stream),
+                    batch.schema,
+                    compression=compression or "none",
+                    use_dictionary=text,
+                )
+            take = min(max_rows_per_file - state["rows"], batch.num_rows - offset)
+            state["writer"].write_batch(batch.slice(offset, take))
+            state["rows"] += take
+            offset += take
+
+    def rewrite(schema: pa.Schema) -> None:
+        """The files written so far, again with a wider schema (then the old ones removed)."""
+        from airflow_provider_mlops.datasets.files import _iter_parquet_file
+
+        old = list(written)
+        written.clear()
+        stored = storage_schema(schema)
+        for name, _, _ in old:
+            for batch in _iter_parquet_file(fs, root.child(name).path, 50_000, None):
+                (fitted,) = conform(
+                    [from_storage(batch, _narrow(schema, batch.schema))], schema, fill_missing=True
+                )
+                write(to_storage(fitted, stored))
+        close()
+        store.delete_uris([root.join(name) for name, _, _ in old])
 
     try:
-        for batch in batches:
-            offset = 0
-            while offset < batch.num_rows:
-                if state["writer"] is None or state["rows"] >= max_rows_per_file:
+        for raw in batches:
+            if fixed is not None:
+                (batch,) = conform([raw], fixed, fill_missing=arrow_schema is not None)
+                write(batch)
+                state["total"] += batch.num_rows
+                continue
+            if current is None:
+                current = raw.schema
+                check_names(current, uri)
+            else:
+                evolved = evolve_schema(current, raw.schema, to_string=to_string)
+                if evolved is not current:
+                    check_names(evolved, uri)
                     close()
-                    open_file()
-                take = min(max_rows_per_file - state["rows"], batch.num_rows - offset)
-                state["writer"].write_batch(batch.slice(offset, take))
-                state["rows"] += take
-                offset += take
+                    widened = any(not evolved.field(f.name).type.equals(f.type) for f in current)
+                    current = evolved
+                    if widened:
+                        rewrite(current)
+            (batch,) = conform([raw], current, fill_missing=True)
+            write(to_storage(batch, storage_schema(current)))
+            state["total"] += batch.num_rows
         close()
+        if current is None:
+            return None
+        if before_commit is not None:
+            before_commit(PendingVersion(uri=uri, rows=state["total"], schema=current))
         now = int(time.time() * 1000)
         actions = [
             AddAction(name, size, {}, now, True, json.dumps({"numRecords": rows}))
             for name, size, rows in written
         ]
+        custom = {ARROW_SCHEMA_KEY: encode_schema(current), WRITE_ID_KEY: write_id}
+        if metadata:
+            custom[METADATA_KEY] = json.dumps(metadata, default=str)
         commit = CommitProperties(custom_metadata=custom)
+        stored = fixed if arrow_schema is not None else storage_schema(current)
         if table is None:
             path, options = table_path(store, uri)
             create_table_with_add_actions(
                 path,
-                DeltaSchema.from_arrow(schema),
+                DeltaSchema.from_arrow(stored),
                 actions,
                 mode=mode,  # type: ignore[arg-type]
                 storage_options=options,
                 commit_properties=commit,
             )
         else:
-            table.create_write_transaction(actions, mode=mode, schema=schema, commit_properties=commit)
+            table.create_write_transaction(actions, mode=mode, schema=stored, commit_properties=commit)
     except BaseException as err:
         if state["stream"] is not None:
             with contextlib.suppress(Exception):
@@ -680,6 +787,14 @@ def _write_ordered(
                 f"this write was committed ({err}). A retry writes again on top of the new version."
             ) from err
         raise
+    return int(state["total"])
+
+
+def _narrow(schema: pa.Schema, file_schema: pa.Schema) -> pa.Schema:
+    """The fields of ``schema`` a file written before the schema grew holds (its older types kept)."""
+    import pyarrow as pa
+
+    return pa.schema([file_schema.field(f.name) for f in schema if f.name in file_schema.names])
 
 
 def _no_columns(
