@@ -1011,8 +1011,18 @@ def iter_table(
     if protocol.min_reader_version > 1 or protocol.reader_features:
         # column mapping, deletion vectors...: delta-rs's own scan knows them
         return _scan_dataset(table.to_pyarrow_dataset(), table, uri, target, batch_size)
-    files = pa.table(table.get_add_actions(flatten=True))
+    files = add_actions(table)
     return _scan_files(store, uri, table, files, target, batch_size)
+
+
+def add_actions(table: DeltaTable) -> pa.Table:
+    """
+    The version's data files (``path``, ``size_bytes``, ``num_records``, ``partition.<column>``...).
+    Through the Arrow stream interface: ``pa.table()`` on delta-rs's result imports pandas (+52 MB).
+    """
+    import pyarrow as pa
+
+    return pa.RecordBatchReader.from_stream(table.get_add_actions(flatten=True)).read_all()
 
 
 def _scan_files(
@@ -1092,7 +1102,7 @@ def describe(store: ObjectStore, uri: str, table: DeltaTable) -> dict[str, Any]:
     base = split_version(uri)[0]
     info = commit_info(store, base, table.version())
     schema = table_schema(store, base, table)
-    actions = pa.table(table.get_add_actions(flatten=True))
+    actions = add_actions(table)
     raw = info.get(METADATA_KEY)
     return {
         "uri": parse_uri(base).uri.rstrip("/"),
