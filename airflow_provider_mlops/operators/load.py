@@ -185,7 +185,7 @@ class LoadOperator(BaseOperator):
         inputs = require_inputs(self.input_uri)
         storage = storage_hook(self.storage_conn_id)
 
-        # The manifest's schema, so that an empty dataset still creates its table with the right columns.
+        # The input table's schema, so that an empty dataset still creates its target with the right columns.
         schema = storage.read_schema(inputs[0])
         empty, stream = split_empty(
             iter_inputs(storage, inputs, format=self.input_format, batch_size=self.batch_size)
