@@ -448,6 +448,7 @@ def write_table(
     type_conflict: str = "error",
     compression: str | None = "zstd",
     target_file_size: int | None = None,
+    max_rows_per_file: int = 1_000_000,
 ) -> dict[str, Any]:
     """
     Write ``batches`` as one new version of the Delta table at ``uri`` (one commit).
@@ -473,6 +474,8 @@ def write_table(
 
     if mode not in ("overwrite", "append"):
         raise ValueError(f"mode must be overwrite or append, got {mode!r}")
+    if max_rows_per_file <= 0:
+        raise ValueError("max_rows_per_file must be positive")
     if type_conflict not in ("error", "string"):
         raise ValueError(f"type_conflict must be error or string, got {type_conflict!r}")
     base, pinned = split_version(uri)
@@ -499,6 +502,7 @@ def write_table(
                 metadata=metadata,
                 before_commit=before_commit,
                 to_string=type_conflict == "string",
+                max_rows_per_file=max_rows_per_file,
             )
             if written is None:
                 return _no_columns(store, base, mode, predicate, metadata, before_commit, type_conflict)
@@ -572,6 +576,7 @@ def write_table(
                 metadata=metadata,
                 before_commit=None,  # stream() calls it
                 arrow_schema=schema,
+                max_rows_per_file=max_rows_per_file,
             )
         finally:
             if spool is not None:

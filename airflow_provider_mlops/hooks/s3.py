@@ -510,6 +510,7 @@ class S3Hook(BaseHook):
         predicate: str | None = None,
         partition_by: list[str] | None = None,
         target_file_size: int | None = None,
+        max_rows_per_file: int = 1_000_000,
     ) -> dict[str, Any]:
         """
         Write batches as a new committed version of the dataset at ``uri``.
@@ -524,6 +525,7 @@ class S3Hook(BaseHook):
         :param before_commit: called with the pending version (``rows``, ``schema``) before the commit;
             raising commits nothing.
         :param type_conflict: ``string`` when the source turned a field of conflicting types into text.
+        :param max_rows_per_file: rows per data file of a hand-off (an export is always one file).
         :return: ``uri``, ``version``, ``rows``, ``bytes``, ``files``, ``schema_fingerprint``, ``schema``,
             ``format`` and ``metadata`` of the committed version.
         """
@@ -546,6 +548,7 @@ class S3Hook(BaseHook):
             type_conflict=type_conflict,
             compression=compression,
             target_file_size=target_file_size,
+            max_rows_per_file=max_rows_per_file,
         )
 
     def merge_dataset(

@@ -169,7 +169,9 @@ def test_boto_and_pyarrow_see_the_same_objects(hook: S3Hook, prefix: str, s3_ser
     location = parse_uri(prefix)
     keys = [o["Key"] for o in client.list_objects_v2(Bucket=location.bucket, Prefix=location.key)["Contents"]]
     files = hook.dataset_info(prefix)["files"]
-    assert sorted(k[len(location.key) + 1 :] for k in keys) == sorted([f"{DELTA_LOG}/00000000000000000000.json", *files])
+    assert sorted(k[len(location.key) + 1 :] for k in keys) == sorted(
+        [f"{DELTA_LOG}/00000000000000000000.json", *files]
+    )
 
 
 def test_role_arn_and_profile_of_an_aws_connection_are_used(
@@ -209,3 +211,13 @@ def test_role_arn_and_profile_of_an_aws_connection_are_used(
     )
     with pytest.raises(ValueError, match=r"assume_role_with_saml.*not supported"):
         S3Hook(saml).settings
+
+
+def test_a_hand_off_is_split_into_files_of_max_rows_per_file(hook: S3Hook, prefix: str) -> None:
+    from airflow_provider_mlops.datasets.delta import add_actions, open_table
+
+    result = hook.write_dataset(prefix, _table(25).to_batches(max_chunksize=7), max_rows_per_file=10)
+    actions = add_actions(open_table(hook, prefix)).sort_by("path")
+    assert actions.column("num_records").to_pylist() == [10, 10, 5]
+    assert sorted(actions.column("path").to_pylist()) == result["files"]
+    assert pa.Table.from_batches(list(hook.iter_batches(prefix))).column("id").to_pylist() == list(range(25))
