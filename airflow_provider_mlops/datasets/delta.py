@@ -592,7 +592,11 @@ def write_table(
                 schema_mode=schema_mode,  # type: ignore[arg-type]
                 storage_options=options,
                 target_file_size=target_file_size,
-                writer_properties=WriterProperties(compression=(compression or "uncompressed").upper()),
+                # row groups of at most 64k rows: a reader holds one at a time (delta-rs's default
+                # made a 1M-row file one row group, held whole by every reader)
+                writer_properties=WriterProperties(
+                    compression=(compression or "uncompressed").upper(), max_row_group_size=65_536
+                ),
                 commit_properties=CommitProperties(custom_metadata=custom),
             )
         except BaseException as err:
