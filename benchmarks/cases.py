@@ -224,6 +224,21 @@ def s3_read(args: dict[str, Any]) -> int:
     return sum(b.num_rows for b in S3Hook(aws_conn_id="bench_s3").iter_batches(args["uri"]))
 
 
+@case()
+def delta_local_write(args: dict[str, Any]) -> int:
+    """1M x 10 from a Parquet file to a Delta table in a local folder (the embedded default's lake)."""
+    from airflow_provider_mlops.hooks.s3 import S3Hook
+
+    return S3Hook(aws_conn_id=None).write_dataset(args["uri"], _parquet_batches(args["parquet"]))["rows"]
+
+
+@case()
+def delta_local_read(args: dict[str, Any]) -> int:
+    from airflow_provider_mlops.hooks.s3 import S3Hook
+
+    return sum(b.num_rows for b in S3Hook(aws_conn_id=None).iter_batches(args["uri"]))
+
+
 @case(*HTTP)
 def http_extract_parquet(args: dict[str, Any]) -> int:
     from airflow_provider_mlops.hooks.http import HttpApiHook

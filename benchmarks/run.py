@@ -324,6 +324,12 @@ def main(argv: list[str] | None = None) -> int:
                 "s3_write", {"connections": conns, "parquet": data, "uri": uri}, repeat=args.repeat
             )
             results["s3_read"] = run_case("s3_read", {"connections": conns, "uri": uri}, repeat=args.repeat)
+            # the same Delta table on a local folder (no server: the embedded default)
+            local = (work / "delta_local").as_uri()
+            results["delta_local_write"] = run_case(
+                "delta_local_write", {"parquet": data, "uri": local}, repeat=args.repeat
+            )
+            results["delta_local_read"] = run_case("delta_local_read", {"uri": local}, repeat=args.repeat)
         if "http" in groups:
             port = servers.free_port()
             api = subprocess.Popen(

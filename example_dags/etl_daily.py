@@ -9,7 +9,8 @@ batch by batch, and loads them:
 * the warehouse tables ``customers`` (upsert by ``customer_id``, newest ``updated_at`` wins) and
   ``activity`` (the day's partition replaced), so a re-run of a day leaves the tables exactly as one
   run would, and days caught up in any order give the same tables;
-* the activity of the day as Parquet under ``<lake>/activity/day=<day>`` in S3 or a local folder;
+* the activity of the day into the lake: the Delta Lake table ``<lake>/activity`` (partitioned by
+  ``day``; a re-run replaces its day's partition in one commit) in S3 or a local folder;
 * with ``MLOPS_ETL_MONGO_CONN_ID`` set, the customer profiles into a MongoDB collection too.
 
 Connections (only ids appear here; point them at real servers to go to production):
@@ -176,7 +177,10 @@ with DAG(
     publish_activity = LoadOperator(
         task_id="publish_activity_parquet",
         input_uri=clean_activity.output,
-        output_uri=f"{LAKE_URI}/activity/day={DAY}",
+        output_uri=f"{LAKE_URI}/activity",
+        mode="replace_partition",
+        partition={"day": DAY},
+        partition_by=["day"],
     )
     # [END howto_operator_load]
     extract_customers >> clean_customers >> load_customers

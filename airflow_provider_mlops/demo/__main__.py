@@ -255,7 +255,7 @@ def _run_days(
         f"  Drift reports (HTML): {home / 'storage' / 'mlops_monitor_model' / 'check_drift_and_accuracy'}/*/drift_report/report.html"
     )
     print(f"  Warehouse (SQLite):   {home / 'warehouse.db'}")
-    print(f"  Data lake (Parquet):  {home / 'storage' / 'lake' / 'activity'}")
+    print(f"  Data lake (Delta):    {home / 'storage' / 'lake' / 'activity'}")
     print(f"  Task logs:            {home / 'logs'}")
     print(
         f"  Airflow + MLflow UI:  {_ui_command(home)}   (Airflow http://127.0.0.1:{args.ui_port}, "
@@ -452,9 +452,11 @@ def _day_summary(home: Path, day: Any, logical: Any, state: str) -> dict[str, An
     storage = home / "storage" / "mlops_etl_daily"
     ds = logical.date().isoformat()
 
-    def manifest_rows(task: str) -> int:
-        path = storage / task / ds / "_manifest.json"
-        return int(json.loads(path.read_text())["rows"]) if path.exists() else 0
+    def manifest_rows(task: str) -> int:  # the rows of the task's Delta table for the day
+        from airflow_provider_mlops.hooks.s3 import S3Hook
+
+        info = S3Hook(aws_conn_id=None).dataset_info(str(storage / task / ds))
+        return int(info["rows"]) if info else 0
 
     with sqlite3.connect(home / "warehouse.db") as conn:
         loaded = conn.execute("SELECT count(*) FROM activity WHERE day = ?", (day.isoformat(),)).fetchone()[0]

@@ -4,7 +4,8 @@ Object storage hook: S3 and any S3-compatible endpoint (boto3 + pyarrow.fs), or 
 Every call takes a URI: ``s3://bucket/prefix/...`` goes to S3 with the connection's credentials and
 ``endpoint_url``; a plain path or ``file://`` URI goes to the local file system, so the embedded
 default needs no server. Datasets (Parquet, CSV, JSON Lines) are read and written as streams of
-Arrow record batches: nothing holds a whole file in memory.
+Arrow record batches: nothing holds a whole file in memory. Parquet datasets are Delta Lake tables
+(:mod:`airflow_provider_mlops.datasets.delta`, delta-rs with the same credentials and endpoint).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from urllib.parse import urlparse
 
 from airflow.providers.common.compat.sdk import BaseHook
 
-from airflow_provider_mlops.datasets.manifest import FORMATS, MANIFEST, DatasetFormat
+from airflow_provider_mlops.datasets.errors import FORMATS, DatasetFormat
 from airflow_provider_mlops.storage.uri import StorageLocation, parse_uri
 from airflow_provider_mlops.utils.connection import as_bool, redact
 
@@ -28,11 +29,11 @@ if TYPE_CHECKING:
     import pyarrow as pa
     import pyarrow.fs as pafs
 
-    from airflow_provider_mlops.datasets.manifest import Manifest
+    from airflow_provider_mlops.datasets.delta import PendingVersion
     from airflow_provider_mlops.storage.streams import OutputStream
 
 # Kept importable from here: the URI model and the dataset format moved to their own layers.
-__all__ = ["FORMATS", "MANIFEST", "DatasetFormat", "S3Hook", "StorageLocation", "parse_uri"]
+__all__ = ["FORMATS", "DatasetFormat", "S3Hook", "StorageLocation", "parse_uri"]
 
 
 class S3Hook(BaseHook):
@@ -188,6 +189,33 @@ class S3Hook(BaseHook):
             kwargs["scheme"] = parsed.scheme or "https"
             kwargs["force_virtual_addressing"] = s.get("addressing_style") == "virtual"
         return pafs.S3FileSystem(**kwargs)
+
+    def delta_storage_options(self) -> dict[str, str]:
+        """
+        The connection as delta-rs (object_store) storage options: keys, region, endpoint (plain
+        http allowed when the endpoint says so), addressing style, TLS verification. Retries are
+        bounded (3 tries within 30 s) so that a storage that keeps failing fails the write instead
+        of hanging it for object_store's default 3 minutes.
+        """
+        s = self.settings
+        options: dict[str, str] = {"AWS_REGION": s.get("region") or "us-east-1"}
+        if s.get("access_key"):
+            options["AWS_ACCESS_KEY_ID"] = s["access_key"]
+            options["AWS_SECRET_ACCESS_KEY"] = s["secret_key"]
+            if s.get("session_token"):
+                options["AWS_SESSION_TOKEN"] = s["session_token"]
+        if endpoint := s.get("endpoint_url"):
+            options["AWS_ENDPOINT_URL"] = endpoint
+            if endpoint.startswith("http://"):
+                options["AWS_ALLOW_HTTP"] = "true"
+        if style := s.get("addressing_style"):
+            options["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"] = "true" if style == "virtual" else "false"
+        verify = s.get("verify")
+        custom_ca = isinstance(verify, str) and os.path.exists(verify)
+        if verify is not None and not custom_ca and not as_bool(verify, name="verify"):
+            options["AWS_ALLOW_INVALID_CERTIFICATES"] = "true"
+        options.update({"max_retries": "3", "retry_timeout": "30s"})
+        return options
 
     def filesystem(self, uri: str) -> tuple[pafs.FileSystem, StorageLocation]:
         """The pyarrow file system for ``uri`` and the parsed location."""
@@ -383,8 +411,14 @@ class S3Hook(BaseHook):
         self.client.download_file(src.bucket, src.key, path)
 
     # ----------------------------------------------------------------------------------------------
-    # datasets (the format and its commit protocol live in airflow_provider_mlops.datasets)
+    # datasets: Delta tables and exports (the formats live in airflow_provider_mlops.datasets)
     # ----------------------------------------------------------------------------------------------
+    def is_table(self, uri: str) -> bool:
+        """Whether a Delta table is committed at ``uri`` (one listing of its ``_delta_log/``)."""
+        from airflow_provider_mlops.datasets.delta import has_commit
+
+        return has_commit(self, uri)
+
     def iter_batches(
         self,
         uri: str,
@@ -393,42 +427,73 @@ class S3Hook(BaseHook):
         batch_size: int = 50_000,
         columns: list[str] | None = None,
         schema: pa.Schema | None = None,
+        version: int | None = None,
     ) -> Iterator[pa.RecordBatch]:
         """
-        Stream the committed dataset at ``uri`` (or plain files there) as record batches.
+        Stream the committed dataset at ``uri`` (a Delta table, or plain files there) as record batches.
 
-        A dataset written by :meth:`write_dataset` is read from its manifest: only committed files,
-        checked for size and row count. A prefix without a manifest is read as plain files (names
-        starting with ``_`` or ``.`` are skipped); nothing there raises
+        A Delta table is read at its latest committed version, or at ``version`` (also written
+        ``uri@v12``). A URI without a table is read as plain files (names starting with ``_`` or
+        ``.`` are skipped); nothing there raises
         :class:`~airflow_provider_mlops.datasets.NoCommittedDatasetError`, never 0 rows.
 
-        :param uri: a file or a prefix (``s3://...``, ``file://...`` or a local path).
+        :param uri: a table, a file or a prefix (``s3://...``, ``file://...`` or a local path).
         :param format: ``parquet``, ``csv`` or ``jsonl`` (JSON Lines) for plain files.
         :param batch_size: the largest number of rows a batch holds.
         :param columns: read only these columns.
-        :param schema: the schema to read plain files with (otherwise inferred from the first file).
+        :param schema: the schema to read plain files with (otherwise inferred from the first file);
+            for a table, the schema to cast to.
+        :param version: the table version to read (time travel).
         """
-        from airflow_provider_mlops.datasets import reader
+        from airflow_provider_mlops.datasets import delta, files
+        from airflow_provider_mlops.datasets.errors import FORMATS
 
-        return reader.iter_batches(
+        if format not in FORMATS:
+            raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+        base, pinned = delta.split_version(uri, version)
+        if pinned is not None or self.is_table(base):
+            return delta.iter_table(
+                self, base, version=pinned, batch_size=batch_size, columns=columns, schema=schema
+            )
+        return files.iter_files(
             self, uri, format=format, batch_size=batch_size, columns=columns, schema=schema
         )
 
-    def read_committed(self, uri: str) -> Manifest | None:
-        """The committed :class:`~airflow_provider_mlops.datasets.Manifest` at ``uri``, if any."""
-        from airflow_provider_mlops.datasets import read_manifest
+    def dataset_info(self, uri: str) -> dict[str, Any] | None:
+        """
+        The committed version of the table at ``uri`` (``@vN`` for an older one) as a small summary:
+        ``uri``, ``version``, ``rows``, ``bytes``, ``files``, ``schema``, ``schema_fingerprint``,
+        ``partition_by``, ``committed_at``, ``metadata``; None when nothing is committed there.
+        """
+        from airflow_provider_mlops.datasets import delta
+        from airflow_provider_mlops.datasets.errors import NoCommittedDatasetError
 
-        return read_manifest(self, uri)
+        base, pinned = delta.split_version(uri)
+        if pinned is None and not self.is_table(base):
+            return None
+        try:
+            return delta.describe(self, base, delta.open_table(self, base, version=pinned))
+        except NoCommittedDatasetError:
+            return None
 
     def read_manifest(self, uri: str) -> dict[str, Any] | None:
-        """The committed manifest below ``uri`` as JSON (None when nothing was committed there)."""
-        manifest = self.read_committed(uri)
-        return manifest.to_json() if manifest else None
+        """Kept for callers of the manifest layer Delta replaced: :meth:`dataset_info`."""
+        return self.dataset_info(uri)
 
     def read_schema(self, uri: str) -> pa.Schema | None:
-        """The exact Arrow schema of the committed dataset (None without a manifest)."""
-        manifest = self.read_committed(uri)
-        return manifest.schema if manifest else None
+        """The exact Arrow schema of the committed table (None when there is none)."""
+        from airflow_provider_mlops.datasets import delta
+
+        base, pinned = delta.split_version(uri)
+        if pinned is None and not self.is_table(base):
+            return None
+        return delta.table_schema(self, base, delta.open_table(self, base, version=pinned))
+
+    def table_version(self, uri: str) -> int:
+        """The latest committed version of the Delta table at ``uri``."""
+        from airflow_provider_mlops.datasets import delta
+
+        return delta.current_version(self, uri)
 
     def write_dataset(
         self,
@@ -437,36 +502,80 @@ class S3Hook(BaseHook):
         *,
         format: DatasetFormat = "parquet",
         schema: pa.Schema | None = None,
-        max_rows_per_file: int = 1_000_000,
         compression: str | None = "zstd",
         metadata: dict[str, Any] | None = None,
-        before_commit: Callable[[Manifest], None] | None = None,
+        before_commit: Callable[[PendingVersion], None] | None = None,
         type_conflict: str = "error",
+        mode: str = "overwrite",
+        predicate: str | None = None,
+        partition_by: list[str] | None = None,
+        target_file_size: int | None = None,
+        max_rows_per_file: int = 1_000_000,
     ) -> dict[str, Any]:
         """
         Write batches as a new committed version of the dataset at ``uri``.
 
-        Files go to a location unique to this attempt; the manifest is written last, in one atomic
-        put, and is what readers trust. The previous version stays readable until then and is
-        removed after the commit, as are abandoned attempts (see :mod:`airflow_provider_mlops.datasets`).
+        ``parquet``: one commit to the Delta table at ``uri`` (created when missing). By default the
+        write replaces the table (a task replaces its own output, so a retry converges to one clean
+        result); ``mode="append"`` adds rows, ``predicate`` with ``overwrite`` replaces the rows it
+        selects (a partition). The previous version stays readable until the commit, and after it by
+        version. ``csv`` / ``jsonl``: one export file (see
+        :func:`~airflow_provider_mlops.datasets.files.write_export`).
 
-        :param before_commit: called with the finished manifest before the commit; raising keeps the
-            previous version and discards this one.
+        :param before_commit: called with the pending version (``rows``, ``schema``) before the commit;
+            raising commits nothing.
         :param type_conflict: ``string`` when the source turned a field of conflicting types into text.
-        :return: ``uri``, ``rows``, ``bytes``, ``files``, ``schema_fingerprint``, ``format``, ``attempt``.
+        :param max_rows_per_file: rows per data file of a hand-off (an export is always one file).
+        :return: ``uri``, ``version``, ``rows``, ``bytes``, ``files``, ``schema_fingerprint``, ``schema``,
+            ``format`` and ``metadata`` of the committed version.
         """
-        from airflow_provider_mlops.datasets import write_dataset
+        from airflow_provider_mlops.datasets import delta, files
 
-        manifest = write_dataset(
+        if format not in FORMATS:
+            raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+        if format != "parquet":
+            return files.write_export(self, uri, batches, format=format, schema=schema)
+        return delta.write_table(
             self,
             uri,
             batches,
-            format=format,
             schema=schema,
-            max_rows_per_file=max_rows_per_file,
-            compression=compression,
+            mode=mode,
+            predicate=predicate,
+            partition_by=partition_by,
             metadata=metadata,
             before_commit=before_commit,
             type_conflict=type_conflict,
+            compression=compression,
+            target_file_size=target_file_size,
+            max_rows_per_file=max_rows_per_file,
         )
-        return manifest.summary()
+
+    def merge_dataset(
+        self,
+        uri: str,
+        batches: Iterable[pa.RecordBatch],
+        *,
+        keys: list[str],
+        schema: pa.Schema | None = None,
+        partition_by: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Upsert into the Delta table at ``uri`` by ``keys`` (see :func:`~airflow_provider_mlops.datasets.delta.merge_table`)."""
+        from airflow_provider_mlops.datasets import delta
+
+        return delta.merge_table(
+            self, uri, batches, keys=keys, schema=schema, partition_by=partition_by, metadata=metadata
+        )
+
+    def vacuum_dataset(self, uri: str, *, retention_hours: float = 168.0, dry_run: bool = False) -> list[str]:
+        """Remove files no version within ``retention_hours`` needs (see :func:`~airflow_provider_mlops.datasets.delta.vacuum`)."""
+        from airflow_provider_mlops.datasets import delta
+
+        return delta.vacuum(self, uri, retention_hours=retention_hours, dry_run=dry_run)
+
+    def optimize_dataset(self, uri: str, *, target_size: int | None = None) -> dict[str, Any]:
+        """Compact the table's small files (see :func:`~airflow_provider_mlops.datasets.delta.optimize`)."""
+        from airflow_provider_mlops.datasets import delta
+
+        return delta.optimize(self, uri, target_size=target_size)

@@ -93,7 +93,7 @@ def _permanent_errors() -> tuple[type[BaseException], ...]:
     # ValueError covers the provider's own configuration and data errors (SchemaMismatchError,
     # SchemaViolation, ExpressionError, StepError, WriteContractError, TrainingError, the spec
     # errors of ml/) and pyarrow's ArrowInvalid; KeyError a missing column or key.
-    from airflow_provider_mlops.datasets.manifest import DatasetError
+    from airflow_provider_mlops.datasets.errors import DatasetError
     from airflow_provider_mlops.ml.serialization import ModelIntegrityError
 
     return (ValueError, KeyError, DatasetError, ModelIntegrityError)

@@ -1,4 +1,4 @@
-"""LoadOperator: a dataset URI -> PostgreSQL / any common-sql database, MongoDB, or S3 / local files."""
+"""LoadOperator: a dataset URI -> PostgreSQL / any common-sql database, MongoDB, a Delta Lake table (the lake) or export files."""
 
 from __future__ import annotations
 
@@ -34,8 +34,13 @@ class LoadOperator(BaseOperator):
     - a MongoDB ``collection``. Modes: ``upsert`` by ``keys`` (idempotent), ``replace`` (documents
       matching ``partition`` deleted first, then inserted) or ``insert`` (not idempotent: a re-run
       inserts again).
-    - ``output_uri`` on S3 or a local path, as ``format`` (parquet, csv, jsonl); the prefix is
-      replaced on every run.
+    - ``output_uri`` on S3 or a local path: a Delta Lake table (``format="parquet"``, the lake),
+      partitioned by ``partition_by``. Modes: ``replace`` (default: the whole table, one commit),
+      ``append``, ``replace_partition`` (the rows of ``partition`` replaced in one commit: the
+      idempotent choice for daily loads; every written row must belong to the partition) and
+      ``upsert`` (MERGE on ``keys``). Each load is a new table version: older versions stay readable
+      (``uri@v12``) until ``vacuum_retention_hours`` removes their files. ``format="csv"`` /
+      ``"jsonl"`` write one export file instead, replaced on every run.
 
     The target is declared as an outlet Asset (``x-mlops-sql://<conn_id>/<table>``,
     ``x-mlops-mongo://<conn_id>/<collection>``, or the storage URI) unless ``outlets`` is given, so
@@ -55,9 +60,15 @@ class LoadOperator(BaseOperator):
     :param table: SQL: ``table`` or ``schema.table``. (templated)
     :param collection: MongoDB: the collection. (templated)
     :param database: MongoDB: the database (default: the connection's). (templated)
-    :param output_uri: files: the target prefix. (templated)
-    :param format: files: ``parquet``, ``csv`` or ``jsonl``.
-    :param mode: see above; default ``append`` (SQL), ``upsert`` when ``keys`` are given.
+    :param output_uri: the lake: the Delta table's URI; exports: the file or prefix. (templated)
+    :param format: ``parquet`` (a Delta table), ``csv`` or ``jsonl`` (an export file).
+    :param mode: see above; default ``append`` (SQL), ``replace`` (the lake), ``upsert`` when ``keys``
+        are given.
+    :param partition_by: the lake: the table's partition columns (used when the table is created).
+    :param vacuum_retention_hours: the lake: after the load, delete files no version younger than
+        this needs (168 = 7 days, Delta's default; None: no vacuum). Time travel to older versions
+        fails afterwards.
+    :param optimize: the lake: after the load, compact small files (a new version with the same rows).
     :param keys: key columns for ``upsert``: every row needs a non-NULL key, unique within the load.
     :param partition: column -> value for ``replace_partition`` / Mongo ``replace``, e.g.
         ``{"ds": "{{ ds }}"}``. (templated)
@@ -107,6 +118,9 @@ class LoadOperator(BaseOperator):
         storage_conn_id: str | None = None,
         batch_size: int = 50_000,
         on_empty: str = "skip",
+        partition_by: Sequence[str] | None = None,
+        vacuum_retention_hours: float | None = None,
+        optimize: bool = False,
         **kwargs: Any,
     ) -> None:
         from airflow_provider_mlops.sinks.contract import ON_EMPTY
@@ -145,6 +159,17 @@ class LoadOperator(BaseOperator):
         self.storage_conn_id = storage_conn_id
         self.batch_size = batch_size
         self.on_empty = on_empty
+        self.partition_by = list(partition_by) if partition_by else None
+        self.vacuum_retention_hours = vacuum_retention_hours
+        self.optimize = optimize
+        if output_uri and format == "parquet":
+            lake_modes = ("replace", "append", "replace_partition", "upsert")
+            if (mode or "replace") not in lake_modes:
+                raise ValueError(f"mode for a Delta table must be one of {lake_modes}, got {mode!r}")
+            if (mode == "upsert" or (mode is None and keys)) and not keys:
+                raise ValueError("mode='upsert' needs keys")
+            if mode == "replace_partition" and not partition:
+                raise ValueError("mode='replace_partition' needs partition={column: value}")
         self._lineage: dict[str, Any] = {}
 
     @fail_fast()  # bad keys, columns or options (WriteContractError...): the next try meets the same data
@@ -160,7 +185,7 @@ class LoadOperator(BaseOperator):
         inputs = require_inputs(self.input_uri)
         storage = storage_hook(self.storage_conn_id)
 
-        # The manifest's schema, so that an empty dataset still creates its table with the right columns.
+        # The input table's schema, so that an empty dataset still creates its target with the right columns.
         schema = storage.read_schema(inputs[0])
         empty, stream = split_empty(
             iter_inputs(storage, inputs, format=self.input_format, batch_size=self.batch_size)
@@ -182,18 +207,20 @@ class LoadOperator(BaseOperator):
 
         if self.output_uri:
             target_storage = S3Hook(aws_conn_id=self.target_conn_id) if self.target_conn_id else storage
-            result = target_storage.write_dataset(
-                resolve_uri(self.output_uri),
-                batches(),
-                format=self.format,  # type: ignore[arg-type]
-                schema=schema,
-            )
-            counts: dict[str, Any] = {
-                "rows": result["rows"],
-                "files": len(result["files"]),
-                "bytes": result["bytes"],
-            }
-            target = {"kind": "storage", "conn_id": self.target_conn_id, "name": result["uri"]}
+            uri = resolve_uri(self.output_uri)
+            if self.format == "parquet":
+                counts = self._load_lake(target_storage, uri, batches(), schema)
+                result_uri = uri
+            else:
+                result = target_storage.write_dataset(
+                    uri,
+                    batches(),
+                    format=self.format,  # type: ignore[arg-type]
+                    schema=schema,
+                )
+                counts = {"rows": result["rows"], "files": len(result["files"]), "bytes": result["bytes"]}
+                result_uri = result["uri"]
+            target = {"kind": "storage", "conn_id": self.target_conn_id, "name": result_uri}
         elif self.table:
             from airflow_provider_mlops.hooks.sql import get_sql_hook
 
@@ -241,6 +268,52 @@ class LoadOperator(BaseOperator):
         self._lineage = {"inputs": inputs, "target": target, "schema": _schema_json(schema)}
         self.log.info("Loaded %s into %s %r: %s", inputs, target["kind"], target["name"], counts)
         return {**counts, "target": target["name"]}
+
+    def _load_lake(self, storage: Any, uri: str, batches: Any, schema: Any) -> dict[str, Any]:
+        """The lake: one commit to the Delta table at ``uri``, then the maintenance asked for."""
+        from airflow_provider_mlops.datasets import delta
+
+        mode = self.mode or ("upsert" if self.keys else "replace")
+        if mode == "upsert":
+            result = storage.merge_dataset(
+                uri, batches, keys=self.keys or [], schema=schema, partition_by=self.partition_by
+            )
+        elif mode == "replace_partition":
+            partition = dict(self.partition or {})
+            result = storage.write_dataset(
+                uri,
+                delta.rows_in_partition(batches, partition),
+                schema=schema,
+                mode="overwrite",
+                predicate=delta.partition_predicate(partition),
+                partition_by=self.partition_by,
+            )
+        else:
+            result = storage.write_dataset(
+                uri,
+                batches,
+                schema=schema,
+                mode="append" if mode == "append" else "overwrite",
+                partition_by=self.partition_by,
+            )
+        counts: dict[str, Any] = {
+            "rows": result["rows_written"],
+            "table_rows": result["rows"],
+            "version": result["version"],
+            "files": len(result["files"]),
+            "bytes": result["bytes"],
+        }
+        for key in ("inserted", "updated"):
+            if key in result:
+                counts[key] = result[key]
+        if self.optimize:
+            metrics = storage.optimize_dataset(uri)
+            counts["optimized_files"] = int(metrics.get("numFilesRemoved", 0))
+            counts["version"] = storage.table_version(uri)
+        if self.vacuum_retention_hours is not None:
+            removed = storage.vacuum_dataset(uri, retention_hours=self.vacuum_retention_hours)
+            counts["vacuumed_files"] = len(removed)
+        return counts
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         from airflow_provider_mlops.utils.lineage import LineageDataset, dataset_for, operator_lineage

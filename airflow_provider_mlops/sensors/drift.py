@@ -36,7 +36,7 @@ class DriftSensor(BaseSensorOperator):
     an MLflow run (experiment ``<model>-monitoring``); its summary is the XCom.
 
     :param current_uri: the newest dataset (URI or upstream XCom dict with ``uri``): a committed
-        dataset (ready once its ``_manifest.json`` exists), a plain data file (``.parquet``, ``.csv``,
+        dataset (ready once its Delta table has a commit), a plain data file (``.parquet``, ``.csv``,
         ``.jsonl``: ready once it exists) or a prefix of plain files (ready once a data file is
         there; names starting with ``_`` or ``.`` are not data). (templated)
     :param registered_model_name: the model whose ``alias`` version gives the reference profile. (templated)
@@ -182,29 +182,26 @@ class DriftSensor(BaseSensorOperator):
 
     def _data_ready(self) -> bool:
         """
-        A committed dataset is ready once its manifest exists. Without one, plain data files are
+        A dataset is ready once its Delta table has a commit. Without one, plain data files are
         accepted as they are (training and deployment read them too): a single file at the URI, or
-        files below it outside ``_``/``.`` folders (a dataset being written keeps its files in
-        ``_attempts/`` until the manifest is committed, so it is never taken half-written).
+        files below it outside ``_``/``.`` folders (the files of a Delta write that has not committed
+        are never taken for plain data).
         """
-        from airflow_provider_mlops.datasets import MANIFEST, NoCommittedDatasetError
-        from airflow_provider_mlops.datasets.reader import _list_files
-        from airflow_provider_mlops.storage.uri import parse_uri
+        from airflow_provider_mlops.datasets import NoCommittedDatasetError
+        from airflow_provider_mlops.datasets.files import list_files
 
         storage = self._storage
-        if storage.exists(parse_uri(self._uri()).join(MANIFEST)):
+        if storage.is_table(self._uri()):
             return True
-        fs, location = storage.filesystem(self._uri())
         try:
-            files = _list_files(fs, location)
+            files = list_files(storage, self._uri())
         except NoCommittedDatasetError:
             return False
         if not self._plain_logged:
             self._plain_logged = True
             self.log.info(
-                "%s has no %s: reading it as %s plain %s file(s)",
+                "%s is not a Delta table: reading it as %s plain %s file(s)",
                 self._uri(),
-                MANIFEST,
                 len(files),
                 self._format(),
             )

@@ -39,7 +39,8 @@ def _is_permanent(err: BaseException) -> bool:
 
 class DatasetReadyTrigger(BaseTrigger):
     """
-    Fire when ``<uri>/_manifest.json`` exists (a dataset written by this provider is complete).
+    Fire when the Delta table at ``uri`` has a commit (``<uri>/_delta_log/`` holds a log entry: a
+    dataset written by this provider is complete).
 
     The check is one small existence test every ``poke_interval`` seconds, run in a thread so the
     triggerer's event loop (shared by many DAGs) never blocks; no statistics run here.
@@ -80,11 +81,9 @@ class DatasetReadyTrigger(BaseTrigger):
         )
 
     def _ready(self) -> bool:
-        from airflow_provider_mlops.datasets import MANIFEST
         from airflow_provider_mlops.hooks.s3 import S3Hook
-        from airflow_provider_mlops.storage.uri import parse_uri
 
-        return S3Hook(aws_conn_id=self.storage_conn_id).exists(parse_uri(self.uri).join(MANIFEST))
+        return S3Hook(aws_conn_id=self.storage_conn_id).is_table(self.uri)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         started = time.monotonic()

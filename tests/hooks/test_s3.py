@@ -7,7 +7,8 @@ import boto3
 import pyarrow as pa
 import pytest
 
-from airflow_provider_mlops.hooks.s3 import MANIFEST, S3Hook, parse_uri
+from airflow_provider_mlops.datasets import DELTA_LOG
+from airflow_provider_mlops.hooks.s3 import S3Hook, parse_uri
 from tests.conftest import set_connection
 from tests.harness.servers import S3Server, free_port
 
@@ -85,21 +86,24 @@ def _names(files: list[str]) -> list[str]:
 
 
 def test_rewriting_a_dataset_replaces_it(hook: S3Hook, prefix: str) -> None:
-    first = hook.write_dataset(prefix, _table(25).to_batches(max_chunksize=7), max_rows_per_file=10)
-    assert first["rows"] == 25
-    assert _names(first["files"]) == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
-    assert all(f.startswith(f"_attempts/{first['attempt']}/") for f in first["files"])
-    second = hook.write_dataset(prefix, _table(5).to_batches(), max_rows_per_file=10)
-    assert _names(second["files"]) == ["part-00000.parquet"]
+    first = hook.write_dataset(prefix, _table(25).to_batches(max_chunksize=7))
+    assert first["rows"] == 25 and first["version"] == 0 and first["format"] == "delta"
+    assert all(f.startswith("part-") and f.endswith(".parquet") for f in first["files"])
+    second = hook.write_dataset(prefix, _table(5).to_batches())
+    assert second["version"] == 1 and second["rows"] == 5
     assert pa.Table.from_batches(list(hook.iter_batches(prefix))).num_rows == 5
-    manifest = hook.read_manifest(prefix)
-    assert manifest["rows"] == 5
-    assert manifest["file_rows"] == {second["files"][0]: 5}
-    assert manifest["schema"][0] == {"name": "id", "type": "int64", "nullable": True}
-    # the superseded version stays for readers in flight until the next commit removes it
-    third = hook.write_dataset(prefix, _table(2).to_batches())
-    keys = sorted(u[len(prefix) + 1 :] for u in hook.list_uris(prefix))
-    assert keys == sorted([MANIFEST, *second["files"], *third["files"]])
+    info = hook.dataset_info(prefix)
+    assert info["rows"] == 5 and info["files"] == second["files"]
+    assert info["schema"][0] == {"name": "id", "type": "int64", "nullable": True}
+    # the replaced version's files stay for time travel until a vacuum removes them
+    assert sum(b.num_rows for b in hook.iter_batches(f"{prefix}@v0")) == 25
+    keys = [u[len(prefix) + 1 :] for u in hook.list_uris(prefix)]
+    assert sorted(k for k in keys if k.startswith(DELTA_LOG)) == [
+        f"{DELTA_LOG}/00000000000000000000.json",
+        f"{DELTA_LOG}/00000000000000000001.json",
+    ]
+    assert sorted(k for k in keys if not k.startswith(DELTA_LOG)) == sorted(first["files"] + second["files"])
+    assert hook.vacuum_dataset(prefix, retention_hours=0, dry_run=True) == first["files"]
 
 
 def test_empty_dataset_keeps_its_schema(hook: S3Hook, prefix: str) -> None:
@@ -107,7 +111,7 @@ def test_empty_dataset_keeps_its_schema(hook: S3Hook, prefix: str) -> None:
     result = hook.write_dataset(prefix, iter(()), schema=schema)
     assert result["rows"] == 0
     assert list(hook.iter_batches(prefix)) == []
-    assert hook.read_manifest(prefix)["schema"] == [{"name": "id", "type": "int64", "nullable": True}]
+    assert hook.dataset_info(prefix)["schema"] == [{"name": "id", "type": "int64", "nullable": True}]
 
 
 def test_multipart_upload_of_a_large_object(hook: S3Hook, prefix: str, s3_server: S3Server) -> None:
@@ -146,7 +150,7 @@ def test_local_and_s3_datasets_read_each_format(hook: S3Hook, prefix: str, tmp_p
     table = _table(100)
     for fmt in ("parquet", "csv", "jsonl"):
         for uri in (f"{prefix}/{fmt}", (tmp_path / fmt).as_uri()):
-            hook.write_dataset(uri, table.to_batches(max_chunksize=30), format=fmt, max_rows_per_file=40)
+            hook.write_dataset(uri, table.to_batches(max_chunksize=30), format=fmt)
             back = pa.Table.from_batches(
                 list(hook.iter_batches(uri, format=fmt, batch_size=16, schema=table.schema))
             )
@@ -164,8 +168,10 @@ def test_boto_and_pyarrow_see_the_same_objects(hook: S3Hook, prefix: str, s3_ser
     )
     location = parse_uri(prefix)
     keys = [o["Key"] for o in client.list_objects_v2(Bucket=location.bucket, Prefix=location.key)["Contents"]]
-    assert sorted(k.rsplit("/", 1)[1] for k in keys) == [MANIFEST, "part-00000.parquet"]
-    assert any(f"/_attempts/{hook.read_manifest(prefix)['attempt']}/" in k for k in keys)
+    files = hook.dataset_info(prefix)["files"]
+    assert sorted(k[len(location.key) + 1 :] for k in keys) == sorted(
+        [f"{DELTA_LOG}/00000000000000000000.json", *files]
+    )
 
 
 def test_role_arn_and_profile_of_an_aws_connection_are_used(
@@ -205,3 +211,13 @@ def test_role_arn_and_profile_of_an_aws_connection_are_used(
     )
     with pytest.raises(ValueError, match=r"assume_role_with_saml.*not supported"):
         S3Hook(saml).settings
+
+
+def test_a_hand_off_is_split_into_files_of_max_rows_per_file(hook: S3Hook, prefix: str) -> None:
+    from airflow_provider_mlops.datasets.delta import add_actions, open_table
+
+    result = hook.write_dataset(prefix, _table(25).to_batches(max_chunksize=7), max_rows_per_file=10)
+    actions = add_actions(open_table(hook, prefix)).sort_by("path")
+    assert actions.column("num_records").to_pylist() == [10, 10, 5]
+    assert sorted(actions.column("path").to_pylist()) == result["files"]
+    assert pa.Table.from_batches(list(hook.iter_batches(prefix))).column("id").to_pylist() == list(range(25))

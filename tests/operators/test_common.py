@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
 
-from airflow_provider_mlops.datasets.manifest import DatasetCorruptError
+from airflow_provider_mlops.datasets import DatasetCorruptError
 from airflow_provider_mlops.etl.expressions import ExpressionError
 from airflow_provider_mlops.etl.sources import SOURCE_OPTIONS, SourceOptions
 from airflow_provider_mlops.http.exceptions import MalformedPageError, RetryableHttpError

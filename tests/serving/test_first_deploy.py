@@ -118,7 +118,7 @@ def test_the_server_starts_without_a_champion_and_the_first_deploy_loads_it(
 
         time.sleep(1.2)  # the log flushes every 0.3 s
         storage = S3Hook(aws_conn_id=None)
-        logged = [p.parent for p in (tmp_path / "predictions").rglob("_manifest.json")]
+        logged = [p.parent for p in (tmp_path / "predictions").rglob("_delta_log")]
         table = pa.Table.from_batches([b for p in logged for b in storage.iter_batches(p.as_uri())])
         marks = table.column("smoke_test").to_pylist()
         # two deploys smoke-tested 2 rows each (the failed one too: it ran before the other target

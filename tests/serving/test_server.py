@@ -230,7 +230,7 @@ def test_metrics_and_the_prediction_log(server: Server, registered: dict) -> Non
     assert f"mlops_serve_model_version {version}" in text
     time.sleep(1.0)  # the log flushes every 0.3 s
     storage = S3Hook(aws_conn_id=None)
-    logged = [p.parent for p in (registered["root"] / "predictions").rglob("_manifest.json")]
+    logged = [p.parent for p in (registered["root"] / "predictions").rglob("_delta_log")]
     assert logged
     table = pa.Table.from_batches([b for p in logged for b in storage.iter_batches(p.as_uri())])
     assert {"minutes", "plan", "prediction", "model_version", "predicted_at"} <= set(table.column_names)

@@ -41,3 +41,20 @@ def test_an_unreachable_endpoint_is_waited_out_then_reported() -> None:
     )
     event = _first_event(trigger)
     assert event["status"] == "error"
+
+
+def test_fires_once_the_delta_table_has_a_commit_not_on_uncommitted_files(tmp_path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from airflow_provider_mlops.hooks.s3 import S3Hook
+
+    uri = (tmp_path / "ds").as_uri()
+    (tmp_path / "ds").mkdir()
+    pq.write_table(
+        pa.table({"a": [1]}), tmp_path / "ds" / "part-00000-0b8c3b6e-1111-2222-3333-444455556666-c000.parquet"
+    )
+    waiting = _first_event(DatasetReadyTrigger(uri=uri, poke_interval=0.01, timeout=0.05))
+    assert waiting["status"] == "timeout"
+    S3Hook(aws_conn_id=None).write_dataset(uri, pa.table({"a": [1, 2]}).to_batches())
+    assert _first_event(DatasetReadyTrigger(uri=uri, poke_interval=0.01))["status"] == "ready"
