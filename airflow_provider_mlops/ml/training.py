@@ -13,8 +13,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_mlops.ml.stats import LOWER_IS_BETTER as STATS_LOWER_IS_BETTER
-
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -32,7 +30,6 @@ TUNING_METHODS = (
     "keras_tuner",
 )
 # Metrics from evaluate() where a smaller value is better.
-LOWER_IS_BETTER = STATS_LOWER_IS_BETTER
 
 
 class TrainingError(ValueError):

@@ -346,7 +346,9 @@ class DeployModelOperator(_ReleaseOperator):
 
         inputs = input_uris(self.evaluation_uri)
         if not inputs or not self.label_column:
-            raise ValueError("evaluation_uri and label_column are required to compare the candidate with the champion")
+            raise ValueError(
+                "evaluation_uri and label_column are required to compare the candidate with the champion"
+            )
         batches = [b for u in inputs for b in self._storage.iter_batches(u)]
         frame = pa.Table.from_batches(batches).to_pandas()
         if self.label_column not in frame.columns:
@@ -368,7 +370,11 @@ class DeployModelOperator(_ReleaseOperator):
         from airflow_provider_mlops.ml.stats import predictions
         from airflow_provider_mlops.ml.training import evaluate
 
-        inputs, labels, metric = model_inputs(frame, self.label_column), frame[self.label_column], self.gate.metric
+        inputs, labels, metric = (
+            model_inputs(frame, self.label_column),
+            frame[self.label_column],
+            self.gate.metric,
+        )
         scores: dict[str, float] = {}
         scored: dict[str, Any] = {}
         for role, version in versions.items():
