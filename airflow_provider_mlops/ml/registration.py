@@ -194,7 +194,7 @@ def publish(
             # the keras bundle is a pyfunc flavor: the same scoped fluent API, its own logger
             import mlflow
 
-            from airflow_provider_mlops.ml.keras_tuning import log_keras_model
+            from airflow_provider_mlops.ml.keras_mlflow import log_keras_model
 
             with hook.fluent(), mlflow.start_run(run_id=run_id):
                 info = log_keras_model(artifacts.pipeline, **common, blob=artifacts.blob)

@@ -30,7 +30,7 @@ class TrainModelOperator(BaseOperator):
     The fitted transforms travel inside the Pipeline, so serving applies exactly what training
     learned. Specs: :mod:`airflow_provider_mlops.ml.features` (``features``),
     :mod:`airflow_provider_mlops.ml.selection` (``selection``),
-    :func:`airflow_provider_mlops.ml.training.build_search` (``tuning``), and the option groups of
+    :func:`airflow_provider_mlops.ml.search.build_search` (``tuning``), and the option groups of
     :mod:`airflow_provider_mlops.ml.specs` (``model``, ``data``).
 
     MLflow gets one run with the parameters, holdout metrics (and the dummy baseline's), tags (DAG,

@@ -213,7 +213,7 @@ def test_a_grid_search_logs_one_line_per_configuration_and_each_repeated_warning
     ],
 )
 def test_a_time_budget_a_method_cannot_honour_is_refused_by_name(tuning: dict, message: str) -> None:
-    from airflow_provider_mlops.ml.training import TrainingError, time_budget
+    from airflow_provider_mlops.ml.search import TrainingError, time_budget
 
     with pytest.raises(TrainingError, match=message):
         time_budget(tuning)

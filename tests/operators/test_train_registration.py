@@ -214,7 +214,7 @@ def test_a_non_finite_value_headed_for_xcom_is_named() -> None:
 
 
 def test_the_operator_docstring_and_train_rst_list_every_tuning_method() -> None:
-    from airflow_provider_mlops.ml.training import TUNING_METHODS
+    from airflow_provider_mlops.ml.search import TUNING_METHODS
 
     page = (Path(__file__).parents[2] / "docs" / "operators" / "train.rst").read_text()
     doc = TrainModelOperator.__doc__ or ""
