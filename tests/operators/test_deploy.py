@@ -10,6 +10,7 @@ import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException
 from pytest_httpserver import HTTPServer
 
+from airflow_provider_mlops.hooks.mlflow import MlflowHook
 from airflow_provider_mlops.hooks.s3 import S3Hook
 from airflow_provider_mlops.ml.serialization import load_model_version
 from airflow_provider_mlops.ml.specs import Gate, Model, Reload
@@ -71,6 +72,12 @@ def test_gate_promotes_a_better_model_refuses_a_worse_one_and_rolls_back(
     assert pointer["version"] == good
     published = load_model_version(client, name, good, storage=S3Hook(aws_conn_id=None), uri=pointer["uri"])
     assert published.sha256 == pointer["sha256"] == client.get_model_version(name, good).tags["mlops.sha256"]
+    # The registry vocabulary reads back what training and promotion wrote.
+    hook = MlflowHook(mlflow_conn)
+    assert hook.version_digest(name, good)["sha256"] == pointer["sha256"]
+    lineage = hook.version_lineage(name, good)
+    assert lineage["label"] == "churned" and lineage["task"] == "classification"
+    assert list(lineage["inputs"]) == [dataset] and lineage["airflow"]["task_id"] == "train"
     assert len(httpserver.log) == 1 and json.loads(httpserver.log[0][0].data)["version"] == good
 
     # A worse candidate does not win: it becomes the challenger, the champion stays.
