@@ -287,38 +287,92 @@ class DriftSensor(BaseSensorOperator):
 
     @fail_fast()
     def poke(self, context: Context) -> PokeReturnValue | bool:
-        from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
-
-        from airflow_provider_mlops.ml.drift import columns_from_batches, detect_drift
-        from airflow_provider_mlops.ml.report import render_html
+        from airflow.providers.common.compat.sdk import AirflowSkipException
 
         if not self._data_ready():
             self.log.info("Waiting for %s to be complete", self._uri())
             return False
         reference = self._reference()
         if reference is None:
-            if self.retrain.on_missing_reference == "fail":
-                # the registry answered: no such model or alias; a retry would get the same answer
-                raise AirflowFailException(
-                    f"{self.registered_model_name}@{self.alias} has no reference profile: no such model or alias"
-                )
-            message = f"{self.registered_model_name}@{self.alias} does not exist yet: a first model is needed"
-            self.log.warning(message)
-            return PokeReturnValue(
-                is_done=True,
-                xcom_value={
-                    "drift": True,
-                    "dataset_drift": False,
-                    "drifted_share": 0.0,
-                    "drifted_features": [],
-                    "top_features": [],
-                    "rows": None,
-                    "accuracy": None,
-                    "reason": message,
-                    "reference": None,
-                },
-            )
+            return self._no_reference()
         profile, source = reference
+        report = self._check(profile, source)
+        base = resolve_output_uri(self.report_uri, context, suffix="drift_report").rstrip("/")
+        report["report_json"], report["report_html"] = f"{base}/report.json", f"{base}/report.html"
+        html_uri = str(report["report_html"])
+        decision = self._retrain_decision(context, report, source) if report["drift"] else None
+        if decision is not None:
+            report["retrain"] = {
+                "held": decision.hold,
+                "reason": decision.reason,
+                **(decision.hold_record or {}),
+            }
+        self._write_report(report)
+        summary = self._summary(report)
+        self._log_to_mlflow(report, html_uri)
+        self.log.info(
+            "Drift check of %s rows: %s",
+            report["rows"],
+            {k: summary[k] for k in ("drift", "drifted_features", "accuracy")},
+        )
+        onset = self._record_onset(context, report, source)
+        if onset is not None:
+            summary["drift_onset"] = onset
+        if not report["drift"]:
+            context["ti"].xcom_push(key="drift_report", value=summary)
+            raise AirflowSkipException(f"No drift in {report['rows']} rows (report: {html_uri})")
+        if decision is not None and decision.hold:
+            summary["retrain"] = report["retrain"]
+            self._record_hold(decision)
+            context["ti"].xcom_push(key="drift_report", value=summary)
+            self.log.warning("Retraining held: %s", decision.reason)
+            raise AirflowSkipException(
+                f"Drift or decay in {report['rows']} rows, but retraining is held: {decision.reason} "
+                f"(report: {html_uri})"
+            )
+        self._notify(context, report, html_uri)
+        extra: dict[str, Any] = {}
+        if decision is not None:
+            extra["retrain_request"] = self._record_request(context, report, source, decision)
+            summary["retrain"] = {"held": False, "reason": decision.reason}
+        if onset is not None:
+            extra["drift_onset"] = onset
+        events = context.get("outlet_events")
+        if events is not None and extra:
+            for outlet in self.outlets:
+                events[outlet].extra = extra
+        return PokeReturnValue(is_done=True, xcom_value=summary)
+
+    def _no_reference(self) -> PokeReturnValue:
+        """No champion yet: fail, or succeed so that the first training runs (``Retrain.on_missing_reference``)."""
+        from airflow.providers.common.compat.sdk import AirflowFailException
+
+        if self.retrain.on_missing_reference == "fail":
+            # the registry answered: no such model or alias; a retry would get the same answer
+            raise AirflowFailException(
+                f"{self.registered_model_name}@{self.alias} has no reference profile: no such model or alias"
+            )
+        message = f"{self.registered_model_name}@{self.alias} does not exist yet: a first model is needed"
+        self.log.warning(message)
+        return PokeReturnValue(
+            is_done=True,
+            xcom_value={
+                "drift": True,
+                "dataset_drift": False,
+                "drifted_share": 0.0,
+                "drifted_features": [],
+                "top_features": [],
+                "rows": None,
+                "accuracy": None,
+                "reason": message,
+                "reference": None,
+            },
+        )
+
+    def _check(self, profile: dict[str, Any], source: dict[str, Any]) -> dict[str, Any]:
+        """The drift report of the current rows against ``profile``, with the accuracy check."""
+        from airflow_provider_mlops.ml.drift import columns_from_batches, detect_drift
+
         limits = self.drift
         columns, rows = columns_from_batches(
             self._storage.iter_batches(self._uri(), format=self._format()), profile, max_rows=limits.max_rows
@@ -333,56 +387,37 @@ class DriftSensor(BaseSensorOperator):
         )
         for note in report.get("notes") or []:
             self.log.warning("%s", note)
+        report["rows"] = rows
         report["reference"] = source
         report["current_uri"] = self._uri()
         report["accuracy"] = self._accuracy(source, profile)
         report["drift"] = bool(report["dataset_drift"] or (report["accuracy"] or {}).get("decayed"))
-        base = resolve_output_uri(self.report_uri, context, suffix="drift_report")
-        json_uri, html_uri = f"{base.rstrip('/')}/report.json", f"{base.rstrip('/')}/report.html"
-        report["report_html"] = html_uri
-        decision = self._retrain_decision(context, report, source) if report["drift"] else None
-        if decision is not None:
-            report["retrain"] = {
-                "held": decision.hold,
-                "reason": decision.reason,
-                **(decision.hold_record or {}),
-            }
+        return report
+
+    def _write_report(self, report: Mapping[str, Any]) -> None:
+        """The report as JSON and HTML, where its ``report_json`` / ``report_html`` say."""
+        from airflow_provider_mlops.ml.report import render_html
+
         self._storage.put_bytes(
-            json_uri, json.dumps(report, indent=1, default=str).encode(), content_type="application/json"
+            report["report_json"],
+            json.dumps(report, indent=1, default=str).encode(),
+            content_type="application/json",
         )
-        self._storage.put_bytes(html_uri, render_html(report).encode(), content_type="text/html")
-        summary = {
-            "drift": report["drift"],
-            "dataset_drift": report["dataset_drift"],
-            "drifted_share": report["drifted_share"],
-            "drifted_features": report["drifted_features"],
-            "top_features": report["top_features"],
-            "rows": rows,
+        self._storage.put_bytes(report["report_html"], render_html(report).encode(), content_type="text/html")
+
+    @staticmethod
+    def _summary(report: Mapping[str, Any]) -> dict[str, Any]:
+        """The XCom: the report's verdict and where the report is."""
+        keys = ("drift", "dataset_drift", "drifted_share", "drifted_features", "top_features", "rows")
+        return {
+            **{k: report[k] for k in keys},
             "accuracy": report["accuracy"],
-            "report_json": json_uri,
-            "report_html": html_uri,
-            "reference": source,
+            "report_json": report["report_json"],
+            "report_html": report["report_html"],
+            "reference": report["reference"],
         }
-        self._log_to_mlflow(report, html_uri)
-        self.log.info(
-            "Drift check of %s rows: %s",
-            rows,
-            {k: summary[k] for k in ("drift", "drifted_features", "accuracy")},
-        )
-        onset = self._record_onset(context, report, source)
-        if onset is not None:
-            summary["drift_onset"] = onset
-        if not report["drift"]:
-            context["ti"].xcom_push(key="drift_report", value=summary)
-            raise AirflowSkipException(f"No drift in {rows} rows (report: {html_uri})")
-        if decision is not None and decision.hold:
-            summary["retrain"] = report["retrain"]
-            self._record_hold(decision)
-            context["ti"].xcom_push(key="drift_report", value=summary)
-            self.log.warning("Retraining held: %s", decision.reason)
-            raise AirflowSkipException(
-                f"Drift or decay in {rows} rows, but retraining is held: {decision.reason} (report: {html_uri})"
-            )
+
+    def _notify(self, context: Context, report: Mapping[str, Any], html_uri: str) -> None:
         for notifier in self.on_drift:
             if hasattr(notifier, "details") and notifier.details is None:
                 notifier.details = {
@@ -391,17 +426,6 @@ class DriftSensor(BaseSensorOperator):
                     "report": html_uri,
                 }
             notifier(context)
-        extra: dict[str, Any] = {}
-        if decision is not None:
-            extra["retrain_request"] = self._record_request(context, report, source, decision)
-            summary["retrain"] = {"held": False, "reason": decision.reason}
-        if onset is not None:
-            extra["drift_onset"] = onset
-        events = context.get("outlet_events")
-        if events is not None and extra:
-            for outlet in self.outlets:
-                events[outlet].extra = extra
-        return PokeReturnValue(is_done=True, xcom_value=summary)
 
     def _data_first_day(self) -> Any:
         """The oldest day in the current data's ``time_column``."""
