@@ -40,7 +40,7 @@ class TrainResult:
     # per holdout metric: bootstrap standard error and 95% interval (the baseline's own spread,
     # what the DriftSensor's decay test adds to the current metric's)
     metric_uncertainty: dict[str, dict[str, float]] = field(default_factory=dict)
-    dropped_missing_target: int = 0
+    dropped_missing_label: int = 0
     # with candidates: the winner's class path and the leaderboard (best first), see ml/candidates.py
     estimator: str = ""
     leaderboard: list[dict[str, Any]] = field(default_factory=list)
@@ -284,7 +284,7 @@ def evaluate_with_reasons(model: Any, x: Any, y: Any, task: str) -> tuple[dict[s
 def train(
     frame: pd.DataFrame,
     *,
-    target: str,
+    label_column: str,
     task: str | None = None,
     features: Mapping[str, Any] | None = None,
     selection: Sequence[Mapping[str, Any]] | None = None,
@@ -318,8 +318,10 @@ def train(
     from airflow_provider_mlops.ml.selection import build_selectors, selected_features
 
     started = time.monotonic()
-    if target not in frame.columns:
-        raise TrainingError(f"Target column {target!r} is not in the data (columns: {list(frame.columns)})")
+    if label_column not in frame.columns:
+        raise TrainingError(
+            f"Label column {label_column!r} is not in the data (columns: {list(frame.columns)})"
+        )
     weights = None
     if sample_weight is not None:
         import pandas as pd
@@ -334,19 +336,19 @@ def train(
         weights = pd.Series(sample_weight, index=frame.index, dtype=float)
         if not weights.map(math.isfinite).all() or (weights < 0).any():
             raise TrainingError("sample_weight needs one finite, non-negative weight per row of the data")
-    labelled = frame[target].notna()
+    labelled = frame[label_column].notna()
     dropped = int((~labelled).sum())
     if dropped:
         log.info(
-            "Dropped %s of %s rows whose target %r is missing (they cannot be learned from)",
+            "Dropped %s of %s rows whose label %r is missing (they cannot be learned from)",
             dropped,
             len(frame),
-            target,
+            label_column,
         )
         frame = frame[labelled]
     if len(frame) < 10:
         raise TrainingError(f"Only {len(frame)} labelled rows: too few to train and evaluate")
-    task = task or infer_task(frame[target])
+    task = task or infer_task(frame[label_column])
     if task not in ("classification", "regression"):
         raise TrainingError(f"task must be classification or regression, got {task!r}")
     check_selection(features, selection)
@@ -361,12 +363,12 @@ def train(
             model.set_params(random_state=seed)
         if weights is not None:
             check_sample_weight(tuning, model, estimator)
-    plan = build_features(frame, features, target=target, task=task, time_column=time_column)
+    plan = build_features(frame, features, target=label_column, task=task, time_column=time_column)
     numeric, categorical = plan.numeric, plan.categorical
     frame = categorical_as_object(frame, [c for c in categorical if c in frame.columns])
     train_frame, test_frame = split(
         frame,
-        target=target,
+        target=label_column,
         task=task,
         strategy=split_strategy,
         test_size=test_size,
@@ -374,13 +376,13 @@ def train(
         seed=seed,
     )
     columns = plan.inputs  # the raw columns: derived ones are computed inside the Pipeline
-    x_train, y_train = train_frame[columns], train_frame[target]
-    x_test, y_test = test_frame[columns], test_frame[target]
+    x_train, y_train = train_frame[columns], train_frame[label_column]
+    x_test, y_test = test_frame[columns], test_frame[label_column]
     if task == "classification":  # before any fitting: a class the training part lacks is refused
         absent = check_split_classes(
             y_train,
             y_test,
-            target=target,
+            target=label_column,
             strategy=split_strategy
             if split_strategy != "auto"
             else ("time" if time_column else "stratified"),
@@ -391,7 +393,7 @@ def train(
                 "Classes %s of %r are absent from the holdout (%s rows): the metrics needing them "
                 "(ROC AUC) are left out",
                 [plain(c) for c in absent],
-                target,
+                label_column,
                 len(y_test),
             )
 
@@ -483,7 +485,7 @@ def train(
         cv_results=cv_results,
         seconds=time.monotonic() - started,
         metric_uncertainty=uncertainty,
-        dropped_missing_target=dropped,
+        dropped_missing_label=dropped,
         estimator=estimator,
         leaderboard=leaderboard,
         metrics_unavailable=unavailable,

@@ -217,7 +217,7 @@ class TrainModelOperator(BaseOperator):
         model, data = self.model, self.data
         result = train(
             frame,
-            target=self.label_column,
+            label_column=self.label_column,
             task=model.task,
             features=self.features,
             selection=self.selection,
@@ -231,10 +231,10 @@ class TrainModelOperator(BaseOperator):
             candidates=list(model.candidates) if model.candidates is not None else None,
             sample_weight=weights,
         )
-        if result.dropped_missing_target:
+        if result.dropped_missing_label:
             self.log.warning(
                 "Dropped %s of %s rows whose label %r is missing before training",
-                result.dropped_missing_target,
+                result.dropped_missing_label,
                 len(frame),
                 self.label_column,
             )

@@ -71,7 +71,7 @@ def frame() -> pd.DataFrame:
 def _train(frame: pd.DataFrame, **tuning):
     return train(
         frame,
-        target="y",
+        label_column="y",
         selection=[{"method": "kbest", "k": 6}],
         tuning={"method": "keras_tuner", "build_model": BUILD, "cv": 3, "epochs": 5, **tuning},
     )

@@ -74,7 +74,7 @@ def test_trains_tracks_registers_and_the_registered_model_predicts_like_the_pipe
 
     in_process = train(
         pa.Table.from_batches(list(S3Hook(aws_conn_id=None).iter_batches(dataset))).to_pandas(),
-        target="churned",
+        label_column="churned",
         features={"numeric": {"outliers": {"method": "iqr"}}},
         selection=[{"method": "variance"}],
         estimator="sklearn.ensemble.RandomForestClassifier",
@@ -145,7 +145,7 @@ def test_missing_target_is_a_clear_error(dataset: str, mlflow_conn: str, tmp_pat
         registered_model_name="x",
         mlflow_conn_id=mlflow_conn,
     )
-    with pytest.raises(AirflowFailException, match="Target column 'label' is not in the data") as failed:
+    with pytest.raises(AirflowFailException, match="Label column 'label' is not in the data") as failed:
         op.execute(task_context(tmp_path))
     assert isinstance(failed.value.__cause__, TrainingError)  # no retries: the data will not change
 
