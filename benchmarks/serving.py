@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_mlops.ml.specs import Model
+
 NAME = "churn_bench"
 
 
@@ -44,11 +46,11 @@ def prepare(work: Path, rows: int) -> dict[str, Any]:
     trained = TrainModelOperator(
         task_id="train",
         input_uri=train_uri,
-        target="churned",
+        label_column="churned",
         registered_model_name=NAME,
-        estimator="sklearn.linear_model.LogisticRegression",
         mlflow_conn_id="bench_mlflow",
         model_output_uri=(work / "models").as_uri(),
+        model=Model(estimator="sklearn.linear_model.LogisticRegression"),
     ).execute(task_context(work))
 
     # The scoring set: `rows` rows without the label, written in bounded batches.

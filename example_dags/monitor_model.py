@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, Asset
 
 from airflow_provider_mlops.assets import table_asset
+from airflow_provider_mlops.ml.specs import Decay, DriftLimits, Retrain
 from airflow_provider_mlops.notifications.webhook import WebhookNotifier
 from airflow_provider_mlops.operators.extract import ExtractOperator
 from airflow_provider_mlops.sensors.drift import DriftSensor
@@ -79,14 +80,12 @@ with DAG(
         task_id="check_drift_and_accuracy",
         current_uri=newest.output,
         registered_model_name=MODEL_NAME,
-        target="churned",
-        metric="roc_auc",
-        max_metric_drop=0.05,
-        thresholds={"share": 0.5},
+        drift=DriftLimits(thresholds={"share": 0.5}),
+        decay=Decay(label_column="churned", metric="roc_auc", max_drop=0.05),
+        # the drift onset names the data's day (this run's logical date is the day after it)
+        retrain=Retrain(time_column="day"),
         on_drift=[WebhookNotifier(http_conn_id=ALERTS_CONN_ID, title="Drift detected for churn_model")],
         outlets=[RETRAIN_ASSET],
-        # the drift onset names the data's day (this run's logical date is the day after it)
-        time_column="day",
         mode="reschedule",
         poke_interval=300,
         timeout=6 * 3600,

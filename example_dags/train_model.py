@@ -47,6 +47,7 @@ except ImportError:  # Airflow < 3.2
     from airflow.timetables.assets import AssetOrTimeSchedule
     from airflow.timetables.trigger import CronTriggerTimetable
 
+from airflow_provider_mlops.ml.specs import Gate, Model, TrainingData
 from airflow_provider_mlops.notifications.webhook import WebhookNotifier
 from airflow_provider_mlops.operators.deploy import DeployModelOperator
 from airflow_provider_mlops.operators.extract import ExtractOperator
@@ -139,19 +140,19 @@ with DAG(
     train = TrainModelOperator(
         task_id="train_and_tune",
         input_uri=ingest.output,
-        target="churned",
-        task="classification",
+        label_column="churned",
         registered_model_name=MODEL_NAME,
+        model=Model(
+            estimator="sklearn.ensemble.RandomForestClassifier",
+            params={"n_jobs": 1, "class_weight": "balanced"},
+            task="classification",
+        ),
         features=FEATURES,
         selection=SELECTION,
-        estimator="sklearn.ensemble.RandomForestClassifier",
-        estimator_params={"n_jobs": 1, "class_weight": "balanced"},
         tuning=TUNING,
-        window=WINDOW,
-        seed=42,
         # profile_training_data already writes the profile of these rows: not computed twice
-        # (without that task, leave the default True and the report is logged to the MLflow run).
-        profile_data=False,
+        # (without that task, leave the default profile=True and the report is logged to the MLflow run).
+        data=TrainingData(window=WINDOW, seed=42, profile=False),
     )
     # [END howto_operator_train]
     fresh = ExtractOperator(
@@ -166,14 +167,16 @@ with DAG(
         registered_model_name=MODEL_NAME,
         candidate_version=train.output,  # the training XCom; its "version" is used
         evaluation_uri=fresh.output,
-        target="churned",
-        metric="roc_auc",
-        # a gain within the standard error of the gain on these rows is a tie: no promotion by a hair
-        min_delta="uncertainty",
-        n_bootstrap=500,
-        # judged on the rows since the drift onset (the held-out slice of the newest day)
-        since_drift=True,
-        time_column="day",
+        label_column="churned",
+        gate=Gate(
+            metric="roc_auc",
+            # a gain within the standard error of the gain on these rows is a tie: no promotion by a hair
+            min_delta="uncertainty",
+            n_bootstrap=500,
+            # judged on the rows since the drift onset (the held-out slice of the newest day)
+            since_drift=True,
+            time_column="day",
+        ),
         publish_uri="staging://published/churn_model",
     )
     # [END howto_operator_deploy]

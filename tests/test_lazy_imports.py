@@ -38,6 +38,7 @@ DAG_FILES = sorted((ROOT / "example_dags").glob("*.py"))
 RUNTIME_ONLY = {
     "airflow_provider_mlops.ml.transformers",
     "airflow_provider_mlops.ml.keras_tuning",
+    "airflow_provider_mlops.ml.keras_mlflow",
     "airflow_provider_mlops.http.auth",
 }
 # WebhookNotifier subclasses the http provider's official HttpNotifier, whose module imports requests

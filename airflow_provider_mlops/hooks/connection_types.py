@@ -2,11 +2,11 @@
 Which hook serves a connection: the connection types this provider registers, by kind.
 
 The names come from the provider's own table (:data:`~airflow_provider_mlops.get_provider_info.CONN_TYPES`
-and its ``hook-class-name`` entries), under both spellings: ``mlops-postgres`` (current) and
-``mlops_postgres`` (old, and what Airflow makes of ``mlops-postgres://`` when it parses a URI), plus
+and its ``hook-class-name`` entries): ``mlops-postgres``, and ``mlops_postgres``, which is what
+Airflow makes of ``mlops-postgres://`` when it parses a URI (``airflow connections test`` does), plus
 the official providers' types the hooks also accept (``postgres``, ``mongo``, ``http``, ``aws``...).
-A low module: it imports no hook until one is asked for, so ``hooks/sql.py`` and
-``etl/sources.py`` resolve hooks without importing each other's modules.
+A low module: it imports no hook module, it loads a hook class by its name in the provider's table
+when one is asked for, so the hooks may import it without a cycle (``tests/test_import_layers.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,10 @@ from airflow_provider_mlops.get_provider_info import CONN_TYPES, CONNECTION_TYPE
 
 if TYPE_CHECKING:
     from airflow_provider_mlops.sinks.protocols import SqlSourceSink
+
+
+#: the hook of every other (common-sql) connection, loaded by name like the table's hook classes
+SQL_HOOK_CLASS = "airflow_provider_mlops.hooks.sql.SqlBatchHook"
 
 
 def _names(kind: str, *accepted: str) -> frozenset[str]:
@@ -54,12 +58,15 @@ def connection_kind(conn_id: str | None) -> str:
 
 
 def hook_class(kind: str) -> type[Any]:
-    """The hook class the provider registers for ``kind`` (its ``hook-class-name``)."""
+    """The hook class the provider registers for ``kind`` (its ``hook-class-name``; ``sql``: SqlBatchHook)."""
     import importlib
 
-    conn_type = CONN_TYPES[KINDS[kind][1]]
-    entry = next(e for e in CONNECTION_TYPES if e["connection-type"] == conn_type)
-    module, _, name = entry["hook-class-name"].rpartition(".")
+    if kind == "sql":
+        path = SQL_HOOK_CLASS
+    else:
+        conn_type = CONN_TYPES[KINDS[kind][1]]
+        path = next(e for e in CONNECTION_TYPES if e["connection-type"] == conn_type)["hook-class-name"]
+    module, _, name = path.rpartition(".")
     return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
 
 
@@ -70,10 +77,6 @@ def get_batch_hook(conn_id: str | None, kind: str | None = None) -> Any:
     generic common-sql hook for any other type.
     """
     kind = kind or connection_kind(conn_id)
-    if kind == "sql":
-        from airflow_provider_mlops.hooks.sql import SqlBatchHook
-
-        return SqlBatchHook(conn_id or "")
     cls = hook_class(kind)
     return cls(**{cls.conn_name_attr: conn_id if kind == "storage" else conn_id or ""})
 

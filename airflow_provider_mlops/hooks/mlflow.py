@@ -22,9 +22,9 @@ lock, and puts back what was there.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
-import warnings
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,7 @@ from airflow.providers.common.compat.sdk import BaseHook
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
+    from airflow_provider_mlops.ml.reporting import TrainingArtifacts
     from airflow_provider_mlops.ml.serialization import LoadPolicy, VerifiedModel
 
 # One fluent MLflow call at a time in this process: the URIs it reads are module globals of MLflow.
@@ -105,26 +106,6 @@ class MlflowHook(BaseHook):
         from mlflow.tracking import MlflowClient
 
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
-
-    def activate(self) -> None:
-        """
-        Point MLflow's fluent API at this server for the rest of the process.
-
-        .. deprecated:: 0.1.0
-            It changes process-wide state that another task in the same worker process may rely on:
-            use the hook's methods (its client), or :meth:`fluent` around a fluent-only call.
-        """
-        import mlflow
-
-        warnings.warn(
-            "MlflowHook.activate() sets process-wide MLflow URIs: use the hook's methods or "
-            "`with hook.fluent():`",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        mlflow.set_tracking_uri(self.tracking_uri)
-        if self.settings.get("registry_uri"):
-            mlflow.set_registry_uri(self.settings["registry_uri"])
 
     @contextlib.contextmanager
     def fluent(self) -> Iterator[None]:
@@ -245,11 +226,12 @@ class MlflowHook(BaseHook):
             return mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in tags.items()})
 
     # ---------------------------------------------------------------------------------------------
-    # registry
+    # registry: the vocabulary every operator and sensor speaks (tag keys in ml/tags.py)
     # ---------------------------------------------------------------------------------------------
     def set_version_tags(self, name: str, version: str, tags: Mapping[str, Any]) -> None:
+        """Set tags of a model version (values as text, at most MLflow's 5,000 characters)."""
         for key, value in tags.items():
-            self.client.set_model_version_tag(name, version, key, str(value))
+            self.client.set_model_version_tag(name, version, key, str(value)[:5000])
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
         self.client.set_registered_model_alias(name, alias, version)
@@ -262,6 +244,189 @@ class MlflowHook(BaseHook):
             return str(self.client.get_model_version_by_alias(name, alias).version)
         except MlflowException:
             return None
+
+    def model_version(self, name: str, version: str) -> Any:
+        """The ``ModelVersion``; MLflow's error (naming it) when it does not exist."""
+        return self.client.get_model_version(name, str(version))
+
+    def model_versions(self, name: str) -> list[Any]:
+        """Every version of ``name``, oldest first; empty when the model does not exist."""
+        from mlflow.exceptions import MlflowException
+
+        quoted = name.replace("'", "\\'")
+        try:
+            if not self.client.search_registered_models(filter_string=f"name = '{quoted}'"):
+                return []
+            versions = self.client.search_model_versions(filter_string=f"name = '{quoted}'")
+        except MlflowException:
+            return []
+        return sorted(versions, key=lambda v: int(v.version))
+
+    def delete_version(self, name: str, version: str) -> None:
+        self.client.delete_model_version(name, str(version))
+
+    def describe_version(self, name: str, version: str, text: str) -> None:
+        """The version's description in the registry (e.g. the promotion decision)."""
+        self.client.update_model_version(name, str(version), description=text[:5000])
+
+    def model_tags(self, name: str) -> dict[str, str]:
+        """The registered model's tags; empty when the model does not exist yet."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return dict(self.client.get_registered_model(name).tags or {})
+        except MlflowException:
+            return {}
+
+    def set_model_tag(self, name: str, key: str, value: str) -> None:
+        self.client.set_registered_model_tag(name, key, value)
+
+    def delete_model_tag(self, name: str, key: str) -> bool:
+        """Remove a registered model tag; False when it was not there."""
+        if key not in self.model_tags(name):
+            return False
+        self.client.delete_registered_model_tag(name, key)
+        return True
+
+    def version_digest(self, name: str, version: str) -> dict[str, str | None]:
+        """
+        The trusted record of a version's model file: ``{"sha256", "uri", "format", "bytes",
+        "mlflow_sha256", "mlflow_uri"}`` (None where not recorded).
+        """
+        from airflow_provider_mlops.ml import tags as t
+
+        tags = self.model_version(name, version).tags or {}
+        return {
+            "sha256": tags.get(t.TAG_SHA256),
+            "uri": tags.get(t.TAG_MODEL_URI),
+            "format": tags.get(t.TAG_FORMAT),
+            "bytes": tags.get(t.TAG_BYTES),
+            "mlflow_sha256": tags.get(t.TAG_MLFLOW_SHA256),
+            "mlflow_uri": tags.get(t.TAG_MLFLOW_URI),
+        }
+
+    def version_lineage(self, name: str, version: str) -> dict[str, Any]:
+        """
+        Where a version came from: its MLflow run, the datasets it was trained on (URI -> schema
+        fingerprint), the task type, the label column and the Airflow task that registered it.
+        """
+        from airflow_provider_mlops.ml import tags as t
+
+        found = self.model_version(name, version)
+        run_tags = dict(self.client.get_run(found.run_id).data.tags or {}) if found.run_id else {}
+        inputs = run_tags.get(t.TAG_INPUTS)
+        prefix = t.TAG_TASK_PREFIX
+        return {
+            "run_id": found.run_id,
+            "inputs": json.loads(inputs) if inputs else {},
+            "task": run_tags.get(t.TAG_TASK),
+            "label": run_tags.get(t.TAG_LABEL),
+            "airflow": {k[len(prefix) :]: v for k, v in (found.tags or {}).items() if k.startswith(prefix)},
+        }
+
+    def promote(
+        self,
+        name: str,
+        version: str,
+        *,
+        alias: str,
+        who: str,
+        when: str,
+        reason: str,
+        test: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Move ``alias`` to ``version`` and tag it with who, when and why (and the paired test)."""
+        from airflow_provider_mlops.ml import tags as t
+
+        self.set_alias(name, alias, version)
+        self.set_version_tags(
+            name,
+            version,
+            {
+                t.TAG_PROMOTED_BY: who,
+                t.TAG_PROMOTED_AT: when,
+                t.TAG_PROMOTION_REASON: reason,
+                **({t.TAG_PROMOTION_TEST: json.dumps(dict(test))} if test is not None else {}),
+            },
+        )
+
+    def keep_out(
+        self, name: str, version: str, *, alias: str, reason: str, test: Mapping[str, Any] | None = None
+    ) -> None:
+        """A candidate that did not win: ``alias`` (the challenger's) and the reason as a tag."""
+        from airflow_provider_mlops.ml import tags as t
+
+        self.set_alias(name, alias, version)
+        self.set_version_tags(
+            name,
+            version,
+            {
+                t.TAG_NOT_PROMOTED: reason,
+                **({t.TAG_PROMOTION_TEST: json.dumps(dict(test))} if test is not None else {}),
+            },
+        )
+
+    def roll_back(
+        self, name: str, version: str, *, alias: str, who: str, when: str, previous: str | None
+    ) -> None:
+        """Point ``alias`` back at ``version``, tagged like a promotion (``rollback from version <previous>``)."""
+        self.promote(
+            name, version, alias=alias, who=who, when=when, reason=f"rollback from version {previous}"
+        )
+
+    # ---------------------------------------------------------------------------------------------
+    # registering a training result (ml/registration.py holds the once-per-task protocol)
+    # ---------------------------------------------------------------------------------------------
+    def register_training(
+        self,
+        storage: Any,
+        *,
+        name: str,
+        experiment_id: str,
+        run_tags: Mapping[str, str],
+        identity: Mapping[str, str],
+        artifacts: TrainingArtifacts,
+        model_root: str,
+        result: Mapping[str, Any],
+        on_registered: Any = None,
+    ) -> dict[str, Any]:
+        """One run, one new version of ``name``: :func:`airflow_provider_mlops.ml.registration.publish`."""
+        from airflow_provider_mlops.ml.registration import publish
+
+        return publish(
+            self,
+            storage,
+            name=name,
+            experiment_id=experiment_id,
+            run_tags=run_tags,
+            identity=identity,
+            artifacts=artifacts,
+            model_root=model_root,
+            result=result,
+            on_registered=on_registered,
+        )
+
+    def reuse_training(
+        self, storage: Any, name: str, identity: Mapping[str, str], model_root: str | None
+    ) -> dict[str, Any] | None:
+        """On a retry, this task's complete version's result (:func:`~airflow_provider_mlops.ml.registration.reuse_or_clear`)."""
+        from airflow_provider_mlops.ml.registration import reuse_or_clear
+
+        return reuse_or_clear(self, storage, name, identity, model_root)
+
+    def record_model_file(
+        self, storage: Any, root: str, name: str, version: str, blob: bytes, fmt: str
+    ) -> dict[str, Any]:
+        """Write the model file and record its digest on the version (:func:`~airflow_provider_mlops.ml.serialization.record_model_file`)."""
+        from airflow_provider_mlops.ml.serialization import record_model_file
+
+        return record_model_file(self.client, storage, root, name, version, blob, fmt)
+
+    def record_mlflow_artifact(self, name: str, version: str, model_info: Any) -> str | None:
+        """Record the digest of MLflow's own copy of the model (:func:`~airflow_provider_mlops.ml.serialization.record_mlflow_artifact`)."""
+        from airflow_provider_mlops.ml.serialization import record_mlflow_artifact
+
+        return record_mlflow_artifact(self.client, name, version, model_info)
 
     def load_model_version(
         self,

@@ -14,13 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.sql.hooks.sql import DbApiHook
 
-from airflow_provider_mlops.hooks.connection_types import MYSQL_TYPES
 from airflow_provider_mlops.utils.connection import as_int, redact
 
 if TYPE_CHECKING:
     import pymysql
-
-MYSQL_CONN_TYPES = MYSQL_TYPES
 
 
 class MySqlHook(DbApiHook):

@@ -4,7 +4,7 @@ Batches in and out of any common-sql database (sqlite, MySQL, ...) through its D
 This is the generic, slower path with the same interface as :class:`PostgresHook`: reads use
 ``fetchmany`` and build Arrow batches; writes use ``executemany`` inside one transaction. PostgreSQL
 connections get the COPY-based :class:`~airflow_provider_mlops.hooks.postgres.PostgresHook`
-instead (see :func:`get_sql_hook`). The SQL text (quoting, types, upsert and partition clauses, the
+instead (see :func:`~airflow_provider_mlops.hooks.connection_types.get_sql_hook`). The SQL text (quoting, types, upsert and partition clauses, the
 values a driver takes) is the connection's dialect's (:mod:`airflow_provider_mlops.dialects`).
 """
 
@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseHook
 
-from airflow_provider_mlops.dialects.base import quote_identifier
-from airflow_provider_mlops.hooks.connection_types import POSTGRES_TYPES, get_sql_hook
+from airflow_provider_mlops.hooks.connection_types import MYSQL_TYPES
+from airflow_provider_mlops.hooks.connection_types import (
+    get_sql_hook as get_sql_hook,  # for operators/load.py
+)
 from airflow_provider_mlops.hooks.sql_source import SqlSourceMixin
 
 if TYPE_CHECKING:
@@ -28,11 +30,6 @@ if TYPE_CHECKING:
 
     from airflow_provider_mlops.dialects import Dialect
     from airflow_provider_mlops.sinks.contract import OnEmpty
-
-__all__ = ["POSTGRES_CONN_TYPES", "SqlBatchHook", "get_sql_hook", "quote_identifier"]
-
-#: the connection types served by the PostgreSQL COPY hook rather than this one
-POSTGRES_CONN_TYPES = POSTGRES_TYPES
 
 
 class SqlBatchHook(SqlSourceMixin, BaseHook):
@@ -59,9 +56,9 @@ class SqlBatchHook(SqlSourceMixin, BaseHook):
         try:
             hook = connection.get_hook()
         except Exception:
-            from airflow_provider_mlops.hooks.mysql import MYSQL_CONN_TYPES, MySqlHook
+            from airflow_provider_mlops.hooks.mysql import MySqlHook
 
-            if (connection.conn_type or "").lower() not in MYSQL_CONN_TYPES:
+            if (connection.conn_type or "").lower() not in MYSQL_TYPES:
                 raise
             # Airflow's MySQL provider is not installed: the PyMySQL hook serves the same connection.
             hook = MySqlHook(mysql_conn_id=self.conn_id)

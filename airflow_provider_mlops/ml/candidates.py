@@ -184,7 +184,7 @@ def resolve_estimator(name: str, task: str) -> tuple[str, Any]:
     """(class path, class) for an allowlisted path, an alias (by task) or a registered name."""
     import importlib
 
-    from airflow_provider_mlops.ml.training import TrainingError
+    from airflow_provider_mlops.ml.search import TrainingError
 
     check_estimator_name(name)
     target: Any = name
@@ -262,15 +262,20 @@ def run_candidates(
     from sklearn.base import clone
     from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
 
-    from airflow_provider_mlops.ml.search import SearchProgress, collapsed_warnings
-    from airflow_provider_mlops.ml.training import _plain, build_search, check_sample_weight, time_budget
+    from airflow_provider_mlops.ml.search import (
+        SearchProgress,
+        TrainingError,
+        build_search,
+        check_sample_weight,
+        collapsed_warnings,
+        plain,
+        time_budget,
+    )
 
     check_candidates(candidates)
     tuning = dict(tuning or {})
     method = tuning.get("method", "none") or "none"
     if method == "keras_tuner":
-        from airflow_provider_mlops.ml.training import TrainingError
-
         raise TrainingError(
             "candidates compare scikit-learn estimators: they do not combine with keras_tuner"
         )
@@ -302,8 +307,6 @@ def run_candidates(
             )
         path, cls = resolve_estimator(str(spec["estimator"]), task)
         params = dict(spec.get("params") or {})
-        from airflow_provider_mlops.ml.training import TrainingError
-
         try:
             estimator = cls(**params)
         except TypeError as err:
@@ -361,7 +364,7 @@ def run_candidates(
                 estimator=path,
                 search=search,
                 fitted=fitted,
-                best_params={k.removeprefix("model__"): _plain(v) for k, v in best.items()},
+                best_params={k.removeprefix("model__"): plain(v) for k, v in best.items()},
                 fold_scores=[float(s) for s in scores],
                 seconds=time.monotonic() - started,
                 folds_sha256=folds_digest(getattr(search, "cv", folds) if search is not pipeline else folds),

@@ -39,10 +39,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-REQUEST_TAG = "mlops.retrain_request"
-HOLD_TAG = "mlops.retrain_hold"
-NOT_PROMOTED_TAG = "mlops.not_promoted"  # set by DeployModelOperator on a candidate it kept out
-
 
 @dataclass
 class Decision:
@@ -119,8 +115,8 @@ def decide(
     :param now: the monitor's logical date.
     :param champion: the champion's version now.
     :param report: this check's drift report (``drifted_features``, ``dataset_drift``).
-    :param request: the last :data:`REQUEST_TAG` record, if any.
-    :param hold: the current :data:`HOLD_TAG` record, if any.
+    :param request: the last :data:`~airflow_provider_mlops.ml.tags.TAG_RETRAIN_REQUEST` record, if any.
+    :param hold: the current :data:`~airflow_provider_mlops.ml.tags.TAG_RETRAIN_HOLD` record, if any.
     :param versions: the registered model's versions: ``version``, ``created`` (UTC datetime),
         ``not_promoted`` (the gate's reason, or None).
     :param cooldown: how long a futile retrain holds further requests.

@@ -1,7 +1,7 @@
 """
 Drift onset as data (issue #26): when drift or accuracy decay began, and what it looked like.
 
-The DriftSensor keeps one record, :data:`ONSET_TAG`, as a tag of the registered model and puts it
+The DriftSensor keeps one record, :data:`~airflow_provider_mlops.ml.tags.TAG_DRIFT_ONSET`, as a tag of the registered model and puts it
 in the Asset event's ``extra`` (key :data:`EXTRA_KEY`) when it asks for a retrain:
 
 ``first_day``
@@ -38,11 +38,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_mlops.ml.cooldown import _finite, _time
+from airflow_provider_mlops.ml.tags import TAG_DRIFT_ONSET
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-ONSET_TAG = "mlops.drift_onset"
 EXTRA_KEY = "drift_onset"
 _FEATURE_KEYS = ("name", "method", "score", "psi", "distance", "p_value")
 
@@ -146,7 +146,7 @@ def _record(source: Any) -> Mapping[str, Any] | None:
         source = source.extra or {}
     if not hasattr(source, "get"):
         return None
-    for key in (ONSET_TAG, EXTRA_KEY):  # registered model tags, or an Asset event's extra
+    for key in (TAG_DRIFT_ONSET, EXTRA_KEY):  # registered model tags, or an Asset event's extra
         if source.get(key) is not None:
             return _record(source[key])
     return source if source.get("first_day") else None
@@ -154,7 +154,7 @@ def _record(source: Any) -> Mapping[str, Any] | None:
 
 def read_onset(source: Any) -> Onset | None:
     """
-    The onset in ``source``: a registered model's tags (``{"mlops.drift_onset": "<json>"}``), an
+    The onset in ``source``: a registered model's tags (``{TAG_DRIFT_ONSET: "<json>"}``), an
     Asset event or its ``extra`` (``{"drift_onset": {...}}``), a JSON string or the record itself.
     None when it holds none.
     """

@@ -3,7 +3,8 @@ Registering a trained model once per task try: identity tags, reuse or replaceme
 roll-back when anything after the registration fails.
 
 A model version carries the Airflow task that made it (``mlops.airflow.dag_id``, ``task_id``,
-``run_id``, ``map_index``) from the moment it is created, and ``mlops.complete = true`` once every
+``run_id``, ``map_index``; keys in :mod:`airflow_provider_mlops.ml.tags`) from the moment it is
+created, and ``mlops.complete = true`` once every
 step after the registration has succeeded (model file written and recorded, tags set, the task's
 result stored in the run as ``training_result.json``). A retry of the same task and logical date
 therefore finds its own version by tags before training again:
@@ -22,14 +23,16 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_mlops.ml.tags import TAG_AIRFLOW_RUN_ID, TAG_COMPLETE, TAG_RUN_ID, TAG_TASK_PREFIX
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from airflow_provider_mlops.ml.reporting import TrainingArtifacts
+
 log = logging.getLogger(__name__)
 
-TAG_PREFIX = "mlops.airflow."
 IDENTITY_KEYS = ("dag_id", "task_id", "run_id", "map_index")
-TAG_COMPLETE = "mlops.complete"
 RESULT_ARTIFACT = "training_result.json"
 
 
@@ -37,43 +40,34 @@ def task_identity(context: Mapping[str, Any]) -> dict[str, str]:
     """The version tags naming the task try's task (dag, task, run / logical date, map index)."""
     ti = context["ti"]
     return {
-        f"{TAG_PREFIX}dag_id": str(ti.dag_id),
-        f"{TAG_PREFIX}task_id": str(ti.task_id),
-        f"{TAG_PREFIX}run_id": str(context["run_id"]),
-        f"{TAG_PREFIX}map_index": str(getattr(ti, "map_index", -1)),
-        f"{TAG_PREFIX}logical_date": str(context.get("logical_date")),
+        f"{TAG_TASK_PREFIX}dag_id": str(ti.dag_id),
+        f"{TAG_TASK_PREFIX}task_id": str(ti.task_id),
+        f"{TAG_TASK_PREFIX}run_id": str(context["run_id"]),
+        f"{TAG_TASK_PREFIX}map_index": str(getattr(ti, "map_index", -1)),
+        f"{TAG_TASK_PREFIX}logical_date": str(context.get("logical_date")),
     }
 
 
-def _quote(value: str) -> str:
-    return value.replace("'", "\\'")
-
-
-def find_task_versions(client: Any, name: str, identity: Mapping[str, str]) -> list[Any]:
+def find_task_versions(hook: Any, name: str, identity: Mapping[str, str]) -> list[Any]:
     """The versions of ``name`` registered by this task (its identity tags), oldest first."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        if not client.search_registered_models(filter_string=f"name = '{_quote(name)}'"):
-            return []
-        versions = client.search_model_versions(filter_string=f"name = '{_quote(name)}'")
-    except MlflowException:
-        return []
-    wanted = {f"{TAG_PREFIX}{k}": identity[f"{TAG_PREFIX}{k}"] for k in IDENTITY_KEYS}
-    mine = [v for v in versions if all((v.tags or {}).get(k) == value for k, value in wanted.items())]
-    return sorted(mine, key=lambda v: int(v.version))
+    wanted = {f"{TAG_TASK_PREFIX}{k}": identity[f"{TAG_TASK_PREFIX}{k}"] for k in IDENTITY_KEYS}
+    return [
+        v
+        for v in hook.model_versions(name)
+        if all((v.tags or {}).get(k) == value for k, value in wanted.items())
+    ]
 
 
 def is_complete(version: Any) -> bool:
     return (version.tags or {}).get(TAG_COMPLETE) == "true"
 
 
-def delete_version(client: Any, storage: Any, name: str, version: Any, model_root: str | None) -> None:
+def delete_version(hook: Any, storage: Any, name: str, version: Any, model_root: str | None) -> None:
     """Delete a version and the model files written for it below ``model_root`` (when known)."""
     from airflow_provider_mlops.ml.serialization import version_prefix
 
     number = str(version.version if hasattr(version, "version") else version)
-    client.delete_model_version(name, number)
+    hook.delete_version(name, number)
     if storage is not None and model_root:
         try:
             storage.delete_prefix(version_prefix(model_root, name, number) + "/")
@@ -81,7 +75,7 @@ def delete_version(client: Any, storage: Any, name: str, version: Any, model_roo
             log.warning("Could not delete the model files of %s version %s: %s", name, number, err)
 
 
-def stored_result(client: Any, version: Any) -> dict[str, Any]:
+def stored_result(hook: Any, version: Any) -> dict[str, Any]:
     """
     The task result a complete version stored in its run. Raises ``RuntimeError`` when it cannot be
     read: a complete version is never deleted or trained over because a read failed.
@@ -91,7 +85,7 @@ def stored_result(client: Any, version: Any) -> dict[str, Any]:
 
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            path = client.download_artifacts(version.run_id, RESULT_ARTIFACT, tmp)
+            path = hook.download_artifact(version.run_id, RESULT_ARTIFACT, tmp)
             with open(os.path.join(tmp, path) if not os.path.isabs(path) else path) as handle:
                 result = json.load(handle)
     except Exception as err:
@@ -110,15 +104,15 @@ def stored_result(client: Any, version: Any) -> dict[str, Any]:
 
 
 def reuse_or_clear(
-    client: Any, storage: Any, name: str, identity: Mapping[str, str], model_root: str | None
+    hook: Any, storage: Any, name: str, identity: Mapping[str, str], model_root: str | None
 ) -> dict[str, Any] | None:
     """
     On a retry: the stored result of this task's complete version (reused, nothing trained or
     registered), after deleting any incomplete version of this task; None when training must run.
     A complete version is never deleted, nor one that holds an alias.
     """
-    versions = find_task_versions(client, name, identity)
-    run_id = identity[f"{TAG_PREFIX}run_id"]
+    versions = find_task_versions(hook, name, identity)
+    run_id = identity[f"{TAG_TASK_PREFIX}run_id"]
     for version in versions:
         if is_complete(version) or getattr(version, "aliases", None):
             continue
@@ -129,12 +123,12 @@ def reuse_or_clear(
             version.version,
             run_id,
         )
-        delete_version(client, storage, name, version, model_root)
+        delete_version(hook, storage, name, version, model_root)
     complete = [v for v in versions if is_complete(v)]
     if not complete:
         return None
     version = complete[0]
-    result = stored_result(client, version)
+    result = stored_result(hook, version)
     log.info(
         "%s version %s was registered by an earlier try of this task (%s): reusing it, not training again",
         name,
@@ -153,115 +147,6 @@ def check_result(result: Mapping[str, Any]) -> None:
 
     check_finite(result, "task result (XCom)")
     json.dumps(result, allow_nan=False)
-
-
-class TrainingArtifacts:
-    """
-    Everything a trained model is published with, computed (and checked) before anything is
-    registered: run parameters and metrics, artifact files, the reference profile, the model bytes,
-    its input example and signature.
-    """
-
-    def __init__(self, **fields: Any) -> None:
-        self.params: dict[str, str] = fields["params"]
-        self.metrics: dict[str, float] = fields["metrics"]
-        self.files: dict[str, bytes] = fields["files"]  # relative artifact path -> bytes
-        self.profile: dict[str, Any] = fields["profile"]
-        self.blob: bytes = fields["blob"]
-        self.fmt: str = fields["fmt"]
-        self.trusted: list[str] = fields["trusted"]
-        self.example: Any = fields["example"]
-        self.signature: Any = fields["signature"]
-        self.pipeline: Any = fields["pipeline"]
-
-
-def build_artifacts(
-    result: Any,
-    frame: Any,
-    *,
-    target: str,
-    inputs: list[str],
-    specs: Mapping[str, Any],
-    params: Mapping[str, Any],
-    profile_data: bool,
-    seed: int,
-) -> TrainingArtifacts:
-    """
-    Compute every artifact of a training result: plots, evaluation curves, importance, leaderboard,
-    profiles, the serialized model, its example and signature. Raises (before any registration)
-    when a metric or parameter is not finite.
-    """
-    from mlflow.models import infer_signature
-
-    from airflow_provider_mlops.ml import evaluation, plots
-    from airflow_provider_mlops.ml.profile import build_profile
-    from airflow_provider_mlops.ml.serialization import dump_model, float_example
-    from airflow_provider_mlops.ml.training import check_finite
-
-    metrics = {
-        **result.metrics,
-        **{f"baseline_{k}": v for k, v in result.baseline_metrics.items()},
-        "train_seconds": result.seconds,
-    }
-    check_finite(metrics, "metrics for MLflow")
-    train_rows = frame.drop(index=result.x_test.index)
-    if target in train_rows.columns:
-        train_rows = train_rows[train_rows[target].notna()]
-    profile = build_profile(
-        train_rows,
-        numeric=result.numeric_features,
-        categorical=result.categorical_features,
-        target=target,
-        task=result.task,
-        metrics=result.metrics,
-        uncertainty=result.metric_uncertainty,
-        seed=seed,
-    )
-    files: dict[str, bytes] = {
-        "reference_profile.json": json.dumps(profile).encode(),
-        "selected_features.json": json.dumps(result.selected_features).encode(),
-        "specs.json": json.dumps(dict(specs), default=str).encode(),
-        "cv_results.json": json.dumps(result.cv_results, default=str).encode(),
-    }
-    if result.metrics_unavailable:
-        files["metrics_unavailable.json"] = json.dumps(result.metrics_unavailable).encode()
-    if profile_data:
-        from airflow_provider_mlops.ml.eda import profile_table, render_html
-
-        data_profile = profile_table(frame, target=target, source=", ".join(inputs))
-        files["data_profile.json"] = json.dumps(data_profile).encode()
-        files["data_profile.html"] = render_html(data_profile, title="Training data profile").encode()
-    importance = plots.permutation_importance(result.pipeline, result.x_test, result.y_test, seed=seed)
-    files["feature_importance.json"] = json.dumps(importance).encode()
-    if result.leaderboard:
-        from airflow_provider_mlops.ml.candidates import leaderboard_files
-
-        files.update(leaderboard_files(result.leaderboard))
-    files["feature_importance.png"] = plots.importance_png(importance)
-    if result.task == "classification":
-        files["confusion_matrix.png"] = plots.confusion_matrix_png(
-            result.pipeline, result.x_test, result.y_test
-        )
-    files = {(f"evaluation/{k}" if k.endswith(".png") else k): v for k, v in files.items()}
-    # ROC / precision-recall / calibration / threshold table, or residuals (ml/evaluation.py)
-    files.update(
-        evaluation.evaluation_files(result.pipeline, result.x_test, result.y_test, result.task, seed=seed)[1]
-    )
-    blob, fmt, trusted = dump_model(result.pipeline)
-    example = float_example(result.x_test.head(5))
-    signature = infer_signature(example, result.pipeline.predict(example))
-    return TrainingArtifacts(
-        params={k: str(v)[:500] for k, v in params.items()},
-        metrics=metrics,
-        files=files,
-        profile=profile,
-        blob=blob,
-        fmt=fmt,
-        trusted=trusted,
-        example=example,
-        signature=signature,
-        pipeline=result.pipeline,
-    )
 
 
 def publish(
@@ -290,13 +175,8 @@ def publish(
     import sklearn
 
     from airflow_provider_mlops.ml.evaluation import write_files
-    from airflow_provider_mlops.ml.serialization import (
-        record_mlflow_artifact,
-        record_model_file,
-        version_prefix,
-    )
+    from airflow_provider_mlops.ml.serialization import version_prefix
 
-    client = hook.client
     check_result(dict(result))  # what XCom will hold, checked before anything is registered
     with hook.start_run(experiment_id, run_tags) as run, tempfile.TemporaryDirectory() as tmp:
         run_id = run.info.run_id
@@ -314,7 +194,7 @@ def publish(
             # the keras bundle is a pyfunc flavor: the same scoped fluent API, its own logger
             import mlflow
 
-            from airflow_provider_mlops.ml.keras_tuning import log_keras_model
+            from airflow_provider_mlops.ml.keras_mlflow import log_keras_model
 
             with hook.fluent(), mlflow.start_run(run_id=run_id):
                 info = log_keras_model(artifacts.pipeline, **common, blob=artifacts.blob)
@@ -326,17 +206,17 @@ def publish(
         metric_tags = {f"metric.{k}": f"{v:.6f}" for k, v in result["metrics"].items()}
         version_tags = {
             **identity,
-            "mlops.run_id": run_id,
-            "mlops.airflow_run_id": identity[f"{TAG_PREFIX}run_id"],
+            TAG_RUN_ID: run_id,
+            TAG_AIRFLOW_RUN_ID: identity[f"{TAG_TASK_PREFIX}run_id"],
             **metric_tags,
         }
         registered = hook.register_model_version(info.model_uri, name, version_tags)
         version = str(registered.version)
         try:
-            model_file = record_model_file(
-                client, storage, model_root, name, version, artifacts.blob, artifacts.fmt
+            model_file = hook.record_model_file(
+                storage, model_root, name, version, artifacts.blob, artifacts.fmt
             )
-            record_mlflow_artifact(client, name, version, info)
+            hook.record_mlflow_artifact(name, version, info)
             profile_uri = f"{version_prefix(model_root, name, version)}/reference_profile.json"
             storage.put_bytes(profile_uri, json.dumps(artifacts.profile).encode())
             out = {
@@ -357,7 +237,7 @@ def publish(
             with open(path, "w") as handle:
                 json.dump(out, handle, allow_nan=False)
             hook.log_artifact(run_id, path)
-            client.set_model_version_tag(name, version, TAG_COMPLETE, "true")
+            hook.set_version_tags(name, version, {TAG_COMPLETE: "true"})
         except BaseException as err:
             log.error(
                 "Deleting %s version %s: the task failed after registering it (%s: %s)",
@@ -367,7 +247,7 @@ def publish(
                 err,
             )
             try:
-                delete_version(client, storage, name, version, model_root)
+                delete_version(hook, storage, name, version, model_root)
             except Exception as cleanup:  # the retry finds it by its tags (incomplete) and deletes it
                 log.error("Could not delete %s version %s: %s", name, version, cleanup)
             raise

@@ -391,3 +391,306 @@ def collapsed_warnings(where: str) -> Iterator[None]:
                     f"{category}: {message}",
                     f" (raised {count} times)" if count > 1 else "",
                 )
+
+
+# ------------------------------------------------------------------------------------------------
+# building a search (TrainModelOperator's tuning spec), shared by training and the candidates
+# ------------------------------------------------------------------------------------------------
+TUNING_METHODS = (
+    "none",
+    "grid",
+    "random",
+    "halving_grid",
+    "halving_random",
+    "optuna",
+    "hyperopt",
+    "genetic",
+    "keras_tuner",
+)
+
+
+class TrainingError(ValueError):
+    """The training inputs are not usable (missing target, empty data, unknown estimator...)."""
+
+
+def step_names(pipeline: Any) -> dict[str, str]:
+    """
+    Friendly aliases of the Pipeline's step names for ``param_grid`` keys: ``numeric__...`` and
+    ``categorical__...`` for ``features__numeric__...`` / ``features__categorical__...``, and a
+    selection method (``kbest``) or ``select_<i>`` for ``select_<i>_<method>`` when unambiguous.
+    """
+    aliases: dict[str, str] = {"numeric": "features__numeric", "categorical": "features__categorical"}
+    methods: dict[str, list[str]] = {}
+    for name, _ in pipeline.steps:
+        if name.startswith("select_"):
+            index, _, method = name.removeprefix("select_").partition("_")
+            aliases[f"select_{index}"] = name
+            methods.setdefault(method, []).append(name)
+    for method, names in methods.items():
+        if len(names) == 1:
+            aliases[method] = names[0]
+    return aliases
+
+
+def _prefixed(grid: Mapping[str, Any], pipeline: Any = None) -> dict[str, Any]:
+    """
+    Let users write ``{"n_estimators": [...]}``: unprefixed names are the estimator's; a first
+    segment that is an alias of :func:`step_names` is replaced by the step's full name.
+    """
+    aliases = step_names(pipeline) if pipeline is not None else {}
+    steps = {name for name, _ in pipeline.steps} if pipeline is not None else set()
+    out = {}
+    for key, value in grid.items():
+        if "__" not in key:
+            out[f"model__{key}"] = value
+            continue
+        head, _, rest = key.partition("__")
+        if head not in steps and head in aliases:
+            key = f"{aliases[head]}__{rest}"
+        out[key] = value
+    return out
+
+
+def _require_extra(method: str, *modules: str) -> None:
+    """A clear error naming the extra to install when ``tuning.method``'s library is missing."""
+    import importlib
+
+    try:
+        for module in modules:
+            importlib.import_module(module)
+    except ImportError:
+        raise TrainingError(
+            f"tuning.method={method!r} needs the {method} extra: pip install 'airflow-provider-mlops[{method}]'"
+        ) from None
+
+
+def time_budget(tuning: Mapping[str, Any] | None) -> float | None:
+    """
+    ``tuning.time_budget`` (seconds; ``timeout`` is its older name, still read), checked: a positive
+    number, and a method that can stop at it (every search but ``keras_tuner``; ``none`` has no
+    search to stop). None when not set.
+    """
+
+    tuning = dict(tuning or {})
+    method = tuning.get("method", "none") or "none"
+    given = {k: tuning[k] for k in ("time_budget", "timeout") if tuning.get(k) is not None}
+    if not given:
+        return None
+    if len(given) == 2 and given["time_budget"] != given["timeout"]:
+        raise TrainingError(
+            f"tuning has time_budget={given['time_budget']!r} and timeout={given['timeout']!r}: "
+            "give time_budget only (timeout is its older name)"
+        )
+    key, value = next(iter(given.items()))
+    if method not in BUDGETED_METHODS:
+        raise TrainingError(
+            f"tuning.{key} cannot be honoured by tuning.method={method!r}: "
+            + (
+                "there is no search to stop (give a search method or leave the budget out)"
+                if method == "none"
+                else f"{method} cannot stop a search at a deadline; the methods that can: "
+                f"{', '.join(BUDGETED_METHODS)} (limit {method} with max_trials / epochs instead)"
+            )
+        )
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise TrainingError(f"tuning.{key} must be a positive number of seconds, got {value!r}")
+    return seconds
+
+
+def build_search(
+    pipeline: Any,
+    tuning: Mapping[str, Any] | None,
+    *,
+    task: str,
+    seed: int,
+    cv: Any = None,
+    progress: Any = None,
+) -> Any:
+    """
+    Wrap the pipeline in the requested search (or return it unchanged). ``cv``: the folds to use
+    (a splitter or a list of (train, test) row positions) instead of ``tuning.cv`` seeded folds.
+    ``progress``: a :class:`~airflow_provider_mlops.ml.search.SearchProgress` (progress lines and
+    the deadline of ``tuning.time_budget``); one is made from ``tuning`` when not given.
+    """
+    from sklearn.model_selection import GridSearchCV, KFold, RandomizedSearchCV, StratifiedKFold
+
+    tuning = dict(tuning or {})
+    method = tuning.get("method", "none") or "none"
+    if method not in TUNING_METHODS:
+        raise TrainingError(f"tuning.method must be one of {TUNING_METHODS}, got {method!r}")
+    budget = time_budget(tuning)
+    if method == "none":
+        return pipeline
+    if progress is None:
+        family = type(pipeline.steps[-1][1]).__name__ if hasattr(pipeline, "steps") else "model"
+        progress = SearchProgress(
+            family, deadline=None if budget is None else time.monotonic() + budget, budget=budget
+        )
+    if cv is None:
+        cv = (StratifiedKFold if task == "classification" else KFold)(
+            n_splits=int(tuning.get("cv", 5)), shuffle=True, random_state=seed
+        )
+    scoring = tuning.get("scoring") or (
+        "f1_weighted" if task == "classification" else "neg_root_mean_squared_error"
+    )
+    n_jobs = tuning.get("n_jobs", 1)
+    if method == "keras_tuner":  # the space is the build_model's hp calls, not param_grid
+        try:
+            from airflow_provider_mlops.ml.keras_tuning import import_keras, keras_search
+
+            import_keras()
+        except ImportError as err:
+            raise TrainingError(str(err)) from None
+        try:
+            return keras_search(pipeline, tuning, cv=cv, task=task, seed=seed)
+        except ValueError as err:
+            raise TrainingError(str(err)) from None
+    space = _prefixed(tuning.get("param_grid") or tuning.get("param_distributions") or {}, pipeline)
+    if not space:
+        raise TrainingError(f"tuning.method={method!r} needs param_grid (or param_distributions)")
+    common = {"cv": cv, "scoring": scoring, "n_jobs": n_jobs, "refit": True, "error_score": "raise"}
+    search: Any
+    if method == "grid":
+        search = budgeted(GridSearchCV)(pipeline, space, **common)
+    elif method == "random":
+        search = budgeted(RandomizedSearchCV)(
+            pipeline, _distributions(space), n_iter=int(tuning.get("n_iter", 20)), random_state=seed, **common
+        )
+    elif method in ("halving_grid", "halving_random"):
+        from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+        from sklearn.model_selection import HalvingGridSearchCV, HalvingRandomSearchCV
+
+        halving = {"factor": tuning.get("factor", 3), "random_state": seed, **common}
+        halving.pop("refit")
+        if method == "halving_grid":
+            search = budgeted(HalvingGridSearchCV)(pipeline, space, **halving)
+        else:
+            # A bounded number of candidates: "exhaust" on continuous distributions can mean hundreds.
+            candidates = tuning.get("n_candidates", tuning.get("n_iter", 20))
+            search = budgeted(HalvingRandomSearchCV)(
+                pipeline, _distributions(space), n_candidates=candidates, **halving
+            )
+    if method in ("grid", "random", "halving_grid", "halving_random"):
+        search.progress = progress
+        return search
+    if method == "hyperopt":
+        _require_extra("hyperopt", "hyperopt")
+
+        return HyperoptSearchCV(
+            pipeline,
+            space,
+            cv=cv,
+            scoring=scoring,
+            n_trials=int(tuning.get("n_trials", 20)),
+            n_jobs=n_jobs,
+            seed=seed,
+            progress=progress,
+        )
+    if method == "genetic":
+        _require_extra("genetic", "sklearn_genetic")
+
+        return genetic_search(
+            pipeline,
+            space,
+            cv=cv,
+            scoring=scoring,
+            population_size=int(tuning.get("population_size", 10)),
+            generations=int(tuning.get("generations", 5)),
+            n_jobs=n_jobs,
+            seed=seed,
+            progress=progress,
+        )
+    _require_extra("optuna", "optuna", "optuna_integration")
+    import optuna
+    from optuna_integration import OptunaSearchCV
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    n_trials = int(tuning.get("n_trials", 20))
+
+    def after_trial(study: Any, trial: Any) -> None:
+        # A line per trial, and the deadline checked after each one (the first always runs).
+        if trial.value is not None:
+            progress.record(trial.params, float(trial.value), total=n_trials)
+        if progress.over_budget():
+            progress.stop(n_trials)
+            study.stop()
+
+    return OptunaSearchCV(
+        pipeline,
+        _optuna_space(space),
+        cv=cv,
+        scoring=scoring,
+        n_jobs=n_jobs,
+        n_trials=n_trials,
+        random_state=seed,
+        refit=True,
+        callbacks=[after_trial],
+    )
+
+
+def _distributions(space: Mapping[str, Any]) -> dict[str, Any]:
+    """Lists stay lists; ``{"low": a, "high": b, "log": bool}`` becomes a scipy distribution."""
+    from scipy.stats import loguniform, randint, uniform
+
+    out: dict[str, Any] = {}
+    for key, value in space.items():
+        if isinstance(value, Mapping):
+            low, high = value["low"], value["high"]
+            if isinstance(low, int) and isinstance(high, int) and not value.get("log"):
+                out[key] = randint(low, high + 1)
+            elif value.get("log"):
+                out[key] = loguniform(low, high)
+            else:
+                out[key] = uniform(low, high - low)
+        else:
+            out[key] = list(value)
+    return out
+
+
+def _optuna_space(space: Mapping[str, Any]) -> dict[str, Any]:
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    out: dict[str, Any] = {}
+    for key, value in space.items():
+        if isinstance(value, Mapping):
+            low, high, log = value["low"], value["high"], bool(value.get("log"))
+            if isinstance(low, int) and isinstance(high, int):
+                out[key] = IntDistribution(low, high, log=log)
+            else:
+                out[key] = FloatDistribution(float(low), float(high), log=log)
+        else:
+            out[key] = CategoricalDistribution(list(value))
+    return out
+
+
+NO_SAMPLE_WEIGHT = {
+    "genetic": "sklearn-genetic-opt's GASearchCV.fit takes no fit parameters",
+    "keras_tuner": "the Keras tuner fits a network, not the Pipeline's scikit-learn estimator",
+}
+
+
+def check_sample_weight(tuning: Mapping[str, Any] | None, model: Any, name: str) -> None:
+    """Refuse, by name, a tuning method or an estimator that cannot take ``sample_weight``."""
+    from sklearn.utils.validation import has_fit_parameter
+
+    method = (tuning or {}).get("method") or "none"
+    if method in NO_SAMPLE_WEIGHT:
+        raise TrainingError(
+            f"tuning.method {method!r} cannot take sample weights ({NO_SAMPLE_WEIGHT[method]}): "
+            "remove window.half_life or use grid, random, halving_grid, halving_random, optuna or hyperopt"
+        )
+    if not has_fit_parameter(model, "sample_weight"):
+        raise TrainingError(
+            f"estimator {name!r} ({type(model).__name__}) takes no sample_weight in fit(): remove "
+            "window.half_life or choose an estimator that does (e.g. random_forest, logistic_regression, "
+            "hist_gradient_boosting)"
+        )
+
+
+def plain(value: Any) -> Any:
+    """numpy scalars -> Python values (for JSON, MLflow params and XCom)."""
+    return value.item() if hasattr(value, "item") and callable(value.item) else value

@@ -41,6 +41,16 @@ import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_mlops.ml.tags import (
+    TAG_BYTES,
+    TAG_FORMAT,
+    TAG_KERAS_SHA256,
+    TAG_MLFLOW_SHA256,
+    TAG_MLFLOW_URI,
+    TAG_MODEL_URI,
+    TAG_SHA256,
+)
+
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
@@ -58,18 +68,10 @@ TRUSTED_PREFIXES = (
     "operator.",
 )
 
-# Model version tags written by the training task through the MLflow tracking API.
-TAG_SHA256 = "mlops.sha256"
-TAG_MODEL_URI = "mlops.model_uri"
-TAG_FORMAT = "mlops.format"
-TAG_BYTES = "mlops.bytes"
-TAG_MLFLOW_SHA256 = "mlops.mlflow_sha256"
-TAG_MLFLOW_URI = "mlops.mlflow_artifact_uri"
 
 FORMATS = ("skops", "cloudpickle", "keras")
 # the file name's extension per format: a keras bundle is a zip holding the native model.keras
 EXTENSIONS = {"skops": "skops", "cloudpickle": "cloudpickle", "keras": "keras.zip"}
-TAG_KERAS_SHA256 = "mlops.keras_sha256"
 
 
 class ModelIntegrityError(RuntimeError):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
-# Metrics where a smaller value is better (the same set as training.LOWER_IS_BETTER).
+# Metrics where a smaller value is better.
 LOWER_IS_BETTER = frozenset({"rmse", "mae", "log_loss"})
 PAIRED_TESTS = ("bootstrap", "mcnemar")
 

@@ -13,30 +13,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_mlops.ml.stats import LOWER_IS_BETTER as STATS_LOWER_IS_BETTER
+from airflow_provider_mlops.ml.search import TrainingError, build_search, check_sample_weight, plain
 
 if TYPE_CHECKING:
     import pandas as pd
 
 log = logging.getLogger(__name__)
-
-TUNING_METHODS = (
-    "none",
-    "grid",
-    "random",
-    "halving_grid",
-    "halving_random",
-    "optuna",
-    "hyperopt",
-    "genetic",
-    "keras_tuner",
-)
-# Metrics from evaluate() where a smaller value is better.
-LOWER_IS_BETTER = STATS_LOWER_IS_BETTER
-
-
-class TrainingError(ValueError):
-    """The training inputs are not usable (missing target, empty data, unknown estimator...)."""
 
 
 @dataclass
@@ -58,7 +40,7 @@ class TrainResult:
     # per holdout metric: bootstrap standard error and 95% interval (the baseline's own spread,
     # what the DriftSensor's decay test adds to the current metric's)
     metric_uncertainty: dict[str, dict[str, float]] = field(default_factory=dict)
-    dropped_missing_target: int = 0
+    dropped_missing_label: int = 0
     # with candidates: the winner's class path and the leaderboard (best first), see ml/candidates.py
     estimator: str = ""
     leaderboard: list[dict[str, Any]] = field(default_factory=list)
@@ -131,7 +113,7 @@ def split(
         if int(counts.min()) < 2:
             rare = counts.index[counts.argmin()]
             raise TrainingError(
-                f"Class {_plain(rare)!r} of {target!r} has {int(counts.min())} row: a stratified split needs "
+                f"Class {plain(rare)!r} of {target!r} has {int(counts.min())} row: a stratified split needs "
                 "at least 2 rows of every class (one for training, one for the holdout). Add data, drop "
                 "the class, or use split_strategy='random'."
             )
@@ -140,7 +122,7 @@ def split(
         n_train = len(frame) - n_test
         if min(n_test, n_train) < len(counts):
             part, size = ("holdout", n_test) if n_test < len(counts) else ("training part", n_train)
-            classes = sorted((_plain(c) for c in counts.index), key=str)
+            classes = sorted((plain(c) for c in counts.index), key=str)
             shown = f"{classes[:20]}{' ...' if len(classes) > 20 else ''}"
             raise TrainingError(
                 f"A stratified split of {len(frame)} rows with test_size={test_size} gives a {part} of "
@@ -171,11 +153,11 @@ def check_split_classes(
     if missing:
         where = f" (the latest rows by {time_column!r})" if strategy == "time" and time_column else ""
         raise TrainingError(
-            f"Class {_plain(missing[0])!r} of {target!r} is absent from the training part of the "
+            f"Class {plain(missing[0])!r} of {target!r} is absent from the training part of the "
             f"{strategy!r} split: all its {int(counts[missing[0]])} rows fall in the holdout{where}."
             " The model could never predict it. Give more history (a longer training window), drop "
             "the class, or use split_strategy='stratified'."
-            + (f" Other classes in the same case: {[_plain(c) for c in missing[1:]]}" if missing[1:] else "")
+            + (f" Other classes in the same case: {[plain(c) for c in missing[1:]]}" if missing[1:] else "")
         )
     test_classes = set(counts.index.tolist())
     return sorted((c for c in train_classes if c not in test_classes), key=str)
@@ -214,265 +196,6 @@ def check_finite(value: Any, what: str) -> None:
         listed = ", ".join(f"{k} = {v}" for k, v in found[:10])
         more = f" (and {len(found) - 10} more)" if len(found) > 10 else ""
         raise NonFiniteValueError(f"Non-finite value(s) in the {what}: {listed}{more}")
-
-
-def step_names(pipeline: Any) -> dict[str, str]:
-    """
-    Friendly aliases of the Pipeline's step names for ``param_grid`` keys: ``numeric__...`` and
-    ``categorical__...`` for ``features__numeric__...`` / ``features__categorical__...``, and a
-    selection method (``kbest``) or ``select_<i>`` for ``select_<i>_<method>`` when unambiguous.
-    """
-    aliases: dict[str, str] = {"numeric": "features__numeric", "categorical": "features__categorical"}
-    methods: dict[str, list[str]] = {}
-    for name, _ in pipeline.steps:
-        if name.startswith("select_"):
-            index, _, method = name.removeprefix("select_").partition("_")
-            aliases[f"select_{index}"] = name
-            methods.setdefault(method, []).append(name)
-    for method, names in methods.items():
-        if len(names) == 1:
-            aliases[method] = names[0]
-    return aliases
-
-
-def _prefixed(grid: Mapping[str, Any], pipeline: Any = None) -> dict[str, Any]:
-    """
-    Let users write ``{"n_estimators": [...]}``: unprefixed names are the estimator's; a first
-    segment that is an alias of :func:`step_names` is replaced by the step's full name.
-    """
-    aliases = step_names(pipeline) if pipeline is not None else {}
-    steps = {name for name, _ in pipeline.steps} if pipeline is not None else set()
-    out = {}
-    for key, value in grid.items():
-        if "__" not in key:
-            out[f"model__{key}"] = value
-            continue
-        head, _, rest = key.partition("__")
-        if head not in steps and head in aliases:
-            key = f"{aliases[head]}__{rest}"
-        out[key] = value
-    return out
-
-
-def _require_extra(method: str, *modules: str) -> None:
-    """A clear error naming the extra to install when ``tuning.method``'s library is missing."""
-    import importlib
-
-    try:
-        for module in modules:
-            importlib.import_module(module)
-    except ImportError:
-        raise TrainingError(
-            f"tuning.method={method!r} needs the {method} extra: pip install 'airflow-provider-mlops[{method}]'"
-        ) from None
-
-
-def time_budget(tuning: Mapping[str, Any] | None) -> float | None:
-    """
-    ``tuning.time_budget`` (seconds; ``timeout`` is its older name, still read), checked: a positive
-    number, and a method that can stop at it (every search but ``keras_tuner``; ``none`` has no
-    search to stop). None when not set.
-    """
-    from airflow_provider_mlops.ml.search import BUDGETED_METHODS
-
-    tuning = dict(tuning or {})
-    method = tuning.get("method", "none") or "none"
-    given = {k: tuning[k] for k in ("time_budget", "timeout") if tuning.get(k) is not None}
-    if not given:
-        return None
-    if len(given) == 2 and given["time_budget"] != given["timeout"]:
-        raise TrainingError(
-            f"tuning has time_budget={given['time_budget']!r} and timeout={given['timeout']!r}: "
-            "give time_budget only (timeout is its older name)"
-        )
-    key, value = next(iter(given.items()))
-    if method not in BUDGETED_METHODS:
-        raise TrainingError(
-            f"tuning.{key} cannot be honoured by tuning.method={method!r}: "
-            + (
-                "there is no search to stop (give a search method or leave the budget out)"
-                if method == "none"
-                else f"{method} cannot stop a search at a deadline; the methods that can: "
-                f"{', '.join(BUDGETED_METHODS)} (limit {method} with max_trials / epochs instead)"
-            )
-        )
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        seconds = float("nan")
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise TrainingError(f"tuning.{key} must be a positive number of seconds, got {value!r}")
-    return seconds
-
-
-def build_search(
-    pipeline: Any,
-    tuning: Mapping[str, Any] | None,
-    *,
-    task: str,
-    seed: int,
-    cv: Any = None,
-    progress: Any = None,
-) -> Any:
-    """
-    Wrap the pipeline in the requested search (or return it unchanged). ``cv``: the folds to use
-    (a splitter or a list of (train, test) row positions) instead of ``tuning.cv`` seeded folds.
-    ``progress``: a :class:`~airflow_provider_mlops.ml.search.SearchProgress` (progress lines and
-    the deadline of ``tuning.time_budget``); one is made from ``tuning`` when not given.
-    """
-    from sklearn.model_selection import GridSearchCV, KFold, RandomizedSearchCV, StratifiedKFold
-
-    from airflow_provider_mlops.ml.search import SearchProgress, budgeted
-
-    tuning = dict(tuning or {})
-    method = tuning.get("method", "none") or "none"
-    if method not in TUNING_METHODS:
-        raise TrainingError(f"tuning.method must be one of {TUNING_METHODS}, got {method!r}")
-    budget = time_budget(tuning)
-    if method == "none":
-        return pipeline
-    if progress is None:
-        family = type(pipeline.steps[-1][1]).__name__ if hasattr(pipeline, "steps") else "model"
-        progress = SearchProgress(
-            family, deadline=None if budget is None else time.monotonic() + budget, budget=budget
-        )
-    if cv is None:
-        cv = (StratifiedKFold if task == "classification" else KFold)(
-            n_splits=int(tuning.get("cv", 5)), shuffle=True, random_state=seed
-        )
-    scoring = tuning.get("scoring") or (
-        "f1_weighted" if task == "classification" else "neg_root_mean_squared_error"
-    )
-    n_jobs = tuning.get("n_jobs", 1)
-    if method == "keras_tuner":  # the space is the build_model's hp calls, not param_grid
-        try:
-            from airflow_provider_mlops.ml.keras_tuning import import_keras, keras_search
-
-            import_keras()
-        except ImportError as err:
-            raise TrainingError(str(err)) from None
-        try:
-            return keras_search(pipeline, tuning, cv=cv, task=task, seed=seed)
-        except ValueError as err:
-            raise TrainingError(str(err)) from None
-    space = _prefixed(tuning.get("param_grid") or tuning.get("param_distributions") or {}, pipeline)
-    if not space:
-        raise TrainingError(f"tuning.method={method!r} needs param_grid (or param_distributions)")
-    common = {"cv": cv, "scoring": scoring, "n_jobs": n_jobs, "refit": True, "error_score": "raise"}
-    search: Any
-    if method == "grid":
-        search = budgeted(GridSearchCV)(pipeline, space, **common)
-    elif method == "random":
-        search = budgeted(RandomizedSearchCV)(
-            pipeline, _distributions(space), n_iter=int(tuning.get("n_iter", 20)), random_state=seed, **common
-        )
-    elif method in ("halving_grid", "halving_random"):
-        from sklearn.experimental import enable_halving_search_cv  # noqa: F401
-        from sklearn.model_selection import HalvingGridSearchCV, HalvingRandomSearchCV
-
-        halving = {"factor": tuning.get("factor", 3), "random_state": seed, **common}
-        halving.pop("refit")
-        if method == "halving_grid":
-            search = budgeted(HalvingGridSearchCV)(pipeline, space, **halving)
-        else:
-            # A bounded number of candidates: "exhaust" on continuous distributions can mean hundreds.
-            candidates = tuning.get("n_candidates", tuning.get("n_iter", 20))
-            search = budgeted(HalvingRandomSearchCV)(
-                pipeline, _distributions(space), n_candidates=candidates, **halving
-            )
-    if method in ("grid", "random", "halving_grid", "halving_random"):
-        search.progress = progress
-        return search
-    if method == "hyperopt":
-        _require_extra("hyperopt", "hyperopt")
-        from airflow_provider_mlops.ml.search import HyperoptSearchCV
-
-        return HyperoptSearchCV(
-            pipeline,
-            space,
-            cv=cv,
-            scoring=scoring,
-            n_trials=int(tuning.get("n_trials", 20)),
-            n_jobs=n_jobs,
-            seed=seed,
-            progress=progress,
-        )
-    if method == "genetic":
-        _require_extra("genetic", "sklearn_genetic")
-        from airflow_provider_mlops.ml.search import genetic_search
-
-        return genetic_search(
-            pipeline,
-            space,
-            cv=cv,
-            scoring=scoring,
-            population_size=int(tuning.get("population_size", 10)),
-            generations=int(tuning.get("generations", 5)),
-            n_jobs=n_jobs,
-            seed=seed,
-            progress=progress,
-        )
-    _require_extra("optuna", "optuna", "optuna_integration")
-    import optuna
-    from optuna_integration import OptunaSearchCV
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    n_trials = int(tuning.get("n_trials", 20))
-
-    def after_trial(study: Any, trial: Any) -> None:
-        # A line per trial, and the deadline checked after each one (the first always runs).
-        if trial.value is not None:
-            progress.record(trial.params, float(trial.value), total=n_trials)
-        if progress.over_budget():
-            progress.stop(n_trials)
-            study.stop()
-
-    return OptunaSearchCV(
-        pipeline,
-        _optuna_space(space),
-        cv=cv,
-        scoring=scoring,
-        n_jobs=n_jobs,
-        n_trials=n_trials,
-        random_state=seed,
-        refit=True,
-        callbacks=[after_trial],
-    )
-
-
-def _distributions(space: Mapping[str, Any]) -> dict[str, Any]:
-    """Lists stay lists; ``{"low": a, "high": b, "log": bool}`` becomes a scipy distribution."""
-    from scipy.stats import loguniform, randint, uniform
-
-    out: dict[str, Any] = {}
-    for key, value in space.items():
-        if isinstance(value, Mapping):
-            low, high = value["low"], value["high"]
-            if isinstance(low, int) and isinstance(high, int) and not value.get("log"):
-                out[key] = randint(low, high + 1)
-            elif value.get("log"):
-                out[key] = loguniform(low, high)
-            else:
-                out[key] = uniform(low, high - low)
-        else:
-            out[key] = list(value)
-    return out
-
-
-def _optuna_space(space: Mapping[str, Any]) -> dict[str, Any]:
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
-    out: dict[str, Any] = {}
-    for key, value in space.items():
-        if isinstance(value, Mapping):
-            low, high, log = value["low"], value["high"], bool(value.get("log"))
-            if isinstance(low, int) and isinstance(high, int):
-                out[key] = IntDistribution(low, high, log=log)
-            else:
-                out[key] = FloatDistribution(float(low), float(high), log=log)
-        else:
-            out[key] = CategoricalDistribution(list(value))
-    return out
 
 
 def evaluate(model: Any, x: Any, y: Any, task: str) -> dict[str, float]:
@@ -533,9 +256,9 @@ def evaluate_with_reasons(model: Any, x: Any, y: Any, task: str) -> tuple[dict[s
             absent = [c for c in labels if c not in set(classes.tolist())]
             if absent:
                 unavailable["roc_auc"] = (
-                    f"class {_plain(absent[0])!r} absent from holdout ({len(y)} rows)"
+                    f"class {plain(absent[0])!r} absent from holdout ({len(y)} rows)"
                     if len(absent) == 1
-                    else f"classes {[_plain(c) for c in absent]} absent from holdout ({len(y)} rows)"
+                    else f"classes {[plain(c) for c in absent]} absent from holdout ({len(y)} rows)"
                 )
             else:
                 with warnings.catch_warnings():
@@ -561,7 +284,7 @@ def evaluate_with_reasons(model: Any, x: Any, y: Any, task: str) -> tuple[dict[s
 def train(
     frame: pd.DataFrame,
     *,
-    target: str,
+    label_column: str,
     task: str | None = None,
     features: Mapping[str, Any] | None = None,
     selection: Sequence[Mapping[str, Any]] | None = None,
@@ -595,8 +318,10 @@ def train(
     from airflow_provider_mlops.ml.selection import build_selectors, selected_features
 
     started = time.monotonic()
-    if target not in frame.columns:
-        raise TrainingError(f"Target column {target!r} is not in the data (columns: {list(frame.columns)})")
+    if label_column not in frame.columns:
+        raise TrainingError(
+            f"Label column {label_column!r} is not in the data (columns: {list(frame.columns)})"
+        )
     weights = None
     if sample_weight is not None:
         import pandas as pd
@@ -611,19 +336,19 @@ def train(
         weights = pd.Series(sample_weight, index=frame.index, dtype=float)
         if not weights.map(math.isfinite).all() or (weights < 0).any():
             raise TrainingError("sample_weight needs one finite, non-negative weight per row of the data")
-    labelled = frame[target].notna()
+    labelled = frame[label_column].notna()
     dropped = int((~labelled).sum())
     if dropped:
         log.info(
-            "Dropped %s of %s rows whose target %r is missing (they cannot be learned from)",
+            "Dropped %s of %s rows whose label %r is missing (they cannot be learned from)",
             dropped,
             len(frame),
-            target,
+            label_column,
         )
         frame = frame[labelled]
     if len(frame) < 10:
         raise TrainingError(f"Only {len(frame)} labelled rows: too few to train and evaluate")
-    task = task or infer_task(frame[target])
+    task = task or infer_task(frame[label_column])
     if task not in ("classification", "regression"):
         raise TrainingError(f"task must be classification or regression, got {task!r}")
     check_selection(features, selection)
@@ -638,12 +363,12 @@ def train(
             model.set_params(random_state=seed)
         if weights is not None:
             check_sample_weight(tuning, model, estimator)
-    plan = build_features(frame, features, target=target, task=task, time_column=time_column)
+    plan = build_features(frame, features, target=label_column, task=task, time_column=time_column)
     numeric, categorical = plan.numeric, plan.categorical
     frame = categorical_as_object(frame, [c for c in categorical if c in frame.columns])
     train_frame, test_frame = split(
         frame,
-        target=target,
+        target=label_column,
         task=task,
         strategy=split_strategy,
         test_size=test_size,
@@ -651,13 +376,13 @@ def train(
         seed=seed,
     )
     columns = plan.inputs  # the raw columns: derived ones are computed inside the Pipeline
-    x_train, y_train = train_frame[columns], train_frame[target]
-    x_test, y_test = test_frame[columns], test_frame[target]
+    x_train, y_train = train_frame[columns], train_frame[label_column]
+    x_test, y_test = test_frame[columns], test_frame[label_column]
     if task == "classification":  # before any fitting: a class the training part lacks is refused
         absent = check_split_classes(
             y_train,
             y_test,
-            target=target,
+            target=label_column,
             strategy=split_strategy
             if split_strategy != "auto"
             else ("time" if time_column else "stratified"),
@@ -667,8 +392,8 @@ def train(
             log.warning(
                 "Classes %s of %r are absent from the holdout (%s rows): the metrics needing them "
                 "(ROC AUC) are left out",
-                [_plain(c) for c in absent],
-                target,
+                [plain(c) for c in absent],
+                label_column,
                 len(y_test),
             )
 
@@ -716,7 +441,7 @@ def train(
         )
         fitted = getattr(search, "best_estimator_", search)
         best_params = {
-            k.removeprefix("model__"): _plain(v) for k, v in getattr(search, "best_params_", {}).items()
+            k.removeprefix("model__"): plain(v) for k, v in getattr(search, "best_params_", {}).items()
         }
     dummy = (DummyClassifier(strategy="most_frequent") if task == "classification" else DummyRegressor()).fit(
         x_train, y_train
@@ -727,13 +452,13 @@ def train(
         for i in range(len(results["params"])):
             cv_results.append(
                 {
-                    "params": {k: _plain(v) for k, v in results["params"][i].items()},
+                    "params": {k: plain(v) for k, v in results["params"][i].items()},
                     "mean_test_score": float(results["mean_test_score"][i]),
                 }
             )
     elif hasattr(search, "trials_"):  # OptunaSearchCV
         cv_results = [
-            {"params": {k: _plain(v) for k, v in t.params.items()}, "mean_test_score": float(t.value)}
+            {"params": {k: plain(v) for k, v in t.params.items()}, "mean_test_score": float(t.value)}
             for t in search.trials_
             if t.value is not None
         ]
@@ -760,7 +485,7 @@ def train(
         cv_results=cv_results,
         seconds=time.monotonic() - started,
         metric_uncertainty=uncertainty,
-        dropped_missing_target=dropped,
+        dropped_missing_label=dropped,
         estimator=estimator,
         leaderboard=leaderboard,
         metrics_unavailable=unavailable,
@@ -768,30 +493,6 @@ def train(
 
 
 # Tuning methods whose fit cannot pass sample_weight to the estimator.
-NO_SAMPLE_WEIGHT = {
-    "genetic": "sklearn-genetic-opt's GASearchCV.fit takes no fit parameters",
-    "keras_tuner": "the Keras tuner fits a network, not the Pipeline's scikit-learn estimator",
-}
-
-
-def check_sample_weight(tuning: Mapping[str, Any] | None, model: Any, name: str) -> None:
-    """Refuse, by name, a tuning method or an estimator that cannot take ``sample_weight``."""
-    from sklearn.utils.validation import has_fit_parameter
-
-    method = (tuning or {}).get("method") or "none"
-    if method in NO_SAMPLE_WEIGHT:
-        raise TrainingError(
-            f"tuning.method {method!r} cannot take sample weights ({NO_SAMPLE_WEIGHT[method]}): "
-            "remove window.half_life or use grid, random, halving_grid, halving_random, optuna or hyperopt"
-        )
-    if not has_fit_parameter(model, "sample_weight"):
-        raise TrainingError(
-            f"estimator {name!r} ({type(model).__name__}) takes no sample_weight in fit(): remove "
-            "window.half_life or choose an estimator that does (e.g. random_forest, logistic_regression, "
-            "hist_gradient_boosting)"
-        )
-
-
 def seeded(pipeline: Any, seed: int) -> Any:
     """
     Give ``seed`` to every component of ``pipeline`` that draws random numbers: each
@@ -860,8 +561,3 @@ def check_selection(
                 "features={'numeric': {'scale': 'minmax'}} (or 'none' when the raw values are "
                 "non-negative), or another score: f_classif, mutual_info."
             )
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars -> Python values (for JSON, MLflow params and XCom)."""
-    return value.item() if hasattr(value, "item") and callable(value.item) else value

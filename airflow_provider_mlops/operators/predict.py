@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_mlops.ml.specs import PredictionColumns
 from airflow_provider_mlops.operators.common import (
     fail_fast,
     require_inputs,
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from airflow.sdk import Context
 
+    from airflow_provider_mlops.ml.serialization import LoadPolicy
+
 
 class BatchPredictOperator(BaseOperator):
     """
@@ -31,9 +34,10 @@ class BatchPredictOperator(BaseOperator):
     once, through :func:`airflow_provider_mlops.ml.serialization.load_model_version` (its bytes must
     match the sha256 recorded on the MLflow model version before anything is deserialized).
 
-    Each output row holds the ``keep_columns`` of the input (default: all of them), the prediction,
-    one ``<probability_prefix><class>`` column per class when the model has ``predict_proba``, and
-    the model's name and version. The output is written with the dataset commit protocol to a URI
+    Each output row holds the ``columns.keep`` columns of the input (default: all of them), the
+    prediction, one ``<probability_prefix><class>`` column per class when the model has
+    ``predict_proba``, and the model's name and version
+    (:class:`~airflow_provider_mlops.ml.specs.PredictionColumns`). The output is written with the dataset commit protocol to a URI
     that is deterministic per task and logical date, so a retry or re-run replaces it (idempotent);
     a static ``output_uri`` is declared as the task's outlet Asset.
 
@@ -45,15 +49,14 @@ class BatchPredictOperator(BaseOperator):
     :param alias: the alias whose version scores when ``version`` is not given.
     :param output_uri: where the predictions go; default the task's staging URI for the logical
         date. (templated)
-    :param keep_columns: input columns copied to the output (e.g. ids); None for all of them.
-    :param prediction_column: the name of the prediction column.
-    :param probabilities: add class probabilities (classifiers only).
-    :param probability_prefix: prefix of the probability columns.
+    :param columns: the output's columns (:class:`~airflow_provider_mlops.ml.specs.PredictionColumns`:
+        input columns kept, the prediction's name, class probabilities and their prefix).
     :param batch_size: rows per batch read, scored and written.
     :param mlflow_conn_id: MLflow connection; None for the embedded default.
     :param storage_conn_id: connection for ``s3://`` URIs.
-    :param allow_cloudpickle: let the trusted loader deserialize cloudpickle models (off by default).
-    :param trusted_types: extra type names (or prefixes ending in ``.``) skops may construct.
+    :param load_policy: what the trusted loader may deserialize
+        (:class:`~airflow_provider_mlops.ml.serialization.LoadPolicy`; default skops with the built-in
+        allowlist, no cloudpickle).
     """
 
     template_fields: Sequence[str] = (
@@ -72,15 +75,11 @@ class BatchPredictOperator(BaseOperator):
         version: Any = None,
         alias: str = "champion",
         output_uri: str | None = None,
-        keep_columns: Sequence[str] | None = None,
-        prediction_column: str = "prediction",
-        probabilities: bool = True,
-        probability_prefix: str = "proba_",
+        columns: PredictionColumns | None = None,
         batch_size: int = 50_000,
         mlflow_conn_id: str | None = None,
         storage_conn_id: str | None = None,
-        allow_cloudpickle: bool = False,
-        trusted_types: Sequence[str] | None = None,
+        load_policy: LoadPolicy | None = None,
         **kwargs: Any,
     ) -> None:
         if "outlets" not in kwargs and static_uri(output_uri):
@@ -95,32 +94,26 @@ class BatchPredictOperator(BaseOperator):
         self.version = version
         self.alias = alias
         self.output_uri = output_uri
-        self.keep_columns = list(keep_columns) if keep_columns is not None else None
-        self.prediction_column = prediction_column
-        self.probabilities = probabilities
-        self.probability_prefix = probability_prefix
+        self.columns = columns or PredictionColumns()
         self.batch_size = batch_size
         self.mlflow_conn_id = mlflow_conn_id
         self.storage_conn_id = storage_conn_id
-        self.allow_cloudpickle = allow_cloudpickle
-        self.trusted_types = list(trusted_types or ())
+        self.load_policy = load_policy
 
     @fail_fast()
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_mlops.hooks.mlflow import MlflowHook
-        from airflow_provider_mlops.ml.serialization import LoadPolicy, load_model_version
 
         inputs = require_inputs(self.input_uri)
         storage = storage_hook(self.storage_conn_id)
-        # The version, alias and digest tag are read with the connection's MlflowClient, whatever the
-        # backend (docs/performance.md: its cost against MLflow's REST API over plain HTTP).
-        loaded = load_model_version(
-            MlflowHook(self.mlflow_conn_id).client,
+        # The version, alias and digest tag are read through the hook, whatever the backend
+        # (docs/performance.md: its cost against MLflow's REST API over plain HTTP).
+        loaded = MlflowHook(self.mlflow_conn_id).load_model_version(
             self.registered_model_name,
             self.version,
             alias=self.alias,
             storage=storage,
-            policy=LoadPolicy.of(allow_cloudpickle=self.allow_cloudpickle, trusted_types=self.trusted_types),
+            policy=self.load_policy,
         )
         uri = resolve_output_uri(self.output_uri, context)
         self.log.info(
@@ -160,7 +153,8 @@ class BatchPredictOperator(BaseOperator):
 
         model = loaded.model
         features = [str(c) for c in getattr(model, "feature_names_in_", [])]
-        proba = self.probabilities and hasattr(model, "predict_proba")
+        spec = self.columns
+        proba = spec.probabilities and hasattr(model, "predict_proba")
         classes = [str(c) for c in getattr(model, "classes_", [])] if proba else []
         # The example Pipeline's preprocessing as exact array operations (checked bit-for-bit against
         # the Pipeline when compiled); a batch holding a value it does not cover goes to the Pipeline.
@@ -188,19 +182,19 @@ class BatchPredictOperator(BaseOperator):
                     raise ValueError(
                         f"{uri} lacks the model's input column(s) {missing} (model expects {features})"
                     )
-                keep = self.keep_columns if self.keep_columns is not None else names_in
+                keep = list(spec.keep) if spec.keep is not None else names_in
                 absent = [c for c in keep if c not in names_in]
                 if absent:
-                    raise ValueError(f"keep_columns {absent} are not in {uri}")
+                    raise ValueError(f"PredictionColumns.keep {absent} are not in {uri}")
                 predictions, probabilities = self._predict(batch, model, compiled, features, proba)
                 arrays = [batch.column(c) for c in keep]
                 names = list(keep)
                 arrays.append(pa.array(predictions))
-                names.append(self.prediction_column)
+                names.append(spec.prediction)
                 if proba:
                     for i, cls in enumerate(classes):
                         arrays.append(pa.array(probabilities[:, i], type=pa.float64()))
-                        names.append(f"{self.probability_prefix}{cls}")
+                        names.append(f"{spec.probability_prefix}{cls}")
                 arrays.append(constant(loaded.name, batch.num_rows))
                 names.append("model_name")
                 arrays.append(constant(loaded.version, batch.num_rows))

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_mlops.links.reports import DriftReportLink
+from airflow_provider_mlops.ml.specs import Decay, DriftLimits, Retrain
 from airflow_provider_mlops.operators.common import fail_fast, input_uris, resolve_output_uri, storage_hook
 
 if TYPE_CHECKING:
@@ -42,50 +42,35 @@ class DriftSensor(BaseSensorOperator):
     :param registered_model_name: the model whose ``alias`` version gives the reference profile. (templated)
     :param alias: the alias to monitor.
     :param reference_profile_uri: a profile JSON in storage instead of the champion's. (templated)
-    :param target: the label column; when present in the data, accuracy decay is checked.
-    :param metric: the metric for accuracy decay.
-    :param accuracy_floor: decay when the metric is below this, beyond noise: the one-sided
-        (1 - ``decay_alpha``) bootstrap bound of the current metric is below it.
-    :param max_metric_drop: decay when the metric is more than this below the baseline *and* the
-        one-sided test that it fell at all (current metric's bootstrap spread plus the baseline's
-        holdout spread) has p < ``decay_alpha``. See :func:`airflow_provider_mlops.ml.stats.judge_decay`.
-    :param decay_alpha: the significance level of the decay tests (default 0.05).
-    :param n_bootstrap: resamples of the current rows for the metric's spread.
-    :param thresholds: drift thresholds (psi, distance, p_value, missing, small_sample, share, correction).
-    :param per_feature: per-feature threshold overrides, ``{"age": {"psi": 0.3}}``; they apply at
-        every sample size (on small samples a feature with its own ``psi`` / ``distance`` must pass
-        both the corrected test and them); ``{"season": {"ignore": True}}`` leaves a feature out.
-    :param exclude: features left out of drift (seasonal ones, an ID ...): not measured, not counted
-        in ``share``, listed under ``excluded`` in the report. A name the reference profile does
-        not have fails the task (a misspelling must not leave the feature monitored).
+    :param drift: when the data has drifted (:class:`~airflow_provider_mlops.ml.specs.DriftLimits`:
+        thresholds, per-feature overrides, excluded features, the rows compared).
+    :param decay: the champion's accuracy on the current rows when they carry the label
+        (:class:`~airflow_provider_mlops.ml.specs.Decay`: the label column, the metric, a floor
+        and a maximal drop judged beyond noise, see :func:`airflow_provider_mlops.ml.stats.judge_decay`);
+        None: data drift only.
+    :param retrain: when a retrain is asked for (:class:`~airflow_provider_mlops.ml.specs.Retrain`).
+        ``on_missing_reference``: when the model has no ``alias`` version yet, ``drift`` (succeed,
+        so the first training runs: how a new model bootstraps) or ``fail``. ``cooldown``: when the
+        retrain that answered the last request was not promoted (``mlops.not_promoted`` on its
+        version: it tied or lost against the decayed champion), further requests on the same drift
+        are **held** for this long (counted in logical dates): the sensor skips with the reason in
+        its log and report instead of asking every day. New drift (a feature that had not drifted,
+        or the data set where the request was for decay alone), a new champion or the end of the
+        cool-down ask again; ``None`` asks every time. The request and the hold are recorded on
+        the registered model (tags ``mlops.retrain_request``, ``mlops.retrain_hold``) and the request
+        in the outlet Asset event's ``extra``; see :mod:`airflow_provider_mlops.ml.cooldown`. The
+        first day of a drift or decay episode is recorded on the registered model as tag
+        ``mlops.drift_onset`` and in the Asset event's ``extra`` as ``drift_onset``, whatever the
+        cool-down; a check without drift or decay ends the episode. ``time_column``: the current
+        data's time column; the onset's first day is its oldest value in the data where drift
+        began (without it, the check's logical date). The training side reads the onset with
+        :func:`airflow_provider_mlops.ml.onset.read_onset` (``TrainingData(window={"since_drift": True})``).
     :param report_uri: where the report goes; default beside the staging outputs. (templated)
     :param on_drift: notifiers called when drift or decay is found.
-    :param max_rows: compare at most this many current rows.
     :param mlflow_conn_id: MLflow connection; None for the embedded default.
     :param storage_conn_id: connection for ``s3://`` URIs.
     :param deferrable: wait for the data in the triggerer (which waits for a committed dataset's
         manifest; plain files already there are read at once, without deferring).
-    :param on_missing_reference: when the model has no ``alias`` version yet: ``drift`` (succeed, so
-        the first training runs: how a new model bootstraps) or ``fail``.
-    :param retrain_cooldown: when the retrain that answered the last request was not promoted
-        (``mlops.not_promoted`` on its version: it tied or lost against the decayed champion), further
-        requests on the same drift are **held** for this long (counted in logical dates): the sensor
-        skips with the reason in its log and report instead of asking every day. New drift (a feature
-        that had not drifted, or the data set where the request was for decay alone), a new champion
-        or the end of the cool-down ask again. ``None`` asks every time. The request and the hold are
-        recorded on the registered model (tags ``mlops.retrain_request``, ``mlops.retrain_hold``) and
-        the request in the outlet Asset event's ``extra``; see :mod:`airflow_provider_mlops.ml.cooldown`.
-        The first day of a drift or decay episode (with the features, their statistics and the
-        accuracy figures of that day) is recorded on the registered model as tag
-        ``mlops.drift_onset`` and in the Asset event's ``extra`` as ``drift_onset``, whatever
-        ``retrain_cooldown`` is; a check without drift or decay ends the episode. The training side
-        reads it with :func:`airflow_provider_mlops.ml.onset.read_onset` (TrainModelOperator's
-        ``window={"since_drift": True}``).
-    :param time_column: the current data's time column: the onset's first day is its oldest value
-        in the data where drift began (the logical date of a run often is the day after its data);
-        without it, the check's logical date.
-    :param allow_cloudpickle: let the trusted loader deserialize a cloudpickle model for the accuracy
-        check (off by default; the model's sha256 is always checked against the MLflow version first).
     """
 
     template_fields: Sequence[str] = (
@@ -104,62 +89,32 @@ class DriftSensor(BaseSensorOperator):
         registered_model_name: str | None = None,
         alias: str = "champion",
         reference_profile_uri: str | None = None,
-        target: str | None = None,
-        metric: str = "f1",
-        accuracy_floor: float | None = None,
-        max_metric_drop: float | None = 0.05,
-        thresholds: Mapping[str, Any] | None = None,
-        per_feature: Mapping[str, Mapping[str, Any]] | None = None,
-        exclude: Sequence[str] = (),
+        drift: DriftLimits | None = None,
+        decay: Decay | None = None,
+        retrain: Retrain | None = None,
         report_uri: str | None = None,
         on_drift: Sequence[Any] = (),
-        max_rows: int | None = 2_000_000,
         mlflow_conn_id: str | None = None,
         storage_conn_id: str | None = None,
         deferrable: bool = False,
-        on_missing_reference: str = "drift",
-        allow_cloudpickle: bool = False,
-        decay_alpha: float = 0.05,
-        n_bootstrap: int = 1000,
-        retrain_cooldown: timedelta | None = timedelta(days=7),
-        time_column: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if retrain_cooldown is not None and not isinstance(retrain_cooldown, timedelta):
-            raise ValueError(f"retrain_cooldown must be a timedelta or None, got {retrain_cooldown!r}")
-        self.retrain_cooldown = retrain_cooldown
-        self.time_column = time_column
-        if not 0 < decay_alpha < 0.5:
-            raise ValueError(f"decay_alpha must be between 0 and 0.5, got {decay_alpha}")
-        self.decay_alpha = decay_alpha
-        self._plain_logged = False
-        self.n_bootstrap = n_bootstrap
-        if on_missing_reference not in ("drift", "fail"):
-            raise ValueError("on_missing_reference must be 'drift' or 'fail'")
-        self.on_missing_reference = on_missing_reference
         if not registered_model_name and not reference_profile_uri:
             raise ValueError("Give registered_model_name (its champion's profile) or reference_profile_uri")
         self.current_uri = current_uri
         self.registered_model_name = registered_model_name
         self.alias = alias
         self.reference_profile_uri = reference_profile_uri
-        self.target = target
-        self.metric = metric
-        self.accuracy_floor = accuracy_floor
-        self.max_metric_drop = max_metric_drop
-        self.thresholds = dict(thresholds or {})
-        self.per_feature = dict(per_feature or {})
-        if isinstance(exclude, str):
-            raise ValueError(f"exclude must be a list of feature names, got the string {exclude!r}")
-        self.exclude = list(exclude)
+        self.drift = drift or DriftLimits()
+        self.decay = decay
+        self.retrain = retrain or Retrain()
         self.report_uri = report_uri
         self.on_drift = list(on_drift)
-        self.max_rows = max_rows
         self.mlflow_conn_id = mlflow_conn_id
         self.storage_conn_id = storage_conn_id
         self.deferrable = deferrable
-        self.allow_cloudpickle = allow_cloudpickle
+        self._plain_logged = False
 
     # ----------------------------------------------------------------------------------------------
     @property
@@ -250,8 +205,8 @@ class DriftSensor(BaseSensorOperator):
         return result.xcom_value if isinstance(result, PokeReturnValue) else result
 
     # ----------------------------------------------------------------------------------------------
-    def _reference(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The profile, and where it came from (model version / run)."""
+    def _reference(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The profile, and where it came from (model version / run); None when there is no champion yet."""
         if self.reference_profile_uri:
             from airflow_provider_mlops.utils.staging import resolve_uri
 
@@ -260,8 +215,11 @@ class DriftSensor(BaseSensorOperator):
             }
         from airflow_provider_mlops.hooks.mlflow import MlflowHook
 
-        hook = MlflowHook(self.mlflow_conn_id)
-        version = hook.client.get_model_version_by_alias(self.registered_model_name, self.alias)
+        hook, name = MlflowHook(self.mlflow_conn_id), str(self.registered_model_name)
+        number = hook.version_by_alias(name, self.alias)
+        if number is None:
+            return None
+        version = hook.model_version(name, number)
         path = hook.download_artifact(version.run_id, "reference_profile.json")
         with open(path) as handle:
             return json.load(handle), {
@@ -271,24 +229,24 @@ class DriftSensor(BaseSensorOperator):
             }
 
     def _accuracy(self, source: Mapping[str, Any], profile: Mapping[str, Any]) -> dict[str, Any] | None:
-        if not self.target or "version" not in source:
+        decay = self.decay
+        if decay is None or "version" not in source:
             return None
         import pyarrow as pa
 
         from airflow_provider_mlops.ml.features import model_inputs
-        from airflow_provider_mlops.ml.serialization import LoadPolicy
         from airflow_provider_mlops.ml.stats import judge_decay, predictions
+
+        label = decay.label_column
 
         batches = list(self._storage.iter_batches(self._uri(), format=self._format()))
         frame = pa.Table.from_batches(batches).to_pandas() if batches else None
-        if frame is None or self.target not in frame.columns:
+        if frame is None or label not in frame.columns:
             return None
-        unlabelled = int(frame[self.target].isna().sum())
+        unlabelled = int(frame[label].isna().sum())
         if unlabelled:
-            self.log.info(
-                "Accuracy check: %s of %s rows have no %r, left out", unlabelled, len(frame), self.target
-            )
-        frame = frame[frame[self.target].notna()]
+            self.log.info("Accuracy check: %s of %s rows have no %r, left out", unlabelled, len(frame), label)
+        frame = frame[frame[label].notna()]
         if frame.empty:
             return None
         from airflow_provider_mlops.hooks.mlflow import MlflowHook
@@ -299,91 +257,48 @@ class DriftSensor(BaseSensorOperator):
                 str(source["model"]),
                 source["version"],
                 storage=self._storage,
-                policy=LoadPolicy.of(allow_cloudpickle=self.allow_cloudpickle),
+                policy=decay.load_policy,
             )
             .model
         )
         task = (profile.get("target") or {}).get("task") or "classification"
-        scored = predictions(model, model_inputs(frame, self.target), frame[self.target], task)
-        baseline = (profile.get("baseline_metrics") or {}).get(self.metric)
-        spread = (profile.get("baseline_uncertainty") or {}).get(self.metric) or {}
+        scored = predictions(model, model_inputs(frame, label), frame[label], task)
+        baseline = (profile.get("baseline_metrics") or {}).get(decay.metric)
+        spread = (profile.get("baseline_uncertainty") or {}).get(decay.metric) or {}
         try:
             verdict = judge_decay(
-                self.metric,
+                decay.metric,
                 scored,
                 baseline=baseline,
                 baseline_std=spread.get("std"),
                 baseline_rows=spread.get("n"),
-                max_drop=self.max_metric_drop,
-                floor=self.accuracy_floor,
-                alpha=self.decay_alpha,
-                n_boot=self.n_bootstrap,
+                max_drop=decay.max_drop,
+                floor=decay.floor,
+                alpha=decay.alpha,
+                n_boot=decay.n_bootstrap,
             )
         except ValueError as err:
             raise ValueError(
-                f"Metric {self.metric!r} cannot be computed for this {task} model: {err}"
+                f"Metric {decay.metric!r} cannot be computed for this {task} model: {err}"
             ) from None
         self.log.info("Accuracy: %s", verdict["confidence"])
         return verdict
 
     @fail_fast()
     def poke(self, context: Context) -> PokeReturnValue | bool:
-        from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
-
-        from airflow_provider_mlops.ml.drift import columns_from_batches, detect_drift
-        from airflow_provider_mlops.ml.report import render_html
+        from airflow.providers.common.compat.sdk import AirflowSkipException
 
         if not self._data_ready():
             self.log.info("Waiting for %s to be complete", self._uri())
             return False
-        try:
-            profile, source = self._reference()
-        except Exception as err:
-            from mlflow.exceptions import MlflowException
-
-            if not isinstance(err, MlflowException):
-                raise
-            if self.on_missing_reference == "fail":
-                # the registry answered: no such model or alias; a retry would get the same answer
-                raise AirflowFailException(
-                    f"{self.registered_model_name}@{self.alias} has no reference profile: {err}"
-                ) from err
-            message = f"{self.registered_model_name}@{self.alias} does not exist yet: a first model is needed"
-            self.log.warning(message)
-            return PokeReturnValue(
-                is_done=True,
-                xcom_value={
-                    "drift": True,
-                    "dataset_drift": False,
-                    "drifted_share": 0.0,
-                    "drifted_features": [],
-                    "top_features": [],
-                    "rows": None,
-                    "accuracy": None,
-                    "reason": message,
-                    "reference": None,
-                },
-            )
-        columns, rows = columns_from_batches(
-            self._storage.iter_batches(self._uri(), format=self._format()), profile, max_rows=self.max_rows
-        )
-        report = detect_drift(
-            profile,
-            columns,
-            rows=rows,
-            thresholds=self.thresholds,
-            per_feature=self.per_feature,
-            exclude=self.exclude,
-        )
-        for note in report.get("notes") or []:
-            self.log.warning("%s", note)
-        report["reference"] = source
-        report["current_uri"] = self._uri()
-        report["accuracy"] = self._accuracy(source, profile)
-        report["drift"] = bool(report["dataset_drift"] or (report["accuracy"] or {}).get("decayed"))
-        base = resolve_output_uri(self.report_uri, context, suffix="drift_report")
-        json_uri, html_uri = f"{base.rstrip('/')}/report.json", f"{base.rstrip('/')}/report.html"
-        report["report_html"] = html_uri
+        reference = self._reference()
+        if reference is None:
+            return self._no_reference()
+        profile, source = reference
+        report = self._check(profile, source)
+        base = resolve_output_uri(self.report_uri, context, suffix="drift_report").rstrip("/")
+        report["report_json"], report["report_html"] = f"{base}/report.json", f"{base}/report.html"
+        html_uri = str(report["report_html"])
         decision = self._retrain_decision(context, report, source) if report["drift"] else None
         if decision is not None:
             report["retrain"] = {
@@ -391,26 +306,12 @@ class DriftSensor(BaseSensorOperator):
                 "reason": decision.reason,
                 **(decision.hold_record or {}),
             }
-        self._storage.put_bytes(
-            json_uri, json.dumps(report, indent=1, default=str).encode(), content_type="application/json"
-        )
-        self._storage.put_bytes(html_uri, render_html(report).encode(), content_type="text/html")
-        summary = {
-            "drift": report["drift"],
-            "dataset_drift": report["dataset_drift"],
-            "drifted_share": report["drifted_share"],
-            "drifted_features": report["drifted_features"],
-            "top_features": report["top_features"],
-            "rows": rows,
-            "accuracy": report["accuracy"],
-            "report_json": json_uri,
-            "report_html": html_uri,
-            "reference": source,
-        }
+        self._write_report(report)
+        summary = self._summary(report)
         self._log_to_mlflow(report, html_uri)
         self.log.info(
             "Drift check of %s rows: %s",
-            rows,
+            report["rows"],
             {k: summary[k] for k in ("drift", "drifted_features", "accuracy")},
         )
         onset = self._record_onset(context, report, source)
@@ -418,23 +319,17 @@ class DriftSensor(BaseSensorOperator):
             summary["drift_onset"] = onset
         if not report["drift"]:
             context["ti"].xcom_push(key="drift_report", value=summary)
-            raise AirflowSkipException(f"No drift in {rows} rows (report: {html_uri})")
+            raise AirflowSkipException(f"No drift in {report['rows']} rows (report: {html_uri})")
         if decision is not None and decision.hold:
             summary["retrain"] = report["retrain"]
             self._record_hold(decision)
             context["ti"].xcom_push(key="drift_report", value=summary)
             self.log.warning("Retraining held: %s", decision.reason)
             raise AirflowSkipException(
-                f"Drift or decay in {rows} rows, but retraining is held: {decision.reason} (report: {html_uri})"
+                f"Drift or decay in {report['rows']} rows, but retraining is held: {decision.reason} "
+                f"(report: {html_uri})"
             )
-        for notifier in self.on_drift:
-            if hasattr(notifier, "details") and notifier.details is None:
-                notifier.details = {
-                    "drifted_features": report["drifted_features"][:5],
-                    "accuracy": report["accuracy"],
-                    "report": html_uri,
-                }
-            notifier(context)
+        self._notify(context, report, html_uri)
         extra: dict[str, Any] = {}
         if decision is not None:
             extra["retrain_request"] = self._record_request(context, report, source, decision)
@@ -447,24 +342,107 @@ class DriftSensor(BaseSensorOperator):
                 events[outlet].extra = extra
         return PokeReturnValue(is_done=True, xcom_value=summary)
 
+    def _no_reference(self) -> PokeReturnValue:
+        """No champion yet: fail, or succeed so that the first training runs (``Retrain.on_missing_reference``)."""
+        from airflow.providers.common.compat.sdk import AirflowFailException
+
+        if self.retrain.on_missing_reference == "fail":
+            # the registry answered: no such model or alias; a retry would get the same answer
+            raise AirflowFailException(
+                f"{self.registered_model_name}@{self.alias} has no reference profile: no such model or alias"
+            )
+        message = f"{self.registered_model_name}@{self.alias} does not exist yet: a first model is needed"
+        self.log.warning(message)
+        return PokeReturnValue(
+            is_done=True,
+            xcom_value={
+                "drift": True,
+                "dataset_drift": False,
+                "drifted_share": 0.0,
+                "drifted_features": [],
+                "top_features": [],
+                "rows": None,
+                "accuracy": None,
+                "reason": message,
+                "reference": None,
+            },
+        )
+
+    def _check(self, profile: dict[str, Any], source: dict[str, Any]) -> dict[str, Any]:
+        """The drift report of the current rows against ``profile``, with the accuracy check."""
+        from airflow_provider_mlops.ml.drift import columns_from_batches, detect_drift
+
+        limits = self.drift
+        columns, rows = columns_from_batches(
+            self._storage.iter_batches(self._uri(), format=self._format()), profile, max_rows=limits.max_rows
+        )
+        report = detect_drift(
+            profile,
+            columns,
+            rows=rows,
+            thresholds=limits.thresholds,
+            per_feature=limits.per_feature,
+            exclude=list(limits.exclude),
+        )
+        for note in report.get("notes") or []:
+            self.log.warning("%s", note)
+        report["rows"] = rows
+        report["reference"] = source
+        report["current_uri"] = self._uri()
+        report["accuracy"] = self._accuracy(source, profile)
+        report["drift"] = bool(report["dataset_drift"] or (report["accuracy"] or {}).get("decayed"))
+        return report
+
+    def _write_report(self, report: Mapping[str, Any]) -> None:
+        """The report as JSON and HTML, where its ``report_json`` / ``report_html`` say."""
+        from airflow_provider_mlops.ml.report import render_html
+
+        self._storage.put_bytes(
+            report["report_json"],
+            json.dumps(report, indent=1, default=str).encode(),
+            content_type="application/json",
+        )
+        self._storage.put_bytes(report["report_html"], render_html(report).encode(), content_type="text/html")
+
+    @staticmethod
+    def _summary(report: Mapping[str, Any]) -> dict[str, Any]:
+        """The XCom: the report's verdict and where the report is."""
+        keys = ("drift", "dataset_drift", "drifted_share", "drifted_features", "top_features", "rows")
+        return {
+            **{k: report[k] for k in keys},
+            "accuracy": report["accuracy"],
+            "report_json": report["report_json"],
+            "report_html": report["report_html"],
+            "reference": report["reference"],
+        }
+
+    def _notify(self, context: Context, report: Mapping[str, Any], html_uri: str) -> None:
+        for notifier in self.on_drift:
+            if hasattr(notifier, "details") and notifier.details is None:
+                notifier.details = {
+                    "drifted_features": report["drifted_features"][:5],
+                    "accuracy": report["accuracy"],
+                    "report": html_uri,
+                }
+            notifier(context)
+
     def _data_first_day(self) -> Any:
         """The oldest day in the current data's ``time_column``."""
         import pyarrow as pa
         import pyarrow.compute as pc
         from airflow.providers.common.compat.sdk import AirflowFailException
 
+        name = str(self.retrain.time_column)
         try:
-            batches = list(
-                self._storage.iter_batches(self._uri(), format=self._format(), columns=[self.time_column])
-            )
-            column = pa.Table.from_batches(batches).column(self.time_column)
+            batches = list(self._storage.iter_batches(self._uri(), format=self._format(), columns=[name]))
+            column = pa.Table.from_batches(batches).column(name)
         except (KeyError, ValueError, pa.ArrowInvalid) as err:
             raise AirflowFailException(
-                f"time_column {self.time_column!r} cannot be read from {self._uri()}: {err}"
+                f"Retrain time_column {name!r} cannot be read from {self._uri()}: {err}"
             ) from err
         oldest = pc.min(column).as_py()
         if oldest is None:
-            raise AirflowFailException(f"time_column {self.time_column!r} has no value in {self._uri()}")
+            raise AirflowFailException(f"Retrain time_column {name!r} has no value in {self._uri()}")
         from datetime import date, datetime
 
         if isinstance(oldest, datetime):
@@ -484,15 +462,18 @@ class DriftSensor(BaseSensorOperator):
         if "version" not in source or not self.registered_model_name:
             return None
         from airflow_provider_mlops.hooks.mlflow import MlflowHook
-        from airflow_provider_mlops.ml.onset import ONSET_TAG, closed, is_open, onset_record
+        from airflow_provider_mlops.ml.onset import closed, is_open, onset_record
+        from airflow_provider_mlops.ml.tags import TAG_DRIFT_ONSET
 
-        client = MlflowHook(self.mlflow_conn_id).client
+        hook = MlflowHook(self.mlflow_conn_id)
         name = self.registered_model_name
-        text = (client.get_registered_model(name).tags or {}).get(ONSET_TAG)
+        text = hook.model_tags(name).get(TAG_DRIFT_ONSET)
         try:
             previous = json.loads(text) if text else None
         except ValueError:
-            self.log.warning("The tag %s of %s is not JSON: a new drift onset is recorded", ONSET_TAG, name)
+            self.log.warning(
+                "The tag %s of %s is not JSON: a new drift onset is recorded", TAG_DRIFT_ONSET, name
+            )
             previous = None
         now = self._now(context)
         if report["drift"]:
@@ -502,7 +483,9 @@ class DriftSensor(BaseSensorOperator):
                 champion=str(source["version"]),
                 previous=previous,
                 # read only when an episode starts (a continued one keeps its first day)
-                first_day=self._data_first_day() if self.time_column and not is_open(previous) else None,
+                first_day=self._data_first_day()
+                if self.retrain.time_column and not is_open(previous)
+                else None,
             )
             if record.get("at") == record.get("last_seen"):
                 self.log.warning(
@@ -513,7 +496,7 @@ class DriftSensor(BaseSensorOperator):
             if record is None:
                 return None
             self.log.info("Drift episode of %s that began on %s ended", name, record["first_day"])
-        client.set_registered_model_tag(name, ONSET_TAG, json.dumps(record, default=str))
+        hook.set_model_tag(name, TAG_DRIFT_ONSET, json.dumps(record, default=str))
         return record
 
     # ----------------------------------------------------------------------------------------------
@@ -534,16 +517,17 @@ class DriftSensor(BaseSensorOperator):
         self, context: Context, report: Mapping[str, Any], source: Mapping[str, Any]
     ) -> Any:
         """Ask or hold (None when the cool-down is off or the reference is not a registered model)."""
-        if self.retrain_cooldown is None or "version" not in source or not self.registered_model_name:
+        if self.retrain.cooldown is None or "version" not in source or not self.registered_model_name:
             return None
         from datetime import UTC, datetime
 
         from airflow_provider_mlops.hooks.mlflow import MlflowHook
-        from airflow_provider_mlops.ml.cooldown import HOLD_TAG, NOT_PROMOTED_TAG, REQUEST_TAG, decide
+        from airflow_provider_mlops.ml.cooldown import decide
+        from airflow_provider_mlops.ml.tags import TAG_NOT_PROMOTED, TAG_RETRAIN_HOLD, TAG_RETRAIN_REQUEST
 
-        client = MlflowHook(self.mlflow_conn_id).client
+        hook = MlflowHook(self.mlflow_conn_id)
         name = self.registered_model_name
-        tags = client.get_registered_model(name).tags or {}
+        tags = hook.model_tags(name)
 
         def record(key: str) -> dict[str, Any] | None:
             try:
@@ -556,18 +540,18 @@ class DriftSensor(BaseSensorOperator):
             {
                 "version": str(v.version),
                 "created": datetime.fromtimestamp(int(v.creation_timestamp) / 1000, UTC),
-                "not_promoted": (v.tags or {}).get(NOT_PROMOTED_TAG),
+                "not_promoted": (v.tags or {}).get(TAG_NOT_PROMOTED),
             }
-            for v in client.search_model_versions(f"name='{name}'")
+            for v in hook.model_versions(name)
         ]
         decision = decide(
             now=self._now(context),
             champion=str(source["version"]),
             report=report,
-            request=record(REQUEST_TAG),
-            hold=record(HOLD_TAG),
+            request=record(TAG_RETRAIN_REQUEST),
+            hold=record(TAG_RETRAIN_HOLD),
             versions=versions,
-            cooldown=self.retrain_cooldown,
+            cooldown=self.retrain.cooldown,
         )
         if not decision.hold:
             self.log.info("Asking for a retrain of %s: %s", name, decision.reason)
@@ -575,10 +559,10 @@ class DriftSensor(BaseSensorOperator):
 
     def _record_hold(self, decision: Any) -> None:
         from airflow_provider_mlops.hooks.mlflow import MlflowHook
-        from airflow_provider_mlops.ml.cooldown import HOLD_TAG
+        from airflow_provider_mlops.ml.tags import TAG_RETRAIN_HOLD
 
-        MlflowHook(self.mlflow_conn_id).client.set_registered_model_tag(
-            self.registered_model_name, HOLD_TAG, json.dumps(decision.hold_record)
+        MlflowHook(self.mlflow_conn_id).set_model_tag(
+            str(self.registered_model_name), TAG_RETRAIN_HOLD, json.dumps(decision.hold_record)
         )
 
     def _record_request(
@@ -587,7 +571,8 @@ class DriftSensor(BaseSensorOperator):
         from datetime import UTC, datetime
 
         from airflow_provider_mlops.hooks.mlflow import MlflowHook
-        from airflow_provider_mlops.ml.cooldown import HOLD_TAG, REQUEST_TAG, request_record
+        from airflow_provider_mlops.ml.cooldown import request_record
+        from airflow_provider_mlops.ml.tags import TAG_RETRAIN_HOLD, TAG_RETRAIN_REQUEST
 
         request = request_record(
             report,
@@ -596,15 +581,14 @@ class DriftSensor(BaseSensorOperator):
             champion=str(source["version"]),
             alias=self.alias,
         )
-        client = MlflowHook(self.mlflow_conn_id).client
-        name = self.registered_model_name
+        hook = MlflowHook(self.mlflow_conn_id)
+        name = str(self.registered_model_name)
         text = json.dumps(request, default=str)
         if len(text) > 90_000:  # MLflow's limit for a registry tag is 100,000 characters
             request["features"] = []
             text = json.dumps(request, default=str)
-        client.set_registered_model_tag(name, REQUEST_TAG, text)
-        if HOLD_TAG in (client.get_registered_model(name).tags or {}):
-            client.delete_registered_model_tag(name, HOLD_TAG)
+        hook.set_model_tag(name, TAG_RETRAIN_REQUEST, text)
+        if hook.delete_model_tag(name, TAG_RETRAIN_HOLD):
             self.log.info("Retraining hold of %s released: %s", name, decision.reason)
         return request
 
@@ -616,11 +600,12 @@ class DriftSensor(BaseSensorOperator):
 
         from airflow_provider_mlops.hooks.mlflow import MlflowHook
         from airflow_provider_mlops.ml.report import render_html
+        from airflow_provider_mlops.ml.tags import TAG_KIND, TAG_REPORT
 
         hook = MlflowHook(self.mlflow_conn_id)
         experiment = hook.get_or_create_experiment(f"{self.registered_model_name}-monitoring")
         with (
-            hook.start_run(experiment, tags={"mlops.kind": "drift-check", "mlops.report": html_uri}) as run,
+            hook.start_run(experiment, tags={TAG_KIND: "drift-check", TAG_REPORT: html_uri}) as run,
             tempfile.TemporaryDirectory() as tmp,
         ):
             metrics = {

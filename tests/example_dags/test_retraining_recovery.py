@@ -45,7 +45,7 @@ def _fit(example, frame: pd.DataFrame, window: dict, onset=None):
     kept, weights, summary = apply_window(frame, window, onset=onset)
     result = train(
         kept,
-        target="churned",
+        label_column="churned",
         task="classification",
         features=example.FEATURES,
         selection=example.SELECTION,

@@ -83,16 +83,6 @@ def test_a_failing_block_marks_the_run_failed(tmp_path: Path) -> None:
     assert hook.client.get_run(run.info.run_id).info.status == "FAILED"
 
 
-def test_activate_is_deprecated(tmp_path: Path) -> None:
-    hook = _hook(tmp_path, "d")
-    before = mlflow.get_tracking_uri()
-    try:
-        with pytest.warns(DeprecationWarning, match="process-wide"):
-            hook.activate()
-    finally:
-        mlflow.set_tracking_uri(before)
-
-
 def test_skops_does_not_spill_airflow_deprecation_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib
     import sys

@@ -10,8 +10,10 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from airflow_provider_mlops.dialects.base import quote_identifier
+from airflow_provider_mlops.hooks.connection_types import get_sql_hook
 from airflow_provider_mlops.hooks.postgres import PostgresHook
-from airflow_provider_mlops.hooks.sql import SqlBatchHook, get_sql_hook, quote_identifier
+from airflow_provider_mlops.hooks.sql import SqlBatchHook
 from airflow_provider_mlops.sinks.contract import WriteContractError
 from tests.conftest import set_connection
 
@@ -168,7 +170,6 @@ def test_watermark_with_a_percent_in_the_sql_and_a_misspelled_column(
 ) -> None:
     """``LIKE 'a%'`` keeps working once the watermark adds parameters (paramstyle format / qmark)."""
     from airflow_provider_mlops.etl.sources import read_source
-    from airflow_provider_mlops.hooks.sql import get_sql_hook
 
     if system == "sqlite":
         conn_id = set_connection("wm_sqlite", conn_type="sqlite", host=str(tmp_path / "wm.db"))

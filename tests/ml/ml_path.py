@@ -20,7 +20,8 @@ from typing import Any
 import pyarrow as pa
 
 from airflow_provider_mlops.hooks.s3 import S3Hook
-from tests.operators.helpers import task_context
+from airflow_provider_mlops.ml.specs import Gate
+from tests.operators.helpers import task_context, train_kwargs
 
 # The key of TrainModelOperator's result (and MLflow run tag prefix) that lists the metrics left out,
 # each with its reason (issue 28: "a metric that cannot be computed is left out with a reason").
@@ -103,11 +104,11 @@ def train(
     op = TrainModelOperator(
         task_id="train",
         input_uri={"uri": uri},
-        target=target,
+        label_column=target,
         registered_model_name=name,
         mlflow_conn_id=mlflow_conn_id,
         model_output_uri=(root / "model").as_uri(),
-        **kwargs,
+        **train_kwargs(**kwargs),
     )
     out = op.execute(context or task_context(root))
     json.dumps(out, allow_nan=False)  # what the XCom push does: every value JSON (no NaN, no inf)
@@ -124,10 +125,10 @@ def deploy(
         registered_model_name=name,
         candidate_version=version,
         evaluation_uri=uri,
-        target=target,
-        metric=metric,
+        label_column=target,
         mlflow_conn_id=mlflow_conn_id,
         publish_uri=(root / "published").as_uri(),
+        gate=Gate(metric=metric),
     ).execute(task_context(root))
 
 
@@ -140,7 +141,7 @@ def batch_predict(name: str, uri: str, output_uri: str, root: Path, *, mlflow_co
         registered_model_name=name,
         output_uri=output_uri,
         mlflow_conn_id=mlflow_conn_id,
-        batch_size=37,  # several batches, one of them short
+        batch_size=37,
     ).execute(task_context(root))
     return read_dataset(out["uri"])
 
@@ -217,7 +218,10 @@ def drift_against_itself(profile_uri: str, uri: str, root: Path) -> dict[str, An
 
     report_uri = (root / f"drift-{uuid.uuid4().hex[:6]}").as_uri()
     sensor = DriftSensor(
-        task_id="drift", current_uri=uri, reference_profile_uri=profile_uri, report_uri=report_uri
+        task_id="drift",
+        current_uri=uri,
+        reference_profile_uri=profile_uri,
+        report_uri=report_uri,
     )
     with contextlib.suppress(AirflowSkipException):  # "no drift" is a skip
         sensor.poke(task_context(root))

@@ -26,7 +26,9 @@ def cancer() -> pd.DataFrame:
 def test_the_better_family_wins_on_the_same_folds(cancer: pd.DataFrame) -> None:
     from sklearn.model_selection import StratifiedKFold, cross_val_score
 
-    result = train(cancer, target="target", candidates=CANDIDATES, tuning={"method": "grid", "cv": 3}, seed=3)
+    result = train(
+        cancer, label_column="target", candidates=CANDIDATES, tuning={"method": "grid", "cv": 3}, seed=3
+    )
     board = result.leaderboard
     assert [r["candidate"] for r in board] == ["logistic_regression", "DecisionTreeClassifier", "dummy"]
     assert result.estimator == "sklearn.linear_model.LogisticRegression"
@@ -55,7 +57,7 @@ def test_other_tuning_methods_and_regression_use_the_same_folds() -> None:
     frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(5)]).assign(y=y)
     result = train(
         frame,
-        target="y",
+        label_column="y",
         candidates=[
             {"estimator": "ridge", "search_space": {"alpha": {"low": 0.01, "high": 10.0, "log": True}}},
             {"estimator": "decision_tree", "search_space": {"max_depth": {"low": 1, "high": 3}}},
@@ -97,6 +99,6 @@ def test_a_registered_estimator_is_allowed(cancer: pd.DataFrame, monkeypatch: py
     with pytest.raises(CandidateSpecError):
         cands.check_candidates([{"estimator": "bernoulli"}])
     cands.register_estimator("bernoulli", BernoulliNB)
-    result = train(cancer, target="target", candidates=[{"estimator": "bernoulli"}], tuning={"cv": 3})
+    result = train(cancer, label_column="target", candidates=[{"estimator": "bernoulli"}], tuning={"cv": 3})
     assert result.estimator.endswith(".BernoulliNB")
     assert result.leaderboard[0]["configurations"] == 1

@@ -68,7 +68,7 @@ def test_time_column_and_dates_are_not_features_and_the_model_stays_skops(
     with caplog.at_level(logging.INFO, logger="airflow_provider_mlops.ml.features"):
         result = train(
             frame,
-            target="sky",
+            label_column="sky",
             time_column="date",
             split_strategy="time",
             estimator="sklearn.linear_model.LogisticRegression",
@@ -90,7 +90,7 @@ def test_calendar_features_on_request_with_their_values() -> None:
     spec = {"datetime": {"columns": ["date", "observed_at"], "features": ["month", "day_of_year", "hour"]}}
     result = train(
         frame,
-        target="sky",
+        label_column="sky",
         features=spec,
         time_column="date",
         split_strategy="time",
@@ -144,7 +144,7 @@ def test_derived_features_are_computed_inside_the_model_from_the_raw_columns() -
     frame = weather()
     result = train(
         frame,
-        target="sky",
+        label_column="sky",
         features={"derive": DERIVE, "drop": ["humidity"]},
         estimator="sklearn.linear_model.LogisticRegression",
         estimator_params={"max_iter": 500},
@@ -355,7 +355,9 @@ def test_a_decimal_column_is_a_number_in_training_and_for_every_caller(caplog) -
 
     frame = _ledger().to_pandas()
     assert isinstance(frame["amount"].iloc[0], decimal.Decimal)
-    result = train(frame, target="label_y", features={"drop": ["tags"]}, estimator_params={"n_estimators": 5})
+    result = train(
+        frame, label_column="label_y", features={"drop": ["tags"]}, estimator_params={"n_estimators": 5}
+    )
     assert "amount" in result.numeric_features and "amount" not in result.categorical_features
     assert result.x_test["amount"].dtype == np.float64  # what MLflow's input example is made of
     assert _trusted_roundtrip(result.pipeline) is not None  # no decimal.Decimal in the model: skops
@@ -390,7 +392,7 @@ def test_infinity_in_a_numeric_feature_is_refused_before_fitting_naming_column_a
         FeatureSpecError,
         match=r"'score' holds 3 infinite values \(2 inf, 1 -inf\) in 60 rows.*clip",
     ):
-        train(frame, target="label_y", estimator_params={"n_estimators": 5})
+        train(frame, label_column="label_y", estimator_params={"n_estimators": 5})
 
 
 def test_a_list_column_is_left_out_of_auto_and_refused_by_name_when_listed(caplog) -> None:
@@ -431,7 +433,7 @@ def test_a_binary_column_is_left_out_of_auto_and_refused_by_name_when_listed() -
 def test_features_that_are_all_missing_are_refused_before_fitting_by_name() -> None:
     frame = pa.table({"f0_bool": pa.nulls(40, pa.bool_()), "label_y": [0, 1] * 20}).to_pandas()
     with pytest.raises(FeatureSpecError, match=r"\['f0_bool'\].*every row"):
-        train(frame, target="label_y", estimator_params={"n_estimators": 5})
+        train(frame, label_column="label_y", estimator_params={"n_estimators": 5})
 
 
 def test_a_spec_that_selects_no_column_says_what_was_left_out_and_why() -> None:

@@ -71,7 +71,7 @@ def frame() -> pd.DataFrame:
 def _train(frame: pd.DataFrame, **tuning):
     return train(
         frame,
-        target="y",
+        label_column="y",
         selection=[{"method": "kbest", "k": 6}],
         tuning={"method": "keras_tuner", "build_model": BUILD, "cv": 3, "epochs": 5, **tuning},
     )
@@ -118,7 +118,7 @@ def test_operator_registers_the_keras_bundle(
     op = TrainModelOperator(
         task_id="train",
         input_uri=dataset,
-        target="churned",
+        label_column="churned",
         registered_model_name="churn_keras",
         tuning={"method": "keras_tuner", "build_model": BUILD, "max_trials": 1, "epochs": 3, "cv": 3},
         mlflow_conn_id=mlflow_conn,

@@ -29,6 +29,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 
+from airflow_provider_mlops.ml.specs import Model, TrainingData
 from tests.ml import ml_path
 from tests.ml.strategies import (
     ALL_KINDS,
@@ -380,12 +381,12 @@ def test_a_training_that_fails_after_fitting_registers_nothing(
     op = TrainModelOperator(
         task_id="train",
         input_uri=uri,
-        target=TARGET,
+        label_column=TARGET,
         registered_model_name=name,
-        estimator_params={"n_estimators": 5},
         mlflow_conn_id=mlflow_conn,
         model_output_uri=(blocker / "model").as_uri(),
-        profile_data=False,
+        model=Model(params={"n_estimators": 5}),
+        data=TrainingData(profile=False),
     )
     with pytest.raises(Exception):  # any error: what matters is what it left behind
         op.execute(task_context(tmp_path))

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from airflow_provider_mlops.ml.onset import ONSET_TAG, closed, latest_onset, onset_record, read_onset
+from airflow_provider_mlops.ml.onset import closed, latest_onset, onset_record, read_onset
+from airflow_provider_mlops.ml.tags import TAG_DRIFT_ONSET
 
 DAY = dt.timedelta(days=1)
 T8 = dt.datetime(2026, 3, 8, 2, 0, tzinfo=dt.UTC)
@@ -50,7 +51,7 @@ def test_the_first_check_starts_the_episode_and_later_ones_continue_it() -> None
 
 def test_read_from_tags_event_extra_json_and_record_alike() -> None:
     record = onset_record(REPORT, at=T8, champion="3", previous=None)
-    tags = {ONSET_TAG: json.dumps(record), "other": "x"}
+    tags = {TAG_DRIFT_ONSET: json.dumps(record), "other": "x"}
     extra = {"retrain_request": {"at": "..."}, "drift_onset": record}
     event = type("AssetEvent", (), {"extra": extra})()
     for source in (tags, extra, event, json.dumps(record), record):

@@ -98,10 +98,7 @@ def test_batch_predict_reads_the_registry_through_mlflow_on_every_backend(
 
     def score(**kwargs: Any) -> dict[str, Any]:
         out = (tmp_path / f"out-{len(list(tmp_path.iterdir()))}").as_uri()
-        result = BatchPredictOperator(
-            task_id="score", input_uri=data_uri, registered_model_name=name, output_uri=out,
-            mlflow_conn_id=conn, **kwargs,
-        ).execute(task_context(tmp_path))  # fmt: skip
+        result = BatchPredictOperator(task_id="score", input_uri=data_uri, registered_model_name=name, output_uri=out, mlflow_conn_id=conn, **kwargs,).execute(task_context(tmp_path))  # fmt: skip
         scored = pa.Table.from_batches(list(storage.iter_batches(out))).to_pandas()
         return {**result, "predictions": scored["prediction"].to_numpy()}
 

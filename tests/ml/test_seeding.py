@@ -53,7 +53,7 @@ def test_target_encoding_and_every_estimator_take_the_seed(frame, estimator, tun
     def once():
         return train(
             frame,
-            target="y",
+            label_column="y",
             features={"categorical": {"encode": "target"}},
             selection=[
                 {"method": "model", "estimator": "random_forest", "estimator_params": {"n_estimators": 10}}

@@ -90,7 +90,7 @@ def test_each_selection_method_keeps_the_informative_features(
 ) -> None:
     result = train(
         selection_data,
-        target="y",
+        label_column="y",
         selection=selection,
         estimator="sklearn.linear_model.LogisticRegression",
         features={"numeric": {"outliers": {"method": "iqr"}}},
@@ -114,7 +114,7 @@ def test_outlier_clipper_learns_bounds_at_fit() -> None:
 def test_tuning_picks_the_best_parameters_of_a_small_grid(data: pd.DataFrame) -> None:
     result = train(
         data,
-        target="y",
+        label_column="y",
         estimator="sklearn.linear_model.LogisticRegression",
         tuning={"method": "grid", "param_grid": {"C": [0.0001, 1.0]}, "cv": 3},
     )
@@ -131,7 +131,7 @@ def test_every_search_runs_and_reports_its_choice(data: pd.DataFrame, method: st
     )
     result = train(
         data,
-        target="y",
+        label_column="y",
         estimator="sklearn.linear_model.LogisticRegression",
         tuning={
             "method": method,
@@ -149,7 +149,7 @@ def test_every_search_runs_and_reports_its_choice(data: pd.DataFrame, method: st
 def test_pipeline_beats_the_dummy_baseline_and_handles_unseen_categories(data: pd.DataFrame) -> None:
     result = train(
         data,
-        target="y",
+        label_column="y",
         features={"categorical": {"encode": "onehot"}},
         estimator="sklearn.ensemble.RandomForestClassifier",
         estimator_params={"n_estimators": 50},
@@ -167,7 +167,7 @@ def test_feature_spec_variants_fit_and_predict(data: pd.DataFrame, encode: str, 
     # IQR bounds: z-score bounds are themselves inflated by 1e6 outliers (measured: 0.72 accuracy).
     result = train(
         data,
-        target="y",
+        label_column="y",
         features={
             "numeric": {"impute": impute, "scale": "robust", "outliers": {"method": "iqr", "factor": 1.5}},
             "categorical": {"encode": encode},
@@ -184,7 +184,7 @@ def test_regression_is_inferred_and_scored(data: pd.DataFrame) -> None:
     )
     frame = frame[frame.inf2 < 100]
     assert infer_task(frame["amount"]) == "regression"
-    result = train(frame.drop(columns=["y"]), target="amount", estimator="sklearn.linear_model.Ridge")
+    result = train(frame.drop(columns=["y"]), label_column="amount", estimator="sklearn.linear_model.Ridge")
     assert result.task == "regression" and result.metrics["r2"] > 0.95
     assert result.metrics["rmse"] < result.baseline_metrics["rmse"] / 5
 
@@ -193,7 +193,7 @@ def test_time_split_keeps_the_future_out_of_training(data: pd.DataFrame) -> None
     frame = data.assign(ts=pd.date_range("2026-01-01", periods=len(data), freq="h"))
     result = train(
         frame,
-        target="y",
+        label_column="y",
         time_column="ts",
         features={"drop": ["ts"]},
         estimator="sklearn.linear_model.LogisticRegression",
@@ -202,10 +202,10 @@ def test_time_split_keeps_the_future_out_of_training(data: pd.DataFrame) -> None
 
 
 def test_clear_errors(data: pd.DataFrame) -> None:
-    with pytest.raises(TrainingError, match="Target column 'churn' is not in the data"):
-        train(data, target="churn")
+    with pytest.raises(TrainingError, match="Label column 'churn' is not in the data"):
+        train(data, label_column="churn")
     with pytest.raises(TrainingError, match=r"estimator 'sklearn\.nope\.Model' is not allowed"):
-        train(data, target="y", estimator="sklearn.nope.Model")
+        train(data, label_column="y", estimator="sklearn.nope.Model")
     with pytest.raises(FeatureSpecError, match=r"numeric column\(s\) \['ghost'\]"):
         build_preprocessor(data, {"numeric": {"columns": ["ghost"]}}, target="y")
     with pytest.raises(FeatureSpecError, match="Unknown feature spec key"):
@@ -248,7 +248,7 @@ def test_the_single_estimator_path_uses_the_candidates_allowlist(data: pd.DataFr
     with pytest.raises(
         TrainingError, match=rf"estimator '{re.escape(path)}' is not allowed .*register_estimator"
     ):
-        train(data, target="y", estimator=path, estimator_params={"args": "true"})
+        train(data, label_column="y", estimator=path, estimator_params={"args": "true"})
     with pytest.raises(TrainingError, match="is not allowed"):
         load_estimator(path, {"args": "true"})
     assert "tests.ml.never_imported" not in sys.modules  # refused before any import
@@ -344,7 +344,7 @@ def test_a_binary_holdout_with_one_class_leaves_roc_auc_out_with_the_reason() ->
     frame = _time_ordered(["a", "b"] * 40 + ["a"] * 20)  # the latest 20 rows: only "a"
     result = train(
         frame,
-        target="y",
+        label_column="y",
         estimator="sklearn.linear_model.LogisticRegression",
         features={"drop": ["day"]},
         split_strategy="time",
@@ -362,7 +362,7 @@ def test_a_class_only_in_the_latest_rows_is_refused_before_any_fitting() -> None
     ):
         train(
             frame,
-            target="y",
+            label_column="y",
             estimator="sklearn.linear_model.LogisticRegression",
             features={"drop": ["day"]},
             split_strategy="time",
@@ -376,7 +376,7 @@ def test_a_stratified_split_with_a_single_row_class_names_the_class() -> None:
     with pytest.raises(TrainingError, match=r"Class 'rare' of 'y' has 1 row: a stratified split needs"):
         train(
             frame,
-            target="y",
+            label_column="y",
             estimator="sklearn.linear_model.LogisticRegression",
             split_strategy="stratified",
         )
@@ -390,4 +390,4 @@ def test_a_stratified_holdout_smaller_than_the_class_count_names_target_classes_
         match=r"holdout of 3 rows.*'label_y' has 4 classes \['a', 'b', 'c', 'd'\].*test_size.*"
         r"split_strategy='random'",
     ):
-        train(frame, target="label_y", estimator="sklearn.linear_model.LogisticRegression")
+        train(frame, label_column="label_y", estimator="sklearn.linear_model.LogisticRegression")

@@ -31,7 +31,7 @@ def frame() -> pd.DataFrame:
 def _train(frame: pd.DataFrame, tuning: dict, **kwargs):
     return train(
         frame,
-        target="y",
+        label_column="y",
         estimator="sklearn.linear_model.LogisticRegression",
         estimator_params={"max_iter": 300},
         selection=[{"method": "kbest", "k": 4}],
@@ -61,7 +61,7 @@ def test_genetic_search_on_the_pipeline(frame: pd.DataFrame) -> None:
 def test_param_grid_aliases_and_full_step_names(frame: pd.DataFrame) -> None:
     result = train(
         frame,
-        target="y",
+        label_column="y",
         estimator="sklearn.linear_model.LogisticRegression",
         selection=[{"method": "variance"}, {"method": "kbest", "k": 4}],
         tuning={
@@ -85,10 +85,10 @@ def test_param_grid_aliases_and_full_step_names(frame: pd.DataFrame) -> None:
 
 def test_chi2_after_standard_scaling_is_refused_before_fitting(frame: pd.DataFrame) -> None:
     with pytest.raises(SelectionSpecError, match=r"chi2 needs non-negative features.*minmax"):
-        train(frame, target="y", selection=[{"method": "kbest", "score": "chi2", "k": 3}])
+        train(frame, label_column="y", selection=[{"method": "kbest", "score": "chi2", "k": 3}])
     result = train(
         frame,
-        target="y",
+        label_column="y",
         estimator="sklearn.linear_model.LogisticRegression",
         features={"numeric": {"scale": "minmax"}},
         selection=[{"method": "kbest", "score": "chi2", "k": 3}],
@@ -101,10 +101,13 @@ def test_rows_without_a_target_are_counted_and_logged(frame: pd.DataFrame, caplo
     holes.loc[holes.index[:17], "y"] = np.nan
     with caplog.at_level(logging.INFO, logger="airflow_provider_mlops.ml.training"):
         result = train(
-            holes, target="y", task="classification", estimator="sklearn.linear_model.LogisticRegression"
+            holes,
+            label_column="y",
+            task="classification",
+            estimator="sklearn.linear_model.LogisticRegression",
         )
-    assert result.dropped_missing_target == 17
-    assert "Dropped 17 of 300 rows whose target 'y' is missing" in caplog.text
+    assert result.dropped_missing_label == 17
+    assert "Dropped 17 of 300 rows whose label 'y' is missing" in caplog.text
 
 
 # --------------------------------------------------------------------------------------------------
@@ -161,7 +164,7 @@ def test_every_search_method_stops_at_its_time_budget_and_keeps_the_best_so_far(
     with caplog.at_level(logging.INFO, logger="airflow_provider_mlops"):
         result = train(
             frame,
-            target="y",
+            label_column="y",
             estimator="slow_logistic",
             tuning={
                 "method": method,
@@ -189,7 +192,7 @@ def test_a_grid_search_logs_one_line_per_configuration_and_each_repeated_warning
     with caplog.at_level(logging.INFO, logger="airflow_provider_mlops"):
         train(
             frame,
-            target="y",
+            label_column="y",
             estimator="sklearn.linear_model.LogisticRegression",
             estimator_params={"max_iter": 1},  # a ConvergenceWarning from every fit
             tuning={"method": "grid", "cv": 3, "param_grid": {"C": [0.1, 1.0, 10.0, 100.0]}},
@@ -213,7 +216,7 @@ def test_a_grid_search_logs_one_line_per_configuration_and_each_repeated_warning
     ],
 )
 def test_a_time_budget_a_method_cannot_honour_is_refused_by_name(tuning: dict, message: str) -> None:
-    from airflow_provider_mlops.ml.training import TrainingError, time_budget
+    from airflow_provider_mlops.ml.search import TrainingError, time_budget
 
     with pytest.raises(TrainingError, match=message):
         time_budget(tuning)
@@ -229,7 +232,7 @@ def test_the_time_budget_covers_all_candidates_and_each_still_gets_a_score(
     with caplog.at_level(logging.INFO, logger="airflow_provider_mlops"):
         result = train(
             frame,
-            target="y",
+            label_column="y",
             candidates=[
                 {"estimator": "slow_logistic", "name": "first", "search_space": grid},
                 {"estimator": "slow_logistic", "name": "second", "search_space": grid},

@@ -69,11 +69,17 @@ def test_frames_with_a_repeated_index_keep_weights_and_rows_together() -> None:
     kept, weights, _ = apply_window(frame, {"days": 1, "min_rows": 60, "half_life": 1}, time_column="day")
     assert len(kept) == 60 and kept.day.value_counts().to_dict() == {"2026-03-10": 50, "2026-03-01": 10}
     result = train(
-        kept, target="y", time_column="day", estimator="logistic_regression", sample_weight=weights
+        kept, label_column="y", time_column="day", estimator="logistic_regression", sample_weight=weights
     )
     assert result.train_rows + result.test_rows == 60
     with pytest.raises(TrainingError, match="sample_weight has 3 weights for 60 rows"):
-        train(kept, target="y", time_column="day", estimator="logistic_regression", sample_weight=[1, 1, 1])
+        train(
+            kept,
+            label_column="y",
+            time_column="day",
+            estimator="logistic_regression",
+            sample_weight=[1, 1, 1],
+        )
 
 
 def test_half_life_weights_halve_per_half_life_and_average_one() -> None:
@@ -104,7 +110,7 @@ def test_bad_specs_are_refused_by_name() -> None:
 def test_recency_weights_let_the_model_learn_the_changed_world() -> None:
     """Eight days of the old relation, the two newest reversed: weighted by recency, the model follows."""
     frame = _days(flip_from=9, per_day=200)
-    common = {"target": "y", "estimator": "logistic_regression", "time_column": "day", "test_size": 0.1}
+    common = {"label_column": "y", "estimator": "logistic_regression", "time_column": "day", "test_size": 0.1}
     common["features"] = {"drop": ["day"]}
     plain = train(frame, **common)
     _, weights, _ = apply_window(frame, {"half_life": 0.25}, time_column="day")
@@ -149,7 +155,7 @@ def test_sample_weights_reach_every_fit_of_every_search(method: str, with_candid
     spec = {"estimator": "weight_spy", "params": {"max_iter": 200}}
     train(
         frame,
-        target="y",
+        label_column="y",
         features={"drop": ["day"]},
         time_column="day",
         tuning={"method": method, "cv": 3, **METHODS[method]},
@@ -165,13 +171,19 @@ def test_methods_and_estimators_without_sample_weight_are_refused_by_name() -> N
     with pytest.raises(TrainingError, match=r"tuning.method 'genetic' cannot take sample weights"):
         train(
             frame,
-            target="y",
+            label_column="y",
             time_column="day",
             estimator="logistic_regression",
             sample_weight=weights,
             tuning={"method": "genetic", "param_grid": {"C": [0.1, 1.0]}},
         )
     with pytest.raises(TrainingError, match=r"estimator 'knn' .*takes no sample_weight"):
-        train(frame, target="y", time_column="day", estimator="knn", sample_weight=weights)
+        train(frame, label_column="y", time_column="day", estimator="knn", sample_weight=weights)
     with pytest.raises(TrainingError, match=r"candidate 'knn'.*takes no sample_weight"):
-        train(frame, target="y", time_column="day", candidates=[{"estimator": "knn"}], sample_weight=weights)
+        train(
+            frame,
+            label_column="y",
+            time_column="day",
+            candidates=[{"estimator": "knn"}],
+            sample_weight=weights,
+        )

@@ -10,9 +10,11 @@ import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException
 from pytest_httpserver import HTTPServer
 
+from airflow_provider_mlops.hooks.mlflow import MlflowHook
 from airflow_provider_mlops.hooks.s3 import S3Hook
 from airflow_provider_mlops.ml.serialization import load_model_version
-from airflow_provider_mlops.operators.deploy import DeployModelOperator
+from airflow_provider_mlops.ml.specs import Gate, Model, Reload
+from airflow_provider_mlops.operators.deploy import DeployModelOperator, RollbackModelOperator
 from airflow_provider_mlops.operators.train import TrainModelOperator
 from tests.conftest import set_connection
 from tests.operators.helpers import task_context
@@ -24,12 +26,11 @@ def _train(
     op = TrainModelOperator(
         task_id="train",
         input_uri=dataset,
-        target="churned",
+        label_column="churned",
         registered_model_name=name,
-        estimator=estimator,
-        estimator_params=params or {},
         mlflow_conn_id=conn,
         model_output_uri=(tmp_path / f"m-{estimator}").as_uri(),
+        model=Model(estimator=estimator, params=params or {}),
     )
     return op.execute(task_context(tmp_path))["version"]
 
@@ -51,17 +52,18 @@ def test_gate_promotes_a_better_model_refuses_a_worse_one_and_rolls_back(
     common = {
         "task_id": "deploy",
         "registered_model_name": name,
-        "evaluation_uri": dataset,
-        "target": "churned",
-        "metric": "f1",
-        "min_delta": 0.01,
         "mlflow_conn_id": mlflow_conn,
         "publish_uri": (tmp_path / "published").as_uri(),
-        "reload_http_conn_id": "serving_test",
+        "reload": Reload("serving_test"),
     }
+    judged = {"evaluation_uri": dataset, "label_column": "churned", "gate": Gate(metric="f1", min_delta=0.01)}
     client = mlflow.MlflowClient(tracking_uri=mlflow_tracking["tracking_uri"])
 
-    first = DeployModelOperator(candidate_version=good, **common).execute(task_context(tmp_path))
+    first = DeployModelOperator(
+        candidate_version=good,
+        **common,
+        **judged,
+    ).execute(task_context(tmp_path))
     assert first["promoted"] and first["reason"] == "no champion yet"
     assert str(client.get_model_version_by_alias(name, "champion").version) == good
     tags = client.get_model_version(name, good).tags
@@ -70,10 +72,20 @@ def test_gate_promotes_a_better_model_refuses_a_worse_one_and_rolls_back(
     assert pointer["version"] == good
     published = load_model_version(client, name, good, storage=S3Hook(aws_conn_id=None), uri=pointer["uri"])
     assert published.sha256 == pointer["sha256"] == client.get_model_version(name, good).tags["mlops.sha256"]
+    # The registry vocabulary reads back what training and promotion wrote.
+    hook = MlflowHook(mlflow_conn)
+    assert hook.version_digest(name, good)["sha256"] == pointer["sha256"]
+    lineage = hook.version_lineage(name, good)
+    assert lineage["label"] == "churned" and lineage["task"] == "classification"
+    assert list(lineage["inputs"]) == [dataset] and lineage["airflow"]["task_id"] == "train"
     assert len(httpserver.log) == 1 and json.loads(httpserver.log[0][0].data)["version"] == good
 
     # A worse candidate does not win: it becomes the challenger, the champion stays.
-    second = DeployModelOperator(candidate_version={"version": bad}, **common).execute(task_context(tmp_path))
+    second = DeployModelOperator(
+        candidate_version={"version": bad},
+        **common,
+        **judged,
+    ).execute(task_context(tmp_path))
     assert not second["promoted"] and second["candidate_score"] < second["champion_score"]
     assert str(client.get_model_version_by_alias(name, "champion").version) == good
     assert str(client.get_model_version_by_alias(name, "challenger").version) == bad
@@ -98,11 +110,18 @@ def test_gate_promotes_a_better_model_refuses_a_worse_one_and_rolls_back(
     )
 
     # Idempotent: the champion as candidate changes nothing.
-    again = DeployModelOperator(candidate_version=good, **common).execute(task_context(tmp_path))
+    again = DeployModelOperator(
+        candidate_version=good,
+        **common,
+        **judged,
+    ).execute(task_context(tmp_path))
     assert again["reason"] == "already champion" and not again["promoted"]
 
     # Rollback re-points the alias, the published latest.json and the serving process.
-    rolled = DeployModelOperator(rollback_version=bad, **common).execute(task_context(tmp_path))
+    rolled = RollbackModelOperator(
+        version=bad,
+        **common,
+    ).execute(task_context(tmp_path))
     assert (
         rolled["reason"] == "rollback"
         and str(client.get_model_version_by_alias(name, "champion").version) == bad
@@ -120,9 +139,9 @@ def test_unknown_metric_is_a_clear_error(dataset: str, mlflow_conn: str, tmp_pat
         registered_model_name="churn_metric",
         candidate_version=version,
         evaluation_uri=dataset,
-        target="churned",
-        metric="rmse",
+        label_column="churned",
         mlflow_conn_id=mlflow_conn,
+        gate=Gate(metric="rmse"),
     )
     with pytest.raises(
         AirflowFailException, match="Metric 'rmse' is not available for a classification model"
@@ -136,19 +155,21 @@ def test_a_tie_is_not_promoted_and_the_paired_test_is_recorded(
     name = "churn_strict"
     first = _train(dataset, mlflow_conn, tmp_path, name, "sklearn.linear_model.LogisticRegression")
     retrain = _train(dataset, mlflow_conn, tmp_path, name, "sklearn.linear_model.LogisticRegression")
-    common = {
-        "task_id": "deploy",
-        "registered_model_name": name,
-        "evaluation_uri": dataset,
-        "target": "churned",
-        "metric": "accuracy",
-        "mlflow_conn_id": mlflow_conn,
-    }
-    assert DeployModelOperator(candidate_version=first, **common).execute(task_context(tmp_path))["promoted"]
+    common = {"task_id": "deploy", "registered_model_name": name, "mlflow_conn_id": mlflow_conn}
+    judged = {"evaluation_uri": dataset, "label_column": "churned"}
+    assert DeployModelOperator(
+        candidate_version=first,
+        **common,
+        **judged,
+        gate=Gate(metric="accuracy"),
+    ).execute(task_context(tmp_path))["promoted"]
     # An identical retrain with min_delta=0 (the default): better by +0.0000 is not better.
-    tie = DeployModelOperator(candidate_version=retrain, paired_test="mcnemar", **common).execute(
-        task_context(tmp_path)
-    )
+    tie = DeployModelOperator(
+        candidate_version=retrain,
+        **common,
+        **judged,
+        gate=Gate(metric="accuracy", paired_test="mcnemar"),
+    ).execute(task_context(tmp_path))
     assert not tie["promoted"] and tie["candidate_score"] == tie["champion_score"]
     assert tie["test"]["p_value"] == 1.0 and "not better" in tie["reason"]
     client = mlflow.MlflowClient(tracking_uri=mlflow_tracking["tracking_uri"])
@@ -160,15 +181,26 @@ def test_a_tie_is_not_promoted_and_the_paired_test_is_recorded(
 
     # A worse champion (a dummy) is replaced by a clearly better model, and the test says how sure.
     worse = _train(dataset, mlflow_conn, tmp_path, name, "sklearn.dummy.DummyClassifier")
-    DeployModelOperator(rollback_version=worse, **common).execute(task_context(tmp_path))
+    RollbackModelOperator(
+        version=worse,
+        **common,
+    ).execute(task_context(tmp_path))
     win = DeployModelOperator(
-        candidate_version=first, paired_test="bootstrap", n_bootstrap=300, **common
+        candidate_version=first,
+        **common,
+        **judged,
+        gate=Gate(metric="accuracy", paired_test="bootstrap", n_bootstrap=300),
     ).execute(task_context(tmp_path))
     assert win["promoted"] and win["test"]["p_value"] < 0.05 and win["test"]["gain_low"] > 0
     tag = json.loads(client.get_model_version(name, first).tags["mlops.promotion_test"])
     assert tag["method"] == "bootstrap" and "interval of the gain" in win["reason"]
     with pytest.raises(ValueError, match=r"McNemar|mcnemar"):
-        DeployModelOperator(candidate_version=first, paired_test="mcnemar", **{**common, "metric": "f1"})
+        DeployModelOperator(
+            candidate_version=first,
+            **common,
+            **judged,
+            gate=Gate(metric="f1", paired_test="mcnemar"),
+        )
 
 
 def test_a_plotting_failure_does_not_decide_the_promotion(
@@ -195,12 +227,18 @@ def test_a_plotting_failure_does_not_decide_the_promotion(
         "task_id": "deploy",
         "registered_model_name": name,
         "evaluation_uri": dataset,
-        "target": "churned",
-        "metric": "f1",
+        "label_column": "churned",
+        "gate": Gate(metric="f1"),
         "mlflow_conn_id": mlflow_conn,
     }
-    assert DeployModelOperator(candidate_version=first, **common).execute(task_context(tmp_path))["promoted"]
-    result = DeployModelOperator(candidate_version=worse, **common).execute(task_context(tmp_path))
+    assert DeployModelOperator(
+        candidate_version=first,
+        **common,
+    ).execute(task_context(tmp_path))["promoted"]
+    result = DeployModelOperator(
+        candidate_version=worse,
+        **common,
+    ).execute(task_context(tmp_path))
     assert not result["promoted"] and result["evaluation_artifacts"] is None
     logged = capfd.readouterr()
     assert (
@@ -239,22 +277,26 @@ def test_the_gate_judges_post_drift_rows_and_a_gain_within_the_uncertainty_is_a_
         "task_id": "deploy",
         "registered_model_name": name,
         "evaluation_uri": evaluation,
-        "target": "churned",
-        "metric": "roc_auc",
-        "min_delta": "uncertainty",
-        "n_bootstrap": 300,
-        "since_drift": True,
-        "time_column": "day",
+        "label_column": "churned",
+        "gate": Gate(
+            metric="roc_auc", min_delta="uncertainty", n_bootstrap=300, since_drift=True, time_column="day"
+        ),
         "mlflow_conn_id": mlflow_conn,
     }
-    out = DeployModelOperator(candidate_version=first, **common).execute(task_context(tmp_path))
+    out = DeployModelOperator(
+        candidate_version=first,
+        **common,
+    ).execute(task_context(tmp_path))
     client = mlflow.MlflowClient(tracking_uri=mlflow_tracking["tracking_uri"])
     assert out["promoted"] and out["reason"] == "no champion yet"
     assert (
         "500 post-drift rows (since 2026-03-08, of 1500)" in client.get_model_version(name, first).description
     )
     assert out["candidate_score"] < 0.4, "scored on the reversed, post-drift rows only"
-    tie = DeployModelOperator(candidate_version=hair, **common).execute(task_context(tmp_path))
+    tie = DeployModelOperator(
+        candidate_version=hair,
+        **common,
+    ).execute(task_context(tmp_path))
     assert not tie["promoted"] and 0 < tie["candidate_score"] - tie["champion_score"] < 0.005
     assert "not better" in tie["reason"] and "the gain's standard error" in tie["reason"]
     description = client.get_model_version(name, hair).description
@@ -264,4 +306,7 @@ def test_the_gate_judges_post_drift_rows_and_a_gain_within_the_uncertainty_is_a_
     # an onset after the last evaluation row: nothing to judge on, the task fails saying so
     client.set_registered_model_tag(name, "mlops.drift_onset", json.dumps({"first_day": "2026-04-01"}))
     with pytest.raises(AirflowFailException, match="no row on or after the drift onset 2026-04-01"):
-        DeployModelOperator(candidate_version=hair, **common).execute(task_context(tmp_path))
+        DeployModelOperator(
+            candidate_version=hair,
+            **common,
+        ).execute(task_context(tmp_path))

@@ -23,7 +23,7 @@ with DAG("{dag_id}", schedule=None, start_date=dt.datetime(2026, 1, 1)) as dag:
     TrainModelOperator(
         task_id="train",
         input_uri="INPUT",
-        target="label",
+        label_column="label",
         registered_model_name="{dag_id}",
         model_output_uri="OUTPUT",
         mlflow_conn_id="MLFLOW",

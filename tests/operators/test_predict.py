@@ -15,6 +15,7 @@ from airflow_provider_mlops.hooks.s3 import S3Hook
 from airflow_provider_mlops.ml import serialization
 from airflow_provider_mlops.ml.features import model_inputs
 from airflow_provider_mlops.ml.serialization import ModelIntegrityError, load_model_version
+from airflow_provider_mlops.ml.specs import Model
 from airflow_provider_mlops.operators.predict import BatchPredictOperator
 from airflow_provider_mlops.operators.train import TrainModelOperator
 from tests.operators.helpers import task_context
@@ -41,12 +42,13 @@ def test_scores_in_bounded_batches_exactly_like_the_model(
     trained = TrainModelOperator(
         task_id="train",
         input_uri=dataset,
-        target="churned",
+        label_column="churned",
         registered_model_name=name,
-        estimator="sklearn.ensemble.RandomForestClassifier",
-        estimator_params={"n_estimators": 15, "max_depth": 5},
         mlflow_conn_id=mlflow_conn,
         model_output_uri=(tmp_path / "models").as_uri(),
+        model=Model(
+            estimator="sklearn.ensemble.RandomForestClassifier", params={"n_estimators": 15, "max_depth": 5}
+        ),
     ).execute(task_context(tmp_path))
     client = mlflow.MlflowClient(tracking_uri=mlflow_tracking["tracking_uri"])
     client.set_registered_model_alias(name, "champion", trained["version"])
@@ -113,11 +115,11 @@ def test_missing_feature_columns_are_named(dataset: str, mlflow_conn: str, tmp_p
     trained = TrainModelOperator(
         task_id="train",
         input_uri=dataset,
-        target="churned",
+        label_column="churned",
         registered_model_name="churn_batch_cols",
-        estimator="sklearn.linear_model.LogisticRegression",
         mlflow_conn_id=mlflow_conn,
         model_output_uri=(tmp_path / "models").as_uri(),
+        model=Model(estimator="sklearn.linear_model.LogisticRegression"),
     ).execute(task_context(tmp_path))
     storage = S3Hook(aws_conn_id=None)
     narrow = (tmp_path / "narrow").as_uri()
@@ -153,11 +155,11 @@ def test_compiled_and_pipeline_batches_match_the_model_bit_for_bit(
     trained = TrainModelOperator(
         task_id="train",
         input_uri=train_uri,
-        target="churned",
+        label_column="churned",
         registered_model_name=name,
-        estimator="sklearn.linear_model.LogisticRegression",
         mlflow_conn_id=mlflow_conn,
         model_output_uri=(tmp_path / "models").as_uri(),
+        model=Model(estimator="sklearn.linear_model.LogisticRegression"),
     ).execute(task_context(tmp_path))
     score = churn_frame(2000, 11).drop(columns=["churned"])
     score.loc[1100:1110, "plan"] = None  # only the third 500-row batch has a missing category

@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from airflow_provider_mlops.hooks.s3 import S3Hook
 from airflow_provider_mlops.ml.eda import SCHEMA
+from airflow_provider_mlops.ml.specs import Model, TrainingData
 from airflow_provider_mlops.operators.train import TrainModelOperator
 from tests.operators.helpers import task_context
 
@@ -18,12 +19,12 @@ def _train(dataset: str, mlflow_conn: str, tmp_path: Path, **kwargs: object) -> 
     return TrainModelOperator(
         task_id="train",
         input_uri=dataset,
-        target="churned",
+        label_column="churned",
         registered_model_name="churn_profiled",
-        estimator="sklearn.linear_model.LogisticRegression",
         mlflow_conn_id=mlflow_conn,
         model_output_uri=(tmp_path / "model").as_uri(),
         **kwargs,
+        model=Model(estimator="sklearn.linear_model.LogisticRegression"),
     ).execute(task_context(tmp_path))
 
 
@@ -50,5 +51,5 @@ def test_the_training_data_profile_is_logged_to_the_run(
     page = mlflow.artifacts.load_text(f"runs:/{out['run_id']}/data_profile.html")
     assert page.startswith("<!doctype html>") and "Training data profile" in page
 
-    off = _train(dataset, mlflow_conn, tmp_path, profile_data=False)
+    off = _train(dataset, mlflow_conn, tmp_path, data=TrainingData(profile=False))
     assert "data_profile.html" not in {a.path for a in client.list_artifacts(off["run_id"])}

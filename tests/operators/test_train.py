@@ -13,6 +13,7 @@ from airflow.providers.common.compat.sdk import AirflowFailException
 from airflow_provider_mlops.hooks.s3 import S3Hook
 from airflow_provider_mlops.links.mlflow import MlflowRunLink
 from airflow_provider_mlops.ml.serialization import ModelIntegrityError, load_model_version
+from airflow_provider_mlops.ml.specs import Model
 from airflow_provider_mlops.ml.training import TrainingError
 from airflow_provider_mlops.operators.train import TrainModelOperator
 from tests.operators.helpers import task_context
@@ -24,15 +25,14 @@ def test_trains_tracks_registers_and_the_registered_model_predicts_like_the_pipe
     op = TrainModelOperator(
         task_id="train",
         input_uri={"uri": dataset},
-        target="churned",
+        label_column="churned",
         registered_model_name="churn_test",
         features={"numeric": {"outliers": {"method": "iqr"}}},
         selection=[{"method": "variance"}],
-        estimator="sklearn.ensemble.RandomForestClassifier",
-        estimator_params={"n_estimators": 30},
         tuning={"method": "grid", "param_grid": {"max_depth": [2, 6]}, "cv": 3},
         mlflow_conn_id=mlflow_conn,
         model_output_uri=(tmp_path / "model").as_uri(),
+        model=Model(estimator="sklearn.ensemble.RandomForestClassifier", params={"n_estimators": 30}),
     )
     context = task_context(tmp_path)
     out = op.execute(context)
@@ -74,7 +74,7 @@ def test_trains_tracks_registers_and_the_registered_model_predicts_like_the_pipe
 
     in_process = train(
         pa.Table.from_batches(list(S3Hook(aws_conn_id=None).iter_batches(dataset))).to_pandas(),
-        target="churned",
+        label_column="churned",
         features={"numeric": {"outliers": {"method": "iqr"}}},
         selection=[{"method": "variance"}],
         estimator="sklearn.ensemble.RandomForestClassifier",
@@ -121,11 +121,11 @@ def test_tampered_model_file_is_refused_before_loading(
     op = TrainModelOperator(
         task_id="train",
         input_uri=dataset,
-        target="churned",
+        label_column="churned",
         registered_model_name="churn_t2",
-        estimator="sklearn.linear_model.LogisticRegression",
         mlflow_conn_id=mlflow_conn,
         model_output_uri=(tmp_path / "m2").as_uri(),
+        model=Model(estimator="sklearn.linear_model.LogisticRegression"),
     )
     out = op.execute(task_context(tmp_path))
     path = Path(out["model_file"].removeprefix("file://"))
@@ -141,11 +141,11 @@ def test_missing_target_is_a_clear_error(dataset: str, mlflow_conn: str, tmp_pat
     op = TrainModelOperator(
         task_id="train",
         input_uri=dataset,
-        target="label",
+        label_column="label",
         registered_model_name="x",
         mlflow_conn_id=mlflow_conn,
     )
-    with pytest.raises(AirflowFailException, match="Target column 'label' is not in the data") as failed:
+    with pytest.raises(AirflowFailException, match="Label column 'label' is not in the data") as failed:
         op.execute(task_context(tmp_path))
     assert isinstance(failed.value.__cause__, TrainingError)  # no retries: the data will not change
 
@@ -158,15 +158,17 @@ def test_candidates_leaderboard_is_logged_and_the_winner_registered(
     op = TrainModelOperator(
         task_id="train",
         input_uri=dataset,
-        target="churned",
+        label_column="churned",
         registered_model_name="churn_candidates",
-        candidates=[
-            {"estimator": "logistic_regression", "search_space": {"C": [0.1, 1.0]}},
-            {"estimator": "dummy", "name": "always_majority"},
-        ],
         tuning={"method": "grid", "cv": 3},
         mlflow_conn_id=mlflow_conn,
         model_output_uri=(tmp_path / "mc").as_uri(),
+        model=Model(
+            candidates=[
+                {"estimator": "logistic_regression", "search_space": {"C": [0.1, 1.0]}},
+                {"estimator": "dummy", "name": "always_majority"},
+            ]
+        ),
     )
     out = op.execute(task_context(tmp_path))
     assert [r["candidate"] for r in out["leaderboard"]] == ["logistic_regression", "always_majority"]
@@ -196,9 +198,9 @@ def test_an_unknown_candidate_estimator_is_refused_at_construction() -> None:
         TrainModelOperator(
             task_id="train",
             input_uri="file:///nowhere",
-            target="y",
+            label_column="y",
             registered_model_name="x",
-            candidates=[{"estimator": "subprocess.Popen", "params": {"args": "true"}}],
+            model=Model(candidates=[{"estimator": "subprocess.Popen", "params": {"args": "true"}}]),
         )
 
 
@@ -212,9 +214,9 @@ def test_an_unknown_single_estimator_is_refused_at_construction(path: str) -> No
         TrainModelOperator(
             task_id="train",
             input_uri="file:///nowhere",
-            target="y",
+            label_column="y",
             registered_model_name="x",
-            estimator=path,
+            model=Model(estimator=path),
         )
 
 
@@ -229,12 +231,11 @@ def test_a_regressor_logs_predicted_vs_actual_and_residuals(
     op = TrainModelOperator(
         task_id="train",
         input_uri=dataset,
-        target="minutes",
-        task="regression",
+        label_column="minutes",
         registered_model_name="minutes_reg",
-        estimator="sklearn.linear_model.Ridge",
         mlflow_conn_id=mlflow_conn,
         model_output_uri=(tmp_path / "mr").as_uri(),
+        model=Model(task="regression", estimator="sklearn.linear_model.Ridge"),
     )
     out = op.execute(task_context(tmp_path))
     client = mlflow.MlflowClient(tracking_uri=mlflow_tracking["tracking_uri"])

@@ -22,6 +22,8 @@ from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_provider_mlops.hooks.s3 import S3Hook
 from airflow_provider_mlops.ml import registration
+from airflow_provider_mlops.ml.specs import Model, TrainingData
+from airflow_provider_mlops.ml.tags import TAG_COMPLETE
 from airflow_provider_mlops.operators.train import TrainModelOperator
 from tests.operators.helpers import task_context
 
@@ -63,17 +65,14 @@ def operator(uri: str, name: str, mlflow_conn: str, tmp_path: Path, **kwargs: An
     return TrainModelOperator(
         task_id="train",
         input_uri=uri,
-        target="sky",
+        label_column="sky",
         registered_model_name=name,
         features={"drop": ["day"]},
-        estimator="sklearn.linear_model.LogisticRegression",
-        estimator_params={"max_iter": 500},
-        split_strategy="time",
-        time_column="day",
         mlflow_conn_id=mlflow_conn,
         model_output_uri=(tmp_path / "models").as_uri(),
-        profile_data=False,
         **kwargs,
+        model=Model(estimator="sklearn.linear_model.LogisticRegression", params={"max_iter": 500}),
+        data=TrainingData(split="time", time_column="day", profile=False),
     )
 
 
@@ -105,7 +104,7 @@ def test_a_class_absent_from_the_time_split_holdout_leaves_roc_auc_out_with_the_
     client = mlflow.MlflowClient(tracking_uri=mlflow_tracking["tracking_uri"])
     tags = client.get_model_version("weather_holdout", out["version"]).tags
     assert "metric.roc_auc" not in tags and tags["metric.accuracy"] == f"{out['metrics']['accuracy']:.6f}"
-    assert tags[registration.TAG_COMPLETE] == "true"
+    assert tags[TAG_COMPLETE] == "true"
     run = client.get_run(out["run_id"])
     assert all(math.isfinite(v) for v in run.data.metrics.values())
     assert "roc_auc" not in run.data.metrics
@@ -186,7 +185,7 @@ def test_an_incomplete_version_of_an_earlier_try_is_replaced(
     with pytest.raises(OSError, match="artifact store went away"):
         operator(uri, name, mlflow_conn, tmp_path).execute(context)
     [left] = versions(mlflow_tracking["tracking_uri"], name)
-    assert registration.TAG_COMPLETE not in left.tags
+    assert TAG_COMPLETE not in left.tags
     assert (
         left.tags["mlops.airflow.task_id"] == "train"
         and left.tags["mlops.airflow.run_id"] == context["run_id"]
@@ -215,7 +214,7 @@ def test_a_non_finite_value_headed_for_xcom_is_named() -> None:
 
 
 def test_the_operator_docstring_and_train_rst_list_every_tuning_method() -> None:
-    from airflow_provider_mlops.ml.training import TUNING_METHODS
+    from airflow_provider_mlops.ml.search import TUNING_METHODS
 
     page = (Path(__file__).parents[2] / "docs" / "operators" / "train.rst").read_text()
     doc = TrainModelOperator.__doc__ or ""

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pytest
 
 from airflow_provider_mlops.hooks.s3 import S3Hook
+from airflow_provider_mlops.ml.specs import Model, TrainingData
 from airflow_provider_mlops.ml.windows import WindowSpecError
 from airflow_provider_mlops.operators.train import TrainModelOperator
 from tests.operators.helpers import task_context
@@ -51,16 +52,13 @@ def _train(daily: str, mlflow_conn: str, tmp_path: Path, name: str, window: dict
     op = TrainModelOperator(
         task_id="train",
         input_uri=daily,
-        target="churned",
+        label_column="churned",
         registered_model_name=name,
-        estimator="logistic_regression",
         features={"drop": ["day"]},
-        time_column="day",
-        test_size=0.25,
-        window=window,
         mlflow_conn_id=mlflow_conn,
         model_output_uri=(tmp_path / name).as_uri(),
-        profile_data=False,
+        model=Model(estimator="logistic_regression"),
+        data=TrainingData(time_column="day", test_size=0.25, window=window, profile=False),
     )
     return op.execute({**task_context(tmp_path), **kwargs})
 
@@ -99,9 +97,17 @@ def test_the_onset_tag_of_the_registered_model_is_the_fallback(
 def test_a_window_without_a_time_column_is_refused_at_parse() -> None:
     with pytest.raises(ValueError, match="window needs a time_column"):
         TrainModelOperator(
-            task_id="t", input_uri="x", target="y", registered_model_name="m", window={"days": 3}
+            task_id="t",
+            input_uri="x",
+            label_column="y",
+            registered_model_name="m",
+            data=TrainingData(window={"days": 3}),
         )
     with pytest.raises(WindowSpecError, match="unknown keys"):
         TrainModelOperator(
-            task_id="t", input_uri="x", target="y", registered_model_name="m", window={"weeks": 3}
+            task_id="t",
+            input_uri="x",
+            label_column="y",
+            registered_model_name="m",
+            data=TrainingData(window={"weeks": 3}),
         )

@@ -15,13 +15,14 @@ from pytest_httpserver import HTTPServer
 
 from airflow_provider_mlops.hooks.s3 import S3Hook
 from airflow_provider_mlops.ml.profile import build_profile
+from airflow_provider_mlops.ml.specs import Decay, DriftLimits, Model, Retrain, TrainingData
 from airflow_provider_mlops.notifications.webhook import WebhookNotifier
 from airflow_provider_mlops.operators.deploy import DeployModelOperator
 from airflow_provider_mlops.operators.train import TrainModelOperator
 from airflow_provider_mlops.sensors.drift import DriftSensor
 from airflow_provider_mlops.triggers.dataset import DatasetReadyTrigger
 from tests.conftest import set_connection
-from tests.operators.helpers import task_context
+from tests.operators.helpers import task_context, train_kwargs
 
 
 def _people(n: int, seed: int, *, shift: float = 0.0) -> pd.DataFrame:
@@ -51,19 +52,18 @@ def _train_and_gate(
     version = TrainModelOperator(
         task_id="train",
         input_uri=dataset,
-        target="churned",
+        label_column="churned",
         registered_model_name=name,
-        estimator="sklearn.linear_model.LogisticRegression",
         mlflow_conn_id=mlflow_conn,
         model_output_uri=(tmp_path / "m").as_uri(),
-        **train_options,
+        **train_kwargs(estimator="sklearn.linear_model.LogisticRegression", **train_options),
     ).execute(task_context(tmp_path))["version"]
     gate = DeployModelOperator(
         task_id="deploy",
         registered_model_name=name,
         candidate_version=version,
         evaluation_uri=dataset,
-        target="churned",
+        label_column="churned",
         mlflow_conn_id=mlflow_conn,
     ).execute(task_context(tmp_path))
     return version, gate
@@ -107,8 +107,8 @@ def test_no_drift_skips_and_drift_succeeds_with_report_and_alert(
         current_uri={"uri": shifted},
         reference_profile_uri=profile_uri,
         report_uri=(tmp_path / "r2").as_uri(),
-        thresholds={"share": 0.3},
         on_drift=[WebhookNotifier(http_conn_id="drift_alerts", endpoint="alerts", title="Drift")],
+        drift=DriftLimits(thresholds={"share": 0.3}),
     )
     result = sensor.poke(task_context(tmp_path))
     assert result.is_done and result.xcom_value["drifted_features"] == ["age"]
@@ -122,7 +122,9 @@ def test_no_drift_skips_and_drift_succeeds_with_report_and_alert(
 
 def test_waits_while_the_dataset_is_incomplete(profile_uri: str, tmp_path: Path) -> None:
     sensor = DriftSensor(
-        task_id="drift", current_uri=(tmp_path / "not-yet").as_uri(), reference_profile_uri=profile_uri
+        task_id="drift",
+        current_uri=(tmp_path / "not-yet").as_uri(),
+        reference_profile_uri=profile_uri,
     )
     assert sensor.poke(task_context(tmp_path)) is False
 
@@ -137,7 +139,7 @@ def test_deferrable_path_runs_through_its_trigger(profile_uri: str, tmp_path: Pa
         poke_interval=0.05,
         timeout=30,
         report_uri=(tmp_path / "r3").as_uri(),
-        thresholds={"share": 0.3},
+        drift=DriftLimits(thresholds={"share": 0.3}),
     )
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute(task_context(tmp_path))
@@ -183,11 +185,9 @@ def test_accuracy_decay_against_the_champion(
         task_id="drift",
         current_uri=flipped,
         registered_model_name=name,
-        target="churned",
-        metric="accuracy",
-        max_metric_drop=0.1,
         mlflow_conn_id=mlflow_conn,
         report_uri=(tmp_path / "r4").as_uri(),
+        decay=Decay(label_column="churned", metric="accuracy", max_drop=0.1),
     )
     result = sensor.poke(task_context(tmp_path))
     summary = result.xcom_value
@@ -218,7 +218,7 @@ def test_html_report_renders_in_headless_chromium(
         current_uri=shifted,
         reference_profile_uri=profile_uri,
         report_uri=(tmp_path / "report").as_uri(),
-        thresholds={"share": 0.3},
+        drift=DriftLimits(thresholds={"share": 0.3}),
     )
     sensor.poke(task_context(tmp_path))
     url = (tmp_path / "report" / "report.html").as_uri()
@@ -239,7 +239,7 @@ def test_a_plain_parquet_file_is_read_at_once(profile_uri: str, tmp_path: Path) 
             current_uri=uri,
             reference_profile_uri=profile_uri,
             report_uri=(tmp_path / "r-plain").as_uri(),
-            thresholds={"share": 0.3},
+            drift=DriftLimits(thresholds={"share": 0.3}),
         )
         result = sensor.poke(task_context(tmp_path))
         assert result.is_done and "age" in result.xcom_value["drifted_features"]
@@ -251,7 +251,9 @@ def test_a_dataset_being_written_is_not_taken_half_written(profile_uri: str, tmp
     partial.mkdir(parents=True)
     (partial / "part-0.parquet").write_bytes(b"not yet")
     sensor = DriftSensor(
-        task_id="drift", current_uri=(tmp_path / "writing").as_uri(), reference_profile_uri=profile_uri
+        task_id="drift",
+        current_uri=(tmp_path / "writing").as_uri(),
+        reference_profile_uri=profile_uri,
     )
     assert sensor.poke(task_context(tmp_path)) is False
 
@@ -260,7 +262,11 @@ def test_errors_a_retry_cannot_fix_fail_the_task_without_retries(
     profile_uri: str, mlflow_conn: str, tmp_path: Path
 ) -> None:
     current = _write(tmp_path, "current", _people(500, 1))
-    two = DriftSensor(task_id="drift", current_uri=[current, current], reference_profile_uri=profile_uri)
+    two = DriftSensor(
+        task_id="drift",
+        current_uri=[current, current],
+        reference_profile_uri=profile_uri,
+    )
     with pytest.raises(AirflowFailException, match="current_uri must name one dataset"):
         two.poke(task_context(tmp_path))
     missing = DriftSensor(
@@ -268,7 +274,7 @@ def test_errors_a_retry_cannot_fix_fail_the_task_without_retries(
         current_uri=current,
         registered_model_name="never_trained",
         mlflow_conn_id=mlflow_conn,
-        on_missing_reference="fail",
+        retrain=Retrain(on_missing_reference="fail"),
     )
     with pytest.raises(AirflowFailException, match="never_trained@champion has no reference profile"):
         missing.poke(task_context(tmp_path))
@@ -281,8 +287,7 @@ def test_excluded_features_are_left_out_and_a_misspelling_fails(profile_uri: str
         current_uri=shifted,
         reference_profile_uri=profile_uri,
         report_uri=(tmp_path / "r-excl").as_uri(),
-        thresholds={"share": 0.3},
-        exclude=["age"],
+        drift=DriftLimits(thresholds={"share": 0.3}, exclude=["age"]),
     )
     with pytest.raises(AirflowSkipException, match="No drift"):
         sensor.poke(task_context(tmp_path))
@@ -292,7 +297,10 @@ def test_excluded_features_are_left_out_and_a_misspelling_fails(profile_uri: str
         "plan",
     ]
     typo = DriftSensor(
-        task_id="drift", current_uri=shifted, reference_profile_uri=profile_uri, exclude=["agee"]
+        task_id="drift",
+        current_uri=shifted,
+        reference_profile_uri=profile_uri,
+        drift=DriftLimits(exclude=["agee"]),
     )
     with pytest.raises(AirflowFailException, match=r"exclude names feature\(s\) \['agee'\]"):
         typo.poke(task_context(tmp_path))
@@ -330,13 +338,11 @@ def test_a_retrain_that_did_not_help_holds_the_next_requests(
             task_id="drift",
             current_uri=flipped,
             registered_model_name=name,
-            target="churned",
-            metric="accuracy",
-            max_metric_drop=0.1,
             mlflow_conn_id=mlflow_conn,
             report_uri=(tmp_path / f"day{day}").as_uri(),
             outlets=[outlet],
             **kwargs,
+            decay=Decay(label_column="churned", metric="accuracy", max_drop=0.1),
         )
         try:
             return sensor.poke(context), context
@@ -373,7 +379,7 @@ def test_a_retrain_that_did_not_help_holds_the_next_requests(
     assert again.is_done and "cool-down" in again.xcom_value["retrain"]["reason"]
     assert "mlops.retrain_hold" not in client.get_registered_model(name).tags
     # retrain_cooldown=None: ask every time, as before
-    assert check(17, retrain_cooldown=None)[0].is_done
+    assert check(17, retrain=Retrain(cooldown=None))[0].is_done
     # the episode that began on day 8 goes on through held and asked checks alike
     from airflow_provider_mlops.ml.onset import read_onset
 
@@ -385,17 +391,15 @@ def test_a_retrain_that_did_not_help_holds_the_next_requests(
         task_id="drift",
         current_uri=dataset,
         registered_model_name=name,
-        target="churned",
-        metric="accuracy",
-        max_metric_drop=0.1,
         mlflow_conn_id=mlflow_conn,
         report_uri=(tmp_path / "calm").as_uri(),
+        decay=Decay(label_column="churned", metric="accuracy", max_drop=0.1),
     )
     with pytest.raises(AirflowSkipException):
         calm.poke({**task_context(tmp_path), "logical_date": "2026-01-18T00:00:00+00:00"})
     ended = read_onset(client.get_registered_model(name).tags)
     assert ended.first_day.isoformat() == "2026-01-08" and ended.ended.day == 18
-    again, context = check(20, retrain_cooldown=None)
+    again, context = check(20, retrain=Retrain(cooldown=None))
     assert again.is_done and again.xcom_value["drift_onset"]["first_day"] == "2026-01-20"
     assert read_onset(context["outlet_events"][outlet]).first_day.isoformat() == "2026-01-20"
 
@@ -421,12 +425,12 @@ def test_a_model_trained_on_booleans_does_not_drift_on_the_same_day_as_json_text
     version = TrainModelOperator(
         task_id="train",
         input_uri=train_uri,
-        target="rain_tomorrow",
+        label_column="rain_tomorrow",
         registered_model_name=name,
-        estimator="sklearn.linear_model.LogisticRegression",
         mlflow_conn_id=mlflow_conn,
         model_output_uri=(tmp_path / "m").as_uri(),
-        profile_data=False,
+        model=Model(estimator="sklearn.linear_model.LogisticRegression"),
+        data=TrainingData(profile=False),
     ).execute(task_context(tmp_path))["version"]
     from mlflow import MlflowClient
 
@@ -480,12 +484,10 @@ def test_the_onset_is_the_first_day_of_the_data_when_a_time_column_is_given(
         task_id="drift",
         current_uri=_write(tmp_path, "day8", frame),
         registered_model_name=name,
-        target="churned",
-        metric="accuracy",
-        max_metric_drop=0.1,
-        time_column="day",
         mlflow_conn_id=mlflow_conn,
         report_uri=(tmp_path / "r").as_uri(),
+        decay=Decay(label_column="churned", metric="accuracy", max_drop=0.1),
+        retrain=Retrain(time_column="day"),
     )
     out = sensor.poke({**task_context(tmp_path), "logical_date": "2026-01-09T00:00:00+00:00"})
     assert out.xcom_value["drift_onset"]["first_day"] == "2026-01-08"
@@ -495,6 +497,6 @@ def test_the_onset_is_the_first_day_of_the_data_when_a_time_column_is_given(
     # a misnamed time column fails the check that starts an episode, naming it
     client = MlflowClient(tracking_uri=mlflow_tracking["tracking_uri"])
     client.delete_registered_model_tag(name, "mlops.drift_onset")
-    sensor.time_column = "when"
+    sensor.retrain = Retrain(time_column="when")
     with pytest.raises(AirflowFailException, match="time_column 'when' cannot be read"):
         sensor.poke({**task_context(tmp_path), "logical_date": "2026-01-10T00:00:00+00:00"})

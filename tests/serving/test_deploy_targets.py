@@ -9,7 +9,8 @@ import mlflow
 import pytest
 
 from airflow_provider_mlops.deployment.targets import DeploymentError, DeploymentTarget, ModelRelease
-from airflow_provider_mlops.operators.deploy import DeployModelOperator
+from airflow_provider_mlops.ml.specs import Gate, Model
+from airflow_provider_mlops.operators.deploy import DeployModelOperator, RollbackModelOperator
 from airflow_provider_mlops.operators.train import TrainModelOperator
 from tests.conftest import set_connection
 from tests.operators.helpers import task_context
@@ -54,12 +55,11 @@ def test_targets_gate_the_promotion_and_roll_back(
             TrainModelOperator(
                 task_id="train",
                 input_uri=dataset,
-                target="churned",
+                label_column="churned",
                 registered_model_name=NAME,
-                estimator=estimator,
-                estimator_params=params,
                 mlflow_conn_id=mlflow_conn,
                 model_output_uri=(tmp_path / "models").as_uri(),
+                model=Model(estimator=estimator, params=params),
             ).execute(task_context(tmp_path))["version"]
         )
     v1, v2, v3 = versions
@@ -68,13 +68,16 @@ def test_targets_gate_the_promotion_and_roll_back(
     common = {
         "task_id": "deploy",
         "registered_model_name": NAME,
-        "evaluation_uri": dataset,
-        "target": "churned",
-        "min_delta": -1.0,  # the gate is not under test here: every candidate may win
         "mlflow_conn_id": mlflow_conn,
         "publish_uri": published.as_uri(),
     }
-    DeployModelOperator(candidate_version=v1, **common).execute(task_context(tmp_path))
+    # the gate is not under test here: every candidate may win
+    judged = {"evaluation_uri": dataset, "label_column": "churned", "gate": Gate(min_delta=-1.0)}
+    DeployModelOperator(
+        candidate_version=v1,
+        **common,
+        **judged,
+    ).execute(task_context(tmp_path))
 
     server = start_server(
         ["--model-name", NAME, "--tracking-uri", mlflow_tracking["tracking_uri"]], tmp_path / "server.log"
@@ -97,9 +100,12 @@ def test_targets_gate_the_promotion_and_roll_back(
         local = {"type": "local_server", "http_conn_id": "model_server", "smoke_input": smoke}
 
         # Promotion: the server reloads the candidate and proves it serves it before the alias moves.
-        result = DeployModelOperator(candidate_version=v2, targets=[local], **common).execute(
-            task_context(tmp_path)
-        )
+        result = DeployModelOperator(
+            candidate_version=v2,
+            **judged,
+            targets=[local],
+            **common,
+        ).execute(task_context(tmp_path))
         assert result["promoted"] and result["targets"][0]["version"] == v2
         assert server.get("/version").json()["version"] == v2
         assert str(client.get_model_version_by_alias(NAME, "champion").version) == v2
@@ -110,18 +116,23 @@ def test_targets_gate_the_promotion_and_roll_back(
         with pytest.raises(
             DeploymentError, match=r"always_fails failed .*v" + v3 + r".*smoke request timed out"
         ):
-            DeployModelOperator(candidate_version=v3, targets=[local, failing], **common).execute(
-                task_context(tmp_path)
-            )
+            DeployModelOperator(
+                candidate_version=v3,
+                **judged,
+                targets=[local, failing],
+                **common,
+            ).execute(task_context(tmp_path))
         assert failing.deployed == [v3] and failing.rolled_back_to == [v2]
         assert server.get("/version").json()["version"] == v2
         assert str(client.get_model_version_by_alias(NAME, "champion").version) == v2
         assert json.loads((published / "latest.json").read_text())["version"] == v2
 
         # Rollback re-points the server, the alias and latest.json.
-        rolled = DeployModelOperator(rollback_version=v1, targets=[local], **common).execute(
-            task_context(tmp_path)
-        )
+        rolled = RollbackModelOperator(
+            version=v1,
+            targets=[local],
+            **common,
+        ).execute(task_context(tmp_path))
         assert rolled["reason"] == "rollback" and rolled["targets"][0]["version"] == v1
         assert server.get("/version").json()["version"] == v1
         assert str(client.get_model_version_by_alias(NAME, "champion").version) == v1

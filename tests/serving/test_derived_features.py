@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from airflow_provider_mlops.hooks.s3 import S3Hook
 from airflow_provider_mlops.ml.features import model_inputs
 from airflow_provider_mlops.ml.serialization import load_model_version
+from airflow_provider_mlops.ml.specs import Model, TrainingData
 from airflow_provider_mlops.operators.predict import BatchPredictOperator
 from airflow_provider_mlops.operators.train import TrainModelOperator
 from airflow_provider_mlops.serving.compiled import compile_pipeline
@@ -83,16 +84,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory, mlflow_tracking: dict[str,
     out = TrainModelOperator(
         task_id="train",
         input_uri=uri,
-        target="sky",
+        label_column="sky",
         registered_model_name=NAME,
-        estimator="sklearn.linear_model.LogisticRegression",
-        estimator_params={"max_iter": 1000},
         features=FEATURES,
-        time_column="date",
-        split_strategy="time",
-        profile_data=False,  # the data profile of a DATE column is issue #28 item 4, not this test's
         mlflow_conn_id=conn,
         model_output_uri=(root / "models").as_uri(),
+        model=Model(estimator="sklearn.linear_model.LogisticRegression", params={"max_iter": 1000}),
+        data=TrainingData(split="time", time_column="date", profile=False),
     ).execute(task_context(root))
     client = mlflow.MlflowClient(tracking_uri=mlflow_tracking["tracking_uri"])
     client.set_registered_model_alias(NAME, "champion", out["version"])

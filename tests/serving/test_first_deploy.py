@@ -15,6 +15,7 @@ import pytest
 
 from airflow_provider_mlops.deployment.targets import DeploymentError
 from airflow_provider_mlops.hooks.s3 import S3Hook
+from airflow_provider_mlops.ml.specs import Model
 from airflow_provider_mlops.operators.deploy import DeployModelOperator
 from airflow_provider_mlops.operators.train import TrainModelOperator
 from tests.conftest import set_connection
@@ -35,11 +36,11 @@ def _train(dataset: str, mlflow_conn: str, tmp_path: Path) -> str:
     return TrainModelOperator(
         task_id="train",
         input_uri=dataset,
-        target="churned",
+        label_column="churned",
         registered_model_name=NAME,
-        estimator="sklearn.linear_model.LogisticRegression",
         mlflow_conn_id=mlflow_conn,
         model_output_uri=(tmp_path / "models").as_uri(),
+        model=Model(estimator="sklearn.linear_model.LogisticRegression"),
     ).execute(task_context(tmp_path))["version"]
 
 
@@ -95,21 +96,25 @@ def test_the_server_starts_without_a_champion_and_the_first_deploy_loads_it(
             "task_id": "deploy",
             "registered_model_name": NAME,
             "evaluation_uri": dataset,
-            "target": "churned",
+            "label_column": "churned",
             "mlflow_conn_id": mlflow_conn,
         }
         # A first deploy whose other target fails: the server goes back to serving nothing.
         with pytest.raises(DeploymentError, match="smoke request timed out"):
             DeployModelOperator(
-                candidate_version=v1, targets=[local, FailingSmokeTarget()], **common
+                candidate_version=v1,
+                targets=[local, FailingSmokeTarget()],
+                **common,
             ).execute(task_context(tmp_path))
         _no_model(server.get("/ping"))
         assert server.get("/version").json()["version"] is None
 
         # The first deploy: the target reloads the candidate into the empty server.
-        result = DeployModelOperator(candidate_version=v1, targets=[local], **common).execute(
-            task_context(tmp_path)
-        )
+        result = DeployModelOperator(
+            candidate_version=v1,
+            targets=[local],
+            **common,
+        ).execute(task_context(tmp_path))
         assert result["promoted"] and result["targets"][0]["version"] == v1
         assert server.get("/ping").status_code == 200
         assert server.get("/version").json()["version"] == v1

@@ -18,6 +18,7 @@ import requests
 
 from airflow_provider_mlops.hooks.s3 import S3Hook
 from airflow_provider_mlops.ml.serialization import load_model_version
+from airflow_provider_mlops.ml.specs import Model
 from airflow_provider_mlops.operators.train import TrainModelOperator
 from tests.conftest import set_connection
 from tests.operators.helpers import task_context
@@ -53,12 +54,11 @@ def registered(tmp_path_factory: pytest.TempPathFactory, mlflow_tracking: dict[s
         out = TrainModelOperator(
             task_id="train",
             input_uri=uri,
-            target="churned",
+            label_column="churned",
             registered_model_name=NAME,
-            estimator=estimator,
-            estimator_params=params,
             mlflow_conn_id=conn,
             model_output_uri=(root / "models").as_uri(),
+            model=Model(estimator=estimator, params=params),
         ).execute(task_context(root))
         versions.append(out)
     client = mlflow.MlflowClient(tracking_uri=mlflow_tracking["tracking_uri"])

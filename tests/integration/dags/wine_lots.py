@@ -17,6 +17,7 @@ from datetime import datetime
 
 from airflow.sdk import DAG
 
+from airflow_provider_mlops.ml.specs import Decay, Gate, Model, PredictionColumns, TrainingData
 from airflow_provider_mlops.operators.deploy import DeployModelOperator
 from airflow_provider_mlops.operators.extract import ExtractOperator
 from airflow_provider_mlops.operators.predict import BatchPredictOperator
@@ -54,42 +55,41 @@ with DAG(
     train = TrainModelOperator(
         task_id="train_cultivar_model",
         input_uri=extract.output,
-        target=TARGET,
-        task="classification",
+        label_column=TARGET,
         registered_model_name=MODEL,
         features={"drop": ["lot_id"]},
-        estimator="random_forest",
-        estimator_params={"n_estimators": 60, "max_depth": 6},
-        seed=7,
         mlflow_conn_id=MLFLOW,
+        model=Model(
+            task="classification", estimator="random_forest", params={"n_estimators": 60, "max_depth": 6}
+        ),
+        data=TrainingData(seed=7),
     )
     deploy = DeployModelOperator(
         task_id="deploy_if_better",
         registered_model_name=MODEL,
         candidate_version=train.output,
         evaluation_uri=extract.output,
-        target=TARGET,
-        metric="accuracy",
+        label_column=TARGET,
         publish_uri="staging://published/wine_cultivar",
         mlflow_conn_id=MLFLOW,
+        gate=Gate(metric="accuracy"),
     )
     predict = BatchPredictOperator(
         task_id="predict_lots",
         input_uri=extract.output,
         registered_model_name=MODEL,
         output_uri="staging://predictions/wine_lots",
-        keep_columns=["lot_id"],
         mlflow_conn_id=MLFLOW,
+        columns=PredictionColumns(keep=["lot_id"]),
     )
     monitor = DriftSensor(
         task_id="monitor_lots",
         current_uri=extract.output,
         registered_model_name=MODEL,
-        target=TARGET,
-        metric="accuracy",
         report_uri="staging://monitoring/wine_lots/{{ ds }}",
         mlflow_conn_id=MLFLOW,
         timeout=300,
+        decay=Decay(label_column=TARGET, metric="accuracy"),
     )
     extract >> [profile, train]
     train >> deploy >> predict >> monitor

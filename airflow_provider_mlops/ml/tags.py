@@ -1,0 +1,43 @@
+"""
+The registry vocabulary: every ``mlops.*`` tag key the provider writes to or reads from MLflow, once.
+
+Nothing else in the package spells an ``mlops.`` key (``tests/test_registry_vocabulary.py`` checks
+it); :class:`~airflow_provider_mlops.hooks.mlflow.MlflowHook` reads and writes them. Plain constants,
+no import: any layer may use them.
+"""
+
+from __future__ import annotations
+
+# --- model version: the model file (the trusted loader checks its bytes against TAG_SHA256) ---------
+TAG_SHA256 = "mlops.sha256"
+TAG_MODEL_URI = "mlops.model_uri"
+TAG_FORMAT = "mlops.format"
+TAG_BYTES = "mlops.bytes"
+TAG_KERAS_SHA256 = "mlops.keras_sha256"  # the native model.keras inside a keras bundle (informational)
+TAG_MLFLOW_SHA256 = "mlops.mlflow_sha256"  # the copy MLflow logged
+TAG_MLFLOW_URI = "mlops.mlflow_artifact_uri"
+
+# --- model version: which task registered it (a retry finds its own version by these) -------------
+TAG_TASK_PREFIX = "mlops.airflow."  # + dag_id, task_id, run_id, map_index, logical_date
+TAG_COMPLETE = "mlops.complete"  # "true" once every step after the registration succeeded
+TAG_RUN_ID = "mlops.run_id"  # the MLflow run
+TAG_AIRFLOW_RUN_ID = "mlops.airflow_run_id"
+
+# --- model version: the promotion decision (DeployModelOperator) ----------------------------------
+TAG_PROMOTED_BY = "mlops.promoted_by"
+TAG_PROMOTED_AT = "mlops.promoted_at"
+TAG_PROMOTION_REASON = "mlops.promotion_reason"
+TAG_PROMOTION_TEST = "mlops.promotion_test"  # the paired test, JSON
+TAG_NOT_PROMOTED = "mlops.not_promoted"  # the reason a candidate was kept out
+
+# --- registered model: monitoring state (DriftSensor) ---------------------------------------------
+TAG_DRIFT_ONSET = "mlops.drift_onset"
+TAG_RETRAIN_REQUEST = "mlops.retrain_request"
+TAG_RETRAIN_HOLD = "mlops.retrain_hold"
+
+# --- runs: data lineage of a training run, and the drift checks' runs ------------------------------
+TAG_INPUTS = "mlops.inputs"  # {dataset URI: schema fingerprint}, JSON
+TAG_TASK = "mlops.task"  # classification | regression
+TAG_LABEL = "mlops.label"  # the label column
+TAG_KIND = "mlops.kind"  # "drift-check" on the monitoring runs
+TAG_REPORT = "mlops.report"  # the drift report's HTML URI
