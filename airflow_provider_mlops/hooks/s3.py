@@ -476,10 +476,6 @@ class S3Hook(BaseHook):
         except NoCommittedDatasetError:
             return None
 
-    def read_manifest(self, uri: str) -> dict[str, Any] | None:
-        """Kept for callers of the manifest layer Delta replaced: :meth:`dataset_info`."""
-        return self.dataset_info(uri)
-
     def read_schema(self, uri: str) -> pa.Schema | None:
         """The exact Arrow schema of the committed table (None when there is none)."""
         from airflow_provider_mlops.datasets import delta

@@ -17,9 +17,6 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_mlops.hooks.connection_types import MYSQL_TYPES
-from airflow_provider_mlops.hooks.connection_types import (
-    get_sql_hook as get_sql_hook,  # for operators/load.py
-)
 from airflow_provider_mlops.hooks.sql_source import SqlSourceMixin
 
 if TYPE_CHECKING:

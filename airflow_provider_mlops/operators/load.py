@@ -222,7 +222,7 @@ class LoadOperator(BaseOperator):
                 result_uri = result["uri"]
             target = {"kind": "storage", "conn_id": self.target_conn_id, "name": result_uri}
         elif self.table:
-            from airflow_provider_mlops.hooks.sql import get_sql_hook
+            from airflow_provider_mlops.hooks.connection_types import get_sql_hook
 
             mode = self.mode or ("upsert" if self.keys else "append")
             hook: SqlSourceSink = get_sql_hook(self.target_conn_id or "")

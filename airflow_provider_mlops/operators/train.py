@@ -135,7 +135,7 @@ class TrainModelOperator(BaseOperator):
         import pyarrow as pa
 
         limit = self.data.max_rows
-        total = sum(int((storage.read_manifest(u) or {}).get("rows", 0)) for u in inputs)
+        total = sum(int((storage.dataset_info(u) or {}).get("rows", 0)) for u in inputs)
         fraction = min(1.0, limit / total) if total else 1.0
         if fraction < 1.0:
             self.log.warning(
@@ -279,7 +279,7 @@ class TrainModelOperator(BaseOperator):
         from airflow_provider_mlops.ml.tags import TAG_INPUTS, TAG_LABEL, TAG_TASK
 
         ti = context["ti"]
-        fingerprints = {u: (storage.read_manifest(u) or {}).get("schema_fingerprint") for u in inputs}
+        fingerprints = {u: (storage.dataset_info(u) or {}).get("schema_fingerprint") for u in inputs}
         return {
             "airflow.dag_id": ti.dag_id,
             "airflow.task_id": ti.task_id,

@@ -176,7 +176,7 @@ def test_nothing_committed_is_an_error_never_zero_rows(where, schema, s3_conn_id
         hook.write_dataset(uri, failing(), schema=SCHEMA if schema else None)
     with pytest.raises(NoCommittedDatasetError, match=r"No committed dataset|never committed|Nothing at"):
         list(hook.iter_batches(uri))
-    assert hook.read_manifest(uri) is None and not hook.is_table(uri)
+    assert hook.dataset_info(uri) is None and not hook.is_table(uri)
 
 
 def test_data_files_of_a_write_that_never_committed_are_refused(tmp_path: Path) -> None:
@@ -274,7 +274,7 @@ def test_a_type_conflict_turned_to_text_is_read_as_text(tmp_path: Path) -> None:
     batches = [pa.record_batch({"code": [1, 2]}), pa.record_batch({"code": ["A7", None]})]
     with pytest.raises(Exception, match="code"):
         hook.write_dataset(uri, iter(batches))
-    assert hook.read_manifest(uri) is None
+    assert hook.dataset_info(uri) is None
     hook.write_dataset(uri, iter(batches), type_conflict="string")
     assert sorted(_read(hook, uri).column("code").to_pylist(), key=str) == ["1", "2", "A7", None]
 

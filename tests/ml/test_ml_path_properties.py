@@ -244,7 +244,7 @@ def _whole_path(case: MLCase, root: Path, conn: str, tracking_uri: str) -> None:
     batch, err = ml_path.attempt(ml_path.batch_predict, name, uri, predictions_uri, root, mlflow_conn_id=conn)
     if err is not None:
         problems.append(f"batch prediction failed: {type(err).__name__}: {err}")
-        if ml_path.storage().read_manifest(predictions_uri) is not None:
+        if ml_path.storage().dataset_info(predictions_uri) is not None:
             problems.append("the failed batch prediction committed a dataset")
     elif batch.num_rows != case.table.num_rows:
         problems.append(f"batch prediction wrote {batch.num_rows} rows for {case.table.num_rows}")

@@ -56,7 +56,7 @@ def test_empty_source_follows_the_policy(policy: str, sqlite_conn: str, tmp_path
     else:
         with pytest.raises(AirflowSkipException if policy == "skip" else AirflowException, match="no rows"):
             op.execute(_context())
-    manifest = S3Hook(aws_conn_id=None).read_manifest(out)
+    manifest = S3Hook(aws_conn_id=None).dataset_info(out)
     if policy == "fail":
         # refused before the commit: nothing is committed (a previous version would stay)
         assert manifest is None
@@ -143,7 +143,7 @@ def test_schema_violation_fails_naming_the_column_and_leaves_no_output(
     ) as failed:
         op.execute(_context())
     assert isinstance(failed.value.__cause__, SchemaViolation)
-    assert S3Hook(aws_conn_id=None).read_manifest(out) is None  # nothing committed
+    assert S3Hook(aws_conn_id=None).dataset_info(out) is None  # nothing committed
 
 
 def test_quarantine_routes_bad_rows(sqlite_conn: str, tmp_path: Path) -> None:

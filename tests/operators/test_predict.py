@@ -88,7 +88,7 @@ def test_scores_in_bounded_batches_exactly_like_the_model(
     probabilities = model.predict_proba(x)
     assert np.array_equal(scored[["proba_0", "proba_1"]].to_numpy(), probabilities)
     assert set(scored["model_version"]) == {trained["version"]} and set(scored["model_name"]) == {name}
-    assert storage.read_manifest(out_uri)["metadata"]["model_sha256"] == trained["sha256"]
+    assert storage.dataset_info(out_uri)["metadata"]["model_sha256"] == trained["sha256"]
 
     # Idempotent per logical date: a re-run replaces the dataset, it does not append to it.
     op.execute(task_context(tmp_path))
