@@ -286,7 +286,7 @@ class DriftSensor(BaseSensorOperator):
 
     @fail_fast()
     def poke(self, context: Context) -> PokeReturnValue | bool:
-        from airflow.providers.common.compat.sdk import AirflowSkipException
+        from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
 
         if not self._data_ready():
             self.log.info("Waiting for %s to be complete", self._uri())
@@ -296,6 +296,14 @@ class DriftSensor(BaseSensorOperator):
             return self._no_reference()
         profile, source = reference
         report = self._check(profile, source)
+        # what the report compares, named on its first lines (ml/report.py): the run's day, and the
+        # days the rows hold when a time column is known
+        report["logical_date"] = str(context.get("ds") or "")
+        if self.retrain.time_column:
+            try:
+                report["data_day"] = [str(day) for day in self._data_days()]
+            except AirflowFailException as err:  # the report says "not recorded"; onset handling decides
+                self.log.warning("The report names no data day: %s", err)
         base = resolve_output_uri(self.report_uri, context, suffix="drift_report").rstrip("/")
         report["report_json"], report["report_html"] = f"{base}/report.json", f"{base}/report.html"
         html_uri = str(report["report_html"])
@@ -426,8 +434,8 @@ class DriftSensor(BaseSensorOperator):
                 }
             notifier(context)
 
-    def _data_first_day(self) -> Any:
-        """The oldest day in the current data's ``time_column``."""
+    def _data_days(self) -> tuple[Any, Any]:
+        """The oldest and newest day in the current data's ``time_column``."""
         import pyarrow as pa
         import pyarrow.compute as pc
         from airflow.providers.common.compat.sdk import AirflowFailException
@@ -440,16 +448,15 @@ class DriftSensor(BaseSensorOperator):
             raise AirflowFailException(
                 f"Retrain time_column {name!r} cannot be read from {self._uri()}: {err}"
             ) from err
-        oldest = pc.min(column).as_py()
+        bounds = pc.min_max(column)
+        oldest, newest = bounds["min"].as_py(), bounds["max"].as_py()
         if oldest is None:
             raise AirflowFailException(f"Retrain time_column {name!r} has no value in {self._uri()}")
-        from datetime import date, datetime
+        return _day(oldest), _day(newest)
 
-        if isinstance(oldest, datetime):
-            return oldest.date()
-        if isinstance(oldest, date):
-            return oldest
-        return datetime.fromisoformat(str(oldest)[:10]).date()
+    def _data_first_day(self) -> Any:
+        """The oldest day in the current data's ``time_column``."""
+        return self._data_days()[0]
 
     def _record_onset(
         self, context: Context, report: Mapping[str, Any], source: Mapping[str, Any]
@@ -619,3 +626,14 @@ class DriftSensor(BaseSensorOperator):
             (Path(tmp) / "drift_report.json").write_text(json.dumps(report, default=str))
             (Path(tmp) / "drift_report.html").write_text(render_html(report))
             hook.log_artifacts(run.info.run_id, tmp, artifact_path="drift")
+
+
+def _day(value: Any) -> Any:
+    """A ``time_column`` value as a date (datetimes and ISO text alike)."""
+    from datetime import date, datetime
+
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return datetime.fromisoformat(str(value)[:10]).date()

@@ -492,6 +492,10 @@ def test_the_onset_is_the_first_day_of_the_data_when_a_time_column_is_given(
     out = sensor.poke({**task_context(tmp_path), "logical_date": "2026-01-09T00:00:00+00:00"})
     assert out.xcom_value["drift_onset"]["first_day"] == "2026-01-08"
     assert out.xcom_value["drift_onset"]["at"] == "2026-01-09T00:00:00+00:00"
+    # the report names the day its rows hold and the run's day, in its JSON and on its first lines
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["data_day"] == ["2026-01-08", "2026-01-08"] and report["logical_date"] == "2026-01-08"
+    assert "data day 2026-01-08" in (tmp_path / "r" / "report.html").read_text()
     tags = MlflowClient(tracking_uri=mlflow_tracking["tracking_uri"]).get_registered_model(name).tags
     assert json.loads(tags["mlops.drift_onset"])["first_day"] == "2026-01-08"
     # a misnamed time column fails the check that starts an episode, naming it
