@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_mlops.datasets.manifest import FORMATS, MANIFEST, DatasetFormat
+from airflow_provider_mlops.hooks.files_source import FilesReader
 from airflow_provider_mlops.storage.uri import StorageLocation, parse_uri
 from airflow_provider_mlops.utils.connection import as_bool, redact
 
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["FORMATS", "MANIFEST", "DatasetFormat", "S3Hook", "StorageLocation", "parse_uri"]
 
 
-class S3Hook(BaseHook):
+class S3Hook(FilesReader, BaseHook):
     """
     Read and write datasets and objects on S3 (or an S3-compatible server) and local storage.
 
