@@ -93,8 +93,10 @@ class SourceSpec:
             _fail(self, "watermark_column", f"must be a column name, got {self.watermark_column!r}")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             _fail(self, "batch_size", f"must be a positive whole number, got {self.batch_size!r}")
-        if not self.watermark_column and (self.watermark_start or self.watermark_end):
-            _fail(self, "watermark_start", "a window's bounds need watermark_column")
+        if not self.watermark_column:
+            for bound in ("watermark_start", "watermark_end"):
+                if getattr(self, bound) not in (None, ""):
+                    _fail(self, bound, "a window's bounds need watermark_column")
 
     @property
     def name(self) -> str:

@@ -60,6 +60,10 @@ def _rows(uri: str) -> list[dict[str, Any]]:
             lambda: SqlQuery("SELECT 1", watermark_start="2026-01-01"),
             r"SqlQuery\.watermark_start: a window's bounds need watermark_column",
         ),
+        (
+            lambda: Files("/data/x", watermark_end="2026-01-01"),
+            r"Files\.watermark_end: a window's bounds need watermark_column",
+        ),
         (lambda: MongoFind("orders", nested="xml"), r"MongoFind\.nested: must be json or struct, got 'xml'"),
         (
             lambda: MongoFind("orders", filter={"a": 1}, pipeline=[{"$match": {}}]),
