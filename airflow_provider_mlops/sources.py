@@ -289,7 +289,9 @@ class Files(SourceSpec):
 
     @property
     def name(self) -> str:
-        return self.path
+        from airflow_provider_mlops.utils.staging import resolve_uri
+
+        return resolve_uri(self.path)  # staging://... as the URI read
 
 
 def filter_batches_by_window(

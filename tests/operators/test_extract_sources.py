@@ -212,3 +212,19 @@ def test_mongo_find_and_pipeline_keep_the_run_s_window_in_the_query(
     pipeline = [{"$match": {"kind": "b"}}]
     assert ids(MongoFind(collection, pipeline=pipeline, watermark_column="at"), "pipeline") == [1]
     assert ids(MongoFind(collection, filter={"kind": "a"}), "all") == [0, 2, 3]
+
+
+def test_a_files_source_is_named_by_the_uri_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW__MLOPS__STAGING_URI", tmp_path.as_uri())
+    S3Hook(aws_conn_id=None).write_dataset(
+        f"{tmp_path.as_uri()}/landing", [pa.RecordBatch.from_pydict({"id": [1, 2]})]
+    )
+    op = ExtractOperator(
+        task_id="e",
+        source_conn_id=None,
+        source=Files("staging://landing"),
+        output_uri=(tmp_path / "o").as_uri(),
+    )
+    assert op.execute(_context())["rows"] == 2
+    lineage = op.get_openlineage_facets_on_complete(None)
+    assert lineage.inputs[0].name == str(tmp_path / "landing")
