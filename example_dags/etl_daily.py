@@ -46,6 +46,7 @@ from airflow_provider_mlops.notifications.webhook import WebhookNotifier
 from airflow_provider_mlops.operators.extract import ExtractOperator
 from airflow_provider_mlops.operators.load import LoadOperator
 from airflow_provider_mlops.operators.transform import TransformOperator
+from airflow_provider_mlops.sources import HttpPages, SqlQuery
 
 API_CONN_ID = "mlops_api"
 SOURCE_DB_CONN_ID = "mlops_source_db"
@@ -110,21 +111,25 @@ with DAG(
     extract_customers = ExtractOperator(
         task_id="extract_customers",
         source_conn_id=API_CONN_ID,
-        endpoint="customers",
-        request_params={
-            "updated_since": "{{ data_interval_start | ts }}",
-            "updated_before": "{{ data_interval_end | ts }}",
-            "limit": 500,
-        },
-        records_path="data",
-        pagination={"type": "cursor", "cursor_path": "next_cursor"},
+        source=HttpPages(
+            "customers",
+            params={
+                "updated_since": "{{ data_interval_start | ts }}",
+                "updated_before": "{{ data_interval_end | ts }}",
+                "limit": 500,
+            },
+            records_path="data",
+            pagination={"type": "cursor", "cursor_path": "next_cursor"},
+        ),
     )
     extract_activity = ExtractOperator(
         task_id="extract_activity",
         source_conn_id=SOURCE_DB_CONN_ID,
-        sql="SELECT customer_id, day, event_time, sessions, minutes_used, support_tickets, "
-        "payment_failures, churned FROM activity",
-        watermark_column="event_time",
+        source=SqlQuery(
+            "SELECT customer_id, day, event_time, sessions, minutes_used, support_tickets, "
+            "payment_failures, churned FROM activity",
+            watermark_column="event_time",
+        ),
     )
     # [END howto_operator_extract]
     # [START howto_operator_transform]

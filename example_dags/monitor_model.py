@@ -36,6 +36,7 @@ from airflow_provider_mlops.ml.specs import Decay, DriftLimits, Retrain
 from airflow_provider_mlops.notifications.webhook import WebhookNotifier
 from airflow_provider_mlops.operators.extract import ExtractOperator
 from airflow_provider_mlops.sensors.drift import DriftSensor
+from airflow_provider_mlops.sources import SqlQuery
 
 WAREHOUSE_CONN_ID = "mlops_warehouse"
 ALERTS_CONN_ID = "mlops_alerts"
@@ -72,7 +73,7 @@ with DAG(
     newest = ExtractOperator(
         task_id="extract_newest_day",
         source_conn_id=WAREHOUSE_CONN_ID,
-        sql=NEWEST_DAY_SQL,
+        source=SqlQuery(NEWEST_DAY_SQL),
         on_empty="skip",
     )
     # [START howto_sensor_drift]

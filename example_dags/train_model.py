@@ -53,6 +53,7 @@ from airflow_provider_mlops.operators.deploy import DeployModelOperator
 from airflow_provider_mlops.operators.extract import ExtractOperator
 from airflow_provider_mlops.operators.profile import ProfileDataOperator
 from airflow_provider_mlops.operators.train import TrainModelOperator
+from airflow_provider_mlops.sources import SqlQuery
 
 WAREHOUSE_CONN_ID = "mlops_warehouse"
 ALERTS_CONN_ID = "mlops_alerts"
@@ -125,7 +126,7 @@ with DAG(
     ingest = ExtractOperator(
         task_id="ingest_training_data",
         source_conn_id=WAREHOUSE_CONN_ID,
-        sql=TRAINING_SQL,
+        source=SqlQuery(TRAINING_SQL),
         on_empty="fail",
     )
     # [START howto_operator_profile_data]
@@ -158,7 +159,7 @@ with DAG(
     fresh = ExtractOperator(
         task_id="ingest_evaluation_data",
         source_conn_id=WAREHOUSE_CONN_ID,
-        sql=EVALUATION_SQL,
+        source=SqlQuery(EVALUATION_SQL),
         on_empty="fail",
     )
     # [START howto_operator_deploy]

@@ -89,7 +89,8 @@ def test_every_mlops_tag_key_is_spelled_once_in_ml_tags() -> None:
     offenders = [
         f"{path.relative_to(ROOT)}:{line}: {text}"
         for path in _python_files()
-        if path != TAGS_HOME
+        # datasets/delta.py names its own Delta commit-info keys (table metadata, not registry tags)
+        if path not in (TAGS_HOME, PACKAGE / "datasets" / "delta.py")
         for line, text in _tag_literals(ast.parse(path.read_text(), str(path)))
     ]
     assert not offenders, "mlops.* tag keys belong in airflow_provider_mlops/ml/tags.py:\n" + "\n".join(

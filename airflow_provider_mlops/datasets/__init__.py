@@ -51,7 +51,7 @@ def table_version(uri: str, *, storage_conn_id: str | None = None) -> int:
     :param storage_conn_id: the connection for ``s3://`` URIs (default ``[mlops] storage_conn_id``).
     :raises NoCommittedDatasetError: nothing was ever committed at ``uri``.
     """
-    from airflow_provider_mlops.operators.common import storage_hook
+    from airflow_provider_mlops.hooks.s3 import storage_hook
 
     return storage_hook(storage_conn_id).table_version(uri)
 
@@ -68,7 +68,7 @@ def read_batches(
     The rows of the table at ``uri`` as Arrow batches: the latest version, or ``version`` (also
     written ``uri@v12``), exactly as committed then.
     """
-    from airflow_provider_mlops.operators.common import storage_hook
+    from airflow_provider_mlops.hooks.s3 import storage_hook
 
     return storage_hook(storage_conn_id).iter_batches(
         uri, version=version, columns=columns, batch_size=batch_size

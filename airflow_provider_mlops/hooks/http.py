@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from requests.auth import AuthBase
 
     from airflow_provider_mlops.http.auth import AuthType
+    from airflow_provider_mlops.sources import SourceSpec, Window
 
 # http.auth subclasses requests' classes, so it imports requests: loaded on first use, not when a DAG
 # file imports this hook.
@@ -424,6 +425,55 @@ class HttpApiHook(BaseHook):
         """Every record of every page (see :meth:`iter_pages` for the arguments)."""
         for records in self.iter_pages(endpoint, **kwargs):
             yield from records
+
+    def read(
+        self,
+        spec: SourceSpec,
+        window: Window | None = None,
+        *,
+        schema: pa.Schema | None = None,
+        extra: Literal["error", "ignore"] = "error",
+        type_conflict: Literal["error", "string"] = "error",
+    ) -> Iterator[pa.RecordBatch]:
+        """
+        Stream the records of a :class:`~airflow_provider_mlops.sources.HttpPages` as record
+        batches; with a ``watermark_column`` only the rows inside ``window`` are kept (client side).
+
+        Non-object records (e.g. a list of strings) become a single ``value`` column.
+
+        :param schema: a fixed schema (a contract), see
+            :class:`~airflow_provider_mlops.utils.records.RecordBatcher`.
+        :param extra: with ``schema``: an undeclared field is an ``error`` or left out (``ignore``).
+        :param type_conflict: ``error``, or ``string`` for a field whose values fit no common type.
+        """
+        from airflow_provider_mlops.sources import HttpPages, Window, filter_batches_by_window
+        from airflow_provider_mlops.utils.records import RecordBatcher
+
+        if not isinstance(spec, HttpPages):
+            raise ValueError(
+                f"HttpApiHook reads an HTTP API: give source=HttpPages(...), not {type(spec).__name__}"
+            )
+        records = self.iter_records(
+            spec.endpoint,
+            method=spec.method,
+            params=spec.params,
+            json=spec.json,
+            headers=spec.headers,
+            records_path=spec.records_path,
+            pagination=spec.pagination,
+            max_pages=spec.max_pages,
+        )
+        batcher = RecordBatcher(
+            batch_size=spec.batch_size,
+            schema=schema,
+            nested=spec.nested,
+            extra=extra,
+            type_conflict=type_conflict,
+        )
+        batches = batcher.batches(r if isinstance(r, Mapping) else {"value": r} for r in records)
+        if spec.watermark_column:
+            batches = filter_batches_by_window(batches, spec.watermark_column, window or Window())
+        return batches
 
     def iter_batches(
         self,

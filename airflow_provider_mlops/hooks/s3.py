@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_mlops.datasets.errors import FORMATS, DatasetFormat
+from airflow_provider_mlops.hooks.files_source import FilesReader
 from airflow_provider_mlops.storage.uri import StorageLocation, parse_uri
 from airflow_provider_mlops.utils.connection import as_bool, redact
 
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["FORMATS", "DatasetFormat", "S3Hook", "StorageLocation", "parse_uri"]
 
 
-class S3Hook(BaseHook):
+class S3Hook(FilesReader, BaseHook):
     """
     Read and write datasets and objects on S3 (or an S3-compatible server) and local storage.
 
@@ -575,3 +576,10 @@ class S3Hook(BaseHook):
         from airflow_provider_mlops.datasets import delta
 
         return delta.optimize(self, uri, target_size=target_size)
+
+
+def storage_hook(storage_conn_id: str | None = None) -> S3Hook:
+    """The storage hook for dataset URIs: ``storage_conn_id``, else ``[mlops] storage_conn_id``."""
+    from airflow_provider_mlops.utils.staging import default_storage_conn_id
+
+    return S3Hook(aws_conn_id=storage_conn_id or default_storage_conn_id())

@@ -1,8 +1,9 @@
 """
-What both SQL source hooks share: the incremental window, asked of the hook, built by its dialect.
+What both SQL source hooks share: reading a :class:`~airflow_provider_mlops.sources.SqlQuery` and
+its incremental window, asked of the hook, built by its dialect.
 
-``ExtractOperator(watermark_column=...)`` calls :meth:`SqlSourceMixin.watermark_query` on whichever
-SQL hook serves the connection (:class:`~airflow_provider_mlops.hooks.postgres.PostgresHook` or
+``ExtractOperator(source=SqlQuery(..., watermark_column=...))`` calls :meth:`SqlSourceMixin.read`
+on whichever SQL hook serves the connection (:class:`~airflow_provider_mlops.hooks.postgres.PostgresHook` or
 :class:`~airflow_provider_mlops.hooks.sql.SqlBatchHook`); the hook checks the column against the
 query's result and its :attr:`sql_dialect` writes the filter, placeholders and quoting included.
 """
@@ -19,10 +20,11 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from airflow_provider_mlops.dialects import Dialect
+    from airflow_provider_mlops.sources import SourceSpec, Window
 
 
 class SqlSourceMixin:
-    """``watermark_query`` for a hook with ``iter_batches(sql, parameters, batch_size=...)`` and ``sql_dialect``."""
+    """``read`` and ``watermark_query`` for a hook with ``iter_batches(sql, parameters, batch_size=...)`` and ``sql_dialect``."""
 
     if TYPE_CHECKING:  # what the hook provides
 
@@ -37,6 +39,39 @@ class SqlSourceMixin:
             batch_size: int = 50_000,
             schema: pa.Schema | None = None,
         ) -> Iterator[pa.RecordBatch]: ...
+
+    def read(
+        self,
+        spec: SourceSpec,
+        window: Window | None = None,
+        *,
+        schema: pa.Schema | None = None,
+        extra: str = "error",
+        type_conflict: str = "error",
+    ) -> Iterator[pa.RecordBatch]:
+        """
+        Stream a :class:`~airflow_provider_mlops.sources.SqlQuery`, narrowed to ``window`` on its
+        ``watermark_column`` (in the query, by the dialect).
+
+        :param schema: the schema to read with (the query's result types otherwise).
+        :param extra: unused (SQL results have the query's columns).
+        :param type_conflict: unused (a SQL column has one type).
+        """
+        from airflow_provider_mlops.sources import SqlQuery, Window
+
+        if not isinstance(spec, SqlQuery):
+            raise ValueError(
+                f"{type(self).__name__} reads a SQL database: give source=SqlQuery(...), "
+                f"not {type(spec).__name__}"
+            )
+        query = spec.sql
+        params: Any = spec.parameters if isinstance(spec.parameters, Mapping) else list(spec.parameters or [])
+        if spec.watermark_column:
+            window = window or Window()
+            query, params = self.watermark_query(
+                query, params, spec.watermark_column, window.start, window.end
+            )
+        return self.iter_batches(query, params or None, batch_size=spec.batch_size, schema=schema)
 
     def watermark_query(
         self,

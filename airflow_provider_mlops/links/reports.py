@@ -11,14 +11,16 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import TaskInstanceKey
 
 
+# where the provider's plugin (:mod:`airflow_provider_mlops.plugins.reports`) mounts its pages
+URL_PREFIX = "/mlops"
+
+
 def report_page_url(ti_key: TaskInstanceKey, *, route: str = "reports") -> str:
     """
     ``<[api] base_url>/mlops/reports/<dag_id>/<run_id>/<task_id>``: the task instance's report as a
     web page (:mod:`airflow_provider_mlops.plugins.reports`), behind Airflow's login.
     """
     from airflow.providers.common.compat.sdk import conf
-
-    from airflow_provider_mlops.plugins.reports import URL_PREFIX
 
     base = str(conf.get("api", "base_url", fallback="") or "").rstrip("/")
     path = "/".join(quote(str(part), safe="") for part in (ti_key.dag_id, ti_key.run_id, ti_key.task_id))

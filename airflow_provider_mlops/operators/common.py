@@ -1,8 +1,6 @@
 """
 What every operator and sensor of the provider does the same way with storage, inputs and failures.
 
-- :func:`storage_hook`: the storage hook for ``s3://`` / ``file://`` URIs, with the
-  ``[mlops] storage_conn_id`` default resolved once, here;
 - :func:`input_uris` / :func:`require_inputs` / :func:`iter_inputs`: an ``input_uri`` given as a
   URI (``staging://`` resolved), an upstream XCom dict with ``uri``, or a list of either, and the
   batches of those datasets one after the other;
@@ -10,7 +8,8 @@ What every operator and sensor of the provider does the same way with storage, i
   default per task and logical date (``<staging>/<dag_id>/<task_id>/<ds>``);
 - :func:`fail_fast`: errors a retry cannot fix become ``AirflowFailException`` (no retries burnt).
 
-It lives beside the operators, not in ``utils/``: it composes the storage hook and the task
+The storage hook for dataset URIs is :func:`airflow_provider_mlops.hooks.s3.storage_hook`.
+This module lives beside the operators, not in ``utils/``: it composes the storage hook and the task
 context, and ``utils/`` sits below the hooks (importing a hook from there would point upward).
 Like every provider module, it imports nothing heavy at module level (DAG files import it).
 """
@@ -25,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from airflow_provider_mlops.hooks.s3 import S3Hook
 
 __all__ = [
     "fail_fast",
@@ -34,16 +32,7 @@ __all__ = [
     "require_inputs",
     "resolve_output_uri",
     "static_uri",
-    "storage_hook",
 ]
-
-
-def storage_hook(storage_conn_id: str | None = None) -> S3Hook:
-    """The storage hook for dataset URIs: ``storage_conn_id``, else ``[mlops] storage_conn_id``."""
-    from airflow_provider_mlops.hooks.s3 import S3Hook
-    from airflow_provider_mlops.utils.staging import default_storage_conn_id
-
-    return S3Hook(aws_conn_id=storage_conn_id or default_storage_conn_id())
 
 
 def input_uris(value: Any) -> list[str]:

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_mlops.hooks.s3 import storage_hook
 from airflow_provider_mlops.links.reports import ModelVersionLink
 from airflow_provider_mlops.ml.specs import Gate
-from airflow_provider_mlops.operators.common import fail_fast, input_uris, storage_hook
+from airflow_provider_mlops.operators.common import fail_fast, input_uris
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

@@ -6,12 +6,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_mlops.hooks.s3 import storage_hook
 from airflow_provider_mlops.operators.common import (
     fail_fast,
     iter_inputs,
     require_inputs,
     static_uri,
-    storage_hook,
 )
 
 if TYPE_CHECKING:
@@ -177,7 +177,7 @@ class LoadOperator(BaseOperator):
         return self._load()
 
     def _load(self) -> dict[str, Any]:
-        from airflow_provider_mlops.etl.sources import connection_kind
+        from airflow_provider_mlops.hooks.connection_types import connection_kind
         from airflow_provider_mlops.hooks.s3 import S3Hook
         from airflow_provider_mlops.sinks.contract import empty_outcome, split_empty
         from airflow_provider_mlops.utils.staging import resolve_uri

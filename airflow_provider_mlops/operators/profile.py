@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_mlops.hooks.s3 import storage_hook
 from airflow_provider_mlops.links.profile import XCOM_KEY, ProfileReportLink
 from airflow_provider_mlops.operators.common import (
     fail_fast,
     require_inputs,
     resolve_output_uri,
     static_uri,
-    storage_hook,
 )
 
 if TYPE_CHECKING:

@@ -6,13 +6,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_mlops.hooks.s3 import storage_hook
 from airflow_provider_mlops.operators.common import (
     fail_fast,
     input_uris,
     iter_inputs,
     require_inputs,
     resolve_output_uri,
-    storage_hook,
 )
 
 if TYPE_CHECKING:

@@ -22,7 +22,8 @@ from typing import Any
 from airflow.plugins_manager import AirflowPlugin
 
 #: The app's mount point in the API server.
-URL_PREFIX = "/mlops"
+from airflow_provider_mlops.links.reports import URL_PREFIX
+
 #: Where a task's report is in its XComs: (key, field), first found wins.
 REPORT_XCOMS = (
     ("return_value", "report_uri"),
@@ -71,7 +72,7 @@ def create_app() -> Any:
         # the API server's DB session (SessionDep's dependency: a local name cannot be an annotation here)
         session: Any = SessionDep.__metadata__[0],
     ) -> Any:
-        from airflow_provider_mlops.operators.common import storage_hook
+        from airflow_provider_mlops.hooks.s3 import storage_hook
         from airflow_provider_mlops.utils.staging import default_staging_uri
 
         rows = session.scalars(

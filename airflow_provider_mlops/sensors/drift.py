@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
+from airflow_provider_mlops.hooks.s3 import storage_hook
 from airflow_provider_mlops.links.reports import DriftReportLink
 from airflow_provider_mlops.ml.specs import Decay, DriftLimits, Retrain
-from airflow_provider_mlops.operators.common import fail_fast, input_uris, resolve_output_uri, storage_hook
+from airflow_provider_mlops.operators.common import fail_fast, input_uris, resolve_output_uri
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

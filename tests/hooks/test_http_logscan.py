@@ -183,6 +183,7 @@ def test_extract_operator_keeps_secrets_out_of_its_output(
     captured: Callable[[], str], tmp_path: Path
 ) -> None:
     from airflow_provider_mlops.operators.extract import ExtractOperator
+    from airflow_provider_mlops.sources import HttpPages
 
     context = {
         "ti": SimpleNamespace(dag_id="d", task_id="t", map_index=-1),
@@ -197,11 +198,13 @@ def test_extract_operator_keeps_secrets_out_of_its_output(
             operator = ExtractOperator(
                 task_id="extract",
                 source_conn_id="scan_extract",
-                endpoint="records",
-                request_params=CALL["params"],
-                headers=CALL["headers"],
-                records_path="data",
-                pagination={"type": "cursor", "cursor_path": "next", "cursor_param": "offset"},
+                source=HttpPages(
+                    "records",
+                    params=CALL["params"],
+                    headers=CALL["headers"],
+                    records_path="data",
+                    pagination={"type": "cursor", "cursor_path": "next", "cursor_param": "offset"},
+                ),
                 output_uri=(tmp_path / "out").as_uri(),
             )
             try:

@@ -169,7 +169,8 @@ def test_watermark_with_a_percent_in_the_sql_and_a_misspelled_column(
     system: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     """``LIKE 'a%'`` keeps working once the watermark adds parameters (paramstyle format / qmark)."""
-    from airflow_provider_mlops.etl.sources import read_source
+    from airflow_provider_mlops.hooks.connection_types import get_sql_hook
+    from airflow_provider_mlops.sources import SqlQuery, Window
 
     if system == "sqlite":
         conn_id = set_connection("wm_sqlite", conn_type="sqlite", host=str(tmp_path / "wm.db"))
@@ -182,11 +183,11 @@ def test_watermark_with_a_percent_in_the_sql_and_a_misspelled_column(
     )
     quoted = f"`{table}`" if system == "mariadb" else f'"{table}"'
     sql = f"SELECT * FROM {quoted} WHERE name LIKE 'a%'"
-    window = {"watermark_start": "2026-01-02T00:00:00Z", "watermark_end": "2026-01-04T00:00:00Z"}
-    batches, _ = read_source(conn_id, sql=sql, watermark_column="ts", **window)
+    window = Window.of("2026-01-02T00:00:00Z", "2026-01-04T00:00:00Z")
+    batches = get_sql_hook(conn_id).read(SqlQuery(sql, watermark_column="ts"), window)
     assert pa.Table.from_batches(list(batches)).column("name").to_pylist() == ["ac"]
     with pytest.raises(ValueError, match=r"Watermark column 'tss' is not a column of the query's result"):
-        read_source(conn_id, sql=sql, watermark_column="tss", **window)
+        get_sql_hook(conn_id).read(SqlQuery(sql, watermark_column="tss"), window)
 
 
 def test_sqlite_reruns_count_updates_and_unknown_columns_fail_before_writing(

@@ -1,9 +1,7 @@
-"""The shared operator helpers: inputs, outputs, storage defaults, fail-fast errors, source options."""
+"""The shared operator helpers: inputs, outputs, storage defaults, fail-fast errors."""
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 from types import SimpleNamespace
 from typing import Any
 
@@ -12,10 +10,8 @@ from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSki
 
 from airflow_provider_mlops.datasets import DatasetCorruptError
 from airflow_provider_mlops.etl.expressions import ExpressionError
-from airflow_provider_mlops.etl.sources import SOURCE_OPTIONS, SourceOptions
 from airflow_provider_mlops.http.exceptions import MalformedPageError, RetryableHttpError
 from airflow_provider_mlops.operators import common
-from airflow_provider_mlops.operators.extract import _OPERATOR_NAMES, ExtractOperator
 from airflow_provider_mlops.utils.arrow import SchemaMismatchError
 
 
@@ -47,8 +43,10 @@ def test_output_uri_is_the_given_one_or_the_tasks_default(monkeypatch: pytest.Mo
 
 def test_storage_hook_falls_back_on_the_configured_connection(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW__MLOPS__STORAGE_CONN_ID", "lake")
-    assert common.storage_hook(None).aws_conn_id == "lake"
-    assert common.storage_hook("other").aws_conn_id == "other"
+    from airflow_provider_mlops.hooks.s3 import storage_hook
+
+    assert storage_hook(None).aws_conn_id == "lake"
+    assert storage_hook("other").aws_conn_id == "other"
 
 
 @pytest.mark.parametrize(
@@ -105,49 +103,3 @@ def test_fail_fast_decorates_and_takes_extra_classes() -> None:
 
     with pytest.raises(AirflowFailException, match="no such version"):
         run()
-
-
-# --------------------------------------------------------------------------------------------------
-# ExtractOperator's source options
-# --------------------------------------------------------------------------------------------------
-def test_the_operator_names_every_source_option_with_the_same_defaults() -> None:
-    assert tuple(_OPERATOR_NAMES) == SOURCE_OPTIONS
-    defaults = inspect.unwrap(ExtractOperator.__init__).__kwdefaults__
-    for field in dataclasses.fields(SourceOptions):
-        assert defaults[_OPERATOR_NAMES[field.name]] == field.default, field.name
-
-
-def test_source_as_one_dict_or_options_object_or_keywords_is_the_same_task() -> None:
-    keywords = ExtractOperator(
-        task_id="a", source_conn_id="api", endpoint="items", request_params={"p": 1}, max_pages=2
-    )
-    as_dict = ExtractOperator(
-        task_id="b", source_conn_id="api", source={"endpoint": "items", "params": {"p": 1}, "max_pages": 2}
-    )
-    as_options = ExtractOperator(
-        task_id="c",
-        source_conn_id="api",
-        source=SourceOptions(endpoint="items", params={"p": 1}, max_pages=2),
-    )
-    for op in (keywords, as_dict, as_options):
-        assert op.source_options() == SourceOptions(endpoint="items", params={"p": 1}, max_pages=2)
-        assert op.endpoint == "items" and op.request_params == {"p": 1}  # the templated attributes
-
-
-def test_source_options_refuse_unknown_names_and_conflicts() -> None:
-    with pytest.raises(ValueError, match=r"Unknown source option\(s\) \['sqll'\]"):
-        ExtractOperator(task_id="a", source_conn_id="db", source={"sqll": "SELECT 1"})
-    with pytest.raises(ValueError, match="'sql' is given both"):
-        ExtractOperator(task_id="a", source_conn_id="db", sql="SELECT 1", source={"sql": "SELECT 2"})
-    with pytest.raises(ValueError, match="extra must be error or ignore"):
-        ExtractOperator(task_id="a", source_conn_id="db", source={"extra": "drop"})
-    # the same value both ways is no conflict
-    op = ExtractOperator(task_id="a", source_conn_id="db", sql="SELECT 1", source={"sql": "SELECT 1"})
-    assert op.sql == "SELECT 1"
-
-
-def test_source_dict_values_are_templated() -> None:
-    op = ExtractOperator(task_id="a", source_conn_id="db", source={"sql": "SELECT '{{ ds }}'"})
-    op.render_template_fields({"ds": "2026-01-02"})  # type: ignore[arg-type]
-    assert op.sql == "SELECT '2026-01-02'"
-    assert op.source_options().sql == "SELECT '2026-01-02'"

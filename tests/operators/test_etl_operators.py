@@ -16,6 +16,7 @@ from airflow_provider_mlops.hooks.s3 import S3Hook
 from airflow_provider_mlops.operators.extract import ExtractOperator
 from airflow_provider_mlops.operators.load import LoadOperator
 from airflow_provider_mlops.operators.transform import TransformOperator
+from airflow_provider_mlops.sources import Files, SqlQuery
 from tests.conftest import set_connection
 
 
@@ -49,7 +50,11 @@ def sqlite_conn(tmp_path: Path) -> str:
 def test_empty_source_follows_the_policy(policy: str, sqlite_conn: str, tmp_path: Path) -> None:
     out = (tmp_path / "out").as_uri()
     op = ExtractOperator(
-        task_id="e", source_conn_id=sqlite_conn, sql="SELECT * FROM empty_t", output_uri=out, on_empty=policy
+        task_id="e",
+        source_conn_id=sqlite_conn,
+        source=SqlQuery("SELECT * FROM empty_t"),
+        output_uri=out,
+        on_empty=policy,
     )
     if policy == "succeed":
         assert op.execute(_context())["rows"] == 0
@@ -68,10 +73,12 @@ def test_watermark_window_is_half_open(sqlite_conn: str, tmp_path: Path) -> None
     op = ExtractOperator(
         task_id="e",
         source_conn_id=sqlite_conn,
-        sql="SELECT * FROM people",
-        watermark_column="ts",
-        watermark_start="2026-01-01T00:00:00+00:00",
-        watermark_end="2026-01-02T00:00:00+00:00",
+        source=SqlQuery(
+            "SELECT * FROM people",
+            watermark_column="ts",
+            watermark_start="2026-01-01T00:00:00+00:00",
+            watermark_end="2026-01-02T00:00:00+00:00",
+        ),
         output_uri=(tmp_path / "w").as_uri(),
     )
     result = op.execute(_context())
@@ -87,10 +94,12 @@ def test_zero_length_data_interval_is_a_clear_error(sqlite_conn: str) -> None:
     op = ExtractOperator(
         task_id="e",
         source_conn_id=sqlite_conn,
-        sql="SELECT * FROM people",
-        watermark_column="ts",
-        watermark_start="2026-01-01T00:00:00+00:00",
-        watermark_end="2026-01-01T00:00:00+00:00",
+        source=SqlQuery(
+            "SELECT * FROM people",
+            watermark_column="ts",
+            watermark_start="2026-01-01T00:00:00+00:00",
+            watermark_end="2026-01-01T00:00:00+00:00",
+        ),
     )
     # bad configuration: AirflowFailException (no retries), the message and cause kept
     with pytest.raises(AirflowFailException, match="CronDataIntervalTimetable") as failed:
@@ -98,33 +107,38 @@ def test_zero_length_data_interval_is_a_clear_error(sqlite_conn: str) -> None:
     assert isinstance(failed.value.__cause__, ValueError)
 
 
-def test_extract_reads_the_same_with_source_options_as_with_keywords(
+def test_extract_windows_on_the_run_s_data_interval_unless_the_spec_gives_bounds(
     sqlite_conn: str, tmp_path: Path
 ) -> None:
-    window = {"watermark_start": "2026-01-01T00:00:00+00:00", "watermark_end": "2026-01-02T00:00:00+00:00"}
-    by_keywords = ExtractOperator(
-        task_id="e",
-        source_conn_id=sqlite_conn,
-        sql="SELECT * FROM people",
+    import datetime as dt
+
+    context = _context() | {
+        "data_interval_start": dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        "data_interval_end": dt.datetime(2026, 1, 2, tzinfo=dt.UTC),
+    }
+
+    def ids(source: SqlQuery, name: str) -> list[int]:
+        result = ExtractOperator(
+            task_id="e", source_conn_id=sqlite_conn, source=source, output_uri=(tmp_path / name).as_uri()
+        ).execute(context)
+        table = pa.Table.from_batches(list(S3Hook(aws_conn_id=None).iter_batches(result["uri"])))
+        return sorted(table.column("id").to_pylist())
+
+    assert ids(SqlQuery("SELECT * FROM people", watermark_column="ts"), "interval") == [1, 2]
+    bounds = SqlQuery(
+        "SELECT * FROM people",
         watermark_column="ts",
-        output_uri=(tmp_path / "kw").as_uri(),
-        **window,
-    ).execute(_context())
-    by_source = ExtractOperator(
-        task_id="e",
-        source_conn_id=sqlite_conn,
-        source={"sql": "SELECT * FROM people", "watermark_column": "ts", **window},
-        output_uri=(tmp_path / "src").as_uri(),
-    ).execute(_context())
-    assert by_keywords["rows"] == by_source["rows"] == 2
-    assert by_keywords["schema_fingerprint"] == by_source["schema_fingerprint"]
+        watermark_start="2025-12-31T00:00:00+00:00",
+        watermark_end="2026-01-01T12:00:00+00:00",
+    )
+    assert ids(bounds, "bounds") == [1, 4]
 
 
 def _extract_people(sqlite_conn: str, tmp_path: Path) -> dict[str, Any]:
     return ExtractOperator(
         task_id="e",
         source_conn_id=sqlite_conn,
-        sql="SELECT * FROM people",
+        source=SqlQuery("SELECT * FROM people"),
         output_uri=(tmp_path / "raw").as_uri(),
     ).execute(_context())
 
@@ -174,7 +188,7 @@ def test_load_declares_its_target_as_asset_and_writes_an_empty_table(
     empty = ExtractOperator(
         task_id="e",
         source_conn_id=sqlite_conn,
-        sql="SELECT * FROM empty_t",
+        source=SqlQuery("SELECT * FROM empty_t"),
         output_uri=(tmp_path / "empty").as_uri(),
     ).execute(_context())
     op = LoadOperator(
@@ -197,7 +211,7 @@ def test_openlineage_facets_when_the_provider_is_installed(sqlite_conn: str, tmp
     op = ExtractOperator(
         task_id="e",
         source_conn_id=sqlite_conn,
-        sql="SELECT * FROM people",
+        source=SqlQuery("SELECT * FROM people"),
         output_uri=(tmp_path / "ol").as_uri(),
     )
     op.execute(_context())
@@ -221,7 +235,10 @@ def test_extract_keeps_fields_the_first_records_lack_and_takes_nested_as_chosen(
     for nested, doc_type in (("struct", pa.struct([("k", pa.int64())])), ("json", pa.string())):
         out = (tmp_path / f"out_{nested}").as_uri()
         ExtractOperator(
-            task_id="e", source_conn_id=None, path=source, format="jsonl", output_uri=out, nested=nested
+            task_id="e",
+            source_conn_id=None,
+            source=Files(source, format="jsonl", nested=nested),
+            output_uri=out,
         ).execute(_context())
         table = pa.Table.from_batches(list(S3Hook(aws_conn_id=None).iter_batches(out)))
         assert table.num_rows == 50
@@ -234,15 +251,14 @@ def test_extract_with_a_schema_contract_names_an_unexpected_field_or_ignores_it(
     schema = [{"name": "id", "type": "int64"}, {"name": "at", "type": "timestamp[us, tz=UTC]"}]
     out = (tmp_path / "out").as_uri()
     op = ExtractOperator(
-        task_id="e", source_conn_id=None, path=source, format="jsonl", output_uri=out, schema=schema
+        task_id="e", source_conn_id=None, source=Files(source, format="jsonl"), output_uri=out, schema=schema
     )
     with pytest.raises(Exception, match=r"'oops' of record 1 is not in the schema"):
         op.execute(_context())
     ExtractOperator(
         task_id="e",
         source_conn_id=None,
-        path=source,
-        format="jsonl",
+        source=Files(source, format="jsonl"),
         output_uri=out,
         schema={"id": "int64", "at": "timestamp[us, tz=UTC]"},
         extra="ignore",

@@ -1,5 +1,6 @@
 """
-The MongoDB hook's read path: a ``find`` or aggregation cursor turned into record batches.
+The MongoDB hook's read path: a :class:`~airflow_provider_mlops.sources.MongoFind` and its window,
+a ``find`` or aggregation cursor turned into record batches.
 
 A mixin of :class:`~airflow_provider_mlops.hooks.mongo.MongoHook`, which gives it the database.
 """
@@ -15,13 +16,63 @@ if TYPE_CHECKING:
 
     import pyarrow as pa
 
+    from airflow_provider_mlops.sources import SourceSpec, Window
+
 
 class MongoReader:
-    """``iter_batches`` of :class:`~airflow_provider_mlops.hooks.mongo.MongoHook`."""
+    """``read`` and ``iter_batches`` of :class:`~airflow_provider_mlops.hooks.mongo.MongoHook`."""
 
     if TYPE_CHECKING:  # what the hook provides
 
         def _database(self, database: str | None) -> Any: ...
+
+    def read(
+        self,
+        spec: SourceSpec,
+        window: Window | None = None,
+        *,
+        schema: pa.Schema | None = None,
+        extra: Literal["error", "ignore"] = "error",
+        type_conflict: Literal["error", "string"] = "error",
+    ) -> Iterator[pa.RecordBatch]:
+        """
+        Stream a :class:`~airflow_provider_mlops.sources.MongoFind`. With a ``watermark_column`` the
+        window is ``{column: {"$gte": start, "$lt": end}}`` in the ``find`` filter, or the
+        pipeline's first ``$match`` stage (an open bound is left out).
+
+        :param schema: / :param extra: / :param type_conflict: see :meth:`iter_batches`.
+        """
+        from airflow_provider_mlops.sources import MongoFind
+
+        if not isinstance(spec, MongoFind):
+            raise ValueError(
+                f"MongoHook reads MongoDB: give source=MongoFind(...), not {type(spec).__name__}"
+            )
+        find_filter = dict(spec.filter or {})
+        pipeline = spec.pipeline
+        if spec.watermark_column and window and (window.start or window.end):
+            bounds: dict[str, Any] = {}
+            if window.start:
+                bounds["$gte"] = window.start
+            if window.end:
+                bounds["$lt"] = window.end
+            if pipeline is not None:
+                pipeline = [{"$match": {spec.watermark_column: bounds}}, *pipeline]
+            else:
+                find_filter[spec.watermark_column] = bounds
+        return self.iter_batches(
+            spec.collection,
+            database=spec.database,
+            filter=find_filter,
+            projection=spec.projection,
+            sort=spec.sort_pairs(),
+            pipeline=pipeline,
+            batch_size=spec.batch_size,
+            schema=schema,
+            nested=spec.nested,
+            extra=extra,
+            type_conflict=type_conflict,
+        )
 
     def iter_batches(
         self,

@@ -24,6 +24,7 @@ from airflow_provider_mlops.operators.predict import BatchPredictOperator
 from airflow_provider_mlops.operators.profile import ProfileDataOperator
 from airflow_provider_mlops.operators.train import TrainModelOperator
 from airflow_provider_mlops.sensors.drift import DriftSensor
+from airflow_provider_mlops.sources import SqlQuery
 
 WAREHOUSE = "wine_warehouse"
 MLFLOW = "wine_mlflow"
@@ -43,7 +44,7 @@ with DAG(
     extract = ExtractOperator(
         task_id="extract_lots",
         source_conn_id=WAREHOUSE,
-        sql="SELECT * FROM wine_lots ORDER BY lot_id",
+        source=SqlQuery("SELECT * FROM wine_lots ORDER BY lot_id"),
         on_empty="fail",
     )
     profile = ProfileDataOperator(
