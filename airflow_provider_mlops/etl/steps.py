@@ -6,13 +6,18 @@ A pipeline is a list of one-key dicts, YAML/JSON friendly::
     [
         {"rename": {"Customer ID": "customer_id"}},
         {"cast": {"age": "int64", "signup": "timestamp[us, tz=UTC]"}},
-        {"filter": "age >= 18 and country in ['FR', 'DE']"},
-        {"derive": {"yearly_charges": "monthly_charges * 12"}},
+        {"filter": "age >= 18 AND country IN ('FR', 'DE')"},
+        {"derive": {"yearly_charges": "monthly_charges * 12", "kg": '"body mass (g)" / 1000'}},
         {"fill_null": {"country": "unknown", "age": 0}},
         {"clip": {"monthly_charges": [0, 1000]}},
         {"drop_duplicates": ["customer_id"]},
         {"select": ["customer_id", "age", "country", "yearly_charges"]},
     ]
+
+``filter`` and ``derive`` take DuckDB SQL expressions over the batch's columns (see
+:mod:`airflow_provider_mlops.etl.expressions`); a derive's columns are added in order, so a later
+expression may read an earlier one. ``sql`` runs one SELECT over the whole input (and other
+datasets), out of core: see :mod:`airflow_provider_mlops.etl.sql`.
 
 ``drop_duplicates`` keeps the first row of each key across the whole stream; it remembers one
 hash per distinct key (memory grows with the number of keys, not with the data).
@@ -169,14 +174,16 @@ class Pipeline:
         return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
 
     def _filter(self, batch: pa.RecordBatch, expression: str) -> pa.RecordBatch:
-        table = filter_rows(batch, expression)
+        table = filter_rows(batch, expression, what="Step 'filter'")
         self.filtered_out += batch.num_rows - table.num_rows
         return _one_batch(table)
 
     @staticmethod
     def _derive(batch: pa.RecordBatch, mapping: Mapping[str, str]) -> pa.RecordBatch:
         for name, expression in mapping.items():
-            column = evaluate_column(batch, expression).combine_chunks()
+            column = evaluate_column(
+                batch, expression, what=f"Step 'derive' column {name!r}"
+            ).combine_chunks()
             if name in batch.schema.names:
                 batch = batch.set_column(batch.schema.get_field_index(name), name, column)
             else:
