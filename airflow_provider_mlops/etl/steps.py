@@ -29,7 +29,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_mlops.etl.expressions import evaluate_column, filter_rows
+from airflow_provider_mlops.etl.expressions import evaluate_columns, filter_rows
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -180,10 +180,9 @@ class Pipeline:
 
     @staticmethod
     def _derive(batch: pa.RecordBatch, mapping: Mapping[str, str]) -> pa.RecordBatch:
-        for name, expression in mapping.items():
-            column = evaluate_column(
-                batch, expression, what=f"Step 'derive' column {name!r}"
-            ).combine_chunks()
+        columns = evaluate_columns(batch, list(mapping.items()), what="Step 'derive'")
+        for name, values in columns.items():
+            column = values.combine_chunks()
             if name in batch.schema.names:
                 batch = batch.set_column(batch.schema.get_field_index(name), name, column)
             else:

@@ -390,3 +390,15 @@ def test_any_text_evaluates_or_is_an_expression_error(text: str) -> None:
     except ExpressionError:
         return
     assert len(result) == 3  # one value per row, never a crash of another kind
+
+
+def test_a_derive_step_runs_its_columns_in_order_in_one_query_and_names_the_one_that_fails() -> None:
+    data = pa.table({"x": [1, 2], "y": [10, 0]})
+    pipeline = Pipeline([{"derive": {"x": "x * 100", "z": "x + y", "w": "z * 2", "Y2": "y"}}])
+    out = pa.Table.from_batches(list(pipeline.apply(data.to_batches())))
+    assert out.to_pydict() == {"x": [100, 200], "y": [10, 0], "z": [110, 200], "w": [220, 400], "Y2": [10, 0]}
+    failing = Pipeline([{"derive": {"ok": "x + 1", "bad": "x / y", "later": "ok * 2"}}])
+    with pytest.raises(
+        ExpressionError, match=r"^Step 'derive' column 'bad': expression 'x / y' failed on the data"
+    ):
+        list(failing.apply(data.to_batches()))
