@@ -57,7 +57,11 @@ _NOWHERE = 2**64 - 1  # DuckDB's query_location when a node has none
 # the sandbox
 # --------------------------------------------------------------------------------------------------
 def connect(
-    *, memory_limit: str | None = None, temp_directory: str | None = None, threads: int | None = None
+    *,
+    memory_limit: str | None = None,
+    temp_directory: str | None = None,
+    threads: int | None = None,
+    insertion_order: bool = True,
 ) -> duckdb.DuckDBPyConnection:
     """
     A new in-memory DuckDB connection that user SQL cannot escape: no file or network access
@@ -68,6 +72,8 @@ def connect(
     :param memory_limit: DuckDB's memory limit (e.g. ``"200MB"``); past it operators spill.
     :param temp_directory: where it spills (DuckDB itself writes there; user SQL still cannot).
     :param threads: worker threads (default: DuckDB's, the number of cores).
+    :param insertion_order: keep the input's order where the query has no ORDER BY (false lets
+        large joins and aggregates run in less memory; ORDER BY is always honoured).
     """
     import duckdb
 
@@ -83,9 +89,12 @@ def connect(
         config["temp_directory"] = temp_directory
     if threads is not None:
         config["threads"] = threads
+    if not insertion_order:
+        config["preserve_insertion_order"] = False
     connection = duckdb.connect(":memory:", config=config)
     # A TIMESTAMPTZ comes back as timestamp[..., tz=UTC], not in the machine's zone (ICU is built in).
     connection.execute("SET TimeZone = 'UTC'")
+    connection.execute("SET enable_progress_bar = false")  # a task log is no terminal
     # A zero divisor fails the evaluation (see _check_divisors); DuckDB gives +-inf for '/' on floats.
     connection.execute(
         f"CREATE MACRO {_CHECKED_DIVISOR}(d) AS CASE WHEN d = 0 THEN error('Division by zero') ELSE d END"
