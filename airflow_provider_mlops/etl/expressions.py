@@ -404,10 +404,14 @@ def _compile(text: str, schema: pa.Schema, zero_division: str) -> Compiled:
         relation = connection.sql(original)
         result_type = relation.types[0]
         arrow_type = relation.to_arrow_table().schema.field(0).type  # of no rows: nothing to fail
-    except Exception as error:  # duckdb.Error: a bind error (function, types) with DuckDB's position
-        raise _fail(
-            text, _first_line(error) + _quote_hint(text, columns), _error_position(error, text)
-        ) from None
+    except Exception as error:  # duckdb.Error: a bind error (a function, types)
+        position = _error_position(error, text)
+        if position is None:  # the relation API leaves out where; execute() says it
+            try:
+                connection.execute(original).fetchall()
+            except Exception as located:
+                position = _error_position(located, text)
+        raise _fail(text, _first_line(error) + _quote_hint(text, columns), position) from None
     finally:
         connection.unregister(BATCH)
     sql = original
@@ -495,8 +499,8 @@ def _error_position(error: BaseException, text: str) -> int | None:
         window = context[3:]
         if window.endswith("..."):
             window = window[:-3]
-        start = line.find(window[: max(1, column - 3)]) if window else -1
-        if start < 0:
+        start = line.find(window) if window else -1
+        if start < 0 or line.find(window, start + 1) >= 0:  # not found, or not only once: unknown
             return None
         column = start + column - 3
     return sum(len(earlier) + 1 for earlier in lines[:index]) + column

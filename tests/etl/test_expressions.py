@@ -402,3 +402,20 @@ def test_a_derive_step_runs_its_columns_in_order_in_one_query_and_names_the_one_
         ExpressionError, match=r"^Step 'derive' column 'bad': expression 'x / y' failed on the data"
     ):
         list(failing.apply(data.to_batches()))
+
+
+@pytest.mark.parametrize(
+    ("text", "position"),
+    [
+        ("age + nope_fn(1)", 6),
+        ("age +\n  nope_fn(1)", 8),
+        (" + ".join(["age"] * 40) + " + nope_fn(1)", 240),  # DuckDB shows a window of the line
+        ("lower(age)", 0),
+        ("age >= 18 AND\ncountry = 'FR' AND nope > 1", 33),
+    ],
+)
+def test_errors_give_the_position_in_the_expression(text: str, position: int) -> None:
+    with pytest.raises(
+        ExpressionError, match=rf"at character {position} \(near '{re.escape(text[position:][:8])}"
+    ):
+        values(text)
