@@ -93,7 +93,7 @@ def connect(
         config["preserve_insertion_order"] = False
     connection = duckdb.connect(":memory:", config=config)
     # A TIMESTAMPTZ comes back as timestamp[..., tz=UTC], not in the machine's zone (ICU is built in).
-    connection.execute("SET TimeZone = 'UTC'")
+    connection.execute("SET GLOBAL TimeZone = 'UTC'")  # cursors inherit it
     connection.execute("SET enable_progress_bar = false")  # a task log is no terminal
     # A zero divisor fails the evaluation (see _check_divisors); DuckDB gives +-inf for '/' on floats.
     connection.execute(
@@ -107,13 +107,22 @@ def connect(
 
 
 _local = threading.local()
+_lock = threading.Lock()
+_database: list[duckdb.DuckDBPyConnection] = []
 
 
 def _connection() -> duckdb.DuckDBPyConnection:
-    """This thread's sandbox connection for expressions (a connection is not thread-safe)."""
+    """
+    This thread's sandbox connection for expressions: a cursor of one in-memory database per process
+    (a database costs ~20 MB, a cursor little; a connection is not thread-safe, and names registered
+    on a cursor are its own).
+    """
     connection = getattr(_local, "connection", None)
     if connection is None:
-        connection = _local.connection = connect(threads=1)
+        with _lock:
+            if not _database:
+                _database.append(connect(threads=1))
+            connection = _local.connection = _database[0].cursor()
     return connection
 
 

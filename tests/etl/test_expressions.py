@@ -419,3 +419,19 @@ def test_errors_give_the_position_in_the_expression(text: str, position: int) ->
         ExpressionError, match=rf"at character {position} \(near '{re.escape(text[position:][:8])}"
     ):
         values(text)
+
+
+def test_threads_evaluate_at_once_each_on_its_own_cursor_of_the_locked_sandbox() -> None:
+    # The model server evaluates derive expressions from several threads at once.
+    from concurrent.futures import ThreadPoolExecutor
+
+    def work(start: int) -> bool:
+        table = pa.table({"x": list(range(start, start + 1000))})
+        for _ in range(20):
+            assert values("x * 2 + 1", table) == [2 * v + 1 for v in range(start, start + 1000)]
+        with pytest.raises(Exception, match="locked"):
+            expressions._connection().execute("SET enable_external_access = true")
+        return True
+
+    with ThreadPoolExecutor(6) as pool:
+        assert all(pool.map(work, range(0, 60_000, 10_000)))
