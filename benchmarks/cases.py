@@ -365,6 +365,92 @@ def batch_predict(args: dict[str, Any]) -> int:
     return int(result["rows"])
 
 
+# ------------------------------------------------------------------------------------------ transform
+# issue #24: the same steps in DuckDB SQL (today), in the provider's pyarrow expression language of
+# before (run from the baseline commit's code: args["sys_path"]) and in pandas
+TRANSFORM_SQL = [
+    {"filter": "amount > 50 AND category <> 'beta'"},
+    {"derive": {"yearly": "amount * 12", "score": "amount * ratio + 1", "flag": "active AND amount > 120"}},
+    {"drop_duplicates": ["customer_id"]},
+]
+TRANSFORM_ARROW = [
+    {"filter": "amount > 50 and category != 'beta'"},
+    {"derive": {"yearly": "amount * 12", "score": "amount * ratio + 1", "flag": "active and amount > 120"}},
+    {"drop_duplicates": ["customer_id"]},
+]
+
+
+def _transform(args: dict[str, Any], steps: list[dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
+    from airflow_provider_mlops.hooks.s3 import S3Hook
+    from airflow_provider_mlops.operators.transform import TransformOperator
+    from tests.operators.helpers import task_context
+
+    result = TransformOperator(
+        task_id="transform", input_uri=args["uri"], steps=steps, output_uri=args["out"], **kwargs
+    ).execute(task_context(Path(args["work"])))
+    return {
+        "rows": int(result["rows_in"]),
+        "rows_out": int(result["rows"]),
+        "digest": _digest(S3Hook(aws_conn_id=None), args["out"], args.get("sort", "id")),
+    }
+
+
+def _digest(hook: Any, uri: str, key: str) -> str:
+    """A hash of the output's rows in ``key`` order: two engines agree or they do not."""
+    import hashlib
+
+    import pyarrow as pa
+
+    table = pa.Table.from_batches(list(hook.iter_batches(uri))).sort_by(key)
+    digest = hashlib.sha256()
+    for name in sorted(table.column_names):
+        values = table.column(name).to_pylist()
+        digest.update(repr([round(v, 6) if isinstance(v, float) else v for v in values]).encode())
+    return digest.hexdigest()[:16]
+
+
+@case("airflow_provider_mlops.operators.transform", "duckdb")
+def transform_duckdb(args: dict[str, Any]) -> dict[str, Any]:
+    """TransformOperator: a filter, three derives (SQL on DuckDB, per batch), a dedupe."""
+    return _transform(args, TRANSFORM_SQL)
+
+
+@case("airflow_provider_mlops.operators.transform", "pyarrow.dataset")
+def transform_arrow_engine(args: dict[str, Any]) -> dict[str, Any]:
+    """The same with the expression language of before #24 (baseline code, pyarrow.compute)."""
+    return _transform(args, TRANSFORM_ARROW)
+
+
+@case("pandas")
+def transform_pandas(args: dict[str, Any]) -> dict[str, Any]:
+    """The same in pandas, whole frame in memory (what a callable-only DAG does)."""
+    import pandas as pd
+
+    frame = pd.read_parquet(args["path"])
+    rows = len(frame)
+    frame = frame[(frame.amount > 50) & (frame.category != "beta")]
+    frame = frame.assign(
+        yearly=frame.amount * 12,
+        score=frame.amount * frame.ratio + 1,
+        flag=frame.active & (frame.amount > 120),
+    )
+    frame = frame.drop_duplicates(["customer_id"])
+    Path(args["out_file"]).parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(args["out_file"])
+    return {"rows": rows, "rows_out": len(frame)}
+
+
+@case("airflow_provider_mlops.operators.transform", "duckdb")
+def sql_join_aggregate(args: dict[str, Any]) -> dict[str, Any]:
+    """A sql step joining the input with another dataset and aggregating, under a memory limit."""
+    query = {
+        "query": "SELECT r.label, count(*) AS n, sum(l.v) AS total FROM input AS l "
+        "JOIN labels AS r USING (k) GROUP BY r.label",
+        "inputs": {"labels": args["labels"]},
+    }
+    return _transform({**args, "sort": "label"}, [{"sql": query}], sql_memory_limit=args["memory_limit"])
+
+
 def peak_rss_mb() -> float:
     """This process's RSS high-water mark (VmHWM): unlike ru_maxrss it does not inherit the parent's."""
     with open("/proc/self/status") as status:
@@ -379,6 +465,8 @@ def main() -> None:
 
     name, raw = sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "{}"
     args = json.loads(raw)
+    if args.get("sys_path"):  # the provider's code of another commit (a baseline engine)
+        sys.path.insert(0, args["sys_path"])
     _connections(args)
     for module in (*WARM, *WARM_FOR[name]):
         importlib.import_module(module)

@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated groups: postgres,mongo,s3,http,sqlite,serving,drift,parse,profile; "
+        help="comma-separated groups: postgres,mongo,s3,http,sqlite,transform,serving,drift,parse,profile; "
         "drift_calibration (~20 min) and flatness (the PostgreSQL load, upsert and extract and the S3 write "
         "at --rows and 5x --rows, peak RSS ratio) run only when named",
     )
@@ -158,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         "s3",
         "http",
         "sqlite",
+        "transform",
         "serving",
         "drift",
         "parse",
@@ -357,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
             results["sqlite_extract_parquet"] = run_case(
                 "sqlite_extract_parquet", {"connections": conns, "out": (work / "sqlite_out").as_uri()}
             )
+        if "transform" in groups:
+            results.update(_transform_cases(work, data, n))
         if "serving" in groups:
             results.update(_serving(work, n, stack))
         if "flatness" in groups:
@@ -383,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
                 "batch_predict",
                 "profile_skrub",
                 "profile_ydata",
+                "transform_pandas",  # whole frame in memory: the comparison, not the provider
+                "sql_join",  # its bound is its memory_limit: see _transform_targets
             )
         ):
             continue
@@ -505,6 +510,98 @@ def _flatness(work: Path, rows: int, stack: contextlib.ExitStack) -> dict[str, d
     return results
 
 
+# the last commit whose TransformOperator evaluated expressions with the provider's pyarrow engine
+ARROW_ENGINE_COMMIT = "b586e7e"
+SQL_ROWS, SQL_KEYS = 5_000_000, 2_000_000
+
+
+def _transform_cases(work: Path, data: Path, rows: int) -> dict[str, dict[str, Any]]:
+    """Issue #24: the transform steps in DuckDB SQL vs the pyarrow engine of before vs pandas; a sql step."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    results: dict[str, dict[str, Any]] = {}
+    print(f"Transform (filter, 3 derives, dedupe over {rows:,} rows x 10)", flush=True)
+    common = {"uri": data.as_uri(), "work": str(work), "path": str(data)}
+    results["transform_duckdb"] = run_case(
+        "transform_duckdb", {**common, "out": (work / "t_duckdb").as_uri()}, repeat=2
+    )
+    baseline = work / "arrow_engine"
+    baseline.mkdir(exist_ok=True)
+    archive = subprocess.run(
+        ["git", "archive", ARROW_ENGINE_COMMIT, "airflow_provider_mlops"],
+        cwd=ROOT,
+        capture_output=True,
+        check=False,
+    )
+    if archive.returncode == 0:
+        subprocess.run(["tar", "-x", "-C", str(baseline)], input=archive.stdout, check=True)
+        results["transform_arrow_engine"] = run_case(
+            "transform_arrow_engine",
+            {**common, "out": (work / "t_arrow").as_uri(), "sys_path": str(baseline)},
+            repeat=2,
+        )
+    else:
+        print(f"  (commit {ARROW_ENGINE_COMMIT} not in this clone: the pyarrow engine is not measured)")
+    results["transform_pandas"] = run_case(
+        "transform_pandas", {**common, "out_file": str(work / "t_pandas" / "out.parquet")}, repeat=2
+    )
+    print(f"sql step: join + aggregate, {SQL_ROWS:,} rows with {SQL_KEYS:,} labels", flush=True)
+    rng = np.random.default_rng(11)
+    left, right = work / "sql_left.parquet", work / "sql_labels.parquet"
+    with pq.ParquetWriter(left, pa.schema([("k", pa.int64()), ("v", pa.float64())])) as writer:
+        for _ in range(0, SQL_ROWS, 500_000):
+            writer.write_table(pa.table({"k": rng.integers(0, SQL_KEYS, 500_000), "v": rng.random(500_000)}))
+    labels = np.arange(SQL_KEYS)
+    pq.write_table(
+        pa.table({"k": labels, "label": pa.array(np.char.add("label-", labels.astype(str)))}), right
+    )
+    for limit in ("200MB", "8GB"):
+        results[f"sql_join_aggregate_{limit}"] = run_case(
+            "sql_join_aggregate",
+            {
+                "uri": left.as_uri(),
+                "labels": right.as_uri(),
+                "work": str(work),
+                "memory_limit": limit,
+                "out": (work / f"sql_{limit}").as_uri(),
+            },
+            label=f"sql_join_aggregate {limit}",
+        )
+    return results
+
+
+def _transform_targets(results: dict[str, Any], ratios: dict[str, float]) -> int:
+    failures = 0
+
+    def check(ok: bool, text: str) -> None:
+        nonlocal failures
+        failures += not ok
+        print(f"  [{'ok' if ok else 'FAIL'}] {text}")
+
+    duck, arrow, pandas = (
+        results.get(k) for k in ("transform_duckdb", "transform_arrow_engine", "transform_pandas")
+    )
+    if duck and arrow:
+        check(duck["digest"] == arrow["digest"], "transform: DuckDB SQL gives the pyarrow engine's rows")
+        ratios["transform_duckdb/transform_arrow_engine"] = round(duck["rows_per_s"] / arrow["rows_per_s"], 3)
+        print(
+            f"  (info) transform DuckDB SQL vs pyarrow engine: {ratios['transform_duckdb/transform_arrow_engine']:.2f}x"
+        )
+    if duck and pandas:
+        check(duck["rows_out"] == pandas["rows_out"], "transform: DuckDB SQL keeps pandas' row count")
+        ratios["transform_duckdb/transform_pandas"] = round(duck["rows_per_s"] / pandas["rows_per_s"], 3)
+        print(f"  (info) transform DuckDB SQL vs pandas: {ratios['transform_duckdb/transform_pandas']:.2f}x")
+    small, free = results.get("sql_join_aggregate_200MB"), results.get("sql_join_aggregate_8GB")
+    if small and free:
+        check(small["digest"] == free["digest"], "sql step at memory_limit 200MB equals the in-memory run")
+        print(
+            f"  (info) sql step peak RSS: {small['peak_rss_mb']:.0f} MB at 200MB vs {free['peak_rss_mb']:.0f} MB"
+        )
+    return failures
+
+
 def _extra_groups(groups: set[str], work: Path, rows: int) -> dict[str, Any]:
     """Drift against Evidently, its calibration table and DAG parse (modules of their own)."""
     results: dict[str, Any] = {}
@@ -527,7 +624,7 @@ def _extra_targets(results: dict[str, Any], ratios: dict[str, float]) -> int:
     from benchmarks.drift import drift_targets
     from benchmarks.parse import parse_targets
 
-    return drift_targets(results, ratios) + parse_targets(results)
+    return drift_targets(results, ratios) + parse_targets(results) + _transform_targets(results, ratios)
 
 
 def _write_run(

@@ -138,7 +138,7 @@ with DAG(
         input_uri=extract_customers.output,
         steps=[
             {"cast": {"customer_id": "int64", "updated_at": "timestamp[us, tz=UTC]"}},
-            {"derive": {"plan": "lower(strip(plan))", "region": "lower(strip(region))"}},
+            {"derive": {"plan": "lower(trim(plan))", "region": "lower(trim(region))"}},
             {"drop_duplicates": ["customer_id"]},
         ],
         expected_schema=CUSTOMER_SCHEMA,

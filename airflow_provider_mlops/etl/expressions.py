@@ -1,606 +1,648 @@
 """
-A small, safe expression language compiled to vectorized ``pyarrow.compute`` expressions.
+DuckDB SQL expressions over a batch's columns, evaluated in process in a sandbox.
 
-Used by filter and derive steps: ``"age >= 18 and country in ['FR', 'DE']"``,
-``"monthly_charges * 12"``, ``"is_null(email) or lower(plan) == 'free'"``,
-``"`Island Name` == 'Biscoe'"``. The text is parsed with Python's ``ast`` and only the nodes listed
-here are accepted: column names (bare, or any name in backticks), literals, comparisons,
-``and``/``or``/``not``, overflow-checked arithmetic, ``in``/``not in`` a literal list, and a fixed set
-of functions. Nothing is ever ``eval``-ed. The grammar is documented in docs/operators/transform.rst.
+Used by the ``filter`` and ``derive`` steps (and a model's ``derive`` features):
+``"age >= 18 AND country IN ('FR', 'DE')"``, ``"monthly_charges * 12"``,
+``"\"Island Name\" = 'Biscoe'"``. The text is one SQL *expression* (not a statement): it is placed
+as the single select-list item of a ``SELECT ... FROM batch`` built here, DuckDB's own parser reads
+that statement (``json_serialize_sql``) and anything but that one SELECT with that one expression is
+refused (a second statement, a subquery, a table function, a window, ``COPY``, ``ATTACH``,
+``INSTALL``, ``PRAGMA``, ``SET`` ...). It then runs on a DuckDB connection that reaches no file,
+network or extension (:func:`connect`), one Arrow batch at a time. The language is documented in
+docs/operators/transform.rst.
 """
 
 from __future__ import annotations
 
-import ast
-import contextlib
 import difflib
 import functools
+import json
+import re
+import threading
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterator
+    from collections.abc import Collection, Iterator, Sequence
 
+    import duckdb
     import pyarrow as pa
-    import pyarrow.compute as pc
 
 
 class ExpressionError(ValueError):
-    """The expression uses something the language does not allow, does not parse, or fails on the data."""
+    """The expression is not one SQL expression over the columns, does not bind, or fails on the data."""
 
 
-# Limits: a user's expression is data, and Python's parser answers a 100,000-deep nesting with
-# RecursionError / MemoryError and a 5,000-digit literal with a conversion error. Everything past
-# these bounds is an ExpressionError before pyarrow sees it. The bounds are far above any
-# hand-written expression: a sum of 90 columns or an `in` list of ~1,500 values fits.
 MAX_LENGTH = 10_000  # characters of expression text
-MAX_NODES = 2_000  # syntax-tree nodes (names, literals, operators' operands, calls)
-MAX_DEPTH = 100  # nesting levels; a chain ``a + b + c`` is one level per operator
-_INT_MIN, _UINT_MAX = -(2**63), 2**64 - 1  # integer literals are int64 (or uint64 above 2**63 - 1)
 
-# function name -> (pyarrow.compute function, min arguments, max arguments or None for any)
-_FUNCTIONS: dict[str, tuple[str, int, int | None]] = {
-    "is_null": ("is_null", 1, 1),
-    "is_valid": ("is_valid", 1, 1),
-    "not_null": ("is_valid", 1, 1),
-    "is_nan": ("is_nan", 1, 1),
-    "abs": ("abs_checked", 1, 1),  # abs(INT64_MIN) does not fit: an error, not INT64_MIN
-    "round": ("round", 1, 2),
-    "floor": ("floor", 1, 1),
-    "ceil": ("ceil", 1, 1),
-    "sqrt": ("sqrt", 1, 1),
-    "ln": ("ln", 1, 1),
-    "log10": ("log10", 1, 1),
-    "lower": ("utf8_lower", 1, 1),
-    "upper": ("utf8_upper", 1, 1),
-    "strip": ("utf8_trim_whitespace", 1, 1),
-    "length": ("utf8_length", 1, 1),
-    "starts_with": ("starts_with", 2, 2),
-    "ends_with": ("ends_with", 2, 2),
-    "contains": ("match_substring", 2, 2),
-    "coalesce": ("coalesce", 1, None),
-    "if_else": ("if_else", 3, 3),
-    "year": ("year", 1, 1),
-    "month": ("month", 1, 1),
-    "day": ("day", 1, 1),
-    "day_of_week": ("day_of_week", 1, 1),
-    "hour": ("hour", 1, 1),
-    "min": ("min_element_wise", 1, None),
-    "max": ("max_element_wise", 1, None),
+BATCH = "batch"  # the name the batch has in the statement built around an expression
+_VALUE = "value"
+_PREFIX = "SELECT (\n"  # the expression starts on line 2: DuckDB's error positions map back by line
+_SUFFIX = f'\n) AS "{_VALUE}" FROM {BATCH}'
+_CHECKED_DIVISOR = "__mlops_checked_divisor"  # a macro of every sandbox connection, see connect()
+_DIVISIONS = {"/", "//", "%", "divide", "mod", "fmod", "fdiv"}
+# Expression classes of DuckDB's syntax tree that are not row by row or reach beyond the batch.
+_REFUSED = {
+    "SUBQUERY": "a subquery",
+    "WINDOW": "a window function",
+    "STAR": "a star expression (*, COLUMNS(...))",
+    "PARAMETER": "a parameter",
+    "DEFAULT": "DEFAULT",
+    "POSITIONAL_REFERENCE": "a positional reference",
 }
-# Functions whose trailing argument is an option (a literal), not an expression.
-_PATTERN_FUNCTIONS = {"starts_with", "ends_with", "contains"}
-_MAX_ROUND_DIGITS = 76  # the largest decimal precision Arrow has
+_NOWHERE = 2**64 - 1  # DuckDB's query_location when a node has none
 
-_COMPARE = {
-    ast.Eq: "equal",
-    ast.NotEq: "not_equal",
-    ast.Lt: "less",
-    ast.LtE: "less_equal",
-    ast.Gt: "greater",
-    ast.GtE: "greater_equal",
-}
-# Integer arithmetic uses the *_checked kernels: the unchecked ones wrap around silently
-# (2**62 * 4 == 0). Floating-point arithmetic is IEEE 754 in both (overflow gives +-inf).
-_BINARY = {
-    ast.Add: "add_checked",
-    ast.Sub: "subtract_checked",
-    ast.Mult: "multiply_checked",
-    ast.Div: "divide_checked",
-    ast.Pow: "power_checked",
-    ast.Mod: None,  # composed from the kernels above, see _modulo
-}
-# Operator nodes are fields of the nodes that use them; they do not count towards MAX_NODES.
-_NOT_COUNTED = (ast.expr_context, ast.operator, ast.boolop, ast.unaryop, ast.cmpop)
+
+# --------------------------------------------------------------------------------------------------
+# the sandbox
+# --------------------------------------------------------------------------------------------------
+def connect(
+    *,
+    memory_limit: str | None = None,
+    temp_directory: str | None = None,
+    threads: int | None = None,
+    insertion_order: bool = True,
+) -> duckdb.DuckDBPyConnection:
+    """
+    A new in-memory DuckDB connection that user SQL cannot escape: no file or network access
+    (``enable_external_access=false``: ``read_csv``, ``COPY``, ``ATTACH``, ``INSTALL`` fail), no
+    extension installed or loaded on demand, and the configuration locked (``SET`` fails). Python
+    objects reach it only through ``register``.
+
+    :param memory_limit: DuckDB's memory limit (e.g. ``"200MB"``); past it operators spill.
+    :param temp_directory: where it spills (DuckDB itself writes there; user SQL still cannot).
+    :param threads: worker threads (default: DuckDB's, the number of cores).
+    :param insertion_order: keep the input's order where the query has no ORDER BY (false lets
+        large joins and aggregates run in less memory; ORDER BY is always honoured).
+    """
+    import duckdb
+
+    config: dict[str, Any] = {
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+        "allow_community_extensions": False,
+        "allow_unsigned_extensions": False,
+    }
+    if memory_limit is not None:
+        config["memory_limit"] = memory_limit
+    if temp_directory is not None:
+        config["temp_directory"] = temp_directory
+    if threads is not None:
+        config["threads"] = threads
+    if not insertion_order:
+        config["preserve_insertion_order"] = False
+    connection = duckdb.connect(":memory:", config=config)
+    # A TIMESTAMPTZ comes back as timestamp[..., tz=UTC], not in the machine's zone (ICU is built in).
+    connection.execute("SET GLOBAL TimeZone = 'UTC'")  # cursors inherit it
+    connection.execute("SET enable_progress_bar = false")  # a task log is no terminal
+    # A zero divisor fails the evaluation (see _check_divisors); DuckDB gives +-inf for '/' on floats.
+    connection.execute(
+        f"CREATE MACRO {_CHECKED_DIVISOR}(d) AS CASE WHEN d = 0 THEN error('Division by zero') ELSE d END"
+    )
+    # Set last: once external access is off and the configuration locked, nothing user SQL can
+    # run turns them back on.
+    connection.execute("SET enable_external_access = false")
+    connection.execute("SET lock_configuration = true")
+    return connection
+
+
+_local = threading.local()
+_lock = threading.Lock()
+_database: list[duckdb.DuckDBPyConnection] = []
+
+
+def _connection() -> duckdb.DuckDBPyConnection:
+    """
+    This thread's sandbox connection for expressions: a cursor of one in-memory database per process
+    (a database costs ~20 MB, a cursor little; a connection is not thread-safe, and names registered
+    on a cursor are its own).
+    """
+    connection = getattr(_local, "connection", None)
+    if connection is None:
+        with _lock:
+            if not _database:
+                _database.append(connect(threads=1))
+            connection = _local.connection = _database[0].cursor()
+    return connection
 
 
 def quote_name(name: str) -> str:
-    """The backtick-quoted form of a column name, usable in any expression: ``Island Name`` -> `` `Island Name` ``."""
-    return "`" + name.replace("`", "``") + "`"
+    """The double-quoted SQL identifier for a column name: ``Island Name`` -> ``"Island Name"``."""
+    return '"' + name.replace('"', '""') + '"'
 
 
-def _substitute_quoted_names(text: str) -> tuple[str, dict[str, str]]:
-    """
-    Replace every backtick-quoted name with a fresh identifier that Python's parser accepts.
-
-    Returns the new text and the map identifier -> column name. Backticks inside string literals and
-    comments are left alone, so the scanner follows Python's tokenizer for those (a backslash skips
-    the next character in every kind of string literal, raw ones included). Each identifier is
-    surrounded by spaces so that `` `a`and`b` `` stays three tokens.
-    """
-    if "`" not in text:
-        return text, {}
-    # A prefix that occurs nowhere in the text cannot collide with a bare column name.
-    prefix = "__quoted_"
-    while prefix in text:
-        prefix += "_"
-    out: list[str] = []
-    names: dict[str, str] = {}
-    i, n = 0, len(text)
-    while i < n:
-        char = text[i]
-        if char in "'\"":
-            end = _end_of_string(text, i)
-            out.append(text[i:end])
-            i = end
-        elif char == "#":
-            end = min((j for j in (text.find("\n", i), text.find("\r", i)) if j >= 0), default=n)
-            out.append(text[i:end])
-            i = end
-        elif char == "`":
-            parts, j = [], i + 1
-            while True:
-                k = text.find("`", j)
-                if k < 0:
-                    raise ExpressionError(
-                        f"Unterminated backtick-quoted name at character {i} in {_clip(text)} "
-                        "(a backtick inside a name is written twice: `a``b` is the column a`b)"
-                    )
-                parts.append(text[j:k])
-                if text.startswith("`", k + 1):  # a doubled backtick is one backtick of the name
-                    parts.append("`")
-                    j = k + 2
-                    continue
-                i = k + 1
-                break
-            placeholder = f"{prefix}{len(names)}_"
-            names[placeholder] = "".join(parts)
-            out.append(f" {placeholder} ")
-        else:
-            out.append(char)
-            i += 1
-    return "".join(out), names
-
-
-def _end_of_string(text: str, start: int) -> int:
-    """The index just past the string literal opening at ``start`` (or where it breaks off)."""
-    quote = text[start]
-    triple = text.startswith(quote * 3, start)
-    i = start + (3 if triple else 1)
-    while i < len(text):
-        char = text[i]
-        if char == "\\":
-            i += 2
-        elif triple and text.startswith(quote * 3, i):
-            return i + 3
-        elif not triple and char == quote:
-            return i + 1
-        elif not triple and char in "\r\n":
-            return i  # unterminated: the parser reports it
-        else:
-            i += 1
-    return len(text)
-
-
-def _check_size(tree: ast.AST, text: str) -> None:
-    # Iterative on purpose: a recursive walk is what fails on deep input.
-    stack: list[tuple[ast.AST, int]] = [(tree, 0)]
-    nodes = 0
-    while stack:
-        node, depth = stack.pop()
-        nodes += 1
-        if nodes > MAX_NODES:
-            raise ExpressionError(f"Expression is too large (over {MAX_NODES} elements): {_clip(text)}")
-        if depth > MAX_DEPTH:
-            raise ExpressionError(
-                f"Expression is nested too deeply (over {MAX_DEPTH} levels): {_clip(text)}; "
-                "split it into several derive steps"
-            )
-        stack.extend((c, depth + 1) for c in ast.iter_child_nodes(node) if not isinstance(c, _NOT_COUNTED))
-
-
-class _Compiler:
-    def __init__(
-        self,
-        text: str,
-        source: str,
-        quoted: dict[str, str],
-        columns: Collection[str] | None,
-        schema: pa.Schema | None,
-        zero_division: str = "error",
-    ) -> None:
-        self.zero_division = zero_division  # "error" (the ETL's rule) or "null" (a model's derive step)
-        self.text = text  # as written, for messages
-        self.source = source  # as parsed (backtick-quoted names replaced)
-        self.quoted = quoted
-        self.columns = columns
-        self.schema = schema
-
-    # ------------------------------------------------------------------------------------ helpers
-    def show(self, node: ast.AST) -> str:
-        """A node as the user would have written it (placeholders back in backticks)."""
-        shown = ast.unparse(node)
-        for placeholder, name in self.quoted.items():
-            shown = shown.replace(placeholder, quote_name(name))
-        return shown
-
-    def fail(self, message: str) -> ExpressionError:
-        return ExpressionError(f"{message} (in expression {_clip(self.text)})")
-
-    def unknown_column(self, name: str) -> ExpressionError:
-        assert self.columns is not None
-        listed = sorted(self.columns)
-        near = difflib.get_close_matches(name, listed, n=3)
-        hint = f"; did you mean {', '.join(quote_name(c) for c in near)}?" if near else ""
-        more = f" and {len(listed) - 50} more" if len(listed) > 50 else ""
-        return self.fail(f"Unknown column {name!r}{hint} Columns: {listed[:50]}{more}")
-
-    def literal(self, node: ast.AST) -> Any:
-        """The value of a literal (a constant, a negative number, or a list/tuple/set of them)."""
-        if isinstance(node, ast.Constant):
-            value = node.value
-            if value is None or isinstance(value, bool | float | str | bytes):
-                return value
-            if isinstance(value, int):
-                if not _INT_MIN <= value <= _UINT_MAX:
-                    raise self.fail(f"Integer literal {_short(value)} is outside the 64-bit range")
-                return value
-            raise self.fail(f"Unsupported literal {self.show(node)!r}")
-        if (
-            isinstance(node, ast.UnaryOp)
-            and isinstance(node.op, ast.USub | ast.UAdd)
-            and isinstance(node.operand, ast.Constant)
-            and isinstance(node.operand.value, int | float)
-            and not isinstance(node.operand.value, bool)
-        ):
-            # Folded so that -9223372036854775808 is INT64_MIN, not negate(2**63) out of range.
-            value = -node.operand.value if isinstance(node.op, ast.USub) else node.operand.value
-            if isinstance(value, int) and not _INT_MIN <= value <= _UINT_MAX:
-                raise self.fail(f"Integer literal {_short(value)} is outside the 64-bit range")
-            return value
-        if isinstance(node, ast.List | ast.Tuple | ast.Set):
-            return [self.literal(element) for element in node.elts]
-        raise self.fail(f"Expected a literal value, got {self.show(node)!r}")
-
-    @staticmethod
-    def is_literal(node: ast.AST) -> bool:
-        return isinstance(node, ast.Constant) or (
-            isinstance(node, ast.UnaryOp)
-            and isinstance(node.op, ast.USub | ast.UAdd)
-            and isinstance(node.operand, ast.Constant)
-        )
-
-    def scalar(self, node: ast.AST) -> pc.Expression:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        value = self.literal(node)
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 2**63:
-            return pc.scalar(pa.scalar(value, pa.uint64()))
-        return pc.scalar(value)
-
-    def is_integer(self, expression: pc.Expression) -> bool:
-        """Whether ``expression`` yields integers on this schema (False when the schema is unknown)."""
-        import pyarrow as pa
-        import pyarrow.dataset as pads
-
-        if self.schema is None:
-            return False
-        empty = pa.Table.from_batches([], schema=self.schema)
-        try:
-            probed = pads.dataset(empty).to_table(columns={"v": expression}).schema.field("v").type
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as err:
-            raise self.fail(f"Cannot evaluate on columns {self.schema.names}: {err}") from None
-        return pa.types.is_integer(probed)
-
-    # ------------------------------------------------------------------------------------ compile
-    def compile(self, node: ast.AST) -> pc.Expression:
-        import pyarrow.compute as pc
-
-        if isinstance(node, ast.Expression):
-            return self.compile(node.body)
-        if isinstance(node, ast.Name):
-            return self.column(node)
-        if isinstance(node, ast.Constant):
-            return self.scalar(node)
-        if isinstance(node, ast.List | ast.Tuple | ast.Set):
-            raise self.fail(f"A list is only allowed after 'in': {self.show(node)!r}")
-        if isinstance(node, ast.BoolOp):
-            values = [self.compile(v) for v in node.values]
-            result = values[0]
-            for value in values[1:]:
-                result = (result & value) if isinstance(node.op, ast.And) else (result | value)
-            return result
-        if isinstance(node, ast.UnaryOp):
-            if self.is_literal(node):  # -5 is a literal, not negate(5)
-                return self.scalar(node)
-            operand = self.compile(node.operand)
-            if isinstance(node.op, ast.Not):
-                return ~operand
-            if isinstance(node.op, ast.USub):
-                return pc.negate_checked(operand)
-            if isinstance(node.op, ast.UAdd):
-                return operand
-        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-            function = _BINARY[type(node.op)]
-            left, right = self.compile(node.left), self.compile(node.right)
-            if function in (None, "divide_checked") and self.zero_division == "null":
-                right = pc.if_else(pc.equal(right, pc.scalar(0)), pc.scalar(None), right)
-            if function is None:
-                return self.modulo(left, right)
-            if function == "divide_checked":
-                # '/' is true division, as in Python: integers divide as float64. The cast is a safe
-                # one, so an integer beyond +-2**53 (not exactly a float64) is an error, not rounded.
-                left = left.cast("float64")
-            return getattr(pc, function)(left, right)
-        if isinstance(node, ast.Compare):
-            return self.compare(node)
-        if isinstance(node, ast.Call):
-            return self.call(node)
-        raise self.fail(f"Not allowed in an expression: {self.show(node)!r}")
-
-    def column(self, node: ast.Name) -> pc.Expression:
-        import pyarrow.compute as pc
-
-        if node.id in self.quoted:
-            name = self.quoted[node.id]
-        elif self.source.isascii():
-            name = node.id
-        else:
-            # Python's parser applies Unicode NFKC to identifiers ("ﬁ" reads as "fi", a fullwidth X as "X"), so
-            # node.id may not be the name written; the source text is.
-            name = ast.get_source_segment(self.source, node) or node.id
-        if self.columns is not None and name not in self.columns:
-            raise self.unknown_column(name)
-        return pc.field(name)
-
-    def modulo(self, left: pc.Expression, right: pc.Expression) -> pc.Expression:
-        """``a % b`` with Python's sign rule (the result has the sign of ``b``), overflow-checked."""
-        import pyarrow.compute as pc
-
-        # No modulo kernel in Arrow. For integers divide_checked truncates towards zero; the
-        # remainder a - q*b then has the sign of a and is moved to b's sign below. For floats the
-        # quotient is floored first (floor() would convert integers to float64, losing exactness
-        # past 2**53, so it is applied only where the operands are not both integers or when the
-        # schema is not known).
-        quotient = pc.divide_checked(left, right)
-        if not (self.is_integer(left) and self.is_integer(right)):
-            quotient = pc.floor(quotient)
-        remainder = pc.subtract_checked(left, pc.multiply_checked(quotient, right))
-        zero = pc.scalar(0)
-        wrong_sign = (remainder != zero) & ((remainder < zero) != (right < zero))
-        # if_else evaluates both branches, so the addition is made on every row: adding 0 where the
-        # sign is right keeps -1 % INT64_MIN from overflowing in the branch that is not taken.
-        return pc.add_checked(remainder, pc.if_else(wrong_sign, right, zero))
-
-    def compare(self, node: ast.Compare) -> pc.Expression:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        result: pc.Expression | None = None
-        left = node.left
-        for op, right in zip(node.ops, node.comparators, strict=True):
-            if self.is_literal(left) and (
-                self.is_literal(right) or isinstance(right, ast.List | ast.Tuple | ast.Set)
-            ):
-                # Always the same answer for every row: almost surely a column name written as a
-                # string ("Island Name" == 'Biscoe'), which would filter out everything, silently.
-                raise self.fail(
-                    f"{self.show(node)!r} compares two literals; to refer to a column write its name "
-                    "in backticks, e.g. `Island Name` == 'Biscoe'"
-                )
-            if isinstance(op, ast.In | ast.NotIn):
-                if not isinstance(right, ast.List | ast.Tuple | ast.Set):
-                    raise self.fail("'in' needs a literal list, e.g. x in ['a', 'b']")
-                values = self.literal(right)
-                if not values:
-                    raise self.fail("'in' needs a non-empty list")
-                try:
-                    value_set = pa.array(values)
-                except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as err:
-                    raise self.fail(
-                        f"The list {self.show(right)!r} mixes types or is not flat: {err}"
-                    ) from None
-                part = pc.is_in(self.compile(left), value_set=value_set)
-                if isinstance(op, ast.NotIn):
-                    part = ~part
-            elif isinstance(op, ast.Is | ast.IsNot):
-                if not (isinstance(right, ast.Constant) and right.value is None):
-                    raise self.fail("'is' is only allowed as 'is None' / 'is not None'")
-                part = pc.is_null(self.compile(left))
-                if isinstance(op, ast.IsNot):
-                    part = ~part
-            elif type(op) in _COMPARE:
-                part = getattr(pc, _COMPARE[type(op)])(self.compile(left), self.compile(right))
-            else:
-                raise self.fail(f"Comparison not allowed: {self.show(node)!r}")
-            result = part if result is None else (result & part)
-            left = right
-        assert result is not None
-        return result
-
-    def call(self, node: ast.Call) -> pc.Expression:
-        import pyarrow.compute as pc
-
-        if isinstance(node.func, ast.Name) and node.func.id in self.quoted:
-            raise self.fail(f"{self.show(node.func)} is a column (backticks name columns), not a function")
-        if not isinstance(node.func, ast.Name) or node.func.id not in _FUNCTIONS:
-            raise self.fail(f"Unknown function {self.show(node.func)!r}; allowed: {sorted(_FUNCTIONS)}")
-        if node.keywords:
-            raise self.fail("Keyword arguments are not allowed in expressions")
-        name = node.func.id
-        function, least, most = _FUNCTIONS[name]
-        if len(node.args) < least or (most is not None and len(node.args) > most):
-            takes = f"{least}" if least == most else f"{least} to {most}" if most else f"at least {least}"
-            raise self.fail(f"{name}() takes {takes} argument(s), got {len(node.args)}")
-        if name in _PATTERN_FUNCTIONS:
-            pattern = self.literal(node.args[1])
-            if not isinstance(pattern, str):
-                raise self.fail(
-                    f"{name}() needs a string literal as its pattern, got {self.show(node.args[1])!r}"
-                )
-            return getattr(pc, function)(self.compile(node.args[0]), pattern=pattern)
-        if name == "round":
-            ndigits = self.literal(node.args[1]) if len(node.args) > 1 else 0
-            if not isinstance(ndigits, int) or isinstance(ndigits, bool) or abs(ndigits) > _MAX_ROUND_DIGITS:
-                raise self.fail(
-                    f"round() needs an integer literal between -76 and 76 as digits, got {ndigits!r}"
-                )
-            return pc.round(self.compile(node.args[0]), ndigits=ndigits)
-        return getattr(pc, function)(*[self.compile(a) for a in node.args])
-
-
-def _short(value: int) -> str:
-    # str() of a 5,000-digit int raises ValueError (Python's int/str conversion limit).
-    return str(value) if abs(value) < 10**40 else f"with {value.bit_length()} bits"
-
-
-def compile_expression(
-    text: str, columns: Collection[str] | pa.Schema | None = None, *, zero_division: str = "error"
-) -> pc.Expression:
-    """
-    Compile ``text`` into a ``pyarrow.compute.Expression``.
-
-    :param text: the expression.
-    :param columns: the known columns, as names or as a schema (then ``%`` on integers stays exact
-        beyond 2**53). An unknown name is an error naming it, and a double-quoted string equal to a
-        column name is refused (checked when given).
-    :param zero_division: ``error`` (a zero divisor of ``/`` or ``%`` fails the evaluation, the ETL's
-        rule) or ``null`` (the result is null on that row: a model's derive step, where one row
-        must not fail a whole request).
-    :raises ExpressionError: for anything the language does not allow.
-    """
-    import pyarrow as pa
-
-    if not isinstance(text, str):
-        raise ExpressionError(f"An expression is a string, got {type(text).__name__}")
-    if zero_division not in ("error", "null"):
-        raise ValueError(f"zero_division must be 'error' or 'null', got {zero_division!r}")
-    if isinstance(columns, pa.Schema):
-        return _compile(text, frozenset(columns.names), columns, zero_division)
-    return _compile(text, None if columns is None else frozenset(columns), None, zero_division)
-
-
-def referenced_columns(text: str) -> list[str]:
-    """
-    The column names ``text`` refers to, in order of first appearance (function names excluded).
-
-    :raises ExpressionError: for anything :func:`compile_expression` refuses.
-    """
-    return list(_referenced_columns(text))
-
-
-@functools.lru_cache(maxsize=256)  # a model's derive step asks at every prediction
-def _referenced_columns(text: str) -> tuple[str, ...]:
-    compile_expression(text)  # every check of the language first (length, syntax, functions)
-    source, quoted = _substitute_quoted_names(text.strip())
-    source = source.strip()
-    tree = ast.parse(source, mode="eval")
-    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
-    found = [n for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in called]
-    names: list[str] = []
-    for node in sorted(found, key=lambda n: (n.lineno, n.col_offset)):
-        if node.id in quoted:
-            name = quoted[node.id]
-        elif source.isascii():
-            name = node.id
-        else:  # as written: the parser normalizes identifiers (see _Compiler.column)
-            name = ast.get_source_segment(source, node) or node.id
-        if name not in names:
-            names.append(name)
-    return tuple(names)
-
-
-# Steps compile the same text against the same schema for every batch; Expressions are immutable.
-@functools.lru_cache(maxsize=256)
-def _compile(
-    text: str, columns: Collection[str] | None, schema: pa.Schema | None, zero_division: str = "error"
-) -> pc.Expression:
-    if len(text) > MAX_LENGTH:
-        raise ExpressionError(
-            f"Expression is too long ({len(text)} characters, limit {MAX_LENGTH}): {_clip(text)}"
-        )
-    source, quoted = _substitute_quoted_names(text.strip())
-    source = source.strip()  # a name in backticks at the start would be an indent
-    try:
-        tree = ast.parse(source, mode="eval")
-    except SyntaxError as err:
-        if "integer string conversion" in err.msg:  # Python's limit of 4,300 digits
-            raise ExpressionError(f"Integer literal is outside the 64-bit range in {_clip(text)}") from None
-        raise ExpressionError(
-            f"Cannot parse expression {_clip(text)}: {err.msg[:300]}{_quote_hint(text, columns)}"
-        ) from None
-    except (ValueError, OverflowError) as err:  # e.g. NUL characters
-        raise ExpressionError(f"Cannot parse expression {_clip(text)}: {str(err)[:300]}") from None
-    except (RecursionError, MemoryError):
-        raise ExpressionError(
-            f"Expression is nested too deeply (over {MAX_DEPTH} levels): {_clip(text)}"
-        ) from None
-    _check_size(tree, text)
-    compiler = _Compiler(text, source, quoted, columns, schema, zero_division)
-    if columns is not None:
-        _refuse_double_quoted_names(tree, compiler)
-    return compiler.compile(tree)
-
-
-def _quote_hint(text: str, columns: Collection[str] | None) -> str:
-    """A hint when the text holds a column name that needs backticks, unquoted."""
-    for name in sorted(columns or ()):
-        if not name.isidentifier() and name in text and quote_name(name) not in text:
-            return f"; a column name with spaces or punctuation goes in backticks: {quote_name(name)}"
-    return ""
-
-
+# --------------------------------------------------------------------------------------------------
+# parsing and checking
+# --------------------------------------------------------------------------------------------------
 def _clip(text: str, limit: int = 200) -> str:
     """``repr(text)``, shortened: messages quote the expression, which may be 10,000 characters."""
     return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
 
 
-def _refuse_double_quoted_names(tree: ast.AST, compiler: _Compiler) -> None:
-    """
-    A double-quoted string whose text is a column name is an error, not a warning.
+def _fail(text: str, message: str, position: int | None = None, what: str | None = None) -> ExpressionError:
+    if position is not None and position > len(text):  # in the SQL around it: the expression ended early
+        position = len(text)
+    where = f" at character {position}" if position is not None and position >= 0 else ""
+    near = ""
+    if where:
+        snippet = text[position : position + 30].splitlines()[0] if text[position:].strip() else ""
+        near = f" (near {snippet!r})" if snippet else " (at the end)"
+    subject = f"{what}: " if what else ""
+    return ExpressionError(f"{subject}expression {_clip(text)}{where}{near}: {message}")
 
-    In SQL, "Island Name" is the column; in Python it is a string. Taking it as a string gave a
-    filter that kept 0 of 50,000 rows with the task green; a warning in a task log is read after
-    the damage. The rare user who means the string writes it with single quotes, which is never
-    ambiguous, so refusing costs them one character.
+
+def _location(node: dict[str, Any]) -> int | None:
+    """The position of a syntax-tree node in the expression text (None when DuckDB has none)."""
+    location = node.get("query_location", _NOWHERE)
+    if not isinstance(location, int) or location == _NOWHERE:
+        return None
+    return location - len(_PREFIX)
+
+
+def _serialize(text: str) -> dict[str, Any]:
+    """DuckDB's syntax tree of the SELECT built around ``text``, checked to be just that SELECT."""
+    if not isinstance(text, str):
+        raise ExpressionError(f"An expression is SQL text, got {type(text).__name__}")
+    if len(text) > MAX_LENGTH:
+        raise ExpressionError(
+            f"Expression is too long ({len(text)} characters, limit {MAX_LENGTH}): {_clip(text)}"
+        )
+    if not text.strip():
+        raise ExpressionError("An expression is SQL text, got an empty string")
+    if "\x00" in text:
+        raise ExpressionError(f"Expression {_clip(text)} holds a NUL character")
+    sql = _PREFIX + text + _SUFFIX
+    try:
+        serialized = _connection().execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0]
+        tree = json.loads(serialized)
+    except RecursionError:
+        raise ExpressionError(f"Expression is nested too deeply: {_clip(text)}") from None
+    except Exception as error:  # duckdb.Error; DuckDB reports parse errors in the JSON
+        raise _fail(text, _first_line(error)) from None
+    if tree.get("error") and "Only SELECT statements" in str(tree.get("error_message")):
+        tree = {}  # a second statement of another kind: refused below like any other
+    if tree.get("error"):
+        position = tree.get("position")
+        position = int(position) - len(_PREFIX) if str(position or "").isdigit() else None
+        message = str(tree.get("error_message", "does not parse"))
+        raise _fail(text, f"{message}{_quote_hint(text)}", position)
+    statements = tree.get("statements") or []
+    node = statements[0].get("node", {}) if len(statements) == 1 else {}
+    well_formed = (
+        node.get("type") == "SELECT_NODE"
+        and len(node.get("select_list", ())) == 1
+        and node.get("from_table", {}).get("type") == "BASE_TABLE"
+        and node["from_table"].get("table_name") == BATCH
+        and node["from_table"].get("alias", "") == ""
+        and node["from_table"].get("schema_name", "") == ""
+        and not node.get("modifiers")
+        and not (node.get("cte_map") or {}).get("map")
+        and node.get("where_clause") is None
+        and not node.get("group_expressions")
+        and not node.get("group_sets")
+        and node.get("having") is None
+        and node.get("qualify") is None
+        and node.get("sample") is None
+        and node["select_list"][0].get("alias") == _VALUE
+    )
+    if not well_formed:
+        raise _fail(
+            text,
+            "not one SQL expression: a parenthesis, a quote or a comment closes it early, or it holds "
+            'a second statement (one expression over the batch\'s columns, such as "a" * 2 > "b", '
+            "is accepted)",
+        )
+    expression = node["select_list"][0]
+    if expression.get("function_name") == "row" and not expression.get("arguments"):
+        raise _fail(text, "no expression (only a comment?)")
+    _check_nodes(text, expression)
+    return expression
+
+
+def _walk(node: Any) -> Iterator[dict[str, Any]]:
+    """Every expression node under ``node`` (iterative: a deep tree must not exhaust the stack)."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if "class" in item:
+                yield item
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def _check_nodes(text: str, expression: dict[str, Any]) -> None:
+    for node in _walk(expression):
+        kind = node.get("class")
+        if kind in _REFUSED:
+            raise _fail(
+                text,
+                f"{_REFUSED[kind]} is not allowed in a row-by-row expression (the sql step takes "
+                "whole queries: joins, windows, aggregates)",
+                _location(node),
+            )
+        if kind == "FUNCTION" and (node.get("schema") or node.get("catalog")):
+            raise _fail(text, "a function is called by its name only, without a schema", _location(node))
+        if kind == "FUNCTION" and node.get("function_name", "").lower() in _aggregates():
+            raise _fail(
+                text,
+                f"{node['function_name']}() is an aggregate, and an expression gives one value per row "
+                "(row-wise minimum / maximum: least(a, b) / greatest(a, b); aggregates: the sql step)",
+                _location(node),
+            )
+
+
+@functools.cache
+def _aggregates() -> frozenset[str]:
+    """Names that are only aggregate functions in DuckDB (``sum``, ``max``; not ``list_sum``)."""
+    rows = (
+        _connection()
+        .execute(
+            "SELECT function_name, bool_and(function_type = 'aggregate') FROM duckdb_functions() "
+            "WHERE function_type IN ('scalar', 'aggregate', 'macro') GROUP BY function_name"
+        )
+        .fetchall()
+    )
+    return frozenset(name.lower() for name, only_aggregate in rows if only_aggregate)
+
+
+def _references(expression: dict[str, Any]) -> list[tuple[str, int | None]]:
+    """(column name, position) of every column reference, lambda parameters excluded."""
+    found: list[tuple[str, int | None]] = []
+
+    def visit(node: Any, bound: frozenset[str]) -> None:
+        stack = [(node, bound)]
+        while stack:
+            item, names = stack.pop()
+            if isinstance(item, list):
+                stack.extend((child, names) for child in item)
+                continue
+            if not isinstance(item, dict):
+                continue
+            kind = item.get("class")
+            if kind == "COLUMN_REF":
+                parts = item.get("column_names") or []
+                # "batch"."x" is the column x; s.f (a struct field) reads the column s
+                name = parts[1] if len(parts) > 1 and parts[0] == BATCH else parts[0] if parts else ""
+                if name.lower() not in names:
+                    found.append((name, _location(item)))
+                continue
+            if kind == "LAMBDA":
+                parameters = {
+                    ref["column_names"][-1].lower()
+                    for ref in _walk(item.get("lhs"))
+                    if ref.get("class") == "COLUMN_REF" and ref.get("column_names")
+                }
+                stack.append((item.get("expr"), names | parameters))
+                continue
+            stack.extend((child, names) for child in item.values() if isinstance(child, dict | list))
+
+    visit(expression, frozenset())
+    found.sort(key=lambda pair: -1 if pair[1] is None else pair[1])
+    return found
+
+
+def _quote_hint(text: str, columns: Collection[str] = ()) -> str:
+    for name in sorted(columns):
+        if (
+            not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name)
+            and name in text
+            and quote_name(name) not in text
+        ):
+            return f"; a column name with spaces or punctuation goes in double quotes: {quote_name(name)}"
+    return ""
+
+
+def _first_line(error: BaseException) -> str:
+    message = str(error).split("\n\nLINE ")[0].strip() or type(error).__name__
+    return message if len(message) < 600 else message[:600] + "..."
+
+
+def referenced_columns(text: str) -> list[str]:
     """
-    assert compiler.columns is not None
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in compiler.columns:
-            segment = ast.get_source_segment(compiler.source, node) or ""
-            if segment.lstrip("rRuU").startswith('"'):
-                raise compiler.fail(
-                    f'"{node.value}" is a string in double quotes, and also the name of a column. '
-                    f"Write the column as {quote_name(node.value)}, or the string in single quotes"
-                )
+    The column names ``text`` reads, in order of first appearance (lambda parameters excluded).
+
+    :raises ExpressionError: for anything the language refuses (it is parsed and checked, not bound).
+    """
+    return list(_referenced_columns(text))
+
+
+@functools.lru_cache(maxsize=512)  # a model's derive step asks at every prediction
+def _referenced_columns(text: str) -> tuple[str, ...]:
+    names: list[str] = []
+    for name, _ in _references(_serialize(text)):
+        if name not in names:
+            names.append(name)
+    return tuple(names)
+
+
+# --------------------------------------------------------------------------------------------------
+# compiling against a schema
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Compiled:
+    """An expression checked and bound against a schema: the SQL to run and its result's type."""
+
+    text: str
+    sql: str  # SELECT <item> AS "value" FROM batch
+    item: str  # the select-list item of ``sql``, to combine several expressions in one query
+    type: Any  # the DuckDB type of the result
+    arrow_type: Any  # the Arrow type of the result
+    is_boolean: bool
+    zero_division: str
+
+
+def compile_expression(
+    text: str, schema: pa.Schema, *, zero_division: str = "error", what: str | None = None
+) -> Compiled:
+    """
+    Check ``text`` and bind it to ``schema``'s columns.
+
+    :param text: the expression.
+    :param schema: the batch's schema.
+    :param zero_division: ``error`` (a zero divisor of ``/``, ``//``, ``%`` fails the evaluation: the
+        ETL's rule) or ``null`` (the result is null on that row: a model's derive step, where one row
+        must not fail a whole request).
+    :param what: the step and column it belongs to, for messages (``derive 'yearly'``).
+    :raises ExpressionError: naming the expression, the position and the column when known.
+    """
+    if zero_division not in ("error", "null"):
+        raise ValueError(f"zero_division must be 'error' or 'null', got {zero_division!r}")
+    try:
+        return _compile(text, schema, zero_division)
+    except ExpressionError as error:
+        if what:
+            raise ExpressionError(f"{what}: {error}") from None
+        raise
+
+
+@functools.lru_cache(maxsize=256)  # steps bind the same text to the same schema for every batch
+def _compile(text: str, schema: pa.Schema, zero_division: str) -> Compiled:
+    expression = _serialize(text)
+    columns = schema.names
+    lowered: dict[str, list[str]] = {}
+    for name in columns:
+        lowered.setdefault(name.lower(), []).append(name)
+    for name, position in _references(expression):
+        twins = lowered.get(name.lower(), [])
+        if not twins:
+            near = difflib.get_close_matches(name, columns, n=3) or [
+                c for c in columns if c.lower() == name.lower()
+            ]
+            hint = f"; did you mean {', '.join(quote_name(c) for c in near)}?" if near else ""
+            more = f" and {len(columns) - 50} more" if len(columns) > 50 else ""
+            raise _fail(
+                text,
+                f"unknown column {name!r}{hint}{_quote_hint(text, columns)} Columns: {columns[:50]}{more}",
+                position,
+            )
+        if len(twins) > 1:
+            raise _fail(
+                text,
+                f"columns {twins} differ only by case, and SQL names are case-insensitive (quoted or "
+                "not): rename one first (a rename step)",
+                position,
+            )
+    original = _PREFIX + text + _SUFFIX
+    connection = _connection()
+    import pyarrow as pa
+
+    connection.register(BATCH, pa.Table.from_batches([], schema=schema))
+    try:
+        relation = connection.sql(original)
+        result_type = relation.types[0]
+        arrow_type = relation.to_arrow_table().schema.field(0).type  # of no rows: nothing to fail
+    except Exception as error:  # duckdb.Error: a bind error (a function, types)
+        position = _error_position(error, text)
+        if position is None:  # the relation API leaves out where; execute() says it
+            try:
+                connection.execute(original).fetchall()
+            except Exception as located:
+                position = _error_position(located, text)
+        raise _fail(text, _first_line(error) + _quote_hint(text, columns), position) from None
+    finally:
+        connection.unregister(BATCH)
+    sql = original
+    divisions = [
+        n
+        for n in _walk(expression)
+        if n.get("class") == "FUNCTION" and n.get("function_name", "").lower() in _DIVISIONS
+    ]
+    if divisions:
+        sql = _check_divisors(expression, divisions, zero_division)
+    head, tail = "SELECT ", f' AS "{_VALUE}" FROM {BATCH}'
+    if not (sql.startswith(head) and sql.endswith(tail)):  # DuckDB's rendering of a tree changed
+        raise AssertionError(f"Unexpected form of the statement built for an expression: {sql!r}")
+    item = sql[len(head) : -len(tail)]
+    return Compiled(text, sql, item, result_type, arrow_type, str(result_type) == "BOOLEAN", zero_division)
+
+
+def _check_divisors(expression: dict[str, Any], divisions: list[dict[str, Any]], zero_division: str) -> str:
+    """
+    The statement with every divisor wrapped: ``a / b`` becomes ``a / __mlops_checked_divisor(b)``
+    (an error where b is 0) or ``a / nullif(b, 0)`` (null there). DuckDB raises on ``//`` and ``%``
+    by zero but gives +-inf or NaN for ``/``; the ETL's rule is an error for all three.
+    """
+    wrapper = _CHECKED_DIVISOR if zero_division == "error" else "nullif"
+    expression = json.loads(json.dumps(expression))  # the cached tree stays as parsed
+    for node in _walk(expression):
+        if node.get("class") == "FUNCTION" and node.get("function_name", "").lower() in _DIVISIONS:
+            arguments = node.get("arguments") or []
+            if len(arguments) != 2:
+                continue
+            divisor = arguments[1]["expression"]
+            extra = [{"name": "", "expression": _constant_zero()}] if wrapper == "nullif" else []
+            arguments[1]["expression"] = {
+                **_function_template(),
+                "function_name": wrapper,
+                "qualified_name": {"path": [wrapper]},
+                "arguments": [{"name": "", "expression": divisor}, *extra],
+            }
+    statement = {
+        "error": False,
+        "statements": [{"node": _statement_template(expression)}],
+    }
+    rows = _connection().execute("SELECT json_deserialize_sql(?)", [json.dumps(statement)]).fetchall()
+    return str(rows[0][0])
+
+
+@functools.cache
+def _template_tree() -> dict[str, Any]:
+    sql = "SELECT nullif(a, 0) AS value FROM batch"
+    return json.loads(_connection().execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0])
+
+
+def _function_template() -> dict[str, Any]:
+    node = _template_tree()["statements"][0]["node"]["select_list"][0]
+    return {k: v for k, v in node.items() if k not in ("arguments", "alias")} | {"alias": ""}
+
+
+def _constant_zero() -> dict[str, Any]:
+    node = _template_tree()["statements"][0]["node"]["select_list"][0]
+    return json.loads(json.dumps(node["arguments"][1]["expression"]))
+
+
+def _statement_template(expression: dict[str, Any]) -> dict[str, Any]:
+    node = json.loads(json.dumps(_template_tree()["statements"][0]["node"]))
+    node["select_list"] = [expression]
+    return node
+
+
+_CONTEXT = re.compile(r"\n\nLINE (\d+): (.*)\n( *)\^")
+
+
+def _error_position(error: BaseException, text: str) -> int | None:
+    """The position in ``text`` DuckDB's error context points at (it shows a window of one line)."""
+    match = _CONTEXT.search(str(error))
+    if not match:
+        return None
+    line_number, context = int(match.group(1)), match.group(2)
+    column = len(match.group(3)) - len(f"LINE {line_number}: ")
+    lines = text.split("\n")
+    index = line_number - 2  # line 1 is "SELECT ("
+    if not 0 <= index < len(lines):
+        return None
+    line = lines[index]
+    if context.startswith("..."):
+        window = context[3:]
+        if window.endswith("..."):
+            window = window[:-3]
+        start = line.find(window) if window else -1
+        if start < 0 or line.find(window, start + 1) >= 0:  # not found, or not only once: unknown
+            return None
+        column = start + column - 3
+    return sum(len(earlier) + 1 for earlier in lines[:index]) + column
+
+
+# --------------------------------------------------------------------------------------------------
+# evaluating
+# --------------------------------------------------------------------------------------------------
+def _table(data: pa.RecordBatch | pa.Table) -> pa.Table:
+    import pyarrow as pa
+
+    return pa.Table.from_batches([data]) if isinstance(data, pa.RecordBatch) else data
 
 
 def evaluate_column(
-    data: pa.RecordBatch | pa.Table, text: str, *, zero_division: str = "error"
+    data: pa.RecordBatch | pa.Table, text: str, *, zero_division: str = "error", what: str | None = None
 ) -> pa.ChunkedArray:
-    """The values of expression ``text`` for every row of ``data`` (``zero_division``: see :func:`compile_expression`)."""
-    import pyarrow as pa
-    import pyarrow.dataset as pads
-
-    table = pa.Table.from_batches([data]) if isinstance(data, pa.RecordBatch) else data
-    expression = compile_expression(text, table.schema, zero_division=zero_division)
-    with _data_errors(text):
-        return pads.dataset(table).to_table(columns={"value": expression}).column("value")
+    """The values of expression ``text`` for every row of ``data`` (see :func:`compile_expression`)."""
+    table = _table(data)
+    compiled = compile_expression(text, table.schema, zero_division=zero_division, what=what)
+    return _run(compiled, table, what)
 
 
-def filter_rows(data: pa.RecordBatch | pa.Table, text: str) -> pa.Table:
-    """The rows of ``data`` for which expression ``text`` is true (a null result drops the row)."""
-    import pyarrow as pa
-    import pyarrow.dataset as pads
+def evaluate_columns(
+    data: pa.RecordBatch | pa.Table,
+    expressions: Sequence[tuple[str, str]],
+    *,
+    zero_division: str = "error",
+    what: str | None = None,
+) -> dict[str, pa.ChunkedArray]:
+    """
+    The values of several ``(column, expression)`` pairs, in order (an expression may read the column
+    an earlier one made, or replaced), computed in one query: a derive step's columns for a batch,
+    or for a one-row request in the model server, where a query per expression would cost ~1 ms each.
 
-    table = pa.Table.from_batches([data]) if isinstance(data, pa.RecordBatch) else data
-    expression = compile_expression(text, table.schema)
-    with _data_errors(text):
-        return pads.dataset(table).to_table(filter=expression)
-
-
-@contextlib.contextmanager
-def _data_errors(text: str) -> Iterator[None]:
-    """Arrow errors while evaluating become ExpressionErrors naming the expression."""
+    :param what: the step, for messages (``Step 'derive'``): a failure names the column too.
+    """
     import pyarrow as pa
 
+    table = _table(data)
+    schema = table.schema
+    steps: list[tuple[str, Compiled]] = []
+    for name, text in expressions:
+        label = f"{what} column {name!r}" if what else f"column {name!r}"
+        compiled = compile_expression(text, schema, zero_division=zero_division, what=label)
+        steps.append((name, compiled))
+        index = schema.get_field_index(name)
+        field = pa.field(name, compiled.arrow_type)
+        schema = schema.set(index, field) if index >= 0 else schema.append(field)
+    if not steps:
+        return {}
+    lowered = [n.lower() for n in schema.names]
+    if len(set(lowered)) != len(lowered) or len(set(schema.names)) != len(schema.names):
+        # names SQL cannot tell apart: one query per expression (each refuses an ambiguous read)
+        return _evaluate_one_by_one(table, steps, what)
+    known = set(table.schema.names)
+    source = BATCH
+    for level, (name, compiled) in enumerate(steps):
+        column = quote_name(name)
+        if name in known:
+            query = f"SELECT * REPLACE ({compiled.item} AS {column}) FROM {source}"
+        else:
+            query = f"SELECT *, {compiled.item} AS {column} FROM {source}"
+            known.add(name)
+        source = f"({query}) AS __step{level}"
+    names = list(dict.fromkeys(name for name, _ in steps))
+    query = f"SELECT {', '.join(quote_name(n) for n in names)} FROM {source}"
+    connection = _connection()
+    connection.register(BATCH, table)
     try:
-        yield
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OverflowError) as error:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        result = connection.sql(query).to_arrow_table()
+    except Exception:  # duckdb.Error: evaluate one by one, to say which expression failed and why
+        result = None
+    finally:
+        connection.unregister(BATCH)
+    if result is None or result.num_rows != table.num_rows:
+        return _evaluate_one_by_one(table, steps, what)
+    return {name: result.column(i) for i, name in enumerate(names)}
+
+
+def _evaluate_one_by_one(
+    table: pa.Table, steps: list[tuple[str, Compiled]], what: str | None
+) -> dict[str, pa.ChunkedArray]:
+    out: dict[str, pa.ChunkedArray] = {}
+    for name, compiled in steps:
+        label = f"{what} column {name!r}" if what else f"column {name!r}"
+        compiled = compile_expression(
+            compiled.text, table.schema, zero_division=compiled.zero_division, what=label
+        )
+        values = _run(compiled, table, label)
+        out[name] = values
+        index = table.schema.get_field_index(name)
+        table = table.set_column(index, name, values) if index >= 0 else table.append_column(name, values)
+    return out
+
+
+def filter_rows(data: pa.RecordBatch | pa.Table, text: str, *, what: str | None = "filter") -> pa.Table:
+    """The rows of ``data`` for which condition ``text`` is true (a null result drops the row)."""
+    table = _table(data)
+    compiled = compile_expression(text, table.schema, what=what)
+    if not compiled.is_boolean:
+        raise ExpressionError(
+            f"{what}: expression {_clip(text)} gives {compiled.type}, and a filter is a condition "
+            '(BOOLEAN), e.g. "age" >= 18'
+        )
+    mask = _run(compiled, table, what)
+    return table.filter(mask)
+
+
+def _run(compiled: Compiled, table: pa.Table, what: str | None) -> pa.ChunkedArray:
+    connection = _connection()
+    connection.register(BATCH, table)
+    try:
+        result = connection.sql(compiled.sql).to_arrow_table()
+    except Exception as error:  # duckdb.Error: overflow, division by zero, a conversion of a value
+        message = _first_line(error)
         hint = ""
         if "overflow" in message.lower():
-            hint = " (integer arithmetic is checked: cast the column to a wider type or to float64 first)"
-        elif "divide by zero" in message.lower():
-            hint = " (guard the divisor: a / if_else(b == 0, None, b) gives null where b is 0)"
-        raise ExpressionError(f"Expression {_clip(text)} failed on the data: {message}{hint}") from error
+            hint = (
+                " (integer arithmetic is checked: cast to a wider type first, e.g. CAST(x AS HUGEINT) "
+                "or CAST(x AS DOUBLE))"
+            )
+        elif "division by zero" in message.lower():
+            hint = " (guard the divisor: a / NULLIF(b, 0) gives NULL where b is 0)"
+            message = message.split(". Use TRY(")[0]
+        subject = f"{what}: " if what else ""
+        raise ExpressionError(
+            f"{subject}expression {_clip(compiled.text)} failed on the data: {message}{hint}"
+        ) from error
+    finally:
+        connection.unregister(BATCH)
+    if result.num_rows != table.num_rows:  # defensive: the checks above leave one value per row
+        raise ExpressionError(
+            f"expression {_clip(compiled.text)} gave {result.num_rows} values for {table.num_rows} rows"
+        )
+    return result.column(0)

@@ -6,13 +6,18 @@ A pipeline is a list of one-key dicts, YAML/JSON friendly::
     [
         {"rename": {"Customer ID": "customer_id"}},
         {"cast": {"age": "int64", "signup": "timestamp[us, tz=UTC]"}},
-        {"filter": "age >= 18 and country in ['FR', 'DE']"},
-        {"derive": {"yearly_charges": "monthly_charges * 12"}},
+        {"filter": "age >= 18 AND country IN ('FR', 'DE')"},
+        {"derive": {"yearly_charges": "monthly_charges * 12", "kg": '"body mass (g)" / 1000'}},
         {"fill_null": {"country": "unknown", "age": 0}},
         {"clip": {"monthly_charges": [0, 1000]}},
         {"drop_duplicates": ["customer_id"]},
         {"select": ["customer_id", "age", "country", "yearly_charges"]},
     ]
+
+``filter`` and ``derive`` take DuckDB SQL expressions over the batch's columns (see
+:mod:`airflow_provider_mlops.etl.expressions`); a derive's columns are added in order, so a later
+expression may read an earlier one. ``sql`` runs one SELECT over the whole input (and other
+datasets), out of core: see :mod:`airflow_provider_mlops.etl.sql`.
 
 ``drop_duplicates`` keeps the first row of each key across the whole stream; it remembers one
 hash per distinct key (memory grows with the number of keys, not with the data).
@@ -24,7 +29,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_mlops.etl.expressions import evaluate_column, filter_rows
+from airflow_provider_mlops.etl.expressions import evaluate_columns, filter_rows
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -40,6 +45,7 @@ STEP_NAMES = (
     "clip",
     "drop_duplicates",
     "drop_nulls",
+    "sql",
 )
 
 
@@ -76,7 +82,24 @@ class Pipeline:
         *,
         callable: Callable[[Any], Any] | None = None,
         callable_format: str = "arrow",
+        open_dataset: Callable[[Any], Iterable[pa.RecordBatch]] | None = None,
+        sql_memory_limit: str = "512MB",
+        sql_temp_directory: str | None = None,
+        sql_threads: int | None = None,
+        batch_size: int = 50_000,
     ) -> None:
+        """
+        :param steps: the steps, one-key dicts.
+        :param callable: applied to each batch after the steps.
+        :param callable_format: ``arrow`` or ``pandas``.
+        :param open_dataset: the batches of a dataset a ``sql`` step names in its ``inputs`` (given
+            the value there: a URI or an XCom dict).
+        :param sql_memory_limit: DuckDB's memory limit for a ``sql`` step (it spills beyond).
+        :param sql_temp_directory: where a ``sql`` step spills.
+        :param sql_threads: DuckDB's threads for a ``sql`` step (default: one per core; each needs
+            memory of its own within the limit).
+        :param batch_size: rows per batch out of a ``sql`` step.
+        """
         for index, step in enumerate(steps):
             if not isinstance(step, Mapping) or len(step) != 1:
                 raise StepError(
@@ -87,7 +110,18 @@ class Pipeline:
                 raise StepError(f"Step {index}: unknown step {name!r}; one of {STEP_NAMES}")
         if callable_format not in ("arrow", "pandas"):
             raise StepError("callable_format must be 'arrow' or 'pandas'")
+        for index, step in enumerate(steps):
+            if "sql" in step:
+                try:
+                    _sql_spec(step["sql"])
+                except StepError as err:
+                    raise StepError(f"Step {index}: {err}") from None
         self.steps = [dict(s) for s in steps]
+        self.open_dataset = open_dataset
+        self.sql_memory_limit = sql_memory_limit
+        self.sql_temp_directory = sql_temp_directory
+        self.sql_threads = sql_threads
+        self.batch_size = batch_size
         self.callable = callable
         self.callable_format = callable_format
         self._seen: set[bytes] = set()
@@ -97,23 +131,68 @@ class Pipeline:
         self.filtered_out = 0
 
     def apply(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        """
+        The steps applied to ``batches``, lazily. Row-wise steps run batch by batch; a ``sql`` step
+        takes the whole stream the steps before it give (as ``input``) and gives its result's stream
+        to the steps after it. The callable runs last, on each batch.
+        """
+        stream: Iterable[pa.RecordBatch] = self._count_in(batches)
+        segment: list[dict[str, Any]] = []
+        for step in self.steps:
+            if "sql" in step:
+                stream = self._sql(self._row_wise(stream, segment, last=False), step["sql"])
+                segment = []
+            else:
+                segment.append(step)
+        for out in self._row_wise(stream, segment, last=True):
+            # Empty batches still flow: they carry the schema to an otherwise empty output.
+            self.rows_out += out.num_rows
+            yield out
+
+    def _count_in(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             self.rows_in += batch.num_rows
-            out = self.apply_batch(batch)
-            if out is not None:
-                # Empty batches still flow: they carry the schema to an otherwise empty output.
-                self.rows_out += out.num_rows
-                yield out
+            yield batch
 
-    def apply_batch(self, batch: pa.RecordBatch) -> pa.RecordBatch | None:
-        for step in self.steps:
+    def _row_wise(
+        self, batches: Iterable[pa.RecordBatch], steps: list[dict[str, Any]], *, last: bool
+    ) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            yield self.apply_batch(batch, steps, call=last)
+
+    def apply_batch(
+        self, batch: pa.RecordBatch, steps: list[dict[str, Any]] | None = None, *, call: bool = True
+    ) -> pa.RecordBatch:
+        """``steps`` (default: all; row-wise ones only) and then the callable applied to one batch."""
+        for step in self.steps if steps is None else steps:
             (name, arg), *_ = step.items()
+            if name == "sql":
+                raise StepError("A sql step reads the whole stream: use apply(), not apply_batch()")
+            # Empty batches go through the steps too: their schema is the output's when all are empty.
             batch = getattr(self, f"_{name}")(batch, arg)
-            if batch.num_rows == 0:
-                return batch
-        if self.callable is not None:
+        if call and self.callable is not None and batch.num_rows:
             batch = self._call_user(batch)
         return batch
+
+    def _sql(self, batches: Iterable[pa.RecordBatch], spec: Any) -> Iterator[pa.RecordBatch]:
+        from airflow_provider_mlops.etl.sql import run_query
+
+        query, inputs = _sql_spec(spec)
+
+        def opener(value: Any) -> Callable[[], Iterable[pa.RecordBatch]]:
+            if self.open_dataset is None:
+                raise StepError("Step 'sql': this pipeline cannot read other datasets (no open_dataset)")
+            return lambda: self.open_dataset(value)  # type: ignore[misc]
+
+        yield from run_query(
+            query,
+            batches,
+            {name: opener(value) for name, value in inputs.items()},
+            memory_limit=self.sql_memory_limit,
+            temp_directory=self.sql_temp_directory,
+            batch_size=self.batch_size,
+            threads=self.sql_threads,
+        )
 
     def _call_user(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         import pyarrow as pa
@@ -169,14 +248,15 @@ class Pipeline:
         return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
 
     def _filter(self, batch: pa.RecordBatch, expression: str) -> pa.RecordBatch:
-        table = filter_rows(batch, expression)
+        table = filter_rows(batch, expression, what="Step 'filter'")
         self.filtered_out += batch.num_rows - table.num_rows
         return _one_batch(table)
 
     @staticmethod
     def _derive(batch: pa.RecordBatch, mapping: Mapping[str, str]) -> pa.RecordBatch:
-        for name, expression in mapping.items():
-            column = evaluate_column(batch, expression).combine_chunks()
+        columns = evaluate_columns(batch, list(mapping.items()), what="Step 'derive'")
+        for name, values in columns.items():
+            column = values.combine_chunks()
             if name in batch.schema.names:
                 batch = batch.set_column(batch.schema.get_field_index(name), name, column)
             else:
@@ -246,6 +326,23 @@ class Pipeline:
             valid = pc.is_valid(batch.column(name))
             mask = valid if mask is None else pc.and_(mask, valid)
         return batch.filter(mask) if mask is not None else batch
+
+
+def _sql_spec(spec: Any) -> tuple[str, dict[str, Any]]:
+    """(query, {name: dataset}) of a ``sql`` step: a query, or ``{"query": ..., "inputs": {...}}``."""
+    if isinstance(spec, str):
+        return spec, {}
+    if isinstance(spec, Mapping) and isinstance(spec.get("query"), str) and set(spec) <= {"query", "inputs"}:
+        inputs = spec.get("inputs") or {}
+        if not isinstance(inputs, Mapping) or not all(isinstance(k, str) and k for k in inputs):
+            raise StepError(f"Step 'sql': inputs maps names to datasets (URIs or XComs), got {inputs!r}")
+        if any(k.lower() == "input" for k in inputs):
+            raise StepError("Step 'sql': 'input' is the step's own input; name the other datasets otherwise")
+        return spec["query"], dict(inputs)
+    raise StepError(
+        "Step 'sql' takes a SELECT (text) or {'query': 'SELECT ...', 'inputs': {name: dataset URI}}, "
+        f"got {spec!r}"
+    )
 
 
 def _one_batch(table: pa.Table) -> pa.RecordBatch:

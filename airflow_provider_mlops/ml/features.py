@@ -40,8 +40,10 @@ list / struct / map and binary columns are left out with a log line (refused whe
 a numeric feature, and features missing in every row when nothing else is left, are refused before
 fitting, naming the columns (:func:`check_feature_values`).
 
-``derive`` expressions use TransformOperator's expression language (docs/operators/transform.rst),
-except that a zero divisor gives a missing value instead of an error. Derived and calendar columns
+``derive`` expressions are TransformOperator's: DuckDB SQL expressions over the raw columns
+(docs/operators/transform.rst), except that a zero divisor gives a missing value instead of an
+error. A model saved before the move to SQL (0.x, expression language ``arrow``) is refused when it
+loads, with a message to re-train it. Derived and calendar columns
 are computed by the first step of the model's Pipeline
 (:class:`~airflow_provider_mlops.ml.transformers.DerivedFeatures`), so the model's inputs are the
 raw columns: training, batch prediction and the model server compute them identically. Derived
@@ -448,7 +450,7 @@ def build_features(
     import difflib
 
     from airflow_provider_mlops.etl.expressions import quote_name
-    from airflow_provider_mlops.ml.transformers import ArrowExpression, DerivedFeatures
+    from airflow_provider_mlops.ml.transformers import DerivedFeatures, SQLExpression
 
     merged = _merged(spec)
     temporal = temporal_columns(frame)
@@ -460,7 +462,7 @@ def build_features(
     if derive or calendar:
         for name, text in derive:
             try:
-                reads = ArrowExpression(text).columns()
+                reads = SQLExpression(text).columns()
             except ValueError as err:
                 raise FeatureSpecError(f"derive {name!r}: {err}") from None
             unknown = [c for c in reads if c not in frame.columns and c not in merged["derive"]]

@@ -162,20 +162,17 @@ def temporal_family(arrow_type: Any) -> str | None:
     return None
 
 
-class ArrowExpression:
+class SQLExpression:
     """
     One derive expression, evaluated over an Arrow table: the only place the derive step meets the
     expression language.
 
-    Today the language is TransformOperator's (:mod:`airflow_provider_mlops.etl.expressions`,
-    compiled to ``pyarrow.compute``), with one difference: a zero divisor of ``/`` or ``%`` gives a
-    null (a missing value, imputed like any other) instead of failing, so that one row cannot fail a
-    whole request. Issue #24 moves TransformOperator's expressions to DuckDB SQL; swapping the
-    language means another class with these two methods (:meth:`columns`, :meth:`evaluate`) and the
-    same null rule, registered in :data:`EXPRESSION_LANGUAGES` under a new name that new models
-    store (``DerivedFeatures.language``); models saved before keep ``"arrow"`` and evaluate as they
-    were trained. A model stores only the expression's text and the language's name, so it
-    re-parses the text on load and holds no object of the language.
+    The language is TransformOperator's: a DuckDB SQL expression over the columns, in the same
+    sandbox (:mod:`airflow_provider_mlops.etl.expressions`), with one difference: a zero divisor of
+    ``/``, ``//`` or ``%`` gives a null (a missing value, imputed like any other) instead of failing,
+    so that one row cannot fail a whole request. A model stores only the expression's text and the
+    language's name (``DerivedFeatures.language``), so it re-parses the text on load and holds no
+    object of the language.
     """
 
     def __init__(self, text: str) -> None:
@@ -193,10 +190,26 @@ class ArrowExpression:
 
         return evaluate_column(table, self.text, zero_division="null").combine_chunks()
 
+    @staticmethod
+    def evaluate_all(table: Any, expressions: list[tuple[str, str]]) -> dict[str, Any]:
+        """``(name, text)`` pairs evaluated in order over ``table``, in one query: arrays by name."""
+        from airflow_provider_mlops.etl.expressions import evaluate_columns
 
-# expression languages by the name a model stores (DerivedFeatures.language): a saved model keeps
-# evaluating its expressions in the language it was trained with, whatever the default becomes
-EXPRESSION_LANGUAGES: dict[str, type[ArrowExpression]] = {"arrow": ArrowExpression}
+        values = evaluate_columns(table, expressions, zero_division="null", what="derive")
+        return {name: array.combine_chunks() for name, array in values.items()}
+
+
+# expression languages by the name a model stores (DerivedFeatures.language): a saved model
+# evaluates its expressions in the language it was trained with
+EXPRESSION_LANGUAGES: dict[str, type[SQLExpression]] = {"duckdb": SQLExpression}
+# languages models were once saved with, and why they no longer load
+RETIRED_LANGUAGES = {
+    "arrow": (
+        "the provider's own expression language of 0.x before issue #24, replaced by DuckDB SQL; "
+        "re-train the model (its derive expressions rewritten in SQL, e.g. `a / b` stays, "
+        "`if_else(c, x, y)` becomes `CASE WHEN c THEN x ELSE y END`, backticks become double quotes)"
+    ),
+}
 
 
 def _type_name(arrow_type: Any) -> str:
@@ -287,7 +300,7 @@ class DerivedFeatures(TransformerMixin, BaseEstimator):
     text as object with NaN for missing). Columns the expressions read are converted to the Arrow type
     they had at fit (``2.0`` for an integer column, ``"2024-01-05"`` for a date column, as a JSON
     request sends them); decimals are read as float64, categoricals as their values. A derived number that is not finite (``ln(0)``, an overflow to inf) is
-    missing; so is a division by zero (see :class:`ArrowExpression`).
+    missing; so is a division by zero (see :class:`SQLExpression`).
 
     :param derive: ``[name, expression]`` pairs, evaluated in order (a later expression may read an
         earlier one's column).
@@ -300,13 +313,18 @@ class DerivedFeatures(TransformerMixin, BaseEstimator):
     provider's allowlist.
     """
 
-    def __init__(self, derive: Any = (), calendar: Any = (), language: str = "arrow") -> None:
+    def __init__(self, derive: Any = (), calendar: Any = (), language: str = "duckdb") -> None:
         self.derive = derive
         self.calendar = calendar
         self.language = language
 
     # ------------------------------------------------------------------------------------ helpers
-    def _expressions(self) -> list[tuple[str, ArrowExpression]]:
+    def _expressions(self) -> list[tuple[str, SQLExpression]]:
+        if self.language in RETIRED_LANGUAGES:
+            raise ValueError(
+                f"This model's derive step was saved with the expression language {self.language!r}: "
+                f"{RETIRED_LANGUAGES[self.language]}"
+            )
         if self.language not in EXPRESSION_LANGUAGES:
             raise ValueError(
                 f"Unknown expression language {self.language!r}; known: {sorted(EXPRESSION_LANGUAGES)}"
@@ -352,8 +370,11 @@ class DerivedFeatures(TransformerMixin, BaseEstimator):
             table = pa.table({"__rows__": pa.nulls(rows)})
         out: dict[str, Any] = {}
         kinds: dict[str, str] = {}
-        for name, expression in self._expressions():
-            array = expression.evaluate(table)
+        expressions = self._expressions()
+        # one query for all of them: a one-row request pays DuckDB's per-query cost once
+        evaluated = SQLExpression.evaluate_all(table, [(name, e.text) for name, e in expressions])
+        for name, expression in expressions:
+            array = evaluated[name]
             kinds[name] = self._kind(name, f"expression {expression.text!r}", array.type)
             out[name] = array
             if name in table.column_names:

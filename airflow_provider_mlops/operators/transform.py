@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import BaseOperator
@@ -16,7 +18,7 @@ from airflow_provider_mlops.operators.common import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Sequence
 
     from airflow.sdk import Context
 
@@ -31,8 +33,11 @@ class TransformOperator(BaseOperator):
     Apply declarative steps and/or a callable to a dataset, batch by batch, and validate the result.
 
     Steps (see :mod:`airflow_provider_mlops.etl.steps`): ``select``, ``drop``, ``rename``, ``cast``,
-    ``filter`` (an expression such as ``"age >= 18 and plan in ['pro']"``), ``derive``,
-    ``fill_null``, ``clip``, ``drop_duplicates`` (by key, across the whole dataset), ``drop_nulls``.
+    ``filter`` (a DuckDB SQL condition such as ``"age >= 18 AND plan IN ('pro')"``), ``derive``
+    (SQL expressions), ``fill_null``, ``clip``, ``drop_duplicates`` (by key, across the whole
+    dataset), ``drop_nulls``, and ``sql`` (one SELECT over the whole input, ``FROM input``, and other
+    datasets by name: joins, windows, aggregates; run by DuckDB out of core, see
+    :mod:`airflow_provider_mlops.etl.sql`).
     A ``transform_callable`` then receives each batch as a ``pyarrow.RecordBatch`` (or a pandas
     DataFrame with ``callable_format="pandas"``) and returns the new batch.
 
@@ -56,6 +61,8 @@ class TransformOperator(BaseOperator):
     :param input_format: ``parquet``, ``csv`` or ``jsonl``.
     :param storage_conn_id: connection for ``s3://`` URIs (default ``[mlops] storage_conn_id``).
     :param batch_size: rows per batch.
+    :param sql_memory_limit: DuckDB's memory limit for ``sql`` steps (e.g. ``"512MB"``); beyond it
+        joins, aggregates and sorts spill to a directory in the task's temporary directory.
     """
 
     template_fields: Sequence[str] = ("input_uri", "steps", "output_uri", "quarantine_uri")
@@ -76,6 +83,7 @@ class TransformOperator(BaseOperator):
         input_format: str = "parquet",
         storage_conn_id: str | None = None,
         batch_size: int = 50_000,
+        sql_memory_limit: str = "512MB",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -92,6 +100,7 @@ class TransformOperator(BaseOperator):
         self.input_format = input_format
         self.storage_conn_id = storage_conn_id
         self.batch_size = batch_size
+        self.sql_memory_limit = sql_memory_limit
         self._lineage: dict[str, Any] = {}
 
     @fail_fast()
@@ -102,8 +111,23 @@ class TransformOperator(BaseOperator):
 
         inputs = require_inputs(self.input_uri)
         storage = storage_hook(self.storage_conn_id)
+        # sql steps spill here (removed at the end, failed or not)
+        spill = tempfile.TemporaryDirectory(prefix="mlops-sql-") if _has_sql(self.steps) else None
+
+        def open_dataset(value: Any) -> Any:
+            uris = require_inputs(value, "a sql step's input")
+            named.extend(u for u in uris if u not in named)
+            return iter_inputs(storage, uris, format=self.input_format, batch_size=self.batch_size)
+
+        named: list[str] = []  # the datasets sql steps read, for lineage
         pipeline = Pipeline(
-            list(self.steps), callable=self.transform_callable, callable_format=self.callable_format
+            list(self.steps),
+            callable=self.transform_callable,
+            callable_format=self.callable_format,
+            open_dataset=open_dataset,
+            sql_memory_limit=self.sql_memory_limit,
+            sql_temp_directory=spill.name if spill else None,
+            batch_size=self.batch_size,
         )
         validator = Validator(self.expected_schema) if self.expected_schema else None
         output = resolve_output_uri(self.output_uri, context)
@@ -129,12 +153,17 @@ class TransformOperator(BaseOperator):
                 validator.raise_if_invalid()
 
         self.log.info("Transforming %s with %s step(s) into %s", inputs, len(pipeline.steps), output)
-        result = storage.write_dataset(
-            output,
-            validated(),
-            metadata={"inputs": inputs, "steps": list(self.steps)},
-            before_commit=refuse_invalid,
-        )
+        try:
+            result = storage.write_dataset(
+                output,
+                validated(),
+                metadata={"inputs": inputs, "steps": list(self.steps)},
+                before_commit=refuse_invalid,
+            )
+        finally:
+            if spill is not None:
+                spill.cleanup()
+        inputs = [*inputs, *(u for u in named if u not in inputs)]
         bad_rows = validator.report.bad_rows if validator else 0
         if validator is not None:
             self.log.info("Validation: %s", validator.report.as_dict())
@@ -179,3 +208,7 @@ class TransformOperator(BaseOperator):
             [dataset_for("storage", None, uri) for uri in self._lineage["inputs"]],
             [LineageDataset(output.namespace, output.name, self._lineage["schema"])],
         )
+
+
+def _has_sql(steps: Any) -> bool:
+    return any(isinstance(step, Mapping) and "sql" in step for step in steps or ())

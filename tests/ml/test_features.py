@@ -134,7 +134,7 @@ def test_a_time_column_that_is_not_a_date_is_a_feature_only_when_listed() -> Non
 DERIVE = {
     "rain_per_humidity": "rain_mm / humidity",
     "humidity_per_rain": "humidity / rain_mm",  # rain_mm is 0 on about a quarter of the rows
-    "warm_and_dry": "temp > 15 and rain_mm == 0",
+    "warm_and_dry": "temp > 15 AND rain_mm = 0",
     "station_code": "upper(station)",
     "double_ratio": "humidity_per_rain * 2",  # reads an earlier derived column
 }
@@ -177,7 +177,7 @@ def test_derived_features_are_the_same_from_json_shaped_inputs() -> None:
     """What the server parses (float64 for integers and booleans, ISO text for dates) derives the same."""
     frame = weather(60)
     spec = {
-        "derive": {"r": "humidity / rain_mm", "w": "if_else(windy, 1, 0)"},
+        "derive": {"r": "humidity / rain_mm", "w": "CASE WHEN windy THEN 1 ELSE 0 END"},
         "datetime": {"features": ["month", "hour"]},
     }
     plan = build_features(frame, spec, target="sky")
@@ -202,7 +202,7 @@ def test_derive_spec_errors_name_the_expression() -> None:
     frame = weather(30)
     with pytest.raises(FeatureSpecError, match=r"'leak'.*target 'sky'"):
         build_features(frame, {"derive": {"leak": "sky == 'sun'"}}, target="sky")
-    with pytest.raises(FeatureSpecError, match=r"derive 'x'.*\['tmep'\].*did you mean `temp`"):
+    with pytest.raises(FeatureSpecError, match=r"derive 'x'.*\['tmep'\].*did you mean \"temp\""):
         build_features(frame, {"derive": {"x": "tmep * 2"}}, target="sky")
     with pytest.raises(FeatureSpecError, match=r"\['temp'\] are already columns"):
         build_features(frame, {"derive": {"temp": "humidity * 2"}}, target="sky")
@@ -215,16 +215,26 @@ def test_derive_spec_errors_name_the_expression() -> None:
 def test_the_expression_language_reports_columns_and_can_make_zero_divisions_null() -> None:
     from airflow_provider_mlops.etl.expressions import ExpressionError, evaluate_column, referenced_columns
 
-    assert referenced_columns("if_else(`rain mm` == 0, None, humidity / `rain mm`) + lower(x) + 1") == [
-        "rain mm",
-        "humidity",
-        "x",
-    ]
+    text = 'CASE WHEN "rain mm" = 0 THEN NULL ELSE humidity / "rain mm" END + length(lower(x)) + 1'
+    assert referenced_columns(text) == ["rain mm", "humidity", "x"]
     table = pa.table({"a": [1, 2, None, 7], "b": [0, 4, 1, -2]})
-    with pytest.raises(ExpressionError, match="divide by zero"):
+    with pytest.raises(ExpressionError, match="Division by zero"):
         evaluate_column(table, "a / b")  # the ETL's rule is unchanged
     assert evaluate_column(table, "a / b", zero_division="null").to_pylist() == [None, 0.5, None, -3.5]
-    assert evaluate_column(table, "a % b", zero_division="null").to_pylist() == [None, 2, None, -1]
+    assert evaluate_column(table, "a % b", zero_division="null").to_pylist() == [None, 2, None, 1]
+
+
+def test_a_model_saved_with_the_retired_expression_language_asks_to_be_retrained() -> None:
+    from airflow_provider_mlops.ml.transformers import DerivedFeatures
+
+    frame = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
+    step = DerivedFeatures(derive=[["s", "a + b"]]).fit(frame)
+    assert step.language == "duckdb"  # what new models store
+    assert step.transform(frame)["s"].tolist() == [4.0, 6.0]
+    step.language = "arrow"  # a model trained before issue #24
+    loaded = _trusted_roundtrip(step)
+    with pytest.raises(ValueError, match=r"expression language 'arrow'.*re-train the model"):
+        loaded.transform(frame)
 
 
 def _derive_step():
@@ -243,8 +253,8 @@ def _derive_step():
         derive=[
             ["ratio", "b / a"],
             ["rest", "a % 3"],
-            ["picked", "if_else(flag, a, 0)"],
-            ["low", "lower(strip(s))"],
+            ["picked", "CASE WHEN flag THEN a ELSE 0 END"],
+            ["low", "lower(trim(s))"],
             ["twice", "coalesce(b, 0) * 2 + ratio"],
         ],
         calendar=[["d", "month"], ["d", "day_of_week"]],

@@ -36,8 +36,8 @@ NAME = "weather_derived"
 FEATURES = {
     "derive": {
         "humidity_per_rain": "humidity / rain_mm",  # rain_mm is 0 (and null) on some rows
-        "windy_flag": "if_else(windy, 1, 0)",
-        "station_code": "upper(strip(station))",
+        "windy_flag": "CASE WHEN windy THEN 1 ELSE 0 END",
+        "station_code": "upper(trim(station))",
     },
     "datetime": {"columns": ["date"], "features": ["month", "day_of_week"]},
     "drop": ["windy"],
