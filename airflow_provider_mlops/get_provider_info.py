@@ -52,7 +52,7 @@ def _int(label: str, default: int | None = None, description: str | None = None)
 CONNECTION_TYPES: list[dict[str, Any]] = [
     {
         "connection-type": CONN_TYPES["postgres"],
-        "hook-class-name": f"{_PKG}.hooks.postgres.PostgresHook",
+        "hook-class-name": f"{_PKG}.hooks.postgres.PostgresBatchHook",
         "hook-name": "PostgreSQL (MLOps)",
         "conn-fields": {
             "sslmode": _str(
@@ -86,7 +86,7 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
     },
     {
         "connection-type": CONN_TYPES["mongo"],
-        "hook-class-name": f"{_PKG}.hooks.mongo.MongoHook",
+        "hook-class-name": f"{_PKG}.hooks.mongo.MongoBatchHook",
         "hook-name": "MongoDB (MLOps)",
         "conn-fields": {
             "srv": _bool("Use mongodb+srv://", False, "DNS seed list (Atlas); no port then"),
@@ -113,7 +113,7 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
     },
     {
         "connection-type": CONN_TYPES["mysql"],
-        "hook-class-name": f"{_PKG}.hooks.mysql.MySqlHook",
+        "hook-class-name": f"{_PKG}.hooks.mysql.MySqlBatchHook",
         "hook-name": "MySQL / MariaDB (MLOps, PyMySQL)",
         "conn-fields": {
             "unix_socket": _str("Unix socket", "Instead of host and port"),
@@ -128,7 +128,7 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
     },
     {
         "connection-type": CONN_TYPES["s3"],
-        "hook-class-name": f"{_PKG}.hooks.s3.S3Hook",
+        "hook-class-name": f"{_PKG}.hooks.s3.ObjectStorageHook",
         "hook-name": "S3 / object storage (MLOps)",
         "conn-fields": {
             "endpoint_url": _str("Endpoint URL", "For S3-compatible servers (MinIO, Ceph...); empty for AWS"),

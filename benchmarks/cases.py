@@ -61,18 +61,18 @@ def _connections(args: dict[str, Any]) -> None:
 
 
 def _parquet_batches(path: str, batch_size: int = 50_000) -> Any:
-    from airflow_provider_mlops.hooks.s3 import S3Hook
+    from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 
-    return S3Hook(aws_conn_id=None).iter_batches(path, batch_size=batch_size)
+    return ObjectStorageHook(aws_conn_id=None).iter_batches(path, batch_size=batch_size)
 
 
 # ------------------------------------------------------------------------------------------ postgres
 @case(*PG)
 def pg_load_copy(args: dict[str, Any]) -> int:
-    """The provider: Parquet -> PostgresHook.write_batches (COPY in one transaction)."""
-    from airflow_provider_mlops.hooks.postgres import PostgresHook
+    """The provider: Parquet -> PostgresBatchHook.write_batches (COPY in one transaction)."""
+    from airflow_provider_mlops.hooks.postgres import PostgresBatchHook
 
-    hook = PostgresHook(postgres_conn_id="bench_pg", load_engine=args.get("engine", "auto"))
+    hook = PostgresBatchHook(postgres_conn_id="bench_pg", load_engine=args.get("engine", "auto"))
     return hook.write_batches(
         args["table"],
         _parquet_batches(args["parquet"]),
@@ -101,11 +101,11 @@ def pg_insert_rows(args: dict[str, Any]) -> int:
     import pyarrow.parquet as pq
     from airflow.providers.common.sql.hooks.sql import DbApiHook
 
-    from airflow_provider_mlops.hooks.postgres import PostgresHook
+    from airflow_provider_mlops.hooks.postgres import PostgresBatchHook
 
     table = pq.read_table(args["parquet"]).slice(0, int(args["subset"]))
     rows = [tuple(r.values()) for r in table.to_pylist()]
-    hook = PostgresHook(postgres_conn_id="bench_pg", log_sql=False)
+    hook = PostgresBatchHook(postgres_conn_id="bench_pg", log_sql=False)
     # common-sql's default is one INSERT per row; psycopg 3 pipelines executemany when enabled.
     hook.supports_executemany = bool(args.get("executemany", False))
     DbApiHook.insert_rows(hook, args["table"], rows, target_fields=table.column_names, commit_every=1000)
@@ -114,12 +114,12 @@ def pg_insert_rows(args: dict[str, Any]) -> int:
 
 @case(*PG)
 def pg_extract_parquet(args: dict[str, Any]) -> int:
-    """The provider: PostgresHook.iter_batches (read_engine ``auto``: ADBC, or ``copy``: CSV COPY) -> Parquet."""
-    from airflow_provider_mlops.hooks.postgres import PostgresHook
-    from airflow_provider_mlops.hooks.s3 import S3Hook
+    """The provider: PostgresBatchHook.iter_batches (read_engine ``auto``: ADBC, or ``copy``: CSV COPY) -> Parquet."""
+    from airflow_provider_mlops.hooks.postgres import PostgresBatchHook
+    from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 
-    hook = PostgresHook(postgres_conn_id="bench_pg", read_engine=args.get("engine", "auto"))
-    return S3Hook(aws_conn_id=None).write_dataset(
+    hook = PostgresBatchHook(postgres_conn_id="bench_pg", read_engine=args.get("engine", "auto"))
+    return ObjectStorageHook(aws_conn_id=None).write_dataset(
         args["out"], hook.iter_batches(f"SELECT * FROM {args['table']}")
     )["rows"]
 
@@ -145,12 +145,14 @@ def adbc_extract_parquet(args: dict[str, Any]) -> int:
     """Comparison: ADBC record-batch stream -> Parquet."""
     import adbc_driver_postgresql.dbapi as adbc
 
-    from airflow_provider_mlops.hooks.s3 import S3Hook
+    from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 
     with adbc.connect(args["uri"]) as conn, conn.cursor() as cur:
         cur.execute(f"SELECT * FROM {args['table']}")
         reader = cur.fetch_record_batch()
-        return S3Hook(aws_conn_id=None).write_dataset(args["out"], iter(reader), schema=reader.schema)["rows"]
+        return ObjectStorageHook(aws_conn_id=None).write_dataset(
+            args["out"], iter(reader), schema=reader.schema
+        )["rows"]
 
 
 @case(*PG)
@@ -176,9 +178,9 @@ def adbc_load(args: dict[str, Any]) -> int:
 # ------------------------------------------------------------------------------------------ mongo / s3 / http
 @case(*MONGO)
 def mongo_load(args: dict[str, Any]) -> int:
-    from airflow_provider_mlops.hooks.mongo import MongoHook
+    from airflow_provider_mlops.hooks.mongo import MongoBatchHook
 
-    hook = MongoHook(mongo_conn_id="bench_mongo")
+    hook = MongoBatchHook(mongo_conn_id="bench_mongo")
     return hook.write_batches(
         args["collection"], _parquet_batches(args["parquet"], 20_000), chunk_size=5_000
     )["rows"]
@@ -188,13 +190,13 @@ def mongo_load(args: dict[str, Any]) -> int:
 def mongo_extract_parquet(args: dict[str, Any]) -> int:
     import pyarrow.parquet as pq
 
-    from airflow_provider_mlops.hooks.mongo import MongoHook
-    from airflow_provider_mlops.hooks.s3 import S3Hook
+    from airflow_provider_mlops.hooks.mongo import MongoBatchHook
+    from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 
     schema = pq.read_schema(args["parquet"])
-    hook = MongoHook(mongo_conn_id="bench_mongo")
+    hook = MongoBatchHook(mongo_conn_id="bench_mongo")
     batches = hook.iter_batches(args["collection"], projection={"_id": 0}, batch_size=20_000, schema=schema)
-    return S3Hook(aws_conn_id=None).write_dataset(args["out"], batches, schema=schema)["rows"]
+    return ObjectStorageHook(aws_conn_id=None).write_dataset(args["out"], batches, schema=schema)["rows"]
 
 
 @case(*MONGO)
@@ -210,45 +212,47 @@ def pymongoarrow_extract(args: dict[str, Any]) -> int:
 
 @case(*S3)
 def s3_write(args: dict[str, Any]) -> int:
-    from airflow_provider_mlops.hooks.s3 import S3Hook
+    from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 
-    return S3Hook(aws_conn_id="bench_s3").write_dataset(args["uri"], _parquet_batches(args["parquet"]))[
-        "rows"
-    ]
+    return ObjectStorageHook(aws_conn_id="bench_s3").write_dataset(
+        args["uri"], _parquet_batches(args["parquet"])
+    )["rows"]
 
 
 @case(*S3)
 def s3_read(args: dict[str, Any]) -> int:
-    from airflow_provider_mlops.hooks.s3 import S3Hook
+    from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 
-    return sum(b.num_rows for b in S3Hook(aws_conn_id="bench_s3").iter_batches(args["uri"]))
+    return sum(b.num_rows for b in ObjectStorageHook(aws_conn_id="bench_s3").iter_batches(args["uri"]))
 
 
 @case()
 def delta_local_write(args: dict[str, Any]) -> int:
     """1M x 10 from a Parquet file to a Delta table in a local folder (the embedded default's lake)."""
-    from airflow_provider_mlops.hooks.s3 import S3Hook
+    from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 
-    return S3Hook(aws_conn_id=None).write_dataset(args["uri"], _parquet_batches(args["parquet"]))["rows"]
+    return ObjectStorageHook(aws_conn_id=None).write_dataset(args["uri"], _parquet_batches(args["parquet"]))[
+        "rows"
+    ]
 
 
 @case()
 def delta_local_read(args: dict[str, Any]) -> int:
-    from airflow_provider_mlops.hooks.s3 import S3Hook
+    from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 
-    return sum(b.num_rows for b in S3Hook(aws_conn_id=None).iter_batches(args["uri"]))
+    return sum(b.num_rows for b in ObjectStorageHook(aws_conn_id=None).iter_batches(args["uri"]))
 
 
 @case(*HTTP)
 def http_extract_parquet(args: dict[str, Any]) -> int:
     from airflow_provider_mlops.hooks.http import HttpApiHook
-    from airflow_provider_mlops.hooks.s3 import S3Hook
+    from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 
     hook = HttpApiHook(http_conn_id="bench_http")
     batches = hook.iter_batches(
         "rows", records_path="data", pagination={"type": "cursor", "cursor_path": "next"}, batch_size=50_000
     )
-    return S3Hook(aws_conn_id=None).write_dataset(args["out"], batches)["rows"]
+    return ObjectStorageHook(aws_conn_id=None).write_dataset(args["out"], batches)["rows"]
 
 
 # ------------------------------------------------------------------------------ generic SQL (SQLite)
@@ -263,11 +267,11 @@ def sqlite_load(args: dict[str, Any]) -> int:
 @case(*SQLITE)
 def sqlite_extract_parquet(args: dict[str, Any]) -> int:
     """The generic common-sql source: SqlBatchHook.iter_batches (fetchmany) -> Parquet dataset."""
-    from airflow_provider_mlops.hooks.s3 import S3Hook
+    from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
     from airflow_provider_mlops.hooks.sql import SqlBatchHook
 
     batches = SqlBatchHook("bench_sqlite").iter_batches("SELECT * FROM rows")
-    return S3Hook(aws_conn_id=None).write_dataset(args["out"], batches)["rows"]
+    return ObjectStorageHook(aws_conn_id=None).write_dataset(args["out"], batches)["rows"]
 
 
 # ------------------------------------------------------------------------------------------- serving
@@ -381,7 +385,7 @@ TRANSFORM_ARROW = [
 
 
 def _transform(args: dict[str, Any], steps: list[dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
-    from airflow_provider_mlops.hooks.s3 import S3Hook
+    from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
     from airflow_provider_mlops.operators.transform import TransformOperator
     from tests.operators.helpers import task_context
 
@@ -391,7 +395,7 @@ def _transform(args: dict[str, Any], steps: list[dict[str, Any]], **kwargs: Any)
     return {
         "rows": int(result["rows_in"]),
         "rows_out": int(result["rows"]),
-        "digest": _digest(S3Hook(aws_conn_id=None), args["out"], args.get("sort", "id")),
+        "digest": _digest(ObjectStorageHook(aws_conn_id=None), args["out"], args.get("sort", "id")),
     }
 
 

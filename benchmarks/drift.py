@@ -4,7 +4,7 @@ Drift detection next to Evidently, on the same data in the same run.
 ``drift``: 1M rows x 25 columns (20 numeric, 5 categorical), reference and current, once undrifted
 and once with 5 shifted columns (:data:`benchmarks.drift_data.SHIFTED`). Our side is what the
 DriftSensor computes on each poke: the stored reference profile, the current dataset streamed from
-its URI (``S3Hook.iter_batches`` -> ``columns_from_batches``) and ``detect_drift`` with the sensor's
+its URI (``ObjectStorageHook.iter_batches`` -> ``columns_from_batches``) and ``detect_drift`` with the sensor's
 defaults. Building the profile (once, at training time) is measured as its own step. Evidently
 0.7.23's ``DataDriftPreset`` (its defaults) runs in its own venv (it needs pandas < 3), built here
 with uv under ``.tox/evidently-0.7.23`` on first use. Each side runs in its own process; both
@@ -72,12 +72,14 @@ def case_profile(args: dict[str, Any]) -> dict[str, Any]:
 
 def case_check(args: dict[str, Any]) -> dict[str, Any]:
     """What DriftSensor.poke computes: profile + current data from its URI -> report."""
-    from airflow_provider_mlops.hooks.s3 import S3Hook
+    from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
     from airflow_provider_mlops.ml.drift import columns_from_batches, detect_drift
 
     profile = json.loads(Path(args["profile"]).read_text())
     columns, rows = columns_from_batches(
-        S3Hook(aws_conn_id=None).iter_batches(args["current"], format="parquet"), profile, max_rows=2_000_000
+        ObjectStorageHook(aws_conn_id=None).iter_batches(args["current"], format="parquet"),
+        profile,
+        max_rows=2_000_000,
     )
     report = detect_drift(profile, columns, rows=rows)
     return {

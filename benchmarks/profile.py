@@ -74,19 +74,19 @@ def generate(path: Path, rows: int) -> None:
 def _case(name: str, data: str, out: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     if name == "read":  # the baseline: the same imports and the same two reads, no statistics
-        from airflow_provider_mlops.hooks.s3 import S3Hook
+        from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
         from airflow_provider_mlops.ml.eda import READ_BATCH_SIZE
 
-        storage = S3Hook(aws_conn_id=None)
+        storage = ObjectStorageHook(aws_conn_id=None)
         uri = Path(data).as_uri()
         rows = sum(b.num_rows for b in storage.iter_batches(uri, batch_size=READ_BATCH_SIZE))
         rows = sum(b.num_rows for b in storage.iter_batches(uri, batch_size=READ_BATCH_SIZE))
         Path(out).write_text("")
     elif name == "ours":
-        from airflow_provider_mlops.hooks.s3 import S3Hook
+        from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
         from airflow_provider_mlops.ml.eda import READ_BATCH_SIZE, profile_batches, render_html
 
-        storage = S3Hook(aws_conn_id=None)
+        storage = ObjectStorageHook(aws_conn_id=None)
         uri = Path(data).as_uri()
         profile = profile_batches(
             lambda: storage.iter_batches(uri, batch_size=READ_BATCH_SIZE), target="cat_0", source=uri

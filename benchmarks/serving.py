@@ -25,7 +25,7 @@ NAME = "churn_bench"
 def prepare(work: Path, rows: int) -> dict[str, Any]:
     import pyarrow as pa
 
-    from airflow_provider_mlops.hooks.s3 import S3Hook
+    from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
     from airflow_provider_mlops.operators.train import TrainModelOperator
     from tests.operators.helpers import task_context
     from tests.serving.helpers import churn_frame
@@ -38,7 +38,7 @@ def prepare(work: Path, rows: int) -> dict[str, Any]:
             "extra": {"tracking_uri": tracking, "artifact_location": (work / "artifacts").as_uri()},
         }
     )
-    storage = S3Hook(aws_conn_id=None)
+    storage = ObjectStorageHook(aws_conn_id=None)
     train_uri = (work / "train").as_uri()
     storage.write_dataset(
         train_uri, pa.Table.from_pandas(churn_frame(5000, 0), preserve_index=False).to_batches()

@@ -209,7 +209,7 @@ def dataset(tmp_path: Path) -> str:
     import pandas as pd
     import pyarrow as pa
 
-    from airflow_provider_mlops.hooks.s3 import S3Hook
+    from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 
     rng = np.random.default_rng(0)
     n = 1500
@@ -225,7 +225,7 @@ def dataset(tmp_path: Path) -> str:
     score = -1 + 0.9 * frame.tickets - 0.03 * frame.minutes.fillna(50) + (frame.plan == "free") * 1.2
     frame["churned"] = (score + rng.logistic(size=n) > 0).astype("int64")
     uri = (tmp_path / "train").as_uri()
-    S3Hook(aws_conn_id=None).write_dataset(
+    ObjectStorageHook(aws_conn_id=None).write_dataset(
         uri, pa.Table.from_pandas(frame, preserve_index=False).to_batches()
     )
     return uri

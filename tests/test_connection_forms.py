@@ -16,8 +16,8 @@ import pytest
 
 from airflow_provider_mlops.get_provider_info import CONN_TYPES, LEGACY_CONN_TYPES, get_provider_info
 from airflow_provider_mlops.hooks.http import HttpApiHook
-from airflow_provider_mlops.hooks.mongo import MongoHook
-from airflow_provider_mlops.hooks.s3 import S3Hook
+from airflow_provider_mlops.hooks.mongo import MongoBatchHook
+from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 from tests.conftest import set_connection
 
 pytestmark = pytest.mark.unit
@@ -39,7 +39,7 @@ def test_a_form_made_mongo_connection_passes_no_tls_option_pymongo_refuses() -> 
     conn_id = set_connection(
         "form_mongo", conn_type="mlops-mongo", host="127.0.0.1", port=1, schema="db", extra=MONGO_FORM_EXTRA
     )
-    hook = MongoHook(conn_id)
+    hook = MongoBatchHook(conn_id)
     options = hook._client_options()
     assert not {k for k in options if k.lower().startswith("tls")}, options
     assert options["directConnection"] is True
@@ -60,7 +60,7 @@ def test_a_form_made_mongo_connection_passes_no_tls_option_pymongo_refuses() -> 
     ],
 )
 def test_only_true_tls_toggles_reach_pymongo(extra: dict, expected: dict) -> None:
-    options = MongoHook(set_connection("form_mongo_tls", conn_type="mlops-mongo", host="h", extra=extra))
+    options = MongoBatchHook(set_connection("form_mongo_tls", conn_type="mlops-mongo", host="h", extra=extra))
     got = {
         k: v for k, v in options._client_options().items() if k.startswith("tls") or k == "directConnection"
     }
@@ -71,12 +71,12 @@ def test_invalid_mongo_settings_are_reported_without_the_temporary_connection_id
     conn_id = set_connection(
         "LPuPtxOc", conn_type="mlops-mongo", host="h", extra={"authMechanism": "NOT-A-MECHANISM"}
     )
-    ok, message = MongoHook(conn_id).test_connection()
+    ok, message = MongoBatchHook(conn_id).test_connection()
     assert not ok
     assert "LPuPtxOc" not in message
     assert message.startswith("Invalid MongoDB connection settings")
     with pytest.raises(ConnectionError, match="LPuPtxOc"):  # task logs do name the connection
-        MongoHook(conn_id).get_conn()
+        MongoBatchHook(conn_id).get_conn()
 
 
 @pytest.mark.parametrize(
@@ -123,7 +123,9 @@ def test_http_without_base_url_says_so() -> None:
 def test_s3_without_endpoint_names_the_aws_default_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
     from botocore.exceptions import EndpointConnectionError
 
-    hook = S3Hook(set_connection("LPuPtxOc", conn_type="mlops-s3", extra={"region_name": "eu-west-3"}))
+    hook = ObjectStorageHook(
+        set_connection("LPuPtxOc", conn_type="mlops-s3", extra={"region_name": "eu-west-3"})
+    )
 
     class Offline:  # no network in tests: the client fails as it would without a route to AWS
         def list_buckets(self) -> None:

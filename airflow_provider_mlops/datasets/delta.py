@@ -77,7 +77,7 @@ DEFAULT_RETENTION_HOURS = 168.0
 
 
 class ObjectStore(Protocol):
-    """What the dataset layer needs from a storage hook (:class:`~..hooks.s3.S3Hook` provides it)."""
+    """What the dataset layer needs from a storage hook (:class:`~..hooks.s3.ObjectStorageHook` provides it)."""
 
     def filesystem(self, uri: str) -> tuple[pafs.FileSystem, StorageLocation]: ...
     def exists(self, uri: str) -> bool: ...

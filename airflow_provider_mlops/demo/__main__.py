@@ -453,9 +453,9 @@ def _day_summary(home: Path, day: Any, logical: Any, state: str) -> dict[str, An
     ds = logical.date().isoformat()
 
     def manifest_rows(task: str) -> int:  # the rows of the task's Delta table for the day
-        from airflow_provider_mlops.hooks.s3 import S3Hook
+        from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 
-        info = S3Hook(aws_conn_id=None).dataset_info(str(storage / task / ds))
+        info = ObjectStorageHook(aws_conn_id=None).dataset_info(str(storage / task / ds))
         return int(info["rows"]) if info else 0
 
     with sqlite3.connect(home / "warehouse.db") as conn:

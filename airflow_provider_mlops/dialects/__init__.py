@@ -7,7 +7,7 @@ the Python values a driver accepts. :func:`get_dialect` picks one from a common-
 ``dialect_name`` (as common-sql's own ``Dialect`` is picked), so a new database is a new module here
 and a line in :func:`get_dialect`, not a branch in a hook.
 
-- :class:`~.base.Dialect`: ANSI SQL with ``INSERT ... ON CONFLICT`` (SQLite, PostgreSQL, and the
+- :class:`~.base.AnsiDialect`: ANSI SQL with ``INSERT ... ON CONFLICT`` (SQLite, PostgreSQL, and the
   fallback for any other common-sql database).
 - :class:`~.sqlite.SqliteDialect`: decimals, timestamps and dates as exact text.
 - :class:`~.mysql.MySqlDialect`: backticks, ``ON DUPLICATE KEY UPDATE``, ``DATETIME(6)``.
@@ -19,12 +19,12 @@ Nothing here connects to a database or imports a driver at module level.
 
 from __future__ import annotations
 
-from airflow_provider_mlops.dialects.base import Dialect, quote_identifier
+from airflow_provider_mlops.dialects.base import AnsiDialect, quote_identifier
 
-__all__ = ["Dialect", "get_dialect", "quote_identifier"]
+__all__ = ["AnsiDialect", "get_dialect", "quote_identifier"]
 
 
-def get_dialect(dialect_name: str | None, placeholder: str = "?", *, sqlite: bool = False) -> Dialect:
+def get_dialect(dialect_name: str | None, placeholder: str = "?", *, sqlite: bool = False) -> AnsiDialect:
     """
     The dialect for a common-sql hook's ``dialect_name`` (``mysql``, ``sqlite``, ``postgresql``...).
 
@@ -44,4 +44,4 @@ def get_dialect(dialect_name: str | None, placeholder: str = "?", *, sqlite: boo
         from airflow_provider_mlops.dialects.postgres import PostgresDialect
 
         return PostgresDialect()
-    return Dialect(placeholder)
+    return AnsiDialect(placeholder)

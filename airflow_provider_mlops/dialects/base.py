@@ -23,7 +23,7 @@ def quote_identifier(name: str, quote: str = '"') -> str:
     return ".".join(quote + part.replace(quote, quote * 2) + quote for part in name.split("."))
 
 
-class Dialect:
+class AnsiDialect:
     """
     SQL text for one database family.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_mlops.dialects.base import Dialect
+from airflow_provider_mlops.dialects.base import AnsiDialect
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 
-class MySqlDialect(Dialect):
+class MySqlDialect(AnsiDialect):
     """
     MySQL / MariaDB: backticks, ``ON DUPLICATE KEY UPDATE``, ``DATETIME(6)``.
 

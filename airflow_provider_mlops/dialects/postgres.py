@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_mlops.dialects.base import Dialect
+from airflow_provider_mlops.dialects.base import AnsiDialect
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -24,7 +24,7 @@ SEQ_COLUMN = "__mlops_seq"
 STAGE_TABLE = "_mlops_stage"
 
 
-class PostgresDialect(Dialect):
+class PostgresDialect(AnsiDialect):
     """PostgreSQL (psycopg 3): ``%s`` placeholders, double quotes, ``ON CONFLICT`` upserts."""
 
     name = "postgresql"

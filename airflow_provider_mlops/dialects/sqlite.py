@@ -5,13 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_mlops.dialects.base import Dialect
+from airflow_provider_mlops.dialects.base import AnsiDialect
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 
-class SqliteDialect(Dialect):
+class SqliteDialect(AnsiDialect):
     """
     SQLite: ``ON CONFLICT`` upserts as the generic dialect; decimals, timestamps and dates as text.
 

@@ -90,14 +90,18 @@ def get_sql_hook(conn_id: str) -> SqlSourceSink:
 if TYPE_CHECKING:
     # mypy proves here that the hooks fit the protocols the operators depend on.
     from airflow_provider_mlops.hooks.http import HttpApiHook
-    from airflow_provider_mlops.hooks.mongo import MongoHook
-    from airflow_provider_mlops.hooks.postgres import PostgresHook
-    from airflow_provider_mlops.hooks.s3 import S3Hook
+    from airflow_provider_mlops.hooks.mongo import MongoBatchHook
+    from airflow_provider_mlops.hooks.postgres import PostgresBatchHook
+    from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
     from airflow_provider_mlops.hooks.sql import SqlBatchHook
     from airflow_provider_mlops.sinks.protocols import BatchSink, BatchSource
 
     def _hooks_fit_their_protocols(
-        pg: PostgresHook, sql: SqlBatchHook, mongo: MongoHook, http: HttpApiHook, s3: S3Hook
+        pg: PostgresBatchHook,
+        sql: SqlBatchHook,
+        mongo: MongoBatchHook,
+        http: HttpApiHook,
+        s3: ObjectStorageHook,
     ) -> None:
         sql_hooks: list[SqlSourceSink] = [pg, sql]
         sinks: list[BatchSink] = [pg, sql, mongo]

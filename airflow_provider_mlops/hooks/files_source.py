@@ -3,7 +3,7 @@ The object storage hook's read path for a :class:`~airflow_provider_mlops.source
 Parquet and CSV through the hook's ``iter_batches``, JSON Lines as records (like an API's), and the
 window applied to the batches.
 
-A mixin of :class:`~airflow_provider_mlops.hooks.s3.S3Hook`, which gives it ``filesystem`` and
+A mixin of :class:`~airflow_provider_mlops.hooks.s3.ObjectStorageHook`, which gives it ``filesystem`` and
 ``iter_batches``.
 """
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 
 class FilesReader:
-    """``read`` of :class:`~airflow_provider_mlops.hooks.s3.S3Hook`."""
+    """``read`` of :class:`~airflow_provider_mlops.hooks.s3.ObjectStorageHook`."""
 
     if TYPE_CHECKING:  # what the hook provides
 

@@ -13,31 +13,31 @@ from __future__ import annotations
 from airflow_provider_mlops.get_provider_info import LEGACY_CONN_TYPES, legacy_hook_name
 from airflow_provider_mlops.hooks.http import HttpApiHook
 from airflow_provider_mlops.hooks.mlflow import MlflowHook
-from airflow_provider_mlops.hooks.mongo import MongoHook
-from airflow_provider_mlops.hooks.mysql import MySqlHook
-from airflow_provider_mlops.hooks.postgres import PostgresHook
-from airflow_provider_mlops.hooks.s3 import S3Hook
+from airflow_provider_mlops.hooks.mongo import MongoBatchHook
+from airflow_provider_mlops.hooks.mysql import MySqlBatchHook
+from airflow_provider_mlops.hooks.postgres import PostgresBatchHook
+from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 
 
-class LegacyPostgresHook(PostgresHook):
-    """:class:`~airflow_provider_mlops.hooks.postgres.PostgresHook` for ``mlops_postgres`` connections."""
+class LegacyPostgresHook(PostgresBatchHook):
+    """:class:`~airflow_provider_mlops.hooks.postgres.PostgresBatchHook` for ``mlops_postgres`` connections."""
 
     conn_type = LEGACY_CONN_TYPES["postgres"]
-    hook_name = legacy_hook_name(PostgresHook.hook_name, conn_type)
+    hook_name = legacy_hook_name(PostgresBatchHook.hook_name, conn_type)
 
 
-class LegacyMongoHook(MongoHook):
-    """:class:`~airflow_provider_mlops.hooks.mongo.MongoHook` for ``mlops_mongo`` connections."""
+class LegacyMongoHook(MongoBatchHook):
+    """:class:`~airflow_provider_mlops.hooks.mongo.MongoBatchHook` for ``mlops_mongo`` connections."""
 
     conn_type = LEGACY_CONN_TYPES["mongo"]
-    hook_name = legacy_hook_name(MongoHook.hook_name, conn_type)
+    hook_name = legacy_hook_name(MongoBatchHook.hook_name, conn_type)
 
 
-class LegacyS3Hook(S3Hook):
-    """:class:`~airflow_provider_mlops.hooks.s3.S3Hook` for ``mlops_s3`` connections."""
+class LegacyS3Hook(ObjectStorageHook):
+    """:class:`~airflow_provider_mlops.hooks.s3.ObjectStorageHook` for ``mlops_s3`` connections."""
 
     conn_type = LEGACY_CONN_TYPES["s3"]
-    hook_name = legacy_hook_name(S3Hook.hook_name, conn_type)
+    hook_name = legacy_hook_name(ObjectStorageHook.hook_name, conn_type)
 
 
 class LegacyHttpApiHook(HttpApiHook):
@@ -54,8 +54,8 @@ class LegacyMlflowHook(MlflowHook):
     hook_name = legacy_hook_name(MlflowHook.hook_name, conn_type)
 
 
-class LegacyMySqlHook(MySqlHook):
-    """:class:`~airflow_provider_mlops.hooks.mysql.MySqlHook` for ``mlops_mysql`` connections."""
+class LegacyMySqlHook(MySqlBatchHook):
+    """:class:`~airflow_provider_mlops.hooks.mysql.MySqlBatchHook` for ``mlops_mysql`` connections."""
 
     conn_type = LEGACY_CONN_TYPES["mysql"]
-    hook_name = legacy_hook_name(MySqlHook.hook_name, conn_type)
+    hook_name = legacy_hook_name(MySqlBatchHook.hook_name, conn_type)

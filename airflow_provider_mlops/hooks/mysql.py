@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import pymysql
 
 
-class MySqlHook(DbApiHook):
+class MySqlBatchHook(DbApiHook):
     """
     MySQL / MariaDB through PyMySQL, as a common-sql hook.
 

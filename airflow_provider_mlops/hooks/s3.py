@@ -34,10 +34,10 @@ if TYPE_CHECKING:
     from airflow_provider_mlops.storage.streams import OutputStream
 
 # Kept importable from here: the URI model and the dataset format moved to their own layers.
-__all__ = ["FORMATS", "DatasetFormat", "S3Hook", "StorageLocation", "parse_uri"]
+__all__ = ["FORMATS", "DatasetFormat", "ObjectStorageHook", "StorageLocation", "parse_uri"]
 
 
-class S3Hook(FilesReader, BaseHook):
+class ObjectStorageHook(FilesReader, BaseHook):
     """
     Read and write datasets and objects on S3 (or an S3-compatible server) and local storage.
 
@@ -578,8 +578,8 @@ class S3Hook(FilesReader, BaseHook):
         return delta.optimize(self, uri, target_size=target_size)
 
 
-def storage_hook(storage_conn_id: str | None = None) -> S3Hook:
+def storage_hook(storage_conn_id: str | None = None) -> ObjectStorageHook:
     """The storage hook for dataset URIs: ``storage_conn_id``, else ``[mlops] storage_conn_id``."""
     from airflow_provider_mlops.utils.staging import default_storage_conn_id
 
-    return S3Hook(aws_conn_id=storage_conn_id or default_storage_conn_id())
+    return ObjectStorageHook(aws_conn_id=storage_conn_id or default_storage_conn_id())

@@ -1,9 +1,9 @@
 """
 Batches in and out of any common-sql database (sqlite, MySQL, ...) through its DbApiHook cursor.
 
-This is the generic, slower path with the same interface as :class:`PostgresHook`: reads use
+This is the generic, slower path with the same interface as :class:`PostgresBatchHook`: reads use
 ``fetchmany`` and build Arrow batches; writes use ``executemany`` inside one transaction. PostgreSQL
-connections get the COPY-based :class:`~airflow_provider_mlops.hooks.postgres.PostgresHook`
+connections get the COPY-based :class:`~airflow_provider_mlops.hooks.postgres.PostgresBatchHook`
 instead (see :func:`~airflow_provider_mlops.hooks.connection_types.get_sql_hook`). The SQL text (quoting, types, upsert and partition clauses, the
 values a driver takes) is the connection's dialect's (:mod:`airflow_provider_mlops.dialects`).
 """
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from airflow.providers.common.sql.hooks.sql import DbApiHook
 
-    from airflow_provider_mlops.dialects import Dialect
+    from airflow_provider_mlops.dialects import AnsiDialect
     from airflow_provider_mlops.sinks.contract import OnEmpty
 
 
@@ -53,12 +53,12 @@ class SqlBatchHook(SqlSourceMixin, BaseHook):
         try:
             hook = connection.get_hook()
         except Exception:
-            from airflow_provider_mlops.hooks.mysql import MySqlHook
+            from airflow_provider_mlops.hooks.mysql import MySqlBatchHook
 
             if (connection.conn_type or "").lower() not in MYSQL_TYPES:
                 raise
             # Airflow's MySQL provider is not installed: the PyMySQL hook serves the same connection.
-            hook = MySqlHook(mysql_conn_id=self.conn_id)
+            hook = MySqlBatchHook(mysql_conn_id=self.conn_id)
         if not isinstance(hook, DbApiHook):
             raise TypeError(
                 f"Connection {self.conn_id!r} has hook {type(hook).__name__}, not a common-sql DbApiHook"
@@ -66,7 +66,7 @@ class SqlBatchHook(SqlSourceMixin, BaseHook):
         return hook
 
     @cached_property
-    def sql_dialect(self) -> Dialect:
+    def sql_dialect(self) -> AnsiDialect:
         """The SQL text of this connection's database (from the common-sql hook's ``dialect_name``)."""
         from airflow_provider_mlops.dialects import get_dialect
 
@@ -186,8 +186,8 @@ class SqlBatchHook(SqlSourceMixin, BaseHook):
     ) -> dict[str, int]:
         """
         Write batches with ``executemany`` in one transaction (modes, keys, ``on_empty`` and counts
-        as in :meth:`PostgresHook.write_batches
-        <airflow_provider_mlops.hooks.postgres.PostgresHook.write_batches>`).
+        as in :meth:`PostgresBatchHook.write_batches
+        <airflow_provider_mlops.hooks.postgres.PostgresBatchHook.write_batches>`).
 
         ``upsert`` uses ``INSERT ... ON CONFLICT (keys) DO UPDATE`` (SQLite, PostgreSQL) or
         ``ON DUPLICATE KEY UPDATE`` (MySQL, MariaDB); ``updated`` counts the rows whose key was

@@ -3,7 +3,7 @@ What both SQL source hooks share: reading a :class:`~airflow_provider_mlops.sour
 its incremental window, asked of the hook, built by its dialect.
 
 ``ExtractOperator(source=SqlQuery(..., watermark_column=...))`` calls :meth:`SqlSourceMixin.read`
-on whichever SQL hook serves the connection (:class:`~airflow_provider_mlops.hooks.postgres.PostgresHook` or
+on whichever SQL hook serves the connection (:class:`~airflow_provider_mlops.hooks.postgres.PostgresBatchHook` or
 :class:`~airflow_provider_mlops.hooks.sql.SqlBatchHook`); the hook checks the column against the
 query's result and its :attr:`sql_dialect` writes the filter, placeholders and quoting included.
 """
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     import pyarrow as pa
 
-    from airflow_provider_mlops.dialects import Dialect
+    from airflow_provider_mlops.dialects import AnsiDialect
     from airflow_provider_mlops.sources import SourceSpec, Window
 
 
@@ -29,7 +29,7 @@ class SqlSourceMixin:
     if TYPE_CHECKING:  # what the hook provides
 
         @property
-        def sql_dialect(self) -> Dialect: ...
+        def sql_dialect(self) -> AnsiDialect: ...
 
         def iter_batches(
             self,

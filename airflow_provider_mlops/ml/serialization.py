@@ -420,7 +420,7 @@ def load_model_version(
     :param name: the registered model.
     :param version: the version (number, string or ``{"version": ...}``); None for ``alias``.
     :param alias: the alias resolved when ``version`` is None.
-    :param storage: the hook that reads ``s3://`` / ``file://`` URIs (an ``S3Hook``).
+    :param storage: the hook that reads ``s3://`` / ``file://`` URIs (an ``ObjectStorageHook``).
     :param policy: the formats and types that may be deserialized (default: skops, built-in allowlist).
     :param uri: read the bytes from here (e.g. a published copy named by ``latest.json``) instead of
         the location recorded in MLflow. The digest is still the registry's.

@@ -178,7 +178,7 @@ class LoadOperator(BaseOperator):
 
     def _load(self) -> dict[str, Any]:
         from airflow_provider_mlops.hooks.connection_types import connection_kind
-        from airflow_provider_mlops.hooks.s3 import S3Hook
+        from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
         from airflow_provider_mlops.sinks.contract import empty_outcome, split_empty
         from airflow_provider_mlops.utils.staging import resolve_uri
 
@@ -206,7 +206,9 @@ class LoadOperator(BaseOperator):
             return stream
 
         if self.output_uri:
-            target_storage = S3Hook(aws_conn_id=self.target_conn_id) if self.target_conn_id else storage
+            target_storage = (
+                ObjectStorageHook(aws_conn_id=self.target_conn_id) if self.target_conn_id else storage
+            )
             uri = resolve_uri(self.output_uri)
             if self.format == "parquet":
                 counts = self._load_lake(target_storage, uri, batches(), schema)
@@ -243,14 +245,14 @@ class LoadOperator(BaseOperator):
                 "name": self.table,
             }
         else:
-            from airflow_provider_mlops.hooks.mongo import MongoHook
+            from airflow_provider_mlops.hooks.mongo import MongoBatchHook
 
             mode = self.mode or ("upsert" if self.keys else "insert")
             if mode == "insert":
                 self.log.warning(
                     "mode='insert' into MongoDB is not idempotent: a re-run inserts the rows again"
                 )
-            mongo = MongoHook(mongo_conn_id=self.target_conn_id or "")
+            mongo = MongoBatchHook(mongo_conn_id=self.target_conn_id or "")
             try:
                 counts = mongo.write_batches(
                     self.collection or "",

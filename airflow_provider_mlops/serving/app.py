@@ -36,7 +36,7 @@ from airflow_provider_mlops.serving.protocol import InputSchema, RequestError, p
 if TYPE_CHECKING:
     from airflow_provider_mlops.ml.serialization import LoadPolicy, VerifiedModel
     from airflow_provider_mlops.serving.compiled import CompiledPipeline
-    from airflow_provider_mlops.serving.protocol import Table
+    from airflow_provider_mlops.serving.protocol import RequestTable
 
 log = logging.getLogger("airflow_provider_mlops.serve")
 
@@ -103,7 +103,7 @@ class Served:
     # The Pipeline's preprocessing as exact array operations (None: always score with the Pipeline).
     compiled: CompiledPipeline | None = None
 
-    def predict(self, table: Table, method: str = "predict") -> Any:
+    def predict(self, table: RequestTable, method: str = "predict") -> Any:
         """
         ``model.predict`` (or ``method``: ``predict_proba``...) on the request, through the compiled
         form when it covers every value.
@@ -159,9 +159,9 @@ class ModelLoader:
     @property
     def storage(self) -> Any:
         if self._storage is None:
-            from airflow_provider_mlops.hooks.s3 import S3Hook
+            from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 
-            self._storage = S3Hook(aws_conn_id=self.config.storage_conn_id)
+            self._storage = ObjectStorageHook(aws_conn_id=self.config.storage_conn_id)
         return self._storage
 
     def load(
@@ -243,7 +243,7 @@ class ModelLoader:
 
 class PredictionLogger:
     """
-    Buffers inputs + predictions and writes them as Parquet datasets (``S3Hook.write_dataset``),
+    Buffers inputs + predictions and writes them as Parquet datasets (``ObjectStorageHook.write_dataset``),
     one per flush, below ``<log_uri>/date=YYYY-MM-DD/``, with the model version in every row.
     Writing happens in a background thread: a slow bucket never slows a prediction down.
     """
@@ -332,7 +332,7 @@ def predict_method(params: dict[str, Any], model: Any) -> str:
     return str(method)
 
 
-def scoring_error(err: BaseException, table: Table) -> RequestError:
+def scoring_error(err: BaseException, table: RequestTable) -> RequestError:
     """
     The 400 for a request the model's own Pipeline refused (MLflow's scoring server answers its model's
     errors with 400 ``BAD_REQUEST``), naming the columns that hold infinite values when there are any:

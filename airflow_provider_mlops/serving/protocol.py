@@ -79,7 +79,7 @@ class InputSchema:
 
 
 @dataclass
-class Table:
+class RequestTable:
     """
     A validated request: one typed NumPy array per schema column (``values``), or a DataFrame when the
     request went through pandas (no schema, untyped columns, CSV). :meth:`frame` builds the DataFrame
@@ -118,7 +118,7 @@ def parse_table(
     max_rows: int,
     max_columns: int = MAX_COLUMNS,
     strict_columns: bool = False,
-) -> Table:
+) -> RequestTable:
     """
     The request body validated against ``schema``, or :class:`RequestError`.
 
@@ -151,7 +151,7 @@ def parse_table(
             names, columns, rows = _columns_from_json(payload, schema)
             _check_size(rows, max_rows)
             _check_columns(names, schema, strict=strict_columns)
-            return Table(rows, conform_columns(columns, schema), schema.columns, params=params)
+            return RequestTable(rows, conform_columns(columns, schema), schema.columns, params=params)
         frame = _frame_from_json(payload, schema)
     else:
         raise RequestError(
@@ -161,7 +161,7 @@ def parse_table(
         )
     _check_size(len(frame), max_rows)
     frame = conform(frame, schema, strict_columns=strict_columns)
-    return Table(len(frame), None, tuple(str(c) for c in frame.columns), frame, params=params)
+    return RequestTable(len(frame), None, tuple(str(c) for c in frame.columns), frame, params=params)
 
 
 #: The JSON keys that hold a request's rows (exactly one of them per request).
@@ -218,7 +218,9 @@ def _fast_decoder(schema: InputSchema) -> Any:
     return msgspec.json.Decoder(request), tuple(fields)
 
 
-def _fast_table(body: bytes, schema: InputSchema | None, *, max_rows: int, max_columns: int) -> Table | None:
+def _fast_table(
+    body: bytes, schema: InputSchema | None, *, max_rows: int, max_columns: int
+) -> RequestTable | None:
     """
     The common requests, a ``dataframe_split`` whose columns are the schema's in its order (or absent)
     and ``dataframe_records`` holding exactly the schema's columns, decoded and type-checked by msgspec
@@ -277,7 +279,7 @@ def _fast_table(body: bytes, schema: InputSchema | None, *, max_rows: int, max_c
             except (OverflowError, TypeError, ValueError):  # an integer beyond float64: named there
                 return None
         values[name] = out
-    return Table(n, values, schema.columns, params=params or {}, text=frozenset(text))
+    return RequestTable(n, values, schema.columns, params=params or {}, text=frozenset(text))
 
 
 def _params(payload: Any) -> dict[str, Any]:

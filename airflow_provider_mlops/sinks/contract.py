@@ -1,9 +1,9 @@
 """
 The write contract shared by every sink hook: modes, keys, partitions, empty sources and counts.
 
-PostgreSQL (:class:`~airflow_provider_mlops.hooks.postgres.PostgresHook`), any common-sql database
+PostgreSQL (:class:`~airflow_provider_mlops.hooks.postgres.PostgresBatchHook`), any common-sql database
 (:class:`~airflow_provider_mlops.hooks.sql.SqlBatchHook`) and MongoDB
-(:class:`~airflow_provider_mlops.hooks.mongo.MongoHook`) check their options, their empty sources
+(:class:`~airflow_provider_mlops.hooks.mongo.MongoBatchHook`) check their options, their empty sources
 and their upsert keys here, so the same load gets the same answer on every sink:
 
 - **NULL upsert keys are an error.** A NULL never equals another NULL in SQL, so each database

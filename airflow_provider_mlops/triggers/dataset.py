@@ -81,9 +81,9 @@ class DatasetReadyTrigger(BaseTrigger):
         )
 
     def _ready(self) -> bool:
-        from airflow_provider_mlops.hooks.s3 import S3Hook
+        from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 
-        return S3Hook(aws_conn_id=self.storage_conn_id).is_table(self.uri)
+        return ObjectStorageHook(aws_conn_id=self.storage_conn_id).is_table(self.uri)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         started = time.monotonic()

@@ -27,7 +27,7 @@ from airflow_provider_mlops.datasets import (
     DatasetError,
     NoCommittedDatasetError,
 )
-from airflow_provider_mlops.hooks.s3 import S3Hook
+from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 from airflow_provider_mlops.storage.uri import parse_uri
 from tests.conftest import set_connection
 from tests.harness.proxy import Fault, Request, start_proxy
@@ -48,15 +48,15 @@ def _checksum(table: pa.Table) -> str:
     return digest.hexdigest()
 
 
-def _read(hook: S3Hook, uri: str) -> pa.Table:
+def _read(hook: ObjectStorageHook, uri: str) -> pa.Table:
     batches = list(hook.iter_batches(uri))
     schema = hook.read_schema(uri.split("@v")[0])
     return pa.Table.from_batches(batches, schema=schema)
 
 
 @pytest.fixture
-def proxied(s3_server: S3Server) -> Iterator[tuple[S3Hook, list]]:
-    """An S3Hook whose requests pass through the fault proxy; set ``rules[0]`` to inject faults."""
+def proxied(s3_server: S3Server) -> Iterator[tuple[ObjectStorageHook, list]]:
+    """An ObjectStorageHook whose requests pass through the fault proxy; set ``rules[0]`` to inject faults."""
     rules: list = [None]
     with start_proxy(s3_server.endpoint_url, rule=lambda r: rules[0](r) if rules[0] else None) as proxy:
         conn_id = set_connection(
@@ -66,7 +66,7 @@ def proxied(s3_server: S3Server) -> Iterator[tuple[S3Hook, list]]:
             password=s3_server.secret_key,
             extra={"endpoint_url": proxy.endpoint_url, "region_name": s3_server.region},
         )
-        yield S3Hook(aws_conn_id=conn_id), rules
+        yield ObjectStorageHook(aws_conn_id=conn_id), rules
 
 
 @pytest.fixture
@@ -145,7 +145,7 @@ def test_transient_faults_are_retried_to_one_clean_version(proxied, prefix: str)
 
 @pytest.mark.parametrize("where", ["s3", "local"])
 def test_a_reader_during_a_write_sees_the_previous_version(where: str, s3_conn_id, prefix, tmp_path) -> None:
-    hook = S3Hook(aws_conn_id=s3_conn_id)
+    hook = ObjectStorageHook(aws_conn_id=s3_conn_id)
     uri = prefix if where == "s3" else (tmp_path / "ds").as_uri()
     old = _table(120)
     hook.write_dataset(uri, old.to_batches(max_chunksize=40))
@@ -155,7 +155,7 @@ def test_a_reader_during_a_write_sees_the_previous_version(where: str, s3_conn_i
         for i, batch in enumerate(_table(200, tag="new").to_batches(max_chunksize=40)):
             yield batch
             if i == 3:
-                seen.append(_checksum(_read(S3Hook(aws_conn_id=s3_conn_id), uri)))
+                seen.append(_checksum(_read(ObjectStorageHook(aws_conn_id=s3_conn_id), uri)))
 
     hook.write_dataset(uri, slow_batches(), schema=old.schema)  # streamed straight into the table
     assert seen == [_checksum(old)]
@@ -165,7 +165,7 @@ def test_a_reader_during_a_write_sees_the_previous_version(where: str, s3_conn_i
 @pytest.mark.parametrize("where", ["s3", "local"])
 @pytest.mark.parametrize("schema", [None, "fixed"])
 def test_nothing_committed_is_an_error_never_zero_rows(where, schema, s3_conn_id, prefix, tmp_path) -> None:
-    hook = S3Hook(aws_conn_id=s3_conn_id)
+    hook = ObjectStorageHook(aws_conn_id=s3_conn_id)
     uri = prefix if where == "s3" else (tmp_path / "ds").as_uri()
 
     def failing() -> Iterator[pa.RecordBatch]:
@@ -185,15 +185,15 @@ def test_data_files_of_a_write_that_never_committed_are_refused(tmp_path: Path) 
     folder.mkdir()
     pq.write_table(_table(5), folder / f"part-00000-{uuid.uuid4()}-c000.zstd.parquet")
     with pytest.raises(NoCommittedDatasetError, match="never committed"):
-        list(S3Hook(aws_conn_id=None).iter_batches(folder.as_uri()))
+        list(ObjectStorageHook(aws_conn_id=None).iter_batches(folder.as_uri()))
     # a user's own file there is plain data
     pq.write_table(_table(3), folder / "export.parquet")
-    assert sum(b.num_rows for b in S3Hook(aws_conn_id=None).iter_batches(folder.as_uri())) == 8
+    assert sum(b.num_rows for b in ObjectStorageHook(aws_conn_id=None).iter_batches(folder.as_uri())) == 8
 
 
 @pytest.mark.parametrize("schema", [None, "fixed"])
 def test_before_commit_can_refuse_and_nothing_changes(tmp_path: Path, schema) -> None:
-    hook = S3Hook(aws_conn_id=None)
+    hook = ObjectStorageHook(aws_conn_id=None)
     uri = (tmp_path / "ds").as_uri()
     hook.write_dataset(uri, _table(10).to_batches())
 
@@ -210,7 +210,7 @@ def test_before_commit_can_refuse_and_nothing_changes(tmp_path: Path, schema) ->
 
 
 def test_a_removed_committed_file_is_detected(tmp_path: Path) -> None:
-    hook = S3Hook(aws_conn_id=None)
+    hook = ObjectStorageHook(aws_conn_id=None)
     uri = (tmp_path / "ds").as_uri()
     result = hook.write_dataset(uri, _table(100).to_batches())
     (tmp_path / "ds" / result["files"][0]).unlink()
@@ -219,7 +219,7 @@ def test_a_removed_committed_file_is_detected(tmp_path: Path) -> None:
 
 
 def test_fields_that_appear_late_become_columns(tmp_path: Path) -> None:
-    hook = S3Hook(aws_conn_id=None)
+    hook = ObjectStorageHook(aws_conn_id=None)
     uri = (tmp_path / "ds").as_uri()
     first = pa.record_batch({"id": [1, 2], "x": [1, 2]})
     second = pa.record_batch({"id": [3], "x": [3.5], "tags": [["a", "b"]]})
@@ -238,7 +238,7 @@ def test_fields_that_appear_late_become_columns(tmp_path: Path) -> None:
 
 def test_appending_a_wider_type_is_refused_by_name_never_cast(tmp_path: Path) -> None:
     """delta-rs would store 1.5 into an int64 column as 1: the write fails naming the column instead."""
-    hook = S3Hook(aws_conn_id=None)
+    hook = ObjectStorageHook(aws_conn_id=None)
     uri = (tmp_path / "lake").as_uri()
     hook.write_dataset(uri, pa.table({"id": [1], "x": [1]}).to_batches())
     with pytest.raises(DatasetError, match=r"'x' is int64 .* double"):
@@ -252,7 +252,7 @@ def test_appending_a_wider_type_is_refused_by_name_never_cast(tmp_path: Path) ->
 
 @pytest.mark.parametrize("where", ["s3", "local"])
 def test_storage_paths_keep_hash_question_mark_percent_and_space(where, s3_conn_id, prefix, tmp_path) -> None:
-    hook = S3Hook(aws_conn_id=s3_conn_id)
+    hook = ObjectStorageHook(aws_conn_id=s3_conn_id)
     base = parse_uri(prefix if where == "s3" else str(tmp_path))
     names = ["run#1", "run#2", "a b", "q?x=1", "ünï 🚀"]
     for i, name in enumerate(names):
@@ -269,7 +269,7 @@ def test_storage_paths_keep_hash_question_mark_percent_and_space(where, s3_conn_
 
 
 def test_a_type_conflict_turned_to_text_is_read_as_text(tmp_path: Path) -> None:
-    hook = S3Hook(aws_conn_id=None)
+    hook = ObjectStorageHook(aws_conn_id=None)
     uri = (tmp_path / "ds").as_uri()
     batches = [pa.record_batch({"code": [1, 2]}), pa.record_batch({"code": ["A7", None]})]
     with pytest.raises(Exception, match="code"):
@@ -311,7 +311,7 @@ def test_connection_resets_on_uploads_are_retried_or_keep_the_previous_version(p
 @pytest.mark.parametrize("where", ["s3", "local"])
 def test_a_retry_converges_and_every_version_stays_readable(where, s3_conn_id, prefix, tmp_path) -> None:
     """A task's retry replaces its own output: the clean run's rows; older versions by @vN / version=."""
-    hook = S3Hook(aws_conn_id=s3_conn_id)
+    hook = ObjectStorageHook(aws_conn_id=s3_conn_id)
     uri = prefix if where == "s3" else (tmp_path / "ds").as_uri()
     clean = _table(80, tag="day1")
     hook.write_dataset(uri, clean.to_batches(max_chunksize=30))
@@ -334,7 +334,7 @@ def test_a_zombie_and_its_retry_racing_on_one_table(where, mode, s3_conn_id, pre
     commits: each commits a complete version or fails with a conflict; no committed version names a
     file that is gone, and the table holds one writer's complete rows (overwrite) or both (append).
     """
-    hook = S3Hook(aws_conn_id=s3_conn_id)
+    hook = ObjectStorageHook(aws_conn_id=s3_conn_id)
     uri = prefix if where == "s3" else (tmp_path / "ds").as_uri()
     hook.write_dataset(uri, _table(40, tag="before").to_batches())
     barrier = threading.Barrier(2, timeout=60)
@@ -347,7 +347,7 @@ def test_a_zombie_and_its_retry_racing_on_one_table(where, mode, s3_conn_id, pre
             barrier.wait()  # both have streamed every row: the commits race
 
         try:
-            outcome[name] = S3Hook(aws_conn_id=s3_conn_id).write_dataset(
+            outcome[name] = ObjectStorageHook(aws_conn_id=s3_conn_id).write_dataset(
                 uri, batches(), schema=tables[name].schema, mode=mode
             )["version"]
         except DatasetConflictError as err:
@@ -399,7 +399,7 @@ def test_large_files_go_up_in_parts_and_a_failed_part_keeps_the_previous_version
 
 def test_no_rows_and_no_columns_empties_a_table_or_commits_nothing(tmp_path: Path) -> None:
     """A record source that returned nothing: Delta needs a column, so only an existing table is emptied."""
-    hook = S3Hook(aws_conn_id=None)
+    hook = ObjectStorageHook(aws_conn_id=None)
     uri = (tmp_path / "ds").as_uri()
     assert hook.write_dataset(uri, iter(()))["version"] is None
     with pytest.raises(NoCommittedDatasetError):
@@ -413,7 +413,7 @@ def test_no_rows_and_no_columns_empties_a_table_or_commits_nothing(tmp_path: Pat
 @pytest.mark.parametrize("where", ["s3", "local"])
 def test_a_hand_off_keeps_the_order_of_its_rows(where, s3_conn_id, prefix, tmp_path) -> None:
     """delta-rs's writer interleaves the batches of one write; a hand-off is written in order."""
-    hook = S3Hook(aws_conn_id=s3_conn_id)
+    hook = ObjectStorageHook(aws_conn_id=s3_conn_id)
     uri = prefix if where == "s3" else (tmp_path / "ds").as_uri()
     table = _table(20_000)
     hook.write_dataset(uri, table.to_batches(max_chunksize=700))  # staged (no schema)

@@ -18,7 +18,7 @@ import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_provider_mlops.datasets import DatasetCorruptError, table_version
-from airflow_provider_mlops.hooks.s3 import S3Hook
+from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 from airflow_provider_mlops.operators.load import LoadOperator
 from tests.conftest import set_connection
 
@@ -71,7 +71,9 @@ def warehouse(tmp_path: Path) -> tuple[str, Path]:
     return set_connection("lake_warehouse", conn_type="sqlite", host=str(path)), path
 
 
-def _load_day(storage: S3Hook, tmp_path: Path, warehouse_conn: str, lake: str, ds: str, data: pa.Table, **kw):
+def _load_day(
+    storage: ObjectStorageHook, tmp_path: Path, warehouse_conn: str, lake: str, ds: str, data: pa.Table, **kw
+):
     day_uri = (tmp_path / "staging" / ds).as_uri()
     storage.write_dataset(day_uri, data.to_batches(max_chunksize=40), schema=SCHEMA)
     partition = {"day": ds}
@@ -99,7 +101,7 @@ def test_the_lake_matches_the_warehouse_in_polars_and_duckdb_also_after_a_rerun(
     where: str, warehouse, tmp_path: Path, s3_conn_id: str, s3_server
 ) -> None:
     conn, db = warehouse
-    storage = S3Hook(aws_conn_id=s3_conn_id if where == "s3" else None)
+    storage = ObjectStorageHook(aws_conn_id=s3_conn_id if where == "s3" else None)
     lake = (
         (tmp_path / "lake" / "sales").as_uri()
         if where == "local"
@@ -143,7 +145,7 @@ def test_the_lake_matches_the_warehouse_in_polars_and_duckdb_also_after_a_rerun(
 
 
 def test_upsert_merges_on_keys_and_refuses_null_or_repeated_keys_before_any_commit(tmp_path: Path) -> None:
-    storage = S3Hook(aws_conn_id=None)
+    storage = ObjectStorageHook(aws_conn_id=None)
     lake = (tmp_path / "lake" / "customers").as_uri()
 
     def upsert(rows: list[dict], name: str) -> dict:
@@ -185,7 +187,7 @@ def test_upsert_merges_on_keys_and_refuses_null_or_repeated_keys_before_any_comm
 
 
 def test_a_row_outside_the_replaced_partition_is_refused_before_the_commit(tmp_path: Path) -> None:
-    storage = S3Hook(aws_conn_id=None)
+    storage = ObjectStorageHook(aws_conn_id=None)
     uri = (tmp_path / "in").as_uri()
     storage.write_dataset(uri, _day("2026-01-02", 5).to_batches(), schema=SCHEMA)
     lake = (tmp_path / "lake").as_uri()
@@ -203,7 +205,7 @@ def test_a_row_outside_the_replaced_partition_is_refused_before_the_commit(tmp_p
 
 
 def test_append_optimize_and_vacuum(tmp_path: Path) -> None:
-    storage = S3Hook(aws_conn_id=None)
+    storage = ObjectStorageHook(aws_conn_id=None)
     lake = (tmp_path / "lake").as_uri()
     for i in range(3):
         uri = (tmp_path / f"in{i}").as_uri()
@@ -229,7 +231,7 @@ def test_append_optimize_and_vacuum(tmp_path: Path) -> None:
 
 
 def test_exports_are_one_file_replaced_whole(tmp_path: Path) -> None:
-    storage = S3Hook(aws_conn_id=None)
+    storage = ObjectStorageHook(aws_conn_id=None)
     uri = (tmp_path / "in").as_uri()
     storage.write_dataset(uri, _day("2026-01-01", 30).to_batches(), schema=SCHEMA)
     out = tmp_path / "export"

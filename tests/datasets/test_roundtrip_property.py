@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from airflow_provider_mlops.datasets import DatasetError
 from airflow_provider_mlops.datasets.delta import INVALID_NAME_CHARACTERS
-from airflow_provider_mlops.hooks.s3 import S3Hook
+from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 from airflow_provider_mlops.utils.arrow import SchemaMismatchError
 
 NAMES = st.text(
@@ -85,7 +85,7 @@ def assert_same_table(back: pa.Table, table: pa.Table) -> None:
             assert _same(got, want), f"column {name!r} row {i}: {got!r} != {want!r}"
 
 
-def _roundtrip(hook: S3Hook, uri: str, table: pa.Table, fmt: str) -> None:
+def _roundtrip(hook: ObjectStorageHook, uri: str, table: pa.Table, fmt: str) -> None:
     if fmt == "csv" and any(pa.types.is_nested(f.type) for f in table.schema):
         with pytest.raises(DatasetError, match="CSV cannot hold the nested column"):
             hook.write_dataset(uri, table.to_batches(), format=fmt, schema=table.schema)
@@ -127,7 +127,7 @@ PROFILE = settings(
 @given(table=tables())
 def test_local_datasets_round_trip_exactly(fmt: str, table: pa.Table, tmp_path_factory) -> None:
     uri = (tmp_path_factory.mktemp("rt") / "ds").as_uri()
-    _roundtrip(S3Hook(aws_conn_id=None), uri, table, fmt)
+    _roundtrip(ObjectStorageHook(aws_conn_id=None), uri, table, fmt)
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl"])
@@ -135,4 +135,4 @@ def test_local_datasets_round_trip_exactly(fmt: str, table: pa.Table, tmp_path_f
 @given(table=tables())
 def test_s3_datasets_round_trip_exactly(fmt: str, table: pa.Table, s3_conn_id: str, s3_server) -> None:
     uri = f"s3://{s3_server.bucket}/rt/{uuid.uuid4().hex[:8]}/{fmt}"
-    _roundtrip(S3Hook(aws_conn_id=s3_conn_id), uri, table, fmt)
+    _roundtrip(ObjectStorageHook(aws_conn_id=s3_conn_id), uri, table, fmt)

@@ -7,7 +7,7 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-from airflow_provider_mlops.dialects import Dialect, get_dialect
+from airflow_provider_mlops.dialects import AnsiDialect, get_dialect
 from airflow_provider_mlops.dialects.mysql import MySqlDialect
 from airflow_provider_mlops.dialects.postgres import PostgresDialect
 from airflow_provider_mlops.dialects.sqlite import SqliteDialect
@@ -23,8 +23,8 @@ pytestmark = pytest.mark.unit
         ("sqlite", {}, SqliteDialect),
         ("", {"sqlite": True}, SqliteDialect),
         ("postgresql", {}, PostgresDialect),
-        ("duckdb", {}, Dialect),
-        (None, {}, Dialect),
+        ("duckdb", {}, AnsiDialect),
+        (None, {}, AnsiDialect),
     ],
 )
 def test_get_dialect_picks_by_the_hooks_dialect_name(name: str | None, kwargs: dict, expected: type) -> None:
@@ -32,21 +32,23 @@ def test_get_dialect_picks_by_the_hooks_dialect_name(name: str | None, kwargs: d
 
 
 def test_identifiers_are_quoted_per_dialect() -> None:
-    assert Dialect().quote('a"b') == '"a""b"'
-    assert Dialect().quote("s.t") == '"s"."t"'
+    assert AnsiDialect().quote('a"b') == '"a""b"'
+    assert AnsiDialect().quote("s.t") == '"s"."t"'
     assert MySqlDialect().quote("we`ird") == "`we``ird`"
     with pytest.raises(ValueError, match="Invalid"):
-        Dialect().quote("")
+        AnsiDialect().quote("")
 
 
 def test_upsert_clauses() -> None:
-    generic = Dialect("?").insert_sql('"t"', ["id", "v", "ts"], "upsert", ["id"], "ts")
+    generic = AnsiDialect("?").insert_sql('"t"', ["id", "v", "ts"], "upsert", ["id"], "ts")
     assert generic == (
         'INSERT INTO "t" ("id", "v", "ts") VALUES (?, ?, ?) ON CONFLICT ("id") DO UPDATE SET '
         '"v" = excluded."v", "ts" = excluded."ts" WHERE "t"."ts" IS NULL OR "t"."ts" <= excluded."ts"'
     )
-    assert Dialect("?").insert_sql('"t"', ["id"], "upsert", ["id"]).endswith('ON CONFLICT ("id") DO NOTHING')
-    assert Dialect("?").insert_sql('"t"', ["id"], "append") == 'INSERT INTO "t" ("id") VALUES (?)'
+    assert (
+        AnsiDialect("?").insert_sql('"t"', ["id"], "upsert", ["id"]).endswith('ON CONFLICT ("id") DO NOTHING')
+    )
+    assert AnsiDialect("?").insert_sql('"t"', ["id"], "append") == 'INSERT INTO "t" ("id") VALUES (?)'
     mysql = MySqlDialect("%s").insert_sql("`t`", ["id", "ts", "v"], "upsert", ["id"], "ts")
     # the newer column is assigned last: later assignments see the earlier ones
     assert mysql.index("`v` = IF(") < mysql.index("`ts` = IF(")
@@ -58,28 +60,28 @@ def test_upsert_clauses() -> None:
 
 
 def test_partition_and_key_conditions() -> None:
-    assert Dialect("?").partition_where({"ds": "d1", "region": None}) == (
+    assert AnsiDialect("?").partition_where({"ds": "d1", "region": None}) == (
         '"ds" = ? AND "region" IS NULL',
         ["d1"],
     )
-    assert Dialect("?").keys_where(["id"], 3) == '"id" IN (?, ?, ?)'
-    assert Dialect("?").keys_where(["a", "b"], 2) == '("a" = ? AND "b" = ?) OR ("a" = ? AND "b" = ?)'
+    assert AnsiDialect("?").keys_where(["id"], 3) == '"id" IN (?, ?, ?)'
+    assert AnsiDialect("?").keys_where(["a", "b"], 2) == '("a" = ? AND "b" = ?) OR ("a" = ? AND "b" = ?)'
 
 
 def test_watermark_window() -> None:
     start = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
-    query, params = Dialect("%s").watermark_query(
+    query, params = AnsiDialect("%s").watermark_query(
         "SELECT * FROM t WHERE a LIKE 'x%'", "ts", start, None, escape_percent=True
     )
     assert query == "SELECT * FROM (SELECT * FROM t WHERE a LIKE 'x%%') AS mlops_src WHERE \"ts\" >= %s"
     assert params == [start]
-    assert Dialect().watermark_query("SELECT 1", "ts", None, None) == ("SELECT 1", [])
+    assert AnsiDialect().watermark_query("SELECT 1", "ts", None, None) == ("SELECT 1", [])
     assert SqliteDialect().watermark_bound(start) == "2024-01-02 03:04:05"
-    assert Dialect().watermark_bound(start) is start
+    assert AnsiDialect().watermark_bound(start) is start
 
 
 def test_column_types_per_dialect() -> None:
-    assert Dialect().column_type(pa.decimal128(10, 2)) == "DECIMAL(10,2)"
+    assert AnsiDialect().column_type(pa.decimal128(10, 2)) == "DECIMAL(10,2)"
     assert SqliteDialect().column_type(pa.decimal128(10, 2)) == "TEXT"
     assert MySqlDialect().column_type(pa.string(), key=True) == "VARCHAR(255)"
     assert MySqlDialect().column_type(pa.timestamp("us")) == "DATETIME(6)"
@@ -93,7 +95,7 @@ def test_driver_values_per_dialect() -> None:
     ts = pa.array([dt.datetime(2024, 1, 2, tzinfo=dt.UTC), None], pa.timestamp("us", tz="UTC"))
     assert SqliteDialect().to_driver(ts) == ["2024-01-02 00:00:00.000000+00:00", None]
     assert MySqlDialect().to_driver(ts) == [dt.datetime(2024, 1, 2), None]
-    assert Dialect().to_driver(pa.array([{"a": 1}, None])) == ['{"a":1}', None]
+    assert AnsiDialect().to_driver(pa.array([{"a": 1}, None])) == ['{"a":1}', None]
     with pytest.raises(ValueError, match="cannot store NaN"):
         MySqlDialect().to_driver(pa.array([1.0, float("nan")]), "x")
 

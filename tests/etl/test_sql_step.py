@@ -195,10 +195,10 @@ def test_a_join_and_aggregate_spills_under_a_small_memory_limit_with_the_same_re
 
 
 def test_transform_operator_sql_step_reads_an_upstream_dataset_and_validates(tmp_path: Path) -> None:
-    from airflow_provider_mlops.hooks.s3 import S3Hook
+    from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
     from airflow_provider_mlops.operators.transform import TransformOperator
 
-    hook = S3Hook(aws_conn_id=None)
+    hook = ObjectStorageHook(aws_conn_id=None)
     orders, customers = (tmp_path / "orders").as_uri(), (tmp_path / "customers").as_uri()
     hook.write_dataset(orders, ORDERS.to_batches())
     customers_result = hook.write_dataset(customers, CUSTOMERS.to_batches())

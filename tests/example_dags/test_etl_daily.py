@@ -16,8 +16,8 @@ import pytest
 
 from airflow_provider_mlops.demo.api import DEMO_TOKEN, ProfileApi, serve
 from airflow_provider_mlops.demo.simulate import World, activity, write_activity
-from airflow_provider_mlops.hooks.postgres import PostgresHook
-from airflow_provider_mlops.hooks.s3 import S3Hook
+from airflow_provider_mlops.hooks.postgres import PostgresBatchHook
+from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 from tests.conftest import set_connection
 
 WORLD = World(customers=600, active_per_day=300)
@@ -55,7 +55,7 @@ def _sqlite_checksum(path: Path, table: str) -> tuple[int, str]:
     return len(rows), hashlib.sha256(repr(rows).encode()).hexdigest()
 
 
-def _lake_checksum(hook: S3Hook, uri: str, day: object) -> str:
+def _lake_checksum(hook: ObjectStorageHook, uri: str, day: object) -> str:
     """The rows of one day's partition of the lake's Delta table."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -77,7 +77,7 @@ def test_embedded_defaults_run_and_rerun_identically(etl_dag: Any, tmp_path: Pat
         assert etl_dag.test(logical_date=_logical(index)).state == "success"
     first = (_sqlite_checksum(warehouse, "activity"), _sqlite_checksum(warehouse, "customers"))
     assert first[0][0] == 2 * WORLD.active_per_day and first[1][0] == WORLD.customers
-    lake = S3Hook(aws_conn_id=None)
+    lake = ObjectStorageHook(aws_conn_id=None)
     lake_uri = (tmp_path / "staging" / "lake" / "activity").as_uri()
     lake_before = _lake_checksum(lake, lake_uri, WORLD.day(1))
 
@@ -160,7 +160,7 @@ def test_real_servers_by_connection_ids_only(real_servers: dict[str, Any], mongo
     mongo = pymongo.MongoClient(mongo_server.uri)["mlops_test"]["customers"]
     docs_before = sorted(json.dumps(d, default=str) for d in mongo.find({}, {"_id": 0}))
     assert len(docs_before) == WORLD.customers
-    lake = S3Hook(aws_conn_id="mlops_s3_test")
+    lake = ObjectStorageHook(aws_conn_id="mlops_s3_test")
     lake_uri = f"s3://{real_servers['bucket']}/lake-{schema}/activity"
     lake_before = _lake_checksum(lake, lake_uri, WORLD.day(0))
 
@@ -179,16 +179,16 @@ def test_failure_between_staging_and_merge_leaves_the_target_and_a_retry_complet
     customers_sql = f"SELECT * FROM {schema}.customers ORDER BY customer_id"
     before = _pg_checksum(dsn, customers_sql)
 
-    real_merge = PostgresHook._merge
+    real_merge = PostgresBatchHook._merge
     calls: list[tuple[int, str]] = []
 
-    def failing_merge(self: PostgresHook, *args: Any, **kwargs: Any) -> None:
+    def failing_merge(self: PostgresBatchHook, *args: Any, **kwargs: Any) -> None:
         calls.append(_pg_checksum(dsn, customers_sql))
         if len(calls) == 1:
             raise ConnectionResetError("injected: the connection dropped between staging and merge")
         return real_merge(self, *args, **kwargs)
 
-    monkeypatch.setattr(PostgresHook, "_merge", failing_merge)
+    monkeypatch.setattr(PostgresBatchHook, "_merge", failing_merge)
     task = dag.get_task("load_customers")
     monkeypatch.setattr(task, "retry_delay", dt.timedelta(seconds=0))
     monkeypatch.setattr(task, "retry_exponential_backoff", False)

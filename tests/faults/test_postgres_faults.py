@@ -17,8 +17,8 @@ import psycopg
 import pyarrow as pa
 import pytest
 
-from airflow_provider_mlops.hooks.postgres import PostgresHook
-from airflow_provider_mlops.hooks.s3 import S3Hook
+from airflow_provider_mlops.hooks.postgres import PostgresBatchHook
+from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 from tests.harness.servers import PostgresServer
 
 
@@ -51,7 +51,7 @@ def test_backend_killed_mid_load_leaves_the_table_as_it_was(
     engine: str, mode: str, pg_conn_id: str, postgres_server: PostgresServer
 ) -> None:
     table = f"f_{uuid.uuid4().hex[:10]}"
-    hook = PostgresHook(postgres_conn_id=pg_conn_id, load_engine=engine)
+    hook = PostgresBatchHook(postgres_conn_id=pg_conn_id, load_engine=engine)
     keys = ["id"] if mode == "upsert" else None
     # an upsert target has its key as primary key: created by a first upsert
     hook.write_batches(table, _batches(20_000, tag="old"), mode="upsert" if keys else "replace", keys=keys)
@@ -73,7 +73,7 @@ def test_backend_killed_mid_load_leaves_the_table_as_it_was(
     assert _checksum(postgres_server, f'SELECT * FROM "{table}" ORDER BY id') == before
 
     # the retry converges to exactly one clean run
-    fresh = PostgresHook(postgres_conn_id=pg_conn_id, load_engine=engine)
+    fresh = PostgresBatchHook(postgres_conn_id=pg_conn_id, load_engine=engine)
     expected = 20_000 + 30_000 if mode == "append" else 30_000
     fresh.write_batches(table, _batches(30_000, tag="new"), mode=mode, keys=keys)
     count, _ = _checksum(postgres_server, f'SELECT * FROM "{table}" ORDER BY id')
@@ -86,19 +86,21 @@ def test_backend_killed_mid_extract_keeps_the_previous_dataset(
 ) -> None:
     table = f"x_{uuid.uuid4().hex[:10]}"
     # large enough (~25 MB) that the server is still sending when the backend is terminated
-    PostgresHook(postgres_conn_id=pg_conn_id).write_batches(table, _batches(400_000, tag="v"), mode="replace")
-    storage = S3Hook(aws_conn_id=None)
+    PostgresBatchHook(postgres_conn_id=pg_conn_id).write_batches(
+        table, _batches(400_000, tag="v"), mode="replace"
+    )
+    storage = ObjectStorageHook(aws_conn_id=None)
     uri = (tmp_path / "extract").as_uri()
     query = f'SELECT * FROM "{table}" ORDER BY id'
     first = storage.write_dataset(
-        uri, PostgresHook(postgres_conn_id=pg_conn_id).iter_batches(query, batch_size=5_000)
+        uri, PostgresBatchHook(postgres_conn_id=pg_conn_id).iter_batches(query, batch_size=5_000)
     )
     assert first["rows"] == 400_000
     reference = pa.Table.from_batches(list(storage.iter_batches(uri)))
 
     def killing() -> Iterator[pa.RecordBatch]:
         with psycopg.connect(postgres_server.dsn, autocommit=True) as admin:
-            hook = PostgresHook(postgres_conn_id=pg_conn_id, read_engine=engine)  # type: ignore[arg-type]
+            hook = PostgresBatchHook(postgres_conn_id=pg_conn_id, read_engine=engine)  # type: ignore[arg-type]
             for i, batch in enumerate(hook.iter_batches(query, batch_size=5_000)):
                 yield batch
                 if i == 1:

@@ -7,15 +7,15 @@ import pymongo
 import pytest
 from bson import ObjectId
 
-from airflow_provider_mlops.hooks.mongo import MongoHook
+from airflow_provider_mlops.hooks.mongo import MongoBatchHook
 from airflow_provider_mlops.utils.arrow import SchemaMismatchError
 from tests.conftest import set_connection
 from tests.harness.servers import MongoServer, free_port
 
 
 @pytest.fixture
-def hook(mongo_conn_id: str) -> MongoHook:
-    return MongoHook(mongo_conn_id=mongo_conn_id)
+def hook(mongo_conn_id: str) -> MongoBatchHook:
+    return MongoBatchHook(mongo_conn_id=mongo_conn_id)
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ def raw(mongo_server: MongoServer):
     client.close()
 
 
-def test_test_connection_succeeds(hook: MongoHook) -> None:
+def test_test_connection_succeeds(hook: MongoBatchHook) -> None:
     ok, message = hook.test_connection()
     assert ok, message
 
@@ -49,7 +49,7 @@ def test_wrong_password_is_reported_without_the_secret(mongo_server: MongoServer
         schema="x",
         extra={"directConnection": "true", "authSource": "admin", "serverSelectionTimeoutMS": "3000"},
     )
-    ok, message = MongoHook(conn_id).test_connection()
+    ok, message = MongoBatchHook(conn_id).test_connection()
     assert not ok
     assert "Authentication failed" in message
     assert secret not in message
@@ -66,7 +66,7 @@ def test_closed_port_is_reported_readably() -> None:
         password="s3cret-mongo",
         extra={"directConnection": True, "serverSelectionTimeoutMS": 500},
     )
-    ok, message = MongoHook(conn_id).test_connection()
+    ok, message = MongoBatchHook(conn_id).test_connection()
     assert not ok
     assert f"127.0.0.1:{port}" in message
     assert "refused" in message.lower()
@@ -91,7 +91,7 @@ def test_extras_are_typed_and_uris_are_built_correctly() -> None:
             "serverSelectionTimeoutMS": "1500",
         },
     )
-    hook = MongoHook(conn_id)
+    hook = MongoBatchHook(conn_id)
     assert hook.get_uri() == "mongodb://us%40r:p%3Aw%2Fd%3F@a.example.com:27017,b.example.com:27018/app"
     options = hook._client_options()
     assert "tls" not in options, "a false toggle leaves TLS to pymongo (off for mongodb://)"
@@ -99,7 +99,7 @@ def test_extras_are_typed_and_uris_are_built_correctly() -> None:
     assert options["serverSelectionTimeoutMS"] == 1500
     assert options["replicaSet"] == "rs0"
 
-    srv = MongoHook(
+    srv = MongoBatchHook(
         set_connection(
             "mongo_srv",
             conn_type="mongo",
@@ -113,7 +113,7 @@ def test_extras_are_typed_and_uris_are_built_correctly() -> None:
     )
     assert srv.get_uri() == "mongodb+srv://u:p@cluster0.abc.mongodb.net/db"
 
-    bad = MongoHook(set_connection("mongo_badbool", conn_type="mongo", host="h", extra={"tls": "maybe"}))
+    bad = MongoBatchHook(set_connection("mongo_badbool", conn_type="mongo", host="h", extra={"tls": "maybe"}))
     with pytest.raises(ValueError, match="'tls' must be a boolean"):
         bad._client_options()
 

@@ -8,16 +8,16 @@ import psycopg
 import pyarrow as pa
 import pytest
 
-from airflow_provider_mlops.hooks.postgres import PostgresHook, PostgresWriteError, arrow_type_to_pg
+from airflow_provider_mlops.hooks.postgres import PostgresBatchHook, PostgresWriteError, arrow_type_to_pg
 from airflow_provider_mlops.sinks.contract import KeyViolation
 from tests.conftest import set_connection
 from tests.harness.servers import PostgresServer, free_port
 
 
 @pytest.fixture(params=["adbc", "copy"])
-def hook(pg_conn_id: str, request: pytest.FixtureRequest) -> PostgresHook:
+def hook(pg_conn_id: str, request: pytest.FixtureRequest) -> PostgresBatchHook:
     """Every write test runs on both load engines: ADBC's binary COPY and psycopg's CSV COPY."""
-    return PostgresHook(postgres_conn_id=pg_conn_id, load_engine=request.param)
+    return PostgresBatchHook(postgres_conn_id=pg_conn_id, load_engine=request.param)
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def _batches(ids: list[int], value: str = "v") -> list[pa.RecordBatch]:
     return [pa.RecordBatch.from_pydict({"id": ids, "value": [f"{value}{i}" for i in ids]})]
 
 
-def test_test_connection_succeeds(hook: PostgresHook) -> None:
+def test_test_connection_succeeds(hook: PostgresBatchHook) -> None:
     ok, message = hook.test_connection()
     assert ok, message
     assert "PostgreSQL 1" in message
@@ -56,12 +56,12 @@ def test_wrong_password_is_reported_without_the_secret(postgres_server: Postgres
         password=secret,
         schema=postgres_server.database,
     )
-    ok, message = PostgresHook(postgres_conn_id=conn_id).test_connection()
+    ok, message = PostgresBatchHook(postgres_conn_id=conn_id).test_connection()
     assert not ok
     assert "password authentication failed" in message
     assert secret not in message
     for engine in ("adbc", "copy"):
-        hook = PostgresHook(postgres_conn_id=conn_id, load_engine=engine)
+        hook = PostgresBatchHook(postgres_conn_id=conn_id, load_engine=engine)
         with pytest.raises(ConnectionError, match="password authentication failed") as raised:
             hook.write_batches("never_written", _batches([1]))
         assert secret not in str(raised.value), engine
@@ -79,7 +79,7 @@ def test_closed_port_is_reported_readably() -> None:
         schema="db",
         extra={"connect_timeout": "2"},
     )
-    ok, message = PostgresHook(postgres_conn_id=conn_id).test_connection()
+    ok, message = PostgresBatchHook(postgres_conn_id=conn_id).test_connection()
     assert not ok
     assert f"127.0.0.1:{port}" in message
     assert "refused" in message.lower()
@@ -250,7 +250,7 @@ def test_upsert_with_newer_column_never_regresses(hook, table, postgres_server) 
 def test_auto_engine_uses_adbc_for_exact_types_and_copy_for_the_rest(
     pg_conn_id, table, postgres_server, capsys
 ) -> None:
-    hook = PostgresHook(postgres_conn_id=pg_conn_id)  # load_engine="auto"
+    hook = PostgresBatchHook(postgres_conn_id=pg_conn_id)  # load_engine="auto"
     capsys.readouterr()
     hook.write_batches(table, _batches([1, 2]), mode="upsert", keys=["id"])
     assert "with ADBC" in capsys.readouterr().out  # the task log says which engine loaded the rows
@@ -269,7 +269,7 @@ def test_auto_engine_uses_adbc_for_exact_types_and_copy_for_the_rest(
 def test_adbc_engine_refuses_a_column_it_cannot_write_exactly_and_creates_nothing(
     pg_conn_id, table, postgres_server
 ) -> None:
-    hook = PostgresHook(postgres_conn_id=pg_conn_id, load_engine="adbc")
+    hook = PostgresBatchHook(postgres_conn_id=pg_conn_id, load_engine="adbc")
     nested = pa.RecordBatch.from_pydict({"id": [1], "doc": pa.array([{"a": 1}])})
     with pytest.raises(PostgresWriteError, match=r"cannot write column 'doc'.*jsonb"):
         hook.write_batches(table, [nested])
@@ -294,7 +294,7 @@ def test_adbc_casts_into_wider_existing_columns_and_truncates_nanoseconds_like_c
     )
     results = {}
     for engine in ("adbc", "copy"):
-        hook = PostgresHook(postgres_conn_id=pg_conn_id, load_engine=engine)
+        hook = PostgresBatchHook(postgres_conn_id=pg_conn_id, load_engine=engine)
         hook.write_batches(table, [batch], mode="replace")
         results[engine] = _rows(postgres_server, f'SELECT id, n, at, s FROM "{table}" ORDER BY id')
     expected_at = dt.datetime(2023, 11, 14, 22, 13, 20, 1, tzinfo=dt.UTC)

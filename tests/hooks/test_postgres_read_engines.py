@@ -1,5 +1,5 @@
 """
-PostgresHook.iter_batches with both read engines: ADBC's binary COPY (``read_engine="adbc"``) gives
+PostgresBatchHook.iter_batches with both read engines: ADBC's binary COPY (``read_engine="adbc"``) gives
 exactly what the CSV COPY engine gives (schema and values) and what was inserted, or fails the same
 way; ``auto`` falls back to CSV, saying why, when a column has no exact ADBC form.
 """
@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_mlops.hooks.postgres import PostgresHook
+from airflow_provider_mlops.hooks.postgres import PostgresBatchHook
 from tests.harness.servers import PostgresServer
 
 _TEXT = st.one_of(
@@ -87,7 +87,7 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _read(conn_id: str, engine: str, sql: str, **kwargs: Any) -> pa.Table:
-    hook = PostgresHook(postgres_conn_id=conn_id, read_engine=engine)  # type: ignore[arg-type]
+    hook = PostgresBatchHook(postgres_conn_id=conn_id, read_engine=engine)  # type: ignore[arg-type]
     return pa.Table.from_batches(list(hook.iter_batches(sql, **kwargs)))
 
 

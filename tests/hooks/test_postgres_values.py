@@ -1,4 +1,4 @@
-"""PostgresHook.iter_batches with any value: quoted newlines, CR, quotes, backslashes, unicode, 50 MB."""
+"""PostgresBatchHook.iter_batches with any value: quoted newlines, CR, quotes, backslashes, unicode, 50 MB."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_mlops.hooks.postgres import PostgresHook
+from airflow_provider_mlops.hooks.postgres import PostgresBatchHook
 from tests.harness.servers import PostgresServer
 
 TRICKY = [
@@ -39,8 +39,8 @@ TRICKY = [
 
 
 @pytest.fixture
-def hook(pg_conn_id: str) -> PostgresHook:
-    return PostgresHook(postgres_conn_id=pg_conn_id)
+def hook(pg_conn_id: str) -> PostgresBatchHook:
+    return PostgresBatchHook(postgres_conn_id=pg_conn_id)
 
 
 @pytest.fixture
@@ -52,13 +52,13 @@ def _digest(rows: list[tuple[Any, ...]]) -> str:
     return hashlib.sha256(repr(sorted(rows, key=repr)).encode()).hexdigest()
 
 
-def _extract(hook: PostgresHook, sql: str, **kwargs: Any) -> pa.Table:
+def _extract(hook: PostgresBatchHook, sql: str, **kwargs: Any) -> pa.Table:
     batches = list(hook.iter_batches(sql, **kwargs))
     return pa.Table.from_batches(batches)
 
 
 def test_a_table_over_2_mib_with_tricky_text_round_trips_exactly(
-    hook: PostgresHook, table: str, postgres_server: PostgresServer
+    hook: PostgresBatchHook, table: str, postgres_server: PostgresServer
 ) -> None:
     n = 40_000
     rows = [
@@ -83,7 +83,7 @@ def test_a_table_over_2_mib_with_tricky_text_round_trips_exactly(
     assert _digest(got) == _digest(rows)
 
 
-def test_a_single_2_mb_value_among_small_rows(hook: PostgresHook, table: str, postgres_server) -> None:
+def test_a_single_2_mb_value_among_small_rows(hook: PostgresBatchHook, table: str, postgres_server) -> None:
     big = ('multi\nline "quoted" \\ 🦆\r' * 80_000)[:2_000_000]
     with psycopg.connect(postgres_server.dsn) as conn:
         conn.execute(f'CREATE TABLE "{table}" (id int, t text, b bytea)')
@@ -98,13 +98,13 @@ def test_a_single_2_mb_value_among_small_rows(hook: PostgresHook, table: str, po
 
 _PROBE = """
 import hashlib, json, resource, sys
-from airflow_provider_mlops.hooks.postgres import PostgresHook
+from airflow_provider_mlops.hooks.postgres import PostgresBatchHook
 
 def rss_mb():
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
 
-hook = PostgresHook(postgres_conn_id=sys.argv[1])
+hook = PostgresBatchHook(postgres_conn_id=sys.argv[1])
 list(hook.iter_batches("SELECT 1 AS id, 'warm' AS t"))  # imports, connection, thread pools
 before = rss_mb()
 peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -208,7 +208,7 @@ def test_generated_values_round_trip_exactly(
 ) -> None:
     import numpy as np
 
-    hook = PostgresHook(postgres_conn_id=pg_conn_id, read_engine=engine)  # type: ignore[arg-type]
+    hook = PostgresBatchHook(postgres_conn_id=pg_conn_id, read_engine=engine)  # type: ignore[arg-type]
 
     table = f"p_{uuid.uuid4().hex[:10]}"
     names = _NAMES
@@ -243,7 +243,7 @@ def test_generated_values_round_trip_exactly(
 
 def test_one_column_null_rows_are_rows(pg_conn_id: str) -> None:
     """COPY writes a one-column NULL row as an empty line: it must count, never be skipped."""
-    hook = PostgresHook(postgres_conn_id=pg_conn_id)
+    hook = PostgresBatchHook(postgres_conn_id=pg_conn_id)
     query = "SELECT CASE WHEN i % 2 = 0 THEN NULL ELSE i::text END AS x FROM generate_series(1, 7) AS i"
     batches = list(hook.iter_batches(query))
     values = [v for b in batches for v in b.column("x").to_pylist()]

@@ -10,9 +10,9 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from airflow_provider_mlops.hooks.mongo import MongoHook
-from airflow_provider_mlops.hooks.postgres import PostgresHook
-from airflow_provider_mlops.hooks.s3 import S3Hook
+from airflow_provider_mlops.hooks.mongo import MongoBatchHook
+from airflow_provider_mlops.hooks.postgres import PostgresBatchHook
+from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 from airflow_provider_mlops.hooks.sql import SqlBatchHook
 from tests.data import MIXED_SCHEMA, assert_rows_equal, mixed_rows, mixed_table, sorted_rows
 
@@ -22,7 +22,7 @@ Reader = Callable[[], Iterator[pa.RecordBatch]]
 
 def _postgres(engine: str) -> Callable[[pytest.FixtureRequest], tuple[Writer, Reader]]:
     def make(request: pytest.FixtureRequest) -> tuple[Writer, Reader]:
-        hook = PostgresHook(postgres_conn_id=request.getfixturevalue("pg_conn_id"), load_engine=engine)
+        hook = PostgresBatchHook(postgres_conn_id=request.getfixturevalue("pg_conn_id"), load_engine=engine)
         table = f"rt_{uuid.uuid4().hex[:8]}"
         return (
             lambda batches: hook.write_batches(table, batches, mode="append", schema=MIXED_SCHEMA),
@@ -33,7 +33,7 @@ def _postgres(engine: str) -> Callable[[pytest.FixtureRequest], tuple[Writer, Re
 
 
 def _mongo(request: pytest.FixtureRequest) -> tuple[Writer, Reader]:
-    hook = MongoHook(mongo_conn_id=request.getfixturevalue("mongo_conn_id"))
+    hook = MongoBatchHook(mongo_conn_id=request.getfixturevalue("mongo_conn_id"))
     collection = f"rt_{uuid.uuid4().hex[:8]}"
     return (
         lambda batches: hook.write_batches(
@@ -47,7 +47,7 @@ def _mongo(request: pytest.FixtureRequest) -> tuple[Writer, Reader]:
 
 def _s3(fmt: str) -> Callable[[pytest.FixtureRequest], tuple[Writer, Reader]]:
     def make(request: pytest.FixtureRequest) -> tuple[Writer, Reader]:
-        hook = S3Hook(aws_conn_id=request.getfixturevalue("s3_conn_id"))
+        hook = ObjectStorageHook(aws_conn_id=request.getfixturevalue("s3_conn_id"))
         bucket = request.getfixturevalue("s3_server").bucket
         uri = f"s3://{bucket}/roundtrip/{fmt}/{uuid.uuid4().hex[:8]}"
         schema = None if fmt == "parquet" else MIXED_SCHEMA
@@ -94,7 +94,7 @@ def _mariadb(request: pytest.FixtureRequest) -> tuple[Writer, Reader]:
 
 
 def _local_parquet(request: pytest.FixtureRequest) -> tuple[Writer, Reader]:
-    hook = S3Hook(aws_conn_id=None)
+    hook = ObjectStorageHook(aws_conn_id=None)
     uri = (request.getfixturevalue("tmp_path") / "ds").as_uri()
     return (
         lambda batches: hook.write_dataset(uri, batches, format="parquet"),

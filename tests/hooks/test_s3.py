@@ -8,14 +8,14 @@ import pyarrow as pa
 import pytest
 
 from airflow_provider_mlops.datasets import DELTA_LOG
-from airflow_provider_mlops.hooks.s3 import S3Hook, parse_uri
+from airflow_provider_mlops.hooks.s3 import ObjectStorageHook, parse_uri
 from tests.conftest import set_connection
 from tests.harness.servers import S3Server, free_port
 
 
 @pytest.fixture
-def hook(s3_conn_id: str) -> S3Hook:
-    return S3Hook(aws_conn_id=s3_conn_id)
+def hook(s3_conn_id: str) -> ObjectStorageHook:
+    return ObjectStorageHook(aws_conn_id=s3_conn_id)
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def test_parse_uri() -> None:
         parse_uri("gs://bucket/x")
 
 
-def test_test_connection_succeeds(hook: S3Hook) -> None:
+def test_test_connection_succeeds(hook: ObjectStorageHook) -> None:
     ok, message = hook.test_connection()
     assert ok, message
     assert "mlops-test" in message
@@ -53,7 +53,7 @@ def test_missing_bucket_wrong_secret_and_closed_port(s3_auth_server: S3Server) -
         password=s3_server.secret_key,
         extra={"endpoint_url": s3_server.endpoint_url, "bucket": "no-such-bucket"},
     )
-    ok, message = S3Hook(missing).test_connection()
+    ok, message = ObjectStorageHook(missing).test_connection()
     assert not ok
     assert message == "Bucket 'no-such-bucket' does not exist"
 
@@ -63,7 +63,7 @@ def test_missing_bucket_wrong_secret_and_closed_port(s3_auth_server: S3Server) -
         password="Wr0ng-S3-secret-value",
         extra={"endpoint_url": s3_server.endpoint_url, "bucket": s3_server.bucket},
     )
-    ok, message = S3Hook(wrong).test_connection()
+    ok, message = ObjectStorageHook(wrong).test_connection()
     assert not ok
     assert "Access denied" in message
     assert "Wr0ng-S3-secret-value" not in message
@@ -75,7 +75,7 @@ def test_missing_bucket_wrong_secret_and_closed_port(s3_auth_server: S3Server) -
         password="Wr0ng-S3-secret-value",
         extra={"endpoint_url": f"http://127.0.0.1:{port}", "bucket": "b"},
     )
-    ok, message = S3Hook(closed).test_connection()
+    ok, message = ObjectStorageHook(closed).test_connection()
     assert not ok
     assert f"127.0.0.1:{port}" in message
     assert "Wr0ng-S3-secret-value" not in message
@@ -85,7 +85,7 @@ def _names(files: list[str]) -> list[str]:
     return [f.rsplit("/", 1)[1] for f in files]
 
 
-def test_rewriting_a_dataset_replaces_it(hook: S3Hook, prefix: str) -> None:
+def test_rewriting_a_dataset_replaces_it(hook: ObjectStorageHook, prefix: str) -> None:
     first = hook.write_dataset(prefix, _table(25).to_batches(max_chunksize=7))
     assert first["rows"] == 25 and first["version"] == 0 and first["format"] == "delta"
     assert all(f.startswith("part-") and f.endswith(".parquet") for f in first["files"])
@@ -106,7 +106,7 @@ def test_rewriting_a_dataset_replaces_it(hook: S3Hook, prefix: str) -> None:
     assert hook.vacuum_dataset(prefix, retention_hours=0, dry_run=True) == first["files"]
 
 
-def test_empty_dataset_keeps_its_schema(hook: S3Hook, prefix: str) -> None:
+def test_empty_dataset_keeps_its_schema(hook: ObjectStorageHook, prefix: str) -> None:
     schema = pa.schema([("id", pa.int64())])
     result = hook.write_dataset(prefix, iter(()), schema=schema)
     assert result["rows"] == 0
@@ -114,7 +114,9 @@ def test_empty_dataset_keeps_its_schema(hook: S3Hook, prefix: str) -> None:
     assert hook.dataset_info(prefix)["schema"] == [{"name": "id", "type": "int64", "nullable": True}]
 
 
-def test_multipart_upload_of_a_large_object(hook: S3Hook, prefix: str, s3_server: S3Server) -> None:
+def test_multipart_upload_of_a_large_object(
+    hook: ObjectStorageHook, prefix: str, s3_server: S3Server
+) -> None:
     data = os.urandom(12 << 20)
     stream = hook.open_output_stream(f"{prefix}/big.bin", part_size=5 << 20)
     for offset in range(0, len(data), 1 << 20):
@@ -125,7 +127,7 @@ def test_multipart_upload_of_a_large_object(hook: S3Hook, prefix: str, s3_server
     assert hook.get_bytes(f"{prefix}/big.bin") == data
 
 
-def test_aborted_stream_leaves_nothing(hook: S3Hook, prefix: str, tmp_path) -> None:
+def test_aborted_stream_leaves_nothing(hook: ObjectStorageHook, prefix: str, tmp_path) -> None:
     for uri in (f"{prefix}/aborted.bin", (tmp_path / "aborted.bin").as_uri()):
         stream = hook.open_output_stream(uri, part_size=5 << 20)
         stream.write(os.urandom(6 << 20))
@@ -134,7 +136,7 @@ def test_aborted_stream_leaves_nothing(hook: S3Hook, prefix: str, tmp_path) -> N
     assert list(tmp_path.iterdir()) == []
 
 
-def test_objects_put_get_copy_list_delete(hook: S3Hook, prefix: str, tmp_path) -> None:
+def test_objects_put_get_copy_list_delete(hook: ObjectStorageHook, prefix: str, tmp_path) -> None:
     local = (tmp_path / "a" / "b.txt").as_uri()
     hook.put_bytes(local, b"hello")
     hook.copy(local, f"{prefix}/copied/b.txt")
@@ -146,7 +148,7 @@ def test_objects_put_get_copy_list_delete(hook: S3Hook, prefix: str, tmp_path) -
     assert hook.list_uris(f"{prefix}/copied") == []
 
 
-def test_local_and_s3_datasets_read_each_format(hook: S3Hook, prefix: str, tmp_path) -> None:
+def test_local_and_s3_datasets_read_each_format(hook: ObjectStorageHook, prefix: str, tmp_path) -> None:
     table = _table(100)
     for fmt in ("parquet", "csv", "jsonl"):
         for uri in (f"{prefix}/{fmt}", (tmp_path / fmt).as_uri()):
@@ -157,7 +159,9 @@ def test_local_and_s3_datasets_read_each_format(hook: S3Hook, prefix: str, tmp_p
             assert back.sort_by("id").equals(table), (fmt, uri)
 
 
-def test_boto_and_pyarrow_see_the_same_objects(hook: S3Hook, prefix: str, s3_server: S3Server) -> None:
+def test_boto_and_pyarrow_see_the_same_objects(
+    hook: ObjectStorageHook, prefix: str, s3_server: S3Server
+) -> None:
     hook.write_dataset(prefix, _table(3).to_batches())
     client = boto3.client(
         "s3",
@@ -189,7 +193,7 @@ def test_role_arn_and_profile_of_an_aws_connection_are_used(
             "region_name": "us-east-1",
         },
     )
-    hook = S3Hook(role)
+    hook = ObjectStorageHook(role)
     assert hook.settings["access_key"] != s3_server.access_key
     assert hook.settings["session_token"]
     uri = f"s3://{s3_server.bucket}/role/{uuid.uuid4().hex[:8]}"
@@ -204,16 +208,16 @@ def test_role_arn_and_profile_of_an_aws_connection_are_used(
     profile = set_connection(
         "s3_profile", conn_type="aws", extra={"endpoint_url": s3_server.endpoint_url, "profile_name": "mlops"}
     )
-    assert S3Hook(profile).settings["access_key"] == s3_server.access_key
+    assert ObjectStorageHook(profile).settings["access_key"] == s3_server.access_key
 
     saml = set_connection(
         "s3_saml", conn_type="aws", extra={"role_arn": "arn:x", "assume_role_method": "assume_role_with_saml"}
     )
     with pytest.raises(ValueError, match=r"assume_role_with_saml.*not supported"):
-        S3Hook(saml).settings
+        ObjectStorageHook(saml).settings
 
 
-def test_a_hand_off_is_split_into_files_of_max_rows_per_file(hook: S3Hook, prefix: str) -> None:
+def test_a_hand_off_is_split_into_files_of_max_rows_per_file(hook: ObjectStorageHook, prefix: str) -> None:
     from airflow_provider_mlops.datasets.delta import add_actions, open_table
 
     result = hook.write_dataset(prefix, _table(25).to_batches(max_chunksize=7), max_rows_per_file=10)

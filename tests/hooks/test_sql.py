@@ -12,7 +12,7 @@ import pytest
 
 from airflow_provider_mlops.dialects.base import quote_identifier
 from airflow_provider_mlops.hooks.connection_types import get_sql_hook
-from airflow_provider_mlops.hooks.postgres import PostgresHook
+from airflow_provider_mlops.hooks.postgres import PostgresBatchHook
 from airflow_provider_mlops.hooks.sql import SqlBatchHook
 from airflow_provider_mlops.sinks.contract import WriteContractError
 from tests.conftest import set_connection
@@ -34,7 +34,7 @@ def test_quote_identifier() -> None:
 
 
 def test_get_sql_hook_picks_copy_for_postgres(pg_conn_id: str, hook: SqlBatchHook) -> None:
-    assert isinstance(get_sql_hook(pg_conn_id), PostgresHook)
+    assert isinstance(get_sql_hook(pg_conn_id), PostgresBatchHook)
     assert isinstance(get_sql_hook(hook.conn_id), SqlBatchHook)
 
 

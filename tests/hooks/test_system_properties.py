@@ -20,8 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_mlops.hooks.mongo import MongoHook
-from airflow_provider_mlops.hooks.postgres import PostgresHook
+from airflow_provider_mlops.hooks.mongo import MongoBatchHook
+from airflow_provider_mlops.hooks.postgres import PostgresBatchHook
 from airflow_provider_mlops.hooks.sql import SqlBatchHook
 from tests.conftest import set_connection
 
@@ -103,7 +103,7 @@ Roundtrip = Callable[[pa.Table], pa.Table]
 
 def _postgres(engine: str) -> Callable[[pytest.FixtureRequest], Roundtrip]:
     def make(request: pytest.FixtureRequest) -> Roundtrip:
-        hook = PostgresHook(postgres_conn_id=request.getfixturevalue("pg_conn_id"), load_engine=engine)
+        hook = PostgresBatchHook(postgres_conn_id=request.getfixturevalue("pg_conn_id"), load_engine=engine)
 
         def run(table: pa.Table) -> pa.Table:
             name = f"p_{uuid.uuid4().hex[:10]}"
@@ -138,7 +138,7 @@ def _generic(fixture: str | None) -> Callable[[pytest.FixtureRequest], Roundtrip
 
 
 def _mongo(request: pytest.FixtureRequest) -> Roundtrip:
-    hook = MongoHook(mongo_conn_id=request.getfixturevalue("mongo_conn_id"))
+    hook = MongoBatchHook(mongo_conn_id=request.getfixturevalue("mongo_conn_id"))
 
     def run(table: pa.Table) -> pa.Table:
         name = f"p_{uuid.uuid4().hex[:10]}"

@@ -45,10 +45,10 @@ def _postgres(engine: str) -> Callable[[pytest.FixtureRequest], Sink]:
     def make(request: pytest.FixtureRequest) -> Sink:
         import psycopg
 
-        from airflow_provider_mlops.hooks.postgres import PostgresHook
+        from airflow_provider_mlops.hooks.postgres import PostgresBatchHook
 
         server = request.getfixturevalue("postgres_server")
-        hook = PostgresHook(postgres_conn_id=request.getfixturevalue("pg_conn_id"), load_engine=engine)
+        hook = PostgresBatchHook(postgres_conn_id=request.getfixturevalue("pg_conn_id"), load_engine=engine)
 
         def read(table: str) -> list[tuple[Any, ...]]:
             with psycopg.connect(server.dsn) as conn:
@@ -110,9 +110,9 @@ def _mariadb(request: pytest.FixtureRequest) -> Sink:
 
 def _mongo(transactions: bool) -> Callable[[pytest.FixtureRequest], Sink]:
     def make(request: pytest.FixtureRequest) -> Sink:
-        from airflow_provider_mlops.hooks.mongo import MongoHook
+        from airflow_provider_mlops.hooks.mongo import MongoBatchHook
 
-        hook = MongoHook(mongo_conn_id=request.getfixturevalue("mongo_conn_id"))
+        hook = MongoBatchHook(mongo_conn_id=request.getfixturevalue("mongo_conn_id"))
         collection = f"w_{uuid.uuid4().hex[:8]}"
 
         def write(batches: Any, *, mode: str = "append", **kwargs: Any) -> dict[str, int]:
@@ -261,7 +261,7 @@ def test_the_mongo_replace_survives_the_server_dying_between_batches(request: py
 
     import pymongo
 
-    from airflow_provider_mlops.hooks.mongo import MongoHook
+    from airflow_provider_mlops.hooks.mongo import MongoBatchHook
     from tests.harness.servers import free_port, wait_port
 
     exe = shutil.which("secantusd-py") or os.path.join(os.path.dirname(sys.executable), "secantusd-py")
@@ -297,7 +297,7 @@ def test_the_mongo_replace_survives_the_server_dying_between_batches(request: py
         schema="kill",
         extra={"directConnection": "true", "serverSelectionTimeoutMS": "3000", "retryWrites": "false"},
     )
-    hook = MongoHook(mongo_conn_id=conn_id)
+    hook = MongoBatchHook(mongo_conn_id=conn_id)
     n = 20_000
     hook.write_batches("c", iter([_batch(list(range(n)))]), mode="replace")
 

@@ -303,11 +303,11 @@ def test_lifecycle_across_two_celery_workers_survives_a_killed_worker(
     # The lake: one Delta table partitioned by day, each partition equal to that day's warehouse partition.
     import pyarrow as pa
 
-    from airflow_provider_mlops.hooks.s3 import S3Hook
+    from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
     from tests.conftest import set_connection
 
     set_connection("mlops_s3_celery", **connections["mlops_s3"])
-    hook = S3Hook(aws_conn_id="mlops_s3_celery")
+    hook = ObjectStorageHook(aws_conn_id="mlops_s3_celery")
     lake = pa.Table.from_batches(list(hook.iter_batches(f"{prefix}/lake/activity")))
     for index in range(DAYS):
         day = WORLD.day(index).isoformat()

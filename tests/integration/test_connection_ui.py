@@ -334,19 +334,19 @@ def test_connections_made_in_the_ui_test_green_and_work(
 
     # --- the saved connections, used by the hooks against the real servers ---------------------
     from airflow_provider_mlops.hooks.http import HttpApiHook
-    from airflow_provider_mlops.hooks.postgres import PostgresHook
-    from airflow_provider_mlops.hooks.s3 import S3Hook
+    from airflow_provider_mlops.hooks.postgres import PostgresBatchHook
+    from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 
     saved = {form.conn_id: saved_connection(form.conn_id) for form in forms}
     for conn_id, conn in saved.items():
         assert "***" not in json.dumps(conn["extra"]), (conn_id, conn["extra"])
         assert "_" not in conn["conn_type"], conn
 
-    pg = PostgresHook(postgres_conn_id=use("ui_postgres", saved["ui_postgres"]))
+    pg = PostgresBatchHook(postgres_conn_id=use("ui_postgres", saved["ui_postgres"]))
     batches = list(pg.iter_batches("SELECT 1 AS one, 'x' AS letter"))
     assert batches[0].to_pylist() == [{"one": 1, "letter": "x"}]
 
-    s3 = S3Hook(aws_conn_id=use("ui_s3", saved["ui_s3"]))
+    s3 = ObjectStorageHook(aws_conn_id=use("ui_s3", saved["ui_s3"]))
     uri = f"s3://{s3_server.bucket}/ui-test/one.txt"
     s3.put_bytes(uri, b"made in the UI")
     assert uri in s3.list_uris(f"s3://{s3_server.bucket}/ui-test/")
@@ -364,9 +364,9 @@ def test_connections_made_in_the_ui_test_green_and_work(
     if "ui_mongo" in saved:
         import pyarrow as pa
 
-        from airflow_provider_mlops.hooks.mongo import MongoHook
+        from airflow_provider_mlops.hooks.mongo import MongoBatchHook
 
-        mongo = MongoHook(use("ui_mongo", saved["ui_mongo"]))
+        mongo = MongoBatchHook(use("ui_mongo", saved["ui_mongo"]))
         assert saved["ui_mongo"]["extra"].get("tls") is False, "the form saves the toggle"
         mongo.write_batches("ui_docs", [pa.record_batch({"k": [1, 2], "v": ["a", "b"]})], mode="insert")
         rows = [r for b in mongo.iter_batches("ui_docs", projection=["k", "v"]) for r in b.to_pylist()]

@@ -19,7 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from airflow_provider_mlops.hooks.s3 import S3Hook
+from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 from airflow_provider_mlops.ml.specs import Gate
 from tests.operators.helpers import task_context, train_kwargs
 
@@ -28,8 +28,8 @@ from tests.operators.helpers import task_context, train_kwargs
 UNAVAILABLE = "metrics_unavailable"
 
 
-def storage() -> S3Hook:
-    return S3Hook(aws_conn_id=None)
+def storage() -> ObjectStorageHook:
+    return ObjectStorageHook(aws_conn_id=None)
 
 
 def write_dataset(table: pa.Table, root: Path, name: str = "data") -> str:

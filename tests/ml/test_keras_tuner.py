@@ -110,7 +110,7 @@ def test_operator_registers_the_keras_bundle(
 ) -> None:
     import mlflow
 
-    from airflow_provider_mlops.hooks.s3 import S3Hook
+    from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
     from airflow_provider_mlops.ml.serialization import load_model_version
     from airflow_provider_mlops.operators.train import TrainModelOperator
     from tests.operators.helpers import task_context
@@ -133,12 +133,18 @@ def test_operator_registers_the_keras_bundle(
         and tags["mlops.sha256"] == out["sha256"]
         and tags["mlops.keras_sha256"]
     )
-    stored = load_model_version(client, "churn_keras", out["version"], storage=S3Hook(aws_conn_id=None))
+    stored = load_model_version(
+        client, "churn_keras", out["version"], storage=ObjectStorageHook(aws_conn_id=None)
+    )
     assert stored.format == "keras"
     mlflow.set_tracking_uri(mlflow_tracking["tracking_uri"])  # models:/ URIs resolve through it
     registered = mlflow.pyfunc.load_model(out["model_uri"])
     import pyarrow as pa
 
-    rows = pa.Table.from_batches(list(S3Hook(aws_conn_id=None).iter_batches(dataset))).to_pandas().head(20)
+    rows = (
+        pa.Table.from_batches(list(ObjectStorageHook(aws_conn_id=None).iter_batches(dataset)))
+        .to_pandas()
+        .head(20)
+    )
     features = rows.drop(columns=["churned"]).astype({"plan": object, "region": object})
     assert (registered.predict(features) == stored.model.predict(features)).all()

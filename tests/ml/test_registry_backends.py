@@ -18,7 +18,7 @@ import pyarrow as pa
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException
 
-from airflow_provider_mlops.hooks.s3 import S3Hook
+from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 from airflow_provider_mlops.ml.serialization import ModelIntegrityError, dump_model, record_model_file
 from airflow_provider_mlops.operators.predict import BatchPredictOperator
 from tests.conftest import set_connection
@@ -75,7 +75,7 @@ def test_batch_predict_reads_the_registry_through_mlflow_on_every_backend(
     client = mlflow.MlflowClient(tracking_uri=backend)
     name = f"backend_{tmp_path.name[:40]}"
     client.create_registered_model(name)
-    storage = S3Hook(aws_conn_id=None)
+    storage = ObjectStorageHook(aws_conn_id=None)
     root = (tmp_path / "models").as_uri()
     rng = np.random.default_rng(7)
     x = rng.normal(size=(300, 3))

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from airflow_provider_mlops.hooks.s3 import S3Hook
+from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 from airflow_provider_mlops.ml.serialization import (
     LoadPolicy,
     ModelIntegrityError,
@@ -47,7 +47,7 @@ def registry(mlflow_tracking: dict[str, str], tmp_path: Path, request: pytest.Fi
     client = mlflow.MlflowClient(tracking_uri=mlflow_tracking["tracking_uri"])
     name = f"trust_{request.node.name[:40]}"
     client.create_registered_model(name)
-    storage = S3Hook(aws_conn_id=None)
+    storage = ObjectStorageHook(aws_conn_id=None)
     root = (tmp_path / "models").as_uri()
     versions = {}
     for seed in (1, 2):

@@ -11,7 +11,7 @@ from airflow.providers.common.compat.sdk import AirflowFailException
 from pytest_httpserver import HTTPServer
 
 from airflow_provider_mlops.hooks.mlflow import MlflowHook
-from airflow_provider_mlops.hooks.s3 import S3Hook
+from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 from airflow_provider_mlops.ml.serialization import load_model_version
 from airflow_provider_mlops.ml.specs import Gate, Model, Reload
 from airflow_provider_mlops.operators.deploy import DeployModelOperator, RollbackModelOperator
@@ -70,7 +70,9 @@ def test_gate_promotes_a_better_model_refuses_a_worse_one_and_rolls_back(
     assert tags["mlops.promoted_by"].startswith("train_dag.train") and "mlops.promoted_at" in tags
     pointer = json.loads((tmp_path / "published" / "latest.json").read_text())
     assert pointer["version"] == good
-    published = load_model_version(client, name, good, storage=S3Hook(aws_conn_id=None), uri=pointer["uri"])
+    published = load_model_version(
+        client, name, good, storage=ObjectStorageHook(aws_conn_id=None), uri=pointer["uri"]
+    )
     assert published.sha256 == pointer["sha256"] == client.get_model_version(name, good).tags["mlops.sha256"]
     # The registry vocabulary reads back what training and promotion wrote.
     hook = MlflowHook(mlflow_conn)
@@ -257,13 +259,13 @@ def test_the_gate_judges_post_drift_rows_and_a_gain_within_the_uncertainty_is_a_
     import pyarrow as pa
 
     name = "churn_post_drift"
-    frame = pa.Table.from_batches(list(S3Hook(aws_conn_id=None).iter_batches(dataset))).to_pandas()
+    frame = pa.Table.from_batches(list(ObjectStorageHook(aws_conn_id=None).iter_batches(dataset))).to_pandas()
     frame["day"] = np.where(np.arange(len(frame)) < 1000, "2026-03-07", "2026-03-08")
     # after the drift (day 8) the label is reversed: the pre-drift model is worse than chance there
     post = frame["day"] == "2026-03-08"
     frame.loc[post, "churned"] = 1 - frame.loc[post, "churned"]
     evaluation = (tmp_path / "eval").as_uri()
-    S3Hook(aws_conn_id=None).write_dataset(
+    ObjectStorageHook(aws_conn_id=None).write_dataset(
         evaluation, pa.Table.from_pandas(frame, preserve_index=False).to_batches()
     )
     first = _train(dataset, mlflow_conn, tmp_path, name, "sklearn.linear_model.LogisticRegression")

@@ -12,7 +12,7 @@ import pytest
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, AirflowSkipException
 
 from airflow_provider_mlops.etl.validation import SchemaViolation
-from airflow_provider_mlops.hooks.s3 import S3Hook
+from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 from airflow_provider_mlops.operators.extract import ExtractOperator
 from airflow_provider_mlops.operators.load import LoadOperator
 from airflow_provider_mlops.operators.transform import TransformOperator
@@ -61,7 +61,7 @@ def test_empty_source_follows_the_policy(policy: str, sqlite_conn: str, tmp_path
     else:
         with pytest.raises(AirflowSkipException if policy == "skip" else AirflowException, match="no rows"):
             op.execute(_context())
-    manifest = S3Hook(aws_conn_id=None).dataset_info(out)
+    manifest = ObjectStorageHook(aws_conn_id=None).dataset_info(out)
     if policy == "fail":
         # refused before the commit: nothing is committed (a previous version would stay)
         assert manifest is None
@@ -83,7 +83,7 @@ def test_watermark_window_is_half_open(sqlite_conn: str, tmp_path: Path) -> None
     )
     result = op.execute(_context())
     ids = (
-        pa.Table.from_batches(list(S3Hook(aws_conn_id=None).iter_batches(result["uri"])))
+        pa.Table.from_batches(list(ObjectStorageHook(aws_conn_id=None).iter_batches(result["uri"])))
         .column("id")
         .to_pylist()
     )
@@ -121,7 +121,7 @@ def test_extract_windows_on_the_run_s_data_interval_unless_the_spec_gives_bounds
         result = ExtractOperator(
             task_id="e", source_conn_id=sqlite_conn, source=source, output_uri=(tmp_path / name).as_uri()
         ).execute(context)
-        table = pa.Table.from_batches(list(S3Hook(aws_conn_id=None).iter_batches(result["uri"])))
+        table = pa.Table.from_batches(list(ObjectStorageHook(aws_conn_id=None).iter_batches(result["uri"])))
         return sorted(table.column("id").to_pylist())
 
     assert ids(SqlQuery("SELECT * FROM people", watermark_column="ts"), "interval") == [1, 2]
@@ -157,7 +157,7 @@ def test_schema_violation_fails_naming_the_column_and_leaves_no_output(
     ) as failed:
         op.execute(_context())
     assert isinstance(failed.value.__cause__, SchemaViolation)
-    assert S3Hook(aws_conn_id=None).dataset_info(out) is None  # nothing committed
+    assert ObjectStorageHook(aws_conn_id=None).dataset_info(out) is None  # nothing committed
 
 
 def test_quarantine_routes_bad_rows(sqlite_conn: str, tmp_path: Path) -> None:
@@ -172,7 +172,7 @@ def test_quarantine_routes_bad_rows(sqlite_conn: str, tmp_path: Path) -> None:
     )
     result = op.execute(_context())
     assert result["rows"] == 2 and result["bad_rows"] == 2
-    hook = S3Hook(aws_conn_id=None)
+    hook = ObjectStorageHook(aws_conn_id=None)
     bad = pa.Table.from_batches(list(hook.iter_batches(result["quarantine_uri"])))
     assert sorted(zip(bad.column("id").to_pylist(), bad.column("_violations").to_pylist(), strict=True)) == [
         (2, "age:min=0"),
@@ -240,7 +240,7 @@ def test_extract_keeps_fields_the_first_records_lack_and_takes_nested_as_chosen(
             source=Files(source, format="jsonl", nested=nested),
             output_uri=out,
         ).execute(_context())
-        table = pa.Table.from_batches(list(S3Hook(aws_conn_id=None).iter_batches(out)))
+        table = pa.Table.from_batches(list(ObjectStorageHook(aws_conn_id=None).iter_batches(out)))
         assert table.num_rows == 50
         assert table.schema.field("doc").type == doc_type
         assert table.column("temp").to_pylist() == [None] + [i / 2 for i in range(1, 50)]
@@ -263,7 +263,7 @@ def test_extract_with_a_schema_contract_names_an_unexpected_field_or_ignores_it(
         schema={"id": "int64", "at": "timestamp[us, tz=UTC]"},
         extra="ignore",
     ).execute(_context())
-    table = pa.Table.from_batches(list(S3Hook(aws_conn_id=None).iter_batches(out)))
+    table = pa.Table.from_batches(list(ObjectStorageHook(aws_conn_id=None).iter_batches(out)))
     assert table.schema == pa.schema([("id", pa.int64()), ("at", pa.timestamp("us", tz="UTC"))])
     assert table.column("id").to_pylist() == [1, 2]
 
@@ -274,7 +274,7 @@ def test_load_of_an_empty_dataset_follows_on_empty(
     target: str, on_empty: str, sqlite_conn: str, tmp_path: Path
 ) -> None:
     """The same outcome for a table and a file prefix (MongoDB and the others: test_write_contract)."""
-    storage = S3Hook(aws_conn_id=None)
+    storage = ObjectStorageHook(aws_conn_id=None)
     full = (tmp_path / "full").as_uri()
     storage.write_dataset(full, [pa.RecordBatch.from_pydict({"id": [1, 2], "v": ["a", "b"]})])
     empty = (tmp_path / "empty").as_uri()
@@ -309,7 +309,7 @@ def test_load_of_an_empty_dataset_follows_on_empty(
 
 
 def test_load_with_null_or_repeated_keys_fails_without_retries(sqlite_conn: str, tmp_path: Path) -> None:
-    storage = S3Hook(aws_conn_id=None)
+    storage = ObjectStorageHook(aws_conn_id=None)
     for name, ids in (("nulls", [1, None, 3]), ("dups", [1, 2, 1])):
         uri = (tmp_path / name).as_uri()
         storage.write_dataset(

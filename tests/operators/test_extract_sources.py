@@ -16,7 +16,7 @@ import pyarrow as pa
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException
 
-from airflow_provider_mlops.hooks.s3 import S3Hook
+from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 from airflow_provider_mlops.operators.extract import ExtractOperator
 from airflow_provider_mlops.sources import Files, HttpPages, MongoFind, SqlQuery
 from tests.conftest import set_connection
@@ -37,7 +37,7 @@ def _context(**more: Any) -> dict[str, Any]:
 
 
 def _rows(uri: str) -> list[dict[str, Any]]:
-    return pa.Table.from_batches(list(S3Hook(aws_conn_id=None).iter_batches(uri))).to_pylist()
+    return pa.Table.from_batches(list(ObjectStorageHook(aws_conn_id=None).iter_batches(uri))).to_pylist()
 
 
 @pytest.mark.parametrize(
@@ -193,14 +193,14 @@ def test_http_pages_keep_the_run_s_window_client_side(httpserver: Any, tmp_path:
 def test_mongo_find_and_pipeline_keep_the_run_s_window_in_the_query(
     mongo_conn_id: str, tmp_path: Path
 ) -> None:
-    from airflow_provider_mlops.hooks.mongo import MongoHook
+    from airflow_provider_mlops.hooks.mongo import MongoBatchHook
 
     collection = f"win_{uuid.uuid4().hex[:8]}"
     docs = [
         {"_id": i, "kind": k, "at": dt.datetime(2026, 1, d, 12, tzinfo=dt.UTC)}
         for i, (k, d) in enumerate((("a", 1), ("b", 1), ("a", 2), ("a", 1)))
     ]
-    MongoHook(mongo_conn_id).get_conn()["mlops_test"][collection].insert_many(docs)
+    MongoBatchHook(mongo_conn_id).get_conn()["mlops_test"][collection].insert_many(docs)
 
     def ids(spec: MongoFind, name: str) -> list[int]:
         result = ExtractOperator(
@@ -216,7 +216,7 @@ def test_mongo_find_and_pipeline_keep_the_run_s_window_in_the_query(
 
 def test_a_files_source_is_named_by_the_uri_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW__MLOPS__STAGING_URI", tmp_path.as_uri())
-    S3Hook(aws_conn_id=None).write_dataset(
+    ObjectStorageHook(aws_conn_id=None).write_dataset(
         f"{tmp_path.as_uri()}/landing", [pa.RecordBatch.from_pydict({"id": [1, 2]})]
     )
     op = ExtractOperator(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from airflow_provider_mlops.hooks.s3 import S3Hook
+from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 from tests.operators.dag_files import asset_events, dag_from_source, xcom_value
 
 DAG_FILE = """
@@ -31,7 +31,7 @@ with DAG("{dag_id}", schedule=None, start_date=dt.datetime(2026, 1, 1)) as dag:
 def _run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows: int, on_empty: str
 ) -> tuple[object, object, str]:
-    storage = S3Hook(aws_conn_id=None)
+    storage = ObjectStorageHook(aws_conn_id=None)
     data = (tmp_path / f"in_{rows}_{on_empty}").as_uri()
     schema = pa.schema([("day", pa.date32()), ("rain", pa.bool_())])
     batch = pa.RecordBatch.from_pydict(

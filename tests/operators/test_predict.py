@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException
 
-from airflow_provider_mlops.hooks.s3 import S3Hook
+from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 from airflow_provider_mlops.ml import serialization
 from airflow_provider_mlops.ml.features import model_inputs
 from airflow_provider_mlops.ml.serialization import ModelIntegrityError, load_model_version
@@ -78,7 +78,7 @@ def test_scores_in_bounded_batches_exactly_like_the_model(
     # Bounded: 1500 rows in batches of at most 400, never the whole input at once.
     assert spies[0].calls == [400, 400, 400, 300]
 
-    storage = S3Hook(aws_conn_id=None)
+    storage = ObjectStorageHook(aws_conn_id=None)
     source = pa.Table.from_batches(list(storage.iter_batches(dataset))).to_pandas()
     scored = pa.Table.from_batches(list(storage.iter_batches(out_uri))).to_pandas()
     model = load_model_version(client, name, trained["version"], storage=storage).model
@@ -121,7 +121,7 @@ def test_missing_feature_columns_are_named(dataset: str, mlflow_conn: str, tmp_p
         model_output_uri=(tmp_path / "models").as_uri(),
         model=Model(estimator="sklearn.linear_model.LogisticRegression"),
     ).execute(task_context(tmp_path))
-    storage = S3Hook(aws_conn_id=None)
+    storage = ObjectStorageHook(aws_conn_id=None)
     narrow = (tmp_path / "narrow").as_uri()
     table = pa.Table.from_batches(list(storage.iter_batches(dataset))).drop(["plan"])
     storage.write_dataset(narrow, table.to_batches())
@@ -146,7 +146,7 @@ def test_compiled_and_pipeline_batches_match_the_model_bit_for_bit(
     from airflow_provider_mlops.serving.compiled import compile_pipeline
     from tests.serving.helpers import churn_frame
 
-    storage = S3Hook(aws_conn_id=None)
+    storage = ObjectStorageHook(aws_conn_id=None)
     train_uri = (tmp_path / "train").as_uri()
     storage.write_dataset(
         train_uri, pa.Table.from_pandas(churn_frame(1500, 3), preserve_index=False).to_batches()

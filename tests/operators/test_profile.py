@@ -14,7 +14,7 @@ import requests
 from airflow.providers.common.compat.sdk import AirflowFailException
 from airflow.sdk import Asset
 
-from airflow_provider_mlops.hooks.s3 import S3Hook
+from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 from airflow_provider_mlops.links.profile import XCOM_KEY
 from airflow_provider_mlops.ml.eda import SCHEMA, SCHEMA_VERSION
 from airflow_provider_mlops.operators.profile import ProfileDataOperator
@@ -38,7 +38,7 @@ def _frame(n: int, seed: int = 0) -> pd.DataFrame:
 def test_profile_to_s3_is_idempotent_per_logical_date(
     s3_conn_id: str, s3_server: S3Server, tmp_path: Path
 ) -> None:
-    storage = S3Hook(aws_conn_id=s3_conn_id)
+    storage = ObjectStorageHook(aws_conn_id=s3_conn_id)
     prefix = f"s3://{s3_server.bucket}/profile-test/{uuid.uuid4().hex[:8]}"
     first, second = _frame(1200, 1), _frame(700, 2)
     storage.write_dataset(f"{prefix}/in1", pa.Table.from_pandas(first, preserve_index=False).to_batches())
@@ -86,7 +86,7 @@ def test_default_output_is_per_task_and_logical_date_and_the_asset_is_declared(
 ) -> None:
     monkeypatch.setenv("AIRFLOW__MLOPS__STAGING_URI", (tmp_path / "staging").as_uri())
     uri = (tmp_path / "data").as_uri()
-    S3Hook(aws_conn_id=None).write_dataset(
+    ObjectStorageHook(aws_conn_id=None).write_dataset(
         uri, pa.Table.from_pandas(_frame(300), preserve_index=False).to_batches()
     )
     op = ProfileDataOperator(task_id="profile", input_uri=uri)
@@ -109,7 +109,7 @@ def test_bad_arguments_fail_at_parse_or_without_retries(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="link_expires"):
         ProfileDataOperator(task_id="p", input_uri="x", link_expires=10**7)
     uri = (tmp_path / "data").as_uri()
-    S3Hook(aws_conn_id=None).write_dataset(
+    ObjectStorageHook(aws_conn_id=None).write_dataset(
         uri, pa.Table.from_pandas(_frame(50), preserve_index=False).to_batches()
     )
     op = ProfileDataOperator(task_id="p", input_uri=uri, target="nope", output_uri=(tmp_path / "o").as_uri())

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 from airflow.providers.common.compat.sdk import conf
 
-from airflow_provider_mlops.hooks.s3 import S3Hook
+from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 from airflow_provider_mlops.links.profile import ProfileReportLink
 from tests.operators.dag_files import dag_from_source, xcom_value
 
@@ -50,7 +50,7 @@ def test_a_profile_of_a_date_column_links_its_report(
 ) -> None:
     data = (tmp_path / "weather").as_uri()
     days = [dt.date(2025, 1, 1) + dt.timedelta(days=i) for i in range(20)]
-    S3Hook(aws_conn_id=None).write_dataset(
+    ObjectStorageHook(aws_conn_id=None).write_dataset(
         data,
         pa.table(
             {"observed_on": pa.array(days, pa.date32()), "rain": [i % 2 == 0 for i in range(20)]}

@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from airflow_provider_mlops.hooks.s3 import S3Hook
+from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 from airflow_provider_mlops.operators.profile import ProfileDataOperator
 from tests.operators.helpers import task_context
 
@@ -48,7 +48,7 @@ def test_profile_report_renders_in_headless_chromium(tmp_path: Path, artifacts_d
     if browser is None:
         _unavailable("chromium not found: apt-get install chromium")
     uri = (tmp_path / "data").as_uri()
-    S3Hook(aws_conn_id=None).write_dataset(
+    ObjectStorageHook(aws_conn_id=None).write_dataset(
         uri, pa.Table.from_pandas(_churn(20_000), preserve_index=False).to_batches()
     )
     result = ProfileDataOperator(

@@ -8,7 +8,7 @@ from pathlib import Path
 import mlflow
 import pyarrow as pa
 
-from airflow_provider_mlops.hooks.s3 import S3Hook
+from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 from airflow_provider_mlops.ml.eda import SCHEMA
 from airflow_provider_mlops.ml.specs import Model, TrainingData
 from airflow_provider_mlops.operators.train import TrainModelOperator
@@ -38,7 +38,7 @@ def test_the_training_data_profile_is_logged_to_the_run(
         a.path for a in client.list_artifacts(out["run_id"])
     }
     summary = json.loads(mlflow.artifacts.load_text(f"runs:/{out['run_id']}/data_profile.json"))
-    frame = pa.Table.from_batches(list(S3Hook(aws_conn_id=None).iter_batches(dataset))).to_pandas()
+    frame = pa.Table.from_batches(list(ObjectStorageHook(aws_conn_id=None).iter_batches(dataset))).to_pandas()
     assert summary["schema"] == SCHEMA and summary["rows"] == len(frame) and summary["target"] == "churned"
     minutes = next(c for c in summary["column_summaries"] if c["name"] == "minutes")
     assert minutes["missing"] == int(frame.minutes.isna().sum())

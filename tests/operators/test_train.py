@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException
 
-from airflow_provider_mlops.hooks.s3 import S3Hook
+from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 from airflow_provider_mlops.links.mlflow import MlflowRunLink
 from airflow_provider_mlops.ml.serialization import ModelIntegrityError, load_model_version
 from airflow_provider_mlops.ml.specs import Model
@@ -73,7 +73,7 @@ def test_trains_tracks_registers_and_the_registered_model_predicts_like_the_pipe
     from airflow_provider_mlops.ml.training import train
 
     in_process = train(
-        pa.Table.from_batches(list(S3Hook(aws_conn_id=None).iter_batches(dataset))).to_pandas(),
+        pa.Table.from_batches(list(ObjectStorageHook(aws_conn_id=None).iter_batches(dataset))).to_pandas(),
         label_column="churned",
         features={"numeric": {"outliers": {"method": "iqr"}}},
         selection=[{"method": "variance"}],
@@ -94,12 +94,14 @@ def test_trains_tracks_registers_and_the_registered_model_predicts_like_the_pipe
     assert np.allclose(
         registered.predict_proba(in_process.x_test), in_process.pipeline.predict_proba(in_process.x_test)
     )
-    stored = load_model_version(client, "churn_test", out["version"], storage=S3Hook(aws_conn_id=None)).model
+    stored = load_model_version(
+        client, "churn_test", out["version"], storage=ObjectStorageHook(aws_conn_id=None)
+    ).model
     assert (
         out["model_file"]
         == (tmp_path / "model" / "churn_test" / f"v{out['version']}" / "model.skops").as_uri()
     )
-    frame = pa.Table.from_batches(list(S3Hook(aws_conn_id=None).iter_batches(dataset))).to_pandas()
+    frame = pa.Table.from_batches(list(ObjectStorageHook(aws_conn_id=None).iter_batches(dataset))).to_pandas()
     features = frame.drop(columns=["churned"])
     features["plan"] = features["plan"].astype(object)
     features["region"] = features["region"].astype(object)
@@ -134,7 +136,7 @@ def test_tampered_model_file_is_refused_before_loading(
     path.write_bytes(bytes(data))
     client = mlflow.MlflowClient(tracking_uri=mlflow_tracking["tracking_uri"])
     with pytest.raises(ModelIntegrityError, match=f"churn_t2 version {out['version']}.*refusing to load"):
-        load_model_version(client, "churn_t2", out["version"], storage=S3Hook(aws_conn_id=None))
+        load_model_version(client, "churn_t2", out["version"], storage=ObjectStorageHook(aws_conn_id=None))
 
 
 def test_missing_target_is_a_clear_error(dataset: str, mlflow_conn: str, tmp_path: Path) -> None:
@@ -185,7 +187,9 @@ def test_candidates_leaderboard_is_logged_and_the_winner_registered(
     table = mlflow.artifacts.load_text(f"runs:/{out['run_id']}/leaderboard.csv")
     assert table.splitlines()[0].startswith("rank,candidate,estimator,mean_cv_score,std_cv_score,fit_seconds")
     assert client.get_run(out["run_id"]).data.params["estimator"] == out["estimator"]
-    model = load_model_version(client, "churn_candidates", out["version"], storage=S3Hook(aws_conn_id=None))
+    model = load_model_version(
+        client, "churn_candidates", out["version"], storage=ObjectStorageHook(aws_conn_id=None)
+    )
     assert type(model.model.named_steps["model"]).__name__ == "LogisticRegression"
 
 

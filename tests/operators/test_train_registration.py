@@ -20,7 +20,7 @@ import pyarrow as pa
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException
 
-from airflow_provider_mlops.hooks.s3 import S3Hook
+from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 from airflow_provider_mlops.ml import registration
 from airflow_provider_mlops.ml.specs import Model, TrainingData
 from airflow_provider_mlops.ml.tags import TAG_COMPLETE
@@ -57,7 +57,7 @@ def weather(tmp_path: Path, *, late_class: str | None = None) -> str:
         }
     )
     uri = (tmp_path / ("weather_" + (late_class or "plain"))).as_uri()
-    S3Hook(aws_conn_id=None).write_dataset(uri, table.to_batches())
+    ObjectStorageHook(aws_conn_id=None).write_dataset(uri, table.to_batches())
     return uri
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from airflow_provider_mlops.hooks.s3 import S3Hook
+from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 from airflow_provider_mlops.ml.specs import Model, TrainingData
 from airflow_provider_mlops.ml.windows import WindowSpecError
 from airflow_provider_mlops.operators.train import TrainModelOperator
@@ -37,7 +37,7 @@ def daily(tmp_path: Path) -> str:
             )
         )
     uri = (tmp_path / "daily").as_uri()
-    S3Hook(aws_conn_id=None).write_dataset(
+    ObjectStorageHook(aws_conn_id=None).write_dataset(
         uri, pa.Table.from_pandas(pd.concat(parts), preserve_index=False).to_batches()
     )
     return uri

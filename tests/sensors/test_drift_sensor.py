@@ -13,7 +13,7 @@ import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException, TaskDeferred
 from pytest_httpserver import HTTPServer
 
-from airflow_provider_mlops.hooks.s3 import S3Hook
+from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 from airflow_provider_mlops.ml.profile import build_profile
 from airflow_provider_mlops.ml.specs import Decay, DriftLimits, Model, Retrain, TrainingData
 from airflow_provider_mlops.notifications.webhook import WebhookNotifier
@@ -39,7 +39,7 @@ def _people(n: int, seed: int, *, shift: float = 0.0) -> pd.DataFrame:
 
 def _write(tmp_path: Path, name: str, frame: pd.DataFrame) -> str:
     uri = (tmp_path / name).as_uri()
-    S3Hook(aws_conn_id=None).write_dataset(
+    ObjectStorageHook(aws_conn_id=None).write_dataset(
         uri, pa.Table.from_pandas(frame, preserve_index=False).to_batches()
     )
     return uri
@@ -71,7 +71,7 @@ def _train_and_gate(
 
 def _flipped(dataset: str) -> pd.DataFrame:
     """The same rows with the label relation flipped: the features do not drift, the accuracy does."""
-    frame = pa.Table.from_batches(list(S3Hook(aws_conn_id=None).iter_batches(dataset))).to_pandas()
+    frame = pa.Table.from_batches(list(ObjectStorageHook(aws_conn_id=None).iter_batches(dataset))).to_pandas()
     frame["churned"] = 1 - frame["churned"]
     return frame
 
@@ -80,7 +80,7 @@ def _flipped(dataset: str) -> pd.DataFrame:
 def profile_uri(tmp_path: Path) -> str:
     profile = build_profile(_people(20_000, 0), numeric=["age", "income"], categorical=["plan"])
     uri = (tmp_path / "profile.json").as_uri()
-    S3Hook(aws_conn_id=None).put_bytes(uri, json.dumps(profile).encode())
+    ObjectStorageHook(aws_conn_id=None).put_bytes(uri, json.dumps(profile).encode())
     return uri
 
 

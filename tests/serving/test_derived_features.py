@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_mlops.hooks.s3 import S3Hook
+from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 from airflow_provider_mlops.ml.features import model_inputs
 from airflow_provider_mlops.ml.serialization import load_model_version
 from airflow_provider_mlops.ml.specs import Model, TrainingData
@@ -69,7 +69,7 @@ def weather_table(n: int, seed: int) -> pa.Table:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, mlflow_tracking: dict[str, str]) -> dict:
     root = tmp_path_factory.mktemp("derived")
-    storage = S3Hook(aws_conn_id=None)
+    storage = ObjectStorageHook(aws_conn_id=None)
     uri = (root / "train").as_uri()
     storage.write_dataset(uri, weather_table(900, 0).to_batches())
     conn = set_connection(
@@ -163,7 +163,7 @@ def test_batch_prediction_equals_the_pipeline_compiled_or_not(trained: dict, tmp
     )
 
     predictions, probabilities = _expected(trained)
-    storage = S3Hook(aws_conn_id=None)
+    storage = ObjectStorageHook(aws_conn_id=None)
     out_uri = (tmp_path / "predictions").as_uri()
     BatchPredictOperator(
         task_id="score",

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 from airflow_provider_mlops.deployment.targets import DeploymentError
-from airflow_provider_mlops.hooks.s3 import S3Hook
+from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 from airflow_provider_mlops.ml.specs import Model
 from airflow_provider_mlops.operators.deploy import DeployModelOperator
 from airflow_provider_mlops.operators.train import TrainModelOperator
@@ -122,7 +122,7 @@ def test_the_server_starts_without_a_champion_and_the_first_deploy_loads_it(
         assert answered.status_code == 200 and len(answered.json()["predictions"]) == 2
 
         time.sleep(1.2)  # the log flushes every 0.3 s
-        storage = S3Hook(aws_conn_id=None)
+        storage = ObjectStorageHook(aws_conn_id=None)
         logged = [p.parent for p in (tmp_path / "predictions").rglob("_delta_log")]
         table = pa.Table.from_batches([b for p in logged for b in storage.iter_batches(p.as_uri())])
         marks = table.column("smoke_test").to_pylist()

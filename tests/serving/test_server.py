@@ -16,7 +16,7 @@ import pyarrow as pa
 import pytest
 import requests
 
-from airflow_provider_mlops.hooks.s3 import S3Hook
+from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 from airflow_provider_mlops.ml.serialization import load_model_version
 from airflow_provider_mlops.ml.specs import Model
 from airflow_provider_mlops.operators.train import TrainModelOperator
@@ -34,7 +34,7 @@ def registered(tmp_path_factory: pytest.TempPathFactory, mlflow_tracking: dict[s
 
     root = tmp_path_factory.mktemp("served")
     uri = (root / "train").as_uri()
-    S3Hook(aws_conn_id=None).write_dataset(
+    ObjectStorageHook(aws_conn_id=None).write_dataset(
         uri, pa.Table.from_pandas(churn_frame(1200, 0), preserve_index=False).to_batches()
     )
     conn = set_connection(
@@ -63,7 +63,7 @@ def registered(tmp_path_factory: pytest.TempPathFactory, mlflow_tracking: dict[s
         versions.append(out)
     client = mlflow.MlflowClient(tracking_uri=mlflow_tracking["tracking_uri"])
     client.set_registered_model_alias(NAME, "champion", versions[0]["version"])
-    storage = S3Hook(aws_conn_id=None)
+    storage = ObjectStorageHook(aws_conn_id=None)
     models = {
         v["version"]: load_model_version(client, NAME, v["version"], storage=storage).model for v in versions
     }
@@ -229,7 +229,7 @@ def test_metrics_and_the_prediction_log(server: Server, registered: dict) -> Non
     version = registered["versions"][1]["version"]
     assert f"mlops_serve_model_version {version}" in text
     time.sleep(1.0)  # the log flushes every 0.3 s
-    storage = S3Hook(aws_conn_id=None)
+    storage = ObjectStorageHook(aws_conn_id=None)
     logged = [p.parent for p in (registered["root"] / "predictions").rglob("_delta_log")]
     assert logged
     table = pa.Table.from_batches([b for p in logged for b in storage.iter_batches(p.as_uri())])

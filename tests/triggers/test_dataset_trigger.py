@@ -47,7 +47,7 @@ def test_fires_once_the_delta_table_has_a_commit_not_on_uncommitted_files(tmp_pa
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from airflow_provider_mlops.hooks.s3 import S3Hook
+    from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 
     uri = (tmp_path / "ds").as_uri()
     (tmp_path / "ds").mkdir()
@@ -56,5 +56,5 @@ def test_fires_once_the_delta_table_has_a_commit_not_on_uncommitted_files(tmp_pa
     )
     waiting = _first_event(DatasetReadyTrigger(uri=uri, poke_interval=0.01, timeout=0.05))
     assert waiting["status"] == "timeout"
-    S3Hook(aws_conn_id=None).write_dataset(uri, pa.table({"a": [1, 2]}).to_batches())
+    ObjectStorageHook(aws_conn_id=None).write_dataset(uri, pa.table({"a": [1, 2]}).to_batches())
     assert _first_event(DatasetReadyTrigger(uri=uri, poke_interval=0.01))["status"] == "ready"

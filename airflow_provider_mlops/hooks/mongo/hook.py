@@ -71,7 +71,7 @@ _STR_OPTIONS = (
 )
 
 
-class MongoHook(MongoReader, MongoWriter, BaseHook):
+class MongoBatchHook(MongoReader, MongoWriter, BaseHook):
     """
     Read and write MongoDB collections as Arrow record batches.
 

@@ -2,7 +2,7 @@
 The MongoDB hook's read path: a :class:`~airflow_provider_mlops.sources.MongoFind` and its window,
 a ``find`` or aggregation cursor turned into record batches.
 
-A mixin of :class:`~airflow_provider_mlops.hooks.mongo.MongoHook`, which gives it the database.
+A mixin of :class:`~airflow_provider_mlops.hooks.mongo.MongoBatchHook`, which gives it the database.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 class MongoReader:
-    """``read`` and ``iter_batches`` of :class:`~airflow_provider_mlops.hooks.mongo.MongoHook`."""
+    """``read`` and ``iter_batches`` of :class:`~airflow_provider_mlops.hooks.mongo.MongoBatchHook`."""
 
     if TYPE_CHECKING:  # what the hook provides
 
@@ -46,7 +46,7 @@ class MongoReader:
 
         if not isinstance(spec, MongoFind):
             raise ValueError(
-                f"MongoHook reads MongoDB: give source=MongoFind(...), not {type(spec).__name__}"
+                f"MongoBatchHook reads MongoDB: give source=MongoFind(...), not {type(spec).__name__}"
             )
         find_filter = dict(spec.filter or {})
         pipeline = spec.pipeline

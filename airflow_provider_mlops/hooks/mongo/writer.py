@@ -1,7 +1,7 @@
 """
 The MongoDB hook's write path: inserts, upserts by key and replaces, all-or-nothing where it can be.
 
-A mixin of :class:`~airflow_provider_mlops.hooks.mongo.MongoHook`. It checks the write contract
+A mixin of :class:`~airflow_provider_mlops.hooks.mongo.MongoBatchHook`. It checks the write contract
 (:mod:`airflow_provider_mlops.sinks.contract`), then writes in a transaction when the server has
 them, or through a staging collection when it has not.
 """
@@ -24,7 +24,7 @@ MongoWriteMode = Literal["insert", "upsert", "replace"]
 
 
 class MongoWriter:
-    """``write_batches`` of :class:`~airflow_provider_mlops.hooks.mongo.MongoHook`."""
+    """``write_batches`` of :class:`~airflow_provider_mlops.hooks.mongo.MongoBatchHook`."""
 
     if TYPE_CHECKING:  # what the hook provides
         log: Any

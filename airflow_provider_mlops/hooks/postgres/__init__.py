@@ -3,7 +3,7 @@ PostgreSQL: the hook that streams Arrow record batches in and out (psycopg 3 and
 
 One layer per module:
 
-- :mod:`.hook`: :class:`PostgresHook`, the connection (libpq extras, UTC sessions, *Test*).
+- :mod:`.hook`: :class:`PostgresBatchHook`, the connection (libpq extras, UTC sessions, *Test*).
 - :mod:`.reader`: its read path (``COPY (query) TO STDOUT`` parsed by Arrow in whole-row blocks).
 - :mod:`.writer`: its write path (the write contract, one transaction, staging and merge).
 - :mod:`.sessions`: the write sessions, psycopg (CSV ``COPY``) and ADBC (binary ``COPY``).
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from airflow_provider_mlops.hooks.postgres.copy_codec import batch_to_copy_csv
 from airflow_provider_mlops.hooks.postgres.errors import PostgresSchemaError, PostgresWriteError
-from airflow_provider_mlops.hooks.postgres.hook import LOAD_ENGINES, LoadEngine, PostgresHook
+from airflow_provider_mlops.hooks.postgres.hook import LOAD_ENGINES, LoadEngine, PostgresBatchHook
 from airflow_provider_mlops.hooks.postgres.types import adbc_arrow_type, adbc_castable, arrow_type_to_pg
 from airflow_provider_mlops.hooks.postgres.writer import WRITE_MODES, WriteMode
 
@@ -27,7 +27,7 @@ __all__ = [
     "LOAD_ENGINES",
     "WRITE_MODES",
     "LoadEngine",
-    "PostgresHook",
+    "PostgresBatchHook",
     "PostgresSchemaError",
     "PostgresWriteError",
     "WriteMode",

@@ -59,7 +59,7 @@ _LIBPQ_EXTRAS = (
 )
 
 
-class PostgresHook(PostgresReader, PostgresWriter, SqlSourceMixin, DbApiHook):
+class PostgresBatchHook(PostgresReader, PostgresWriter, SqlSourceMixin, DbApiHook):
     """
     Interact with PostgreSQL through psycopg 3, streaming Arrow record batches in and out.
 

@@ -1,7 +1,7 @@
 """
 The PostgreSQL hook's read path: ``COPY (query) TO STDOUT`` parsed by Arrow in whole-row blocks.
 
-A mixin of :class:`~airflow_provider_mlops.hooks.postgres.PostgresHook`, which gives it the
+A mixin of :class:`~airflow_provider_mlops.hooks.postgres.PostgresBatchHook`, which gives it the
 connection (``get_conn``) and the dialect.
 """
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 
 class PostgresReader:
-    """``query_schema`` and ``iter_batches`` of :class:`~airflow_provider_mlops.hooks.postgres.PostgresHook`."""
+    """``query_schema`` and ``iter_batches`` of :class:`~airflow_provider_mlops.hooks.postgres.PostgresBatchHook`."""
 
     if TYPE_CHECKING:  # what the hook provides
         log: logging.Logger

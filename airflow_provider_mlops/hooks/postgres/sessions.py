@@ -1,7 +1,7 @@
 """
 Write sessions: the same transaction steps over psycopg (CSV ``COPY``) or ADBC (binary ``COPY``).
 
-The hook (:meth:`PostgresHook._write <airflow_provider_mlops.hooks.postgres.PostgresHook._write>`)
+The hook (:meth:`PostgresBatchHook._write <airflow_provider_mlops.hooks.postgres.PostgresBatchHook._write>`)
 plans a write once and runs it through whichever session loads the rows; a session only knows how
 to run a statement, check the column types it can load exactly, and copy batches in.
 """

@@ -1,7 +1,7 @@
 """
 The PostgreSQL hook's write path: one transaction per write, straight or through a staging table.
 
-A mixin of :class:`~airflow_provider_mlops.hooks.postgres.PostgresHook`. It checks the write
+A mixin of :class:`~airflow_provider_mlops.hooks.postgres.PostgresBatchHook`. It checks the write
 contract (:mod:`airflow_provider_mlops.sinks.contract`), plans the write once, and runs it through a
 write session (:mod:`.sessions`: ADBC binary COPY or psycopg CSV COPY) with the statements of
 :class:`~airflow_provider_mlops.dialects.postgres.PostgresDialect`.
@@ -36,7 +36,7 @@ WRITE_MODES: tuple[str, ...] = SQL_MODES
 
 
 class PostgresWriter:
-    """``write_batches`` (and the table helpers) of :class:`~airflow_provider_mlops.hooks.postgres.PostgresHook`."""
+    """``write_batches`` (and the table helpers) of :class:`~airflow_provider_mlops.hooks.postgres.PostgresBatchHook`."""
 
     if TYPE_CHECKING:  # what the hook provides
         log: Any
