@@ -19,7 +19,7 @@ from airflow.sdk import BaseOperator
 from airflow_provider_mlops.hooks.s3 import storage_hook
 from airflow_provider_mlops.links.reports import ModelVersionLink
 from airflow_provider_mlops.ml.specs import Gate
-from airflow_provider_mlops.operators.common import fail_fast, input_uris
+from airflow_provider_mlops.operators.common import fail_fast, input_uris, pin_inputs
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -294,6 +294,7 @@ class DeployModelOperator(_ReleaseOperator):
         )
         plots = self._log_evaluation(lineage["run_id"], frame, task, versions, str(context["run_id"]))
         self._record(context, candidate, decision, scores, rows)
+        hook.set_version_tags(name, candidate, self._evaluation_tags)
         published, deployed = None, []
         who, when = self._stamp(context)
         if decision.promote:
@@ -352,8 +353,10 @@ class DeployModelOperator(_ReleaseOperator):
             raise ValueError(
                 "evaluation_uri and label_column are required to compare the candidate with the champion"
             )
-        batches = [b for u in inputs for b in self._storage.iter_batches(u)]
+        pins = pin_inputs(self._storage, inputs)
+        batches = [b for pin in pins for b in self._storage.iter_batches(pin.read_uri)]
         frame = pa.Table.from_batches(batches).to_pandas()
+        self._evaluation_lineage(pins, frame)
         if self.label_column not in frame.columns:
             raise ValueError(
                 f"Label column {self.label_column!r} is not in the evaluation data (columns: {list(frame.columns)})"
@@ -364,6 +367,27 @@ class DeployModelOperator(_ReleaseOperator):
         if onset is None:
             return frame, f"{len(frame)} fresh rows"
         return frame, f"{len(frame)} post-drift rows (since {onset.first_day.isoformat()}, of {all_rows})"
+
+    def _evaluation_lineage(self, pins: list[Any], frame: Any) -> None:
+        """
+        The evaluation rows read, kept as the candidate's ``mlops.evaluation_data.uri`` / ``.version``
+        / ``.digest`` tags (each input's table URI and the Delta version read, the rows' digest:
+        ``uri@v<version>`` evaluates on exactly those rows again) and for the OpenLineage facets.
+        """
+        from airflow_provider_mlops.ml.lineage import data_tags, frame_digest
+
+        self._pins = list(pins)
+        self._evaluation_tags = data_tags("evaluation", pins, frame_digest(frame))
+        self.log.info("Evaluation data: %s", ", ".join(pin.read_uri for pin in pins))
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The evaluation inputs read, each with the Delta version judged on."""
+        from airflow_provider_mlops.utils.lineage import dataset_for, operator_lineage, versioned
+
+        pins = getattr(self, "_pins", None) or []
+        return operator_lineage(
+            [versioned(dataset_for("storage", None, pin.uri), pin.version) for pin in pins], []
+        )
 
     def _scores(
         self, frame: Any, task: str, versions: dict[str, str]

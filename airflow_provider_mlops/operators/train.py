@@ -10,8 +10,10 @@ from airflow.sdk import BaseOperator
 from airflow_provider_mlops.hooks.s3 import storage_hook
 from airflow_provider_mlops.links.mlflow import XCOM_KEY, MlflowRunLink
 from airflow_provider_mlops.ml.specs import Model, TrainingData
+from airflow_provider_mlops.ml.tags import TAG_TRAINING_DATA_DIGEST
 from airflow_provider_mlops.operators.common import (
     fail_fast,
+    pin_inputs,
     require_inputs,
     resolve_output_uri,
 )
@@ -175,8 +177,10 @@ class TrainModelOperator(BaseOperator):
             return reused
 
         inputs = require_inputs(self.input_uri)
-        frame = self._read_frame(storage, inputs)
+        pins = pin_inputs(storage, inputs)
+        frame = self._read_frame(storage, [pin.read_uri for pin in pins])
         self.log.info("Training on %s rows x %s columns from %s", len(frame), frame.shape[1], inputs)
+        data_lineage = self._data_lineage(pins, frame)
         weights, window = None, None
         if self.data.window is not None:
             frame, weights, window = self._apply_window(context, mlflow_hook, frame)
@@ -187,8 +191,9 @@ class TrainModelOperator(BaseOperator):
             storage,
             name=name,
             experiment_id=mlflow_hook.get_or_create_experiment(self.experiment_name or ti.dag_id),
-            run_tags=self._run_tags(context, storage, inputs, result.task),
+            run_tags={**self._run_tags(context, storage, inputs, result.task, pins), **data_lineage},
             identity=identity,
+            version_tags=data_lineage,
             artifacts=artifacts,
             model_root=model_root,
             result={
@@ -198,6 +203,8 @@ class TrainModelOperator(BaseOperator):
                 "baseline_metrics": result.baseline_metrics,
                 "best_params": result.best_params,
                 "selected_features": result.selected_features,
+                "training_data": [pin.as_dict() for pin in pins],
+                "training_data_digest": data_lineage[TAG_TRAINING_DATA_DIGEST],
                 **({"window": window} if window is not None else {}),
                 **(
                     {"estimator": result.estimator, "leaderboard": result.leaderboard}
@@ -209,6 +216,32 @@ class TrainModelOperator(BaseOperator):
         )
         self.log.info("Registered %s version %s (run %s)", name, out["version"], out["run_id"])
         return out
+
+    def _data_lineage(self, pins: list[Any], frame: Any) -> dict[str, str]:
+        """
+        The rows trained on, as tags of the run and the version: each input's table URI and the Delta
+        version read (``mlops.training_data.uri`` / ``.version``), and the digest of the rows read
+        (``mlops.training_data.digest``); kept for the OpenLineage facets.
+        """
+        from airflow_provider_mlops.ml.lineage import data_tags, frame_digest
+
+        self._pins = list(pins)
+        tags = data_tags("training", pins, frame_digest(frame))
+        self.log.info(
+            "Training data: %s (digest %s)",
+            ", ".join(pin.read_uri for pin in pins),
+            tags[TAG_TRAINING_DATA_DIGEST],
+        )
+        return tags
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The inputs read, each with the Delta version trained on (a ``version`` dataset facet)."""
+        from airflow_provider_mlops.utils.lineage import dataset_for, operator_lineage, versioned
+
+        pins = getattr(self, "_pins", None) or []
+        return operator_lineage(
+            [versioned(dataset_for("storage", None, pin.uri), pin.version) for pin in pins], []
+        )
 
     def _train(self, frame: Any, weights: Any, window: dict[str, Any] | None) -> Any:
         """:func:`airflow_provider_mlops.ml.training.train` with this operator's specs; the result logged."""
@@ -274,12 +307,17 @@ class TrainModelOperator(BaseOperator):
             seed=data.seed,
         )
 
-    def _run_tags(self, context: Context, storage: Any, inputs: list[str], task: str) -> dict[str, str]:
+    def _run_tags(
+        self, context: Context, storage: Any, inputs: list[str], task: str, pins: list[Any]
+    ) -> dict[str, str]:
         """The run's tags: the Airflow task, and the data lineage (inputs with their schema fingerprints)."""
         from airflow_provider_mlops.ml.tags import TAG_INPUTS, TAG_LABEL, TAG_TASK
 
         ti = context["ti"]
-        fingerprints = {u: (storage.dataset_info(u) or {}).get("schema_fingerprint") for u in inputs}
+        fingerprints = {
+            u: (storage.dataset_info(pin.read_uri) or {}).get("schema_fingerprint")
+            for u, pin in zip(inputs, pins, strict=True)
+        }
         return {
             "airflow.dag_id": ti.dag_id,
             "airflow.task_id": ti.task_id,
