@@ -180,6 +180,11 @@ class MlflowHook(BaseHook):
         for start in range(0, len(items), 1000):  # MLflow's limit per batch
             self.client.log_batch(run_id, metrics=items[start : start + 1000])
 
+    def set_run_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        """Set tags of a run (values as text, at most MLflow's 5,000 characters)."""
+        for key, value in tags.items():
+            self.client.set_tag(run_id, key, str(value)[:5000])
+
     def log_artifact(self, run_id: str, path: str, artifact_path: str | None = None) -> None:
         self.client.log_artifact(run_id, path, artifact_path)
 

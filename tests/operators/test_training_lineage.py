@@ -7,6 +7,8 @@ rows; a version that does not exist fails naming the table and the versions it h
 
 from __future__ import annotations
 
+import contextlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -162,3 +164,66 @@ def test_deploy_records_the_evaluation_rows_and_re_evaluates_on_a_recorded_versi
     assert lineage["evaluation_data"]["uris"] == [f"{fresh}@v0"]
     assert lineage["evaluation_data"]["digest"].startswith("sha256:")
     assert first["promoted"] and first["candidate_score"] > 0
+
+
+def test_the_drift_report_names_the_reference_rows_and_the_current_version(
+    mlflow_conn: str, mlflow_tracking: dict[str, str], tmp_path: Path
+) -> None:
+    from airflow.providers.common.compat.sdk import AirflowSkipException
+
+    from airflow_provider_mlops.sensors.drift import DriftSensor
+
+    uri, name = lake(tmp_path), "orders_monitored"
+    trained = train(uri, name, mlflow_conn, tmp_path)
+    DeployModelOperator(
+        task_id="deploy",
+        registered_model_name=name,
+        candidate_version=trained["version"],
+        evaluation_uri=uri,
+        label_column="returned",
+        mlflow_conn_id=mlflow_conn,
+    ).execute(task_context(tmp_path))
+    assert replace_day(uri, "2026-01-02", seed=9) == 2
+
+    sensor = DriftSensor(
+        task_id="drift",
+        current_uri=uri,
+        registered_model_name=name,
+        mlflow_conn_id=mlflow_conn,
+        report_uri=(tmp_path / "report").as_uri(),
+    )
+    with contextlib.suppress(AirflowSkipException):  # no drift: the report is written all the same
+        sensor.poke(task_context(tmp_path))
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["reference"]["training_data"]["uris"] == [f"{uri}@v1"]
+    assert report["current_uri"] == uri and report["current_version"] == 2 and report["rows"] == 350
+    assert f"computed from {uri}@v1" in (tmp_path / "report" / "report.html").read_text()
+
+    client = mlflow.MlflowClient(tracking_uri=mlflow_tracking["tracking_uri"])
+    experiment = client.get_experiment_by_name(f"{name}-monitoring")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.data.tags["mlops.reference_data.uri"] == uri
+    assert run.data.tags["mlops.reference_data.version"] == "1"
+    assert run.data.tags["mlops.current_data.version"] == "2"
+
+
+def test_openlineage_inputs_carry_the_version_trained_on(
+    mlflow_conn: str, mlflow_tracking: dict[str, str], tmp_path: Path
+) -> None:
+    uri = lake(tmp_path)
+    op = TrainModelOperator(
+        task_id="train",
+        input_uri=f"{uri}@v0",
+        label_column="returned",
+        registered_model_name="orders_openlineage",
+        features={"drop": ["day"]},
+        mlflow_conn_id=mlflow_conn,
+        model_output_uri=(tmp_path / "models").as_uri(),
+        data=TrainingData(profile=False),
+    )
+    out = op.execute(task_context(tmp_path))
+    assert out["training_data"] == [{"uri": uri, "version": 0}]
+    lineage = op.get_openlineage_facets_on_complete(None)
+    (dataset,) = lineage.inputs
+    assert dataset.name == str(tmp_path / "lake" / "orders")
+    assert dataset.facets["version"].datasetVersion == "0"
