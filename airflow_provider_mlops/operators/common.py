@@ -88,6 +88,11 @@ def pin_inputs(storage: Any, inputs: list[str]) -> list[DataPin]:
     pins = []
     for uri in inputs:
         base, version = split_version(uri)
+        if version is not None and not storage.is_table(base):
+            raise DatasetError(
+                f"{uri} asks for version {version}, but {base} is not a Delta table (no commit in "
+                "_delta_log/): plain files have no versions; give the URI without @v"
+            )
         try:
             info = storage.dataset_info(uri)
         except DatasetError as err:
@@ -97,11 +102,6 @@ def pin_inputs(storage: Any, inputs: list[str]) -> list[DataPin]:
                 f"{base} has no version {version}; its versions are {_versions(storage, base)}. "
                 f"Read one of those ({base}@v<version>) or the latest ({base}). ({err})"
             ) from err
-        if info is None and version is not None:
-            raise DatasetError(
-                f"{uri} asks for version {version}, but {base} is not a Delta table (no committed "
-                "_delta_log/): plain files have no versions; give the URI without @v"
-            )
         pins.append(DataPin(base, None if info is None else int(info["version"])))
     return pins
 
