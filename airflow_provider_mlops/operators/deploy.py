@@ -230,7 +230,9 @@ class DeployModelOperator(_ReleaseOperator):
 
     :param registered_model_name: the registered model. (templated)
     :param candidate_version: the version to consider, e.g. the training task's XCom. (templated)
-    :param evaluation_uri: fresh labelled data (dataset URI or upstream XCom dict). (templated)
+    :param evaluation_uri: fresh labelled data (dataset URI or upstream XCom dict). Each Delta table
+        is read at one version (``<uri>@v<version>``, else the latest), recorded on the candidate
+        version as ``mlops.evaluation_data.uri`` / ``.version`` / ``.digest``. (templated)
     :param label_column: the label column of the evaluation data. (templated)
     :param gate: when the candidate wins (:class:`~airflow_provider_mlops.ml.specs.Gate`: metric,
         ``min_delta``, paired test, ``since_drift``, the challenger alias).

@@ -53,13 +53,21 @@ class TrainModelOperator(BaseOperator):
     registration deletes it, and a retry of the same task and DAG run reuses its complete version
     (or replaces an incomplete one) instead of registering a second one.
 
+    Each input that is a Delta table is read at one version: the one its URI names
+    (``s3://lake/orders@v12``: train again on exactly those rows), else the latest at the start. The
+    run and the version record the table URI(s), the version(s) read and a digest of the rows
+    (``mlops.training_data.uri`` / ``.version`` / ``.digest``; several inputs as JSON lists), read
+    back by :meth:`~airflow_provider_mlops.hooks.mlflow.MlflowHook.version_lineage`; the OpenLineage
+    inputs carry the version. A version that does not exist fails naming the versions there are.
+
     Returns (XCom) ``{"model_uri", "registered_model_name", "version", "run_id", "experiment_id",
     "metrics", "metrics_unavailable", "baseline_metrics", "best_params", "selected_features",
-    "model_file", "sha256", "profile_uri", "task"}``, with a ``window`` the window's summary
+    "training_data", "training_data_digest", "model_file", "sha256", "profile_uri", "task"}``, with a ``window`` the window's summary
     (``"window"``), and with ``model.candidates`` also ``"estimator"`` (the winner's class path) and
     ``"leaderboard"``.
 
-    :param input_uri: dataset URI(s) or upstream XCom dicts with ``uri``. (templated)
+    :param input_uri: dataset URI(s) or upstream XCom dicts with ``uri``; ``<uri>@v<version>`` reads
+        that Delta version. (templated)
     :param label_column: the label column. (templated)
     :param registered_model_name: the MLflow registered model. (templated)
     :param model: what is trained (:class:`~airflow_provider_mlops.ml.specs.Model`: an estimator and
