@@ -384,12 +384,9 @@ class DeployModelOperator(_ReleaseOperator):
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """The evaluation inputs read, each with the Delta version judged on."""
-        from airflow_provider_mlops.utils.lineage import dataset_for, operator_lineage, versioned
+        from airflow_provider_mlops.utils.lineage import pinned_inputs
 
-        pins = getattr(self, "_pins", None) or []
-        return operator_lineage(
-            [versioned(dataset_for("storage", None, pin.uri), pin.version) for pin in pins], []
-        )
+        return pinned_inputs(getattr(self, "_pins", None) or [])
 
     def _scores(
         self, frame: Any, task: str, versions: dict[str, str]

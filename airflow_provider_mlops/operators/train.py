@@ -244,12 +244,9 @@ class TrainModelOperator(BaseOperator):
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """The inputs read, each with the Delta version trained on (a ``version`` dataset facet)."""
-        from airflow_provider_mlops.utils.lineage import dataset_for, operator_lineage, versioned
+        from airflow_provider_mlops.utils.lineage import pinned_inputs
 
-        pins = getattr(self, "_pins", None) or []
-        return operator_lineage(
-            [versioned(dataset_for("storage", None, pin.uri), pin.version) for pin in pins], []
-        )
+        return pinned_inputs(getattr(self, "_pins", None) or [])
 
     def _train(self, frame: Any, weights: Any, window: dict[str, Any] | None) -> Any:
         """:func:`airflow_provider_mlops.ml.training.train` with this operator's specs; the result logged."""

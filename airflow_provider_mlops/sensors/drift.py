@@ -245,8 +245,7 @@ class DriftSensor(BaseSensorOperator):
                 "training_data": self._reference_data(version),
             }
 
-    @staticmethod
-    def _reference_data(version: Any) -> dict[str, Any] | None:
+    def _reference_data(self, version: Any) -> dict[str, Any] | None:
         """
         The rows the reference profile was computed from: the champion's training data as its
         version recorded it (``mlops.training_data.*``: table URIs, Delta versions, digest), None
@@ -254,20 +253,33 @@ class DriftSensor(BaseSensorOperator):
         """
         from airflow_provider_mlops.ml.lineage import read_data_tags
 
-        return read_data_tags(dict(version.tags or {}), "training")
+        self._reference_training_data = read_data_tags(dict(version.tags or {}), "training")
+        return self._reference_training_data
 
-    def _data_tags(self, report: Mapping[str, Any]) -> dict[str, str]:
+    def _data_pins(self) -> tuple[list[Any], list[Any]]:
+        """The pins of the reference's training data (when recorded) and of the current data (once checked)."""
+        from airflow_provider_mlops.ml.lineage import DataPin
+
+        recorded = getattr(self, "_reference_training_data", None) or {}
+        reference = [DataPin(d["uri"], d["version"]) for d in recorded.get("data", [])]
+        return reference, [self._current_pin] if self._current_pin is not None else []
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The current data at the version checked, and the reference's training data at its versions."""
+        from airflow_provider_mlops.utils.lineage import pinned_inputs
+
+        reference, current = self._data_pins()
+        return pinned_inputs(current + reference)
+
+    def _data_tags(self) -> dict[str, str]:
         """The check's run tags naming its data: ``mlops.reference_data.*`` and ``mlops.current_data.*``."""
-        from airflow_provider_mlops.ml.lineage import DataPin, data_tags
+        from airflow_provider_mlops.ml.lineage import data_tags
 
-        tags: dict[str, str] = {}
-        reference = (report.get("reference") or {}).get("training_data") or {}
-        if reference.get("data"):
-            pins = [DataPin(d["uri"], d["version"]) for d in reference["data"]]
-            tags.update(data_tags("reference", pins))
-        if self._current_pin is not None:
-            tags.update(data_tags("current", [self._current_pin]))
-        return tags
+        reference, current = self._data_pins()
+        return {
+            **(data_tags("reference", reference) if reference else {}),
+            **(data_tags("current", current) if current else {}),
+        }
 
     def _accuracy(self, source: Mapping[str, Any], profile: Mapping[str, Any]) -> dict[str, Any] | None:
         decay = self.decay
@@ -666,7 +678,7 @@ class DriftSensor(BaseSensorOperator):
             if report.get("accuracy"):
                 metrics[f"current_{report['accuracy']['metric']}"] = float(report["accuracy"]["current"])
             hook.log_metrics(run.info.run_id, metrics)
-            hook.set_run_tags(run.info.run_id, self._data_tags(report))
+            hook.set_run_tags(run.info.run_id, self._data_tags())
             (Path(tmp) / "drift_report.json").write_text(json.dumps(report, default=str))
             (Path(tmp) / "drift_report.html").write_text(render_html(report))
             hook.log_artifacts(run.info.run_id, tmp, artifact_path="drift")

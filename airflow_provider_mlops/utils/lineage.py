@@ -79,3 +79,12 @@ def operator_lineage(inputs: Sequence[LineageDataset], outputs: Sequence[Lineage
         return Dataset(namespace=item.namespace, name=item.name, facets=facets)
 
     return OperatorLineage(inputs=[convert(i) for i in inputs], outputs=[convert(o) for o in outputs])
+
+
+def pinned_inputs(pins: Sequence[Any]) -> Any:
+    """
+    An ``OperatorLineage`` whose inputs are storage datasets read at a Delta version (the ML
+    operators' :class:`~airflow_provider_mlops.ml.lineage.DataPin`: ``uri``, ``version``), each with
+    its ``version`` facet; None when OpenLineage is not installed.
+    """
+    return operator_lineage([versioned(dataset_for("storage", None, p.uri), p.version) for p in pins], [])

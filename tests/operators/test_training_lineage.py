@@ -144,7 +144,7 @@ def test_deploy_records_the_evaluation_rows_and_re_evaluates_on_a_recorded_versi
     trained = train(uri, name, mlflow_conn, tmp_path)
     fresh = (tmp_path / "fresh").as_uri()
     STORAGE.write_dataset(fresh, orders("2026-01-05", 120, 11).to_batches())
-    STORAGE.write_dataset(fresh, orders("2026-01-06", 120, 12).to_batches(), mode="overwrite")
+    STORAGE.write_dataset(fresh, orders("2026-01-06", 90, 12).to_batches(), mode="overwrite")
 
     def deploy(evaluation_uri: str) -> dict[str, Any]:
         return DeployModelOperator(
@@ -164,6 +164,8 @@ def test_deploy_records_the_evaluation_rows_and_re_evaluates_on_a_recorded_versi
     assert lineage["evaluation_data"]["uris"] == [f"{fresh}@v0"]
     assert lineage["evaluation_data"]["digest"].startswith("sha256:")
     assert first["promoted"] and first["candidate_score"] > 0
+    # judged on version 0's 120 rows, not the latest version's 90
+    assert "on 120 fresh rows" in client.get_model_version(name, trained["version"]).description
 
 
 def test_the_drift_report_names_the_reference_rows_and_the_current_version(
@@ -205,6 +207,8 @@ def test_the_drift_report_names_the_reference_rows_and_the_current_version(
     assert run.data.tags["mlops.reference_data.uri"] == uri
     assert run.data.tags["mlops.reference_data.version"] == "1"
     assert run.data.tags["mlops.current_data.version"] == "2"
+    facets = sensor.get_openlineage_facets_on_complete(None)
+    assert [d.facets["version"].datasetVersion for d in facets.inputs] == ["2", "1"]
 
 
 def test_openlineage_inputs_carry_the_version_trained_on(
