@@ -180,6 +180,11 @@ class MlflowHook(BaseHook):
         for start in range(0, len(items), 1000):  # MLflow's limit per batch
             self.client.log_batch(run_id, metrics=items[start : start + 1000])
 
+    def set_run_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        """Set tags of a run (values as text, at most MLflow's 5,000 characters)."""
+        for key, value in tags.items():
+            self.client.set_tag(run_id, key, str(value)[:5000])
+
     def log_artifact(self, run_id: str, path: str, artifact_path: str | None = None) -> None:
         self.client.log_artifact(run_id, path, artifact_path)
 
@@ -308,12 +313,18 @@ class MlflowHook(BaseHook):
     def version_lineage(self, name: str, version: str) -> dict[str, Any]:
         """
         Where a version came from: its MLflow run, the datasets it was trained on (URI -> schema
-        fingerprint), the task type, the label column and the Airflow task that registered it.
+        fingerprint), the task type, the label column and the Airflow task that registered it; and
+        the exact rows: ``training_data`` (and ``evaluation_data`` once DeployModelOperator judged
+        it) as ``{"data": [{"uri", "version"}...], "uris": ["<uri>@v<version>"...], "digest"}``, or
+        None when not recorded. ``training_data["uris"]`` is what ``input_uri`` takes to train
+        again on exactly those rows (:func:`airflow_provider_mlops.ml.lineage.read_data_tags`).
         """
         from airflow_provider_mlops.ml import tags as t
+        from airflow_provider_mlops.ml.lineage import read_data_tags
 
         found = self.model_version(name, version)
         run_tags = dict(self.client.get_run(found.run_id).data.tags or {}) if found.run_id else {}
+        version_tags = dict(found.tags or {})
         inputs = run_tags.get(t.TAG_INPUTS)
         prefix = t.TAG_TASK_PREFIX
         return {
@@ -321,7 +332,9 @@ class MlflowHook(BaseHook):
             "inputs": json.loads(inputs) if inputs else {},
             "task": run_tags.get(t.TAG_TASK),
             "label": run_tags.get(t.TAG_LABEL),
-            "airflow": {k[len(prefix) :]: v for k, v in (found.tags or {}).items() if k.startswith(prefix)},
+            "airflow": {k[len(prefix) :]: v for k, v in version_tags.items() if k.startswith(prefix)},
+            "training_data": read_data_tags(version_tags, "training") or read_data_tags(run_tags, "training"),
+            "evaluation_data": read_data_tags(version_tags, "evaluation"),
         }
 
     def promote(
@@ -389,6 +402,7 @@ class MlflowHook(BaseHook):
         model_root: str,
         result: Mapping[str, Any],
         on_registered: Any = None,
+        version_tags: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """One run, one new version of ``name``: :func:`airflow_provider_mlops.ml.registration.publish`."""
         from airflow_provider_mlops.ml.registration import publish
@@ -404,6 +418,7 @@ class MlflowHook(BaseHook):
             model_root=model_root,
             result=result,
             on_registered=on_registered,
+            version_tags=version_tags,
         )
 
     def reuse_training(

@@ -161,12 +161,14 @@ def publish(
     model_root: str,
     result: Mapping[str, Any],
     on_registered: Any = None,
+    version_tags: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """
     One MLflow run with the artifacts, the model logged, then registered as a new version of
     ``name`` tagged with ``identity``; then the model file, the version's tags and the task result.
     ``result`` is the task result without the version's fields; ``on_registered(result)`` runs
-    last (e.g. an XCom push). Any failure after the registration deletes the version (and its
+    last (e.g. an XCom push). ``version_tags`` (the training data's URIs, versions and digest) are
+    set on the version from its creation, with the identity. Any failure after the registration deletes the version (and its
     files) before the error propagates; success marks the version complete.
     """
     import os
@@ -205,6 +207,7 @@ def publish(
             info = hook.log_sklearn_model(run_id, artifacts.pipeline, **common, **kwargs)
         metric_tags = {f"metric.{k}": f"{v:.6f}" for k, v in result["metrics"].items()}
         version_tags = {
+            **(version_tags or {}),
             **identity,
             TAG_RUN_ID: run_id,
             TAG_AIRFLOW_RUN_ID: identity[f"{TAG_TASK_PREFIX}run_id"],

@@ -133,6 +133,9 @@ def _compared(report: Mapping[str, Any]) -> tuple[str, str]:
         model = f"{source['model']} version {source['version']}"
         run = f" (MLflow run {source['run_id']})" if source.get("run_id") else ""
         reference = f"the training-data profile logged with {model}{run}"
+        trained = source.get("training_data") or {}
+        if trained.get("uris"):  # the exact rows (Delta versions) the profile was computed from
+            reference += f", computed from {', '.join(trained['uris'])}"
     elif source.get("uri"):
         reference = f"reference profile {source['uri']}"
     else:
@@ -149,6 +152,8 @@ def _compared(report: Mapping[str, Any]) -> tuple[str, str]:
         when = "data day not recorded" + (f" (the check's logical date: {logical})" if logical else "")
     rows = report.get("rows")
     where = report.get("current_uri")
+    if where and report.get("current_version") is not None:
+        where = f"{where}@v{report['current_version']}"
     data = when + (f", {rows:,} rows" if isinstance(rows, int) else "") + (f" from {where}" if where else "")
     short = (f"{model} vs " if model else "") + (when.split(" (")[0] if day else "the current data")
     lines = (

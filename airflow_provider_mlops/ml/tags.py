@@ -41,3 +41,26 @@ TAG_TASK = "mlops.task"  # classification | regression
 TAG_LABEL = "mlops.label"  # the label column
 TAG_KIND = "mlops.kind"  # "drift-check" on the monitoring runs
 TAG_REPORT = "mlops.report"  # the drift report's HTML URI
+
+# --- model version and runs: the exact rows a model learned from / was judged on (ml/lineage.py) --
+# One input: the table URI and its Delta version as they are ("file:///lake/sales", "12"); several
+# inputs: JSON lists in the same order (["s3://b/a", "s3://b/b"], [12, 3]). A plain-file input (not
+# a Delta table) has version "none" / null. Read them back with MlflowHook.version_lineage.
+TAG_TRAINING_DATA_URI = "mlops.training_data.uri"  # TrainModelOperator: the run and the version
+TAG_TRAINING_DATA_VERSION = "mlops.training_data.version"
+TAG_TRAINING_DATA_DIGEST = "mlops.training_data.digest"  # sha256 of the rows read (order-independent)
+TAG_EVALUATION_DATA_URI = "mlops.evaluation_data.uri"  # DeployModelOperator: the candidate version
+TAG_EVALUATION_DATA_VERSION = "mlops.evaluation_data.version"
+TAG_EVALUATION_DATA_DIGEST = "mlops.evaluation_data.digest"
+TAG_REFERENCE_DATA_URI = "mlops.reference_data.uri"  # DriftSensor run: the champion's training data
+TAG_REFERENCE_DATA_VERSION = "mlops.reference_data.version"
+TAG_CURRENT_DATA_URI = "mlops.current_data.uri"  # DriftSensor run: the data it checked
+TAG_CURRENT_DATA_VERSION = "mlops.current_data.version"
+
+#: the (uri, version, digest) keys of each kind of data, for ml/lineage.py
+DATA_TAGS = {
+    "training": (TAG_TRAINING_DATA_URI, TAG_TRAINING_DATA_VERSION, TAG_TRAINING_DATA_DIGEST),
+    "evaluation": (TAG_EVALUATION_DATA_URI, TAG_EVALUATION_DATA_VERSION, TAG_EVALUATION_DATA_DIGEST),
+    "reference": (TAG_REFERENCE_DATA_URI, TAG_REFERENCE_DATA_VERSION, None),
+    "current": (TAG_CURRENT_DATA_URI, TAG_CURRENT_DATA_VERSION, None),
+}

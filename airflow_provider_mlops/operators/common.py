@@ -4,6 +4,8 @@ What every operator and sensor of the provider does the same way with storage, i
 - :func:`input_uris` / :func:`require_inputs` / :func:`iter_inputs`: an ``input_uri`` given as a
   URI (``staging://`` resolved), an upstream XCom dict with ``uri``, or a list of either, and the
   batches of those datasets one after the other;
+- :func:`pin_inputs`: each input pinned to the Delta version read (``uri@v12`` or the latest), the
+  version recorded as lineage and the rows read through ``pin.read_uri``;
 - :func:`resolve_output_uri`: the URI a task writes to: the one given (``staging://`` resolved) or the
   default per task and logical date (``<staging>/<dag_id>/<task_id>/<ds>``);
 - :func:`fail_fast`: errors a retry cannot fix become ``AirflowFailException`` (no retries burnt).
@@ -24,11 +26,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from airflow_provider_mlops.ml.lineage import DataPin
+
 
 __all__ = [
     "fail_fast",
     "input_uris",
     "iter_inputs",
+    "pin_inputs",
     "require_inputs",
     "resolve_output_uri",
     "static_uri",
@@ -64,6 +69,63 @@ def iter_inputs(
     """Every batch of every input dataset, one after the other."""
     for uri in inputs:
         yield from storage.iter_batches(uri, format=format, batch_size=batch_size)
+
+
+def pin_inputs(storage: Any, inputs: list[str]) -> list[DataPin]:
+    """
+    Each input pinned to the Delta version read: the one its URI names (``uri@v12``), else the
+    latest committed now; plain files (not a table) have no version. Read ``pin.read_uri`` afterwards:
+    a commit landing meanwhile does not change the rows, and the version recorded is the one read.
+
+    :raises DatasetError: a version that does not exist, naming the URI and the versions that do
+        (a permanent error: :func:`fail_fast` makes it an ``AirflowFailException``); a version asked
+        of a URI that is not a Delta table.
+    """
+    from airflow_provider_mlops.datasets import DatasetError
+    from airflow_provider_mlops.datasets.delta import split_version
+    from airflow_provider_mlops.ml.lineage import DataPin
+
+    pins = []
+    for uri in inputs:
+        base, version = split_version(uri)
+        if version is not None and not storage.is_table(base):
+            raise DatasetError(
+                f"{uri} asks for version {version}, but {base} is not a Delta table (no commit in "
+                "_delta_log/): plain files have no versions; give the URI without @v"
+            )
+        try:
+            info = storage.dataset_info(uri)
+        except DatasetError as err:
+            if version is None:
+                raise
+            raise DatasetError(
+                f"{base} has no version {version}; its versions are {_versions(storage, base)}. "
+                f"Read one of those ({base}@v<version>) or the latest ({base}). ({err})"
+            ) from err
+        pins.append(DataPin(base, None if info is None else int(info["version"])))
+    return pins
+
+
+def _versions(storage: Any, base: str) -> str:
+    """The versions in a table's log, as ranges (``0-4, 6``); ``none`` when it has no log."""
+    import re
+
+    from airflow_provider_mlops.datasets import DELTA_LOG
+    from airflow_provider_mlops.storage.uri import parse_uri
+
+    prefix = parse_uri(base).child(DELTA_LOG).as_prefix().uri
+    found = sorted(
+        int(m.group(1))
+        for u in storage.list_uris(prefix)
+        if (m := re.search(r"(\d{20})\.json$", u)) is not None
+    )
+    ranges: list[list[int]] = []
+    for number in found:
+        if ranges and number == ranges[-1][1] + 1:
+            ranges[-1][1] = number
+        else:
+            ranges.append([number, number])
+    return ", ".join(f"{a}-{b}" if b > a else str(a) for a, b in ranges) or "none"
 
 
 def resolve_output_uri(uri: str | None, context: Mapping[str, Any], *, suffix: str | None = None) -> str:

@@ -19,7 +19,7 @@ from airflow.sdk import BaseOperator
 from airflow_provider_mlops.hooks.s3 import storage_hook
 from airflow_provider_mlops.links.reports import ModelVersionLink
 from airflow_provider_mlops.ml.specs import Gate
-from airflow_provider_mlops.operators.common import fail_fast, input_uris
+from airflow_provider_mlops.operators.common import fail_fast, input_uris, pin_inputs
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -230,7 +230,9 @@ class DeployModelOperator(_ReleaseOperator):
 
     :param registered_model_name: the registered model. (templated)
     :param candidate_version: the version to consider, e.g. the training task's XCom. (templated)
-    :param evaluation_uri: fresh labelled data (dataset URI or upstream XCom dict). (templated)
+    :param evaluation_uri: fresh labelled data (dataset URI or upstream XCom dict). Each Delta table
+        is read at one version (``<uri>@v<version>``, else the latest), recorded on the candidate
+        version as ``mlops.evaluation_data.uri`` / ``.version`` / ``.digest``. (templated)
     :param label_column: the label column of the evaluation data. (templated)
     :param gate: when the candidate wins (:class:`~airflow_provider_mlops.ml.specs.Gate`: metric,
         ``min_delta``, paired test, ``since_drift``, the challenger alias).
@@ -294,6 +296,7 @@ class DeployModelOperator(_ReleaseOperator):
         )
         plots = self._log_evaluation(lineage["run_id"], frame, task, versions, str(context["run_id"]))
         self._record(context, candidate, decision, scores, rows)
+        hook.set_version_tags(name, candidate, self._evaluation_tags)
         published, deployed = None, []
         who, when = self._stamp(context)
         if decision.promote:
@@ -352,8 +355,10 @@ class DeployModelOperator(_ReleaseOperator):
             raise ValueError(
                 "evaluation_uri and label_column are required to compare the candidate with the champion"
             )
-        batches = [b for u in inputs for b in self._storage.iter_batches(u)]
+        pins = pin_inputs(self._storage, inputs)
+        batches = [b for pin in pins for b in self._storage.iter_batches(pin.read_uri)]
         frame = pa.Table.from_batches(batches).to_pandas()
+        self._evaluation_lineage(pins, frame)
         if self.label_column not in frame.columns:
             raise ValueError(
                 f"Label column {self.label_column!r} is not in the evaluation data (columns: {list(frame.columns)})"
@@ -364,6 +369,24 @@ class DeployModelOperator(_ReleaseOperator):
         if onset is None:
             return frame, f"{len(frame)} fresh rows"
         return frame, f"{len(frame)} post-drift rows (since {onset.first_day.isoformat()}, of {all_rows})"
+
+    def _evaluation_lineage(self, pins: list[Any], frame: Any) -> None:
+        """
+        The evaluation rows read, kept as the candidate's ``mlops.evaluation_data.uri`` / ``.version``
+        / ``.digest`` tags (each input's table URI and the Delta version read, the rows' digest:
+        ``uri@v<version>`` evaluates on exactly those rows again) and for the OpenLineage facets.
+        """
+        from airflow_provider_mlops.ml.lineage import data_tags, frame_digest
+
+        self._pins = list(pins)
+        self._evaluation_tags = data_tags("evaluation", pins, frame_digest(frame))
+        self.log.info("Evaluation data: %s", ", ".join(pin.read_uri for pin in pins))
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The evaluation inputs read, each with the Delta version judged on."""
+        from airflow_provider_mlops.utils.lineage import pinned_inputs
+
+        return pinned_inputs(getattr(self, "_pins", None) or [])
 
     def _scores(
         self, frame: Any, task: str, versions: dict[str, str]

@@ -10,8 +10,10 @@ from airflow.sdk import BaseOperator
 from airflow_provider_mlops.hooks.s3 import storage_hook
 from airflow_provider_mlops.links.mlflow import XCOM_KEY, MlflowRunLink
 from airflow_provider_mlops.ml.specs import Model, TrainingData
+from airflow_provider_mlops.ml.tags import TAG_TRAINING_DATA_DIGEST
 from airflow_provider_mlops.operators.common import (
     fail_fast,
+    pin_inputs,
     require_inputs,
     resolve_output_uri,
 )
@@ -51,13 +53,21 @@ class TrainModelOperator(BaseOperator):
     registration deletes it, and a retry of the same task and DAG run reuses its complete version
     (or replaces an incomplete one) instead of registering a second one.
 
+    Each input that is a Delta table is read at one version: the one its URI names
+    (``s3://lake/orders@v12``: train again on exactly those rows), else the latest at the start. The
+    run and the version record the table URI(s), the version(s) read and a digest of the rows
+    (``mlops.training_data.uri`` / ``.version`` / ``.digest``; several inputs as JSON lists), read
+    back by :meth:`~airflow_provider_mlops.hooks.mlflow.MlflowHook.version_lineage`; the OpenLineage
+    inputs carry the version. A version that does not exist fails naming the versions there are.
+
     Returns (XCom) ``{"model_uri", "registered_model_name", "version", "run_id", "experiment_id",
     "metrics", "metrics_unavailable", "baseline_metrics", "best_params", "selected_features",
-    "model_file", "sha256", "profile_uri", "task"}``, with a ``window`` the window's summary
+    "training_data", "training_data_digest", "model_file", "sha256", "profile_uri", "task"}``, with a ``window`` the window's summary
     (``"window"``), and with ``model.candidates`` also ``"estimator"`` (the winner's class path) and
     ``"leaderboard"``.
 
-    :param input_uri: dataset URI(s) or upstream XCom dicts with ``uri``. (templated)
+    :param input_uri: dataset URI(s) or upstream XCom dicts with ``uri``; ``<uri>@v<version>`` reads
+        that Delta version. (templated)
     :param label_column: the label column. (templated)
     :param registered_model_name: the MLflow registered model. (templated)
     :param model: what is trained (:class:`~airflow_provider_mlops.ml.specs.Model`: an estimator and
@@ -175,8 +185,10 @@ class TrainModelOperator(BaseOperator):
             return reused
 
         inputs = require_inputs(self.input_uri)
-        frame = self._read_frame(storage, inputs)
+        pins = pin_inputs(storage, inputs)
+        frame = self._read_frame(storage, [pin.read_uri for pin in pins])
         self.log.info("Training on %s rows x %s columns from %s", len(frame), frame.shape[1], inputs)
+        data_lineage = self._data_lineage(pins, frame)
         weights, window = None, None
         if self.data.window is not None:
             frame, weights, window = self._apply_window(context, mlflow_hook, frame)
@@ -187,8 +199,9 @@ class TrainModelOperator(BaseOperator):
             storage,
             name=name,
             experiment_id=mlflow_hook.get_or_create_experiment(self.experiment_name or ti.dag_id),
-            run_tags=self._run_tags(context, storage, inputs, result.task),
+            run_tags={**self._run_tags(context, storage, inputs, result.task, pins), **data_lineage},
             identity=identity,
+            version_tags=data_lineage,
             artifacts=artifacts,
             model_root=model_root,
             result={
@@ -198,6 +211,8 @@ class TrainModelOperator(BaseOperator):
                 "baseline_metrics": result.baseline_metrics,
                 "best_params": result.best_params,
                 "selected_features": result.selected_features,
+                "training_data": [pin.as_dict() for pin in pins],
+                "training_data_digest": data_lineage[TAG_TRAINING_DATA_DIGEST],
                 **({"window": window} if window is not None else {}),
                 **(
                     {"estimator": result.estimator, "leaderboard": result.leaderboard}
@@ -209,6 +224,29 @@ class TrainModelOperator(BaseOperator):
         )
         self.log.info("Registered %s version %s (run %s)", name, out["version"], out["run_id"])
         return out
+
+    def _data_lineage(self, pins: list[Any], frame: Any) -> dict[str, str]:
+        """
+        The rows trained on, as tags of the run and the version: each input's table URI and the Delta
+        version read (``mlops.training_data.uri`` / ``.version``), and the digest of the rows read
+        (``mlops.training_data.digest``); kept for the OpenLineage facets.
+        """
+        from airflow_provider_mlops.ml.lineage import data_tags, frame_digest
+
+        self._pins = list(pins)
+        tags = data_tags("training", pins, frame_digest(frame))
+        self.log.info(
+            "Training data: %s (digest %s)",
+            ", ".join(pin.read_uri for pin in pins),
+            tags[TAG_TRAINING_DATA_DIGEST],
+        )
+        return tags
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The inputs read, each with the Delta version trained on (a ``version`` dataset facet)."""
+        from airflow_provider_mlops.utils.lineage import pinned_inputs
+
+        return pinned_inputs(getattr(self, "_pins", None) or [])
 
     def _train(self, frame: Any, weights: Any, window: dict[str, Any] | None) -> Any:
         """:func:`airflow_provider_mlops.ml.training.train` with this operator's specs; the result logged."""
@@ -274,12 +312,17 @@ class TrainModelOperator(BaseOperator):
             seed=data.seed,
         )
 
-    def _run_tags(self, context: Context, storage: Any, inputs: list[str], task: str) -> dict[str, str]:
+    def _run_tags(
+        self, context: Context, storage: Any, inputs: list[str], task: str, pins: list[Any]
+    ) -> dict[str, str]:
         """The run's tags: the Airflow task, and the data lineage (inputs with their schema fingerprints)."""
         from airflow_provider_mlops.ml.tags import TAG_INPUTS, TAG_LABEL, TAG_TASK
 
         ti = context["ti"]
-        fingerprints = {u: (storage.dataset_info(u) or {}).get("schema_fingerprint") for u in inputs}
+        fingerprints = {
+            u: (storage.dataset_info(pin.read_uri) or {}).get("schema_fingerprint")
+            for u, pin in zip(inputs, pins, strict=True)
+        }
         return {
             "airflow.dag_id": ti.dag_id,
             "airflow.task_id": ti.task_id,

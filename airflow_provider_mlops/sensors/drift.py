@@ -116,6 +116,7 @@ class DriftSensor(BaseSensorOperator):
         self.storage_conn_id = storage_conn_id
         self.deferrable = deferrable
         self._plain_logged = False
+        self._current_pin: Any = None  # the current data's Delta version, pinned for one check
 
     # ----------------------------------------------------------------------------------------------
     @property
@@ -123,10 +124,24 @@ class DriftSensor(BaseSensorOperator):
         return storage_hook(self.storage_conn_id)
 
     def _uri(self) -> str:
+        if self._current_pin is not None:  # during a check: the version it pinned (_pin_current)
+            return str(self._current_pin.read_uri)
         uris = input_uris(self.current_uri)
         if len(uris) != 1:
             raise ValueError(f"current_uri must name one dataset, got {uris}")
         return uris[0]
+
+    def _pin_current(self) -> Any:
+        """
+        Pin the current data to the Delta version read now (or the one ``current_uri@vN`` names):
+        the drift, accuracy and data-day reads of one check all see the same rows, and the report
+        names them (``current_version``).
+        """
+        from airflow_provider_mlops.operators.common import pin_inputs
+
+        self._current_pin = None
+        self._current_pin = pin_inputs(self._storage, [self._uri()])[0]
+        return self._current_pin
 
     def _format(self) -> Any:
         """The format of plain files, from the file name (a committed dataset records its own)."""
@@ -227,7 +242,44 @@ class DriftSensor(BaseSensorOperator):
                 "model": self.registered_model_name,
                 "version": str(version.version),
                 "run_id": version.run_id,
+                "training_data": self._reference_data(version),
             }
+
+    def _reference_data(self, version: Any) -> dict[str, Any] | None:
+        """
+        The rows the reference profile was computed from: the champion's training data as its
+        version recorded it (``mlops.training_data.*``: table URIs, Delta versions, digest), None
+        for a model trained before lineage was recorded.
+        """
+        from airflow_provider_mlops.ml.lineage import read_data_tags
+
+        self._reference_training_data = read_data_tags(dict(version.tags or {}), "training")
+        return self._reference_training_data
+
+    def _data_pins(self) -> tuple[list[Any], list[Any]]:
+        """The pins of the reference's training data (when recorded) and of the current data (once checked)."""
+        from airflow_provider_mlops.ml.lineage import DataPin
+
+        recorded = getattr(self, "_reference_training_data", None) or {}
+        reference = [DataPin(d["uri"], d["version"]) for d in recorded.get("data", [])]
+        return reference, [self._current_pin] if self._current_pin is not None else []
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The current data at the version checked, and the reference's training data at its versions."""
+        from airflow_provider_mlops.utils.lineage import pinned_inputs
+
+        reference, current = self._data_pins()
+        return pinned_inputs(current + reference)
+
+    def _data_tags(self) -> dict[str, str]:
+        """The check's run tags naming its data: ``mlops.reference_data.*`` and ``mlops.current_data.*``."""
+        from airflow_provider_mlops.ml.lineage import data_tags
+
+        reference, current = self._data_pins()
+        return {
+            **(data_tags("reference", reference) if reference else {}),
+            **(data_tags("current", current) if current else {}),
+        }
 
     def _accuracy(self, source: Mapping[str, Any], profile: Mapping[str, Any]) -> dict[str, Any] | None:
         decay = self.decay
@@ -382,6 +434,7 @@ class DriftSensor(BaseSensorOperator):
         from airflow_provider_mlops.ml.drift import columns_from_batches, detect_drift
 
         limits = self.drift
+        current = self._pin_current()
         columns, rows = columns_from_batches(
             self._storage.iter_batches(self._uri(), format=self._format()), profile, max_rows=limits.max_rows
         )
@@ -397,7 +450,8 @@ class DriftSensor(BaseSensorOperator):
             self.log.warning("%s", note)
         report["rows"] = rows
         report["reference"] = source
-        report["current_uri"] = self._uri()
+        report["current_uri"] = current.uri
+        report["current_version"] = current.version
         report["accuracy"] = self._accuracy(source, profile)
         report["drift"] = bool(report["dataset_drift"] or (report["accuracy"] or {}).get("decayed"))
         return report
@@ -624,6 +678,7 @@ class DriftSensor(BaseSensorOperator):
             if report.get("accuracy"):
                 metrics[f"current_{report['accuracy']['metric']}"] = float(report["accuracy"]["current"])
             hook.log_metrics(run.info.run_id, metrics)
+            hook.set_run_tags(run.info.run_id, self._data_tags())
             (Path(tmp) / "drift_report.json").write_text(json.dumps(report, default=str))
             (Path(tmp) / "drift_report.html").write_text(render_html(report))
             hook.log_artifacts(run.info.run_id, tmp, artifact_path="drift")

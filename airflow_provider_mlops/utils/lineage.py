@@ -22,6 +22,14 @@ class LineageDataset:
     namespace: str
     name: str
     columns: Sequence[dict[str, Any]] = field(default_factory=tuple)
+    version: str | None = None  # a Delta table's version read or written (OpenLineage ``version`` facet)
+
+
+def versioned(dataset: LineageDataset, version: int | str | None) -> LineageDataset:
+    """``dataset`` with the table version (a ``DatasetVersionDatasetFacet``); as it is for None."""
+    if version is None:
+        return dataset
+    return LineageDataset(dataset.namespace, dataset.name, dataset.columns, str(version))
 
 
 def dataset_for(kind: str, conn_id: str | None, name: str) -> LineageDataset:
@@ -51,7 +59,7 @@ def operator_lineage(inputs: Sequence[LineageDataset], outputs: Sequence[Lineage
     try:
         from airflow.providers.openlineage.extractors import OperatorLineage
         from openlineage.client.event_v2 import Dataset
-        from openlineage.client.facet_v2 import schema_dataset
+        from openlineage.client.facet_v2 import dataset_version_dataset, schema_dataset
     except ImportError:
         return None
 
@@ -64,6 +72,19 @@ def operator_lineage(inputs: Sequence[LineageDataset], outputs: Sequence[Lineage
                     for c in item.columns
                 ]
             )
+        if item.version is not None:
+            facets["version"] = dataset_version_dataset.DatasetVersionDatasetFacet(
+                datasetVersion=item.version
+            )
         return Dataset(namespace=item.namespace, name=item.name, facets=facets)
 
     return OperatorLineage(inputs=[convert(i) for i in inputs], outputs=[convert(o) for o in outputs])
+
+
+def pinned_inputs(pins: Sequence[Any]) -> Any:
+    """
+    An ``OperatorLineage`` whose inputs are storage datasets read at a Delta version (the ML
+    operators' :class:`~airflow_provider_mlops.ml.lineage.DataPin`: ``uri``, ``version``), each with
+    its ``version`` facet; None when OpenLineage is not installed.
+    """
+    return operator_lineage([versioned(dataset_for("storage", None, p.uri), p.version) for p in pins], [])
