@@ -30,8 +30,11 @@ if TYPE_CHECKING:
 
 OnEmpty = Literal["skip", "replace", "fail"]
 ON_EMPTY: tuple[str, ...] = ("skip", "replace", "fail")
-SQL_MODES: tuple[str, ...] = ("append", "replace", "replace_partition", "upsert")
-MONGO_MODES: tuple[str, ...] = ("insert", "upsert", "replace")
+#: the write modes of every sink (see :mod:`airflow_provider_mlops.sinks.specs`); each sink has all
+#: or some of them
+WRITE_MODES: tuple[str, ...] = ("append", "replace", "replace_partition", "upsert")
+SQL_MODES: tuple[str, ...] = WRITE_MODES
+MONGO_MODES: tuple[str, ...] = WRITE_MODES
 # Rows of each kind named in an error message.
 _SHOWN = 5
 

@@ -21,6 +21,7 @@ from airflow_provider_mlops.hooks.postgres.sessions import (
     WritePlan,
 )
 from airflow_provider_mlops.hooks.postgres.types import arrow_type_to_pg
+from airflow_provider_mlops.hooks.sql_sink import SqlSinkMixin
 from airflow_provider_mlops.sinks.contract import SQL_MODES, OnEmpty, WriteContractError
 from airflow_provider_mlops.utils.connection import redact
 
@@ -35,8 +36,11 @@ WriteMode = Literal["append", "replace", "replace_partition", "upsert"]
 WRITE_MODES: tuple[str, ...] = SQL_MODES
 
 
-class PostgresWriter:
-    """``write_batches`` (and the table helpers) of :class:`~airflow_provider_mlops.hooks.postgres.PostgresBatchHook`."""
+class PostgresWriter(SqlSinkMixin):
+    """
+    ``write(spec, ...)`` (:class:`~airflow_provider_mlops.hooks.sql_sink.SqlSinkMixin`),
+    ``write_batches`` and the table helpers of :class:`~airflow_provider_mlops.hooks.postgres.PostgresBatchHook`.
+    """
 
     if TYPE_CHECKING:  # what the hook provides
         log: Any
