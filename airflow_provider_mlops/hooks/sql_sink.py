@@ -25,7 +25,18 @@ class SqlSinkMixin:
     if TYPE_CHECKING:  # what the hook provides
 
         def write_batches(
-            self, table: str, batches: Iterable[pa.RecordBatch], /, **kwargs: Any
+            self,
+            table: str,
+            batches: Iterable[pa.RecordBatch],
+            /,
+            *,
+            mode: Any = ...,
+            keys: Any = ...,
+            partition: Any = ...,
+            create_table: bool = ...,
+            schema: Any = ...,
+            newer_column: Any = ...,
+            on_empty: Any = ...,
         ) -> dict[str, int]: ...
 
     def write(
