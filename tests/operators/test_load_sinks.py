@@ -179,3 +179,23 @@ def test_a_mongo_collection_takes_the_same_modes(mongo_conn_id: str, tmp_path: P
     assert stored() == [(3, "d2", "c"), (4, "d1", "A")]
     assert load(day2, mode="replace")["deleted"] == 2
     assert stored() == [(3, "d2", "c")]
+
+
+def test_load_takes_eight_own_arguments() -> None:
+    import inspect
+
+    own = [
+        name
+        for name, p in inspect.signature(LoadOperator.__init__).parameters.items()
+        if name != "self" and p.kind is not p.VAR_KEYWORD
+    ]
+    assert own == [
+        "input_uri",
+        "sink",
+        "conn_id",
+        "mode",
+        "partition",
+        "on_empty",
+        "input_format",
+        "storage_conn_id",
+    ]  # was 20 (issue 25)
