@@ -204,7 +204,7 @@ class SqlBatchHook(SqlSourceMixin, SqlSinkMixin, BaseHook):
             target=f"table {table!r}",
             log=self.log,
             mode=mode,
-            modes=contract.SQL_MODES,
+            modes=contract.WRITE_MODES,
             keys=keys,
             partition=partition,
             on_empty=on_empty,

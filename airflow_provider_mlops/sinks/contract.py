@@ -33,8 +33,6 @@ ON_EMPTY: tuple[str, ...] = ("skip", "replace", "fail")
 #: the write modes of every sink (see :mod:`airflow_provider_mlops.sinks.specs`); each sink has all
 #: or some of them
 WRITE_MODES: tuple[str, ...] = ("append", "replace", "replace_partition", "upsert")
-SQL_MODES: tuple[str, ...] = WRITE_MODES
-MONGO_MODES: tuple[str, ...] = WRITE_MODES
 # Rows of each kind named in an error message.
 _SHOWN = 5
 
@@ -64,7 +62,7 @@ def check_options(
     Refuse a mode the sink does not have, ``upsert`` without keys, a partition mode without a
     partition and an unknown ``on_empty``.
 
-    :param modes: the sink's modes (:data:`SQL_MODES` or :data:`MONGO_MODES`).
+    :param modes: the sink's modes (:data:`WRITE_MODES` or some of them).
     :param partition_modes: the modes that need ``partition``.
     """
     if mode not in modes:

@@ -38,8 +38,7 @@ class BatchSink(Protocol):
     """
     Writes record batches into ``target`` (a table, a collection) under the write contract.
 
-    ``mode`` is one of the sink's modes (:data:`~airflow_provider_mlops.sinks.contract.SQL_MODES`
-    or :data:`~airflow_provider_mlops.sinks.contract.MONGO_MODES`), checked by the sink.
+    ``mode`` is one of :data:`~airflow_provider_mlops.sinks.contract.WRITE_MODES`, checked by the sink.
     """
 
     def write_batches(

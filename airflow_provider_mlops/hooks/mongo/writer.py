@@ -130,7 +130,7 @@ class MongoWriter:
             target=f"collection {collection!r}",
             log=self.log,
             mode=mode,
-            modes=contract.MONGO_MODES,
+            modes=contract.WRITE_MODES,
             keys=keys,
             partition=partition,
             on_empty=on_empty,

@@ -22,7 +22,7 @@ from airflow_provider_mlops.hooks.postgres.sessions import (
 )
 from airflow_provider_mlops.hooks.postgres.types import arrow_type_to_pg
 from airflow_provider_mlops.hooks.sql_sink import SqlSinkMixin
-from airflow_provider_mlops.sinks.contract import SQL_MODES, OnEmpty, WriteContractError
+from airflow_provider_mlops.sinks.contract import WRITE_MODES, OnEmpty, WriteContractError
 from airflow_provider_mlops.utils.connection import redact
 
 if TYPE_CHECKING:
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Connection
 
 WriteMode = Literal["append", "replace", "replace_partition", "upsert"]
-WRITE_MODES: tuple[str, ...] = SQL_MODES
 
 
 class PostgresWriter(SqlSinkMixin):
