@@ -12,17 +12,20 @@ hook its connection gets, ``hook.read(spec, window, ...)``; the connection type 
 (:func:`~airflow_provider_mlops.hooks.connection_types.get_batch_hook`), never the spec.
 
 The fields named in a spec's ``templated`` are Jinja-rendered by the operator when the task runs
-(``SqlQuery("SELECT * FROM t WHERE day = '{{ ds }}'")``): Airflow renders an object with
-``template_fields`` by setting its attributes, which a frozen spec refuses, so the operator renders
-a copy. A plain module: nothing heavy is imported at import time (DAG files import it).
+(``SqlQuery("SELECT * FROM t WHERE day = '{{ ds }}'")``) into a copy of the frozen spec, as for the
+sinks (:class:`~airflow_provider_mlops.utils.specs.Spec`). A plain module: nothing heavy is imported at import time (DAG files import it).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from airflow_provider_mlops.utils.specs import Spec
+from airflow_provider_mlops.utils.specs import fail as _fail
+from airflow_provider_mlops.utils.specs import require_text as _text
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -62,12 +65,8 @@ class Window:
         return cls(parse_instant(start), parse_instant(end))
 
 
-def _fail(spec: object, field: str, problem: str) -> None:
-    raise ValueError(f"{type(spec).__name__}.{field}: {problem}")
-
-
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class SourceSpec:
+class SourceSpec(Spec):
     """
     What every source kind shares (keyword-only).
 
@@ -102,18 +101,6 @@ class SourceSpec:
     def name(self) -> str:
         """What is read, for logs and lineage."""
         raise NotImplementedError
-
-    def render(self, render: Callable[[Any], Any]) -> SourceSpec:
-        """A copy with the ``templated`` fields passed through ``render`` (the operator's Jinja)."""
-        changes = {field: render(getattr(self, field)) for field in self.templated}
-        return dataclasses.replace(self, **changes)
-
-
-def _text(spec: object, field: str, value: Any) -> None:
-    if hasattr(value, "resolve") and not isinstance(value, str):  # an XComArg, resolved when rendered
-        return
-    if not isinstance(value, str) or not value.strip():
-        _fail(spec, field, f"must be a non-empty string, got {value!r}")
 
 
 def _nested(spec: object, value: Any, allowed: tuple[Any, ...] = ("json", "struct")) -> None:

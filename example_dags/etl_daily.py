@@ -46,6 +46,7 @@ from airflow_provider_mlops.notifications.webhook import WebhookNotifier
 from airflow_provider_mlops.operators.extract import ExtractOperator
 from airflow_provider_mlops.operators.load import LoadOperator
 from airflow_provider_mlops.operators.transform import TransformOperator
+from airflow_provider_mlops.sinks import LakeTable, MongoCollection, SqlTable
 from airflow_provider_mlops.sources import HttpPages, SqlQuery
 
 API_CONN_ID = "mlops_api"
@@ -160,18 +161,16 @@ with DAG(
     load_customers = LoadOperator(
         task_id="load_customers",
         input_uri=clean_customers.output,
-        target_conn_id=WAREHOUSE_CONN_ID,
-        table="customers",
+        # Backfills and re-runs of old days never overwrite a newer profile (newer_column).
+        sink=SqlTable("customers", keys=["customer_id"], newer_column="updated_at"),
+        conn_id=WAREHOUSE_CONN_ID,
         mode="upsert",
-        keys=["customer_id"],
-        # Backfills and re-runs of old days never overwrite a newer profile.
-        newer_column="updated_at",
     )
     load_activity = LoadOperator(
         task_id="load_activity",
         input_uri=clean_activity.output,
-        target_conn_id=WAREHOUSE_CONN_ID,
-        table="activity",
+        sink=SqlTable("activity"),
+        conn_id=WAREHOUSE_CONN_ID,
         mode="replace_partition",
         partition={"day": DAY},
         outlets=[ACTIVITY_ASSET],
@@ -182,10 +181,9 @@ with DAG(
     publish_activity = LoadOperator(
         task_id="publish_activity_parquet",
         input_uri=clean_activity.output,
-        output_uri=f"{LAKE_URI}/activity",
+        sink=LakeTable(f"{LAKE_URI}/activity", partition_by=["day"]),
         mode="replace_partition",
         partition={"day": DAY},
-        partition_by=["day"],
     )
     # [END howto_operator_load]
     extract_customers >> clean_customers >> load_customers
@@ -197,8 +195,7 @@ with DAG(
         LoadOperator(
             task_id="load_customers_mongo",
             input_uri=clean_customers.output,
-            target_conn_id=MONGO_CONN_ID,
-            collection="customers",
+            sink=MongoCollection("customers", keys=["customer_id"]),
+            conn_id=MONGO_CONN_ID,
             mode="upsert",
-            keys=["customer_id"],
         )

@@ -94,7 +94,7 @@ if TYPE_CHECKING:
     from airflow_provider_mlops.hooks.postgres import PostgresBatchHook
     from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
     from airflow_provider_mlops.hooks.sql import SqlBatchHook
-    from airflow_provider_mlops.sinks.protocols import BatchSink, BatchSource
+    from airflow_provider_mlops.sinks.protocols import BatchSink, BatchSource, SpecSink
 
     def _hooks_fit_their_protocols(
         pg: PostgresBatchHook,
@@ -105,5 +105,6 @@ if TYPE_CHECKING:
     ) -> None:
         sql_hooks: list[SqlSourceSink] = [pg, sql]
         sinks: list[BatchSink] = [pg, sql, mongo]
+        spec_sinks: list[SpecSink] = [pg, sql, mongo, s3]
         sources: list[BatchSource] = [pg, sql, mongo, http, s3]
-        del sql_hooks, sinks, sources
+        del sql_hooks, sinks, spec_sinks, sources

@@ -25,12 +25,13 @@ from airflow_provider_mlops.storage.uri import StorageLocation, parse_uri
 from airflow_provider_mlops.utils.connection import as_bool, redact
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator, Mapping
 
     import pyarrow as pa
     import pyarrow.fs as pafs
 
     from airflow_provider_mlops.datasets.delta import PendingVersion
+    from airflow_provider_mlops.sinks.specs import SinkSpec
     from airflow_provider_mlops.storage.streams import OutputStream
 
 # Kept importable from here: the URI model and the dataset format moved to their own layers.
@@ -564,6 +565,88 @@ class ObjectStorageHook(FilesReader, BaseHook):
         return delta.merge_table(
             self, uri, batches, keys=keys, schema=schema, partition_by=partition_by, metadata=metadata
         )
+
+    def write(
+        self,
+        spec: SinkSpec,
+        batches: Iterable[pa.RecordBatch],
+        *,
+        mode: str | None = None,
+        partition: Mapping[str, Any] | None = None,
+        on_empty: str = "skip",
+        schema: pa.Schema | None = None,
+    ) -> dict[str, Any]:
+        """
+        Write a :class:`~airflow_provider_mlops.sinks.LakeTable` (one commit to the Delta table,
+        then the maintenance it asks for) or a :class:`~airflow_provider_mlops.sinks.FileExport`
+        (one export file, replaced whole).
+
+        :param mode: one of the sink's modes (the lake: default ``replace``, ``upsert`` with the
+            spec's ``keys``; an export: ``replace``).
+        :param partition: column -> value of ``replace_partition``: the rows it selects are
+            replaced in one commit, and every written row must belong to it.
+        :param on_empty: unused (the caller decides an empty input; what is written is what comes).
+        :param schema: the input's schema (an empty input still writes a table with its columns).
+        :return: ``rows``, ``files``, ``bytes`` and ``target``; the lake adds ``table_rows``,
+            ``version``, ``inserted`` / ``updated`` (upsert), ``optimized_files``, ``vacuumed_files``.
+        """
+        from airflow_provider_mlops.sinks.specs import FileExport, LakeTable
+
+        if isinstance(spec, FileExport):
+            spec.check_mode(mode, partition)
+            exported = self.write_dataset(spec.name, batches, format=spec.format, schema=schema)
+            return {
+                "rows": exported["rows"],
+                "files": len(exported["files"]),
+                "bytes": exported["bytes"],
+                "target": exported["uri"],
+            }
+        if not isinstance(spec, LakeTable):
+            raise ValueError(
+                f"{type(self).__name__} writes files: give sink=LakeTable(...) or FileExport(...), "
+                f"not {type(spec).__name__}"
+            )
+        from airflow_provider_mlops.datasets import delta
+
+        mode = spec.check_mode(mode, partition)
+        uri, partition_by = spec.name, list(spec.partition_by) if spec.partition_by else None
+        if mode == "upsert":
+            result = self.merge_dataset(
+                uri, batches, keys=spec.upsert_keys or [], schema=schema, partition_by=partition_by
+            )
+        elif mode == "replace_partition":
+            rows = dict(partition or {})
+            result = self.write_dataset(
+                uri,
+                delta.rows_in_partition(batches, rows),
+                schema=schema,
+                mode="overwrite",
+                predicate=delta.partition_predicate(rows),
+                partition_by=partition_by,
+            )
+        else:
+            overwrite = "append" if mode == "append" else "overwrite"
+            result = self.write_dataset(
+                uri, batches, schema=schema, mode=overwrite, partition_by=partition_by
+            )
+        counts: dict[str, Any] = {
+            "rows": result["rows_written"],
+            "table_rows": result["rows"],
+            "version": result["version"],
+            "files": len(result["files"]),
+            "bytes": result["bytes"],
+        }
+        for key in ("inserted", "updated"):
+            if key in result:
+                counts[key] = result[key]
+        if spec.optimize:
+            metrics = self.optimize_dataset(uri)
+            counts["optimized_files"] = int(metrics.get("numFilesRemoved", 0))
+            counts["version"] = self.table_version(uri)
+        if spec.vacuum_retention_hours is not None:
+            removed = self.vacuum_dataset(uri, retention_hours=spec.vacuum_retention_hours)
+            counts["vacuumed_files"] = len(removed)
+        return {**counts, "target": uri}
 
     def vacuum_dataset(self, uri: str, *, retention_hours: float = 168.0, dry_run: bool = False) -> list[str]:
         """Remove files no version within ``retention_hours`` needs (see :func:`~airflow_provider_mlops.datasets.delta.vacuum`)."""

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_mlops.hooks.connection_types import MYSQL_TYPES
+from airflow_provider_mlops.hooks.sql_sink import SqlSinkMixin
 from airflow_provider_mlops.hooks.sql_source import SqlSourceMixin
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from airflow_provider_mlops.sinks.contract import OnEmpty
 
 
-class SqlBatchHook(SqlSourceMixin, BaseHook):
+class SqlBatchHook(SqlSourceMixin, SqlSinkMixin, BaseHook):
     """
     Stream Arrow batches from and into any database that has a common-sql ``DbApiHook``.
 
@@ -203,7 +204,7 @@ class SqlBatchHook(SqlSourceMixin, BaseHook):
             target=f"table {table!r}",
             log=self.log,
             mode=mode,
-            modes=contract.SQL_MODES,
+            modes=contract.WRITE_MODES,
             keys=keys,
             partition=partition,
             on_empty=on_empty,

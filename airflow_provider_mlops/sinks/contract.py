@@ -30,8 +30,9 @@ if TYPE_CHECKING:
 
 OnEmpty = Literal["skip", "replace", "fail"]
 ON_EMPTY: tuple[str, ...] = ("skip", "replace", "fail")
-SQL_MODES: tuple[str, ...] = ("append", "replace", "replace_partition", "upsert")
-MONGO_MODES: tuple[str, ...] = ("insert", "upsert", "replace")
+#: the write modes of every sink (see :mod:`airflow_provider_mlops.sinks.specs`); each sink has all
+#: or some of them
+WRITE_MODES: tuple[str, ...] = ("append", "replace", "replace_partition", "upsert")
 # Rows of each kind named in an error message.
 _SHOWN = 5
 
@@ -61,7 +62,7 @@ def check_options(
     Refuse a mode the sink does not have, ``upsert`` without keys, a partition mode without a
     partition and an unknown ``on_empty``.
 
-    :param modes: the sink's modes (:data:`SQL_MODES` or :data:`MONGO_MODES`).
+    :param modes: the sink's modes (:data:`WRITE_MODES` or some of them).
     :param partition_modes: the modes that need ``partition``.
     """
     if mode not in modes:

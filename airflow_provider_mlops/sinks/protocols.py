@@ -5,7 +5,8 @@ Every source hook (PostgreSQL, any common-sql database, MongoDB, HTTP, object st
 ``iter_batches(what, ..., batch_size=...)`` yielding Arrow record batches of bounded size; every
 table or collection sink (PostgreSQL, common-sql, MongoDB) has ``write_batches(target, batches,
 mode=..., keys=..., partition=..., on_empty=...)`` keeping the write contract of
-:mod:`airflow_provider_mlops.sinks.contract` and returning its counts. The operators and
+:mod:`airflow_provider_mlops.sinks.contract` and returning its counts; every sink hook (those and
+object storage) has ``write(spec, batches, mode=..., partition=...)`` for its sink specs. The operators and
 :mod:`airflow_provider_mlops.etl.sources` depend on these protocols, not on hook classes, so a new
 source or sink is a hook with these methods and a connection type (docs/architecture.md).
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from airflow_provider_mlops.sinks.contract import OnEmpty
+    from airflow_provider_mlops.sinks.specs import SinkSpec
 
 
 @runtime_checkable
@@ -36,8 +38,7 @@ class BatchSink(Protocol):
     """
     Writes record batches into ``target`` (a table, a collection) under the write contract.
 
-    ``mode`` is one of the sink's modes (:data:`~airflow_provider_mlops.sinks.contract.SQL_MODES`
-    or :data:`~airflow_provider_mlops.sinks.contract.MONGO_MODES`), checked by the sink.
+    ``mode`` is one of :data:`~airflow_provider_mlops.sinks.contract.WRITE_MODES`, checked by the sink.
     """
 
     def write_batches(
@@ -51,6 +52,25 @@ class BatchSink(Protocol):
         partition: Mapping[str, Any] | None = ...,
         on_empty: OnEmpty = ...,
     ) -> dict[str, int]: ...
+
+
+@runtime_checkable
+class SpecSink(Protocol):
+    """
+    Writes a sink spec (:mod:`airflow_provider_mlops.sinks.specs`): what LoadOperator calls on the
+    hook its connection gets. A spec of another kind than the hook writes is a ValueError naming both.
+    """
+
+    def write(
+        self,
+        spec: SinkSpec,
+        batches: Iterable[pa.RecordBatch],
+        *,
+        mode: str | None = ...,
+        partition: Mapping[str, Any] | None = ...,
+        on_empty: OnEmpty = ...,
+        schema: pa.Schema | None = ...,
+    ) -> dict[str, Any]: ...
 
 
 @runtime_checkable

@@ -20,6 +20,7 @@ from airflow.providers.common.compat.sdk import AirflowFailException
 from airflow_provider_mlops.datasets import DatasetCorruptError, table_version
 from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 from airflow_provider_mlops.operators.load import LoadOperator
+from airflow_provider_mlops.sinks import FileExport, LakeTable, SqlTable
 from tests.conftest import set_connection
 
 SCHEMA = pa.schema([("id", pa.int64()), ("day", pa.string()), ("amount", pa.float64()), ("who", pa.string())])
@@ -80,18 +81,17 @@ def _load_day(
     LoadOperator(
         task_id="wh",
         input_uri=day_uri,
-        target_conn_id=warehouse_conn,
-        table="sales",
+        conn_id=warehouse_conn,
+        sink=SqlTable("sales"),
         mode="replace_partition",
         partition=partition,
     ).execute(_context(ds))
     return LoadOperator(
         task_id="lake",
         input_uri=day_uri,
-        output_uri=lake,
+        sink=LakeTable(lake, partition_by=["day"]),
         mode="replace_partition",
         partition=partition,
-        partition_by=["day"],
         **kw,
     ).execute(_context(ds)), day_uri
 
@@ -107,7 +107,7 @@ def test_the_lake_matches_the_warehouse_in_polars_and_duckdb_also_after_a_rerun(
         if where == "local"
         else f"s3://{s3_server.bucket}/lake/{tmp_path.name}"
     )
-    target = dict(target_conn_id=s3_conn_id) if where == "s3" else {}
+    target = dict(conn_id=s3_conn_id) if where == "s3" else {}
     # what any engine needs for this S3 (Polars takes no delta-rs retry settings)
     options = (
         {k: v for k, v in storage.delta_storage_options().items() if k.startswith("AWS_")}
@@ -151,7 +151,7 @@ def test_upsert_merges_on_keys_and_refuses_null_or_repeated_keys_before_any_comm
     def upsert(rows: list[dict], name: str) -> dict:
         uri = (tmp_path / "in" / name).as_uri()
         storage.write_dataset(uri, [pa.RecordBatch.from_pylist(rows, schema=SCHEMA)], schema=SCHEMA)
-        return LoadOperator(task_id="u", input_uri=uri, output_uri=lake, keys=["id"]).execute(
+        return LoadOperator(task_id="u", input_uri=uri, sink=LakeTable(lake, keys=["id"])).execute(
             _context("2026-01-01")
         )
 
@@ -194,10 +194,9 @@ def test_a_row_outside_the_replaced_partition_is_refused_before_the_commit(tmp_p
     op = LoadOperator(
         task_id="l",
         input_uri=uri,
-        output_uri=lake,
+        sink=LakeTable(lake, partition_by=["day"]),
         mode="replace_partition",
         partition={"day": "2026-01-01"},
-        partition_by=["day"],
     )
     with pytest.raises(AirflowFailException, match=r"day='2026-01-02', outside the partition"):
         op.execute(_context("2026-01-01"))
@@ -210,14 +209,17 @@ def test_append_optimize_and_vacuum(tmp_path: Path) -> None:
     for i in range(3):
         uri = (tmp_path / f"in{i}").as_uri()
         storage.write_dataset(uri, _day("2026-01-01", 10, start=10 * i).to_batches(), schema=SCHEMA)
-        result = LoadOperator(task_id="a", input_uri=uri, output_uri=lake, mode="append").execute(
+        result = LoadOperator(task_id="a", input_uri=uri, sink=LakeTable(lake), mode="append").execute(
             _context("x")
         )
     assert result["table_rows"] == 30 and result["version"] == 2
     # compaction: one more version, the same rows; the default retention (7 days) keeps every file
     uri = (tmp_path / "in0").as_uri()
     done = LoadOperator(
-        task_id="o", input_uri=uri, output_uri=lake, mode="append", optimize=True, vacuum_retention_hours=168
+        task_id="o",
+        input_uri=uri,
+        sink=LakeTable(lake, optimize=True, vacuum_retention_hours=168),
+        mode="append",
     ).execute(_context("x"))
     assert done["version"] == 4 and done["optimized_files"] == 4 and done["vacuumed_files"] == 0
     assert sum(b.num_rows for b in storage.iter_batches(lake)) == 40
@@ -237,7 +239,7 @@ def test_exports_are_one_file_replaced_whole(tmp_path: Path) -> None:
     out = tmp_path / "export"
     for fmt in ("csv", "jsonl"):
         result = LoadOperator(
-            task_id="x", input_uri=uri, output_uri=(out / fmt).as_uri(), format=fmt
+            task_id="x", input_uri=uri, sink=FileExport((out / fmt).as_uri(), format=fmt)
         ).execute(_context("x"))
         assert result["rows"] == 30 and result["files"] == 1
         assert [p.name for p in (out / fmt).iterdir()] == [f"part-00000.{fmt}"]

@@ -136,7 +136,9 @@ def test_insert_in_chunks_and_replace_partition(hook, collection, raw) -> None:
     assert raw[collection].count_documents({}) == 2500
     other = pa.RecordBatch.from_pydict({"ds": ["d2"], "n": [0]})
     hook.write_batches(collection, [other])
-    counts = hook.write_batches(collection, [batch.slice(0, 10)], mode="replace", partition={"ds": "d1"})
+    counts = hook.write_batches(
+        collection, [batch.slice(0, 10)], mode="replace_partition", partition={"ds": "d1"}
+    )
     assert counts["deleted"] == 2500
     assert counts["inserted"] == 10
     assert raw[collection].count_documents({"ds": "d1"}) == 10

@@ -142,7 +142,7 @@ def _mongo(request: pytest.FixtureRequest) -> Roundtrip:
 
     def run(table: pa.Table) -> pa.Table:
         name = f"p_{uuid.uuid4().hex[:10]}"
-        hook.write_batches(name, table.to_batches(max_chunksize=5), mode="insert")
+        hook.write_batches(name, table.to_batches(max_chunksize=5), mode="append")
         return pa.Table.from_batches(
             list(hook.iter_batches(name, projection={"_id": 0}, batch_size=4, schema=table.schema))
         )

@@ -116,10 +116,8 @@ def _mongo(transactions: bool) -> Callable[[pytest.FixtureRequest], Sink]:
         collection = f"w_{uuid.uuid4().hex[:8]}"
 
         def write(batches: Any, *, mode: str = "append", **kwargs: Any) -> dict[str, int]:
-            mongo_mode = {"append": "insert", "replace_partition": "replace"}.get(mode, mode)
-            return hook.write_batches(
-                collection, batches, mode=mongo_mode, transactions=transactions, **kwargs
-            )
+            # the same mode vocabulary as the SQL sinks
+            return hook.write_batches(collection, batches, mode=mode, transactions=transactions, **kwargs)
 
         def read() -> list[tuple[Any, ...]]:
             docs = hook.client["mlops_test"][collection].find({}, {"_id": 0}, sort=[("id", 1)])

@@ -368,7 +368,7 @@ def test_connections_made_in_the_ui_test_green_and_work(
 
         mongo = MongoBatchHook(use("ui_mongo", saved["ui_mongo"]))
         assert saved["ui_mongo"]["extra"].get("tls") is False, "the form saves the toggle"
-        mongo.write_batches("ui_docs", [pa.record_batch({"k": [1, 2], "v": ["a", "b"]})], mode="insert")
+        mongo.write_batches("ui_docs", [pa.record_batch({"k": [1, 2], "v": ["a", "b"]})], mode="append")
         rows = [r for b in mongo.iter_batches("ui_docs", projection=["k", "v"]) for r in b.to_pylist()]
         assert sorted(r["k"] for r in rows) >= [1, 2]
         mongo.close()

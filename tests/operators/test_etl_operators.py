@@ -16,6 +16,7 @@ from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 from airflow_provider_mlops.operators.extract import ExtractOperator
 from airflow_provider_mlops.operators.load import LoadOperator
 from airflow_provider_mlops.operators.transform import TransformOperator
+from airflow_provider_mlops.sinks import LakeTable, SqlTable
 from airflow_provider_mlops.sources import Files, SqlQuery
 from tests.conftest import set_connection
 
@@ -192,7 +193,7 @@ def test_load_declares_its_target_as_asset_and_writes_an_empty_table(
         output_uri=(tmp_path / "empty").as_uri(),
     ).execute(_context())
     op = LoadOperator(
-        task_id="l", input_uri=empty, target_conn_id=sqlite_conn, table="copy_of_empty", on_empty="replace"
+        task_id="l", input_uri=empty, conn_id=sqlite_conn, sink=SqlTable("copy_of_empty"), on_empty="replace"
     )
     assert [a.uri for a in op.outlets] == ["x-mlops-sql://ops_sqlite/copy_of_empty"]
     assert op.execute(_context())["rows"] == 0
@@ -201,9 +202,9 @@ def test_load_declares_its_target_as_asset_and_writes_an_empty_table(
     assert columns == ["id", "v"]
 
 
-def test_load_needs_exactly_one_target() -> None:
-    with pytest.raises(ValueError, match="exactly one target"):
-        LoadOperator(task_id="l", input_uri="x", table="a", collection="b", target_conn_id="c")
+def test_load_needs_a_sink_spec() -> None:
+    with pytest.raises(TypeError, match="SqlTable, MongoCollection, LakeTable or FileExport"):
+        LoadOperator(task_id="l", input_uri="x", sink="a", conn_id="c")  # type: ignore[arg-type]
 
 
 def test_openlineage_facets_when_the_provider_is_installed(sqlite_conn: str, tmp_path: Path) -> None:
@@ -281,9 +282,9 @@ def test_load_of_an_empty_dataset_follows_on_empty(
     storage.write_dataset(empty, [], schema=pa.schema([("id", pa.int64()), ("v", pa.string())]))
     out = (tmp_path / "out").as_uri()
     where: dict[str, Any] = (
-        {"target_conn_id": sqlite_conn, "table": "loaded", "mode": "replace"}
+        {"conn_id": sqlite_conn, "sink": SqlTable("loaded"), "mode": "replace"}
         if target == "table"
-        else {"output_uri": out}
+        else {"sink": LakeTable(out)}
     )
     LoadOperator(task_id="l", input_uri=full, **where).execute(_context())
 
@@ -315,7 +316,9 @@ def test_load_with_null_or_repeated_keys_fails_without_retries(sqlite_conn: str,
         storage.write_dataset(
             uri, [pa.RecordBatch.from_pydict({"id": pa.array(ids, pa.int64()), "v": ["a"] * 3})]
         )
-        op = LoadOperator(task_id="l", input_uri=uri, target_conn_id=sqlite_conn, table="keyed", keys=["id"])
+        op = LoadOperator(
+            task_id="l", input_uri=uri, conn_id=sqlite_conn, sink=SqlTable("keyed", keys=["id"])
+        )
         with pytest.raises(AirflowFailException, match=r"NULL|more than once"):
             op.execute(_context())
     with sqlite3.connect(tmp_path / "src.db") as conn:
@@ -329,4 +332,4 @@ def test_load_with_null_or_repeated_keys_fails_without_retries(sqlite_conn: str,
 
 def test_load_refuses_an_unknown_on_empty() -> None:
     with pytest.raises(ValueError, match="on_empty"):
-        LoadOperator(task_id="l", input_uri="x", output_uri="file:///tmp/x", on_empty="truncate")
+        LoadOperator(task_id="l", input_uri="x", sink=LakeTable("file:///tmp/x"), on_empty="truncate")

@@ -20,9 +20,10 @@ import datetime as dt
 from airflow.sdk import DAG
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow_provider_mlops.operators.load import LoadOperator
+from airflow_provider_mlops.sinks import LakeTable
 
 with DAG("{dag_id}", schedule=None, start_date=dt.datetime(2026, 1, 1)) as dag:
-    load = LoadOperator(task_id="load", input_uri="INPUT", output_uri="OUTPUT", on_empty="ON_EMPTY")
+    load = LoadOperator(task_id="load", input_uri="INPUT", sink=LakeTable("OUTPUT"), on_empty="ON_EMPTY")
     after = EmptyOperator(task_id="after", trigger_rule="none_failed")
     load >> after
 """

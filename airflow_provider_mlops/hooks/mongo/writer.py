@@ -19,12 +19,13 @@ if TYPE_CHECKING:
     from pymongo import MongoClient
 
     from airflow_provider_mlops.sinks.contract import OnEmpty
+    from airflow_provider_mlops.sinks.specs import SinkSpec
 
-MongoWriteMode = Literal["insert", "upsert", "replace"]
+MongoWriteMode = Literal["append", "replace", "replace_partition", "upsert"]
 
 
 class MongoWriter:
-    """``write_batches`` of :class:`~airflow_provider_mlops.hooks.mongo.MongoBatchHook`."""
+    """``write`` and ``write_batches`` of :class:`~airflow_provider_mlops.hooks.mongo.MongoBatchHook`."""
 
     if TYPE_CHECKING:  # what the hook provides
         log: Any
@@ -34,13 +35,55 @@ class MongoWriter:
 
         def _database(self, database: str | None) -> Any: ...
 
+    def write(
+        self,
+        spec: SinkSpec,
+        batches: Iterable[pa.RecordBatch],
+        *,
+        mode: str | None = None,
+        partition: Mapping[str, Any] | None = None,
+        on_empty: OnEmpty = "skip",
+        schema: pa.Schema | None = None,
+    ) -> dict[str, Any]:
+        """
+        Write ``batches`` into the collection of a :class:`~airflow_provider_mlops.sinks.MongoCollection`
+        (see :meth:`write_batches`).
+
+        :param mode: one of the sink's modes (default ``append``, ``upsert`` with the spec's ``keys``).
+        :param partition: field -> value of ``replace_partition``.
+        :param on_empty: when there are no rows: ``skip``, ``replace`` or ``fail``.
+        :param schema: unused (a collection takes any fields).
+        :return: the counts of :meth:`write_batches` and ``target``.
+        """
+        from airflow_provider_mlops.sinks.specs import MongoCollection
+
+        if not isinstance(spec, MongoCollection):
+            raise ValueError(
+                f"{type(self).__name__} writes a MongoDB collection: give sink=MongoCollection(...), "
+                f"not {type(spec).__name__}"
+            )
+        mode = spec.check_mode(mode, partition)
+        if mode == "append":
+            self.log.warning("mode='append' into MongoDB is not idempotent: a re-run inserts the rows again")
+        counts = self.write_batches(
+            spec.collection,
+            batches,
+            database=spec.database,
+            mode=mode,  # type: ignore[arg-type]
+            keys=spec.upsert_keys,
+            partition=partition,
+            json_columns=spec.json_columns,
+            on_empty=on_empty,
+        )
+        return {**counts, "target": spec.collection}
+
     def write_batches(
         self,
         collection: str,
         batches: Iterable[pa.RecordBatch],
         *,
         database: str | None = None,
-        mode: MongoWriteMode = "insert",
+        mode: MongoWriteMode = "append",
         keys: Sequence[str] | None = None,
         partition: Mapping[str, Any] | None = None,
         json_columns: Sequence[str] = (),
@@ -51,27 +94,29 @@ class MongoWriter:
         """
         Write record batches into a collection.
 
-        ``upsert`` and ``replace`` are all-or-nothing: on a server with transactions (a replica set,
+        ``upsert``, ``replace`` and ``replace_partition`` are all-or-nothing: on a server with transactions (a replica set,
         a sharded cluster, secantusdb) they run in one transaction; elsewhere the documents go into a
         staging collection first, and only once every batch is in (and the keys are checked) does
-        the target change: ``replace`` without ``partition`` renames the staging collection over the
-        target (atomic, indexes copied first); ``replace`` of a partition deletes it and copies the
+        the target change: ``replace`` renames the staging collection over the
+        target (atomic, indexes copied first); ``replace_partition`` deletes the partition and copies the
         staged documents in; ``upsert`` copies them in by key (both leave a window in which a failure
         leaves part of the change applied; a retry converges).
         MongoDB aborts transactions older than ``transactionLifetimeLimitSeconds`` (60 s by
         default): for very large replace loads raise it on the server or pass
         ``transactions=False``.
 
-        :param mode: ``insert`` (unordered ``insert_many``; not idempotent); ``upsert``
-            (``ReplaceOne`` by ``keys`` with ``upsert=True``: running it twice leaves the same
-            documents); ``replace`` (the documents matching ``partition``, or all of them, replaced).
+        :param mode: the write modes of every sink (:data:`~airflow_provider_mlops.sinks.contract.WRITE_MODES`):
+            ``append`` (unordered ``insert_many``; not idempotent); ``upsert`` (``ReplaceOne`` by
+            ``keys`` with ``upsert=True``: running it twice leaves the same documents); ``replace``
+            (every document replaced); ``replace_partition`` (the documents matching ``partition``
+            replaced).
         :param keys: the fields identifying a document for ``upsert`` (an ``_id`` column is used as
             is). A NULL key or a key repeated within the load is an error before the commit.
-        :param partition: field -> value filter of the documents ``replace`` deletes first.
+        :param partition: field -> value filter of the documents ``replace_partition`` deletes first.
         :param json_columns: columns holding JSON text to store as sub-documents.
         :param chunk_size: documents per ``insert_many`` / ``bulk_write`` call.
         :param on_empty: when there are no rows: ``skip`` (the collection is not touched),
-            ``replace`` (``replace`` deletes the partition / every document) or ``fail``.
+            ``replace`` (a replace mode deletes the partition / every document) or ``fail``.
         :param transactions: use a transaction (True), the staging collection (False), or decide
             from the server's ``hello`` (None).
         :return: ``rows``, ``inserted`` (new documents), ``updated`` (documents matched by key),
@@ -85,12 +130,11 @@ class MongoWriter:
             target=f"collection {collection!r}",
             log=self.log,
             mode=mode,
-            modes=contract.MONGO_MODES,
+            modes=contract.WRITE_MODES,
             keys=keys,
             partition=partition,
             on_empty=on_empty,
             peek=False,
-            partition_modes=(),
         )
         if started is None:
             return counts
@@ -98,16 +142,18 @@ class MongoWriter:
         key_check = contract.KeyCheck(keys) if mode == "upsert" and keys else None
         if key_check is not None:
             stream = key_check.watch(stream)
-        if partition and mode == "replace":
-            stream = _check_partition_fields(stream, partition)
+        if mode == "replace":
+            partition = None  # the whole collection
+        elif mode == "replace_partition":
+            stream = _check_partition_fields(stream, partition or {})
         db = self._database(database)
         coll = db[collection]
-        if mode == "insert":
+        if mode == "append":
             self._insert_chunks(coll, stream, counts, json_columns, chunk_size, collection)
         elif transactions if transactions is not None else self._supports_transactions():
             try:
                 with self.client.start_session() as session, session.start_transaction():
-                    if mode == "replace":
+                    if mode in ("replace", "replace_partition"):
                         counts["deleted"] = coll.delete_many(
                             dict(partition or {}), session=session
                         ).deleted_count
@@ -244,7 +290,7 @@ class MongoWriter:
             self._insert_chunks(stage, noting_fields(), staged, json_columns, chunk_size, stage_name)
             if key_check is not None:
                 key_check.verify()
-            if mode == "replace" and not partition:
+            if mode == "replace":
                 for name, info in coll.index_information().items():
                     if name == "_id_":
                         continue
@@ -262,7 +308,7 @@ class MongoWriter:
                 return
             # The staging insert gave documents without an _id one of its own: not theirs to keep.
             projection = None if "_id" in fields else {"_id": 0}
-            if mode == "replace":
+            if mode == "replace_partition":
                 counts["deleted"] = coll.delete_many(dict(partition or {})).deleted_count
                 self._copy(stage.find({}, projection, batch_size=chunk_size), coll, counts, chunk_size)
             else:

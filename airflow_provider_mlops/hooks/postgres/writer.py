@@ -21,7 +21,8 @@ from airflow_provider_mlops.hooks.postgres.sessions import (
     WritePlan,
 )
 from airflow_provider_mlops.hooks.postgres.types import arrow_type_to_pg
-from airflow_provider_mlops.sinks.contract import SQL_MODES, OnEmpty, WriteContractError
+from airflow_provider_mlops.hooks.sql_sink import SqlSinkMixin
+from airflow_provider_mlops.sinks.contract import WRITE_MODES, OnEmpty, WriteContractError
 from airflow_provider_mlops.utils.connection import redact
 
 if TYPE_CHECKING:
@@ -32,11 +33,13 @@ if TYPE_CHECKING:
     from airflow.sdk import Connection
 
 WriteMode = Literal["append", "replace", "replace_partition", "upsert"]
-WRITE_MODES: tuple[str, ...] = SQL_MODES
 
 
-class PostgresWriter:
-    """``write_batches`` (and the table helpers) of :class:`~airflow_provider_mlops.hooks.postgres.PostgresBatchHook`."""
+class PostgresWriter(SqlSinkMixin):
+    """
+    ``write(spec, ...)`` (:class:`~airflow_provider_mlops.hooks.sql_sink.SqlSinkMixin`),
+    ``write_batches`` and the table helpers of :class:`~airflow_provider_mlops.hooks.postgres.PostgresBatchHook`.
+    """
 
     if TYPE_CHECKING:  # what the hook provides
         log: Any
