@@ -94,7 +94,7 @@ class PostgresDialect(AnsiDialect):
         """``CREATE TABLE IF NOT EXISTS`` for an Arrow schema, identifiers quoted."""
         from psycopg import sql as pgsql
 
-        from airflow_provider_mlops.hooks.postgres.types import arrow_type_to_pg
+        from airflow_provider_mlops.dialects.postgres_types import arrow_type_to_pg
 
         columns = [
             pgsql.SQL("{} {}{}").format(

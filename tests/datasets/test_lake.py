@@ -17,8 +17,8 @@ import pyarrow as pa
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException
 
-from airflow_provider_mlops.datasets import DatasetCorruptError, table_version
-from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
+from airflow_provider_mlops.datasets import DatasetCorruptError
+from airflow_provider_mlops.hooks.s3 import ObjectStorageHook, storage_hook
 from airflow_provider_mlops.operators.load import LoadOperator
 from airflow_provider_mlops.sinks import FileExport, LakeTable, SqlTable
 from tests.conftest import set_connection
@@ -134,7 +134,7 @@ def test_the_lake_matches_the_warehouse_in_polars_and_duckdb_also_after_a_rerun(
     # the day before the re-run is still there, by version
     before = pa.Table.from_batches(list(storage.iter_batches(f"{lake}@v1")))
     assert before.num_rows == 200
-    assert table_version(lake, storage_conn_id=s3_conn_id if where == "s3" else None) == 2
+    assert storage_hook(s3_conn_id if where == "s3" else None).table_version(lake) == 2
 
     # a hand-off dataset reads the same in every engine
     hand_off = day_uri if where == "local" else None

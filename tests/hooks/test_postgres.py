@@ -8,7 +8,8 @@ import psycopg
 import pyarrow as pa
 import pytest
 
-from airflow_provider_mlops.hooks.postgres import PostgresBatchHook, PostgresWriteError, arrow_type_to_pg
+from airflow_provider_mlops.dialects.postgres_types import arrow_type_to_pg
+from airflow_provider_mlops.hooks.postgres import PostgresBatchHook, PostgresWriteError
 from airflow_provider_mlops.sinks.contract import KeyViolation
 from tests.conftest import set_connection
 from tests.harness.servers import PostgresServer, free_port
@@ -303,7 +304,7 @@ def test_adbc_casts_into_wider_existing_columns_and_truncates_nanoseconds_like_c
 
 
 def test_adbc_type_mapping() -> None:
-    from airflow_provider_mlops.hooks.postgres import adbc_arrow_type, adbc_castable
+    from airflow_provider_mlops.dialects.postgres_types import adbc_arrow_type, adbc_castable
 
     assert adbc_arrow_type("numeric(12,2)") == pa.decimal128(12, 2)
     assert adbc_arrow_type("numeric") is None  # unbounded numeric: COPY

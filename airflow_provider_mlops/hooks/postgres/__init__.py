@@ -20,7 +20,6 @@ from __future__ import annotations
 from airflow_provider_mlops.hooks.postgres.copy_codec import batch_to_copy_csv
 from airflow_provider_mlops.hooks.postgres.errors import PostgresSchemaError, PostgresWriteError
 from airflow_provider_mlops.hooks.postgres.hook import LOAD_ENGINES, LoadEngine, PostgresBatchHook
-from airflow_provider_mlops.hooks.postgres.types import adbc_arrow_type, adbc_castable, arrow_type_to_pg
 from airflow_provider_mlops.hooks.postgres.writer import WRITE_MODES, WriteMode
 
 __all__ = [
@@ -31,8 +30,5 @@ __all__ = [
     "PostgresSchemaError",
     "PostgresWriteError",
     "WriteMode",
-    "adbc_arrow_type",
-    "adbc_castable",
-    "arrow_type_to_pg",
     "batch_to_copy_csv",
 ]

@@ -10,9 +10,9 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_mlops.dialects.postgres_types import pg_type_to_arrow
 from airflow_provider_mlops.hooks.postgres.adbc_read import discard
 from airflow_provider_mlops.hooks.postgres.copy_codec import CopyReader, decode_bytea
-from airflow_provider_mlops.hooks.postgres.types import pg_type_to_arrow
 
 if TYPE_CHECKING:
     import logging

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_provider_mlops.dialects.postgres import STAGE_TABLE, PostgresDialect
+from airflow_provider_mlops.dialects.postgres_types import adbc_arrow_type, adbc_castable
 from airflow_provider_mlops.hooks.postgres.copy_codec import CSV_ENCODE_ROWS, encode_for_copy
 from airflow_provider_mlops.hooks.postgres.errors import PostgresWriteError
-from airflow_provider_mlops.hooks.postgres.types import adbc_arrow_type, adbc_castable
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping, Sequence

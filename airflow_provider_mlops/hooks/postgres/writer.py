@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_provider_mlops.dialects.postgres import STAGE_TABLE, PostgresDialect
+from airflow_provider_mlops.dialects.postgres_types import arrow_type_to_pg
 from airflow_provider_mlops.hooks.postgres.errors import PostgresSchemaError, PostgresWriteError
 from airflow_provider_mlops.hooks.postgres.sessions import (
     AdbcSession,
@@ -20,7 +21,6 @@ from airflow_provider_mlops.hooks.postgres.sessions import (
     UseCopy,
     WritePlan,
 )
-from airflow_provider_mlops.hooks.postgres.types import arrow_type_to_pg
 from airflow_provider_mlops.hooks.sql_sink import SqlSinkMixin
 from airflow_provider_mlops.sinks.contract import WRITE_MODES, OnEmpty, WriteContractError
 from airflow_provider_mlops.utils.connection import redact
