@@ -276,15 +276,11 @@ class TrainModelOperator(BaseOperator):
 
     def _run_tags(self, context: Context, storage: Any, inputs: list[str], task: str) -> dict[str, str]:
         """The run's tags: the Airflow task, and the data lineage (inputs with their schema fingerprints)."""
-        from airflow_provider_mlops.ml.tags import TAG_INPUTS, TAG_LABEL, TAG_TASK
+        from airflow_provider_mlops.ml.tags import TAG_INPUTS, TAG_LABEL, TAG_TASK, airflow_run_tags
 
-        ti = context["ti"]
         fingerprints = {u: (storage.dataset_info(u) or {}).get("schema_fingerprint") for u in inputs}
         return {
-            "airflow.dag_id": ti.dag_id,
-            "airflow.task_id": ti.task_id,
-            "airflow.run_id": context["run_id"],
-            "airflow.logical_date": str(context.get("logical_date")),
+            **airflow_run_tags(context),
             TAG_INPUTS: json.dumps(fingerprints),
             TAG_TASK: task,
             TAG_LABEL: self.label_column,

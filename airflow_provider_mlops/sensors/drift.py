@@ -317,12 +317,10 @@ class DriftSensor(BaseSensorOperator):
             }
         self._write_report(report)
         summary = self._summary(report)
-        self._log_to_mlflow(report, html_uri)
-        self.log.info(
-            "Drift check of %s rows: %s",
-            report["rows"],
-            {k: summary[k] for k in ("drift", "drifted_features", "accuracy")},
-        )
+        line = self._summary_line(report, decision)
+        summary["summary"] = line
+        self._log_to_mlflow(report, html_uri, context)
+        self.log.info("%s", line)
         onset = self._record_onset(context, report, source)
         if onset is not None:
             summary["drift_onset"] = onset
@@ -339,17 +337,26 @@ class DriftSensor(BaseSensorOperator):
                 f"(report: {html_uri})"
             )
         self._notify(context, report, html_uri)
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"summary": line}
         if decision is not None:
             extra["retrain_request"] = self._record_request(context, report, source, decision)
             summary["retrain"] = {"held": False, "reason": decision.reason}
         if onset is not None:
             extra["drift_onset"] = onset
         events = context.get("outlet_events")
-        if events is not None and extra:
+        if events is not None:
             for outlet in self.outlets:
                 events[outlet].extra = extra
         return PokeReturnValue(is_done=True, xcom_value=summary)
+
+    @staticmethod
+    def _summary_line(report: Mapping[str, Any], decision: Any) -> str:
+        """The check in one line (:mod:`airflow_provider_mlops.ml.summary`): the task log, the XCom, the Asset event."""
+        from airflow_provider_mlops.ml.summary import drift_line, held_line
+
+        if decision is not None and decision.hold:
+            return held_line(report, decision.reason)
+        return drift_line(report)
 
     def _no_reference(self) -> PokeReturnValue:
         """No champion yet: fail, or succeed so that the first training runs (``Retrain.on_missing_reference``)."""
@@ -600,7 +607,7 @@ class DriftSensor(BaseSensorOperator):
             self.log.info("Retraining hold of %s released: %s", name, decision.reason)
         return request
 
-    def _log_to_mlflow(self, report: Mapping[str, Any], html_uri: str) -> None:
+    def _log_to_mlflow(self, report: Mapping[str, Any], html_uri: str, context: Context) -> None:
         if not self.registered_model_name:
             return
         import tempfile
@@ -608,12 +615,15 @@ class DriftSensor(BaseSensorOperator):
 
         from airflow_provider_mlops.hooks.mlflow import MlflowHook
         from airflow_provider_mlops.ml.report import render_html
-        from airflow_provider_mlops.ml.tags import TAG_KIND, TAG_REPORT
+        from airflow_provider_mlops.ml.tags import TAG_KIND, TAG_REPORT, airflow_run_tags
 
         hook = MlflowHook(self.mlflow_conn_id)
         experiment = hook.get_or_create_experiment(f"{self.registered_model_name}-monitoring")
         with (
-            hook.start_run(experiment, tags={TAG_KIND: "drift-check", TAG_REPORT: html_uri}) as run,
+            hook.start_run(
+                experiment,
+                tags={**airflow_run_tags(context), TAG_KIND: "drift-check", TAG_REPORT: html_uri},
+            ) as run,
             tempfile.TemporaryDirectory() as tmp,
         ):
             metrics = {
