@@ -120,6 +120,63 @@ def test_no_drift_skips_and_drift_succeeds_with_report_and_alert(
     assert alert["details"]["drifted_features"] == ["age"]
 
 
+def test_the_check_succeeds_with_its_verdict_and_request_retrain_owns_the_asset(
+    profile_uri: str, tmp_path: Path
+) -> None:
+    """
+    #27 item 4, the clearer pattern: with on_no_drift="succeed" the check is green whenever it judged
+    the day; request_retrain is green only when a retrain is requested (its Asset event carries the
+    check's summary line) and skipped on a healthy day.
+    """
+    from airflow.sdk import Asset
+
+    from airflow_provider_mlops.sensors.drift import RequestRetrainOperator
+
+    outlet = Asset(name="retrain", uri="x-mlops-signal://people/retrain")
+    request = RequestRetrainOperator(task_id="request_retrain", verdict=None, outlets=[outlet])
+
+    def check(name: str, frame: pd.DataFrame) -> tuple[dict, dict]:
+        sensor = DriftSensor(
+            task_id="drift",
+            current_uri=_write(tmp_path, name, frame),
+            reference_profile_uri=profile_uri,
+            report_uri=(tmp_path / f"r-{name}").as_uri(),
+            drift=DriftLimits(thresholds={"share": 0.3}),
+            on_no_drift="succeed",
+        )
+        result = sensor.poke(task_context(tmp_path))  # no AirflowSkipException: the check succeeds
+        assert result.is_done
+        context = {**task_context(tmp_path), "outlet_events": _Events()}
+        return result.xcom_value, context
+
+    healthy, context = check("same", _people(20_000, 1))
+    assert healthy["drift"] is False and healthy["retrain_requested"] is False
+    assert healthy["summary"].startswith("No drift on 2026-01-08: 20000 rows")
+    request.verdict = healthy
+    with pytest.raises(AirflowSkipException, match="No retrain requested: No drift on 2026-01-08"):
+        request.execute(context)
+    assert context["outlet_events"].get(outlet) is None
+
+    drifted, context = check("shifted", _people(20_000, 2, shift=0.8))
+    assert drifted["retrain_requested"] and drifted["drifted_features"] == ["age"]
+    request.verdict = drifted
+    assert request.execute(context) == {"summary": drifted["summary"]}
+    assert context["outlet_events"][outlet].extra == {"summary": drifted["summary"]}
+    assert "age (psi " in drifted["summary"]
+
+    # the sensor with outlets would emit an Asset event on every success: refused, saying what to do
+    with pytest.raises(ValueError, match="RequestRetrainOperator"):
+        DriftSensor(
+            task_id="drift",
+            current_uri="x",
+            reference_profile_uri=profile_uri,
+            on_no_drift="succeed",
+            outlets=[outlet],
+        )
+    with pytest.raises(ValueError, match="on_no_drift must be 'skip' or 'succeed'"):
+        DriftSensor(task_id="drift", current_uri="x", reference_profile_uri=profile_uri, on_no_drift="pass")
+
+
 def test_waits_while_the_dataset_is_incomplete(profile_uri: str, tmp_path: Path) -> None:
     sensor = DriftSensor(
         task_id="drift",
