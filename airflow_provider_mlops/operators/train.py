@@ -161,6 +161,7 @@ class TrainModelOperator(BaseOperator):
         from airflow_provider_mlops.hooks.mlflow import MlflowHook
         from airflow_provider_mlops.ml import registration
 
+        self._log_trigger(context)
         name = self.registered_model_name
         storage = storage_hook(self.storage_conn_id)
         mlflow_hook = MlflowHook(self.mlflow_conn_id)
@@ -209,6 +210,15 @@ class TrainModelOperator(BaseOperator):
         )
         self.log.info("Registered %s version %s (run %s)", name, out["version"], out["run_id"])
         return out
+
+    def _log_trigger(self, context: Context) -> None:
+        """Why this training runs: the summary line of each Asset event that triggered the run (DriftSensor's)."""
+        events = context.get("triggering_asset_events") or {}
+        for asset, asset_events in dict(events).items():
+            for event in asset_events:
+                summary = (getattr(event, "extra", None) or {}).get("summary")
+                if summary:
+                    self.log.info("Triggered by %s: %s", getattr(asset, "name", asset), summary)
 
     def _train(self, frame: Any, weights: Any, window: dict[str, Any] | None) -> Any:
         """:func:`airflow_provider_mlops.ml.training.train` with this operator's specs; the result logged."""
