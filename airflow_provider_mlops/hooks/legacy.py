@@ -19,21 +19,21 @@ from airflow_provider_mlops.hooks.postgres import PostgresBatchHook
 from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 
 
-class LegacyPostgresHook(PostgresBatchHook):
+class LegacyPostgresBatchHook(PostgresBatchHook):
     """:class:`~airflow_provider_mlops.hooks.postgres.PostgresBatchHook` for ``mlops_postgres`` connections."""
 
     conn_type = LEGACY_CONN_TYPES["postgres"]
     hook_name = legacy_hook_name(PostgresBatchHook.hook_name, conn_type)
 
 
-class LegacyMongoHook(MongoBatchHook):
+class LegacyMongoBatchHook(MongoBatchHook):
     """:class:`~airflow_provider_mlops.hooks.mongo.MongoBatchHook` for ``mlops_mongo`` connections."""
 
     conn_type = LEGACY_CONN_TYPES["mongo"]
     hook_name = legacy_hook_name(MongoBatchHook.hook_name, conn_type)
 
 
-class LegacyS3Hook(ObjectStorageHook):
+class LegacyObjectStorageHook(ObjectStorageHook):
     """:class:`~airflow_provider_mlops.hooks.s3.ObjectStorageHook` for ``mlops_s3`` connections."""
 
     conn_type = LEGACY_CONN_TYPES["s3"]
@@ -54,7 +54,7 @@ class LegacyMlflowHook(MlflowHook):
     hook_name = legacy_hook_name(MlflowHook.hook_name, conn_type)
 
 
-class LegacyMySqlHook(MySqlBatchHook):
+class LegacyMySqlBatchHook(MySqlBatchHook):
     """:class:`~airflow_provider_mlops.hooks.mysql.MySqlBatchHook` for ``mlops_mysql`` connections."""
 
     conn_type = LEGACY_CONN_TYPES["mysql"]
