@@ -80,7 +80,13 @@ def drift_line(report: Mapping[str, Any]) -> str:
     drifted = list(report.get("drifted_features") or [])
     named = [feature_statistic(features.get(n, {"name": n})) for n in drifted[:MAX_FEATURES]]
     more = f" and {len(drifted) - MAX_FEATURES} more" if len(drifted) > MAX_FEATURES else ""
-    verdict = "Drift" if report.get("drift") else "No drift"
+    drifted_set, decayed = (
+        bool(report.get("dataset_drift")),
+        bool((report.get("accuracy") or {}).get("decayed")),
+    )
+    verdict = {(True, True): "Drift and decay", (True, False): "Drift", (False, True): "Decay"}.get(
+        (drifted_set, decayed), "No drift"
+    )
     share = float(report.get("drifted_share") or 0.0)
     text = (
         f"{verdict} on {data_day_text(report)}: {report.get('rows')} rows vs {reference_text(report.get('reference'))}'s "

@@ -32,7 +32,7 @@ REPORT = {
 def test_the_drift_line_names_day_rows_reference_features_and_both_accuracies() -> None:
     line = drift_line(REPORT)
     assert line.startswith(
-        "Drift on 2026-01-08 (rows of 2026-01-07..2026-01-08): 1500 rows vs churn v3's reference; "
+        "Drift and decay on 2026-01-08 (rows of 2026-01-07..2026-01-08): 1500 rows vs churn v3's reference; "
         "2 of 3 features drifted (67%, dataset drift): minutes (psi 0.412, distance 0.318), plan (p 1.2e-07)"
     )
     assert "decayed: accuracy 0.5330 vs baseline 0.7580" in line and "[+0.2010, +0.2490]" in line

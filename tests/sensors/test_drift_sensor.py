@@ -616,7 +616,7 @@ def test_the_story_in_one_line_in_the_log_the_asset_event_and_mlflow(
         for f in json.loads((tmp_path / "story-report" / "report.json").read_text())["features"]
         if f["name"] == "minutes"
     )
-    assert line.startswith(f"Drift on 2026-01-08: 1500 rows vs {name} v{version}'s reference")
+    assert line.startswith(f"Decay on 2026-01-08: 1500 rows vs {name} v{version}'s reference")
     assert f"minutes (psi {psi:.3g}" in line
     assert f"accuracy {accuracy['current']:.4f} vs baseline {accuracy['baseline']:.4f}" in line
     assert "interval of the worsening" in line
