@@ -12,7 +12,7 @@ current ``churn_model@champion``:
 * the champion's ROC AUC on the labelled day against its holdout baseline (a drop of more than
   0.05 is accuracy decay; AUC does not move with the churn rate the way F1 does).
 
-The check succeeds whenever it could judge the day (``on_no_drift="succeed"``) and logs one line
+The check succeeds whenever it could judge the day (``Retrain(on_no_drift="succeed")``) and logs one line
 with its verdict and the numbers behind it. On drift or decay, ``request_retrain`` succeeds: the
 ``churn_model_retrain`` Asset gets an event (its ``extra`` carries the same line), which schedules
 ``mlops_train_model`` (train, then promote only if the new version wins on fresh data), and an
@@ -86,11 +86,10 @@ with DAG(
         registered_model_name=MODEL_NAME,
         drift=DriftLimits(thresholds={"share": 0.5}),
         decay=Decay(label_column="churned", metric="roc_auc", max_drop=0.05),
-        # the drift onset names the data's day (this run's logical date is the day after it)
-        retrain=Retrain(time_column="day"),
+        # time_column: the drift onset names the data's day (this run's logical date is the day after
+        # it); on_no_drift="succeed": the check succeeds with its verdict, request_retrain owns the Asset
+        retrain=Retrain(time_column="day", on_no_drift="succeed"),
         on_drift=[WebhookNotifier(http_conn_id=ALERTS_CONN_ID, title="Drift detected for churn_model")],
-        # the check succeeds with its verdict; request_retrain owns the retrain Asset
-        on_no_drift="succeed",
         mode="reschedule",
         poke_interval=300,
         timeout=6 * 3600,

@@ -29,7 +29,7 @@ class DriftSensor(BaseSensorOperator):
     * no drift: the sensor **skips**, so nothing downstream runs and no Asset event is emitted.
 
     That reads backwards in Airflow's grid (a healthy day is pink, a drifted one green), so
-    ``on_no_drift="succeed"`` gives the clearer pattern: the check **always succeeds** when it could
+    ``retrain=Retrain(on_no_drift="succeed")`` gives the clearer pattern: the check **always succeeds** when it could
     judge (green: checked) and its XCom carries the verdict, ``retrain_requested`` and the Asset
     event's ``asset_extra``; a :class:`RequestRetrainOperator` downstream owns the retrain Asset
     outlet and succeeds only when a retrain is requested (green: retrain requested; skipped: none).
@@ -62,6 +62,7 @@ class DriftSensor(BaseSensorOperator):
         and a maximal drop judged beyond noise, see :func:`airflow_provider_mlops.ml.stats.judge_decay`);
         None: data drift only.
     :param retrain: when a retrain is asked for (:class:`~airflow_provider_mlops.ml.specs.Retrain`).
+        ``on_no_drift``: ``skip`` (default) or ``succeed`` (see above, with :class:`RequestRetrainOperator`).
         ``on_missing_reference``: when the model has no ``alias`` version yet, ``drift`` (succeed,
         so the first training runs: how a new model bootstraps) or ``fail``. ``cooldown``: when the
         retrain that answered the last request was not promoted (``mlops.not_promoted`` on its
@@ -80,10 +81,6 @@ class DriftSensor(BaseSensorOperator):
         :func:`airflow_provider_mlops.ml.onset.read_onset` (``TrainingData(window={"since_drift": True})``).
     :param report_uri: where the report goes; default beside the staging outputs. (templated)
     :param on_drift: notifiers called when drift or decay is found.
-    :param on_no_drift: what the sensor does when no retrain is asked for (no drift, or a held
-        request): ``"skip"`` (the default, as before: the sensor's success means "retrain requested")
-        or ``"succeed"`` (the check succeeds with its verdict; pair it with
-        :class:`RequestRetrainOperator`).
     :param mlflow_conn_id: MLflow connection; None for the embedded default.
     :param storage_conn_id: connection for ``s3://`` URIs.
     :param deferrable: wait for the data in the triggerer (which waits for a committed dataset's
@@ -114,21 +111,17 @@ class DriftSensor(BaseSensorOperator):
         mlflow_conn_id: str | None = None,
         storage_conn_id: str | None = None,
         deferrable: bool = False,
-        on_no_drift: str = "skip",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if not registered_model_name and not reference_profile_uri:
             raise ValueError("Give registered_model_name (its champion's profile) or reference_profile_uri")
-        if on_no_drift not in ("skip", "succeed"):
-            raise ValueError(f"on_no_drift must be 'skip' or 'succeed', got {on_no_drift!r}")
-        if on_no_drift == "succeed" and self.outlets:
+        if retrain is not None and retrain.on_no_drift == "succeed" and self.outlets:
             raise ValueError(
-                "DriftSensor(on_no_drift='succeed') succeeds on every check, so its outlets would get an "
-                "Asset event every time: give the retrain Asset to a RequestRetrainOperator downstream "
-                "(outlets=[...], verdict=<this sensor>.output) instead"
+                "DriftSensor(retrain=Retrain(on_no_drift='succeed')) succeeds on every check, so its outlets "
+                "would get an Asset event every time: give the retrain Asset to a RequestRetrainOperator "
+                "downstream (outlets=[...], verdict=<this sensor>.output) instead"
             )
-        self.on_no_drift = on_no_drift
         self.current_uri = current_uri
         self.registered_model_name = registered_model_name
         self.alias = alias
@@ -384,7 +377,7 @@ class DriftSensor(BaseSensorOperator):
         """No retrain asked for: skip (``on_no_drift="skip"``) or succeed with the verdict as the XCom."""
         from airflow.providers.common.compat.sdk import AirflowSkipException
 
-        if self.on_no_drift == "succeed":
+        if self.retrain.on_no_drift == "succeed":
             self.log.info("%s", message)
             return PokeReturnValue(is_done=True, xcom_value=summary)
         context["ti"].xcom_push(key="drift_report", value=summary)
@@ -696,7 +689,7 @@ def _day(value: Any) -> Any:
 
 class RequestRetrainOperator(BaseOperator):
     """
-    The retrain request of a ``DriftSensor(on_no_drift="succeed")``: succeeds when the check's
+    The retrain request of a ``DriftSensor(retrain=Retrain(on_no_drift="succeed"))``: succeeds when the check's
     verdict asks for a retrain, and its ``outlets`` (the retrain Asset) then get an event whose
     ``extra`` is the sensor's (``summary``, ``retrain_request``, ``drift_onset``); skips otherwise,
     with the check's summary line as the reason. Green on this task means "retrain requested".
@@ -717,7 +710,7 @@ class RequestRetrainOperator(BaseOperator):
         verdict = self.verdict
         if not isinstance(verdict, dict) or "retrain_requested" not in verdict:
             raise AirflowFailException(
-                f"verdict must be the XCom of a DriftSensor(on_no_drift='succeed'), got {verdict!r}"
+                f"verdict must be the XCom of a DriftSensor(retrain=Retrain(on_no_drift='succeed')), got {verdict!r}"
             )
         if not verdict["retrain_requested"]:
             raise AirflowSkipException(f"No retrain requested: {verdict.get('summary')}")

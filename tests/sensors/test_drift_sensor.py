@@ -142,7 +142,7 @@ def test_the_check_succeeds_with_its_verdict_and_request_retrain_owns_the_asset(
             reference_profile_uri=profile_uri,
             report_uri=(tmp_path / f"r-{name}").as_uri(),
             drift=DriftLimits(thresholds={"share": 0.3}),
-            on_no_drift="succeed",
+            retrain=Retrain(on_no_drift="succeed"),
         )
         result = sensor.poke(task_context(tmp_path))  # no AirflowSkipException: the check succeeds
         assert result.is_done
@@ -170,11 +170,11 @@ def test_the_check_succeeds_with_its_verdict_and_request_retrain_owns_the_asset(
             task_id="drift",
             current_uri="x",
             reference_profile_uri=profile_uri,
-            on_no_drift="succeed",
+            retrain=Retrain(on_no_drift="succeed"),
             outlets=[outlet],
         )
-    with pytest.raises(ValueError, match="on_no_drift must be 'skip' or 'succeed'"):
-        DriftSensor(task_id="drift", current_uri="x", reference_profile_uri=profile_uri, on_no_drift="pass")
+    with pytest.raises(ValueError, match="on_no_drift must be 'skip' or 'succeed', got 'pass'"):
+        Retrain(on_no_drift="pass")  # type: ignore[arg-type]
 
 
 def test_waits_while_the_dataset_is_incomplete(profile_uri: str, tmp_path: Path) -> None:
