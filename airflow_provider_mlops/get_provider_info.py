@@ -228,8 +228,13 @@ def _legacy(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def legacy_hook_name(hook_name: str, legacy_type: str) -> str:
-    """What the connection-type list shows for an old type name: the same hook, marked as old."""
-    return f"{hook_name} - old type name {legacy_type}"
+    """
+    What the connection-type list shows for an old type name: the same hook, marked as old. Airflow's
+    type picker lists every registered type (a type that must resolve cannot be hidden from it) and
+    sorts by this name: starting with "Old type name" keeps the old names together, away from the
+    current ones (``PostgreSQL (MLOps)`` is listed once where people look for it).
+    """
+    return f"Old type name {legacy_type}: {hook_name}, for existing connections"
 
 
 CONNECTION_TYPES += [_legacy(entry) for entry in list(CONNECTION_TYPES)]

@@ -99,7 +99,7 @@ def main() -> None:
                 page,
                 STATIC / "airflow_log_drift.png",
                 window=(1500, 650),
-                wait_for_text=["Drift check of"],
+                wait_for_text=["rows vs churn_model v"],
                 browser=browser,
             )
             print(f"{page} -> {STATIC / 'airflow_log_drift.png'}")

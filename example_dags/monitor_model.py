@@ -12,12 +12,15 @@ current ``churn_model@champion``:
 * the champion's ROC AUC on the labelled day against its holdout baseline (a drop of more than
   0.05 is accuracy decay; AUC does not move with the churn rate the way F1 does).
 
-On drift or decay the sensor succeeds: the ``churn_model_retrain`` Asset gets an event, which
-schedules ``mlops_train_model`` (train, then promote only if the new version wins on fresh data),
-and an alert goes to ``mlops_alerts``. Without drift the sensor skips and nothing else happens. The
-report (JSON and a self-contained HTML page with histograms) lands in object storage and in the
-``churn_model-monitoring`` MLflow experiment. With no champion yet, the sensor asks for a first
-training the same way.
+The check succeeds whenever it could judge the day (``Retrain(on_no_drift="succeed")``) and logs one line
+with its verdict and the numbers behind it. On drift or decay, ``request_retrain`` succeeds: the
+``churn_model_retrain`` Asset gets an event (its ``extra`` carries the same line), which schedules
+``mlops_train_model`` (train, then promote only if the new version wins on fresh data), and an
+alert goes to ``mlops_alerts``. Without drift (or while a retrain is held), ``request_retrain`` is
+skipped and nothing else happens: in the grid, green on ``request_retrain`` means "retrain
+requested". The report (JSON and a self-contained HTML page with histograms) lands in object
+storage and in the ``churn_model-monitoring`` MLflow experiment. With no champion yet, the check
+asks for a first training the same way.
 
 The first day of a drift or decay episode (the drifted features, their statistics and the
 champion's ROC AUC that day) is recorded on the registered model (tag ``mlops.drift_onset``) and in
@@ -35,7 +38,7 @@ from airflow_provider_mlops.assets import table_asset
 from airflow_provider_mlops.ml.specs import Decay, DriftLimits, Retrain
 from airflow_provider_mlops.notifications.webhook import WebhookNotifier
 from airflow_provider_mlops.operators.extract import ExtractOperator
-from airflow_provider_mlops.sensors.drift import DriftSensor
+from airflow_provider_mlops.sensors.drift import DriftSensor, RequestRetrainOperator
 from airflow_provider_mlops.sources import SqlQuery
 
 WAREHOUSE_CONN_ID = "mlops_warehouse"
@@ -83,14 +86,15 @@ with DAG(
         registered_model_name=MODEL_NAME,
         drift=DriftLimits(thresholds={"share": 0.5}),
         decay=Decay(label_column="churned", metric="roc_auc", max_drop=0.05),
-        # the drift onset names the data's day (this run's logical date is the day after it)
-        retrain=Retrain(time_column="day"),
+        # time_column: the drift onset names the data's day (this run's logical date is the day after
+        # it); on_no_drift="succeed": the check succeeds with its verdict, request_retrain owns the Asset
+        retrain=Retrain(time_column="day", on_no_drift="succeed"),
         on_drift=[WebhookNotifier(http_conn_id=ALERTS_CONN_ID, title="Drift detected for churn_model")],
-        outlets=[RETRAIN_ASSET],
         mode="reschedule",
         poke_interval=300,
         timeout=6 * 3600,
         exponential_backoff=True,
     )
+    request = RequestRetrainOperator(task_id="request_retrain", verdict=check.output, outlets=[RETRAIN_ASSET])
     # [END howto_sensor_drift]
-    newest >> check
+    newest >> check >> request

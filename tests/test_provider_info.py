@@ -86,3 +86,31 @@ def test_airflow_connections_test_cli(
     conn_id = request.getfixturevalue(conn_fixture)
     out = _airflow("connections", "test", conn_id)
     assert "Connection success!" in out, out
+
+
+def test_the_type_picker_lists_the_old_names_together_apart_from_the_current_ones() -> None:
+    """
+    #27: Airflow 3.3's type picker lists every type the providers manager resolves, sorted by hook
+    name (case-insensitively), so the old mlops_* names cannot be hidden; they are listed as one
+    block of "Old type name ..." entries, not each beside its current type, and still resolve.
+    """
+    from airflow.providers_manager import ProvidersManager
+
+    from airflow_provider_mlops.get_provider_info import CONN_TYPES, LEGACY_CONN_TYPES
+
+    manager = ProvidersManager()
+    listed = sorted(
+        (m.hook_name or m.connection_type, m.connection_type)
+        for m in manager.iter_connection_type_hook_ui_metadata()
+    )
+    listed.sort(key=lambda item: item[0].casefold())
+    types = [conn_type for _, conn_type in listed]
+    old = [types.index(t) for t in LEGACY_CONN_TYPES.values()]
+    assert sorted(old) == list(range(min(old), min(old) + len(old))), listed
+    for kind, current in CONN_TYPES.items():
+        name = dict((t, n) for n, t in listed)[LEGACY_CONN_TYPES[kind]]
+        assert name.startswith(f"Old type name {LEGACY_CONN_TYPES[kind]}: "), name
+        assert abs(types.index(current) - types.index(LEGACY_CONN_TYPES[kind])) > 1
+        assert manager.hooks[LEGACY_CONN_TYPES[kind]].hook_class_name.startswith(
+            "airflow_provider_mlops.hooks.legacy.Legacy"
+        )

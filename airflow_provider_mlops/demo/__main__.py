@@ -196,7 +196,7 @@ def _run_days(
             consume_from=(etl.dag_id, etl.run_id),
         )
         monitor = monitor_model.dag.test(logical_date=logical)
-        check_state = _task_state(monitor, "check_drift_and_accuracy")
+        check_state = _task_state(monitor, "request_retrain")  # success: retrain requested
         lap("monitor")
         retrained = promoted = False
         if check_state == "success":

@@ -461,12 +461,27 @@ class MlflowHook(BaseHook):
         )
 
     def get_or_create_experiment(self, name: str) -> str:
+        """
+        The experiment's id, created when missing. Tagged ``mlflow.experimentKind`` =
+        ``custom_model_development`` (when it has no kind yet) so that MLflow 3's UI opens it in the
+        model-training view, not the GenAI one.
+        """
+        from airflow_provider_mlops.ml.tags import EXPERIMENT_KIND_TRAINING, TAG_EXPERIMENT_KIND
+
         experiment = self.client.get_experiment_by_name(name)
-        if experiment is not None:
-            return str(experiment.experiment_id)
-        return str(
-            self.client.create_experiment(name, artifact_location=self.settings.get("artifact_location"))
-        )
+        if experiment is None:
+            return str(
+                self.client.create_experiment(
+                    name,
+                    artifact_location=self.settings.get("artifact_location"),
+                    tags={TAG_EXPERIMENT_KIND: EXPERIMENT_KIND_TRAINING},
+                )
+            )
+        if TAG_EXPERIMENT_KIND not in (experiment.tags or {}):
+            self.client.set_experiment_tag(
+                experiment.experiment_id, TAG_EXPERIMENT_KIND, EXPERIMENT_KIND_TRAINING
+            )
+        return str(experiment.experiment_id)
 
     def run_url(self, experiment_id: str, run_id: str) -> str:
         """Where a person opens the run: the server's UI, or ``ui_url`` for non-web tracking URIs."""

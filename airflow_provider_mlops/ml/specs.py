@@ -261,17 +261,24 @@ class Retrain:
         value where drift began; without it, the check's logical date.
     :param on_missing_reference: when the model has no champion yet: ``drift`` (succeed, so the
         first training runs: how a new model bootstraps) or ``fail``.
+    :param on_no_drift: what the sensor does when no retrain is asked for (no drift, or a held
+        request): ``skip`` (the default: the sensor's success means "retrain requested") or
+        ``succeed`` (the check succeeds with its verdict; a ``RequestRetrainOperator`` downstream
+        owns the retrain Asset).
     """
 
     cooldown: timedelta | None = timedelta(days=7)
     time_column: str | None = None
     on_missing_reference: Literal["drift", "fail"] = "drift"
+    on_no_drift: Literal["skip", "succeed"] = "skip"
 
     def __post_init__(self) -> None:
         if self.cooldown is not None and not isinstance(self.cooldown, timedelta):
             raise ValueError(f"Retrain.cooldown must be a timedelta or None, got {self.cooldown!r}")
         if self.on_missing_reference not in ("drift", "fail"):
             raise ValueError("Retrain.on_missing_reference must be 'drift' or 'fail'")
+        if self.on_no_drift not in ("skip", "succeed"):
+            raise ValueError(f"Retrain.on_no_drift must be 'skip' or 'succeed', got {self.on_no_drift!r}")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -2,11 +2,14 @@
 The registry vocabulary: every ``mlops.*`` tag key the provider writes to or reads from MLflow, once.
 
 Nothing else in the package spells an ``mlops.`` key (``tests/test_registry_vocabulary.py`` checks
-it); :class:`~airflow_provider_mlops.hooks.mlflow.MlflowHook` reads and writes them. Plain constants,
-no import: any layer may use them.
+it); :class:`~airflow_provider_mlops.hooks.mlflow.MlflowHook` reads and writes them. The ``airflow.*``
+run tags and the MLflow keys the provider sets (run name, experiment kind) are here too. Plain
+constants and one plain function, no import: any layer may use them.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 # --- model version: the model file (the trusted loader checks its bytes against TAG_SHA256) ---------
 TAG_SHA256 = "mlops.sha256"
@@ -64,3 +67,36 @@ DATA_TAGS = {
     "reference": (TAG_REFERENCE_DATA_URI, TAG_REFERENCE_DATA_VERSION, None),
     "current": (TAG_CURRENT_DATA_URI, TAG_CURRENT_DATA_VERSION, None),
 }
+
+# --- runs: the Airflow task that made the run (every run the provider starts) -----------------------
+TAG_AIRFLOW_DAG_ID = "airflow.dag_id"
+TAG_AIRFLOW_TASK_ID = "airflow.task_id"
+TAG_AIRFLOW_LOGICAL_DATE = "airflow.logical_date"
+TAG_AIRFLOW_DAG_RUN_ID = "airflow.run_id"  # the DAG run (TAG_AIRFLOW_RUN_ID is the version's copy)
+
+# --- MLflow's own keys the provider sets ----------------------------------------------------------
+TAG_RUN_NAME = "mlflow.runName"  # "<dag_id>.<task_id> <day>"
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"  # which view MLflow 3's UI opens an experiment in
+# MLflow 3's "Machine learning" (model training) view; "genai_development" is the GenAI one
+EXPERIMENT_KIND_TRAINING = "custom_model_development"
+
+
+def airflow_run_tags(context: Any) -> dict[str, str]:
+    """
+    The tags naming the Airflow task of an MLflow run, and its run name ``<dag_id>.<task_id> <day>``:
+    the day is the logical date's (``ds``), else the run's ``run_after`` day (an asset-triggered run has
+    no logical date), else the DAG run id.
+    """
+    ti = context["ti"]
+    logical_date = context.get("logical_date")
+    day = context.get("ds")
+    if not day:
+        run_after = getattr(context.get("dag_run"), "run_after", None)
+        day = str(run_after)[:10] if run_after is not None else str(context.get("run_id") or "")
+    return {
+        TAG_RUN_NAME: f"{ti.dag_id}.{ti.task_id} {day}".strip(),
+        TAG_AIRFLOW_DAG_ID: str(ti.dag_id),
+        TAG_AIRFLOW_TASK_ID: str(ti.task_id),
+        TAG_AIRFLOW_LOGICAL_DATE: str(logical_date),
+        TAG_AIRFLOW_DAG_RUN_ID: str(context.get("run_id")),
+    }

@@ -295,7 +295,7 @@ class DeployModelOperator(_ReleaseOperator):
             predictions=predictions,
         )
         plots = self._log_evaluation(lineage["run_id"], frame, task, versions, str(context["run_id"]))
-        self._record(context, candidate, decision, scores, rows)
+        self._record(context, candidate, champion, decision, scores, rows)
         hook.set_version_tags(name, candidate, self._evaluation_tags)
         published, deployed = None, []
         who, when = self._stamp(context)
@@ -333,16 +333,29 @@ class DeployModelOperator(_ReleaseOperator):
         ).as_dict()
 
     def _record(
-        self, context: Context, candidate: str, decision: Decision, scores: dict[str, float], rows: str
+        self,
+        context: Context,
+        candidate: str,
+        champion: str | None,
+        decision: Decision,
+        scores: dict[str, float],
+        rows: str,
     ) -> None:
         """The decision, logged and written as the candidate version's description."""
+        from airflow_provider_mlops.ml.summary import promotion_line
+
         who, when = self._stamp(context)
-        self.log.info("Candidate v%s: %s", candidate, decision.reason)
-        detail = decision.reason
-        if "champion" not in scores:
-            detail += f" ({self.gate.metric} {scores['candidate']:.4f} on {rows})"
-        text = f"{'Promoted' if decision.promote else 'Not promoted'} by {who} at {when}: {detail}"
-        self.log.info("Promotion decision for %s v%s: %s", self.registered_model_name, candidate, text)
+        text = promotion_line(
+            decision,
+            model=self.registered_model_name,
+            candidate=candidate,
+            champion=champion if "champion" in scores else None,
+            metric=self.gate.metric,
+            scores=scores,
+            rows=rows,
+            by=f"{who} at {when}",
+        )
+        self.log.info("%s", text)
         assert self._mlflow is not None
         self._mlflow.describe_version(self.registered_model_name, candidate, text)
 

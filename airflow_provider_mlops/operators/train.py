@@ -171,6 +171,7 @@ class TrainModelOperator(BaseOperator):
         from airflow_provider_mlops.hooks.mlflow import MlflowHook
         from airflow_provider_mlops.ml import registration
 
+        self._log_trigger(context)
         name = self.registered_model_name
         storage = storage_hook(self.storage_conn_id)
         mlflow_hook = MlflowHook(self.mlflow_conn_id)
@@ -248,6 +249,15 @@ class TrainModelOperator(BaseOperator):
 
         return pinned_inputs(getattr(self, "_pins", None) or [])
 
+    def _log_trigger(self, context: Context) -> None:
+        """Why this training runs: the summary line of each Asset event that triggered the run (DriftSensor's)."""
+        events = context.get("triggering_asset_events") or {}
+        for asset, asset_events in dict(events).items():
+            for event in asset_events:
+                summary = (getattr(event, "extra", None) or {}).get("summary")
+                if summary:
+                    self.log.info("Triggered by %s: %s", getattr(asset, "name", asset), summary)
+
     def _train(self, frame: Any, weights: Any, window: dict[str, Any] | None) -> Any:
         """:func:`airflow_provider_mlops.ml.training.train` with this operator's specs; the result logged."""
         from airflow_provider_mlops.ml.training import train
@@ -316,18 +326,14 @@ class TrainModelOperator(BaseOperator):
         self, context: Context, storage: Any, inputs: list[str], task: str, pins: list[Any]
     ) -> dict[str, str]:
         """The run's tags: the Airflow task, and the data lineage (inputs with their schema fingerprints)."""
-        from airflow_provider_mlops.ml.tags import TAG_INPUTS, TAG_LABEL, TAG_TASK
+        from airflow_provider_mlops.ml.tags import TAG_INPUTS, TAG_LABEL, TAG_TASK, airflow_run_tags
 
-        ti = context["ti"]
         fingerprints = {
             u: (storage.dataset_info(pin.read_uri) or {}).get("schema_fingerprint")
             for u, pin in zip(inputs, pins, strict=True)
         }
         return {
-            "airflow.dag_id": ti.dag_id,
-            "airflow.task_id": ti.task_id,
-            "airflow.run_id": context["run_id"],
-            "airflow.logical_date": str(context.get("logical_date")),
+            **airflow_run_tags(context),
             TAG_INPUTS: json.dumps(fingerprints),
             TAG_TASK: task,
             TAG_LABEL: self.label_column,

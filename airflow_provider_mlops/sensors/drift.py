@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk import BaseOperator, BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_mlops.hooks.s3 import storage_hook
 from airflow_provider_mlops.links.reports import DriftReportLink
@@ -27,6 +27,18 @@ class DriftSensor(BaseSensorOperator):
     * drift or accuracy decay: the sensor **succeeds** (its outlet Assets get an event: schedule the
       retraining DAG on them) and the ``on_drift`` notifiers are called with the top drifted features;
     * no drift: the sensor **skips**, so nothing downstream runs and no Asset event is emitted.
+
+    That reads backwards in Airflow's grid (a healthy day is pink, a drifted one green), so
+    ``retrain=Retrain(on_no_drift="succeed")`` gives the clearer pattern: the check **always succeeds** when it could
+    judge (green: checked) and its XCom carries the verdict, ``retrain_requested`` and the Asset
+    event's ``asset_extra``; a :class:`RequestRetrainOperator` downstream owns the retrain Asset
+    outlet and succeeds only when a retrain is requested (green: retrain requested; skipped: none).
+    The sensor then takes no ``outlets`` (it would emit an Asset event on every success).
+
+    Every check logs one summary line (:mod:`airflow_provider_mlops.ml.summary`: the day, the rows,
+    the reference model version, the drifted features with their statistic, the champion's metric
+    against its baseline with the uncertainty, or why a retrain is held); the same line is the XCom's
+    ``summary`` and the Asset event's ``extra["summary"]``.
 
     Waiting is cheap in every mode: ``poke`` / ``reschedule`` check that the dataset's manifest
     exists; ``deferrable=True`` hands that wait to :class:`~airflow_provider_mlops.triggers.dataset.DatasetReadyTrigger`
@@ -50,6 +62,7 @@ class DriftSensor(BaseSensorOperator):
         and a maximal drop judged beyond noise, see :func:`airflow_provider_mlops.ml.stats.judge_decay`);
         None: data drift only.
     :param retrain: when a retrain is asked for (:class:`~airflow_provider_mlops.ml.specs.Retrain`).
+        ``on_no_drift``: ``skip`` (default) or ``succeed`` (see above, with :class:`RequestRetrainOperator`).
         ``on_missing_reference``: when the model has no ``alias`` version yet, ``drift`` (succeed,
         so the first training runs: how a new model bootstraps) or ``fail``. ``cooldown``: when the
         retrain that answered the last request was not promoted (``mlops.not_promoted`` on its
@@ -103,6 +116,12 @@ class DriftSensor(BaseSensorOperator):
         super().__init__(**kwargs)
         if not registered_model_name and not reference_profile_uri:
             raise ValueError("Give registered_model_name (its champion's profile) or reference_profile_uri")
+        if retrain is not None and retrain.on_no_drift == "succeed" and self.outlets:
+            raise ValueError(
+                "DriftSensor(retrain=Retrain(on_no_drift='succeed')) succeeds on every check, so its outlets "
+                "would get an Asset event every time: give the retrain Asset to a RequestRetrainOperator "
+                "downstream (outlets=[...], verdict=<this sensor>.output) instead"
+            )
         self.current_uri = current_uri
         self.registered_model_name = registered_model_name
         self.alias = alias
@@ -339,7 +358,7 @@ class DriftSensor(BaseSensorOperator):
 
     @fail_fast()
     def poke(self, context: Context) -> PokeReturnValue | bool:
-        from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
+        from airflow.providers.common.compat.sdk import AirflowFailException
 
         if not self._data_ready():
             self.log.info("Waiting for %s to be complete", self._uri())
@@ -369,39 +388,61 @@ class DriftSensor(BaseSensorOperator):
             }
         self._write_report(report)
         summary = self._summary(report)
-        self._log_to_mlflow(report, html_uri)
-        self.log.info(
-            "Drift check of %s rows: %s",
-            report["rows"],
-            {k: summary[k] for k in ("drift", "drifted_features", "accuracy")},
-        )
+        line = self._summary_line(report, decision)
+        summary["summary"] = line
+        self._log_to_mlflow(report, html_uri, context)
+        self.log.info("%s", line)
         onset = self._record_onset(context, report, source)
         if onset is not None:
             summary["drift_onset"] = onset
+        summary["retrain_requested"] = False
         if not report["drift"]:
-            context["ti"].xcom_push(key="drift_report", value=summary)
-            raise AirflowSkipException(f"No drift in {report['rows']} rows (report: {html_uri})")
+            return self._no_retrain(
+                context, summary, f"No drift in {report['rows']} rows (report: {html_uri})"
+            )
         if decision is not None and decision.hold:
             summary["retrain"] = report["retrain"]
             self._record_hold(decision)
-            context["ti"].xcom_push(key="drift_report", value=summary)
             self.log.warning("Retraining held: %s", decision.reason)
-            raise AirflowSkipException(
+            return self._no_retrain(
+                context,
+                summary,
                 f"Drift or decay in {report['rows']} rows, but retraining is held: {decision.reason} "
-                f"(report: {html_uri})"
+                f"(report: {html_uri})",
             )
         self._notify(context, report, html_uri)
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"summary": line}
         if decision is not None:
             extra["retrain_request"] = self._record_request(context, report, source, decision)
             summary["retrain"] = {"held": False, "reason": decision.reason}
         if onset is not None:
             extra["drift_onset"] = onset
+        summary["retrain_requested"] = True
+        summary["asset_extra"] = extra
         events = context.get("outlet_events")
-        if events is not None and extra:
+        if events is not None:
             for outlet in self.outlets:
                 events[outlet].extra = extra
         return PokeReturnValue(is_done=True, xcom_value=summary)
+
+    def _no_retrain(self, context: Context, summary: dict[str, Any], message: str) -> PokeReturnValue:
+        """No retrain asked for: skip (``on_no_drift="skip"``) or succeed with the verdict as the XCom."""
+        from airflow.providers.common.compat.sdk import AirflowSkipException
+
+        if self.retrain.on_no_drift == "succeed":
+            self.log.info("%s", message)
+            return PokeReturnValue(is_done=True, xcom_value=summary)
+        context["ti"].xcom_push(key="drift_report", value=summary)
+        raise AirflowSkipException(message)
+
+    @staticmethod
+    def _summary_line(report: Mapping[str, Any], decision: Any) -> str:
+        """The check in one line (:mod:`airflow_provider_mlops.ml.summary`): the task log, the XCom, the Asset event."""
+        from airflow_provider_mlops.ml.summary import drift_line, held_line
+
+        if decision is not None and decision.hold:
+            return held_line(report, decision.reason)
+        return drift_line(report)
 
     def _no_reference(self) -> PokeReturnValue:
         """No champion yet: fail, or succeed so that the first training runs (``Retrain.on_missing_reference``)."""
@@ -417,6 +458,9 @@ class DriftSensor(BaseSensorOperator):
         return PokeReturnValue(
             is_done=True,
             xcom_value={
+                "summary": message,
+                "retrain_requested": True,
+                "asset_extra": {"summary": message},
                 "drift": True,
                 "dataset_drift": False,
                 "drifted_share": 0.0,
@@ -654,7 +698,7 @@ class DriftSensor(BaseSensorOperator):
             self.log.info("Retraining hold of %s released: %s", name, decision.reason)
         return request
 
-    def _log_to_mlflow(self, report: Mapping[str, Any], html_uri: str) -> None:
+    def _log_to_mlflow(self, report: Mapping[str, Any], html_uri: str, context: Context) -> None:
         if not self.registered_model_name:
             return
         import tempfile
@@ -662,12 +706,15 @@ class DriftSensor(BaseSensorOperator):
 
         from airflow_provider_mlops.hooks.mlflow import MlflowHook
         from airflow_provider_mlops.ml.report import render_html
-        from airflow_provider_mlops.ml.tags import TAG_KIND, TAG_REPORT
+        from airflow_provider_mlops.ml.tags import TAG_KIND, TAG_REPORT, airflow_run_tags
 
         hook = MlflowHook(self.mlflow_conn_id)
         experiment = hook.get_or_create_experiment(f"{self.registered_model_name}-monitoring")
         with (
-            hook.start_run(experiment, tags={TAG_KIND: "drift-check", TAG_REPORT: html_uri}) as run,
+            hook.start_run(
+                experiment,
+                tags={**airflow_run_tags(context), TAG_KIND: "drift-check", TAG_REPORT: html_uri},
+            ) as run,
             tempfile.TemporaryDirectory() as tmp,
         ):
             metrics = {
@@ -693,3 +740,39 @@ def _day(value: Any) -> Any:
     if isinstance(value, date):
         return value
     return datetime.fromisoformat(str(value)[:10]).date()
+
+
+class RequestRetrainOperator(BaseOperator):
+    """
+    The retrain request of a ``DriftSensor(retrain=Retrain(on_no_drift="succeed"))``: succeeds when the check's
+    verdict asks for a retrain, and its ``outlets`` (the retrain Asset) then get an event whose
+    ``extra`` is the sensor's (``summary``, ``retrain_request``, ``drift_onset``); skips otherwise,
+    with the check's summary line as the reason. Green on this task means "retrain requested".
+
+    :param verdict: the sensor's XCom (``<sensor>.output``). (templated)
+    """
+
+    template_fields: Sequence[str] = ("verdict",)
+    ui_color = "#e8f5e9"
+
+    def __init__(self, *, verdict: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.verdict = verdict
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
+
+        verdict = self.verdict
+        if not isinstance(verdict, dict) or "retrain_requested" not in verdict:
+            raise AirflowFailException(
+                f"verdict must be the XCom of a DriftSensor(retrain=Retrain(on_no_drift='succeed')), got {verdict!r}"
+            )
+        if not verdict["retrain_requested"]:
+            raise AirflowSkipException(f"No retrain requested: {verdict.get('summary')}")
+        extra = dict(verdict.get("asset_extra") or {})
+        events = context.get("outlet_events")
+        if events is not None:
+            for outlet in self.outlets:
+                events[outlet].extra = extra
+        self.log.info("Retrain requested: %s", verdict.get("summary"))
+        return extra

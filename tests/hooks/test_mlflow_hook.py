@@ -83,6 +83,20 @@ def test_a_failing_block_marks_the_run_failed(tmp_path: Path) -> None:
     assert hook.client.get_run(run.info.run_id).info.status == "FAILED"
 
 
+def test_experiments_open_in_mlflows_model_training_view(tmp_path: Path) -> None:
+    """#27 item 3: mlflow.experimentKind=custom_model_development (MLflow 3's "Machine learning" view)."""
+    hook = _hook(tmp_path, "k")
+    created = hook.get_or_create_experiment("new")
+    assert hook.client.get_experiment(created).tags["mlflow.experimentKind"] == "custom_model_development"
+    older = hook.client.create_experiment("made-before")  # an experiment from before: tagged on first use
+    assert "mlflow.experimentKind" not in hook.client.get_experiment(older).tags
+    assert hook.get_or_create_experiment("made-before") == older
+    assert hook.client.get_experiment(older).tags["mlflow.experimentKind"] == "custom_model_development"
+    chosen = hook.client.create_experiment("chosen", tags={"mlflow.experimentKind": "genai_development"})
+    hook.get_or_create_experiment("chosen")  # a kind someone chose is kept
+    assert hook.client.get_experiment(chosen).tags["mlflow.experimentKind"] == "genai_development"
+
+
 def test_skops_does_not_spill_airflow_deprecation_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib
     import sys

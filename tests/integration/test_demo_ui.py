@@ -170,7 +170,7 @@ def test_the_demo_in_the_airflow_ui(
                 f"{url}/dags/mlops_monitor_model/runs/{monitor_run}/tasks/check_drift_and_accuracy",
                 wait_until="networkidle",
             )
-            page.get_by_text("Drift check of 2500 rows", exact=False).first.wait_for(timeout=60_000)
+            page.get_by_text("2500 rows vs churn_model v", exact=False).first.wait_for(timeout=60_000)
             page.screenshot(path=artifacts_dir / "demo_ui_drift_log.png")
 
             page.goto(f"{url}/connections", wait_until="networkidle")

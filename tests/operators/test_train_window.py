@@ -64,15 +64,18 @@ def _train(daily: str, mlflow_conn: str, tmp_path: Path, name: str, window: dict
 
 
 def test_since_drift_trains_on_the_changed_world_and_says_so(
-    daily: str, mlflow_conn: str, mlflow_tracking: dict, tmp_path: Path
+    daily: str, mlflow_conn: str, mlflow_tracking: dict, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     onset = {"first_day": "2026-03-08", "kind": "drift+decay", "drifted_features": ["usage"]}
-    events = {"churn_model_retrain": [_Event({"retrain_request": {}, "drift_onset": onset})]}
+    line = "Drift on 2026-03-08: 150 rows vs w_fresh v1's reference; 1 of 2 features drifted (50%)"
+    events = {"churn_model_retrain": [_Event({"retrain_request": {}, "drift_onset": onset, "summary": line})]}
     # the holdout is the newest rows (day 9's end and day 10): post-drift in both runs
     blind = _train(daily, mlflow_conn, tmp_path, "w_blind", None)
     window = {"since_drift": True, "min_rows": 300, "half_life": 1}
     fresh = _train(daily, mlflow_conn, tmp_path, "w_fresh", window, triggering_asset_events=events)
     assert blind["metrics"]["roc_auc"] < 0.5 < 0.85 < fresh["metrics"]["roc_auc"]
+    # the training task's log says why it runs: the monitor's summary line (#27 item 3)
+    assert f"Triggered by churn_model_retrain: {line}" in capsys.readouterr().out
     summary = fresh["window"]
     assert summary["onset"] == "2026-03-08" and summary["rows"] == 450 and summary["post_drift_rows"] == 450
     assert summary["start"].startswith("2026-03-08") and summary["end"].startswith("2026-03-10")

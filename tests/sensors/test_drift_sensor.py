@@ -120,6 +120,63 @@ def test_no_drift_skips_and_drift_succeeds_with_report_and_alert(
     assert alert["details"]["drifted_features"] == ["age"]
 
 
+def test_the_check_succeeds_with_its_verdict_and_request_retrain_owns_the_asset(
+    profile_uri: str, tmp_path: Path
+) -> None:
+    """
+    #27 item 4, the clearer pattern: with on_no_drift="succeed" the check is green whenever it judged
+    the day; request_retrain is green only when a retrain is requested (its Asset event carries the
+    check's summary line) and skipped on a healthy day.
+    """
+    from airflow.sdk import Asset
+
+    from airflow_provider_mlops.sensors.drift import RequestRetrainOperator
+
+    outlet = Asset(name="retrain", uri="x-mlops-signal://people/retrain")
+    request = RequestRetrainOperator(task_id="request_retrain", verdict=None, outlets=[outlet])
+
+    def check(name: str, frame: pd.DataFrame) -> tuple[dict, dict]:
+        sensor = DriftSensor(
+            task_id="drift",
+            current_uri=_write(tmp_path, name, frame),
+            reference_profile_uri=profile_uri,
+            report_uri=(tmp_path / f"r-{name}").as_uri(),
+            drift=DriftLimits(thresholds={"share": 0.3}),
+            retrain=Retrain(on_no_drift="succeed"),
+        )
+        result = sensor.poke(task_context(tmp_path))  # no AirflowSkipException: the check succeeds
+        assert result.is_done
+        context = {**task_context(tmp_path), "outlet_events": _Events()}
+        return result.xcom_value, context
+
+    healthy, context = check("same", _people(20_000, 1))
+    assert healthy["drift"] is False and healthy["retrain_requested"] is False
+    assert healthy["summary"].startswith("No drift on 2026-01-08: 20000 rows")
+    request.verdict = healthy
+    with pytest.raises(AirflowSkipException, match="No retrain requested: No drift on 2026-01-08"):
+        request.execute(context)
+    assert context["outlet_events"].get(outlet) is None
+
+    drifted, context = check("shifted", _people(20_000, 2, shift=0.8))
+    assert drifted["retrain_requested"] and drifted["drifted_features"] == ["age"]
+    request.verdict = drifted
+    assert request.execute(context) == {"summary": drifted["summary"]}
+    assert context["outlet_events"][outlet].extra == {"summary": drifted["summary"]}
+    assert "age (psi " in drifted["summary"]
+
+    # the sensor with outlets would emit an Asset event on every success: refused, saying what to do
+    with pytest.raises(ValueError, match="RequestRetrainOperator"):
+        DriftSensor(
+            task_id="drift",
+            current_uri="x",
+            reference_profile_uri=profile_uri,
+            retrain=Retrain(on_no_drift="succeed"),
+            outlets=[outlet],
+        )
+    with pytest.raises(ValueError, match="on_no_drift must be 'skip' or 'succeed', got 'pass'"):
+        Retrain(on_no_drift="pass")  # type: ignore[arg-type]
+
+
 def test_waits_while_the_dataset_is_incomplete(profile_uri: str, tmp_path: Path) -> None:
     sensor = DriftSensor(
         task_id="drift",
@@ -355,7 +412,9 @@ def test_a_retrain_that_did_not_help_holds_the_next_requests(
     request = json.loads(client.get_registered_model(name).tags["mlops.retrain_request"])
     assert request["champion"] == "1" and request["accuracy"]["decayed"]
     onset = json.loads(client.get_registered_model(name).tags["mlops.drift_onset"])
-    assert context["outlet_events"][outlet].extra == {"retrain_request": request, "drift_onset": onset}
+    extra = context["outlet_events"][outlet].extra
+    assert extra == {"retrain_request": request, "drift_onset": onset, "summary": extra["summary"]}
+    assert extra["summary"] == asked.xcom_value["summary"] and "decayed: accuracy" in extra["summary"]
     # #26 item 1: the onset as data: first day, kind, the accuracy figures of that day
     assert onset["first_day"] == "2026-01-08" and onset["kind"] in ("decay", "drift+decay")
     assert onset["champion"] == "1" and onset["accuracy"]["metric"] == "accuracy"
@@ -504,3 +563,69 @@ def test_the_onset_is_the_first_day_of_the_data_when_a_time_column_is_given(
     sensor.retrain = Retrain(time_column="when")
     with pytest.raises(AirflowFailException, match="time_column 'when' cannot be read"):
         sensor.poke({**task_context(tmp_path), "logical_date": "2026-01-10T00:00:00+00:00"})
+
+
+def test_the_story_in_one_line_in_the_log_the_asset_event_and_mlflow(
+    dataset: str, mlflow_conn: str, mlflow_tracking: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """
+    #27 item 3: one line per decision, with the real numbers, where people look (the task log is
+    what the operators' loggers print: captured here from stdout, as the task runner writes it).
+    """
+    from airflow.sdk import Asset
+    from mlflow import MlflowClient
+
+    name = "churn_story"
+    version, gate = _train_and_gate(dataset, mlflow_conn, tmp_path, name, profile_data=False)
+    log = capsys.readouterr().out
+    client = MlflowClient(tracking_uri=mlflow_tracking["tracking_uri"])
+    # the promotion line: logged, and the version's description, word for word
+    description = client.get_model_version(name, version).description
+    assert description.startswith("Promoted by train_dag.train (manual__")
+    assert f": {name} v{version}: f1 {gate['candidate_score']:.4f} on 1500 fresh rows; no champion yet" in (
+        description
+    )
+    assert description in log
+    # the training run: named and tagged by DAG, task and day; its experiment opens as model training
+    run = client.get_run(gate["evaluation_artifacts"].split("/")[1])
+    assert run.info.run_name == "train_dag.train 2026-01-08"
+    assert run.data.tags["airflow.dag_id"] == "train_dag" and run.data.tags["airflow.task_id"] == "train"
+    assert run.data.tags["airflow.logical_date"] == "2026-01-08T00:00:00+00:00"
+    assert run.data.tags["airflow.run_id"].startswith("manual__")
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+    frame = _flipped(dataset)
+    frame["minutes"] = frame["minutes"] * 3  # drifted, and the label relation flipped: decay too
+    current = _write(tmp_path, "story", frame)
+    outlet = Asset(name="retrain", uri="x-mlops-signal://churn_story/retrain")
+    context = {**task_context(tmp_path), "outlet_events": _Events()}
+    result = DriftSensor(
+        task_id="drift",
+        current_uri=current,
+        registered_model_name=name,
+        mlflow_conn_id=mlflow_conn,
+        report_uri=(tmp_path / "story-report").as_uri(),
+        outlets=[outlet],
+        decay=Decay(label_column="churned", metric="accuracy", max_drop=0.1),
+    ).poke(context)
+    line = result.xcom_value["summary"]
+    accuracy = result.xcom_value["accuracy"]
+    psi = next(
+        f["psi"]
+        for f in json.loads((tmp_path / "story-report" / "report.json").read_text())["features"]
+        if f["name"] == "minutes"
+    )
+    assert line.startswith(f"Decay on 2026-01-08: 1500 rows vs {name} v{version}'s reference")
+    assert f"minutes (psi {psi:.3g}" in line
+    assert f"accuracy {accuracy['current']:.4f} vs baseline {accuracy['baseline']:.4f}" in line
+    assert "interval of the worsening" in line
+    assert line in capsys.readouterr().out
+    assert context["outlet_events"][outlet].extra["summary"] == line
+    # the drift check's run too
+    (check,) = client.search_runs(
+        [client.get_experiment_by_name(f"{name}-monitoring").experiment_id],
+        "tags.`mlops.kind` = 'drift-check'",
+    )
+    assert check.info.run_name == "train_dag.train 2026-01-08"
+    assert check.data.tags["airflow.task_id"] == "train"
