@@ -87,6 +87,10 @@ class DeploymentTarget(ABC):
     def rollback(self, previous: ModelRelease | None) -> None:
         """Return to ``previous`` (None when there was no earlier version)."""
 
+    def page_url(self) -> str | None:
+        """An http(s) page a person opens to see what the target serves (None: the target has none)."""
+        return None
+
 
 class LocalServerTarget(DeploymentTarget):
     """
@@ -139,6 +143,10 @@ class LocalServerTarget(DeploymentTarget):
 
     def describe(self) -> dict[str, Any]:
         return dict(self._hook().run("version") or {})
+
+    def page_url(self) -> str | None:
+        """The server's ``GET /version`` (name, version, digest; no credentials needed)."""
+        return str(self._hook().url_for("version"))
 
     def smoke_test(self, release: ModelRelease) -> None:
         served = self.describe()

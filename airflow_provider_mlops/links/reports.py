@@ -13,6 +13,8 @@ if TYPE_CHECKING:
 
 # where the provider's plugin (:mod:`airflow_provider_mlops.plugins.reports`) mounts its pages
 URL_PREFIX = "/mlops"
+#: the XCom key under which a deploy task records its model server's page (:class:`ServedModelLink`)
+SERVED_MODEL_XCOM = "served_model_url"
 
 
 def report_page_url(ti_key: TaskInstanceKey, *, route: str = "reports") -> str:
@@ -51,3 +53,15 @@ class ModelVersionLink(BaseOperatorLink):
         if conn_id:
             url += ("&" if "?" in url else "?") + f"mlflow_conn_id={quote(str(conn_id), safe='')}"
         return url
+
+
+class ServedModelLink(BaseOperatorLink):
+    """Opens the ``/version`` page of the model server the deploy task deploys to (what it serves now)."""
+
+    name = "Served model"
+
+    def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:
+        """The URL the task recorded in its ``served_model_url`` XCom ("" when it has no server)."""
+        from airflow.providers.common.compat.sdk import XCom
+
+        return str(XCom.get_value(ti_key=ti_key, key=SERVED_MODEL_XCOM) or "")

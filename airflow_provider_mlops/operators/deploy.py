@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_mlops.hooks.s3 import storage_hook
-from airflow_provider_mlops.links.reports import ModelVersionLink
+from airflow_provider_mlops.links.reports import SERVED_MODEL_XCOM, ModelVersionLink, ServedModelLink
 from airflow_provider_mlops.ml.specs import Gate
 from airflow_provider_mlops.operators.common import fail_fast, input_uris, pin_inputs
 
@@ -49,7 +49,7 @@ class _ReleaseOperator(BaseOperator):
     """
 
     ui_color = "#fce4ec"
-    operator_extra_links = (ModelVersionLink(),)
+    operator_extra_links = (ModelVersionLink(), ServedModelLink())
 
     def __init__(
         self,
@@ -171,6 +171,22 @@ class _ReleaseOperator(BaseOperator):
             name=self.registered_model_name, version=version, sha256=loaded.sha256, uri=uri, latest_uri=latest
         )
 
+    def _record_served_page(self, context: Context) -> None:
+        """
+        The page of the model server this task deploys to (the first target that has one, else the
+        reload connection's ``/version``), as an XCom the "Served model" link opens.
+        """
+        from airflow_provider_mlops.deployment.targets import resolve_targets
+
+        pages = [target.page_url() for target in resolve_targets(self.targets)]
+        if self.reload is not None:
+            from airflow_provider_mlops.hooks.http import HttpApiHook
+
+            pages.append(HttpApiHook(self.reload.http_conn_id).url_for("version"))
+        page = next((str(url) for url in pages if url), None)
+        if page:
+            context["ti"].xcom_push(key=SERVED_MODEL_XCOM, value=page)
+
     def _deploy_targets(self, version: str, previous: str | None) -> list[dict[str, Any]]:
         """Deploy and smoke-test ``version`` on every target; roll all back to ``previous`` on failure."""
         from airflow_provider_mlops.deployment.targets import deploy_all, resolve_targets
@@ -274,6 +290,7 @@ class DeployModelOperator(_ReleaseOperator):
         from airflow_provider_mlops.ml.promotion import Outcome, decide
 
         hook, name, metric = self._connect(), self.registered_model_name, self.gate.metric
+        self._record_served_page(context)
         champion = hook.version_by_alias(name, self.alias)
         candidate = _version(self.candidate_version)
         if candidate is None:
@@ -534,6 +551,7 @@ class RollbackModelOperator(_ReleaseOperator):
         from airflow_provider_mlops.ml.promotion import Outcome
 
         hook, name = self._connect(), self.registered_model_name
+        self._record_served_page(context)
         version = _version(self.version)
         if version is None:
             raise ValueError("version is required: the registered version to roll back to")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import requests
 
 from airflow_provider_mlops.deployment.targets import DeploymentError, DeploymentTarget, ModelRelease
 from airflow_provider_mlops.ml.specs import Gate, Model
@@ -100,13 +101,18 @@ def test_targets_gate_the_promotion_and_roll_back(
         local = {"type": "local_server", "http_conn_id": "model_server", "smoke_input": smoke}
 
         # Promotion: the server reloads the candidate and proves it serves it before the alias moves.
+        context = task_context(tmp_path)
         result = DeployModelOperator(
             candidate_version=v2,
             **judged,
             targets=[local],
             **common,
-        ).execute(task_context(tmp_path))
+        ).execute(context)
         assert result["promoted"] and result["targets"][0]["version"] == v2
+        # the task's "Served model" link opens the server's /version page, which names v2
+        page = context["ti"].pushed["served_model_url"]
+        assert page == server.url.rstrip("/") + "/version"
+        assert requests.get(page, timeout=10).json()["version"] == v2
         assert server.get("/version").json()["version"] == v2
         assert str(client.get_model_version_by_alias(NAME, "champion").version) == v2
         assert json.loads((published / "latest.json").read_text())["version"] == v2
