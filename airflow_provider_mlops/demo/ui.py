@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from airflow_provider_mlops.demo.home import AIRFLOW_PORT, MLFLOW_PORT
+from airflow_provider_mlops.utils.processes import stop_process_group
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -114,15 +115,7 @@ def running(
         yield urls
     finally:
         for process in processes.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in processes.values():
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+            stop_process_group(process)
         for handle in handles:
             handle.close()
 

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import requests
 
+from airflow_provider_mlops.utils.processes import stop_process_group
 from tests.harness.scheduler import AirflowServer
 from tests.harness.servers import PostgresServer, RedisServer, free_port
 
@@ -138,17 +139,6 @@ def tcp_gate(upstream_port: int, match: Callable[[bytes], bool]) -> Iterator[Tcp
         yield gate
     finally:
         gate.stop()
-
-
-def _stop_group(proc: subprocess.Popen, grace: float = 20) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
 
 
 @contextlib.contextmanager
@@ -264,6 +254,6 @@ def start_celery_airflow(
         # Workers first (a warm shutdown lets nothing new start), then the control plane.
         for name in [*workers, "dag-processor", "scheduler", "api-server"]:
             if name in procs:
-                _stop_group(procs[name])
+                stop_process_group(procs[name])
         for handle in handles:
             handle.close()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from typing import Any
 
 import requests
 
+from airflow_provider_mlops.utils.processes import stop_process_group
 from tests.harness.servers import free_port
 
 
@@ -169,12 +169,5 @@ def start_airflow(home: Path, dags_folder: Path, env: Mapping[str, str]) -> Iter
             raise TimeoutError(f"airflow standalone not healthy after 180s:\n{log.read_text()[-3000:]}")
         yield AirflowServer(url, home, log)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_process_group(proc, grace=20)
         handle.close()

@@ -20,7 +20,6 @@ import contextlib
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from typing import Any
 import pytest
 import requests
 
+from airflow_provider_mlops.utils.processes import stop_process_group
 from tests.harness.browser import find_browser
 from tests.harness.servers import free_port
 
@@ -85,14 +85,7 @@ def api_server(home: str) -> Iterator[ApiServer]:
                 raise TimeoutError(f"api-server not healthy:\n{log.read_text()[-3000:]}")
             yield ApiServer(url, log)
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+            stop_process_group(proc, grace=20)
 
 
 @dataclass

@@ -23,6 +23,7 @@ from urllib.parse import quote
 import pytest
 import requests
 
+from airflow_provider_mlops.utils.processes import stop_process_group
 from tests.harness.browser import find_browser, open_page
 from tests.harness.servers import free_port
 
@@ -64,14 +65,7 @@ def _ui(home: Path, mlflow_port: int, log: Path):
                 time.sleep(1)
             yield proc
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+            stop_process_group(proc, grace=60)
 
 
 @pytest.fixture(scope="module")

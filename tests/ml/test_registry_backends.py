@@ -5,9 +5,7 @@ a SQLite store and an MLflow tracking server (``mlflow server`` over HTTP). Same
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +19,7 @@ from airflow.providers.common.compat.sdk import AirflowFailException
 from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 from airflow_provider_mlops.ml.serialization import ModelIntegrityError, dump_model, record_model_file
 from airflow_provider_mlops.operators.predict import BatchPredictOperator
+from airflow_provider_mlops.utils.processes import stop_process_group
 from tests.conftest import set_connection
 from tests.harness.servers import free_port, wait_port
 from tests.operators.helpers import task_context
@@ -49,13 +48,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
         wait_port(port, timeout=90, proc=proc)
         yield f"http://127.0.0.1:{port}"
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+        stop_process_group(proc, grace=10)
         log.close()
 
 

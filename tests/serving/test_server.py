@@ -20,6 +20,7 @@ from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
 from airflow_provider_mlops.ml.serialization import load_model_version
 from airflow_provider_mlops.ml.specs import Model
 from airflow_provider_mlops.operators.train import TrainModelOperator
+from airflow_provider_mlops.utils.processes import stop_process_group
 from tests.conftest import set_connection
 from tests.operators.helpers import task_context
 from tests.serving.helpers import TOKEN, Server, churn_frame, start_server, stop_server
@@ -273,7 +274,6 @@ def test_latest_json_needs_a_trusted_digest(registered: dict, tmp_path: Path) ->
 @pytest.fixture(scope="module")
 def mlflow_server(registered: dict) -> Iterator[str]:
     """``mlflow models serve --env-manager local`` on the champion (v1), one worker, on loopback."""
-    import signal
     import socket
 
     with socket.socket() as s:
@@ -311,12 +311,7 @@ def mlflow_server(registered: dict) -> Iterator[str]:
             time.sleep(0.3)
         yield url
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_process_group(process, grace=20)
 
 
 def test_same_answers_as_mlflow_models_serve(server: Server, mlflow_server: str, registered: dict) -> None:
