@@ -13,6 +13,7 @@ from airflow_provider_mlops.hooks.s3 import storage_hook
 from airflow_provider_mlops.operators.common import (
     fail_fast,
     iter_inputs,
+    pin_inputs,
     require_inputs,
     static_uri,
 )
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     import jinja2
+    import pyarrow as pa
     from airflow.sdk import Context
 
     from airflow_provider_mlops.sinks.contract import OnEmpty
@@ -144,11 +146,14 @@ class LoadOperator(BaseOperator):
         from airflow_provider_mlops.hooks.connection_types import connection_kind, get_batch_hook
         from airflow_provider_mlops.sinks.contract import empty_outcome, split_empty
 
-        inputs = require_inputs(self.input_uri)
         storage = storage_hook(self.storage_conn_id)
+        # each input read at one version (a commit landing meanwhile changes neither schema nor rows)
+        inputs = [pin.read_uri for pin in pin_inputs(storage, require_inputs(self.input_uri))]
         sink = self.sink
-        # The input table's schema, so that an empty dataset still creates its sink with the right columns.
-        schema = storage.read_schema(inputs[0])
+        # The inputs' schema, so that an empty dataset still creates its sink with the right columns;
+        # every input's columns (a column only some inputs have makes the others fail by name,
+        # never dropped from the ones that have it).
+        schema = _inputs_schema(storage, inputs)
         empty, stream = split_empty(
             iter_inputs(storage, inputs, format=self.input_format, batch_size=sink.batch_size)
         )
@@ -214,3 +219,32 @@ def _outlet(sink: SinkSpec, conn_id: str | None) -> Any:
     if isinstance(sink, (LakeTable, FileExport)) and isinstance(sink.uri, str) and static_uri(sink.uri):
         return storage_asset(sink.uri)
     return None
+
+
+def _inputs_schema(storage: Any, inputs: list[str]) -> pa.Schema | None:
+    """
+    The schema of the inputs together: the first one's when they agree, else their union (the same
+    column with different types in two inputs is refused, naming it).
+    """
+    schemas = [storage.read_schema(uri) for uri in inputs]
+    known = [schema for schema in schemas if schema is not None]
+    if len(known) < 2 or all(schema.equals(known[0]) for schema in known[1:]):
+        return schemas[0]
+    import pyarrow as pa
+
+    from airflow_provider_mlops.utils.arrow import SchemaMismatchError
+
+    try:
+        union = pa.unify_schemas(known)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+        raise SchemaMismatchError(
+            f"The inputs {inputs} disagree on a column's type ({err}): cast it in a transform first"
+        ) from None
+    for uri, schema in zip(inputs, schemas, strict=True):
+        missing = [name for name in union.names if schema is not None and name not in schema.names]
+        if missing:
+            raise SchemaMismatchError(
+                f"The input {uri} has no column(s) {missing}, which other inputs of this load have: "
+                "load them in separate tasks, or give every input the column in a transform first"
+            )
+    return union

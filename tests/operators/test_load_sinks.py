@@ -199,3 +199,19 @@ def test_load_takes_eight_own_arguments() -> None:
         "input_format",
         "storage_conn_id",
     ]  # was 20 (issue 25)
+
+
+def test_inputs_with_different_columns_are_refused_naming_the_column_not_dropped(tmp_path: Path) -> None:
+    """Two days into one lake table, the second with a column the first lacks: nothing is dropped."""
+    day1 = _input(tmp_path, [{"id": 1, "amount": 1.5}], name="day1")
+    day2 = _input(tmp_path, [{"id": 2, "amount": 2.5, "coupon": "X"}], name="day2")
+    lake = (tmp_path / "lake").as_uri()
+    load = LoadOperator(task_id="l", input_uri=[day1, day2], sink=LakeTable(lake))
+    with pytest.raises(AirflowFailException, match=r"day1@v0 has no column\(s\) \['coupon'\]"):
+        load.execute(_context())
+    assert not ObjectStorageHook(aws_conn_id=None).is_table(lake)  # nothing committed
+    # the same columns in every input: all rows, every column
+    day2b = _input(tmp_path, [{"id": 2, "amount": 2.5}], name="day2b")
+    LoadOperator(task_id="l", input_uri=[day1, day2b], sink=LakeTable(lake)).execute(_context())
+    rows = pa.Table.from_batches(list(ObjectStorageHook(aws_conn_id=None).iter_batches(lake))).to_pylist()
+    assert sorted(rows, key=lambda r: r["id"]) == [{"id": 1, "amount": 1.5}, {"id": 2, "amount": 2.5}]
