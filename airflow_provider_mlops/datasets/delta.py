@@ -678,7 +678,9 @@ def _write_ordered(
     root = parse_uri(uri)
     fs, _ = store.filesystem(root.uri)
     written: list[tuple[str, int, int]] = []  # name, bytes, rows
-    state: dict[str, Any] = {"stream": None, "writer": None, "name": None, "rows": 0, "total": 0}
+    state: dict[str, Any] = {
+        "stream": None, "writer": None, "name": None, "rows": 0, "total": 0, "committing": False,
+    }  # fmt: skip
     suffix = f".{compression.lower()}" if compression else ""
     current = arrow_schema or fixed
 
@@ -767,6 +769,7 @@ def _write_ordered(
             custom[METADATA_KEY] = json.dumps(metadata, default=str)
         commit = CommitProperties(custom_metadata=custom)
         stored = fixed if arrow_schema is not None else storage_schema(current)
+        state["committing"] = True
         if table is None:
             path, options = table_path(store, uri)
             create_table_with_add_actions(
@@ -785,11 +788,18 @@ def _write_ordered(
                 state["writer"].close()
             with contextlib.suppress(Exception):
                 state["stream"].abort()
-        if written:
+        # A commit that raised may still have landed (its answer lost, a timeout just after the
+        # log write): its files are only deleted once the log shows it did not.
+        landed = state["committing"] and not isinstance(err, CommitFailedError)
+        if landed and _commit_absent(store, uri, write_id):
+            landed = False
+        if written and not landed:
             try:
                 store.delete_uris([root.join(name) for name, _, _ in written])
             except Exception as cleanup:  # the original error matters more; vacuum removes them
                 log.warning("Could not remove the uncommitted files of %s: %s", uri, cleanup)
+        elif written:
+            log.warning("%s: the commit may have landed; its files are kept (%s)", uri, err)
         if isinstance(err, CommitFailedError):
             raise DatasetConflictError(
                 f"Another writer committed to {uri} while this write ran, and the two conflict: nothing of "
@@ -854,6 +864,20 @@ def _no_columns(
         before_commit=before_commit,
         type_conflict=type_conflict,
     )
+
+
+def _commit_absent(store: ObjectStore, uri: str, write_id: str, *, depth: int = 50) -> bool:
+    """True only when the log is readable and none of its newest ``depth`` commits is this write's."""
+    try:
+        if not has_commit(store, uri):
+            return True  # a first write whose commit did not land
+        latest = int(open_table(store, uri).version())
+        return all(
+            commit_info(store, uri, version).get(WRITE_ID_KEY) != write_id
+            for version in range(latest, max(latest - depth, -1), -1)
+        )
+    except Exception:  # the log cannot be read now: not known to be absent, so the files stay
+        return False
 
 
 def _version_of(store: ObjectStore, uri: str, table: DeltaTable, write_id: str) -> int:

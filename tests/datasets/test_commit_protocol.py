@@ -425,3 +425,31 @@ def test_a_hand_off_keeps_the_order_of_its_rows(where, s3_conn_id, prefix, tmp_p
     assert ids == [
         i for b in reversed(table.to_batches(max_chunksize=900)) for i in b.column("id").to_pylist()
     ]
+
+
+def test_a_commit_whose_answer_is_lost_keeps_its_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    The log entry lands but the call fails afterwards (an answer lost, a timeout just after): the
+    version it made stays readable; its files are not deleted under it. The fault is injected (no
+    storage server loses an answer on demand); the commit itself is delta-rs's, for real.
+    """
+    from deltalake import DeltaTable
+
+    hook = ObjectStorageHook(aws_conn_id=None)
+    uri = (tmp_path / "ds").as_uri()
+    hook.write_dataset(uri, _table(40).to_batches())
+    real = DeltaTable.create_write_transaction
+
+    def commit_then_fail(self: DeltaTable, *args: object, **kwargs: object) -> None:
+        real(self, *args, **kwargs)
+        raise TimeoutError("the answer to the commit was lost")
+
+    monkeypatch.setattr(DeltaTable, "create_write_transaction", commit_then_fail)
+    new = _table(60, tag="new")
+    with pytest.raises(TimeoutError):
+        hook.write_dataset(uri, new.to_batches(max_chunksize=20))
+    monkeypatch.undo()
+    assert hook.table_version(uri) == 1
+    assert _checksum(_read(hook, uri)) == _checksum(new)  # every file of version 1 is there
