@@ -639,13 +639,22 @@ class ObjectStorageHook(FilesReader, BaseHook):
         for key in ("inserted", "updated"):
             if key in result:
                 counts[key] = result[key]
-        if spec.optimize:
-            metrics = self.optimize_dataset(uri)
-            counts["optimized_files"] = int(metrics.get("numFilesRemoved", 0))
-            counts["version"] = self.table_version(uri)
-        if spec.vacuum_retention_hours is not None:
-            removed = self.vacuum_dataset(uri, retention_hours=spec.vacuum_retention_hours)
-            counts["vacuumed_files"] = len(removed)
+        # Maintenance after the data commit is best effort: a failure here must not fail the task,
+        # whose retry would append the committed rows again; it is logged and returned, and the next
+        # run (or a maintenance task) does it.
+        try:
+            if spec.optimize:
+                metrics = self.optimize_dataset(uri)
+                counts["optimized_files"] = int(metrics.get("numFilesRemoved", 0))
+                counts["version"] = self.table_version(uri)
+            if spec.vacuum_retention_hours is not None:
+                removed = self.vacuum_dataset(uri, retention_hours=spec.vacuum_retention_hours)
+                counts["vacuumed_files"] = len(removed)
+        except Exception as err:
+            self.log.warning(
+                "%s: the rows are committed (version %s); maintenance failed: %s", uri, counts["version"], err
+            )
+            counts["maintenance_error"] = f"{type(err).__name__}: {err}"
         return {**counts, "target": uri}
 
     def vacuum_dataset(self, uri: str, *, retention_hours: float = 168.0, dry_run: bool = False) -> list[str]:

@@ -215,3 +215,23 @@ def test_inputs_with_different_columns_are_refused_naming_the_column_not_dropped
     LoadOperator(task_id="l", input_uri=[day1, day2b], sink=LakeTable(lake)).execute(_context())
     rows = pa.Table.from_batches(list(ObjectStorageHook(aws_conn_id=None).iter_batches(lake))).to_pylist()
     assert sorted(rows, key=lambda r: r["id"]) == [{"id": 1, "amount": 1.5}, {"id": 2, "amount": 2.5}]
+
+
+def test_a_failed_optimize_after_an_append_does_not_fail_the_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rows are committed first; a failing compaction must not send the task into a retry that appends them again."""
+    lake = (tmp_path / "lake").as_uri()
+    day1 = _input(tmp_path, [{"id": 1}, {"id": 2}], name="day1")
+
+    def conflict(self: ObjectStorageHook, uri: str, **kwargs: Any) -> dict[str, Any]:
+        raise RuntimeError(
+            "another writer compacted the table first"
+        )  # injected: no server does it on demand
+
+    monkeypatch.setattr(ObjectStorageHook, "optimize_dataset", conflict)
+    result = LoadOperator(
+        task_id="l", input_uri=day1, sink=LakeTable(lake, optimize=True), mode="append"
+    ).execute(_context())
+    assert result["rows"] == 2 and "another writer" in result["maintenance_error"]
+    assert ObjectStorageHook(aws_conn_id=None).dataset_info(lake)["rows"] == 2  # appended once
