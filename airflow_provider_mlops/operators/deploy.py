@@ -312,7 +312,7 @@ class DeployModelOperator(_ReleaseOperator):
             predictions=predictions,
         )
         plots = self._log_evaluation(lineage["run_id"], frame, task, versions, str(context["run_id"]))
-        self._record(context, candidate, champion, decision, scores, rows)
+        line = self._decision_line(context, candidate, champion, decision, scores, rows)
         hook.set_version_tags(name, candidate, self._evaluation_tags)
         published, deployed = None, []
         who, when = self._stamp(context)
@@ -334,6 +334,9 @@ class DeployModelOperator(_ReleaseOperator):
             hook.keep_out(
                 name, candidate, alias=self.gate.challenger_alias, reason=decision.reason, test=decision.test
             )
+        # written once the decision took effect: a deployment that failed (and rolled back) leaves
+        # no "Promoted" description on a version the alias never reached
+        hook.describe_version(name, candidate, line)
         return Outcome(
             promoted=decision.promote,
             champion_version=candidate if decision.promote else champion,
@@ -349,7 +352,7 @@ class DeployModelOperator(_ReleaseOperator):
             evaluation_artifacts=plots,
         ).as_dict()
 
-    def _record(
+    def _decision_line(
         self,
         context: Context,
         candidate: str,
@@ -357,8 +360,8 @@ class DeployModelOperator(_ReleaseOperator):
         decision: Decision,
         scores: dict[str, float],
         rows: str,
-    ) -> None:
-        """The decision, logged and written as the candidate version's description."""
+    ) -> str:
+        """The decision as one line, logged (it becomes the candidate version's description)."""
         from airflow_provider_mlops.ml.summary import promotion_line
 
         who, when = self._stamp(context)
@@ -373,8 +376,7 @@ class DeployModelOperator(_ReleaseOperator):
             by=f"{who} at {when}",
         )
         self.log.info("%s", text)
-        assert self._mlflow is not None
-        self._mlflow.describe_version(self.registered_model_name, candidate, text)
+        return text
 
     def _evaluation_rows(self, context: Context) -> tuple[Any, str]:
         """The labelled evaluation rows (post-drift only with ``gate.since_drift``) and how to name them."""

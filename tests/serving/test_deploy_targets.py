@@ -129,6 +129,8 @@ def test_targets_gate_the_promotion_and_roll_back(
                 **common,
             ).execute(task_context(tmp_path))
         assert failing.deployed == [v3] and failing.rolled_back_to == [v2]
+        assert not client.get_model_version(NAME, v3).description  # no "Promoted" on a version never served
+        assert "romot" in client.get_model_version(NAME, v2).description  # the promotion that took effect
         assert server.get("/version").json()["version"] == v2
         assert str(client.get_model_version_by_alias(NAME, "champion").version) == v2
         assert json.loads((published / "latest.json").read_text())["version"] == v2
