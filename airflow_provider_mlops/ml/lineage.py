@@ -76,7 +76,12 @@ def read_data_tags(tags: Mapping[str, str], kind: str) -> dict[str, Any] | None:
     else:
         uris = [raw_uri]
         versions = [None if raw_version in (None, "", NO_VERSION) else int(str(raw_version))]
-    pins = [DataPin(str(u), None if v is None else int(v)) for u, v in zip(uris, versions, strict=False)]
+    if len(uris) != len(versions):  # tags edited by hand: pinning fewer inputs would change the rows
+        raise ValueError(
+            f"The {uri_key} and {version_key} tags name {len(uris)} and {len(versions)} inputs: "
+            "they must list the same inputs in the same order"
+        )
+    pins = [DataPin(str(u), None if v is None else int(v)) for u, v in zip(uris, versions, strict=True)]
     return {
         "data": [p.as_dict() for p in pins],
         "uris": [p.read_uri for p in pins],

@@ -68,3 +68,12 @@ def test_pin_inputs_pins_tables_and_leaves_plain_files_unversioned(tmp_path: Pat
         pin_inputs(storage, [f"{table}@v5"])
     with pytest.raises(DatasetError, match="is not a Delta table"):
         pin_inputs(storage, [f"{plain.as_uri()}@v1"])
+
+
+def test_tags_naming_more_uris_than_versions_are_refused_not_cut_short() -> None:
+    tags = {
+        "mlops.training_data.uri": '["file:///a", "file:///b"]',
+        "mlops.training_data.version": "[3]",
+    }
+    with pytest.raises(ValueError, match="name 2 and 1 inputs"):
+        read_data_tags(tags, "training")
