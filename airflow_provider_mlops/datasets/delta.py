@@ -1128,7 +1128,7 @@ def _scan_dataset(
 
 def describe(store: ObjectStore, uri: str, table: DeltaTable) -> dict[str, Any]:
     """A small, JSON-able summary of the version ``table`` is at (what writes return and XCom holds)."""
-    import pyarrow as pa
+    import pyarrow.compute as pc
 
     from airflow_provider_mlops.utils.schema import schema_fingerprint, schema_to_json
 
@@ -1141,8 +1141,8 @@ def describe(store: ObjectStore, uri: str, table: DeltaTable) -> dict[str, Any]:
         "uri": parse_uri(base).uri.rstrip("/"),
         "format": "delta",
         "version": int(table.version()),
-        "rows": int(pa.compute.sum(actions.column("num_records")).as_py() or 0) if actions.num_rows else 0,
-        "bytes": int(pa.compute.sum(actions.column("size_bytes")).as_py() or 0) if actions.num_rows else 0,
+        "rows": int(pc.sum(actions.column("num_records")).as_py() or 0) if actions.num_rows else 0,
+        "bytes": int(pc.sum(actions.column("size_bytes")).as_py() or 0) if actions.num_rows else 0,
         "files": sorted(actions.column("path").to_pylist()),
         "schema_fingerprint": schema_fingerprint(schema),
         "schema": schema_to_json(schema),

@@ -247,3 +247,19 @@ def test_exports_are_one_file_replaced_whole(tmp_path: Path) -> None:
             list(storage.iter_batches((out / fmt).as_uri(), format=fmt, schema=SCHEMA))
         )
         assert _arrow_digest(back) == _arrow_digest(_day("2026-01-01", 30))
+
+
+def test_a_fresh_worker_process_reads_a_table_summary(tmp_path: Path) -> None:
+    """What a Celery / Kubernetes worker does first in LoadOperator: no module imported before it."""
+    import subprocess
+    import sys
+
+    uri = (tmp_path / "t").as_uri()
+    storage_hook(None).write_dataset(uri, [pa.RecordBatch.from_pylist([{"a": 1}, {"a": 2}])])
+    code = (
+        "import sys; from airflow_provider_mlops.hooks.s3 import ObjectStorageHook; "
+        "print(ObjectStorageHook(aws_conn_id=None).dataset_info(sys.argv[1])['rows'])"
+    )
+    out = subprocess.run([sys.executable, "-c", code, uri], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "2"
