@@ -29,11 +29,16 @@ task's *Data profile* link), then trains a scikit-learn Pipeline:
   ``latest.json`` pointer.
 
 Connections: ``mlops_warehouse`` (SQLite in the demo, PostgreSQL in production) and, optionally,
-an ``mlops-mlflow`` connection (default: a SQLite MLflow store in ``AIRFLOW_HOME``).
+an ``mlops-mlflow`` connection (default: a SQLite MLflow store in ``AIRFLOW_HOME``). With
+``MLOPS_MODEL_SERVER_CONN_ID`` set (an ``mlops-http`` connection to ``python -m
+airflow_provider_mlops.serve``, its reload token as password), a promotion first deploys to that
+server (reload, then ``/version`` must report the new version and digest) and moves the alias only
+once it serves; the server may start before the first model (it answers 503 until its first reload).
 """
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Asset
@@ -58,6 +63,8 @@ from airflow_provider_mlops.sources import SqlQuery
 WAREHOUSE_CONN_ID = "mlops_warehouse"
 ALERTS_CONN_ID = "mlops_alerts"
 MODEL_NAME = "churn_model"
+# Optional: the model server a promotion deploys to before the alias moves (see the docstring).
+MODEL_SERVER_CONN_ID = os.environ.get("MLOPS_MODEL_SERVER_CONN_ID")
 # The history extracted for training; the window below picks the rows the model learns from.
 HISTORY_DAYS = 14
 # A quarter of the newest day's customers is kept out of training: the gate judges on them.
@@ -179,6 +186,9 @@ with DAG(
             time_column="day",
         ),
         publish_uri="staging://published/churn_model",
+        targets=[{"type": "local_server", "http_conn_id": MODEL_SERVER_CONN_ID}]
+        if MODEL_SERVER_CONN_ID
+        else [],
     )
     # [END howto_operator_deploy]
     ingest >> [profile, train]
