@@ -21,19 +21,21 @@ from tests.conftest import _serve
 from tests.harness import servers
 from tests.harness.injectors import (
     Injection,
+    kill_mongo_when,
+    mongo_write_match,
     terminate_backend_when,
 )
 
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def own_postgres() -> Iterator[servers.PostgresServer]:
-    """A cluster of this test's own: restarting it disturbs no other test."""
+    """A cluster of this module's own: restarting it disturbs no other test."""
     yield from _serve(servers.start_postgres)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def own_mongo() -> Iterator[servers.MongoServer]:
     if os.environ.get("MONGO_URI"):
         pytest.skip("MONGO_URI: an external MongoDB cannot be killed and restarted by the tests")
@@ -128,6 +130,7 @@ def test_terminate_backend_when_never_fires_without_a_match(postgres_server: ser
 def test_postgres_restart_keeps_committed_data(own_postgres: servers.PostgresServer, mode: str) -> None:
     pg = own_postgres
     with psycopg.connect(pg.dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS kept")
         conn.execute("CREATE TABLE kept (id int PRIMARY KEY)")
         conn.execute("INSERT INTO kept SELECT generate_series(1, 1000)")
         before = conn.execute(
@@ -162,3 +165,56 @@ def test_postgres_restart_refuses_an_unknown_mode(postgres_server: servers.Postg
     copy = servers.PostgresServer(postgres_server.host, postgres_server.port, "u", "p", "db")  # no control
     with pytest.raises(RuntimeError, match="not started by start_postgres"):
         copy.restart()
+
+
+# --------------------------------------------------------------------------------------------------
+# MongoDB (secantusdb): restart and kill_mongo_when
+# --------------------------------------------------------------------------------------------------
+def test_mongo_restart_keeps_journaled_data(own_mongo: servers.MongoServer) -> None:
+    import pymongo
+
+    with pymongo.MongoClient(own_mongo.uri, journal=True) as client:
+        customers = client.restart_test.customers
+        customers.insert_many([{"_id": i, "plan": "basic"} for i in range(500)])
+        customers.update_one({"_id": 7}, {"$set": {"plan": "pro"}})
+    pid = own_mongo.pid
+    own_mongo.restart()
+    assert own_mongo.pid != pid and pid is not None and not _process_alive(pid)
+    with pymongo.MongoClient(own_mongo.uri, serverSelectionTimeoutMS=5000) as client:
+        customers = client.restart_test.customers
+        assert customers.count_documents({}) == 500
+        assert customers.find_one({"_id": 7}) == {"_id": 7, "plan": "pro"}
+
+
+def test_kill_mongo_when_kills_the_server_mid_write(own_mongo: servers.MongoServer) -> None:
+    import pymongo
+    from pymongo.errors import ConnectionFailure
+
+    injection, gate = kill_mongo_when(
+        own_mongo, mongo_write_match("customers", ("update",)), timeout=15, down_for=0.3
+    )
+    try:
+        pid = own_mongo.pid
+        # retryWrites=False: pymongo would otherwise retry the write once the server is back
+        options = {"retryWrites": False, "serverSelectionTimeoutMS": 5000, "journal": True}
+        with pymongo.MongoClient(gate.uri, **options) as client:
+            customers = client.kill_test.customers
+            customers.insert_many([{"_id": i, "plan": "basic"} for i in range(100)])  # not matched: passes
+            assert not injection.fired
+            with pytest.raises(ConnectionFailure):
+                customers.update_many({}, {"$set": {"plan": "pro"}})
+        assert injection.fired and injection.kind == "mongo_kill"
+        assert injection.target == "update on customers"
+        assert injection.detail == f"server pid {pid} SIGKILLed while an update on customers was in flight"
+        assert not _process_alive(pid)
+        assert gate.restarted.wait(15) and gate.restart_error is None
+        assert own_mongo.pid != pid
+        # after the restart a new client works, through the gate (now a plain pass-through) and direct
+        for uri in (gate.uri, own_mongo.uri):
+            with pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000) as client:
+                customers = client.kill_test.customers
+                assert customers.count_documents({}) == 100
+                customers.update_one({"_id": 1}, {"$set": {"seen": uri}})
+        assert own_mongo.pid != pid  # one kill only
+    finally:
+        gate.stop()

@@ -232,10 +232,15 @@ def kill_mongo_when(
             gate.restarted.set()
 
     def on_match(chunk: bytes) -> None:
-        pid = mongo.kill()
         command = mongo_command(chunk)
-        what = f"{command[0]} on {command[1]}" if command else f"{len(chunk)} bytes"
-        injection.fire(f"server pid {pid} SIGKILLed with a {what} in flight")
+        what = (
+            f"{'an' if command[0][0] in 'aeiou' else 'a'} {command[0]} on {command[1]}"
+            if command
+            else f"a {len(chunk)}-byte message"
+        )
+        # Recorded just before the kill: the client sees its connection drop as the server dies.
+        injection.fire(f"server pid {mongo.pid} SIGKILLed while {what} was in flight")
+        mongo.kill()
         gate.release()
         threading.Thread(target=restart, name=f"{kind}-restart", daemon=True).start()
 
