@@ -8,23 +8,33 @@ Restarts run on servers of their own (the session's servers stay up for the othe
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psycopg
 import pytest
+import requests
 
 from tests.conftest import _serve
 from tests.harness import servers
 from tests.harness.injectors import (
     Injection,
+    SupervisedProcess,
     kill_mongo_when,
+    kill_on_request,
     mongo_write_match,
+    seeded_http_rule,
     terminate_backend_when,
 )
+from tests.harness.proxy import Fault, Request, start_proxy
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -218,3 +228,250 @@ def test_kill_mongo_when_kills_the_server_mid_write(own_mongo: servers.MongoServ
         assert own_mongo.pid != pid  # one kill only
     finally:
         gate.stop()
+
+
+# --------------------------------------------------------------------------------------------------
+# HTTP: Fault.cut and seeded_http_rule through the fault proxy
+# --------------------------------------------------------------------------------------------------
+BODY = bytes(range(256)) * 80  # 20,480 bytes
+
+
+@contextlib.contextmanager
+def _upstream() -> Iterator[str]:
+    """A small HTTP API: GET answers BODY, PUT and POST answer what they got."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def _answer(self, body: bytes) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            self._answer(BODY)
+
+        def do_PUT(self) -> None:
+            self._answer(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+
+        do_POST = do_PUT
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_fault_cut_sends_the_headers_and_part_of_the_body() -> None:
+    import http.client
+
+    rule = lambda r: Fault.cut(1000) if r.path == "/customers" else None  # noqa: E731
+    with _upstream() as upstream, start_proxy(upstream, rule) as proxy:
+        conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=5)
+        conn.request("GET", "/customers")
+        response = conn.getresponse()
+        assert response.status == 200 and response.getheader("Content-Length") == str(len(BODY))
+        with pytest.raises(http.client.IncompleteRead) as cut:
+            response.read()
+        conn.close()
+        assert cut.value.partial == BODY[:1000]
+        with pytest.raises(requests.exceptions.ChunkedEncodingError, match="IncompleteRead"):
+            requests.get(f"{proxy.endpoint_url}/customers", timeout=5)
+        assert requests.get(f"{proxy.endpoint_url}/other", timeout=5).content == BODY  # untouched
+        assert [(r.path, f.kind) for r, f in proxy.faults] == [("/customers", "cut")] * 2
+
+
+def test_seeded_http_rule_fires_each_planned_fault_once() -> None:
+    plan = [
+        ("status", 503, "PUT", "/_delta_log/"),
+        ("status", 429, "GET", "/customers"),
+        ("reset", "GET", "/customers"),
+        ("cut", 100, "GET", "/customers"),
+        ("delay", 0.5, "GET", "/customers"),
+    ]
+    injections, rule = seeded_http_rule(random.Random(30), plan)
+    with _upstream() as upstream, start_proxy(upstream, rule) as proxy:
+        url = f"{proxy.endpoint_url}/customers?page=1"
+        throttled = requests.get(url, timeout=5)
+        assert throttled.status_code == 429 and throttled.headers["Retry-After"] == "1"
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.get(url, timeout=5)
+        with pytest.raises(requests.exceptions.ChunkedEncodingError):
+            requests.get(url, timeout=5)
+        started = time.monotonic()
+        slow = requests.get(url, timeout=5)
+        assert slow.content == BODY and time.monotonic() - started >= 0.5
+        assert requests.get(url, timeout=5).content == BODY  # every planned fault is used up
+        log = f"{proxy.endpoint_url}/lake/t/_delta_log/00000.json"
+        assert requests.put(log, data=b"{}", timeout=5).status_code == 503
+        assert requests.put(log, data=b"{}", timeout=5).content == b"{}"
+    assert [(i.kind, i.target) for i in injections] == [
+        ("http_503", "PUT */_delta_log/*"),
+        ("http_429", "GET */customers*"),
+        ("http_reset", "GET */customers*"),
+        ("http_cut", "GET */customers*"),
+        ("http_delay", "GET */customers*"),
+    ]
+    assert [i.detail for i in injections] == [
+        "PUT /lake/t/_delta_log/00000.json (request 6)",
+        *(f"GET /customers?page=1 (request {n})" for n in (1, 2, 3, 4)),
+    ]
+    assert all(i.fired for i in injections)
+    assert [f.kind for _, f in proxy.faults] == ["status", "reset", "cut", "delay", "status"]
+
+
+def test_seeded_http_rule_is_the_same_plan_for_the_same_seed() -> None:
+    plan = [("status", 500, "GET", "/a"), ("reset", "GET", "/a"), ("delay", 0.0, "POST", "/b")]
+    requests_ = [Request(m, p, n) for n, (m, p) in enumerate([("GET", "/a"), ("POST", "/b")] * 10, 1)]
+
+    def hits(seed: int) -> list[int]:
+        _, rule = seeded_http_rule(random.Random(seed), plan, spread=4, prefix="s3")
+        return [r.number for r in requests_ if rule(r) is not None]
+
+    assert hits(5) == hits(5) and len(hits(5)) == 3
+    injections, rule = seeded_http_rule(random.Random(5), plan, spread=4, prefix="s3")
+    for request in requests_:
+        rule(request)
+    assert [i.kind for i in injections] == ["s3_500", "s3_reset", "s3_delay"]
+    assert sorted(int(i.detail.split("request ")[1][:-1]) for i in injections) == hits(5)
+    with pytest.raises(ValueError, match="status, reset, cut or delay"):
+        seeded_http_rule(random.Random(0), [("kill", "GET", "/")])
+
+
+def test_seeded_http_rule_in_front_of_s3(s3_server: servers.S3Server) -> None:
+    import boto3
+    from botocore.exceptions import IncompleteReadError, ResponseStreamingError
+
+    key = f"chaos/{uuid.uuid4().hex}.bin"
+    injections, rule = seeded_http_rule(
+        random.Random(1), [("status", 503, "PUT", key), ("cut", 64, "GET", key)], prefix="s3"
+    )
+    with start_proxy(s3_server.endpoint_url, rule) as proxy:
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=proxy.endpoint_url,
+            aws_access_key_id=s3_server.access_key,
+            aws_secret_access_key=s3_server.secret_key,
+            region_name=s3_server.region,
+        )
+        s3.put_object(Bucket=s3_server.bucket, Key=key, Body=BODY)  # botocore retries the 503
+        with pytest.raises((IncompleteReadError, ResponseStreamingError)):
+            s3.get_object(Bucket=s3_server.bucket, Key=key)["Body"].read()
+        assert s3.get_object(Bucket=s3_server.bucket, Key=key)["Body"].read() == BODY
+    assert [(i.kind, i.fired) for i in injections] == [("s3_503", True), ("s3_cut", True)]
+    puts = [r for r in proxy.requests if r.method == "PUT"]
+    assert len(puts) == 2 and injections[0].detail == f"PUT /{s3_server.bucket}/{key} (request 1)"
+
+
+# --------------------------------------------------------------------------------------------------
+# Processes: SupervisedProcess and kill_on_request
+# --------------------------------------------------------------------------------------------------
+# A model-server-like process: answers its pid on GET /ping and POST /reload, and starts a child (a
+# worker of its own) that must not outlive it.
+_SERVER = """
+import json, os, subprocess, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def _answer(self):
+        if self.path == "/crash":
+            os._exit(3)
+        body = json.dumps({"pid": os.getpid(), "child": child.pid, "path": self.path}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+
+print("serving", os.getpid(), flush=True)
+HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"""
+
+
+@pytest.fixture
+def model_server(tmp_path: Path) -> Iterator[SupervisedProcess]:
+    script = tmp_path / "server.py"
+    script.write_text(_SERVER)
+    port = servers.free_port()
+    process = SupervisedProcess(
+        [sys.executable, str(script), str(port)],
+        os.environ,
+        tmp_path / "model-server.log",
+        ready_url=f"http://127.0.0.1:{port}/ping",
+        restart_delay=0.3,
+    )
+    process.port = port  # type: ignore[attr-defined]
+    with process:
+        yield process
+
+
+def test_kill_on_request_kills_the_model_server_during_a_reload(model_server: SupervisedProcess) -> None:
+    url = f"http://127.0.0.1:{model_server.port}"  # type: ignore[attr-defined]
+    first = requests.get(f"{url}/ping", timeout=5).json()
+    assert first["pid"] == model_server.pid and model_server.restarts == 0
+    injection, rule = kill_on_request(model_server, "POST", "/reload", nth=2)
+    with start_proxy(url, rule) as proxy:
+        assert requests.post(f"{proxy.endpoint_url}/reload", timeout=5).json()["pid"] == first["pid"]
+        assert requests.get(f"{proxy.endpoint_url}/reload", timeout=5).status_code == 200  # not a POST
+        failed = requests.post(f"{proxy.endpoint_url}/reload?model=churn", timeout=5)
+        assert failed.status_code == 502 and "unreachable" in failed.text
+        assert injection.fired and injection.kind == "model_server_kill"
+        assert injection.target == "model-server: POST /reload"
+        assert injection.detail == f"pid {first['pid']} SIGKILLed on POST /reload?model=churn (request 3)"
+        assert not _process_alive(first["pid"]) and not _process_alive(first["child"])  # its group too
+        assert model_server.wait_ready(10)
+        second = requests.post(f"{proxy.endpoint_url}/reload", timeout=5).json()  # the 4th: not killed
+    assert second["pid"] == model_server.pid != first["pid"]
+    assert model_server.restarts == 1 and model_server.pids == [first["pid"], second["pid"]]
+    log = model_server.log.read_text()
+    assert f"serving {first['pid']}" in log and f"serving {second['pid']}" in log  # appended
+
+
+def test_supervised_process_restarts_after_a_crash_and_stops_for_good(tmp_path: Path) -> None:
+    script = tmp_path / "server.py"
+    script.write_text(_SERVER)
+    port = servers.free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = SupervisedProcess(
+        [sys.executable, str(script), str(port)], os.environ, tmp_path / "s.log", f"{url}/ping", 0.2
+    )
+    process.start()
+    try:
+        first = requests.get(f"{url}/ping", timeout=5).json()
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.get(f"{url}/crash", timeout=5)  # exits on its own (code 3)
+        deadline = time.monotonic() + 10
+        while process.restarts < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert process.wait_ready(10)
+        second = requests.get(f"{url}/ping", timeout=5).json()
+        assert process.restarts == 1 and second["pid"] == process.pid != first["pid"]
+        killed = process.kill()
+        assert killed == second["pid"] and not _process_alive(killed)
+        assert process.wait_ready(10) and process.restarts == 2
+        third = requests.get(f"{url}/ping", timeout=5).json()
+    finally:
+        process.stop()
+    time.sleep(0.6)  # three restart delays: nothing comes back
+    assert process.restarts == 2 and len(process.pids) == 3
+    for run in (first, second, third):
+        assert not _process_alive(run["pid"]) and not _process_alive(run["child"])  # no orphans
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get(f"{url}/ping", timeout=2)

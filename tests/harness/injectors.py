@@ -317,12 +317,19 @@ def seeded_http_rule(
 # --------------------------------------------------------------------------------------------------
 # Processes
 # --------------------------------------------------------------------------------------------------
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the process group ``proc`` leads (whatever of it is still there)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
 class SupervisedProcess:
     """
     A process kept running, as systemd or Kubernetes keeps the model server: when it dies (killed
     or crashed), a supervisor thread starts it again after ``restart_delay`` seconds and counts it
-    in ``restarts``. Each run is its own process group (``start_new_session``): :meth:`kill` and
-    :meth:`stop` reach whatever it started too. :meth:`stop` ends it for good.
+    in ``restarts``. Each run is its own process group (``start_new_session``): :meth:`kill`,
+    :meth:`stop` and a death of the process reach whatever it started too (no orphans, as with
+    systemd's ``KillMode=control-group``). :meth:`stop` ends it for good.
 
     :param argv: the command.
     :param env: its whole environment.
@@ -395,8 +402,7 @@ class SupervisedProcess:
         if proc is None:
             raise RuntimeError(f"{self.name} is not started")
         self.ready.clear()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        _kill_group(proc)
         deadline = time.monotonic() + 10
         while proc.poll() is None and time.monotonic() < deadline:  # reaped by wait() or here
             time.sleep(0.01)
@@ -409,6 +415,7 @@ class SupervisedProcess:
             proc = self._proc
         if proc is not None:
             stop_process_group(proc, grace=10)
+            _kill_group(proc)  # children that outlived a clean exit of the leader
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=15)
         self.ready.clear()
@@ -455,6 +462,7 @@ class SupervisedProcess:
             assert proc is not None
             proc.wait()
             self.ready.clear()
+            _kill_group(proc)  # what it started dies with it (systemd's KillMode=control-group)
             if self._stopping.wait(self.restart_delay):
                 return
             with self._lock:
