@@ -329,6 +329,7 @@ def test_seeded_http_rule_fires_each_planned_fault_once() -> None:
     assert [f.kind for _, f in proxy.faults] == ["status", "reset", "cut", "delay", "status"]
 
 
+@pytest.mark.unit
 def test_seeded_http_rule_is_the_same_plan_for_the_same_seed() -> None:
     plan = [("status", 500, "GET", "/a"), ("reset", "GET", "/a"), ("delay", 0.0, "POST", "/b")]
     requests_ = [Request(m, p, n) for n, (m, p) in enumerate([("GET", "/a"), ("POST", "/b")] * 10, 1)]
