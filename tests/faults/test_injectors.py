@@ -34,7 +34,7 @@ from tests.harness.injectors import (
     seeded_http_rule,
     terminate_backend_when,
 )
-from tests.harness.proxy import Fault, Request, start_proxy
+from tests.harness.proxy import Fault, Request, chain_rules, start_proxy
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -152,6 +152,8 @@ def test_postgres_restart_keeps_committed_data(own_postgres: servers.PostgresSer
     with psycopg.connect(pg.dsn) as conn:
         conn.execute("INSERT INTO kept SELECT generate_series(1001, 1500)")
     port = pg.port
+    # an injector polling across the restart reconnects and still fires afterwards
+    injection, thread = terminate_backend_when(pg, r"pg_sleep\(20\)", timeout=20)
     started = time.monotonic()
     pg.restart(mode)
     took = time.monotonic() - started
@@ -167,6 +169,10 @@ def test_postgres_restart_keeps_committed_data(own_postgres: servers.PostgresSer
     assert after[0] > before[0]  # a new postmaster
     assert (count, top) == (1500, 1500)
     assert took < 15
+    with psycopg.connect(pg.dsn) as conn, pytest.raises(psycopg.errors.AdminShutdown):
+        conn.execute("SELECT pg_sleep(20)")
+    thread.join(5)
+    assert injection.fired and "SELECT pg_sleep(20)" in injection.detail
 
 
 def test_postgres_restart_refuses_an_unknown_mode(postgres_server: servers.PostgresServer) -> None:
@@ -428,19 +434,23 @@ def test_kill_on_request_kills_the_model_server_during_a_reload(model_server: Su
     first = requests.get(f"{url}/ping", timeout=5).json()
     assert first["pid"] == model_server.pid and model_server.restarts == 0
     injection, rule = kill_on_request(model_server, "POST", "/reload", nth=2)
-    with start_proxy(url, rule) as proxy:
+    throttled, planned = seeded_http_rule(random.Random(0), [("status", 429, "POST", "/invocations")])
+    with start_proxy(url, chain_rules(rule, planned)) as proxy:
+        assert requests.post(f"{proxy.endpoint_url}/invocations", timeout=5).status_code == 429
         assert requests.post(f"{proxy.endpoint_url}/reload", timeout=5).json()["pid"] == first["pid"]
         assert requests.get(f"{proxy.endpoint_url}/reload", timeout=5).status_code == 200  # not a POST
         failed = requests.post(f"{proxy.endpoint_url}/reload?model=churn", timeout=5)
         assert failed.status_code == 502 and "unreachable" in failed.text
         assert injection.fired and injection.kind == "model_server_kill"
         assert injection.target == "model-server: POST /reload"
-        assert injection.detail == f"pid {first['pid']} SIGKILLed on POST /reload?model=churn (request 3)"
+        assert injection.detail == f"pid {first['pid']} SIGKILLed on POST /reload?model=churn (request 4)"
         assert not _process_alive(first["pid"]) and not _process_alive(first["child"])  # its group too
         assert model_server.wait_ready(10)
-        second = requests.post(f"{proxy.endpoint_url}/reload", timeout=5).json()  # the 4th: not killed
+        second = requests.post(f"{proxy.endpoint_url}/reload", timeout=5).json()  # the 3rd: not killed
+        assert requests.post(f"{proxy.endpoint_url}/invocations", timeout=5).json()["pid"] == second["pid"]
     assert second["pid"] == model_server.pid != first["pid"]
     assert model_server.restarts == 1 and model_server.pids == [first["pid"], second["pid"]]
+    assert throttled[0].fired and throttled[0].detail == "POST /invocations (request 1)"
     log = model_server.log.read_text()
     assert f"serving {first['pid']}" in log and f"serving {second['pid']}" in log  # appended
 

@@ -134,6 +134,9 @@ def terminate_backend_when(
                         with contextlib.suppress(Exception):
                             conn.close()
                     conn = None
+                except psycopg.Error as err:  # e.g. not allowed to signal that backend: say so, unfired
+                    injection.detail = f"gave up: {type(err).__name__}: {err}"
+                    return
                 stop.wait(0.02)
         finally:
             if conn is not None:

@@ -66,6 +66,18 @@ class Request:
 Rule = Callable[[Request], Fault | None]
 
 
+def chain_rules(*rules: Rule) -> Rule:
+    """One rule from several: each is asked in order, the first fault wins (later ones are not asked)."""
+
+    def rule(request: Request) -> Fault | None:
+        for each in rules:
+            if (fault := each(request)) is not None:
+                return fault
+        return None
+
+    return rule
+
+
 @dataclass
 class Proxy:
     upstream: str
