@@ -66,6 +66,16 @@ def _process_alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+def _gone(pid: int, timeout: float = 5.0) -> bool:
+    """The process is gone, or goes within ``timeout`` (a SIGKILLed child takes a moment)."""
+    deadline = time.monotonic() + timeout
+    while _process_alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def _stream_copy(conn: psycopg.Connection, table: str, *, seconds: float) -> None:
     """A COPY FROM STDIN that streams rows for ``seconds`` (unless the server drops it first)."""
     started = time.monotonic()
@@ -195,7 +205,7 @@ def test_mongo_restart_keeps_journaled_data(own_mongo: servers.MongoServer) -> N
         customers.update_one({"_id": 7}, {"$set": {"plan": "pro"}})
     pid = own_mongo.pid
     own_mongo.restart()
-    assert own_mongo.pid != pid and pid is not None and not _process_alive(pid)
+    assert own_mongo.pid != pid and pid is not None and _gone(pid)
     with pymongo.MongoClient(own_mongo.uri, serverSelectionTimeoutMS=5000) as client:
         customers = client.restart_test.customers
         assert customers.count_documents({}) == 500
@@ -222,7 +232,7 @@ def test_kill_mongo_when_kills_the_server_mid_write(own_mongo: servers.MongoServ
         assert injection.fired and injection.kind == "mongo_kill"
         assert injection.target == "update on customers"
         assert injection.detail == f"server pid {pid} SIGKILLed while an update on customers was in flight"
-        assert not _process_alive(pid)
+        assert _gone(pid)
         assert gate.restarted.wait(15) and gate.restart_error is None
         assert own_mongo.pid != pid
         # after the restart a new client works, through the gate (now a plain pass-through) and direct
@@ -444,7 +454,7 @@ def test_kill_on_request_kills_the_model_server_during_a_reload(model_server: Su
         assert injection.fired and injection.kind == "model_server_kill"
         assert injection.target == "model-server: POST /reload"
         assert injection.detail == f"pid {first['pid']} SIGKILLed on POST /reload?model=churn (request 4)"
-        assert not _process_alive(first["pid"]) and not _process_alive(first["child"])  # its group too
+        assert _gone(first["pid"]) and _gone(first["child"])  # its group too
         assert model_server.wait_ready(10)
         second = requests.post(f"{proxy.endpoint_url}/reload", timeout=5).json()  # the 3rd: not killed
         assert requests.post(f"{proxy.endpoint_url}/invocations", timeout=5).json()["pid"] == second["pid"]
@@ -475,7 +485,7 @@ def test_supervised_process_restarts_after_a_crash_and_stops_for_good(tmp_path: 
         second = requests.get(f"{url}/ping", timeout=5).json()
         assert process.restarts == 1 and second["pid"] == process.pid != first["pid"]
         killed = process.kill()
-        assert killed == second["pid"] and not _process_alive(killed)
+        assert killed == second["pid"] and _gone(killed)
         assert process.wait_ready(10) and process.restarts == 2
         third = requests.get(f"{url}/ping", timeout=5).json()
     finally:
@@ -483,6 +493,6 @@ def test_supervised_process_restarts_after_a_crash_and_stops_for_good(tmp_path: 
     time.sleep(0.6)  # three restart delays: nothing comes back
     assert process.restarts == 2 and len(process.pids) == 3
     for run in (first, second, third):
-        assert not _process_alive(run["pid"]) and not _process_alive(run["child"])  # no orphans
+        assert _gone(run["pid"]) and _gone(run["child"])  # no orphans
     with pytest.raises(requests.exceptions.ConnectionError):
         requests.get(f"{url}/ping", timeout=2)
