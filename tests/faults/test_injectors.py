@@ -31,6 +31,8 @@ from tests.harness.injectors import (
     kill_mongo_when,
     kill_on_request,
     mongo_write_match,
+    restart_mongo,
+    restart_postgres,
     seeded_http_rule,
     terminate_backend_when,
 )
@@ -164,9 +166,9 @@ def test_postgres_restart_keeps_committed_data(own_postgres: servers.PostgresSer
     port = pg.port
     # an injector polling across the restart reconnects and still fires afterwards
     injection, thread = terminate_backend_when(pg, r"pg_sleep\(20\)", timeout=20)
-    started = time.monotonic()
-    pg.restart(mode)
-    took = time.monotonic() - started
+    started = time.time()
+    restarted = restart_postgres(pg, mode)  # PostgresServer.restart, recorded
+    took = time.time() - started
     with pytest.raises(psycopg.OperationalError):
         held.execute("SELECT 1")
     held.close()
@@ -179,6 +181,9 @@ def test_postgres_restart_keeps_committed_data(own_postgres: servers.PostgresSer
     assert after[0] > before[0]  # a new postmaster
     assert (count, top) == (1500, 1500)
     assert took < 15
+    assert restarted.kind == "pg_restart" and restarted.target == f"postgresql :{port}"
+    assert restarted.at is not None and started <= restarted.at <= started + 1
+    assert restarted.detail.startswith(f"pg_ctl restart -m {mode}: accepting connections again after ")
     with psycopg.connect(pg.dsn) as conn, pytest.raises(psycopg.errors.AdminShutdown):
         conn.execute("SELECT pg_sleep(20)")
     thread.join(5)
@@ -204,8 +209,12 @@ def test_mongo_restart_keeps_journaled_data(own_mongo: servers.MongoServer) -> N
         customers.insert_many([{"_id": i, "plan": "basic"} for i in range(500)])
         customers.update_one({"_id": 7}, {"$set": {"plan": "pro"}})
     pid = own_mongo.pid
-    own_mongo.restart()
+    restarted = restart_mongo(own_mongo)  # MongoServer.restart, recorded
     assert own_mongo.pid != pid and pid is not None and _gone(pid)
+    assert restarted.fired and restarted.kind == "mongo_restart"
+    assert restarted.detail.startswith(
+        f"server pid {pid} SIGKILLed, pid {own_mongo.pid} answering ping after"
+    )
     with pymongo.MongoClient(own_mongo.uri, serverSelectionTimeoutMS=5000) as client:
         customers = client.restart_test.customers
         assert customers.count_documents({}) == 500

@@ -147,9 +147,32 @@ def terminate_backend_when(
     return injection, thread
 
 
+def restart_postgres(pg: PostgresServer, mode: str = "fast", *, kind: str = "pg_restart") -> Injection:
+    """:meth:`PostgresServer.restart` recorded as an Injection (``at``: when the stop began)."""
+    injection = Injection(kind, f"postgresql :{pg.port}")
+    started, clock = time.time(), time.monotonic()
+    pg.restart(mode)
+    injection.fire(
+        f"pg_ctl restart -m {mode}: accepting connections again after {time.monotonic() - clock:.1f}s"
+    )
+    injection.at = started
+    return injection
+
+
 # --------------------------------------------------------------------------------------------------
 # MongoDB
 # --------------------------------------------------------------------------------------------------
+def restart_mongo(mongo: MongoServer, down_for: float = 0.0, *, kind: str = "mongo_restart") -> Injection:
+    """:meth:`MongoServer.restart` recorded as an Injection (``at``: when the server was killed)."""
+    injection = Injection(kind, f"mongodb :{mongo.port}")
+    started, clock, pid = time.time(), time.monotonic(), mongo.pid
+    mongo.restart(down_for)
+    took = time.monotonic() - clock
+    injection.fire(f"server pid {pid} SIGKILLed, pid {mongo.pid} answering ping after {took:.1f}s")
+    injection.at = started
+    return injection
+
+
 _OP_MSG = 2013
 MONGO_WRITES = ("insert", "update", "delete", "findAndModify")
 
