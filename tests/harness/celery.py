@@ -37,9 +37,8 @@ import requests
 from airflow_provider_mlops.utils.processes import stop_process_group
 from tests.harness.scheduler import AirflowServer
 from tests.harness.servers import PostgresServer, RedisServer, free_port
-from tests.harness.tcp import TcpGate, tcp_gate
-
-__all__ = ["CeleryCluster", "TcpGate", "start_celery_airflow", "tcp_gate"]
+from tests.harness.tcp import TcpGate as TcpGate  # re-exported: moved to tests/harness/tcp.py
+from tests.harness.tcp import tcp_gate as tcp_gate
 
 # A module on the workers' PYTHONPATH: hostname_callable = mlops_worker_name.get
 _HOSTNAME_MODULE = """
