@@ -3,7 +3,10 @@ Real servers on 127.0.0.1 for the test-suite and the benchmarks: PostgreSQL, Mar
 MongoDB (secantusdb wire-protocol server), MLflow (sqlite backend).
 
 Each ``start_*`` function is a context manager that starts the server on a free port, waits until
-it answers, yields a small description (URI, credentials) and stops it afterwards.
+it answers, yields a small description (URI, credentials) and stops it afterwards. The PostgreSQL
+and MongoDB servers it started can also be restarted in between (same port, same data):
+:meth:`PostgresServer.restart`, :meth:`MongoServer.restart` (the fault injectors of
+tests/harness/injectors.py use them; restart a server of your own, not a session fixture's).
 """
 
 from __future__ import annotations
