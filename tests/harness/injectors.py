@@ -240,8 +240,9 @@ def kill_mongo_when(
 
     pymongo retries a failed write once by default (``retryWrites``): if the server is back within
     its server selection timeout, the retry may succeed and the caller sees no error at all.
-    secantusdb keeps its data across the restart, but a write it acknowledged without ``j: true`` in
-    the last ~0.3 s may be lost (see :class:`~tests.harness.servers.MongoServer`).
+    secantusdb keeps its data across the restart, but what it acknowledged in the last moment before
+    the kill (a committed transaction even with ``j: true``) may be lost: see
+    :class:`~tests.harness.servers.MongoServer`.
 
     :returns: the Injection (filled with the killed pid and the command) and the gate.
     """
