@@ -505,3 +505,17 @@ def test_supervised_process_restarts_after_a_crash_and_stops_for_good(tmp_path: 
         assert _gone(run["pid"]) and _gone(run["child"])  # no orphans
     with pytest.raises(requests.exceptions.ConnectionError):
         requests.get(f"{url}/ping", timeout=2)
+
+
+def test_supervised_process_that_cannot_start_says_so(tmp_path: Path) -> None:
+    process = SupervisedProcess(
+        [sys.executable, "-c", "import sys; print('no model'); sys.exit(4)"],
+        os.environ,
+        tmp_path / "broken.log",
+        ready_url=f"http://127.0.0.1:{servers.free_port()}/version",
+    )
+    with pytest.raises(
+        RuntimeError, match=r"broken exited with code 4 before it was ready: see .*broken.log"
+    ):
+        process.start()
+    assert process.restarts == 0 and (tmp_path / "broken.log").read_text() == "no model\n"

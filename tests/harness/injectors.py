@@ -414,6 +414,11 @@ class SupervisedProcess:
             self._spawn()
         try:
             if not self._wait_ready(self.ready_timeout):
+                assert self._proc is not None
+                if (code := self._proc.poll()) is not None:
+                    raise RuntimeError(
+                        f"{self.name} exited with code {code} before it was ready: see {self.log}"
+                    )
                 raise TimeoutError(f"{self.name} not ready at {self.ready_url} after {self.ready_timeout}s")
         except BaseException:
             self.stop()
