@@ -8,7 +8,8 @@ Every request is forwarded to the upstream unchanged unless a rule returns a fau
 - ``Fault.reset()``: close the connection without answering (a dropped connection);
 - ``Fault.delay(seconds)``: forward after a pause;
 - ``Fault.cut(after_bytes)``: forward, then send the upstream's status and headers (its full
-  ``Content-Length``) but only ``after_bytes`` of its body, and close: a drop mid-body.
+  ``Content-Length``) but only ``after_bytes`` of its body, and close: a drop mid-body (a body no
+  longer than ``after_bytes`` arrives whole; HEAD answers are never cut).
 
 An upstream that cannot be reached (a server being restarted) gets a 502 answer, as a load balancer
 gives.
