@@ -215,6 +215,20 @@ def test_a_spark_output_folder_with_its_success_marker_is_read_whole(tmp_path: P
     )
 
 
+def test_a_write_finds_its_own_version_behind_many_later_commits(tmp_path: Path) -> None:
+    """The version a write reports (and a hand-off XCom pins) is its own, however many writers followed."""
+    from airflow_provider_mlops.datasets import delta
+
+    hook = ObjectStorageHook(aws_conn_id=None)
+    uri = (tmp_path / "busy").as_uri()
+    for i in range(30):
+        hook.write_dataset(uri, _table(1, start=i).to_batches(), mode="append")
+    first = delta.commit_info(hook, uri, 0)[delta.WRITE_ID_KEY]
+    assert delta._version_of(hook, uri, delta.open_table(hook, uri), first) == 0
+    with pytest.raises(RuntimeError, match="no-such-write"):
+        delta._version_of(hook, uri, delta.open_table(hook, uri), "no-such-write")
+
+
 @pytest.mark.parametrize("schema", [None, "fixed"])
 def test_before_commit_can_refuse_and_nothing_changes(tmp_path: Path, schema) -> None:
     hook = ObjectStorageHook(aws_conn_id=None)
