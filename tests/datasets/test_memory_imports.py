@@ -85,3 +85,18 @@ def test_drop_duplicates_does_not_import_pandas(tmp_path: Path) -> None:
     out = _loaded_after(code, str(source))
     assert out["ids"] == [0, 1, 3]
     assert "pandas" not in out["loaded"]
+
+
+def test_reading_an_s3_table_builds_one_s3_client(s3_conn_id: str, s3_server) -> None:
+    """The data files are read with Arrow's S3 client; the log listing and commit info use it too
+    (a boto3 client on top costs ~14 MB of RSS in every reading task)."""
+    from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
+
+    uri = f"s3://{s3_server.bucket}/memory/one-client"
+    ObjectStorageHook(aws_conn_id=s3_conn_id).write_dataset(uri, ROWS.to_batches())
+    reader = ObjectStorageHook(aws_conn_id=s3_conn_id)
+    back = pa.Table.from_batches(list(reader.iter_batches(uri)))
+    assert back.column("id").to_pylist() == list(range(6))
+    assert reader.read_schema(uri) == ROWS.schema
+    assert reader.dataset_info(uri)["rows"] == 6
+    assert "client" not in vars(reader)  # the boto3 client (a cached property) was never built
