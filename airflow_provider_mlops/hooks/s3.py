@@ -474,7 +474,9 @@ class ObjectStorageHook(FilesReader, BaseHook):
         if pinned is None and not self.is_table(base):
             return None
         try:
-            return delta.describe(self, base, delta.open_table(self, base, version=pinned))
+            # the log read with the data files' file system: no boto3 client for a read (~14 MB)
+            fs, _ = self.filesystem(base)
+            return delta.describe(self, base, delta.open_table(self, base, version=pinned), fs=fs)
         except NoCommittedDatasetError:
             return None
 
@@ -485,7 +487,8 @@ class ObjectStorageHook(FilesReader, BaseHook):
         base, pinned = delta.split_version(uri)
         if pinned is None and not self.is_table(base):
             return None
-        return delta.table_schema(self, base, delta.open_table(self, base, version=pinned))
+        fs, _ = self.filesystem(base)
+        return delta.table_schema(self, base, delta.open_table(self, base, version=pinned), fs=fs)
 
     def table_version(self, uri: str) -> int:
         """The latest committed version of the Delta table at ``uri``."""
