@@ -5,6 +5,7 @@ only while that module is not on this branch. Removed once it lands.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import re
@@ -73,10 +74,14 @@ def pg_restart(pg: Any, mode: str = "fast") -> None:
     runner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     from tests.harness.servers import postgres_bindir
 
+    # -l: the new postmaster must not inherit our pipes (run() would wait for it to exit)
+    log = os.path.join(os.path.dirname(data), "pg.log")
     subprocess.run(
-        [*runner, f"{postgres_bindir()}/pg_ctl", "-D", data, "-m", mode, "-w", "restart"],
+        [*runner, f"{postgres_bindir()}/pg_ctl", "-D", data, "-l", log, "-m", mode, "-w", "restart"],
         check=True,
-        capture_output=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=120,
     )
 
 
@@ -98,8 +103,17 @@ def mongo_restart(mongo: Any) -> None:
     argv, cwd = proc.cmdline(), proc.cwd()
     proc.kill()
     proc.wait(10)
-    subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _RELAUNCHED.append(subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     _mongo_ping(mongo.uri)
+
+
+_RELAUNCHED: list[subprocess.Popen] = []
+
+
+@atexit.register
+def _stop_relaunched() -> None:
+    for proc in _RELAUNCHED:
+        proc.kill()
 
 
 class SupervisedProcess:

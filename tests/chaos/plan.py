@@ -48,11 +48,15 @@ PG_MOMENTS: dict[str, tuple[str, Callable[[bytes], bool]]] = {
 }
 # Requests through the S3 proxy: name -> (DAG, method, path fragment).
 S3_MOMENTS: dict[str, tuple[str, str, str]] = {
-    "lake commit (PUT _delta_log/)": (ETL, "PUT", "/lake/activity/_delta_log/"),
+    "lake commit, PUT _delta_log/ (publish_activity_parquet)": (ETL, "PUT", "/lake/activity/_delta_log/"),
     "staging write of the ETL (PUT)": (ETL, "PUT", "/staging/mlops_etl_daily/"),
     "staging read of the ETL (GET)": (ETL, "GET", "/staging/mlops_etl_daily/"),
-    "drift report write (PUT)": (MONITOR, "PUT", "/staging/mlops_monitor_model/"),
-    "MLflow artifact write (PUT)": (TRAIN, "PUT", "/mlflow/"),
+    "drift report write, PUT (check_drift_and_accuracy)": (
+        MONITOR,
+        "PUT",
+        "/staging/mlops_monitor_model/check_drift_and_accuracy/",
+    ),
+    "MLflow artifact write, PUT (train_and_tune)": (TRAIN, "PUT", "/mlflow/"),
     "training staging read (GET)": (TRAIN, "GET", "/staging/mlops_train_model/"),
 }
 # Tasks a worker kill or a scheduler restart can hit while they run.
@@ -144,11 +148,15 @@ def _moments(kind: str) -> list[tuple[str, str]]:
     return [(m, dag) for m, (dag, _) in TASK_MOMENTS.items()]
 
 
-def make_plan(seed: int, days: int, faults: int, training_days: set[int]) -> list[Planned]:
+def make_plan(
+    seed: int, days: int, faults: int, training_days: set[int], deploy_days: frozenset[int] = frozenset({0})
+) -> list[Planned]:
     """
     ``faults`` faults over ``days`` days. Kinds are dealt from a shuffled deck (every kind once before
     any twice); a day gets at most as many faults per DAG run as the DAG has retries (3 ETL, 2 others) and at
-    most one of each disruptive kind; training faults land on days that train (``training_days``).
+    most one of each disruptive kind; training faults land on days that train (``training_days``), the
+    model server's reload on days that deploy (``deploy_days``: the first model is always promoted; a
+    later candidate may stay challenger, and then nothing reloads).
     """
     rng = random.Random(seed)
     deck: list[str] = []
@@ -163,6 +171,8 @@ def make_plan(seed: int, days: int, faults: int, training_days: set[int]) -> lis
         kind = deck[-1]
         day = rng.randrange(days)
         options = [(m, dag) for m, dag in _moments(kind) if dag != TRAIN or day in training_days]
+        if kind == "model_server_kill" and day not in deploy_days:
+            options = []
         if not options:
             continue
         moment, dag = rng.choice(options)

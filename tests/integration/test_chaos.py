@@ -24,7 +24,8 @@ from tests.harness import servers
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-DAYS, SEED, FAULTS = 3, 1, 9
+# Seed 6 deals 10 of the 12 kinds over 3 days, among them every process and database kill.
+DAYS, SEED, FAULTS = 3, 6, 10
 
 
 def test_three_days_under_faults_end_where_the_clean_run_ends(tmp_path: Path) -> None:
