@@ -46,8 +46,8 @@ PG_MOMENTS: dict[str, tuple[str, Callable[[bytes], bool]]] = {
         _copy_out(b"% 4 = 0", without=b"DESC LIMIT"),
     ),
 }
-# Requests through the S3 proxy: name -> (DAG, method, path fragment).
-S3_MOMENTS: dict[str, tuple[str, str, str]] = {
+# Requests through the S3 proxy: name -> (DAG, method, path fragment[, fragment it must not have]).
+S3_MOMENTS: dict[str, tuple[str, ...]] = {
     "lake commit, PUT _delta_log/ (publish_activity_parquet)": (ETL, "PUT", "/lake/activity/_delta_log/"),
     "staging write of the ETL (PUT)": (ETL, "PUT", "/staging/mlops_etl_daily/"),
     "staging read of the ETL (GET)": (ETL, "GET", "/staging/mlops_etl_daily/"),
@@ -56,7 +56,8 @@ S3_MOMENTS: dict[str, tuple[str, str, str]] = {
         "PUT",
         "/staging/mlops_monitor_model/check_drift_and_accuracy/",
     ),
-    "MLflow artifact write, PUT (train_and_tune)": (TRAIN, "PUT", "/mlflow/"),
+    # the monitor logs its drift report to MLflow too (artifacts/drift/), before the day's training
+    "MLflow artifact write, PUT (train_and_tune)": (TRAIN, "PUT", "/mlflow/", "/artifacts/drift/"),
     "training staging read (GET)": (TRAIN, "GET", "/staging/mlops_train_model/"),
 }
 # Tasks a worker kill or a scheduler restart can hit while they run.

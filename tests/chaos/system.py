@@ -117,10 +117,12 @@ class HttpFaults:
         self.rules: list[tuple[Injection, Any]] = []
         self.lock = threading.Lock()
 
-    def arm_fault(self, injection: Injection, method: str, fragment: str, fault: Fault) -> None:
+    def arm_fault(
+        self, injection: Injection, method: str, fragment: str, fault: Fault, without: str | None = None
+    ) -> None:
         def rule(request: Request) -> Fault | None:
             path = unquote(request.path)
-            if request.method == method and fragment in path:
+            if request.method == method and fragment in path and (without is None or without not in path):
                 injection.at = time.time()
                 injection.detail = f"{request.method} {path[:120]}"
                 return fault
@@ -361,10 +363,14 @@ class System:
 
             self.gate.arm(match, action, planned.injection)
         elif kind.startswith("s3_"):
-            _dag, method, fragment = P.S3_MOMENTS[planned.moment]
+            _dag, method, fragment, *without = P.S3_MOMENTS[planned.moment]
             fault = {"s3_5xx": Fault.fail(503), "s3_reset": Fault.reset(), "s3_slow": Fault.delay(5.0)}[kind]
             self.s3_faults.arm_fault(
-                planned.injection, method, f"/{self.prefix.split('/', 3)[3]}{fragment}", fault
+                planned.injection,
+                method,
+                f"/{self.prefix.split('/', 3)[3]}{fragment}",
+                fault,
+                without[0] if without else None,
             )
         elif kind.startswith("http_"):
             fault = {"http_5xx": Fault.fail(503), "http_429": Fault.fail(429), "http_cut": cut_fault(200)}[

@@ -234,11 +234,10 @@ def absorb(plan: list[Planned], days: list[Any]) -> None:
             if t["start"] is not None and t["start"] - 1 <= at <= (t["end"] or float("inf")) + 1
         ]
         failed = [t for t in running if t["state"] != "success"]
-        preferred = (
-            [t for t in failed if t["task_id"] == planned.task]
-            or [t for t in failed if t["dag_id"] == planned.dag]
-            or failed
-        )
+        own = [t for t in running if t["task_id"] == planned.task]
+        preferred = [t for t in failed if t["task_id"] == planned.task]
+        if not own:  # a fault at a moment no named task had: whichever try of its DAG failed then
+            preferred = [t for t in failed if t["dag_id"] == planned.dag] or failed
         if preferred:
             t = preferred[0]
             name = f"{t['dag_id']}.{t['task_id']}"
