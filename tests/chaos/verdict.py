@@ -9,9 +9,9 @@ version: content, not file layout), the Mongo collection (sha256 of the sorted d
 completion), the champion the model server reports (``/version``) and its predictions for the
 newest day's customers, each day's drift verdict and promotion decision. Reported, not judged: the
 Delta version numbers (a retried commit may add one) and the Delta versions pinned in the version
-tags (the digests of the rows are what is judged), and the model files' sha256 (a skops file is a
-zip whose entries carry the time they were written: two trainings of the same model on the same
-rows differ there; their predictions are judged).
+tags (the digests of the rows are what is judged), and the model files' sha256 (skops names the
+entries of its zip after object ids and stamps them with the time they were written: two trainings
+of the same model on the same rows differ there; their predictions are judged).
 """
 
 from __future__ import annotations
@@ -180,8 +180,8 @@ def _registry(tracking_uri: str) -> dict[str, Any]:
 
 
 # Reported, not judged: Delta version numbers (a retried commit may add one; the rows' digests are
-# judged) and model file digests (a skops file is a zip whose entries carry their write time; the
-# served champion's predictions on the newest day are judged instead).
+# judged) and model file digests (skops names its zip entries after object ids and stamps their
+# write time; the served champion's predictions on the newest day are judged instead).
 REPORTED_ONLY = {"version", "training_data_version", "evaluation_data_version", "model_sha256"}
 
 

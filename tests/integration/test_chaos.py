@@ -70,7 +70,7 @@ def test_three_days_under_faults_end_where_the_clean_run_ends(tmp_path: Path) ->
         if fault["fired"]:
             assert fault["how"], fault
     # Both runs did the same lifecycle: a champion served, the same one, predicting the same (the
-    # model file's digest differs: a skops file is a zip stamped with its write time).
+    # model file's digest differs: skops names its zip entries after object ids, stamped with a time).
     assert result["chaos"]["served"]["version"] is not None
     served = {k: v for k, v in result["chaos"]["served"].items() if k != "model_sha256"}
     assert served == {k: v for k, v in result["clean"]["served"].items() if k != "model_sha256"}
