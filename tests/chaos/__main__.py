@@ -108,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     print("\nDifferences (chaos run against the clean run):")
     print("\n".join(f"  {d}" for d in result["differences"]) or "  none")
     if result["notes"]:
-        print("Reported, not judged (Delta versions may move after a retried commit):")
+        print(
+            "Reported, not judged (Delta versions may move after a retried commit; model files differ by skops zip names):"
+        )
         print("\n".join(f"  {n}" for n in result["notes"]))
     for error in result["errors"]:
         print(f"  run did not succeed: {error}")
