@@ -274,6 +274,7 @@ _NOT_UNIT = (
     "tests/hooks/test_roundtrip.py",
     "tests/hooks/test_http_faults.py",
     "tests/hooks/test_http_logscan.py",
+    "tests/faults/test_injectors.py",  # servers and processes of its own (restarts, kills)
     "tests/ml/test_training.py",
     "tests/notifications/",
     "tests/sensors/",

@@ -881,12 +881,18 @@ def _commit_absent(store: ObjectStore, uri: str, write_id: str, *, depth: int = 
 
 
 def _version_of(store: ObjectStore, uri: str, table: DeltaTable, write_id: str) -> int:
-    """The version this write committed (another writer may have committed after it)."""
+    """
+    The version this write committed (other writers may have committed after it): searched from the
+    newest back, one small log read per version, never guessed (a hand-off's XCom pins it).
+    """
     latest = int(table.version())
-    for version in range(latest, max(latest - 20, -1), -1):
+    for version in range(latest, -1, -1):
         if commit_info(store, uri, version).get(WRITE_ID_KEY) == write_id:
             return version
-    return latest
+    raise RuntimeError(
+        f"The write {write_id} committed to {uri}, but no log entry from version {latest} down to 0 "
+        "names it (log entries removed by a concurrent cleanup?): the version it committed is unknown"
+    )
 
 
 def merge_table(

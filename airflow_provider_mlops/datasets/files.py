@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from airflow_provider_mlops.datasets.delta import ObjectStore
 
 # Data files of a Delta write that never committed (``part-00000-<uuid>-c000.zstd.parquet``, no
-# ``_delta_log``): a half-written dataset, not user data.
+# ``_delta_log``): a half-written dataset, not user data; unless a ``_SUCCESS`` marker says a
+# Spark / Hadoop job (same file names) finished writing the folder.
 _UNCOMMITTED_PART = re.compile(r"^part-\d{5}-[0-9a-f-]{36}-c\d{3}(\.[a-z0-9]+)?\.parquet$")
 
 
@@ -213,10 +214,16 @@ def _list_files(fs: pafs.FileSystem, location: StorageLocation) -> list[str]:
             "and no data file below it. If a task writes it, that task has not finished successfully yet."
         )
     if all(_UNCOMMITTED_PART.match(path.rsplit("/", 1)[-1]) for path in files):
-        raise NoCommittedDatasetError(
-            f"{location.uri} holds part files of a dataset write that never committed (no Delta commit in "
-            "_delta_log): refusing to read a possibly partial dataset. Re-run the task that writes it."
-        )
+        # Spark / Hadoop name their files the same way and mark a finished job with _SUCCESS.
+        marker = fs.get_file_info(f"{location.path.rstrip('/')}/_SUCCESS")
+        if marker.type != pafs.FileType.File:
+            raise NoCommittedDatasetError(
+                f"{location.uri} holds part files of a dataset write that never committed (no Delta "
+                "commit in _delta_log, no _SUCCESS marker of a finished Spark/Hadoop job): refusing to "
+                "read a possibly partial dataset. Re-run the job or task that writes it (a Spark job "
+                "writing with mapreduce.fileoutputcommitter.marksuccessfuljobs=false leaves no marker: "
+                "read its files by their own URIs)."
+            )
     return files
 
 

@@ -41,7 +41,12 @@ __all__ = [
 
 
 def input_uris(value: Any) -> list[str]:
-    """Accept a URI, an Extract/Transform XCom dict (``{"uri": ...}``) or a list of either."""
+    """
+    Accept a URI, an Extract/Transform XCom dict (``{"uri": ..., "version": ...}``) or a list of
+    either. A dict's ``version`` (the Delta version the upstream task committed) pins the URI
+    (``uri@vN``): a later commit to the table (a zombie attempt of the upstream task, another writer)
+    does not change the rows a downstream task or its retry reads.
+    """
     if value is None:
         return []
     from airflow_provider_mlops.utils.staging import resolve_uri
@@ -51,7 +56,13 @@ def input_uris(value: Any) -> list[str]:
     if isinstance(value, Mapping):
         if "uri" not in value:
             raise ValueError(f"Input {value!r} has no 'uri'")
-        return [resolve_uri(str(value["uri"]))]
+        from airflow_provider_mlops.datasets.delta import split_version
+
+        uri, pinned = split_version(resolve_uri(str(value["uri"])))
+        version = value.get("version")
+        if pinned is None and version is not None:
+            pinned = int(version)
+        return [uri if pinned is None else f"{uri}@v{pinned}"]
     return [uri for item in value for uri in input_uris(item)]
 
 

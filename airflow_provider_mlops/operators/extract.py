@@ -34,7 +34,8 @@ class ExtractOperator(BaseOperator):
     The dataset goes to ``output_uri`` (default ``<staging>/<dag_id>/<task_id>/<ds>``) and replaces
     whatever a previous try wrote there, so re-running a logical date gives the same dataset.
 
-    Returns (XCom) ``{"uri", "rows", "bytes", "files", "schema_fingerprint", "format"}``.
+    Returns (XCom) ``{"uri", "version", "rows", "bytes", "files", "schema_fingerprint", "format"}``: downstream
+    tasks given this XCom read that committed version (``uri@vN``), whatever is committed later.
 
     :param source_conn_id: the source connection (None for local files). (templated)
     :param source: what to read, e.g. ``SqlQuery("SELECT ...", watermark_column="updated_at")``.
@@ -175,7 +176,7 @@ class ExtractOperator(BaseOperator):
         )
         # the committed schema comes back with the write: no second read of the manifest
         self._lineage = {"source": source, "output": uri, "schema": result["schema"]}
-        summary = {k: result[k] for k in ("uri", "rows", "bytes", "schema_fingerprint", "format")}
+        summary = {k: result[k] for k in ("uri", "version", "rows", "bytes", "schema_fingerprint", "format")}
         summary["files"] = len(result["files"])
         if result["rows"] == 0:
             if self.on_empty == "skip":

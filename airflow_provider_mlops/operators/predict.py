@@ -41,7 +41,7 @@ class BatchPredictOperator(BaseOperator):
     that is deterministic per task and logical date, so a retry or re-run replaces it (idempotent);
     a static ``output_uri`` is declared as the task's outlet Asset.
 
-    Returns (XCom) ``{"uri", "rows", "files", "bytes", "model_name", "model_version", "sha256"}``.
+    Returns (XCom) ``{"uri", "version", "rows", "files", "bytes", "model_name", "model_version", "sha256"}``.
 
     :param input_uri: dataset URI(s) or upstream XCom dicts with ``uri``. (templated)
     :param registered_model_name: the registered model. (templated)
@@ -137,6 +137,7 @@ class BatchPredictOperator(BaseOperator):
         self.log.info("Wrote %s predictions to %s", summary.get("rows"), uri)
         return {
             "uri": uri,
+            "version": summary.get("version"),
             "rows": summary.get("rows"),
             "files": summary.get("files"),
             "bytes": summary.get("bytes"),

@@ -46,7 +46,7 @@ class TransformOperator(BaseOperator):
     the rule and the count of bad rows; or, with ``on_violation="quarantine"``, the bad rows go to a
     quarantine dataset (with a ``_violations`` column) and the good ones continue.
 
-    Returns (XCom) ``{"uri", "rows", "rows_in", "bytes", "files", "schema_fingerprint", "format",
+    Returns (XCom) ``{"uri", "version", "rows", "rows_in", "bytes", "files", "schema_fingerprint", "format",
     "quarantine_uri", "bad_rows"}``.
 
     :param input_uri: a dataset URI, an upstream Extract/Transform XCom (``{"uri": ...}``) or a list
@@ -188,6 +188,7 @@ class TransformOperator(BaseOperator):
         )
         return {
             "uri": result["uri"],
+            "version": result["version"],
             "rows": result["rows"],
             "rows_in": pipeline.rows_in,
             "bytes": result["bytes"],

@@ -191,6 +191,44 @@ def test_data_files_of_a_write_that_never_committed_are_refused(tmp_path: Path) 
     assert sum(b.num_rows for b in ObjectStorageHook(aws_conn_id=None).iter_batches(folder.as_uri())) == 8
 
 
+def test_a_spark_output_folder_with_its_success_marker_is_read_whole(tmp_path: Path) -> None:
+    """
+    Spark (Hadoop's FileOutputCommitter) names its files like a Delta write's and marks a finished
+    job with ``_SUCCESS``: with the marker it is committed data, without it a job that did not finish.
+    """
+    folder = tmp_path / "spark_out"
+    folder.mkdir()
+    job = uuid.uuid4()
+    for part, rows in enumerate((4, 7)):
+        name = f"part-{part:05d}-{job}-c000.snappy.parquet"
+        pq.write_table(_table(rows, start=100 * part), folder / name, compression="snappy")
+        (folder / f".{name}.crc").write_bytes(b"crc")  # Spark's local checksum files
+    hook = ObjectStorageHook(aws_conn_id=None)
+    with pytest.raises(NoCommittedDatasetError, match=r"never committed.*_SUCCESS"):
+        list(hook.iter_batches(folder.as_uri()))
+    (folder / "_SUCCESS").write_bytes(b"")
+    (folder / "._SUCCESS.crc").write_bytes(b"crc")
+    read = pa.Table.from_batches(list(hook.iter_batches(folder.as_uri())))
+    assert read.num_rows == 11
+    assert sorted(read.column("id").to_pylist()) == sorted(
+        _table(4).column("id").to_pylist() + _table(7, start=100).column("id").to_pylist()
+    )
+
+
+def test_a_write_finds_its_own_version_behind_many_later_commits(tmp_path: Path) -> None:
+    """The version a write reports (and a hand-off XCom pins) is its own, however many writers followed."""
+    from airflow_provider_mlops.datasets import delta
+
+    hook = ObjectStorageHook(aws_conn_id=None)
+    uri = (tmp_path / "busy").as_uri()
+    for i in range(30):
+        hook.write_dataset(uri, _table(1, start=i).to_batches(), mode="append")
+    first = delta.commit_info(hook, uri, 0)[delta.WRITE_ID_KEY]
+    assert delta._version_of(hook, uri, delta.open_table(hook, uri), first) == 0
+    with pytest.raises(RuntimeError, match="no-such-write"):
+        delta._version_of(hook, uri, delta.open_table(hook, uri), "no-such-write")
+
+
 @pytest.mark.parametrize("schema", [None, "fixed"])
 def test_before_commit_can_refuse_and_nothing_changes(tmp_path: Path, schema) -> None:
     hook = ObjectStorageHook(aws_conn_id=None)

@@ -18,8 +18,8 @@ The traps of running this on one host (docs/deployment-runtimes.rst):
   instances' ``hostname`` then says which worker ran them).
 
 Each worker also gets its own ``HOME`` and ``TMPDIR`` (under its AIRFLOW_HOME), as on separate machines.
-:class:`TcpGate` holds one chosen database write in flight, so that a test can SIGKILL the worker
-running it at a known moment.
+:class:`TcpGate` (tests/harness/tcp.py, re-exported here) holds one chosen database write in flight,
+so that a test can SIGKILL the worker running it at a known moment.
 """
 
 from __future__ import annotations
@@ -28,18 +28,18 @@ import contextlib
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from airflow_provider_mlops.utils.processes import stop_process_group
 from tests.harness.scheduler import AirflowServer, airflow_env, wait_healthy
 from tests.harness.servers import PostgresServer, RedisServer, free_port
+from tests.harness.tcp import TcpGate as TcpGate  # re-exported: moved to tests/harness/tcp.py
+from tests.harness.tcp import tcp_gate as tcp_gate
 
 # A module on the workers' PYTHONPATH: hostname_callable = mlops_worker_name.get
 _HOSTNAME_MODULE = """
@@ -111,83 +111,6 @@ class AirflowCluster(AirflowServer):
 
 
 CeleryCluster = AirflowCluster  # the name tests/integration/test_celery.py knows it by
-
-
-@dataclass
-class TcpGate:
-    """
-    A TCP proxy on 127.0.0.1 in front of a server (PostgreSQL here). Once :meth:`arm` is called, the
-    first client chunk for which ``match`` is true is forwarded and then that connection is held: the
-    client's further bytes are not read, so its statement stays in flight inside its transaction.
-    ``held`` is set then; after :meth:`release` the held connection is closed on both sides (the
-    server sees the client gone and rolls back). One-shot: later connections pass untouched.
-
-    Written here rather than taken from a library: the fault proxies in tests/harness speak HTTP, and
-    holding one connection on a byte pattern is a few lines over sockets.
-    """
-
-    upstream_port: int
-    match: Callable[[bytes], bool]
-    port: int = 0
-    held: threading.Event = field(default_factory=threading.Event)
-    held_chunk: bytes = b""
-    _armed: threading.Event = field(default_factory=threading.Event)
-    _released: threading.Event = field(default_factory=threading.Event)
-    _listener: socket.socket | None = None
-
-    def arm(self) -> None:
-        self._armed.set()
-
-    def release(self) -> None:
-        self._released.set()
-
-    def start(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def stop(self) -> None:
-        self._released.set()
-        if self._listener is not None:
-            self._listener.close()
-
-    def _accept(self) -> None:
-        assert self._listener is not None
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
-            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket, from_client: bool) -> None:
-        try:
-            while chunk := src.recv(65536):
-                dst.sendall(chunk)
-                if from_client and self._armed.is_set() and not self.held.is_set() and self.match(chunk):
-                    self._armed.clear()
-                    self.held_chunk = chunk
-                    self.held.set()
-                    self._released.wait()
-                    break
-        except OSError:
-            pass
-        for sock in (src, dst):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-
-
-@contextlib.contextmanager
-def tcp_gate(upstream_port: int, match: Callable[[bytes], bool]) -> Iterator[TcpGate]:
-    gate = TcpGate(upstream_port, match)
-    gate.start()
-    try:
-        yield gate
-    finally:
-        gate.stop()
 
 
 @contextlib.contextmanager

@@ -3,9 +3,16 @@ A fault-injecting HTTP reverse proxy in front of a real server (moto's S3, an AP
 
 Every request is forwarded to the upstream unchanged unless a rule returns a fault for it:
 
-- ``Fault.status(500)``: answer that status (with an S3-style XML error body) instead of forwarding;
+- ``Fault.fail(500)``: answer that status (with an S3-style XML error body and, if given, a
+  ``Retry-After`` header) instead of forwarding;
 - ``Fault.reset()``: close the connection without answering (a dropped connection);
-- ``Fault.delay(seconds)``: forward after a pause.
+- ``Fault.delay(seconds)``: forward after a pause;
+- ``Fault.cut(after_bytes)``: forward, then send the upstream's status and headers (its full
+  ``Content-Length``) but only ``after_bytes`` of its body, and close: a drop mid-body (a body no
+  longer than ``after_bytes`` arrives whole; HEAD answers are never cut).
+
+An upstream that cannot be reached (a server being restarted) gets a 502 answer, as a load balancer
+gives.
 
 Rules see the method, the path with query and the request count so far, so a test can say "fail the
 upload of part 3, every time" or "fail the first two PUTs, then recover". The proxy only forwards to
@@ -30,10 +37,12 @@ class Fault:
     kind: str
     status: int = 0
     seconds: float = 0.0
+    after_bytes: int = 0
+    retry_after: str | None = None
 
     @staticmethod
-    def fail(status: int = 500) -> Fault:
-        return Fault("status", status=status)
+    def fail(status: int = 500, retry_after: str | None = None) -> Fault:
+        return Fault("status", status=status, retry_after=retry_after)
 
     @staticmethod
     def reset() -> Fault:
@@ -42,6 +51,10 @@ class Fault:
     @staticmethod
     def delay(seconds: float) -> Fault:
         return Fault("delay", seconds=seconds)
+
+    @staticmethod
+    def cut(after_bytes: int) -> Fault:
+        return Fault("cut", after_bytes=after_bytes)
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,18 @@ class Request:
 
 
 Rule = Callable[[Request], Fault | None]
+
+
+def chain_rules(*rules: Rule) -> Rule:
+    """One rule from several: each is asked in order, the first fault wins (later ones are not asked)."""
+
+    def rule(request: Request) -> Fault | None:
+        for each in rules:
+            if (fault := each(request)) is not None:
+                return fault
+        return None
+
+    return rule
 
 
 @dataclass
@@ -106,6 +131,8 @@ def start_proxy(upstream: str, rule: Rule | None = None) -> Iterator[Proxy]:
                         b"<Message>injected by the test proxy</Message></Error>"
                     )
                     self.send_response(fault.status)
+                    if fault.retry_after is not None:
+                        self.send_header("Retry-After", fault.retry_after)
                     self.send_header("Content-Type", "application/xml")
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
@@ -118,9 +145,18 @@ def start_proxy(upstream: str, rule: Rule | None = None) -> Iterator[Proxy]:
             }
             conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
             try:
-                conn.request(self.command, self.path, body=body, headers=headers)
-                response = conn.getresponse()
-                data = response.read()
+                try:
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    response = conn.getresponse()
+                    data = response.read()
+                except (OSError, http.client.HTTPException) as err:
+                    payload = f"upstream {upstream} unreachable: {err}".encode()
+                    self.send_response(502)
+                    self.send_header("Content-Type", "text/plain")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
                 self.send_response(response.status, response.reason)
                 for key, value in response.getheaders():
                     # HEAD answers carry the object's length with no body: pass it through
@@ -131,12 +167,18 @@ def start_proxy(upstream: str, rule: Rule | None = None) -> Iterator[Proxy]:
                 if self.command != "HEAD":
                     self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                if self.command != "HEAD":
+                if fault is not None and fault.kind == "cut" and self.command != "HEAD":
+                    self.wfile.write(data[: fault.after_bytes])
+                    self.wfile.flush()
+                    with contextlib.suppress(OSError):
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                elif self.command != "HEAD":
                     self.wfile.write(data)
             finally:
                 conn.close()
 
-        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
+        do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = do_HEAD = _handle
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True

@@ -3,7 +3,10 @@ Real servers on 127.0.0.1 for the test-suite and the benchmarks: PostgreSQL, Mar
 MongoDB (secantusdb wire-protocol server), MLflow (sqlite backend).
 
 Each ``start_*`` function is a context manager that starts the server on a free port, waits until
-it answers, yields a small description (URI, credentials) and stops it afterwards.
+it answers, yields a small description (URI, credentials) and stops it afterwards. The PostgreSQL
+and MongoDB servers it started can also be restarted in between (same port, same data):
+:meth:`PostgresServer.restart`, :meth:`MongoServer.restart` (the fault injectors of
+tests/harness/injectors.py use them; restart a server of your own, not a session fixture's).
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 PG_USER = "mlops"
 PG_PASSWORD = "pg-s3cret-pw"
@@ -67,12 +72,62 @@ def _stop(proc: subprocess.Popen, grace: float = 15.0) -> None:
 # PostgreSQL
 # --------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class _PgControl:
+    """How :func:`start_postgres` runs ``pg_ctl`` on its cluster (for :meth:`PostgresServer.restart`)."""
+
+    runner: tuple[str, ...]  # ("runuser", "-u", "postgres", "--") as root
+    pg_ctl: str
+    data: str
+    log: str
+    options: str
+
+
+@dataclass(frozen=True)
 class PostgresServer:
     host: str
     port: int
     user: str
     password: str
     database: str
+    control: _PgControl | None = field(default=None, compare=False, repr=False)
+
+    def restart(self, mode: str = "fast") -> None:
+        """
+        Restart the cluster with ``pg_ctl restart -m mode``: same port, same data directory. Returns
+        when it accepts connections again. Every open connection is gone (its next statement fails).
+
+        ``fast`` rolls back open transactions and checkpoints; ``immediate`` is a crash (no
+        checkpoint, WAL replay at start); ``smart`` waits for every client to disconnect (60 s at
+        most, then fails). The test cluster runs with ``synchronous_commit=off``, under which an
+        immediate stop would lose the commits of the last few hundred milliseconds: before an
+        immediate restart one synchronous commit flushes the WAL, so that what was committed
+        survives as it does on a production server (``synchronous_commit=on``).
+
+        :param mode: ``fast``, ``immediate`` or ``smart``.
+        """
+        if self.control is None:
+            raise RuntimeError(
+                "this PostgresServer was not started by start_postgres(): it cannot be restarted"
+            )
+        if mode not in ("fast", "immediate", "smart"):
+            raise ValueError(f"mode={mode!r}: use 'fast', 'immediate' or 'smart'")
+        if mode == "immediate":
+            import psycopg
+
+            with psycopg.connect(self.dsn) as conn:
+                conn.execute("SET synchronous_commit TO on")
+                # A WAL record of its own, so the commit is synchronous: it flushes the WAL up to it,
+                # with every asynchronous commit before it (txid_current() alone writes none).
+                conn.execute("SELECT pg_logical_emit_message(true, 'mlops-restart', 'flush')")
+        ctl = self.control
+        argv = [*ctl.runner, ctl.pg_ctl, "-D", ctl.data, "-l", ctl.log, "-w", "-t", "60", "-m", mode]
+        result = subprocess.run(
+            [*argv, "-o", ctl.options, "restart"],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"pg_ctl restart -m {mode} failed: {result.stdout}{result.stderr}")
 
     @property
     def dsn(self) -> str:
@@ -163,7 +218,8 @@ def start_postgres(*, durable: bool = False) -> Iterator[PostgresServer]:
     )
     try:
         _create_db(port)
-        yield PostgresServer("127.0.0.1", port, PG_USER, PG_PASSWORD, PG_DB)
+        control = _PgControl(tuple(runner), f"{bindir}/pg_ctl", data, os.path.join(base, "pg.log"), options)
+        yield PostgresServer("127.0.0.1", port, PG_USER, PG_PASSWORD, PG_DB, control)
     finally:
         subprocess.run(
             [*runner, f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"],
@@ -262,14 +318,82 @@ def start_s3(*, enforce_auth: bool = False) -> Iterator[S3Server]:
 # --------------------------------------------------------------------------------------------------
 # MongoDB wire protocol (secantusdb) or a real MongoDB from $MONGO_URI
 # --------------------------------------------------------------------------------------------------
+class _MongoControl:
+    """The secantusdb process of :func:`start_mongo` (replaced by :meth:`MongoServer.restart`)."""
+
+    def __init__(self, cmd: list[str], log: IO[bytes]) -> None:
+        self.cmd = cmd
+        self.log = log
+        self.lock = threading.Lock()
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+
+    def kill(self) -> int:
+        """SIGKILL the server and reap it; returns its pid."""
+        with self.lock:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            return self.proc.pid
+
+    def spawn(self) -> None:
+        with self.lock:
+            if self.proc.poll() is None:
+                raise RuntimeError(f"the MongoDB server (pid {self.proc.pid}) is still running")
+            self.proc = subprocess.Popen(self.cmd, stdout=self.log, stderr=subprocess.STDOUT)
+
+
 @dataclass(frozen=True)
 class MongoServer:
+    """
+    A MongoDB server. One started by :func:`start_mongo` (secantusdb) can be killed and restarted:
+    its storage is on disk (WiredTiger files under ``--storage-path``) and is kept across a restart,
+    users included. But measured with secantusdb 0.7.0b3 (SIGKILL right after the acknowledgement):
+    a plain write with the default write concern was lost, a plain write with ``j: true``
+    (``journal=True`` in pymongo) survived, and a committed *transaction* was lost even with
+    ``j: true`` (its journal is flushed in the background); 0.5 s after the commit it survived.
+    Real MongoDB honours ``j: true`` for commits, so this is the emulator's: a verdict that compares
+    a collection after a kill holds for data acknowledged more than ~1 s before the kill (a kill
+    *during* a write, :func:`tests.harness.injectors.kill_mongo_when`, is what the client must absorb).
+    """
+
     host: str
     port: int
     user: str | None
     password: str | None
     uri: str
     direct: bool = True
+    control: _MongoControl | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def pid(self) -> int | None:
+        """The server process's pid (None for an external server from $MONGO_URI)."""
+        return self.control.proc.pid if self.control is not None else None
+
+    def _control(self) -> _MongoControl:
+        if self.control is None:
+            raise RuntimeError(
+                "this MongoServer was not started by start_mongo() (MONGO_URI?): it cannot be restarted"
+            )
+        return self.control
+
+    def kill(self) -> int:
+        """SIGKILL the server (a crash); returns the killed pid. :meth:`start_again` brings it back."""
+        return self._control().kill()
+
+    def start_again(self) -> None:
+        """Start the killed server on the same port and storage; returns when it answers ``ping``."""
+        control = self._control()
+        control.spawn()
+        wait_port(self.port, proc=control.proc)
+        _mongo_ping(self.uri)
+
+    def restart(self, down_for: float = 0.0) -> None:
+        """
+        SIGKILL the server, wait ``down_for`` seconds, start it again on the same port and storage;
+        returns when it answers ``ping`` (~0.5 s to start here). Open client connections fail.
+        """
+        self.kill()
+        time.sleep(down_for)
+        self.start_again()
 
 
 def _mongo_ping(uri: str, timeout: float = 30.0) -> None:
@@ -316,6 +440,7 @@ def start_mongo() -> Iterator[MongoServer]:
     log = open(os.path.join(storage, "server.log"), "wb")  # noqa: SIM115
     # Provision the user without auth, then restart with --auth (how secantusdb is set up).
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    control: _MongoControl | None = None
     try:
         wait_port(port, proc=proc)
         plain = f"mongodb://127.0.0.1:{port}/?directConnection=true"
@@ -331,16 +456,16 @@ def start_mongo() -> Iterator[MongoServer]:
                 mechanisms=["SCRAM-SHA-256"],
             )
         _stop(proc)
-        proc = subprocess.Popen([*cmd, "--auth"], stdout=log, stderr=subprocess.STDOUT)
-        wait_port(port, proc=proc)
+        control = _MongoControl([*cmd, "--auth"], log)
+        wait_port(port, proc=control.proc)
         uri = (
             f"mongodb://{MONGO_USER}:{MONGO_PASSWORD}@127.0.0.1:{port}/"
             "?directConnection=true&authSource=admin&authMechanism=SCRAM-SHA-256"
         )
         _mongo_ping(uri)
-        yield MongoServer("127.0.0.1", port, MONGO_USER, MONGO_PASSWORD, uri)
+        yield MongoServer("127.0.0.1", port, MONGO_USER, MONGO_PASSWORD, uri, control=control)
     finally:
-        _stop(proc)
+        _stop(control.proc if control is not None else proc)
         log.close()
         shutil.rmtree(storage, ignore_errors=True)
 

@@ -10,7 +10,7 @@ import pytest
 
 from airflow_provider_mlops.dialects.postgres_types import arrow_type_to_pg
 from airflow_provider_mlops.hooks.postgres import PostgresBatchHook, PostgresWriteError
-from airflow_provider_mlops.sinks.contract import KeyViolation
+from airflow_provider_mlops.sinks.contract import KeyViolation, WriteContractError
 from tests.conftest import set_connection
 from tests.harness.servers import PostgresServer, free_port
 
@@ -142,7 +142,7 @@ def test_replace_partition_refuses_rows_outside_the_partition(hook, table, postg
     )
     before = _checksum(postgres_server, table)
     bad = [pa.RecordBatch.from_pydict({"ds": ["d1", "d2"], "id": [1, 2]})]
-    with pytest.raises(PostgresWriteError, match="must belong to the partition"):
+    with pytest.raises(WriteContractError, match="must belong to the partition"):
         hook.write_batches(table, bad, mode="replace_partition", partition={"ds": "d1"})
     assert _checksum(postgres_server, table) == before
 

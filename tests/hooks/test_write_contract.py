@@ -236,6 +236,18 @@ def test_misspelled_key_and_partition_columns_are_refused_before_any_write(sink:
     assert sink.snapshot() == before
 
 
+def test_rows_outside_the_partition_are_refused_and_the_target_is_unchanged(sink: Sink) -> None:
+    # A re-run of the same replace would not delete a row of another partition: it would pile up.
+    before = _seed(sink)
+    with pytest.raises(
+        WriteContractError, match=r"replace_partition: 3 rows were written but 2 rows .*'ds': 'd1'"
+    ):
+        sink.write(
+            iter([_batch([7, 8]), _batch([9], ds="d2")]), mode="replace_partition", partition={"ds": "d1"}
+        )
+    assert sink.snapshot() == before
+
+
 @pytest.mark.parametrize("sink_name", ["postgres-adbc", "postgres-copy", "sqlite", "mariadb"])
 def test_target_columns_the_table_lacks_are_refused_before_any_write(
     sink_name: str, request: pytest.FixtureRequest

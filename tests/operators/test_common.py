@@ -25,6 +25,10 @@ def test_input_uris_accept_a_uri_an_xcom_dict_or_a_list(monkeypatch: pytest.Monk
     assert common.input_uris("s3://b/x") == ["s3://b/x"]
     assert common.input_uris({"uri": "staging://a/b", "rows": 3}) == ["file:///stage/a/b"]
     assert common.input_uris(["s3://b/x", {"uri": "s3://b/y"}]) == ["s3://b/x", "s3://b/y"]
+    # the version an upstream task committed is the one read (a later commit does not change the rows)
+    assert common.input_uris({"uri": "s3://b/x", "version": 3}) == ["s3://b/x@v3"]
+    assert common.input_uris({"uri": "s3://b/x", "version": None}) == ["s3://b/x"]
+    assert common.input_uris({"uri": "s3://b/x@v2", "version": 2}) == ["s3://b/x@v2"]
     with pytest.raises(ValueError, match="has no 'uri'"):
         common.input_uris({"rows": 3})
     with pytest.raises(ValueError, match="evaluation_uri is empty"):

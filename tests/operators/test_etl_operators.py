@@ -333,3 +333,23 @@ def test_load_with_null_or_repeated_keys_fails_without_retries(sqlite_conn: str,
 def test_load_refuses_an_unknown_on_empty() -> None:
     with pytest.raises(ValueError, match="on_empty"):
         LoadOperator(task_id="l", input_uri="x", sink=LakeTable("file:///tmp/x"), on_empty="truncate")
+
+
+def test_a_downstream_task_reads_the_version_its_upstream_committed_not_a_later_one(
+    sqlite_conn: str, tmp_path: Path
+) -> None:
+    # The extract hands over {"uri", "version"}; when the table moves on before the transform runs
+    # (a zombie attempt of the extract, another writer), the transform still reads the rows handed over.
+    out = (tmp_path / "raw").as_uri()
+    handed = ExtractOperator(
+        task_id="e", source_conn_id=sqlite_conn, source=SqlQuery("SELECT id, age FROM people"), output_uri=out
+    ).execute(_context("e"))
+    storage = ObjectStorageHook(aws_conn_id=None)
+    assert handed["version"] == storage.table_version(out) == 0
+    storage.write_dataset(out, pa.table({"id": [9], "age": [99]}).to_batches())  # version 1: one row
+    cleaned = TransformOperator(
+        task_id="t", input_uri=handed, output_uri=(tmp_path / "clean").as_uri()
+    ).execute(_context("t"))
+    assert cleaned["rows"] == 4 and cleaned["version"] == 0
+    rows = pa.Table.from_batches(list(storage.iter_batches(cleaned["uri"]))).to_pydict()
+    assert sorted(rows["id"]) == [1, 2, 3, 4]

@@ -109,7 +109,8 @@ class MongoWriter:
             ``append`` (unordered ``insert_many``; not idempotent); ``upsert`` (``ReplaceOne`` by
             ``keys`` with ``upsert=True``: running it twice leaves the same documents); ``replace``
             (every document replaced); ``replace_partition`` (the documents matching ``partition``
-            replaced).
+            replaced; every written document must match it, or nothing changes and the error says
+            how many did not: a re-run would not delete them, so they would pile up).
         :param keys: the fields identifying a document for ``upsert`` (an ``_id`` column is used as
             is). A NULL key or a key repeated within the load is an error before the commit.
         :param partition: field -> value filter of the documents ``replace_partition`` deletes first.
@@ -160,6 +161,9 @@ class MongoWriter:
                         self._insert_chunks(
                             coll, stream, counts, json_columns, chunk_size, collection, session
                         )
+                        if mode == "replace_partition":  # inside the transaction: a refusal aborts it
+                            stored = coll.count_documents(dict(partition or {}), session=session)
+                            contract.check_partition_rows(counts["rows"], stored, partition or {})
                     else:
                         self._upsert_chunks(
                             coll, stream, counts, keys or [], json_columns, chunk_size, session
@@ -274,6 +278,8 @@ class MongoWriter:
         """No transactions: stage every document, check, then change the target (see write_batches)."""
         import uuid
 
+        from airflow_provider_mlops.sinks import contract
+
         stage_name = f"{collection}.__mlops_stage_{uuid.uuid4().hex[:12]}"
         stage, coll = db[stage_name], db[collection]
         staged = {"rows": 0, "inserted": 0}
@@ -309,6 +315,9 @@ class MongoWriter:
             # The staging insert gave documents without an _id one of its own: not theirs to keep.
             projection = None if "_id" in fields else {"_id": 0}
             if mode == "replace_partition":
+                # Checked on the staged documents, before the target is touched.
+                stored = stage.count_documents(dict(partition or {}))
+                contract.check_partition_rows(staged["rows"], stored, partition or {})
                 counts["deleted"] = coll.delete_many(dict(partition or {})).deleted_count
                 self._copy(stage.find({}, projection, batch_size=chunk_size), coll, counts, chunk_size)
             else:

@@ -275,7 +275,7 @@ class PostgresWriter(SqlSinkMixin):
         from airflow_provider_mlops.sinks import contract
 
         row = session.execute(self.sql_dialect.count_partition_sql(target, partition)).fetchone()
-        contract.check_partition_rows(expected, row[0] if row else 0, partition, error=PostgresWriteError)
+        contract.check_partition_rows(expected, row[0] if row else 0, partition)
 
     def _merge(
         self,
