@@ -83,7 +83,7 @@ KINDS: dict[str, str] = {
     "http_5xx": "profile API answers 503",
     "http_429": "profile API answers 429",
     "http_cut": "profile API drops mid-body",
-    "mongo_kill": "MongoDB SIGKILLed mid-write, restarted",
+    "mongo_kill": "MongoDB SIGKILLed mid-write, restarted 0.5 s later",
     "model_server_kill": "model server SIGKILLed during a reload, restarted by its supervisor",
     "worker_kill": "worker SIGKILLed mid-task",
     "scheduler_restart": "scheduler restarted",
@@ -143,7 +143,7 @@ def _moments(kind: str) -> list[tuple[str, str]]:
     if kind.startswith("http_"):
         return [("GET /api/v1/customers (extract_customers)", ETL)]
     if kind == "mongo_kill":
-        return [("update of customers (load_customers_mongo)", ETL)]
+        return [("a write on customers (load_customers_mongo)", ETL)]
     if kind == "model_server_kill":
         return [("POST /reload (deploy_if_better)", TRAIN)]
     return [(m, dag) for m, (dag, _) in TASK_MOMENTS.items()]

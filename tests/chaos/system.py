@@ -38,10 +38,11 @@ from tests.chaos.injectors import (
     SupervisedProcess,
     cut_fault,
     kill_on_request,
+    mongo_write_match,
     restart_mongo,
     restart_postgres,
 )
-from tests.chaos.pgwire import PgGate, terminate_client
+from tests.chaos.wire import WireGate, terminate_client
 from tests.harness import servers
 from tests.harness.celery import AirflowCluster, start_cluster
 from tests.harness.proxy import Fault, Request, start_proxy
@@ -174,7 +175,8 @@ class System:
         self.mongo_db = f"chaos_{suffix}"
         self.cluster: AirflowCluster | None = None
         self.s3_faults, self.api_faults, self.server_faults = HttpFaults(), HttpFaults(), HttpFaults()
-        self.gate = PgGate(srv.data.port)
+        self.gate = WireGate(srv.data.port)
+        self.mongo_gate = WireGate(srv.mongo.port)
         self.watchers: list[P.Planned] = []
         self.model_server: SupervisedProcess | None = None
         self.model_server_url = ""
@@ -226,8 +228,9 @@ class System:
 
         mlflow.MlflowClient(tracking_uri=self.mlflow_uri()).search_experiments()
 
-        self.gate.start()
-        stack.callback(self.gate.stop)
+        for gate in (self.gate, self.mongo_gate):
+            gate.start()
+            stack.callback(gate.stop)
         api, api_url = serve(ProfileApi(self.world))
         stack.callback(api.shutdown)
         api_proxy = stack.enter_context(start_proxy(api_url.rsplit("/api/v1", 1)[0], self.api_faults))
@@ -274,7 +277,7 @@ class System:
                 "AIRFLOW_CONN_MLOPS_S3": json.dumps(s3_conn),
             },
             self.base / "model_server.log",
-            ready_url=f"{self.model_server_url}/version",
+            ready_url=f"{self.model_server_url}/health",  # liveness: 503 on /ping until a model
         )
         self.model_server.start()
         stack.callback(self.model_server.stop)
@@ -295,7 +298,7 @@ class System:
             "mlops_mongo": {
                 "conn_type": "mlops-mongo",
                 "host": mongo.host,
-                "port": mongo.port,
+                "port": self.mongo_gate.port,
                 "login": mongo.user,
                 "password": mongo.password,
                 "schema": self.mongo_db,
@@ -357,9 +360,7 @@ class System:
             else:
 
                 def action(port: int) -> str:
-                    started = time.monotonic()
-                    restart_postgres(pg)
-                    return f"restarted in {time.monotonic() - started:.1f} s"
+                    return restart_postgres(pg).detail
 
             self.gate.arm(match, action, planned.injection)
         elif kind.startswith("s3_"):
@@ -377,21 +378,30 @@ class System:
                 kind
             ]
             self.api_faults.arm_fault(planned.injection, "GET", "/api/v1/customers", fault)
+        elif kind == "mongo_kill":
+            # SIGKILL while the write is in flight, back 0.5 s later on the same data
+            mongo = self.srv.mongo
+            self.mongo_gate.arm(
+                mongo_write_match("customers"),
+                lambda port: restart_mongo(mongo, 0.5).detail,
+                planned.injection,
+            )
         elif kind == "model_server_kill":
             assert self.model_server is not None
             planned.injection, rule = kill_on_request(self.model_server, "POST", "/reload")
             self.server_faults.arm(planned.injection, rule)
-        else:  # worker_kill, scheduler_restart, mongo_kill: when a task runs
+        else:  # worker_kill, scheduler_restart: when a task runs
             self.watchers.append(planned)
 
     def disarm(self) -> None:
         self.gate.disarm()
+        self.mongo_gate.disarm()
         for faults in (self.s3_faults, self.api_faults, self.server_faults):
             faults.disarm()
         self.watchers.clear()
 
     def _watch(self, runs: dict[str, str], stop: threading.Event) -> None:
-        """Fire the task-moment faults: a worker kill, a scheduler restart, a MongoDB kill."""
+        """Fire the task-moment faults: a worker kill, a scheduler restart."""
         assert self.cluster is not None
         cluster = self.cluster
         while not stop.is_set():
@@ -412,12 +422,9 @@ class System:
     def _due(planned: P.Planned, dag_id: str, ti: dict[str, Any]) -> bool:
         if planned.extra.get("firing") or ti.get("state") != "running" or not ti.get("start_date"):
             return False
-        if planned.kind == "mongo_kill":
-            task = "load_customers_mongo"
-        else:
-            want_dag, task = P.TASK_MOMENTS[planned.moment]
-            if want_dag != dag_id:
-                return False
+        want_dag, task = P.TASK_MOMENTS[planned.moment]
+        if want_dag != dag_id:
+            return False
         if ti["task_id"] != task:
             return False
         started = dt.datetime.fromisoformat(ti["start_date"].replace("Z", "+00:00")).timestamp()
@@ -443,10 +450,6 @@ class System:
             injection.at = time.time()
             injection.detail = f"while {where} ran"
             self.cluster.restart_scheduler()
-        elif planned.kind == "mongo_kill":
-            injection.at = time.time()
-            injection.detail = f"while {where} ran"
-            restart_mongo(self.srv.mongo)
 
     # ------------------------------------------------------------------ days
     def run_day(self, index: int, planned: list[P.Planned]) -> DayResult:

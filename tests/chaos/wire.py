@@ -1,13 +1,15 @@
 """
-A fault point on the PostgreSQL wire: a TCP pass-through on 127.0.0.1 in front of the data cluster
-(source, warehouse, MLflow's store). When armed with a matcher, the first client chunk that matches
-(e.g. ``COPY ... FROM STDIN`` into ``activity``) is forwarded, then the connection is frozen in both
-directions (the client hears nothing more), the action runs (terminate that very backend, found by
-its client port in ``pg_stat_activity``, or restart the cluster) and the client's connection is
-closed: the statement dies in flight, at a known moment, however fast it would have been.
+A fault point on a database wire: a TCP pass-through on 127.0.0.1 in front of the data PostgreSQL
+cluster (source, warehouse, MLflow's store) or MongoDB. When armed with a matcher, the first client
+chunk that matches (``COPY ... FROM STDIN`` into ``activity``, an update of ``customers``) is
+forwarded, then the connection is frozen in both directions (the client hears nothing more), the
+action runs (terminate that very backend, found by its client port in ``pg_stat_activity``; restart
+the cluster; SIGKILL and restart MongoDB) and the client's connection is closed: the statement dies
+in flight, at a known moment, however fast it would have been.
 
-It generalises :class:`tests.harness.celery.TcpGate` (one pattern, held until released) to several
-armed patterns and an action.
+It generalises :class:`tests.harness.tcp.TcpGate` / :func:`tests.harness.injectors.kill_mongo_when`
+(one pattern, one shot per gate) to a gate that stays in front of the server for the whole run and
+is armed day by day, with several patterns at once.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 Matcher = Callable[[bytes], bool]
-# action(backend_client_port) -> a detail for the report
+# action(upstream_local_port) -> a detail for the report (the port names a PostgreSQL backend)
 Action = Callable[[int], str]
 
 
@@ -34,7 +36,7 @@ class _Armed:
 
 
 @dataclass
-class PgGate:
+class WireGate:
     upstream_port: int
     port: int = 0
     armed: list[_Armed] = field(default_factory=list)
@@ -52,7 +54,7 @@ class PgGate:
     def start(self) -> None:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True, name="pg-gate").start()
+        threading.Thread(target=self._accept, daemon=True, name="wire-gate").start()
 
     def stop(self) -> None:
         if self._listener is not None:
