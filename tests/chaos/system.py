@@ -33,18 +33,17 @@ import psycopg
 from airflow_provider_mlops.demo.api import DEMO_TOKEN, ProfileApi, serve
 from airflow_provider_mlops.demo.simulate import World
 from tests.chaos import plan as P
-from tests.chaos.injectors import (
+from tests.chaos.wire import WireGate, terminate_client
+from tests.harness import servers
+from tests.harness.celery import AirflowCluster, start_cluster
+from tests.harness.injectors import (
     Injection,
     SupervisedProcess,
-    cut_fault,
     kill_on_request,
     mongo_write_match,
     restart_mongo,
     restart_postgres,
 )
-from tests.chaos.wire import WireGate, terminate_client
-from tests.harness import servers
-from tests.harness.celery import AirflowCluster, start_cluster
 from tests.harness.proxy import Fault, Request, start_proxy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -374,7 +373,7 @@ class System:
                 without[0] if without else None,
             )
         elif kind.startswith("http_"):
-            fault = {"http_5xx": Fault.fail(503), "http_429": Fault.fail(429), "http_cut": cut_fault(200)}[
+            fault = {"http_5xx": Fault.fail(503), "http_429": Fault.fail(429), "http_cut": Fault.cut(200)}[
                 kind
             ]
             self.api_faults.arm_fault(planned.injection, "GET", "/api/v1/customers", fault)
