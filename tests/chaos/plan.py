@@ -164,12 +164,18 @@ def make_plan(
     plan: list[Planned] = []
     per_run: Counter[tuple[int, str]] = Counter()
     attempts = 0
+    tries = 0
     while len(plan) < faults and attempts < 10_000:
         attempts += 1
         if not deck:
             deck = list(KINDS)
             rng.shuffle(deck)
         kind = deck[-1]
+        tries += 1
+        if tries > 200:  # no day left for this kind (e.g. the reload: once, on a promoting day)
+            deck.pop()
+            tries = 0
+            continue
         day = rng.randrange(days)
         options = [(m, dag) for m, dag in _moments(kind) if dag != TRAIN or day in training_days]
         if kind == "model_server_kill" and day not in deploy_days:
@@ -184,6 +190,7 @@ def make_plan(
         if any(p.kind == kind and p.day == day and p.moment == moment for p in plan):
             continue
         deck.pop()
+        tries = 0
         per_run[(day, dag)] += 1
         seconds = round(rng.uniform(0.3, 2.0), 1) if kind in ("worker_kill", "scheduler_restart") else 0.0
         plan.append(Planned(kind, day, dag, moment, seconds))
