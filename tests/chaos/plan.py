@@ -88,6 +88,8 @@ KINDS: dict[str, str] = {
     "worker_kill": "worker SIGKILLed mid-task",
     "scheduler_restart": "scheduler restarted",
 }
+# Moments that exist only once a champion does (the first day's monitor has nothing to report on).
+_NEEDS_A_CHAMPION = {"drift report write, PUT (check_drift_and_accuracy)"}
 # Faults per DAG run and day: fewer than its retries (ETL 3, monitor and training 2).
 _PER_RUN = {ETL: 3, MONITOR: 2, TRAIN: 2}
 _ONCE_A_DAY = {"pg_restart", "mongo_kill", "model_server_kill", "scheduler_restart"}
@@ -177,7 +179,11 @@ def make_plan(
             tries = 0
             continue
         day = rng.randrange(days)
-        options = [(m, dag) for m, dag in _moments(kind) if dag != TRAIN or day in training_days]
+        options = [
+            (m, dag)
+            for m, dag in _moments(kind)
+            if (dag != TRAIN or day in training_days) and not (day == 0 and m in _NEEDS_A_CHAMPION)
+        ]
         if kind == "model_server_kill" and day not in deploy_days:
             options = []
         if not options:

@@ -29,6 +29,7 @@ def test_the_plan_is_the_seeds_and_keeps_within_the_dags_retries() -> None:
             assert sum(p.day == day and p.dag == dag for p in long) <= most
     assert all(p.day in {0, 7} for p in long if p.dag == P.TRAIN)
     assert [p.day for p in long if p.kind == "model_server_kill"] == [0]
+    assert not [p for p in long if p.day == 0 and p.moment in P._NEEDS_A_CHAMPION]
 
 
 def test_reported_only_fields_are_notes_everything_else_a_difference() -> None:
