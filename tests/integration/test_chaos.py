@@ -28,6 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DAYS, SEED, FAULTS = 3, 6, 10
 
 
+# ~5 min on 2 cores (312 s measured); the suite's 600 s per-test limit is too close under load.
+@pytest.mark.timeout(900)
 def test_three_days_under_faults_end_where_the_clean_run_ends(tmp_path: Path) -> None:
     try:
         servers.postgres_bindir()
@@ -53,7 +55,7 @@ def test_three_days_under_faults_end_where_the_clean_run_ends(tmp_path: Path) ->
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=840,
     )
     elapsed = time.monotonic() - started
     print(proc.stdout[-6000:])
