@@ -112,16 +112,19 @@ class AirflowServer:
         )
 
 
-@contextlib.contextmanager
-def start_airflow(home: Path, dags_folder: Path, env: Mapping[str, str]) -> Iterator[AirflowServer]:
-    """``airflow db migrate`` then ``airflow standalone`` in its own process group; stopped as a group."""
-    port = free_port()
-    full_env = {
+def airflow_env(home: Path, dags_folder: Path, port: int, db: str, env: Mapping[str, str]) -> dict[str, str]:
+    """
+    The environment of every Airflow process of one test deployment (standalone or separate
+    components): this interpreter's ``airflow`` first on PATH, the metadata DB ``db``, loopback API on
+    ``port`` with the execution API URL every task needs, free log-server ports, fast DAG refresh, no
+    login (loopback only), DAGs unpaused; ``env`` last (it wins).
+    """
+    return {
         **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
         # standalone starts its components as `airflow ...`: the running interpreter's bin comes first.
         "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]),
         "AIRFLOW_HOME": str(home),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db,
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         # Triggered runs of a paused DAG stay queued: DAGs start unpaused here.
@@ -140,6 +143,33 @@ def start_airflow(home: Path, dags_folder: Path, env: Mapping[str, str]) -> Iter
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         **env,
     }
+
+
+def wait_healthy(
+    url: str, procs: Mapping[str, subprocess.Popen], logs: Mapping[str, Path], timeout: float = 180
+) -> None:
+    """Until the API server answers its health check; fails at once naming a component that exited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if dead := [n for n, p in procs.items() if p.poll() is not None]:
+            raise RuntimeError(
+                f"{dead} exited:\n" + "\n".join(logs[n].read_text(errors="replace")[-3000:] for n in dead)
+            )
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(f"{url}/api/v2/monitor/health", timeout=2).status_code == 200:
+                return
+        time.sleep(1)
+    raise TimeoutError(
+        f"Airflow not healthy after {timeout:.0f}s:\n"
+        + "\n".join(f"--- {n}\n{logs[n].read_text(errors='replace')[-1500:]}" for n in procs)
+    )
+
+
+@contextlib.contextmanager
+def start_airflow(home: Path, dags_folder: Path, env: Mapping[str, str]) -> Iterator[AirflowServer]:
+    """``airflow db migrate`` then ``airflow standalone`` in its own process group; stopped as a group."""
+    port = free_port()
+    full_env = airflow_env(home, dags_folder, port, f"sqlite:///{home}/airflow.db", env)
     home.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         [sys.executable, "-m", "airflow", "db", "migrate"], env=full_env, check=True, capture_output=True
@@ -155,18 +185,7 @@ def start_airflow(home: Path, dags_folder: Path, env: Mapping[str, str]) -> Iter
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"airflow standalone exited with {proc.returncode}:\n{log.read_text()[-3000:]}"
-                )
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{url}/api/v2/monitor/health", timeout=2).status_code == 200:
-                    break
-            time.sleep(1)
-        else:
-            raise TimeoutError(f"airflow standalone not healthy after 180s:\n{log.read_text()[-3000:]}")
+        wait_healthy(url, {"standalone": proc}, {"standalone": log})
         yield AirflowServer(url, home, log)
     finally:
         stop_process_group(proc, grace=20)
