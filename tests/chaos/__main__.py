@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import tempfile
 import time
@@ -99,6 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--faults", type=int, default=None, help="faults to inject (default 3 per day)")
     parser.add_argument("--out", type=Path, default=None, help="folder for result.json and the logs")
     args = parser.parse_args(argv)
+
+    def stop(signum: int, frame: Any) -> None:
+        # SIGTERM (a CI timeout, Ctrl-C from a wrapper) unwinds the context managers: every server
+        # and Airflow component started is stopped, none is left running
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
     out = (args.out or Path(tempfile.mkdtemp(prefix="mlops-chaos-"))).resolve()
     faults = args.faults if args.faults is not None else 3 * args.days
     result = run(days=args.days, seed=args.seed, executor=args.executor, faults=faults, out=out)

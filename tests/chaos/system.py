@@ -437,9 +437,11 @@ class System:
         where = f"{ti['task_id']} try {ti.get('try_number')}"
         if planned.kind == "worker_kill":
             if self.executor == "celery":
-                injection.at = time.time()
-                injection.detail = f"worker {ti.get('hostname')} running {where}"
+                killed_at = time.time()
                 self.cluster.kill_worker(str(ti.get("hostname")))
+                # fired only once the kill happened (an unknown worker raises before)
+                injection.detail = f"worker {ti.get('hostname')} running {where}"
+                injection.at = killed_at
             else:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(ti["pid"]), signal.SIGKILL)

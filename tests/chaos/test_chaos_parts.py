@@ -43,15 +43,20 @@ def test_reported_only_fields_are_notes_everything_else_a_difference() -> None:
         "lake": {"activity": {"count": 600, "distinct_keys": 600, "sha256": "b", "version": 4}},
         "registry": {"1": {"model_sha256": "y", "training_data_digest": "d1", "aliases": []}},
     }
+    # the served model's version is judged (only the lake table's version number is reported)
+    clean["served"] = {"version": "2", "model_sha256": "m1"}
+    chaos["served"] = {"version": "1", "model_sha256": "m2"}
     differences, notes = compare(clean, chaos)
     assert differences == [
         "registry.1.aliases: clean ['champion'] / chaos []",
+        "served.version: clean '2' / chaos '1'",
         "warehouse.activity.count: clean 600 / chaos 601",
         "warehouse.activity.sha256: clean 'a' / chaos 'c'",
     ]
     assert notes == [
         "lake.activity.version: clean 3 / chaos 4",
         "registry.1.model_sha256: clean 'x' / chaos 'y'",
+        "served.model_sha256: clean 'm1' / chaos 'm2'",
     ]
     assert rows_lost_duplicated(clean, chaos) == (0, 1)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from airflow_provider_mlops.utils.processes import stop_process_group
 from tests.harness import servers
 
 pytestmark = pytest.mark.integration
@@ -36,7 +37,12 @@ def test_three_days_under_faults_end_where_the_clean_run_ends(tmp_path: Path) ->
     except servers.ServerUnavailable as err:
         pytest.skip(str(err))
     started = time.monotonic()
-    proc = subprocess.run(
+    # Its own session: on a timeout the whole group gets SIGTERM (the harness then stops every server
+    # and Airflow component it started), SIGKILL 60 s later; subprocess.run would kill only the child.
+    # Output to files, not pipes: a full pipe would block the harness while it stops its servers.
+    out_log = (tmp_path / "stdout.log").open("w")
+    err_log = (tmp_path / "stderr.log").open("w")
+    proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -53,18 +59,31 @@ def test_three_days_under_faults_end_where_the_clean_run_ends(tmp_path: Path) ->
             str(tmp_path),
         ],
         cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=840,
+        stdout=out_log,
+        stderr=err_log,
+        start_new_session=True,
     )
+    timed_out = False
+    try:
+        proc.wait(timeout=840)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        stop_process_group(proc, grace=60)
+    finally:
+        out_log.close()
+        err_log.close()
+    stdout = (tmp_path / "stdout.log").read_text(errors="replace")
+    stderr = (tmp_path / "stderr.log").read_text(errors="replace")
+    if timed_out:
+        pytest.fail(f"the chaos short form did not finish in 840 s:\n{stdout[-4000:]}\n{stderr[-4000:]}")
     elapsed = time.monotonic() - started
-    print(proc.stdout[-6000:])
+    print(stdout[-6000:])
     result = json.loads((tmp_path / "result.json").read_text())
     summary = result["summary"]
-    assert not result["errors"], (result["errors"], proc.stdout[-4000:], proc.stderr[-4000:])
+    assert not result["errors"], (result["errors"], stdout[-4000:], stderr[-4000:])
     assert result["differences"] == [], result["differences"]
     assert summary["rows_lost"] == 0 and summary["rows_duplicated"] == 0, summary
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, stderr[-3000:]
     # The plan is the seed's: all its faults, most of them fired, each fired one accounted for.
     assert summary["faults_planned"] == FAULTS, result["faults"]
     assert summary["faults_fired"] >= FAULTS - 2, result["table"]
