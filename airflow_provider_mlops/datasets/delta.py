@@ -319,11 +319,39 @@ def commit_info(
     except Exception as err:  # optional in Delta: read without it
         log.debug("No commit info for %s: %s", entry, err)
         return {}
+    return _parse_commit_info(raw)
+
+
+def _parse_commit_info(raw: bytes) -> dict[str, Any]:
     for line in raw.splitlines():
         if b"commitInfo" in line:
             with contextlib.suppress(ValueError):
                 return dict(json.loads(line).get("commitInfo") or {})
     return {}
+
+
+def _write_id_at(store: ObjectStore, uri: str, version: int, *, attempts: int = 3) -> str | None:
+    """
+    The write id the log entry of ``version`` names; None when the entry does not exist or names
+    none. Unlike :func:`commit_info` a read error is not "no entry": it is retried, then raised
+    (deciding "not this write" on a failed GET would delete committed files or report another
+    writer's version).
+    """
+    import time
+
+    entry = parse_uri(split_version(uri)[0]).child(DELTA_LOG, f"{version:020d}.json").uri
+    for attempt in range(attempts):
+        try:
+            raw = store.get_bytes(entry)
+            break
+        except FileNotFoundError:
+            return None
+        except Exception:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    found = _parse_commit_info(raw).get(WRITE_ID_KEY)
+    return None if found is None else str(found)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -646,9 +674,13 @@ def _committed(store: ObjectStore, uri: str, write_id: str, rows: int) -> dict[s
     table = open_table(store, uri)
     version = _version_of(store, uri, table, write_id)
     log.info("Committed %s rows to %s as version %s", rows, uri, version)
-    summary = describe(
-        store, uri, open_table(store, uri, version=version) if version != table.version() else table
-    )
+    if version is None:  # committed, version unknown: no summary of another writer's version
+        summary = describe(store, uri, table)
+        summary.update(version=None, rows=rows)
+    else:
+        summary = describe(
+            store, uri, open_table(store, uri, version=version) if version != table.version() else table
+        )
     summary["rows_written"] = rows
     return summary
 
@@ -902,26 +934,32 @@ def _commit_absent(store: ObjectStore, uri: str, write_id: str, *, depth: int = 
             return True  # a first write whose commit did not land
         latest = int(open_table(store, uri).version())
         return all(
-            commit_info(store, uri, version).get(WRITE_ID_KEY) != write_id
+            _write_id_at(store, uri, version) != write_id
             for version in range(latest, max(latest - depth, -1), -1)
         )
     except Exception:  # the log cannot be read now: not known to be absent, so the files stay
         return False
 
 
-def _version_of(store: ObjectStore, uri: str, table: DeltaTable, write_id: str) -> int:
+def _version_of(store: ObjectStore, uri: str, table: DeltaTable, write_id: str) -> int | None:
     """
     The version this write committed (other writers may have committed after it): searched from the
-    newest back, one small log read per version, never guessed (a hand-off's XCom pins it).
+    newest back, one small log read per version, never guessed (a hand-off's XCom pins it). None
+    when the log cannot tell: the write has committed, so it must not fail (a retry of an append
+    would commit the rows twice); the caller then reports no version.
     """
     latest = int(table.version())
-    for version in range(latest, -1, -1):
-        if commit_info(store, uri, version).get(WRITE_ID_KEY) == write_id:
-            return version
-    raise RuntimeError(
-        f"The write {write_id} committed to {uri}, but no log entry from version {latest} down to 0 "
-        "names it (log entries removed by a concurrent cleanup?): the version it committed is unknown"
+    try:
+        for version in range(latest, -1, -1):
+            if _write_id_at(store, uri, version) == write_id:
+                return version
+    except Exception as err:
+        log.warning("%s: committed, but its log could not be read to find the version (%s)", uri, err)
+        return None
+    log.warning(
+        "%s: committed, but no log entry from version %s down to 0 names write %s", uri, latest, write_id
     )
+    return None
 
 
 def merge_table(
@@ -1012,8 +1050,11 @@ def merge_table(
                 f"Another writer committed to {uri} during this upsert: {err}"
             ) from err
         raise
-    version = _version_of(store, uri, open_table(store, uri), write_id)
-    summary = describe(store, uri, open_table(store, uri, version=version))
+    latest = open_table(store, uri)
+    version = _version_of(store, uri, latest, write_id)
+    summary = describe(store, uri, latest if version is None else open_table(store, uri, version=version))
+    if version is None:  # committed, version unknown (see _version_of)
+        summary["version"] = None
     summary.update(
         rows_written=state["rows"],
         inserted=int(metrics.get("num_target_rows_inserted", 0)),

@@ -225,8 +225,37 @@ def test_a_write_finds_its_own_version_behind_many_later_commits(tmp_path: Path)
         hook.write_dataset(uri, _table(1, start=i).to_batches(), mode="append")
     first = delta.commit_info(hook, uri, 0)[delta.WRITE_ID_KEY]
     assert delta._version_of(hook, uri, delta.open_table(hook, uri), first) == 0
-    with pytest.raises(RuntimeError, match="no-such-write"):
-        delta._version_of(hook, uri, delta.open_table(hook, uri), "no-such-write")
+    assert delta._version_of(hook, uri, delta.open_table(hook, uri), "no-such-write") is None
+
+
+def test_a_failed_log_read_after_the_commit_neither_fails_the_write_nor_names_another_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The write has landed: failing now would make a retry append the rows twice."""
+    hook = ObjectStorageHook(aws_conn_id=None)
+    uri = (tmp_path / "appended").as_uri()
+    hook.write_dataset(uri, _table(1).to_batches(), mode="append")
+    real = hook.get_bytes
+    failures = {"left": 1}
+
+    def flaky(entry: str) -> bytes:  # one GET of the new log entry fails: retried, the version found
+        if entry.endswith("01.json") and failures["left"]:
+            failures["left"] -= 1
+            raise OSError("connection reset")
+        return real(entry)
+
+    monkeypatch.setattr(hook, "get_bytes", flaky)
+    assert hook.write_dataset(uri, _table(1, start=1).to_batches(), mode="append")["version"] == 1
+
+    def broken(entry: str) -> bytes:  # the log cannot be read at all: no version, no error
+        raise OSError("connection reset")
+
+    monkeypatch.setattr(hook, "get_bytes", broken)
+    out = hook.write_dataset(uri, _table(1, start=2).to_batches(), mode="append")
+    assert out["version"] is None and out["rows_written"] == 1
+    monkeypatch.setattr(hook, "get_bytes", real)
+    assert hook.table_version(uri) == 2
+    assert sorted(_read(hook, uri).column("id").to_pylist()) == [0, 1, 2]
 
 
 @pytest.mark.parametrize("schema", [None, "fixed"])
