@@ -66,6 +66,17 @@ def input_uris(value: Any) -> list[str]:
     return [uri for item in value for uri in input_uris(item)]
 
 
+def lineage_inputs(uris: list[str]) -> list[Any]:
+    """
+    OpenLineage datasets of input URIs: a pinned ``uri@vN`` is the dataset ``uri`` with its version
+    facet (the name an upstream task's output has), never a dataset named ``...@vN``.
+    """
+    from airflow_provider_mlops.datasets.delta import split_version
+    from airflow_provider_mlops.utils.lineage import dataset_for, versioned
+
+    return [versioned(dataset_for("storage", None, base), v) for base, v in map(split_version, uris)]
+
+
 def require_inputs(value: Any, name: str = "input_uri") -> list[str]:
     """:func:`input_uris`, refusing an empty answer with an error naming the argument."""
     inputs = input_uris(value)

@@ -13,6 +13,7 @@ from airflow_provider_mlops.hooks.s3 import storage_hook
 from airflow_provider_mlops.operators.common import (
     fail_fast,
     iter_inputs,
+    lineage_inputs,
     pin_inputs,
     require_inputs,
     static_uri,
@@ -190,7 +191,7 @@ class LoadOperator(BaseOperator):
         target = self._lineage["target"]
         out = dataset_for(target["kind"], target["conn_id"], target["name"])
         return operator_lineage(
-            [dataset_for("storage", None, uri) for uri in self._lineage["inputs"]],
+            lineage_inputs(self._lineage["inputs"]),
             [LineageDataset(out.namespace, out.name, self._lineage["schema"])],
         )
 

@@ -13,6 +13,7 @@ from airflow_provider_mlops.operators.common import (
     fail_fast,
     input_uris,
     iter_inputs,
+    lineage_inputs,
     require_inputs,
     resolve_output_uri,
 )
@@ -206,7 +207,7 @@ class TransformOperator(BaseOperator):
             return None
         output = dataset_for("storage", None, self._lineage["output"])
         return operator_lineage(
-            [dataset_for("storage", None, uri) for uri in self._lineage["inputs"]],
+            lineage_inputs(self._lineage["inputs"]),
             [LineageDataset(output.namespace, output.name, self._lineage["schema"])],
         )
 

@@ -353,3 +353,23 @@ def test_a_downstream_task_reads_the_version_its_upstream_committed_not_a_later_
     assert cleaned["rows"] == 4 and cleaned["version"] == 0
     rows = pa.Table.from_batches(list(storage.iter_batches(cleaned["uri"]))).to_pydict()
     assert sorted(rows["id"]) == [1, 2, 3, 4]
+
+
+def test_lineage_links_a_pinned_hand_off_to_the_dataset_its_upstream_wrote(
+    sqlite_conn: str, tmp_path: Path
+) -> None:
+    pytest.importorskip("airflow.providers.openlineage")
+    extract = ExtractOperator(
+        task_id="e",
+        source_conn_id=sqlite_conn,
+        source=SqlQuery("SELECT id FROM people"),
+        output_uri=(tmp_path / "raw").as_uri(),
+    )
+    handed = extract.execute(_context("e"))
+    transform = TransformOperator(task_id="t", input_uri=handed, output_uri=(tmp_path / "clean").as_uri())
+    transform.execute(_context("t"))
+    written = extract.get_openlineage_facets_on_complete(None).outputs[0]
+    read = transform.get_openlineage_facets_on_complete(None).inputs[0]
+    # the same dataset (not one named ".../raw@v0"), with the version read as its version facet
+    assert (read.namespace, read.name) == (written.namespace, written.name)
+    assert read.facets["version"].datasetVersion == "0"
