@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 import pyarrow as pa
@@ -8,6 +9,7 @@ import pytest
 from bson import ObjectId
 
 from airflow_provider_mlops.hooks.mongo import MongoBatchHook
+from airflow_provider_mlops.sinks.contract import WriteContractError
 from airflow_provider_mlops.utils.arrow import SchemaMismatchError
 from tests.conftest import set_connection
 from tests.harness.servers import MongoServer, free_port
@@ -143,6 +145,49 @@ def test_insert_in_chunks_and_replace_partition(hook, collection, raw) -> None:
     assert counts["inserted"] == 10
     assert raw[collection].count_documents({"ds": "d1"}) == 10
     assert raw[collection].count_documents({"ds": "d2"}) == 1
+
+
+@pytest.mark.parametrize("transactions", [True, False])
+@pytest.mark.parametrize("kind", ["date", "timestamp"])
+def test_replace_partition_of_a_date_column_by_the_ds_string(
+    hook, collection, raw, transactions, kind
+) -> None:
+    # The docs' pattern partition={"day": "{{ ds }}"} on a DATE (or timestamp) column: the documents
+    # hold BSON dates, so the partition is matched as one; re-running the day converges.
+    def day(value: str, ids: list[int]) -> pa.RecordBatch:
+        when = dt.date.fromisoformat(value)
+        column = (
+            pa.array([when] * len(ids), pa.date32())
+            if kind == "date"
+            else pa.array(
+                [dt.datetime(when.year, when.month, when.day)] * len(ids), pa.timestamp("us", "UTC")
+            )
+        )
+        return pa.RecordBatch.from_arrays([pa.array(ids, pa.int64()), column], names=["id", "day"])
+
+    hook.write_batches(
+        collection, [day("2026-01-01", [1, 2]), day("2026-01-02", [3])], transactions=transactions
+    )
+    for _ in range(2):
+        counts = hook.write_batches(
+            collection,
+            [day("2026-01-01", [4, 5, 6])],
+            mode="replace_partition",
+            partition={"day": "2026-01-01"},
+            transactions=transactions,
+        )
+        assert counts["rows"] == 3
+    assert sorted(d["id"] for d in raw[collection].find()) == [3, 4, 5, 6]
+    # a row of another day is still refused
+    with pytest.raises(WriteContractError, match="must belong to the partition"):
+        hook.write_batches(
+            collection,
+            [day("2026-01-02", [7])],
+            mode="replace_partition",
+            partition={"day": "2026-01-01"},
+            transactions=transactions,
+        )
+    assert sorted(d["id"] for d in raw[collection].find()) == [3, 4, 5, 6]
 
 
 def test_find_and_aggregate_stream_bounded_batches(hook, collection, raw) -> None:

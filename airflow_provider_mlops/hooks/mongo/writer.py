@@ -146,7 +146,11 @@ class MongoWriter:
         if mode == "replace":
             partition = None  # the whole collection
         elif mode == "replace_partition":
-            stream = _check_partition_fields(stream, partition or {})
+            from airflow_provider_mlops.utils.arrow import peek_schema
+
+            schema, stream = peek_schema(stream, None)
+            partition = _partition_filter(partition or {}, schema)
+            stream = _check_partition_fields(stream, partition)
         db = self._database(database)
         coll = db[collection]
         if mode == "append":
@@ -344,6 +348,35 @@ def _chunked(cursor: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[
             chunk = []
     if chunk:
         yield chunk
+
+
+def _partition_filter(partition: Mapping[str, Any], schema: pa.Schema | None) -> dict[str, Any]:
+    """
+    The partition as the documents store it: ``{"day": "{{ ds }}"}`` on a date or timestamp column
+    is matched as the BSON date the rows become (a string never matches a date: the partition's
+    documents would not be deleted, and the new ones counted outside it).
+    """
+    import datetime as dt
+
+    import pyarrow.types as t
+
+    from airflow_provider_mlops.hooks.mongo.values import to_bson_value
+
+    fields = {f.name: f.type for f in schema} if schema is not None else {}
+    out: dict[str, Any] = {}
+    for name, value in partition.items():
+        kind = fields.get(name)
+        if isinstance(value, str) and kind is not None:
+            try:
+                if t.is_date(kind):
+                    value = dt.date.fromisoformat(value)
+                elif t.is_timestamp(kind):
+                    parsed = dt.datetime.fromisoformat(value)
+                    value = parsed if parsed.tzinfo or kind.tz is None else parsed.replace(tzinfo=dt.UTC)
+            except ValueError:
+                pass  # left as given: the partition check then refuses the load, naming the partition
+        out[name] = to_bson_value(value)
+    return out
 
 
 def _check_partition_fields(
