@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.harness.tcp import accept_loop
+
 Matcher = Callable[[bytes], bool]
 # action(upstream_local_port) -> a detail for the report (the port names a PostgreSQL backend)
 Action = Callable[[int], str]
@@ -62,22 +64,16 @@ class WireGate:
 
     def _accept(self) -> None:
         assert self._listener is not None
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
-            except OSError:
-                client.close()
-                continue
+
+        def relay(client: socket.socket, upstream: socket.socket) -> None:
             frozen = threading.Event()
             backend_port = upstream.getsockname()[1]  # the backend's client_port in pg_stat_activity
             for src, dst, from_client in ((client, upstream, True), (upstream, client, False)):
                 threading.Thread(
                     target=self._pump, args=(src, dst, from_client, frozen, backend_port), daemon=True
                 ).start()
+
+        accept_loop(self._listener, self.upstream_port, relay)
 
     def _take(self, chunk: bytes) -> _Armed | None:
         if (log := os.environ.get("MLOPS_CHAOS_GATE_LOG")) and b"COPY" in chunk:

@@ -15,6 +15,28 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 
+def accept_loop(
+    listener: socket.socket, upstream_port: int, relay: Callable[[socket.socket, socket.socket], None]
+) -> None:
+    """
+    Accept clients until ``listener`` is closed; each one is connected to the upstream on 127.0.0.1
+    and handed to ``relay(client, upstream)``. A client that connects while the upstream is down (a
+    server being restarted) is closed at once, as the server's refused connection would be.
+    """
+    while True:
+        try:
+            client, _ = listener.accept()
+        except OSError:
+            return
+        try:
+            upstream = socket.create_connection(("127.0.0.1", upstream_port), timeout=5)
+            upstream.settimeout(None)
+        except OSError:
+            client.close()
+            continue
+        relay(client, upstream)
+
+
 @dataclass
 class TcpGate:
     """
@@ -64,19 +86,12 @@ class TcpGate:
 
     def _accept(self) -> None:
         assert self._listener is not None
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
-                upstream.settimeout(None)
-            except OSError:  # the server is down: the client sees its connection closed
-                client.close()
-                continue
+
+        def relay(client: socket.socket, upstream: socket.socket) -> None:
             threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
             threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+        accept_loop(self._listener, self.upstream_port, relay)
 
     def _pump(self, src: socket.socket, dst: socket.socket, from_client: bool) -> None:
         try:
