@@ -14,7 +14,6 @@ is armed day by day, with several patterns at once.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import threading
@@ -23,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.harness.tcp import accept_loop
+from tests.harness.tcp import accept_loop, close_both
 
 Matcher = Callable[[bytes], bool]
 # action(upstream_local_port) -> a detail for the report (the port names a PostgreSQL backend)
@@ -109,10 +108,7 @@ class WireGate:
                     break
         except OSError:
             pass
-        for sock in (src, dst):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
+        close_both(src, dst)
 
 
 def terminate_client(pg: Any, client_port: int) -> str:

@@ -37,6 +37,14 @@ def accept_loop(
         relay(client, upstream)
 
 
+def close_both(*sockets: socket.socket) -> None:
+    """Shut down and close a relayed pair (either may already be gone)."""
+    for sock in sockets:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+
+
 @dataclass
 class TcpGate:
     """
@@ -107,10 +115,7 @@ class TcpGate:
                     break
         except OSError:
             pass
-        for sock in (src, dst):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
+        close_both(src, dst)
 
 
 @contextlib.contextmanager
