@@ -1,8 +1,9 @@
 """
 The example DAGs under a real scheduler (``airflow standalone``, LocalExecutor: every task in its own
 process). The ETL is caught up over several days out of order and the final tables are what the
-simulated world says they must be; its Asset events schedule the monitor, whose bootstrap signal
-(no champion yet) schedules training, which registers and promotes the first champion.
+simulated world says they must be; its Asset events schedule the monitor (SQLite connections, as in
+the demo). Training on the monitor's Asset, the promotion and the deploy to a model server under a
+real scheduler are tests/integration/test_chaos.py's (PostgreSQL, faults, a clean run compared).
 """
 
 from __future__ import annotations
@@ -61,22 +62,12 @@ def test_etl_catch_up_out_of_order_under_a_real_scheduler(tmp_path: Path, artifa
             assert monitor_run["state"] == "success", airflow.task_states(
                 "mlops_monitor_model", monitor_run["dag_run_id"]
             )
-            # ...and training runs on the monitor's retrain Asset (bootstrap). The weekly fallback's
-            # first run also starts when the DAG is unpaused, racing the ETL: it may train on the few
-            # rows loaded so far (12 were seen) and fail on them, so the asset-triggered run is the one
-            # that must end with a promoted champion.
-            train_run = airflow.wait_for_any_run("mlops_train_model", timeout=420, run_type="asset_triggered")
-            assert train_run["state"] == "success", airflow.task_states(
-                "mlops_train_model", train_run["dag_run_id"]
-            )
+            # The training the monitor's retrain Asset then schedules, its promotion and the model
+            # server it deploys to are tested under a real scheduler by tests/integration/test_chaos.py
+            # (every day of both of its runs): not waited for here a second time.
             _check_grid_view(airflow.url, artifacts_dir)
     finally:
         server.shutdown()
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'airflow' / 'mlflow.db'}")
-    champion = client.get_model_version_by_alias("churn_model", "champion")
-    assert champion.tags["mlops.promoted_by"].startswith("mlops_train_model.deploy_if_better")
 
     with sqlite3.connect(warehouse) as conn:
         loaded = conn.execute(
