@@ -308,7 +308,7 @@ def commit_info(
     :param fs: read through this file system (a read's: it then needs no boto3 client) instead of
         the store's ``get_bytes``.
     """
-    location = parse_uri(split_version(uri)[0]).child(DELTA_LOG, f"{version:020d}.json")
+    location = _log_entry(uri, version)
     entry = location.uri
     try:
         if fs is not None:
@@ -320,6 +320,11 @@ def commit_info(
         log.debug("No commit info for %s: %s", entry, err)
         return {}
     return _parse_commit_info(raw)
+
+
+def _log_entry(uri: str, version: int) -> StorageLocation:
+    """Where the log entry of ``version`` lives (``_delta_log/<20 digits>.json``)."""
+    return parse_uri(split_version(uri)[0]).child(DELTA_LOG, f"{version:020d}.json")
 
 
 def _parse_commit_info(raw: bytes) -> dict[str, Any]:
@@ -339,7 +344,7 @@ def _write_id_at(store: ObjectStore, uri: str, version: int, *, attempts: int = 
     """
     import time
 
-    entry = parse_uri(split_version(uri)[0]).child(DELTA_LOG, f"{version:020d}.json").uri
+    entry = _log_entry(uri, version).uri
     for attempt in range(attempts):
         try:
             raw = store.get_bytes(entry)
