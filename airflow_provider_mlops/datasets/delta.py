@@ -740,6 +740,7 @@ def _write_ordered(
     from airflow_provider_mlops.utils.schema import evolve_schema
 
     root = parse_uri(uri)
+    since = -1 if table is None else int(table.version())  # this write's commit comes after it
     written: list[tuple[str, int, int]] = []  # name, bytes, rows
     state: dict[str, Any] = {
         "stream": None, "writer": None, "name": None, "rows": 0, "total": 0, "committing": False,
@@ -857,7 +858,7 @@ def _write_ordered(
         # A commit that raised may still have landed (its answer lost, a timeout just after the
         # log write): its files are only deleted once the log shows it did not.
         landed = state["committing"] and not isinstance(err, CommitFailedError)
-        if landed and _commit_absent(store, uri, write_id):
+        if landed and _commit_absent(store, uri, write_id, since=since):
             landed = False
         if written and not landed:
             try:
@@ -932,16 +933,17 @@ def _no_columns(
     )
 
 
-def _commit_absent(store: ObjectStore, uri: str, write_id: str, *, depth: int = 50) -> bool:
-    """True only when the log is readable and none of its newest ``depth`` commits is this write's."""
+def _commit_absent(store: ObjectStore, uri: str, write_id: str, *, since: int) -> bool:
+    """
+    True only when the log is readable and no commit after version ``since`` (the table's version
+    when the write began; -1 for a new table) is this write's: every commit it could have made is
+    looked at, however many other writers committed meanwhile.
+    """
     try:
         if not has_commit(store, uri):
             return True  # a first write whose commit did not land
         latest = int(open_table(store, uri).version())
-        return all(
-            _write_id_at(store, uri, version) != write_id
-            for version in range(latest, max(latest - depth, -1), -1)
-        )
+        return all(_write_id_at(store, uri, version) != write_id for version in range(latest, since, -1))
     except Exception:  # the log cannot be read now: not known to be absent, so the files stay
         return False
 

@@ -520,3 +520,39 @@ def test_a_commit_whose_answer_is_lost_keeps_its_files(
     monkeypatch.undo()
     assert hook.table_version(uri) == 1
     assert _checksum(_read(hook, uri)) == _checksum(new)  # every file of version 1 is there
+
+
+def test_a_lost_commit_answer_behind_many_other_commits_keeps_its_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    The commit lands, 60 other writers commit before the failed call is looked into: the write still
+    finds its own commit (it searches every version since it began, not the newest few) and keeps
+    its files, so the version it made stays whole.
+    """
+    from deltalake import DeltaTable
+
+    hook = ObjectStorageHook(aws_conn_id=None)
+    uri = (tmp_path / "busy").as_uri()
+    hook.write_dataset(uri, _table(5).to_batches())
+    real = DeltaTable.create_write_transaction
+    others = {"running": False}
+
+    def commit_then_others_then_fail(self: DeltaTable, *args: object, **kwargs: object) -> None:
+        real(self, *args, **kwargs)
+        if others["running"]:
+            return
+        others["running"] = True
+        for i in range(60):
+            hook.write_dataset(uri, _table(1, start=1000 + i).to_batches(), mode="append")
+        raise TimeoutError("the answer to the commit was lost")
+
+    monkeypatch.setattr(DeltaTable, "create_write_transaction", commit_then_others_then_fail)
+    mine = _table(30, start=500, tag="mine")
+    with pytest.raises(TimeoutError):
+        hook.write_dataset(uri, mine.to_batches(max_chunksize=10), mode="append")
+    monkeypatch.undo()
+    assert hook.table_version(uri) == 61
+    read = _read(hook, uri)
+    assert read.num_rows == 5 + 30 + 60  # every file of every version is there
+    assert sorted(r for r in read.column("id").to_pylist() if 500 <= r < 530) == list(range(500, 530))
