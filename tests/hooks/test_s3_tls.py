@@ -1,0 +1,210 @@
+"""
+An S3-compatible store with a private-CA certificate (an on-prem MinIO / Ceph): the ``aws``
+connection's ``verify`` extra reaches every client the provider reads and writes S3 with (boto3,
+pyarrow's S3 file system, delta-rs), so every dataset operation works with ``verify: false`` and with
+``verify: "/path/to/ca.pem"``, with identical data, and fails naming the connection and the fix
+without it. moto's S3 behind a TLS relay that presents a certificate the tests' own CA signed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Iterator
+
+import pyarrow as pa
+import pytest
+
+from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
+from airflow_provider_mlops.sinks.specs import FileExport, LakeTable
+from tests.conftest import set_connection
+from tests.harness.servers import S3Server
+from tests.harness.tls import PrivateCa, TlsRelay, make_private_ca, tls_relay
+
+
+@pytest.fixture(scope="module")
+def private_ca(tmp_path_factory: pytest.TempPathFactory) -> PrivateCa:
+    return make_private_ca(tmp_path_factory.mktemp("private-ca"))
+
+
+@pytest.fixture(scope="module")
+def https_s3(s3_server: S3Server, private_ca: PrivateCa) -> Iterator[TlsRelay]:
+    with tls_relay(s3_server.port, private_ca) as relay:
+        yield relay
+
+
+def _aws_conn(conn_id: str, s3_server: S3Server, relay: TlsRelay, **extra: object) -> str:
+    return set_connection(
+        conn_id,
+        conn_type="aws",
+        login=s3_server.access_key,
+        password=s3_server.secret_key,
+        extra={"endpoint_url": relay.endpoint_url, "region_name": s3_server.region, **extra},
+    )
+
+
+def _rows(start: int, n: int, day: str) -> pa.Table:
+    return pa.table(
+        {
+            "id": pa.array(range(start, start + n), pa.int64()),
+            "day": [day] * n,
+            "amount": [i * 1.5 for i in range(start, start + n)],
+            "who": [f"customer {i} é" for i in range(start, start + n)],
+        }
+    )
+
+
+def _digest(table: pa.Table) -> tuple[int, str]:
+    rows = sorted(zip(*(table.column(c).to_pylist() for c in sorted(table.column_names)), strict=True))
+    return len(rows), hashlib.sha256(repr(rows).encode()).hexdigest()
+
+
+def _read(hook: ObjectStorageHook, uri: str, **kwargs: object) -> pa.Table:
+    return pa.Table.from_batches(list(hook.iter_batches(uri, **kwargs)))  # type: ignore[arg-type]
+
+
+def _every_operation(hook: ObjectStorageHook, root: str) -> dict[str, object]:
+    """What a user's DAG does with S3 datasets: hand-off, lake loads, maintenance, exports."""
+    seen: dict[str, object] = {}
+    written = _rows(0, 300, "2026-01-01")
+    handoff = f"{root}/handoff"
+    hook.write_dataset(handoff, written.to_batches(max_chunksize=100))
+    seen["handoff"] = _digest(_read(hook, handoff))
+    assert seen["handoff"] == _digest(written)
+    assert hook.is_table(handoff)
+    info = hook.dataset_info(handoff)
+    assert info is not None and info["rows"] == 300
+    assert hook.read_schema(handoff) == written.schema
+
+    lake = LakeTable(f"{root}/lake", keys=["id"], partition_by=["day"])
+    first = hook.write(lake, _rows(0, 120, "2026-01-01").to_batches(), mode="append")
+    second = hook.write(lake, _rows(500, 80, "2026-01-02").to_batches(), mode="append")
+    rerun = hook.write(
+        lake,
+        _rows(0, 100, "2026-01-01").to_batches(),
+        mode="replace_partition",
+        partition={"day": "2026-01-01"},
+    )
+    upsert = hook.write(lake, _rows(550, 60, "2026-01-02").to_batches(), mode="upsert")
+    assert (first["version"], second["version"], rerun["version"], upsert["version"]) == (0, 1, 2, 3)
+    assert (upsert["inserted"], upsert["updated"], upsert["table_rows"]) == (30, 30, 210)
+    seen["lake"] = _digest(_read(hook, lake.name))
+    assert seen["lake"][0] == 210
+    assert _digest(_read(hook, f"{lake.name}@v1"))[0] == 200
+    seen["optimize"] = int(hook.optimize_dataset(lake.name).get("numFilesRemoved", 0))
+    assert hook.vacuum_dataset(lake.name, retention_hours=0, dry_run=True)  # superseded files found
+    assert _digest(_read(hook, lake.name)) == seen["lake"]
+
+    for fmt in ("csv", "jsonl"):
+        export = hook.write(FileExport(f"{root}/export-{fmt}/", format=fmt), written.to_batches())
+        assert export["rows"] == 300
+        back = _read(hook, export["target"], format=fmt, schema=written.schema)
+        seen[fmt] = _digest(back)
+        assert seen[fmt] == _digest(written)
+    return seen
+
+
+def test_verify_false_and_a_ca_bundle_reach_every_client_with_identical_data(
+    s3_server: S3Server, https_s3: TlsRelay, private_ca: PrivateCa
+) -> None:
+    results = []
+    for conn_id, verify in (("s3_tls_insecure", False), ("s3_tls_ca", private_ca.ca_file)):
+        hook = ObjectStorageHook(_aws_conn(conn_id, s3_server, https_s3, verify=verify))
+        ok, message = hook.test_connection()
+        assert ok, message
+        results.append(
+            _every_operation(hook, f"s3://{s3_server.bucket}/tls/{conn_id}-{uuid.uuid4().hex[:8]}")
+        )
+    assert results[0] == results[1]
+
+
+def test_verify_as_a_string_false_reaches_every_client(s3_server: S3Server, https_s3: TlsRelay) -> None:
+    """The connection form stores extras as text: ``"false"`` is false for all three clients."""
+    hook = ObjectStorageHook(_aws_conn("s3_tls_text", s3_server, https_s3, verify="false"))
+    uri = f"s3://{s3_server.bucket}/tls/text-{uuid.uuid4().hex[:8]}"
+    hook.write_dataset(uri, _rows(0, 10, "d").to_batches())
+    assert hook.is_table(uri) and hook.read_schema(uri) == _rows(0, 1, "d").schema
+    assert _read(hook, uri).num_rows == 10
+
+
+@pytest.mark.parametrize(
+    "operation",
+    [
+        "test_connection",
+        "write_dataset",
+        "is_table",
+        "dataset_info",
+        "read_schema",
+        "iter_batches",
+        "lake",
+        "export",
+    ],
+)
+def test_an_untrusted_certificate_fails_every_operation_naming_the_connection_and_the_fix(
+    operation: str, s3_server: S3Server, https_s3: TlsRelay, private_ca: PrivateCa
+) -> None:
+    # the table exists (written through a trusting connection): a failure is the certificate's only
+    uri = f"s3://{s3_server.bucket}/tls/untrusted-{uuid.uuid4().hex[:8]}"
+    ObjectStorageHook(_aws_conn("s3_tls_ca", s3_server, https_s3, verify=private_ca.ca_file)).write_dataset(
+        uri, _rows(0, 10, "d").to_batches()
+    )
+    hook = ObjectStorageHook(_aws_conn("s3_tls_default", s3_server, https_s3))
+    started = time.monotonic()
+    if operation == "test_connection":
+        ok, message = hook.test_connection()
+        assert not ok
+    else:
+        calls = {
+            "write_dataset": lambda: hook.write_dataset(f"{uri}-new", _rows(0, 5, "d").to_batches()),
+            "is_table": lambda: hook.is_table(uri),
+            "dataset_info": lambda: hook.dataset_info(uri),
+            "read_schema": lambda: hook.read_schema(uri),
+            "iter_batches": lambda: _read(hook, uri),
+            "lake": lambda: hook.write(
+                LakeTable(f"{uri}-lake"), _rows(0, 5, "d").to_batches(), mode="append"
+            ),
+            "export": lambda: hook.write(FileExport(f"{uri}-csv/"), _rows(0, 5, "d").to_batches()),
+        }
+        with pytest.raises(Exception) as caught:
+            calls[operation]()
+        message = str(caught.value)
+        assert type(caught.value).__name__ == "AirflowFailException"
+    assert "s3_tls_default" in message
+    assert "verify" in message and "CA bundle" in message
+    assert time.monotonic() - started < 15
+    # nothing was written by the refused operations
+    assert not ObjectStorageHook(
+        _aws_conn("s3_tls_ca", s3_server, https_s3, verify=private_ca.ca_file)
+    ).list_uris(f"{uri}-")
+
+
+def test_a_ca_bundle_path_that_does_not_exist_is_refused_by_name(
+    s3_server: S3Server, https_s3: TlsRelay
+) -> None:
+    hook = ObjectStorageHook(
+        _aws_conn("s3_tls_missing_ca", s3_server, https_s3, verify="/nonexistent/ca.pem")
+    )
+    with pytest.raises(Exception, match=r"s3_tls_missing_ca.*/nonexistent/ca\.pem") as caught:
+        hook.is_table(f"s3://{s3_server.bucket}/tls/x")
+    assert type(caught.value).__name__ == "AirflowFailException"
+    ok, message = hook.test_connection()
+    assert not ok and "/nonexistent/ca.pem" in message
+
+
+def test_the_tls_relay_really_presents_an_untrusted_certificate(https_s3: TlsRelay) -> None:
+    """The harness's own check: without the CA, Python's TLS refuses the relay."""
+    import socket
+    import ssl
+
+    with (
+        pytest.raises(ssl.SSLCertVerificationError),
+        socket.create_connection(("127.0.0.1", https_s3.port), timeout=5) as sock,
+    ):
+        ssl.create_default_context().wrap_socket(sock, server_hostname="127.0.0.1")
+    context = ssl.create_default_context(cafile=https_s3.ca.ca_file)
+    with (
+        socket.create_connection(("127.0.0.1", https_s3.port), timeout=5) as sock,
+        context.wrap_socket(sock, server_hostname="127.0.0.1") as tls,
+    ):
+        assert tls.version() is not None
