@@ -46,8 +46,9 @@ class S3Tls:
     """
     The connection's ``verify`` extra, read once, as each of the three S3 clients takes it.
 
-    ``verify`` absent or true: the system's trust store; false: no certificate verification
-    (insecure); a path: that PEM CA bundle, in place of the system's trust store, for every client.
+    ``verify`` absent or true: each client's default trust store (boto3: certifi's bundle, or
+    ``AWS_CA_BUNDLE``; pyarrow and delta-rs: the system's); false: no certificate verification
+    (insecure); a path: that PEM CA bundle, in place of those, for every client.
 
     :param conn_id: the connection (named in errors).
     :param verify: False when verification is off.
@@ -146,6 +147,14 @@ class ObjectStorageHook(FilesReader, BaseHook):
     ``aws_secret_access_key`` extras); extras ``endpoint_url``, ``region_name``, ``aws_session_token``,
     ``verify``, ``addressing_style`` and ``bucket`` (checked by :meth:`test_connection`). Without a
     connection, boto3's default credential chain is used (instance profile, environment...).
+
+    TLS (:class:`S3Tls`): ``verify`` reaches the three clients the hook uses (boto3 for objects and
+    uploads, pyarrow's S3 file system for reading Delta logs, data files and exports, delta-rs for
+    table commits): ``false`` skips verification in all three (pyarrow cannot, so its reads then go
+    through boto3), a CA bundle path is trusted by all three (delta-rs reads it from
+    ``SSL_CERT_FILE``, set around its calls only; one bundle at a time per process). An ``https``
+    ``endpoint_url`` whose certificate is not trusted fails at the first S3 call, before any work,
+    with an error that names the connection and says to set ``verify`` (:meth:`check_tls`).
 
     :param aws_conn_id: the Airflow connection id, or None for the default credential chain.
     """
@@ -309,14 +318,16 @@ class ObjectStorageHook(FilesReader, BaseHook):
     def s3_filesystem(self) -> pafs.FileSystem:
         """
         A pyarrow S3 file system with the same credentials, endpoint and TLS settings. pyarrow's
-        ``S3FileSystem`` takes a CA bundle but cannot skip verification: with ``verify: false`` the
-        reads go through the boto3 client instead (:mod:`~airflow_provider_mlops.hooks.s3_boto3_fs`).
+        ``S3FileSystem`` takes a CA bundle (``tls_ca_file_path``, in recent releases) but cannot skip
+        verification: with ``verify: false`` (or a CA bundle on an older pyarrow) the reads go through
+        the boto3 client instead (:mod:`~airflow_provider_mlops.hooks.s3_boto3_fs`).
         """
         import pyarrow.fs as pafs
 
         s = self.settings
         self.check_tls()
-        if not self.tls.verify:
+        takes_ca_file = "tls_ca_file_path" in (pafs.S3FileSystem.__doc__ or "")
+        if not self.tls.verify or (self.tls.ca_file and not takes_ca_file):
             from airflow_provider_mlops.hooks.s3_boto3_fs import boto3_filesystem
 
             return boto3_filesystem(self.client)

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pyarrow as pa
 import pytest
 
-from airflow_provider_mlops.hooks.s3 import ObjectStorageHook
+from airflow_provider_mlops.hooks.s3 import ObjectStorageHook, S3Tls
 from airflow_provider_mlops.sinks.specs import FileExport, LakeTable
 from tests.conftest import set_connection
 from tests.harness.servers import S3Server
@@ -40,7 +40,12 @@ def _aws_conn(conn_id: str, s3_server: S3Server, relay: TlsRelay, **extra: objec
         conn_type="aws",
         login=s3_server.access_key,
         password=s3_server.secret_key,
-        extra={"endpoint_url": relay.endpoint_url, "region_name": s3_server.region, **extra},
+        extra={
+            "endpoint_url": relay.endpoint_url,
+            "region_name": s3_server.region,
+            "bucket": s3_server.bucket,  # Test then lists it with pyarrow's and delta-rs's clients too
+            **extra,
+        },
     )
 
 
@@ -208,3 +213,49 @@ def test_the_tls_relay_really_presents_an_untrusted_certificate(https_s3: TlsRel
         context.wrap_socket(sock, server_hostname="127.0.0.1") as tls,
     ):
         assert tls.version() is not None
+
+
+def test_verify_is_read_once_for_the_three_clients(tmp_path) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    for value in (None, "", True, "true", "1"):
+        tls = S3Tls.from_extra("c", value)
+        assert (tls.boto3_verify, tls.pyarrow_options, tls.delta_options) == (None, {}, {})
+    for value in (False, "false", "False", "0", 0):
+        tls = S3Tls.from_extra("c", value)
+        assert tls.boto3_verify is False and tls.pyarrow_options == {}
+        assert tls.delta_options == {"AWS_ALLOW_INVALID_CERTIFICATES": "true"}
+    tls = S3Tls.from_extra("c", str(bundle))
+    assert tls.boto3_verify == str(bundle) and tls.pyarrow_options == {"tls_ca_file_path": str(bundle)}
+    assert tls.delta_options == {}
+    with pytest.raises(Exception, match=r"Connection 'c': extra verify='yes please'") as caught:
+        S3Tls.from_extra("c", "yes please")
+    assert type(caught.value).__name__ == "AirflowFailException"
+
+
+def test_the_ca_bundle_is_in_the_environment_only_during_delta_calls(tmp_path, monkeypatch) -> None:
+    import os
+
+    from airflow_provider_mlops.hooks import s3
+
+    first, second = tmp_path / "a.pem", tmp_path / "b.pem"
+    for path in (first, second):
+        path.write_text("x")
+    monkeypatch.setenv("SSL_CERT_FILE", "/etc/ssl/mine.pem")
+    with s3._ca_bundle_environment(S3Tls("a", ca_file=str(first))):
+        assert os.environ["SSL_CERT_FILE"] == str(first)
+        with s3._ca_bundle_environment(S3Tls("a", ca_file=str(first))):
+            assert os.environ["SSL_CERT_FILE"] == str(first)
+        assert os.environ["SSL_CERT_FILE"] == str(first)
+        with (
+            pytest.raises(Exception, match=r"Connection 'b'.*SSL_CERT_FILE.*separate tasks"),
+            s3._ca_bundle_environment(S3Tls("b", ca_file=str(second))),
+        ):
+            pass
+    assert os.environ["SSL_CERT_FILE"] == "/etc/ssl/mine.pem"
+    monkeypatch.delenv("SSL_CERT_FILE")
+    with s3._ca_bundle_environment(S3Tls("a", ca_file=str(first))):
+        assert os.environ["SSL_CERT_FILE"] == str(first)
+    assert "SSL_CERT_FILE" not in os.environ
+    with s3._ca_bundle_environment(S3Tls("a", verify=False)):
+        assert "SSL_CERT_FILE" not in os.environ
