@@ -102,6 +102,20 @@ class S3Tls:
         )
 
 
+# how boto3 (OpenSSL), pyarrow (curl) and delta-rs (rustls) word a certificate they do not trust
+_CERTIFICATE_ERRORS = ("CERTIFICATE_VERIFY_FAILED", "curlCode: 60", "invalid peer certificate")
+
+
+def _certificate_hint(err: BaseException) -> str:
+    """The fix, when ``err`` is a client's refusal of the endpoint's certificate (else nothing)."""
+    if any(marker in str(err) for marker in _CERTIFICATE_ERRORS):
+        return (
+            ". The endpoint's TLS certificate is not trusted: set the connection's extra 'verify' to the "
+            "path of a CA bundle (PEM) holding the CA that signed it, or to false (insecure)"
+        )
+    return ""
+
+
 # delta-rs reads a CA bundle only from SSL_CERT_FILE (rustls' native roots), when it builds a client:
 # the variable is set around delta-rs calls only, and one bundle at a time per process.
 _CA_ENV = "SSL_CERT_FILE"
@@ -425,7 +439,8 @@ class ObjectStorageHook(FilesReader, BaseHook):
                 return False, f"Access denied ({code}): check the access key id and secret key"
             return False, redact(f"S3 error {code}: {err}", self._secrets())
         except (BotoCoreError, ValueError, OSError) as err:
-            return False, redact(f"Cannot reach {self._endpoint_description()}: {err}", self._secrets())
+            message = f"Cannot reach {self._endpoint_description()}: {err}{_certificate_hint(err)}"
+            return False, redact(message, self._secrets())
 
     def _test_other_clients(self, bucket: str) -> str | None:
         """What pyarrow's and delta-rs's clients say of ``bucket`` (None: both reached it)."""
@@ -440,7 +455,7 @@ class ObjectStorageHook(FilesReader, BaseHook):
                 pafs.FileSelector(f"{bucket}/.mlops-connection-test/", allow_not_found=True)
             )
         except OSError as err:
-            return f"boto3 reached bucket {bucket!r}, but pyarrow's S3 client did not: {err}"
+            return f"boto3 reached bucket {bucket!r}, but pyarrow's S3 client did not: {err}{_certificate_hint(err)}"
         try:
             with self.delta_client_scope():
                 DeltaTable(
@@ -450,7 +465,7 @@ class ObjectStorageHook(FilesReader, BaseHook):
         except TableNotFoundError:
             return None  # it listed the (empty) place: reached
         except Exception as err:
-            return f"boto3 reached bucket {bucket!r}, but delta-rs's S3 client did not: {err}"
+            return f"boto3 reached bucket {bucket!r}, but delta-rs's S3 client did not: {err}{_certificate_hint(err)}"
         return None
 
     def _endpoint_description(self) -> str:

@@ -259,3 +259,19 @@ def test_the_ca_bundle_is_in_the_environment_only_during_delta_calls(tmp_path, m
     assert "SSL_CERT_FILE" not in os.environ
     with s3._ca_bundle_environment(S3Tls("a", verify=False)):
         assert "SSL_CERT_FILE" not in os.environ
+
+
+def test_test_connection_names_the_fix_when_a_client_refuses_the_certificate_after_the_check(
+    s3_server: S3Server, https_s3: TlsRelay, private_ca: PrivateCa, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    The system trusts the CA (here: SSL_CERT_FILE, which Python's check reads) but boto3 trusts its
+    own bundle only: Test says so, with the fix, instead of OK.
+    """
+    monkeypatch.setenv("SSL_CERT_FILE", private_ca.ca_file)
+    hook = ObjectStorageHook(_aws_conn("s3_tls_system_only", s3_server, https_s3))
+    started = time.monotonic()
+    ok, message = hook.test_connection()
+    assert not ok
+    assert "CERTIFICATE_VERIFY_FAILED" in message and "'verify'" in message and "CA bundle" in message
+    assert time.monotonic() - started < 20
