@@ -92,14 +92,21 @@ class S3Tls:
         """delta-rs (object_store) storage options (a CA bundle goes by ``SSL_CERT_FILE``)."""
         return {} if self.verify else {"AWS_ALLOW_INVALID_CERTIFICATES": "true"}
 
-    def untrusted(self, endpoint: str, reason: str) -> AirflowFailException:
-        """The error of an endpoint whose certificate these settings do not trust."""
-        trust = f"the CA bundle {self.ca_file}" if self.ca_file else "the system's trust store"
+    def untrusted(self, endpoint: str, reason: str, trust: str) -> AirflowFailException:
+        """The error of an endpoint whose certificate ``trust`` (a trust store, named) does not trust."""
         return AirflowFailException(
             f"Connection {self.conn_id!r}: the S3 endpoint {endpoint} presented a TLS certificate that "
             f"{trust} does not trust ({reason}). Set the connection's extra 'verify' to the path of a CA "
             "bundle (PEM) holding the CA that signed it, or to false to skip verification (insecure)."
         )
+
+
+def _boto3_default_bundle() -> str | None:
+    """The CA bundle boto3 verifies with when ``verify`` is not set (``AWS_CA_BUNDLE``, else certifi's)."""
+    import botocore.session
+    from botocore.httpsession import get_cert_path
+
+    return botocore.session.get_session().get_config_variable("ca_bundle") or get_cert_path(True)
 
 
 # how boto3 (OpenSSL), pyarrow (curl) and delta-rs (rustls) word a certificate they do not trust
@@ -278,11 +285,12 @@ class ObjectStorageHook(FilesReader, BaseHook):
 
     def check_tls(self) -> None:
         """
-        Before the first S3 client is built: one TLS handshake with an ``https`` ``endpoint_url``
-        under the connection's trust settings (the system's trust store, or the ``verify`` CA bundle).
-        An untrusted certificate fails here, naming the connection and the fix, before any work:
-        not as three different client errors after retries, or halfway through a task. A handshake
-        that fails for another reason (no route, a proxy in between) is left to the clients.
+        Before the first S3 client is built: a TLS handshake with an ``https`` ``endpoint_url`` under
+        each trust store the clients will use: the ``verify`` CA bundle, or else the system's (pyarrow,
+        delta-rs) and boto3's own (certifi's, or ``AWS_CA_BUNDLE``). An untrusted certificate fails
+        here, naming the connection, the trust store and the fix, before any work: not as a client
+        error after retries, or halfway through a task. A handshake that fails for another reason (no
+        route, a proxy in between) is left to the clients.
         """
         if self.__dict__.get("_tls_checked"):
             return
@@ -292,17 +300,26 @@ class ObjectStorageHook(FilesReader, BaseHook):
         tls, endpoint = self.tls, self.settings.get("endpoint_url") or ""
         parsed = urlparse(endpoint)
         if tls.verify and parsed.scheme == "https" and parsed.hostname:
-            context = ssl.create_default_context(cafile=tls.ca_file)
-            try:
-                with (
-                    socket.create_connection((parsed.hostname, parsed.port or 443), timeout=10) as sock,
-                    context.wrap_socket(sock, server_hostname=parsed.hostname),
-                ):
-                    pass
-            except ssl.SSLCertVerificationError as err:
-                raise tls.untrusted(endpoint, err.verify_message or str(err)) from None
-            except (OSError, ssl.SSLError):
-                pass
+            if tls.ca_file:
+                stores = [(tls.ca_file, f"the CA bundle {tls.ca_file}")]
+            else:
+                boto3_bundle = _boto3_default_bundle()
+                stores = [
+                    (None, "the system's trust store (used by pyarrow and delta-rs)"),
+                    (boto3_bundle, f"boto3's CA bundle {boto3_bundle}"),
+                ]
+            for cafile, trust in stores:
+                context = ssl.create_default_context(cafile=cafile)
+                try:
+                    with (
+                        socket.create_connection((parsed.hostname, parsed.port or 443), timeout=10) as sock,
+                        context.wrap_socket(sock, server_hostname=parsed.hostname),
+                    ):
+                        pass
+                except ssl.SSLCertVerificationError as err:
+                    raise tls.untrusted(endpoint, err.verify_message or str(err), trust) from None
+                except (OSError, ssl.SSLError):
+                    break
         self.__dict__["_tls_checked"] = True
 
     @cached_property

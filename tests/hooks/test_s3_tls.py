@@ -261,17 +261,36 @@ def test_the_ca_bundle_is_in_the_environment_only_during_delta_calls(tmp_path, m
         assert "SSL_CERT_FILE" not in os.environ
 
 
-def test_test_connection_names_the_fix_when_a_client_refuses_the_certificate_after_the_check(
+def test_a_ca_the_system_trusts_but_boto3_does_not_is_refused_naming_boto3s_bundle(
     s3_server: S3Server, https_s3: TlsRelay, private_ca: PrivateCa, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """
-    The system trusts the CA (here: SSL_CERT_FILE, which Python's check reads) but boto3 trusts its
-    own bundle only: Test says so, with the fix, instead of OK.
+    The system trusts the CA (here through SSL_CERT_FILE, as after update-ca-certificates), so
+    pyarrow and delta-rs would connect, but boto3 verifies with its own bundle: refused before any
+    work, naming boto3's bundle, not as a boto3 error after retries halfway through a task.
     """
     monkeypatch.setenv("SSL_CERT_FILE", private_ca.ca_file)
     hook = ObjectStorageHook(_aws_conn("s3_tls_system_only", s3_server, https_s3))
-    started = time.monotonic()
-    ok, message = hook.test_connection()
-    assert not ok
-    assert "CERTIFICATE_VERIFY_FAILED" in message and "'verify'" in message and "CA bundle" in message
-    assert time.monotonic() - started < 20
+    with pytest.raises(Exception, match=r"'s3_tls_system_only'.*boto3's CA bundle.*'verify'") as caught:
+        hook.is_table(f"s3://{s3_server.bucket}/tls/x")
+    assert type(caught.value).__name__ == "AirflowFailException"
+    ok, message = ObjectStorageHook("s3_tls_system_only").test_connection()
+    assert not ok and "boto3's CA bundle" in message
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        "SSL validation failed for https://h/ [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed",
+        "AWS Error NETWORK_CONNECTION during ListObjectsV2 operation: curlCode: 60, SSL peer certificate",
+        "Generic S3 error: error sending request: client error (Connect): invalid peer certificate: UnknownIssuer",
+    ],
+)
+def test_each_clients_certificate_error_gets_the_fix(error: str) -> None:
+    """What Test adds when a client refuses the certificate although the handshake check passed."""
+    from airflow_provider_mlops.hooks.s3 import _certificate_hint
+
+    assert "'verify'" in _certificate_hint(OSError(error)) and "CA bundle" in _certificate_hint(
+        OSError(error)
+    )
+    assert _certificate_hint(OSError("Connection refused")) == ""
