@@ -82,6 +82,24 @@ def _every_operation(hook: ObjectStorageHook, root: str) -> dict[str, object]:
     assert info is not None and info["rows"] == 300
     assert hook.read_schema(handoff) == written.schema
 
+    # a type widened mid-write: the files written so far are read back (pyarrow) and rewritten
+    widened = f"{root}/widened"
+    hook.write_dataset(
+        widened,
+        iter(
+            [
+                pa.record_batch({"id": [1, 2], "x": [1, 2]}),
+                pa.record_batch({"id": [3], "x": [3.5], "tags": [["a", "b"]]}),
+            ]
+        ),
+    )
+    seen["widened"] = _read(hook, widened).sort_by("id").to_pylist()
+    assert seen["widened"] == [
+        {"id": 1, "x": 1.0, "tags": None},
+        {"id": 2, "x": 2.0, "tags": None},
+        {"id": 3, "x": 3.5, "tags": ["a", "b"]},
+    ]
+
     lake = LakeTable(f"{root}/lake", keys=["id"], partition_by=["day"])
     first = hook.write(lake, _rows(0, 120, "2026-01-01").to_batches(), mode="append")
     second = hook.write(lake, _rows(500, 80, "2026-01-02").to_batches(), mode="append")
