@@ -312,3 +312,46 @@ def test_each_clients_certificate_error_gets_the_fix(error: str) -> None:
         OSError(error)
     )
     assert _certificate_hint(OSError("Connection refused")) == ""
+
+
+def test_the_boto3_file_system_answers_as_pyarrows_s3_file_system(
+    s3_conn_id: str, s3_server: S3Server
+) -> None:
+    """What ``verify: false`` reads through stands in for pyarrow's S3FileSystem: same answers."""
+    import pyarrow.fs as pafs
+
+    from airflow_provider_mlops.hooks.s3_boto3_fs import boto3_filesystem
+
+    hook = ObjectStorageHook(s3_conn_id)
+    native, ours = hook.s3_filesystem, boto3_filesystem(hook.client)
+    assert isinstance(native, pafs.S3FileSystem)
+    root = f"{s3_server.bucket}/tls/fs-{uuid.uuid4().hex[:8]}"
+    payload = bytes(range(256)) * 1000
+    for key in ("a.bin", "sub/b.bin", "sub/deeper/c.bin"):
+        hook.put_bytes(f"s3://{root}/{key}", payload[: 1000 * (1 + len(key))])
+
+    def describe(infos: list[pafs.FileInfo]) -> list[tuple[str, str, int | None]]:
+        return sorted((i.path, i.type.name, i.size if i.type == pafs.FileType.File else None) for i in infos)
+
+    paths = [f"{root}/a.bin", f"{root}/sub", f"{root}/missing", f"{root}/sub/deeper/c.bin", s3_server.bucket]
+    assert describe(ours.get_file_info(paths)) == describe(native.get_file_info(paths))
+    for recursive in (True, False):
+        selector = pafs.FileSelector(root, recursive=recursive)
+        assert describe(ours.get_file_info(selector)) == describe(native.get_file_info(selector))
+    missing = pafs.FileSelector(f"{root}/nothing-here", allow_not_found=True)
+    assert ours.get_file_info(missing) == native.get_file_info(missing) == []
+    with pytest.raises(FileNotFoundError):
+        ours.get_file_info(pafs.FileSelector(f"{root}/nothing-here"))
+    with (
+        ours.open_input_file(f"{root}/sub/b.bin") as mine,
+        native.open_input_file(f"{root}/sub/b.bin") as theirs,
+    ):
+        assert mine.size() == theirs.size()
+        for offset, length in ((0, 10), (4_000, 3_000), (mine.size() - 5, 50)):
+            assert mine.read_at(length, offset) == theirs.read_at(length, offset)
+    with ours.open_input_stream(f"{root}/a.bin") as mine:
+        assert mine.read() == payload[:6_000]
+    with pytest.raises(FileNotFoundError):
+        ours.open_input_stream(f"{root}/missing")
+    with pytest.raises(NotImplementedError, match="reads only"):
+        ours.open_output_stream(f"{root}/new.bin")
