@@ -300,6 +300,7 @@ class ObjectStorageHook(FilesReader, BaseHook):
         tls, endpoint = self.tls, self.settings.get("endpoint_url") or ""
         parsed = urlparse(endpoint)
         if tls.verify and parsed.scheme == "https" and parsed.hostname:
+            stores: list[tuple[str | None, str]]
             if tls.ca_file:
                 stores = [(tls.ca_file, f"the CA bundle {tls.ca_file}")]
             else:
