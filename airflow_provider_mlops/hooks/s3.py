@@ -38,7 +38,15 @@ if TYPE_CHECKING:
     from airflow_provider_mlops.storage.streams import OutputStream
 
 # Kept importable from here: the URI model and the dataset format moved to their own layers.
-__all__ = ["FORMATS", "DatasetFormat", "ObjectStorageHook", "S3Tls", "StorageLocation", "parse_uri"]
+__all__ = [
+    "FORMATS",
+    "DatasetFormat",
+    "ObjectStorageHook",
+    "S3Tls",
+    "StorageLocation",
+    "check_endpoint_tls",
+    "parse_uri",
+]
 
 
 @dataclass(frozen=True)
@@ -99,6 +107,45 @@ class S3Tls:
             f"{trust} does not trust ({reason}). Set the connection's extra 'verify' to the path of a CA "
             "bundle (PEM) holding the CA that signed it, or to false to skip verification (insecure)."
         )
+
+
+def check_endpoint_tls(tls: S3Tls, endpoint: str | None) -> None:
+    """
+    A TLS handshake with an ``https`` endpoint under each trust store the clients use: the ``verify``
+    CA bundle, or else the system's (pyarrow, delta-rs) and boto3's own (certifi's, or
+    ``AWS_CA_BUNDLE``). An untrusted certificate raises :meth:`S3Tls.untrusted`; a handshake that
+    fails for another reason (no route, a proxy in between) is left to the clients. Nothing is
+    checked for ``http``, with ``verify`` false or without an endpoint (AWS itself).
+
+    :raises AirflowFailException: the certificate is not trusted.
+    """
+    import socket
+    import ssl
+
+    parsed = urlparse(endpoint or "")
+    if not (tls.verify and parsed.scheme == "https" and parsed.hostname):
+        return
+    stores: list[tuple[str | None, str]]
+    if tls.ca_file:
+        stores = [(tls.ca_file, f"the CA bundle {tls.ca_file}")]
+    else:
+        boto3_bundle = _boto3_default_bundle()
+        stores = [
+            (None, "the system's trust store (used by pyarrow and delta-rs)"),
+            (boto3_bundle, f"boto3's CA bundle {boto3_bundle}"),
+        ]
+    for cafile, trust in stores:
+        context = ssl.create_default_context(cafile=cafile)
+        try:
+            with (
+                socket.create_connection((parsed.hostname, parsed.port or 443), timeout=10) as sock,
+                context.wrap_socket(sock, server_hostname=parsed.hostname),
+            ):
+                pass
+        except ssl.SSLCertVerificationError as err:
+            raise tls.untrusted(str(endpoint), err.verify_message or str(err), trust) from None
+        except (OSError, ssl.SSLError):
+            return
 
 
 def _boto3_default_bundle() -> str | None:
@@ -256,9 +303,11 @@ class ObjectStorageHook(FilesReader, BaseHook):
                 kwargs.setdefault("ExternalId", extra["external_id"])
             if extra.get("duration_seconds"):
                 kwargs.setdefault("DurationSeconds", int(extra["duration_seconds"]))
-            sts = session.client(
-                "sts", endpoint_url=extra.get("sts_endpoint_url") or settings["endpoint_url"] or None
-            )
+            # the same TLS settings as the S3 clients, checked first (a certificate named, not retried)
+            tls = S3Tls.from_extra(self.aws_conn_id, extra.get("verify"))
+            endpoint = extra.get("sts_endpoint_url") or settings["endpoint_url"] or None
+            check_endpoint_tls(tls, endpoint)
+            sts = session.client("sts", endpoint_url=endpoint, verify=tls.boto3_verify)
             credentials = sts.assume_role(RoleArn=role_arn, **kwargs)["Credentials"]
             return {
                 "access_key": credentials["AccessKeyId"],
@@ -286,42 +335,13 @@ class ObjectStorageHook(FilesReader, BaseHook):
     def check_tls(self) -> None:
         """
         Before the first S3 client is built: a TLS handshake with an ``https`` ``endpoint_url`` under
-        each trust store the clients will use: the ``verify`` CA bundle, or else the system's (pyarrow,
-        delta-rs) and boto3's own (certifi's, or ``AWS_CA_BUNDLE``). An untrusted certificate fails
-        here, naming the connection, the trust store and the fix, before any work: not as a client
-        error after retries, or halfway through a task. A handshake that fails for another reason (no
-        route, a proxy in between) is left to the clients.
+        each trust store the clients will use (:func:`check_endpoint_tls`). An untrusted certificate
+        fails here, naming the connection, the trust store and the fix, before any work: not as a
+        client error after retries, or halfway through a task.
         """
-        if self.__dict__.get("_tls_checked"):
-            return
-        import socket
-        import ssl
-
-        tls, endpoint = self.tls, self.settings.get("endpoint_url") or ""
-        parsed = urlparse(endpoint)
-        if tls.verify and parsed.scheme == "https" and parsed.hostname:
-            stores: list[tuple[str | None, str]]
-            if tls.ca_file:
-                stores = [(tls.ca_file, f"the CA bundle {tls.ca_file}")]
-            else:
-                boto3_bundle = _boto3_default_bundle()
-                stores = [
-                    (None, "the system's trust store (used by pyarrow and delta-rs)"),
-                    (boto3_bundle, f"boto3's CA bundle {boto3_bundle}"),
-                ]
-            for cafile, trust in stores:
-                context = ssl.create_default_context(cafile=cafile)
-                try:
-                    with (
-                        socket.create_connection((parsed.hostname, parsed.port or 443), timeout=10) as sock,
-                        context.wrap_socket(sock, server_hostname=parsed.hostname),
-                    ):
-                        pass
-                except ssl.SSLCertVerificationError as err:
-                    raise tls.untrusted(endpoint, err.verify_message or str(err), trust) from None
-                except (OSError, ssl.SSLError):
-                    break
-        self.__dict__["_tls_checked"] = True
+        if not self.__dict__.get("_tls_checked"):
+            check_endpoint_tls(self.tls, self.settings.get("endpoint_url"))
+            self.__dict__["_tls_checked"] = True
 
     @cached_property
     def client(self) -> Any:

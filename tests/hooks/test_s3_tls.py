@@ -355,3 +355,37 @@ def test_the_boto3_file_system_answers_as_pyarrows_s3_file_system(
         ours.open_input_stream(f"{root}/missing")
     with pytest.raises(NotImplementedError, match="reads only"):
         ours.open_output_stream(f"{root}/new.bin")
+
+
+@pytest.mark.parametrize("verify", ["ca", False])
+def test_role_arn_is_assumed_over_the_same_tls_settings(
+    verify: object, s3_server: S3Server, https_s3: TlsRelay, private_ca: PrivateCa
+) -> None:
+    """The STS call that turns ``role_arn`` into keys goes to the same endpoint with the same ``verify``."""
+    conn_id = _aws_conn(
+        f"s3_tls_role_{verify}",
+        s3_server,
+        https_s3,
+        verify=private_ca.ca_file if verify == "ca" else verify,
+        role_arn="arn:aws:iam::123456789012:role/mlops-writer",
+    )
+    hook = ObjectStorageHook(conn_id)
+    assert hook.settings["session_token"]
+    uri = f"s3://{s3_server.bucket}/tls/role-{uuid.uuid4().hex[:8]}"
+    hook.write_dataset(uri, _rows(0, 7, "d").to_batches())
+    assert hook.is_table(uri) and _read(hook, uri).num_rows == 7
+
+
+def test_role_arn_with_an_untrusted_certificate_fails_before_the_sts_call(
+    s3_server: S3Server, https_s3: TlsRelay
+) -> None:
+    hook = ObjectStorageHook(
+        _aws_conn("s3_tls_role_untrusted", s3_server, https_s3, role_arn="arn:aws:iam::123456789012:role/r")
+    )
+    started = time.monotonic()
+    with pytest.raises(Exception, match=r"'s3_tls_role_untrusted'.*'verify'.*CA bundle") as caught:
+        hook.is_table(f"s3://{s3_server.bucket}/tls/x")
+    assert type(caught.value).__name__ == "AirflowFailException"
+    assert time.monotonic() - started < 5
+    ok, message = hook.test_connection()
+    assert not ok and "s3_tls_role_untrusted" in message
