@@ -22,6 +22,9 @@ from tests.conftest import set_connection
 from tests.harness.servers import S3Server
 from tests.harness.tls import PrivateCa, TlsRelay, make_private_ca, tls_relay
 
+# verify=false is asked for here: urllib3's warning on each unverified request is expected
+pytestmark = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+
 
 @pytest.fixture(scope="module")
 def private_ca(tmp_path_factory: pytest.TempPathFactory) -> PrivateCa:
