@@ -44,9 +44,15 @@ class _Body(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
-        data = self._body.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+        # full reads until the end: Arrow's readers take a short read for the end of the stream
+        view, filled = memoryview(buffer).cast("B"), 0
+        while filled < len(view):
+            data = self._body.read(len(view) - filled)
+            if not data:
+                break
+            view[filled : filled + len(data)] = data
+            filled += len(data)
+        return filled
 
     def close(self) -> None:
         self._body.close()
