@@ -392,3 +392,29 @@ def test_role_arn_with_an_untrusted_certificate_fails_before_the_sts_call(
     assert time.monotonic() - started < 5
     ok, message = hook.test_connection()
     assert not ok and "s3_tls_role_untrusted" in message
+
+
+@pytest.mark.parametrize("client", ["pyarrow", "delta-rs"])
+def test_test_connection_fails_when_the_pyarrow_or_delta_rs_client_cannot_connect(
+    client: str, s3_server: S3Server, https_s3: TlsRelay, private_ca: PrivateCa
+) -> None:
+    """Fault injected: that client alone left without the CA bundle (as before the fix). Test says so."""
+    import contextlib
+
+    import pyarrow.fs as pafs
+
+    hook = ObjectStorageHook(_aws_conn("s3_tls_one_client", s3_server, https_s3, verify=private_ca.ca_file))
+    if client == "pyarrow":
+        hook.__dict__["s3_filesystem"] = pafs.S3FileSystem(
+            access_key=s3_server.access_key,
+            secret_key=s3_server.secret_key,
+            region=s3_server.region,
+            endpoint_override=https_s3.endpoint_url.removeprefix("https://"),
+            scheme="https",
+        )
+    else:
+        hook.delta_client_scope = contextlib.nullcontext  # type: ignore[method-assign]
+    ok, message = hook.test_connection()
+    assert not ok
+    assert f"boto3 reached bucket {s3_server.bucket!r}, but {client}'s S3 client did not" in message
+    assert "'verify'" in message and "CA bundle" in message
