@@ -42,7 +42,7 @@ import tempfile
 import threading
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import quote
 
 from airflow_provider_mlops.datasets.errors import (
@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from airflow_provider_mlops.storage.uri import StorageLocation
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ARROW_SCHEMA_KEY = "mlops.arrow_schema"
 METADATA_KEY = "mlops.metadata"
@@ -126,6 +127,22 @@ def table_path(store: ObjectStore, uri: str) -> tuple[str, dict[str, str] | None
     return location.key.rstrip("/") or "/", None
 
 
+def _in_client_scope(store: ObjectStore, call: Callable[..., T]) -> Callable[..., T]:
+    """
+    ``call`` (a delta-rs call that builds its S3 client) run within the store's ``delta_client_scope``
+    when it has one: the hook's TLS settings that delta-rs takes from the environment (a CA bundle).
+    """
+    scope = getattr(store, "delta_client_scope", None)
+    if scope is None:
+        return call
+
+    def run(*args: Any, **kwargs: Any) -> T:
+        with scope():
+            return call(*args, **kwargs)
+
+    return run
+
+
 def has_commit(store: ObjectStore, uri: str) -> bool:
     """
     Whether ``uri`` is a Delta table with a commit (one listing of its ``_delta_log/``; no delta-rs).
@@ -150,7 +167,7 @@ def open_table(store: ObjectStore, uri: str, *, version: int | None = None) -> D
     base, version = split_version(uri, version)
     path, options = table_path(store, base)
     try:
-        return DeltaTable(path, storage_options=options, version=version)
+        return _in_client_scope(store, DeltaTable)(path, storage_options=options, version=version)
     except TableNotFoundError as err:
         raise NoCommittedDatasetError(
             f"No committed dataset at {base} (no Delta commit in {DELTA_LOG}/). If a task writes it, that "
@@ -643,7 +660,7 @@ def write_table(
                 spool.remove()
     else:
         try:
-            write_deltalake(
+            _in_client_scope(store, write_deltalake)(
                 path,
                 pa.RecordBatchReader.from_batches(stored, _on_own_thread(stream())),
                 mode=mode,  # type: ignore[arg-type]
@@ -839,7 +856,7 @@ def _write_ordered(
         state["committing"] = True
         if table is None:
             path, options = table_path(store, uri)
-            create_table_with_add_actions(
+            _in_client_scope(store, create_table_with_add_actions)(
                 path,
                 DeltaSchema.from_arrow(stored),
                 actions,

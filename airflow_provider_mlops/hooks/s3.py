@@ -10,14 +10,17 @@ Arrow record batches: nothing holds a whole file in memory. Parquet datasets are
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import threading
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from airflow.providers.common.compat.sdk import BaseHook
+from airflow.providers.common.compat.sdk import AirflowFailException, BaseHook
 
 from airflow_provider_mlops.datasets.errors import FORMATS, DatasetFormat
 from airflow_provider_mlops.hooks.files_source import FilesReader
@@ -35,7 +38,172 @@ if TYPE_CHECKING:
     from airflow_provider_mlops.storage.streams import OutputStream
 
 # Kept importable from here: the URI model and the dataset format moved to their own layers.
-__all__ = ["FORMATS", "DatasetFormat", "ObjectStorageHook", "StorageLocation", "parse_uri"]
+__all__ = [
+    "FORMATS",
+    "DatasetFormat",
+    "ObjectStorageHook",
+    "S3Tls",
+    "StorageLocation",
+    "check_endpoint_tls",
+    "parse_uri",
+]
+
+
+@dataclass(frozen=True)
+class S3Tls:
+    """
+    The connection's ``verify`` extra, read once, as each of the three S3 clients takes it.
+
+    ``verify`` absent or true: each client's default trust store (boto3: certifi's bundle, or
+    ``AWS_CA_BUNDLE``; pyarrow and delta-rs: the system's); false: no certificate verification
+    (insecure); a path: that PEM CA bundle, in place of those, for every client.
+
+    :param conn_id: the connection (named in errors).
+    :param verify: False when verification is off.
+    :param ca_file: the CA bundle's path, or None.
+    """
+
+    conn_id: str | None
+    verify: bool = True
+    ca_file: str | None = None
+
+    @classmethod
+    def from_extra(cls, conn_id: str | None, value: Any) -> S3Tls:
+        """Parse ``verify``: a boolean (also as text), or the path of an existing CA bundle file."""
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return cls(conn_id)
+        try:
+            return cls(conn_id, verify=bool(as_bool(value, name="verify")))
+        except ValueError:
+            pass
+        path = os.path.expanduser(str(value).strip())
+        if not os.path.isfile(path):
+            raise AirflowFailException(
+                f"Connection {conn_id!r}: extra verify={value!r} is neither true/false nor an existing CA "
+                "bundle file: set it to the path of a PEM file with the CA certificate(s) that signed the "
+                "endpoint's certificate (readable on every worker), or to false to skip verification"
+            )
+        return cls(conn_id, ca_file=path)
+
+    @property
+    def boto3_verify(self) -> bool | str | None:
+        """boto3's ``verify``: the bundle, False, or None (its default trust store)."""
+        return self.ca_file or (None if self.verify else False)
+
+    @property
+    def pyarrow_options(self) -> dict[str, str]:
+        """pyarrow ``S3FileSystem`` options (it has no way to skip verification: see the hook)."""
+        return {"tls_ca_file_path": self.ca_file} if self.ca_file else {}
+
+    @property
+    def delta_options(self) -> dict[str, str]:
+        """delta-rs (object_store) storage options (a CA bundle goes by ``SSL_CERT_FILE``)."""
+        return {} if self.verify else {"AWS_ALLOW_INVALID_CERTIFICATES": "true"}
+
+    def untrusted(self, endpoint: str, reason: str, trust: str) -> AirflowFailException:
+        """The error of an endpoint whose certificate ``trust`` (a trust store, named) does not trust."""
+        return AirflowFailException(
+            f"Connection {self.conn_id!r}: the S3 endpoint {endpoint} presented a TLS certificate that "
+            f"{trust} does not trust ({reason}). Set the connection's extra 'verify' to the path of a CA "
+            "bundle (PEM) holding the CA that signed it, or to false to skip verification (insecure)."
+        )
+
+
+def check_endpoint_tls(tls: S3Tls, endpoint: str | None) -> None:
+    """
+    A TLS handshake with an ``https`` endpoint under each trust store the clients use: the ``verify``
+    CA bundle, or else the system's (pyarrow, delta-rs) and boto3's own (certifi's, or
+    ``AWS_CA_BUNDLE``). An untrusted certificate raises :meth:`S3Tls.untrusted`; a handshake that
+    fails for another reason (no route, a proxy in between) is left to the clients. Nothing is
+    checked for ``http``, with ``verify`` false or without an endpoint (AWS itself).
+
+    :raises AirflowFailException: the certificate is not trusted.
+    """
+    import socket
+    import ssl
+
+    parsed = urlparse(endpoint or "")
+    if not (tls.verify and parsed.scheme == "https" and parsed.hostname):
+        return
+    stores: list[tuple[str | None, str]]
+    if tls.ca_file:
+        stores = [(tls.ca_file, f"the CA bundle {tls.ca_file}")]
+    else:
+        boto3_bundle = _boto3_default_bundle()
+        stores = [
+            (None, "the system's trust store (used by pyarrow and delta-rs)"),
+            (boto3_bundle, f"boto3's CA bundle {boto3_bundle}"),
+        ]
+    for cafile, trust in stores:
+        context = ssl.create_default_context(cafile=cafile)
+        try:
+            with (
+                socket.create_connection((parsed.hostname, parsed.port or 443), timeout=10) as sock,
+                context.wrap_socket(sock, server_hostname=parsed.hostname),
+            ):
+                pass
+        except ssl.SSLCertVerificationError as err:
+            raise tls.untrusted(str(endpoint), err.verify_message or str(err), trust) from None
+        except (OSError, ssl.SSLError):
+            return
+
+
+def _boto3_default_bundle() -> str | None:
+    """The CA bundle boto3 verifies with when ``verify`` is not set (``AWS_CA_BUNDLE``, else certifi's)."""
+    import botocore.session
+    from botocore.httpsession import get_cert_path
+
+    return botocore.session.get_session().get_config_variable("ca_bundle") or get_cert_path(True)
+
+
+# how boto3 (OpenSSL), pyarrow (curl) and delta-rs (rustls) word a certificate they do not trust
+_CERTIFICATE_ERRORS = ("CERTIFICATE_VERIFY_FAILED", "curlCode: 60", "invalid peer certificate")
+
+
+def _certificate_hint(err: BaseException) -> str:
+    """The fix, when ``err`` is a client's refusal of the endpoint's certificate (else nothing)."""
+    if any(marker in str(err) for marker in _CERTIFICATE_ERRORS):
+        return (
+            ". The endpoint's TLS certificate is not trusted: set the connection's extra 'verify' to the "
+            "path of a CA bundle (PEM) holding the CA that signed it, or to false (insecure)"
+        )
+    return ""
+
+
+# delta-rs reads a CA bundle only from SSL_CERT_FILE (rustls' native roots), when it builds a client:
+# the variable is set around delta-rs calls only, and one bundle at a time per process.
+_CA_ENV = "SSL_CERT_FILE"
+_ca_scope_lock = threading.Lock()
+_ca_scope: dict[str, Any] = {"ca_file": None, "depth": 0, "saved": None}
+
+
+@contextlib.contextmanager
+def _ca_bundle_environment(tls: S3Tls) -> Iterator[None]:
+    if not tls.ca_file:
+        yield
+        return
+    with _ca_scope_lock:
+        if _ca_scope["depth"] and _ca_scope["ca_file"] != tls.ca_file:
+            raise AirflowFailException(
+                f"Connection {tls.conn_id!r}: delta-rs takes a CA bundle from the process environment "
+                f"({_CA_ENV}), and another connection's bundle ({_ca_scope['ca_file']}) is in use by a "
+                "concurrent table operation in this process: run them in separate tasks"
+            )
+        if not _ca_scope["depth"]:
+            _ca_scope.update(ca_file=tls.ca_file, saved=os.environ.get(_CA_ENV))
+            os.environ[_CA_ENV] = tls.ca_file
+        _ca_scope["depth"] += 1
+    try:
+        yield
+    finally:
+        with _ca_scope_lock:
+            _ca_scope["depth"] -= 1
+            if not _ca_scope["depth"]:
+                if _ca_scope["saved"] is None:
+                    os.environ.pop(_CA_ENV, None)
+                else:
+                    os.environ[_CA_ENV] = _ca_scope["saved"]
+                _ca_scope.update(ca_file=None, saved=None)
 
 
 class ObjectStorageHook(FilesReader, BaseHook):
@@ -47,6 +215,14 @@ class ObjectStorageHook(FilesReader, BaseHook):
     ``aws_secret_access_key`` extras); extras ``endpoint_url``, ``region_name``, ``aws_session_token``,
     ``verify``, ``addressing_style`` and ``bucket`` (checked by :meth:`test_connection`). Without a
     connection, boto3's default credential chain is used (instance profile, environment...).
+
+    TLS (:class:`S3Tls`): ``verify`` reaches the three clients the hook uses (boto3 for objects and
+    uploads, pyarrow's S3 file system for reading Delta logs, data files and exports, delta-rs for
+    table commits): ``false`` skips verification in all three (pyarrow cannot, so its reads then go
+    through boto3), a CA bundle path is trusted by all three (delta-rs reads it from
+    ``SSL_CERT_FILE``, set around its calls only; one bundle at a time per process). An ``https``
+    ``endpoint_url`` whose certificate is not trusted fails at the first S3 call, before any work,
+    with an error that names the connection and says to set ``verify`` (:meth:`check_tls`).
 
     :param aws_conn_id: the Airflow connection id, or None for the default credential chain.
     """
@@ -127,9 +303,11 @@ class ObjectStorageHook(FilesReader, BaseHook):
                 kwargs.setdefault("ExternalId", extra["external_id"])
             if extra.get("duration_seconds"):
                 kwargs.setdefault("DurationSeconds", int(extra["duration_seconds"]))
-            sts = session.client(
-                "sts", endpoint_url=extra.get("sts_endpoint_url") or settings["endpoint_url"] or None
-            )
+            # the same TLS settings as the S3 clients, checked first (a certificate named, not retried)
+            tls = S3Tls.from_extra(self.aws_conn_id, extra.get("verify"))
+            endpoint = extra.get("sts_endpoint_url") or settings["endpoint_url"] or None
+            check_endpoint_tls(tls, endpoint)
+            sts = session.client("sts", endpoint_url=endpoint, verify=tls.boto3_verify)
             credentials = sts.assume_role(RoleArn=role_arn, **kwargs)["Credentials"]
             return {
                 "access_key": credentials["AccessKeyId"],
@@ -150,15 +328,29 @@ class ObjectStorageHook(FilesReader, BaseHook):
         return [self.settings.get("secret_key"), self.settings.get("session_token")]
 
     @cached_property
+    def tls(self) -> S3Tls:
+        """The connection's TLS verification (extra ``verify``), as each S3 client takes it."""
+        return S3Tls.from_extra(self.aws_conn_id, self.settings.get("verify"))
+
+    def check_tls(self) -> None:
+        """
+        Before the first S3 client is built: a TLS handshake with an ``https`` ``endpoint_url`` under
+        each trust store the clients will use (:func:`check_endpoint_tls`). An untrusted certificate
+        fails here, naming the connection, the trust store and the fix, before any work: not as a
+        client error after retries, or halfway through a task.
+        """
+        if not self.__dict__.get("_tls_checked"):
+            check_endpoint_tls(self.tls, self.settings.get("endpoint_url"))
+            self.__dict__["_tls_checked"] = True
+
+    @cached_property
     def client(self) -> Any:
         """A boto3 S3 client for the connection."""
         import boto3
         from botocore.config import Config
 
         s = self.settings
-        verify: Any = s.get("verify")
-        if verify is not None and not (isinstance(verify, str) and os.path.exists(verify)):
-            verify = as_bool(verify, name="verify")
+        self.check_tls()
         config = Config(
             retries={"max_attempts": 5, "mode": "adaptive"},
             s3={"addressing_style": s["addressing_style"]} if s.get("addressing_style") else None,
@@ -170,17 +362,28 @@ class ObjectStorageHook(FilesReader, BaseHook):
             aws_session_token=s.get("session_token"),
             region_name=s.get("region"),
             endpoint_url=s.get("endpoint_url"),
-            verify=verify,
+            verify=self.tls.boto3_verify,
             config=config,
         )
 
     @cached_property
-    def s3_filesystem(self) -> pafs.S3FileSystem:
-        """A pyarrow S3 file system with the same credentials and endpoint."""
+    def s3_filesystem(self) -> pafs.FileSystem:
+        """
+        A pyarrow S3 file system with the same credentials, endpoint and TLS settings. pyarrow's
+        ``S3FileSystem`` takes a CA bundle (``tls_ca_file_path``, in recent releases) but cannot skip
+        verification: with ``verify: false`` (or a CA bundle on an older pyarrow) the reads go through
+        the boto3 client instead (:mod:`~airflow_provider_mlops.hooks.s3_boto3_fs`).
+        """
         import pyarrow.fs as pafs
 
         s = self.settings
-        kwargs: dict[str, Any] = {"region": s.get("region") or "us-east-1"}
+        self.check_tls()
+        takes_ca_file = "tls_ca_file_path" in (pafs.S3FileSystem.__doc__ or "")
+        if not self.tls.verify or (self.tls.ca_file and not takes_ca_file):
+            from airflow_provider_mlops.hooks.s3_boto3_fs import boto3_filesystem
+
+            return boto3_filesystem(self.client)
+        kwargs: dict[str, Any] = {"region": s.get("region") or "us-east-1", **self.tls.pyarrow_options}
         if s.get("access_key"):
             kwargs.update(access_key=s["access_key"], secret_key=s["secret_key"])
             if s.get("session_token"):
@@ -195,11 +398,15 @@ class ObjectStorageHook(FilesReader, BaseHook):
     def delta_storage_options(self) -> dict[str, str]:
         """
         The connection as delta-rs (object_store) storage options: keys, region, endpoint (plain
-        http allowed when the endpoint says so), addressing style, TLS verification. Retries are
-        bounded (3 tries within 30 s) so that a storage that keeps failing fails the write instead
-        of hanging it for object_store's default 3 minutes.
+        http allowed when the endpoint says so), addressing style, TLS verification off when
+        ``verify`` is false. Retries are bounded (3 tries within 30 s) so that a storage that keeps
+        failing fails the write instead of hanging it for object_store's default 3 minutes.
+
+        object_store has no option for a CA bundle: it reads one from ``SSL_CERT_FILE``, which
+        :meth:`delta_client_scope` sets around delta-rs calls.
         """
         s = self.settings
+        self.check_tls()
         options: dict[str, str] = {"AWS_REGION": s.get("region") or "us-east-1"}
         if s.get("access_key"):
             options["AWS_ACCESS_KEY_ID"] = s["access_key"]
@@ -212,12 +419,19 @@ class ObjectStorageHook(FilesReader, BaseHook):
                 options["AWS_ALLOW_HTTP"] = "true"
         if style := s.get("addressing_style"):
             options["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"] = "true" if style == "virtual" else "false"
-        verify = s.get("verify")
-        custom_ca = isinstance(verify, str) and os.path.exists(verify)
-        if verify is not None and not custom_ca and not as_bool(verify, name="verify"):
-            options["AWS_ALLOW_INVALID_CERTIFICATES"] = "true"
+        options.update(self.tls.delta_options)
         options.update({"max_retries": "3", "retry_timeout": "30s"})
         return options
+
+    def delta_client_scope(self) -> contextlib.AbstractContextManager[None]:
+        """
+        Where delta-rs builds its S3 clients (opening or creating a table): with a ``verify`` CA
+        bundle, ``SSL_CERT_FILE`` names it for the duration (object_store's only way to take one),
+        and is restored after. Two different bundles at once in one process are refused.
+        """
+        if not self.aws_conn_id:
+            return contextlib.nullcontext()
+        return _ca_bundle_environment(self.tls)
 
     def filesystem(self, uri: str) -> tuple[pafs.FileSystem, StorageLocation]:
         """The pyarrow file system for ``uri`` and the parsed location."""
@@ -232,16 +446,25 @@ class ObjectStorageHook(FilesReader, BaseHook):
     # connection test
     # ----------------------------------------------------------------------------------------------
     def test_connection(self) -> tuple[bool, str]:
-        """Check credentials and endpoint (``head_bucket`` on the ``bucket`` extra, else ``list_buckets``)."""
+        """
+        Check credentials, endpoint and TLS settings: the certificate of an ``https`` endpoint
+        against ``verify`` (:meth:`check_tls`), then ``head_bucket`` on the ``bucket`` extra with boto3
+        and one listing in it with pyarrow's and delta-rs's clients (what tasks read and write
+        datasets with); without a ``bucket`` extra, ``list_buckets`` with boto3 only.
+        """
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             bucket = self.settings.get("bucket")
             if bucket:
                 self.client.head_bucket(Bucket=bucket)
+                if problem := self._test_other_clients(bucket):
+                    return False, redact(problem, self._secrets())
                 return True, f"Connection successfully tested: bucket {bucket!r} is reachable"
             self.client.list_buckets()
             return True, "Connection successfully tested: credentials accepted"
+        except AirflowFailException as err:
+            return False, str(err)
         except ClientError as err:
             code = str(err.response.get("Error", {}).get("Code", ""))
             status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -254,7 +477,34 @@ class ObjectStorageHook(FilesReader, BaseHook):
                 return False, f"Access denied ({code}): check the access key id and secret key"
             return False, redact(f"S3 error {code}: {err}", self._secrets())
         except (BotoCoreError, ValueError, OSError) as err:
-            return False, redact(f"Cannot reach {self._endpoint_description()}: {err}", self._secrets())
+            message = f"Cannot reach {self._endpoint_description()}: {err}{_certificate_hint(err)}"
+            return False, redact(message, self._secrets())
+
+    def _test_other_clients(self, bucket: str) -> str | None:
+        """What pyarrow's and delta-rs's clients say of ``bucket`` (None: both reached it)."""
+        import uuid
+
+        import pyarrow.fs as pafs
+        from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError
+
+        try:
+            self.s3_filesystem.get_file_info(
+                pafs.FileSelector(f"{bucket}/.mlops-connection-test/", allow_not_found=True)
+            )
+        except OSError as err:
+            return f"boto3 reached bucket {bucket!r}, but pyarrow's S3 client did not: {err}{_certificate_hint(err)}"
+        try:
+            with self.delta_client_scope():
+                DeltaTable(
+                    f"s3://{bucket}/.mlops-connection-test-{uuid.uuid4().hex}",
+                    storage_options=self.delta_storage_options(),
+                )
+        except TableNotFoundError:
+            return None  # it listed the (empty) place: reached
+        except Exception as err:
+            return f"boto3 reached bucket {bucket!r}, but delta-rs's S3 client did not: {err}{_certificate_hint(err)}"
+        return None
 
     def _endpoint_description(self) -> str:
         """The endpoint as a person would name it: without ``endpoint_url``, AWS's own for the region."""

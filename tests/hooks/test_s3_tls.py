@@ -1,0 +1,420 @@
+"""
+An S3-compatible store with a private-CA certificate (an on-prem MinIO / Ceph): the ``aws``
+connection's ``verify`` extra reaches every client the provider reads and writes S3 with (boto3,
+pyarrow's S3 file system, delta-rs), so every dataset operation works with ``verify: false`` and with
+``verify: "/path/to/ca.pem"``, with identical data, and fails naming the connection and the fix
+without it. moto's S3 behind a TLS relay that presents a certificate the tests' own CA signed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Iterator
+
+import pyarrow as pa
+import pytest
+
+from airflow_provider_mlops.hooks.s3 import ObjectStorageHook, S3Tls
+from airflow_provider_mlops.sinks.specs import FileExport, LakeTable
+from tests.conftest import set_connection
+from tests.harness.servers import S3Server
+from tests.harness.tls import PrivateCa, TlsRelay, make_private_ca, tls_relay
+
+# verify=false is asked for here: urllib3's warning on each unverified request is expected
+pytestmark = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+
+
+@pytest.fixture(scope="module")
+def private_ca(tmp_path_factory: pytest.TempPathFactory) -> PrivateCa:
+    return make_private_ca(tmp_path_factory.mktemp("private-ca"))
+
+
+@pytest.fixture(scope="module")
+def https_s3(s3_server: S3Server, private_ca: PrivateCa) -> Iterator[TlsRelay]:
+    with tls_relay(s3_server.port, private_ca) as relay:
+        yield relay
+
+
+def _aws_conn(conn_id: str, s3_server: S3Server, relay: TlsRelay, **extra: object) -> str:
+    return set_connection(
+        conn_id,
+        conn_type="aws",
+        login=s3_server.access_key,
+        password=s3_server.secret_key,
+        extra={
+            "endpoint_url": relay.endpoint_url,
+            "region_name": s3_server.region,
+            "bucket": s3_server.bucket,  # Test then lists it with pyarrow's and delta-rs's clients too
+            **extra,
+        },
+    )
+
+
+def _rows(start: int, n: int, day: str) -> pa.Table:
+    return pa.table(
+        {
+            "id": pa.array(range(start, start + n), pa.int64()),
+            "day": [day] * n,
+            "amount": [i * 1.5 for i in range(start, start + n)],
+            "who": [f"customer {i} é" for i in range(start, start + n)],
+        }
+    )
+
+
+def _digest(table: pa.Table) -> tuple[int, str]:
+    rows = sorted(zip(*(table.column(c).to_pylist() for c in sorted(table.column_names)), strict=True))
+    return len(rows), hashlib.sha256(repr(rows).encode()).hexdigest()
+
+
+def _read(hook: ObjectStorageHook, uri: str, **kwargs: object) -> pa.Table:
+    return pa.Table.from_batches(list(hook.iter_batches(uri, **kwargs)))  # type: ignore[arg-type]
+
+
+def _every_operation(hook: ObjectStorageHook, root: str) -> dict[str, object]:
+    """What a user's DAG does with S3 datasets: hand-off, lake loads, maintenance, exports."""
+    seen: dict[str, object] = {}
+    written = _rows(0, 300, "2026-01-01")
+    handoff = f"{root}/handoff"
+    hook.write_dataset(handoff, written.to_batches(max_chunksize=100))
+    seen["handoff"] = _digest(_read(hook, handoff))
+    assert seen["handoff"] == _digest(written)
+    assert hook.is_table(handoff)
+    info = hook.dataset_info(handoff)
+    assert info is not None and info["rows"] == 300
+    assert hook.read_schema(handoff) == written.schema
+
+    # a type widened mid-write: the files written so far are read back (pyarrow) and rewritten
+    widened = f"{root}/widened"
+    hook.write_dataset(
+        widened,
+        iter(
+            [
+                pa.record_batch({"id": [1, 2], "x": [1, 2]}),
+                pa.record_batch({"id": [3], "x": [3.5], "tags": [["a", "b"]]}),
+            ]
+        ),
+    )
+    seen["widened"] = _read(hook, widened).sort_by("id").to_pylist()
+    assert seen["widened"] == [
+        {"id": 1, "x": 1.0, "tags": None},
+        {"id": 2, "x": 2.0, "tags": None},
+        {"id": 3, "x": 3.5, "tags": ["a", "b"]},
+    ]
+
+    lake = LakeTable(f"{root}/lake", keys=["id"], partition_by=["day"])
+    first = hook.write(lake, _rows(0, 120, "2026-01-01").to_batches(), mode="append")
+    second = hook.write(lake, _rows(500, 80, "2026-01-02").to_batches(), mode="append")
+    rerun = hook.write(
+        lake,
+        _rows(0, 100, "2026-01-01").to_batches(),
+        mode="replace_partition",
+        partition={"day": "2026-01-01"},
+    )
+    upsert = hook.write(lake, _rows(550, 60, "2026-01-02").to_batches(), mode="upsert")
+    assert (first["version"], second["version"], rerun["version"], upsert["version"]) == (0, 1, 2, 3)
+    assert (upsert["inserted"], upsert["updated"], upsert["table_rows"]) == (30, 30, 210)
+    seen["lake"] = _digest(_read(hook, lake.name))
+    assert seen["lake"][0] == 210
+    assert _digest(_read(hook, f"{lake.name}@v1"))[0] == 200
+    seen["optimize"] = int(hook.optimize_dataset(lake.name).get("numFilesRemoved", 0))
+    assert hook.vacuum_dataset(lake.name, retention_hours=0, dry_run=True)  # superseded files found
+    assert _digest(_read(hook, lake.name)) == seen["lake"]
+
+    for fmt in ("csv", "jsonl"):
+        export = hook.write(FileExport(f"{root}/export-{fmt}/", format=fmt), written.to_batches())
+        assert export["rows"] == 300
+        back = _read(hook, export["target"], format=fmt, schema=written.schema)
+        seen[fmt] = _digest(back)
+        assert seen[fmt] == _digest(written)
+    return seen
+
+
+def test_verify_false_and_a_ca_bundle_reach_every_client_with_identical_data(
+    s3_server: S3Server, https_s3: TlsRelay, private_ca: PrivateCa
+) -> None:
+    results = []
+    for conn_id, verify in (("s3_tls_insecure", False), ("s3_tls_ca", private_ca.ca_file)):
+        hook = ObjectStorageHook(_aws_conn(conn_id, s3_server, https_s3, verify=verify))
+        ok, message = hook.test_connection()
+        assert ok, message
+        results.append(
+            _every_operation(hook, f"s3://{s3_server.bucket}/tls/{conn_id}-{uuid.uuid4().hex[:8]}")
+        )
+    assert results[0] == results[1]
+
+
+def test_verify_as_a_string_false_reaches_every_client(s3_server: S3Server, https_s3: TlsRelay) -> None:
+    """The connection form stores extras as text: ``"false"`` is false for all three clients."""
+    hook = ObjectStorageHook(_aws_conn("s3_tls_text", s3_server, https_s3, verify="false"))
+    uri = f"s3://{s3_server.bucket}/tls/text-{uuid.uuid4().hex[:8]}"
+    hook.write_dataset(uri, _rows(0, 10, "d").to_batches())
+    assert hook.is_table(uri) and hook.read_schema(uri) == _rows(0, 1, "d").schema
+    assert _read(hook, uri).num_rows == 10
+
+
+@pytest.mark.parametrize(
+    "operation",
+    [
+        "test_connection",
+        "write_dataset",
+        "is_table",
+        "dataset_info",
+        "read_schema",
+        "iter_batches",
+        "lake",
+        "export",
+    ],
+)
+def test_an_untrusted_certificate_fails_every_operation_naming_the_connection_and_the_fix(
+    operation: str, s3_server: S3Server, https_s3: TlsRelay, private_ca: PrivateCa
+) -> None:
+    # the table exists (written through a trusting connection): a failure is the certificate's only
+    uri = f"s3://{s3_server.bucket}/tls/untrusted-{uuid.uuid4().hex[:8]}"
+    ObjectStorageHook(_aws_conn("s3_tls_ca", s3_server, https_s3, verify=private_ca.ca_file)).write_dataset(
+        uri, _rows(0, 10, "d").to_batches()
+    )
+    hook = ObjectStorageHook(_aws_conn("s3_tls_default", s3_server, https_s3))
+    started = time.monotonic()
+    if operation == "test_connection":
+        ok, message = hook.test_connection()
+        assert not ok
+    else:
+        calls = {
+            "write_dataset": lambda: hook.write_dataset(f"{uri}-new", _rows(0, 5, "d").to_batches()),
+            "is_table": lambda: hook.is_table(uri),
+            "dataset_info": lambda: hook.dataset_info(uri),
+            "read_schema": lambda: hook.read_schema(uri),
+            "iter_batches": lambda: _read(hook, uri),
+            "lake": lambda: hook.write(
+                LakeTable(f"{uri}-lake"), _rows(0, 5, "d").to_batches(), mode="append"
+            ),
+            "export": lambda: hook.write(FileExport(f"{uri}-csv/"), _rows(0, 5, "d").to_batches()),
+        }
+        with pytest.raises(Exception) as caught:
+            calls[operation]()
+        message = str(caught.value)
+        assert type(caught.value).__name__ == "AirflowFailException"
+    assert "s3_tls_default" in message
+    assert "verify" in message and "CA bundle" in message
+    assert time.monotonic() - started < 15
+    # nothing was written by the refused operations
+    assert not ObjectStorageHook(
+        _aws_conn("s3_tls_ca", s3_server, https_s3, verify=private_ca.ca_file)
+    ).list_uris(f"{uri}-")
+
+
+def test_a_ca_bundle_path_that_does_not_exist_is_refused_by_name(
+    s3_server: S3Server, https_s3: TlsRelay
+) -> None:
+    hook = ObjectStorageHook(
+        _aws_conn("s3_tls_missing_ca", s3_server, https_s3, verify="/nonexistent/ca.pem")
+    )
+    with pytest.raises(Exception, match=r"s3_tls_missing_ca.*/nonexistent/ca\.pem") as caught:
+        hook.is_table(f"s3://{s3_server.bucket}/tls/x")
+    assert type(caught.value).__name__ == "AirflowFailException"
+    ok, message = hook.test_connection()
+    assert not ok and "/nonexistent/ca.pem" in message
+
+
+def test_the_tls_relay_really_presents_an_untrusted_certificate(https_s3: TlsRelay) -> None:
+    """The harness's own check: without the CA, Python's TLS refuses the relay."""
+    import socket
+    import ssl
+
+    with (
+        pytest.raises(ssl.SSLCertVerificationError),
+        socket.create_connection(("127.0.0.1", https_s3.port), timeout=5) as sock,
+    ):
+        ssl.create_default_context().wrap_socket(sock, server_hostname="127.0.0.1")
+    context = ssl.create_default_context(cafile=https_s3.ca.ca_file)
+    with (
+        socket.create_connection(("127.0.0.1", https_s3.port), timeout=5) as sock,
+        context.wrap_socket(sock, server_hostname="127.0.0.1") as tls,
+    ):
+        assert tls.version() is not None
+
+
+def test_verify_is_read_once_for_the_three_clients(tmp_path) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    for value in (None, "", True, "true", "1"):
+        tls = S3Tls.from_extra("c", value)
+        assert (tls.boto3_verify, tls.pyarrow_options, tls.delta_options) == (None, {}, {})
+    for value in (False, "false", "False", "0", 0):
+        tls = S3Tls.from_extra("c", value)
+        assert tls.boto3_verify is False and tls.pyarrow_options == {}
+        assert tls.delta_options == {"AWS_ALLOW_INVALID_CERTIFICATES": "true"}
+    tls = S3Tls.from_extra("c", str(bundle))
+    assert tls.boto3_verify == str(bundle) and tls.pyarrow_options == {"tls_ca_file_path": str(bundle)}
+    assert tls.delta_options == {}
+    with pytest.raises(Exception, match=r"Connection 'c': extra verify='yes please'") as caught:
+        S3Tls.from_extra("c", "yes please")
+    assert type(caught.value).__name__ == "AirflowFailException"
+
+
+def test_the_ca_bundle_is_in_the_environment_only_during_delta_calls(tmp_path, monkeypatch) -> None:
+    import os
+
+    from airflow_provider_mlops.hooks import s3
+
+    first, second = tmp_path / "a.pem", tmp_path / "b.pem"
+    for path in (first, second):
+        path.write_text("x")
+    monkeypatch.setenv("SSL_CERT_FILE", "/etc/ssl/mine.pem")
+    with s3._ca_bundle_environment(S3Tls("a", ca_file=str(first))):
+        assert os.environ["SSL_CERT_FILE"] == str(first)
+        with s3._ca_bundle_environment(S3Tls("a", ca_file=str(first))):
+            assert os.environ["SSL_CERT_FILE"] == str(first)
+        assert os.environ["SSL_CERT_FILE"] == str(first)
+        with (
+            pytest.raises(Exception, match=r"Connection 'b'.*SSL_CERT_FILE.*separate tasks"),
+            s3._ca_bundle_environment(S3Tls("b", ca_file=str(second))),
+        ):
+            pass
+    assert os.environ["SSL_CERT_FILE"] == "/etc/ssl/mine.pem"
+    monkeypatch.delenv("SSL_CERT_FILE")
+    with s3._ca_bundle_environment(S3Tls("a", ca_file=str(first))):
+        assert os.environ["SSL_CERT_FILE"] == str(first)
+    assert "SSL_CERT_FILE" not in os.environ
+    with s3._ca_bundle_environment(S3Tls("a", verify=False)):
+        assert "SSL_CERT_FILE" not in os.environ
+
+
+def test_a_ca_the_system_trusts_but_boto3_does_not_is_refused_naming_boto3s_bundle(
+    s3_server: S3Server, https_s3: TlsRelay, private_ca: PrivateCa, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    The system trusts the CA (here through SSL_CERT_FILE, as after update-ca-certificates), so
+    pyarrow and delta-rs would connect, but boto3 verifies with its own bundle: refused before any
+    work, naming boto3's bundle, not as a boto3 error after retries halfway through a task.
+    """
+    monkeypatch.setenv("SSL_CERT_FILE", private_ca.ca_file)
+    hook = ObjectStorageHook(_aws_conn("s3_tls_system_only", s3_server, https_s3))
+    with pytest.raises(Exception, match=r"'s3_tls_system_only'.*boto3's CA bundle.*'verify'") as caught:
+        hook.is_table(f"s3://{s3_server.bucket}/tls/x")
+    assert type(caught.value).__name__ == "AirflowFailException"
+    ok, message = ObjectStorageHook("s3_tls_system_only").test_connection()
+    assert not ok and "boto3's CA bundle" in message
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        "SSL validation failed for https://h/ [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed",
+        "AWS Error NETWORK_CONNECTION during ListObjectsV2 operation: curlCode: 60, SSL peer certificate",
+        "Generic S3 error: error sending request: client error (Connect): invalid peer certificate: UnknownIssuer",
+    ],
+)
+def test_each_clients_certificate_error_gets_the_fix(error: str) -> None:
+    """What Test adds when a client refuses the certificate although the handshake check passed."""
+    from airflow_provider_mlops.hooks.s3 import _certificate_hint
+
+    assert "'verify'" in _certificate_hint(OSError(error)) and "CA bundle" in _certificate_hint(
+        OSError(error)
+    )
+    assert _certificate_hint(OSError("Connection refused")) == ""
+
+
+def test_the_boto3_file_system_answers_as_pyarrows_s3_file_system(
+    s3_conn_id: str, s3_server: S3Server
+) -> None:
+    """What ``verify: false`` reads through stands in for pyarrow's S3FileSystem: same answers."""
+    import pyarrow.fs as pafs
+
+    from airflow_provider_mlops.hooks.s3_boto3_fs import boto3_filesystem
+
+    hook = ObjectStorageHook(s3_conn_id)
+    native, ours = hook.s3_filesystem, boto3_filesystem(hook.client)
+    assert isinstance(native, pafs.S3FileSystem)
+    root = f"{s3_server.bucket}/tls/fs-{uuid.uuid4().hex[:8]}"
+    payload = bytes(range(256)) * 1000
+    for key in ("a.bin", "sub/b.bin", "sub/deeper/c.bin"):
+        hook.put_bytes(f"s3://{root}/{key}", payload[: 1000 * (1 + len(key))])
+
+    def describe(infos: list[pafs.FileInfo]) -> list[tuple[str, str, int | None]]:
+        return sorted((i.path, i.type.name, i.size if i.type == pafs.FileType.File else None) for i in infos)
+
+    paths = [f"{root}/a.bin", f"{root}/sub", f"{root}/missing", f"{root}/sub/deeper/c.bin", s3_server.bucket]
+    assert describe(ours.get_file_info(paths)) == describe(native.get_file_info(paths))
+    for recursive in (True, False):
+        selector = pafs.FileSelector(root, recursive=recursive)
+        assert describe(ours.get_file_info(selector)) == describe(native.get_file_info(selector))
+    missing = pafs.FileSelector(f"{root}/nothing-here", allow_not_found=True)
+    assert ours.get_file_info(missing) == native.get_file_info(missing) == []
+    with pytest.raises(FileNotFoundError):
+        ours.get_file_info(pafs.FileSelector(f"{root}/nothing-here"))
+    with (
+        ours.open_input_file(f"{root}/sub/b.bin") as mine,
+        native.open_input_file(f"{root}/sub/b.bin") as theirs,
+    ):
+        assert mine.size() == theirs.size()
+        for offset, length in ((0, 10), (4_000, 3_000), (mine.size() - 5, 50)):
+            assert mine.read_at(length, offset) == theirs.read_at(length, offset)
+    with ours.open_input_stream(f"{root}/a.bin") as mine:
+        assert mine.read() == payload[:6_000]
+    with pytest.raises(FileNotFoundError):
+        ours.open_input_stream(f"{root}/missing")
+    with pytest.raises(NotImplementedError, match="reads only"):
+        ours.open_output_stream(f"{root}/new.bin")
+
+
+@pytest.mark.parametrize("verify", ["ca", False])
+def test_role_arn_is_assumed_over_the_same_tls_settings(
+    verify: object, s3_server: S3Server, https_s3: TlsRelay, private_ca: PrivateCa
+) -> None:
+    """The STS call that turns ``role_arn`` into keys goes to the same endpoint with the same ``verify``."""
+    conn_id = _aws_conn(
+        f"s3_tls_role_{verify}",
+        s3_server,
+        https_s3,
+        verify=private_ca.ca_file if verify == "ca" else verify,
+        role_arn="arn:aws:iam::123456789012:role/mlops-writer",
+    )
+    hook = ObjectStorageHook(conn_id)
+    assert hook.settings["session_token"]
+    uri = f"s3://{s3_server.bucket}/tls/role-{uuid.uuid4().hex[:8]}"
+    hook.write_dataset(uri, _rows(0, 7, "d").to_batches())
+    assert hook.is_table(uri) and _read(hook, uri).num_rows == 7
+
+
+def test_role_arn_with_an_untrusted_certificate_fails_before_the_sts_call(
+    s3_server: S3Server, https_s3: TlsRelay
+) -> None:
+    hook = ObjectStorageHook(
+        _aws_conn("s3_tls_role_untrusted", s3_server, https_s3, role_arn="arn:aws:iam::123456789012:role/r")
+    )
+    started = time.monotonic()
+    with pytest.raises(Exception, match=r"'s3_tls_role_untrusted'.*'verify'.*CA bundle") as caught:
+        hook.is_table(f"s3://{s3_server.bucket}/tls/x")
+    assert type(caught.value).__name__ == "AirflowFailException"
+    assert time.monotonic() - started < 5
+    ok, message = hook.test_connection()
+    assert not ok and "s3_tls_role_untrusted" in message
+
+
+@pytest.mark.parametrize("client", ["pyarrow", "delta-rs"])
+def test_test_connection_fails_when_the_pyarrow_or_delta_rs_client_cannot_connect(
+    client: str, s3_server: S3Server, https_s3: TlsRelay, private_ca: PrivateCa
+) -> None:
+    """Fault injected: that client alone left without the CA bundle (as before the fix). Test says so."""
+    import contextlib
+
+    import pyarrow.fs as pafs
+
+    hook = ObjectStorageHook(_aws_conn("s3_tls_one_client", s3_server, https_s3, verify=private_ca.ca_file))
+    if client == "pyarrow":
+        hook.__dict__["s3_filesystem"] = pafs.S3FileSystem(
+            access_key=s3_server.access_key,
+            secret_key=s3_server.secret_key,
+            region=s3_server.region,
+            endpoint_override=https_s3.endpoint_url.removeprefix("https://"),
+            scheme="https",
+        )
+    else:
+        hook.delta_client_scope = contextlib.nullcontext  # type: ignore[method-assign]
+    ok, message = hook.test_connection()
+    assert not ok
+    assert f"boto3 reached bucket {s3_server.bucket!r}, but {client}'s S3 client did not" in message
+    assert "'verify'" in message and "CA bundle" in message
