@@ -19,8 +19,9 @@ request is **held** until something changes:
 
 Post-drift days are counted from the onset's ``first_day`` to the newest day of the checked data
 (the report's ``data_day``, from the sensor's ``time_column``; the request keeps its own as
-``data_day``); without data days, from the onset's ``at`` to the check's logical date. The same
-records and report give the same decision: a rerun of a logical date decides as the first run did.
+``data_day``). Without a ``time_column`` nothing tells new rows from the same rows checked again,
+so there is no re-arm: the cool-down rules. The same records and report give the same decision: a
+rerun of a logical date decides as the first run did.
 
 The state is two JSON records the sensor keeps as tags of the registered model (and puts in the
 Asset event's ``extra`` when it asks):
@@ -156,7 +157,7 @@ def decide(
         return Decision(
             False, "the data set drifts now (the last request was for accuracy decay)", failed=failed
         )
-    rearm = _rearm(now=now, report=report, request=request, onset=onset)
+    rearm = _rearm(report=report, request=request, onset=onset)
     if rearm:
         return Decision(False, f"v{failed['version']} did not help, but {rearm}", failed=failed)
     same = hold and str(hold.get("candidate")) == str(failed["version"])
@@ -195,34 +196,29 @@ def _day(value: Any) -> dt.date | None:
         return None
 
 
-def post_drift_days(onset: Mapping[str, Any], *, data_day: Any = None, at: Any = None) -> int | None:
+def post_drift_days(onset: Mapping[str, Any], data_day: Any) -> int | None:
     """
     Days of post-drift data at a check: from the onset's ``first_day`` to ``data_day`` (the newest
-    day of the checked data), both counted; without ``data_day``, from the onset's ``at`` to ``at``
-    (logical dates). None when neither can be counted; 0 for a check before the onset.
+    day of the checked data), both counted; 0 for data older than the onset; None when either day
+    is unknown.
     """
     first, newest = _day(onset.get("first_day")), _day(data_day)
-    if first is not None and newest is not None:
-        return max(0, (newest - first).days + 1)
-    if onset.get("at") and at is not None:
-        return max(0, (_time(at) - _time(onset["at"])).days + 1)
-    return None
+    if first is None or newest is None:
+        return None
+    return max(0, (newest - first).days + 1)
 
 
 def _rearm(
-    *,
-    now: dt.datetime,
-    report: Mapping[str, Any],
-    request: Mapping[str, Any],
-    onset: Mapping[str, Any] | None,
+    *, report: Mapping[str, Any], request: Mapping[str, Any], onset: Mapping[str, Any] | None
 ) -> str | None:
     """Why a held request is asked again (decay persists, post-drift data doubled), or None."""
     accuracy = report.get("accuracy") or {}
-    if not accuracy.get("decayed") or not onset or onset.get("ended") or not onset.get("first_day"):
+    if not accuracy.get("decayed") or not onset or onset.get("ended"):
         return None
     days = report.get("data_day") or []
-    current = post_drift_days(onset, data_day=days[-1] if days else None, at=now)
-    asked = post_drift_days(onset, data_day=request.get("data_day") if days else None, at=request.get("at"))
+    current = post_drift_days(onset, days[-1] if days else None)
+    asked = post_drift_days(onset, request.get("data_day"))
+    # without the data's days (no time_column) nothing says new rows arrived: the cool-down rules
     if current is None or asked is None or current < GROWTH * max(asked, 1):
         return None
     return (

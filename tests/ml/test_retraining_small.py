@@ -418,3 +418,39 @@ def test_drift_without_decay_does_not_re_arm(days: int) -> None:
     asked, decisions = _futile_episode([(False, True)] * days, cooldown_days=1000)
     assert asked == [1]
     assert all(d.hold for _, d in decisions[1:])
+
+
+def test_without_the_datas_days_a_hold_waits_for_the_cool_down() -> None:
+    """No time_column: the same rows checked again look like new days; nothing re-arms."""
+    onset_record = {"first_day": ONSET_DAY.isoformat(), "ended": None}
+    report = {**_check(1, True), "data_day": None}
+    at = dt.datetime.combine(ONSET_DAY, dt.time(), tzinfo=dt.UTC)
+    request = cooldown.request_record(report, at=at, requested_at=at, champion="1", alias="champion")
+    assert request["data_day"] is None
+    failed = [{"version": "2", "created": at + dt.timedelta(minutes=5), "not_promoted": "tie"}]
+    for day in (2, 5, 6):
+        decision = cooldown.decide(
+            now=at + dt.timedelta(days=day),
+            champion="1",
+            report=report,
+            request=request,
+            hold=None,
+            versions=failed,
+            cooldown=dt.timedelta(days=7),
+            onset=onset_record,
+        )
+        assert decision.hold, decision.reason
+    # with the data's days, the same check on post-drift day 2 re-arms
+    dated = cooldown.request_record(_check(1, True), at=at, requested_at=at, champion="1", alias="champion")
+    assert dated["data_day"] == "2026-01-08"
+    rearmed = cooldown.decide(
+        now=at + dt.timedelta(days=2),
+        champion="1",
+        report=_check(2, True),
+        request=dated,
+        hold=None,
+        versions=failed,
+        cooldown=dt.timedelta(days=7),
+        onset=onset_record,
+    )
+    assert not rearmed.hold and "grown from 1 to 2 day(s) since 2026-01-08" in rearmed.reason
