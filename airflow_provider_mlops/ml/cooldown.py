@@ -9,14 +9,26 @@ request is **held** until something changes:
 * new drift: a feature drifts that had not when the retrain was asked for, or the data set drifts
   where the request was for accuracy decay alone;
 * a new champion (the request was about another one);
+* the champion's accuracy decay persists and the post-drift data has at least **doubled** since
+  the request that did not help (re-arm; needs the drift onset record): a retrain that lost on the
+  first post-drift day had little of the new world to learn from and to be judged on; with twice
+  the post-drift days it may win. Retries thus come on the 1st, 2nd, 4th, 8th ... post-drift day
+  of a decay that does not go away: at most ``log2(days) + 1`` retrains, never one a day;
 * the cool-down elapses (counted in the monitor's logical dates, so a backfill or a simulated
   day counts as a day).
+
+Post-drift days are counted from the onset's ``first_day`` to the newest day of the checked data
+(the report's ``data_day``, from the sensor's ``time_column``; the request keeps its own as
+``data_day``). Without a ``time_column`` nothing tells new rows from the same rows checked again,
+so there is no re-arm: the cool-down rules. The same records and report give the same decision: a
+rerun of a logical date decides as the first run did.
 
 The state is two JSON records the sensor keeps as tags of the registered model (and puts in the
 Asset event's ``extra`` when it asks):
 
 ``mlops.retrain_request``
-    the last request: ``at`` (logical date), ``requested_at`` (wall clock, UTC: what version
+    the last request: ``at`` (logical date), ``data_day`` (the newest day of the checked data, when
+    the sensor has a ``time_column``), ``requested_at`` (wall clock, UTC: what version
     creation times are compared with), ``champion``, ``alias``, ``dataset_drift``,
     ``drifted_features``, ``features`` (statistics of the drifted ones), ``accuracy`` (metric,
     current, baseline, drop, p-value), ``report``. The first request of a drift episode is where a
@@ -77,8 +89,10 @@ def request_record(
     """What a retraining request records (see the module's docstring), from a drift report."""
     accuracy = report.get("accuracy") or None
     drifted = [f for f in report.get("features", []) if f.get("drifted")][:10]
+    days = report.get("data_day") or []
     record = {
         "at": _time(at).isoformat(),
+        "data_day": str(days[-1])[:10] if days else None,
         "requested_at": _time(requested_at).isoformat(),
         "champion": champion,
         "alias": alias,
@@ -108,6 +122,7 @@ def decide(
     hold: Mapping[str, Any] | None,
     versions: Sequence[Mapping[str, Any]],
     cooldown: dt.timedelta,
+    onset: Mapping[str, Any] | None = None,
 ) -> Decision:
     """
     Ask or hold, for a check that found drift or decay.
@@ -120,6 +135,8 @@ def decide(
     :param versions: the registered model's versions: ``version``, ``created`` (UTC datetime),
         ``not_promoted`` (the gate's reason, or None).
     :param cooldown: how long a futile retrain holds further requests.
+    :param onset: the :data:`~airflow_provider_mlops.ml.tags.TAG_DRIFT_ONSET` record, if any: with
+        an open episode, a persisting decay re-arms the request once the post-drift data has doubled.
     """
     if not request:
         return Decision(False, "first request")
@@ -140,6 +157,9 @@ def decide(
         return Decision(
             False, "the data set drifts now (the last request was for accuracy decay)", failed=failed
         )
+    rearm = _rearm(report=report, request=request, onset=onset)
+    if rearm:
+        return Decision(False, f"v{failed['version']} did not help, but {rearm}", failed=failed)
     same = hold and str(hold.get("candidate")) == str(failed["version"])
     since = _time(hold["since"]) if same and hold else _time(now)
     until = since + cooldown
@@ -164,3 +184,49 @@ def decide(
         "reason": reason[:4000],
     }
     return Decision(True, reason, hold_record=record, failed=failed)
+
+
+GROWTH = 2  # the post-drift data must have grown this many times since the request that did not help
+
+
+def _day(value: Any) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(str(value)[:10]) if value else None
+    except ValueError:
+        return None
+
+
+def post_drift_days(onset: Mapping[str, Any], data_day: Any) -> int | None:
+    """
+    Days of post-drift data at a check: from the onset's ``first_day`` to ``data_day`` (the newest
+    day of the checked data), both counted; 0 for data older than the onset; None when either day
+    is unknown.
+    """
+    first, newest = _day(onset.get("first_day")), _day(data_day)
+    if first is None or newest is None:
+        return None
+    return max(0, (newest - first).days + 1)
+
+
+def _rearm(
+    *, report: Mapping[str, Any], request: Mapping[str, Any], onset: Mapping[str, Any] | None
+) -> str | None:
+    """Why a held request is asked again (decay persists, post-drift data doubled), or None."""
+    accuracy = report.get("accuracy") or {}
+    if not accuracy.get("decayed") or not onset or onset.get("ended"):
+        return None
+    days = report.get("data_day") or []
+    current = post_drift_days(onset, days[-1] if days else None)
+    asked = post_drift_days(onset, request.get("data_day"))
+    # without the data's days (no time_column) nothing says new rows arrived: the cool-down rules
+    if current is None or asked is None or current < GROWTH * max(asked, 1):
+        return None
+    return (
+        f"{accuracy.get('metric') or 'the metric'} still decays ({_number(accuracy.get('current'))} vs "
+        f"baseline {_number(accuracy.get('baseline'))}) and the post-drift data has grown from {asked} to "
+        f"{current} day(s) since {onset.get('first_day')} (x{GROWTH} re-arms): retrying on the new rows"
+    )
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, int | float) else "?"

@@ -90,10 +90,16 @@ def split(
     test_size: float = 0.2,
     time_column: str | None = None,
     seed: int = 0,
+    since: Any = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """
     Train / holdout split: ``stratified`` (classification default), ``random``, or ``time`` (the
     latest ``test_size`` share of ``time_column`` is the holdout: no future leaks into training).
+
+    ``since`` (a time, e.g. the drift onset's start): a ``time`` split takes its holdout from the
+    rows at or after it only, the latest ``test_size`` share of them, so that the training part keeps
+    the rest of them. Without it, the newest 20% of a window that reaches back before a drift can be
+    every post-drift row, and the model learns the old world alone.
     """
     from sklearn.model_selection import train_test_split
 
@@ -104,6 +110,14 @@ def split(
             raise TrainingError(f"split strategy 'time' needs time_column in the data (got {time_column!r})")
         ordered = frame.sort_values(time_column, kind="stable")
         cut = round(len(ordered) * (1 - test_size))
+        if since is not None:
+            import pandas as pd
+
+            start = pd.Timestamp(since)
+            start = start.tz_localize("UTC") if start.tzinfo is None else start
+            recent = int((pd.to_datetime(frame[time_column], utc=True) >= start).sum())
+            if recent:
+                cut = max(cut, len(ordered) - max(1, round(recent * test_size)))
         return ordered.iloc[:cut], ordered.iloc[cut:]
     if strategy not in ("stratified", "random"):
         raise TrainingError(f"split strategy must be auto, stratified, random or time, got {strategy!r}")
@@ -297,6 +311,7 @@ def train(
     seed: int = 0,
     candidates: Sequence[Mapping[str, Any]] | None = None,
     sample_weight: Any = None,
+    holdout_since: Any = None,
 ) -> TrainResult:
     """
     Fit the whole Pipeline on the training split, tune it, and evaluate it on the holdout.
@@ -305,7 +320,8 @@ def train(
     :func:`airflow_provider_mlops.ml.windows.apply_window`) reaches the estimator as
     ``model__sample_weight`` in every fit of every search (:func:`check_sample_weight` refuses, by
     name, a tuning method or an estimator that cannot take it). CV scores and holdout metrics are
-    not weighted.
+    not weighted. ``holdout_since`` (the drift onset's start): a time split holds out the newest
+    share of the rows since then only (:func:`split`'s ``since``).
 
     With ``candidates`` (see :mod:`airflow_provider_mlops.ml.candidates`) ``estimator`` and
     ``estimator_params`` are not used: every candidate is tuned with ``tuning`` on the same CV folds
@@ -374,6 +390,7 @@ def train(
         test_size=test_size,
         time_column=time_column,
         seed=seed,
+        since=holdout_since,
     )
     columns = plan.inputs  # the raw columns: derived ones are computed inside the Pipeline
     x_train, y_train = train_frame[columns], train_frame[label_column]

@@ -189,3 +189,14 @@ def apply_window(
         "half_life": half_life,
     }
     return kept, weights, summary
+
+
+def post_drift_start(summary: Mapping[str, Any] | None) -> dt.datetime | None:
+    """
+    Midnight UTC of the onset's first day when the window (its :func:`apply_window` summary) holds
+    post-drift rows: training's time split takes its holdout from those rows only
+    (:func:`airflow_provider_mlops.ml.training.split`'s ``since``), so the model learns from the rest.
+    """
+    if not summary or not summary.get("onset") or not summary.get("post_drift_rows"):
+        return None
+    return dt.datetime.combine(dt.date.fromisoformat(str(summary["onset"])[:10]), dt.time(), tzinfo=dt.UTC)

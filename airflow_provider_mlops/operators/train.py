@@ -261,6 +261,7 @@ class TrainModelOperator(BaseOperator):
     def _train(self, frame: Any, weights: Any, window: dict[str, Any] | None) -> Any:
         """:func:`airflow_provider_mlops.ml.training.train` with this operator's specs; the result logged."""
         from airflow_provider_mlops.ml.training import train
+        from airflow_provider_mlops.ml.windows import post_drift_start
 
         model, data = self.model, self.data
         result = train(
@@ -278,6 +279,8 @@ class TrainModelOperator(BaseOperator):
             seed=data.seed,
             candidates=list(model.candidates) if model.candidates is not None else None,
             sample_weight=weights,
+            # a time split holds out the newest post-drift rows only: the model learns from the others
+            holdout_since=post_drift_start(window),
         )
         if result.dropped_missing_label:
             self.log.warning(

@@ -629,7 +629,12 @@ class DriftSensor(BaseSensorOperator):
 
         from airflow_provider_mlops.hooks.mlflow import MlflowHook
         from airflow_provider_mlops.ml.cooldown import decide
-        from airflow_provider_mlops.ml.tags import TAG_NOT_PROMOTED, TAG_RETRAIN_HOLD, TAG_RETRAIN_REQUEST
+        from airflow_provider_mlops.ml.tags import (
+            TAG_DRIFT_ONSET,
+            TAG_NOT_PROMOTED,
+            TAG_RETRAIN_HOLD,
+            TAG_RETRAIN_REQUEST,
+        )
 
         hook = MlflowHook(self.mlflow_conn_id)
         name = self.registered_model_name
@@ -658,6 +663,7 @@ class DriftSensor(BaseSensorOperator):
             hold=record(TAG_RETRAIN_HOLD),
             versions=versions,
             cooldown=self.retrain.cooldown,
+            onset=record(TAG_DRIFT_ONSET),  # a persisting decay re-arms once the post-drift data doubled
         )
         if not decision.hold:
             self.log.info("Asking for a retrain of %s: %s", name, decision.reason)
