@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from tests.deployment.tls import self_signed, server_context
+from tests.harness.tls import make_private_ca, server_context
 
 
 class FakeAzureML:
@@ -136,10 +136,10 @@ class FakeAzureML:
 
             do_GET = do_PUT = do_PATCH = do_POST = do_DELETE = _handle
 
-        cert, key = self_signed(tls_dir)
-        self.ca_file = str(cert)
+        ca = make_private_ca(tls_dir)
+        self.ca_file = ca.ca_file
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.socket = server_context(cert, key).wrap_socket(self._server.socket, server_side=True)
+        self._server.socket = server_context(ca).wrap_socket(self._server.socket, server_side=True)
         self.url = f"https://127.0.0.1:{self._server.server_address[1]}"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 

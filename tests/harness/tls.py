@@ -144,11 +144,17 @@ class TlsRelay:
         return f"https://127.0.0.1:{self.port}"
 
 
+def server_context(ca: PrivateCa) -> ssl.SSLContext:
+    """A server-side TLS context presenting ``ca``'s server certificate."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(ca.cert_file, ca.key_file)
+    return context
+
+
 @contextlib.contextmanager
 def tls_relay(upstream_port: int, ca: PrivateCa) -> Iterator[TlsRelay]:
     """Serve the server on ``upstream_port`` over TLS with ``ca``'s server certificate."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(ca.cert_file, ca.key_file)
+    context = server_context(ca)
     listener = socket.create_server(("127.0.0.1", 0))
 
     def relay(client: socket.socket, upstream: socket.socket) -> None:
