@@ -21,7 +21,8 @@ Post-drift days are counted from the onset's ``first_day`` to the newest day of 
 (the report's ``data_day``, from the sensor's ``time_column``; the request keeps its own as
 ``data_day``). Without a ``time_column`` nothing tells new rows from the same rows checked again,
 so there is no re-arm: the cool-down rules. The same records and report give the same decision: a
-rerun of a logical date decides as the first run did.
+rerun of a logical date that held holds again. (A request no retrain has answered yet is asked
+again: the retrain it asked for may have failed.)
 
 The state is two JSON records the sensor keeps as tags of the registered model (and puts in the
 Asset event's ``extra`` when it asks):

@@ -81,6 +81,25 @@ def load_estimator(path: str, params: Mapping[str, Any] | None = None, *, task: 
         raise TrainingError(f"Bad parameters for {class_path}: {err}") from None
 
 
+#: the fewest rows of a post-drift holdout (``since``), while the post-drift rows last: a metric on
+#: fewer is noise (a ROC AUC on 30 rows is +-0.1), and the decay baseline is measured on it
+MIN_RECENT_HOLDOUT = 30
+
+
+def _with_every_class(labels: pd.Series, cut: int, *, oldest: int) -> int:
+    """
+    Move the holdout's start (``cut``) back until the holdout holds every class of ``labels`` (a
+    metric such as ROC AUC needs them all, and without it the decay monitor has no baseline), but
+    not before ``oldest`` (the plain split's start): a class absent from there on stays absent.
+    """
+    present = set(labels.iloc[cut:].dropna())
+    for label in set(labels.dropna()) - present:
+        positions = (labels.iloc[oldest:cut] == label).to_numpy().nonzero()[0]
+        if len(positions):
+            cut = min(cut, oldest + int(positions[-1]))  # the newest row of the missing class
+    return cut
+
+
 def split(
     frame: pd.DataFrame,
     *,
@@ -97,9 +116,11 @@ def split(
     latest ``test_size`` share of ``time_column`` is the holdout: no future leaks into training).
 
     ``since`` (a time, e.g. the drift onset's start): a ``time`` split takes its holdout from the
-    rows at or after it only, the latest ``test_size`` share of them, so that the training part keeps
-    the rest of them. Without it, the newest 20% of a window that reaches back before a drift can be
-    every post-drift row, and the model learns the old world alone.
+    rows at or after it only, the latest ``test_size`` share of them (at least
+    :data:`MIN_RECENT_HOLDOUT` rows while there are that many; for a classification, reaching back
+    until every class is in it), so that the training part keeps the rest of them. Without it, the
+    newest 20% of a window that reaches back before a drift can be every post-drift row, and the
+    model learns the old world alone.
     """
     from sklearn.model_selection import train_test_split
 
@@ -117,7 +138,12 @@ def split(
             start = start.tz_localize("UTC") if start.tzinfo is None else start
             recent = int((pd.to_datetime(frame[time_column], utc=True) >= start).sum())
             if recent:
-                cut = max(cut, len(ordered) - max(1, round(recent * test_size)))
+                wanted = min(recent, max(round(recent * test_size), MIN_RECENT_HOLDOUT))
+                cut = max(cut, len(ordered) - wanted)
+                if task == "classification":
+                    cut = _with_every_class(
+                        ordered[target], cut, oldest=round(len(ordered) * (1 - test_size))
+                    )
         return ordered.iloc[:cut], ordered.iloc[cut:]
     if strategy not in ("stratified", "random"):
         raise TrainingError(f"split strategy must be auto, stratified, random or time, got {strategy!r}")

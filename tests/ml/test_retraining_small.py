@@ -253,11 +253,33 @@ def test_split_since_the_onset_holds_out_post_drift_rows_only() -> None:
         time_column="day",
         since=dt.datetime(2026, 1, 8, tzinfo=dt.UTC),
     )
-    assert len(test) == 20 and set(test["day"]) == {"2026-01-08"}
-    assert (train_part["day"] == "2026-01-08").sum() == 80
+    assert len(test) == 30 and set(test["day"]) == {"2026-01-08"}  # 20% is 20: MIN_RECENT_HOLDOUT
+    assert (train_part["day"] == "2026-01-08").sum() == 70
     # always the newest fifth of the post-drift rows (700 here: 140), whatever their share
     _, test = split(frame, target="y", task="classification", time_column="day", since="2026-01-02")
     assert len(test) == 140 and test["day"].min() == "2026-01-07"
+
+
+def test_a_post_drift_holdout_keeps_enough_rows_and_every_class_for_its_metrics() -> None:
+    """
+    12 post-drift rows behind 2,100 older ones: the holdout is not 20% of 12 (2 rows, a class
+    missing, no ROC AUC: the decay monitor would have no baseline) but 12 rows; and when the
+    newest post-drift rows lack a class, the holdout reaches back to the newest row of it.
+    """
+    from airflow_provider_mlops.ml.training import MIN_RECENT_HOLDOUT, split
+
+    old = pd.DataFrame({"day": ["2026-01-01"] * 2100, "y": [0, 1] * 1050})
+    new = pd.DataFrame({"day": ["2026-01-02"] * 12, "y": [1] * 11 + [0]})
+    frame = pd.concat([old, new], ignore_index=True)
+    train_part, test = split(frame, target="y", task="classification", time_column="day", since="2026-01-02")
+    assert len(test) == 12 and set(test["y"]) == {0, 1} and len(train_part) == 2100
+    # 200 post-drift rows whose newest 40 are all positive: the holdout reaches back to a negative
+    skewed = pd.concat(
+        [old, pd.DataFrame({"day": ["2026-01-02"] * 160 + ["2026-01-03"] * 40, "y": [0, 1] * 80 + [1] * 40})],
+        ignore_index=True,
+    )
+    _, test = split(skewed, target="y", task="classification", time_column="day", since="2026-01-02")
+    assert set(test["y"]) == {0, 1} and len(test) == 42 and len(test) >= MIN_RECENT_HOLDOUT
 
 
 @pytest.fixture(scope="module")
@@ -362,15 +384,11 @@ def _futile_episode(checks: list[tuple[bool, bool]], cooldown_days: int) -> tupl
             onset=onset_record,
         )
         decision = cooldown.decide(**kwargs)
-        again = cooldown.decide(**kwargs)  # a rerun of the same logical date decides the same
-        assert (again.hold, again.reason, again.hold_record) == (
-            decision.hold,
-            decision.reason,
-            decision.hold_record,
-        )
         decisions.append((day, decision))
         if decision.hold:
             hold = decision.hold_record
+            rerun = cooldown.decide(**{**kwargs, "hold": hold})  # the date re-run: still held
+            assert rerun.hold, (day, rerun.reason)
             continue
         asked.append(day)
         request = cooldown.request_record(report, at=now, requested_at=now, champion="1", alias="champion")
