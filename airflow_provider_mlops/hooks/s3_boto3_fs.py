@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import pyarrow.fs as pafs
 
 _MISSING = ("404", "NoSuchKey", "NotFound")
+_NO_BUCKET = ("NoSuchBucket",)
 
 
 def _split(path: str) -> tuple[str, str]:
@@ -129,7 +130,12 @@ def _handler_class() -> type:
             except ClientError as err:
                 if _code(err) not in _MISSING:
                     raise
-            listed = self.client.list_objects_v2(Bucket=bucket, Prefix=key.rstrip("/") + "/", MaxKeys=1)
+            try:
+                listed = self.client.list_objects_v2(Bucket=bucket, Prefix=key.rstrip("/") + "/", MaxKeys=1)
+            except ClientError as err:
+                if _code(err) not in _NO_BUCKET:
+                    raise
+                listed = {}
             kind = pafs.FileType.Directory if listed.get("KeyCount", 0) else pafs.FileType.NotFound
             return pafs.FileInfo(path, kind)
 
@@ -137,6 +143,8 @@ def _handler_class() -> type:
             return [self._info(path) for path in paths]
 
         def get_file_info_selector(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
+            from botocore.exceptions import ClientError
+
             bucket, key = _split(selector.base_dir)
             prefix = key.rstrip("/") + "/" if key else ""
             kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
@@ -144,8 +152,18 @@ def _handler_class() -> type:
                 kwargs["Delimiter"] = "/"
             infos: list[pafs.FileInfo] = []
             directories: set[str] = set()
-            for page in self.client.get_paginator("list_objects_v2").paginate(**kwargs):
+            try:
+                pages = list(self.client.get_paginator("list_objects_v2").paginate(**kwargs))
+            except ClientError as err:
+                if _code(err) not in _NO_BUCKET:
+                    raise
+                pages = []  # as pyarrow's S3FileSystem: a missing bucket lists nothing
+            for page in pages:
                 for item in page.get("Contents", []):
+                    parts = item["Key"][len(prefix) :].split("/")[:-1]
+                    directories.update(prefix + "/".join(parts[: i + 1]) for i in range(len(parts)))
+                    if item["Key"].endswith("/"):
+                        continue  # a folder marker (S3 console, Hadoop s3a): a directory, not a file
                     infos.append(
                         pafs.FileInfo(
                             f"{bucket}/{item['Key']}",
@@ -154,8 +172,6 @@ def _handler_class() -> type:
                             mtime=item.get("LastModified"),
                         )
                     )
-                    parts = item["Key"][len(prefix) :].split("/")[:-1]
-                    directories.update(prefix + "/".join(parts[: i + 1]) for i in range(len(parts)))
                 for common in page.get("CommonPrefixes", []):
                     directories.add(common["Prefix"].rstrip("/"))
             missing = not infos and not directories and not selector.allow_not_found and key

@@ -359,6 +359,32 @@ def test_the_boto3_file_system_answers_as_pyarrows_s3_file_system(
     with pytest.raises(NotImplementedError, match="reads only"):
         ours.open_output_stream(f"{root}/new.bin")
 
+    # folder markers ("Create folder" in the S3 console, Hadoop s3a, MinIO tools): keys ending in "/"
+    import pyarrow.parquet as pq
+
+    marked = f"{root}/marked"
+    for key in ("exp/", "t/", "t/sub/"):
+        hook.put_bytes(f"s3://{marked}/{key}", b"")
+    buffer = pa.BufferOutputStream()
+    pq.write_table(pa.table({"x": [1, 2, 3]}), buffer)
+    hook.put_bytes(f"s3://{marked}/exp/part.parquet", buffer.getvalue().to_pybytes())
+    for recursive in (True, False):
+        selector = pafs.FileSelector(marked, recursive=recursive)
+        assert describe(ours.get_file_info(selector)) == describe(native.get_file_info(selector))
+    for base in (f"{marked}/t", f"{marked}/exp"):
+        selector = pafs.FileSelector(base, recursive=True)
+        assert describe(ours.get_file_info(selector)) == describe(native.get_file_info(selector))
+    marker_paths = [f"{marked}/exp", f"{marked}/t/sub", f"{marked}/t"]
+    assert describe(ours.get_file_info(marker_paths)) == describe(native.get_file_info(marker_paths))
+    assert pq.read_table(f"{marked}/exp", filesystem=ours).num_rows == 3
+    assert pq.read_table(f"{marked}/exp", filesystem=native).num_rows == 3
+
+    # a bucket that does not exist: what pyarrow's S3FileSystem answers
+    nobucket = pafs.FileSelector(f"no-such-bucket-{uuid.uuid4().hex[:8]}/x", allow_not_found=True)
+    assert ours.get_file_info(nobucket) == native.get_file_info(nobucket) == []
+    nobucket_paths = [f"no-such-bucket-{uuid.uuid4().hex[:8]}/x/y"]
+    assert describe(ours.get_file_info(nobucket_paths)) == describe(native.get_file_info(nobucket_paths))
+
 
 @pytest.mark.parametrize("verify", ["ca", False])
 def test_role_arn_is_assumed_over_the_same_tls_settings(
