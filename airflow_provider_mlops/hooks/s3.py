@@ -135,7 +135,12 @@ def check_endpoint_tls(tls: S3Tls, endpoint: str | None) -> None:
             (boto3_bundle, f"boto3's CA bundle {boto3_bundle}"),
         ]
     for cafile, trust in stores:
-        context = ssl.create_default_context(cafile=cafile)
+        if cafile is None:
+            # the system store is read from SSL_CERT_FILE too: not while another connection's bundle is set
+            with _trust_scope(None, tls.conn_id):
+                context = ssl.create_default_context()
+        else:
+            context = ssl.create_default_context(cafile=cafile)
         try:
             with (
                 socket.create_connection((parsed.hostname, parsed.port or 443), timeout=10) as sock,
@@ -170,40 +175,73 @@ def _certificate_hint(err: BaseException) -> str:
     return ""
 
 
-# delta-rs reads a CA bundle only from SSL_CERT_FILE (rustls' native roots), when it builds a client:
-# the variable is set around delta-rs calls only, and one bundle at a time per process.
+# delta-rs reads a CA bundle only from SSL_CERT_FILE (rustls' native roots), when it builds a client;
+# Python's TLS check of the system store (and pyarrow's, delta-rs's default roots) read it too. It is
+# process-wide: the variable is set around delta-rs calls only, and one trust store is active at a
+# time: scopes of the active bundle share it; those of another bundle, or of none (the system store),
+# wait until its users are done (a bounded wait, then a retryable error).
 _CA_ENV = "SSL_CERT_FILE"
-_ca_scope_lock = threading.Lock()
-_ca_scope: dict[str, Any] = {"ca_file": None, "depth": 0, "saved": None}
+_CA_SCOPE_WAIT = 300.0  # seconds a scope waits for another trust store's users
+_ca_scope_change = threading.Condition()
+_ca_scope: dict[str, Any] = {"active": None, "ca_file": None, "depth": 0, "saved": None, "waiting": 0}
+_ca_scope_held = threading.local()
+_SYSTEM = "the system trust store"
 
 
 @contextlib.contextmanager
-def _ca_bundle_environment(tls: S3Tls) -> Iterator[None]:
-    if not tls.ca_file:
-        yield
-        return
-    with _ca_scope_lock:
-        if _ca_scope["depth"] and _ca_scope["ca_file"] != tls.ca_file:
-            raise AirflowFailException(
-                f"Connection {tls.conn_id!r}: delta-rs takes a CA bundle from the process environment "
-                f"({_CA_ENV}), and another connection's bundle ({_ca_scope['ca_file']}) is in use by a "
-                "concurrent table operation in this process: run them in separate tasks"
-            )
+def _trust_scope(ca_file: str | None, conn_id: str | None) -> Iterator[None]:
+    """
+    Hold the process's trust store: ``SSL_CERT_FILE`` set to ``ca_file`` (None: left as it was, the
+    system store) for the duration. Waits while another trust store is active.
+
+    :raises TimeoutError: another trust store stayed active for ``_CA_SCOPE_WAIT`` seconds.
+    """
+    key = ca_file or _SYSTEM
+    held: list[str] = _ca_scope_held.__dict__.setdefault("keys", [])
+    with _ca_scope_change:
+        if not (key in held and _ca_scope["active"] == key):  # nested in this thread's own scope: joins
+            _ca_scope["waiting"] += 1
+            _ca_scope_change.notify_all()
+            try:
+                free = _ca_scope_change.wait_for(
+                    lambda: not _ca_scope["depth"] or _ca_scope["active"] == key, timeout=_CA_SCOPE_WAIT
+                )
+            finally:
+                _ca_scope["waiting"] -= 1
+            if not free:
+                raise TimeoutError(
+                    f"Connection {conn_id!r}: waited {_CA_SCOPE_WAIT:.0f} s for {_CA_ENV} (process-wide: "
+                    f"delta-rs reads a CA bundle only from it) to be free of another connection's CA "
+                    f"bundle ({_ca_scope['active']}), in use by a concurrent operation in this process; "
+                    "a retry can succeed, or run them in separate tasks"
+                )
         if not _ca_scope["depth"]:
-            _ca_scope.update(ca_file=tls.ca_file, saved=os.environ.get(_CA_ENV))
-            os.environ[_CA_ENV] = tls.ca_file
+            _ca_scope.update(active=key, ca_file=ca_file, saved=os.environ.get(_CA_ENV))
+            if ca_file:
+                os.environ[_CA_ENV] = ca_file
         _ca_scope["depth"] += 1
+        held.append(key)
     try:
         yield
     finally:
-        with _ca_scope_lock:
+        with _ca_scope_change:
+            held.pop()
             _ca_scope["depth"] -= 1
             if not _ca_scope["depth"]:
-                if _ca_scope["saved"] is None:
-                    os.environ.pop(_CA_ENV, None)
-                else:
-                    os.environ[_CA_ENV] = _ca_scope["saved"]
-                _ca_scope.update(ca_file=None, saved=None)
+                if _ca_scope["ca_file"]:
+                    if _ca_scope["saved"] is None:
+                        os.environ.pop(_CA_ENV, None)
+                    else:
+                        os.environ[_CA_ENV] = _ca_scope["saved"]
+                _ca_scope.update(active=None, ca_file=None, saved=None)
+                _ca_scope_change.notify_all()
+
+
+def _ca_bundle_environment(tls: S3Tls) -> contextlib.AbstractContextManager[None]:
+    """Where delta-rs builds clients for ``tls``: its CA bundle, or the system store (none when unverified)."""
+    if not tls.verify:
+        return contextlib.nullcontext()  # no certificate is verified: any trust store will do
+    return _trust_scope(tls.ca_file, tls.conn_id)
 
 
 class ObjectStorageHook(FilesReader, BaseHook):
@@ -220,7 +258,8 @@ class ObjectStorageHook(FilesReader, BaseHook):
     uploads, pyarrow's S3 file system for reading Delta logs, data files and exports, delta-rs for
     table commits): ``false`` skips verification in all three (pyarrow cannot, so its reads then go
     through boto3), a CA bundle path is trusted by all three (delta-rs reads it from
-    ``SSL_CERT_FILE``, set around its calls only; one bundle at a time per process). An ``https``
+    ``SSL_CERT_FILE``, set around its calls only; one trust store at a time per process, other
+    connections' delta-rs calls wait meanwhile). An ``https``
     ``endpoint_url`` whose certificate is not trusted fails at the first S3 call, before any work,
     with an error that names the connection and says to set ``verify`` (:meth:`check_tls`).
 
@@ -427,9 +466,10 @@ class ObjectStorageHook(FilesReader, BaseHook):
         """
         Where delta-rs builds its S3 clients (opening or creating a table): with a ``verify`` CA
         bundle, ``SSL_CERT_FILE`` names it for the duration (object_store's only way to take one),
-        and is restored after. Two different bundles at once in one process are refused.
+        and is restored after. One trust store at a time per process: a scope of another bundle (or
+        of the system store) waits until the active one's users are done.
         """
-        if not self.aws_conn_id:
+        if not self.aws_conn_id or str(self.settings.get("endpoint_url") or "").startswith("http://"):
             return contextlib.nullcontext()
         return _ca_bundle_environment(self.tls)
 

@@ -8,10 +8,14 @@ without it. moto's S3 behind a TLS relay that presents a certificate the tests' 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -268,11 +272,6 @@ def test_the_ca_bundle_is_in_the_environment_only_during_delta_calls(tmp_path, m
         with s3._ca_bundle_environment(S3Tls("a", ca_file=str(first))):
             assert os.environ["SSL_CERT_FILE"] == str(first)
         assert os.environ["SSL_CERT_FILE"] == str(first)
-        with (
-            pytest.raises(Exception, match=r"Connection 'b'.*SSL_CERT_FILE.*separate tasks"),
-            s3._ca_bundle_environment(S3Tls("b", ca_file=str(second))),
-        ):
-            pass
     assert os.environ["SSL_CERT_FILE"] == "/etc/ssl/mine.pem"
     monkeypatch.delenv("SSL_CERT_FILE")
     with s3._ca_bundle_environment(S3Tls("a", ca_file=str(first))):
@@ -280,6 +279,101 @@ def test_the_ca_bundle_is_in_the_environment_only_during_delta_calls(tmp_path, m
     assert "SSL_CERT_FILE" not in os.environ
     with s3._ca_bundle_environment(S3Tls("a", verify=False)):
         assert "SSL_CERT_FILE" not in os.environ
+
+
+class _InScope(threading.Thread):
+    """A thread that enters a trust scope, records SSL_CERT_FILE there, and leaves when released."""
+
+    def __init__(self, enter: Callable[[], contextlib.AbstractContextManager[None]]) -> None:
+        super().__init__(daemon=True)
+        self.enter, self.inside, self.release = enter, threading.Event(), threading.Event()
+        self.seen: str | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with self.enter():
+                self.seen = os.environ.get("SSL_CERT_FILE")
+                self.inside.set()
+                self.release.wait(10)
+        except BaseException as err:
+            self.error = err
+
+
+def _waiting(count: int) -> None:
+    """Until ``count`` scopes wait for the active bundle's users (woken by the scope, no sleep)."""
+    from airflow_provider_mlops.hooks import s3
+
+    with s3._ca_scope_change:
+        assert s3._ca_scope_change.wait_for(lambda: s3._ca_scope["waiting"] == count, timeout=10)
+
+
+def test_scopes_of_another_trust_store_wait_for_the_active_bundles_users(
+    tmp_path, monkeypatch, https_s3: TlsRelay, private_ca: PrivateCa
+) -> None:
+    """
+    SSL_CERT_FILE is process-wide: a scope of another bundle, or of none (the system store, its TLS
+    check too), waits until the active bundle's users are done; the same bundle shares it.
+    """
+    from airflow_provider_mlops.hooks import s3
+
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    first, second = str(tmp_path / "a.pem"), str(tmp_path / "b.pem")
+    for path in (first, second):
+        Path(path).write_text("x")
+    holder = _InScope(lambda: s3._ca_bundle_environment(S3Tls("a", ca_file=first)))
+    holder.start()
+    assert holder.inside.wait(10) and holder.seen == first
+    sharer = _InScope(lambda: s3._ca_bundle_environment(S3Tls("a2", ca_file=first)))
+    sharer.start()
+    assert sharer.inside.wait(10) and sharer.seen == first  # the same bundle: no wait
+    other = _InScope(lambda: s3._ca_bundle_environment(S3Tls("b", ca_file=second)))
+    system = _InScope(lambda: s3._ca_bundle_environment(S3Tls("c")))
+    other.start()
+    system.start()
+    _waiting(2)
+    assert not other.inside.is_set() and not system.inside.is_set()
+    for thread in (other, system, holder, sharer):
+        thread.release.set()
+    for thread in (other, system):
+        thread.join(10)
+        assert thread.error is None and thread.inside.is_set()
+    assert other.seen == second and system.seen is None
+    assert "SSL_CERT_FILE" not in os.environ
+
+    # the system store's TLS check waits too: under the private bundle it would trust the private CA
+    holder = _InScope(lambda: s3._ca_bundle_environment(S3Tls("a", ca_file=private_ca.ca_file)))
+    holder.start()
+    assert holder.inside.wait(10)
+    verdict: list[BaseException | None] = []
+    checker = threading.Thread(
+        target=lambda: verdict.append(
+            _raised(lambda: s3.check_endpoint_tls(S3Tls("c"), https_s3.endpoint_url))
+        )
+    )
+    checker.start()
+    _waiting(1)
+    holder.release.set()
+    checker.join(10)
+    assert "the system's trust store" in str(verdict[0])
+
+    # waited too long: a retryable error that says why (not AirflowFailException: a retry can work)
+    monkeypatch.setattr(s3, "_CA_SCOPE_WAIT", 0.2)
+    holder = _InScope(lambda: s3._ca_bundle_environment(S3Tls("a", ca_file=first)))
+    holder.start()
+    assert holder.inside.wait(10)
+    error = _raised(lambda: s3._ca_bundle_environment(S3Tls("b", ca_file=second)).__enter__())
+    holder.release.set()
+    holder.join(10)
+    assert isinstance(error, TimeoutError) and "SSL_CERT_FILE" in str(error) and first in str(error)
+
+
+def _raised(call: Callable[[], object]) -> BaseException | None:
+    try:
+        call()
+    except BaseException as err:
+        return err
+    return None
 
 
 def test_a_ca_the_system_trusts_but_boto3_does_not_is_refused_naming_boto3s_bundle(
