@@ -109,13 +109,41 @@ class S3Tls:
         )
 
 
+# Trust stores each endpoint's certificate passed under, for the process: a deferred sensor builds a
+# hook per poll, and each hook's check was a handshake per trust store. Keyed by the store's file
+# (and its size and time: a rotated bundle is checked again); a refusal is not kept, so a fixed
+# bundle is seen at once.
+_TLS_TRUSTED: set[tuple[str, int, tuple[Any, ...]]] = set()
+_TLS_CHECK_TIMEOUT = 3.0  # seconds for the connection and the handshake
+
+
+def _store_identity(cafile: str | None) -> tuple[Any, ...]:
+    """What a trust store's verdict depends on: its file's path, size and time (the system's: the env)."""
+    if cafile is None:
+        return ("system", os.environ.get(_CA_ENV), os.environ.get("SSL_CERT_DIR"))
+    try:
+        stat = os.stat(cafile)
+    except OSError:
+        return (cafile,)
+    return (cafile, stat.st_size, stat.st_mtime_ns)
+
+
+def _behind_proxy(host: str) -> bool:
+    """Whether an https request to ``host`` goes through a proxy (``HTTPS_PROXY`` and not ``NO_PROXY``)."""
+    from urllib.request import getproxies, proxy_bypass
+
+    return bool(getproxies().get("https")) and not proxy_bypass(host)
+
+
 def check_endpoint_tls(tls: S3Tls, endpoint: str | None) -> None:
     """
     A TLS handshake with an ``https`` endpoint under each trust store the clients use: the ``verify``
     CA bundle, or else the system's (pyarrow, delta-rs) and boto3's own (certifi's, or
     ``AWS_CA_BUNDLE``). An untrusted certificate raises :meth:`S3Tls.untrusted`; a handshake that
-    fails for another reason (no route, a proxy in between) is left to the clients. Nothing is
-    checked for ``http``, with ``verify`` false or without an endpoint (AWS itself).
+    fails for another reason (no route, no answer within 3 s) is left to the clients. Nothing is
+    checked for ``http``, with ``verify`` false, without an endpoint (AWS itself) or when a proxy
+    applies to the endpoint (the clients then report themselves). A trusted verdict is kept per
+    endpoint and trust store for the process.
 
     :raises AirflowFailException: the certificate is not trusted.
     """
@@ -124,6 +152,9 @@ def check_endpoint_tls(tls: S3Tls, endpoint: str | None) -> None:
 
     parsed = urlparse(endpoint or "")
     if not (tls.verify and parsed.scheme == "https" and parsed.hostname):
+        return
+    host, port = parsed.hostname, parsed.port or 443
+    if _behind_proxy(host):
         return
     stores: list[tuple[str | None, str]]
     if tls.ca_file:
@@ -135,6 +166,9 @@ def check_endpoint_tls(tls: S3Tls, endpoint: str | None) -> None:
             (boto3_bundle, f"boto3's CA bundle {boto3_bundle}"),
         ]
     for cafile, trust in stores:
+        verdict = (host, port, _store_identity(cafile))
+        if verdict in _TLS_TRUSTED:
+            continue
         if cafile is None:
             # the system store is read from SSL_CERT_FILE too: not while another connection's bundle is set
             with _trust_scope(None, tls.conn_id):
@@ -143,14 +177,15 @@ def check_endpoint_tls(tls: S3Tls, endpoint: str | None) -> None:
             context = ssl.create_default_context(cafile=cafile)
         try:
             with (
-                socket.create_connection((parsed.hostname, parsed.port or 443), timeout=10) as sock,
-                context.wrap_socket(sock, server_hostname=parsed.hostname),
+                socket.create_connection((host, port), timeout=_TLS_CHECK_TIMEOUT) as sock,
+                context.wrap_socket(sock, server_hostname=host),
             ):
                 pass
         except ssl.SSLCertVerificationError as err:
             raise tls.untrusted(str(endpoint), err.verify_message or str(err), trust) from None
         except (OSError, ssl.SSLError):
             return
+        _TLS_TRUSTED.add(verdict)
 
 
 def _boto3_default_bundle() -> str | None:

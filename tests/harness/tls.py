@@ -138,6 +138,7 @@ class TlsRelay:
 
     port: int
     ca: PrivateCa
+    connections: int = 0  # accepted so far (a TLS check's handshake is one)
 
     @property
     def endpoint_url(self) -> str:
@@ -158,12 +159,14 @@ def tls_relay(upstream_port: int, ca: PrivateCa) -> Iterator[TlsRelay]:
     listener = socket.create_server(("127.0.0.1", 0))
 
     def relay(client: socket.socket, upstream: socket.socket) -> None:
+        served.connections += 1
         threading.Thread(target=_pump, args=(client, upstream, context), daemon=True).start()
 
+    served = TlsRelay(listener.getsockname()[1], ca)
     threading.Thread(
         target=accept_loop, args=(listener, upstream_port, relay), name="tls-relay", daemon=True
     ).start()
     try:
-        yield TlsRelay(listener.getsockname()[1], ca)
+        yield served
     finally:
         listener.close()

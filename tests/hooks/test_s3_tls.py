@@ -376,6 +376,55 @@ def _raised(call: Callable[[], object]) -> BaseException | None:
     return None
 
 
+def test_the_tls_verdict_is_kept_per_endpoint_and_trust_store_for_the_process(
+    s3_server: S3Server, private_ca: PrivateCa, tmp_path
+) -> None:
+    """A deferred sensor builds a hook per poll: one handshake per endpoint and bundle, not per hook."""
+    with tls_relay(s3_server.port, private_ca) as relay:
+        conn_id = _aws_conn("s3_tls_cached", s3_server, relay, verify=private_ca.ca_file)
+        for _ in range(3):
+            ObjectStorageHook(conn_id).check_tls()
+        assert relay.connections == 1
+        # another trust store for the same endpoint is checked on its own (and refused)
+        with pytest.raises(Exception, match="s3_tls_cached_default"):
+            ObjectStorageHook(_aws_conn("s3_tls_cached_default", s3_server, relay)).check_tls()
+        assert relay.connections == 2
+        # the bundle's file changed (a rotated CA): checked again
+        copy = tmp_path / "ca.pem"
+        copy.write_bytes(Path(private_ca.ca_file).read_bytes() + b"\n")
+        ObjectStorageHook(_aws_conn("s3_tls_cached", s3_server, relay, verify=str(copy))).check_tls()
+        assert relay.connections == 3
+
+
+def test_the_tls_check_leaves_an_endpoint_behind_a_proxy_to_the_clients(
+    https_s3: TlsRelay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through a proxy the handshake would be the wrong one: the clients report themselves."""
+    from airflow_provider_mlops.hooks.s3 import check_endpoint_tls
+
+    before = https_s3.connections
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    check_endpoint_tls(S3Tls("s3_tls_proxied"), https_s3.endpoint_url)  # untrusted, but not checked
+    assert https_s3.connections == before
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+    with pytest.raises(Exception, match="s3_tls_proxied"):
+        check_endpoint_tls(S3Tls("s3_tls_proxied"), https_s3.endpoint_url)
+
+
+def test_the_tls_check_gives_up_quickly_on_an_endpoint_that_does_not_answer() -> None:
+    """A listener that never answers the handshake: left to the clients after a short wait."""
+    import socket
+
+    from airflow_provider_mlops.hooks.s3 import check_endpoint_tls
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        started = time.monotonic()
+        check_endpoint_tls(S3Tls("s3_tls_silent"), f"https://127.0.0.1:{silent.getsockname()[1]}")
+        assert time.monotonic() - started < 4
+
+
 def test_a_ca_the_system_trusts_but_boto3_does_not_is_refused_naming_boto3s_bundle(
     s3_server: S3Server, https_s3: TlsRelay, private_ca: PrivateCa, monkeypatch: pytest.MonkeyPatch
 ) -> None:
