@@ -100,13 +100,94 @@ class S3Tls:
         """delta-rs (object_store) storage options (a CA bundle goes by ``SSL_CERT_FILE``)."""
         return {} if self.verify else {"AWS_ALLOW_INVALID_CERTIFICATES": "true"}
 
-    def untrusted(self, endpoint: str, reason: str, trust: str) -> AirflowFailException:
-        """The error of an endpoint whose certificate ``trust`` (a trust store, named) does not trust."""
+    def untrusted(
+        self, endpoint: str, reason: str, trust: str, code: int | None = None
+    ) -> AirflowFailException:
+        """
+        The error of an endpoint whose certificate ``trust`` (a trust store, named) refused, with the
+        fix for the reason: a CA bundle for an unknown issuer; a renewed certificate when it expired;
+        a host name the certificate names when it is for another host.
+
+        :param code: OpenSSL's verify code, when known (else the reason's text is read).
+        """
+        head = f"Connection {self.conn_id!r}: the S3 endpoint {endpoint} presented a TLS certificate that"
+        kind = _certificate_problem(reason, code)
+        if kind == "expired":
+            return AirflowFailException(
+                f"{head} has expired or is not yet valid ({reason}): renew the endpoint's certificate (or "
+                f"correct this machine's clock). A CA bundle in 'verify' does not fix this. {_INSECURE}"
+            )
+        if kind == "name":
+            host = urlparse(endpoint).hostname or endpoint
+            return AirflowFailException(
+                f"{head} does not name the host {host} ({reason}): set the connection's endpoint_url to a "
+                "host name the certificate names (its subjectAltName), or have the certificate reissued "
+                f"for this host. A CA bundle in 'verify' does not fix this. {_INSECURE}"
+            )
         return AirflowFailException(
-            f"Connection {self.conn_id!r}: the S3 endpoint {endpoint} presented a TLS certificate that "
-            f"{trust} does not trust ({reason}). Set the connection's extra 'verify' to the path of a CA "
-            "bundle (PEM) holding the CA that signed it, or to false to skip verification (insecure)."
+            f"{head} {trust} does not trust ({reason}). Set the connection's extra 'verify' to the path "
+            "of a CA bundle (PEM) holding the CA that signed it, or to false to skip verification "
+            "(insecure)."
         )
+
+    def refused(self, endpoint: str, err: BaseException) -> AirflowFailException | None:
+        """
+        ``err``, a client's failure, as :meth:`untrusted` when it is a refusal of the endpoint's
+        certificate (a retry cannot fix that: a certificate replaced after the check), else None.
+        """
+        if isinstance(err, AirflowFailException) or not _certificate_problem(str(err)):
+            return None
+        trust = f"the CA bundle {self.ca_file}" if self.ca_file else "the client's trust store"
+        return self.untrusted(endpoint, str(err), trust)
+
+
+_INSECURE = "Extra 'verify' false skips verification (insecure)."
+# OpenSSL's verify codes: 9/10 not yet valid / expired; 62/64 host name / IP address mismatch
+_EXPIRED_CODES, _NAME_CODES = frozenset({9, 10}), frozenset({62, 64})
+# how boto3 (OpenSSL), pyarrow (curl) and delta-rs (rustls) word each refusal
+_EXPIRED_ERRORS = ("certificate has expired", "certificate is not yet valid", ": Expired", "NotValidYet")
+_NAME_ERRORS = (
+    "Hostname mismatch",
+    "IP address mismatch",
+    "NotValidForName",
+    "no alternative certificate subject name matches",
+    "does not match target host name",
+)
+_CERTIFICATE_ERRORS = ("CERTIFICATE_VERIFY_FAILED", "curlCode: 60", "invalid peer certificate")
+
+
+def _certificate_problem(text: str, code: int | None = None) -> str | None:
+    """``expired``, ``name`` or ``untrusted`` when ``text`` (or ``code``) is a certificate refusal."""
+    if code in _EXPIRED_CODES or any(marker in text for marker in _EXPIRED_ERRORS):
+        return "expired"
+    if code in _NAME_CODES or any(marker in text for marker in _NAME_ERRORS):
+        return "name"
+    if code is not None or any(marker in text for marker in _CERTIFICATE_ERRORS):
+        return "untrusted"
+    return None
+
+
+def _certificate_hint(err: BaseException) -> str:
+    """The fix, when ``err`` is a client's refusal of the endpoint's certificate (else nothing)."""
+    if isinstance(err, AirflowFailException):
+        return ""  # already says it (S3Tls.refused)
+    kind = _certificate_problem(str(err))
+    if kind == "expired":
+        return (
+            ". The endpoint's TLS certificate has expired (or is not yet valid): renew it; a CA bundle "
+            "in 'verify' does not fix this"
+        )
+    if kind == "name":
+        return (
+            ". The endpoint's TLS certificate does not name its host: set endpoint_url to a name the "
+            "certificate holds, or reissue it; a CA bundle in 'verify' does not fix this"
+        )
+    if kind == "untrusted":
+        return (
+            ". The endpoint's TLS certificate is not trusted: set the connection's extra 'verify' to the "
+            "path of a CA bundle (PEM) holding the CA that signed it, or to false (insecure)"
+        )
+    return ""
 
 
 # Trust stores each endpoint's certificate passed under, for the process: a deferred sensor builds a
@@ -182,7 +263,8 @@ def check_endpoint_tls(tls: S3Tls, endpoint: str | None) -> None:
             ):
                 pass
         except ssl.SSLCertVerificationError as err:
-            raise tls.untrusted(str(endpoint), err.verify_message or str(err), trust) from None
+            reason = err.verify_message or str(err)
+            raise tls.untrusted(str(endpoint), reason, trust, err.verify_code) from None
         except (OSError, ssl.SSLError):
             return
         _TLS_TRUSTED.add(verdict)
@@ -194,20 +276,6 @@ def _boto3_default_bundle() -> str | None:
     from botocore.httpsession import get_cert_path
 
     return botocore.session.get_session().get_config_variable("ca_bundle") or get_cert_path(True)
-
-
-# how boto3 (OpenSSL), pyarrow (curl) and delta-rs (rustls) word a certificate they do not trust
-_CERTIFICATE_ERRORS = ("CERTIFICATE_VERIFY_FAILED", "curlCode: 60", "invalid peer certificate")
-
-
-def _certificate_hint(err: BaseException) -> str:
-    """The fix, when ``err`` is a client's refusal of the endpoint's certificate (else nothing)."""
-    if any(marker in str(err) for marker in _CERTIFICATE_ERRORS):
-        return (
-            ". The endpoint's TLS certificate is not trusted: set the connection's extra 'verify' to the "
-            "path of a CA bundle (PEM) holding the CA that signed it, or to false (insecure)"
-        )
-    return ""
 
 
 # delta-rs reads a CA bundle only from SSL_CERT_FILE (rustls' native roots), when it builds a client;
@@ -429,7 +497,7 @@ class ObjectStorageHook(FilesReader, BaseHook):
             retries={"max_attempts": 5, "mode": "adaptive"},
             s3={"addressing_style": s["addressing_style"]} if s.get("addressing_style") else None,
         )
-        return boto3.session.Session().client(
+        client = boto3.session.Session().client(
             "s3",
             aws_access_key_id=s.get("access_key"),
             aws_secret_access_key=s.get("secret_key"),
@@ -439,6 +507,8 @@ class ObjectStorageHook(FilesReader, BaseHook):
             verify=self.tls.boto3_verify,
             config=config,
         )
+        client.meta.events.register("after-call-error", self._certificate_refused)
+        return client
 
     @cached_property
     def s3_filesystem(self) -> pafs.FileSystem:
@@ -506,7 +576,25 @@ class ObjectStorageHook(FilesReader, BaseHook):
         """
         if not self.aws_conn_id or str(self.settings.get("endpoint_url") or "").startswith("http://"):
             return contextlib.nullcontext()
-        return _ca_bundle_environment(self.tls)
+        return self._delta_scope()
+
+    @contextlib.contextmanager
+    def _delta_scope(self) -> Iterator[None]:
+        with _ca_bundle_environment(self.tls):
+            try:
+                yield
+            except Exception as err:
+                # a certificate refused after the check passed (replaced meanwhile): named, not retried
+                if refusal := self.tls.refused(self._endpoint_description(bare=True), err):
+                    raise refusal from err
+                raise
+
+    def _certificate_refused(self, exception: BaseException | None = None, **_: Any) -> None:
+        """boto3's ``after-call-error`` event: a refused certificate raises :meth:`S3Tls.refused`."""
+        if exception is not None and (
+            refusal := self.tls.refused(self._endpoint_description(bare=True), exception)
+        ):
+            raise refusal from exception
 
     def filesystem(self, uri: str) -> tuple[pafs.FileSystem, StorageLocation]:
         """The pyarrow file system for ``uri`` and the parsed location."""
@@ -581,10 +669,10 @@ class ObjectStorageHook(FilesReader, BaseHook):
             return f"boto3 reached bucket {bucket!r}, but delta-rs's S3 client did not: {err}{_certificate_hint(err)}"
         return None
 
-    def _endpoint_description(self) -> str:
+    def _endpoint_description(self, *, bare: bool = False) -> str:
         """The endpoint as a person would name it: without ``endpoint_url``, AWS's own for the region."""
         if endpoint := self.settings.get("endpoint_url"):
-            return f"S3 endpoint {endpoint}"
+            return endpoint if bare else f"S3 endpoint {endpoint}"
         return f"the AWS default S3 endpoint for region {self.settings.get('region') or 'us-east-1'}"
 
     # ----------------------------------------------------------------------------------------------

@@ -425,6 +425,48 @@ def test_the_tls_check_gives_up_quickly_on_an_endpoint_that_does_not_answer() ->
         assert time.monotonic() - started < 4
 
 
+@pytest.mark.parametrize("fault", ["expired", "another host"])
+def test_a_certificate_a_ca_bundle_cannot_fix_gets_its_own_advice(
+    fault: str, s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The CA is trusted, but the certificate expired or names another host: renewing it is the fix."""
+    ca = make_private_ca(
+        tmp_path_factory.mktemp("bad-cert"),
+        expired=fault == "expired",
+        names=("s3.other.example",) if fault == "another host" else (),
+    )
+    with tls_relay(s3_server.port, ca) as relay:
+        hook = ObjectStorageHook(_aws_conn(f"s3_tls_{fault[:7]}", s3_server, relay, verify=ca.ca_file))
+        with pytest.raises(Exception) as caught:
+            hook.is_table(f"s3://{s3_server.bucket}/tls/x")
+    message = str(caught.value)
+    assert type(caught.value).__name__ == "AirflowFailException"
+    assert f"s3_tls_{fault[:7]}" in message and "CA bundle (PEM) holding" not in message
+    if fault == "expired":
+        assert "expired" in message and "renew" in message
+    else:
+        assert "127.0.0.1" in message and "names" in message and "endpoint_url" in message
+
+
+def test_a_certificate_replaced_mid_task_fails_naming_the_fix_not_retried(
+    s3_server: S3Server, private_ca: PrivateCa, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The check passed (kept for the process), then the server presents a certificate of another CA."""
+    with tls_relay(s3_server.port, private_ca) as relay:
+        conn_id = _aws_conn("s3_tls_rotated", s3_server, relay, verify=private_ca.ca_file)
+        uri = f"s3://{s3_server.bucket}/tls/rotated-{uuid.uuid4().hex[:8]}"
+        ObjectStorageHook(conn_id).write_dataset(uri, _rows(0, 3, "d").to_batches())
+        relay.present(make_private_ca(tmp_path_factory.mktemp("other-ca")))
+        for call in (
+            lambda hook: hook.put_bytes(f"{uri}-x", b"x"),  # boto3
+            lambda hook: hook.table_version(uri),  # delta-rs
+        ):
+            with pytest.raises(Exception) as caught:
+                call(ObjectStorageHook(conn_id))
+            assert type(caught.value).__name__ == "AirflowFailException", caught.value
+            assert "s3_tls_rotated" in str(caught.value) and "'verify'" in str(caught.value)
+
+
 def test_a_ca_the_system_trusts_but_boto3_does_not_is_refused_naming_boto3s_bundle(
     s3_server: S3Server, https_s3: TlsRelay, private_ca: PrivateCa, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -458,6 +500,23 @@ def test_each_clients_certificate_error_gets_the_fix(error: str) -> None:
         OSError(error)
     )
     assert _certificate_hint(OSError("Connection refused")) == ""
+
+
+@pytest.mark.parametrize(
+    ("error", "fix"),
+    [
+        ("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: certificate has expired", "renew"),
+        ("curlCode: 60, SSL certificate problem: certificate has expired", "renew"),
+        ("invalid peer certificate: Expired { time: UnixTime(1) }", "renew"),
+        ("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: Hostname mismatch", "endpoint_url"),
+        ("invalid peer certificate: NotValidForName", "endpoint_url"),
+    ],
+)
+def test_an_expired_or_misnamed_certificate_error_gets_its_own_fix(error: str, fix: str) -> None:
+    from airflow_provider_mlops.hooks.s3 import _certificate_hint
+
+    hint = _certificate_hint(OSError(error))
+    assert fix in hint and "does not fix this" in hint
 
 
 def test_the_boto3_file_system_answers_as_pyarrows_s3_file_system(
