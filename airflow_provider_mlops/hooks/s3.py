@@ -167,6 +167,15 @@ def _certificate_problem(text: str, code: int | None = None) -> str | None:
     return None
 
 
+# how pyarrow (the AWS SDK) and delta-rs (object_store) word a request a policy denied
+_ACCESS_DENIED_ERRORS = ("ACCESS_DENIED", "AccessDenied")
+
+
+def _access_denied(err: BaseException) -> bool:
+    """Whether a client's error is S3's AccessDenied (it reached the endpoint and was authenticated)."""
+    return any(marker in str(err) for marker in _ACCESS_DENIED_ERRORS)
+
+
 def _certificate_hint(err: BaseException) -> str:
     """The fix, when ``err`` is a client's refusal of the endpoint's certificate (else nothing)."""
     if isinstance(err, AirflowFailException):
@@ -621,9 +630,11 @@ class ObjectStorageHook(FilesReader, BaseHook):
             bucket = self.settings.get("bucket")
             if bucket:
                 self.client.head_bucket(Bucket=bucket)
-                if problem := self._test_other_clients(bucket):
+                problem, denied = self._test_other_clients(bucket)
+                if problem:
                     return False, redact(problem, self._secrets())
-                return True, f"Connection successfully tested: bucket {bucket!r} is reachable"
+                notes = "".join(f"; {client} reached; listing denied by policy" for client in denied)
+                return True, f"Connection successfully tested: bucket {bucket!r} is reachable{notes}"
             self.client.list_buckets()
             return True, "Connection successfully tested: credentials accepted"
         except AirflowFailException as err:
@@ -643,20 +654,30 @@ class ObjectStorageHook(FilesReader, BaseHook):
             message = f"Cannot reach {self._endpoint_description()}: {err}{_certificate_hint(err)}"
             return False, redact(message, self._secrets())
 
-    def _test_other_clients(self, bucket: str) -> str | None:
-        """What pyarrow's and delta-rs's clients say of ``bucket`` (None: both reached it)."""
+    def _test_other_clients(self, bucket: str) -> tuple[str | None, list[str]]:
+        """
+        What pyarrow's and delta-rs's clients say of ``bucket``: the failure (None: both reached it)
+        and the clients whose probe listing a policy denied (they reached the endpoint through TLS
+        with the credentials, which is what is tested of them).
+        """
         import uuid
 
         import pyarrow.fs as pafs
         from deltalake import DeltaTable
         from deltalake.exceptions import TableNotFoundError
 
+        denied: list[str] = []
         try:
             self.s3_filesystem.get_file_info(
                 pafs.FileSelector(f"{bucket}/.mlops-connection-test/", allow_not_found=True)
             )
         except OSError as err:
-            return f"boto3 reached bucket {bucket!r}, but pyarrow's S3 client did not: {err}{_certificate_hint(err)}"
+            if not _access_denied(err):
+                return (
+                    f"boto3 reached bucket {bucket!r}, but pyarrow's S3 client did not: "
+                    f"{err}{_certificate_hint(err)}"
+                ), denied
+            denied.append("pyarrow")
         try:
             with self.delta_client_scope():
                 DeltaTable(
@@ -664,10 +685,15 @@ class ObjectStorageHook(FilesReader, BaseHook):
                     storage_options=self.delta_storage_options(),
                 )
         except TableNotFoundError:
-            return None  # it listed the (empty) place: reached
+            pass  # it listed the (empty) place: reached
         except Exception as err:
-            return f"boto3 reached bucket {bucket!r}, but delta-rs's S3 client did not: {err}{_certificate_hint(err)}"
-        return None
+            if not _access_denied(err):
+                return (
+                    f"boto3 reached bucket {bucket!r}, but delta-rs's S3 client did not: "
+                    f"{err}{_certificate_hint(err)}"
+                ), denied
+            denied.append("delta-rs")
+        return None, denied
 
     def _endpoint_description(self, *, bare: bool = False) -> str:
         """The endpoint as a person would name it: without ``endpoint_url``, AWS's own for the region."""

@@ -622,6 +622,36 @@ def test_role_arn_with_an_untrusted_certificate_fails_before_the_sts_call(
     assert not ok and "s3_tls_role_untrusted" in message
 
 
+def test_test_connection_says_ok_when_a_policy_denies_the_probe_listing(s3_server: S3Server) -> None:
+    """
+    A policy that lets the bucket be reached but not listed at Test's probe prefix: pyarrow and
+    delta-rs reached the endpoint through TLS and credentials, which is what Test checks of them.
+    """
+    from tests.harness.proxy import Fault, start_proxy
+
+    def deny(request):  # what S3 answers a listing its bucket policy denies
+        return Fault.fail(403, code="AccessDenied") if "mlops-connection-test" in request.path else None
+
+    with start_proxy(s3_server.endpoint_url, deny) as proxy:
+        conn_id = set_connection(
+            "s3_probe_denied",
+            conn_type="aws",
+            login=s3_server.access_key,
+            password=s3_server.secret_key,
+            extra={
+                "endpoint_url": proxy.endpoint_url,
+                "region_name": s3_server.region,
+                "bucket": s3_server.bucket,
+            },
+        )
+        ok, message = ObjectStorageHook(conn_id).test_connection()
+        denied = [r.path for r, _ in proxy.faults]
+    assert ok, message
+    assert len(denied) >= 2  # both clients' listings were refused
+    assert "pyarrow reached; listing denied by policy" in message
+    assert "delta-rs reached; listing denied by policy" in message
+
+
 @pytest.mark.parametrize("client", ["pyarrow", "delta-rs"])
 def test_test_connection_fails_when_the_pyarrow_or_delta_rs_client_cannot_connect(
     client: str, s3_server: S3Server, https_s3: TlsRelay, private_ca: PrivateCa
