@@ -30,6 +30,18 @@ def _split(path: str) -> tuple[str, str]:
     return bucket, key
 
 
+_CHUNK = 1 << 20  # a ranged body is read into the caller's buffer this much at a time
+
+
+@cache
+def _body_errors() -> tuple[type[BaseException], ...]:
+    """A response body cut midway, as botocore / urllib3 report it."""
+    from botocore.exceptions import IncompleteReadError, ResponseStreamingError
+    from urllib3.exceptions import ProtocolError, ReadTimeoutError
+
+    return (IncompleteReadError, ResponseStreamingError, ProtocolError, ReadTimeoutError, ConnectionError)
+
+
 def _code(err: Exception) -> str:
     return str(getattr(err, "response", {}).get("Error", {}).get("Code", ""))
 
@@ -83,16 +95,46 @@ class _Ranges(io.RawIOBase):
         return self._position
 
     def readinto(self, buffer: Any) -> int:
-        end = min(self._size, self._position + len(buffer))
+        """
+        One ranged GET straight into ``buffer``, a chunk at a time (the range is held once); a body
+        cut midway is resumed once, by a ranged GET of the bytes still missing.
+        """
+        view = memoryview(buffer).cast("B")
+        end = min(self._size, self._position + len(view))
         if end <= self._position:
             return 0
-        response = self._client.get_object(
-            Bucket=self._bucket, Key=self._key, Range=f"bytes={self._position}-{end - 1}"
-        )
-        data = response["Body"].read()
-        buffer[: len(data)] = data
-        self._position += len(data)
-        return len(data)
+        wanted, filled, resumed = end - self._position, 0, False
+        while True:
+            start = self._position + filled
+            body = self._client.get_object(
+                Bucket=self._bucket, Key=self._key, Range=f"bytes={start}-{end - 1}"
+            )["Body"]
+            try:
+                while filled < wanted and (data := body.read(min(_CHUNK, wanted - filled))):
+                    view[filled : filled + len(data)] = data
+                    filled += len(data)
+            except _body_errors():
+                if resumed:
+                    raise
+                resumed = True  # the connection dropped midway: the missing bytes, once more
+                continue
+            finally:
+                body.close()
+            break
+        self._position += filled
+        return filled
+
+    def read(self, size: int = -1) -> bytearray:
+        """
+        ``size`` bytes from the position in a buffer filled in place: pyarrow's ``PythonFile`` wraps
+        what ``read`` returns without a copy (``RawIOBase.read`` would copy its buffer into bytes).
+        """
+        remaining = max(0, self._size - self._position)
+        buffer = bytearray(remaining if size is None or size < 0 else min(size, remaining))
+        del buffer[self.readinto(buffer) :]
+        return buffer
+
+    readall = read
 
 
 @cache

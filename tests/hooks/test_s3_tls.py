@@ -588,6 +588,52 @@ def test_the_boto3_file_system_answers_as_pyarrows_s3_file_system(
     assert describe(ours.get_file_info(nobucket_paths)) == describe(native.get_file_info(nobucket_paths))
 
 
+def test_the_boto3_file_systems_ranged_reads_hold_one_copy_and_resume_a_cut_body(
+    s3_conn_id: str, s3_server: S3Server
+) -> None:
+    """A Parquet column chunk read by a ranged GET: ~one copy in Python's memory; a cut body is resumed."""
+    import tracemalloc
+
+    from airflow_provider_mlops.hooks.s3_boto3_fs import boto3_filesystem
+    from tests.harness.proxy import Fault, start_proxy
+
+    key = f"tls/ranges-{uuid.uuid4().hex[:8]}.bin"
+    payload = os.urandom(1 << 20) * 8  # 8 MiB
+    ObjectStorageHook(s3_conn_id).put_bytes(f"s3://{s3_server.bucket}/{key}", payload)
+    cut: list[str] = []
+
+    def cut_once(request):  # the first ranged GET of the object loses its connection after 1 MiB
+        if request.method == "GET" and key in request.path and not cut:
+            cut.append(request.path)
+            return Fault.cut(1 << 20)
+        return None
+
+    with start_proxy(s3_server.endpoint_url, cut_once) as proxy:
+        conn_id = set_connection(
+            "s3_ranges_proxied",
+            conn_type="mlops-s3",
+            login=s3_server.access_key,
+            password=s3_server.secret_key,
+            extra={"endpoint_url": proxy.endpoint_url, "region_name": s3_server.region},
+        )
+        fs = boto3_filesystem(ObjectStorageHook(conn_id).client)
+        with fs.open_input_file(f"{s3_server.bucket}/{key}") as file:
+            assert file.read_at(3 << 20, 1 << 20) == payload[1 << 20 : 4 << 20]  # resumed after the cut
+            assert cut
+    # straight to moto (the proxy in this process would hold its own copy)
+    fs = boto3_filesystem(ObjectStorageHook(s3_conn_id).client)
+    with fs.open_input_file(f"{s3_server.bucket}/{key}") as file:
+        tracemalloc.start()
+        try:
+            file.seek(10)
+            data = file.read_buffer(len(payload) - 10)  # what Arrow's readers take
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert data.to_pybytes() == payload[10:]
+    assert peak < 1.5 * len(payload), f"{peak / len(payload):.2f} copies of the range held"
+
+
 @pytest.mark.parametrize("verify", ["ca", False])
 def test_role_arn_is_assumed_over_the_same_tls_settings(
     verify: object, s3_server: S3Server, https_s3: TlsRelay, private_ca: PrivateCa
