@@ -531,10 +531,9 @@ class ObjectStorageHook(FilesReader, BaseHook):
 
         s = self.settings
         self.check_tls()
-        takes_ca_file = "tls_ca_file_path" in (pafs.S3FileSystem.__doc__ or "")
-        if not self.tls.verify or (self.tls.ca_file and not takes_ca_file):
-            from airflow_provider_mlops.hooks.s3_boto3_fs import boto3_filesystem
+        from airflow_provider_mlops.hooks.s3_boto3_fs import boto3_filesystem
 
+        if not self.tls.verify:
             return boto3_filesystem(self.client)
         kwargs: dict[str, Any] = {"region": s.get("region") or "us-east-1", **self.tls.pyarrow_options}
         if s.get("access_key"):
@@ -546,7 +545,13 @@ class ObjectStorageHook(FilesReader, BaseHook):
             kwargs["endpoint_override"] = parsed.netloc or parsed.path
             kwargs["scheme"] = parsed.scheme or "https"
             kwargs["force_virtual_addressing"] = s.get("addressing_style") == "virtual"
-        return pafs.S3FileSystem(**kwargs)
+        try:
+            return pafs.S3FileSystem(**kwargs)
+        except TypeError:
+            if "tls_ca_file_path" not in kwargs:
+                raise
+            # an older pyarrow without tls_ca_file_path: the bundle's reads go through boto3
+            return boto3_filesystem(self.client)
 
     def delta_storage_options(self) -> dict[str, str]:
         """

@@ -634,6 +634,32 @@ def test_the_boto3_file_systems_ranged_reads_hold_one_copy_and_resume_a_cut_body
     assert peak < 1.5 * len(payload), f"{peak / len(payload):.2f} copies of the range held"
 
 
+def test_a_pyarrow_without_tls_ca_file_path_reads_through_boto3(
+    s3_server: S3Server, https_s3: TlsRelay, private_ca: PrivateCa, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    An older pyarrow has no ``tls_ca_file_path`` (injected: its constructor refuses the keyword, whatever
+    its docstring says, which ``python -OO`` may strip): the CA bundle's reads go through boto3.
+    """
+    import pyarrow.fs as pafs
+
+    class OlderS3FileSystem(pafs.S3FileSystem):
+        """S3FileSystem(tls_ca_file_path=...) as documented, but refused as by an older pyarrow."""
+
+        def __init__(self, **kwargs: object) -> None:
+            if "tls_ca_file_path" in kwargs:
+                raise TypeError("__init__() got an unexpected keyword argument 'tls_ca_file_path'")
+            super().__init__(**kwargs)
+
+    conn_id = _aws_conn("s3_tls_old_pyarrow", s3_server, https_s3, verify=private_ca.ca_file)
+    uri = f"s3://{s3_server.bucket}/tls/old-pyarrow-{uuid.uuid4().hex[:8]}"
+    ObjectStorageHook(conn_id).write_dataset(uri, _rows(0, 4, "d").to_batches())
+    monkeypatch.setattr(pafs, "S3FileSystem", OlderS3FileSystem)
+    hook = ObjectStorageHook(conn_id)
+    assert hook.s3_filesystem.type_name == "py::s3-boto3"
+    assert _read(hook, uri).num_rows == 4
+
+
 @pytest.mark.parametrize("verify", ["ca", False])
 def test_role_arn_is_assumed_over_the_same_tls_settings(
     verify: object, s3_server: S3Server, https_s3: TlsRelay, private_ca: PrivateCa
