@@ -241,9 +241,9 @@ def check_endpoint_tls(tls: S3Tls, endpoint: str | None) -> None:
     import ssl
 
     parsed = urlparse(endpoint or "")
-    if not (tls.verify and parsed.scheme == "https" and parsed.hostname):
-        return
     host, port = parsed.hostname, parsed.port or 443
+    if not (tls.verify and parsed.scheme == "https" and host):
+        return
     if _behind_proxy(host):
         return
     stores: list[tuple[str | None, str]]
