@@ -100,13 +100,129 @@ class S3Tls:
         """delta-rs (object_store) storage options (a CA bundle goes by ``SSL_CERT_FILE``)."""
         return {} if self.verify else {"AWS_ALLOW_INVALID_CERTIFICATES": "true"}
 
-    def untrusted(self, endpoint: str, reason: str, trust: str) -> AirflowFailException:
-        """The error of an endpoint whose certificate ``trust`` (a trust store, named) does not trust."""
+    def untrusted(
+        self, endpoint: str, reason: str, trust: str, code: int | None = None
+    ) -> AirflowFailException:
+        """
+        The error of an endpoint whose certificate ``trust`` (a trust store, named) refused, with the
+        fix for the reason: a CA bundle for an unknown issuer; a renewed certificate when it expired;
+        a host name the certificate names when it is for another host.
+
+        :param code: OpenSSL's verify code, when known (else the reason's text is read).
+        """
+        head = f"Connection {self.conn_id!r}: the S3 endpoint {endpoint} presented a TLS certificate that"
+        kind = _certificate_problem(reason, code)
+        if kind == "expired":
+            return AirflowFailException(
+                f"{head} has expired or is not yet valid ({reason}): renew the endpoint's certificate (or "
+                f"correct this machine's clock). A CA bundle in 'verify' does not fix this. {_INSECURE}"
+            )
+        if kind == "name":
+            host = urlparse(endpoint).hostname or endpoint
+            return AirflowFailException(
+                f"{head} does not name the host {host} ({reason}): set the connection's endpoint_url to a "
+                "host name the certificate names (its subjectAltName), or have the certificate reissued "
+                f"for this host. A CA bundle in 'verify' does not fix this. {_INSECURE}"
+            )
         return AirflowFailException(
-            f"Connection {self.conn_id!r}: the S3 endpoint {endpoint} presented a TLS certificate that "
-            f"{trust} does not trust ({reason}). Set the connection's extra 'verify' to the path of a CA "
-            "bundle (PEM) holding the CA that signed it, or to false to skip verification (insecure)."
+            f"{head} {trust} does not trust ({reason}). Set the connection's extra 'verify' to the path "
+            "of a CA bundle (PEM) holding the CA that signed it, or to false to skip verification "
+            "(insecure)."
         )
+
+    def refused(self, endpoint: str, err: BaseException) -> AirflowFailException | None:
+        """
+        ``err``, a client's failure, as :meth:`untrusted` when it is a refusal of the endpoint's
+        certificate (a retry cannot fix that: a certificate replaced after the check), else None.
+        """
+        if isinstance(err, AirflowFailException) or not _certificate_problem(str(err)):
+            return None
+        trust = f"the CA bundle {self.ca_file}" if self.ca_file else "the client's trust store"
+        return self.untrusted(endpoint, str(err), trust)
+
+
+_INSECURE = "Extra 'verify' false skips verification (insecure)."
+# OpenSSL's verify codes: 9/10 not yet valid / expired; 62/64 host name / IP address mismatch
+_EXPIRED_CODES, _NAME_CODES = frozenset({9, 10}), frozenset({62, 64})
+# how boto3 (OpenSSL), pyarrow (curl) and delta-rs (rustls) word each refusal
+_EXPIRED_ERRORS = ("certificate has expired", "certificate is not yet valid", ": Expired", "NotValidYet")
+_NAME_ERRORS = (
+    "Hostname mismatch",
+    "IP address mismatch",
+    "NotValidForName",
+    "no alternative certificate subject name matches",
+    "does not match target host name",
+)
+_CERTIFICATE_ERRORS = ("CERTIFICATE_VERIFY_FAILED", "curlCode: 60", "invalid peer certificate")
+
+
+def _certificate_problem(text: str, code: int | None = None) -> str | None:
+    """``expired``, ``name`` or ``untrusted`` when ``text`` (or ``code``) is a certificate refusal."""
+    if code in _EXPIRED_CODES or any(marker in text for marker in _EXPIRED_ERRORS):
+        return "expired"
+    if code in _NAME_CODES or any(marker in text for marker in _NAME_ERRORS):
+        return "name"
+    if code is not None or any(marker in text for marker in _CERTIFICATE_ERRORS):
+        return "untrusted"
+    return None
+
+
+# how pyarrow (the AWS SDK) and delta-rs (object_store) word a request a policy denied
+_ACCESS_DENIED_ERRORS = ("ACCESS_DENIED", "AccessDenied")
+
+
+def _access_denied(err: BaseException) -> bool:
+    """Whether a client's error is S3's AccessDenied (it reached the endpoint and was authenticated)."""
+    return any(marker in str(err) for marker in _ACCESS_DENIED_ERRORS)
+
+
+def _certificate_hint(err: BaseException) -> str:
+    """The fix, when ``err`` is a client's refusal of the endpoint's certificate (else nothing)."""
+    if isinstance(err, AirflowFailException):
+        return ""  # already says it (S3Tls.refused)
+    kind = _certificate_problem(str(err))
+    if kind == "expired":
+        return (
+            ". The endpoint's TLS certificate has expired (or is not yet valid): renew it; a CA bundle "
+            "in 'verify' does not fix this"
+        )
+    if kind == "name":
+        return (
+            ". The endpoint's TLS certificate does not name its host: set endpoint_url to a name the "
+            "certificate holds, or reissue it; a CA bundle in 'verify' does not fix this"
+        )
+    if kind == "untrusted":
+        return (
+            ". The endpoint's TLS certificate is not trusted: set the connection's extra 'verify' to the "
+            "path of a CA bundle (PEM) holding the CA that signed it, or to false (insecure)"
+        )
+    return ""
+
+
+# Trust stores each endpoint's certificate passed under, for the process: a deferred sensor builds a
+# hook per poll, and each hook's check was a handshake per trust store. Keyed by the store's file
+# (and its size and time: a rotated bundle is checked again); a refusal is not kept, so a fixed
+# bundle is seen at once.
+_TLS_TRUSTED: set[tuple[str, int, tuple[Any, ...]]] = set()
+_TLS_CHECK_TIMEOUT = 3.0  # seconds for the connection and the handshake
+
+
+def _store_identity(cafile: str | None) -> tuple[Any, ...]:
+    """What a trust store's verdict depends on: its file's path, size and time (the system's: the env)."""
+    if cafile is None:
+        return ("system", os.environ.get(_CA_ENV), os.environ.get("SSL_CERT_DIR"))
+    try:
+        stat = os.stat(cafile)
+    except OSError:
+        return (cafile,)
+    return (cafile, stat.st_size, stat.st_mtime_ns)
+
+
+def _behind_proxy(host: str) -> bool:
+    """Whether an https request to ``host`` goes through a proxy (``HTTPS_PROXY`` and not ``NO_PROXY``)."""
+    from urllib.request import getproxies, proxy_bypass
+
+    return bool(getproxies().get("https")) and not proxy_bypass(host)
 
 
 def check_endpoint_tls(tls: S3Tls, endpoint: str | None) -> None:
@@ -114,8 +230,10 @@ def check_endpoint_tls(tls: S3Tls, endpoint: str | None) -> None:
     A TLS handshake with an ``https`` endpoint under each trust store the clients use: the ``verify``
     CA bundle, or else the system's (pyarrow, delta-rs) and boto3's own (certifi's, or
     ``AWS_CA_BUNDLE``). An untrusted certificate raises :meth:`S3Tls.untrusted`; a handshake that
-    fails for another reason (no route, a proxy in between) is left to the clients. Nothing is
-    checked for ``http``, with ``verify`` false or without an endpoint (AWS itself).
+    fails for another reason (no route, no answer within 3 s) is left to the clients. Nothing is
+    checked for ``http``, with ``verify`` false, without an endpoint (AWS itself) or when a proxy
+    applies to the endpoint (the clients then report themselves). A trusted verdict is kept per
+    endpoint and trust store for the process.
 
     :raises AirflowFailException: the certificate is not trusted.
     """
@@ -123,7 +241,10 @@ def check_endpoint_tls(tls: S3Tls, endpoint: str | None) -> None:
     import ssl
 
     parsed = urlparse(endpoint or "")
-    if not (tls.verify and parsed.scheme == "https" and parsed.hostname):
+    host, port = parsed.hostname, parsed.port or 443
+    if not (tls.verify and parsed.scheme == "https" and host):
+        return
+    if _behind_proxy(host):
         return
     stores: list[tuple[str | None, str]]
     if tls.ca_file:
@@ -135,17 +256,27 @@ def check_endpoint_tls(tls: S3Tls, endpoint: str | None) -> None:
             (boto3_bundle, f"boto3's CA bundle {boto3_bundle}"),
         ]
     for cafile, trust in stores:
-        context = ssl.create_default_context(cafile=cafile)
+        verdict = (host, port, _store_identity(cafile))
+        if verdict in _TLS_TRUSTED:
+            continue
+        if cafile is None:
+            # the system store is read from SSL_CERT_FILE too: not while another connection's bundle is set
+            with _trust_scope(None, tls.conn_id):
+                context = ssl.create_default_context()
+        else:
+            context = ssl.create_default_context(cafile=cafile)
         try:
             with (
-                socket.create_connection((parsed.hostname, parsed.port or 443), timeout=10) as sock,
-                context.wrap_socket(sock, server_hostname=parsed.hostname),
+                socket.create_connection((host, port), timeout=_TLS_CHECK_TIMEOUT) as sock,
+                context.wrap_socket(sock, server_hostname=host),
             ):
                 pass
         except ssl.SSLCertVerificationError as err:
-            raise tls.untrusted(str(endpoint), err.verify_message or str(err), trust) from None
+            reason = err.verify_message or str(err)
+            raise tls.untrusted(str(endpoint), reason, trust, err.verify_code) from None
         except (OSError, ssl.SSLError):
             return
+        _TLS_TRUSTED.add(verdict)
 
 
 def _boto3_default_bundle() -> str | None:
@@ -156,54 +287,73 @@ def _boto3_default_bundle() -> str | None:
     return botocore.session.get_session().get_config_variable("ca_bundle") or get_cert_path(True)
 
 
-# how boto3 (OpenSSL), pyarrow (curl) and delta-rs (rustls) word a certificate they do not trust
-_CERTIFICATE_ERRORS = ("CERTIFICATE_VERIFY_FAILED", "curlCode: 60", "invalid peer certificate")
-
-
-def _certificate_hint(err: BaseException) -> str:
-    """The fix, when ``err`` is a client's refusal of the endpoint's certificate (else nothing)."""
-    if any(marker in str(err) for marker in _CERTIFICATE_ERRORS):
-        return (
-            ". The endpoint's TLS certificate is not trusted: set the connection's extra 'verify' to the "
-            "path of a CA bundle (PEM) holding the CA that signed it, or to false (insecure)"
-        )
-    return ""
-
-
-# delta-rs reads a CA bundle only from SSL_CERT_FILE (rustls' native roots), when it builds a client:
-# the variable is set around delta-rs calls only, and one bundle at a time per process.
+# delta-rs reads a CA bundle only from SSL_CERT_FILE (rustls' native roots), when it builds a client;
+# Python's TLS check of the system store (and pyarrow's, delta-rs's default roots) read it too. It is
+# process-wide: the variable is set around delta-rs calls only, and one trust store is active at a
+# time: scopes of the active bundle share it; those of another bundle, or of none (the system store),
+# wait until its users are done (a bounded wait, then a retryable error).
 _CA_ENV = "SSL_CERT_FILE"
-_ca_scope_lock = threading.Lock()
-_ca_scope: dict[str, Any] = {"ca_file": None, "depth": 0, "saved": None}
+_CA_SCOPE_WAIT = 300.0  # seconds a scope waits for another trust store's users
+_ca_scope_change = threading.Condition()
+_ca_scope: dict[str, Any] = {"active": None, "ca_file": None, "depth": 0, "saved": None, "waiting": 0}
+_ca_scope_held = threading.local()
+_SYSTEM = "the system trust store"
 
 
 @contextlib.contextmanager
-def _ca_bundle_environment(tls: S3Tls) -> Iterator[None]:
-    if not tls.ca_file:
-        yield
-        return
-    with _ca_scope_lock:
-        if _ca_scope["depth"] and _ca_scope["ca_file"] != tls.ca_file:
-            raise AirflowFailException(
-                f"Connection {tls.conn_id!r}: delta-rs takes a CA bundle from the process environment "
-                f"({_CA_ENV}), and another connection's bundle ({_ca_scope['ca_file']}) is in use by a "
-                "concurrent table operation in this process: run them in separate tasks"
-            )
+def _trust_scope(ca_file: str | None, conn_id: str | None) -> Iterator[None]:
+    """
+    Hold the process's trust store: ``SSL_CERT_FILE`` set to ``ca_file`` (None: left as it was, the
+    system store) for the duration. Waits while another trust store is active.
+
+    :raises TimeoutError: another trust store stayed active for ``_CA_SCOPE_WAIT`` seconds.
+    """
+    key = ca_file or _SYSTEM
+    held: list[str] = _ca_scope_held.__dict__.setdefault("keys", [])
+    with _ca_scope_change:
+        if not (key in held and _ca_scope["active"] == key):  # nested in this thread's own scope: joins
+            _ca_scope["waiting"] += 1
+            _ca_scope_change.notify_all()
+            try:
+                free = _ca_scope_change.wait_for(
+                    lambda: not _ca_scope["depth"] or _ca_scope["active"] == key, timeout=_CA_SCOPE_WAIT
+                )
+            finally:
+                _ca_scope["waiting"] -= 1
+            if not free:
+                raise TimeoutError(
+                    f"Connection {conn_id!r}: waited {_CA_SCOPE_WAIT:.0f} s for {_CA_ENV} (process-wide: "
+                    f"delta-rs reads a CA bundle only from it) to be free of another connection's CA "
+                    f"bundle ({_ca_scope['active']}), in use by a concurrent operation in this process; "
+                    "a retry can succeed, or run them in separate tasks"
+                )
         if not _ca_scope["depth"]:
-            _ca_scope.update(ca_file=tls.ca_file, saved=os.environ.get(_CA_ENV))
-            os.environ[_CA_ENV] = tls.ca_file
+            _ca_scope.update(active=key, ca_file=ca_file, saved=os.environ.get(_CA_ENV))
+            if ca_file:
+                os.environ[_CA_ENV] = ca_file
         _ca_scope["depth"] += 1
+        held.append(key)
     try:
         yield
     finally:
-        with _ca_scope_lock:
+        with _ca_scope_change:
+            held.pop()
             _ca_scope["depth"] -= 1
             if not _ca_scope["depth"]:
-                if _ca_scope["saved"] is None:
-                    os.environ.pop(_CA_ENV, None)
-                else:
-                    os.environ[_CA_ENV] = _ca_scope["saved"]
-                _ca_scope.update(ca_file=None, saved=None)
+                if _ca_scope["ca_file"]:
+                    if _ca_scope["saved"] is None:
+                        os.environ.pop(_CA_ENV, None)
+                    else:
+                        os.environ[_CA_ENV] = _ca_scope["saved"]
+                _ca_scope.update(active=None, ca_file=None, saved=None)
+                _ca_scope_change.notify_all()
+
+
+def _ca_bundle_environment(tls: S3Tls) -> contextlib.AbstractContextManager[None]:
+    """Where delta-rs builds clients for ``tls``: its CA bundle, or the system store (none when unverified)."""
+    if not tls.verify:
+        return contextlib.nullcontext()  # no certificate is verified: any trust store will do
+    return _trust_scope(tls.ca_file, tls.conn_id)
 
 
 class ObjectStorageHook(FilesReader, BaseHook):
@@ -220,7 +370,8 @@ class ObjectStorageHook(FilesReader, BaseHook):
     uploads, pyarrow's S3 file system for reading Delta logs, data files and exports, delta-rs for
     table commits): ``false`` skips verification in all three (pyarrow cannot, so its reads then go
     through boto3), a CA bundle path is trusted by all three (delta-rs reads it from
-    ``SSL_CERT_FILE``, set around its calls only; one bundle at a time per process). An ``https``
+    ``SSL_CERT_FILE``, set around its calls only; one trust store at a time per process, other
+    connections' delta-rs calls wait meanwhile). An ``https``
     ``endpoint_url`` whose certificate is not trusted fails at the first S3 call, before any work,
     with an error that names the connection and says to set ``verify`` (:meth:`check_tls`).
 
@@ -355,7 +506,7 @@ class ObjectStorageHook(FilesReader, BaseHook):
             retries={"max_attempts": 5, "mode": "adaptive"},
             s3={"addressing_style": s["addressing_style"]} if s.get("addressing_style") else None,
         )
-        return boto3.session.Session().client(
+        client = boto3.session.Session().client(
             "s3",
             aws_access_key_id=s.get("access_key"),
             aws_secret_access_key=s.get("secret_key"),
@@ -365,6 +516,8 @@ class ObjectStorageHook(FilesReader, BaseHook):
             verify=self.tls.boto3_verify,
             config=config,
         )
+        client.meta.events.register("after-call-error", self._certificate_refused)
+        return client
 
     @cached_property
     def s3_filesystem(self) -> pafs.FileSystem:
@@ -378,10 +531,9 @@ class ObjectStorageHook(FilesReader, BaseHook):
 
         s = self.settings
         self.check_tls()
-        takes_ca_file = "tls_ca_file_path" in (pafs.S3FileSystem.__doc__ or "")
-        if not self.tls.verify or (self.tls.ca_file and not takes_ca_file):
-            from airflow_provider_mlops.hooks.s3_boto3_fs import boto3_filesystem
+        from airflow_provider_mlops.hooks.s3_boto3_fs import boto3_filesystem
 
+        if not self.tls.verify:
             return boto3_filesystem(self.client)
         kwargs: dict[str, Any] = {"region": s.get("region") or "us-east-1", **self.tls.pyarrow_options}
         if s.get("access_key"):
@@ -393,7 +545,13 @@ class ObjectStorageHook(FilesReader, BaseHook):
             kwargs["endpoint_override"] = parsed.netloc or parsed.path
             kwargs["scheme"] = parsed.scheme or "https"
             kwargs["force_virtual_addressing"] = s.get("addressing_style") == "virtual"
-        return pafs.S3FileSystem(**kwargs)
+        try:
+            return pafs.S3FileSystem(**kwargs)
+        except TypeError:
+            if "tls_ca_file_path" not in kwargs:
+                raise
+            # an older pyarrow without tls_ca_file_path: the bundle's reads go through boto3
+            return boto3_filesystem(self.client)
 
     def delta_storage_options(self) -> dict[str, str]:
         """
@@ -427,11 +585,30 @@ class ObjectStorageHook(FilesReader, BaseHook):
         """
         Where delta-rs builds its S3 clients (opening or creating a table): with a ``verify`` CA
         bundle, ``SSL_CERT_FILE`` names it for the duration (object_store's only way to take one),
-        and is restored after. Two different bundles at once in one process are refused.
+        and is restored after. One trust store at a time per process: a scope of another bundle (or
+        of the system store) waits until the active one's users are done.
         """
-        if not self.aws_conn_id:
+        if not self.aws_conn_id or str(self.settings.get("endpoint_url") or "").startswith("http://"):
             return contextlib.nullcontext()
-        return _ca_bundle_environment(self.tls)
+        return self._delta_scope()
+
+    @contextlib.contextmanager
+    def _delta_scope(self) -> Iterator[None]:
+        with _ca_bundle_environment(self.tls):
+            try:
+                yield
+            except Exception as err:
+                # a certificate refused after the check passed (replaced meanwhile): named, not retried
+                if refusal := self.tls.refused(self._endpoint_description(bare=True), err):
+                    raise refusal from err
+                raise
+
+    def _certificate_refused(self, exception: BaseException | None = None, **_: Any) -> None:
+        """boto3's ``after-call-error`` event: a refused certificate raises :meth:`S3Tls.refused`."""
+        if exception is not None and (
+            refusal := self.tls.refused(self._endpoint_description(bare=True), exception)
+        ):
+            raise refusal from exception
 
     def filesystem(self, uri: str) -> tuple[pafs.FileSystem, StorageLocation]:
         """The pyarrow file system for ``uri`` and the parsed location."""
@@ -458,9 +635,11 @@ class ObjectStorageHook(FilesReader, BaseHook):
             bucket = self.settings.get("bucket")
             if bucket:
                 self.client.head_bucket(Bucket=bucket)
-                if problem := self._test_other_clients(bucket):
+                problem, denied = self._test_other_clients(bucket)
+                if problem:
                     return False, redact(problem, self._secrets())
-                return True, f"Connection successfully tested: bucket {bucket!r} is reachable"
+                notes = "".join(f"; {client} reached; listing denied by policy" for client in denied)
+                return True, f"Connection successfully tested: bucket {bucket!r} is reachable{notes}"
             self.client.list_buckets()
             return True, "Connection successfully tested: credentials accepted"
         except AirflowFailException as err:
@@ -480,20 +659,30 @@ class ObjectStorageHook(FilesReader, BaseHook):
             message = f"Cannot reach {self._endpoint_description()}: {err}{_certificate_hint(err)}"
             return False, redact(message, self._secrets())
 
-    def _test_other_clients(self, bucket: str) -> str | None:
-        """What pyarrow's and delta-rs's clients say of ``bucket`` (None: both reached it)."""
+    def _test_other_clients(self, bucket: str) -> tuple[str | None, list[str]]:
+        """
+        What pyarrow's and delta-rs's clients say of ``bucket``: the failure (None: both reached it)
+        and the clients whose probe listing a policy denied (they reached the endpoint through TLS
+        with the credentials, which is what is tested of them).
+        """
         import uuid
 
         import pyarrow.fs as pafs
         from deltalake import DeltaTable
         from deltalake.exceptions import TableNotFoundError
 
+        denied: list[str] = []
         try:
             self.s3_filesystem.get_file_info(
                 pafs.FileSelector(f"{bucket}/.mlops-connection-test/", allow_not_found=True)
             )
         except OSError as err:
-            return f"boto3 reached bucket {bucket!r}, but pyarrow's S3 client did not: {err}{_certificate_hint(err)}"
+            if not _access_denied(err):
+                return (
+                    f"boto3 reached bucket {bucket!r}, but pyarrow's S3 client did not: "
+                    f"{err}{_certificate_hint(err)}"
+                ), denied
+            denied.append("pyarrow")
         try:
             with self.delta_client_scope():
                 DeltaTable(
@@ -501,15 +690,20 @@ class ObjectStorageHook(FilesReader, BaseHook):
                     storage_options=self.delta_storage_options(),
                 )
         except TableNotFoundError:
-            return None  # it listed the (empty) place: reached
+            pass  # it listed the (empty) place: reached
         except Exception as err:
-            return f"boto3 reached bucket {bucket!r}, but delta-rs's S3 client did not: {err}{_certificate_hint(err)}"
-        return None
+            if not _access_denied(err):
+                return (
+                    f"boto3 reached bucket {bucket!r}, but delta-rs's S3 client did not: "
+                    f"{err}{_certificate_hint(err)}"
+                ), denied
+            denied.append("delta-rs")
+        return None, denied
 
-    def _endpoint_description(self) -> str:
+    def _endpoint_description(self, *, bare: bool = False) -> str:
         """The endpoint as a person would name it: without ``endpoint_url``, AWS's own for the region."""
         if endpoint := self.settings.get("endpoint_url"):
-            return f"S3 endpoint {endpoint}"
+            return endpoint if bare else f"S3 endpoint {endpoint}"
         return f"the AWS default S3 endpoint for region {self.settings.get('region') or 'us-east-1'}"
 
     # ----------------------------------------------------------------------------------------------

@@ -22,11 +22,24 @@ if TYPE_CHECKING:
     import pyarrow.fs as pafs
 
 _MISSING = ("404", "NoSuchKey", "NotFound")
+_NO_BUCKET = ("NoSuchBucket",)
 
 
 def _split(path: str) -> tuple[str, str]:
     bucket, _, key = path.strip("/").partition("/")
     return bucket, key
+
+
+_CHUNK = 1 << 20  # a ranged body is read into the caller's buffer this much at a time
+
+
+@cache
+def _body_errors() -> tuple[type[BaseException], ...]:
+    """A response body cut midway, as botocore / urllib3 report it."""
+    from botocore.exceptions import IncompleteReadError, ResponseStreamingError
+    from urllib3.exceptions import ProtocolError, ReadTimeoutError
+
+    return (IncompleteReadError, ResponseStreamingError, ProtocolError, ReadTimeoutError, ConnectionError)
 
 
 def _code(err: Exception) -> str:
@@ -82,16 +95,46 @@ class _Ranges(io.RawIOBase):
         return self._position
 
     def readinto(self, buffer: Any) -> int:
-        end = min(self._size, self._position + len(buffer))
+        """
+        One ranged GET straight into ``buffer``, a chunk at a time (the range is held once); a body
+        cut midway is resumed once, by a ranged GET of the bytes still missing.
+        """
+        view = memoryview(buffer).cast("B")
+        end = min(self._size, self._position + len(view))
         if end <= self._position:
             return 0
-        response = self._client.get_object(
-            Bucket=self._bucket, Key=self._key, Range=f"bytes={self._position}-{end - 1}"
-        )
-        data = response["Body"].read()
-        buffer[: len(data)] = data
-        self._position += len(data)
-        return len(data)
+        wanted, filled, resumed = end - self._position, 0, False
+        while True:
+            start = self._position + filled
+            body = self._client.get_object(
+                Bucket=self._bucket, Key=self._key, Range=f"bytes={start}-{end - 1}"
+            )["Body"]
+            try:
+                while filled < wanted and (data := body.read(min(_CHUNK, wanted - filled))):
+                    view[filled : filled + len(data)] = data
+                    filled += len(data)
+            except _body_errors():
+                if resumed:
+                    raise
+                resumed = True  # the connection dropped midway: the missing bytes, once more
+                continue
+            finally:
+                body.close()
+            break
+        self._position += filled
+        return filled
+
+    def read(self, size: int = -1) -> bytearray:
+        """
+        ``size`` bytes from the position in a buffer filled in place: pyarrow's ``PythonFile`` wraps
+        what ``read`` returns without a copy (``RawIOBase.read`` would copy its buffer into bytes).
+        """
+        remaining = max(0, self._size - self._position)
+        buffer = bytearray(remaining if size is None or size < 0 else min(size, remaining))
+        del buffer[self.readinto(buffer) :]
+        return buffer
+
+    readall = read
 
 
 @cache
@@ -129,7 +172,12 @@ def _handler_class() -> type:
             except ClientError as err:
                 if _code(err) not in _MISSING:
                     raise
-            listed = self.client.list_objects_v2(Bucket=bucket, Prefix=key.rstrip("/") + "/", MaxKeys=1)
+            try:
+                listed = self.client.list_objects_v2(Bucket=bucket, Prefix=key.rstrip("/") + "/", MaxKeys=1)
+            except ClientError as err:
+                if _code(err) not in _NO_BUCKET:
+                    raise
+                listed = {}
             kind = pafs.FileType.Directory if listed.get("KeyCount", 0) else pafs.FileType.NotFound
             return pafs.FileInfo(path, kind)
 
@@ -137,6 +185,8 @@ def _handler_class() -> type:
             return [self._info(path) for path in paths]
 
         def get_file_info_selector(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
+            from botocore.exceptions import ClientError
+
             bucket, key = _split(selector.base_dir)
             prefix = key.rstrip("/") + "/" if key else ""
             kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
@@ -144,8 +194,18 @@ def _handler_class() -> type:
                 kwargs["Delimiter"] = "/"
             infos: list[pafs.FileInfo] = []
             directories: set[str] = set()
-            for page in self.client.get_paginator("list_objects_v2").paginate(**kwargs):
+            try:
+                pages = list(self.client.get_paginator("list_objects_v2").paginate(**kwargs))
+            except ClientError as err:
+                if _code(err) not in _NO_BUCKET:
+                    raise
+                pages = []  # as pyarrow's S3FileSystem: a missing bucket lists nothing
+            for page in pages:
                 for item in page.get("Contents", []):
+                    parts = item["Key"][len(prefix) :].split("/")[:-1]
+                    directories.update(prefix + "/".join(parts[: i + 1]) for i in range(len(parts)))
+                    if item["Key"].endswith("/"):
+                        continue  # a folder marker (S3 console, Hadoop s3a): a directory, not a file
                     infos.append(
                         pafs.FileInfo(
                             f"{bucket}/{item['Key']}",
@@ -154,8 +214,6 @@ def _handler_class() -> type:
                             mtime=item.get("LastModified"),
                         )
                     )
-                    parts = item["Key"][len(prefix) :].split("/")[:-1]
-                    directories.update(prefix + "/".join(parts[: i + 1]) for i in range(len(parts)))
                 for common in page.get("CommonPrefixes", []):
                     directories.add(common["Prefix"].rstrip("/"))
             missing = not infos and not directories and not selector.allow_not_found and key

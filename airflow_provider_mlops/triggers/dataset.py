@@ -27,11 +27,19 @@ _PERMANENT_S3_CODES = frozenset(
 
 
 def _is_permanent(err: BaseException) -> bool:
-    """Errors that no amount of waiting fixes: configuration, credentials, permissions."""
+    """
+    Errors that no amount of waiting fixes: configuration, credentials, permissions, and what the
+    provider raises as not retryable (AirflowFailException: an untrusted TLS certificate...).
+    """
     if isinstance(err, ValueError | TypeError | KeyError | PermissionError):
         return True
     name = type(err).__name__
-    if name in ("AirflowNotFoundException", "NoCredentialsError", "PartialCredentialsError"):
+    if name in (
+        "AirflowNotFoundException",
+        "AirflowFailException",
+        "NoCredentialsError",
+        "PartialCredentialsError",
+    ):
         return True
     code = str(getattr(err, "response", {}).get("Error", {}).get("Code", ""))
     return code in _PERMANENT_S3_CODES
@@ -50,7 +58,8 @@ class DatasetReadyTrigger(BaseTrigger):
     :param poke_interval: seconds between checks.
     :param timeout: give up (event ``status: timeout``) after this many seconds; None waits forever.
     :param max_failures: storage errors in a row that end the wait with ``status: error``; errors no
-        wait can fix (a bad URI, a missing connection, denied access) end it at once.
+        wait can fix (a bad URI, a missing connection, denied access, an untrusted TLS certificate)
+        end it at once.
     """
 
     def __init__(

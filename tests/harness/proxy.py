@@ -3,8 +3,8 @@ A fault-injecting HTTP reverse proxy in front of a real server (moto's S3, an AP
 
 Every request is forwarded to the upstream unchanged unless a rule returns a fault for it:
 
-- ``Fault.fail(500)``: answer that status (with an S3-style XML error body and, if given, a
-  ``Retry-After`` header) instead of forwarding;
+- ``Fault.fail(500)``: answer that status (with an S3-style XML error body, its ``code``, and, if
+  given, a ``Retry-After`` header) instead of forwarding;
 - ``Fault.reset()``: close the connection without answering (a dropped connection);
 - ``Fault.delay(seconds)``: forward after a pause;
 - ``Fault.cut(after_bytes)``: forward, then send the upstream's status and headers (its full
@@ -39,10 +39,11 @@ class Fault:
     seconds: float = 0.0
     after_bytes: int = 0
     retry_after: str | None = None
+    code: str = "InternalError"  # the S3 error code of the answer's XML body
 
     @staticmethod
-    def fail(status: int = 500, retry_after: str | None = None) -> Fault:
-        return Fault("status", status=status, retry_after=retry_after)
+    def fail(status: int = 500, retry_after: str | None = None, code: str = "InternalError") -> Fault:
+        return Fault("status", status=status, retry_after=retry_after, code=code)
 
     @staticmethod
     def reset() -> Fault:
@@ -127,9 +128,9 @@ def start_proxy(upstream: str, rule: Rule | None = None) -> Iterator[Proxy]:
                     return
                 if fault.kind == "status":
                     payload = (
-                        b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>'
-                        b"<Message>injected by the test proxy</Message></Error>"
-                    )
+                        f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{fault.code}</Code>'
+                        "<Message>injected by the test proxy</Message></Error>"
+                    ).encode()
                     self.send_response(fault.status)
                     if fault.retry_after is not None:
                         self.send_header("Retry-After", fault.retry_after)

@@ -19,7 +19,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.harness.tcp import accept_loop, close_both
@@ -32,8 +32,13 @@ class PrivateCa:
     key_file: str
 
 
-def make_private_ca(folder: Path) -> PrivateCa:
-    """A CA and a server certificate for 127.0.0.1 / localhost it signed (PEM files in ``folder``)."""
+def make_private_ca(folder: Path, *, names: tuple[str, ...] = (), expired: bool = False) -> PrivateCa:
+    """
+    A CA and a server certificate for 127.0.0.1 / localhost it signed (PEM files in ``folder``).
+
+    :param names: DNS names the server certificate is for instead (a certificate for another host).
+    :param expired: a server certificate whose validity ended an hour ago.
+    """
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -75,11 +80,12 @@ def make_private_ca(folder: Path) -> PrivateCa:
         .issuer_name(ca_name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=1))
+        .not_valid_before(now - dt.timedelta(days=2 if expired else 0, hours=1))
+        .not_valid_after(now - dt.timedelta(hours=1) if expired else now + dt.timedelta(days=1))
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+                [x509.DNSName(name) for name in names]
+                or [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
             ),
             critical=False,
         )
@@ -138,6 +144,12 @@ class TlsRelay:
 
     port: int
     ca: PrivateCa
+    connections: int = 0  # accepted so far (a TLS check's handshake is one)
+    contexts: list[ssl.SSLContext] = field(default_factory=list)
+
+    def present(self, ca: PrivateCa) -> None:
+        """New connections get ``ca``'s server certificate (a certificate replaced on the server)."""
+        self.contexts[:] = [server_context(ca)]
 
     @property
     def endpoint_url(self) -> str:
@@ -154,16 +166,17 @@ def server_context(ca: PrivateCa) -> ssl.SSLContext:
 @contextlib.contextmanager
 def tls_relay(upstream_port: int, ca: PrivateCa) -> Iterator[TlsRelay]:
     """Serve the server on ``upstream_port`` over TLS with ``ca``'s server certificate."""
-    context = server_context(ca)
     listener = socket.create_server(("127.0.0.1", 0))
 
     def relay(client: socket.socket, upstream: socket.socket) -> None:
-        threading.Thread(target=_pump, args=(client, upstream, context), daemon=True).start()
+        served.connections += 1
+        threading.Thread(target=_pump, args=(client, upstream, served.contexts[0]), daemon=True).start()
 
+    served = TlsRelay(listener.getsockname()[1], ca, contexts=[server_context(ca)])
     threading.Thread(
         target=accept_loop, args=(listener, upstream_port, relay), name="tls-relay", daemon=True
     ).start()
     try:
-        yield TlsRelay(listener.getsockname()[1], ca)
+        yield served
     finally:
         listener.close()

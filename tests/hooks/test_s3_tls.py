@@ -8,10 +8,14 @@ without it. moto's S3 behind a TLS relay that presents a certificate the tests' 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -268,11 +272,6 @@ def test_the_ca_bundle_is_in_the_environment_only_during_delta_calls(tmp_path, m
         with s3._ca_bundle_environment(S3Tls("a", ca_file=str(first))):
             assert os.environ["SSL_CERT_FILE"] == str(first)
         assert os.environ["SSL_CERT_FILE"] == str(first)
-        with (
-            pytest.raises(Exception, match=r"Connection 'b'.*SSL_CERT_FILE.*separate tasks"),
-            s3._ca_bundle_environment(S3Tls("b", ca_file=str(second))),
-        ):
-            pass
     assert os.environ["SSL_CERT_FILE"] == "/etc/ssl/mine.pem"
     monkeypatch.delenv("SSL_CERT_FILE")
     with s3._ca_bundle_environment(S3Tls("a", ca_file=str(first))):
@@ -280,6 +279,192 @@ def test_the_ca_bundle_is_in_the_environment_only_during_delta_calls(tmp_path, m
     assert "SSL_CERT_FILE" not in os.environ
     with s3._ca_bundle_environment(S3Tls("a", verify=False)):
         assert "SSL_CERT_FILE" not in os.environ
+
+
+class _InScope(threading.Thread):
+    """A thread that enters a trust scope, records SSL_CERT_FILE there, and leaves when released."""
+
+    def __init__(self, enter: Callable[[], contextlib.AbstractContextManager[None]]) -> None:
+        super().__init__(daemon=True)
+        self.enter, self.inside, self.release = enter, threading.Event(), threading.Event()
+        self.seen: str | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with self.enter():
+                self.seen = os.environ.get("SSL_CERT_FILE")
+                self.inside.set()
+                self.release.wait(10)
+        except BaseException as err:
+            self.error = err
+
+
+def _waiting(count: int) -> None:
+    """Until ``count`` scopes wait for the active bundle's users (woken by the scope, no sleep)."""
+    from airflow_provider_mlops.hooks import s3
+
+    with s3._ca_scope_change:
+        assert s3._ca_scope_change.wait_for(lambda: s3._ca_scope["waiting"] == count, timeout=10)
+
+
+def test_scopes_of_another_trust_store_wait_for_the_active_bundles_users(
+    tmp_path, monkeypatch, https_s3: TlsRelay, private_ca: PrivateCa
+) -> None:
+    """
+    SSL_CERT_FILE is process-wide: a scope of another bundle, or of none (the system store, its TLS
+    check too), waits until the active bundle's users are done; the same bundle shares it.
+    """
+    from airflow_provider_mlops.hooks import s3
+
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    first, second = str(tmp_path / "a.pem"), str(tmp_path / "b.pem")
+    for path in (first, second):
+        Path(path).write_text("x")
+    holder = _InScope(lambda: s3._ca_bundle_environment(S3Tls("a", ca_file=first)))
+    holder.start()
+    assert holder.inside.wait(10) and holder.seen == first
+    sharer = _InScope(lambda: s3._ca_bundle_environment(S3Tls("a2", ca_file=first)))
+    sharer.start()
+    assert sharer.inside.wait(10) and sharer.seen == first  # the same bundle: no wait
+    other = _InScope(lambda: s3._ca_bundle_environment(S3Tls("b", ca_file=second)))
+    system = _InScope(lambda: s3._ca_bundle_environment(S3Tls("c")))
+    other.start()
+    system.start()
+    _waiting(2)
+    assert not other.inside.is_set() and not system.inside.is_set()
+    for thread in (other, system, holder, sharer):
+        thread.release.set()
+    for thread in (other, system):
+        thread.join(10)
+        assert thread.error is None and thread.inside.is_set()
+    assert other.seen == second and system.seen is None
+    assert "SSL_CERT_FILE" not in os.environ
+
+    # the system store's TLS check waits too: under the private bundle it would trust the private CA
+    holder = _InScope(lambda: s3._ca_bundle_environment(S3Tls("a", ca_file=private_ca.ca_file)))
+    holder.start()
+    assert holder.inside.wait(10)
+    verdict: list[BaseException | None] = []
+    checker = threading.Thread(
+        target=lambda: verdict.append(
+            _raised(lambda: s3.check_endpoint_tls(S3Tls("c"), https_s3.endpoint_url))
+        )
+    )
+    checker.start()
+    _waiting(1)
+    holder.release.set()
+    checker.join(10)
+    assert "the system's trust store" in str(verdict[0])
+
+    # waited too long: a retryable error that says why (not AirflowFailException: a retry can work)
+    monkeypatch.setattr(s3, "_CA_SCOPE_WAIT", 0.2)
+    holder = _InScope(lambda: s3._ca_bundle_environment(S3Tls("a", ca_file=first)))
+    holder.start()
+    assert holder.inside.wait(10)
+    error = _raised(lambda: s3._ca_bundle_environment(S3Tls("b", ca_file=second)).__enter__())
+    holder.release.set()
+    holder.join(10)
+    assert isinstance(error, TimeoutError) and "SSL_CERT_FILE" in str(error) and first in str(error)
+
+
+def _raised(call: Callable[[], object]) -> BaseException | None:
+    try:
+        call()
+    except BaseException as err:
+        return err
+    return None
+
+
+def test_the_tls_verdict_is_kept_per_endpoint_and_trust_store_for_the_process(
+    s3_server: S3Server, private_ca: PrivateCa, tmp_path
+) -> None:
+    """A deferred sensor builds a hook per poll: one handshake per endpoint and bundle, not per hook."""
+    with tls_relay(s3_server.port, private_ca) as relay:
+        conn_id = _aws_conn("s3_tls_cached", s3_server, relay, verify=private_ca.ca_file)
+        for _ in range(3):
+            ObjectStorageHook(conn_id).check_tls()
+        assert relay.connections == 1
+        # another trust store for the same endpoint is checked on its own (and refused)
+        with pytest.raises(Exception, match="s3_tls_cached_default"):
+            ObjectStorageHook(_aws_conn("s3_tls_cached_default", s3_server, relay)).check_tls()
+        assert relay.connections == 2
+        # the bundle's file changed (a rotated CA): checked again
+        copy = tmp_path / "ca.pem"
+        copy.write_bytes(Path(private_ca.ca_file).read_bytes() + b"\n")
+        ObjectStorageHook(_aws_conn("s3_tls_cached", s3_server, relay, verify=str(copy))).check_tls()
+        assert relay.connections == 3
+
+
+def test_the_tls_check_leaves_an_endpoint_behind_a_proxy_to_the_clients(
+    https_s3: TlsRelay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through a proxy the handshake would be the wrong one: the clients report themselves."""
+    from airflow_provider_mlops.hooks.s3 import check_endpoint_tls
+
+    before = https_s3.connections
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    check_endpoint_tls(S3Tls("s3_tls_proxied"), https_s3.endpoint_url)  # untrusted, but not checked
+    assert https_s3.connections == before
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+    with pytest.raises(Exception, match="s3_tls_proxied"):
+        check_endpoint_tls(S3Tls("s3_tls_proxied"), https_s3.endpoint_url)
+
+
+def test_the_tls_check_gives_up_quickly_on_an_endpoint_that_does_not_answer() -> None:
+    """A listener that never answers the handshake: left to the clients after a short wait."""
+    import socket
+
+    from airflow_provider_mlops.hooks.s3 import check_endpoint_tls
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        started = time.monotonic()
+        check_endpoint_tls(S3Tls("s3_tls_silent"), f"https://127.0.0.1:{silent.getsockname()[1]}")
+        assert time.monotonic() - started < 4
+
+
+@pytest.mark.parametrize("fault", ["expired", "another host"])
+def test_a_certificate_a_ca_bundle_cannot_fix_gets_its_own_advice(
+    fault: str, s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The CA is trusted, but the certificate expired or names another host: renewing it is the fix."""
+    ca = make_private_ca(
+        tmp_path_factory.mktemp("bad-cert"),
+        expired=fault == "expired",
+        names=("s3.other.example",) if fault == "another host" else (),
+    )
+    with tls_relay(s3_server.port, ca) as relay:
+        hook = ObjectStorageHook(_aws_conn(f"s3_tls_{fault[:7]}", s3_server, relay, verify=ca.ca_file))
+        with pytest.raises(Exception) as caught:
+            hook.is_table(f"s3://{s3_server.bucket}/tls/x")
+    message = str(caught.value)
+    assert type(caught.value).__name__ == "AirflowFailException"
+    assert f"s3_tls_{fault[:7]}" in message and "CA bundle (PEM) holding" not in message
+    if fault == "expired":
+        assert "expired" in message and "renew" in message
+    else:
+        assert "127.0.0.1" in message and "names" in message and "endpoint_url" in message
+
+
+def test_a_certificate_replaced_mid_task_fails_naming_the_fix_not_retried(
+    s3_server: S3Server, private_ca: PrivateCa, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The check passed (kept for the process), then the server presents a certificate of another CA."""
+    with tls_relay(s3_server.port, private_ca) as relay:
+        conn_id = _aws_conn("s3_tls_rotated", s3_server, relay, verify=private_ca.ca_file)
+        uri = f"s3://{s3_server.bucket}/tls/rotated-{uuid.uuid4().hex[:8]}"
+        ObjectStorageHook(conn_id).write_dataset(uri, _rows(0, 3, "d").to_batches())
+        relay.present(make_private_ca(tmp_path_factory.mktemp("other-ca")))
+        for call in (
+            lambda hook: hook.put_bytes(f"{uri}-x", b"x"),  # boto3
+            lambda hook: hook.table_version(uri),  # delta-rs
+        ):
+            with pytest.raises(Exception) as caught:
+                call(ObjectStorageHook(conn_id))
+            assert type(caught.value).__name__ == "AirflowFailException", caught.value
+            assert "s3_tls_rotated" in str(caught.value) and "'verify'" in str(caught.value)
 
 
 def test_a_ca_the_system_trusts_but_boto3_does_not_is_refused_naming_boto3s_bundle(
@@ -315,6 +500,23 @@ def test_each_clients_certificate_error_gets_the_fix(error: str) -> None:
         OSError(error)
     )
     assert _certificate_hint(OSError("Connection refused")) == ""
+
+
+@pytest.mark.parametrize(
+    ("error", "fix"),
+    [
+        ("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: certificate has expired", "renew"),
+        ("curlCode: 60, SSL certificate problem: certificate has expired", "renew"),
+        ("invalid peer certificate: Expired { time: UnixTime(1) }", "renew"),
+        ("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: Hostname mismatch", "endpoint_url"),
+        ("invalid peer certificate: NotValidForName", "endpoint_url"),
+    ],
+)
+def test_an_expired_or_misnamed_certificate_error_gets_its_own_fix(error: str, fix: str) -> None:
+    from airflow_provider_mlops.hooks.s3 import _certificate_hint
+
+    hint = _certificate_hint(OSError(error))
+    assert fix in hint and "does not fix this" in hint
 
 
 def test_the_boto3_file_system_answers_as_pyarrows_s3_file_system(
@@ -359,6 +561,104 @@ def test_the_boto3_file_system_answers_as_pyarrows_s3_file_system(
     with pytest.raises(NotImplementedError, match="reads only"):
         ours.open_output_stream(f"{root}/new.bin")
 
+    # folder markers ("Create folder" in the S3 console, Hadoop s3a, MinIO tools): keys ending in "/"
+    import pyarrow.parquet as pq
+
+    marked = f"{root}/marked"
+    for key in ("exp/", "t/", "t/sub/"):
+        hook.put_bytes(f"s3://{marked}/{key}", b"")
+    buffer = pa.BufferOutputStream()
+    pq.write_table(pa.table({"x": [1, 2, 3]}), buffer)
+    hook.put_bytes(f"s3://{marked}/exp/part.parquet", buffer.getvalue().to_pybytes())
+    for recursive in (True, False):
+        selector = pafs.FileSelector(marked, recursive=recursive)
+        assert describe(ours.get_file_info(selector)) == describe(native.get_file_info(selector))
+    for base in (f"{marked}/t", f"{marked}/exp"):
+        selector = pafs.FileSelector(base, recursive=True)
+        assert describe(ours.get_file_info(selector)) == describe(native.get_file_info(selector))
+    marker_paths = [f"{marked}/exp", f"{marked}/t/sub", f"{marked}/t"]
+    assert describe(ours.get_file_info(marker_paths)) == describe(native.get_file_info(marker_paths))
+    assert pq.read_table(f"{marked}/exp", filesystem=ours).num_rows == 3
+    assert pq.read_table(f"{marked}/exp", filesystem=native).num_rows == 3
+
+    # a bucket that does not exist: what pyarrow's S3FileSystem answers
+    nobucket = pafs.FileSelector(f"no-such-bucket-{uuid.uuid4().hex[:8]}/x", allow_not_found=True)
+    assert ours.get_file_info(nobucket) == native.get_file_info(nobucket) == []
+    nobucket_paths = [f"no-such-bucket-{uuid.uuid4().hex[:8]}/x/y"]
+    assert describe(ours.get_file_info(nobucket_paths)) == describe(native.get_file_info(nobucket_paths))
+
+
+def test_the_boto3_file_systems_ranged_reads_hold_one_copy_and_resume_a_cut_body(
+    s3_conn_id: str, s3_server: S3Server
+) -> None:
+    """A Parquet column chunk read by a ranged GET: ~one copy in Python's memory; a cut body is resumed."""
+    import tracemalloc
+
+    from airflow_provider_mlops.hooks.s3_boto3_fs import boto3_filesystem
+    from tests.harness.proxy import Fault, start_proxy
+
+    key = f"tls/ranges-{uuid.uuid4().hex[:8]}.bin"
+    payload = os.urandom(1 << 20) * 8  # 8 MiB
+    ObjectStorageHook(s3_conn_id).put_bytes(f"s3://{s3_server.bucket}/{key}", payload)
+    cut: list[str] = []
+
+    def cut_once(request):  # the first ranged GET of the object loses its connection after 1 MiB
+        if request.method == "GET" and key in request.path and not cut:
+            cut.append(request.path)
+            return Fault.cut(1 << 20)
+        return None
+
+    with start_proxy(s3_server.endpoint_url, cut_once) as proxy:
+        conn_id = set_connection(
+            "s3_ranges_proxied",
+            conn_type="mlops-s3",
+            login=s3_server.access_key,
+            password=s3_server.secret_key,
+            extra={"endpoint_url": proxy.endpoint_url, "region_name": s3_server.region},
+        )
+        fs = boto3_filesystem(ObjectStorageHook(conn_id).client)
+        with fs.open_input_file(f"{s3_server.bucket}/{key}") as file:
+            assert file.read_at(3 << 20, 1 << 20) == payload[1 << 20 : 4 << 20]  # resumed after the cut
+            assert cut
+    # straight to moto (the proxy in this process would hold its own copy)
+    fs = boto3_filesystem(ObjectStorageHook(s3_conn_id).client)
+    with fs.open_input_file(f"{s3_server.bucket}/{key}") as file:
+        tracemalloc.start()
+        try:
+            file.seek(10)
+            data = file.read_buffer(len(payload) - 10)  # what Arrow's readers take
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert data.to_pybytes() == payload[10:]
+    assert peak < 1.5 * len(payload), f"{peak / len(payload):.2f} copies of the range held"
+
+
+def test_a_pyarrow_without_tls_ca_file_path_reads_through_boto3(
+    s3_server: S3Server, https_s3: TlsRelay, private_ca: PrivateCa, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    An older pyarrow has no ``tls_ca_file_path`` (injected: its constructor refuses the keyword, whatever
+    its docstring says, which ``python -OO`` may strip): the CA bundle's reads go through boto3.
+    """
+    import pyarrow.fs as pafs
+
+    class OlderS3FileSystem(pafs.S3FileSystem):
+        """S3FileSystem(tls_ca_file_path=...) as documented, but refused as by an older pyarrow."""
+
+        def __init__(self, **kwargs: object) -> None:
+            if "tls_ca_file_path" in kwargs:
+                raise TypeError("__init__() got an unexpected keyword argument 'tls_ca_file_path'")
+            super().__init__(**kwargs)
+
+    conn_id = _aws_conn("s3_tls_old_pyarrow", s3_server, https_s3, verify=private_ca.ca_file)
+    uri = f"s3://{s3_server.bucket}/tls/old-pyarrow-{uuid.uuid4().hex[:8]}"
+    ObjectStorageHook(conn_id).write_dataset(uri, _rows(0, 4, "d").to_batches())
+    monkeypatch.setattr(pafs, "S3FileSystem", OlderS3FileSystem)
+    hook = ObjectStorageHook(conn_id)
+    assert hook.s3_filesystem.type_name == "py::s3-boto3"
+    assert _read(hook, uri).num_rows == 4
+
 
 @pytest.mark.parametrize("verify", ["ca", False])
 def test_role_arn_is_assumed_over_the_same_tls_settings(
@@ -392,6 +692,36 @@ def test_role_arn_with_an_untrusted_certificate_fails_before_the_sts_call(
     assert time.monotonic() - started < 5
     ok, message = hook.test_connection()
     assert not ok and "s3_tls_role_untrusted" in message
+
+
+def test_test_connection_says_ok_when_a_policy_denies_the_probe_listing(s3_server: S3Server) -> None:
+    """
+    A policy that lets the bucket be reached but not listed at Test's probe prefix: pyarrow and
+    delta-rs reached the endpoint through TLS and credentials, which is what Test checks of them.
+    """
+    from tests.harness.proxy import Fault, start_proxy
+
+    def deny(request):  # what S3 answers a listing its bucket policy denies
+        return Fault.fail(403, code="AccessDenied") if "mlops-connection-test" in request.path else None
+
+    with start_proxy(s3_server.endpoint_url, deny) as proxy:
+        conn_id = set_connection(
+            "s3_probe_denied",
+            conn_type="aws",
+            login=s3_server.access_key,
+            password=s3_server.secret_key,
+            extra={
+                "endpoint_url": proxy.endpoint_url,
+                "region_name": s3_server.region,
+                "bucket": s3_server.bucket,
+            },
+        )
+        ok, message = ObjectStorageHook(conn_id).test_connection()
+        denied = [r.path for r, _ in proxy.faults]
+    assert ok, message
+    assert len(denied) >= 2  # both clients' listings were refused
+    assert "pyarrow reached; listing denied by policy" in message
+    assert "delta-rs reached; listing denied by policy" in message
 
 
 @pytest.mark.parametrize("client", ["pyarrow", "delta-rs"])

@@ -58,3 +58,23 @@ def test_fires_once_the_delta_table_has_a_commit_not_on_uncommitted_files(tmp_pa
     assert waiting["status"] == "timeout"
     ObjectStorageHook(aws_conn_id=None).write_dataset(uri, pa.table({"a": [1, 2]}).to_batches())
     assert _first_event(DatasetReadyTrigger(uri=uri, poke_interval=0.01))["status"] == "ready"
+
+
+def test_an_untrusted_certificate_ends_the_wait_at_the_first_poll(s3_server, tmp_path) -> None:
+    """A certificate no wait can fix (AirflowFailException): one poll, not ``max_failures``."""
+    from tests.harness.tls import make_private_ca, tls_relay
+
+    with tls_relay(s3_server.port, make_private_ca(tmp_path)) as relay:
+        conn_id = set_connection(
+            "s3_trigger_untrusted",
+            conn_type="aws",
+            login=s3_server.access_key,
+            password=s3_server.secret_key,
+            extra={"endpoint_url": relay.endpoint_url, "region_name": s3_server.region},
+        )
+        trigger = DatasetReadyTrigger(
+            uri=f"s3://{s3_server.bucket}/ds", storage_conn_id=conn_id, poke_interval=0.01
+        )
+        event = _first_event(trigger)
+        assert event["status"] == "error" and "'verify'" in event["message"]
+        assert relay.connections == 1
