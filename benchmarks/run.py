@@ -424,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         "pg_insert_rows_executemany",
         "Postgres load vs insert_rows with psycopg's pipelined executemany",
     )
-    ratio("pg_extract_parquet", "pg_raw_copy_out", 0.8, "Postgres extract to Parquet vs raw COPY TO STDOUT")
+    ratio("pg_extract_parquet", "pg_raw_copy_out", 0.7, "Postgres extract to Parquet vs raw COPY TO STDOUT")
     info("pg_extract_csv", "pg_raw_copy_out", "Postgres extract with read_engine='copy' (CSV) vs raw COPY")
     info("adbc_load", "pg_load", "bare ADBC ingest (no transaction logic) vs provider load")
     info(
