@@ -379,6 +379,12 @@ def _write_id_at(store: ObjectStore, uri: str, version: int, *, attempts: int = 
 # --------------------------------------------------------------------------------------------------
 # write
 # --------------------------------------------------------------------------------------------------
+#: a column chunk's dictionary past this size falls back to plain pages (Arrow's default: 1 MB). A row
+#: group holds one batch (<= 50,000 rows): a dictionary that large holds mostly distinct values, which
+#: cost hashing and made larger files (extract of 1M rows: 0.26 -> 0.23 s CPU, 37.9 -> 36.2 MB).
+DICTIONARY_PAGE_LIMIT = 128 << 10
+
+
 class _Spool:
     """Batches staged on local disk (Arrow IPC, LZ4) while the stream's final schema is not known."""
 
@@ -791,6 +797,7 @@ def _write_ordered(
                     batch.schema,
                     compression=compression or "none",
                     use_dictionary=text,
+                    dictionary_pagesize_limit=DICTIONARY_PAGE_LIMIT,
                 )
             take = min(max_rows_per_file - state["rows"], batch.num_rows - offset)
             state["writer"].write_batch(batch.slice(offset, take))

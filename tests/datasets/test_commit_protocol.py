@@ -556,3 +556,31 @@ def test_a_lost_commit_answer_behind_many_other_commits_keeps_its_files(
     read = _read(hook, uri)
     assert read.num_rows == 5 + 30 + 60  # every file of every version is there
     assert sorted(r for r in read.column("id").to_pylist() if 500 <= r < 530) == list(range(500, 530))
+
+
+def test_a_column_of_distinct_values_is_not_held_in_a_dictionary(tmp_path: Path) -> None:
+    """
+    A hand-off of mostly distinct text (names, notes, ids as text) is written in plain pages once its
+    dictionary passes 128 KB (Arrow's 1 MB let one row group's dictionary hold every value: hashing
+    for nothing and a larger file); a column of few values keeps its dictionary; both read back exactly.
+    """
+    hook = ObjectStorageHook(aws_conn_id=None)
+    uri = (tmp_path / "ds").as_uri()
+    n = 40_000
+    table = pa.table(
+        {
+            "unique": [hashlib.sha1(str(i).encode()).hexdigest()[:16] for i in range(n)],
+            "few": ["a", "b", "c", "d"] * (n // 4),
+        }
+    )
+    hook.write_dataset(uri, table.to_batches())
+    assert pa.Table.from_batches(list(hook.iter_batches(uri))).equals(table)
+    (part,) = (tmp_path / "ds").glob("*.parquet")
+    chunks = pq.ParquetFile(part).metadata.row_group(0)
+    dictionary_bytes = {
+        chunks.column(i).path_in_schema: chunks.column(i).data_page_offset
+        - chunks.column(i).dictionary_page_offset
+        for i in range(chunks.num_columns)
+    }
+    assert dictionary_bytes["unique"] <= 140_000  # 128 KB of values (compressed), not all 40,000
+    assert 0 < dictionary_bytes["few"] < 1_000

@@ -238,3 +238,47 @@ def test_empty_result_and_duplicate_names(pg_conn_id: str) -> None:
     # Two columns of one name cannot be wrapped in a SELECT: auto reads them with CSV COPY.
     twice = _read(pg_conn_id, "auto", "SELECT 1 AS a, 2 AS a")
     assert twice.column_names == ["a", "a"] and twice.to_pylist()  # read, not lost
+
+
+def _backend_pids(dsn: str) -> set[int]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return {int(row[0]) for row in rows}
+
+
+def _new_backends(dsn: str, before: set[int], *, present: bool) -> set[int]:
+    """The backends not in ``before``, once there are some (``present``) or none, or after 10 s."""
+    deadline = time.monotonic() + 10
+    while bool(new := _backend_pids(dsn) - before) != present and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return new
+
+
+def test_adbc_connects_when_the_read_is_set_up_and_an_unread_stream_closes_it(
+    pg_conn_id: str, postgres_server: PostgresServer
+) -> None:
+    """
+    A task hands ``iter_batches(...)`` to a writer that sets itself up (imports, table checks) before
+    asking for the first batch: ADBC's connection (~0.05 s: its type catalog) is opened meanwhile,
+    not after. A stream dropped unread closes that connection.
+    """
+    import gc
+
+    dsn = postgres_server.dsn
+    hook = PostgresBatchHook(postgres_conn_id=pg_conn_id)
+    before = _backend_pids(dsn)  # other tests' connections, if any
+    batches = hook.iter_batches("SELECT 1::int8 AS n")
+    assert len(_new_backends(dsn, before, present=True)) == 1  # connected before the first next()
+    assert pa.Table.from_batches(list(batches)).to_pylist() == [{"n": 1}]
+    before = _backend_pids(dsn) - _new_backends(dsn, before, present=False)
+    unread = hook.iter_batches("SELECT 1::int8 AS n")
+    assert len(_new_backends(dsn, before, present=True)) == 1
+    del unread
+    gc.collect()
+    assert _new_backends(dsn, before, present=False) == set()
+    # the connection is looked up when the stream is read: an unknown one fails there, as before
+    missing = PostgresBatchHook(postgres_conn_id="no_such_connection").iter_batches("SELECT 1")
+    with pytest.raises(Exception, match="no_such_connection"):
+        next(missing)

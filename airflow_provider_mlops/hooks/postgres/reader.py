@@ -8,6 +8,7 @@ connection (``get_conn``) and the dialect.
 from __future__ import annotations
 
 import contextlib
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_mlops.dialects.postgres_types import pg_type_to_arrow
@@ -107,6 +108,29 @@ class PostgresReader:
         # says when it cannot. The CSV engine keeps every type's text form: rows gathered in whole-row
         # blocks parsed by Arrow (psycopg's binary COPY decoded row by row in Python took 5.5 s
         # against 1.5 s for the raw COPY loop).
+        # ADBC connects (~0.05-0.1 s: its type catalog) from now, while the consumer sets itself up
+        # (a dataset writer imports delta-rs and checks its table before asking for a batch) and
+        # psycopg describes the query; closed unused if CSV COPY reads or the stream is never read.
+        # A connection that cannot be looked up fails when the stream is read, as before.
+        opening = None
+        if schema is None:
+            with contextlib.suppress(Exception):
+                if self.read_engine != "copy":
+                    opening = self._connect_adbc_ahead()
+        batches = self._iter_batches(sql, parameters, batch_size, schema, opening)
+        if opening is not None:
+            weakref.finalize(batches, discard, opening)  # closes the handles of a stream never started
+        return batches
+
+    def _iter_batches(
+        self,
+        sql: str,
+        parameters: Sequence[Any] | Mapping[str, Any] | None,
+        batch_size: int,
+        schema: pa.Schema | None,
+        opening: Future[AdbcHandles] | None,
+    ) -> Iterator[pa.RecordBatch]:
+        """:meth:`iter_batches`' stream, with ADBC's connection (when it may read) already opening."""
         import pyarrow as pa
         from psycopg import ClientCursor
 
@@ -114,9 +138,12 @@ class PostgresReader:
         from airflow_provider_mlops.utils.csv import CsvRowsParser
         from airflow_provider_mlops.utils.pipeline import map_ahead, prefetch
 
-        engine = self.read_engine
-        # ADBC connects (~0.1 s) while psycopg describes the query; closed unused if CSV COPY reads.
-        opening = self._connect_adbc_ahead() if engine != "copy" and schema is None else None
+        try:
+            engine = self.read_engine
+        except BaseException:
+            if opening is not None:
+                discard(opening)
+            raise
         try:
             connection = self.get_conn()
         except BaseException:
