@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from airflow.providers.common.compat.sdk import AirflowSkipException
 
 from airflow_provider_mlops.demo.simulate import World, activity, profile_updates, profiles
 from airflow_provider_mlops.ml.features import model_inputs
@@ -90,11 +91,16 @@ def monitor(model: Any, baseline: float, spread: dict[str, Any], world: World) -
     decay = _examples()[1].dag.get_task("check_drift_and_accuracy").decay
     record: dict[str, Any] | None = None
     out = []
-    for index, frame in enumerate(_days(world)):
-        if index == 0:  # the champion's training day
-            continue
+    import numpy as np
+    import pandas as pd
+
+    frames = _days(world)[1:]  # day 0 is the champion's training day
+    rows = pd.concat(frames, ignore_index=True)  # scored at once, judged a day at a time
+    every = predictions(model, model_inputs(rows, "churned"), rows["churned"], "classification")
+    bounds = np.r_[0, np.cumsum([len(f) for f in frames])]
+    for index in range(1, DAYS):
         day = world.day(index).isoformat()
-        scored = predictions(model, model_inputs(frame, "churned"), frame["churned"], "classification")
+        scored = every.take(np.arange(bounds[index - 1], bounds[index]))
         common = dict(baseline=baseline, baseline_std=spread["std"], baseline_rows=spread["n"])
         before = judge_decay(decay.metric, scored, **common, max_drop=0.05, alpha=0.05)  # the old monitor
         verdict = judge_decay(
@@ -175,3 +181,61 @@ def test_the_baseline_is_the_champions_first_served_days(runs: dict[int, dict[st
         for later in days[SERVED_DAYS:]:
             assert later["baseline_rows"] == run["baseline"][1]["n"] + sum(d["rows"] for d in days[:3])
             assert min(parts) - 1e-9 <= later["baseline"] <= max(parts) + 1e-9
+
+
+# ---------------------------------------------------------------------------------------------------
+# The DriftSensor keeps the served record on the champion's version (tag mlops.served)
+
+
+def test_the_sensor_keeps_the_champions_served_days_and_a_rerun_decides_the_same(
+    dataset: str, mlflow_conn: str, mlflow_tracking: dict, tmp_path: Path
+) -> None:
+    import json
+
+    from mlflow import MlflowClient
+
+    from airflow_provider_mlops.ml.specs import Decay
+    from airflow_provider_mlops.sensors.drift import DriftSensor
+    from tests.operators.helpers import task_context
+    from tests.sensors.test_drift_sensor import _flipped, _train_and_gate, _write
+
+    name = "churn_served"
+    version, _ = _train_and_gate(dataset, mlflow_conn, tmp_path, name)
+    flipped = _write(tmp_path, "flipped", _flipped(dataset))
+    client = MlflowClient(tracking_uri=mlflow_tracking["tracking_uri"])
+
+    def check(day: int, uri: str) -> dict[str, Any]:
+        context = {**task_context(tmp_path), "ds": f"2026-01-{day:02d}"}
+        context["logical_date"] = f"2026-01-{day:02d}T00:00:00+00:00"
+        sensor = DriftSensor(
+            task_id="drift",
+            current_uri=uri,
+            registered_model_name=name,
+            mlflow_conn_id=mlflow_conn,
+            report_uri=(tmp_path / f"day{day}").as_uri(),
+            decay=Decay(label_column="churned", metric="accuracy", max_drop=0.1, alpha=0.01),
+        )
+        try:
+            return sensor.poke(context).xcom_value["accuracy"]
+        except AirflowSkipException:
+            return context["ti"].pushed["drift_report"]["accuracy"]
+
+    def served() -> dict[str, Any]:
+        return json.loads(client.get_model_version(name, version).tags["mlops.served"])
+
+    for day in (2, 3, 4, 5):  # the champion on its own kind of rows: no decay
+        assert not check(day, dataset)["decayed"]
+    record = served()
+    assert [d["day"] for d in record["days"]] == ["2026-01-02", "2026-01-03", "2026-01-04"]  # frozen
+    assert [d["day"] for d in record["recent"]] == ["2026-01-04", "2026-01-05"]
+    decayed = check(6, flipped)
+    assert decayed["decayed"] and "+ 3 served day(s)" in decayed["baseline_source"]
+    assert decayed["pooled_days"] == ["2026-01-05", "current"]
+    assert served()["days"] == record["days"], "a decayed day does not join the reference"
+    # a rerun of day 6 judges against the same days and decides the same
+    again = check(6, flipped)
+    assert (again["decayed"], again["p_value"], again["baseline"]) == (
+        decayed["decayed"],
+        decayed["p_value"],
+        decayed["baseline"],
+    )
