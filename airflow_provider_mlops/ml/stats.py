@@ -264,6 +264,8 @@ def _normal_sf(z: float) -> float:
 SERVED_DAYS = 3
 # The checked days pooled into the current metric: the newest and the day before it.
 POOLED_DAYS = 2
+# The checked days kept for that (a rerun of one of them within this many days pools the same).
+KEPT_DAYS = 14
 
 
 def _usable(entry: Mapping[str, Any]) -> bool:
@@ -337,8 +339,8 @@ def served_record(
     ``days``, the served reference: a checked day joins it while it holds fewer than
     :data:`SERVED_DAYS` days older than ``day``, unless the check found drift or decay (a drifted
     day is not what the model serves normally); then the reference is frozen. ``recent``: the
-    newest :data:`POOLED_DAYS` checked days, pooled into the next check's current metric. A rerun
-    of ``day`` replaces that day's entries (same logical date, same decision). ``verdict`` is
+    checked days of the newest :data:`KEPT_DAYS`, the day before a check is pooled into its current
+    metric. A rerun of ``day`` replaces that day's entries and judges against the same days. ``verdict`` is
     :func:`judge_decay`'s answer (``current``, ``current_std``, ``rows``).
     """
     entry = {
@@ -360,7 +362,17 @@ def served_record(
     joins = usable and not drift and len(reference) < SERVED_DAYS
     days = (reference + ([entry] if joins else []) + later)[:SERVED_DAYS]
     recent = [d for d in _entries(record, "recent", metric) if str(d["day"]) != str(day)]
-    recent = sorted(recent + ([entry] if usable else []), key=lambda d: str(d["day"]))[-POOLED_DAYS:]
+    recent = sorted(recent + ([entry] if usable else []), key=lambda d: str(d["day"]))
+    newest = _date(recent[-1]["day"]) if recent else None
+    needed = recent_days(record, metric=metric, before=day)  # what a rerun of ``day`` pools again
+    recent = [
+        d
+        for d in recent
+        if d in needed
+        or newest is None
+        or _date(d["day"]) is None
+        or (newest - _date(d["day"])).days < KEPT_DAYS
+    ]
     new = {"metric": metric, "days": days, "recent": recent}
     old = {
         "metric": (record or {}).get("metric"),

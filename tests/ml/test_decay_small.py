@@ -25,6 +25,8 @@ from typing import Any
 
 import pytest
 from airflow.providers.common.compat.sdk import AirflowSkipException
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from airflow_provider_mlops.demo.simulate import World, activity, profile_updates, profiles
 from airflow_provider_mlops.ml.features import model_inputs
@@ -227,7 +229,7 @@ def test_the_sensor_keeps_the_champions_served_days_and_a_rerun_decides_the_same
         assert not check(day, dataset)["decayed"]
     record = served()
     assert [d["day"] for d in record["days"]] == ["2026-01-02", "2026-01-03", "2026-01-04"]  # frozen
-    assert [d["day"] for d in record["recent"]] == ["2026-01-04", "2026-01-05"]
+    assert [d["day"] for d in record["recent"]] == [f"2026-01-0{d}" for d in (2, 3, 4, 5)]
     decayed = check(6, flipped)
     assert decayed["decayed"] and "+ 3 served day(s)" in decayed["baseline_source"]
     assert decayed["pooled_days"] == ["2026-01-05", "current"]
@@ -239,3 +241,63 @@ def test_the_sensor_keeps_the_champions_served_days_and_a_rerun_decides_the_same
         decayed["p_value"],
         decayed["baseline"],
     )
+
+
+# ---------------------------------------------------------------------------------------------------
+# The served record (ml/stats.py), day by day
+
+
+def _verdict(value: float, std: float = 0.04, rows: int = 200) -> dict[str, Any]:
+    return {"current": value, "current_std": std, "rows": rows}
+
+
+def test_the_reference_is_the_first_undrifted_days_and_the_pool_the_day_before() -> None:
+    record = None
+    for day, value, drift in (
+        ("2026-01-02", 0.70, False),
+        ("2026-01-03", 0.50, True),  # drift or decay: not what the model serves normally
+        ("2026-01-04", 0.72, False),
+        ("2026-01-05", 0.74, False),
+        ("2026-01-06", 0.76, False),  # the reference holds 3 days: frozen
+    ):
+        record = (
+            served_record(record, metric="roc_auc", day=day, verdict=_verdict(value), drift=drift) or record
+        )
+    assert [d["day"] for d in served_reference(record, metric="roc_auc")] == [
+        "2026-01-02",
+        "2026-01-04",
+        "2026-01-05",
+    ]
+    assert served_reference(record, metric="f1") == []  # another metric: none
+    # a check of day 7 pools day 6; of day 8 nothing (day 7 not checked): no stale day is pooled
+    assert [d["day"] for d in recent_days(record, metric="roc_auc", before="2026-01-07")] == ["2026-01-06"]
+    assert recent_days(record, metric="roc_auc", before="2026-01-08") == []
+    # the rerun of day 4 judges against day 2 only, and rewrites nothing else
+    assert [d["day"] for d in served_reference(record, metric="roc_auc", before="2026-01-04")] == [
+        "2026-01-02"
+    ]
+    rerun = served_record(record, metric="roc_auc", day="2026-01-04", verdict=_verdict(0.72), drift=False)
+    assert rerun is None
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    checks=st.lists(
+        st.tuples(st.integers(1, 12), st.floats(0.3, 0.9), st.booleans()), min_size=1, max_size=20
+    )
+)
+def test_a_rerun_of_a_day_judges_against_the_same_days(checks: list[tuple[int, float, bool]]) -> None:
+    """Checks in any order, reruns included: a day is judged against older days only, the same on a rerun."""
+    record = None
+    for day_number, value, drift in checks:
+        day = f"2026-01-{day_number:02d}"
+        reference = served_reference(record, metric="roc_auc", before=day)
+        pooled = recent_days(record, metric="roc_auc", before=day)
+        assert len(reference) <= SERVED_DAYS and all(d["day"] < day for d in reference)
+        assert all(d["day"] < day for d in pooled) and len(pooled) <= 1
+        verdict = _verdict(value)
+        record = served_record(record, metric="roc_auc", day=day, verdict=verdict, drift=drift) or record
+        # the rerun right after: the same days to judge against, nothing rewritten
+        assert served_reference(record, metric="roc_auc", before=day) == reference
+        assert recent_days(record, metric="roc_auc", before=day) == pooled
+        assert served_record(record, metric="roc_auc", day=day, verdict=verdict, drift=drift) is None
