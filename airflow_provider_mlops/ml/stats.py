@@ -343,7 +343,7 @@ def served_record(
     metric. A rerun of ``day`` replaces that day's entries and judges against the same days. ``verdict`` is
     :func:`judge_decay`'s answer (``current``, ``current_std``, ``rows``).
     """
-    entry = {
+    entry: dict[str, Any] = {
         "day": str(day),
         "value": verdict.get("current"),
         "std": verdict.get("current_std"),
@@ -351,12 +351,7 @@ def served_record(
     }
     usable = _usable(entry)
     if usable:
-        entry = {
-            "day": str(day),
-            "value": float(entry["value"]),
-            "std": float(entry["std"]),
-            "rows": int(entry["rows"]),
-        }  # type: ignore[arg-type]
+        entry.update(value=float(entry["value"]), std=float(entry["std"]), rows=int(entry["rows"]))
     reference = served_reference(record, metric=metric, before=day)
     later = [d for d in _entries(record, "days", metric) if str(d["day"]) > str(day)]
     joins = usable and not drift and len(reference) < SERVED_DAYS
