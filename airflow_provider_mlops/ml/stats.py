@@ -534,13 +534,18 @@ def judge_decay(
         spread = (
             f" +/- {baseline_std:.4f}" if baseline_std is not None and not math.isnan(baseline_std) else ""
         ) + (f" ({source})" if served else "")
+        shown = (
+            f"{metric} {point:.4f}, pooled with {', '.join(str(d['day']) for d in pool)}: {judged:.4f}"
+            if "pooled_current" in out
+            else f"{metric} {point:.4f}"
+        )
         out["confidence"] = (
-            f"{metric} {point:.4f} vs baseline {baseline:.4f}{spread}: change {-out['drop']:+.4f}"
+            f"{shown} vs baseline {baseline:.4f}{spread}: change {-out['drop']:+.4f}"
             if not lower
-            else f"{metric} {point:.4f} vs baseline {baseline:.4f}{spread}: change {out['drop']:+.4f}"
+            else f"{shown} vs baseline {baseline:.4f}{spread}: change {out['drop']:+.4f}"
         ) + (
             f", {1 - 2 * alpha:.0%} interval of the worsening [{out['drop_low']:+.4f}, {out['drop_high']:+.4f}], "
-            f"one-sided p of a fall {out['p_value']:.2g} ({current.rows} current rows)"
+            f"one-sided p of a fall {out['p_value']:.2g} ({rows_judged} current rows)"
         )
     else:
         out["confidence"] = (
