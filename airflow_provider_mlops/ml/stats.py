@@ -10,10 +10,13 @@ is called once and the rows are resampled, not the model. No Airflow and no MLfl
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import numpy as np
 
 # Metrics where a smaller value is better.
@@ -257,6 +260,148 @@ def _normal_sf(z: float) -> float:
     return 0.5 * math.erfc(z / math.sqrt(2))
 
 
+# The champion's first checked days (rows it never trained on) that make up its served reference.
+SERVED_DAYS = 3
+# The checked days pooled into the current metric: the newest and the day before it.
+POOLED_DAYS = 2
+# The checked days kept for that (a rerun of one of them within this many days pools the same).
+KEPT_DAYS = 14
+
+
+def _usable(entry: Mapping[str, Any]) -> bool:
+    value, std = entry.get("value"), entry.get("std")
+    return (
+        isinstance(value, int | float)
+        and isinstance(std, int | float)
+        and not math.isnan(value)
+        and not math.isnan(std)
+        and std > 0
+        and bool(entry.get("rows"))
+    )
+
+
+def _entries(record: Mapping[str, Any] | None, key: str, metric: str) -> list[dict[str, Any]]:
+    if not record or record.get("metric") != metric:
+        return []
+    kept = [dict(d) for d in record.get(key) or [] if isinstance(d, Mapping) and _usable(d)]
+    return sorted(kept, key=lambda d: str(d.get("day")))
+
+
+def served_reference(
+    record: Mapping[str, Any] | None, *, metric: str, before: str | None = None
+) -> list[dict[str, Any]]:
+    """
+    The served days of ``record`` (:func:`served_record`) that are the baseline of a check of day
+    ``before``: its first :data:`SERVED_DAYS` days older than ``before`` (a rerun of a day judges
+    against the same days as its first run), none when the record is of another metric.
+    """
+    days = [d for d in _entries(record, "days", metric) if before is None or str(d["day"]) < str(before)]
+    return days[:SERVED_DAYS]
+
+
+def _date(value: Any) -> Any:
+    import datetime as dt
+
+    try:
+        return dt.date.fromisoformat(str(value)[:10])
+    except ValueError:
+        return None
+
+
+def recent_days(record: Mapping[str, Any] | None, *, metric: str, before: str) -> list[dict[str, Any]]:
+    """
+    The checked days pooled with a check of day ``before`` into its current metric: those of the
+    :data:`POOLED_DAYS` - 1 days just before it that were checked (a day further back, or days that
+    are not dates, are not pooled).
+    """
+    today = _date(before)
+    if today is None:
+        return []
+    out = []
+    for entry in _entries(record, "recent", metric):
+        day = _date(entry["day"])
+        if day is not None and 0 < (today - day).days < POOLED_DAYS:
+            out.append(entry)
+    return out
+
+
+def served_record(
+    record: Mapping[str, Any] | None,
+    *,
+    metric: str,
+    day: str,
+    verdict: Mapping[str, Any],
+    drift: bool,
+) -> dict[str, Any] | None:
+    """
+    The champion's served record after the check of ``day``, or None when it does not change.
+
+    ``days``, the served reference: a checked day joins it while it holds fewer than
+    :data:`SERVED_DAYS` days older than ``day``, unless the check found drift or decay (a drifted
+    day is not what the model serves normally); then the reference is frozen. ``recent``: the
+    checked days of the newest :data:`KEPT_DAYS`, the day before a check is pooled into its current
+    metric. A rerun of ``day`` replaces that day's entries and judges against the same days. ``verdict`` is
+    :func:`judge_decay`'s answer (``current``, ``current_std``, ``rows``).
+    """
+    entry: dict[str, Any] = {
+        "day": str(day),
+        "value": verdict.get("current"),
+        "std": verdict.get("current_std"),
+        "rows": verdict.get("rows"),
+    }
+    usable = _usable(entry)
+    if usable:
+        entry.update(value=float(entry["value"]), std=float(entry["std"]), rows=int(entry["rows"]))
+    reference = served_reference(record, metric=metric, before=day)
+    later = [d for d in _entries(record, "days", metric) if str(d["day"]) > str(day)]
+    joins = usable and not drift and len(reference) < SERVED_DAYS
+    days = (reference + ([entry] if joins else []) + later)[:SERVED_DAYS]
+    recent = [d for d in _entries(record, "recent", metric) if str(d["day"]) != str(day)]
+    recent = sorted(recent + ([entry] if usable else []), key=lambda d: str(d["day"]))
+    newest = _date(recent[-1]["day"]) if recent else None
+    needed = recent_days(record, metric=metric, before=day)  # what a rerun of ``day`` pools again
+    recent = [
+        d
+        for d in recent
+        if d in needed
+        or newest is None
+        or _date(d["day"]) is None
+        or (newest - _date(d["day"])).days < KEPT_DAYS
+    ]
+    new = {"metric": metric, "days": days, "recent": recent}
+    old = {
+        "metric": (record or {}).get("metric"),
+        "days": list((record or {}).get("days") or []),
+        "recent": list((record or {}).get("recent") or []),
+    }
+    return None if new == old else new
+
+
+def pooled_baseline(
+    baseline: float,
+    baseline_std: float | None,
+    baseline_rows: int | None,
+    served: Sequence[Mapping[str, Any]],
+) -> tuple[float, float | None, int | None]:
+    """
+    The baseline pooled from the training holdout and the served days (value, standard error, rows).
+
+    Each part is weighted by the inverse of its variance. The holdout's spread is at least a served
+    day's scaled to the holdout's size (a small holdout that scored high by chance has a small
+    bootstrap spread exactly when it is far off, see :func:`judge_decay`); without a known holdout
+    spread, the served days alone are the baseline.
+    """
+    if not served:
+        return baseline, baseline_std, baseline_rows
+    parts = [(float(d["value"]), float(d["std"]), int(d["rows"])) for d in served]
+    if baseline_std is not None and not math.isnan(baseline_std) and baseline_rows:
+        scaled = max(s * math.sqrt(n / baseline_rows) for _, s, n in parts)
+        parts.append((float(baseline), max(float(baseline_std), scaled), int(baseline_rows)))
+    weights = [1 / s**2 for _, s, _ in parts]
+    value = sum(w * v for w, (v, _, _) in zip(weights, parts, strict=True)) / sum(weights)
+    return value, 1 / math.sqrt(sum(weights)), sum(n for _, _, n in parts)
+
+
 def judge_decay(
     metric: str,
     current: Predictions,
@@ -264,6 +409,8 @@ def judge_decay(
     baseline: float | None,
     baseline_std: float | None = None,
     baseline_rows: int | None = None,
+    served: Sequence[Mapping[str, Any]] = (),
+    previous: Sequence[Mapping[str, Any]] = (),
     max_drop: float | None = 0.05,
     floor: float | None = None,
     alpha: float = 0.05,
@@ -281,7 +428,16 @@ def judge_decay(
     Without ``baseline_std`` (profiles written before it was stored) the baseline is taken as exact
     and the report says so.
 
-    Returns ``metric, current, baseline, drop, drop_low, drop_high, p_value, current_low,
+    ``served``: the champion's first checked days (:func:`served_reference`): rows it never trained
+    on, ~200 a day where the holdout of a small training set holds ~30. The baseline is then pooled
+    from the holdout and them (:func:`pooled_baseline`); ``baseline_source`` says from what.
+    ``previous``: the checked days just before (:func:`recent_days`, metric and standard error of
+    each): the drop and its test are then on the current metric pooled with theirs (weighted by
+    their inverse variance), so that one bad day alone is less often called decay while a fall
+    that persists adds up; ``current`` stays the newest rows' metric, ``pooled_current`` /
+    ``pooled_days`` say what was judged.
+
+    Returns ``metric, current, current_std, baseline, baseline_source, drop, drop_low, drop_high, p_value, current_low,
     current_high, rows, decayed, reason, confidence``.
     """
     from statistics import NormalDist
@@ -289,6 +445,12 @@ def judge_decay(
     import numpy as np
 
     lower = metric in LOWER_IS_BETTER
+    holdout_rows = baseline_rows
+    source = f"training holdout ({holdout_rows} rows)" if holdout_rows else "training holdout"
+    if baseline is not None and served:
+        baseline, baseline_std, baseline_rows = pooled_baseline(baseline, baseline_std, baseline_rows, served)
+        days = ", ".join(str(d["day"]) for d in served)
+        source += f" + {len(served)} served day(s) ({sum(int(d['rows']) for d in served)} rows: {days})"
     point = metric_value(metric, current)
     values = bootstrap(metric, current, n_boot=n_boot, seed=seed)
     se_current = float(values.std(ddof=1)) if values.size > 1 else float("nan")
@@ -296,10 +458,13 @@ def judge_decay(
     out: dict[str, Any] = {
         "metric": metric,
         "current": point,
+        "current_std": se_current,
         "current_low": float(np.percentile(values, 100 * alpha)) if values.size else float("nan"),
         "current_high": float(np.percentile(values, 100 * (1 - alpha))) if values.size else float("nan"),
         "baseline": baseline,
         "baseline_std": baseline_std,
+        "baseline_rows": baseline_rows,
+        "baseline_source": source,
         "rows": current.rows,
         "alpha": alpha,
         "drop": None,
@@ -307,18 +472,33 @@ def judge_decay(
         "drop_high": None,
         "p_value": None,
     }
+    judged, se_judged, rows_judged = point, se_current, current.rows
+    pool = [d for d in previous if _usable(d)]
+    if pool and not math.isnan(point) and not math.isnan(se_current) and se_current > 0:
+        parts = [(point, se_current, current.rows)] + [
+            (float(d["value"]), float(d["std"]), int(d["rows"])) for d in pool
+        ]
+        weights = [1 / s**2 for _, s, _ in parts]
+        judged = sum(w * v for w, (v, _, _) in zip(weights, parts, strict=True)) / sum(weights)
+        se_judged, rows_judged = 1 / math.sqrt(sum(weights)), sum(n for _, _, n in parts)
+        out.update(
+            pooled_current=judged,
+            pooled_std=se_judged,
+            pooled_days=[str(d["day"]) for d in pool] + ["current"],
+            pooled_rows=rows_judged,
+        )
     reasons, notes = [], []
     if baseline is not None and not math.isnan(point):
-        drop = (point - baseline) if lower else (baseline - point)
+        drop = (judged - baseline) if lower else (baseline - judged)
         known = baseline_std is not None and not math.isnan(baseline_std)
-        se_now = se_current if not math.isnan(se_current) else 0.0
+        se_now = se_judged if not math.isnan(se_judged) else 0.0
         se_base = float(baseline_std) if known else 0.0  # type: ignore[arg-type]
         if known and baseline_rows:
             # Under "no decay" the baseline rows are like the current ones: their metric's spread is
             # at least the current one's scaled to the holdout's size. A holdout that scored high by
             # chance has a small bootstrap spread exactly when its drop looks large; taking the larger
             # of the two keeps the false alarms near alpha (measured: 7% -> 5% on 100 splits, below).
-            se_base = max(se_base, se_now * math.sqrt(current.rows / baseline_rows))
+            se_base = max(se_base, se_now * math.sqrt(rows_judged / baseline_rows))
         se = math.sqrt(se_now**2 + se_base**2)
         p_value = _normal_sf(drop / se) if se > 0 else (0.0 if drop > 0 else 1.0)
         out.update(drop=drop, drop_low=drop - z * se, drop_high=drop + z * se, p_value=p_value)
@@ -327,14 +507,15 @@ def judge_decay(
         if max_drop is not None:
             significant = p_value < alpha
             if drop > max_drop and significant:
+                over = f" over {len(pool) + 1} checked days ({rows_judged} rows)" if pool else ""
                 reasons.append(
-                    f"{metric} fell {drop:.4f} below the baseline {baseline:.4f} (more than {max_drop}; "
-                    f"p = {p_value:.2g} < {alpha})"
+                    f"{metric} fell {drop:.4f} below the baseline {baseline:.4f}{over} (more than "
+                    f"{max_drop}; p = {p_value:.2g} < {alpha})"
                 )
             elif drop > max_drop:
                 notes.append(
                     f"{metric} is {drop:.4f} below the baseline, more than {max_drop}, but p = "
-                    f"{p_value:.2g} on {current.rows} rows: could be noise, not called decay"
+                    f"{p_value:.2g} on {rows_judged} rows: could be noise, not called decay"
                 )
     if floor is not None and not math.isnan(point) and not math.isnan(se_current):
         bound = point - z * se_current if lower else point + z * se_current
@@ -352,14 +533,19 @@ def judge_decay(
     if out["drop"] is not None:
         spread = (
             f" +/- {baseline_std:.4f}" if baseline_std is not None and not math.isnan(baseline_std) else ""
+        ) + (f" ({source})" if served else "")
+        shown = (
+            f"{metric} {point:.4f}, pooled with {', '.join(str(d['day']) for d in pool)}: {judged:.4f}"
+            if "pooled_current" in out
+            else f"{metric} {point:.4f}"
         )
         out["confidence"] = (
-            f"{metric} {point:.4f} vs baseline {baseline:.4f}{spread}: change {-out['drop']:+.4f}"
+            f"{shown} vs baseline {baseline:.4f}{spread}: change {-out['drop']:+.4f}"
             if not lower
-            else f"{metric} {point:.4f} vs baseline {baseline:.4f}{spread}: change {out['drop']:+.4f}"
+            else f"{shown} vs baseline {baseline:.4f}{spread}: change {out['drop']:+.4f}"
         ) + (
             f", {1 - 2 * alpha:.0%} interval of the worsening [{out['drop_low']:+.4f}, {out['drop_high']:+.4f}], "
-            f"one-sided p of a fall {out['p_value']:.2g} ({current.rows} current rows)"
+            f"one-sided p of a fall {out['p_value']:.2g} ({rows_judged} current rows)"
         )
     else:
         out["confidence"] = (

@@ -37,6 +37,7 @@ TAG_NOT_PROMOTED = "mlops.not_promoted"  # the reason a candidate was kept out
 TAG_DRIFT_ONSET = "mlops.drift_onset"
 TAG_RETRAIN_REQUEST = "mlops.retrain_request"
 TAG_RETRAIN_HOLD = "mlops.retrain_hold"
+TAG_SERVED = "mlops.served"  # model version: its first checked days and the newest (decay baseline)
 
 # --- runs: data lineage of a training run, and the drift checks' runs ------------------------------
 TAG_INPUTS = "mlops.inputs"  # {dataset URI: schema fingerprint}, JSON

@@ -271,8 +271,15 @@ class DriftSensor(BaseSensorOperator):
         for a model trained before lineage was recorded.
         """
         from airflow_provider_mlops.ml.lineage import read_data_tags
+        from airflow_provider_mlops.ml.tags import TAG_SERVED
 
-        self._reference_training_data = read_data_tags(dict(version.tags or {}), "training")
+        tags = dict(version.tags or {})
+        self._reference_training_data = read_data_tags(tags, "training")
+        try:
+            self._served = json.loads(tags[TAG_SERVED]) if tags.get(TAG_SERVED) else None
+        except ValueError:
+            self.log.warning("The tag %s of version %s is not JSON: ignored", TAG_SERVED, version.version)
+            self._served = None
         return self._reference_training_data
 
     def _data_pins(self) -> tuple[list[Any], list[Any]]:
@@ -307,7 +314,7 @@ class DriftSensor(BaseSensorOperator):
         import pyarrow as pa
 
         from airflow_provider_mlops.ml.features import model_inputs
-        from airflow_provider_mlops.ml.stats import judge_decay, predictions
+        from airflow_provider_mlops.ml.stats import judge_decay, predictions, recent_days, served_reference
 
         label = decay.label_column
 
@@ -337,6 +344,8 @@ class DriftSensor(BaseSensorOperator):
         scored = predictions(model, model_inputs(frame, label), frame[label], task)
         baseline = (profile.get("baseline_metrics") or {}).get(decay.metric)
         spread = (profile.get("baseline_uncertainty") or {}).get(decay.metric) or {}
+        # the champion's first checked days and the day before this one (ml/stats.py: served_record)
+        record, day = getattr(self, "_served", None), getattr(self, "_served_day", None)
         try:
             verdict = judge_decay(
                 decay.metric,
@@ -344,6 +353,8 @@ class DriftSensor(BaseSensorOperator):
                 baseline=baseline,
                 baseline_std=spread.get("std"),
                 baseline_rows=spread.get("n"),
+                served=served_reference(record, metric=decay.metric, before=day) if day else (),
+                previous=recent_days(record, metric=decay.metric, before=day) if day else (),
                 max_drop=decay.max_drop,
                 floor=decay.floor,
                 alpha=decay.alpha,
@@ -367,6 +378,7 @@ class DriftSensor(BaseSensorOperator):
         if reference is None:
             return self._no_reference()
         profile, source = reference
+        self._served_day = self._check_day(context)
         report = self._check(profile, source)
         # what the report compares, named on its first lines (ml/report.py): the run's day, and the
         # days the rows hold when a time column is known
@@ -392,6 +404,7 @@ class DriftSensor(BaseSensorOperator):
         summary["summary"] = line
         self._log_to_mlflow(report, html_uri, context)
         self.log.info("%s", line)
+        self._record_served(report, source)
         onset = self._record_onset(context, report, source)
         if onset is not None:
             summary["drift_onset"] = onset
@@ -552,6 +565,42 @@ class DriftSensor(BaseSensorOperator):
         if oldest is None:
             raise AirflowFailException(f"Retrain time_column {name!r} has no value in {self._uri()}")
         return _day(oldest), _day(newest)
+
+    def _check_day(self, context: Context) -> str | None:
+        """The day a check judges: the newest day of the data's ``time_column``, else the logical date."""
+        from airflow.providers.common.compat.sdk import AirflowFailException
+
+        if self.retrain.time_column:
+            try:
+                return str(self._data_days()[1])
+            except AirflowFailException as err:
+                self.log.warning("The check's day is its logical date: %s", err)
+        return str(context.get("ds") or "") or None
+
+    def _record_served(self, report: Mapping[str, Any], source: Mapping[str, Any]) -> None:
+        """
+        Keep the champion version's served record (tag ``mlops.served``: its first checked days, the
+        decay baseline beside the training holdout, and the newest ones, pooled into the next check).
+        """
+        verdict, day = report.get("accuracy"), getattr(self, "_served_day", None)
+        if not verdict or not day or "version" not in source or not self.registered_model_name:
+            return
+        from airflow_provider_mlops.hooks.mlflow import MlflowHook
+        from airflow_provider_mlops.ml.stats import served_record
+        from airflow_provider_mlops.ml.tags import TAG_SERVED
+
+        record = served_record(
+            getattr(self, "_served", None),
+            metric=str(verdict["metric"]),
+            day=day,
+            verdict=verdict,
+            drift=bool(report["drift"]),
+        )
+        if record is not None:
+            MlflowHook(self.mlflow_conn_id).set_version_tags(
+                str(self.registered_model_name), str(source["version"]), {TAG_SERVED: json.dumps(record)}
+            )
+            self._served = record
 
     def _data_first_day(self) -> Any:
         """The oldest day in the current data's ``time_column``."""

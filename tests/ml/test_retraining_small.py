@@ -9,10 +9,10 @@ retraining off although the champion decayed every day.
 
 Here the example DAGs' lifecycle runs day by day in plain Python on the same world: the monitor
 (drift against the champion's reference profile, ROC AUC decay as example_dags/monitor_model.py
-sets it, the drift onset and the retrain hold of :mod:`airflow_provider_mlops.ml.cooldown`), the
-training (example_dags/train_model.py's window, features and selection, its never-trained customer
-cohort; a lighter forest and no search, so that it runs in seconds) and the gate (ROC AUC, the gain
-must exceed its standard error).
+sets it against the holdout and the champion's served days, the drift onset and the retrain hold
+of :mod:`airflow_provider_mlops.ml.cooldown`), the training (example_dags/train_model.py's window,
+features and selection, its never-trained customer cohort; a lighter forest and no search, so that
+it runs in seconds) and the gate (ROC AUC, the gain must exceed its standard error).
 """
 
 from __future__ import annotations
@@ -36,7 +36,13 @@ from airflow_provider_mlops.ml.drift import detect_drift
 from airflow_provider_mlops.ml.features import model_inputs
 from airflow_provider_mlops.ml.profile import build_profile
 from airflow_provider_mlops.ml.promotion import decide as gate_decide
-from airflow_provider_mlops.ml.stats import judge_decay, predictions
+from airflow_provider_mlops.ml.stats import (
+    judge_decay,
+    predictions,
+    recent_days,
+    served_record,
+    served_reference,
+)
 from airflow_provider_mlops.ml.training import train
 from airflow_provider_mlops.ml.windows import apply_window, post_drift_start
 
@@ -111,6 +117,7 @@ class Lifecycle:
         limits, decay = self.sensor.drift, self.sensor.decay
         report = detect_drift(profile, columns, rows=len(newest), thresholds=limits.thresholds)
         spread = profile["baseline_uncertainty"][decay.metric]
+        served, data_day = self.champion.get("served"), day.isoformat()  # the sensor's tag mlops.served
         report["accuracy"] = judge_decay(
             decay.metric,
             predictions(
@@ -119,6 +126,8 @@ class Lifecycle:
             baseline=profile["baseline_metrics"][decay.metric],
             baseline_std=spread.get("std"),
             baseline_rows=spread.get("n"),
+            served=served_reference(served, metric=decay.metric, before=data_day),
+            previous=recent_days(served, metric=decay.metric, before=data_day),
             max_drop=decay.max_drop,
             floor=decay.floor,
             alpha=decay.alpha,
@@ -126,6 +135,12 @@ class Lifecycle:
         )
         report["drift"] = bool(report["dataset_drift"] or report["accuracy"]["decayed"])
         report["data_day"] = [day.isoformat(), day.isoformat()]
+        self.champion["served"] = (
+            served_record(
+                served, metric=decay.metric, day=data_day, verdict=report["accuracy"], drift=report["drift"]
+            )
+            or served
+        )
         entry.update(drift=report["drift"], decayed=report["accuracy"]["decayed"])
         if report["drift"]:
             decision = cooldown.decide(
