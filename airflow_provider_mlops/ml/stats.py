@@ -338,7 +338,8 @@ def served_record(
 
     ``days``, the served reference: a checked day joins it while it holds fewer than
     :data:`SERVED_DAYS` days older than ``day``, unless the check found drift or decay (a drifted
-    day is not what the model serves normally); then the reference is frozen. ``recent``: the
+    day is not what the model serves normally) or a newer day was checked before it (a backfill);
+    then the reference is frozen. ``recent``: the
     checked days of the newest :data:`KEPT_DAYS`, the day before a check is pooled into its current
     metric. A rerun of ``day`` replaces that day's entries and judges against the same days. ``verdict`` is
     :func:`judge_decay`'s answer (``current``, ``current_std``, ``rows``).
@@ -353,8 +354,14 @@ def served_record(
     if usable:
         entry.update(value=float(entry["value"]), std=float(entry["std"]), rows=int(entry["rows"]))
     reference = served_reference(record, metric=metric, before=day)
-    later = [d for d in _entries(record, "days", metric) if str(d["day"]) > str(day)]
-    joins = usable and not drift and len(reference) < SERVED_DAYS
+    served = _entries(record, "days", metric)
+    later = [d for d in served if str(d["day"]) > str(day)]
+    rerun = any(str(d["day"]) == str(day) for d in served)
+    checked_later = any(str(d["day"]) > str(day) for d in [*served, *_entries(record, "recent", metric)])
+    # a day older than one already checked (a backfill, an old run cleared) does not join: the
+    # reference is the champion's first days in service, an older day may hold rows it was trained
+    # on, and a later day's rerun must judge against the days its first run did
+    joins = usable and not drift and len(reference) < SERVED_DAYS and (rerun or not checked_later)
     days = (reference + ([entry] if joins else []) + later)[:SERVED_DAYS]
     recent = [d for d in _entries(record, "recent", metric) if str(d["day"]) != str(day)]
     recent = sorted(recent + ([entry] if usable else []), key=lambda d: str(d["day"]))
@@ -473,7 +480,10 @@ def judge_decay(
         "p_value": None,
     }
     judged, se_judged, rows_judged = point, se_current, current.rows
-    pool = [d for d in previous if _usable(d)]
+    # a day of the served baseline is not pooled into the current figure too: on both sides of the
+    # drop it would cancel out while its spread counts twice (the champion's 2nd-4th checked days)
+    in_baseline = {str(d["day"]) for d in served or ()}
+    pool = [d for d in previous if _usable(d) and str(d["day"]) not in in_baseline]
     if pool and not math.isnan(point) and not math.isnan(se_current) and se_current > 0:
         parts = [(point, se_current, current.rows)] + [
             (float(d["value"]), float(d["std"]), int(d["rows"])) for d in pool

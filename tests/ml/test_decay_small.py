@@ -301,3 +301,60 @@ def test_a_rerun_of_a_day_judges_against_the_same_days(checks: list[tuple[int, f
         assert served_reference(record, metric="roc_auc", before=day) == reference
         assert recent_days(record, metric="roc_auc", before=day) == pooled
         assert served_record(record, metric="roc_auc", day=day, verdict=verdict, drift=drift) is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    checks=st.lists(
+        st.tuples(st.integers(1, 12), st.floats(0.3, 0.9), st.booleans()), min_size=1, max_size=20
+    )
+)
+def test_a_later_rerun_or_a_backfill_never_changes_what_a_day_was_judged_against(
+    checks: list[tuple[int, float, bool]],
+) -> None:
+    """
+    Days checked in any order (backfills of older days, reruns after other checks): a day is judged
+    against the same served days on every run, and a backfilled day never joins a reference that
+    newer days already built (it may hold rows the champion was trained on).
+    """
+    record = None
+    first: dict[str, list[str]] = {}
+    for day_number, value, drift in checks:
+        day = f"2026-01-{day_number:02d}"
+        reference = [d["day"] for d in served_reference(record, metric="roc_auc", before=day)]
+        backfill = day not in first and any(other > day for other in first)
+        assert reference == first.setdefault(day, reference), (day, reference, first[day])
+        record = (
+            served_record(record, metric="roc_auc", day=day, verdict=_verdict(value), drift=drift) or record
+        )
+        if backfill:
+            assert day not in [d["day"] for d in served_reference(record, metric="roc_auc")]
+
+
+def test_a_served_day_is_not_pooled_into_the_current_figure_too() -> None:
+    """The champion's 2nd checked day: the day before is its baseline; pooling it too would cancel out."""
+    import numpy as np
+
+    from airflow_provider_mlops.ml.stats import Predictions, judge_decay
+
+    record = served_record(None, metric="mae", day="2026-01-02", verdict=_verdict(1.0), drift=False)
+    served = served_reference(record, metric="mae", before="2026-01-03")
+    previous = recent_days(record, metric="mae", before="2026-01-03")
+    assert [d["day"] for d in served] == [d["day"] for d in previous] == ["2026-01-02"]
+    rng = np.random.default_rng(0)
+    truth = rng.normal(0, 1, 200)
+    current = Predictions(truth, truth + rng.normal(0, 2.0, 200), "regression")  # MAE ~1.6 vs 1.0
+    verdict = judge_decay(
+        "mae",
+        current,
+        baseline=1.0,
+        baseline_std=0.06,
+        baseline_rows=40,
+        served=served,
+        previous=previous,
+        max_drop=0.05,
+        alpha=0.05,
+        n_boot=200,
+    )
+    assert "pooled_days" not in verdict  # judged on the day itself
+    assert verdict["decayed"], verdict["reason"]
