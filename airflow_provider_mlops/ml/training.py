@@ -81,8 +81,9 @@ def load_estimator(path: str, params: Mapping[str, Any] | None = None, *, task: 
         raise TrainingError(f"Bad parameters for {class_path}: {err}") from None
 
 
-#: the fewest rows of a post-drift holdout (``since``), while the post-drift rows last: a metric on
-#: fewer is noise (a ROC AUC on 30 rows is +-0.1), and the decay baseline is measured on it
+#: the fewest rows of a post-drift holdout (``since``), while they are at most half of the post-drift
+#: rows (the other half trains): a metric on fewer is noise (a ROC AUC on 30 rows is +-0.1), and the
+#: decay baseline starts from it
 MIN_RECENT_HOLDOUT = 30
 
 
@@ -117,7 +118,7 @@ def split(
 
     ``since`` (a time, e.g. the drift onset's start): a ``time`` split takes its holdout from the
     rows at or after it only, the latest ``test_size`` share of them (at least
-    :data:`MIN_RECENT_HOLDOUT` rows while there are that many; for a classification, reaching back
+    :data:`MIN_RECENT_HOLDOUT` rows, at most half of them; for a classification, reaching back
     until every class is in it), so that the training part keeps the rest of them. Without it, the
     newest 20% of a window that reaches back before a drift can be every post-drift row, and the
     model learns the old world alone.
@@ -138,7 +139,8 @@ def split(
             start = start.tz_localize("UTC") if start.tzinfo is None else start
             recent = int((pd.to_datetime(frame[time_column], utc=True) >= start).sum())
             if recent:
-                wanted = min(recent, max(round(recent * test_size), MIN_RECENT_HOLDOUT))
+                # at least MIN_RECENT_HOLDOUT rows, but never more than half: the rest trains
+                wanted = min(max(1, recent // 2), max(round(recent * test_size), MIN_RECENT_HOLDOUT))
                 cut = max(cut, len(ordered) - wanted)
                 if task == "classification":
                     cut = _with_every_class(

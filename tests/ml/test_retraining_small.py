@@ -278,16 +278,17 @@ def test_split_since_the_onset_holds_out_post_drift_rows_only() -> None:
 def test_a_post_drift_holdout_keeps_enough_rows_and_every_class_for_its_metrics() -> None:
     """
     12 post-drift rows behind 2,100 older ones: the holdout is not 20% of 12 (2 rows, a class
-    missing, no ROC AUC: the decay monitor would have no baseline) but 12 rows; and when the
-    newest post-drift rows lack a class, the holdout reaches back to the newest row of it.
+    missing, no ROC AUC: the decay monitor would have no baseline) but half of them (the other half
+    trains); and when the newest post-drift rows lack a class, the holdout reaches back to the
+    newest row of it.
     """
     from airflow_provider_mlops.ml.training import MIN_RECENT_HOLDOUT, split
 
     old = pd.DataFrame({"day": ["2026-01-01"] * 2100, "y": [0, 1] * 1050})
-    new = pd.DataFrame({"day": ["2026-01-02"] * 12, "y": [1] * 11 + [0]})
+    new = pd.DataFrame({"day": ["2026-01-02"] * 12, "y": [0] * 6 + [1] * 5 + [0]})
     frame = pd.concat([old, new], ignore_index=True)
     train_part, test = split(frame, target="y", task="classification", time_column="day", since="2026-01-02")
-    assert len(test) == 12 and set(test["y"]) == {0, 1} and len(train_part) == 2100
+    assert len(test) == 6 and set(test["y"]) == {0, 1} and len(train_part) == 2106
     # 200 post-drift rows whose newest 40 are all positive: the holdout reaches back to a negative
     skewed = pd.concat(
         [old, pd.DataFrame({"day": ["2026-01-02"] * 160 + ["2026-01-03"] * 40, "y": [0, 1] * 80 + [1] * 40})],
