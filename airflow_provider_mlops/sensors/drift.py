@@ -567,15 +567,39 @@ class DriftSensor(BaseSensorOperator):
         return _day(oldest), _day(newest)
 
     def _check_day(self, context: Context) -> str | None:
-        """The day a check judges: the newest day of the data's ``time_column``, else the logical date."""
+        """
+        The day a check judges, under which it is kept in the champion's served record and pooled
+        with the day before: the data's day (``time_column``), else the run's logical date or
+        ``run_after`` (an Asset-triggered run has no logical date). None, with a warning, when the
+        current data spans several days (consecutive checks would share rows, and pooling them would
+        count those rows twice) or the run has no date: decay is then judged against the training
+        holdout alone.
+        """
         from airflow.providers.common.compat.sdk import AirflowFailException
 
         if self.retrain.time_column:
             try:
-                return str(self._data_days()[1])
+                oldest, newest = self._data_days()
             except AirflowFailException as err:
-                self.log.warning("The check's day is its logical date: %s", err)
-        return str(context.get("ds") or "") or None
+                self.log.warning("The check's day is the run's date: %s", err)
+            else:
+                if oldest != newest:
+                    self.log.warning(
+                        "The current data spans %s to %s: decay is judged against the training holdout "
+                        "alone, and this check is not kept for later ones (give each check one day of "
+                        "data for the served-days baseline and pooling)",
+                        oldest,
+                        newest,
+                    )
+                    return None
+                return str(newest)
+        moment = context.get("logical_date") or context.get("data_interval_end")
+        if moment is None and context.get("dag_run") is not None:
+            moment = getattr(context["dag_run"], "run_after", None)
+        if moment is None:
+            self.log.warning("The check has no day (no time_column, no run date): not kept for later ones")
+            return None
+        return str(moment)[:10] if not hasattr(moment, "date") else moment.date().isoformat()
 
     def _record_served(self, report: Mapping[str, Any], source: Mapping[str, Any]) -> None:
         """

@@ -358,3 +358,38 @@ def test_a_served_day_is_not_pooled_into_the_current_figure_too() -> None:
     )
     assert "pooled_days" not in verdict  # judged on the day itself
     assert verdict["decayed"], verdict["reason"]
+
+
+def test_a_check_has_one_day_or_none_and_an_asset_triggered_run_takes_its_run_after(tmp_path: Path) -> None:
+    """
+    The day a check is kept under: the data's single day; none when the data spans several days
+    (consecutive checks would share rows: pooling them counts rows twice); without a time_column,
+    the logical date or, for an Asset-triggered run (no logical date), its run_after.
+    """
+    import datetime as dt
+    import types
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from airflow_provider_mlops.ml.specs import Retrain
+    from airflow_provider_mlops.sensors.drift import DriftSensor
+
+    def sensor(path: Path, time_column: str | None) -> DriftSensor:
+        return DriftSensor(
+            task_id="drift",
+            current_uri=path.as_uri(),
+            reference_profile_uri=path.as_uri(),
+            retrain=Retrain(time_column=time_column),
+        )
+
+    one, two = tmp_path / "one.parquet", tmp_path / "two.parquet"
+    pq.write_table(pa.table({"day": pa.array([dt.date(2026, 1, 5)] * 3), "x": [1, 2, 3]}), one)
+    pq.write_table(pa.table({"day": pa.array([dt.date(2026, 1, 4), dt.date(2026, 1, 5)]), "x": [1, 2]}), two)
+    assert sensor(one, "day")._check_day({}) == "2026-01-05"
+    assert sensor(two, "day")._check_day({}) is None
+    asset_run = {"dag_run": types.SimpleNamespace(run_after=dt.datetime(2026, 1, 7, 18, 16, tzinfo=dt.UTC))}
+    assert sensor(two, None)._check_day(asset_run) == "2026-01-07"
+    scheduled = {"logical_date": dt.datetime(2026, 1, 6, tzinfo=dt.UTC), **asset_run}
+    assert sensor(two, None)._check_day(scheduled) == "2026-01-06"
+    assert sensor(two, None)._check_day({}) is None
