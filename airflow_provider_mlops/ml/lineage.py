@@ -104,8 +104,15 @@ def frame_digest(frame: Any) -> str:
     header = json.dumps([[c, str(t)] for c, t in zip(columns, frame.dtypes, strict=True)])
     try:
         rows = pd.util.hash_pandas_object(frame, index=False).to_numpy()
-    except TypeError:  # unhashable cells (lists, dicts): hashed as their text
-        rows = pd.util.hash_pandas_object(frame.astype(str), index=False).to_numpy()
+    except TypeError:  # unhashable cells (lists, dicts, arrays): those columns hashed as their repr
+        # (not astype(str) of the whole frame: it decodes bytes as UTF-8 and failed on binary data)
+        hashable = frame.copy()
+        for position, name in enumerate(frame.columns):
+            try:
+                pd.util.hash_pandas_object(frame.iloc[:, position], index=False)
+            except TypeError:
+                hashable[name] = frame.iloc[:, position].map(repr)
+        rows = pd.util.hash_pandas_object(hashable, index=False).to_numpy()
     digest = hashlib.sha256(header.encode())
     digest.update(np.sort(rows.astype(np.uint64)).tobytes())
     return f"sha256:{digest.hexdigest()}"

@@ -30,6 +30,20 @@ def test_the_digest_ignores_row_order_and_sees_any_changed_row_or_column() -> No
     assert frame_digest(pd.DataFrame({"l": [[1, 2], [3]]})).startswith("sha256:")  # unhashable cells
 
 
+def test_a_list_column_beside_bytes_that_are_not_utf8_is_digested_and_any_change_seen() -> None:
+    """A frame with an unhashable column and binary data (the ML path's property test found it):
+    its text fallback decoded the bytes as UTF-8 and failed the training."""
+    frame = pd.DataFrame({"l": [["a"], ["b", "c"]], "raw": [b"\x00\x83\xff", b"ok"], "n": [1, 2]})
+    digest = frame_digest(frame)
+    assert digest.startswith("sha256:") and frame_digest(frame.iloc[::-1]) == digest
+    changed = frame.copy()
+    changed.loc[0, "raw"] = b"\x00\x84\xff"
+    assert frame_digest(changed) != digest
+    changed = frame.copy()
+    changed.at[1, "l"] = ["b"]
+    assert frame_digest(changed) != digest
+
+
 def test_tags_round_trip_for_one_input_and_for_several() -> None:
     one = data_tags("training", [DataPin("file:///lake/t", 12)], "sha256:ab")
     assert one == {
