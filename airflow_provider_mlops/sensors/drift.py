@@ -593,13 +593,15 @@ class DriftSensor(BaseSensorOperator):
                     )
                     return None
                 return str(newest)
+        if context.get("ds"):
+            return str(context["ds"])
         moment = context.get("logical_date") or context.get("data_interval_end")
         if moment is None and context.get("dag_run") is not None:
             moment = getattr(context["dag_run"], "run_after", None)
         if moment is None:
             self.log.warning("The check has no day (no time_column, no run date): not kept for later ones")
             return None
-        return str(moment)[:10] if not hasattr(moment, "date") else moment.date().isoformat()
+        return moment.date().isoformat() if hasattr(moment, "date") else str(moment)[:10]
 
     def _record_served(self, report: Mapping[str, Any], source: Mapping[str, Any]) -> None:
         """
