@@ -19,7 +19,6 @@ a seed), so the numbers of this file are its own (docstrings below).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from airflow.providers.common.compat.sdk import AirflowSkipException
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_mlops.demo.simulate import World, activity, profile_updates, profiles
+from airflow_provider_mlops.demo.simulate import World
 from airflow_provider_mlops.ml.features import model_inputs
 from airflow_provider_mlops.ml.stats import (
     SERVED_DAYS,
@@ -39,42 +38,23 @@ from airflow_provider_mlops.ml.stats import (
     served_reference,
 )
 from airflow_provider_mlops.ml.training import train
+from tests.ml.small_world import day_frame, examples, in_cohort
 
-PROFILE = ("plan", "region", "contract", "age", "monthly_charges", "tenure_months")
 DRIFT_DAY = 7  # 0-based, the chaos run's: the 8th day is the first drifted one
 DAYS = 14
 SEEDS = (*range(1, 16), 42)
 
 
-def _examples() -> tuple[Any, Any]:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "example_dags"))
-    try:
-        import monitor_model
-        import train_model
-    finally:
-        sys.path.pop(0)
-    return train_model, monitor_model
-
-
 def _days(world: World, days: int = DAYS) -> list[Any]:
-    """Days 1 to ``days``: each day's activity joined with the profiles as of that day (the warehouse's join)."""
-    import pandas as pd
-
-    state = {p["customer_id"]: p for p in profiles(world)}
-    out = []
-    for index in range(days):
-        for row in profile_updates(world, index) if index else ():
-            state[row["customer_id"]] = row
-        rows = [{**r, **{k: state[r["customer_id"]][k] for k in PROFILE}} for r in activity(world, index)]
-        out.append(pd.DataFrame(rows).drop(columns="event_time"))
-    return out
+    """Days 1 to ``days``, each joined with the profiles as of that day (the warehouse's join)."""
+    return [day_frame(world, index) for index in range(days)]
 
 
 def _champion(seed: int) -> tuple[Any, float, dict[str, Any]]:
     """Day 1's model as the example trains it (its features, selection, never-trained cohort), no search."""
-    train_model, _ = _examples()
+    train_model, _ = examples()
     frame = _days(World(customers=400, active_per_day=200, drift_day=DRIFT_DAY, seed=seed), 1)[0]
-    kept = frame[frame["customer_id"] % 4 != 0]  # the example's HOLDOUT cohort is never trained on
+    kept = frame[~in_cohort(frame)]
     result = train(
         kept,
         label_column="churned",
@@ -90,7 +70,7 @@ def _champion(seed: int) -> tuple[Any, float, dict[str, Any]]:
 
 def monitor(model: Any, baseline: float, spread: dict[str, Any], world: World) -> list[dict[str, Any]]:
     """The monitor's decay verdict on days 2-14 (the DriftSensor's steps, its served tag in memory)."""
-    decay = _examples()[1].dag.get_task("check_drift_and_accuracy").decay
+    decay = examples()[1].dag.get_task("check_drift_and_accuracy").decay
     record: dict[str, Any] | None = None
     out = []
     import numpy as np

@@ -20,9 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import math
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -30,7 +28,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_mlops.demo.simulate import World, activity, current_profiles
+from airflow_provider_mlops.demo.simulate import World
 from airflow_provider_mlops.ml import cooldown, onset
 from airflow_provider_mlops.ml.drift import detect_drift
 from airflow_provider_mlops.ml.features import model_inputs
@@ -45,31 +43,10 @@ from airflow_provider_mlops.ml.stats import (
 )
 from airflow_provider_mlops.ml.training import train
 from airflow_provider_mlops.ml.windows import apply_window, post_drift_start
+from tests.ml.small_world import day_frame, examples, in_cohort
 
-PROFILE = ("plan", "region", "contract", "age", "monthly_charges", "tenure_months")
 DAYS = 14
 HISTORY = 14  # example_dags/train_model.py's HISTORY_DAYS
-
-
-def _example() -> Any:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "example_dags"))
-    try:
-        import monitor_model
-        import train_model
-    finally:
-        sys.path.pop(0)
-    return train_model, monitor_model
-
-
-def _day(world: World, index: int, as_of: int) -> pd.DataFrame:
-    """Day ``index``'s activity joined with the profiles as of day ``as_of`` (the warehouse's join)."""
-    profiles = current_profiles(world, as_of)
-    rows = [{**r, **{k: profiles[r["customer_id"]][k] for k in PROFILE}} for r in activity(world, index)]
-    return pd.DataFrame(rows).drop(columns="event_time")
-
-
-def _cohort(frame: pd.DataFrame) -> pd.Series:
-    return frame["customer_id"] % 4 == 0  # the example's HOLDOUT: never trained on
 
 
 def _auc(model: Any, frame: pd.DataFrame) -> float:
@@ -104,7 +81,7 @@ class Lifecycle:
     def day(self, index: int) -> None:
         world, day = self.world, self.world.day(index)
         now = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)  # logical date
-        newest = _day(world, index, index)
+        newest = day_frame(world, index, index)
         entry: dict[str, Any] = {"index": index, "champion": None, "retrained": False, "promoted": False}
         if self.champion is None:
             self._retrain(index, now, entry)
@@ -172,9 +149,10 @@ class Lifecycle:
     def _retrain(self, index: int, now: dt.datetime, entry: dict[str, Any]) -> None:
         example, world = self.example, self.world
         history = pd.concat(
-            [_day(world, i, index) for i in range(max(0, index - HISTORY + 1), index + 1)], ignore_index=True
+            [day_frame(world, i, index) for i in range(max(0, index - HISTORY + 1), index + 1)],
+            ignore_index=True,
         )
-        held = _cohort(history)
+        held = in_cohort(history)
         drift = onset.read_onset(self.onset) if self.onset and not self.onset.get("ended") else None
         kept, weights, window = apply_window(history[~held], example.WINDOW, onset=drift)
         result = train(
@@ -301,7 +279,7 @@ def test_a_post_drift_holdout_keeps_enough_rows_and_every_class_for_its_metrics(
 @pytest.fixture(scope="module")
 def chaos_world() -> Lifecycle:
     """The 14 days of the chaos run's world through the example DAGs' lifecycle (~40 s: 3 trainings)."""
-    life = Lifecycle(SMALL, *_example())
+    life = Lifecycle(SMALL, *examples())
     life.run(DAYS)
     return life
 
@@ -352,7 +330,7 @@ def test_no_promoted_model_is_worse_than_the_one_it_replaced(chaos_world: Lifecy
     assert replacements
     for entry in replacements:
         new, old = chaos_world.champion, entry["replaced"]
-        later = [_day(SMALL, i, i) for i in range(entry["index"] + 1, DAYS)]
+        later = [day_frame(SMALL, i, i) for i in range(entry["index"] + 1, DAYS)]
         gains = [_auc(new["model"], day) - _auc(old["model"], day) for day in later]
         assert min(gains) > 0, gains
     # and every candidate the gate refused had a gain within its standard error on the gate's rows
