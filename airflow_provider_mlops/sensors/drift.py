@@ -378,6 +378,7 @@ class DriftSensor(BaseSensorOperator):
         if reference is None:
             return self._no_reference()
         profile, source = reference
+        self._pin_current()  # the check's rows, its day included, are the version read now
         self._served_day = self._check_day(context)
         report = self._check(profile, source)
         # what the report compares, named on its first lines (ml/report.py): the run's day, and the
@@ -491,7 +492,7 @@ class DriftSensor(BaseSensorOperator):
         from airflow_provider_mlops.ml.drift import columns_from_batches, detect_drift
 
         limits = self.drift
-        current = self._pin_current()
+        current = self._current_pin if self._current_pin is not None else self._pin_current()
         columns, rows = columns_from_batches(
             self._storage.iter_batches(self._uri(), format=self._format()), profile, max_rows=limits.max_rows
         )
