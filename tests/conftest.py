@@ -54,6 +54,29 @@ def set_connection(conn_id: str, **fields: object) -> str:
     return conn_id
 
 
+def s3_connection(
+    conn_id: str,
+    s3_server: servers.S3Server,
+    endpoint_url: str | None = None,
+    *,
+    conn_type: str = "aws",
+    **extra: object,
+) -> str:
+    """A connection with the S3 test server's keys and region, at ``endpoint_url`` (default: the
+    server itself; a fault proxy's or a TLS relay's to go through them) and ``extra``."""
+    return set_connection(
+        conn_id,
+        conn_type=conn_type,
+        login=s3_server.access_key,
+        password=s3_server.secret_key,
+        extra={
+            "endpoint_url": endpoint_url or s3_server.endpoint_url,
+            "region_name": s3_server.region,
+            **extra,
+        },
+    )
+
+
 # --------------------------------------------------------------------------------------------------
 # servers
 # --------------------------------------------------------------------------------------------------
@@ -145,17 +168,7 @@ def mariadb_conn_id(mariadb_server: servers.MariaDbServer) -> str:
 
 @pytest.fixture(scope="session")
 def s3_conn_id(s3_server: servers.S3Server) -> str:
-    return set_connection(
-        "mlops_s3_test",
-        conn_type="mlops-s3",
-        login=s3_server.access_key,
-        password=s3_server.secret_key,
-        extra={
-            "endpoint_url": s3_server.endpoint_url,
-            "bucket": s3_server.bucket,
-            "region_name": s3_server.region,
-        },
-    )
+    return s3_connection("mlops_s3_test", s3_server, conn_type="mlops-s3", bucket=s3_server.bucket)
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ import pytest
 
 from airflow_provider_mlops.hooks.s3 import ObjectStorageHook, S3Tls
 from airflow_provider_mlops.sinks.specs import FileExport, LakeTable
-from tests.conftest import set_connection
+from tests.conftest import s3_connection
 from tests.harness.servers import S3Server
 from tests.harness.tls import PrivateCa, TlsRelay, make_private_ca, tls_relay
 
@@ -42,17 +42,12 @@ def https_s3(s3_server: S3Server, private_ca: PrivateCa) -> Iterator[TlsRelay]:
 
 
 def _aws_conn(conn_id: str, s3_server: S3Server, relay: TlsRelay, **extra: object) -> str:
-    return set_connection(
+    return s3_connection(
         conn_id,
-        conn_type="aws",
-        login=s3_server.access_key,
-        password=s3_server.secret_key,
-        extra={
-            "endpoint_url": relay.endpoint_url,
-            "region_name": s3_server.region,
-            "bucket": s3_server.bucket,  # Test then lists it with pyarrow's and delta-rs's clients too
-            **extra,
-        },
+        s3_server,
+        relay.endpoint_url,
+        bucket=s3_server.bucket,  # Test then lists it with pyarrow's and delta-rs's clients too
+        **extra,
     )
 
 
@@ -609,13 +604,7 @@ def test_the_boto3_file_systems_ranged_reads_hold_one_copy_and_resume_a_cut_body
         return None
 
     with start_proxy(s3_server.endpoint_url, cut_once) as proxy:
-        conn_id = set_connection(
-            "s3_ranges_proxied",
-            conn_type="mlops-s3",
-            login=s3_server.access_key,
-            password=s3_server.secret_key,
-            extra={"endpoint_url": proxy.endpoint_url, "region_name": s3_server.region},
-        )
+        conn_id = s3_connection("s3_ranges_proxied", s3_server, proxy.endpoint_url, conn_type="mlops-s3")
         fs = boto3_filesystem(ObjectStorageHook(conn_id).client)
         with fs.open_input_file(f"{s3_server.bucket}/{key}") as file:
             assert file.read_at(3 << 20, 1 << 20) == payload[1 << 20 : 4 << 20]  # resumed after the cut
@@ -705,17 +694,7 @@ def test_test_connection_says_ok_when_a_policy_denies_the_probe_listing(s3_serve
         return Fault.fail(403, code="AccessDenied") if "mlops-connection-test" in request.path else None
 
     with start_proxy(s3_server.endpoint_url, deny) as proxy:
-        conn_id = set_connection(
-            "s3_probe_denied",
-            conn_type="aws",
-            login=s3_server.access_key,
-            password=s3_server.secret_key,
-            extra={
-                "endpoint_url": proxy.endpoint_url,
-                "region_name": s3_server.region,
-                "bucket": s3_server.bucket,
-            },
-        )
+        conn_id = s3_connection("s3_probe_denied", s3_server, proxy.endpoint_url, bucket=s3_server.bucket)
         ok, message = ObjectStorageHook(conn_id).test_connection()
         denied = [r.path for r, _ in proxy.faults]
     assert ok, message

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from airflow_provider_mlops.triggers.dataset import DatasetReadyTrigger
-from tests.conftest import set_connection
+from tests.conftest import s3_connection, set_connection
 
 
 def _first_event(trigger: DatasetReadyTrigger) -> dict:
@@ -65,13 +65,7 @@ def test_an_untrusted_certificate_ends_the_wait_at_the_first_poll(s3_server, tmp
     from tests.harness.tls import make_private_ca, tls_relay
 
     with tls_relay(s3_server.port, make_private_ca(tmp_path)) as relay:
-        conn_id = set_connection(
-            "s3_trigger_untrusted",
-            conn_type="aws",
-            login=s3_server.access_key,
-            password=s3_server.secret_key,
-            extra={"endpoint_url": relay.endpoint_url, "region_name": s3_server.region},
-        )
+        conn_id = s3_connection("s3_trigger_untrusted", s3_server, relay.endpoint_url)
         trigger = DatasetReadyTrigger(
             uri=f"s3://{s3_server.bucket}/ds", storage_conn_id=conn_id, poke_interval=0.01
         )
