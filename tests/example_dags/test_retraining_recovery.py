@@ -11,34 +11,15 @@ The old window (the seven days before the newest) does not recover: the test can
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
-from airflow_provider_mlops.demo.simulate import World, activity, current_profiles
+from airflow_provider_mlops.demo.simulate import World
 from airflow_provider_mlops.ml.onset import read_onset
 from airflow_provider_mlops.ml.stats import paired_test, predictions
 from airflow_provider_mlops.ml.training import train
 from airflow_provider_mlops.ml.windows import apply_window
-
-PROFILE = ("plan", "region", "contract", "age", "monthly_charges", "tenure_months")
-
-
-def _example():
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "example_dags"))
-    try:
-        import train_model
-    finally:
-        sys.path.pop(0)
-    return train_model
-
-
-def _day(world: World, index: int) -> pd.DataFrame:
-    profiles = current_profiles(world, index)
-    rows = [{**r, **{k: profiles[r["customer_id"]][k] for k in PROFILE}} for r in activity(world, index)]
-    return pd.DataFrame(rows)
+from tests.ml.small_world import day_frame, examples
 
 
 def _fit(example, frame: pd.DataFrame, window: dict, onset=None):
@@ -66,10 +47,10 @@ def _auc(model, frame: pd.DataFrame) -> float:
 
 @pytest.mark.parametrize("seed", [42, 3])
 def test_the_model_promoted_on_the_drift_day_is_good_the_next_day(seed: int) -> None:
-    example = _example()
+    example = examples()[0]
     world = World(seed=seed)
     drift = world.drift_day  # 0-based index of the first drifted day
-    days = {i: _day(world, i) for i in range(drift + 2)}
+    days = {i: day_frame(world, i) for i in range(drift + 2)}
     held_out = lambda f: f["customer_id"] % 4 == 0  # noqa: E731  the example's HOLDOUT slice
     first = days[0][~held_out(days[0])]
     champion, _ = _fit(example, first, example.WINDOW)

@@ -1,6 +1,6 @@
 """
-The chaos run's small world (400 customers, 200 active a day, a drift from day 8) as the example
-DAGs see it, for the plain-Python lifecycle tests of retraining and decay.
+The simulated world (:mod:`airflow_provider_mlops.demo.simulate`: the demo's, or the chaos run's
+small one) as the example DAGs see it, for the plain-Python lifecycle tests of retraining and decay.
 """
 
 from __future__ import annotations
