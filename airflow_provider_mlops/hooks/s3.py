@@ -114,21 +114,14 @@ class S3Tls:
         kind = _certificate_problem(reason, code)
         if kind == "expired":
             return AirflowFailException(
-                f"{head} has expired or is not yet valid ({reason}): renew the endpoint's certificate (or "
-                f"correct this machine's clock). A CA bundle in 'verify' does not fix this. {_INSECURE}"
+                f"{head} has expired or is not yet valid ({reason}): {_fix('expired')}. {_INSECURE}"
             )
         if kind == "name":
             host = urlparse(endpoint).hostname or endpoint
             return AirflowFailException(
-                f"{head} does not name the host {host} ({reason}): set the connection's endpoint_url to a "
-                "host name the certificate names (its subjectAltName), or have the certificate reissued "
-                f"for this host. A CA bundle in 'verify' does not fix this. {_INSECURE}"
+                f"{head} does not name the host {host} ({reason}): {_fix('name')}. {_INSECURE}"
             )
-        return AirflowFailException(
-            f"{head} {trust} does not trust ({reason}). Set the connection's extra 'verify' to the path "
-            "of a CA bundle (PEM) holding the CA that signed it, or to false to skip verification "
-            "(insecure)."
-        )
+        return AirflowFailException(f"{head} {trust} does not trust ({reason}): {_fix('untrusted')}.")
 
     def refused(self, endpoint: str, err: BaseException) -> AirflowFailException | None:
         """
@@ -176,27 +169,35 @@ def _access_denied(err: BaseException) -> bool:
     return any(marker in str(err) for marker in _ACCESS_DENIED_ERRORS)
 
 
+def _fix(kind: str) -> str:
+    """What fixes a certificate refused for ``kind`` (:func:`_certificate_problem`)."""
+    if kind == "expired":
+        return (
+            "renew the endpoint's certificate (or correct this machine's clock); a CA bundle in 'verify' "
+            "does not fix this"
+        )
+    if kind == "name":
+        return (
+            "set the connection's endpoint_url to a host name the certificate names (its subjectAltName), "
+            "or have the certificate reissued for this host; a CA bundle in 'verify' does not fix this"
+        )
+    return (
+        "set the connection's extra 'verify' to the path of a CA bundle (PEM) holding the CA that signed "
+        "it, or to false to skip verification (insecure)"
+    )
+
+
 def _certificate_hint(err: BaseException) -> str:
     """The fix, when ``err`` is a client's refusal of the endpoint's certificate (else nothing)."""
     if isinstance(err, AirflowFailException):
         return ""  # already says it (S3Tls.refused)
     kind = _certificate_problem(str(err))
-    if kind == "expired":
-        return (
-            ". The endpoint's TLS certificate has expired (or is not yet valid): renew it; a CA bundle "
-            "in 'verify' does not fix this"
-        )
-    if kind == "name":
-        return (
-            ". The endpoint's TLS certificate does not name its host: set endpoint_url to a name the "
-            "certificate holds, or reissue it; a CA bundle in 'verify' does not fix this"
-        )
-    if kind == "untrusted":
-        return (
-            ". The endpoint's TLS certificate is not trusted: set the connection's extra 'verify' to the "
-            "path of a CA bundle (PEM) holding the CA that signed it, or to false (insecure)"
-        )
-    return ""
+    what = {
+        "expired": "has expired (or is not yet valid)",
+        "name": "does not name its host",
+        "untrusted": "is not trusted",
+    }
+    return f". The endpoint's TLS certificate {what[kind]}: {_fix(kind)}" if kind else ""
 
 
 # Trust stores each endpoint's certificate passed under, for the process: a deferred sensor builds a
