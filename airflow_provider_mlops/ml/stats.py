@@ -384,6 +384,13 @@ def served_record(
     return None if new == old else new
 
 
+def inverse_variance(parts: Sequence[tuple[float, float, int]]) -> tuple[float, float, int]:
+    """(value, standard error, rows) parts pooled, each weighted by the inverse of its variance."""
+    weights = [1 / std**2 for _, std, _ in parts]
+    value = sum(w * v for w, (v, _, _) in zip(weights, parts, strict=True)) / sum(weights)
+    return value, 1 / math.sqrt(sum(weights)), sum(n for _, _, n in parts)
+
+
 def pooled_baseline(
     baseline: float,
     baseline_std: float | None,
@@ -404,9 +411,7 @@ def pooled_baseline(
     if baseline_std is not None and not math.isnan(baseline_std) and baseline_rows:
         scaled = max(s * math.sqrt(n / baseline_rows) for _, s, n in parts)
         parts.append((float(baseline), max(float(baseline_std), scaled), int(baseline_rows)))
-    weights = [1 / s**2 for _, s, _ in parts]
-    value = sum(w * v for w, (v, _, _) in zip(weights, parts, strict=True)) / sum(weights)
-    return value, 1 / math.sqrt(sum(weights)), sum(n for _, _, n in parts)
+    return inverse_variance(parts)
 
 
 def judge_decay(
@@ -488,9 +493,7 @@ def judge_decay(
         parts = [(point, se_current, current.rows)] + [
             (float(d["value"]), float(d["std"]), int(d["rows"])) for d in pool
         ]
-        weights = [1 / s**2 for _, s, _ in parts]
-        judged = sum(w * v for w, (v, _, _) in zip(weights, parts, strict=True)) / sum(weights)
-        se_judged, rows_judged = 1 / math.sqrt(sum(weights)), sum(n for _, _, n in parts)
+        judged, se_judged, rows_judged = inverse_variance(parts)
         out.update(
             pooled_current=judged,
             pooled_std=se_judged,
