@@ -596,13 +596,11 @@ class DriftSensor(BaseSensorOperator):
                 return str(newest)
         if context.get("ds"):
             return str(context["ds"])
-        moment = context.get("logical_date") or context.get("data_interval_end")
-        if moment is None and context.get("dag_run") is not None:
-            moment = getattr(context["dag_run"], "run_after", None)
+        moment = self._run_moment(context)
         if moment is None:
             self.log.warning("The check has no day (no time_column, no run date): not kept for later ones")
             return None
-        return moment.date().isoformat() if hasattr(moment, "date") else str(moment)[:10]
+        return moment.date().isoformat()
 
     def _record_served(self, report: Mapping[str, Any], source: Mapping[str, Any]) -> None:
         """
@@ -684,16 +682,23 @@ class DriftSensor(BaseSensorOperator):
     # ----------------------------------------------------------------------------------------------
     # Retrain cool-down (airflow_provider_mlops.ml.cooldown decides; this reads and writes the tags)
     @staticmethod
-    def _now(context: Context) -> Any:
-        """The check's logical time: the logical date, else the run's ``run_after``, else now (UTC)."""
-        from datetime import UTC, datetime
+    def _run_moment(context: Context) -> Any:
+        """The run's logical date, else its ``run_after`` (an Asset-triggered run), as a datetime; None without."""
+        from datetime import datetime
 
         moment = context.get("logical_date") or context.get("data_interval_end")
         if moment is None and context.get("dag_run") is not None:
             moment = getattr(context["dag_run"], "run_after", None)
         if moment is None:
-            return datetime.now(UTC)
+            return None
         return moment if isinstance(moment, datetime) else datetime.fromisoformat(str(moment))
+
+    @classmethod
+    def _now(cls, context: Context) -> Any:
+        """The check's logical time: the run's (:meth:`_run_moment`), else now (UTC)."""
+        from datetime import UTC, datetime
+
+        return cls._run_moment(context) or datetime.now(UTC)
 
     def _retrain_decision(
         self, context: Context, report: Mapping[str, Any], source: Mapping[str, Any]
